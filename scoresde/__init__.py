@@ -1,0 +1,56 @@
+"""scoresde: score-based generative modeling with SDEs.
+
+Forward SDEs and schedules (:mod:`scoresde.sde`), exact Gaussian-mixture targets
+(:mod:`scoresde.targets`), data, networks, losses, training, likelihoods, metrics and
+plots. Sampling lives in the separate package :mod:`solvers`.
+
+    import scoresde as sd, solvers
+    sde = sd.VPSDE()
+    target = sd.targets.eight_gaussians()
+    r = solvers.sample(sde, target.score_fn(sde), shape=(10_000, 2), solver="pc", steps=500, seed=0)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import sde, targets
+from .sde import SDES, AffineSDE, CosineVPSDE, SubVPSDE, VESDE, VPSDE, get_sde
+from .targets import GaussianMixture
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "data",
+    "metrics",
+    "models",
+    "losses",
+    "train",
+    "likelihood",
+    "plotting",
+    "compare",
+    "cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Heavy or optional submodules (matplotlib, training) load on first use.
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "SDES",
+    "AffineSDE",
+    "CosineVPSDE",
+    "GaussianMixture",
+    "SubVPSDE",
+    "VESDE",
+    "VPSDE",
+    "get_sde",
+    "sde",
+    "targets",
+    "__version__",
+]

@@ -1,0 +1,325 @@
+"""Forward SDEs with closed-form affine marginals: VP, sub-VP, VE and cosine VP.
+
+Every class implements ``dx = f(x, t) dt + g(t) dW`` with ``f(x, t) = (d ln alpha / dt) x``
+and marginals ``x_t = alpha(t) x_0 + sigma(t) z`` (Song et al. 2021, eqs. 9-11, 29-31;
+Nichol & Dhariwal 2021 for the cosine schedule). Each schedule formula lives here once;
+solvers, losses and plots ask the SDE. All methods take ``t: (B,)`` (or 0-d) tensors and
+work for any data shape ``x: (B, *D)``, dtype and device.
+
+The general identity ``g(t)^2 = d sigma^2/dt - 2 (d ln alpha/dt) sigma^2`` holds for every
+class (``sigma(0) = 0``), which is what makes the discrete transition
+:func:`solvers.dynamics.forward_transition` exact for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from solvers.dynamics import forward_transition
+from solvers.utils import append_dims
+
+__all__ = ["AffineSDE", "VPSDE", "SubVPSDE", "VESDE", "CosineVPSDE", "get_sde", "SDES"]
+
+
+class AffineSDE(ABC):
+    """Base class: a forward SDE with affine marginals, satisfying ``solvers.DiffusionSDE``.
+
+    Subclasses implement :meth:`log_alpha`, :meth:`dlog_alpha_dt`, :meth:`sigma`,
+    :meth:`diffusion` and :attr:`prior_std`; everything else is derived here.
+    """
+
+    def __init__(self, *, T: float, eps: float) -> None:
+        if not (0.0 < eps < T):
+            raise ValueError(f"need 0 < eps < T, got eps={eps}, T={T}")
+        self.T = float(T)
+        self.eps = float(eps)
+
+    # --- schedule (subclasses) -------------------------------------------------------
+    @abstractmethod
+    def log_alpha(self, t: Tensor) -> Tensor:
+        """``ln alpha(t)``, shape of ``t``."""
+
+    @abstractmethod
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        """``d ln alpha / dt``, shape of ``t`` (the linear drift coefficient)."""
+
+    @abstractmethod
+    def sigma(self, t: Tensor) -> Tensor:
+        """Marginal noise scale ``sigma(t)``, shape of ``t``."""
+
+    @abstractmethod
+    def diffusion(self, t: Tensor) -> Tensor:
+        """``g(t)``, shape of ``t``."""
+
+    @property
+    @abstractmethod
+    def prior_std(self) -> float:
+        """Standard deviation of the isotropic Gaussian prior ``N(0, prior_std^2 I)``."""
+
+    # --- derived -------------------------------------------------------------------
+    def alpha(self, t: Tensor) -> Tensor:
+        """Marginal mean scale ``alpha(t) = exp(ln alpha(t))``."""
+        return torch.exp(self.log_alpha(t))
+
+    def marginal_coeffs(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(alpha(t), sigma(t))`` with ``x_t = alpha x_0 + sigma z``."""
+        return self.alpha(t), self.sigma(t)
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        """``f(x, t) = (d ln alpha/dt) x`` for ``x: (B, *D)``, ``t: (B,)``."""
+        return append_dims(self.dlog_alpha_dt(t), x.ndim) * x
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        """Half log signal-to-noise ratio ``lambda(t) = ln(alpha/sigma)`` (DPM-Solver's time)."""
+        return self.log_alpha(t) - torch.log(self.sigma(t))
+
+    def edm_sigma(self, t: Tensor) -> Tensor:
+        """EDM noise level ``sigma(t)/alpha(t)``, so that ``x/alpha = x_0 + sigma_edm z``."""
+        return self.sigma(t) / self.alpha(t)
+
+    def transition(self, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact forward transition ``x_t = a x_s + b z`` from time ``s`` to ``t > s``."""
+        return forward_transition(self, s, t)
+
+    def marginal_sample(
+        self, x0: Tensor, t: Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``x_t = alpha(t) x0 + sigma(t) z``; returns ``(x_t, z)`` with ``x0: (B, *D)``."""
+        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+        a, s = self.marginal_coeffs(t)
+        return append_dims(a, x0.ndim) * x0 + append_dims(s, x0.ndim) * z, z
+
+    def prior_sample(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Draw ``x_T ~ N(0, prior_std^2 I)`` of ``shape = (B, *D)``."""
+        z = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+        return self.prior_std * z
+
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        """``log N(z; 0, prior_std^2 I)`` summed over non-batch dims; ``(B, *D) -> (B,)``."""
+        d = z[0].numel()
+        sq = z.reshape(z.shape[0], -1).pow(2).sum(dim=1)
+        var = self.prior_std**2
+        return -0.5 * sq / var - 0.5 * d * math.log(2 * math.pi * var)
+
+    def check_time(self, t: Tensor | float, *, lo: float | None = None) -> None:
+        """Raise ``ValueError`` unless every ``t`` lies in ``[lo, T]`` (``lo`` defaults to eps)."""
+        lo = self.eps if lo is None else lo
+        tt = torch.as_tensor(t, dtype=torch.float64)
+        tol = 1e-7 * max(1.0, self.T)
+        if not torch.isfinite(tt).all():
+            raise ValueError("t contains non-finite values")
+        tmin, tmax = float(tt.min()), float(tt.max())
+        if tmin < lo - tol or tmax > self.T + tol:
+            raise ValueError(
+                f"t must lie in [{lo:g}, T={self.T:g}] for {type(self).__name__}; "
+                f"got values in [{tmin:g}, {tmax:g}]"
+            )
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({fields})"
+
+    def config(self) -> dict[str, float | bool]:
+        """Constructor arguments, JSON-serialisable (for checkpoints and configs)."""
+        return {"T": self.T, "eps": self.eps}
+
+
+class _LinearBetaSDE(AffineSDE):
+    """Shared linear schedule ``beta(t) = beta_min + t (beta_max - beta_min)``."""
+
+    def __init__(
+        self, beta_min: float = 0.1, beta_max: float = 20.0, *, T: float = 1.0, eps: float = 1e-3
+    ) -> None:
+        super().__init__(T=T, eps=eps)
+        if not (0.0 <= beta_min <= beta_max) or beta_max <= 0:
+            raise ValueError(f"need 0 <= beta_min <= beta_max, beta_max > 0; got {beta_min}, {beta_max}")
+        self.beta_min = float(beta_min)
+        self.beta_max = float(beta_max)
+
+    def beta(self, t: Tensor) -> Tensor:
+        """``beta(t) = beta_min + t (beta_max - beta_min)``."""
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t: Tensor) -> Tensor:
+        """``B(t) = int_0^t beta = beta_min t + t^2 (beta_max - beta_min) / 2``."""
+        return self.beta_min * t + 0.5 * t * t * (self.beta_max - self.beta_min)
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        """``ln alpha(t) = -B(t) / 2``."""
+        return -0.5 * self.integrated_beta(t)
+
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        """``d ln alpha/dt = -beta(t) / 2``."""
+        return -0.5 * self.beta(t)
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+    def config(self) -> dict[str, float | bool]:
+        return {"beta_min": self.beta_min, "beta_max": self.beta_max, **super().config()}
+
+
+class VPSDE(_LinearBetaSDE):
+    """Variance-preserving SDE (continuous DDPM): ``dx = -beta x/2 dt + sqrt(beta) dW``.
+
+    ``alpha = exp(-B/2)``, ``sigma = sqrt(1 - exp(-B))``; prior ``N(0, I)``.
+    Defaults ``beta_min=0.1, beta_max=20, T=1, eps=1e-3`` as in Song et al. 2021.
+    """
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """``sigma(t) = sqrt(1 - exp(-B(t)))`` (``expm1`` keeps small t accurate)."""
+        return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        """``g(t) = sqrt(beta(t))``."""
+        return torch.sqrt(self.beta(t))
+
+
+class SubVPSDE(_LinearBetaSDE):
+    """Sub-VP SDE: ``dx = -beta x/2 dt + sqrt(beta (1 - exp(-2B))) dW`` (Song et al. eq. 29).
+
+    ``alpha = exp(-B/2)``, ``sigma = 1 - exp(-B)`` (below the VP sigma at every t).
+    """
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """``sigma(t) = 1 - exp(-B(t))``."""
+        return -torch.expm1(-self.integrated_beta(t))
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        """``g(t) = sqrt(beta(t) (1 - exp(-2 B(t))))``."""
+        return torch.sqrt(self.beta(t) * -torch.expm1(-2.0 * self.integrated_beta(t)))
+
+
+class VESDE(AffineSDE):
+    """Variance-exploding SDE (SMLD/NCSN): ``dx = sigma_v(t) sqrt(2 ln(sigma_max/sigma_min)) dW``.
+
+    ``sigma_v(t) = sigma_min (sigma_max/sigma_min)^t``, ``alpha = 1``; prior ``N(0, sigma_max^2 I)``.
+
+    Convention: with ``exact_sigma=True`` (default) the marginal noise is the exact
+    ``sigma(t) = sqrt(sigma_v(t)^2 - sigma_min^2)`` implied by the SDE started at ``x_0``
+    (``sigma(0) = 0``). The reference code of Song et al. uses ``sigma(t) = sigma_v(t)``
+    (``exact_sigma=False``): the two differ by at most ``sigma_min`` in quadrature.
+    """
+
+    def __init__(
+        self,
+        sigma_min: float = 0.01,
+        sigma_max: float = 50.0,
+        *,
+        T: float = 1.0,
+        eps: float = 1e-5,
+        exact_sigma: bool = True,
+    ) -> None:
+        super().__init__(T=T, eps=eps)
+        if not (0.0 < sigma_min < sigma_max):
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min = float(sigma_min)
+        self.sigma_max = float(sigma_max)
+        self.exact_sigma = bool(exact_sigma)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    def sigma_v(self, t: Tensor) -> Tensor:
+        """Geometric noise level ``sigma_min (sigma_max/sigma_min)^(t/T)``."""
+        return self.sigma_min * torch.exp(self._log_ratio * t / self.T)
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return torch.zeros_like(t)
+
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        return torch.zeros_like(t)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """``sqrt(sigma_v^2 - sigma_min^2)`` (exact) or ``sigma_v`` (reference convention)."""
+        if not self.exact_sigma:
+            return self.sigma_v(t)
+        # sigma_min * sqrt(exp(2 L t / T) - 1), with expm1 for accuracy near t = 0.
+        return self.sigma_min * torch.sqrt(torch.expm1(2.0 * self._log_ratio * t / self.T))
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        """``g(t) = sigma_v(t) sqrt(2 ln(sigma_max/sigma_min) / T)`` so that ``g^2 = d sigma_v^2/dt``."""
+        return self.sigma_v(t) * math.sqrt(2.0 * self._log_ratio / self.T)
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def config(self) -> dict[str, float | bool]:
+        return {
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "exact_sigma": self.exact_sigma,
+            **super().config(),
+        }
+
+
+class CosineVPSDE(AffineSDE):
+    """VP SDE with the cosine schedule of Nichol & Dhariwal (2021).
+
+    ``alpha_bar(t) = cos^2(pi/2 (t+s)/(1+s)) / cos^2(pi/2 s/(1+s))``, ``alpha = sqrt(alpha_bar)``,
+    ``sigma = sqrt(1 - alpha^2)``, ``beta(t) = -d ln alpha_bar/dt = pi/(1+s) tan(pi/2 (t+s)/(1+s))``,
+    ``g = sqrt(beta)``. ``beta`` diverges at ``t = 1``, so ``T`` defaults to 0.9946 (where
+    ``alpha(T) ~ 0.008``, as in DPM-Solver) instead of clipping beta, which would break the
+    closed-form marginals.
+    """
+
+    def __init__(self, s: float = 0.008, *, T: float = 0.9946, eps: float = 1e-3) -> None:
+        super().__init__(T=T, eps=eps)
+        if not (s > 0 and T < 1.0):
+            raise ValueError(f"need s > 0 and T < 1 for the cosine schedule, got s={s}, T={T}")
+        self.s = float(s)
+        self._log_cos0 = math.log(math.cos(0.5 * math.pi * self.s / (1.0 + self.s)))
+
+    def _angle(self, t: Tensor) -> Tensor:
+        return 0.5 * math.pi * (t + self.s) / (1.0 + self.s)
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return torch.log(torch.cos(self._angle(t))) - self._log_cos0
+
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        return -0.5 * math.pi / (1.0 + self.s) * torch.tan(self._angle(t))
+
+    def beta(self, t: Tensor) -> Tensor:
+        """``beta(t) = -d ln alpha_bar / dt``."""
+        return -2.0 * self.dlog_alpha_dt(t)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return torch.sqrt(self.beta(t))
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+    def config(self) -> dict[str, float | bool]:
+        return {"s": self.s, **super().config()}
+
+
+SDES: dict[str, type[AffineSDE]] = {
+    "vp": VPSDE,
+    "subvp": SubVPSDE,
+    "ve": VESDE,
+    "cosine": CosineVPSDE,
+}
+
+
+def get_sde(name: str, **kwargs: float | bool) -> AffineSDE:
+    """Build an SDE by name (``vp``, ``subvp``, ``ve``, ``cosine``) with constructor kwargs."""
+    try:
+        cls = SDES[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown SDE {name!r}; valid names: {', '.join(sorted(SDES))}") from None
+    return cls(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,59 @@
+"""Interchangeable samplers for score-based diffusion models.
+
+Depends only on the :class:`~solvers.protocol.DiffusionSDE` protocol and a score callable,
+never on networks or training code. Convenience call::
+
+    r = solvers.sample(sde, score, shape=(10_000, 2), solver="pc", steps=500, seed=0)
+
+Composable layer::
+
+    dyn = solvers.ReverseSDE(sde, score)
+    sol = solvers.EulerMaruyama().solve(dyn, x_T, solvers.grids.uniform(sde, 500))
+"""
+
+from . import grids, noise
+from .api import SOLVERS, available, get_solver, sample, summaries, tweedie_denoise
+from .base import FixedGridSolver, Solver, StepContext
+from .dynamics import (
+    CountedScore,
+    NonFiniteScoreError,
+    ProbabilityFlowODE,
+    ReverseDynamics,
+    ReverseSDE,
+    forward_transition,
+)
+from .euler_maruyama import EulerMaruyama
+from .noise import BrownianPath, GaussianNoise, NoiseSource
+from .protocol import DiffusionSDE, ScoreFn
+from .result import SampleResult, Solution
+from .utils import append_dims, batch_time
+
+__all__ = [
+    "SOLVERS",
+    "BrownianPath",
+    "CountedScore",
+    "DiffusionSDE",
+    "EulerMaruyama",
+    "FixedGridSolver",
+    "GaussianNoise",
+    "NoiseSource",
+    "NonFiniteScoreError",
+    "ProbabilityFlowODE",
+    "ReverseDynamics",
+    "ReverseSDE",
+    "SampleResult",
+    "ScoreFn",
+    "Solution",
+    "Solver",
+    "StepContext",
+    "append_dims",
+    "available",
+    "batch_time",
+    "forward_transition",
+    "get_solver",
+    "grids",
+    "noise",
+    "sample",
+    "summaries",
+    "tweedie_denoise",
+]

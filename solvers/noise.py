@@ -1,0 +1,119 @@
+"""Randomness for stochastic solvers: seeded i.i.d. noise or a Brownian path shared across grids.
+
+A noise source answers two questions: the Brownian increment over ``[t_to, t_from]``
+(variance ``|t_from - t_to|`` per element) and a fresh standard normal (for Langevin
+correctors and other per-step draws that are not increments of one path).
+
+* :class:`GaussianNoise` draws i.i.d. increments from a ``torch.Generator``; cheapest.
+* :class:`BrownianPath` queries one Brownian motion (a virtual Brownian tree, via
+  torchsde) so that two runs with different step counts see the *same* path. Use it
+  for convergence studies and for step-count sweeps that compare like with like.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import torch
+import torchsde
+from torch import Tensor
+
+__all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "make_generator"]
+
+
+def make_generator(
+    seed: int | None = None, device: torch.device | str | None = None
+) -> torch.Generator:
+    """A ``torch.Generator`` on ``device``, seeded with ``seed`` (random seed if ``None``)."""
+    g = torch.Generator(device=device if device is not None else "cpu")
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
+
+
+@runtime_checkable
+class NoiseSource(Protocol):
+    """What stochastic solvers draw their randomness from."""
+
+    def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
+        """Brownian increment ``W(max) - W(min)`` over the interval, shape/dtype of ``like``."""
+        ...
+
+    def normal(self, like: Tensor) -> Tensor:
+        """A fresh ``N(0, I)`` draw with the shape, dtype and device of ``like``."""
+        ...
+
+
+class GaussianNoise:
+    """I.i.d. Gaussian increments ``sqrt(|dt|) z`` drawn from ``generator`` (or global RNG)."""
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
+
+    def normal(self, like: Tensor) -> Tensor:
+        return torch.randn(
+            like.shape, generator=self.generator, dtype=like.dtype, device=like.device
+        )
+
+    def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
+        return math.sqrt(abs(t_from - t_to)) * self.normal(like)
+
+
+class BrownianPath:
+    """One Brownian motion on ``[t0, t1]`` of shape ``shape``, consistent across query grids.
+
+    Backed by ``torchsde.BrownianInterval(halfway_tree=True)``: the value of ``W`` at a time
+    does not depend on which other times were queried (up to ``tol``), so a 10-step and a
+    1000-step solve share one path. ``normal()`` draws come from a separate generator
+    seeded from ``seed`` and do not touch the path.
+
+    Args:
+        shape: ``(B, *D)``, the shape of the state.
+        t0, t1: the time interval (``t0 < t1``), usually ``[sde.eps, sde.T]``.
+        seed: entropy of the path.
+        tol: time resolution of the virtual tree.
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        t0: float,
+        t1: float,
+        *,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+        tol: float = 1e-7,
+    ) -> None:
+        if not t0 < t1:
+            raise ValueError(f"need t0 < t1, got {t0}, {t1}")
+        self.shape = tuple(shape)
+        self.t0, self.t1 = float(t0), float(t1)
+        self._bm = torchsde.BrownianInterval(
+            t0=self.t0,
+            t1=self.t1,
+            size=self.shape,
+            dtype=dtype,
+            device=device,
+            entropy=int(seed),
+            halfway_tree=True,
+            tol=tol * (self.t1 - self.t0),
+        )
+        self._gen = make_generator(int(seed) + 1, device)
+
+    def _clip(self, t: float) -> float:
+        return min(max(float(t), self.t0), self.t1)
+
+    def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
+        if tuple(like.shape) != self.shape:
+            raise ValueError(f"BrownianPath has shape {self.shape}, state has {tuple(like.shape)}")
+        lo, hi = sorted((self._clip(t_from), self._clip(t_to)))
+        if hi == lo:
+            return torch.zeros_like(like)
+        return self._bm(lo, hi).to(dtype=like.dtype, device=like.device)
+
+    def normal(self, like: Tensor) -> Tensor:
+        return torch.randn(like.shape, generator=self._gen, dtype=like.dtype, device=like.device)

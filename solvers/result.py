@@ -1,0 +1,38 @@
+"""What every solver returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["Solution", "SampleResult"]
+
+
+@dataclass
+class Solution:
+    """Result of one solve.
+
+    Attributes:
+        samples: final state ``(B, *D)`` (at ``eps``, or denoised to ``t = 0`` if requested).
+        nfe: score evaluations actually made (counted by the score wrapper).
+        times: ``(K,)`` times at which the state was visited, from ``T`` down (accepted
+            steps for adaptive solvers).
+        trajectory: ``(F, B, *D)`` states at ``trajectory_times`` (thinned), or ``None``.
+        trajectory_times: ``(F,)`` times of the stored frames, or ``None``.
+        seconds: wall time of the solve.
+        stats: solver-specific counters (e.g. ``accepted``/``rejected`` steps).
+    """
+
+    samples: Tensor
+    nfe: int
+    times: Tensor
+    trajectory: Tensor | None = None
+    trajectory_times: Tensor | None = None
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+SampleResult = Solution
+"""Alias used by the convenience API :func:`solvers.sample`."""

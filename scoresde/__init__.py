@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 from . import sde, targets
-from .sde import SDES, AffineSDE, CosineVPSDE, SubVPSDE, VESDE, VPSDE, get_sde
+from .sde import SDES, VESDE, VPSDE, AffineSDE, CosineVPSDE, SubVPSDE, get_sde
 from .targets import GaussianMixture
 
 __version__ = "0.1.0"

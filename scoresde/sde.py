@@ -235,10 +235,10 @@ class VESDE(AffineSDE):
         return self.sigma_min * torch.exp(self._log_ratio * t / self.T)
 
     def log_alpha(self, t: Tensor) -> Tensor:
-        return torch.zeros_like(t)
+        return 0.0 * t  # alpha = 1; written as 0*t so autograd through t still works
 
     def dlog_alpha_dt(self, t: Tensor) -> Tensor:
-        return torch.zeros_like(t)
+        return 0.0 * t
 
     def sigma(self, t: Tensor) -> Tensor:
         """``sqrt(sigma_v^2 - sigma_min^2)`` (exact) or ``sigma_v`` (reference convention)."""

@@ -1,0 +1,129 @@
+"""Exact Gaussian-mixture targets: densities, scores and samples against independent checks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import scoresde as sd
+from scoresde.targets import GaussianMixture
+
+SDES = [sd.VPSDE(), sd.SubVPSDE(), sd.VESDE(sigma_min=0.01, sigma_max=10.0), sd.CosineVPSDE()]
+
+
+def _diag_mixture() -> GaussianMixture:
+    return GaussianMixture(
+        [[0.0, 1.0, -1.0], [2.0, -1.0, 0.5]], [[0.3, 0.5, 0.2], [0.4, 0.1, 0.6]], [0.25, 0.75]
+    )
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("target", [sd.targets.eight_gaussians(), _diag_mixture(), sd.targets.high_dim(16)],
+                         ids=["8g", "diag3d", "hd16"])
+def test_score_is_gradient_of_log_density(sde, target):
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    t = sde.eps + (sde.T - sde.eps) * torch.rand(n, generator=g, dtype=torch.float64)
+    x = target.sample_marginal(n, sde, 0.5, generator=g, dtype=torch.float64)
+    x = x + 0.3 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    x.requires_grad_(True)
+    logp = target.marginal_log_prob(x, t, sde)
+    (grad,) = torch.autograd.grad(logp.sum(), x)
+    # float64 closed form vs autograd of the log-sum-exp: agreement to round-off.
+    torch.testing.assert_close(target.marginal_score(x.detach(), t, sde), grad, rtol=1e-9, atol=1e-9)
+
+
+def test_log_prob_matches_torch_distributions():
+    target = _diag_mixture()
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=target.weights),
+        torch.distributions.Independent(torch.distributions.Normal(target.means, target.stds), 1),
+    )
+    x = mix.sample((100,))
+    torch.testing.assert_close(target.log_prob(x), mix.log_prob(x))
+
+
+def test_marginal_log_prob_is_normalised_in_2d():
+    """Riemann sum of p_t over a fine grid integrates to 1."""
+    target, sde = sd.targets.two_gaussians(), sd.VPSDE()
+    lin = torch.linspace(-5, 5, 401, dtype=torch.float64)
+    gx, gy = torch.meshgrid(lin, lin, indexing="ij")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+    dens = target.marginal_log_prob(pts, 0.3, sde).exp()
+    mass = float(dens.sum()) * float(lin[1] - lin[0]) ** 2
+    assert abs(mass - 1) < 1e-4  # grid spacing 0.025 resolves every component
+
+
+def test_marginal_at_zero_is_data_density():
+    target, sde = _diag_mixture(), sd.VPSDE()
+    x = target.sample(20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(target.marginal_log_prob(x, 0.0, sde), target.log_prob(x))
+
+
+def test_sample_moments():
+    target = sd.targets.grid_25()
+    x = target.sample(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cov = target.covariance()
+    se = torch.sqrt(torch.diag(cov) / x.shape[0])
+    assert ((x.mean(0) - target.mean()).abs() < 5 * se).all()  # 5 standard errors
+    torch.testing.assert_close(torch.cov(x.T), cov, rtol=0.02, atol=0.02)  # ~1% MC error
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_sample_marginal_matches_forward_noising(sde):
+    """Exact p_t samples have the closed-form mixture moments alpha mu, alpha^2 C + sigma^2 I."""
+    target = _diag_mixture()
+    t = 0.4
+    x = target.sample_marginal(100_000, sde, t, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    alpha, sigma = (float(v) for v in sde.marginal_coeffs(torch.tensor([t], dtype=torch.float64)))
+    cov = alpha**2 * target.covariance() + sigma**2 * torch.eye(3, dtype=torch.float64)
+    se = torch.sqrt(torch.diag(cov) / x.shape[0])
+    assert ((x.mean(0) - alpha * target.mean()).abs() < 5 * se).all()  # 5 standard errors
+    torch.testing.assert_close(torch.cov(x.T), cov, rtol=0.03, atol=0.03 * float(cov.diag().max()))
+
+
+def test_score_is_stable_far_from_modes():
+    target, sde = sd.targets.ring(), sd.VPSDE()
+    x = torch.tensor([[1e3, -1e3], [0.0, 0.0]])
+    s = target.marginal_score(x, torch.full((2,), sde.eps), sde)
+    assert torch.isfinite(s).all()
+    assert s[0, 0] < 0 < s[0, 1]  # points back towards the data
+
+
+def test_score_fn_and_dtypes():
+    target, sde = sd.targets.eight_gaussians(), sd.VESDE()
+    score = target.score_fn(sde)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(7, 2, dtype=dtype)
+        out = score(x, torch.full((7,), 0.5, dtype=dtype))
+        assert out.dtype == dtype and out.shape == (7, 2)
+
+
+def test_bad_inputs():
+    target, sde = sd.targets.eight_gaussians(), sd.VPSDE()
+    with pytest.raises(ValueError, match=r"shape \(B, 2\)"):
+        target.marginal_score(torch.randn(4, 3), torch.full((4,), 0.5), sde)
+    with pytest.raises(ValueError, match=r"t must lie in"):
+        target.marginal_score(torch.randn(4, 2), torch.full((4,), 1.5), sde)
+    with pytest.raises(ValueError, match=r"shape"):
+        target.marginal_score(torch.randn(4, 2), torch.full((3,), 0.5), sde)
+    with pytest.raises(ValueError, match="stds"):
+        GaussianMixture([[0.0, 0.0]], [-1.0])
+    with pytest.raises(ValueError, match="weights"):
+        GaussianMixture([[0.0], [1.0]], 1.0, [1.0, -1.0])
+    with pytest.raises(ValueError, match="valid targets"):
+        sd.targets.get_target("nope")
+
+
+def test_presets_are_valid():
+    for name in sd.targets.PRESETS:
+        t = sd.targets.get_target(name)
+        assert abs(float(t.weights.sum()) - 1) < 1e-12
+        x = t.sample(10, generator=torch.Generator().manual_seed(0))
+        assert x.shape == (10, t.dim) and torch.isfinite(t.log_prob(x)).all()
+    assert sd.targets.high_dim(16).dim == 16
+    w = sd.targets.grid_25().weights
+    assert float(w.max() / w.min()) > 3  # unequal weights, by design
+    assert math.isclose(float(sd.targets.eight_gaussians().means.norm(dim=1).mean()), 2.0)

@@ -2,3 +2,5 @@
 
     scoresde.data.toy("checkerboard").sample(n, generator=g)
 """
+
+from .toys import TOYS, MixtureToy, Toy, available_toys, toy  # noqa: F401

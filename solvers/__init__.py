@@ -24,8 +24,17 @@ from .dynamics import (
 )
 from .euler_maruyama import EulerMaruyama
 from .noise import BrownianPath, GaussianNoise, NoiseSource
+from .ode import RK4, Heun, ODEEuler, integrate_fixed
 from .protocol import DiffusionSDE, ScoreFn
 from .result import SampleResult, Solution
+from .scipy_ode import ScipyDOP853, ScipyODE, solve_ivp_torch
+from .torchsde_backend import (
+    TorchSDE,
+    TorchSDEMidpoint,
+    TorchSDEMilstein,
+    TorchSDEReversibleHeun,
+    TorchSDESRK,
+)
 from .utils import append_dims, batch_time
 
 __all__ = [
@@ -36,24 +45,36 @@ __all__ = [
     "EulerMaruyama",
     "FixedGridSolver",
     "GaussianNoise",
+    "Heun",
     "NoiseSource",
     "NonFiniteScoreError",
+    "ODEEuler",
     "ProbabilityFlowODE",
+    "RK4",
     "ReverseDynamics",
     "ReverseSDE",
     "SampleResult",
+    "ScipyDOP853",
+    "ScipyODE",
     "ScoreFn",
     "Solution",
     "Solver",
     "StepContext",
+    "TorchSDE",
+    "TorchSDEMidpoint",
+    "TorchSDEMilstein",
+    "TorchSDEReversibleHeun",
+    "TorchSDESRK",
     "append_dims",
     "available",
     "batch_time",
     "forward_transition",
     "get_solver",
     "grids",
+    "integrate_fixed",
     "noise",
     "sample",
+    "solve_ivp_torch",
     "summaries",
     "tweedie_denoise",
 ]

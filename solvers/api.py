@@ -17,14 +17,33 @@ from .dynamics import ReverseDynamics
 from .euler_maruyama import EulerMaruyama
 from .grids import check_grid, get_grid
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
+from .ode import RK4, Heun, ODEEuler
 from .protocol import DiffusionSDE, ScoreFn
 from .result import SampleResult
+from .scipy_ode import ScipyDOP853, ScipyODE
+from .torchsde_backend import (
+    TorchSDE,
+    TorchSDEMidpoint,
+    TorchSDEMilstein,
+    TorchSDEReversibleHeun,
+    TorchSDESRK,
+)
 from .utils import batch_time
 
 __all__ = ["SOLVERS", "available", "summaries", "get_solver", "sample", "tweedie_denoise"]
 
 SOLVERS: dict[str, type[Solver]] = {
     "euler_maruyama": EulerMaruyama,
+    "ode_euler": ODEEuler,
+    "ode_heun": Heun,
+    "ode_rk4": RK4,
+    "ode_rk45": ScipyODE,
+    "ode_dop853": ScipyDOP853,
+    "torchsde_euler": TorchSDE,
+    "torchsde_milstein": TorchSDEMilstein,
+    "torchsde_srk": TorchSDESRK,
+    "torchsde_midpoint": TorchSDEMidpoint,
+    "torchsde_reversible_heun": TorchSDEReversibleHeun,
 }
 
 
@@ -91,7 +110,7 @@ def sample(
     solver: str | Solver = "euler_maruyama",
     *,
     steps: int = 500,
-    grid: str | Tensor = "uniform",
+    grid: str | Tensor | None = None,
     lam: float | None = None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
@@ -115,7 +134,8 @@ def sample(
         solver: a name from :func:`available` or a :class:`Solver` instance.
         steps: number of grid intervals (adaptive solvers use only the end points).
         grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``) or a decreasing
-            tensor of times in ``[eps, T]``.
+            tensor of times in ``[eps, T]``; default: the solver's ``default_grid``
+            (``uniform``; ``logsnr`` for exponential integrators, ``karras`` for ``edm_heun``).
         lam: reverse-family noise level for solvers that accept any dynamics
             (default 1 = reverse SDE; ODE solvers always use 0).
         seed, generator: randomness of the prior sample and the noise (``seed`` builds a
@@ -173,6 +193,8 @@ def sample(
         lam_value = 1.0 if lam is None else float(lam)
     dynamics = ReverseDynamics(sde, score, lam_value, check_finite=check_finite)
 
+    if grid is None:
+        grid = solver_obj.default_grid
     ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else check_grid(grid, sde)
     if x_T is None:
         x_T = sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)

@@ -65,6 +65,7 @@ class Solver(ABC):
         stochastic: draws noise.
         needs_marginals: uses ``alpha(t), sigma(t)`` (exponential integrators, transitions).
         adaptive: chooses its own steps (the grid gives only the end points).
+        default_grid: grid name :func:`solvers.sample` uses when none is given.
     """
 
     order: ClassVar[float] = 1.0
@@ -73,6 +74,7 @@ class Solver(ABC):
     stochastic: ClassVar[bool] = False
     needs_marginals: ClassVar[bool] = False
     adaptive: ClassVar[bool] = False
+    default_grid: ClassVar[str] = "uniform"
 
     def check_dynamics(self, dynamics: ReverseDynamics) -> None:
         """Raise ``TypeError`` if ``dynamics`` is not what this solver integrates."""

@@ -12,6 +12,8 @@ Composable layer::
 """
 
 from . import grids, noise
+from .adaptive_ode import AdaptiveBosh3, AdaptiveODE, solve_adaptive
+from .adaptive_sde import AdaptiveSDE
 from .api import SOLVERS, available, get_solver, sample, summaries, tweedie_denoise
 from .base import FixedGridSolver, Solver, StepContext
 from .dynamics import (
@@ -39,6 +41,9 @@ from .utils import append_dims, batch_time
 
 __all__ = [
     "SOLVERS",
+    "AdaptiveBosh3",
+    "AdaptiveODE",
+    "AdaptiveSDE",
     "BrownianPath",
     "CountedScore",
     "DiffusionSDE",
@@ -74,6 +79,7 @@ __all__ = [
     "integrate_fixed",
     "noise",
     "sample",
+    "solve_adaptive",
     "solve_ivp_torch",
     "summaries",
     "tweedie_denoise",

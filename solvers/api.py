@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .adaptive_ode import AdaptiveBosh3, AdaptiveODE
+from .adaptive_sde import AdaptiveSDE
 from .base import AfterStep, Solver
 from .dynamics import ReverseDynamics
 from .euler_maruyama import EulerMaruyama
@@ -44,6 +46,9 @@ SOLVERS: dict[str, type[Solver]] = {
     "torchsde_srk": TorchSDESRK,
     "torchsde_midpoint": TorchSDEMidpoint,
     "torchsde_reversible_heun": TorchSDEReversibleHeun,
+    "ode_dopri5": AdaptiveODE,
+    "ode_bosh3": AdaptiveBosh3,
+    "adaptive_sde": AdaptiveSDE,
 }
 
 

@@ -1,0 +1,187 @@
+"""Step-size control shared by the adaptive solvers: error norms, PID controller, first step.
+
+The scaled error of a step (Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.4, eq. 4.11)::
+
+    err = RMS_i( |e_i| / (atol + rtol * max(|y_i|, |y_new_i|)) )
+
+is compared with 1: a step is accepted when ``err <= 1``. The next step is
+``h_new = h * clip(safety * err_n^(-b1) * err_{n-1}^(-b2) * err_{n-2}^(-b3), fmin, fmax)``
+with ``b1 = (kP + kI + kD)/k``, ``b2 = -(kP + 2 kD)/k``, ``b3 = kD/k`` (Söderlind 2002/2003,
+"Digital filters in adaptive time-stepping"; the parameterisation of diffrax's
+``PIDController``) and ``k`` the error order (the order of the embedded estimate plus one).
+``kI = 1, kP = kD = 0`` is the classic integral (elementary) controller.
+
+All norms here return a 0-d tensor; the caller turns it into a Python float once per step,
+which is the only host synchronisation an adaptive step needs (the accept/reject decision).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "PIDController",
+    "ConstantStepSize",
+    "MaxStepsExceeded",
+    "StepSizeUnderflow",
+    "check_tolerances",
+    "scaled_error_norm",
+    "rms_norm",
+    "initial_step",
+]
+
+
+class MaxStepsExceeded(RuntimeError):
+    """An adaptive solve needed more than ``max_steps`` attempted steps."""
+
+
+class StepSizeUnderflow(RuntimeError):
+    """The step size fell below the floating-point resolution of the time variable."""
+
+
+def check_tolerances(rtol: float, atol: float) -> tuple[float, float]:
+    """Validate ``rtol, atol``: finite, non-negative, not both zero, ``rtol < 1``."""
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{name} must be a float, got {type(v).__name__}")
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be finite and >= 0, got {v}")
+    if rtol == 0 and atol == 0:
+        raise ValueError("rtol and atol cannot both be 0")
+    if rtol >= 1:
+        raise ValueError(f"rtol must be < 1 (a relative tolerance), got {rtol}")
+    return float(rtol), float(atol)
+
+
+def rms_norm(v: Tensor, *, per_sample: bool = False) -> Tensor:
+    """Root mean square of ``v``, a 0-d tensor.
+
+    ``per_sample=False``: RMS over every element of the batch. ``per_sample=True``: RMS over
+    the non-batch dims of each sample ``v: (B, *D)``, then the maximum over the batch, so the
+    step is accepted only if it is accurate enough for every sample (the batch still shares
+    one step size).
+    """
+    if not per_sample:
+        return v.pow(2).mean().sqrt()
+    if v.ndim < 1:
+        raise ValueError("per_sample error control needs a batch dimension (B, *D)")
+    return v.reshape(v.shape[0], -1).pow(2).mean(dim=1).sqrt().max()
+
+
+def scaled_error_norm(
+    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, per_sample: bool = False
+) -> Tensor:
+    """``RMS(|err| / (atol + rtol * max(|y|, |y_new|)))`` as a 0-d tensor (see :func:`rms_norm`)."""
+    scale = torch.maximum(y.abs(), y_new.abs()).mul_(rtol).add_(atol)
+    return rms_norm(err / scale, per_sample=per_sample)
+
+
+@dataclass(frozen=True)
+class PIDController:
+    """Söderlind's PID step-size controller (integral-only by default, as in diffrax).
+
+    Args:
+        pcoeff, icoeff, dcoeff: proportional / integral / derivative coefficients ``kP, kI, kD``.
+            Defaults ``(0, 1, 0)`` give the elementary controller ``h * safety * err^(-1/k)``.
+            Gustafsson's PI controller is roughly ``pcoeff=0.4, icoeff=0.3``; a PID choice
+            that works well for non-stiff problems is ``pcoeff=0.2, icoeff=0.4, dcoeff=0``.
+        safety: multiplicative safety factor (< 1).
+        factor_min, factor_max: bounds of ``h_new / h``.
+        max_step: upper bound of ``|h|`` (``None``: none).
+
+    The controller itself is stateless; the solver keeps the error history
+    (``err_{n-1}, err_{n-2}``, updated on accepted steps only).
+    """
+
+    pcoeff: float = 0.0
+    icoeff: float = 1.0
+    dcoeff: float = 0.0
+    safety: float = 0.9
+    factor_min: float = 0.2
+    factor_max: float = 10.0
+    max_step: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.safety <= 1.0):
+            raise ValueError(f"safety must lie in (0, 1], got {self.safety}")
+        if not (0.0 < self.factor_min < 1.0 < self.factor_max):
+            raise ValueError(
+                f"need 0 < factor_min < 1 < factor_max, got {self.factor_min}, {self.factor_max}"
+            )
+        if self.pcoeff + self.icoeff + self.dcoeff <= 0:
+            raise ValueError("pcoeff + icoeff + dcoeff must be positive")
+        if self.max_step is not None and not self.max_step > 0:
+            raise ValueError(f"max_step must be positive, got {self.max_step}")
+
+    def factor(
+        self, err: float, prev_err: float, prev_prev_err: float, error_order: float, accept: bool
+    ) -> float:
+        """``h_new / h`` from the scaled errors of this and the two previous accepted steps.
+
+        A non-finite ``err`` (the step blew up) gives ``factor_min``. After a rejection the
+        factor is at most ``safety`` so the retry is strictly smaller.
+        """
+        if not math.isfinite(err):
+            return self.factor_min
+        tiny = 1e-10  # a zero error would give an infinite factor; factor_max clips it anyway
+        b1 = (self.pcoeff + self.icoeff + self.dcoeff) / error_order
+        b2 = -(self.pcoeff + 2.0 * self.dcoeff) / error_order
+        b3 = self.dcoeff / error_order
+        f = self.safety * max(err, tiny) ** (-b1)
+        if b2 != 0.0:
+            f *= max(prev_err, tiny) ** (-b2)
+        if b3 != 0.0:
+            f *= max(prev_prev_err, tiny) ** (-b3)
+        hi = self.factor_max if accept else self.safety
+        return min(max(f, self.factor_min), hi)
+
+
+@dataclass(frozen=True)
+class ConstantStepSize:
+    """No error control: every step has the size ``first_step`` (the last one clipped).
+
+    Used to measure the convergence order of a tableau; no error estimate is computed, so
+    there is no host synchronisation per step.
+    """
+
+
+def initial_step(
+    fn: Callable[[float, Tensor], Tensor],
+    t0: float,
+    y0: Tensor,
+    f0: Tensor,
+    direction: float,
+    order: int,
+    rtol: float,
+    atol: float,
+    *,
+    max_h: float = math.inf,
+    per_sample: bool = False,
+) -> float:
+    """Starting step size of Hairer, Nørsett & Wanner (*Solving ODEs I*, §II.4, p. 169).
+
+    ``d0 = ||y0||, d1 = ||f0||`` in the scaled norm; ``h0 = 0.01 d0/d1`` (or ``1e-6``);
+    ``h0`` is clipped to ``max_h`` (the length of the interval); one explicit Euler step gives ``d2 = ||f(t0 + h0, y0 + h0 f0) - f0|| / h0``, and
+    ``h1 = (0.01 / max(d1, d2))^(1/(order+1))``; returns ``min(100 h0, h1)``.
+    Costs one evaluation of ``fn``.
+    """
+    scale = y0.abs().mul(rtol).add_(atol)
+    d01 = torch.stack([rms_norm(y0 / scale, per_sample=per_sample), rms_norm(f0 / scale, per_sample=per_sample)])
+    d0, d1 = d01.tolist()
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    # Never probe outside the integration interval (the field may be undefined there).
+    h0 = min(h0, max_h)
+    y1 = y0 + (direction * h0) * f0
+    f1 = fn(t0 + direction * h0, y1)
+    d2 = float(rms_norm((f1 - f0) / scale, per_sample=per_sample)) / h0
+    dmax = max(d1, d2)
+    if dmax <= 1e-15 or not math.isfinite(dmax):
+        h1 = max(1e-6, 1e-3 * h0)
+    else:
+        h1 = (0.01 / dmax) ** (1.0 / (order + 1))
+    return min(100.0 * h0, h1, max_h)

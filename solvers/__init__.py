@@ -16,6 +16,7 @@ from .adaptive_ode import AdaptiveBosh3, AdaptiveODE, solve_adaptive
 from .adaptive_sde import AdaptiveSDE
 from .api import SOLVERS, available, get_solver, sample, summaries, tweedie_denoise
 from .base import FixedGridSolver, Solver, StepContext
+from .correctors import AnnealedLangevinCorrector, Corrector, LangevinCorrector, NoneCorrector
 from .dynamics import (
     CountedScore,
     NonFiniteScoreError,
@@ -27,6 +28,14 @@ from .dynamics import (
 from .euler_maruyama import EulerMaruyama
 from .noise import BrownianPath, GaussianNoise, NoiseSource
 from .ode import RK4, Heun, ODEEuler, integrate_fixed
+from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
+from .predictors import (
+    AncestralPredictor,
+    EulerMaruyamaPredictor,
+    NonePredictor,
+    Predictor,
+    ReverseDiffusionPredictor,
+)
 from .protocol import DiffusionSDE, ScoreFn
 from .result import SampleResult, Solution
 from .scipy_ode import ScipyDOP853, ScipyODE, solve_ivp_torch
@@ -44,18 +53,31 @@ __all__ = [
     "AdaptiveBosh3",
     "AdaptiveODE",
     "AdaptiveSDE",
+    "Ancestral",
+    "AncestralPredictor",
+    "AnnealedLangevin",
+    "AnnealedLangevinCorrector",
     "BrownianPath",
+    "Corrector",
     "CountedScore",
     "DiffusionSDE",
     "EulerMaruyama",
+    "EulerMaruyamaPredictor",
     "FixedGridSolver",
     "GaussianNoise",
     "Heun",
+    "LangevinCorrector",
     "NoiseSource",
     "NonFiniteScoreError",
+    "NoneCorrector",
+    "NonePredictor",
     "ODEEuler",
+    "Predictor",
+    "PredictorCorrector",
     "ProbabilityFlowODE",
     "RK4",
+    "ReverseDiffusion",
+    "ReverseDiffusionPredictor",
     "ReverseDynamics",
     "ReverseSDE",
     "SampleResult",

@@ -20,6 +20,7 @@ from .euler_maruyama import EulerMaruyama
 from .grids import check_grid, get_grid
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .ode import RK4, Heun, ODEEuler
+from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
 from .protocol import DiffusionSDE, ScoreFn
 from .result import SampleResult
 from .scipy_ode import ScipyDOP853, ScipyODE
@@ -36,6 +37,10 @@ __all__ = ["SOLVERS", "available", "summaries", "get_solver", "sample", "tweedie
 
 SOLVERS: dict[str, type[Solver]] = {
     "euler_maruyama": EulerMaruyama,
+    "pc": PredictorCorrector,
+    "reverse_diffusion": ReverseDiffusion,
+    "ancestral": Ancestral,
+    "annealed_langevin": AnnealedLangevin,
     "ode_euler": ODEEuler,
     "ode_heun": Heun,
     "ode_rk4": RK4,

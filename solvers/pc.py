@@ -1,0 +1,199 @@
+"""Predictor-corrector samplers (Song et al. 2021, Section 4.2, Alg. 1-5).
+
+On the grid ``T = t_0 > t_1 > ... > t_n = eps`` each step ``t_i -> t_{i+1}`` runs one
+predictor step (:mod:`solvers.predictors`) and ``M = corrector_steps`` corrector steps
+(:mod:`solvers.correctors`)::
+
+    predictor_first (Alg. 1, default):  x <- P(x; t_i -> t_{i+1});  M times x <- C(x; t_{i+1})
+    corrector_first (reference code):   M times x <- C(x; t_i);  x <- P(x; t_i -> t_{i+1})
+
+In ``predictor_first`` order no corrector runs at ``T`` and the last ones run at ``eps``; in
+``corrector_first`` order the correctors run at ``T`` and the very last operation is the
+predictor step into ``eps``. ``final_noise=False`` (default) makes that last predictor step
+return its mean (Song et al.'s reference sampler returns ``x_mean``); correctors always keep
+their noise, which is part of the Langevin chain targeting ``p_t``. The corrector weight
+``a_i = 1 - beta_i`` (Alg. 5) is that of the current grid step ``[t_{i+1}, t_i]`` in both
+orders. The default Langevin corrector averages its norms over the batch, as Song et al.'s
+reference code does (see :mod:`solvers.correctors` for why not per sample).
+
+NFE per step is ``P + M C`` with ``P, C in {0, 1}`` the evaluations of the predictor and the
+corrector: ``steps * (1 + M)`` for the default PC sampler. It is counted by the dynamics'
+score wrapper, never self-reported.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from torch import Tensor
+
+from .base import FixedGridSolver, StepContext
+from .correctors import Corrector, NoneCorrector, corrector_weight, get_corrector
+from .dynamics import ReverseDynamics
+from .predictors import NonePredictor, Predictor, get_predictor
+
+__all__ = ["PredictorCorrector", "ReverseDiffusion", "Ancestral", "AnnealedLangevin", "PC_ORDERS"]
+
+PC_ORDERS = ("predictor_first", "corrector_first")
+
+
+class PredictorCorrector(FixedGridSolver):
+    """Predictor-corrector sampler (Song et al. 2021, Alg. 1): reverse-diffusion step + Langevin corrector.
+
+    Args:
+        predictor: a name in :data:`solvers.predictors.PREDICTORS` (``euler_maruyama``,
+            ``reverse_diffusion``, ``ancestral``, ``none``) or a
+            :class:`~solvers.predictors.Predictor`; ``None``: the class default
+            (``reverse_diffusion`` here).
+        corrector: a name in :data:`solvers.correctors.CORRECTORS` (``none``, ``langevin``,
+            ``annealed_langevin``) or a :class:`~solvers.correctors.Corrector`; ``None``: the
+            class default (``langevin`` here).
+        snr: signal-to-noise ratio ``r`` of a corrector given by name (``None``: 0.16, or the
+            class default for the class's default corrector). Set it on the instance when
+            passing a corrector object.
+        corrector_steps: ``M``, corrector steps per grid step (``>= 0``; ``None``: the class
+            default, 1 here). Must be left ``None`` with corrector ``none``.
+        order: ``"predictor_first"`` (Alg. 1, default) or ``"corrector_first"`` (the order of
+            Song et al.'s reference code). Stored as :attr:`pc_order`, because the class
+            attribute :attr:`order` is the convergence order of the solver.
+        final_noise: add noise on the last predictor step too (default ``False``: return its mean).
+
+    Capabilities: ``order`` is the weak order of the predictor as a reverse-SDE
+    discretisation; a Langevin corrector at fixed ``snr`` adds an ``O(snr^2)`` bias that
+    does not shrink with the step size (it vanishes as ``snr -> 0``).
+    """
+
+    order: ClassVar[float] = 1.0
+    strong_order: ClassVar[float | None] = None
+    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "sde"
+    stochastic: ClassVar[bool] = True
+    needs_marginals: ClassVar[bool] = True
+
+    default_predictor: ClassVar[str] = "reverse_diffusion"
+    default_corrector: ClassVar[str] = "langevin"
+    default_snr: ClassVar[float | None] = None
+    default_corrector_steps: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        *,
+        predictor: str | Predictor | None = None,
+        corrector: str | Corrector | None = None,
+        snr: float | None = None,
+        corrector_steps: int | None = None,
+        order: Literal["predictor_first", "corrector_first"] = "predictor_first",
+        final_noise: bool = False,
+    ) -> None:
+        self.predictor: Predictor = get_predictor(
+            self.default_predictor if predictor is None else predictor
+        )
+        if corrector is None:
+            # The class's default corrector comes with the class's default snr.
+            corrector = self.default_corrector
+            snr = self.default_snr if snr is None else snr
+        self.corrector: Corrector = get_corrector(corrector, snr=snr)
+
+        if isinstance(self.corrector, NoneCorrector):
+            if corrector_steps is not None:
+                raise ValueError(
+                    f"corrector_steps={corrector_steps!r} has no effect with corrector 'none'"
+                )
+            steps = 0
+        else:
+            steps = self.default_corrector_steps if corrector_steps is None else corrector_steps
+            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+                raise ValueError(f"corrector_steps must be an integer >= 0, got {steps!r}")
+        self.corrector_steps: int = steps
+
+        if order not in PC_ORDERS:
+            raise ValueError(f"unknown order {order!r}; valid orders: {', '.join(PC_ORDERS)}")
+        self.pc_order: str = order
+        if not isinstance(final_noise, bool):
+            raise TypeError(f"final_noise must be a bool, got {type(final_noise).__name__}")
+        self.final_noise = final_noise
+
+        if isinstance(self.predictor, NonePredictor) and self.corrector_steps == 0:
+            raise ValueError(
+                "predictor 'none' without corrector steps never moves the prior sample; "
+                "give a corrector and corrector_steps >= 1"
+            )
+
+    @property
+    def snr(self) -> float | None:
+        """The corrector's signal-to-noise ratio (``None`` without a corrector)."""
+        return self.corrector.snr
+
+    @property
+    def evaluations_per_step(self) -> int:
+        """Score evaluations per grid step: ``P + M C`` (what the counted NFE will show)."""
+        return self.predictor.evaluations + self.corrector_steps * self.corrector.evaluations
+
+    def _correct(
+        self, dynamics: ReverseDynamics, x: Tensor, t_corr: float, t: float, t_next: float, ctx: StepContext
+    ) -> Tensor:
+        if self.corrector_steps == 0:
+            return x
+        # a_i = 1 - beta_i of this grid step (1 for VE) scales the Langevin step sizes.
+        weight = corrector_weight(dynamics, t, t_next, x)
+        # M Langevin steps at the fixed time t_corr.
+        for _ in range(self.corrector_steps):
+            x = self.corrector.step(dynamics, x, t_corr, weight, ctx.noise)
+        return x
+
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
+        """One predictor and ``M`` corrector steps from ``t`` to ``t_next`` on ``x: (B, *D)``."""
+        add_noise = self.final_noise or not ctx.is_last
+        if self.pc_order == "predictor_first":
+            # Predictor into t_next, then correct at t_next (Alg. 1).
+            x = self.predictor.step(dynamics, x, t, t_next, ctx.noise, add_noise=add_noise)
+            return self._correct(dynamics, x, t_next, t, t_next, ctx)
+        # Correct at t, then predict into t_next (reference code).
+        x = self._correct(dynamics, x, t, t, t_next, ctx)
+        return self.predictor.step(dynamics, x, t, t_next, ctx.noise, add_noise=add_noise)
+
+
+class ReverseDiffusion(PredictorCorrector):
+    """Reverse-diffusion sampler (Song et al. 2021, App. E): the discretised forward step run backwards.
+
+    :class:`PredictorCorrector` with predictor ``reverse_diffusion`` and corrector ``none``
+    by default; one NFE per step. Strong order 1 (additive noise, like Euler-Maruyama).
+    """
+
+    strong_order: ClassVar[float | None] = 1.0
+    default_predictor: ClassVar[str] = "reverse_diffusion"
+    default_corrector: ClassVar[str] = "none"
+
+
+class Ancestral(PredictorCorrector):
+    """Ancestral sampler: exact Gaussian posterior steps (DDPM on VP, SMLD's on VE; Song et al. App. F).
+
+    :class:`PredictorCorrector` with predictor ``ancestral`` and corrector ``none`` by
+    default; one NFE per step.
+    """
+
+    strong_order: ClassVar[float | None] = 1.0
+    default_predictor: ClassVar[str] = "ancestral"
+    default_corrector: ClassVar[str] = "none"
+
+
+class AnnealedLangevin(PredictorCorrector):
+    """Annealed Langevin dynamics (SMLD, Song & Ermon 2019): Langevin steps at decreasing noise levels.
+
+    :class:`PredictorCorrector` with predictor ``none`` and corrector ``annealed_langevin``
+    by default: no reverse-SDE step at all; at every grid time ``t_{i+1}`` the corrector
+    runs ``M`` Langevin steps with ``eps = 2 a (r sigma(t))^2``, and that is what carries
+    the state from noise level to noise level. NFE = ``steps * M``.
+
+    Not a discretisation of the reverse SDE: ``order`` is nominal. Its accuracy is set by
+    the Langevin time spent near each level (grows with ``steps * M * snr^2``; the chain
+    stops mixing once ``sigma(t)`` falls well below the data's own scale, so it needs many
+    levels there) and an ``O(snr^2)`` bias of the unadjusted chain.
+
+    Default ``snr = 0.316``: NCSN's step ``alpha_i = 2e-5 sigma_i^2 / sigma_L^2`` with
+    ``sigma_L = 0.01`` (Song & Ermon 2019), i.e. ``eps = 0.2 sigma^2 = 2 (0.316 sigma)^2``.
+    With the PC default 0.16 the chain mixes four times slower per level.
+    """
+
+    default_predictor: ClassVar[str] = "none"
+    default_corrector: ClassVar[str] = "annealed_langevin"
+    default_snr: ClassVar[float | None] = 0.316

@@ -1,0 +1,244 @@
+"""Predictors of the predictor-corrector sampler: one step of the reverse process from ``t`` to ``t_next``.
+
+Song et al. 2021 ("Score-Based Generative Modeling through SDEs"), Section 4.2 and
+Appendices E-G. Each predictor moves ``x: (B, *D)`` from time ``t`` down to ``t_next < t``:
+
+* :class:`EulerMaruyamaPredictor`: the Euler-Maruyama step of the reverse SDE (eq. 6).
+* :class:`ReverseDiffusionPredictor`: reverses the discretised forward step
+  ``x_t = a x_s + b z`` (App. E; Alg. 2 for VE, Alg. 3 for VP).
+* :class:`AncestralPredictor`: samples the exact Gaussian posterior ``q(x_s | x_t, x0_hat)``
+  of that forward step (App. F; DDPM ancestral sampling for VP, SMLD's for VE).
+* :class:`NonePredictor`: leaves the state unchanged (annealed Langevin dynamics).
+
+Transition coefficients come from :func:`solvers.dynamics.forward_transition`, Tweedie's
+``x0_hat`` from :meth:`solvers.dynamics.ReverseDynamics.x0_from_score`, so each formula
+lives in one place. The Gaussian draw of a step is the Brownian increment of the noise
+source over ``[t_next, t]`` divided by ``sqrt(t - t_next)``: i.i.d. ``N(0, I)`` for
+:class:`~solvers.noise.GaussianNoise`, and consistent across step counts for
+:class:`~solvers.noise.BrownianPath`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from .base import StepContext
+from .dynamics import ReverseDynamics, forward_transition
+from .euler_maruyama import EulerMaruyama
+from .noise import NoiseSource
+from .utils import append_dims, batch_time
+
+__all__ = [
+    "Predictor",
+    "EulerMaruyamaPredictor",
+    "ReverseDiffusionPredictor",
+    "AncestralPredictor",
+    "NonePredictor",
+    "PREDICTORS",
+    "get_predictor",
+]
+
+
+def coeff_time(t: float, like: Tensor) -> Tensor:
+    """``t`` as a ``(1,)`` tensor on the device and dtype of ``like``.
+
+    Fixed-grid steps share one time across the batch, so schedule coefficients are computed
+    once on a ``(1,)`` tensor (``append_dims`` broadcasts them against ``(B, *D)``) instead of
+    ``B`` times; the score still gets ``batch_time(t, x)``.
+    """
+    return torch.full((1,), float(t), dtype=like.dtype, device=like.device)
+
+
+def step_normal(noise: NoiseSource, t: float, t_next: float, like: Tensor) -> Tensor:
+    """The standard normal draw of the step ``[t_next, t]``: ``(W(t) - W(t_next)) / sqrt(t - t_next)``."""
+    return noise.increment(t, t_next, like) / math.sqrt(t - t_next)
+
+
+class Predictor(ABC):
+    """One step of the reverse process from ``t`` to ``t_next < t``.
+
+    Class attributes:
+        name: the name under which :data:`PREDICTORS` registers it.
+        evaluations: score evaluations per step (0 or 1).
+        needs_marginals: uses ``alpha(t), sigma(t)`` of the SDE.
+    """
+
+    name: ClassVar[str]
+    evaluations: ClassVar[int] = 1
+    needs_marginals: ClassVar[bool] = False
+
+    @abstractmethod
+    def step(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        t_next: float,
+        noise: NoiseSource,
+        *,
+        add_noise: bool = True,
+    ) -> Tensor:
+        """Move ``x: (B, *D)`` from ``t`` to ``t_next``; ``add_noise=False`` returns the step's mean."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class EulerMaruyamaPredictor(Predictor):
+    """Euler-Maruyama step of the reverse SDE ``dx = [f - g^2 s] dt + g dW_bar`` (Song et al. eq. 6).
+
+    ``x <- x - [f(x, t) - g(t)^2 s(x, t)] (t - t_next) + g(t) (W(t) - W(t_next))``; delegates
+    to :class:`~solvers.euler_maruyama.EulerMaruyama` so that the formula lives in one place.
+    """
+
+    name = "euler_maruyama"
+
+    def step(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        t_next: float,
+        noise: NoiseSource,
+        *,
+        add_noise: bool = True,
+    ) -> Tensor:
+        # A one-step context: EulerMaruyama returns the mean on its last step unless final_noise.
+        ctx = StepContext(index=0, n_steps=1, noise=noise)
+        return EulerMaruyama(final_noise=add_noise).step(dynamics, x, t, t_next, ctx)
+
+
+class ReverseDiffusionPredictor(Predictor):
+    """Reverse-diffusion step: the discretised forward step run backwards (Song et al. App. E).
+
+    With the exact forward transition ``x_t = a x_s + b z`` over the grid step ``s = t_next``,
+    ``t`` (:func:`~solvers.dynamics.forward_transition`; the forward discretisation has
+    ``f_i(x) = (a - 1) x`` and ``G_i = b``)::
+
+        x <- x - (a - 1) x + b^2 s(x, t) + b z
+
+    VP: ``a = sqrt(1 - beta_i)``, ``b = sqrt(beta_i)`` gives
+    ``x <- (2 - sqrt(1 - beta_i)) x + beta_i s + sqrt(beta_i) z`` (Alg. 3); VE: ``a = 1``,
+    ``b^2 = sigma_t^2 - sigma_s^2`` (Alg. 2).
+    """
+
+    name = "reverse_diffusion"
+    needs_marginals = True
+
+    def step(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        t_next: float,
+        noise: NoiseSource,
+        *,
+        add_noise: bool = True,
+    ) -> Tensor:
+        a, b = forward_transition(dynamics.sde, coeff_time(t_next, x), coeff_time(t, x))
+        score = dynamics.score(x, batch_time(t, x))
+        # Undo the forward drift (a - 1) x and move up the score by the step's variance b^2.
+        x_mean = x - append_dims(a - 1.0, x.ndim) * x + append_dims(b**2, x.ndim) * score
+        if not add_noise:
+            return x_mean
+        # Re-inject the forward step's noise b z.
+        return x_mean + append_dims(b, x.ndim) * step_normal(noise, t, t_next, x)
+
+
+class AncestralPredictor(Predictor):
+    """Ancestral step: sample the Gaussian posterior of the forward step given Tweedie's ``x0_hat``.
+
+    For the forward step ``x_t = a x_s + b z`` (``s = t_next < t``) and
+    ``x_s | x_0 ~ N(alpha_s x_0, sigma_s^2)``, the posterior ``q(x_s | x_t, x_0)`` is Gaussian
+    with (``sigma_t^2 = a^2 sigma_s^2 + b^2``)::
+
+        mean = (b^2 alpha_s / sigma_t^2) x0_hat + (a sigma_s^2 / sigma_t^2) x_t
+        var  = b^2 sigma_s^2 / sigma_t^2
+
+    evaluated at ``x0_hat = (x_t + sigma_t^2 s(x_t, t)) / alpha_t`` (Tweedie). The mean
+    simplifies to ``(x_t + b^2 s) / a``. On VP this is DDPM's ancestral sampler with
+    ``sigma^2 = beta_tilde`` (Ho et al. 2020, eq. 7 and Alg. 2); on VE it is SMLD's
+    ancestral step ``x + (sigma_t^2 - sigma_s^2) s + sqrt(sigma_s^2 (sigma_t^2 -
+    sigma_s^2) / sigma_t^2) z`` (Song et al. 2021, App. F). Song et al.'s reference VP code
+    uses the larger variance ``beta_i`` instead of ``beta_tilde``.
+    """
+
+    name = "ancestral"
+    needs_marginals = True
+
+    def step(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        t_next: float,
+        noise: NoiseSource,
+        *,
+        add_noise: bool = True,
+    ) -> Tensor:
+        t1, s1 = coeff_time(t, x), coeff_time(t_next, x)
+        sde = dynamics.sde
+        a, b = forward_transition(sde, s1, t1)
+        alpha_s, sigma_s = sde.marginal_coeffs(s1)
+        _, sigma_t = sde.marginal_coeffs(t1)
+        # Tweedie's estimate of the clean data.
+        x0_hat = dynamics.x0_from_score(x, t1, dynamics.score(x, batch_time(t, x)))
+        # Posterior mean of x_s given x_t and x0_hat.
+        var_t = sigma_t**2
+        coef_x0 = b**2 * alpha_s / var_t
+        coef_xt = a * sigma_s**2 / var_t
+        x_mean = append_dims(coef_x0, x.ndim) * x0_hat + append_dims(coef_xt, x.ndim) * x
+        if not add_noise:
+            return x_mean
+        # Posterior standard deviation b sigma_s / sigma_t.
+        std = b * sigma_s / sigma_t
+        return x_mean + append_dims(std, x.ndim) * step_normal(noise, t, t_next, x)
+
+
+class NonePredictor(Predictor):
+    """No predictor: the state stays put and the corrector alone moves it (annealed Langevin)."""
+
+    name = "none"
+    evaluations = 0
+
+    def step(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        t_next: float,
+        noise: NoiseSource,
+        *,
+        add_noise: bool = True,
+    ) -> Tensor:
+        return x
+
+
+PREDICTORS: dict[str, type[Predictor]] = {
+    "euler_maruyama": EulerMaruyamaPredictor,
+    "reverse_diffusion": ReverseDiffusionPredictor,
+    "ancestral": AncestralPredictor,
+    "none": NonePredictor,
+}
+
+
+def get_predictor(spec: str | Predictor) -> Predictor:
+    """A predictor from its name in :data:`PREDICTORS` or a :class:`Predictor` instance.
+
+    Raises ``ValueError`` listing the valid names for an unknown name, ``TypeError`` otherwise.
+    """
+    if isinstance(spec, Predictor):
+        return spec
+    if isinstance(spec, str):
+        try:
+            return PREDICTORS[spec]()
+        except KeyError:
+            raise ValueError(
+                f"unknown predictor {spec!r}; valid predictors: {', '.join(PREDICTORS)}"
+            ) from None
+    raise TypeError(f"predictor must be a name or a Predictor, got {type(spec).__name__}")

@@ -1,0 +1,515 @@
+"""Predictor-corrector samplers: exact step formulas, NFE, options, and sample quality with the exact score.
+
+Quality checks compare ``n`` samples with a large exact reference set of ``p_eps`` (or ``p_0``
+with ``denoise=True``) in sliced Wasserstein-2, against the noise floor: the mean SW2 of
+independent exact ``n``-sets to the same reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+import scoresde as sd
+import solvers
+from scoresde import metrics
+from solvers.correctors import (
+    AnnealedLangevinCorrector,
+    Corrector,
+    LangevinCorrector,
+    corrector_weight,
+)
+from solvers.dynamics import ReverseSDE
+from solvers.pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
+from solvers.predictors import AncestralPredictor, Predictor, ReverseDiffusionPredictor
+
+F64 = torch.float64
+SDES = {"vp": sd.VPSDE, "subvp": sd.SubVPSDE, "ve": sd.VESDE}
+# name -> (factory, n): batch sizes chosen so the whole file stays fast.
+TARGETS = {
+    "eight_gaussians": (sd.targets.eight_gaussians, 1000),
+    "high_dim_16": (lambda: sd.targets.high_dim(16), 400),
+}
+REF_SIZE = 4000
+N_PROJECTIONS = 256
+FLOOR_REPEATS = 8
+# Seeded runs. The floor's spread across seeds is ~15-30% of its mean (mode-weight
+# fluctuations of n samples dominate SW2), so 1.5x leaves room for one unlucky draw; biased
+# samplers (4-step PC, per-sample Langevin in 2-D) land at 3-20x.
+FLOOR_FACTOR = 1.5
+
+
+class FixedNoise:
+    """A noise source returning one given standard normal ``z`` (increments ``sqrt(dt) z``)."""
+
+    def __init__(self, z: Tensor) -> None:
+        self.z = z
+
+    def normal(self, like: Tensor) -> Tensor:
+        return self.z.to(like)
+
+    def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
+        return math.sqrt(abs(t_from - t_to)) * self.z.to(like)
+
+
+def _sw(x: Tensor, y: Tensor) -> float:
+    return metrics.sliced_wasserstein(x, y, n_projections=N_PROJECTIONS)
+
+
+@functools.cache
+def reference(sde_name: str, target_name: str, data: bool = False):
+    """``(sde, target, n, ref, floor)``: exact reference of ``p_eps`` (``p_0`` if ``data``) and its floor."""
+    sde = SDES[sde_name]()
+    factory, n = TARGETS[target_name]
+    target = factory()
+    g = torch.Generator().manual_seed(1234)
+
+    def exact(m: int) -> Tensor:
+        if data:
+            return target.sample(m, generator=g, dtype=F64)
+        return target.sample_marginal(m, sde, sde.eps, generator=g, dtype=F64)
+
+    ref = exact(REF_SIZE)
+    floor = sum(_sw(exact(n), ref) for _ in range(FLOOR_REPEATS)) / FLOOR_REPEATS
+    return sde, target, n, ref, floor
+
+
+def floor_ratio(sde_name: str, target_name: str, solver, steps: int, *, denoise: bool = False) -> float:
+    """SW2(samples, exact reference) / noise floor for one seeded float64 run."""
+    sde, target, n, ref, floor = reference(sde_name, target_name, denoise)
+    r = solvers.sample(
+        sde, target.score_fn(sde), (n, target.dim), solver, steps=steps, seed=0, dtype=F64,
+        denoise=denoise,
+    )
+    assert r.samples.dtype == F64 and torch.isfinite(r.samples).all()
+    return _sw(r.samples, ref) / floor
+
+
+# --- sample quality with the exact score --------------------------------------------------------
+# Registered samplers at a sufficient step count. Annealed Langevin has no predictor: its
+# Langevin chain must carry the state across levels, which takes more levels.
+REGISTERED = [("pc", 100), ("reverse_diffusion", 100), ("ancestral", 100), ("annealed_langevin", 400)]
+
+
+@pytest.mark.parametrize("target_name", list(TARGETS))
+@pytest.mark.parametrize("sde_name", list(SDES))
+@pytest.mark.parametrize("solver,steps", REGISTERED)
+def test_registered_samplers_reach_noise_floor(solver, steps, sde_name, target_name):
+    ratio = floor_ratio(sde_name, target_name, solver, steps)
+    assert ratio < FLOOR_FACTOR, f"{solver} on {sde_name}/{target_name}: {ratio:.2f}x the floor"
+
+
+# Every other predictor/corrector combination and the reference-code order, on the 2-D target
+# (the harder one for correctors: there the score norm varies most from sample to sample).
+VARIANTS = {
+    "em+langevin": lambda: PredictorCorrector(predictor="euler_maruyama"),
+    "em+none": lambda: PredictorCorrector(predictor="euler_maruyama", corrector="none"),
+    "ancestral+langevin": lambda: PredictorCorrector(predictor="ancestral"),
+    "rd+annealed": lambda: PredictorCorrector(corrector="annealed_langevin"),
+    "corrector_first": lambda: PredictorCorrector(order="corrector_first"),
+    "two_corrector_steps": lambda: PredictorCorrector(corrector_steps=2),
+}
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_pc_variants_reach_noise_floor(variant, sde_name):
+    ratio = floor_ratio(sde_name, "eight_gaussians", VARIANTS[variant](), 100)
+    assert ratio < FLOOR_FACTOR, f"{variant} on {sde_name}: {ratio:.2f}x the floor"
+
+
+@pytest.mark.parametrize("sde_name", list(SDES))
+def test_pc_with_tweedie_denoising_reaches_data_floor(sde_name):
+    ratio = floor_ratio(sde_name, "eight_gaussians", "pc", 100, denoise=True)
+    assert ratio < FLOOR_FACTOR, f"pc + denoise on {sde_name}: {ratio:.2f}x the p_0 floor"
+
+
+def test_too_few_steps_are_detected():
+    # The check has power: 3 PC steps on VE are far from p_eps (measured 6.7x the floor).
+    assert floor_ratio("ve", "eight_gaussians", "pc", 3) > 3 * FLOOR_FACTOR
+
+
+def test_per_sample_langevin_norms_are_biased_in_two_dimensions():
+    # Why norm="batch" is the default: eps(x) ~ 1/||s(x)||^2 explodes at the modes' centres,
+    # where the score vanishes, and kicks samples out of the modes (measured 5x the floor).
+    per_sample = PredictorCorrector(corrector=LangevinCorrector(norm="sample"))
+    assert floor_ratio("vp", "eight_gaussians", per_sample, 100) > 2 * FLOOR_FACTOR
+
+
+# --- exact step formulas ----------------------------------------------------------------------
+def _state(dim: int = 3, batch: int = 5, seed: int = 0) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, dim, generator=g, dtype=F64), torch.randn(batch, dim, generator=g, dtype=F64)
+
+
+def _vp_alpha_bar(sde: sd.VPSDE, t: float) -> float:
+    # Written out independently: alpha_bar(t) = exp(-(beta_min t + t^2 (beta_max - beta_min) / 2)).
+    return math.exp(-(sde.beta_min * t + 0.5 * t * t * (sde.beta_max - sde.beta_min)))
+
+
+def _one_step(predictor: Predictor, sde, x: Tensor, z: Tensor, t: float, t_next: float):
+    target = sd.targets.eight_gaussians() if x.shape[1] == 2 else sd.targets.high_dim(x.shape[1])
+    score_fn = target.score_fn(sde)
+    dyn = ReverseSDE(sde, score_fn)
+    out = predictor.step(dyn, x, t, t_next, FixedNoise(z))
+    mean = predictor.step(dyn, x, t, t_next, FixedNoise(z), add_noise=False)
+    s = score_fn(x, torch.full((x.shape[0],), t, dtype=F64))
+    return out, mean, s
+
+
+@pytest.mark.parametrize("t,t_next", [(0.9, 0.85), (0.3, 0.299), (0.01, 0.001)])
+def test_ancestral_step_on_vp_is_ddpm(t, t_next):
+    sde = sd.VPSDE()
+    x, z = _state()
+    out, mean, s = _one_step(AncestralPredictor(), sde, x, z, t, t_next)
+    # DDPM (Ho et al. 2020, eq. 7 and Alg. 2) on the two-point chain t_next -> t.
+    ab_t, ab_prev = _vp_alpha_bar(sde, t), _vp_alpha_bar(sde, t_next)
+    alpha = ab_t / ab_prev
+    beta = 1.0 - alpha
+    eps_hat = -math.sqrt(1.0 - ab_t) * s
+    ddpm_mean = (x - beta / math.sqrt(1.0 - ab_t) * eps_hat) / math.sqrt(alpha)
+    beta_tilde = (1.0 - ab_prev) / (1.0 - ab_t) * beta
+    # float64 round-off on O(1) quantities (and 1/alpha_bar ~ 1e4 at t = 0.9).
+    torch.testing.assert_close(mean, ddpm_mean, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(out, ddpm_mean + math.sqrt(beta_tilde) * z, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("exact_sigma", [True, False])
+@pytest.mark.parametrize("t,t_next", [(1.0, 0.95), (0.5, 0.49), (0.002, 1e-5)])
+def test_ancestral_step_on_ve_is_smld(t, t_next, exact_sigma):
+    sde = sd.VESDE(exact_sigma=exact_sigma)
+    x, z = _state()
+    x = 10.0 * x
+    out, mean, s = _one_step(AncestralPredictor(), sde, x, z, t, t_next)
+
+    # SMLD ancestral step (Song et al. 2021, App. F), noise levels written out independently.
+    def sigma2(u: float) -> float:
+        sv2 = (sde.sigma_min * (sde.sigma_max / sde.sigma_min) ** u) ** 2
+        return sv2 - sde.sigma_min**2 if exact_sigma else sv2
+
+    s2_t, s2_prev = sigma2(t), sigma2(t_next)
+    smld_mean = x + (s2_t - s2_prev) * s
+    std = math.sqrt(s2_prev * (s2_t - s2_prev) / s2_t)
+    # Round-off relative to |x| ~ 10-50 and sigma^2 up to 2500.
+    torch.testing.assert_close(mean, smld_mean, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(out, smld_mean + std * z, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("t,t_next", [(1.0, 0.99), (0.5, 0.45), (0.002, 0.001)])
+def test_reverse_diffusion_step_on_vp_is_song_discretisation(t, t_next):
+    sde = sd.VPSDE()
+    x, z = _state()
+    out, mean, s = _one_step(ReverseDiffusionPredictor(), sde, x, z, t, t_next)
+    # Song et al. Alg. 3 with beta_i = 1 - alpha_bar(t) / alpha_bar(t_next) of this grid step.
+    beta = 1.0 - _vp_alpha_bar(sde, t) / _vp_alpha_bar(sde, t_next)
+    song_mean = (2.0 - math.sqrt(1.0 - beta)) * x + beta * s
+    # float64 round-off on O(1) quantities.
+    torch.testing.assert_close(mean, song_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, song_mean + math.sqrt(beta) * z, rtol=1e-12, atol=1e-12)
+
+
+def test_reverse_diffusion_step_on_ve_is_song_discretisation():
+    sde = sd.VESDE()
+    x, z = _state()
+    t, t_next = 0.6, 0.58
+    out, _, s = _one_step(ReverseDiffusionPredictor(), sde, x, z, t, t_next)
+    # Song et al. Alg. 2: x + (sigma_t^2 - sigma_s^2) s + sqrt(sigma_t^2 - sigma_s^2) z.
+    d2 = (sde.sigma_min * (sde.sigma_max / sde.sigma_min) ** t) ** 2 - (
+        sde.sigma_min * (sde.sigma_max / sde.sigma_min) ** t_next
+    ) ** 2
+    # float64 round-off relative to sigma^2 ~ 10.
+    torch.testing.assert_close(out, x + d2 * s + math.sqrt(d2) * z, rtol=1e-10, atol=1e-10)
+
+
+def test_ancestral_mean_is_the_eps_form_and_close_to_reverse_diffusion():
+    # The posterior mean with Tweedie's x0_hat simplifies to (x + b^2 s) / a; reverse diffusion's
+    # mean (2 - a) x + b^2 s is its first-order expansion in b^2 = 1 - a^2.
+    sde = sd.VPSDE()
+    x, z = _state()
+    _, m_anc, s = _one_step(AncestralPredictor(), sde, x, z, 0.5, 0.499)
+    _, m_rd, _ = _one_step(ReverseDiffusionPredictor(), sde, x, z, 0.5, 0.499)
+    a2 = _vp_alpha_bar(sde, 0.5) / _vp_alpha_bar(sde, 0.499)
+    # float64 round-off on O(1) quantities.
+    torch.testing.assert_close(m_anc, (x + (1 - a2) * s) / math.sqrt(a2), rtol=1e-12, atol=1e-12)
+    # They differ at O(b^4) ~ (beta(0.5) h)^2 ~ 1e-4 for h = 1e-3, beta ~ 10.
+    torch.testing.assert_close(m_anc, m_rd, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])
+def test_corrector_weight_is_one_minus_beta(sde_name):
+    sde = SDES[sde_name]()
+    dyn = ReverseSDE(sde, sd.targets.eight_gaussians().score_fn(sde))
+    like = torch.zeros(4, 2, dtype=F64)
+    w = corrector_weight(dyn, 0.5, 0.48, like)  # one grid time: (1,), broadcast over the batch
+    if sde_name == "ve":
+        expected = torch.ones(1, dtype=F64)
+    else:
+        # VP and sub-VP share alpha: 1 - beta_i = alpha_bar(t) / alpha_bar(t_next).
+        expected = torch.full((1,), _vp_alpha_bar(sde, 0.5) / _vp_alpha_bar(sde, 0.48), dtype=F64)
+    torch.testing.assert_close(w, expected, rtol=1e-12, atol=0)  # float64 round-off
+
+
+def _langevin_case():
+    """Two samples of shape (2, 2, 3) whose scores differ in norm by a factor 100."""
+    z = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(3), dtype=F64)
+    direction = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
+    direction = direction / direction.reshape(2, -1).norm(dim=1)[:, None, None]
+    scales = torch.tensor([0.5, 50.0], dtype=F64)
+    score_value = scales[:, None, None] * direction
+
+    def score(x: Tensor, t: Tensor) -> Tensor:
+        return score_value.clone()
+
+    x = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(5), dtype=F64)
+    return x, z, score_value, ReverseSDE(sd.VPSDE(), score)
+
+
+def test_langevin_per_sample_norms_give_per_sample_steps():
+    x, z, s, dyn = _langevin_case()
+    weight = torch.tensor([0.9, 0.9], dtype=F64)
+    r = 0.2
+    out = LangevinCorrector(r, norm="sample").step(dyn, x, 0.5, weight, FixedNoise(z))
+    # eps_i = 2 a (r ||z_i|| / ||s_i||)^2, norms over all non-batch dims of each sample.
+    z_norm = z.reshape(2, -1).norm(dim=1)
+    s_norm = s.reshape(2, -1).norm(dim=1)
+    eps = 2 * 0.9 * (r * z_norm / s_norm) ** 2
+    expected = x + eps[:, None, None] * s + torch.sqrt(2 * eps)[:, None, None] * z
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)  # float64 round-off
+    # Score norms differing by 100x give step sizes differing by ~1e4x.
+    assert eps[0] / eps[1] > 1e3
+
+
+def test_langevin_batch_norms_share_one_step():
+    x, z, s, dyn = _langevin_case()
+    weight = torch.tensor([1.0, 1.0], dtype=F64)
+    out = LangevinCorrector(0.16).step(dyn, x, 0.5, weight, FixedNoise(z))
+    # Reference-code rule: batch means of the per-sample norms.
+    eps = 2 * (0.16 * z.reshape(2, -1).norm(dim=1).mean() / s.reshape(2, -1).norm(dim=1).mean()) ** 2
+    torch.testing.assert_close(out, x + eps * s + math.sqrt(2 * eps) * z, rtol=1e-12, atol=1e-12)
+
+
+def test_langevin_zero_score_does_not_move_or_nan():
+    dyn = ReverseSDE(sd.VESDE(), lambda x, t: torch.zeros_like(x))
+    x = torch.ones(3, 2, dtype=F64)
+    for norm in ("sample", "batch"):
+        out = LangevinCorrector(norm=norm).step(dyn, x, 0.5, torch.ones(3, dtype=F64), FixedNoise(torch.ones(3, 2)))
+        assert torch.equal(out, x)
+
+
+def test_annealed_langevin_step_size():
+    sde = sd.VPSDE()
+    x, z = _state()
+    score = sd.targets.high_dim(3).score_fn(sde)
+    dyn = ReverseSDE(sde, score)
+    t = 0.4
+    weight = torch.full((5,), 0.97, dtype=F64)
+    out = AnnealedLangevinCorrector(0.3).step(dyn, x, t, weight, FixedNoise(z))
+    # eps = 2 a (r sigma(t))^2 with the VP sigma written out: sigma^2 = 1 - alpha_bar.
+    eps = 2 * 0.97 * 0.3**2 * (1.0 - _vp_alpha_bar(sde, t))
+    s = score(x, torch.full((5,), t, dtype=F64))
+    torch.testing.assert_close(out, x + eps * s + math.sqrt(2 * eps) * z, rtol=1e-12, atol=1e-12)
+
+
+# --- structure: order of operations, NFE, final noise ---------------------------------------------
+class LogPredictor(Predictor):
+    name = "log"
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def step(self, dynamics, x, t, t_next, noise, *, add_noise=True):
+        dynamics.score(x, solvers.batch_time(t, x))
+        self.log.append(("P", round(t, 6), round(t_next, 6), add_noise))
+        return x
+
+
+class LogCorrector(Corrector):
+    name = "log"
+    snr = 0.1
+
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def step(self, dynamics, x, t, weight, noise):
+        dynamics.score(x, solvers.batch_time(t, x))
+        self.log.append(("C", round(t, 6)))
+        return x
+
+
+def _run_logged(order: str, final_noise: bool = False, steps: int = 2, m: int = 2):
+    log: list = []
+    solver = PredictorCorrector(
+        predictor=LogPredictor(log), corrector=LogCorrector(log), corrector_steps=m, order=order,
+        final_noise=final_noise,
+    )
+    sde = sd.VESDE()
+    ts = torch.tensor([1.0, 0.5, sde.eps], dtype=F64)[: steps + 1]
+    dyn = ReverseSDE(sde, sd.targets.eight_gaussians().score_fn(sde))
+    sol = solver.solve(dyn, torch.zeros(3, 2, dtype=F64), ts)
+    return log, sol
+
+
+def test_predictor_first_is_algorithm_1_order():
+    log, sol = _run_logged("predictor_first")
+    eps = round(sd.VESDE().eps, 6)
+    assert log == [
+        ("P", 1.0, 0.5, True), ("C", 0.5), ("C", 0.5),
+        ("P", 0.5, eps, False), ("C", eps), ("C", eps),
+    ]
+    assert sol.nfe == 6
+
+
+def test_corrector_first_is_reference_code_order_and_final_noise():
+    log, _ = _run_logged("corrector_first", final_noise=True)
+    eps = round(sd.VESDE().eps, 6)
+    assert log == [
+        ("C", 1.0), ("C", 1.0), ("P", 1.0, 0.5, True),
+        ("C", 0.5), ("C", 0.5), ("P", 0.5, eps, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    "solver,per_step",
+    [
+        (PredictorCorrector(), 2),
+        (PredictorCorrector(corrector_steps=3), 4),
+        (PredictorCorrector(corrector_steps=0), 1),
+        (PredictorCorrector(corrector_steps=2, order="corrector_first"), 3),
+        (PredictorCorrector(predictor="euler_maruyama", corrector="annealed_langevin"), 2),
+        (ReverseDiffusion(), 1),
+        (Ancestral(corrector="langevin", corrector_steps=2), 3),
+        (AnnealedLangevin(), 1),
+        (AnnealedLangevin(corrector_steps=4), 4),
+    ],
+)
+def test_nfe_is_counted_not_reported(solver, per_step):
+    sde = sd.VPSDE()
+    inner = sd.targets.eight_gaussians().score_fn(sde)
+    calls = [0]
+
+    def counting_score(x, t):
+        calls[0] += 1
+        return inner(x, t)
+
+    steps = 7
+    r = solvers.sample(sde, counting_score, (6, 2), solver, steps=steps, seed=0)
+    assert calls[0] == r.nfe == steps * per_step == steps * solver.evaluations_per_step
+    r = solvers.sample(sde, counting_score, (6, 2), solver, steps=steps, seed=0, denoise=True)
+    assert r.nfe == steps * per_step + 1
+
+
+# --- reproducibility, dtype, errors --------------------------------------------------------------
+@pytest.mark.parametrize("name", ["pc", "reverse_diffusion", "ancestral", "annealed_langevin"])
+def test_seeded_reproducibility(name):
+    sde = sd.VESDE()
+    score = sd.targets.eight_gaussians().score_fn(sde)
+    a = solvers.sample(sde, score, (16, 2), name, steps=10, seed=7).samples
+    b = solvers.sample(sde, score, (16, 2), name, steps=10, seed=7).samples
+    c = solvers.sample(sde, score, (16, 2), name, steps=10, seed=8).samples
+    d = solvers.sample(sde, score, (16, 2), name, steps=10, generator=torch.Generator().manual_seed(7)).samples
+    assert torch.equal(a, b) and torch.equal(a, d) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", ["pc", "reverse_diffusion", "ancestral", "annealed_langevin"])
+def test_float64_end_to_end(name):
+    sde = sd.SubVPSDE()
+    inner = sd.targets.eight_gaussians().score_fn(sde)
+
+    def score(x, t):
+        assert x.dtype == F64 and t.dtype == F64
+        return inner(x, t)
+
+    r = solvers.sample(sde, score, (8, 2), name, steps=5, seed=0, dtype=F64, keep_trajectory=True)
+    assert r.samples.dtype == F64 and r.trajectory.dtype == F64
+
+
+@pytest.mark.parametrize("name", ["pc", "ancestral"])
+def test_image_shaped_state(name):
+    # Any (B, *D) works: a Gaussian score on (B, C, H, W).
+    sde = sd.VPSDE()
+
+    def score(x, t):
+        alpha, sigma = sde.marginal_coeffs(t)
+        var = alpha**2 * 0.25 + sigma**2
+        return -x / solvers.append_dims(var, x.ndim)
+
+    r = solvers.sample(sde, score, (4, 3, 5, 5), name, steps=20, seed=0)
+    assert r.samples.shape == (4, 3, 5, 5) and torch.isfinite(r.samples).all()
+
+
+def test_options_by_name_and_capabilities():
+    s = solvers.get_solver("pc", snr=0.1, corrector_steps=2, order="corrector_first")
+    assert isinstance(s, PredictorCorrector) and s.snr == 0.1 and s.corrector_steps == 2
+    assert s.pc_order == "corrector_first" and s.order == 1.0
+    for name in ("pc", "reverse_diffusion", "ancestral", "annealed_langevin"):
+        cls = solvers.SOLVERS[name]
+        assert cls.dynamics_kind == "sde" and cls.stochastic and cls.needs_marginals
+    assert isinstance(solvers.get_solver("annealed_langevin").predictor, solvers.NonePredictor)
+    assert solvers.get_solver("annealed_langevin").snr == 0.316
+    assert solvers.get_solver("reverse_diffusion").corrector_steps == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(predictor="heun"), ValueError, "valid predictors: euler_maruyama, reverse_diffusion, ancestral, none"),
+        (dict(corrector="mala"), ValueError, "valid correctors: none, langevin, annealed_langevin"),
+        (dict(predictor=3), TypeError, "predictor must be"),
+        (dict(corrector=LangevinCorrector), TypeError, "corrector must be"),
+        (dict(order="both"), ValueError, "valid orders: predictor_first, corrector_first"),
+        (dict(corrector_steps=-1), ValueError, "corrector_steps must be an integer >= 0"),
+        (dict(corrector_steps=1.5), ValueError, "corrector_steps must be an integer >= 0"),
+        (dict(snr=0.0), ValueError, "snr must be a positive finite"),
+        (dict(snr=float("nan")), ValueError, "snr must be a positive finite"),
+        (dict(snr="high"), TypeError, "snr must be a positive float"),
+        (dict(corrector=LangevinCorrector(0.2), snr=0.1), ValueError, "set snr on the instance"),
+        (dict(corrector="none", snr=0.1), ValueError, "no effect with corrector 'none'"),
+        (dict(corrector="none", corrector_steps=2), ValueError, "no effect with corrector 'none'"),
+        (dict(predictor="none", corrector_steps=0), ValueError, "never moves the prior sample"),
+        (dict(final_noise=1), TypeError, "final_noise must be a bool"),
+    ],
+)
+def test_bad_options_raise_clear_errors(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        PredictorCorrector(**kwargs)
+
+
+def test_bad_usage_through_sample():
+    sde = sd.VPSDE()
+    score = sd.targets.eight_gaussians().score_fn(sde)
+    with pytest.raises(ValueError, match="unknown norm"):
+        LangevinCorrector(norm="median")
+    with pytest.raises(ValueError, match="lam must be 1"):
+        solvers.sample(sde, score, (4, 2), "pc", steps=3, lam=0.5)
+    with pytest.raises(TypeError, match="accepts: .*corrector_steps"):
+        solvers.sample(sde, score, (4, 2), "ancestral", steps=3, n_steps=2)
+    with pytest.raises(ValueError, match="no effect with corrector 'none'"):
+        solvers.sample(sde, score, (4, 2), "reverse_diffusion", steps=3, snr=0.2)
+    with pytest.raises(TypeError, match="lam=0"):
+        PredictorCorrector().solve(solvers.ProbabilityFlowODE(sde, score), torch.zeros(4, 2), solvers.grids.uniform(sde, 3))
+
+
+@pytest.mark.parametrize("cls", [ReverseDiffusion, Ancestral])
+def test_strong_order_on_a_shared_brownian_path(cls):
+    # Predictor noise is the path's increment over the step, so refinements share one path and
+    # the strong error against a fine solve of the same scheme falls like h^strong_order.
+    sde = sd.VESDE()
+    target = sd.targets.GaussianMixture([[0.5, -0.3]], 0.4)
+    score = target.score_fn(sde)
+    x_T = sde.prior_sample((32, 2), generator=torch.Generator().manual_seed(0), dtype=F64)
+    path = solvers.BrownianPath((32, 2), sde.eps, sde.T, seed=3, dtype=F64, tol=1e-5)
+
+    def run(n: int) -> Tensor:
+        solver = cls(final_noise=True)
+        return solver.solve(ReverseSDE(sde, score), x_T, solvers.grids.uniform(sde, n), noise=path).samples
+
+    fine = run(800)
+    coarse = [25, 50, 100]
+    errors = [float((run(n) - fine).norm(dim=1).mean()) for n in coarse]
+    fitted = math.log(errors[0] / errors[-1]) / math.log(coarse[-1] / coarse[0])
+    # Additive noise: strong order 1 (0.25: measured slopes 0.95-1.15 over four path seeds).
+    assert abs(fitted - cls.strong_order) < 0.25, errors

@@ -40,7 +40,8 @@ def test_shape_dtype_and_seeding(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_documented_scale(name: str) -> None:
     # Mean 0 and average per-coordinate variance tr Cov / 2 = 1, from exact raw moments.
-    x = data.toy(name).sample(N, generator=_gen(2), dtype=torch.float64)
+    # (Mixture toys are the presets unless asked to standardize.)
+    x = data.toy(name, standardize=True).sample(N, generator=_gen(2), dtype=torch.float64)
     mean = x.mean(dim=0)
     # 5 standard errors of the sample mean (std at most 1.25 per coordinate).
     assert float(mean.abs().max()) < 5 * 1.25 / math.sqrt(N)
@@ -107,10 +108,11 @@ def test_noise_free_curves_have_their_geometry() -> None:
     [("eight_gaussians", targets.eight_gaussians), ("grid_25", targets.grid_25), ("ring", targets.ring)],
 )
 def test_mixture_toys_are_the_exact_presets_rescaled(name: str, preset) -> None:
-    raw = data.toy(name, standardize=False).mixture
+    raw = data.toy(name).mixture  # the default is the preset itself
     ref = preset()
     assert torch.equal(raw.means, ref.means) and torch.equal(raw.weights, ref.weights)
-    t = data.toy(name)
+    assert torch.equal(raw.stds, ref.stds)
+    t = data.toy(name, standardize=True)
     mix = t.mixture
     # The standardized mixture: exact mean 0 and tr Cov / 2 = 1 (1e-12: rounding).
     assert float(mix.mean().abs().max()) < 1e-12

@@ -11,12 +11,14 @@ default (``standardize=True``), shifted and scaled isotropically,
 below, not estimates). So every toy has mean 0 and ``tr Cov = 2``: unit variance per
 coordinate on average. The scaling is isotropic so shapes are not distorted, hence the
 per-coordinate stds of an anisotropic toy differ from 1: moons 1.22 and 0.71, the others
-within 3% of 1. ``standardize=False`` gives the
-raw shape (for the mixture toys: exactly the preset of :mod:`scoresde.targets`).
+within 3% of 1. ``standardize=False`` gives the raw shape.
 
-``eight_gaussians``, ``grid_25`` and ``ring`` are exact Gaussian mixtures: their
-``.mixture`` is the :class:`~scoresde.targets.GaussianMixture` they sample from (already
-standardized), so the exact score of every noised marginal is available for them.
+``eight_gaussians``, ``grid_25`` and ``ring`` are exact Gaussian mixtures and, unlike the
+other toys, default to ``standardize=False``: they ARE the presets of :mod:`scoresde.targets`
+of the same name (already of unit-order scale), so a network trained on the toy is compared
+with the exact target without any rescaling. Their ``.mixture`` is the
+:class:`~scoresde.targets.GaussianMixture` they sample from (standardized or not), so the
+exact score of every noised marginal is available for them.
 
 Sampling draws float64 numbers on the generator's device (or ``device`` without a
 generator) and casts to ``dtype``/``device`` at the end, so a seed gives the same points in
@@ -350,30 +352,30 @@ class MixtureToy(Toy):
 
 
 class EightGaussians(MixtureToy):
-    """8 Gaussians on a circle (:func:`scoresde.targets.eight_gaussians`), standardized."""
+    """8 Gaussians on a circle (:func:`scoresde.targets.eight_gaussians`) (the preset itself by default)."""
 
     name = "eight_gaussians"
 
-    def __init__(self, *, radius: float = 2.0, std: float = 0.15, standardize: bool = True) -> None:
+    def __init__(self, *, radius: float = 2.0, std: float = 0.15, standardize: bool = False) -> None:
         super().__init__(targets.eight_gaussians(radius, std), standardize=standardize)
 
 
 class Grid25(MixtureToy):
-    """5x5 grid of Gaussians, unequal weights (:func:`scoresde.targets.grid_25`), standardized."""
+    """5x5 grid of Gaussians, unequal weights (:func:`scoresde.targets.grid_25`) (the preset itself by default)."""
 
     name = "grid_25"
 
-    def __init__(self, *, spacing: float = 1.0, std: float = 0.08, standardize: bool = True) -> None:
+    def __init__(self, *, spacing: float = 1.0, std: float = 0.08, standardize: bool = False) -> None:
         super().__init__(targets.grid_25(spacing, std), standardize=standardize)
 
 
 class Ring(MixtureToy):
-    """Narrow Gaussians on a ring (:func:`scoresde.targets.ring`), standardized."""
+    """Narrow Gaussians on a ring (:func:`scoresde.targets.ring`) (the preset itself by default)."""
 
     name = "ring"
 
     def __init__(
-        self, *, n: int = 12, radius: float = 1.5, std: float = 0.05, standardize: bool = True
+        self, *, n: int = 12, radius: float = 1.5, std: float = 0.05, standardize: bool = False
     ) -> None:
         super().__init__(targets.ring(n, radius, std), standardize=standardize)
 

@@ -17,6 +17,9 @@ from .adaptive_sde import AdaptiveSDE
 from .api import SOLVERS, available, get_solver, sample, summaries, tweedie_denoise
 from .base import FixedGridSolver, Solver, StepContext
 from .correctors import AnnealedLangevinCorrector, Corrector, LangevinCorrector, NoneCorrector
+from .ddim import DDIM
+from .dpm_solver import DPMSolver1, DPMSolver2, DPMSolver3
+from .dpmpp import DPMSolverPP2M, DPMSolverPP3M, UniPC
 from .dynamics import (
     CountedScore,
     NonFiniteScoreError,
@@ -25,6 +28,7 @@ from .dynamics import (
     ReverseSDE,
     forward_transition,
 )
+from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
 from .noise import BrownianPath, GaussianNoise, NoiseSource
 from .ode import RK4, Heun, ODEEuler, integrate_fixed
@@ -39,6 +43,7 @@ from .predictors import (
 from .protocol import DiffusionSDE, ScoreFn
 from .result import SampleResult, Solution
 from .scipy_ode import ScipyDOP853, ScipyODE, solve_ivp_torch
+from .sde_dpmpp import SDEDPMSolverPP2M
 from .torchsde_backend import (
     TorchSDE,
     TorchSDEMidpoint,
@@ -60,7 +65,14 @@ __all__ = [
     "BrownianPath",
     "Corrector",
     "CountedScore",
+    "DDIM",
+    "DPMSolver1",
+    "DPMSolver2",
+    "DPMSolver3",
+    "DPMSolverPP2M",
+    "DPMSolverPP3M",
     "DiffusionSDE",
+    "EDMHeun",
     "EulerMaruyama",
     "EulerMaruyamaPredictor",
     "FixedGridSolver",
@@ -80,6 +92,7 @@ __all__ = [
     "ReverseDiffusionPredictor",
     "ReverseDynamics",
     "ReverseSDE",
+    "SDEDPMSolverPP2M",
     "SampleResult",
     "ScipyDOP853",
     "ScipyODE",
@@ -92,6 +105,7 @@ __all__ = [
     "TorchSDEMilstein",
     "TorchSDEReversibleHeun",
     "TorchSDESRK",
+    "UniPC",
     "append_dims",
     "available",
     "batch_time",

@@ -15,7 +15,11 @@ from torch import Tensor
 from .adaptive_ode import AdaptiveBosh3, AdaptiveODE
 from .adaptive_sde import AdaptiveSDE
 from .base import AfterStep, Solver
+from .ddim import DDIM
+from .dpm_solver import DPMSolver1, DPMSolver2, DPMSolver3
+from .dpmpp import DPMSolverPP2M, DPMSolverPP3M, UniPC
 from .dynamics import ReverseDynamics
+from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
 from .grids import check_grid, get_grid
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
@@ -24,6 +28,7 @@ from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusio
 from .protocol import DiffusionSDE, ScoreFn
 from .result import SampleResult
 from .scipy_ode import ScipyDOP853, ScipyODE
+from .sde_dpmpp import SDEDPMSolverPP2M
 from .torchsde_backend import (
     TorchSDE,
     TorchSDEMidpoint,
@@ -41,6 +46,15 @@ SOLVERS: dict[str, type[Solver]] = {
     "reverse_diffusion": ReverseDiffusion,
     "ancestral": Ancestral,
     "annealed_langevin": AnnealedLangevin,
+    "ddim": DDIM,
+    "dpm_solver_1": DPMSolver1,
+    "dpm_solver_2": DPMSolver2,
+    "dpm_solver_3": DPMSolver3,
+    "dpmpp_2m": DPMSolverPP2M,
+    "dpmpp_3m": DPMSolverPP3M,
+    "unipc": UniPC,
+    "edm_heun": EDMHeun,
+    "sde_dpmpp_2m": SDEDPMSolverPP2M,
     "ode_euler": ODEEuler,
     "ode_heun": Heun,
     "ode_rk4": RK4,

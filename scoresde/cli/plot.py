@@ -1,0 +1,129 @@
+"""``scoresde plot``: figures for a 2-D problem, or curves from a finished comparison.
+
+Two modes:
+
+* sample and plot: ``scoresde plot --target eight_gaussians --solvers euler_maruyama,ode_heun
+  --out figs/`` samples the exact score (or ``--checkpoint`` a trained model) with each solver
+  from the same prior draw and noise, and writes the figures chosen with ``--what``;
+* re-plot a comparison: ``scoresde plot --results runs/cmp --out figs/`` reads
+  ``results.json`` (of ``scoresde compare``) and draws metric-vs-NFE / wall-time curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+
+import solvers
+
+from .. import compare
+from ..sde import SDES
+from ..targets import PRESETS
+from ._help import HelpFormatter
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..plotting.report import FIGURES
+
+    parser.formatter_class = HelpFormatter
+    parser.description = textwrap.fill(
+        "Plot trajectories, marginal snapshots, score / probability-flow velocity fields and "
+        "animations for a 2-D problem sampled with several solvers; or, with --results, "
+        "metric-vs-NFE and metric-vs-wall-time curves of a finished `scoresde compare` run."
+    )
+    parser.add_argument("--out", required=True, help="output folder for the figures")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--target", default="eight_gaussians",
+                     choices=[p for p in PRESETS if not p.startswith("high_dim")],
+                     help="exact 2-D target, sampled with its exact score")
+    src.add_argument("--checkpoint", default=None, help="trained model (checkpoint file or run folder)")
+    src.add_argument("--results", default=None,
+                     help="folder of a `scoresde compare` run (its results.json, or sub-folders "
+                     "with one each): draw its curves instead of sampling")
+    parser.add_argument("--sde", default="vp", choices=sorted(SDES), help="forward SDE of the target")
+    parser.add_argument("--solvers", type=_names, default=None,
+                        help="comma-separated solver names (default: up to 4 varied ones)")
+    parser.add_argument("--steps", type=int, default=100, help="steps of fixed-grid solvers")
+    parser.add_argument("--n", type=int, default=5000, help="samples per solver")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draw and the noise")
+    parser.add_argument("--what", type=_names, default=list(FIGURES),
+                        help=f"figures to write, among {', '.join(FIGURES)}")
+    parser.add_argument("--fields-at", type=_floats, default=[1.0, 0.3, 0.1, 0.01],
+                        help="times of the score / velocity field panels")
+    parser.add_argument("--kind", default="quiver", choices=["quiver", "stream"],
+                        help="arrows or stream lines for the fields")
+    parser.add_argument("--frames", type=int, default=61, help="stored trajectory frames per solver")
+    parser.add_argument("--dpi", type=int, default=120, help="resolution of the PNG files")
+    parser.add_argument("--metric", type=_names, default=["sliced_w2", "mmd"],
+                        help="with --results: metrics to plot")
+
+
+def _plot_results(args: argparse.Namespace) -> int:
+    from .. import plotting
+
+    root = Path(args.results)
+    files = [root / "results.json"] if (root / "results.json").is_file() else sorted(root.glob("*/results.json"))
+    if not files:
+        print(f"scoresde plot: no results.json in {root} or its sub-folders", file=sys.stderr)
+        return 2
+    runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    out = Path(args.out)
+    for metric in args.metric:
+        for x in ("nfe", "seconds"):
+            fig, axes = plotting.get_axes_grid(None, len(runs), ncols=len(runs), panel=4.6)
+            for i, (run_, ax) in enumerate(zip(runs, axes, strict=True)):
+                floor = run_.get("floors", {}).get(metric)
+                last = i == len(runs) - 1
+                plotting.plot_metric_curves(run_["records"], metric, x=x, ax=ax,
+                                            floor=tuple(floor) if floor else None,
+                                            title=run_.get("problem"), legend="outside" if last else False)
+            path = plotting.save_figure(fig, out / f"curves_{metric}_{x}.png", dpi=args.dpi)
+            print(path)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.results is not None:
+        return _plot_results(args)
+    from .. import plotting
+
+    try:
+        names = args.solvers or compare.default_solvers(4)
+        unknown = [s for s in names if s not in solvers.SOLVERS]
+        if unknown:
+            raise ValueError(f"unknown solver(s) {unknown}; valid: {', '.join(solvers.available())}")
+        if args.checkpoint is not None:
+            problem = compare.Problem.from_checkpoint(args.checkpoint)
+        else:
+            problem = compare.Problem.from_target(args.target, args.sde)
+        if problem.data_shape != (2,):
+            raise ValueError(f"plots need 2-D data, {problem.name} has shape {problem.data_shape}")
+        results = compare.sample_solvers(problem.sde, problem.score, names, shape=(args.n, 2),
+                                         steps=args.steps, seed=args.seed, max_frames=args.frames)
+        x0 = problem.sample_reference(args.n, torch.Generator().manual_seed(args.seed + 1))
+        files = plotting.write_sampling_figures(
+            args.out, results, sde=problem.sde, score=problem.score, target=problem.mixture, x0=x0,
+            title=problem.name, fields_at=args.fields_at, which=args.what, kind=args.kind,
+            dpi=args.dpi)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"scoresde plot: {err}", file=sys.stderr)
+        return 2
+    for path in files.values():
+        print(path)
+    return 0

@@ -1,0 +1,150 @@
+"""``scoresde train``: train a score network on a 2-D toy or the digits, with checkpoints.
+
+Starts from the tuned recipe for the data (``scoresde.train.toy_config`` for 2-D toys,
+``digits_config`` for ``--data digits``) or from ``--config run/config.json``; every option
+given on the command line overrides it. Writes ``OUT/config.json``, ``OUT/checkpoint.pt``
+(atomically, every ``--ckpt-every`` steps and at the end) and ``OUT/metrics.jsonl``.
+``--resume`` continues ``OUT/checkpoint.pt`` to the same weights an uninterrupted run gives.
+Runs unchanged under ``torchrun --nproc_per_node=N -m scoresde train ...`` (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+from ._help import HelpFormatter
+
+if TYPE_CHECKING:  # the training package is imported only when the command runs
+    from ..train import TrainConfig
+
+SDE_NAMES = ("vp", "subvp", "ve", "cosine")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
+    parser.description = textwrap.fill(
+        "Train a score network by denoising score matching. Options left out come from the "
+        "recipe for --data (or from --config); see docs/training.md."
+    ) + "\n\nexample:\n  scoresde train --data eight_gaussians --sde vp --steps 2000 --out runs/8g"
+    a = parser.add_argument
+    a("--out", required=True, help="run directory (config.json, checkpoint.pt, metrics.jsonl)")
+    a("--data", default=None, help="data: a 2-D toy or target name, or 'digits' [eight_gaussians]")
+    a("--config", default=None, help="start from this config.json instead of the recipe")
+    a("--resume", action="store_true", help="continue OUT/checkpoint.pt (same config required)")
+    a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint")
+    g = parser.add_argument_group("process")
+    g.add_argument("--sde", choices=SDE_NAMES, default=None, help="forward SDE [vp]")
+    g.add_argument("--steps", type=int, default=None, help="total optimizer steps")
+    g.add_argument("--batch-size", type=int, default=None, help="global batch (split over processes)")
+    g.add_argument("--seed", type=int, default=None, help="seed of weights, data and noise")
+    g.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    g.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto]")
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", choices=("mlp", "unet"), default=None, help="network [mlp; unet for images]")
+    g.add_argument("--output", choices=("eps", "score", "x0", "v"), default=None,
+                   help="what the network predicts [eps]")
+    g.add_argument("--width", type=int, default=None, help="MLP width")
+    g.add_argument("--depth", type=int, default=None, help="MLP residual blocks")
+    g.add_argument("--channels", type=int, default=None, help="U-Net channels at full resolution")
+    g.add_argument("--channel-mults", default=None, help="U-Net channel multipliers, e.g. 1,2")
+    g = parser.add_argument_group("loss")
+    g.add_argument("--weighting", choices=("sigma2", "likelihood", "none"), default=None,
+                   help="lambda(t): sigma^2 (default), g^2 (likelihood) or 1")
+    g.add_argument("--importance", action="store_true", default=None,
+                   help="sample t with density proportional to lambda(t)/sigma(t)^2 (unbiased)")
+    g.add_argument("--reduce", choices=("mean", "sum"), default=None, help="over data dims")
+    g.add_argument("--t-min", type=float, default=None, help="epsilon-truncation of t [sde.eps]")
+    g = parser.add_argument_group("optimizer")
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--warmup", type=int, default=None, help="linear warm-up steps")
+    g.add_argument("--decay-steps", type=int, default=None, help="cosine decay length (0: none)")
+    g.add_argument("--grad-clip", type=float, default=None, help="max grad norm (0: no clipping)")
+    g.add_argument("--ema-decay", type=float, default=None)
+    g = parser.add_argument_group("logging")
+    g.add_argument("--log-every", type=int, default=None)
+    g.add_argument("--ckpt-every", type=int, default=None, help="0: only at the end")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's :class:`TrainConfig` from the recipe or ``--config``, with overrides applied."""
+    from ..train import TrainConfig, digits_config, toy_config
+
+    if args.config:
+        config = TrainConfig.from_json(args.config)
+        if args.data is not None and args.data != config.data:
+            raise ValueError(f"--data {args.data} contradicts --config (data={config.data})")
+    else:
+        data = args.data or "eight_gaussians"
+        steps = args.steps if args.steps is not None else None
+        kw: dict[str, int] = {"seed": args.seed or 0}
+        if steps is not None:
+            kw["steps"] = steps
+        if data == "digits":
+            config = digits_config(sde=args.sde or "vp", **kw)
+        else:
+            config = toy_config(data, sde=args.sde or "vp", **kw)
+            config.ckpt_every = 1000
+            config.device = "auto"
+    if args.sde is not None and args.sde != config.sde.name:
+        from ..train import SDEConfig
+
+        config.sde = SDEConfig(args.sde)
+    m, lo, op = config.model, config.loss, config.optim
+    if args.model is not None and args.model != m.arch:
+        m.arch, m.net = args.model, {}
+    net_flags = {"width": args.width, "depth": args.depth, "channels": args.channels,
+                 "channel_mults": (tuple(int(v) for v in args.channel_mults.split(","))
+                                   if args.channel_mults else None)}
+    m.net.update({k: v for k, v in net_flags.items() if v is not None})
+    if args.output is not None:
+        m.output = args.output
+    for attr, value in (("weighting", args.weighting), ("importance", args.importance),
+                        ("reduce", args.reduce), ("t_min", args.t_min)):
+        if value is not None:
+            setattr(lo, attr, value)
+    for attr, value in (("lr", args.lr), ("weight_decay", args.weight_decay),
+                        ("warmup_steps", args.warmup), ("ema_decay", args.ema_decay)):
+        if value is not None:
+            setattr(op, attr, value)
+    if args.decay_steps is not None:
+        op.decay_steps = args.decay_steps or None
+    if args.grad_clip is not None:
+        op.grad_clip = args.grad_clip or None
+    for attr, value in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),
+                        ("dtype", args.dtype), ("device", args.device),
+                        ("log_every", args.log_every), ("ckpt_every", args.ckpt_every)):
+        if value is not None:
+            setattr(config, attr, value)
+    # Re-run the dataclass checks on the edited config.
+    return TrainConfig.from_dict(config.to_dict())
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import CheckpointError, Trainer
+
+    try:
+        config = build_config(args)
+        trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+    except (ValueError, TypeError, FileExistsError, CheckpointError) as err:
+        print(f"scoresde train: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        if trainer.dist.is_main:
+            print(f"training {config.model.arch} ({trainer.model.num_parameters():,} parameters) on "
+                  f"{config.data} with the {config.sde.name} SDE for {config.steps} steps "
+                  f"from step {trainer.step} ({trainer.dist.world_size} process(es), {trainer.device})")
+        history = trainer.fit()
+        if trainer.dist.is_main:
+            last = next((h for h in reversed(history) if "loss" in h), None)
+            if last is not None:
+                print(f"step {last['step']}: loss {last['loss']:.4g}")
+            print(f"wrote {args.out}/checkpoint.pt")
+    finally:
+        trainer.close()
+    return 0

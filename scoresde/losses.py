@@ -1,0 +1,268 @@
+"""Denoising score matching in continuous time (Vincent 2011; Song et al. 2021, eq. 7).
+
+For ``x_t = alpha(t) x0 + sigma(t) z`` the per-sample loss is::
+
+    L = E_t E_x0 E_z [ w(t) || s_theta(x_t, t) + z / sigma(t) ||^2 ],    t ~ U(t_min, T)
+      = E_t E_x0 E_z [ (w(t) / sigma(t)^2) || eps_theta(x_t, t) - z ||^2 ]
+
+since ``sigma s_theta = -eps_theta``; the second form is what is computed (no division of
+``z`` by a tiny ``sigma``). Weightings ``w(t)``:
+
+* ``"sigma2"``: ``w = sigma^2`` (Song et al. 2021's default; equals the epsilon-prediction
+  loss of Ho et al. 2020);
+* ``"likelihood"``: ``w = g^2`` (Song et al. 2021b, "Maximum likelihood training": the loss
+  then bounds the negative log-likelihood);
+* ``"none"``: ``w = 1``.
+
+Importance sampling of ``t`` (Song et al. 2021b, Sec. 5; Huang et al. 2021): draw ``t`` from
+``q(t) ∝ h(t) = w(t)/sigma(t)^2`` and weight each term by ``h(t) / ((T - t_min) q(t))``, which
+keeps the estimator's expectation equal to the uniform-``t`` loss above while its weights are
+(almost) constant. For ``w = g^2``, ``h = g^2/sigma^2 = d ln(sigma^2/alpha^2)/dt``. The CDF of
+``q`` is tabulated numerically on a log-spaced grid of ``t`` (``h`` behaves like ``1/t`` near
+0) and inverted by linear interpolation; the weights use the density of exactly that
+piecewise sampler, so the estimator is unbiased whatever the grid resolution.
+
+``reduce``: ``"mean"`` or ``"sum"`` of the squared error over the data dimensions; the batch
+is always averaged. ``t_min`` is the epsilon-truncation of time (default ``sde.eps``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from solvers.protocol import DiffusionSDE
+from solvers.utils import append_dims
+
+from .models import ScoreModel
+
+__all__ = [
+    "WEIGHTINGS",
+    "REDUCTIONS",
+    "loss_weight",
+    "ImportanceTimeSampler",
+    "dsm_per_sample",
+    "dsm_loss",
+    "eps_loss",
+    "LossConfig",
+    "DSMLoss",
+]
+
+WEIGHTINGS: tuple[str, ...] = ("sigma2", "likelihood", "none")
+REDUCTIONS: tuple[str, ...] = ("mean", "sum")
+
+
+def _check(weighting: str, reduce: str) -> None:
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"unknown reduce {reduce!r}; valid: {', '.join(REDUCTIONS)}")
+
+
+def _t_min(sde: DiffusionSDE, t_min: float | None) -> float:
+    lo = sde.eps if t_min is None else float(t_min)
+    if not 0.0 < lo < sde.T:
+        raise ValueError(f"t_min must lie in (0, T={sde.T:g}), got {lo}")
+    return lo
+
+
+def loss_weight(sde: DiffusionSDE, t: Tensor, weighting: str = "sigma2") -> Tensor:
+    """``w(t)/sigma(t)^2``, the factor multiplying ``||eps_theta - z||^2``; ``t: (B,) -> (B,)``."""
+    _check(weighting, "mean")
+    if weighting == "sigma2":
+        return torch.ones_like(t)
+    _, sigma = sde.marginal_coeffs(t)
+    if weighting == "likelihood":
+        return sde.diffusion(t) ** 2 / sigma**2
+    return sigma ** (-2)
+
+
+class ImportanceTimeSampler:
+    """Draws ``t ~ q(t) ∝ w(t)/sigma(t)^2`` on ``[t_min, T]`` with the unbiasing weights.
+
+    The CDF is tabulated in float64 at ``n_grid`` points equally spaced in ``u = ln t``
+    (cumulative trapezoid of ``h(t) t du``) and inverted piecewise-linearly in ``u``; the
+    sampler's exact density is then ``q(t) = p_k / (du * t)`` on bin ``k`` (mass ``p_k``).
+
+    Args:
+        sde: the forward SDE; ``weighting``: one of :data:`WEIGHTINGS`.
+        t_min: lower end (default ``sde.eps``); ``n_grid``: table size.
+    """
+
+    def __init__(
+        self, sde: DiffusionSDE, weighting: str = "likelihood", *, t_min: float | None = None,
+        n_grid: int = 4097,
+    ) -> None:
+        _check(weighting, "mean")
+        if n_grid < 2:
+            raise ValueError(f"n_grid must be >= 2, got {n_grid}")
+        self.sde, self.weighting = sde, weighting
+        self.t_min, self.T = _t_min(sde, t_min), float(sde.T)
+        u = torch.linspace(math.log(self.t_min), math.log(self.T), n_grid, dtype=torch.float64)
+        t = torch.exp(u)
+        h = loss_weight(sde, t, weighting)
+        if not bool(torch.isfinite(h).all()) or bool((h <= 0).any()):
+            raise ValueError(f"w(t)/sigma(t)^2 is not finite and positive on [{self.t_min:g}, {self.T:g}]")
+        f = h * t  # integrand in u = ln t
+        du = float(u[1] - u[0])
+        mass = 0.5 * (f[1:] + f[:-1]) * du
+        self.normalizer = float(mass.sum())  # ≈ ∫ h(t) dt over [t_min, T]
+        cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(mass, 0)]) / self.normalizer
+        cdf[-1] = 1.0
+        self._u, self._cdf, self._p, self._du = u, cdf, mass / self.normalizer, du
+        self._tables: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def _on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """The tables ``(u, cdf, p)`` on ``device`` (copied once per device)."""
+        if device not in self._tables:
+            self._tables[device] = (self._u.to(device), self._cdf.to(device), self._p.to(device))
+        return self._tables[device]
+
+    def density(self, t: Tensor) -> Tensor:
+        """Exact density ``q(t)`` of :meth:`sample` (float64), ``t: (B,) -> (B,)``."""
+        u, _, p = self._on(t.device)
+        tt = t.detach().to(torch.float64)
+        k = torch.clamp(torch.searchsorted(u, torch.log(tt), right=True) - 1, 0, len(p) - 1)
+        return p[k] / (self._du * tt)
+
+    def sample(
+        self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Return ``(t, weight)``, each ``(n,)``: ``E_q[weight * f(t)] = E_U[h(t) f(t)]``."""
+        dev = torch.device(device) if device is not None else (
+            generator.device if generator is not None else torch.device("cpu"))
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        u, cdf, p = self._on(dev)
+        r = torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
+        # Invert the piecewise-linear CDF: find the bin, then interpolate u within it.
+        k = torch.clamp(torch.searchsorted(cdf, r, right=True) - 1, 0, len(p) - 1)
+        frac = (r - cdf[k]) / p[k].clamp_min(1e-300)
+        t64 = torch.exp(u[k] + frac.clamp(0.0, 1.0) * self._du).clamp(self.t_min, self.T)
+        q = p[k] / (self._du * t64)
+        h = loss_weight(self.sde, t64, self.weighting)
+        weight = h / ((self.T - self.t_min) * q)
+        return t64.to(dtype), weight.to(dtype)
+
+
+def _is_model(model: Any) -> bool:
+    inner = getattr(model, "module", model)  # DistributedDataParallel wraps the model
+    return isinstance(model, nn.Module) and isinstance(inner, ScoreModel)
+
+
+def dsm_per_sample(
+    model: nn.Module | Callable[[Tensor, Tensor], Tensor],
+    sde: DiffusionSDE,
+    x0: Tensor,
+    *,
+    weighting: str = "sigma2",
+    importance: bool = False,
+    t_min: float | None = None,
+    reduce: str = "mean",
+    generator: torch.Generator | None = None,
+    t: Tensor | None = None,
+    z: Tensor | None = None,
+    sampler: ImportanceTimeSampler | None = None,
+) -> Tensor:
+    """Per-sample DSM loss ``(B,)`` for data ``x0: (B, *D)``.
+
+    ``model`` is a :class:`~scoresde.models.ScoreModel` (possibly wrapped in DDP), called as
+    ``model(x_t, t, sde, "eps")``, or any score callable ``(x, t) -> s`` (then
+    ``eps = -sigma s``). ``t`` and ``z`` may be given (then ``importance`` is ignored and
+    ``t`` is weighted as a uniform draw); otherwise they are drawn from ``generator``:
+    ``t`` first, then ``z``. ``sampler`` reuses a prebuilt importance table.
+    """
+    _check(weighting, reduce)
+    lo = _t_min(sde, t_min)
+    b = x0.shape[0]
+    if t is None:
+        if importance:
+            if sampler is None:
+                sampler = ImportanceTimeSampler(sde, weighting, t_min=lo)
+            t, coef = sampler.sample(b, generator=generator, dtype=x0.dtype, device=x0.device)
+        else:
+            u = torch.rand(b, generator=generator, dtype=x0.dtype, device=x0.device)
+            t = lo + (sde.T - lo) * u
+            coef = loss_weight(sde, t, weighting)
+    else:
+        if t.shape != (b,):
+            raise ValueError(f"t must have shape ({b},), got {tuple(t.shape)}")
+        coef = loss_weight(sde, t, weighting)
+    if z is None:
+        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    elif z.shape != x0.shape:
+        raise ValueError(f"z must have the shape of x0 {tuple(x0.shape)}, got {tuple(z.shape)}")
+
+    # Forward-noise the data with the SDE's marginal: x_t = alpha x0 + sigma z.
+    alpha, sigma = sde.marginal_coeffs(t)
+    x_t = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z
+    if _is_model(model):
+        eps_hat = model(x_t, t, sde, "eps")
+    else:
+        eps_hat = -append_dims(sigma, x0.ndim) * model(x_t, t)
+    sq = (eps_hat - z).pow(2).reshape(b, -1)
+    per_sample = sq.mean(dim=1) if reduce == "mean" else sq.sum(dim=1)
+    return coef * per_sample
+
+
+def dsm_loss(model: nn.Module | Callable[[Tensor, Tensor], Tensor], sde: DiffusionSDE, x0: Tensor,
+             **kwargs: Any) -> Tensor:
+    """Batch mean of :func:`dsm_per_sample` (same keyword options); a scalar."""
+    return dsm_per_sample(model, sde, x0, **kwargs).mean()
+
+
+def eps_loss(model: nn.Module | Callable[[Tensor, Tensor], Tensor], sde: DiffusionSDE, x0: Tensor,
+             **kwargs: Any) -> Tensor:
+    """Epsilon-prediction loss ``E ||eps_theta(x_t, t) - z||^2`` (Ho et al. 2020), t uniform.
+
+    Identical to :func:`dsm_loss` with ``weighting="sigma2"``.
+    """
+    if "weighting" in kwargs or "importance" in kwargs:
+        raise TypeError("eps_loss has a fixed weighting; use dsm_loss to choose one")
+    return dsm_loss(model, sde, x0, weighting="sigma2", **kwargs)
+
+
+@dataclass
+class LossConfig:
+    """Loss options saved with a training run (see the module docstring)."""
+
+    weighting: str = "sigma2"
+    importance: bool = False
+    reduce: str = "mean"
+    t_min: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.weighting, self.reduce)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LossConfig:
+        return cls(**d)
+
+    def build(self, sde: DiffusionSDE) -> DSMLoss:
+        return DSMLoss(sde, self)
+
+
+class DSMLoss:
+    """``loss(model, x0, generator) -> scalar``: :func:`dsm_loss` bound to an SDE and a config.
+
+    The importance-sampling table (if any) is built once here.
+    """
+
+    def __init__(self, sde: DiffusionSDE, config: LossConfig | None = None) -> None:
+        self.sde = sde
+        self.config = config or LossConfig()
+        c = self.config
+        self.sampler = (ImportanceTimeSampler(sde, c.weighting, t_min=c.t_min) if c.importance else None)
+
+    def __call__(self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        c = self.config
+        return dsm_loss(model, self.sde, x0, weighting=c.weighting, importance=c.importance,
+                        t_min=c.t_min, reduce=c.reduce, generator=generator, sampler=self.sampler)

@@ -1,0 +1,183 @@
+"""``ScoreModel``: a network plus its output parameterization, and the model config.
+
+A :class:`ScoreModel` wraps a raw network ``net(x_in: (B, *D), t: (B,)) -> (B, *D)`` and
+knows what its output means (:mod:`.parameterization`). It is SDE-agnostic: every call
+takes the SDE whose ``alpha(t), sigma(t)`` define the conversions, and
+:meth:`ScoreModel.score_fn` turns it into the ``(x, t) -> score`` callable every solver takes.
+
+Optional input scaling (Karras et al. 2022, "EDM", Table 1): the network sees
+``c_in x`` with ``c_in = 1 / sqrt(alpha^2 sigma_data^2 + sigma^2)``, so its input has
+roughly unit variance for every ``t`` and every SDE (VE inputs reach ``sigma_max``).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.utils import append_dims
+
+from .mlp import MLP
+from .parameterization import check_output, convert
+from .unet import UNet
+
+__all__ = ["ScoreModel", "ModelConfig", "NETWORKS", "build_network"]
+
+NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
+
+
+def build_network(arch: str, data_shape: tuple[int, ...], **kwargs: Any) -> nn.Module:
+    """Build a registered network by name; unknown names or options raise with the valid ones."""
+    try:
+        cls = NETWORKS[arch]
+    except KeyError:
+        raise ValueError(f"unknown network {arch!r}; valid: {', '.join(NETWORKS)}") from None
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "data_shape")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"network {arch!r} got unknown option(s) {unknown}; it accepts: {accepted}")
+    return cls(data_shape, **kwargs)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a :class:`ScoreModel` (saved as JSON in checkpoints).
+
+    Attributes:
+        arch: network name in :data:`NETWORKS` (``"mlp"``, ``"unet"``).
+        data_shape: shape ``D`` of one sample.
+        output: what the network predicts: ``"score"``, ``"eps"``, ``"x0"`` or ``"v"``.
+        input_scaling: feed ``c_in x`` with ``c_in = 1/sqrt(alpha^2 sigma_data^2 + sigma^2)``.
+        sigma_data: data standard deviation used by the input scaling.
+        net: keyword arguments of the network class (e.g. ``{"width": 128, "depth": 3}``).
+    """
+
+    arch: str = "mlp"
+    data_shape: tuple[int, ...] = (2,)
+    output: str = "eps"
+    input_scaling: bool = True
+    sigma_data: float = 1.0
+    net: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_shape = tuple(int(s) for s in self.data_shape)
+        check_output(self.output)
+        if not self.sigma_data > 0:
+            raise ValueError(f"sigma_data must be positive, got {self.sigma_data}")
+        # Lists from JSON become tuples so that a round trip compares equal.
+        self.net = {k: tuple(v) if isinstance(v, list) else v for k, v in self.net.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        return cls(**d)
+
+    def build(self, *, seed: int | None = None) -> ScoreModel:
+        """Instantiate the model; ``seed`` makes the initial weights reproducible."""
+        if seed is None:
+            net = build_network(self.arch, self.data_shape, **self.net)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net = build_network(self.arch, self.data_shape, **self.net)
+        return ScoreModel(net, output=self.output, input_scaling=self.input_scaling,
+                          sigma_data=self.sigma_data, config=self)
+
+
+class ScoreModel(nn.Module):
+    """A network with a known output type; predicts score, eps, x0 or v for any affine SDE.
+
+    Args:
+        net: ``net(x_in: (B, *D), t: (B,)) -> (B, *D)``.
+        output: what ``net`` predicts (``"score"`` means ``sigma * score``, see
+            :mod:`.parameterization`).
+        input_scaling, sigma_data: see the module docstring.
+        config: the :class:`ModelConfig` that built it (kept for checkpoints), if any.
+
+    ``model(x, t, sde, kind="eps")`` is the forward pass used in training (so that
+    ``DistributedDataParallel`` sees it); ``kind`` picks the returned prediction.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        output: str = "eps",
+        input_scaling: bool = True,
+        sigma_data: float = 1.0,
+        config: ModelConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.output = check_output(output)
+        self.input_scaling = bool(input_scaling)
+        self.sigma_data = float(sigma_data)
+        self.config = copy.deepcopy(config) if config is not None else None
+
+    def forward(self, x: Tensor, t: Tensor, sde: DiffusionSDE, kind: str = "score") -> Tensor:
+        """Prediction of type ``kind`` at ``x: (B, *D)``, ``t: (B,)``; returns ``(B, *D)``."""
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        alpha, sigma = sde.marginal_coeffs(t)
+        x_in = x
+        if self.input_scaling:
+            c_in = torch.rsqrt(alpha**2 * self.sigma_data**2 + sigma**2)
+            x_in = append_dims(c_in, x.ndim) * x
+        o = self.net(x_in, t)
+        return convert(o, x, alpha, sigma, src=self.output, dst=kind)
+
+    def score(self, x: Tensor, t: Tensor, sde: DiffusionSDE) -> Tensor:
+        """``grad_x log p_t(x)`` estimate."""
+        return self(x, t, sde, "score")
+
+    def eps(self, x: Tensor, t: Tensor, sde: DiffusionSDE) -> Tensor:
+        """Noise prediction ``eps_hat = -sigma * score``."""
+        return self(x, t, sde, "eps")
+
+    def x0(self, x: Tensor, t: Tensor, sde: DiffusionSDE) -> Tensor:
+        """Data prediction (Tweedie) ``x0_hat = (x + sigma^2 score) / alpha``."""
+        return self(x, t, sde, "x0")
+
+    def v(self, x: Tensor, t: Tensor, sde: DiffusionSDE) -> Tensor:
+        """``v = alpha eps_hat - sigma x0_hat``."""
+        return self(x, t, sde, "v")
+
+    def score_fn(self, sde: DiffusionSDE) -> ScoreFn:
+        """The callable ``score(x: (B, *D), t: (B,)) -> (B, *D)`` that solvers take.
+
+        It runs without autograd unless ``x`` requires grad (likelihood code differentiates
+        the score with respect to ``x``); ``t`` is cast to ``x``'s dtype and device. Call
+        ``model.eval()`` first if the network has dropout.
+        """
+        param = next(self.parameters(), None)
+
+        def score(x: Tensor, t: Tensor) -> Tensor:
+            t = t.to(dtype=x.dtype, device=x.device)
+            if param is not None and (param.dtype != x.dtype or param.device != x.device):
+                raise TypeError(
+                    f"model parameters are {param.dtype} on {param.device} but x is {x.dtype} "
+                    f"on {x.device}; move the model with model.to(...)"
+                )
+            if x.requires_grad:
+                return self.score(x, t, sde)
+            with torch.no_grad():
+                return self.score(x, t, sde)
+
+        return score
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def extra_repr(self) -> str:
+        return (f"output={self.output!r}, input_scaling={self.input_scaling}, "
+                f"sigma_data={self.sigma_data:g}, params={self.num_parameters():,}")
+
+

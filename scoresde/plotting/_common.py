@@ -1,0 +1,164 @@
+"""Shared plumbing for every plot: headless figures, axes handling, array conversion, limits.
+
+Figures are built with :class:`matplotlib.figure.Figure` and an Agg canvas, never through
+``pyplot``: they render without a display, leave no global state behind (a sweep that makes
+thousands of figures does not leak them) and work the same inside threads and test runners.
+To draw into your own (interactive) figure, pass ``ax=`` from ``plt.subplots()``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from solvers.result import Solution
+
+__all__ = [
+    "new_figure",
+    "root_figure",
+    "get_axes",
+    "get_axes_grid",
+    "to_numpy",
+    "trajectory_arrays",
+    "square_limits",
+    "save_figure",
+    "time_label",
+]
+
+PANEL = 3.6
+"""Default side length (inches) of one square panel."""
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A headless figure of ``width x height`` inches with constrained layout and an Agg canvas."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    # A little more padding than the default keeps a suptitle clear of the panel titles.
+    fig.get_layout_engine().set(h_pad=0.08, w_pad=0.06)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def root_figure(ax: Axes) -> Figure:
+    """The top-level figure holding ``ax`` (also when ``ax`` lives in a sub-figure)."""
+    fig = ax.figure
+    return getattr(fig, "figure", fig)  # a SubFigure's .figure is its root Figure
+
+
+def get_axes(ax: Axes | None, *, size: tuple[float, float] = (PANEL + 0.8, PANEL)) -> tuple[Figure, Axes]:
+    """Return ``(figure, ax)``: the given axes, or a new one-panel figure of ``size`` inches."""
+    if ax is None:
+        fig = new_figure(*size)
+        return fig, fig.add_subplot()
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+    return root_figure(ax), ax
+
+
+def get_axes_grid(
+    ax: Sequence[Axes] | np.ndarray | None,
+    n: int,
+    *,
+    ncols: int | None = None,
+    panel: float = PANEL,
+    extra_width: float = 0.8,
+) -> tuple[Figure, list[Axes]]:
+    """Return ``(figure, axes)`` with ``n`` panels: the given ones (checked), or a new grid.
+
+    ``ax`` may be any sequence (or array) of ``n`` Axes of one figure, so multi-panel plots
+    compose into a larger layout the caller owns.
+    """
+    if n < 1:
+        raise ValueError("need at least one panel")
+    if ax is not None:
+        axes = list(np.ravel(np.asarray(ax, dtype=object)))
+        if len(axes) != n or not all(isinstance(a, Axes) for a in axes):
+            raise ValueError(f"ax must be a sequence of {n} matplotlib Axes, got {len(axes)} items")
+        return root_figure(axes[0]), axes
+    ncols = min(n, 4) if ncols is None else max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = new_figure(panel * ncols + extra_width, panel * nrows + 0.3)  # + room for titles
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    axes = list(grid.ravel())
+    for extra in axes[n:]:
+        extra.set_visible(False)
+    return fig, axes[:n]
+
+
+def to_numpy(x: Tensor | np.ndarray | Sequence[Any]) -> np.ndarray:
+    """Detach, move to CPU and convert to a float64 numpy array."""
+    if isinstance(x, Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def check_points(x: Tensor | np.ndarray, dims: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Points ``(N, D)`` with ``D >= 2`` -> the two plotted coordinates ``(N, 2)``."""
+    arr = to_numpy(x)
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise ValueError(f"points must have shape (N, D) with D >= 2, got {arr.shape}")
+    return arr[:, list(dims)]
+
+
+def trajectory_arrays(
+    traj: Solution | Tensor | np.ndarray,
+    times: Tensor | np.ndarray | Sequence[float] | None = None,
+    dims: tuple[int, int] = (0, 1),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``(F, B, 2)`` and their times ``(F,)`` from a ``SampleResult`` or a raw array.
+
+    Raises ``ValueError`` when the result holds no trajectory (sample with
+    ``keep_trajectory=True``) or the shapes do not match.
+    """
+    if isinstance(traj, Solution):
+        if traj.trajectory is None or traj.trajectory_times is None:
+            raise ValueError("this SampleResult holds no trajectory; sample with keep_trajectory=True")
+        times = traj.trajectory_times if times is None else times
+        traj = traj.trajectory
+    frames = to_numpy(traj)
+    if frames.ndim != 3 or frames.shape[2] < 2:
+        raise ValueError(f"trajectory must have shape (F, B, D) with D >= 2, got {frames.shape}")
+    if times is None:
+        raise ValueError("times are required with a raw trajectory array")
+    t = to_numpy(times).reshape(-1)
+    if t.shape[0] != frames.shape[0]:
+        raise ValueError(f"{t.shape[0]} times for {frames.shape[0]} trajectory frames")
+    return frames[:, :, list(dims)], t
+
+
+def square_limits(*point_sets: np.ndarray, quantile: float = 0.995, pad: float = 0.1) -> tuple[float, float]:
+    """Common square axis limits ``(lo, hi)`` covering the ``quantile`` range of all points.
+
+    A robust range (not min/max) keeps a few far outliers from shrinking the picture.
+    """
+    pts = np.concatenate([p.reshape(-1, p.shape[-1]) for p in point_sets if p.size], axis=0)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if pts.size == 0:
+        return -1.0, 1.0
+    lo = float(np.quantile(pts, 1 - quantile))
+    hi = float(np.quantile(pts, quantile))
+    half = max(abs(lo), abs(hi)) * (1 + pad)
+    half = half if half > 0 else 1.0
+    return -half, half
+
+
+def time_label(t: float) -> str:
+    """``t = 0.5`` style label with sensible precision for small times."""
+    return f"t = {t:.3g}"
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (parent folders created; tight bounding box); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.06)
+    return path

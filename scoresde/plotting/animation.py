@@ -1,0 +1,199 @@
+"""Animations of the forward (noising) and reverse (sampling) processes: GIF, or MP4 with ffmpeg.
+
+GIFs use matplotlib's Pillow writer (Pillow ships with matplotlib); MP4 needs an ``ffmpeg``
+executable on ``PATH`` (:func:`ffmpeg_available`). The figure is headless (Agg), so
+animations render on servers and in CI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import animation as mpl_animation
+from matplotlib.axes import Axes
+from matplotlib.contour import QuadContourSet
+from torch import Tensor
+
+from solvers.protocol import DiffusionSDE
+from solvers.result import Solution
+
+from ..targets import GaussianMixture
+from ._common import get_axes, square_limits, trajectory_arrays
+from .marginals import density_grid
+from .trajectories import simulate_forward
+
+__all__ = [
+    "animate_particles",
+    "animate_forward_reverse",
+    "save_animation",
+    "save_animation_all",
+    "ffmpeg_available",
+]
+
+
+def ffmpeg_available() -> bool:
+    """True when matplotlib finds an ``ffmpeg`` executable (needed for MP4)."""
+    return bool(mpl_animation.writers.is_available("ffmpeg"))
+
+
+def _animate_frames(
+    frames: np.ndarray,
+    times: np.ndarray,
+    labels: Sequence[str],
+    *,
+    target: GaussianMixture | None,
+    sde: DiffusionSDE | None,
+    ax: Axes | None,
+    lims: tuple[float, float] | None,
+    n_points: int,
+    interval: int,
+    seed: int,
+) -> mpl_animation.FuncAnimation:
+    own_figure = ax is None
+    fig, ax = get_axes(ax, size=(4.4, 4.4))
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(frames.shape[1], size=min(n_points, frames.shape[1]), replace=False))
+    pts = frames[:, idx]
+    lims = square_limits(frames[0], frames[-1]) if lims is None else lims
+    size = float(np.clip(2000.0 / len(idx), 1.0, 10.0))
+    scat = ax.scatter(pts[0, :, 0], pts[0, :, 1], s=size, color="C0", alpha=0.6, linewidths=0)
+    ax.set_xlim(*lims)
+    ax.set_ylim(*lims)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    title = ax.set_title("")
+    show_density = target is not None and sde is not None and target.dim == 2
+    state: dict[str, QuadContourSet | None] = {"contour": None}
+
+    def update(k: int) -> list[object]:
+        scat.set_offsets(pts[k])
+        title.set_text(f"{labels[k]}   t = {times[k]:.3f}")
+        if show_density:
+            if state["contour"] is not None:
+                state["contour"].remove()
+            gx, gy, dens = density_grid(target, lims, sde=sde, t=max(float(times[k]), 0.0),
+                                        resolution=90)
+            state["contour"] = ax.contour(gx, gy, dens, levels=float(dens.max()) * np.array([0.1, 0.5]),
+                                          colors="k", linewidths=0.6, alpha=0.6)
+        return [scat, title]
+
+    update(0)
+    if own_figure:
+        # Lay the figure out once; re-running constrained layout on every frame would cost
+        # more than drawing the frame itself.
+        fig.canvas.draw()
+        fig.set_layout_engine("none")
+    return mpl_animation.FuncAnimation(fig, update, frames=len(times), interval=interval,
+                                       blit=False, repeat=True)
+
+
+def animate_particles(
+    traj: Solution | Tensor | np.ndarray,
+    times: Tensor | np.ndarray | Sequence[float] | None = None,
+    *,
+    target: GaussianMixture | None = None,
+    sde: DiffusionSDE | None = None,
+    ax: Axes | None = None,
+    lims: tuple[float, float] | None = None,
+    n_points: int = 2000,
+    interval: int = 60,
+    label: str = "reverse (sampling)",
+    hold: int = 10,
+    seed: int = 0,
+) -> mpl_animation.FuncAnimation:
+    """Animate particles of one trajectory (``SampleResult`` or frames ``(F, B, D)`` + ``times``).
+
+    Shows ``n_points`` particles per frame; with ``target`` and ``sde`` the exact ``p_t`` is
+    outlined at each frame's time. The last frame is held for ``hold`` extra frames.
+    Returns the :class:`matplotlib.animation.FuncAnimation` (save with :func:`save_animation`).
+    """
+    frames, t = trajectory_arrays(traj, times)
+    frames = np.concatenate([frames, np.repeat(frames[-1:], hold, axis=0)])
+    t = np.concatenate([t, np.repeat(t[-1:], hold)])
+    return _animate_frames(frames, t, [label] * len(t), target=target, sde=sde, ax=ax, lims=lims,
+                           n_points=n_points, interval=interval, seed=seed)
+
+
+def animate_forward_reverse(
+    sde: DiffusionSDE,
+    x0: Tensor,
+    result: Solution,
+    *,
+    target: GaussianMixture | None = None,
+    ax: Axes | None = None,
+    forward_frames: int = 40,
+    lims: tuple[float, float] | None = None,
+    n_points: int = 2000,
+    interval: int = 60,
+    hold: int = 8,
+    seed: int = 0,
+) -> mpl_animation.FuncAnimation:
+    """Data ``x0: (B, 2)`` noised forward to ``T``, then ``result``'s reverse paths back to data.
+
+    The forward part is simulated exactly (:func:`~scoresde.plotting.simulate_forward`);
+    the reverse part is the solver's stored trajectory. Each end is held ``hold`` frames.
+    Returns the animation.
+    """
+    g = torch.Generator(device=x0.device).manual_seed(seed)
+    fwd, fwd_t = simulate_forward(sde, x0, steps=forward_frames, generator=g)
+    fwd_np = fwd.detach().to("cpu", torch.float64).numpy()[:, :, :2]
+    rev, rev_t = trajectory_arrays(result)
+    n = min(fwd_np.shape[1], rev.shape[1])
+    parts = [
+        (np.repeat(fwd_np[:1, :n], hold, axis=0), np.repeat(fwd_t.numpy()[:1], hold), "data"),
+        (fwd_np[:, :n], fwd_t.numpy(), "forward (noising)"),
+        (rev[:, :n], rev_t, "reverse (sampling)"),
+        (np.repeat(rev[-1:, :n], hold, axis=0), np.repeat(rev_t[-1:], hold), "samples"),
+    ]
+    frames = np.concatenate([p[0] for p in parts])
+    t = np.concatenate([p[1] for p in parts])
+    labels = [p[2] for p in parts for _ in range(len(p[1]))]
+    lims = square_limits(fwd_np[0], fwd_np[-1], rev[-1]) if lims is None else lims
+    return _animate_frames(frames, t, labels, target=target, sde=sde, ax=ax, lims=lims,
+                           n_points=n_points, interval=interval, seed=seed)
+
+
+def save_animation(
+    anim: mpl_animation.FuncAnimation,
+    path: str | os.PathLike[str],
+    *,
+    fps: int = 15,
+    dpi: int = 80,
+) -> Path:
+    """Write ``anim`` to ``path``: ``.gif`` (Pillow) or ``.mp4`` (needs ffmpeg). Returns the path.
+
+    Raises ``ValueError`` for another suffix and ``RuntimeError`` for MP4 without ffmpeg.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        writer: mpl_animation.AbstractMovieWriter = mpl_animation.PillowWriter(fps=fps)
+    elif suffix == ".mp4":
+        if not ffmpeg_available():
+            raise RuntimeError("saving .mp4 needs ffmpeg on PATH; save as .gif instead")
+        writer = mpl_animation.FFMpegWriter(fps=fps)
+    else:
+        raise ValueError(f"animation path must end in .gif or .mp4, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    anim.save(str(path), writer=writer, dpi=dpi)
+    return path
+
+
+def save_animation_all(
+    anim: mpl_animation.FuncAnimation,
+    stem: str | os.PathLike[str],
+    *,
+    fps: int = 15,
+    dpi: int = 80,
+) -> list[Path]:
+    """Save ``stem.gif`` always and ``stem.mp4`` when ffmpeg exists; returns the paths written."""
+    stem = Path(stem)
+    paths = [save_animation(anim, stem.with_suffix(".gif"), fps=fps, dpi=dpi)]
+    if ffmpeg_available():
+        paths.append(save_animation(anim, stem.with_suffix(".mp4"), fps=fps, dpi=dpi))
+    return paths

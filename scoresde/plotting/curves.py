@@ -1,0 +1,179 @@
+"""Metric-vs-cost curves (cost = NFE or wall time) with error bars over seeds.
+
+Input is a list of flat records, one per (solver, budget, seed) cell, as written by
+:func:`scoresde.compare.run_comparison` (keys ``solver``, ``budget``, ``seed``, ``nfe``,
+``seconds``, ``status`` and one key per metric). :func:`summarize` groups them and gives the
+mean and standard deviation over seeds; the plots draw those with error bars.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from ._common import get_axes, get_axes_grid
+
+__all__ = ["summarize", "plot_metric_curves", "plot_metric_vs_nfe", "plot_metric_vs_time",
+           "plot_comparison", "METRIC_LABELS"]
+
+METRIC_LABELS: dict[str, str] = {
+    "sliced_w2": "sliced Wasserstein-2",
+    "mmd": "MMD$^2$ (RBF)",
+    "energy": "energy distance",
+    "coverage": "mode coverage",
+    "weight_error": "mode-weight error",
+    "outlier_fraction": "outlier fraction",
+    "nfe": "NFE (score evaluations)",
+    "seconds": "wall time [s]",
+}
+
+Record = Mapping[str, Any]
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def summarize(
+    records: Iterable[Record],
+    values: Sequence[str],
+    *,
+    keys: Sequence[str] = ("solver", "budget"),
+) -> list[dict[str, Any]]:
+    """Group ``records`` by ``keys`` and give ``mean``/``std`` (over seeds) of each of ``values``.
+
+    Records whose ``status`` is not ``"ok"`` are skipped; non-finite values are ignored.
+    Each output row has the ``keys``, ``n`` (records in the group) and ``<value>_mean`` /
+    ``<value>_std`` (``std`` is the sample standard deviation, 0 for one seed). Groups keep
+    the order of first appearance.
+    """
+    groups: dict[tuple[Any, ...], list[Record]] = {}
+    for r in records:
+        if r.get("status", "ok") != "ok":
+            continue
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    rows = []
+    for key, group in groups.items():
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        row["n"] = len(group)
+        for v in values:
+            arr = np.array([r[v] for r in group if _finite(r.get(v))], dtype=np.float64)
+            row[f"{v}_mean"] = float(arr.mean()) if arr.size else float("nan")
+            row[f"{v}_std"] = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def _log_axis(ax: Axes, which: str) -> None:
+    """Log scale with ticks at 1, 2, 5 x 10^k labelled as plain numbers (no 3x10^1 clutter)."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plot_metric_curves(
+    records: Iterable[Record],
+    metric: str = "sliced_w2",
+    *,
+    x: str = "nfe",
+    ax: Axes | None = None,
+    floor: float | tuple[float, float] | None = None,
+    group: str = "solver",
+    logx: bool = True,
+    logy: bool | None = None,
+    title: str | None = None,
+    legend: bool | str = True,
+) -> Axes:
+    """``metric`` against ``x`` (``"nfe"`` or ``"seconds"``), one line per ``group`` value.
+
+    Points are means over seeds with error bars of one standard deviation in both
+    directions (adaptive solvers' NFE and all wall times vary by seed). ``floor`` draws the
+    metric's noise floor (mean, or ``(mean, std)`` as a band): the value two independent
+    exact sample sets of the same size give, below which differences are not measurable.
+    ``logy=None`` uses a log scale when every plotted value is positive (unbiased MMD² and
+    energy distance can be negative near the floor, and then the scale stays linear).
+    ``legend``: ``True`` (inside, best place), ``"outside"`` (right of the axes) or ``False``.
+    Returns the axes.
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("no records to plot")
+    _, ax = get_axes(ax, size=(5.6, 4.0))
+    rows = summarize(records, [x, metric], keys=(group, "budget"))
+    labels = list(dict.fromkeys(r[group] for r in rows))
+    markers = "osD^vP*Xph<>"
+    plotted: list[float] = []
+    for i, label in enumerate(labels):
+        pts = [r for r in rows if r[group] == label and _finite(r[f"{metric}_mean"])]
+        pts.sort(key=lambda r: r[f"{x}_mean"])
+        if not pts:
+            continue
+        plotted += [r[f"{metric}_mean"] - r[f"{metric}_std"] for r in pts]
+        ax.errorbar(
+            [r[f"{x}_mean"] for r in pts], [r[f"{metric}_mean"] for r in pts],
+            xerr=[r[f"{x}_std"] for r in pts], yerr=[r[f"{metric}_std"] for r in pts],
+            marker=markers[i % len(markers)], ms=4, lw=1.2, capsize=2.5, label=str(label),
+            color=f"C{i % 10}",
+        )
+    if floor is not None:
+        mean, std = (floor, 0.0) if isinstance(floor, (int, float)) else floor
+        plotted.append(mean - std)
+        ax.axhline(mean, color="k", ls="--", lw=1.0, label="noise floor")
+        if std > 0:
+            ax.axhspan(mean - std, mean + std, color="0.5", alpha=0.15, lw=0)
+    if logx:
+        _log_axis(ax, "x")
+    if logy or (logy is None and plotted and min(plotted) > 0):
+        _log_axis(ax, "y")
+    ax.set_xlabel(METRIC_LABELS.get(x, x))
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(True, which="major", alpha=0.3)
+    if title is not None:
+        ax.set_title(title)
+    if legend:
+        handles, labels = ax.get_legend_handles_labels()
+        order = sorted(range(len(labels)), key=lambda i: labels[i] == "noise floor")  # floor last
+        where = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0)} if legend == "outside" else {
+            "loc": "best"}
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8,
+                  framealpha=0.85, **where)
+    return ax
+
+
+def plot_metric_vs_nfe(records: Iterable[Record], metric: str = "sliced_w2", **kw: Any) -> Axes:
+    """:func:`plot_metric_curves` with ``x="nfe"``."""
+    return plot_metric_curves(records, metric, x="nfe", **kw)
+
+
+def plot_metric_vs_time(records: Iterable[Record], metric: str = "sliced_w2", **kw: Any) -> Axes:
+    """:func:`plot_metric_curves` with ``x="seconds"`` (wall time of the solve)."""
+    return plot_metric_curves(records, metric, x="seconds", **kw)
+
+
+def plot_comparison(
+    records: Iterable[Record],
+    metrics: Sequence[str] = ("sliced_w2", "mmd"),
+    *,
+    x: str = "nfe",
+    floors: Mapping[str, float | tuple[float, float]] | None = None,
+    ax: Sequence[Axes] | None = None,
+    suptitle: str | None = None,
+) -> Figure:
+    """One panel per metric (shared legend on the last panel). Returns the figure."""
+    records = list(records)
+    fig, axes = get_axes_grid(ax, len(metrics), ncols=len(metrics), panel=4.2, extra_width=0.4)
+    floors = floors or {}
+    for i, (a, m) in enumerate(zip(axes, metrics, strict=True)):
+        plot_metric_curves(records, m, x=x, ax=a, floor=floors.get(m),
+                           legend="outside" if i == len(metrics) - 1 else False)
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+    return fig

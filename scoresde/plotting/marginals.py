@@ -1,0 +1,221 @@
+"""Marginals: sample clouds (scatter or 2-D histogram), exact densities, snapshots at chosen t.
+
+The exact density of the noised marginal of a Gaussian-mixture target,
+``p_t = sum_k w_k N(alpha(t) mu_k, alpha(t)^2 s_k^2 + sigma(t)^2)``, comes from
+:meth:`scoresde.targets.GaussianMixture.marginal_log_prob`; the plots only evaluate it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import PowerNorm
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from solvers.protocol import DiffusionSDE
+from solvers.result import Solution
+
+from ..targets import GaussianMixture
+from ._common import (
+    check_points,
+    get_axes,
+    get_axes_grid,
+    square_limits,
+    time_label,
+    trajectory_arrays,
+)
+
+__all__ = ["plot_samples", "plot_density", "density_grid", "plot_snapshots", "nearest_frames"]
+
+Kind = Literal["auto", "scatter", "hist"]
+
+HIST_ABOVE = 3000
+"""``kind="auto"`` draws a 2-D histogram above this many points, a scatter below."""
+
+
+def _style_square(ax: Axes, lims: tuple[float, float]) -> None:
+    ax.set_xlim(*lims)
+    ax.set_ylim(*lims)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+
+
+def _auto_bins(pts: np.ndarray, lims: tuple[float, float]) -> int:
+    """Bins per axis giving about four points per *occupied* bin (sharp modes stay sharp)."""
+    coarse, _, _ = np.histogram2d(pts[:, 0], pts[:, 1], bins=40, range=[lims, lims])
+    occupied = max(float((coarse > 0).mean()), 1e-3)
+    return int(np.clip(np.sqrt(pts.shape[0] / (4.0 * occupied)), 30, 250))
+
+
+def plot_samples(
+    x: Tensor | np.ndarray,
+    *,
+    ax: Axes | None = None,
+    kind: Kind = "auto",
+    lims: tuple[float, float] | None = None,
+    bins: int | None = None,
+    color: str = "C0",
+    cmap: str = "magma_r",
+    label: str | None = None,
+    title: str | None = None,
+    dims: tuple[int, int] = (0, 1),
+) -> Axes:
+    """Plot a sample cloud ``x: (N, D)`` (coordinates ``dims``) as a scatter or a 2-D histogram.
+
+    ``kind="auto"`` uses a histogram above :data:`HIST_ABOVE` points (no overplotting) and a
+    scatter below, with marker size and opacity shrinking as ``N`` grows. ``bins`` defaults
+    to about four points per occupied bin (clipped to 30..250 per axis).
+    Returns the axes.
+    """
+    pts = check_points(x, dims)
+    _, ax = get_axes(ax)
+    n = pts.shape[0]
+    lims = square_limits(pts) if lims is None else lims
+    if bins is None:
+        bins = _auto_bins(pts, lims)
+    if kind not in ("auto", "scatter", "hist"):
+        raise ValueError(f"kind must be 'auto', 'scatter' or 'hist', got {kind!r}")
+    if kind == "hist" or (kind == "auto" and n > HIST_ABOVE):
+        # Square-root colour scale so light modes stay visible next to heavy ones.
+        ax.hist2d(pts[:, 0], pts[:, 1], bins=bins, range=[lims, lims], cmap=cmap, cmin=1,
+                  norm=PowerNorm(0.5), rasterized=True)
+        if label is not None:
+            ax.plot([], [], "s", color="0.3", label=label)
+    else:
+        size = float(np.clip(3000.0 / max(n, 1), 0.5, 12.0))
+        alpha = float(np.clip(1500.0 / max(n, 1), 0.15, 0.8))
+        ax.scatter(pts[:, 0], pts[:, 1], s=size, alpha=alpha, color=color, linewidths=0,
+                   label=label, rasterized=n > 2000, zorder=2)
+    _style_square(ax, lims)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def density_grid(
+    target: GaussianMixture,
+    lims: tuple[float, float],
+    *,
+    sde: DiffusionSDE | None = None,
+    t: float | None = None,
+    resolution: int = 200,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact density of ``p_t`` (``p_0`` when ``sde`` or ``t`` is ``None``) on a square grid.
+
+    Returns ``(X, Y, P)`` of shape ``(resolution, resolution)`` each.
+    """
+    if target.dim != 2:
+        raise ValueError(f"density plots need a 2-D target, {target.name} has D={target.dim}")
+    axis = torch.linspace(lims[0], lims[1], resolution, dtype=torch.float64)
+    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+    pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+    with torch.no_grad():
+        if sde is None or t is None:
+            logp = target.log_prob(pts)
+        else:
+            logp = target.marginal_log_prob(pts, float(t), sde)
+    dens = torch.exp(logp).reshape(resolution, resolution)
+    return gx.numpy(), gy.numpy(), dens.numpy()
+
+
+def plot_density(
+    target: GaussianMixture,
+    *,
+    sde: DiffusionSDE | None = None,
+    t: float | None = None,
+    ax: Axes | None = None,
+    lims: tuple[float, float] | None = None,
+    resolution: int = 200,
+    kind: Literal["image", "contour"] = "image",
+    cmap: str = "Blues",
+    color: str = "#1a9850",
+    levels: int = 4,
+    vmax_scale: float = 1.0,
+    title: str | None = None,
+) -> Axes:
+    """Exact density of a 2-D mixture target at time ``t`` (``p_0`` when ``sde``/``t`` is None).
+
+    ``kind="image"`` fills the plane; ``kind="contour"`` draws ``levels`` iso-lines at
+    evenly spaced fractions of the peak, to overlay on samples. ``vmax_scale > 1`` lightens
+    the image (the peak maps to ``1/vmax_scale`` of the colour map), for use as a background.
+    Returns the axes.
+    """
+    _, ax = get_axes(ax)
+    if lims is None:
+        spread = float((target.means.abs() + 3 * target.stds).max())
+        if sde is not None and t is not None:
+            alpha, sigma = sde.marginal_coeffs(torch.tensor([float(t)], dtype=torch.float64))
+            spread = max(float(alpha) * spread, 3.0 * float(sigma))
+        lims = (-1.1 * spread, 1.1 * spread)
+    gx, gy, dens = density_grid(target, lims, sde=sde, t=t, resolution=resolution)
+    if kind == "image":
+        ax.imshow(dens, extent=(*lims, *lims), origin="lower", cmap=cmap,
+                  norm=PowerNorm(0.5, vmin=0.0, vmax=vmax_scale * float(dens.max())),
+                  interpolation="bilinear")
+    elif kind == "contour":
+        peak = float(dens.max())
+        fractions = np.linspace(0.1, 0.9, levels)
+        ax.contour(gx, gy, dens, levels=peak * fractions, colors=color, linewidths=0.7, alpha=0.8,
+                   zorder=1.5)  # above 2-D histograms (1), below scatter points (2)
+    else:
+        raise ValueError(f"kind must be 'image' or 'contour', got {kind!r}")
+    _style_square(ax, lims)
+    if title is None:
+        title = f"exact $p_0$ ({target.name})" if t is None or sde is None else f"exact $p_t$, {time_label(t)}"
+    ax.set_title(title)
+    return ax
+
+
+def nearest_frames(times: np.ndarray, wanted: Sequence[float]) -> list[int]:
+    """Indices of the stored frames whose times are nearest to each of ``wanted``."""
+    return [int(np.argmin(np.abs(times - float(w)))) for w in wanted]
+
+
+def plot_snapshots(
+    traj: Solution | Tensor | np.ndarray,
+    at: Sequence[float] | None = None,
+    *,
+    times: Tensor | np.ndarray | None = None,
+    target: GaussianMixture | None = None,
+    sde: DiffusionSDE | None = None,
+    ax: Sequence[Axes] | None = None,
+    n_panels: int = 5,
+    kind: Kind = "auto",
+    lims: tuple[float, float] | None = None,
+    dims: tuple[int, int] = (0, 1),
+    suptitle: str | None = None,
+) -> Figure:
+    """Marginal snapshots of a trajectory at the times ``at`` (nearest stored frames).
+
+    Args:
+        traj: a ``SampleResult`` with a trajectory, or frames ``(F, B, D)`` with ``times``.
+        at: times to show (default: ``n_panels`` evenly spaced over the stored frames).
+        target, sde: when both are given, the exact ``p_t`` is outlined on every panel.
+        ax: ``len(at)`` axes to draw into (default: a new row of panels).
+        kind, lims, dims: as in :func:`plot_samples`; limits are shared by all panels.
+
+    Returns the figure.
+    """
+    frames, t = trajectory_arrays(traj, times, dims)
+    if at is None:
+        idx = np.linspace(0, len(t) - 1, min(n_panels, len(t))).round().astype(int).tolist()
+    else:
+        idx = nearest_frames(t, at)
+    fig, axes = get_axes_grid(ax, len(idx), ncols=len(idx), panel=2.8, extra_width=0.2)
+    lims = square_limits(frames[idx[0]], frames[idx[-1]]) if lims is None else lims
+    for a, i in zip(axes, idx, strict=True):
+        plot_samples(frames[i], ax=a, kind=kind, lims=lims, title=time_label(float(t[i])))
+        if target is not None and sde is not None and target.dim == 2:
+            plot_density(target, sde=sde, t=max(float(t[i]), 0.0), ax=a, lims=lims,
+                         kind="contour", title=time_label(float(t[i])))
+    for a in axes[1:]:
+        a.set_ylabel("")
+    if suptitle is not None:
+        fig.suptitle(suptitle)
+    return fig

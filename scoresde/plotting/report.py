@@ -1,0 +1,128 @@
+"""The standard set of figures for a 2-D problem sampled with several solvers (demo, CLI, docs).
+
+:func:`write_sampling_figures` writes, into one folder: the solver grid (paths and samples
+per solver), one trajectory plot per solver, forward vs reverse paths, marginal
+snapshots, the score and probability-flow velocity fields, and a forward-then-reverse
+animation (GIF; MP4 too when ffmpeg exists).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.result import Solution
+
+from ..targets import GaussianMixture
+from ._common import save_figure, square_limits, to_numpy
+from .animation import animate_forward_reverse, save_animation_all
+from .fields import plot_fields
+from .marginals import plot_snapshots
+from .solver_grid import plot_solver_grid
+from .trajectories import plot_forward_reverse, plot_trajectories
+
+__all__ = ["write_sampling_figures", "safe_name", "FIGURES"]
+
+FIGURES: tuple[str, ...] = ("solver_grid", "trajectories", "forward_reverse", "snapshots", "fields",
+                            "animation")
+"""Names of the figures :func:`write_sampling_figures` can write (its ``which`` argument)."""
+
+
+def safe_name(label: str) -> str:
+    """A file-name-safe version of a solver label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "solver"
+
+
+def write_sampling_figures(
+    out: str | os.PathLike[str],
+    results: Mapping[str, Solution],
+    *,
+    sde: DiffusionSDE,
+    score: ScoreFn,
+    target: GaussianMixture | None = None,
+    x0: Tensor | None = None,
+    title: str = "",
+    fields_at: Sequence[float] = (1.0, 0.3, 0.1, 0.01),
+    field_density: int = 21,
+    gif: bool = True,
+    which: Collection[str] = FIGURES,
+    kind: str = "quiver",
+    gif_points: int = 1500,
+    gif_hold: int = 8,
+    forward_frames: int = 40,
+    dpi: int = 120,
+) -> dict[str, Path]:
+    """Write the standard figures for ``results`` (label -> ``SampleResult`` with trajectories).
+
+    Args:
+        out: output folder (created).
+        results: solver label -> result sampled with ``keep_trajectory=True``.
+        sde, score: the problem (fields are drawn from ``score``).
+        target: the exact mixture, when known (densities and contours are overlaid).
+        x0: data samples ``(B, 2)`` for the forward process (default: ``target.sample``).
+        title: prefix of figure titles (e.g. ``"exact score"``).
+        fields_at: times of the field panels.
+        gif: write the forward/reverse animation (when ``"animation"`` is in ``which``).
+        which: subset of :data:`FIGURES` to write.
+        kind: ``"quiver"`` or ``"stream"`` for the field plots.
+
+    Returns ``{figure name: path}``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    names = list(results)
+    if not names:
+        raise ValueError("results is empty")
+    unknown = sorted(set(which) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; valid: {', '.join(FIGURES)}")
+    prefix = f"{title}: " if title else ""
+    finals = [to_numpy(r.samples)[:, :2] for r in results.values()]
+    lims = square_limits(*finals)
+
+    if "solver_grid" in which:
+        fig = plot_solver_grid(results, target=target, sde=sde, lims=lims,
+                               suptitle=f"{prefix}same prior draw and noise for every solver")
+        files["solver_grid"] = save_figure(fig, out / "solver_grid.png", dpi=dpi)
+    if "trajectories" in which:
+        for name, res in results.items():
+            ax = plot_trajectories(res, lims=lims, title=f"{prefix}{name} (NFE {res.nfe})")
+            files[f"trajectories_{name}"] = save_figure(
+                ax.figure, out / f"trajectories_{safe_name(name)}.png", dpi=dpi)
+
+    # The reference result for the single-solver figures: the first stochastic-looking one.
+    ref_name = names[0]
+    ref = results[ref_name]
+    needs_data = "forward_reverse" in which or (gif and "animation" in which)
+    if x0 is None and needs_data:
+        if target is None:
+            raise ValueError("give x0 (data samples) when there is no exact target")
+        x0 = target.sample(ref.samples.shape[0], generator=torch.Generator().manual_seed(12345))
+    if "forward_reverse" in which and x0 is not None:
+        fig = plot_forward_reverse(sde, x0, ref, lims=lims)
+        fig.suptitle(f"{prefix}forward SDE (exact transitions) and {ref_name} sampling")
+        files["forward_reverse"] = save_figure(fig, out / "forward_reverse.png", dpi=dpi)
+    if "snapshots" in which:
+        fig = plot_snapshots(ref, target=target, sde=sde, lims=lims,
+                             suptitle=f"{prefix}{ref_name}: marginals while sampling"
+                             + (" (lines: exact $p_t$)" if target is not None else ""))
+        files["snapshots"] = save_figure(fig, out / "snapshots.png", dpi=dpi)
+    if "fields" in which:
+        fig = plot_fields(sde, score, fields_at, target=target, lims=lims, density=field_density,
+                          kind=kind,  # type: ignore[arg-type]
+                          suptitle=f"{prefix}score and probability-flow velocity (arrows: direction; "
+                          "colour: log magnitude)")
+        files["fields"] = save_figure(fig, out / "fields.png", dpi=dpi)
+    if gif and "animation" in which and x0 is not None:
+        anim = animate_forward_reverse(sde, x0, ref, target=target, lims=lims, n_points=gif_points,
+                                       hold=gif_hold, forward_frames=forward_frames)
+        for path in save_animation_all(anim, out / "forward_reverse"):
+            files[f"animation{path.suffix}"] = path
+    return files

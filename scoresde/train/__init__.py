@@ -1,0 +1,40 @@
+"""Training score networks: config, loop, EMA, atomic checkpoints, resume, DDP, toy recipes.
+
+    from scoresde.train import TrainConfig, train, load_model
+    trainer = train(TrainConfig(data="eight_gaussians", steps=2000), out_dir="runs/8g")
+    model, sde, config = load_model("runs/8g")          # EMA weights by default
+    samples = solvers.sample(sde, model.score_fn(sde), shape=(10_000, 2), solver="pc").samples
+"""
+
+from __future__ import annotations
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import OptimConfig, SDEConfig, TrainConfig, config_diff, lr_factor
+from .data import data_names, make_data
+from .digits import digits_config
+from .distributed import DistInfo
+from .ema import EMA
+from .toy import TOY_STEPS, toy_config, train_toy
+from .trainer import Trainer, load_model, train
+
+__all__ = [
+    "CheckpointError",
+    "load_checkpoint",
+    "save_checkpoint",
+    "OptimConfig",
+    "SDEConfig",
+    "TrainConfig",
+    "config_diff",
+    "lr_factor",
+    "data_names",
+    "make_data",
+    "DistInfo",
+    "EMA",
+    "Trainer",
+    "load_model",
+    "train",
+    "TOY_STEPS",
+    "toy_config",
+    "train_toy",
+    "digits_config",
+]

@@ -1,0 +1,343 @@
+"""Likelihood benchmark: accuracy, speed and Hutchinson variance against exact mixture densities.
+
+With the exact score of a Gaussian mixture, the probability-flow ODE maps ``p_eps`` to ``p_T``
+exactly, so ``target.marginal_log_prob(x, eps, sde)`` is the exact answer of the computation and
+every error below is the integrator's (or the probes'), nothing else. The prior at ``T`` is the
+exact ``p_T`` here (the ``N(0, I)`` mismatch is reported separately in ``accuracy``).
+
+The reference approach is Song et al.'s likelihood code (``score_sde/likelihood.py``):
+``scipy.integrate.solve_ivp(RK45, rtol = atol = 1e-5)`` on the flattened ``[x, log p]`` state in
+float64 NumPy, the model in float32, the drift from a separate call, and the divergence from
+their ``div_fn(x, t, v) = sum(grad(sum(F(x) * v), x) * v)``. With Hutchinson probes that is
+one probe per solve; "with the exact divergence" sums ``div_fn`` over the basis vectors
+``e_1 .. e_D``. :func:`reference_log_likelihood` re-implements exactly that structure.
+
+Sections (all in one process, timed side by side, one torch thread unless ``--threads``)::
+
+    python benchmarks/likelihood.py                       # all sections, writes the figure
+    python benchmarks/likelihood.py --sections speed      # 10,000 2-D points vs the reference
+    python benchmarks/likelihood.py --sections accuracy hutchinson figure
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy.integrate
+import torch
+from torch import Tensor
+
+import scoresde as sd
+from scoresde.likelihood import likelihood
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- the reference approach --------------------------------------------------------------------
+def reference_log_likelihood(
+    sde: sd.AffineSDE,
+    score_fn: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    *,
+    probes: Tensor | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    prior: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, int]:
+    """Song et al.'s likelihood computation: ``(log p_eps(x): (B,), nfe)``.
+
+    ``probes=None``: exact divergence as ``sum_i div_fn(x, t, e_i)``; else one Hutchinson probe
+    ``(B, *D)`` fixed for the solve. The model runs in ``x``'s dtype (float32 in their code).
+    """
+    shape, b = tuple(x.shape), x.shape[0]
+    dtype = x.dtype
+
+    def drift_fn(xx: Tensor, t: Tensor) -> Tensor:
+        # Probability-flow drift f - g^2 s / 2 (their rsde.sde(x, t)[0] with probability_flow=True).
+        g2 = sde.diffusion(t) ** 2
+        return sde.drift(xx, t) - (0.5 * g2).reshape(-1, *([1] * (xx.ndim - 1))) * score_fn(xx, t)
+
+    def div_fn(xx: Tensor, t: Tensor, v: Tensor) -> Tensor:
+        with torch.enable_grad():
+            xx.requires_grad_(True)
+            fn_v = torch.sum(drift_fn(xx, t) * v)
+            grad_fn_v = torch.autograd.grad(fn_v, xx)[0]
+        xx.requires_grad_(False)
+        return torch.sum(grad_fn_v * v, dim=tuple(range(1, len(xx.shape))))
+
+    if probes is None:
+        d = int(np.prod(shape[1:]))
+        vs = [torch.zeros(d, dtype=dtype).index_fill_(0, torch.tensor([i]), 1.0).reshape(shape[1:]).expand(shape)
+              for i in range(d)]
+    else:
+        vs = [probes]
+    nfe = 0
+
+    def ode_func(t: float, y: np.ndarray) -> np.ndarray:
+        nonlocal nfe
+        nfe += 1
+        sample = torch.from_numpy(y[:-b].reshape(shape)).type(dtype)
+        vec_t = torch.ones(b, dtype=dtype) * t
+        with torch.no_grad():
+            drift = drift_fn(sample, vec_t).detach().numpy().reshape(-1)
+        logp_grad = sum(div_fn(sample, vec_t, v) for v in vs).detach().numpy().reshape(-1)
+        return np.concatenate([drift, logp_grad], axis=0)
+
+    init = np.concatenate([x.detach().numpy().reshape(-1).astype(np.float64), np.zeros(b)])
+    sol = scipy.integrate.solve_ivp(ode_func, (sde.eps, sde.T), init, rtol=rtol, atol=atol, method="RK45")
+    zp = sol.y[:, -1]
+    z = torch.from_numpy(zp[:-b].reshape(shape))
+    delta = torch.from_numpy(zp[-b:])
+    prior_fn = sde.prior_log_prob if prior is None else prior
+    return prior_fn(z) + delta, nfe
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def exact_setup(name: str, n: int, seed: int, sde: sd.AffineSDE) -> tuple:
+    target = sd.targets.get_target(name)
+    x = target.sample(n, generator=torch.Generator().manual_seed(seed))
+    exact = target.marginal_log_prob(x.double(), sde.eps, sde)
+
+    def p_T(z: Tensor) -> Tensor:
+        return target.marginal_log_prob(z, sde.T, sde)
+
+    return target, x, exact, p_T
+
+
+def mean_abs(a: Tensor, b: Tensor) -> float:
+    return float((a.double() - b.double()).abs().mean())
+
+
+def timed(fn: Callable[[], tuple[Tensor, int]]) -> tuple[Tensor, int, float]:
+    start = time.perf_counter()
+    lp, nfe = fn()
+    return lp, nfe, time.perf_counter() - start
+
+
+def ref(sde, score, x, prior, probes=None) -> Callable[[], tuple[Tensor, int]]:
+    def run() -> tuple[Tensor, int]:
+        return reference_log_likelihood(sde, score, x, probes=probes, prior=prior)
+
+    return run
+
+
+def ours(sde, score, x, prior, **kw) -> Callable[[], tuple[Tensor, int]]:
+    def run() -> tuple[Tensor, int]:
+        r = likelihood(sde, score, x, prior=prior, **kw)
+        return r.log_prob, r.nfe
+
+    return run
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    head = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    return head + "".join("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |\n" for r in rows)
+
+
+# --- sections ---------------------------------------------------------------------------------
+def section_accuracy(args: argparse.Namespace, out: dict) -> None:
+    """Mean |error| over 1,000 points in 2-D and 16-D with the exact divergence."""
+    sde = sd.VPSDE()
+    rows = []
+    for name in ("eight_gaussians", "high_dim_16"):
+        target, x, exact, p_T = exact_setup(name, args.n_accuracy, 0, sde)
+        score = target.score_fn(sde)
+        runs = {
+            "reference (scipy RK45 1e-5, Song et al.)": ref(sde, score, x, p_T),
+            "ours default (torch dopri5, 1e-5)": ours(sde, score, x, p_T),
+            "ours rk4, auto grid, 32 steps": ours(sde, score, x, p_T, integrator="rk4", steps=32),
+            "ours rk4, auto grid, 16 steps (fast)": ours(sde, score, x, p_T, integrator="rk4", steps=16),
+        }
+        for label, fn in runs.items():
+            lp, nfe, sec = timed(fn)
+            rows.append({"target": name, "method": label, "NFE": nfe, "seconds": f"{sec:.2f}",
+                         "mean abs err (nats)": f"{mean_abs(lp, exact):.2e}",
+                         "max abs err": f"{float((lp.double() - exact).abs().max()):.2e}"})
+        # The model's own prior N(0, I) instead of the exact p_T: the difference is the mismatch.
+        r = likelihood(sde, score, x)
+        mismatch = float((r.prior_log_prob.double() - p_T(r.x_T.double())).abs().mean())
+        rows.append({"target": name, "method": "ours default, prior N(0, I) (model density)",
+                     "NFE": r.nfe, "seconds": f"{r.seconds:.2f}",
+                     "mean abs err (nats)": f"{mean_abs(r.log_prob, exact):.2e}",
+                     "max abs err": f"prior mismatch {mismatch:.1e}"})
+        bias0 = float((exact - target.log_prob(x.double())).abs().mean())
+        rows.append({"target": name, "method": "|log p_eps - log p_0| (not an error of the ODE)",
+                     "mean abs err (nats)": f"{bias0:.2e}"})
+    text = table(rows, ["target", "method", "NFE", "seconds", "mean abs err (nats)", "max abs err"])
+    print("\n## accuracy (exact divergence, 1,000 points, exact p_T prior)\n\n" + text)
+    out["accuracy"] = rows
+
+
+def section_speed(args: argparse.Namespace, out: dict) -> None:
+    """10,000 2-D points: reference vs ours, interleaved repeats, min and median wall time."""
+    sde = sd.VPSDE()
+    target, x, exact, p_T = exact_setup("eight_gaussians", args.n_speed, 0, sde)
+    score = target.score_fn(sde)
+    runs = {
+        "reference: scipy RK45 1e-5 + Song et al. div_fn over e_i": ref(sde, score, x, p_T),
+        "scipy RK45 1e-5 + our divergence (one forward, D backward)": ours(
+            sde, score, x, p_T, integrator="rk45", rtol=1e-5, atol=1e-5),
+        f"ours: rk4 on auto grid, {args.speed_steps} steps (pilot: 256 pts, dopri5 1e-5)": ours(
+            sde, score, x, p_T, integrator="rk4", steps=args.speed_steps),
+        "ours: torch dopri5 1e-4": ours(sde, score, x, p_T, integrator="dopri5", rtol=1e-4, atol=1e-4),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    info: dict[str, tuple[int, float]] = {}
+    for _ in range(args.repeats):
+        for label, fn in runs.items():
+            lp, nfe, sec = timed(fn)
+            times[label].append(sec)
+            info[label] = (nfe, mean_abs(lp, exact))
+    base = next(iter(runs))
+    rows = []
+    for label in runs:
+        t_min, t_med = min(times[label]), statistics.median(times[label])
+        rows.append({"method": label, "NFE": info[label][0],
+                     "mean abs err (nats)": f"{info[label][1]:.2e}",
+                     "min s": f"{t_min:.2f}", "median s": f"{t_med:.2f}",
+                     "speed-up (min)": f"{min(times[base]) / t_min:.2f}x",
+                     "speed-up (median)": f"{statistics.median(times[base]) / t_med:.2f}x"})
+    text = table(rows, ["method", "NFE", "mean abs err (nats)", "min s", "median s",
+                        "speed-up (min)", "speed-up (median)"])
+    print(f"\n## speed ({args.n_speed} points, eight_gaussians, float32, {args.repeats} interleaved repeats)\n\n" + text)
+    out["speed"] = rows
+
+
+def section_hutchinson(args: argparse.Namespace, out: dict) -> None:
+    """32-D: one probe fixed per solve vs fresh probes per evaluation, at matched wall time."""
+    sde = sd.VPSDE()
+    target, x, exact, p_T = exact_setup("high_dim_32", args.n_hutch, 0, sde)
+    score = target.score_fn(sde)
+    g = torch.Generator().manual_seed(1)
+    rad = torch.randint(0, 2, x.shape, generator=g).to(x.dtype) * 2 - 1
+    gauss = torch.randn(x.shape, generator=g)
+    runs: dict[str, Callable[[], tuple[Tensor, int]]] = {
+        "reference: scipy RK45 1e-5, 1 Rademacher probe per solve (Song et al.)": ref(sde, score, x, p_T, rad),
+        "reference: scipy RK45 1e-5, 1 Gaussian probe per solve (Song et al.)": ref(sde, score, x, p_T, gauss),
+    }
+    hutch = dict(divergence="hutchinson", integrator="rk4", grid="quadratic", seed=1)
+    for steps in args.hutch_steps:
+        runs[f"1 Rademacher probe fixed per solve, rk4 {steps} steps"] = ours(
+            sde, score, x, p_T, steps=steps, **hutch)
+        runs[f"ours: 1 probe, fresh per evaluation, rk4 {steps} steps"] = ours(
+            sde, score, x, p_T, steps=steps, probe_refresh="eval", **hutch)
+        runs[f"ours: 4 probes, fresh per evaluation, rk4 {steps} steps"] = ours(
+            sde, score, x, p_T, steps=steps, probe_refresh="eval", n_probes=4, **hutch)
+    runs["exact divergence (32 backward passes), rk4 32 steps"] = ours(
+        sde, score, x, p_T, integrator="rk4", grid="quadratic", steps=32)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    errs: dict[str, Tensor] = {}
+    nfes: dict[str, int] = {}
+    for _ in range(args.repeats):
+        for label, fn in runs.items():
+            lp, nfe, sec = timed(fn)
+            times[label].append(sec)
+            errs[label], nfes[label] = lp.double() - exact, nfe
+    base = next(iter(runs))
+    rows = []
+    for label in runs:
+        err = errs[label]
+        se = float(err.std() / math.sqrt(err.numel()))
+        rows.append({"method": label, "NFE": nfes[label], "min s": f"{min(times[label]):.2f}",
+                     "median s": f"{statistics.median(times[label]):.2f}",
+                     "per-point mean abs err": f"{float(err.abs().mean()):.3f}",
+                     "error vs 1-probe reference": f"{float(errs[base].abs().mean() / err.abs().mean()):.1f}x smaller"
+                     if err.abs().mean() > 0 else "",
+                     "mean signed err +- SE": f"{float(err.mean()):+.3f} +- {se:.3f}"})
+    text = table(rows, ["method", "NFE", "min s", "median s", "per-point mean abs err",
+                        "error vs 1-probe reference", "mean signed err +- SE"])
+    print(f"\n## Hutchinson in 32-D ({args.n_hutch} points, high_dim_32, {args.repeats} interleaved repeats)\n\n" + text)
+    out["hutchinson"] = rows
+
+
+def section_figure(args: argparse.Namespace, out: dict) -> None:
+    """Error vs NFE for the integrators (2-D and 16-D), saved under docs/figures/; times in the JSON."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sde = sd.VPSDE()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    curves: dict[str, dict[str, list]] = {}
+    setups = (("eight_gaussians", args.n_figure), ("high_dim_16", max(1, args.n_figure // 5)))
+    for col, (name, n) in enumerate(setups):
+        target, x, exact, p_T = exact_setup(name, n, 0, sde)
+        score = target.score_fn(sde)
+        series: dict[str, list[tuple[int, float, float, str]]] = {}
+
+        def add(label: str, r, tag: str, nfe: int | None = None, series=series, exact=exact) -> None:
+            series.setdefault(label, []).append(
+                (r.nfe if nfe is None else nfe, mean_abs(r.log_prob, exact), r.seconds, tag))
+
+        lp, nfe, sec = timed(ref(sde, score, x, p_T))
+        series["reference (Song et al.: scipy RK45 1e-5)"] = [(nfe, mean_abs(lp, exact), sec, "1e-05")]
+        for tol in (1e-3, 1e-4, 1e-5, 1e-6):
+            add("scipy RK45, our divergence (rtol = atol)", likelihood(
+                sde, score, x, prior=p_T, integrator="rk45", rtol=tol, atol=tol), f"{tol:g}")
+            add("torch dopri5 (rtol = atol)", likelihood(
+                sde, score, x, prior=p_T, integrator="dopri5", rtol=tol, atol=tol), f"{tol:g}")
+        for steps in (8, 12, 16, 24, 32, 48):
+            r = likelihood(sde, score, x, prior=p_T, integrator="rk4", steps=steps)
+            # NFE of the main solve only; the pilot (256 points) is in the wall time.
+            add("rk4, auto grid (steps; NFE of the main solve, + pilot on 256 points)", r, str(steps),
+                nfe=r.nfe - r.stats[0].get("pilot_nfe", 0))
+            add("rk4, quadratic grid (steps)", likelihood(
+                sde, score, x, prior=p_T, integrator="rk4", steps=steps, grid="quadratic"), str(steps))
+        ax = axes[col]
+        for label, pts in series.items():
+            nfes, errs, _, tags = zip(*pts, strict=True)
+            marker = "*" if label.startswith("reference") else "o"
+            (line,) = ax.loglog(nfes, errs, marker=marker, ms=14 if marker == "*" else 5, label=label)
+            for xv, yv, tag in zip(nfes, errs, tags, strict=True):
+                ax.annotate(tag, (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=6,
+                            color=line.get_color())
+        ax.axhline(1e-3, color="gray", lw=0.8, ls=":")
+        ax.set_xlabel("score evaluations (NFE); labels: tolerance or steps")
+        ax.set_ylabel("mean |log p error| (nats)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(f"{name} ({target.dim}-D), {n} points, exact divergence")
+        curves[name] = {k: [list(p) for p in v] for k, v in series.items()}
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    path = ROOT / "docs" / "figures" / "likelihood_error_vs_nfe.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"\n## figure\n\n{path}")
+    out["figure"] = curves
+
+
+SECTIONS = {"accuracy": section_accuracy, "speed": section_speed,
+            "hutchinson": section_hutchinson, "figure": section_figure}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=list(SECTIONS))
+    parser.add_argument("--n-accuracy", type=int, default=1000)
+    parser.add_argument("--n-speed", type=int, default=10_000)
+    parser.add_argument("--speed-steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats in 'speed'")
+    parser.add_argument("--n-hutch", type=int, default=500)
+    parser.add_argument("--hutch-steps", type=int, nargs="*", default=[16, 32])
+    parser.add_argument("--n-figure", type=int, default=10_000, help="2-D points (16-D: a fifth)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out: dict = {"threads": args.threads, "torch": torch.__version__}
+    for name in args.sections:
+        SECTIONS[name](args, out)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Likelihoods of score-based models: probability-flow ODE log-densities, bits/dim, the SDE bound.
+
+* :func:`log_likelihood` / :func:`likelihood`: ``log p_eps(x)`` by integrating the
+  probability-flow ODE augmented with its divergence from ``eps`` to ``T`` (Song et al. 2021,
+  App. D.2; Grathwohl et al. 2019), exact or Hutchinson divergence (:mod:`.divergence`),
+  with the integrators of :mod:`solvers` (:mod:`.flow`, :mod:`.core`).
+* :func:`bits_per_dim`, :func:`dequantize`, :func:`bpd_from_log_prob`: discrete data with
+  uniform dequantization and the rescaling offset stated (:mod:`.bpd`).
+* :func:`elbo`: the variational bound of the reverse SDE (Song et al. 2021b, Thm. 3) (:mod:`.elbo`).
+
+    import scoresde as sd
+    sde, target = sd.VPSDE(), sd.targets.eight_gaussians()
+    x = target.sample(1000)
+    lp = sd.likelihood.log_likelihood(sde, target.score_fn(sde), x)   # (1000,) nats
+"""
+
+from .bpd import bits_per_dim, bpd_from_log_prob, bpd_offset, dequantize
+from .core import (
+    ADAPTIVE,
+    FIXED,
+    INTEGRATORS,
+    SCIPY,
+    LikelihoodResult,
+    likelihood,
+    log_likelihood,
+    resample_grid,
+    time_grid,
+)
+from .divergence import PROBES, exact_divergence, hutchinson_divergence, make_probes
+from .elbo import ElboResult, elbo
+from .flow import AugmentedFlow
+
+__all__ = [
+    "ADAPTIVE",
+    "FIXED",
+    "INTEGRATORS",
+    "PROBES",
+    "SCIPY",
+    "AugmentedFlow",
+    "ElboResult",
+    "LikelihoodResult",
+    "bits_per_dim",
+    "bpd_from_log_prob",
+    "bpd_offset",
+    "dequantize",
+    "elbo",
+    "exact_divergence",
+    "hutchinson_divergence",
+    "likelihood",
+    "log_likelihood",
+    "make_probes",
+    "resample_grid",
+    "time_grid",
+]

@@ -1,0 +1,159 @@
+"""The probability-flow ODE augmented with the integral of its divergence.
+
+Instantaneous change of variables (Chen et al. 2018, Thm. 1; Grathwohl et al. 2019, eq. 2-4;
+Song et al. 2021, App. D.2): along ``dx/dt = F(x, t) = f(x, t) - g(t)^2 s(x, t) / 2``,
+``d log p_t(x_t) / dt = -div F(x_t, t)``, hence for ``x`` at ``t = eps``::
+
+    log p_eps(x) = log p_T(x_T) + int_eps^T div F(x_t, t) dt.
+
+:class:`AugmentedFlow` is the vector field of the state ``y = [x (flattened), w * l]`` with
+``dl/dt = div F``: ``(B, d + M)`` where ``d = prod(D)`` and ``M`` is the number of divergence
+estimates per sample (1 for the exact divergence, the number of probes for Hutchinson).
+It plugs into any function-level integrator of :mod:`solvers` (``integrate_fixed``,
+``solve_adaptive``, ``solve_ivp_torch``).
+
+``w`` (``logp_scale``) weights the log-density columns in the integrators' error norm
+``RMS(err / (atol + rtol |y|))``: the error of ``l`` counts ``w`` times more than that of a
+data coordinate. ``w -> 0`` removes them from step-size control, which
+``probe_refresh="eval"`` needs with adaptive integrators (see :class:`AugmentedFlow`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from solvers.dynamics import ProbabilityFlowODE
+from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.utils import batch_time
+
+from .divergence import ProbeKind, exact_divergence, hutchinson_divergence, make_probes
+
+__all__ = ["AugmentedFlow", "DivergenceKind", "ProbeRefresh"]
+
+DivergenceKind = Literal["exact", "hutchinson"]
+ProbeRefresh = Literal["solve", "eval"]
+
+
+class AugmentedFlow:
+    """Vector field ``(t, y) -> dy/dt`` of the probability-flow ODE plus its divergence integral.
+
+    Args:
+        sde: forward SDE (any :class:`~solvers.protocol.DiffusionSDE`).
+        score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``; counted through
+            :class:`solvers.dynamics.CountedScore` (``nfe``).
+        data_shape: ``D``, the shape of one sample.
+        divergence: ``"exact"`` (autograd, ``prod(D)`` backward passes per evaluation) or
+            ``"hutchinson"`` (``n_probes`` backward passes).
+        probes: ``(M, B, *D)`` probes for ``probe_refresh="solve"`` (drawn by the caller).
+        probe_kind, n_probes, generator: how to draw fresh probes when ``probe_refresh="eval"``.
+        probe_refresh: ``"solve"``: the probes are fixed for the whole solve (FFJORD's choice;
+            the field is deterministic, as adaptive step control needs). ``"eval"``: fresh
+            probes at every evaluation. The data coordinates never depend on the probes, and an
+            explicit Runge–Kutta update of ``l`` is a fixed linear combination of the stage
+            derivatives, so each stage estimate being unbiased keeps ``l`` unbiased for the
+            exact-divergence solution on the same steps, while independent probes across the
+            stages and steps average the noise out instead of integrating one probe's error
+            coherently over ``[eps, T]``. With an adaptive integrator, use it only with the
+            log-density columns removed from error control (tiny ``logp_scale``): then the
+            steps depend on ``x`` alone.
+        logp_scale: weight ``w`` of the log-density columns in the state (see module docstring).
+        create_graph: keep autograd graphs (gradients of the likelihood); default off.
+        check_finite: raise on NaN/inf scores.
+        on_eval: optional hook ``on_eval(t)`` called at every evaluation (progress display).
+    """
+
+    def __init__(
+        self,
+        sde: DiffusionSDE,
+        score: ScoreFn,
+        data_shape: tuple[int, ...],
+        *,
+        divergence: DivergenceKind = "exact",
+        probes: Tensor | None = None,
+        probe_kind: ProbeKind = "rademacher",
+        n_probes: int = 1,
+        probe_refresh: ProbeRefresh = "solve",
+        generator: torch.Generator | None = None,
+        logp_scale: float = 1.0,
+        create_graph: bool = False,
+        check_finite: bool = True,
+        on_eval: Callable[[float], None] | None = None,
+    ) -> None:
+        if divergence not in ("exact", "hutchinson"):
+            raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}")
+        if probe_refresh not in ("solve", "eval"):
+            raise ValueError(f"probe_refresh must be 'solve' or 'eval', got {probe_refresh!r}")
+        if not (logp_scale > 0 and logp_scale < float("inf")):
+            raise ValueError(f"logp_scale must be positive and finite, got {logp_scale}")
+        self.dynamics = ProbabilityFlowODE(sde, score, check_finite=check_finite)
+        self.data_shape = tuple(int(s) for s in data_shape)
+        self.dim = 1
+        for s in self.data_shape:
+            self.dim *= s
+        self.divergence = divergence
+        self.probe_kind = probe_kind
+        self.probe_refresh = probe_refresh
+        self.generator = generator
+        self.logp_scale = float(logp_scale)
+        self.create_graph = create_graph
+        self.on_eval = on_eval
+        if divergence == "exact":
+            self.n_est = 1
+            self.probes = None
+        elif probe_refresh == "solve":
+            if probes is None:
+                raise ValueError("probe_refresh='solve' needs probes of shape (M, B, *D)")
+            self.probes = probes
+            self.n_est = probes.shape[0]
+        else:
+            self.probes = None
+            self.n_est = int(n_probes)
+            if self.n_est < 1:
+                raise ValueError(f"n_probes must be positive, got {n_probes}")
+
+    @property
+    def nfe(self) -> int:
+        """Score evaluations made so far."""
+        return self.dynamics.nfe
+
+    # --- state layout -------------------------------------------------------------------
+    def pack(self, x: Tensor) -> Tensor:
+        """Initial state ``[x (flattened), 0]``: ``(B, *D) -> (B, d + M)``."""
+        flat = x.reshape(x.shape[0], -1)
+        zeros = torch.zeros(x.shape[0], self.n_est, dtype=x.dtype, device=x.device)
+        return torch.cat([flat, zeros], dim=1)
+
+    def unpack(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x_T: (B, *D), l: (B, M))`` from a state, undoing the log-density weight."""
+        x = y[:, : self.dim].reshape(y.shape[0], *self.data_shape)
+        return x, y[:, self.dim :] / self.logp_scale
+
+    # --- the field ----------------------------------------------------------------------
+    def velocity(self, x: Tensor, t: float) -> Tensor:
+        """Probability-flow velocity ``F(x, t) = f - g^2 s / 2`` (one score evaluation)."""
+        return self.dynamics.drift(x, batch_time(t, x))
+
+    def __call__(self, t: float, y: Tensor) -> Tensor:
+        """``dy/dt`` at ``t`` for ``y: (B, d + M)``: ``[F(x, t), w * div F(x, t)]``."""
+        if self.on_eval is not None:
+            self.on_eval(t)
+        x = y[:, : self.dim].reshape(y.shape[0], *self.data_shape)
+
+        def field(z: Tensor) -> Tensor:
+            return self.velocity(z, t)
+
+        if self.divergence == "exact":
+            f, div = exact_divergence(field, x, create_graph=self.create_graph)
+            div = div[:, None]
+        else:
+            probes = self.probes
+            if probes is None:  # fresh probes at every evaluation
+                probes = make_probes(self.n_est, x, self.probe_kind, generator=self.generator)
+            elif probes.dtype != x.dtype or probes.device != x.device:
+                probes = probes.to(dtype=x.dtype, device=x.device)
+            f, div = hutchinson_divergence(field, x, probes, create_graph=self.create_graph)
+        return torch.cat([f.reshape(y.shape[0], -1), div * self.logp_scale], dim=1)

@@ -1,8 +1,8 @@
 """Command-line interface: ``scoresde <command> [options]`` (``scoresde --help`` lists them).
 
 Each command lives in its own module ``scoresde.cli.<module>`` exposing
-``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when their
-command runs, so ``scoresde solvers`` does not pay for matplotlib or training code.
+``add_arguments(parser)`` and ``run(args) -> int``. Building the parser imports every
+command module, so those modules keep heavy imports (matplotlib, training) inside ``run``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  scoresde likelihood --target high_dim_32 --divergence hutchinson --probes 4 --refresh eval\n"
         "  scoresde likelihood --checkpoint runs/8g --data eight_gaussians --n 2000\n"
         "  scoresde likelihood --checkpoint runs/digits --data digits --n 256 --bpd --levels 17 "
-        "--data-range -1,1 --divergence hutchinson"
+        "--data-range=-1,1 --divergence hutchinson"
     )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint file or run directory")
@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="treat the data as discrete levels: dequantize and report bits/dim")
     g.add_argument("--levels", type=int, default=256, help="number of discrete levels L (8-bit: 256)")
     g.add_argument("--data-range", type=_range, default=(0.0, 1.0),
-                   help="LO,HI: the model's data range (levels map onto it)")
+                   help="LO,HI: the model's data range (levels map onto it); write --data-range=-1,1 for a negative LO")
     g.add_argument("--elbo", action="store_true", help="also estimate the reverse-SDE bound")
     g.add_argument("--elbo-samples", type=int, default=256, help="time/noise samples per point")
     parser.add_argument("--seed", type=int, default=0, help="seed of data draws, probes, dequantization")

@@ -31,7 +31,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import SampleResult
 
 from . import metrics as _metrics
+from .atomic import atomic_write_bytes
 from .sde import AffineSDE, get_sde
 from .targets import GaussianMixture, get_target
 
@@ -74,8 +74,6 @@ MODE_METRICS: tuple[str, ...] = ("coverage", "weight_error", "outlier_fraction")
 
 _REF_SEED_OFFSET = 1_000_003  # reference samples of seed s use seed s + offset: independent draws
 _FORMAT_VERSION = 1
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 # --- the problem being sampled -------------------------------------------------------------
@@ -226,20 +224,7 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     A reader (or a resumed run) sees either the old file or the complete new one, never a
     truncated file, even if the process is killed mid-write.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _solver_code(name: str) -> str:

@@ -129,6 +129,7 @@ OURS: dict[str, Sampler] = {
     "edm_heun": ours("edm_heun", 2),
     "sde_dpmpp_2m": ours("sde_dpmpp_2m", 1),
     "sde_dpmpp_2m (quadratic)": ours("sde_dpmpp_2m", 1, grid="quadratic"),
+    "sde_dpmpp_2m (uniform)": ours("sde_dpmpp_2m", 1, grid="uniform"),
     "euler_maruyama": ours("euler_maruyama", 1),
 }
 

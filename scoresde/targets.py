@@ -183,10 +183,11 @@ class GaussianMixture:
     def _coeffs(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> tuple[Tensor, Tensor]:
         self._check_x(x)
         tt = batch_time(t, x)
-        if not torch.isfinite(tt).all():
-            raise ValueError("t contains non-finite values")
-        t_lo, t_hi = float(tt.min()), float(tt.max())
-        if t_lo < 0.0 or t_hi > sde.T * (1 + 1e-7):
+        # One host sync per call: a single combined check; details only on the error path.
+        if bool(((tt < 0.0) | (tt > sde.T * (1 + 1e-7)) | ~torch.isfinite(tt)).any()):
+            if not torch.isfinite(tt).all():
+                raise ValueError("t contains non-finite values")
+            t_lo, t_hi = float(tt.min()), float(tt.max())
             raise ValueError(f"t must lie in [0, T={sde.T:g}], got values in [{t_lo:g}, {t_hi:g}]")
         return sde.marginal_coeffs(tt)
 

@@ -14,30 +14,17 @@ implementation serves VP, sub-VP, VE and cosine alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import torch
 from torch import Tensor
 
 from .base import StepContext
 from .dynamics import ReverseDynamics
 from .exponential import ScheduledSolver, ScheduleTable, predict_x0
-from .grids import _invert_monotone
+from .grids import time_from_edm_sigma
 from .protocol import DiffusionSDE
 
 __all__ = ["EDMHeun", "time_from_edm_sigma"]
-
-
-def time_from_edm_sigma(sde: DiffusionSDE, sigma_edm: Tensor | Sequence[float]) -> Tensor:
-    """Times ``t: (N,)`` in ``[eps, T]`` with ``sigma(t)/alpha(t) = sigma_edm`` (batched bisection)."""
-
-    def edm_sigma(t: Tensor) -> Tensor:
-        alpha, sigma = sde.marginal_coeffs(t)
-        return sigma / alpha
-
-    target = torch.as_tensor(sigma_edm, dtype=torch.float64).reshape(-1)
-    return _invert_monotone(edm_sigma, target, sde.eps, sde.T)
 
 
 class EDMHeun(ScheduledSolver):

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .base import AfterStep, FixedGridSolver
 from .dynamics import ReverseDynamics
-from .grids import _invert_monotone, check_grid
+from .grids import check_grid, log_snr, time_from_log_snr
 from .noise import NoiseSource
 from .protocol import DiffusionSDE
 from .result import Solution
@@ -53,22 +53,6 @@ __all__ = [
 ]
 
 Prediction = Literal["data", "noise"]
-
-
-def log_snr(sde: DiffusionSDE, t: Tensor) -> Tensor:
-    """Half log-SNR ``lambda(t) = ln alpha(t) - ln sigma(t)`` for ``t: (N,)``; returns ``(N,)``."""
-    alpha, sigma = sde.marginal_coeffs(t)
-    return torch.log(alpha) - torch.log(sigma)
-
-
-def time_from_log_snr(sde: DiffusionSDE, lam: Tensor | Sequence[float]) -> Tensor:
-    """Invert ``lambda(t)`` on ``[eps, T]``: the times ``t: (N,)`` with ``lambda(t) = lam``.
-
-    Batched bisection in float64 (``lambda`` is strictly monotone for every affine SDE);
-    values of ``lam`` outside ``[lambda(T), lambda(eps)]`` are clipped to the end points.
-    """
-    lam = torch.as_tensor(lam, dtype=torch.float64).reshape(-1)
-    return _invert_monotone(lambda t: log_snr(sde, t), lam, sde.eps, sde.T)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,27 @@ they work for any :class:`~solvers.protocol.DiffusionSDE`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .protocol import DiffusionSDE
 
-__all__ = ["uniform", "quadratic", "logsnr", "karras", "GRIDS", "get_grid", "check_grid"]
+__all__ = [
+    "uniform",
+    "quadratic",
+    "logsnr",
+    "karras",
+    "GRIDS",
+    "get_grid",
+    "check_grid",
+    "invert_monotone",
+    "log_snr",
+    "edm_sigma",
+    "time_from_log_snr",
+    "time_from_edm_sigma",
+]
 
 
 def _check_n(n: int) -> int:
@@ -24,7 +37,7 @@ def _check_n(n: int) -> int:
     return n
 
 
-def _invert_monotone(
+def invert_monotone(
     fn: Callable[[Tensor], Tensor], targets: Tensor, lo: float, hi: float, iters: int = 100
 ) -> Tensor:
     """Solve ``fn(t) = target`` for each target by bisection on ``[lo, hi]``; ``fn`` monotone."""
@@ -56,33 +69,46 @@ def quadratic(sde: DiffusionSDE, n: int) -> Tensor:
     return _pin_ends(sde.eps + (sde.T - sde.eps) * u**2, sde)
 
 
-def _log_snr(sde: DiffusionSDE, t: Tensor) -> Tensor:
+def log_snr(sde: DiffusionSDE, t: Tensor) -> Tensor:
+    """Half log-SNR ``lambda(t) = ln alpha(t) - ln sigma(t)`` for ``t: (N,)``; returns ``(N,)``."""
     alpha, sigma = sde.marginal_coeffs(t)
     return torch.log(alpha) - torch.log(sigma)
+
+
+def time_from_log_snr(sde: DiffusionSDE, lam: Tensor | Sequence[float]) -> Tensor:
+    """Times ``t: (N,)`` in ``[eps, T]`` with ``lambda(t) = lam`` (batched float64 bisection;
+    ``lambda`` is strictly monotone for every affine SDE; out-of-range values clip to the ends)."""
+    lam = torch.as_tensor(lam, dtype=torch.float64).reshape(-1)
+    return invert_monotone(lambda t: log_snr(sde, t), lam, sde.eps, sde.T)
 
 
 def logsnr(sde: DiffusionSDE, n: int) -> Tensor:
     """Uniform in the half log-SNR ``lambda(t) = ln(alpha/sigma)`` (DPM-Solver's default)."""
     ends = torch.tensor([sde.T, sde.eps], dtype=torch.float64)
-    lam_T, lam_eps = _log_snr(sde, ends).tolist()
+    lam_T, lam_eps = log_snr(sde, ends).tolist()
     lam = torch.linspace(lam_T, lam_eps, _check_n(n) + 1, dtype=torch.float64)
-    ts = _invert_monotone(lambda t: _log_snr(sde, t), lam, sde.eps, sde.T)
-    return _pin_ends(ts, sde)
+    return _pin_ends(time_from_log_snr(sde, lam), sde)
 
 
-def _edm_sigma(sde: DiffusionSDE, t: Tensor) -> Tensor:
+def edm_sigma(sde: DiffusionSDE, t: Tensor) -> Tensor:
+    """EDM noise level ``sigma(t)/alpha(t)`` for ``t: (N,)``; returns ``(N,)``."""
     alpha, sigma = sde.marginal_coeffs(t)
     return sigma / alpha
+
+
+def time_from_edm_sigma(sde: DiffusionSDE, sigma_edm: Tensor | Sequence[float]) -> Tensor:
+    """Times ``t: (N,)`` in ``[eps, T]`` with ``sigma(t)/alpha(t) = sigma_edm`` (batched bisection)."""
+    target = torch.as_tensor(sigma_edm, dtype=torch.float64).reshape(-1)
+    return invert_monotone(lambda t: edm_sigma(sde, t), target, sde.eps, sde.T)
 
 
 def karras(sde: DiffusionSDE, n: int, rho: float = 7.0) -> Tensor:
     """EDM grid (Karras et al. 2022, eq. 5): uniform in ``sigma_edm^(1/rho)``, ``sigma_edm = sigma/alpha``."""
     ends = torch.tensor([sde.T, sde.eps], dtype=torch.float64)
-    s_max, s_min = _edm_sigma(sde, ends).tolist()
+    s_max, s_min = edm_sigma(sde, ends).tolist()
     u = torch.linspace(0.0, 1.0, _check_n(n) + 1, dtype=torch.float64)
     sig = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
-    ts = _invert_monotone(lambda t: _edm_sigma(sde, t), sig, sde.eps, sde.T)
-    return _pin_ends(ts, sde)
+    return _pin_ends(time_from_edm_sigma(sde, sig), sde)
 
 
 GRIDS: dict[str, Callable[..., Tensor]] = {

@@ -41,6 +41,8 @@ from .step_control import (
     MaxStepsExceeded,
     PIDController,
     StepSizeUnderflow,
+    check_first_step,
+    check_max_steps,
     check_tolerances,
     initial_step,
     scaled_error_norm,
@@ -212,10 +214,8 @@ def solve_adaptive(
     t0, t1 = float(t0), float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1)):
         raise ValueError(f"t0 and t1 must be finite, got {t0}, {t1}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if first_step is not None and not (math.isfinite(first_step) and first_step > 0):
-        raise ValueError(f"first_step must be a positive finite step size, got {first_step}")
+    check_max_steps(max_steps)
+    check_first_step(first_step)
     controller = PIDController() if controller is None else controller
     if not isinstance(controller, (PIDController, ConstantStepSize)):
         raise TypeError(f"controller must be a PIDController or ConstantStepSize, got {controller!r}")
@@ -372,11 +372,9 @@ class AdaptiveODE(Solver):
         if controller is not None and not isinstance(controller, PIDController):
             raise TypeError(f"controller must be a PIDController, got {type(controller).__name__}")
         self.controller = controller
-        if first_step is not None and not (math.isfinite(first_step) and first_step > 0):
-            raise ValueError(f"first_step must be positive, got {first_step}")
+        check_first_step(first_step)
         self.first_step = first_step
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        check_max_steps(max_steps)
         self.max_steps = max_steps
 
     def solve(

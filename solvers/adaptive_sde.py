@@ -53,7 +53,7 @@ from .dynamics import ReverseDynamics
 from .grids import check_grid
 from .noise import GaussianNoise, NoiseSource
 from .result import Solution
-from .step_control import MaxStepsExceeded, StepSizeUnderflow, check_tolerances
+from .step_control import MaxStepsExceeded, StepSizeUnderflow, check_max_steps, check_tolerances
 from .utils import append_dims
 
 __all__ = ["AdaptiveSDE"]
@@ -190,8 +190,7 @@ class AdaptiveSDE(Solver):
             raise ValueError(f"safety must lie in (0, 1], got {safety}")
         if factor_max is not None and not factor_max > 1:
             raise ValueError(f"factor_max must be > 1, got {factor_max}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        check_max_steps(max_steps)
         self.h_init = float(h_init)
         self.safety = float(safety)
         self.exponent = float(exponent)

@@ -36,6 +36,7 @@ from .dynamics import ReverseDynamics
 from .grids import check_grid
 from .noise import NoiseSource
 from .result import Solution
+from .step_control import check_first_step, check_max_steps
 from .utils import batch_time
 
 __all__ = ["SCIPY_METHODS", "solve_ivp_torch", "ScipyODE", "ScipyDOP853"]
@@ -111,10 +112,8 @@ def solve_ivp_torch(
     t0, t1 = float(t0), float(t1)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise ValueError(f"t0 and t1 must be finite and distinct, got {t0}, {t1}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if first_step is not None and not (math.isfinite(first_step) and first_step > 0):
-        raise ValueError(f"first_step must be a positive finite step size, got {first_step}")
+    check_max_steps(max_steps)
+    check_first_step(first_step)
     shape, dtype, device = y0.shape, y0.dtype, y0.device
     nfe = 0
 
@@ -203,14 +202,12 @@ class ScipyODE(Solver):
         _check_method(method)
         self.method = method
         self.rtol, self.atol = _check_tolerances(rtol, atol)
-        if first_step is not None and not (math.isfinite(first_step) and first_step > 0):
-            raise ValueError(f"first_step must be a positive finite step size, got {first_step}")
+        check_first_step(first_step)
         self.first_step = first_step
         if not float(max_step) > 0:
             raise ValueError(f"max_step must be positive, got {max_step}")
         self.max_step = float(max_step)
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        check_max_steps(max_steps)
         self.max_steps = max_steps
 
     def solve(

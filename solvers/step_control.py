@@ -30,6 +30,8 @@ __all__ = [
     "MaxStepsExceeded",
     "StepSizeUnderflow",
     "check_tolerances",
+    "check_max_steps",
+    "check_first_step",
     "scaled_error_norm",
     "rms_norm",
     "initial_step",
@@ -56,6 +58,20 @@ def check_tolerances(rtol: float, atol: float) -> tuple[float, float]:
     if rtol >= 1:
         raise ValueError(f"rtol must be < 1 (a relative tolerance), got {rtol}")
     return float(rtol), float(atol)
+
+
+def check_max_steps(max_steps: int) -> int:
+    """Validate the step budget of an adaptive solver: a positive integer."""
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    return max_steps
+
+
+def check_first_step(first_step: float | None) -> float | None:
+    """Validate an optional initial step size: ``None`` or positive and finite."""
+    if first_step is not None and not (math.isfinite(first_step) and first_step > 0):
+        raise ValueError(f"first_step must be a positive finite step size, got {first_step}")
+    return None if first_step is None else float(first_step)
 
 
 def rms_norm(v: Tensor, *, per_sample: bool = False) -> Tensor:

@@ -112,14 +112,16 @@ def test_accuracy_16d_default_below_1e3_nats():
     assert err <= 1e-3
 
 
-def test_fast_path_rk4_on_pilot_grid_2d():
+@pytest.mark.parametrize("integrator,nfe_per_step,extra", [("rk4_simpson", 5, 1), ("rk4", 4, 0)])
+def test_fast_path_on_pilot_grid_2d(integrator, nfe_per_step, extra):
     sde, target, x, exact, p_T = _setup("eight_gaussians", 1000)
-    r = likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4", steps=16)
+    r = likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator=integrator, steps=16)
     err = float((r.log_prob.double() - exact).abs().mean())
     # The benchmark's fast setting reaches the 1e-3 target (measured ~4e-4 on these points).
     assert err <= 1e-3
     st = r.stats[0]
-    assert st["steps"] == 16 and st["pilot_nfe"] > 0 and r.nfe == 64 + st["pilot_nfe"]
+    assert st["steps"] == 16 and st["pilot_nfe"] > 0
+    assert r.nfe == nfe_per_step * 16 + extra + st["pilot_nfe"]
     # A batch no larger than the pilot is finished by the pilot's adaptive solve alone.
     small = likelihood(sde, target.score_fn(sde), x[:40], prior=p_T, integrator="rk4", pilot_size=64)
     adaptive = likelihood(sde, target.score_fn(sde), x[:40], prior=p_T, logp_scale=10.0)
@@ -160,6 +162,26 @@ def test_integrators_dtypes_and_batches_agree():
     torch.testing.assert_close(whole.log_prob, chunked.log_prob, rtol=0, atol=1e-5)
 
 
+def test_rk4_simpson_has_rk4_path_and_fourth_order_log_density():
+    sde, target, x, exact, p_T = _setup("eight_gaussians", 400)
+    score = target.score_fn(sde)
+    x = x.double()
+    opts = dict(prior=p_T, grid="quadratic", dtype=torch.float64)
+    errs = []
+    for steps in (32, 64, 128):
+        simpson = likelihood(sde, score, x, integrator="rk4_simpson", steps=steps, **opts)
+        classic = likelihood(sde, score, x, integrator="rk4", steps=steps, **opts)
+        # The path is classic RK4's: the same x_T to rounding.
+        torch.testing.assert_close(simpson.x_T, classic.x_T, rtol=0, atol=1e-12)
+        errs.append(float((simpson.log_prob - exact).abs().mean()))
+        # Divergences at nodes and Hermite midpoints only: 5 evaluations per step, + the last node.
+        assert simpson.nfe == 5 * steps + 1
+    orders = [math.log2(a / b) for a, b in zip(errs[:-1], errs[1:], strict=True)]
+    # Simpson's rule on a fourth-order path: the log-density converges with order 4 (measured
+    # 4.10 and 4.01 here); a second-order quadrature would give 2.
+    assert all(3.6 < q < 4.5 for q in orders), (errs, orders)
+
+
 def test_log_likelihood_is_log_p_eps_not_log_p_0():
     sde, target, x, exact, p_T = _setup("eight_gaussians", 300)
     lp = log_likelihood(sde, target.score_fn(sde), x, prior=p_T, dtype=torch.float64)
@@ -176,21 +198,26 @@ def test_gradients_off_by_default_and_exact_when_requested():
     xd = x.double().requires_grad_(True)
     r = likelihood(sde, score, xd, prior=p_T)
     assert not r.log_prob.requires_grad
-    r = likelihood(sde, score, xd, prior=p_T, integrator="rk4", grid="quadratic", steps=24, grad=True)
-    (g,) = torch.autograd.grad(r.log_prob.sum(), xd)
     true = target.marginal_score(x.double(), sde.eps, sde)
-    # d log p_eps / dx is the score at eps; the discretised flow's gradient is within ~1% of it.
-    torch.testing.assert_close(g, true, rtol=2e-2, atol=2e-2)
+    for integrator in ("rk4", "rk4_simpson"):
+        r = likelihood(sde, score, xd, prior=p_T, integrator=integrator, grid="quadratic", steps=24, grad=True)
+        (g,) = torch.autograd.grad(r.log_prob.sum(), xd)
+        # d log p_eps / dx is the score at eps; the discretised flow's gradient is within ~1% of it.
+        torch.testing.assert_close(g, true, rtol=2e-2, atol=2e-2)
 
 
 # --- Hutchinson end to end ----------------------------------------------------------------
-@pytest.mark.parametrize("refresh,kind", [("solve", "rademacher"), ("eval", "rademacher"), ("solve", "gaussian")])
-def test_hutchinson_likelihood_unbiased_within_standard_error(refresh, kind):
+@pytest.mark.parametrize(
+    "refresh,kind,integrator",
+    [("solve", "rademacher", "rk4"), ("eval", "rademacher", "rk4"), ("solve", "gaussian", "rk4"),
+     ("eval", "rademacher", "rk4_simpson"), ("solve", "gaussian", "rk4_simpson")],
+)
+def test_hutchinson_likelihood_unbiased_within_standard_error(refresh, kind, integrator):
     sde = sd.VPSDE()
     target = sd.targets.high_dim(dim=6, n_components=3, seed=3)
     x = target.sample(200, generator=torch.Generator().manual_seed(0)).double()
     score = target.score_fn(sde)
-    opts = dict(integrator="rk4", grid="quadratic", steps=12)
+    opts = dict(integrator=integrator, grid="quadratic", steps=12)
     exact_div = likelihood(sde, score, x, **opts)
     r = likelihood(sde, score, x, divergence="hutchinson", probe=kind, n_probes=16,
                    probe_refresh=refresh, seed=5, **opts)

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ) + (
         "\n\nexamples:\n"
         "  scoresde likelihood --target eight_gaussians --n 1000 --exact-prior\n"
-        "  scoresde likelihood --target eight_gaussians --n 10000 --integrator rk4 --steps 16\n"
+        "  scoresde likelihood --target eight_gaussians --n 10000 --integrator rk4_simpson --steps 16\n"
         "  scoresde likelihood --target high_dim_32 --divergence hutchinson --probes 4 --refresh eval\n"
         "  scoresde likelihood --checkpoint runs/8g --data eight_gaussians --n 2000\n"
         "  scoresde likelihood --checkpoint runs/digits --data digits --n 256 --bpd --levels 17 "
@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="probes fixed per solve, or fresh at every evaluation (lower variance)")
     g = parser.add_argument_group("integration")
     g.add_argument("--integrator", default="dopri5",
-                   help="rk4/heun/euler (fixed grid), dopri5/bosh3 (torch adaptive), rk45/dop853/rk23 (scipy)")
+                   help="rk4_simpson/rk4/heun/euler (fixed grid), dopri5/bosh3 (torch adaptive), "
+                        "rk45/dop853/rk23 (scipy); rk4_simpson = RK4 path with half the divergences")
     g.add_argument("--steps", type=int, default=32, help="fixed-grid steps")
     g.add_argument("--grid", default="auto", help="fixed grid: auto (pilot solve) or a grid name")
     g.add_argument("--rtol", type=float, default=None, help="adaptive/pilot tolerance (default 1e-5)")

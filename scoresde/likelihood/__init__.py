@@ -3,7 +3,8 @@
 * :func:`log_likelihood` / :func:`likelihood`: ``log p_eps(x)`` by integrating the
   probability-flow ODE augmented with its divergence from ``eps`` to ``T`` (Song et al. 2021,
   App. D.2; Grathwohl et al. 2019), exact or Hutchinson divergence (:mod:`.divergence`),
-  with the integrators of :mod:`solvers` (:mod:`.flow`, :mod:`.core`).
+  with the integrators of :mod:`solvers` (:mod:`.flow`, :mod:`.core`) or RK4 with a Simpson
+  log-density (:mod:`.simpson`, half the divergences).
 * :func:`bits_per_dim`, :func:`dequantize`, :func:`bpd_from_log_prob`: discrete data with
   uniform dequantization and the rescaling offset stated (:mod:`.bpd`).
 * :func:`elbo`: the variational bound of the reverse SDE (Song et al. 2021b, Thm. 3) (:mod:`.elbo`).
@@ -29,6 +30,7 @@ from .core import (
 from .divergence import PROBES, exact_divergence, hutchinson_divergence, make_probes
 from .elbo import ElboResult, elbo
 from .flow import AugmentedFlow
+from .simpson import integrate_rk4_simpson
 
 __all__ = [
     "ADAPTIVE",
@@ -46,6 +48,7 @@ __all__ = [
     "elbo",
     "exact_divergence",
     "hutchinson_divergence",
+    "integrate_rk4_simpson",
     "likelihood",
     "log_likelihood",
     "make_probes",

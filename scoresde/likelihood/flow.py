@@ -137,23 +137,30 @@ class AugmentedFlow:
         """Probability-flow velocity ``F(x, t) = f - g^2 s / 2`` (one score evaluation)."""
         return self.dynamics.drift(x, batch_time(t, x))
 
-    def __call__(self, t: float, y: Tensor) -> Tensor:
-        """``dy/dt`` at ``t`` for ``y: (B, d + M)``: ``[F(x, t), w * div F(x, t)]``."""
+    def velocity_and_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """``(F(x, t): (B, *D), div F(x, t): (B, M))``, unweighted (one score evaluation).
+
+        ``M = 1`` for the exact divergence; one column per probe for Hutchinson (fresh probes
+        when ``probe_refresh="eval"``). Calls ``on_eval(t)`` first.
+        """
         if self.on_eval is not None:
             self.on_eval(t)
-        x = y[:, : self.dim].reshape(y.shape[0], *self.data_shape)
 
         def field(z: Tensor) -> Tensor:
             return self.velocity(z, t)
 
         if self.divergence == "exact":
             f, div = exact_divergence(field, x, create_graph=self.create_graph)
-            div = div[:, None]
-        else:
-            probes = self.probes
-            if probes is None:  # fresh probes at every evaluation
-                probes = make_probes(self.n_est, x, self.probe_kind, generator=self.generator)
-            elif probes.dtype != x.dtype or probes.device != x.device:
-                probes = probes.to(dtype=x.dtype, device=x.device)
-            f, div = hutchinson_divergence(field, x, probes, create_graph=self.create_graph)
+            return f, div[:, None]
+        probes = self.probes
+        if probes is None:  # fresh probes at every evaluation
+            probes = make_probes(self.n_est, x, self.probe_kind, generator=self.generator)
+        elif probes.dtype != x.dtype or probes.device != x.device:
+            probes = probes.to(dtype=x.dtype, device=x.device)
+        return hutchinson_divergence(field, x, probes, create_graph=self.create_graph)
+
+    def __call__(self, t: float, y: Tensor) -> Tensor:
+        """``dy/dt`` at ``t`` for ``y: (B, d + M)``: ``[F(x, t), w * div F(x, t)]``."""
+        x = y[:, : self.dim].reshape(y.shape[0], *self.data_shape)
+        f, div = self.velocity_and_divergence(x, t)
         return torch.cat([f.reshape(y.shape[0], -1), div * self.logp_scale], dim=1)

@@ -16,6 +16,8 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
 
     python benchmarks/likelihood.py                       # all sections, writes the figure
     python benchmarks/likelihood.py --sections speed      # 10,000 2-D points vs the reference
+    python benchmarks/likelihood.py --sections mixtures   # every 2-D mixture preset
+    python benchmarks/likelihood.py --sections sdes       # VP, sub-VP, VE, cosine
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -153,7 +155,11 @@ def section_accuracy(args: argparse.Namespace, out: dict) -> None:
             "reference (scipy RK45 1e-5, Song et al.)": ref(sde, score, x, p_T),
             "ours default (torch dopri5, 1e-5)": ours(sde, score, x, p_T),
             "ours rk4, auto grid, 32 steps": ours(sde, score, x, p_T, integrator="rk4", steps=32),
-            "ours rk4, auto grid, 16 steps (fast)": ours(sde, score, x, p_T, integrator="rk4", steps=16),
+            "ours rk4, auto grid, 16 steps": ours(sde, score, x, p_T, integrator="rk4", steps=16),
+            "ours rk4_simpson, auto grid, 24 steps": ours(
+                sde, score, x, p_T, integrator="rk4_simpson", steps=24),
+            "ours rk4_simpson, auto grid, 16 steps (fast)": ours(
+                sde, score, x, p_T, integrator="rk4_simpson", steps=16),
         }
         for label, fn in runs.items():
             lp, nfe, sec = timed(fn)
@@ -184,7 +190,9 @@ def section_speed(args: argparse.Namespace, out: dict) -> None:
         "reference: scipy RK45 1e-5 + Song et al. div_fn over e_i": ref(sde, score, x, p_T),
         "scipy RK45 1e-5 + our divergence (one forward, D backward)": ours(
             sde, score, x, p_T, integrator="rk45", rtol=1e-5, atol=1e-5),
-        f"ours: rk4 on auto grid, {args.speed_steps} steps (pilot: 256 pts, dopri5 1e-5)": ours(
+        f"ours: rk4_simpson on auto grid, {args.speed_steps} steps (pilot: 256 pts, dopri5 1e-5)": ours(
+            sde, score, x, p_T, integrator="rk4_simpson", steps=args.speed_steps),
+        f"ours: classic rk4 on auto grid, {args.speed_steps} steps (same pilot)": ours(
             sde, score, x, p_T, integrator="rk4", steps=args.speed_steps),
         "ours: torch dopri5 1e-4": ours(sde, score, x, p_T, integrator="dopri5", rtol=1e-4, atol=1e-4),
     }
@@ -230,6 +238,9 @@ def section_hutchinson(args: argparse.Namespace, out: dict) -> None:
             sde, score, x, p_T, steps=steps, probe_refresh="eval", **hutch)
         runs[f"ours: 4 probes, fresh per evaluation, rk4 {steps} steps"] = ours(
             sde, score, x, p_T, steps=steps, probe_refresh="eval", n_probes=4, **hutch)
+        runs[f"ours: 4 probes, fresh per evaluation, rk4_simpson {steps} steps"] = ours(
+            sde, score, x, p_T, steps=steps, probe_refresh="eval", n_probes=4,
+            **{**hutch, "integrator": "rk4_simpson"})
     runs["exact divergence (32 backward passes), rk4 32 steps"] = ours(
         sde, score, x, p_T, integrator="rk4", grid="quadratic", steps=32)
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -258,14 +269,14 @@ def section_hutchinson(args: argparse.Namespace, out: dict) -> None:
 
 
 def section_figure(args: argparse.Namespace, out: dict) -> None:
-    """Error vs NFE for the integrators (2-D and 16-D), saved under docs/figures/; times in the JSON."""
+    """Error vs NFE and vs wall time for the integrators (2-D and 16-D), saved under docs/figures/."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sde = sd.VPSDE()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9.6), squeeze=False)
     curves: dict[str, dict[str, list]] = {}
     setups = (("eight_gaussians", args.n_figure), ("high_dim_16", max(1, args.n_figure // 5)))
     for col, (name, n) in enumerate(setups):
@@ -291,21 +302,27 @@ def section_figure(args: argparse.Namespace, out: dict) -> None:
                 nfe=r.nfe - r.stats[0].get("pilot_nfe", 0))
             add("rk4, quadratic grid (steps)", likelihood(
                 sde, score, x, prior=p_T, integrator="rk4", steps=steps, grid="quadratic"), str(steps))
-        ax = axes[col]
-        for label, pts in series.items():
-            nfes, errs, _, tags = zip(*pts, strict=True)
-            marker = "*" if label.startswith("reference") else "o"
-            (line,) = ax.loglog(nfes, errs, marker=marker, ms=14 if marker == "*" else 5, label=label)
-            for xv, yv, tag in zip(nfes, errs, tags, strict=True):
-                ax.annotate(tag, (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=6,
-                            color=line.get_color())
-        ax.axhline(1e-3, color="gray", lw=0.8, ls=":")
-        ax.set_xlabel("score evaluations (NFE); labels: tolerance or steps")
-        ax.set_ylabel("mean |log p error| (nats)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(f"{name} ({target.dim}-D), {n} points, exact divergence")
+            r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps=steps)
+            add("rk4_simpson, auto grid (steps; NFE of the main solve, half of them with divergence)",
+                r, str(steps), nfe=r.nfe - r.stats[0].get("pilot_nfe", 0))
+        for row, (xlabel, pos) in enumerate((
+                ("score evaluations (NFE); labels: tolerance or steps", 0),
+                ("wall seconds, one torch thread (auto grids: pilot included)", 2))):
+            ax = axes[row, col]
+            for label, pts in series.items():
+                xs, errs, tags = [p[pos] for p in pts], [p[1] for p in pts], [p[3] for p in pts]
+                marker = "*" if label.startswith("reference") else "o"
+                (line,) = ax.loglog(xs, errs, marker=marker, ms=14 if marker == "*" else 5, label=label)
+                for xv, yv, tag in zip(xs, errs, tags, strict=True):
+                    ax.annotate(tag, (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=6,
+                                color=line.get_color())
+            ax.axhline(1e-3, color="gray", lw=0.8, ls=":")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("mean |log p error| (nats)")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.set_title(f"{name} ({target.dim}-D), {n} points, exact divergence")
         curves[name] = {k: [list(p) for p in v] for k, v in series.items()}
-    axes[0].legend(fontsize=7, loc="lower left")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     path = ROOT / "docs" / "figures" / "likelihood_error_vs_nfe.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,7 +331,58 @@ def section_figure(args: argparse.Namespace, out: dict) -> None:
     out["figure"] = curves
 
 
-SECTIONS = {"accuracy": section_accuracy, "speed": section_speed,
+def section_mixtures(args: argparse.Namespace, out: dict) -> None:
+    """Every 2-D mixture preset: the reference vs rk4_simpson on the auto grid at several step counts."""
+    sde = sd.VPSDE()
+    rows = []
+    for name in args.mixtures:
+        target, x, exact, p_T = exact_setup(name, args.n_speed, 0, sde)
+        score = target.score_fn(sde)
+        runs = {"reference (scipy RK45 1e-5, Song et al.)": ref(sde, score, x, p_T)}
+        for steps in args.mixture_steps:
+            runs[f"rk4_simpson, auto grid, {steps} steps"] = ours(
+                sde, score, x, p_T, integrator="rk4_simpson", steps=steps)
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        info: dict[str, tuple[int, float]] = {}
+        for _ in range(args.mixture_repeats):
+            for label, fn in runs.items():
+                lp, nfe, sec = timed(fn)
+                times[label].append(sec)
+                info[label] = (nfe, mean_abs(lp, exact))
+        base = min(times[next(iter(runs))])
+        for label in runs:
+            rows.append({"target": name, "method": label, "NFE": info[label][0],
+                         "mean abs err (nats)": f"{info[label][1]:.2e}",
+                         "min s": f"{min(times[label]):.2f}",
+                         "speed-up (min)": f"{base / min(times[label]):.2f}x"})
+    text = table(rows, ["target", "method", "NFE", "mean abs err (nats)", "min s", "speed-up (min)"])
+    print(f"\n## 2-D mixtures ({args.n_speed} points each, {args.mixture_repeats} interleaved repeats)\n\n" + text)
+    out["mixtures"] = rows
+
+
+def section_sdes(args: argparse.Namespace, out: dict) -> None:
+    """Accuracy under every SDE of the package: the default (dopri5) and rk4_simpson at several steps."""
+    rows = []
+    for sde_name in ("vp", "subvp", "ve", "cosine"):
+        sde = sd.get_sde(sde_name)
+        for name, n in (("eight_gaussians", args.n_sdes), ("high_dim_16", max(1, args.n_sdes // 3))):
+            target, x, exact, p_T = exact_setup(name, n, 0, sde)
+            score = target.score_fn(sde)
+            row = {"sde": sde_name, "target": name, "points": n}
+            r = likelihood(sde, score, x, prior=p_T)
+            row["default dopri5 1e-5 (NFE)"] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
+            for steps in args.sde_steps:
+                r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps=steps)
+                row[f"rk4_simpson {steps}"] = f"{mean_abs(r.log_prob, exact):.1e}"
+            rows.append(row)
+    cols = ["sde", "target", "points", "default dopri5 1e-5 (NFE)", *[f"rk4_simpson {s}" for s in args.sde_steps]]
+    print("\n## every SDE (mean abs error in nats, exact divergence, exact p_T prior; auto grids)\n\n"
+          + table(rows, cols))
+    out["sdes"] = rows
+
+
+SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,
+            "sdes": section_sdes,
             "hutchinson": section_hutchinson, "figure": section_figure}
 
 
@@ -325,6 +393,12 @@ def main() -> None:
     parser.add_argument("--n-speed", type=int, default=10_000)
     parser.add_argument("--speed-steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats in 'speed'")
+    parser.add_argument("--mixtures", nargs="*", default=[
+        "eight_gaussians", "two_gaussians", "grid_25", "ring", "checker_mixture"])
+    parser.add_argument("--mixture-steps", type=int, nargs="*", default=[12, 16, 20, 24])
+    parser.add_argument("--mixture-repeats", type=int, default=2)
+    parser.add_argument("--n-sdes", type=int, default=3000, help="2-D points per SDE (16-D: a third)")
+    parser.add_argument("--sde-steps", type=int, nargs="*", default=[16, 24, 32])
     parser.add_argument("--n-hutch", type=int, default=500)
     parser.add_argument("--hutch-steps", type=int, nargs="*", default=[16, 32])
     parser.add_argument("--n-figure", type=int, default=10_000, help="2-D points (16-D: a fifth)")

@@ -402,6 +402,12 @@ def test_bad_arguments_raise_clear_errors():
             likelihood(sde, score, x, **opts)
     with pytest.raises(ValueError, match="shape"):
         likelihood(sde, score, x[:, 0])
+    bad = x.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN/inf in 1 sample\(s\) \(rows 2\)"):
+        likelihood(sde, score, bad, integrator="rk4_simpson")
+    with pytest.raises(ValueError, match="increasing"):
+        likelihood(sde, score, x, integrator="rk4_simpson", grid=[sde.eps, 0.5, 0.2, sde.T])
     with pytest.raises(ValueError, match="n_samples"):
         elbo(sde, score, x, n_samples=3)
 

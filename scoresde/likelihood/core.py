@@ -183,6 +183,10 @@ def _check_args(
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] < 1:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x must be a tensor of shape (B, *D) with B >= 1, got {got}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
+        rows = ", ".join(str(i) for i in bad[:5].tolist()) + (", ..." if bad.numel() > 5 else "")
+        raise ValueError(f"x contains NaN/inf in {bad.numel()} sample(s) (rows {rows})")
     if divergence not in ("exact", "hutchinson"):
         raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}")
     if probe not in PROBES:

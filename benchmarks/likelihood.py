@@ -101,6 +101,38 @@ def reference_log_likelihood(
     return prior_fn(z) + delta, nfe
 
 
+# --- a peer: torchdiffeq (FFJORD's integrator) ------------------------------------------------
+def torchdiffeq_log_likelihood(
+    sde: sd.AffineSDE, score_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, *,
+    rtol: float, atol: float, prior: Callable[[Tensor], Tensor],
+) -> tuple[Tensor, int]:
+    """``torchdiffeq.odeint(dopri5)`` on our augmented field (exact divergence): ``(log p, nfe)``.
+
+    FFJORD's way of integrating the same ODE. torchdiffeq's dopri5 may evaluate the field a
+    little past the end time (it steps over ``T`` and interpolates), so the time handed to
+    the score is clipped to ``T``.
+    """
+    from torchdiffeq import odeint
+
+    from scoresde.likelihood import AugmentedFlow
+
+    flow = AugmentedFlow(sde, score_fn, tuple(x.shape[1:]))
+    span = torch.tensor([sde.eps, sde.T], dtype=torch.float64)
+    with torch.no_grad():
+        y = odeint(lambda t, y: flow(min(float(t), sde.T), y), flow.pack(x), span,
+                   rtol=rtol, atol=atol, method="dopri5")[-1]
+    x_T, delta = flow.unpack(y)
+    return prior(x_T) + delta[:, 0], flow.nfe
+
+
+def have_torchdiffeq() -> bool:
+    try:
+        import torchdiffeq  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # --- helpers ----------------------------------------------------------------------------------
 def exact_setup(name: str, n: int, seed: int, sde: sd.AffineSDE) -> tuple:
     target = sd.targets.get_target(name)
@@ -196,6 +228,10 @@ def section_speed(args: argparse.Namespace, out: dict) -> None:
             sde, score, x, p_T, integrator="rk4", steps=args.speed_steps),
         "ours: torch dopri5 1e-4": ours(sde, score, x, p_T, integrator="dopri5", rtol=1e-4, atol=1e-4),
     }
+    if have_torchdiffeq():  # the benchmark-only 'peers' extra
+        for tol in (1e-4, 1e-5):
+            runs[f"peer: torchdiffeq dopri5 {tol:g} + our divergence (FFJORD-style)"] = (
+                lambda tol=tol: torchdiffeq_log_likelihood(sde, score, x, rtol=tol, atol=tol, prior=p_T))
     times: dict[str, list[float]] = {k: [] for k in runs}
     info: dict[str, tuple[int, float]] = {}
     for _ in range(args.repeats):

@@ -378,6 +378,16 @@ def section_mixtures(args: argparse.Namespace, out: dict) -> None:
         for steps in args.mixture_steps:
             runs[f"rk4_simpson, auto grid, {steps} steps"] = ours(
                 sde, score, x, p_T, integrator="rk4_simpson", steps=steps)
+        chosen: dict[str, int] = {}
+
+        def auto(score=score, x=x, p_T=p_T, sde=sde, chosen=chosen) -> tuple[Tensor, int]:
+            r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps="auto",
+                           target_error=args.target_error)
+            chosen["steps"] = r.stats[0]["steps"]
+            return r.log_prob, r.nfe
+
+        auto_label = f"rk4_simpson, steps='auto', target_error={args.target_error:g}"
+        runs[auto_label] = auto
         times: dict[str, list[float]] = {k: [] for k in runs}
         info: dict[str, tuple[int, float]] = {}
         for _ in range(args.mixture_repeats):
@@ -385,6 +395,9 @@ def section_mixtures(args: argparse.Namespace, out: dict) -> None:
                 lp, nfe, sec = timed(fn)
                 times[label].append(sec)
                 info[label] = (nfe, mean_abs(lp, exact))
+        runs[f"{auto_label} (chose {chosen['steps']} steps)"] = runs.pop(auto_label)
+        times[f"{auto_label} (chose {chosen['steps']} steps)"] = times.pop(auto_label)
+        info[f"{auto_label} (chose {chosen['steps']} steps)"] = info.pop(auto_label)
         base = min(times[next(iter(runs))])
         for label in runs:
             rows.append({"target": name, "method": label, "NFE": info[label][0],
@@ -433,6 +446,7 @@ def main() -> None:
         "eight_gaussians", "two_gaussians", "grid_25", "ring", "checker_mixture"])
     parser.add_argument("--mixture-steps", type=int, nargs="*", default=[12, 16, 20, 24])
     parser.add_argument("--mixture-repeats", type=int, default=2)
+    parser.add_argument("--target-error", type=float, default=5e-4, help="for steps='auto' in 'mixtures'")
     parser.add_argument("--n-sdes", type=int, default=3000, help="2-D points per SDE (16-D: a third)")
     parser.add_argument("--sde-steps", type=int, nargs="*", default=[16, 24, 32])
     parser.add_argument("--n-hutch", type=int, default=500)

@@ -31,6 +31,18 @@ def _range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _steps(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--steps must be a positive integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--steps must be a positive integer or 'auto', got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = HelpFormatter
     parser.description = textwrap.fill(
@@ -65,7 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--integrator", default="dopri5",
                    help="rk4_simpson/rk4/heun/euler (fixed grid), dopri5/bosh3 (torch adaptive), "
                         "rk45/dop853/rk23 (scipy); rk4_simpson = RK4 path with half the divergences")
-    g.add_argument("--steps", type=int, default=32, help="fixed-grid steps")
+    g.add_argument("--steps", type=_steps, default=32,
+                   help="fixed-grid steps, or 'auto' (measured on the pilot to reach --target-error)")
+    g.add_argument("--target-error", type=float, default=5e-4,
+                   help="--steps auto: mean |log p error| per point to reach on the pilot (nats)")
     g.add_argument("--grid", default="auto", help="fixed grid: auto (pilot solve) or a grid name")
     g.add_argument("--rtol", type=float, default=None, help="adaptive/pilot tolerance (default 1e-5)")
     g.add_argument("--atol", type=float, default=None, help="adaptive/pilot tolerance (default 1e-5)")
@@ -180,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
         result = likelihood(
             sde, score, x, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
             probe_refresh=args.refresh, integrator=args.integrator, steps=args.steps, grid=args.grid,
+            target_error=args.target_error,
             rtol=args.rtol, atol=args.atol, eps=eps, prior=prior, batch_size=args.batch_size,
             seed=args.seed, progress=not args.no_progress,
         )

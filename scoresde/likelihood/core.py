@@ -20,8 +20,10 @@ How it is integrated (all integrators are the function-level ones of :mod:`solve
   integrates the divergence by Simpson's rule at the nodes and Hermite midpoints: RK4's
   accuracy with half its divergences. On 2-D benchmark mixtures 16 steps give 1e-4 to 1.5e-3
   nats per point, 24 steps 3e-5 to 4e-4 (``benchmarks/likelihood.py``; ``docs/likelihood.md``).
-  For a score network that is rough in ``t`` the pilot spreads its steps evenly and a named
-  grid (``"quadratic"``) can do better: check by doubling ``steps``. ``"rk4"`` is classic RK4
+  ``steps="auto"`` picks the count by measuring the error of trial solves of the pilot's
+  samples against the pilot (:func:`choose_steps`, ``target_error``). For a score network that
+  is rough in ``t`` the pilot spreads its steps evenly and a named grid (``"quadratic"``) can
+  do better: check by doubling ``steps``. ``"rk4"`` is classic RK4
   on the augmented state (a divergence at every stage).
 * ``"bosh3"``; ``"rk45"``/``"dop853"``/``"rk23"`` (SciPy; ``rk45`` at ``1e-5`` is the
   reference code's choice); ``"rk4"``/``"heun"``/``"euler"`` on a named or explicit grid.
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,6 +77,7 @@ __all__ = [
     "log_likelihood",
     "time_grid",
     "resample_grid",
+    "choose_steps",
 ]
 
 ADAPTIVE: tuple[str, ...] = ("dopri5", "bosh3")
@@ -176,6 +180,65 @@ def resample_grid(ts: Tensor, steps: int) -> Tensor:
     return out
 
 
+_ORDER: dict[str, int] = {"rk4_simpson": 4, "rk4": 4, "heun": 2, "euler": 1}
+"""Global order of the fixed-grid integrators (the rate at which ``choose_steps`` extrapolates)."""
+
+
+def choose_steps(
+    trial: Callable[[int], tuple[Tensor, int]],
+    reference: Tensor,
+    target_error: float,
+    *,
+    order: int = 4,
+    first: int = 8,
+    max_steps: int = 512,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Fewest steps (roughly) whose measured error is at most ``target_error``.
+
+    ``trial(n) -> (log p: (P,), nfe)`` solves the pilot's ``P`` samples on an ``n``-step grid;
+    ``reference: (P,)`` is their adaptive solution. Starting at ``first`` steps, the mean
+    absolute error ``e(n)`` is measured and, while above the target, ``n`` grows by the
+    factor ``1.1 (e / target)^(1/order)`` that the integrator's order predicts (at least
+    ×1.25, so a pre-asymptotic estimate cannot stall). The accepted ``n`` is one whose error
+    was measured, not predicted. Returns ``(n, history)`` with one
+    ``{"steps", "error", "nfe"}`` per trial.
+
+    Warns (``RuntimeWarning``) and stops early when the measured error stalls: if ``n`` grew
+    by ≥ 25% and the error fell by less than 30% (order ``p`` predicts ``1 - 0.8^p``), what is
+    measured is the reference's own error, and the pilot's tolerance must be tightened. Also
+    warns and returns ``max_steps`` if the target is not reached there.
+    """
+    history: list[dict[str, Any]] = []
+    n = int(first)
+    previous = math.inf
+    while True:
+        lp, used = trial(n)
+        err = float((lp.double() - reference.double()).abs().mean())
+        history.append({"steps": n, "error": err, "nfe": used})
+        if err <= target_error:
+            return n, history
+        if math.isfinite(previous) and err > 0.7 * previous:
+            warnings.warn(
+                f"steps='auto': the measured error stalls at {err:.2e} (was {previous:.2e} with "
+                f"fewer steps) above target_error={target_error:.2e}: the pilot's own error limits "
+                f"the measurement; tighten the pilot's rtol/atol. Using {n} steps",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return n, history
+        previous = err
+        if n >= max_steps:
+            warnings.warn(
+                f"steps='auto': {max_steps} steps still give a mean error of {err:.2e} > "
+                f"target_error={target_error:.2e} on the pilot; using {max_steps} steps",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return n, history
+        grow = max(1.25, 1.1 * (err / target_error) ** (1.0 / order)) if math.isfinite(err) else 2.0
+        n = min(max_steps, math.ceil(n * grow))
+
+
 def _check_args(
     x: Tensor, divergence: str, probe: str, n_probes: int, probe_refresh: str, integrator: str,
     grad: bool, eps: float, T: float, batch_size: int | None, pilot_size: int,
@@ -219,8 +282,9 @@ def likelihood(
     n_probes: int = 1,
     probe_refresh: ProbeRefresh = "solve",
     integrator: Integrator = "dopri5",
-    steps: int = 32,
+    steps: int | Literal["auto"] = 32,
     grid: str | Tensor | Sequence[float] = "auto",
+    target_error: float = 5e-4,
     rtol: float | None = None,
     atol: float | None = None,
     logp_scale: float | None = None,
@@ -265,8 +329,14 @@ def likelihood(
             the rest of the batch pays no step-size control (with the exact divergence the
             pilot's own samples keep their adaptive results). Or a grid name of
             :mod:`solvers.grids` or an explicit increasing grid (:func:`time_grid`).
+            ``steps="auto"`` (with ``grid="auto"``): the number of steps is chosen so that the
+            fixed-grid solve of the pilot's samples is within ``target_error`` of their
+            adaptive pilot solution (see :func:`choose_steps`).
+        target_error: ``steps="auto"`` only: mean ``|log p|`` error per point (nats) to reach
+            on the pilot's samples; keep it well above the pilot's own error (3e-5 in 16-D at
+            the pilot's default ``1e-6`` for ``steps="auto"``).
         rtol, atol: tolerances of the adaptive integrators, or of the ``"auto"`` grid's pilot
-            (default ``1e-5``).
+            (default ``1e-5``; ``1e-6`` for the pilot of ``steps="auto"``).
         logp_scale: weight of the log-density error in step-size control (the state holds
             ``logp_scale * l``). Default: 1 for the adaptive integrators with a deterministic
             field, 10 for the pilot, ``1e-6`` (out of control) for ``probe_refresh="eval"``.
@@ -292,6 +362,17 @@ def likelihood(
     _check_args(
         x, divergence, probe, n_probes, probe_refresh, integrator, grad, lo, hi, batch_size, pilot_size
     )
+    if steps == "auto":
+        if not (isinstance(grid, str) and grid == "auto") or integrator not in FIXED:
+            raise ValueError("steps='auto' needs a fixed-grid integrator and grid='auto' (the pilot "
+                             "solve is what the error is measured against)")
+        if divergence == "hutchinson" and probe_refresh == "eval":
+            raise ValueError("steps='auto' needs a deterministic field: divergence='exact' or "
+                             "probe_refresh='solve'")
+        if not (0.0 < target_error < float("inf")):
+            raise ValueError(f"target_error must be positive and finite, got {target_error}")
+    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer or 'auto', got {steps!r}")
     if dtype is None:
         dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
     device = x.device if device is None else torch.device(device)
@@ -306,18 +387,17 @@ def likelihood(
     prior_fn: Prior = sde.prior_log_prob if prior is None else prior
 
     def make_flow(
-        xb: Tensor, scale: float, on_eval: Callable[[float], None] | None, keep_graph: bool
+        xb: Tensor, scale: float, on_eval: Callable[[float], None] | None, keep_graph: bool,
+        probes: Tensor | None = None,
     ) -> AugmentedFlow:
+        if probes is None and divergence == "hutchinson" and probe_refresh == "solve":
+            probes = make_probes(n_probes, xb, probe, generator=generator)
         return AugmentedFlow(
             sde,
             score_fn,
             tuple(xb.shape[1:]),
             divergence=divergence,
-            probes=(
-                make_probes(n_probes, xb, probe, generator=generator)
-                if divergence == "hutchinson" and probe_refresh == "solve"
-                else None
-            ),
+            probes=probes,
             probe_kind=probe,
             n_probes=n_probes,
             probe_refresh=probe_refresh,
@@ -342,14 +422,33 @@ def likelihood(
             xp = x[idx].detach()
             with torch.no_grad():
                 pilot = make_flow(xp, 1e-6 if fresh else 10.0, None, False)
+                # steps="auto" measures errors against the pilot: it gets a 10x tighter default.
+                pilot_tol = 1e-6 if steps == "auto" else 1e-5
                 y_p, info = solve_adaptive(
                     pilot, pilot.pack(xp), lo, hi, method="dopri5",
-                    rtol=1e-5 if rtol is None else rtol, atol=1e-5 if atol is None else atol,
+                    rtol=pilot_tol if rtol is None else rtol, atol=pilot_tol if atol is None else atol,
                 )
             nfe += pilot.nfe
             pilot_info = {"pilot_nfe": pilot.nfe, "pilot_t": info["t"], "pilot_size": int(idx.numel())}
+            keeps_pilot = divergence == "exact" and not grad
+            if steps == "auto" and keeps_pilot and idx.numel() == n:
+                steps = len(info["t"]) - 1  # the pilot solves every sample: no fixed-grid solve
+            elif steps == "auto":
+                x_Tp, delta_p = pilot.unpack(y_p)
+                reference = prior_fn(x_Tp).to(delta_p.dtype) + delta_p.mean(dim=1)
+
+                def trial(n_steps: int) -> tuple[Tensor, int]:
+                    flow = make_flow(xp, 1.0, None, False, probes=pilot.probes)
+                    with torch.no_grad():
+                        x_T, delta, _ = _integrate(flow, xp, integrator, lo, hi,
+                                                   resample_grid(info["t"], n_steps), (0.0, 0.0), False, None)
+                    return prior_fn(x_T).to(delta.dtype) + delta.mean(dim=1), flow.nfe
+
+                steps, history = choose_steps(trial, reference, target_error, order=_ORDER[integrator])
+                nfe += sum(h["nfe"] for h in history)
+                pilot_info["auto_steps"] = history
             ts = resample_grid(info["t"], steps)  # type: ignore[arg-type]
-            if divergence == "exact" and not grad:
+            if keeps_pilot:
                 # The pilot's samples are already integrated (more accurately): keep them.
                 x_T, delta = pilot.unpack(y_p)
                 done.append((idx, x_T, delta, prior_fn(x_T)))

@@ -22,16 +22,14 @@ from .core import (
     INTEGRATORS,
     SCIPY,
     LikelihoodResult,
-    choose_steps,
     likelihood,
     log_likelihood,
-    resample_grid,
-    time_grid,
 )
 from .divergence import PROBES, exact_divergence, hutchinson_divergence, make_probes
 from .elbo import ElboResult, elbo
 from .flow import AugmentedFlow
 from .simpson import integrate_rk4_simpson
+from .time_grids import choose_steps, resample_grid, time_grid
 
 __all__ = [
     "ADAPTIVE",

@@ -172,3 +172,12 @@ def test_score_fn_autograd_only_when_x_requires_grad_and_dtype_check() -> None:
         score(x.double(), t)
     # float64 works once the model is moved.
     assert model.double().score_fn(sde)(x.double(), t).dtype == torch.float64
+
+
+def test_score_model_needs_a_module_and_points_to_the_config_builder() -> None:
+    from scoresde.models import ModelConfig, ScoreModel
+
+    with pytest.raises(TypeError, match=r"ModelConfig\(\.\.\.\)\.build\(\)"):
+        ScoreModel(ModelConfig())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="torch.nn.Module, got function"):
+        ScoreModel(lambda x, t: x)  # type: ignore[arg-type]

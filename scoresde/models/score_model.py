@@ -116,6 +116,9 @@ class ScoreModel(nn.Module):
         config: ModelConfig | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            hint = "; build a model from a config with ModelConfig(...).build()" if isinstance(net, ModelConfig) else ""
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}{hint}")
         self.net = net
         self.output = check_output(output)
         self.input_scaling = bool(input_scaling)

@@ -285,7 +285,9 @@ class CosineVPSDE(AffineSDE):
         return 0.5 * math.pi * (t + self.s) / (1.0 + self.s)
 
     def log_alpha(self, t: Tensor) -> Tensor:
-        return torch.log(torch.cos(self._angle(t))) - self._log_cos0
+        # ln alpha <= 0 exactly: at t = 0 the two logs cancel only up to round-off (~1e-20),
+        # and a positive value would make sigma = sqrt(1 - alpha^2) NaN.
+        return torch.clamp(torch.log(torch.cos(self._angle(t))) - self._log_cos0, max=0.0)
 
     def dlog_alpha_dt(self, t: Tensor) -> Tensor:
         return -0.5 * math.pi / (1.0 + self.s) * torch.tan(self._angle(t))

@@ -106,7 +106,8 @@ def integrate_chunk(
                                  rtol=tol[0], atol=tol[1], per_sample=per_sample, controller=controller)
         info = {k: out[k] for k in ("accepted", "rejected", "t")}
     elif spec.kind == "scipy":
-        y1, out = solve_ivp_torch(flow, y0, lo, hi, method=spec.method, rtol=tol[0], atol=tol[1])
+        y1, out = solve_ivp_torch(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]
+                                  rtol=tol[0], atol=tol[1])
         info = {k: out[k] for k in ("accepted", "t")}
     else:
         assert ts is not None

@@ -87,7 +87,8 @@ def run_pilot(
                                   rtol=tol if opts.rtol is None else opts.rtol,
                                   atol=tol if opts.atol is None else opts.atol)
     nfe = pilot.nfe
-    times: Tensor = out["t"]
+    times = out["t"]
+    assert isinstance(times, Tensor)
     info: dict[str, Any] = {"pilot_nfe": pilot.nfe, "pilot_t": times, "pilot_size": int(idx.numel())}
     x_Tp, delta_p = pilot.unpack(y_p)
     steps = opts.steps

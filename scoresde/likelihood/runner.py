@@ -82,9 +82,12 @@ class LikelihoodRun:
             return None
         if io.auto_grid:
             keep = self.opts.divergence.divergence == "exact" and not self.opts.run.grad
-            return run_pilot(self.x, make_flow=self.make_flow, start=self.start, spec=self.spec, opts=io,
+            start = time.perf_counter()
+            pilot = run_pilot(self.x, make_flow=self.make_flow, start=self.start, spec=self.spec, opts=io,
                              fresh=self.fresh, keep=keep, lo=self.lo, hi=self.hi, prior_fn=self.prior_fn,
                              generator=self.generator)
+            pilot.info["pilot_seconds"] = time.perf_counter() - start
+            return pilot
         assert isinstance(io.steps, int)
         return time_grid(self.sde, io.steps, io.grid, eps=self.lo, T=self.hi)
 

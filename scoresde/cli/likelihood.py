@@ -140,54 +140,64 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
     return kr.to(torch.long)
 
 
-def run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Any, ...]:
+    """`(sde, score, target or None, x, dim, label, gen)` from the command line (model and data)."""
     import numpy as np
     import torch
 
-    from ..likelihood import bpd_from_log_prob, dequantize, elbo, likelihood
+    from ..likelihood import dequantize
     from ..sde import get_sde
     from ..targets import get_target
 
     target = None
-    try:
-        if args.n < 1:
-            raise ValueError("--n must be positive")
-        gen = torch.Generator().manual_seed(args.seed)
-        if args.checkpoint:
-            if args.exact_prior:
-                raise ValueError("--exact-prior needs --target")
-            from ..train import load_model
+    if args.n < 1:
+        raise ValueError("--n must be positive")
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.checkpoint:
+        if args.exact_prior:
+            raise ValueError("--exact-prior needs --target")
+        from ..train import load_model
 
-            model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        score = model.score_fn(sde)
+        dtype = torch.float64 if args.float64 else config.torch_dtype
+        if args.float64:
+            model = model.to(torch.float64)
             score = model.score_fn(sde)
-            dtype = torch.float64 if args.float64 else config.torch_dtype
-            if args.float64:
-                model = model.to(torch.float64)
-                score = model.score_fn(sde)
-            label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
-        else:
-            target = get_target(args.target)
-            sde = get_sde(args.sde)
-            score = target.score_fn(sde)
-            dtype = torch.float64 if args.float64 else torch.float32
-            label = f"exact {args.target} ({args.sde})"
-        if args.data is None:
-            if target is None:
-                raise ValueError("--checkpoint needs --data (a file or a data-source name)")
-            x = target.sample(args.n, generator=gen, dtype=torch.float64)
-        elif Path(args.data).suffix:
-            x = _load_data(args.data)
-        else:
-            from ..train.data import make_data
+        label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
+    else:
+        target = get_target(args.target)
+        sde = get_sde(args.sde)
+        score = target.score_fn(sde)
+        dtype = torch.float64 if args.float64 else torch.float32
+        label = f"exact {args.target} ({args.sde})"
+    if args.data is None:
+        if target is None:
+            raise ValueError("--checkpoint needs --data (a file or a data-source name)")
+        x = target.sample(args.n, generator=gen, dtype=torch.float64)
+    elif Path(args.data).suffix:
+        x = _load_data(args.data)
+    else:
+        from ..train.data import make_data
 
-            x = make_data(args.data).sample(args.n, generator=gen)
-        if x.ndim == 1:
-            x = x[:, None]
-        dim = int(np.prod(tuple(x.shape[1:])))
-        if args.bpd:
-            k = _to_levels(x, args.levels, args.data_range)
-            x = dequantize(k, levels=args.levels, data_range=args.data_range, generator=gen, dtype=dtype)
-        x = x.to(dtype)
+        x = make_data(args.data).sample(args.n, generator=gen)
+    if x.ndim == 1:
+        x = x[:, None]
+    dim = int(np.prod(tuple(x.shape[1:])))
+    if args.bpd:
+        k = _to_levels(x, args.levels, args.data_range)
+        x = dequantize(k, levels=args.levels, data_range=args.data_range, generator=gen, dtype=dtype)
+    x = x.to(dtype)
+    return sde, score, target, x, dim, label, gen
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..likelihood import bpd_from_log_prob, elbo, likelihood
+
+    try:
+        sde, score, target, x, dim, label, gen = _load(args)
         if args.batch_size is not None and args.batch_size < 1:
             raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
         eps = args.eps

@@ -177,7 +177,29 @@ def run_comparison(
     }
     out_dir = Path(out) if out is not None else None
     floors = load_or_compute_floors(lambda: scorer.floors(floor_repeats), settings, floor_repeats, out_dir)
-    cells = plan_cells(names, steps, tolerances, seeds)
+    records, computed, reused = _sweep(problem, scorer, plan_cells(names, steps, tolerances, seeds), options,
+                                       settings, out_dir, n=n, grid=grid, noise=noise, denoise=denoise,
+                                       progress=progress, retry_failed=retry_failed)
+    mixture = problem.mixture
+    result = ComparisonResult(
+        problem.name, records, floors, [*metrics] + (list(MODE_METRICS) if mixture is not None else []),
+        computed, reused, reference=problem.reference,
+        n_modes=int(mixture.weights.numel()) if mixture is not None else None)
+    if out_dir is not None:
+        write_atomic(out_dir / "config.json", json.dumps(
+            {**settings, "solvers": names, "steps": list(steps), "seeds": list(seeds),
+             "tolerances": list(tolerances), "solver_options": options}, indent=1, default=str))
+        result.save(out_dir, plots=plots)
+    return result
+
+
+def _sweep(
+    problem: Problem, scorer: Scorer, cells: list[Cell], options: dict[str, dict[str, Any]],
+    settings: dict[str, Any], out_dir: Path | None, *, n: int, grid: str | None,
+    noise: Literal["gaussian", "brownian"], denoise: bool, progress: bool, retry_failed: bool,
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Every cell: read back when stored under `out_dir` with a matching key, else computed and
+    stored at once. Returns `(records, computed, reused)`."""
     records: list[dict[str, Any]] = []
     computed = reused = 0
     bar = tqdm(total=len(cells), desc=f"compare {problem.name}", disable=not progress, unit="cell")
@@ -201,17 +223,7 @@ def run_comparison(
             computed += 1
         bar.update(1)
     bar.close()
-    mixture = problem.mixture
-    result = ComparisonResult(
-        problem.name, records, floors, [*metrics] + (list(MODE_METRICS) if mixture is not None else []),
-        computed, reused, reference=problem.reference,
-        n_modes=int(mixture.weights.numel()) if mixture is not None else None)
-    if out_dir is not None:
-        write_atomic(out_dir / "config.json", json.dumps(
-            {**settings, "solvers": names, "steps": list(steps), "seeds": list(seeds),
-             "tolerances": list(tolerances), "solver_options": options}, indent=1, default=str))
-        result.save(out_dir, plots=plots)
-    return result
+    return records, computed, reused
 
 
 def _run_cell(

@@ -102,6 +102,31 @@ def test_explicit_eps_gives_the_marginal_and_density_can_be_forced():
     torch.testing.assert_close(d.log_prob, d.prior_log_prob + d.delta_log_prob + d.end_correction)
 
 
+def test_data_density_needs_marginal_coefficients():
+    class DriftOnly:
+        """A drift/diffusion-only SDE (no marginal_coeffs): VP's coefficients."""
+
+        def __init__(self) -> None:
+            self.vp = sd.VPSDE()
+            self.T, self.eps = self.vp.T, self.vp.eps
+
+        def drift(self, x, t):
+            return self.vp.drift(x, t)
+
+        def diffusion(self, t):
+            return self.vp.diffusion(t)
+
+        def prior_log_prob(self, x):
+            return self.vp.prior_log_prob(x)
+
+    target, sde = sd.targets.two_gaussians(), DriftOnly()
+    x = target.sample(20, generator=torch.Generator().manual_seed(0))
+    score = target.score_fn(sde.vp)
+    # A clear message naming the fix, not an AttributeError from inside the end-piece term.
+    with pytest.raises(ValueError, match="marginal_coeffs.*pass eps="):
+        likelihood(sde, score, x)
+
+
 # --- chunking -----------------------------------------------------------------------------------
 class _MaxBatch:
     """Wraps a score and records the largest batch it was called with."""

@@ -46,6 +46,10 @@ class LikelihoodRun:
         self.spec: IntegratorSpec = options.integration.spec
         dens = options.density
         self.data = dens.resolved() == "data"
+        if self.data and not callable(getattr(sde, "marginal_coeffs", None)):
+            raise ValueError(
+                f"density='data' needs the SDE's marginal_coeffs(t) -> (alpha, sigma) for the [0, eps] "
+                f"term, which {type(sde).__name__} lacks; pass eps= (or density='marginal') for log p_eps")
         default_lo = data_end_time(sde) if self.data else sde.eps
         self.lo = default_lo if dens.eps is None else float(dens.eps)
         self.hi = sde.T if dens.T is None else float(dens.T)

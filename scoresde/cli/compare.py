@@ -10,6 +10,7 @@ resumes: finished cells are read back, not recomputed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -92,6 +93,14 @@ def _solver_list(spec: list[str] | None) -> list[str]:
     return spec
 
 
+def load_checkpoint(path: str | os.PathLike[str], *, ema: bool = True) -> compare.LoadedCheckpoint:
+    """Checkpoint loader for `compare.Problem.from_checkpoint`, through `scoresde.train`."""
+    from ..train import load_model, make_data
+
+    model, sde, config = load_model(path, ema=ema)
+    return compare.LoadedCheckpoint(model.score_fn(sde), sde, config.data, make_data(config.data))
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import plotting
 
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         names = _solver_list(args.solvers)
         options = compare.parse_solver_options(args.option)
         if args.checkpoint is not None:
-            problems = [compare.Problem.from_checkpoint(args.checkpoint)]
+            problems = [compare.Problem.from_checkpoint(args.checkpoint, loader=load_checkpoint)]
         else:
             problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
     except (ValueError, TypeError, OSError) as err:

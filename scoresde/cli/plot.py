@@ -25,6 +25,7 @@ from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
 from ._help import HelpFormatter
+from .compare import load_checkpoint
 
 
 def _names(text: str) -> list[str]:
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown solver(s) {unknown}; valid: {', '.join(solvers.available())}")
         if args.checkpoint is not None:
-            problem = compare.Problem.from_checkpoint(args.checkpoint)
+            problem = compare.Problem.from_checkpoint(args.checkpoint, loader=load_checkpoint)
         else:
             problem = compare.Problem.from_target(args.target, args.sde)
         if problem.data_shape != (2,):

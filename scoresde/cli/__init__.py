@@ -26,6 +26,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Commands whose --out is a folder / a file: checked writable before any work (pre-flight).
+OUT_FOLDER_COMMANDS = frozenset({"demo", "train", "sample", "compare", "plot"})
+OUT_FILE_COMMANDS = frozenset({"likelihood"})
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Fail before any work when the command's output location cannot be written."""
+    from pathlib import Path
+
+    from ..atomic import check_writable_dir
+
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    if args.command in OUT_FOLDER_COMMANDS:
+        check_writable_dir(out, "output folder (--out)")
+    elif args.command in OUT_FILE_COMMANDS:
+        check_writable_dir(Path(out).parent, "folder of --out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scoresde",
@@ -61,7 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import run_guarded
 
     mod = importlib.import_module(f"{__name__}.{args._module}")
-    return run_guarded(args.command, lambda: mod.run(args), debug=args.debug)
+
+    def command() -> int:
+        _preflight(args)
+        return int(mod.run(args) or 0)
+
+    return run_guarded(args.command, command, debug=args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

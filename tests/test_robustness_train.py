@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -167,7 +168,9 @@ def test_preflight_refuses_a_read_only_folder(tmp_path: Path) -> None:
 
 def test_stale_temp_files_of_a_killed_write_are_cleaned_only_when_ours_and_old(tmp_path: Path) -> None:
     Trainer(_config(steps=5), out_dir=tmp_path, progress=False).fit()
-    old, fresh = tmp_path / ".checkpoint.pt.ab_cd123.tmp", tmp_path / "checkpoints" / ".step-00000010.pt.zz9yx876.tmp"
+    # What a SIGKILL during atomic_write_bytes leaves: its mkstemp file, full of bytes.
+    old = Path(tempfile.mkstemp(dir=tmp_path, prefix=".checkpoint.pt.", suffix=".tmp")[1])
+    fresh = Path(tempfile.mkstemp(dir=tmp_path / "checkpoints", prefix=".step-00000010.pt.", suffix=".tmp")[1])
     foreign = tmp_path / ".notes.tmp"
     for p in (old, fresh, foreign):
         p.write_bytes(b"\0" * 1000)

@@ -250,6 +250,11 @@ class Trainer(CheckpointMixin):
 
     def _health(self, stopper: StopOnSignal) -> int:
         """Read the non-finite flag (all ranks agree); returns a pending signal number or 0."""
+        if not self.dist.enabled:  # one host read, no collective
+            if not bool(self._finite):
+                raise self._diverged()
+            self._checked = self.step
+            return int(stopper.signum or 0)
         flags = torch.stack([(~self._finite).to(torch.float64),
                              torch.tensor(float(stopper.signum or 0), device=self.device,
                                           dtype=torch.float64)])

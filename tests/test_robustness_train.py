@@ -191,8 +191,13 @@ def test_empty_data_unusable_device_and_out_of_range_t_are_clear_errors() -> Non
         def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
             return torch.empty(0, 2)
 
-    with pytest.raises(ValueError, match="is empty"):
-        Trainer(_config(), data=Empty(), progress=False)
+    class EmptyNoLen:
+        def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+            return torch.empty(0, 2)
+
+    for data in (Empty(), EmptyNoLen()):
+        with pytest.raises(ValueError, match="'eight_gaussians' is empty"):
+            Trainer(_config(), data=data, progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="use --device cpu"):
             Trainer(_config(device="cuda"), progress=False)

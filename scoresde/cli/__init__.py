@@ -32,11 +32,16 @@ OUT_FILE_COMMANDS = frozenset({"likelihood"})
 
 
 def _preflight(args: argparse.Namespace) -> None:
-    """Fail before any work when the command's output location cannot be written."""
+    """Fail before any work when the device is unusable or the output cannot be written."""
     from pathlib import Path
 
     from ..atomic import check_writable_dir
 
+    device = getattr(args, "device", None)
+    if isinstance(device, str) and device != "auto":
+        from ..train.distributed import resolve_device
+
+        resolve_device(device)  # "cuda" on a CPU build etc.: a clear ValueError before any work
     out = getattr(args, "out", None)
     if out is None:
         return

@@ -45,7 +45,7 @@ def describe(err: BaseException) -> tuple[int, str]:
     if isinstance(err, TrainingInterrupted):
         return err.exit_code, str(err)
     if isinstance(err, KeyboardInterrupt):
-        return 130, "interrupted (Ctrl-C) before any result was written"
+        return 130, "interrupted by Ctrl-C (SIGINT)"
     if isinstance(err, TrainingDiverged):
         return EXIT_DIVERGED, str(err)
     if isinstance(err, (ValueError, TypeError, FileExistsError)):

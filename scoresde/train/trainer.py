@@ -40,7 +40,7 @@ from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
 from .config import TrainConfig, lr_factor
-from .data import make_data, sample_shape
+from .data import make_data
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
 from .persist import CheckpointMixin, load_model
@@ -118,9 +118,13 @@ class Trainer(CheckpointMixin):
         self.dtype = config.torch_dtype
         self.sde: AffineSDE = config.sde.build()
         self.data = make_data(config.data) if data is None else data
+        empty = ValueError(f"dataset {config.data!r} is empty: it has no samples to train on")
         if hasattr(self.data, "__len__") and len(self.data) == 0:
-            raise ValueError(f"dataset {config.data!r} is empty: it has no samples to train on")
-        shape = sample_shape(self.data)
+            raise empty
+        probe = self.data.sample(2, generator=torch.Generator().manual_seed(0))  # throwaway stream
+        if probe.shape[0] == 0:
+            raise empty
+        shape = tuple(int(v) for v in probe.shape[1:])
         if shape != tuple(config.model.data_shape):
             raise ValueError(
                 f"data {config.data!r} has samples of shape {shape} but model.data_shape is "

@@ -69,7 +69,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None
     """Read and verify a checkpoint written by :func:`save_checkpoint`; returns the state dict."""
     path = resolve_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path} (check the path, or train one first)")
     data = path.read_bytes()
     if not data.startswith(MAGIC):
         raise CheckpointError(f"{path} is not a scoresde checkpoint (bad magic bytes)")

@@ -161,3 +161,29 @@ def test_cli_train_clear_errors_for_device_divergence_missing_key_and_foreign_fo
     assert main(["sample", "--checkpoint", str(run), "--n", "8", "--steps", "2", "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err
     assert "checkpoint.pt has no 'ema' entry" in err and "another version" in err
+
+
+@pytest.mark.slow  # a subprocess importing torch
+def test_sigkill_during_an_atomic_write_leaves_a_temp_file_that_the_next_start_removes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", "eight_gaussians", "--out", str(run), "--steps", "5", *SMALL]) == 0
+    good = (run / "checkpoint.pt").read_bytes()
+    # A writer killed after the bytes hit the disk and before the rename (os.replace stalls).
+    script = ("import os, sys, time\nfrom scoresde.atomic import atomic_write_bytes\n"
+              "os.replace = lambda *a: time.sleep(600)\n"
+              "atomic_write_bytes(sys.argv[1], b'x' * 1_000_000)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(run / "checkpoint.pt")], env=ENV)
+    deadline, temps = time.time() + 120, []
+    while time.time() < deadline:
+        temps = [p for p in run.iterdir() if p.name.endswith(".tmp") and p.stat().st_size == 1_000_000]
+        if temps:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert len(temps) == 1 and temps[0].exists() and (run / "checkpoint.pt").read_bytes() == good
+    past = time.time() - 3600  # the next start happens later than the stale age (60 s)
+    os.utime(temps[0], (past, past))
+    assert main(["train", "--data", "eight_gaussians", "--out", str(run), "--steps", "8", "--resume",
+                 *SMALL]) == 0
+    assert not temps[0].exists() and load_checkpoint(run)["step"] == 8

@@ -66,7 +66,17 @@ class AffineSDE(ABC):
         return torch.exp(self.log_alpha(t))
 
     def marginal_coeffs(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(alpha(t), sigma(t))`` with ``x_t = alpha x_0 + sigma z``."""
+        """``(alpha(t), sigma(t))`` with ``x_t = alpha x_0 + sigma z``, for ``t`` in ``[0, T]``.
+
+        Raises:
+            ValueError: a CPU ``t`` outside ``[0, T]`` beyond round-off (1e-5 T); the schedule
+                is not defined there. Accelerator tensors are not checked (a host sync per call).
+        """
+        if t.device.type == "cpu" and t.numel():
+            tol = 1e-5 * self.T
+            if bool(((t < -tol) | (t > self.T + tol)).any()):
+                raise ValueError(f"t must lie in [0, T={self.T:g}]; got values in "
+                                 f"[{float(t.min()):.6g}, {float(t.max()):.6g}]")
         return self.alpha(t), self.sigma(t)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:

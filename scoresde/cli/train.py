@@ -6,12 +6,14 @@ given on the command line overrides it. Writes ``OUT/config.json``, ``OUT/checkp
 (atomically, every ``--ckpt-every`` steps and at the end) and ``OUT/metrics.jsonl``.
 ``--resume`` continues ``OUT/checkpoint.pt`` to the same weights an uninterrupted run gives.
 Runs unchanged under ``torchrun --nproc_per_node=N -m scoresde train ...`` (DDP).
+
+SIGTERM / Ctrl-C finish the step, write a checkpoint and exit with 143 / 130; a diverged run
+exits with 3 without saving non-finite weights (see `scoresde.cli.errors` for all exit codes).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -33,8 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--out", required=True, help="run directory (config.json, checkpoint.pt, metrics.jsonl)")
     a("--data", default=None, help="data: a 2-D toy or target name, or 'digits' [eight_gaussians]")
     a("--config", default=None, help="start from this config.json instead of the recipe")
-    a("--resume", action="store_true", help="continue OUT/checkpoint.pt (same config required)")
-    a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint")
+    a("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+      help="continue OUT/checkpoint.pt, or the checkpoint CKPT (e.g. OUT/checkpoints/step-...pt); "
+           "same config required")
+    a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint or other files")
+    a("--keep-checkpoints", type=int, default=3, metavar="N",
+      help="keep the newest N checkpoints in OUT/checkpoints/ (0: only OUT/checkpoint.pt)")
     g = parser.add_argument_group("process")
     g.add_argument("--sde", choices=SDE_NAMES, default=None, help="forward SDE [vp]")
     g.add_argument("--steps", type=int, default=None, help="total optimizer steps")
@@ -125,15 +131,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import CheckpointError, Trainer
+    from ..train import Trainer
 
-    try:
-        config = build_config(args)
-        trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
-                          progress=not args.no_progress)
-    except (ValueError, TypeError, FileExistsError, CheckpointError) as err:
-        print(f"scoresde train: error: {err}", file=sys.stderr)
-        return 2
+    config = build_config(args)
+    trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints)
     try:
         if trainer.dist.is_main:
             print(f"training {config.model.arch} ({trainer.model.num_parameters():,} parameters) on "

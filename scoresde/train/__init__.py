@@ -14,6 +14,7 @@ from .data import data_names, make_data
 from .digits import digits_config
 from .distributed import DistInfo
 from .ema import EMA
+from .signals import EXIT_DIVERGED, TrainingDiverged, TrainingInterrupted
 from .toy import TOY_STEPS, toy_config, train_toy
 from .trainer import Trainer, load_model, train
 
@@ -31,6 +32,9 @@ __all__ = [
     "DistInfo",
     "EMA",
     "Trainer",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "EXIT_DIVERGED",
     "load_model",
     "train",
     "TOY_STEPS",

@@ -43,13 +43,17 @@ def _config(scheduler_or_config: Any) -> Mapping[str, Any]:
 def sde_from_scheduler(scheduler_or_config: Any) -> DiscreteVPSDE:
     """The `DiscreteVPSDE` of a diffusers scheduler (or its ``config``).
 
-    A scheduler object with an ``alphas_cumprod`` table is read directly; a config is
-    rebuilt with `scoresde.discrete.alphas_cumprod_from_config`.
+    The table is rebuilt in float64 from the config (`scoresde.discrete.alphas_cumprod_from_config`);
+    a scheduler whose ``beta_schedule`` that function does not know is read from its own
+    ``alphas_cumprod`` table instead.
     """
     table = getattr(scheduler_or_config, "alphas_cumprod", None)
-    if table is not None:
-        return DiscreteVPSDE(torch.as_tensor(table, dtype=torch.float64))
-    return DiscreteVPSDE.from_config(_config(scheduler_or_config))
+    try:
+        return DiscreteVPSDE.from_config(_config(scheduler_or_config))  # float64 rebuild
+    except ValueError as err:
+        if table is None or "unknown beta_schedule" not in str(err):
+            raise
+    return DiscreteVPSDE(torch.as_tensor(table, dtype=torch.float64))
 
 
 class DiffusersScore:

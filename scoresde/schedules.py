@@ -111,6 +111,15 @@ class PriorCheck:
         )
 
 
+def _prior_std_of(sde: object) -> float:
+    std = getattr(sde, "prior_std", None)
+    if std is not None:
+        return float(std)
+    # log N(0; 0, p^2) in one dimension is -ln(2 pi p^2)/2.
+    lp0 = float(sde.prior_log_prob(torch.zeros(1, 1, dtype=torch.float64))[0])  # type: ignore[attr-defined]
+    return math.sqrt(math.exp(-2.0 * lp0) / (2 * math.pi))
+
+
 def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_TOL,
                 warn: bool = True, stacklevel: int = 2) -> PriorCheck:
     """Measure how far ``p_T`` can be from the SDE's Gaussian prior; warn when it is far.
@@ -122,7 +131,8 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
         kl_gaussian = v / (2 p^2) - 1/2 - ln(v) / 2 + ln(p),            v = a^2 d^2 + s^2
 
     Args:
-        sde: an `AffineSDE` (needs ``marginal_coeffs`` and ``prior_std``).
+        sde: any ``solvers.DiffusionSDE``; its prior is taken to be ``N(0, p^2 I)`` with ``p`` its
+            ``prior_std`` attribute or, without one, read off ``prior_log_prob`` at 0.
         data_std: per-dimension std (root mean square) of the data, 1.0 for standardised data.
         tol: warning threshold on ``kl_bound`` (nats per dimension).
         warn: emit a ``UserWarning`` with the numbers when ``kl_bound > tol``.
@@ -134,7 +144,7 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
     if not data_std > 0:
         raise ValueError(f"data_std must be positive, got {data_std}")
     a_t, s_t = sde.marginal_coeffs(torch.tensor([sde.T], dtype=torch.float64))
-    a, s, p, d = float(a_t[0]), float(s_t[0]), float(sde.prior_std), float(data_std)
+    a, s, p, d = float(a_t[0]), float(s_t[0]), _prior_std_of(sde), float(data_std)
     v = a * a * d * d + s * s
     kl_bound = (s * s + a * a * d * d) / (2 * p * p) - 0.5 - math.log(s / p)
     kl_gauss = v / (2 * p * p) - 0.5 - 0.5 * math.log(v / (p * p))

@@ -138,3 +138,20 @@ def test_alphas_cumprod_from_config_matches_diffusers() -> None:
         ref = diffusers.DDPMScheduler(**cfg).alphas_cumprod.double()
         # diffusers builds its table in float32: agreement to float32 round-off.
         torch.testing.assert_close(alphas_cumprod_from_config(cfg), ref, rtol=2e-5, atol=1e-7)
+
+
+def test_check_prior_reads_the_prior_of_any_protocol_sde() -> None:
+    class Plain:  # protocol-only SDE: VP with a too-short horizon, no prior_std attribute
+        T, eps = 0.3, 1e-3
+        _vp = sd.VPSDE()
+
+        def marginal_coeffs(self, t):
+            return self._vp.marginal_coeffs(t)
+
+        def prior_log_prob(self, z):
+            return self._vp.prior_log_prob(z)
+
+    with pytest.warns(UserWarning, match="KL"):
+        chk = check_prior(Plain())
+    assert chk.prior_std == pytest.approx(1.0, rel=1e-12)
+    assert chk.alpha_T == pytest.approx(math.exp(-0.5 * (0.1 * 0.3 + 9.95 * 0.09)), rel=1e-12)

@@ -108,3 +108,13 @@ def test_k_diffusion_sampler_drives_a_score_model_through_score_from_denoiser(kd
     ref = solvers.sample(edm, target.score_fn(edm), shape=(512, 2), solver="edm_heun", steps=18,
                          seed=0, dtype=F64, denoise=True)
     torch.testing.assert_close(r.samples, ref.samples, rtol=1e-8, atol=1e-8)  # bisection-level round-off
+
+
+def test_sigma_list_without_final_zero_returns_edm_units(kd) -> None:
+    sde = sd.VPSDE()
+    score, sigmas, x = _setup(sde, kd, 8)
+    sig = sigmas[:-1]  # stop at sigma_min: every step is Heun, the result stays noisy
+    theirs = kd.sample_heun(denoiser_from_score(score, sde), x.clone(), sig, disable=True)
+    ours = sample_sigmas(sde, score, sig, "edm_heun", x=x.clone())
+    torch.testing.assert_close(ours.samples, theirs, rtol=1e-12, atol=1e-12)  # float64 round-off
+    assert ours.nfe == 2 * (len(sig) - 1)

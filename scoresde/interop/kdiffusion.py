@@ -19,6 +19,7 @@ import importlib.util
 import sys
 import types
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -160,7 +161,7 @@ def sample_sigmas(
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
-    **options: object,
+    **options: Any,
 ) -> SampleResult:
     """Run one of our solvers over an explicit k-diffusion sigma list, in k-diffusion's units.
 

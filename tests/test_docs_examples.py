@@ -59,7 +59,7 @@ def extract_blocks(text: str) -> list[Block]:
     return blocks
 
 
-SLOW_PAGES = {"training.md", "scores.md", "comparisons.md"}
+SLOW_PAGES = {"training.md", "comparisons.md"}
 """Pages that train a model or run a full comparison (tens of seconds each on 2 CPU cores)."""
 
 

@@ -72,7 +72,7 @@ class ConditionalReference:
     sde: DiffusionSDE
     t: float
     n: int = 2000
-    repeats: int = 3
+    repeats: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -128,11 +128,17 @@ class FullCovMixture:
                 "at t = 0); evaluate densities and scores at t > 0"
             )
         resid = x[:, None, :] - alpha[:, None, None] * mu[None]  # (B, K, D)
-        chol_b = chol.expand(x.shape[0], -1, -1, -1)
-        white = torch.linalg.solve_triangular(chol_b, resid[..., None], upper=False)  # (B, K, D, 1)
-        prec_resid = torch.linalg.solve_triangular(chol_b.transpose(-1, -2), white, upper=True)[..., 0]
-        logdet = 2 * torch.log(torch.diagonal(chol_b, dim1=-2, dim2=-1)).sum(-1)  # (B, K)
-        log_norm = -0.5 * ((white[..., 0] ** 2).sum(-1) + logdet + self.dim * math.log(2 * math.pi))
+        if same:  # one factor per component: solve all rows at once, (K, D, B)
+            rhs = resid.permute(1, 2, 0)
+            white_k = torch.linalg.solve_triangular(chol[0], rhs, upper=False)
+            prec_k = torch.linalg.solve_triangular(chol[0].transpose(-1, -2), white_k, upper=True)
+            white, prec_resid = white_k.permute(2, 0, 1), prec_k.permute(2, 0, 1)
+        else:
+            w4 = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)  # (B, K, D, 1)
+            prec_resid = torch.linalg.solve_triangular(chol.transpose(-1, -2), w4, upper=True)[..., 0]
+            white = w4[..., 0]
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (1 or B, K)
+        log_norm = -0.5 * ((white**2).sum(-1) + logdet + self.dim * math.log(2 * math.pi))
         return torch.log(self.weights.to(x))[None] + log_norm, prec_resid
 
     def _coeffs(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> tuple[Tensor, Tensor]:

@@ -83,11 +83,16 @@ def measurement(name: str, problem: Any, n: int) -> list[dict[str, Any]]:
     return rows, ref.exact_combined
 
 
-def guidance(n: int) -> list[dict[str, Any]]:
-    """Classifier guidance with the exact p_t(c | x) on eight Gaussians, classes = pairs of modes."""
+def overlapping_classes() -> ClassMixture:
+    """Two overlapping classes in 2-D: N((-0.5, 0), 0.5^2 I) and N((0.5, 0), 0.5^2 I)."""
+    return ClassMixture(sd.GaussianMixture([[-0.5, 0.0], [0.5, 0.0]], 0.5, name="overlap"), [0, 1])
+
+
+def guidance(n: int, cm: ClassMixture | None = None) -> list[dict[str, Any]]:
+    """Classifier guidance with the exact p_t(c | x); default: eight Gaussians, classes = pairs of modes."""
     sde = sd.VPSDE()
-    mix = sd.targets.eight_gaussians()
-    cm = ClassMixture(mix, [0, 0, 1, 1, 2, 2, 3, 3])
+    cm = ClassMixture(sd.targets.eight_gaussians(), [0, 0, 1, 1, 2, 2, 3, 3]) if cm is None else cm
+    mix = cm.mixture
     cond = cm.conditional(1)
     ref = ConditionalReference(cond, sde, sde.eps, n=n)
     rows = []
@@ -104,9 +109,93 @@ def guidance(n: int) -> list[dict[str, Any]]:
         k = cond.responsibilities(x).argmax(1)
         var = alpha**2 * cond.stds[k] ** 2 + sigma**2
         rel_var = float((((x - alpha * cond.means[k]) ** 2) / var).mean())
-        rows.append({"w": w, "nfe": r.nfe, "wall": wall, "mean_p_c": float(p_c.mean()),
+        rows.append({"w": w, "nfe": r.nfe, "wall": wall, "mean_p_c": float(p_c.mean()), "mean_x1": float(x[:, 0].mean()),
                      "rel_within_var": rel_var, **ref.evaluate(x)})
     return rows, ref.exact_combined
+
+
+def figures(out: str, n: int) -> None:
+    """2-D figures: imputation and measurement posteriors, conditional trajectories, guidance sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    sde = sd.VPSDE()
+    mix, mask, y = P.imputation_2d()
+    oc = ObservedCoordinates(mix, mask, y)
+    score = mix.score_fn(sde)
+    g = torch.Generator().manual_seed(0)
+    exact = oc.conditional.sample_marginal(n, sde, sde.eps, generator=g, dtype=torch.float64)[:, 0]
+    runs = {
+        "exact conditional score": (oc.score_fn(sde), None),
+        "replacement": (score, Replacement(sde, mask, y, seed=1)),
+        "PiGDM": (PosteriorGuidance(score, sde, mask, y, (2,)), None),
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    bins = torch.linspace(-2.2, 2.2, 89).numpy()
+    axes[0].hist(exact.numpy(), bins=bins, density=True, color="0.75", label="exact p(x2 | x1 = 1)")
+    traj = None
+    for name, (s, hook) in runs.items():
+        r = solvers.sample(sde, s, (n, 2), "euler_maruyama", steps=1000, seed=0, after_step=hook,
+                           dtype=torch.float64, keep_trajectory=name == "replacement")
+        axes[0].hist(r.samples[:, 1].numpy(), bins=bins, density=True, histtype="step", lw=1.5, label=name)
+        if r.trajectory is not None:
+            traj, times = r.trajectory, r.trajectory_times
+    axes[0].set_xlabel("x2")
+    axes[0].set_title("imputation of x2 given x1 = 1 (eight Gaussians, EM 1000 steps)")
+    axes[0].legend(fontsize=8)
+    assert traj is not None
+    for i in range(40):
+        axes[1].plot(times.numpy(), traj[:, i, 1].numpy(), lw=0.6, alpha=0.7)
+    axes[1].invert_xaxis()
+    axes[1].set_xlabel("t (reverse time)")
+    axes[1].set_ylabel("x2")
+    axes[1].set_title("replacement: free-coordinate trajectories")
+    fig.tight_layout()
+    fig.savefig(f"{out}/imputation_2d.png", dpi=110)
+    plt.close(fig)
+
+    mix, A, ym, sy = P.measurement_2d()
+    post = condition_on_measurement(mix, A, ym, sy)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
+    ex = post.sample_marginal(n, sde, sde.eps, generator=g, dtype=torch.float64)
+    rows = [("exact posterior samples", ex),
+            ("exact conditional score, DPM-Solver++(2M) 50",
+             solvers.sample(sde, post.score_fn(sde), (n, 2), "dpmpp_2m", steps=50, seed=0, dtype=torch.float64).samples),
+            ("PiGDM, DPM-Solver++(2M) 50",
+             solvers.sample(sde, PosteriorGuidance(score, sde, A, ym, (2,), noise_std=sy), (n, 2), "dpmpp_2m",
+                            steps=50, seed=0, dtype=torch.float64).samples)]
+    prior = mix.sample(n, generator=g)
+    for ax, (title, x) in zip(axes, rows, strict=True):
+        ax.scatter(prior[:, 0], prior[:, 1], s=1, c="0.85")
+        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5)
+        ax.plot([-1, 2.5], [2.5, -1], "k--", lw=0.7)
+        ax.set_title(title, fontsize=9)
+        ax.set_aspect("equal")
+    fig.suptitle("x given y = x1 + x2 + N(0, 0.1^2) = 1.5 (grey: prior)")
+    fig.tight_layout()
+    fig.savefig(f"{out}/measurement_2d.png", dpi=110)
+    plt.close(fig)
+
+    cm = ClassMixture(sd.targets.eight_gaussians(), [0, 0, 1, 1, 2, 2, 3, 3])
+    fig, axes = plt.subplots(1, 5, figsize=(16, 3.6), sharex=True, sharey=True)
+    ex = cm.conditional(1).sample(n, generator=g)
+    axes[0].scatter(ex[:, 0], ex[:, 1], s=2, alpha=0.5, c="C2")
+    axes[0].set_title("exact p(x | c = 1)", fontsize=9)
+    for ax, w in zip(axes[1:], (0.0, 1.0, 2.0, 4.0), strict=True):
+        s = ClassifierGuidance(cm.mixture.score_fn(sde), cm.classifier(sde), 1, w)
+        x = solvers.sample(sde, s, (n, 2), "euler_maruyama", steps=1000, seed=0, dtype=torch.float64).samples
+        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, alpha=0.5)
+        ax.set_title(f"classifier guidance w = {w:g}", fontsize=9)
+    for ax in axes:
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.savefig(f"{out}/guidance_2d.png", dpi=110)
+    plt.close(fig)
 
 
 def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
@@ -120,8 +209,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=2000, help="samples per row and per exact set")
     ap.add_argument("--only", choices=("imputation", "measurement", "guidance"), default=None)
+    ap.add_argument("--figures", default=None, help="write the 2-D figures to this folder and exit")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.figures:
+        figures(args.figures, args.n)
+        return
     keys = ["method", "solver", "nfe", "combined", "sw", "mmd", "modes", "spread", "wall"]
     if args.only in (None, "imputation"):
         for name, prob in (("imputation 2-D", P.imputation_2d), ("imputation 16-D", P.imputation_16d)):
@@ -132,9 +225,12 @@ def main() -> None:
             rows, floor = measurement(name, prob, args.n)
             print(f"\n### {name} (a second exact set scores {floor:.2f})\n\n" + _table(rows, keys), flush=True)
     if args.only in (None, "guidance"):
-        rows, floor = guidance(args.n)
-        print(f"\n### classifier guidance, exact p_t(c|x) (a second exact set scores {floor:.2f})\n\n"
-              + _table(rows, ["w", "nfe", "combined", "mean_p_c", "rel_within_var", "sw", "mmd", "modes", "spread", "wall"]), flush=True)
+        keys = ["w", "nfe", "combined", "mean_p_c", "mean_x1", "rel_within_var", "sw", "mmd", "modes", "spread", "wall"]
+        for title, cm in (("eight Gaussians, class 1 = modes at 90 and 135 degrees", None),
+                          ("two overlapping classes, class 1 = N((0.5, 0), 0.5^2 I)", overlapping_classes())):
+            rows, floor = guidance(args.n, cm)
+            print(f"\n### classifier guidance, exact p_t(c|x): {title} (a second exact set scores {floor:.2f})\n\n"
+                  + _table(rows, keys), flush=True)
 
 
 if __name__ == "__main__":

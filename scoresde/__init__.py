@@ -31,6 +31,7 @@ _LAZY = {
     "plotting",
     "compare",
     "cli",
+    "conditional",
 }
 
 

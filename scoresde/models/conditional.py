@@ -46,10 +46,11 @@ class LabelConditional(nn.Module):
         super().__init__()
         if n_classes < 1:
             raise ValueError(f"n_classes must be positive, got {n_classes}")
-        if not isinstance(getattr(net, "embed", None), nn.Module):
+        embed = getattr(net, "embed", None)
+        if not isinstance(embed, nn.Module):
             raise TypeError("net must expose its time embedding as `net.embed` (MLP and UNet do)")
-        dim = int(net.embed(torch.zeros(1)).shape[-1])
-        net.embed = _LabelledEmbedding(net.embed, n_classes + 1, dim)
+        dim = int(embed(torch.zeros(1)).shape[-1])
+        net.embed = _LabelledEmbedding(embed, n_classes + 1, dim)
         self.net = net
         self.n_classes = int(n_classes)
         self.null_label = int(n_classes)

@@ -72,7 +72,7 @@ def mixture_data(target: Any, classes: Sequence[int] | None = None, n: int = 20_
 
 def digits_data() -> tuple[Tensor, Tensor]:
     """The 8x8 digits ``(1797, 1, 8, 8)`` in ``[-1, 1]`` and their labels 0..9."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
     from ..data.images import digits
 

@@ -4,7 +4,8 @@
   `ClassMixture`), with exact noised scores, densities and samples at every ``t``: the oracles.
 * Samplers that compose with ``solvers.sample``: the ``after_step`` hooks `Replacement` and
   `LinearReplacement` (Song et al. 2021), the score wrappers `PosteriorGuidance` (ΠGDM, DPS),
-  `ClassifierGuidance` and `ClassifierFreeGuidance`.
+  `ClassifierGuidance` and `ClassifierFreeGuidance`, and the `ParticleFilter` hook (sequential
+  Monte Carlo, consistent as the number of particles grows).
 * `ConditionalReference`: distance to an exact conditional in units of the noise floor.
 """
 
@@ -17,6 +18,7 @@ from .guidance import ClassifierFreeGuidance, ClassifierGuidance
 from .operators import MaskOperator, MatrixOperator, colorization_matrix
 from .posterior import PosteriorGuidance
 from .replacement import LinearReplacement, Replacement
+from .smc import ParticleFilter
 
 __all__ = [
     "ClassMixture",
@@ -28,6 +30,7 @@ __all__ = [
     "MaskOperator",
     "MatrixOperator",
     "ObservedCoordinates",
+    "ParticleFilter",
     "PosteriorGuidance",
     "Replacement",
     "as_full_cov",

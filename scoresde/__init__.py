@@ -34,6 +34,7 @@ _LAZY = {
     "compare",
     "interop",
     "cli",
+    "conditional",
 }
 
 

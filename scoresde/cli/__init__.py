@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("plot", "plot trajectories, marginals and score fields"),
     "likelihood": ("likelihood", "exact log-likelihood / bits-per-dim via the probability-flow ODE"),
     "solvers": ("solvers_cmd", "list the solver names with one line each"),
+    "train-classifier": ("conditional", "train a time-dependent classifier for classifier guidance"),
 }
 
 

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="samples_out", help="output directory")
     parser.add_argument("--format", choices=("npy", "pt"), default="npy", help="sample file format")
     parser.add_argument("--no-plot", action="store_true", help="do not write samples.png")
+    from .conditional import add_conditioning_arguments
+
+    add_conditioning_arguments(parser)
 
 
 def _plot(samples: Any, path: Path, title: str) -> None:
@@ -110,8 +113,12 @@ def run(args: argparse.Namespace) -> int:
             score = target.score_fn(sde)
             shape, dtype = (args.n, target.dim), torch.float32
             label = f"exact {args.target} ({args.sde})"
+        from .conditional import apply_conditioning
+
+        score, after_step = apply_conditioning(args, score, sde, shape, None if args.checkpoint else target)
         result = solvers.sample(sde, score, shape, args.solver, steps=args.steps, grid=args.grid,
-                                seed=args.seed, denoise=args.denoise, dtype=dtype, **dict(args.option))
+                                seed=args.seed, denoise=args.denoise, dtype=dtype, after_step=after_step,
+                                **dict(args.option))
     except (ValueError, TypeError, CheckpointError) as err:
         print(f"scoresde sample: error: {err}", file=sys.stderr)
         return 2

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
-from .exponential import ExponentialIntegrator, predict_x0
+from .exponential import ExponentialIntegrator
 
 __all__ = ["DDIM"]
 
@@ -41,10 +40,10 @@ class DDIM(ExponentialIntegrator):
     NFE: one score evaluation per step.
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = None
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
-    stochastic: ClassVar[bool] = True
+    order: float = 1.0
+    strong_order: float | None = None
+    dynamics_kind: DynamicsKind = "ode"
+    stochastic: bool = True
 
     def __init__(self, *, eta: float = 0.0) -> None:
         eta = float(eta)
@@ -52,12 +51,12 @@ class DDIM(ExponentialIntegrator):
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
         self.eta = eta
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
         s_s = tab.sigma[i]
         a_t, s_t = tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
-        x0 = predict_x0(dynamics, x, t)
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
+        x0 = dynamics.x0_at(x, t)
         if self.eta == 0.0:
             # Exponential Euler step in data prediction: x_t = (sigma_t/sigma_s) x + alpha_t (1 - e^{-h}) x0.
             return (s_t / s_s) * x + (-a_t * math.expm1(-h)) * x0

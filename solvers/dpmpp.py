@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
-from .exponential import ExponentialIntegrator, phi_data, phi_weights, predict_x0
+from .exponential import ExponentialIntegrator, phi_data, phi_weights
 
 __all__ = ["DPMSolverPP2M", "DPMSolverPP3M", "UniPC", "LOWER_ORDER_FINAL_BELOW"]
 
@@ -42,7 +42,7 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
     which keeps the final, strongly curved steps near ``eps`` stable.
     """
 
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
+    dynamics_kind: DynamicsKind = "ode"
 
     def __init__(self, *, lower_order_final: bool = True) -> None:
         self.lower_order_final = bool(lower_order_final)
@@ -54,11 +54,11 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
             k = min(k, n_steps - index)
         return k
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
         s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
-        d = predict_x0(dynamics, x, t)
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
+        d = dynamics.x0_at(x, t)
         hist: list[Tensor] = ctx.memory.setdefault("d", [])
         hist.append(d)
         if len(hist) > int(self.order):
@@ -67,12 +67,12 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
         x_lin = (s_t / s_s) * x
         if k == 1:
             return x_lin + (a_t * phi_data(h, 1)) * d
-        r0 = (tab.lam[i] - tab.lam[i - 1]) / h
+        r0 = (tab.log_snr[i] - tab.log_snr[i - 1]) / h
         d1_0 = (d - hist[-2]) / r0
         if k == 2:
             # Alg. 2: D = d_i + (d_i - d_{i-1})/(2 r_0), integrated with phi_1.
             return x_lin + (a_t * phi_data(h, 1)) * (d + 0.5 * d1_0)
-        r1 = (tab.lam[i - 1] - tab.lam[i - 2]) / h
+        r1 = (tab.log_snr[i - 1] - tab.log_snr[i - 2]) / h
         d1_1 = (hist[-2] - hist[-3]) / r1
         diff = (d1_0 - d1_1) / (r0 + r1)
         d1 = d1_0 + r0 * diff
@@ -89,7 +89,7 @@ class DPMSolverPP2M(_MultistepDPMSolverPP):
         lower_order_final: first-order last step when there are fewer than 15 intervals.
     """
 
-    order: ClassVar[float] = 2.0
+    order: float = 2.0
 
 
 class DPMSolverPP3M(_MultistepDPMSolverPP):
@@ -103,7 +103,7 @@ class DPMSolverPP3M(_MultistepDPMSolverPP):
             15 intervals.
     """
 
-    order: ClassVar[float] = 3.0
+    order: float = 3.0
 
 
 class UniPC(_MultistepDPMSolverPP):
@@ -130,7 +130,7 @@ class UniPC(_MultistepDPMSolverPP):
         lower_order_final: first-order last step when there are fewer than 15 intervals.
     """
 
-    order: ClassVar[float] = 3.0
+    order: float = 3.0
     predictor_order: ClassVar[int] = 2
 
     def step_order(self, index: int, n_steps: int) -> int:
@@ -139,14 +139,14 @@ class UniPC(_MultistepDPMSolverPP):
             k = min(k, n_steps - index)
         return k
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
         s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
         # Data prediction at t_i: from the previous corrector evaluation when there is one.
         d = ctx.memory.pop("d_next", None)
         if d is None:
-            d = predict_x0(dynamics, x, t)
+            d = dynamics.x0_at(x, t)
         hist: list[Tensor] = ctx.memory.setdefault("d", [])
         hist.append(d)
         if len(hist) > self.predictor_order:
@@ -155,18 +155,18 @@ class UniPC(_MultistepDPMSolverPP):
         # Predictor: DPM-Solver++(2M) (Alg. 2), first order on warm-up / final steps.
         k = self.step_order(i, ctx.n_steps)
         if k == 1:
-            x_pred = x_lin + (a_t * phi_data(h, 1)) * d
+            x_pred: Tensor = x_lin + (a_t * phi_data(h, 1)) * d
         else:
-            r0 = (tab.lam[i] - tab.lam[i - 1]) / h
+            r0 = (tab.log_snr[i] - tab.log_snr[i - 1]) / h
             x_pred = x_lin + (a_t * phi_data(h, 1)) * (d + (0.5 / r0) * (d - hist[-2]))
         if ctx.is_last:
             return x_pred
         # Corrector: evaluate at the predicted point (reused by the next step) and
         # re-integrate through the nodes lambda_{i-1}, lambda_i, lambda_{i+1}.
-        d_next = predict_x0(dynamics, x_pred, t_next)
+        d_next = dynamics.x0_at(x_pred, t_next)
         ctx.memory["d_next"] = d_next
         past = hist[-k:]
-        nodes = [tab.lam[i - len(past) + 1 + j] - tab.lam[i] for j in range(len(past))] + [h]
+        nodes = [tab.log_snr[i - len(past) + 1 + j] - tab.log_snr[i] for j in range(len(past))] + [h]
         w = phi_weights(nodes, h)
         x_corr = x_lin
         for wj, dj in zip(w, [*past, d_next], strict=True):

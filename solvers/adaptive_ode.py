@@ -177,10 +177,10 @@ def solve_adaptive(
         rtol, atol: tolerances of the scaled error
             ``RMS(|err| / (atol + rtol * max(|y|, |y_new|)))`` (accepted when ``<= 1``).
         first_step: initial ``|h|``; ``None`` selects it as Hairer–Wanner (one extra NFE).
-            Required for :class:`~solvers.step_control.ConstantStepSize`.
-        max_steps: raise :class:`~solvers.step_control.MaxStepsExceeded` after this many
+            Required for `ConstantStepSize`.
+        max_steps: raise `MaxStepsExceeded` after this many
             attempted (accepted + rejected) steps.
-        controller: :class:`~solvers.step_control.PIDController` (default: integral-only,
+        controller: `PIDController` (default: integral-only,
             safety 0.9, factors in [0.2, 10]) or ``ConstantStepSize()`` (no error control).
         per_sample: error norm per sample (RMS over the non-batch dims of ``(B, *D)``), then
             the maximum over the batch, instead of one RMS over the whole batch. The batch

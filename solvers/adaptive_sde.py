@@ -9,7 +9,7 @@ from ``(x, t)`` takes one Brownian increment ``dW`` (``sqrt(h) z``, ``z ~ N(0, I
     x'' = (x' + x~) / 2                                  stochastic improved Euler (Heun)
 
 The local error is ``E = x' - x''``; with the mixed tolerance
-``delta = max(eps_abs, eps_rel * max(|x'|, |x'_prev|))`` (element-wise; ``x'_prev`` is the
+``delta = max(atol, rtol * max(|x'|, |x'_prev|))`` (element-wise; ``x'_prev`` is the
 EM proposal of the previous accepted step) its scaled L2 norm per sample is
 ``E_2 = ||E / delta||_2 / sqrt(n)``, ``n`` the number of elements of one sample. The step is
 accepted when ``E_2 <= 1``; then ``x <- x''`` (extrapolation: the higher-order solution is
@@ -20,15 +20,13 @@ those of the authors' code; the last step lands exactly on ``eps``).
 Rejected steps. The paper draws a fresh ``z`` after a rejection (``rejection="redraw"``).
 Because ``E`` depends on ``z`` (through ``(g(t-h) - g(t)) dW`` and ``F(x') - F(x)``), this
 selects the accepted noise: with few elements per sample the law of the samples is biased,
-and the bias does not vanish as the tolerance shrinks. Measured on 2-D targets, per-sample
-steps: the accumulated noise of VE with a zero score has 0.70x its exact variance, and the
-modes of ``eight_gaussians`` come out 12% (VP) / 21% (VE) too wide at ``rtol=0.05``. The
-default ``rejection="bridge"`` keeps what a rejected attempt revealed of the Brownian path and
-draws later increments from the Brownian bridge (Rejection Sampling with Memory, Rackauckas &
-Nie 2017), so every increment has its exact law (variance ratio 1.00, modes within 1-3%).
-In high dimension the per-sample norm averages over many elements and the selection
+and the bias does not vanish as the tolerance shrinks (the accumulated noise is too small;
+measurements in docs/solvers.md). The default ``rejection="bridge"`` keeps what a rejected
+attempt revealed of the Brownian path and draws later increments from the Brownian bridge
+(Rejection Sampling with Memory, Rackauckas & Nie 2017), so every increment has its exact
+law. In high dimension the per-sample norm averages over many elements and the selection
 effect shrinks (the paper's image setting); batch-shared steps (one norm over the whole
-batch) also make it small (0 to 1 rejections per solve in 2-D).
+batch) reject rarely and also make it small.
 
 Per-sample mode (the paper's choice): every sample has its own ``t`` and ``h`` (vectors);
 the score is evaluated on the whole batch with a ``(B,)`` time vector and finished samples
@@ -131,8 +129,8 @@ class AdaptiveSDE(Solver):
     iteration; per-sample or batch-shared step sizes.
 
     Args:
-        rtol: relative tolerance ``eps_rel`` (paper: 0.01 default, 0.05 faster).
-        atol: absolute tolerance ``eps_abs`` (paper: 0.0078 = 1/128 for data in [-1, 1];
+        rtol: relative tolerance (the paper's ``eps_rel``: 0.01 default, 0.05 faster).
+        atol: absolute tolerance (the paper's ``eps_abs``: 0.0078 = 1/128 for data in [-1, 1];
             scale it with your data).
         h_init: first step size (paper: 0.01).
         safety: ``theta`` (paper: 0.9).

@@ -15,7 +15,7 @@ from torch import Tensor
 from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .dynamics import ReverseDynamics
-from .grids import check_grid, get_grid
+from .grids import get_grid
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .protocol import HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
@@ -266,7 +266,8 @@ def sample(
         generator = make_generator(seed, device_)
     dynamics = ReverseDynamics(sde, score, solver_obj.lam_for(lam), check_finite=check_finite)
     grid = solver_obj.default_grid if grid is None else grid
-    ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else check_grid(grid, sde)
+    # A named grid is built here; a tensor grid is validated by Solver.solve (once per solve).
+    ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
     if batch_size is not None and batch_size < shape[0]:
         if noise == "brownian":

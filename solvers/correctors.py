@@ -7,15 +7,15 @@ One corrector step at time ``t`` on ``x: (B, *D)`` is the unadjusted Langevin up
 
 with a step size ``h`` of shape ``(B,)`` (per sample) or ``(1,)`` (shared by the batch):
 
-* :class:`LangevinCorrector`: ``h = 2 a (r ||z|| / ||s||)^2`` (Alg. 4 VE, Alg. 5 VP), the
+* `LangevinCorrector`: ``h = 2 a (r ||z|| / ||s||)^2`` (Alg. 4 VE, Alg. 5 VP), the
   norms taken over all non-batch dims and averaged over the batch (``norm="batch"``, as
   Song et al.'s reference code), or per sample (``norm="sample"``);
-* :class:`AnnealedLangevinCorrector`: ``h = 2 a (r sigma(t))^2``, the annealed Langevin
+* `AnnealedLangevinCorrector`: ``h = 2 a (r sigma(t))^2``, the annealed Langevin
   dynamics of SMLD/NCSN (Song & Ermon 2019) written for any SDE;
-* :class:`NoneCorrector`: no corrector.
+* `NoneCorrector`: no corrector.
 
 ``a`` generalises VP's ``alpha_i = 1 - beta_i``: it is ``a^2`` of the forward transition
-``x_t = a x_s + b z`` over the grid step (:func:`corrector_weight`), i.e. ``1 - beta_i`` for
+``x_t = a x_s + b z`` over the grid step (`corrector_weight`), i.e. ``1 - beta_i`` for
 VP and sub-VP and ``1`` for VE. ``r`` is ``snr``; the paper uses 0.16 for VE (default here)
 and 0.01 for VP. A fixed ``snr`` leaves an ``O(snr^2)`` bias of the unadjusted Langevin
 chain that does not shrink with the number of grid steps.
@@ -23,9 +23,8 @@ chain that does not shrink with the number of grid steps.
 Why ``norm="batch"`` is the default: a per-sample step ``h(x) = 2 a r^2 ||z||^2 / ||s(x)||^2``
 depends on the state, and blows up where the score vanishes, i.e. at the modes' centres
 and at saddles. In high dimension ``||s(x)||`` concentrates and the two rules agree; in
-low dimension the per-sample rule kicks samples out of the modes (on the 2-D 8-Gaussian
-target with the exact score it lands 8-20 times above the sliced-W2 noise floor, at every
-``snr`` down to 0.01, where the batch rule reaches the floor). A state-dependent step size
+low dimension the per-sample rule kicks samples out of the modes (at every ``snr``; figures
+in docs/solvers.md). A state-dependent step size
 also changes the chain's invariant law (it would need an Ito correction term). The batch
 rule's step is (for large batches) a function of ``t`` only, so the chain keeps ``p_t``
 invariant up to the usual ``O(h)`` discretisation bias.
@@ -98,11 +97,11 @@ class Corrector(ABC):
     """A Markov-chain step that leaves ``p_t`` (approximately) invariant, applied at a fixed ``t``.
 
     Class attributes:
-        name: the name under which :data:`CORRECTORS` registers it.
+        name: the name under which `CORRECTORS` registers it.
         evaluations: score evaluations per corrector step (0 or 1).
 
     Attributes:
-        snr: the signal-to-noise ratio ``r`` (``None`` for :class:`NoneCorrector`).
+        snr: the signal-to-noise ratio ``r`` (``None`` for `NoneCorrector`).
     """
 
     name: ClassVar[str]

@@ -17,11 +17,11 @@ class DDIM(ExponentialIntegrator):
     """DDIM: first-order exponential integrator; eta=0 deterministic, eta>0 adds fresh noise.
 
     One step from ``s`` to ``t < s`` with ``x0 = E[x_0 | x_s]`` (Tweedie) and
-    ``eps = (x_s - alpha_s x0)/sigma_s`` (Song et al. 2021a, eq. 12, written with
+    ``eps_hat = (x_s - alpha_s x0)/sigma_s`` (Song et al. 2021a, eq. 12, written with
     ``alpha = sqrt(alpha_bar)`` and ``h = lambda_t - lambda_s``)::
 
         c   = eta * sigma_t * sqrt(1 - e^{-2h})
-        x_t = alpha_t x0 + sqrt(sigma_t^2 - c^2) eps + c z,      z ~ N(0, I)
+        x_t = alpha_t x0 + sqrt(sigma_t^2 - c^2) eps_hat + c z,      z ~ N(0, I)
 
     ``eta = 0`` is exactly DPM-Solver-1 (Lu et al. 2022, eq. 3.7), the exponential Euler
     step of the probability-flow ODE, order 1 in ``h``. For any ``eta`` the step keeps the

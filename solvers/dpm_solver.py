@@ -55,7 +55,7 @@ class DPMSolver(ExponentialIntegrator):
                   u2  = (s_m2/s_s) x + a_m2 phi_1(r2 h) d_s + a_m2 (r2/r1) phi_2(r2 h) (d(u1, m1) - d_s)
                   x_t = (s_t/s_s) x + a_t phi_1(h) d_s + a_t/r2 phi_2(h) (d(u2, m2) - d_s)
 
-    ``psi_k``/``phi_k`` are :func:`~solvers.exponential.phi_noise` / :func:`~solvers.exponential.phi_data`
+    ``psi_k``/``phi_k`` are `phi_noise` / `phi_data`
     (``psi_1 = e^h - 1``, ``phi_1 = 1 - e^{-h}``). Order ``k`` in ``h`` for ``r1 = 1/2``
     (order 2) and ``r1 = 1/3, r2 = 2/3`` (order 3; Lu et al. 2022, §3.3).
 
@@ -111,7 +111,7 @@ class DPMSolver(ExponentialIntegrator):
     def _pred(self, dynamics: ReverseDynamics, x: Tensor, t: float) -> Tensor:
         if self.prediction == "data":
             return dynamics.x0_at(x, t)
-        return dynamics.eps_at(x, t)
+        return dynamics.noise_pred_at(x, t)
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         i, tab = ctx.index, self.schedule(ctx)

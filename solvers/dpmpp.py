@@ -22,7 +22,7 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
     Step ``i`` from ``t_i`` to ``t_{i+1}`` evaluates ``d_i = E[x_0 | x_{t_i}]`` once and reuses
     ``d_{i-1}, d_{i-2}`` from earlier steps. With ``h = lambda_{i+1} - lambda_i``,
     ``h_0 = lambda_i - lambda_{i-1}``, ``h_1 = lambda_{i-1} - lambda_{i-2}`` and
-    ``r_0 = h_0/h``, ``r_1 = h_1/h`` (``phi_k`` = :func:`~solvers.exponential.phi_data`)::
+    ``r_0 = h_0/h``, ``r_1 = h_1/h`` (``phi_k`` = `phi_data`)::
 
         1st order: x' = (s'/s) x + a' phi_1(h) d_i
         2nd order: x' = (s'/s) x + a' phi_1(h) [d_i + (d_i - d_{i-1}) / (2 r_0)]      (Alg. 2)
@@ -34,10 +34,10 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
     The third-order line is the Taylor expansion of ``sigma_t int e^lambda d(lambda) dlambda``
     to ``d''``: ``h^2 d''`` enters as ``2 D2``. (The reference implementations of
     DPM-Solver and diffusers weight ``D2`` by ``phi_3`` alone, i.e. half the ``d''`` term;
-    :mod:`tests.test_exponential` measures third order with the factor 2.)
+    `tests.test_exponential` measures third order with the factor 2.)
 
     Warm-up: the first steps use the orders their history allows (1, then 2). With
-    ``lower_order_final`` and fewer than :data:`LOWER_ORDER_FINAL_BELOW` intervals, the last
+    ``lower_order_final`` and fewer than `LOWER_ORDER_FINAL_BELOW` intervals, the last
     steps use order ``min(k, steps left)`` (as the DPM-Solver code does for few steps),
     which keeps the final, strongly curved steps near ``eps`` stable.
     """
@@ -83,7 +83,7 @@ class DPMSolverPP2M(_MultistepDPMSolverPP):
     """DPM-Solver++(2M): multistep second order in data prediction; 1 NFE per step.
 
     Lu et al. 2022b, Alg. 2, on the log-SNR grid of any affine SDE; see
-    :class:`~solvers.dpmpp._MultistepDPMSolverPP` for the update and the warm-up/final steps.
+    `_MultistepDPMSolverPP` for the update and the warm-up/final steps.
 
     Args:
         lower_order_final: first-order last step when there are fewer than 15 intervals.
@@ -96,7 +96,7 @@ class DPMSolverPP3M(_MultistepDPMSolverPP):
     """DPM-Solver++(3M): multistep third order in data prediction; 1 NFE per step.
 
     Uses ``d_i, d_{i-1}, d_{i-2}`` to estimate ``d'`` and ``d''`` on non-uniform log-SNR steps;
-    see :class:`~solvers.dpmpp._MultistepDPMSolverPP` for the update and warm-up/final steps.
+    see `_MultistepDPMSolverPP` for the update and warm-up/final steps.
 
     Args:
         lower_order_final: orders 2 then 1 on the last two steps when there are fewer than
@@ -109,12 +109,12 @@ class DPMSolverPP3M(_MultistepDPMSolverPP):
 class UniPC(_MultistepDPMSolverPP):
     """DPM-Solver++(2M) + UniPC-style corrector (exact exponential Adams–Moulton); order 3, 1 NFE/step.
 
-    Predictor: the DPM-Solver++(2M) step of :class:`DPMSolverPP2M` gives ``x~_{i+1}``. The
+    Predictor: the DPM-Solver++(2M) step of `DPMSolverPP2M` gives ``x~_{i+1}``. The
     score at ``(x~_{i+1}, t_{i+1})`` is needed by the next step anyway; evaluated now, it
     also corrects the step for free (Zhao et al. 2023, "UniPC", §3.2): with
     ``d~_{i+1} = E[x_0 | x~_{i+1}]`` the data prediction is interpolated through
     ``lambda_{i-1}, lambda_i, lambda_{i+1}`` and integrated exactly against
-    ``sigma_t e^lambda`` (:func:`~solvers.exponential.phi_weights`)::
+    ``sigma_t e^lambda`` (`phi_weights`)::
 
         x_{i+1} = (sigma_{i+1}/sigma_i) x_i + alpha_{i+1} (w_- d_{i-1} + w_0 d_i + w_+ d~_{i+1})
 
@@ -122,9 +122,8 @@ class UniPC(_MultistepDPMSolverPP):
     prediction (UniPC's reuse). One more node than the predictor raises the order to 3
     (measured by refinement in the tests). UniPC derives its corrector weights from a
     ``B(h)`` family; here they are the exact-integral (Taylor) weights. The last step is
-    not corrected (that would cost an extra NFE). On exact mixture targets the corrector
-    halves the pathwise error of DPM-Solver++(2M) at NFE 10 and cuts it by about 3x at
-    NFE 15-20 (docs/fast_solvers.md).
+    not corrected (that would cost an extra NFE). Measured errors against DPM-Solver++(2M):
+    docs/fast_solvers.md.
 
     Args:
         lower_order_final: first-order last step when there are fewer than 15 intervals.

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from .marginals import (
-    eps_from_score,
     forward_transition,
     marginals_of,
+    noise_from_score,
     require_marginals,
     x0_from_score,
 )
@@ -129,17 +129,21 @@ class ReverseDynamics:
         """Tweedie's denoiser ``E[x_0 | x_t]`` (see `solvers.marginals.x0_from_score`)."""
         return x0_from_score(require_marginals(self.sde, "the Tweedie denoiser"), x, t, score)
 
-    def eps_from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
-        """Noise prediction ``eps_hat = -sigma s`` (see `solvers.marginals.eps_from_score`)."""
-        return eps_from_score(require_marginals(self.sde, "the noise prediction"), x, t, score)
+    def noise_from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """Noise prediction ``eps_hat = -sigma s`` (see `solvers.marginals.noise_from_score`)."""
+        return noise_from_score(require_marginals(self.sde, "the noise prediction"), x, t, score)
 
     def x0_pred(self, x: Tensor, t: Tensor) -> Tensor:
         """Data prediction at ``(x: (B, *D), t: (B,))``; one score evaluation."""
         return self.x0_from_score(x, t, self.score(x, t))
 
-    def eps_pred(self, x: Tensor, t: Tensor) -> Tensor:
-        """Noise prediction at ``(x: (B, *D), t: (B,))``; one score evaluation."""
-        return self.eps_from_score(x, t, self.score(x, t))
+    def noise_pred(self, x: Tensor, t: Tensor) -> Tensor:
+        """Noise prediction ``eps_hat`` at ``(x: (B, *D), t: (B,))``; one score evaluation."""
+        return self.noise_from_score(x, t, self.score(x, t))
+
+    # Deprecated spellings (``eps`` names the end time only); kept for old call sites.
+    eps_from_score = noise_from_score
+    eps_pred = noise_pred
 
     def x0_at(self, x: Tensor, t: float) -> Tensor:
         """``E[x_0 | x_t]`` for ``x: (B, *D)`` at a time ``t`` shared by the batch; one NFE.
@@ -151,10 +155,10 @@ class ReverseDynamics:
         tt = batch_time(t, x)
         return x0_from_score(marginals_of(self), x, tt[:1], self.score(x, tt))
 
-    def eps_at(self, x: Tensor, t: float) -> Tensor:
+    def noise_pred_at(self, x: Tensor, t: float) -> Tensor:
         """Noise prediction ``-sigma(t) s(x, t)`` for ``x: (B, *D)`` at a shared ``t``; one NFE."""
         tt = batch_time(t, x)
-        return eps_from_score(marginals_of(self), x, tt[:1], self.score(x, tt))
+        return noise_from_score(marginals_of(self), x, tt[:1], self.score(x, tt))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sde={self.sde!r}, lam={self.lam})"

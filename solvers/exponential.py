@@ -1,21 +1,21 @@
 """Shared pieces of the exponential-integrator solvers (DDIM, DPM-Solver, DPM-Solver++, SDE-DPM-Solver++).
 
 Every affine SDE (VP, sub-VP, VE, cosine, ...) has marginals ``x_t = alpha(t) x_0 + sigma(t) z``.
-In the half log-SNR ``lambda(t) = ln(alpha(t)/sigma(t))`` (increasing as ``t`` decreases) the
+In the half log-SNR ``lambda(t) = log_snr(t) = ln(alpha(t)/sigma(t))`` (increasing as ``t`` decreases) the
 probability-flow ODE has the exact "variation of constants" solutions (Lu et al. 2022,
 "DPM-Solver", Prop. 3.1, eq. 3.4; Lu et al. 2022b, "DPM-Solver++", §4)::
 
-    noise prediction:  x_t = (alpha_t/alpha_s) x_s - alpha_t int_{lam_s}^{lam_t} e^{-lam} eps_hat(lam) dlam
-    data prediction:   x_t = (sigma_t/sigma_s) x_s + sigma_t int_{lam_s}^{lam_t} e^{lam}  x0_hat(lam) dlam
+    noise prediction:  x_t = (alpha_t/alpha_s) x_s - alpha_t int_{lambda_s}^{lambda_t} e^{-lambda} eps_hat(lambda) dlambda
+    data prediction:   x_t = (sigma_t/sigma_s) x_s + sigma_t int_{lambda_s}^{lambda_t} e^{lambda}  x0_hat(lambda) dlambda
 
 so a solver only has to approximate the integral of the *prediction*; the linear part is
-exact. With ``h = lam_t - lam_s > 0`` and Taylor-expanding the prediction in ``lam`` the
+exact. With ``h = lambda_t - lambda_s > 0`` and Taylor-expanding the prediction in ``lambda`` the
 integrals give the ``phi`` functions below (written with ``expm1`` for accuracy at small h).
 
-Everything here works on scalars of one shared grid: :func:`schedule_table` evaluates
-``alpha, sigma, lambda`` once per solve in float64 on the CPU, :func:`time_from_log_snr`
-inverts ``lambda -> t`` (batched bisection, for the intermediate points of singlestep
-methods), and :class:`ExponentialIntegrator` hands the table to the per-step code, so a step
+Everything here works on scalars of one shared grid: `schedule_table` evaluates
+``alpha, sigma, log_snr`` once per solve in float64 on the CPU,
+`solvers.marginals.time_from_log_snr` inverts ``lambda -> t`` (batched bisection, for the intermediate points of singlestep
+methods), and `ExponentialIntegrator` hands the table to the per-step code, so a step
 costs a few tensor axpy's plus its score evaluations (no per-step host syncs).
 """
 
@@ -92,7 +92,7 @@ def _phi_series(h: float, k: int, sign: float) -> float:
 def phi_data(h: float, k: int) -> float:
     """``phi_k(h)`` of the data-prediction integral, ``k >= 1``.
 
-    Defined by ``sigma_t int_0^h e^{lam_s + u} u^{k-1}/(k-1)! du = alpha_t h^{k-1} phi_k(h)``,
+    Defined by ``sigma_t int_0^h e^{lambda_s + u} u^{k-1}/(k-1)! du = alpha_t h^{k-1} phi_k(h)``,
     i.e. ``phi_k(h) = h sum_j (-h)^j/(j+k)!``. Closed forms (``E = expm1(-h)``):
     ``phi_1 = -E``, ``phi_2 = (h + E)/h``, ``phi_3 = (h^2/2 - h - E)/h^2``, and in general
     ``phi_{k+1} = 1/k! - phi_k/h`` (integration by parts); a series is used for ``h < 0.5``
@@ -109,11 +109,11 @@ def phi_data(h: float, k: int) -> float:
 
 
 def phi_weights(nodes: Sequence[float], h: float) -> list[float]:
-    """Weights ``w_j`` with ``sigma_t int_0^h e^{lam_s + u} P(u) du = alpha_t sum_j w_j m_j``.
+    """Weights ``w_j`` with ``sigma_t int_0^h e^{lambda_s + u} P(u) du = alpha_t sum_j w_j m_j``.
 
     ``P`` is the polynomial through ``(nodes[j], m_j)`` (``nodes`` are log-SNR offsets
     ``lambda_j - lambda_s``, distinct); writing ``P(u) = sum_k c_k u^k/k!`` the integral is
-    ``alpha_t sum_k c_k h^k phi_{k+1}(h)`` (:func:`phi_data`), and ``c = V^{-1} m`` with
+    ``alpha_t sum_k c_k h^k phi_{k+1}(h)`` (`phi_data`), and ``c = V^{-1} m`` with
     ``V_jk = u_j^k/k!``. This is the exact-coefficient exponential Adams rule: through past
     nodes it is a multistep predictor, with the node ``h`` an Adams–Moulton-type corrector.
     """
@@ -127,7 +127,7 @@ def phi_weights(nodes: Sequence[float], h: float) -> list[float]:
 def phi_noise(h: float, k: int) -> float:
     """``psi_k(h)`` of the noise-prediction integral, ``k = 1, 2, 3``.
 
-    Defined by ``alpha_t int_0^h e^{-(lam_s + u)} u^{k-1}/(k-1)! du = sigma_t h^{k-1} psi_k(h)``,
+    Defined by ``alpha_t int_0^h e^{-(lambda_s + u)} u^{k-1}/(k-1)! du = sigma_t h^{k-1} psi_k(h)``,
     i.e. ``psi_k(h) = h sum_j h^j/(j+k)!``. Closed forms (``E = expm1(h)``): ``psi_1 = E``,
     ``psi_2 = (E - h)/h``, ``psi_3 = (E - h - h^2/2)/h^2``; a series is used for ``h < 0.5``.
     """

@@ -28,7 +28,7 @@ __all__ = [
     "require_marginals",
     "marginals_of",
     "x0_from_score",
-    "eps_from_score",
+    "noise_from_score",
     "forward_transition",
     "log_snr",
     "time_from_log_snr",
@@ -80,7 +80,7 @@ def x0_from_score(sde: HasMarginals, x: Tensor, t: Tensor, score: Tensor) -> Ten
     return (x + append_dims(sigma**2, x.ndim) * score) / append_dims(alpha, x.ndim)
 
 
-def eps_from_score(sde: HasMarginals, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+def noise_from_score(sde: HasMarginals, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
     """Noise prediction ``eps_hat = -sigma(t) s`` for ``x, score: (B, *D)``, ``t: (B,)`` or ``(1,)``."""
     _, sigma = sde.marginal_coeffs(t)
     return -append_dims(sigma, x.ndim) * score

@@ -2,11 +2,11 @@
 
 Two levels, sharing one implementation of each step:
 
-* function level: :func:`euler_step`, :func:`heun_step`, :func:`rk4_step` advance any vector
+* function level: `euler_step`, `heun_step`, `rk4_step` advance any vector
   field ``fn(t: float, y: Tensor) -> Tensor`` (``dy/dt``, the shape of ``y``) from ``t`` to
-  ``t_next``, and :func:`integrate_fixed` walks a grid of times. Times may decrease
+  ``t_next``, and `integrate_fixed` walks a grid of times. Times may decrease
   (sampling, ``T -> eps``) or increase (likelihood, ``eps -> T``).
-* solver level: :class:`ODEEuler`, :class:`Heun`, :class:`RK4` (registered as ``ode_euler``,
+* solver level: `ODEEuler`, `Heun`, `RK4` (registered as ``ode_euler``,
   ``ode_heun``, ``ode_rk4``) integrate the probability-flow ODE of Song et al. 2021, eq. 13,
   ``dx/dt = F(x, t) = f(x, t) - g(t)^2 s(x, t) / 2``, along a decreasing grid.
 
@@ -94,7 +94,7 @@ def rk4_step(fn: VectorField, t: float, y: Tensor, t_next: float) -> Tensor:
 
 
 STEPS: Mapping[str, StepFn] = {"euler": euler_step, "heun": heun_step, "rk4": rk4_step}
-"""Method name -> step function, as accepted by :func:`integrate_fixed`."""
+"""Method name -> step function, as accepted by `integrate_fixed`."""
 
 
 def _get_step(method: str) -> StepFn:

@@ -1,8 +1,8 @@
 """Predictor-corrector samplers (Song et al. 2021, Section 4.2, Alg. 1-5).
 
 On the grid ``T = t_0 > t_1 > ... > t_n = eps`` each step ``t_i -> t_{i+1}`` runs one
-predictor step (:mod:`solvers.predictors`) and ``M = corrector_steps`` corrector steps
-(:mod:`solvers.correctors`)::
+predictor step (`solvers.predictors`) and ``M = corrector_steps`` corrector steps
+(`solvers.correctors`)::
 
     predictor_first (Alg. 1, default):  x <- P(x; t_i -> t_{i+1});  M times x <- C(x; t_{i+1})
     corrector_first (reference code):   M times x <- C(x; t_i);  x <- P(x; t_i -> t_{i+1})
@@ -14,7 +14,7 @@ return its mean (Song et al.'s reference sampler returns ``x_mean``); correctors
 their noise, which is part of the Langevin chain targeting ``p_t``. The corrector weight
 ``a_i = 1 - beta_i`` (Alg. 5) is that of the current grid step ``[t_{i+1}, t_i]`` in both
 orders. The default Langevin corrector averages its norms over the batch, as Song et al.'s
-reference code does (see :mod:`solvers.correctors` for why not per sample).
+reference code does (see `solvers.correctors` for why not per sample).
 
 NFE per step is ``P + M C`` with ``P, C in {0, 1}`` the evaluations of the predictor and the
 corrector: ``steps * (1 + M)`` for the default PC sampler. It is counted by the dynamics'
@@ -31,6 +31,7 @@ from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .correctors import Corrector, NoneCorrector, corrector_weight, get_corrector
 from .dynamics import ReverseDynamics
 from .predictors import NonePredictor, Predictor, get_predictor
+from .registry import lookup
 from .utils import batch_time
 
 __all__ = ["PredictorCorrector", "ReverseDiffusion", "Ancestral", "AnnealedLangevin", "PC_SEQUENCES"]
@@ -43,12 +44,12 @@ class PredictorCorrector(FixedGridSolver):
     """Predictor-corrector sampler (Song et al. 2021, Alg. 1): reverse-diffusion step + Langevin corrector.
 
     Args:
-        predictor: a name in :data:`solvers.predictors.PREDICTORS` (``euler_maruyama``,
+        predictor: a name in `solvers.predictors.PREDICTORS` (``euler_maruyama``,
             ``reverse_diffusion``, ``ancestral``, ``none``) or a
-            :class:`~solvers.predictors.Predictor`; ``None``: the class default
+            `Predictor`; ``None``: the class default
             (``reverse_diffusion`` here).
-        corrector: a name in :data:`solvers.correctors.CORRECTORS` (``none``, ``langevin``,
-            ``annealed_langevin``) or a :class:`~solvers.correctors.Corrector`; ``None``: the
+        corrector: a name in `solvers.correctors.CORRECTORS` (``none``, ``langevin``,
+            ``annealed_langevin``) or a `Corrector`; ``None``: the
             class default (``langevin`` here).
         snr: signal-to-noise ratio ``r`` of a corrector given by name (``None``: 0.16, or the
             class default for the class's default corrector). Set it on the instance when
@@ -105,9 +106,7 @@ class PredictorCorrector(FixedGridSolver):
                 raise ValueError(f"corrector_steps must be an integer >= 0, got {steps!r}")
         self.corrector_steps: int = steps
 
-        if sequence not in PC_SEQUENCES:
-            raise ValueError(f"unknown sequence {sequence!r}; valid sequences: {', '.join(PC_SEQUENCES)}")
-        self.sequence: str = sequence
+        self.sequence: str = lookup({k: k for k in PC_SEQUENCES}, sequence, "sequence")
         # Marginals are needed by the predictor (exact transitions) or the corrector's weight.
         self.needs_marginals = self.predictor.needs_marginals or (
             self.corrector_steps > 0 and self.corrector.needs_marginals
@@ -165,7 +164,7 @@ class PredictorCorrector(FixedGridSolver):
 class ReverseDiffusion(PredictorCorrector):
     """Reverse-diffusion sampler (Song et al. 2021, App. E): the discretised forward step run backwards.
 
-    :class:`PredictorCorrector` with predictor ``reverse_diffusion`` and corrector ``none``
+    `PredictorCorrector` with predictor ``reverse_diffusion`` and corrector ``none``
     by default; one NFE per step. Strong order 1 (additive noise, like Euler-Maruyama).
     """
 
@@ -177,7 +176,7 @@ class ReverseDiffusion(PredictorCorrector):
 class Ancestral(PredictorCorrector):
     """Ancestral sampler: exact Gaussian posterior steps (DDPM on VP, SMLD's on VE; Song et al. App. F).
 
-    :class:`PredictorCorrector` with predictor ``ancestral`` and corrector ``none`` by
+    `PredictorCorrector` with predictor ``ancestral`` and corrector ``none`` by
     default; one NFE per step.
     """
 
@@ -189,7 +188,7 @@ class Ancestral(PredictorCorrector):
 class AnnealedLangevin(PredictorCorrector):
     """Annealed Langevin dynamics (SMLD, Song & Ermon 2019): Langevin steps at decreasing noise levels.
 
-    :class:`PredictorCorrector` with predictor ``none`` and corrector ``annealed_langevin``
+    `PredictorCorrector` with predictor ``none`` and corrector ``annealed_langevin``
     by default: no reverse-SDE step at all; at every grid time ``t_{i+1}`` the corrector
     runs ``M`` Langevin steps with step size ``h = 2 a (r sigma(t))^2``, and that is what carries
     the state from noise level to noise level. NFE = ``steps * M``.

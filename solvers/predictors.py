@@ -3,19 +3,19 @@
 Song et al. 2021 ("Score-Based Generative Modeling through SDEs"), Section 4.2 and
 Appendices E-G. Each predictor moves ``x: (B, *D)`` from time ``t`` down to ``t_next < t``:
 
-* :class:`EulerMaruyamaPredictor`: the Euler-Maruyama step of the reverse SDE (eq. 6).
-* :class:`ReverseDiffusionPredictor`: reverses the discretised forward step
+* `EulerMaruyamaPredictor`: the Euler-Maruyama step of the reverse SDE (eq. 6).
+* `ReverseDiffusionPredictor`: reverses the discretised forward step
   ``x_t = a x_s + b z`` (App. E; Alg. 2 for VE, Alg. 3 for VP).
-* :class:`AncestralPredictor`: samples the exact Gaussian posterior ``q(x_s | x_t, x0_hat)``
+* `AncestralPredictor`: samples the exact Gaussian posterior ``q(x_s | x_t, x0_hat)``
   of that forward step (App. F; DDPM ancestral sampling for VP, SMLD's for VE).
-* :class:`NonePredictor`: leaves the state unchanged (annealed Langevin dynamics).
+* `NonePredictor`: leaves the state unchanged (annealed Langevin dynamics).
 
-Transition coefficients come from :func:`solvers.dynamics.forward_transition`, Tweedie's
-``x0_hat`` from :meth:`solvers.dynamics.ReverseDynamics.x0_from_score`, so each formula
+Transition coefficients come from `solvers.dynamics.forward_transition`, Tweedie's
+``x0_hat`` from `solvers.dynamics.ReverseDynamics.x0_from_score`, so each formula
 lives in one place. The Gaussian draw of a step is the Brownian increment of the noise
 source over ``[t_next, t]`` divided by ``sqrt(t - t_next)``: i.i.d. ``N(0, I)`` for
-:class:`~solvers.noise.GaussianNoise`, and consistent across step counts for
-:class:`~solvers.noise.BrownianPath`.
+`GaussianNoise`, and consistent across step counts for
+`BrownianPath`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Predictor(ABC):
     """One step of the reverse process from ``t`` to ``t_next < t``.
 
     Class attributes:
-        name: the name under which :data:`PREDICTORS` registers it.
+        name: the name under which `PREDICTORS` registers it.
         evaluations: score evaluations per step (0 or 1).
         needs_marginals: uses ``alpha(t), sigma(t)`` of the SDE.
     """
@@ -122,7 +122,7 @@ class ReverseDiffusionPredictor(Predictor):
     """Reverse-diffusion step: the discretised forward step run backwards (Song et al. App. E).
 
     With the exact forward transition ``x_t = a x_s + b z`` over the grid step ``s = t_next``,
-    ``t`` (:func:`~solvers.dynamics.forward_transition`; the forward discretisation has
+    ``t`` (`forward_transition`; the forward discretisation has
     ``f_i(x) = (a - 1) x`` and ``G_i = b``)::
 
         x <- x - (a - 1) x + b^2 s(x, t) + b z

@@ -1,6 +1,6 @@
 """Adaptive explicit Runge–Kutta through SciPy (RK45, DOP853, RK23) on a torch state.
 
-* :func:`solve_ivp_torch` integrates any vector field ``fn(t: float, y: Tensor) -> Tensor``
+* `solve_ivp_torch` integrates any vector field ``fn(t: float, y: Tensor) -> Tensor``
   with the stepper classes behind ``scipy.integrate.solve_ivp`` (``RK45`` = Dormand–Prince
   5(4), ``DOP853`` = Dormand–Prince 8(5,3), ``RK23`` = Bogacki–Shampine 3(2)). The whole batch
   is flattened into one system of ``B * prod(D)`` equations and integrated in float64 NumPy;
@@ -16,7 +16,7 @@ The batch shares one step size, chosen by SciPy's error norm ``RMS(err / (atol +
 over all ``B * prod(D)`` components. NFE is the number of calls of ``fn`` actually made
 (SciPy's ``nfev``): RK45 uses 1 + 1 (initial step selection) + 6 per attempted step, DOP853
 1 + 1 + 12. Every call is a host round trip (the state lives in NumPy on the CPU), so this
-backend suits small and medium states; :mod:`solvers.adaptive_ode` is the torch-native one.
+backend suits small and medium states; `solvers.adaptive_ode` is the torch-native one.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class ScipyODE(Solver):
     """Adaptive RK45 (Dormand–Prince 5(4), scipy) on the probability-flow ODE.
 
     Integrates ``dx/dt = f(x, t) - g(t)^2 s(x, t) / 2`` (Song et al. 2021, eq. 13) from
-    ``ts[0]`` to ``ts[-1]`` with :func:`solve_ivp_torch`; the grid gives only the end points.
+    ``ts[0]`` to ``ts[-1]`` with `solve_ivp_torch`; the grid gives only the end points.
     ``Solution.times`` holds the accepted times (``T`` first, ``eps`` last),
     ``Solution.stats`` ``nfe`` and ``accepted``. The trajectory holds the accepted states.
     ``after_step`` restarts SciPy's integrator at every accepted step (+1 NFE each).

@@ -16,12 +16,11 @@ Variation of constants from ``s`` to ``t`` (``h = lambda_t - lambda_s > 0``, ``c
 The noise variance is ``int l^2 g^2 (sigma_t/sigma_u)^2 e^{-2 l^2 (lambda_t - lambda_u)} du
 = sigma_t^2 (1 - e^{-2 l^2 h})``. Expanding ``d`` to first order in ``lambda`` gives
 ``alpha_t [phi_1(c h) d_s + h phi_2(c h) d']`` with the data ``phi`` functions of
-:mod:`solvers.exponential`; the multistep estimate ``h d' ~ (d_s - d_prev) / r`` (``r`` the
+`solvers.exponential`; the multistep estimate ``h d' ~ (d_s - d_prev) / r`` (``r`` the
 ratio of the previous to the current log-SNR step) makes it a one-evaluation-per-step
 method. As Lu et al. (2022b) we weight the difference by ``phi_1(c h)/2`` ("midpoint"),
 which equals ``h phi_2(c h)`` to leading order (so the order is unchanged) and is more
-accurate at large steps (sliced-W2 at NFE 10 on eight_gaussians: 0.136 vs 0.194 on VP,
-0.25 vs 0.54 on VE). ``l = 1``: SDE-DPM-Solver++(2M) (``c = 2``, factor ``e^{-h}``, noise
+accurate at large steps (docs/fast_solvers.md). ``l = 1``: SDE-DPM-Solver++(2M) (``c = 2``, factor ``e^{-h}``, noise
 ``sigma_t sqrt(1 - e^{-2h})``); ``l = 0``: DPM-Solver++(2M) exactly (Alg. 2).
 """
 
@@ -55,7 +54,7 @@ class SDEDPMSolverPP2M(ExponentialIntegrator):
     removes the drift's second-order term but not the ``O(h)`` coupling of ``d`` with the
     step's own noise), with a much smaller constant than Euler–Maruyama (tests compare both).
     The noise ``z = dW / sqrt(|dt|)`` comes from the noise source's Brownian increment, so a
-    shared :class:`~solvers.noise.BrownianPath` gives comparable paths across step counts.
+    shared `BrownianPath` gives comparable paths across step counts.
     Noise is added on every step, the last included (the output is distributed as ``p_eps``).
 
     Args:

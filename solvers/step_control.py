@@ -101,7 +101,7 @@ def rms_norm(v: Tensor, *, per_sample: bool = False) -> Tensor:
 def scaled_error_norm(
     err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, per_sample: bool = False
 ) -> Tensor:
-    """``RMS(|err| / (atol + rtol * max(|y|, |y_new|)))`` as a 0-d tensor (see :func:`rms_norm`)."""
+    """``RMS(|err| / (atol + rtol * max(|y|, |y_new|)))`` as a 0-d tensor (see `rms_norm`)."""
     scale = torch.maximum(y.abs(), y_new.abs()).mul_(rtol).add_(atol)
     return rms_norm(err / scale, per_sample=per_sample)
 

@@ -11,7 +11,7 @@ grid time is recovered bit for bit) the same process reads, for increasing ``s``
     dx = -F(x, -s) ds + lam g(-s) dB(s),
 
 where the increment of ``B`` over ``[s_a, s_b]`` is the reverse-time increment over
-``[t_b, t_a]`` that :class:`~solvers.euler_maruyama.EulerMaruyama` adds. The state is
+``[t_b, t_a]`` that `EulerMaruyama` adds. The state is
 flattened to torchsde's ``(B, prod D)``. The noise is additive (``g`` does not depend on
 ``x``), so Itô and Stratonovich forms coincide and each method gets the ``sde_type`` it is
 written for (Itô: euler, milstein, srk; Stratonovich: midpoint, heun, euler_heun,
@@ -25,13 +25,13 @@ checks evaluate the drift once more per call. The solver classes are reached thr
 ``torchsde._core`` (tested with torchsde 0.2.6).
 
 Randomness: the Brownian increments are those of the solve's
-:class:`~solvers.noise.NoiseSource`, one query per grid interval (every method here asks for
+`NoiseSource`, one query per grid interval (every method here asks for
 exactly one increment per step), wrapped as a ``torchsde.BaseBrownian``. So with the same
-:class:`~solvers.noise.BrownianPath` or the same seed (:class:`~solvers.noise.GaussianNoise`),
+`BrownianPath` or the same seed (`GaussianNoise`),
 ``torchsde_euler`` sees exactly the increments of ``EulerMaruyama(final_noise=True)``. ``srk``
 also needs the space-time Lévy area ``H ~ N(0, h/12)`` (independent of the increment): it is
 drawn from the noise source's ``normal()``, which is exact in law for i.i.d. noise; a
-:class:`~solvers.noise.BrownianPath` stores no Lévy area, so ``srk`` refuses it.
+`BrownianPath` stores no Lévy area, so ``srk`` refuses it.
 
 Score evaluations per step (counted by the dynamics, never self-reported): euler 1,
 milstein 1, euler_heun 1, reversible_heun 1 (+1 at the start), midpoint 2, heun 2, srk 2.
@@ -124,7 +124,7 @@ class _ReversedSDE:
 
 
 class _NoiseBrownian(torchsde.BaseBrownian):
-    """A :class:`~solvers.noise.NoiseSource` seen by torchsde as a Brownian motion in ``s = -t``.
+    """A `NoiseSource` seen by torchsde as a Brownian motion in ``s = -t``.
 
     ``bm(s_a, s_b)`` is ``noise.increment(-s_a, -s_b, like)``, flattened to ``(B, d)``. With
     ``return_U`` it also returns ``U = h (W/2 + H)``, ``H ~ N(0, h/12)`` from ``noise.normal``.

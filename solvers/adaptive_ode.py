@@ -152,6 +152,44 @@ def initial_step(
     return min(100.0 * h0, h1, max_h)
 
 
+def _walk(
+    w: _Walk, f: VectorField, tab: ButcherTableau, t0: float, t1: float, pid: PIDController | None,
+    max_steps: int, tol: tuple[float, float, bool], callback: Callback | None,
+) -> None:
+    """Attempt steps until the walk lands on ``t1`` (accepting, rejecting, resizing ``h``)."""
+    rtol, atol, per_sample = tol
+    direction = 1.0 if t1 > t0 else -1.0
+    max_step = None if pid is None else pid.max_step
+    while True:
+        # Clip the step so that it lands exactly on t1 (a step within a relative 1e-9 of
+        # the rest is stretched to it, so rounding never leaves a sliver of an interval).
+        remaining = abs(t1 - w.t)
+        last = w.h * (1.0 + 1e-9) >= remaining
+        if last:
+            w.h = remaining
+        _guard(w, w.h, t1, t0, max_steps)
+        dt = direction * w.h
+        t_new = t1 if last else w.t + dt
+        y_new, ks = _rk_stages(f, tab, w.y, w.k1, w.t, dt, t_new)
+        err, accept, factor = math.nan, True, 1.0
+        if pid is not None:
+            # Error estimate of the embedded pair and the accept/reject decision (one sync).
+            err_vec = weighted_sum(tab.e, ks, dt)
+            err = float(scaled_error_norm(err_vec, w.y, y_new, rtol, atol, per_sample=per_sample))
+            accept = math.isfinite(err) and err <= 1.0
+            factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
+        if accept:
+            _accept(w, t_new, dt, y_new, ks[-1], err, pid is not None, callback, f, last)
+            if last:
+                return
+        else:
+            w.rejected += 1
+        if pid is not None:
+            w.h = w.h * factor if max_step is None else min(w.h * factor, max_step)
+        if not (w.h > 0 and math.isfinite(w.h)):
+            raise StepSizeUnderflow(f"step size became {w.h} at t={w.t:.6g}")
+
+
 def solve_adaptive(
     fn: VectorField,
     y0: Tensor,
@@ -208,7 +246,7 @@ def solve_adaptive(
                     "h": torch.zeros(0, dtype=torch.float64)}
     direction = 1.0 if t1 > t0 else -1.0
     max_step = None if pid is None else pid.max_step
-    count = [0]
+    count = [0]  # evaluations of fn
 
     def f(t: float, y: Tensor) -> Tensor:
         count[0] += 1
@@ -223,34 +261,7 @@ def solve_adaptive(
     h = (initial_step(f, t0, y, k1, direction, tab.order, rtol, atol, max_h=span, per_sample=per_sample)
          if first_step is None else float(first_step))
     w = _Walk(t=t0, y=y, k1=k1, h=h if max_step is None else min(h, max_step), ts=[t0])
-    while True:
-        # Clip the step so that it lands exactly on t1 (a step within a relative 1e-9 of
-        # the rest is stretched to it, so rounding never leaves a sliver of an interval).
-        remaining = abs(t1 - w.t)
-        last = w.h * (1.0 + 1e-9) >= remaining
-        if last:
-            w.h = remaining
-        _guard(w, w.h, t1, t0, max_steps)
-        dt = direction * w.h
-        t_new = t1 if last else w.t + dt
-        y_new, ks = _rk_stages(f, tab, w.y, w.k1, w.t, dt, t_new)
-        err, accept, factor = math.nan, True, 1.0
-        if pid is not None:
-            # Error estimate of the embedded pair and the accept/reject decision (one sync).
-            err_vec = weighted_sum(tab.e, ks, dt)
-            err = float(scaled_error_norm(err_vec, w.y, y_new, rtol, atol, per_sample=per_sample))
-            accept = math.isfinite(err) and err <= 1.0
-            factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
-        if accept:
-            _accept(w, t_new, dt, y_new, ks[-1], err, pid is not None, callback, f, last)
-            if last:
-                break
-        else:
-            w.rejected += 1
-        if pid is not None:
-            w.h = w.h * factor if max_step is None else min(w.h * factor, max_step)
-        if not (w.h > 0 and math.isfinite(w.h)):
-            raise StepSizeUnderflow(f"step size became {w.h} at t={w.t:.6g}")
+    _walk(w, f, tab, t0, t1, pid, max_steps, (rtol, atol, per_sample), callback)
     info: dict[str, object] = {
         "nfe": count[0],
         "accepted": w.accepted,

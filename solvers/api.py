@@ -3,6 +3,28 @@
 `sample` assembles the composable pieces (solver by name from `solvers.catalog`, dynamics,
 grid, prior draw, noise) and calls `Solver.solve`; with ``batch_size`` it solves the batch
 chunk by chunk (`sample_in_chunks`).
+
+Chunked sampling (``sample(..., batch_size=b)``): what stays identical to an unchunked solve.
+
+* ``x_T`` is drawn for the whole batch up front, in one call, exactly as without chunking, and
+  the results are written into one output tensor allocated once (the buffer of the drawn
+  ``x_T`` itself; a user's ``x_T`` is never modified). Memory is that tensor plus the working
+  state and score evaluations of one chunk.
+* Deterministic fixed-grid solvers (``ode_*`` fixed-step, ``ddim``, ``dpm_solver_*``,
+  ``dpmpp_*``, ``unipc``, ``edm_heun`` without churn, any solver on ``lam = 0``) give the same
+  samples as without chunking, for any ``batch_size``: every sample is integrated by the same
+  operations (bit for bit when the score treats samples independently; a score network may
+  reorder floating-point sums with the batch size).
+* Stochastic solvers draw their noise chunk after chunk from the one generator that drew
+  ``x_T``; the samples are reproducible for a given ``(seed, batch_size)`` and have the same
+  law as unchunked ones, but are not the same draws.
+* Solvers that couple the batch depend on the chunk: adaptive solvers with a batch-shared
+  step (``ode_dopri5``, ``ode_bosh3``, ``ode_rk45``, ``ode_dop853``: same tolerance, steps
+  chosen per chunk) and the Langevin corrector's batch-averaged step size (``pc``).
+
+The result's ``nfe`` is the largest per-chunk count (score evaluations per sample);
+``stats["score_calls"]`` is the total number of batched calls and ``stats["chunks"]`` the
+per-chunk ``nfe``, ``seconds`` and stats.
 """
 
 from __future__ import annotations
@@ -67,28 +89,6 @@ def sample_in_chunks(
 ) -> Solution:
     """Solve ``x_T: (B, *D)`` in consecutive chunks of ``batch_size`` and join the results.
 
-    What stays identical to an unchunked solve (`sample` with ``batch_size``):
-
-    * ``x_T`` is drawn for the whole batch up front, in one call, exactly as without chunking, and
-      the results are written into one output tensor allocated once (the buffer of the drawn
-      ``x_T`` itself; a user's ``x_T`` is never modified). Memory is that tensor plus the working
-      state and score evaluations of one chunk.
-    * Deterministic fixed-grid solvers (``ode_*`` fixed-step, ``ddim``, ``dpm_solver_*``,
-      ``dpmpp_*``, ``unipc``, ``edm_heun`` without churn, any solver on ``lam = 0``) give the same
-      samples as without chunking, for any ``batch_size``: every sample is integrated by the same
-      operations (bit for bit when the score treats samples independently; a score network may
-      reorder floating-point sums with the batch size).
-    * Stochastic solvers draw their noise chunk after chunk from the one generator that drew
-      ``x_T``; the samples are reproducible for a given ``(seed, batch_size)`` and have the same
-      law as unchunked ones, but are not the same draws.
-    * Solvers that couple the batch depend on the chunk: adaptive solvers with a batch-shared
-      step (``ode_dopri5``, ``ode_bosh3``, ``ode_rk45``, ``ode_dop853``: same tolerance, steps
-      chosen per chunk) and the Langevin corrector's batch-averaged step size (``pc``).
-
-    The result's ``nfe`` is the largest per-chunk count (score evaluations per sample);
-    ``stats["score_calls"]`` is the total number of batched calls and ``stats["chunks"]`` the
-    per-chunk ``nfe``, ``seconds`` and stats.
-
     Args:
         solver, dynamics, ts, noise, max_frames, after_step, denoise: as for `Solver.solve`
             (the hook gets each chunk's states).
@@ -98,7 +98,7 @@ def sample_in_chunks(
         keep_trajectory: join the chunks' trajectories along the batch (fixed-grid solvers).
 
     Returns:
-        One `Solution` for the whole batch (``nfe`` and ``stats`` as above).
+        One `Solution` for the whole batch (``nfe`` and ``stats``: see the module docstring).
 
     Raises:
         ValueError: ``keep_trajectory`` with an adaptive solver (frames differ per chunk).
@@ -224,9 +224,8 @@ def sample(
     """Draw samples by integrating the reverse dynamics from the prior at ``T`` to ``eps``.
 
     Args:
-        sde: forward SDE: ``T``, ``eps``, ``drift``, ``diffusion`` always; ``marginal_coeffs``
-            for solvers with ``needs_marginals`` and for ``denoise``; ``prior_sample`` unless
-            ``x_T`` is given.
+        sde: forward SDE: ``T``, ``eps``, ``drift``, ``diffusion``; ``marginal_coeffs`` for
+            ``needs_marginals`` solvers and ``denoise``; ``prior_sample`` unless ``x_T`` is given.
         score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         solver: a name from `available` or a `Solver` instance.
@@ -242,12 +241,11 @@ def sample(
         x_T: initial state instead of a prior sample.
         denoise: end with the Tweedie denoiser at ``eps`` (one extra NFE; `Solver.finish`).
         keep_trajectory, max_frames: store up to ``max_frames`` evenly spaced states.
-        dtype, device: of the state (default: ``x_T``'s, else torch's default dtype on CPU);
-            a floating-point dtype.
+        dtype, device: of the state (default: ``x_T``'s, else torch's default float dtype, CPU).
         check_finite: raise on NaN/inf scores.
         after_step: hook ``(x, t) -> x`` applied after every step.
-        batch_size: integrate at most this many samples at a time (flat memory); see
-            `sample_in_chunks` for what stays identical.
+        batch_size: integrate at most this many samples at a time (flat memory; what stays
+            identical: see the module docstring).
         **options: solver options (e.g. ``snr=0.16`` for ``pc``); unknown ones raise.
 
     Returns:
@@ -269,18 +267,15 @@ def sample(
     # A named grid is built here; a tensor grid is validated by Solver.solve (once per solve).
     ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
-    if batch_size is not None and batch_size < shape[0]:
-        if noise == "brownian":
-            raise ValueError("noise='brownian' defines one path for the whole batch; drop batch_size")
-        return sample_in_chunks(
-            solver_obj, dynamics, x_start, ts, batch_size=batch_size,
-            noise=_make_noise(noise, shape, sde, seed, generator, dtype, device_),
-            in_place=x_T is None, keep_trajectory=keep_trajectory, max_frames=max_frames,
-            after_step=after_step, denoise=denoise,
-        )
-    return solver_obj.solve(
-        dynamics, x_start, ts,
-        noise=_make_noise(noise, shape, sde, seed, generator, dtype, device_),
-        keep_trajectory=keep_trajectory, max_frames=max_frames, after_step=after_step,
-        denoise=denoise,
+    chunked = batch_size is not None and batch_size < shape[0]
+    if chunked and noise == "brownian":
+        raise ValueError("noise='brownian' defines one path for the whole batch; drop batch_size")
+    noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_)
+    run: dict[str, Any] = dict(
+        keep_trajectory=keep_trajectory, max_frames=max_frames, after_step=after_step, denoise=denoise
     )
+    if chunked and batch_size is not None:
+        return sample_in_chunks(
+            solver_obj, dynamics, x_start, ts, batch_size=batch_size, noise=noise_src, in_place=x_T is None, **run
+        )
+    return solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)

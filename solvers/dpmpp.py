@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from torch import Tensor
 
 from .base import DynamicsKind, SolveContext
@@ -47,22 +45,32 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
     def __init__(self, *, lower_order_final: bool = True) -> None:
         self.lower_order_final = bool(lower_order_final)
 
+    @property
+    def history(self) -> int:
+        """Data predictions kept (the order of the multistep predictor)."""
+        return int(self.order)
+
     def step_order(self, index: int, n_steps: int) -> int:
         """Order used on step ``index`` of ``n_steps`` (warm-up and lower-order final steps)."""
-        k = min(int(self.order), index + 1)
+        k = min(self.history, index + 1)
         if self.lower_order_final and n_steps < LOWER_ORDER_FINAL_BELOW:
             k = min(k, n_steps - index)
         return k
+
+    def remember(self, ctx: SolveContext, d: Tensor) -> list[Tensor]:
+        """Append ``d_i`` to this solve's history of data predictions (the last `history` kept)."""
+        hist: list[Tensor] = ctx.memory.setdefault("d", [])
+        hist.append(d)
+        if len(hist) > self.history:
+            hist.pop(0)
+        return hist
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         i, tab = ctx.index, self.schedule(ctx)
         s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
         h = tab.log_snr[i + 1] - tab.log_snr[i]
         d = dynamics.x0_at(x, t)
-        hist: list[Tensor] = ctx.memory.setdefault("d", [])
-        hist.append(d)
-        if len(hist) > int(self.order):
-            hist.pop(0)
+        hist = self.remember(ctx, d)
         k = self.step_order(i, ctx.n_steps)
         x_lin = (s_t / s_s) * x
         if k == 1:
@@ -130,13 +138,10 @@ class UniPC(_MultistepDPMSolverPP):
     """
 
     order: float = 3.0
-    predictor_order: ClassVar[int] = 2
 
-    def step_order(self, index: int, n_steps: int) -> int:
-        k = min(self.predictor_order, index + 1)
-        if self.lower_order_final and n_steps < LOWER_ORDER_FINAL_BELOW:
-            k = min(k, n_steps - index)
-        return k
+    @property
+    def history(self) -> int:
+        return 2  # the predictor is DPM-Solver++(2M)
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         i, tab = ctx.index, self.schedule(ctx)
@@ -146,10 +151,7 @@ class UniPC(_MultistepDPMSolverPP):
         d = ctx.memory.pop("d_next", None)
         if d is None:
             d = dynamics.x0_at(x, t)
-        hist: list[Tensor] = ctx.memory.setdefault("d", [])
-        hist.append(d)
-        if len(hist) > self.predictor_order:
-            hist.pop(0)
+        hist = self.remember(ctx, d)
         x_lin = (s_t / s_s) * x
         # Predictor: DPM-Solver++(2M) (Alg. 2), first order on warm-up / final steps.
         k = self.step_order(i, ctx.n_steps)

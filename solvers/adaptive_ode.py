@@ -42,7 +42,6 @@ from .step_control import (
     scaled_error_norm,
 )
 from .tableaus import BOSH3, DOPRI5, TABLEAUS, ButcherTableau, combine, get_tableau, weighted_sum
-from .utils import batch_time
 
 __all__ = ["ButcherTableau", "DOPRI5", "BOSH3", "TABLEAUS", "solve_adaptive", "AdaptiveODE"]
 
@@ -342,16 +341,12 @@ class AdaptiveODE(Solver):
     def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
         """Integrate the PF-ODE from ``x: (B, *D)`` at ``ctx.t_start`` to ``ctx.t_end``."""
 
-        def field(t: float, y: Tensor) -> Tensor:
-            # Reverse drift F(x, t) = f - g^2 s / 2 at one time for the whole batch.
-            return dynamics.drift(y, batch_time(t, y))
-
         def callback(t: float, y: Tensor) -> Tensor | None:
             # The start state is recorded by Solver.solve; every accepted step goes to ctx.
             return None if t == ctx.t_start else ctx.accept(t, y)
 
         y, info = solve_adaptive(
-            field,
+            dynamics.velocity,
             x,
             ctx.t_start,
             ctx.t_end,

@@ -121,6 +121,15 @@ class ReverseDynamics:
         """Reverse drift at ``(x: (B, *D), t: (B,))``; one score evaluation."""
         return self.drift_from_score(x, t, self.score(x, t))
 
+    def velocity(self, t: float, x: Tensor) -> Tensor:
+        """The reverse drift as a vector field ``(t, x) -> F(x, t)`` at one time for the batch.
+
+        The signature ODE integrators take (`solvers.ode.integrate_fixed`,
+        `solvers.adaptive_ode.solve_adaptive`, `solvers.scipy_ode.solve_ivp_torch`); on the
+        probability-flow ODE it is ``f - g^2 s / 2`` (Song et al. 2021, eq. 13). One NFE.
+        """
+        return self.drift(x, batch_time(t, x))
+
     def diffusion(self, t: Tensor) -> Tensor:
         """``lam g(t)``, shape ``(B,)``."""
         return self.lam * self.sde.diffusion(t)

@@ -34,7 +34,6 @@ from torch import Tensor
 from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .dynamics import ReverseDynamics
 from .registry import lookup
-from .utils import batch_time
 
 __all__ = [
     "VectorField",
@@ -143,11 +142,8 @@ class _FixedStepODE(FixedGridSolver):
     method: ClassVar[str] = "euler"
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
-        def field(s: float, y: Tensor) -> Tensor:
-            # Probability-flow velocity F(y, s) = f(y, s) - g(s)^2 score(y, s) / 2.
-            return dynamics.drift(y, batch_time(s, y))
-
-        return STEPS[self.method](field, t, x, t_next)
+        # Probability-flow velocity F = f - g^2 s / 2 as a field (t, y) -> F(y, t).
+        return STEPS[self.method](dynamics.velocity, t, x, t_next)
 
 
 class ODEEuler(_FixedStepODE):

@@ -34,7 +34,6 @@ from .base import DynamicsKind, SolveContext, Solver
 from .dynamics import ReverseDynamics
 from .registry import lookup
 from .step_control import check_first_step, check_max_steps, check_tolerances
-from .utils import batch_time
 
 __all__ = ["SCIPY_METHODS", "solve_ivp_torch", "ScipyODE"]
 
@@ -214,12 +213,8 @@ class ScipyODE(Solver):
     def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
         """Integrate the PF-ODE from ``x: (B, *D)`` at ``ctx.t_start`` to ``ctx.t_end``."""
 
-        def field(t: float, y: Tensor) -> Tensor:
-            # Probability-flow velocity F(y, t) = f(y, t) - g(t)^2 score(y, t) / 2.
-            return dynamics.drift(y, batch_time(t, y))
-
         y, info = solve_ivp_torch(
-            field,
+            dynamics.velocity,
             x,
             ctx.t_start,
             ctx.t_end,

@@ -100,6 +100,8 @@ class SolveContext:
     Attributes:
         grid: the validated ``(n + 1,)`` float64 grid; ``times`` is the same as floats.
         noise: the noise source of this solve.
+        after_step: the user's hook (applied by `hook` / `accept`).
+        recorder: the trajectory of this solve (fed by `record` / `accept`).
         index: step number ``i`` of a fixed-grid solve (from ``t_i`` to ``t_{i+1}``), 0-based.
         memory: solver-owned storage for this solve (multistep history, precomputed tables).
         stats: solver-specific counters copied to `Solution.stats`.

@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default="uniform", help="time grid name")
     parser.add_argument("--n", type=int, default=1000, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draw and the noise")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="integrate at most this many samples at a time (flat memory; see "
+                             "solvers.sample)")
     parser.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw, not the EMA, weights")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         score, after_step = apply_conditioning(args, score, sde, shape, None if args.checkpoint else target)
         result = solvers.sample(sde, score, shape, args.solver, steps=args.steps, grid=args.grid,
                                 seed=args.seed, denoise=args.denoise, dtype=dtype, after_step=after_step,
-                                **dict(args.option))
+                                batch_size=args.batch_size, **dict(args.option))
     except (ValueError, TypeError, CheckpointError) as err:
         print(f"scoresde sample: error: {err}", file=sys.stderr)
         return 2

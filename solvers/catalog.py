@@ -46,10 +46,6 @@ class SolverSpec:
         self.factory = factory
         self.options: Mapping[str, Any] = options
         self.summary = summary or (inspect.getdoc(factory) or "").splitlines()[0]
-        # Old call sites read SOLVERS[name] like a class (its module, name and __init__ options).
-        self.__module__ = factory.__module__
-        self.__qualname__ = factory.__qualname__
-        vars(self)["__init__"] = factory.__init__
         self._default: Solver | None = None
 
     def __call__(self, **options: Any) -> Solver:

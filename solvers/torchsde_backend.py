@@ -93,7 +93,8 @@ def _torchsde_solver(method: str, sde: Any, bm: torchsde.BaseBrownian) -> Any:
 class _ReversedSDE:
     """The reverse dynamics in torchsde's form: forward time ``s = -t``, flat state ``(B, d)``.
 
-    ``f(s, y) = -F(y, -s)`` and ``g(s, y) = lam g(-s)`` (broadcast to ``(B, d)``).
+    ``f(s, y) = -F(y, -s)`` and ``g(s, y) = lam g(-s)`` in the shape of the declared noise type
+    (``(B, d)`` diagonal, ``(B, d, d)`` additive), so `torchsde.sdeint` accepts it too.
     """
 
     def __init__(self, dynamics: ReverseDynamics, shape: torch.Size, sde_type: str, noise_type: str) -> None:
@@ -115,8 +116,10 @@ class _ReversedSDE:
         return out
 
     def g(self, s: float, y: Tensor) -> Tensor:
-        # Diagonal form of the additive diffusion lam g(t): (B, d).
-        return append_dims(self.dynamics.diffusion(batch_time(-s, y)), y.ndim).expand_as(y)
+        # lam g(t) in torchsde's shape for the declared noise type: (B, d) for "diagonal",
+        # (B, d, d) = lam g(t) I for "additive" (a general (B, d, m) matrix with m = d).
+        diag = append_dims(self.dynamics.diffusion(batch_time(-s, y)), y.ndim).expand_as(y)
+        return diag if self.noise_type == "diagonal" else torch.diag_embed(diag)
 
     def g_prod(self, s: float, y: Tensor, v: Tensor) -> Tensor:
         # lam g(t) dW, the same product EulerMaruyama forms.

@@ -66,7 +66,7 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 def solver_code(name: str) -> str:
     """Hash of the source file of a solver's class: editing a solver invalidates its cells."""
-    cls = solvers.SOLVERS[name]
+    cls = solvers.SOLVERS[name].factory
     try:
         return hashlib.sha256(Path(inspect.getfile(cls)).read_bytes()).hexdigest()[:16]
     except (TypeError, OSError):  # defined interactively: fall back to its name

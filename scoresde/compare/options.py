@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ PREFERRED_SOLVERS: tuple[str, ...] = (
 
 def accepts(name: str, option: str) -> bool:
     """Whether the solver class registered as `name` takes the keyword `option`."""
-    return option in inspect.signature(solvers.SOLVERS[name].__init__).parameters
+    return option in solvers.SOLVERS[name].accepted_options
 
 
 def is_adaptive(name: str) -> bool:

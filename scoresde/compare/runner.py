@@ -14,7 +14,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 import solvers
 from solvers.dynamics import NonFiniteScoreError
 from solvers.protocol import DiffusionSDE, ScoreFn
-from solvers.result import SampleResult
+from solvers.result import Solution
 
 from .cache import (
     FORMAT_VERSION,
@@ -46,13 +46,13 @@ def sample_solvers(
     max_frames: int | None = 101,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     **common: Any,
-) -> dict[str, SampleResult]:
+) -> dict[str, Solution]:
     """Sample the same problem with several solvers from the same start and noise.
 
     Every solver gets the same prior draw (same `seed`) and, with `noise="brownian"`, the
     same Brownian path, so differences are due to the solvers alone. Adaptive solvers ignore
     `steps`. `options` maps solver name -> extra keyword options; `common` goes to every call
-    of `solvers.sample`. Returns `{name: SampleResult}` in order.
+    of `solvers.sample`. Returns `{name: Solution}` in order.
     """
     options = options or {}
     out = {}
@@ -65,7 +65,7 @@ def sample_solvers(
 
 def evaluate_results(
     problem: Problem,
-    results: Mapping[str, SampleResult],
+    results: Mapping[str, Solution],
     *,
     metrics: Sequence[str] = METRICS,
     seed: int = 0,

@@ -27,7 +27,7 @@ from torch import Tensor
 import solvers
 from solvers.grids import edm_sigma, time_from_edm_sigma
 from solvers.protocol import DiffusionSDE, ScoreFn
-from solvers.result import SampleResult
+from solvers.result import Solution
 from solvers.utils import append_dims
 
 __all__ = [
@@ -162,7 +162,7 @@ def sample_sigmas(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     **options: Any,
-) -> SampleResult:
+) -> Solution:
     """Run one of our solvers over an explicit k-diffusion sigma list, in k-diffusion's units.
 
     The sigmas become the time grid (`times_from_sigmas`) and ``solvers.sample`` runs on it;
@@ -180,7 +180,7 @@ def sample_sigmas(
         **options: solver options (e.g. ``lower_order_final=False``).
 
     Returns:
-        The ``SampleResult`` of ``solvers.sample`` with ``samples`` in EDM units.
+        The ``Solution`` of ``solvers.sample`` with ``samples`` in EDM units.
     """
     ts, final = times_from_sigmas(sde, sigmas)
     s0 = float(torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)[0])

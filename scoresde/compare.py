@@ -133,16 +133,20 @@ class Problem:
                    mixture, spec)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], *, ema: bool = True, name: str | None = None) -> Problem:
+    def from_checkpoint(cls, path: str | os.PathLike[str], *, ema: bool = True, name: str | None = None,
+                        data: Any = None) -> Problem:
         """A trained score network (checkpoint file or run directory of :mod:`scoresde.train`).
 
         The reference is the training data: exact ``p_eps`` samples when the data is a
         mixture preset (mode statistics then apply), else fresh samples of the data source.
+        ``data`` (path, array or sampler) must be the training data when the run was trained on
+        your own data; other data raises ``DataMismatchError`` (see `reference_data`).
         """
-        from .train import load_model, make_data
+        from .train import load_model
+        from .train.data import reference_data
 
         model, sde_obj, config = load_model(path, ema=ema)
-        data = make_data(config.data)
+        data = reference_data(config, data, where=f"checkpoint {path}")
         mixture = data if isinstance(data, GaussianMixture) else None
 
         def reference(n: int, g: torch.Generator) -> Tensor:

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"comma-separated exact targets ({', '.join(PRESETS)})")
     src.add_argument("--checkpoint", default=None,
                      help="compare on a trained model (checkpoint file or run folder) instead")
+    parser.add_argument("--data", default=None,
+                        help="with --checkpoint: the training data (file or folder), required when "
+                        "the run was trained on your own data; other data is refused")
     parser.add_argument("--sde", default="vp", choices=sorted(SDES), help="forward SDE of exact targets")
     parser.add_argument("--solvers", type=_names, default=None,
                         help="comma-separated solver names, or 'all' (default: 5 varied ones; "
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         names = _solver_list(args.solvers)
         options = compare.parse_solver_options(args.option)
         if args.checkpoint is not None:
-            problems = [compare.Problem.from_checkpoint(args.checkpoint)]
+            problems = [compare.Problem.from_checkpoint(args.checkpoint, data=args.data)]
         else:
             problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
     except (ValueError, TypeError, OSError) as err:

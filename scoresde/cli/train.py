@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ) + "\n\nexample:\n  scoresde train --data eight_gaussians --sde vp --steps 2000 --out runs/8g"
     a = parser.add_argument
     a("--out", required=True, help="run directory (config.json, checkpoint.pt, metrics.jsonl)")
-    a("--data", default=None, help="data: a 2-D toy or target name, or 'digits' [eight_gaussians]")
+    a("--data", default=None, help="data: a 2-D toy or target name, 'digits', an (N, D) .npy/.pt/.csv "
+      "file, or a folder of equal-size PNG/JPEG images [eight_gaussians]")
     a("--config", default=None, help="start from this config.json instead of the recipe")
     a("--resume", action="store_true", help="continue OUT/checkpoint.pt (same config required)")
     a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint")
@@ -84,10 +85,15 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         kw: dict[str, int] = {"seed": args.seed or 0}
         if steps is not None:
             kw["steps"] = steps
-        if data == "digits":
-            config = digits_config(sde=args.sde or "vp", **kw)
+        from ..train import make_data
+        from ..train.data import sample_shape
+
+        source = make_data(data)  # a built-in name, an array file or an image folder
+        shape = sample_shape(source)
+        if len(shape) == 3:
+            config = digits_config(sde=args.sde or "vp", data=data, data_shape=shape, **kw)  # type: ignore[arg-type]
         else:
-            config = toy_config(data, sde=args.sde or "vp", **kw)
+            config = toy_config(data, sde=args.sde or "vp", data=source, **kw)
             config.ckpt_every = 1000
             config.device = "auto"
     if args.sde is not None and args.sde != config.sde.name:
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         config = build_config(args)
         trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
                           progress=not args.no_progress)
-    except (ValueError, TypeError, FileExistsError, CheckpointError) as err:
+    except (ValueError, TypeError, OSError, CheckpointError) as err:
         print(f"scoresde train: error: {err}", file=sys.stderr)
         return 2
     try:

@@ -34,7 +34,7 @@ from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_diff, lr_factor
-from .data import make_data, sample_shape
+from .data import make_data, sample_shape, stamp_identity
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
 
@@ -101,7 +101,8 @@ class Trainer:
         self.local_batch = config.batch_size // self.dist.world_size
         self.dtype = config.torch_dtype
         self.sde: AffineSDE = config.sde.build()
-        self.data = make_data(config.data) if data is None else data
+        self.data = make_data(config.data) if data is None else make_data(data)
+        stamp_identity(config, self.data, explicit=data is not None)  # config.data_id
         shape = sample_shape(self.data)
         if shape != tuple(config.model.data_shape):
             raise ValueError(
@@ -120,7 +121,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self._params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, foreach=True
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(o, s))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(o, s, self.config.steps))
         self.loss_fn = config.loss.build(self.sde)
 
         stream = _stream_seed(config.seed, self.dist.rank)
@@ -342,12 +344,13 @@ def train(config: TrainConfig, **kwargs: Any) -> Trainer:
 
 
 def load_model(
-    path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu"
+    path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu", sde: Any = None,
 ) -> tuple[ScoreModel, AffineSDE, TrainConfig]:
     """Rebuild ``(model, sde, config)`` from a checkpoint file or run directory.
 
     ``ema=True`` (default) loads the EMA weights, which is what sampling should use. The model
     is returned in eval mode on ``device``; use ``model.score_fn(sde)`` with any solver.
+    ``sde``: the SDE object of a run trained with a custom SDE (required then).
     """
     state = load_checkpoint(path, map_location="cpu")
     try:
@@ -359,4 +362,6 @@ def load_model(
     _check_shapes(model.state_dict(), weights, "EMA" if ema else "model", Path(path))
     model.load_state_dict(weights)
     model = model.to(device=torch.device(device), dtype=config.torch_dtype).eval()
+    if sde is not None:
+        config.sde = config.sde.with_instance(sde)
     return model, config.sde.build(), config

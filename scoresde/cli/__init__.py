@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scoresde",
         description="Score-based generative modeling with SDEs.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"scoresde {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint")
     g = parser.add_argument_group("process")
     g.add_argument("--sde", choices=SDE_NAMES, default=None, help="forward SDE [vp]")
+    g.add_argument("--sigma-max", type=float, default=None,
+                   help="VE only: sigma_max [50]; about the largest pairwise distance of the data "
+                   "(scoresde.data.suggest_sigma_max; docs/sdes.md)")
     g.add_argument("--steps", type=int, default=None, help="total optimizer steps")
     g.add_argument("--batch-size", type=int, default=None, help="global batch (split over processes)")
     g.add_argument("--seed", type=int, default=None, help="seed of weights, data and noise")
@@ -100,6 +103,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         from ..train import SDEConfig
 
         config.sde = SDEConfig(args.sde)
+    if args.sigma_max is not None:
+        if config.sde.name != "ve":
+            raise ValueError(f"--sigma-max applies to --sde ve, not {config.sde.name}")
+        config.sde.params["sigma_max"] = args.sigma_max
     m, lo, op = config.model, config.loss, config.optim
     if args.model is not None and args.model != m.arch:
         m.arch, m.net = args.model, {}

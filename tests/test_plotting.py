@@ -290,3 +290,17 @@ def test_metric_curves_one_errorbar_line_per_solver_and_floor(tmp_path):
     _png_ok(path)
     with pytest.raises(ValueError, match="no records"):
         P.plot_metric_curves([], "sliced_w2")
+
+
+def test_error_cost_figure_keeps_one_style_per_method_and_tags_only_the_ends():
+    a = {"rk4": [(10, 1e-2, "8"), (20, 1e-3, "16"), (40, 1e-4, "32")], "reference": [(100, 1e-5, "1e-05")]}
+    b = {"rk4": [(0.1, 1e-2, "8"), (0.3, 1e-4, "32")], "dopri5": [(0.2, 1e-3, "1e-3"), (0.5, 1e-5, "1e-5")]}
+    fig = P.error_cost_figure([{"series": a, "xlabel": "NFE", "ylabel": "err", "threshold": 1e-3},
+                               {"series": b, "xlabel": "s", "ylabel": "err"}])
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    colour = {ln.get_label(): ln.get_color() for ax in axes for ln in ax.get_lines() if ln.get_label() in a}
+    rk4 = [ln.get_color() for ax in axes for ln in ax.get_lines() if ln.get_label() == "rk4"]
+    assert len(rk4) == 2 and rk4[0] == rk4[1] == colour["rk4"]  # one colour per method in every panel
+    assert [t.get_text() for t in axes[0].texts] == ["8", "32", "1e-05"]  # ends only, no pile of labels
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["rk4", "reference", "dopri5"]

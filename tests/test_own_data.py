@@ -173,3 +173,17 @@ def test_suggest_sigma_max_is_the_largest_pairwise_distance() -> None:
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
     assert suggest_sigma_max(x) == pytest.approx(5.0, rel=1e-12)  # the 3-4-5 triangle
     assert suggest_sigma_max(ArrayDataset(x)) == pytest.approx(5.0, rel=1e-12)
+
+
+def test_cli_trains_the_image_recipe_on_an_image_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, size=(8, 8), dtype=np.uint8), mode="L").save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--steps", "2", "--batch-size", "4", "--out", str(run),
+                 "--no-progress"]) == 0
+    _, _, config = load_model(run)
+    assert config.model.arch == "unet" and tuple(config.model.data_shape) == (1, 8, 8)
+    assert config.data_id["kind"] == "array" and config.data_id["shape"] == [6, 1, 8, 8]

@@ -66,6 +66,7 @@ def prior_inset(ax: Axes, start: np.ndarray, lims: tuple[float, float], *, label
     ins.set_xticks([])
     ins.set_yticks([])
     ins.set_title(f"{label}: $\\pm${reach:.3g}\n(red box: this view)", fontsize=6.5, pad=2,
-                  linespacing=1.0)
+                  linespacing=1.0, bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
+                                         "alpha": 0.9})
     ins.patch.set_alpha(0.9)
     return ins

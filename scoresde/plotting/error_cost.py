@@ -13,6 +13,7 @@ from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ._common import get_axes_grid
 
@@ -51,6 +52,10 @@ def plot_error_vs_cost(
                         color=style.get("color"))
     if threshold is not None:
         ax.axhline(threshold, color="0.4", lw=0.8, ls=":")
+    # Plain numbers at 1, 2, 5 x 10^k: readable on axes spanning less than a decade.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.35)

@@ -56,7 +56,7 @@ def test_demo_table_reports_quality_nfe_and_noise_floor(demo_out):
     table = (out / "table.md").read_text()
     assert table in stdout  # printed as well as written
     assert "## exact score" in table and "## trained network" in table
-    assert "| solver | budget | NFE | sliced W2 | MMD² | modes covered | SW2 / floor | time [s] | seeds |" in table
+    assert "| solver | budget | NFE | sliced W2 | MMD² | mode coverage | SW2 / floor | time [s] | seeds |" in table
     data = json.loads((out / "results.json").read_text())
     records = data["records"]
     assert {r["score"] for r in records} == {"exact", "trained"}

@@ -21,8 +21,12 @@ def sample_defaults() -> dict[str, Any]:
     """The defaults of ``solvers.sample`` (solver, steps, grid, lam): the CLI uses the same."""
     import solvers
 
-    params = inspect.signature(solvers.sample).parameters
-    return {k: params[k].default for k in ("solver", "steps", "grid", "lam")}
+    fallback = {"solver": "euler_maruyama", "steps": 500, "grid": None, "lam": None}
+    try:
+        params = inspect.signature(solvers.sample).parameters
+    except (TypeError, ValueError):  # not introspectable (e.g. replaced in a test)
+        return fallback
+    return {k: params[k].default if k in params else v for k, v in fallback.items()}
 
 
 def resolved_solver_settings(solver: str, grid: Any, lam: float | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ resumes: finished cells are read back, not recomputed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -95,6 +96,21 @@ def _solver_list(spec: list[str] | None) -> list[str]:
     return spec
 
 
+def load_checkpoint(path: str | os.PathLike[str], *, ema: bool = True) -> compare.LoadedCheckpoint:
+    """Checkpoint loader for `compare.Problem.from_checkpoint`, through `scoresde.train`; the
+    training data is rebuilt from the run and checked against its stored identity."""
+    from ..train import checkpoint_loader
+
+    return checkpoint_loader()(path, ema=ema)  # type: ignore[no-any-return]
+
+
+def checkpoint_loader(data: str | None) -> compare.CheckpointLoader:
+    """The loader for ``--checkpoint`` with ``--data``: that data, checked against the checkpoint."""
+    from ..train import checkpoint_loader as loader
+
+    return loader(data)  # type: ignore[no-any-return]
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import plotting
 
@@ -102,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         names = _solver_list(args.solvers)
         options = compare.parse_solver_options(args.option)
         if args.checkpoint is not None:
-            problems = [compare.Problem.from_checkpoint(args.checkpoint, data=args.data)]
+            problems = [compare.Problem.from_checkpoint(args.checkpoint,
+                                                        loader=checkpoint_loader(args.data))]
         else:
             problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
     except (ValueError, TypeError, OSError) as err:

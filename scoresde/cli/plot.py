@@ -25,6 +25,7 @@ from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
 from ._help import HelpFormatter
+from .compare import checkpoint_loader
 
 
 def _names(text: str) -> list[str]:
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown solver(s) {unknown}; valid: {', '.join(solvers.available())}")
         if args.checkpoint is not None:
-            problem = compare.Problem.from_checkpoint(args.checkpoint, data=args.data)
+            problem = compare.Problem.from_checkpoint(args.checkpoint, loader=checkpoint_loader(args.data))
         else:
             problem = compare.Problem.from_target(args.target, args.sde)
         if problem.data_shape != (2,):

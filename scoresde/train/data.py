@@ -10,6 +10,7 @@ refuses (``DataMismatchError``, naming both) any other.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -25,12 +26,13 @@ from ..data import (
     load_data,
     same_data,
 )
-from ..data.identity import fingerprint
+from ..data.identity import fingerprint, is_stateless
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
-__all__ = ["DataSource", "make_data", "data_names", "sample_shape", "stamp_identity", "reference_data"]
+__all__ = ["DataSource", "make_data", "data_names", "sample_shape", "stamp_identity", "reference_data",
+           "checkpoint_loader"]
 
 
 @runtime_checkable
@@ -60,15 +62,13 @@ def _identity(label: str, source: Any, *, explicit: bool) -> dict[str, Any]:
     """Identity of ``source`` run under ``label``; built-in only if it IS the built-in data."""
     builtin = is_builtin(label)
     if builtin and explicit:  # a user object labelled with a built-in name: is it that data?
-        try:
-            builtin = fingerprint(source) == fingerprint(load_data(label))
-        except (TypeError, ValueError, RuntimeError):
-            builtin = False
+        builtin = is_stateless(source) and fingerprint(source) == fingerprint(load_data(label))
     return data_identity(source, name=label, builtin=builtin)
 
 
-def stamp_identity(config: TrainConfig, source: Any, *, explicit: bool) -> dict[str, Any]:
-    """Record the identity of ``source`` in ``config.data_id`` (or check it against the one there).
+def stamp_identity(config: TrainConfig, source: Any, *, explicit: bool) -> TrainConfig:
+    """``config`` with the identity of ``source`` in ``data_id`` (a copy; the caller's config is
+    not changed), or ``config`` itself after checking the identity already there.
 
     Args:
         config: the run's config (``config.data`` is the label).
@@ -80,13 +80,13 @@ def stamp_identity(config: TrainConfig, source: Any, *, explicit: bool) -> dict[
     """
     ident = _identity(config.data, source, explicit=explicit)
     if config.data_id is None:
-        config.data_id = ident
-    elif not same_data(config.data_id, ident):
+        return dataclasses.replace(config, data_id=ident)
+    if not same_data(config.data_id, ident):
         raise DataMismatchError(
             f"this config was made for {describe_identity(config.data_id)} but the data given is "
             f"{describe_identity(ident)}"
         )
-    return ident
+    return config
 
 
 def reference_data(config: TrainConfig, data: Any = None, *, where: str = "the checkpoint") -> Any:
@@ -127,3 +127,26 @@ def reference_data(config: TrainConfig, data: Any = None, *, where: str = "the c
             f"{describe_identity(ident)}; pass the training data (--data PATH / data=...)"
         )
     return source
+
+
+def checkpoint_loader(data: Any = None, *, sde: Any = None) -> Any:
+    """A checkpoint loader for `scoresde.compare.Problem.from_checkpoint`.
+
+    Args:
+        data: the training data (name, path, array or sampler), checked against the checkpoint's
+            data identity (see `reference_data`); ``None`` rebuilds it from the run's config.
+        sde: the SDE object of a run trained with a custom SDE.
+
+    Returns:
+        ``load(path, *, ema=True) -> scoresde.compare.LoadedCheckpoint`` (EMA weights by default).
+    """
+
+    def load(path: Any, *, ema: bool = True) -> Any:
+        from ..compare import LoadedCheckpoint
+        from .trainer import load_model
+
+        model, sde_obj, config = load_model(path, ema=ema, sde=sde)
+        source = reference_data(config, data, where=f"checkpoint {path}")
+        return LoadedCheckpoint(model.score_fn(sde_obj), sde_obj, config.data, source)
+
+    return load

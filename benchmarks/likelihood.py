@@ -317,16 +317,11 @@ def section_hutchinson(args: argparse.Namespace, out: dict) -> None:
 
 def section_figure(args: argparse.Namespace, out: dict) -> None:
     """Error vs NFE and vs wall time for the integrators (2-D and 16-D), saved under docs/figures/."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sde = sd.VPSDE()
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9.6), squeeze=False)
+    panels: list[dict] = []
     curves: dict[str, dict[str, list]] = {}
     setups = (("eight_gaussians", args.n_figure), ("high_dim_16", max(1, args.n_figure // 5)))
-    for col, (name, n) in enumerate(setups):
+    for name, n in setups:
         target, x, exact, p_T = exact_setup(name, n, 0, sde)
         score = target.score_fn(sde)
         series: dict[str, list[tuple[int, float, float, str]]] = {}
@@ -352,28 +347,19 @@ def section_figure(args: argparse.Namespace, out: dict) -> None:
             r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps=steps)
             add("rk4_simpson, auto grid (steps; NFE of the main solve, half of them with divergence)",
                 r, str(steps), nfe=r.nfe - r.stats[0].get("pilot_nfe", 0))
-        for row, (xlabel, pos) in enumerate((
-                ("score evaluations (NFE); labels: tolerance or steps", 0),
-                ("wall seconds, one torch thread (auto grids: pilot included)", 2))):
-            ax = axes[row, col]
-            for label, pts in series.items():
-                xs, errs, tags = [p[pos] for p in pts], [p[1] for p in pts], [p[3] for p in pts]
-                marker = "*" if label.startswith("reference") else "o"
-                (line,) = ax.loglog(xs, errs, marker=marker, ms=14 if marker == "*" else 5, label=label)
-                for xv, yv, tag in zip(xs, errs, tags, strict=True):
-                    ax.annotate(tag, (xv, yv), textcoords="offset points", xytext=(4, 3), fontsize=6,
-                                color=line.get_color())
-            ax.axhline(1e-3, color="gray", lw=0.8, ls=":")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("mean |log p error| (nats)")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.set_title(f"{name} ({target.dim}-D), {n} points, exact divergence")
+        for xlabel, pos in (("score evaluations (NFE)", 0), ("wall time [s], one torch thread", 2)):
+            panels.append({
+                "series": {k: [(p[pos], p[1], p[3]) for p in v] for k, v in series.items()},
+                "xlabel": xlabel, "ylabel": "mean |log p error| [nats]", "threshold": 1e-3,
+                "title": f"{name} ({target.dim}-D), {n} points"})
         curves[name] = {k: [list(p) for p in v] for k, v in series.items()}
-    axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    from scoresde.plotting import error_cost_figure, save_figure
+
+    order = [panels[0], panels[2], panels[1], panels[3]]  # row 1: NFE, row 2: seconds
+    fig = error_cost_figure(order, ncols=2, legend_title="point labels: steps or tolerance "
+                            "(auto grids: NFE of the main solve, pilot in the wall time)")
     path = ROOT / "docs" / "figures" / "likelihood_error_vs_nfe.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=100)
     print(f"\n## figure\n\n{path}")
     out["figure"] = curves
 

@@ -47,6 +47,7 @@ def test_demo_writes_every_figure_for_both_scores(demo_out):
         for name in expected:
             _image_ok(out / sub / name)
     _image_ok(out / "exact_vs_trained.png")
+    _image_ok(out / "training_loss.png")  # docs/index.md promises it, --quick included
     assert (out / "train" / "checkpoint.pt").is_file()  # the training stage ran first
 
 

@@ -59,12 +59,11 @@ def test_signal_finishes_the_step_checkpoints_and_resumes_bit_exactly(
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        cfg = TrainConfig.from_json(out / "config.json")
-        cfg.steps = step + 7
-        resumed = Trainer(cfg, out_dir=out, resume=True, progress=False)
-        resumed.fit()
+        cfg = TrainConfig.from_json(out / "config.json")  # the same run length: the LR schedule
+        resumed = Trainer(cfg, out_dir=out, resume=True, progress=False)  # follows it (decay_to_end)
+        resumed.fit(until=step + 7)
         full = Trainer(cfg, progress=False)
-        full.fit()
+        full.fit(until=step + 7)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(_flat(resumed), _flat(full))

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scoresde",
         description="Score-based generative modeling with SDEs.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"scoresde {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

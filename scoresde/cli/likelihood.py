@@ -107,20 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_data(path: str) -> Any:
-    import numpy as np
-    import torch
+    from ..data import load_array
 
-    p = Path(path)
-    if p.suffix == ".npy":
-        return torch.from_numpy(np.load(p))
-    if p.suffix == ".pt":
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-        if not isinstance(obj, torch.Tensor):
-            raise ValueError(f"{path}: expected a tensor, got {type(obj).__name__}")
-        return obj
-    if p.suffix in (".csv", ".txt"):
-        return torch.from_numpy(np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, ndmin=2))
-    raise ValueError(f"{path}: unsupported data file (use .npy, .pt, .csv or .txt)")
+    return load_array(path).data  # checked: (N, *D), numeric, finite; clear errors otherwise
 
 
 def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ) + "\n\nexample:\n  scoresde train --data eight_gaussians --sde vp --steps 2000 --out runs/8g"
     a = parser.add_argument
     a("--out", required=True, help="run directory (config.json, checkpoint.pt, metrics.jsonl)")
-    a("--data", default=None, help="data: a 2-D toy or target name, or 'digits' [eight_gaussians]")
+    a("--data", default=None, help="data: a 2-D toy or target name, 'digits', an (N, D) .npy/.pt/.csv "
+      "file, or a folder of equal-size PNG/JPEG images [eight_gaussians]")
     a("--config", default=None, help="start from this config.json instead of the recipe")
     a("--resume", nargs="?", const=True, default=False, metavar="CKPT",
       help="continue OUT/checkpoint.pt, or the checkpoint CKPT (e.g. OUT/checkpoints/step-...pt); "
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       help="keep the newest N checkpoints in OUT/checkpoints/ (0: only OUT/checkpoint.pt)")
     g = parser.add_argument_group("process")
     g.add_argument("--sde", choices=SDE_NAMES, default=None, help="forward SDE [vp]")
+    g.add_argument("--sigma-max", type=float, default=None,
+                   help="VE only: sigma_max [50]; about the largest pairwise distance of the data "
+                   "(scoresde.data.suggest_sigma_max; docs/sdes.md)")
     g.add_argument("--steps", type=int, default=None, help="total optimizer steps")
     g.add_argument("--batch-size", type=int, default=None, help="global batch (split over processes)")
     g.add_argument("--seed", type=int, default=None, help="seed of weights, data and noise")
@@ -90,16 +94,25 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         kw: dict[str, int] = {"seed": args.seed or 0}
         if steps is not None:
             kw["steps"] = steps
-        if data == "digits":
-            config = digits_config(sde=args.sde or "vp", **kw)
+        from ..train import make_data
+        from ..train.data import sample_shape
+
+        source = make_data(data)  # a built-in name, an array file or an image folder
+        shape = sample_shape(source)
+        if len(shape) == 3:
+            config = digits_config(sde=args.sde or "vp", data=data, data_shape=shape, **kw)  # type: ignore[arg-type]
         else:
-            config = toy_config(data, sde=args.sde or "vp", **kw)
+            config = toy_config(data, sde=args.sde or "vp", data=source, **kw)
             config.ckpt_every = 1000
             config.device = "auto"
     if args.sde is not None and args.sde != config.sde.name:
         from ..train import SDEConfig
 
         config.sde = SDEConfig(args.sde)
+    if args.sigma_max is not None:
+        if config.sde.name != "ve":
+            raise ValueError(f"--sigma-max applies to --sde ve, not {config.sde.name}")
+        config.sde.params["sigma_max"] = args.sigma_max
     m, lo, op = config.model, config.loss, config.optim
     if args.model is not None and args.model != m.arch:
         m.arch, m.net = args.model, {}
@@ -117,8 +130,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
                         ("warmup_steps", args.warmup), ("ema_decay", args.ema_decay)):
         if value is not None:
             setattr(op, attr, value)
-    if args.decay_steps is not None:
-        op.decay_steps = args.decay_steps or None
+    if args.decay_steps is not None:  # an explicit length: the decay no longer follows the run
+        op.decay_steps, op.decay_to_end = args.decay_steps or None, False
+    if args.warmup is not None:
+        op.warmup_fraction = None
     if args.grad_clip is not None:
         op.grad_clip = args.grad_clip or None
     for attr, value in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import OptimConfig, SDEConfig, TrainConfig, config_diff, lr_factor
-from .data import data_names, make_data
+from .data import checkpoint_loader, data_names, make_data, reference_data
 from .digits import digits_config
 from .distributed import DistInfo
 from .ema import EMA
@@ -28,6 +28,8 @@ __all__ = [
     "config_diff",
     "lr_factor",
     "data_names",
+    "checkpoint_loader",
+    "reference_data",
     "make_data",
     "DistInfo",
     "EMA",

@@ -203,12 +203,14 @@ class CheckpointMixin:
 
 
 def load_model(
-    path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu"
+    path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu", sde: Any = None,
 ) -> tuple[ScoreModel, AffineSDE, TrainConfig]:
     """Rebuild ``(model, sde, config)`` from a checkpoint file or run directory.
 
     ``ema=True`` (default) loads the EMA weights, which is what sampling should use. The model
     is returned in eval mode on ``device``; use ``model.score_fn(sde)`` with any solver.
+    ``sde``: the SDE object of a run trained with a custom SDE (required then; checked against
+    the recorded class and parameters otherwise).
 
     Raises:
         CheckpointError: missing, damaged, incomplete or non-finite checkpoint (names the file).
@@ -226,4 +228,6 @@ def load_model(
     check_finite_weights(weights, path, what)
     model.load_state_dict(weights)
     model = model.to(device=resolve_device(str(device)), dtype=config.torch_dtype).eval()
+    if sde is not None:
+        config.sde = config.sde.with_instance(sde)
     return model, config.sde.build(), config

@@ -40,7 +40,7 @@ from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
 from .config import TrainConfig, lr_factor
-from .data import make_data
+from .data import make_data, stamp_identity
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
 from .persist import CheckpointMixin, load_model
@@ -117,7 +117,7 @@ class Trainer(CheckpointMixin):
         self.local_batch = config.batch_size // self.dist.world_size
         self.dtype = config.torch_dtype
         self.sde: AffineSDE = config.sde.build()
-        self.data = make_data(config.data) if data is None else data
+        self.data = make_data(config.data) if data is None else make_data(data)
         empty = ValueError(f"dataset {config.data!r} is empty: it has no samples to train on")
         if hasattr(self.data, "__len__") and len(self.data) == 0:
             raise empty
@@ -125,6 +125,7 @@ class Trainer(CheckpointMixin):
         if probe.shape[0] == 0:
             raise empty
         shape = tuple(int(v) for v in probe.shape[1:])
+        config = self.config = stamp_identity(config, self.data, explicit=data is not None)  # data_id
         if shape != tuple(config.model.data_shape):
             raise ValueError(
                 f"data {config.data!r} has samples of shape {shape} but model.data_shape is "
@@ -161,7 +162,8 @@ class Trainer(CheckpointMixin):
         self.optimizer = torch.optim.AdamW(
             self._params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, foreach=True
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(o, s))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(o, s, self.config.steps))
         self.loss_fn = config.loss.build(self.sde)
         stream = _stream_seed(config.seed, self.dist.rank)
         self.generator = torch.Generator(self.device).manual_seed(stream)

@@ -33,11 +33,9 @@ def resolved_solver_settings(solver: str, grid: Any, lam: float | None) -> dict[
     """The grid name and ``lam`` that ``solvers.sample(..., solver, grid=grid, lam=lam)`` uses."""
     import solvers
 
-    cls = solvers.SOLVERS[solver]
-    kind = getattr(cls, "dynamics_kind", "any")
-    lam_used = 0.0 if kind == "ode" else 1.0 if kind == "sde" or lam is None else float(lam)
-    return {"grid": grid if grid is not None else getattr(cls, "default_grid", "uniform"),
-            "grid_given": grid is not None, "lam": lam_used, "dynamics": kind}
+    spec = solvers.SOLVERS[solver]
+    return {"grid": grid if grid is not None else spec.default_grid,
+            "grid_given": grid is not None, "lam": spec.lam_for(lam), "dynamics": spec.dynamics_kind}
 
 
 def versions() -> dict[str, str]:

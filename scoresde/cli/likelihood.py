@@ -249,9 +249,27 @@ def run(args: argparse.Namespace) -> int:
               f"(mean per-point s.e. {float(bound.std_err.mean()):.3f}; bounds the SDE model's log p)")
         rows["elbo"] = bound.elbo.double()
     if args.out:
-        _write(Path(args.out), rows)
-        print(f"  per-point results -> {args.out}")
+        out = Path(args.out)
+        _write(out, rows)
+        side = _write_settings(out, args, result, x)
+        print(f"  per-point results -> {args.out} (settings: {side})")
     return 0
+
+
+def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) -> Path:
+    """The JSON sidecar of ``--out``: every setting that produced the numbers, and the data's identity."""
+    from ..data.identity import data_identity
+    from ._settings import write_sidecar
+
+    keys = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps",
+            "grid", "target_error", "rtol", "atol", "eps", "divergence", "probe_type", "probes",
+            "refresh", "exact_prior", "batch_size", "bpd", "levels", "data_range", "elbo", "elbo_samples")
+    record = {k: getattr(args, k, None) for k in keys}
+    record.update(output=out.name, density=result.density, ode_start=result.eps, T=result.T,
+                  nfe=result.nfe, seconds=result.seconds, stats=result.stats,
+                  data_id=data_identity(x, name=str(args.data or args.target)))
+    side = out.with_name(out.stem + "_settings.json") if out.suffix == ".json" else out
+    return write_sidecar(side, record)
 
 
 def _write(path: Path, rows: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from solvers.adaptive_ode import solve_adaptive
 from .flow import AugmentedFlow
 from .integrators import IntegratorSpec, integrate_chunk
 from .options import IntegratorOptions, Prior
+from .state_scale import StateScale
 from .time_grids import choose_steps, resample_grid
 
 __all__ = ["PilotGrid", "run_pilot", "Solved"]
@@ -68,12 +69,14 @@ def _with(correction: Tensor | None, delta: Tensor) -> Tensor:
 def run_pilot(
     x: Tensor, *, make_flow: FlowFactory, start: StartFn, spec: IntegratorSpec, opts: IntegratorOptions,
     fresh: bool, keep: bool, lo: float, hi: float, prior_fn: Prior, generator: torch.Generator,
+    scale: StateScale | None = None,
 ) -> PilotGrid:
     """Run the pilot on a seeded random subset of `x: (B, *D)` and build the fixed grid.
 
     `make_flow(x, logp_scale, keep_graph=False, probes=None)` builds a field;
     `start(flow, x) -> (x_start, correction)` maps data points to the ODE's start points.
     `keep`: the pilot's samples keep their adaptive results (exact divergence, no gradients).
+    `scale`: the state scale of the fixed-grid solves (the trials use the batch's integrator).
     """
     n = x.shape[0]
     idx = torch.randperm(n, generator=generator, device=x.device)[: opts.pilot_size]
@@ -100,7 +103,8 @@ def run_pilot(
         def trial(n_steps: int) -> tuple[Tensor, int]:
             flow = make_flow(xs, 1.0, probes=pilot.probes)
             with torch.no_grad():
-                x_T, delta, _ = integrate_chunk(flow, xs, spec, lo, hi, resample_grid(times, n_steps), (0.0, 0.0))
+                x_T, delta, _ = integrate_chunk(flow, xs, spec, lo, hi, resample_grid(times, n_steps), (0.0, 0.0),
+                                                scale=scale)
             return prior_fn(x_T).to(delta.dtype) + delta.mean(dim=1), flow.nfe
 
         steps, history = choose_steps(trial, reference, opts.target_error, order=spec.order)

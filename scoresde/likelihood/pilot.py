@@ -23,7 +23,7 @@ from solvers.adaptive_ode import solve_adaptive
 from .flow import AugmentedFlow
 from .integrators import IntegratorSpec, integrate_chunk
 from .options import IntegratorOptions, Prior
-from .state_scale import StateScale
+from .state_scale import ScaledField, StateScale
 from .time_grids import choose_steps, resample_grid
 
 __all__ = ["PilotGrid", "run_pilot", "Solved"]
@@ -86,14 +86,18 @@ def run_pilot(
     with torch.no_grad():
         pilot = make_flow(xp, 1e-6 if fresh else 10.0)
         xs, corr = start(pilot, xp)
-        y_p, out = solve_adaptive(pilot, pilot.pack(xs), lo, hi, method="dopri5",
+        # With a state scale the pilot integrates the scaled state too, so that its steps
+        # (the grid's profile) are where the scaled RK4 needs them.
+        field = pilot if scale is None else ScaledField(pilot, scale)
+        y0 = pilot.pack(xs) if scale is None else ScaledField(pilot, scale).pack(xs, lo)
+        y_p, out = solve_adaptive(field, y0, lo, hi, method="dopri5",
                                   rtol=tol if opts.rtol is None else opts.rtol,
                                   atol=tol if opts.atol is None else opts.atol)
     nfe = pilot.nfe
     times = out["t"]
     assert isinstance(times, Tensor)
     info: dict[str, Any] = {"pilot_nfe": pilot.nfe, "pilot_t": times, "pilot_size": int(idx.numel())}
-    x_Tp, delta_p = pilot.unpack(y_p)
+    x_Tp, delta_p = pilot.unpack(y_p) if scale is None else ScaledField(pilot, scale).unpack(y_p, hi)
     steps = opts.steps
     if steps == "auto" and keep and idx.numel() == n:
         steps = len(times) - 1  # the pilot solves every sample: no fixed-grid solve

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from solvers.protocol import DiffusionSDE
 
-__all__ = ["StateScale", "marginal_state_scale"]
+__all__ = ["StateScale", "marginal_state_scale", "ScaledField"]
 
 StateScale = Callable[[float], tuple[float, float]]
 """`t -> (r(t), d ln r / dt)`: the scale of the state and its log-derivative."""
@@ -62,3 +64,35 @@ def marginal_state_scale(sde: DiffusionSDE, c2: float) -> StateScale:
         return cache[t]
 
     return scale
+
+
+class ScaledField:
+    """The augmented field in the scaled state, for the adaptive pilot: `[y, l]`, `y = x / r(t)`.
+
+    `field(t, [y, w l]) = [G(y, t), w div F(r y, t)]` with `G = F(r y, t) / r - (d ln r/dt) y`
+    (`w`: the flow's `logp_scale`), so the pilot's step sizes are those the scaled state needs.
+
+    Args:
+        flow: an `AugmentedFlow` (its `velocity_and_divergence`, `dim`, `logp_scale`, `pack`,
+            `unpack`).
+        scale: `t -> (r, d ln r/dt)`.
+    """
+
+    def __init__(self, flow: Any, scale: StateScale) -> None:
+        self.flow, self.scale = flow, scale
+
+    def pack(self, x: Tensor, t: float) -> Tensor:
+        """`(B, *D) -> (B, d + M)`: the state `[x / r(t), 0]`."""
+        return self.flow.pack(x / self.scale(t)[0])
+
+    def unpack(self, y: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """`(x: (B, *D), l: (B, M))` from a scaled state at time `t`."""
+        x, l = self.flow.unpack(y)
+        return x * self.scale(t)[0], l
+
+    def __call__(self, t: float, y: Tensor) -> Tensor:
+        r, dlog = self.scale(float(t))
+        d = self.flow.dim
+        yx = y[:, :d]
+        f, div = self.flow.velocity_and_divergence((r * yx).reshape(y.shape[0], *self.flow.data_shape), t)
+        return torch.cat([f.reshape(y.shape[0], -1) / r - dlog * yx, div * self.flow.logp_scale], dim=1)

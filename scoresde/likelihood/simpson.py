@@ -75,12 +75,12 @@ def integrate_rk4_simpson(
     else:
         def field(y: Tensor, t: float) -> Tensor:
             r, dlog = scale(t)
-            return flow.velocity(r * y, t) / r - dlog * y
+            return flow.velocity(r * y, t).div(r).sub_(y, alpha=dlog)
 
         def field_div(y: Tensor, t: float) -> tuple[Tensor, Tensor]:
             r, dlog = scale(t)
             f, d = flow.velocity_and_divergence(r * y, t)
-            return f / r - dlog * y, d
+            return f.div(r).sub_(y, alpha=dlog), d
 
         x = x / scale(grid[0])[0]
     k1, div = field_div(x, grid[0])

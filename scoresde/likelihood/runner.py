@@ -70,7 +70,13 @@ class LikelihoodRun:
         if not callable(getattr(self.sde, "marginal_coeffs", None)):
             return None
         c2 = float(self.x.detach().double().pow(2).mean())
-        return marginal_state_scale(self.sde, c2) if c2 > 0.0 else None
+        if not c2 > 0.0:
+            return None
+        scale = marginal_state_scale(self.sde, c2)
+        # Where the state's scale changes little over [eps, T] (VP, sub-VP: r from c to ~1) the
+        # scaled state gains nothing (measured) and costs a few percent: use the plain one.
+        growth = scale(self.hi)[0] / scale(self.lo)[0]
+        return scale if not 0.5 <= growth <= 2.0 else None
 
     # --- building blocks -------------------------------------------------------------------
     def make_flow(self, xb: Tensor, scale: float, on_eval: Callable[[float], None] | None = None,

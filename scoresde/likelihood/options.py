@@ -65,8 +65,9 @@ class IntegratorOptions:
             step-size controller.
         pilot_size: samples of the pilot solve (a seeded random subset).
         state_scale: `rk4_simpson`: `"marginal"` (default) integrates `x / r(t)` with
-            `r = sqrt(alpha^2 c^2 + sigma^2)`, `c^2` the data's mean square (`state_scale`;
-            needs `marginal_coeffs`, else the plain state is used); `"none"`: `x` itself.
+            `r = sqrt(alpha^2 c^2 + sigma^2)`, `c^2` the data's mean square (`state_scale`),
+            where `r(T) / r(eps)` is outside `[0.5, 2]` (VE) and the SDE has
+            `marginal_coeffs`; otherwise, or with `"none"`, `x` itself.
     """
 
     integrator: str = "dopri5"

@@ -10,7 +10,7 @@ The reference approach is Song et al.'s likelihood code (``score_sde/likelihood.
 float64 NumPy, the model in float32, the drift from a separate call, and the divergence from
 their ``div_fn(x, t, v) = sum(grad(sum(F(x) * v), x) * v)``. With Hutchinson probes that is
 one probe per solve; "with the exact divergence" sums ``div_fn`` over the basis vectors
-``e_1 .. e_D``. :func:`reference_log_likelihood` re-implements exactly that structure.
+``e_1 .. e_D``. `reference_log_likelihood` re-implements exactly that structure.
 
 Sections (all in one process, timed side by side, one torch thread unless ``--threads``)::
 

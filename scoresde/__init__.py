@@ -1,8 +1,8 @@
 """scoresde: score-based generative modeling with SDEs.
 
-Forward SDEs and schedules (:mod:`scoresde.sde`), exact Gaussian-mixture targets
-(:mod:`scoresde.targets`), data, networks, losses, training, likelihoods, metrics and
-plots. Sampling lives in the separate package :mod:`solvers`.
+Forward SDEs and schedules (`scoresde.sde`), exact Gaussian-mixture targets
+(`scoresde.targets`), data, networks, losses, training, likelihoods, metrics and
+plots. Sampling lives in the separate package `solvers`.
 
     import scoresde as sd, solvers
     sde = sd.VPSDE()

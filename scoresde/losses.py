@@ -102,7 +102,7 @@ class ImportanceTimeSampler:
     sampler's exact density is then ``q(t) = p_k / (du * t)`` on bin ``k`` (mass ``p_k``).
 
     Args:
-        sde: the forward SDE; ``weighting``: one of :data:`WEIGHTINGS`.
+        sde: the forward SDE; ``weighting``: one of `WEIGHTINGS`.
         t_min: lower end (default ``sde.eps``); ``n_grid``: table size.
     """
 
@@ -136,7 +136,7 @@ class ImportanceTimeSampler:
         return self._tables[device]
 
     def density(self, t: Tensor) -> Tensor:
-        """Exact density ``q(t)`` of :meth:`sample` (float64), ``t: (B,) -> (B,)``."""
+        """Exact density ``q(t)`` of `sample` (float64), ``t: (B,) -> (B,)``."""
         u, _, p = self._on(t.device)
         tt = t.detach().to(torch.float64)
         k = torch.clamp(torch.searchsorted(u, torch.log(tt), right=True) - 1, 0, len(p) - 1)
@@ -184,7 +184,7 @@ def dsm_per_sample(
 ) -> Tensor:
     """Per-sample DSM loss ``(B,)`` for data ``x0: (B, *D)``.
 
-    ``model`` is a :class:`~scoresde.models.ScoreModel` (possibly wrapped in DDP), called as
+    ``model`` is a `ScoreModel` (possibly wrapped in DDP), called as
     ``model(x_t, t, sde, "eps")``, or any score callable ``(x, t) -> s`` (then
     ``eps = -sigma s``). ``t`` and ``z`` may be given (then ``importance`` is ignored and
     ``t`` is weighted as a uniform draw); otherwise they are drawn from ``generator``:
@@ -226,7 +226,7 @@ def dsm_per_sample(
 
 def dsm_loss(model: nn.Module | Callable[[Tensor, Tensor], Tensor], sde: DiffusionSDE, x0: Tensor,
              **kwargs: Any) -> Tensor:
-    """Batch mean of :func:`dsm_per_sample` (same keyword options); a scalar."""
+    """Batch mean of `dsm_per_sample` (same keyword options); a scalar."""
     return dsm_per_sample(model, sde, x0, **kwargs).mean()
 
 
@@ -234,7 +234,7 @@ def eps_loss(model: nn.Module | Callable[[Tensor, Tensor], Tensor], sde: Diffusi
              **kwargs: Any) -> Tensor:
     """Epsilon-prediction loss ``E ||eps_theta(x_t, t) - z||^2`` (Ho et al. 2020), t uniform.
 
-    Identical to :func:`dsm_loss` with ``weighting="sigma2"``.
+    Identical to `dsm_loss` with ``weighting="sigma2"``.
     """
     if "weighting" in kwargs or "importance" in kwargs:
         raise TypeError("eps_loss has a fixed weighting; use dsm_loss to choose one")
@@ -266,7 +266,7 @@ class LossConfig:
 
 
 class DSMLoss:
-    """``loss(model, x0, generator) -> scalar``: :func:`dsm_loss` bound to an SDE and a config.
+    """``loss(model, x0, generator) -> scalar``: `dsm_loss` bound to an SDE and a config.
 
     The importance-sampling table (if any) is built once here.
     """

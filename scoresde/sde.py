@@ -8,7 +8,7 @@ work for any data shape ``x: (B, *D)``, dtype and device.
 
 The general identity ``g(t)^2 = d sigma^2/dt - 2 (d ln alpha/dt) sigma^2`` holds for every
 class (``sigma(0) = 0``), which is what makes the discrete transition
-:func:`solvers.dynamics.forward_transition` exact for all of them.
+`solvers.dynamics.forward_transition` exact for all of them.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ __all__ = ["AffineSDE", "VPSDE", "SubVPSDE", "VESDE", "CosineVPSDE", "get_sde", 
 class AffineSDE(ABC):
     """Base class: a forward SDE with affine marginals, satisfying ``solvers.DiffusionSDE``.
 
-    Subclasses implement :meth:`log_alpha`, :meth:`dlog_alpha_dt`, :meth:`sigma`,
-    :meth:`diffusion` and :attr:`prior_std`; everything else is derived here.
+    Subclasses implement `log_alpha`, `dlog_alpha_dt`, `sigma`,
+    `diffusion` and `prior_std`; everything else is derived here.
     """
 
     def __init__(self, *, T: float, eps: float) -> None:

@@ -100,7 +100,7 @@ def _train(target: GaussianMixture, sde: AffineSDE, steps: int, seed: int, out: 
            progress: bool) -> tuple[Any, dict[str, Any]] | None:
     """Train the toy recipe on samples of ``target``; returns ``(score_fn, info)`` or ``None``.
 
-    This is :func:`scoresde.train.train_toy` with the data source given as the exact target
+    This is `scoresde.train.train_toy` with the data source given as the exact target
     object, so the network learns exactly the law the exact score describes.
     """
     try:

@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
-    """The run's :class:`TrainConfig` from the recipe or ``--config``, with overrides applied."""
+    """The run's `TrainConfig` from the recipe or ``--config``, with overrides applied."""
     from ..train import TrainConfig, digits_config, toy_config
 
     if args.config:

@@ -1,6 +1,6 @@
 """Small image data sets: the 8x8 handwritten digits that scikit-learn ships (no download).
 
-Images are tensors ``(N, C, H, W)`` scaled to ``[-1, 1]``. :class:`ImageDataset` has the
+Images are tensors ``(N, C, H, W)`` scaled to ``[-1, 1]``. `ImageDataset` has the
 same ``sample(n, generator=g)`` interface as the 2-D toys, drawing ``n`` images uniformly
 with replacement (so a training run's data stream is fixed by one generator state, which is
 what makes resuming exact). scikit-learn is the optional extra ``scoresde[images]``.

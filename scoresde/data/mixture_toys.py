@@ -18,11 +18,11 @@ __all__ = ["MixtureToy", "EightGaussians", "Grid25", "Ring"]
 
 
 class MixtureToy(Toy):
-    """A toy backed by an exact 2-D :class:`~scoresde.targets.GaussianMixture`.
+    """A toy backed by an exact 2-D `GaussianMixture`.
 
     With ``standardize`` the mixture itself is shifted and scaled (means ``(mu_k - m) / s``,
     stds ``s_k / s``, same weights; ``m`` and ``s^2 = tr Cov / 2`` from the mixture's exact
-    mean and covariance), so :attr:`mixture` is exactly the law that :meth:`sample` draws
+    mean and covariance), so `mixture` is exactly the law that `sample` draws
     from and gives exact scores of its noised marginals.
     """
 
@@ -55,13 +55,13 @@ class MixtureToy(Toy):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """Draw ``n`` exact samples of :attr:`mixture`: ``(n, 2)``."""
+        """Draw ``n`` exact samples of `mixture`: ``(n, 2)``."""
         _check_sample_args(n, generator, dtype)
         return self.mixture.sample(n, generator=generator, dtype=dtype, device=device)
 
 
 class EightGaussians(MixtureToy):
-    """8 Gaussians on a circle (:func:`scoresde.targets.eight_gaussians`) (the preset itself by default)."""
+    """8 Gaussians on a circle (`scoresde.targets.eight_gaussians`) (the preset itself by default)."""
 
     name = "eight_gaussians"
 
@@ -70,7 +70,7 @@ class EightGaussians(MixtureToy):
 
 
 class Grid25(MixtureToy):
-    """5x5 grid of Gaussians, unequal weights (:func:`scoresde.targets.grid_25`) (the preset itself by default)."""
+    """5x5 grid of Gaussians, unequal weights (`scoresde.targets.grid_25`) (the preset itself by default)."""
 
     name = "grid_25"
 
@@ -79,7 +79,7 @@ class Grid25(MixtureToy):
 
 
 class Ring(MixtureToy):
-    """Narrow Gaussians on a ring (:func:`scoresde.targets.ring`) (the preset itself by default)."""
+    """Narrow Gaussians on a ring (`scoresde.targets.ring`) (the preset itself by default)."""
 
     name = "ring"
 

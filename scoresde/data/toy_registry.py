@@ -26,7 +26,7 @@ TOYS: dict[str, Callable[..., Toy]] = {
 
 
 def available_toys() -> list[str]:
-    """Names accepted by :func:`toy`."""
+    """Names accepted by `toy`."""
     return list(TOYS)
 
 

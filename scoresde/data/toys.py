@@ -14,10 +14,10 @@ per-coordinate stds of an anisotropic toy differ from 1: moons 1.22 and 0.71, th
 within 3% of 1. ``standardize=False`` gives the raw shape.
 
 ``eight_gaussians``, ``grid_25`` and ``ring`` are exact Gaussian mixtures and, unlike the
-other toys, default to ``standardize=False``: they ARE the presets of :mod:`scoresde.targets`
+other toys, default to ``standardize=False``: they ARE the presets of `scoresde.targets`
 of the same name (already of unit-order scale), so a network trained on the toy is compared
 with the exact target without any rescaling. Their ``.mixture`` is the
-:class:`~scoresde.targets.GaussianMixture` they sample from (standardized or not), so the
+`GaussianMixture` they sample from (standardized or not), so the
 exact score of every noised marginal is available for them.
 
 Sampling draws float64 numbers on the generator's device (or ``device`` without a
@@ -53,8 +53,8 @@ __all__ = [
 class Toy:
     """Base class of the 2-D toys: a raw sampler plus the exact moments that standardize it.
 
-    Subclasses implement :meth:`_sample_raw` (float64 ``(n, 2)`` on the generator's device)
-    and :meth:`raw_moments` (exact mean and average per-coordinate variance of the raw law).
+    Subclasses implement `_sample_raw` (float64 ``(n, 2)`` on the generator's device)
+    and `raw_moments` (exact mean and average per-coordinate variance of the raw law).
     """
 
     name: str = "toy"

@@ -7,9 +7,9 @@
   (the name table and one chunk's integration), `.pilot` (the `"auto"` grid), `.runner`
   (chunks), `.result`, `.flow`, `.divergence` (exact or Hutchinson), `.simpson` (RK4 with
   a Simpson log-density, half the divergences), `.time_grids`.
-* :func:`bits_per_dim`, :func:`dequantize`, :func:`bpd_from_log_prob`: discrete data with
-  uniform dequantization and the rescaling offset stated (:mod:`.bpd`).
-* :func:`elbo`: the variational bound of the reverse SDE (Song et al. 2021b, Thm. 3) (:mod:`.elbo`).
+* `bits_per_dim`, `dequantize`, `bpd_from_log_prob`: discrete data with
+  uniform dequantization and the rescaling offset stated (`.bpd`).
+* `elbo`: the variational bound of the reverse SDE (Song et al. 2021b, Thm. 3) (`.elbo`).
 
     import scoresde as sd
     sde, target = sd.VPSDE(), sd.targets.eight_gaussians()

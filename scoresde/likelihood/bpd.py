@@ -79,7 +79,7 @@ def dequantize(
 def bpd_offset(
     *, n_bits: int = 8, levels: int | None = None, data_range: tuple[float, float] = (0.0, 1.0)
 ) -> float:
-    """The additive constant ``log2(L) - log2(hi - lo)`` of :func:`bpd_from_log_prob`.
+    """The additive constant ``log2(L) - log2(hi - lo)`` of `bpd_from_log_prob`.
 
     8 for 8-bit data in ``[0, 1]``, 7 for 8-bit data in ``[-1, 1]``.
     """
@@ -120,7 +120,7 @@ def bits_per_dim(
 ) -> Tensor:
     """Bits/dim of integer data ``k: (B, *D)`` (``L`` levels) under the PF-ODE model: ``(B,)``.
 
-    Dequantizes ``n_dequant`` times (seeded), computes :func:`~scoresde.likelihood.log_likelihood`
+    Dequantizes ``n_dequant`` times (seeded), computes `log_likelihood`
     of each draw (``options`` are passed on, e.g. ``divergence="hutchinson"``) and averages
     the bounds. The model must have been trained on data in ``data_range``.
     """

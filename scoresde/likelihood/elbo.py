@@ -10,14 +10,14 @@ at the start time (here ``eps``; the theorem's ``0``)::
                                              - g^2 ||grad log p(x_t | x)||^2 - 2 div f(x_t, t) ] dt
 
 with ``x_t = a x + b z`` the exact forward transition from ``eps`` to ``t``
-(:func:`solvers.dynamics.forward_transition`) and ``grad log p(x_t | x) = -z / b``. The two
+(`solvers.dynamics.forward_transition`) and ``grad log p(x_t | x) = -z / b``. The two
 squared norms combine to ``g^2 (||s||^2 + 2 s.z / b)``, which is estimated here with
 antithetic pairs ``(z, -z)`` (their mean is finite as ``t -> eps``, where ``1/b`` blows up)
 and stratified ``t`` on ``[eps, T]``. For an affine SDE ``f = (d ln alpha/dt) x``, so
 ``div f = sum_i f_i(1, t)``.
 
-:func:`elbo` returns ``-L(x)``, a lower bound on ``log p^SDE_eps(x)`` (nats). It bounds the
-density of the *SDE* model; the probability-flow ODE density (:func:`~.core.log_likelihood`)
+`elbo` returns ``-L(x)``, a lower bound on ``log p^SDE_eps(x)`` (nats). It bounds the
+density of the *SDE* model; the probability-flow ODE density (`log_likelihood`)
 is a different number unless the score is exact. With the exact score and ``pi = p_T`` the
 model's path measure equals the forward one, so the bound is tight: ``-L(x) = log p_eps(x)``
 (a test checks this).
@@ -43,7 +43,7 @@ __all__ = ["ElboResult", "elbo"]
 
 @dataclass
 class ElboResult:
-    """Output of :func:`elbo`.
+    """Output of `elbo`.
 
     Attributes:
         elbo: ``(B,)`` Monte-Carlo estimate of ``-L(x)``, a lower bound on ``log p^SDE_eps(x)``.
@@ -77,7 +77,7 @@ def elbo(
     """Monte-Carlo estimate of the reverse-SDE bound ``-L(x) <= log p^SDE_eps(x)``; ``x: (B, *D)``.
 
     Args:
-        sde: forward SDE with affine marginals (any :class:`~solvers.protocol.DiffusionSDE`).
+        sde: forward SDE with affine marginals (any `DiffusionSDE`).
         score_fn: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
         x: data ``(B, *D)`` at time ``eps``.
         n_samples: time/noise samples per point, even (``n_samples / 2`` antithetic pairs,

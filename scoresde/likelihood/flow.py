@@ -6,16 +6,16 @@ Song et al. 2021, App. D.2): along ``dx/dt = F(x, t) = f(x, t) - g(t)^2 s(x, t) 
 
     log p_eps(x) = log p_T(x_T) + int_eps^T div F(x_t, t) dt.
 
-:class:`AugmentedFlow` is the vector field of the state ``y = [x (flattened), w * l]`` with
+`AugmentedFlow` is the vector field of the state ``y = [x (flattened), w * l]`` with
 ``dl/dt = div F``: ``(B, d + M)`` where ``d = prod(D)`` and ``M`` is the number of divergence
 estimates per sample (1 for the exact divergence, the number of probes for Hutchinson).
-It plugs into any function-level integrator of :mod:`solvers` (``integrate_fixed``,
+It plugs into any function-level integrator of `solvers` (``integrate_fixed``,
 ``solve_adaptive``, ``solve_ivp_torch``).
 
 ``w`` (``logp_scale``) weights the log-density columns in the integrators' error norm
 ``RMS(err / (atol + rtol |y|))``: the error of ``l`` counts ``w`` times more than that of a
 data coordinate. ``w -> 0`` removes them from step-size control, which
-``probe_refresh="eval"`` needs with adaptive integrators (see :class:`AugmentedFlow`).
+``probe_refresh="eval"`` needs with adaptive integrators (see `AugmentedFlow`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ class AugmentedFlow:
     """Vector field ``(t, y) -> dy/dt`` of the probability-flow ODE plus its divergence integral.
 
     Args:
-        sde: forward SDE (any :class:`~solvers.protocol.DiffusionSDE`).
+        sde: forward SDE (any `DiffusionSDE`).
         score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``; counted through
-            :class:`solvers.dynamics.CountedScore` (``nfe``).
+            `solvers.dynamics.CountedScore` (``nfe``).
         data_shape: ``D``, the shape of one sample.
         divergence: ``"exact"`` (autograd, ``prod(D)`` backward passes per evaluation) or
             ``"hutchinson"`` (``n_probes`` backward passes).

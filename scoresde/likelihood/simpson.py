@@ -1,6 +1,6 @@
 """RK4 for the state, Simpson's rule for the log-density: half the divergences of classic RK4.
 
-In the augmented system of :class:`~scoresde.likelihood.flow.AugmentedFlow` the state obeys
+In the augmented system of `AugmentedFlow` the state obeys
 ``dx/dt = F(x, t)`` on its own and the log-density is a plain integral along the path,
 ``l(T) = int_eps^T div F(x_t, t) dt``. Classic RK4 on ``[x, l]`` pays a divergence at each of
 its four stages; but only the path needs the stages, and any accurate quadrature of

@@ -1,10 +1,10 @@
 """Time grids of the fixed-step likelihood integrators: named, resampled from a pilot, sized by error.
 
-* :func:`time_grid`: a named grid of :mod:`solvers.grids` on ``[eps, T]``, increasing, or an
+* `time_grid`: a named grid of `solvers.grids` on ``[eps, T]``, increasing, or an
   explicit one (checked).
-* :func:`resample_grid`: ``n`` steps with the step-size profile of another grid (the accepted
-  times of an adaptive pilot solve: the ``grid="auto"`` of :func:`~scoresde.likelihood.likelihood`).
-* :func:`choose_steps`: the step count whose measured error meets a target
+* `resample_grid`: ``n`` steps with the step-size profile of another grid (the accepted
+  times of an adaptive pilot solve: the ``grid="auto"`` of `likelihood`).
+* `choose_steps`: the step count whose measured error meets a target
   (``steps="auto"``).
 """
 
@@ -40,10 +40,10 @@ def time_grid(
 ) -> Tensor:
     """Increasing float64 grid ``eps = t_0 < ... < t_n = T`` for the fixed-step integrators.
 
-    ``grid`` names a grid of :mod:`solvers.grids` (``uniform``, ``quadratic``, ``logsnr``,
+    ``grid`` names a grid of `solvers.grids` (``uniform``, ``quadratic``, ``logsnr``,
     ``karras``; they are built from ``T`` down and reversed here) or is an explicit increasing
-    sequence from ``eps`` to ``T``. (:func:`likelihood`'s default ``grid="auto"`` is built
-    from a pilot solve instead, see :func:`resample_grid`.)
+    sequence from ``eps`` to ``T``. (`likelihood`'s default ``grid="auto"`` is built
+    from a pilot solve instead, see `resample_grid`.)
     """
     lo = sde.eps if eps is None else float(eps)
     hi = sde.T if T is None else float(T)

@@ -2,9 +2,9 @@
 
 Both map a batch of times ``t: (B,)`` to features ``(B, dim)``:
 
-* :class:`GaussianFourierEmbedding` (Tancik et al. 2020; used by Song et al. 2021's NCSN++):
+* `GaussianFourierEmbedding` (Tancik et al. 2020; used by Song et al. 2021's NCSN++):
   ``[sin(2 pi W t), cos(2 pi W t)]`` with fixed random frequencies ``W ~ N(0, scale^2)``.
-* :class:`SinusoidalEmbedding` (Vaswani et al. 2017; DDPM, Ho et al. 2020):
+* `SinusoidalEmbedding` (Vaswani et al. 2017; DDPM, Ho et al. 2020):
   ``[sin(k t / f_i), cos(k t / f_i)]`` with geometric frequencies ``f_i = max_period^(i/half)``
   and ``k = time_scale`` (1000 maps ``t in [0, 1]`` onto DDPM's step indices).
 """

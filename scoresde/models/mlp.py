@@ -1,13 +1,13 @@
 """A residual MLP score network for low-dimensional data (2-D toys, small vectors).
 
 ``x: (B, *D)`` is flattened to ``(B, prod(D))``; the time ``t: (B,)`` is embedded
-(:mod:`.embeddings`), passed through a two-layer MLP, and added inside every residual block::
+(`.embeddings`), passed through a two-layer MLP, and added inside every residual block::
 
     h_0     = W_in x
     h_{k+1} = h_k + W_2 act(W_1 act(h_k) + U_k temb)
     out     = W_out act(h_L)            (reshaped to (B, *D))
 
-The output is the raw network output; :class:`~scoresde.models.ScoreModel` turns it into a
+The output is the raw network output; `ScoreModel` turns it into a
 score, an epsilon-, x0- or v-prediction.
 """
 

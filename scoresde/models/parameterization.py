@@ -18,7 +18,7 @@ variables ``x_edm = x / alpha``, ``sigma_edm = sigma / alpha`` the denoiser is
 The input scaling of ``ScoreModel`` is EDM's ``c_in``. ``"edm"`` needs ``sigma_data``.
 
 Tweedie's formula ties them: ``x0 = (x + sigma^2 s) / alpha`` (the same relation as
-:meth:`solvers.ReverseDynamics.x0_from_score`). Every conversion lives in :func:`convert`.
+`solvers.ReverseDynamics.x0_from_score`). Every conversion lives in `convert`.
 """
 
 from __future__ import annotations

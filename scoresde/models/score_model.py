@@ -1,9 +1,9 @@
 """``ScoreModel``: a network plus its output parameterization, and the model config.
 
-A :class:`ScoreModel` wraps a raw network ``net(x_in: (B, *D), t: (B,)) -> (B, *D)`` and
-knows what its output means (:mod:`.parameterization`). It is SDE-agnostic: every call
+A `ScoreModel` wraps a raw network ``net(x_in: (B, *D), t: (B,)) -> (B, *D)`` and
+knows what its output means (`.parameterization`). It is SDE-agnostic: every call
 takes the SDE whose ``alpha(t), sigma(t)`` define the conversions, and
-:meth:`ScoreModel.score_fn` turns it into the ``(x, t) -> score`` callable every solver takes.
+`ScoreModel.score_fn` turns it into the ``(x, t) -> score`` callable every solver takes.
 
 Optional input scaling (Karras et al. 2022, "EDM", Table 1): the network sees
 ``c_in x`` with ``c_in = 1 / sqrt(alpha^2 sigma_data^2 + sigma^2)``, so its input has
@@ -47,10 +47,10 @@ def build_network(arch: str, data_shape: tuple[int, ...], **kwargs: Any) -> nn.M
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a :class:`ScoreModel` (saved as JSON in checkpoints).
+    """Everything needed to rebuild a `ScoreModel` (saved as JSON in checkpoints).
 
     Attributes:
-        arch: network name in :data:`NETWORKS` (``"mlp"``, ``"unet"``).
+        arch: network name in `NETWORKS` (``"mlp"``, ``"unet"``).
         data_shape: shape ``D`` of one sample.
         output: what the network predicts: ``"score"``, ``"eps"``, ``"x0"`` or ``"v"``.
         input_scaling: feed ``c_in x`` with ``c_in = 1/sqrt(alpha^2 sigma_data^2 + sigma^2)``.
@@ -98,9 +98,9 @@ class ScoreModel(nn.Module):
     Args:
         net: ``net(x_in: (B, *D), t: (B,)) -> (B, *D)``.
         output: what ``net`` predicts (``"score"`` means ``sigma * score``, see
-            :mod:`.parameterization`).
+            `.parameterization`).
         input_scaling, sigma_data: see the module docstring.
-        config: the :class:`ModelConfig` that built it (kept for checkpoints), if any.
+        config: the `ModelConfig` that built it (kept for checkpoints), if any.
 
     ``model(x, t, sde, kind="eps")`` is the forward pass used in training (so that
     ``DistributedDataParallel`` sees it); ``kind`` picks the returned prediction.

@@ -80,7 +80,7 @@ class UNet(nn.Module):
         attention_levels: indices of the levels that get self-attention after each block.
         groups: GroupNorm groups (must divide every channel count).
         dropout: dropout rate inside residual blocks.
-        emb_dim: size of the time features; ``embedding``/``fourier_scale`` as in :class:`~.mlp.MLP`.
+        emb_dim: size of the time features; ``embedding``/``fourier_scale`` as in `MLP`.
     """
 
     def __init__(

@@ -3,7 +3,7 @@
 Every function draws into ``ax=`` when given (a sequence of axes for multi-panel plots) so
 figures compose, and returns the ``Axes`` (one panel) or the ``Figure`` (several panels).
 Figures are headless (Agg canvas, no ``pyplot``): save them with ``fig.savefig(path)`` or
-:func:`save_figure`; to show one interactively, pass axes from your own ``plt.subplots()``.
+`save_figure`; to show one interactively, pass axes from your own ``plt.subplots()``.
 
     import scoresde as sd, solvers
     from scoresde import plotting

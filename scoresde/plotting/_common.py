@@ -1,6 +1,6 @@
 """Shared plumbing for every plot: headless figures, axes handling, array conversion, limits.
 
-Figures are built with :class:`matplotlib.figure.Figure` and an Agg canvas, never through
+Figures are built with `matplotlib.figure.Figure` and an Agg canvas, never through
 ``pyplot``: they render without a display, leave no global state behind (a sweep that makes
 thousands of figures does not leak them) and work the same inside threads and test runners.
 To draw into your own (interactive) figure, pass ``ax=`` from ``plt.subplots()``.

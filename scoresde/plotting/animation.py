@@ -1,7 +1,7 @@
 """Animations of the forward (noising) and reverse (sampling) processes: GIF, or MP4 with ffmpeg.
 
 GIFs use matplotlib's Pillow writer (Pillow ships with matplotlib); MP4 needs an ``ffmpeg``
-executable on ``PATH`` (:func:`ffmpeg_available`). The figure is headless (Agg), so
+executable on ``PATH`` (`ffmpeg_available`). The figure is headless (Agg), so
 animations render on servers and in CI.
 """
 
@@ -110,7 +110,7 @@ def animate_particles(
 
     Shows ``n_points`` particles per frame; with ``target`` and ``sde`` the exact ``p_t`` is
     outlined at each frame's time. The last frame is held for ``hold`` extra frames.
-    Returns the :class:`matplotlib.animation.FuncAnimation` (save with :func:`save_animation`).
+    Returns the `matplotlib.animation.FuncAnimation` (save with `save_animation`).
     """
     frames, t = trajectory_arrays(traj, times)
     frames = np.concatenate([frames, np.repeat(frames[-1:], hold, axis=0)])
@@ -135,7 +135,7 @@ def animate_forward_reverse(
 ) -> mpl_animation.FuncAnimation:
     """Data ``x0: (B, 2)`` noised forward to ``T``, then ``result``'s reverse paths back to data.
 
-    The forward part is simulated exactly (:func:`~scoresde.plotting.simulate_forward`);
+    The forward part is simulated exactly (`simulate_forward`);
     the reverse part is the solver's stored trajectory. Each end is held ``hold`` frames.
     Returns the animation.
     """

@@ -1,8 +1,8 @@
 """Metric-vs-cost curves (cost = NFE or wall time) with error bars over seeds.
 
 Input is a list of flat records, one per (solver, budget, seed) cell, as written by
-:func:`scoresde.compare.run_comparison` (keys ``solver``, ``budget``, ``seed``, ``nfe``,
-``seconds``, ``status`` and one key per metric). :func:`summarize` groups them and gives the
+`scoresde.compare.run_comparison` (keys ``solver``, ``budget``, ``seed``, ``nfe``,
+``seconds``, ``status`` and one key per metric). `summarize` groups them and gives the
 mean and standard deviation over seeds; the plots draw those with error bars.
 """
 
@@ -119,12 +119,12 @@ def plot_metric_curves(
 
 
 def plot_metric_vs_nfe(records: Iterable[Record], metric: str = "sliced_w2", **kw: Any) -> Axes:
-    """:func:`plot_metric_curves` with ``x="nfe"``."""
+    """`plot_metric_curves` with ``x="nfe"``."""
     return plot_metric_curves(records, metric, x="nfe", **kw)
 
 
 def plot_metric_vs_time(records: Iterable[Record], metric: str = "sliced_w2", **kw: Any) -> Axes:
-    """:func:`plot_metric_curves` with ``x="seconds"`` (wall time of the solve)."""
+    """`plot_metric_curves` with ``x="seconds"`` (wall time of the solve)."""
     return plot_metric_curves(records, metric, x="seconds", **kw)
 
 

@@ -3,7 +3,7 @@
 The probability-flow ODE (Song et al. 2021, eq. 13) moves particles with
 ``dx/dt = f(x, t) - g(t)^2 s(x, t) / 2``; sampling integrates it from ``T`` down to ``eps``,
 so along the sampling direction particles move with ``-dx/dt``. The velocity is taken from
-:class:`solvers.ProbabilityFlowODE` (the formula lives there once), not recomputed here.
+`solvers.ProbabilityFlowODE` (the formula lives there once), not recomputed here.
 
 Arrows are drawn at unit length and coloured by ``log10`` of the magnitude: the score
 grows like ``1/sigma(t)^2`` near the data, so raw lengths would hide everything else.

@@ -2,7 +2,7 @@
 
 The exact density of the noised marginal of a Gaussian-mixture target,
 ``p_t = sum_k w_k N(alpha(t) mu_k, alpha(t)^2 s_k^2 + sigma(t)^2)``, comes from
-:meth:`scoresde.targets.GaussianMixture.marginal_log_prob`; the plots only evaluate it.
+`scoresde.targets.GaussianMixture.marginal_log_prob`; the plots only evaluate it.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def plot_samples(
 ) -> Axes:
     """Plot a sample cloud ``x: (N, D)`` (coordinates ``dims``) as a scatter or a 2-D histogram.
 
-    ``kind="auto"`` uses a histogram above :data:`HIST_ABOVE` points (no overplotting) and a
+    ``kind="auto"`` uses a histogram above `HIST_ABOVE` points (no overplotting) and a
     scatter below, with marker size and opacity shrinking as ``N`` grows. ``bins`` defaults
     to about four points per occupied bin (clipped to 30..250 per axis).
     Returns the axes.

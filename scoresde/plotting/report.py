@@ -1,6 +1,6 @@
 """The standard set of figures for a 2-D problem sampled with several solvers (demo, CLI, docs).
 
-:func:`write_sampling_figures` writes, into one folder: the solver grid (paths and samples
+`write_sampling_figures` writes, into one folder: the solver grid (paths and samples
 per solver), one trajectory plot per solver, forward vs reverse paths, marginal
 snapshots, the score and probability-flow velocity fields, and a forward-then-reverse
 animation (GIF; MP4 too when ffmpeg exists).
@@ -31,7 +31,7 @@ __all__ = ["write_sampling_figures", "safe_name", "FIGURES"]
 
 FIGURES: tuple[str, ...] = ("solver_grid", "trajectories", "forward_reverse", "snapshots", "fields",
                             "animation")
-"""Names of the figures :func:`write_sampling_figures` can write (its ``which`` argument)."""
+"""Names of the figures `write_sampling_figures` can write (its ``which`` argument)."""
 
 
 def safe_name(label: str) -> str:
@@ -69,7 +69,7 @@ def write_sampling_figures(
         title: prefix of figure titles (e.g. ``"exact score"``).
         fields_at: times of the field panels.
         gif: write the forward/reverse animation (when ``"animation"`` is in ``which``).
-        which: subset of :data:`FIGURES` to write.
+        which: subset of `FIGURES` to write.
         kind: ``"quiver"`` or ``"stream"`` for the field plots.
 
     Returns ``{figure name: path}``.

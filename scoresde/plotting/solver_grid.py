@@ -2,7 +2,7 @@
 
 Give every solver the same prior draw and noise (same ``seed``; ``noise="brownian"`` shares
 one Brownian path across step counts) so differences between columns are the solvers'
-doing; :func:`scoresde.compare.sample_solvers` produces such a set of results.
+doing; `scoresde.compare.sample_solvers` produces such a set of results.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def plot_solver_grid(
         rows: which rows to draw, in order (``"trajectories"``, ``"samples"``).
         ax: ``len(rows) * len(results)`` axes, row-major (default: a new figure).
         n_paths, seed: particles drawn per trajectory panel (the same indices in every column).
-        kind, lims: as in :func:`~scoresde.plotting.plot_samples`; limits are shared.
+        kind, lims: as in `plot_samples`; limits are shared.
 
     Returns the figure. Column titles give the solver label and its measured NFE.
     """

@@ -1,7 +1,7 @@
 """Particle trajectories: paths coloured by time, start and end marked; forward vs reverse.
 
 The forward (noising) paths are drawn from the SDE's exact transition
-``x_t = a(s, t) x_s + b(s, t) z`` (:func:`solvers.dynamics.forward_transition`), so they are
+``x_t = a(s, t) x_s + b(s, t) z`` (`solvers.dynamics.forward_transition`), so they are
 exact samples of the forward process on the plotted grid, not an Euler approximation.
 """
 
@@ -152,7 +152,7 @@ def plot_forward_reverse(
 ) -> Figure:
     """Forward (noising) paths from data ``x0: (B, 2)`` next to the reverse (sampling) paths.
 
-    The left panel simulates the forward SDE exactly from ``x0`` (:func:`simulate_forward`);
+    The left panel simulates the forward SDE exactly from ``x0`` (`simulate_forward`);
     the right panel shows ``result.trajectory`` from a solver. Both share one time colour
     scale on ``[0, T]`` and one set of axis limits (default: from the data ends; a prior far
     outside them is shown in a corner inset). Returns the figure.

@@ -7,7 +7,7 @@ Layout of a ``.pt`` checkpoint written here::
 where the payload is a ``torch.save`` of a dict (``step``, ``config`` as JSON text, ``model``,
 ``ema``, ``optimizer``, ``scheduler``, ``rng``, ``history`` ...). Writing goes to a temporary
 file in the same directory, is flushed and fsync'ed, then renamed over the target with
-:func:`os.replace` (atomic on POSIX), so a crash leaves either the old or the new file.
+`os.replace` (atomic on POSIX), so a crash leaves either the old or the new file.
 Reading checks the length (truncation) and the SHA-256 (corruption) before unpickling with
 ``weights_only=True``; any problem raises `CheckpointError` naming the file.
 
@@ -66,7 +66,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Read and verify a checkpoint written by :func:`save_checkpoint`; returns the state dict."""
+    """Read and verify a checkpoint written by `save_checkpoint`; returns the state dict."""
     path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path} (check the path, or train one first)")

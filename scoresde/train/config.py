@@ -1,9 +1,9 @@
 """Training configuration: nested dataclasses that round-trip through JSON.
 
-A :class:`TrainConfig` fixes everything that determines the trained weights (data, SDE,
+A `TrainConfig` fixes everything that determines the trained weights (data, SDE,
 network, loss, optimizer, batch size, seed, dtype). The run-time fields in
-:data:`RUNTIME_FIELDS` (how long to train, how often to log/checkpoint, the device) may
-change when a run is resumed; any other difference is refused (:func:`config_diff`).
+`RUNTIME_FIELDS` (how long to train, how often to log/checkpoint, the device) may
+change when a run is resumed; any other difference is refused (`config_diff`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Multi-process training without code changes: detect ``torchrun`` and set up DDP.
 
 ``torchrun --nproc_per_node=N`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup` sees them and initialises the default
+``MASTER_ADDR`` and ``MASTER_PORT``; `setup` sees them and initialises the default
 process group (``gloo`` on CPU, ``nccl`` on CUDA) unless one already exists. Each process
 then trains on ``batch_size / world_size`` samples of its own data stream, and
 ``DistributedDataParallel`` averages the gradients, so every rank keeps identical weights.
@@ -65,7 +65,7 @@ class DistInfo:
         return y
 
     def close(self) -> None:
-        """Destroy the process group if :func:`setup` created it."""
+        """Destroy the process group if `setup` created it."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False

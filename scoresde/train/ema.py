@@ -36,7 +36,7 @@ class EMA:
         self._dst_buf = [b for b in self.model.buffers()]
 
     def current_decay(self) -> float:
-        """Decay used by the next :meth:`update`."""
+        """Decay used by the next `update`."""
         if self.warmup:
             return min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
         return self.decay

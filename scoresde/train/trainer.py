@@ -13,7 +13,7 @@ way (used only by dropout). All of it, plus the optimizer, scheduler and EMA sta
 the checkpoint, so ``resume`` continues bit-for-bit as if the run had not stopped.
 
 Under ``torchrun`` the model is wrapped in DistributedDataParallel automatically
-(:mod:`.distributed`); only rank 0 logs, evaluates and writes files.
+(`.distributed`); only rank 0 logs, evaluates and writes files.
 
 Robustness: every step's loss (and clipped gradient norm) is checked for NaN/inf on the device
 and read on the host at the next check (every step on CPU, where it costs nothing; every

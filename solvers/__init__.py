@@ -44,7 +44,7 @@ from .predictors import (
 )
 from .protocol import DiffusionSDE, HasMarginals, HasPrior, MarginalSDE, ReverseSDEParts, ScoreFn
 from .registry import lookup
-from .result import SampleResult, Solution
+from .result import Solution
 from .scipy_ode import ScipyODE, solve_ivp_torch
 from .sde_dpmpp import SDEDPMSolverPP2M
 from .torchsde_backend import TorchSDE
@@ -91,7 +91,6 @@ __all__ = [
     "ReverseSDE",
     "ReverseSDEParts",
     "SDEDPMSolverPP2M",
-    "SampleResult",
     "ScipyODE",
     "ScoreFn",
     "SolveContext",

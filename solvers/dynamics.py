@@ -150,10 +150,6 @@ class ReverseDynamics:
         """Noise prediction ``eps_hat`` at ``(x: (B, *D), t: (B,))``; one score evaluation."""
         return self.noise_from_score(x, t, self.score(x, t))
 
-    # Deprecated spellings (``eps`` names the end time only); kept for old call sites.
-    eps_from_score = noise_from_score
-    eps_pred = noise_pred
-
     def x0_at(self, x: Tensor, t: float) -> Tensor:
         """``E[x_0 | x_t]`` for ``x: (B, *D)`` at a time ``t`` shared by the batch; one NFE.
 

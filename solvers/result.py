@@ -7,8 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Solution", "SampleResult"]
-
+__all__ = ["Solution"]
 
 @dataclass
 class Solution:
@@ -33,6 +32,3 @@ class Solution:
     seconds: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
 
-
-SampleResult = Solution
-"""Deprecated alias of `Solution` (one result class); kept so that old imports keep working."""

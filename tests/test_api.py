@@ -156,7 +156,7 @@ def test_reverse_family_drift_formula(problem):
     dyn = solvers.ProbabilityFlowODE(sde, score)
     alpha, sigma = sde.marginal_coeffs(t)
     torch.testing.assert_close(dyn.x0_pred(x, t), (x + sigma[:, None] ** 2 * s) / alpha[:, None])
-    torch.testing.assert_close(dyn.eps_pred(x, t), -sigma[:, None] * s)
+    torch.testing.assert_close(dyn.noise_pred(x, t), -sigma[:, None] * s)
 
 
 def test_brownian_noise_is_shared_across_grids():

@@ -29,7 +29,7 @@ SCORE = TARGET.score_fn(SDE)
 
 
 @pytest.fixture(scope="module")
-def result() -> solvers.SampleResult:
+def result() -> solvers.Solution:
     return solvers.sample(SDE, SCORE, (300, 2), "euler_maruyama", steps=30, seed=0,
                           keep_trajectory=True, max_frames=11)
 

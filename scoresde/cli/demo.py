@@ -193,21 +193,39 @@ def run(args: argparse.Namespace) -> int:
         for r in learned_records:
             r["score"] = "trained"
         records += learned_records
-        fig, axes = plotting.get_axes_grid(None, 2 * len(names), ncols=len(names), panel=2.8)
-        lims = plotting.square_limits(*[plotting.to_numpy(r.samples) for r in [*exact.values(), *learned.values()]])
-        for row, res in enumerate((exact, learned)):
-            plotting.plot_solver_grid(res, target=target, sde=sde, rows=("samples",), lims=lims,
-                                      ax=axes[row * len(names):(row + 1) * len(names)])
-        axes[0].set_ylabel("exact score\n$x_2$")
-        axes[len(names)].set_ylabel("trained network\n$x_2$")
-        fig.suptitle("samples: exact score (top) vs trained network (bottom); lines: exact $p_\\epsilon$")
-        files["exact_vs_trained"] = plotting.save_figure(fig, out / "exact_vs_trained.png", dpi=s["dpi"])
+        files["exact_vs_trained"] = _plot_exact_vs_trained(exact, learned, target, sde, out, s["dpi"])
 
     # 4. The table and the raw numbers.
+    table = _write_tables(out, target, sde, names, s, args.seed, records, floors, trained)
+    print(table)
+    _log(f"done in {time.perf_counter() - t_start:.1f} s; {len(files) + 2} files in {out}/")
+    return 0
+
+
+def _plot_exact_vs_trained(exact: dict[str, Any], learned: dict[str, Any], target: Any, sde: Any,
+                           out: Path, dpi: int) -> Path:
+    """One row of samples per score (exact on top, trained below), one column per solver."""
+    from .. import plotting
+
+    names = list(exact)
+    fig, axes = plotting.get_axes_grid(None, 2 * len(names), ncols=len(names), panel=2.8)
+    lims = plotting.square_limits(*[plotting.to_numpy(r.samples) for r in [*exact.values(), *learned.values()]])
+    for row, res in enumerate((exact, learned)):
+        plotting.plot_solver_grid(res, target=target, sde=sde, rows=("samples",), lims=lims,
+                                  ax=axes[row * len(names):(row + 1) * len(names)])
+    axes[0].set_ylabel("exact score\n$x_2$")
+    axes[len(names)].set_ylabel("trained network\n$x_2$")
+    fig.suptitle("samples: exact score (top) vs trained network (bottom); lines: exact $p_\\epsilon$")
+    return plotting.save_figure(fig, out / "exact_vs_trained.png", dpi=dpi)
+
+
+def _write_tables(out: Path, target: Any, sde: Any, names: list[str], s: dict[str, Any], seed: int,
+                  records: list[dict[str, Any]], floors: dict[str, Any], trained: Any) -> str:
+    """Write ``table.md`` and ``results.json``; return the markdown table."""
     metric_names = [*METRICS, "coverage"]
     parts = [f"# scoresde demo: {target.name}, {type(sde).__name__}\n",
              f"{s['n']} samples per solver, {s['steps']} steps for fixed-grid solvers, seed "
-             f"{args.seed}. Metrics on {min(s['n'], s['n_eval'])} samples per solver against an "
+             f"{seed}. Metrics on {min(s['n'], s['n_eval'])} samples per solver against an "
              "independent set of exact samples of the same size; "
              "the *noise floor* row is the value between two exact sample sets, i.e. the best "
              "any sampler can show at this sample size.\n",
@@ -225,6 +243,4 @@ def run(args: argparse.Namespace) -> int:
          "floors": floors, "records": records,
          "training": None if trained is None else {k: v for k, v in trained[1].items() if k != "history"}},
         indent=1))
-    print(table)
-    _log(f"done in {time.perf_counter() - t_start:.1f} s; {len(files) + 2} files in {out}/")
-    return 0
+    return table

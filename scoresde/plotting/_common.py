@@ -114,14 +114,14 @@ def trajectory_arrays(
     times: Tensor | np.ndarray | Sequence[float] | None = None,
     dims: tuple[int, int] = (0, 1),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frames ``(F, B, 2)`` and their times ``(F,)`` from a ``SampleResult`` or a raw array.
+    """Frames ``(F, B, 2)`` and their times ``(F,)`` from a ``Solution`` or a raw array.
 
     Raises ``ValueError`` when the result holds no trajectory (sample with
     ``keep_trajectory=True``) or the shapes do not match.
     """
     if isinstance(traj, Solution):
         if traj.trajectory is None or traj.trajectory_times is None:
-            raise ValueError("this SampleResult holds no trajectory; sample with keep_trajectory=True")
+            raise ValueError("this Solution holds no trajectory; sample with keep_trajectory=True")
         times = traj.trajectory_times if times is None else times
         traj = traj.trajectory
     frames = to_numpy(traj)

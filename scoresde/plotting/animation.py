@@ -106,7 +106,7 @@ def animate_particles(
     hold: int = 10,
     seed: int = 0,
 ) -> mpl_animation.FuncAnimation:
-    """Animate particles of one trajectory (``SampleResult`` or frames ``(F, B, D)`` + ``times``).
+    """Animate particles of one trajectory (``Solution`` or frames ``(F, B, D)`` + ``times``).
 
     Shows ``n_points`` particles per frame; with ``target`` and ``sde`` the exact ``p_t`` is
     outlined at each frame's time. The last frame is held for ``hold`` extra frames.

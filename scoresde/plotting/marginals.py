@@ -195,7 +195,7 @@ def plot_snapshots(
     """Marginal snapshots of a trajectory at the times ``at`` (nearest stored frames).
 
     Args:
-        traj: a ``SampleResult`` with a trajectory, or frames ``(F, B, D)`` with ``times``.
+        traj: a ``Solution`` with a trajectory, or frames ``(F, B, D)`` with ``times``.
         at: times to show (default: ``n_panels`` evenly spaced over the stored frames).
         target, sde: when both are given, the exact ``p_t`` is outlined on every panel.
         ax: ``len(at)`` axes to draw into (default: a new row of panels).

@@ -58,7 +58,7 @@ def write_sampling_figures(
     forward_frames: int = 40,
     dpi: int = 120,
 ) -> dict[str, Path]:
-    """Write the standard figures for ``results`` (label -> ``SampleResult`` with trajectories).
+    """Write the standard figures for ``results`` (label -> ``Solution`` with trajectories).
 
     Args:
         out: output folder (created).
@@ -87,15 +87,7 @@ def write_sampling_figures(
     finals = [to_numpy(r.samples)[:, :2] for r in results.values()]
     lims = square_limits(*finals)
 
-    if "solver_grid" in which:
-        fig = plot_solver_grid(results, target=target, sde=sde, lims=lims,
-                               suptitle=f"{prefix}same prior draw and noise for every solver")
-        files["solver_grid"] = save_figure(fig, out / "solver_grid.png", dpi=dpi)
-    if "trajectories" in which:
-        for name, res in results.items():
-            ax = plot_trajectories(res, lims=lims, title=f"{prefix}{name} (NFE {res.nfe})")
-            files[f"trajectories_{name}"] = save_figure(
-                ax.figure, out / f"trajectories_{safe_name(name)}.png", dpi=dpi)
+    files.update(_solver_figures(out, results, which, target, sde, lims, prefix, dpi))
 
     # The reference result for the single-solver figures: the first stochastic-looking one.
     ref_name = names[0]
@@ -125,4 +117,21 @@ def write_sampling_figures(
                                        hold=gif_hold, forward_frames=forward_frames)
         for path in save_animation_all(anim, out / "forward_reverse"):
             files[f"animation{path.suffix}"] = path
+    return files
+
+
+def _solver_figures(out: Path, results: Mapping[str, Solution], which: Collection[str],
+                    target: GaussianMixture | None, sde: DiffusionSDE, lims: tuple[float, float], prefix: str,
+                    dpi: int) -> dict[str, Path]:
+    """The figures with one panel or file per solver: the solver grid and the trajectories."""
+    files: dict[str, Path] = {}
+    if "solver_grid" in which:
+        fig = plot_solver_grid(results, target=target, sde=sde, lims=lims,
+                               suptitle=f"{prefix}same prior draw and noise for every solver")
+        files["solver_grid"] = save_figure(fig, out / "solver_grid.png", dpi=dpi)
+    if "trajectories" in which:
+        for name, res in results.items():
+            ax = plot_trajectories(res, lims=lims, title=f"{prefix}{name} (NFE {res.nfe})")
+            files[f"trajectories_{name}"] = save_figure(
+                ax.figure, out / f"trajectories_{safe_name(name)}.png", dpi=dpi)
     return files

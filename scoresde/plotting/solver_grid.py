@@ -44,7 +44,7 @@ def plot_solver_grid(
     """One column per solver; rows of trajectories and/or final samples.
 
     Args:
-        results: solver label -> ``SampleResult`` (trajectories need ``keep_trajectory=True``).
+        results: solver label -> ``Solution`` (trajectories need ``keep_trajectory=True``).
         target, sde: outline the exact ``p_eps`` on the sample panels when both are given.
         rows: which rows to draw, in order (``"trajectories"``, ``"samples"``).
         ax: ``len(rows) * len(results)`` axes, row-major (default: a new figure).

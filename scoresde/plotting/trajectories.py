@@ -84,7 +84,7 @@ def plot_trajectories(
     """Draw ``n_paths`` particle paths coloured by time, with start and end points marked.
 
     Args:
-        traj: a ``SampleResult`` with a trajectory, or frames ``(F, B, D)`` with ``times``.
+        traj: a ``Solution`` with a trajectory, or frames ``(F, B, D)`` with ``times``.
         n_paths: number of particles drawn (a seeded random subset of ``B``).
         norm: time-to-colour normalisation (share one across panels to compare them).
         context: show *all* particles at the data end (smallest ``t``) as a faint grey cloud.

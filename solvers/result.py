@@ -31,4 +31,3 @@ class Solution:
     trajectory_times: Tensor | None = None
     seconds: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
-

@@ -468,3 +468,9 @@ def noise_floor(
     arr = np.asarray(values, dtype=np.float64)
     std = float(arr.std(ddof=1)) if repeats > 1 else 0.0
     return float(arr.mean()), std
+
+
+# The combined noise-floor metric lives in its own module (it builds on the ones above).
+from .quality import CombinedMetric, median_over_seeds  # noqa: E402
+
+__all__ += ["CombinedMetric", "median_over_seeds"]

@@ -470,7 +470,12 @@ def noise_floor(
     return float(arr.mean()), std
 
 
-# The combined noise-floor metric lives in its own module (it builds on the ones above).
-from .quality import CombinedMetric, median_over_seeds  # noqa: E402
 
-__all__ += ["CombinedMetric", "median_over_seeds"]
+# The combined noise-floor metric lives in scoresde.quality (it builds on the metrics above);
+# exposed here lazily so that importing either module first works.
+def __getattr__(name: str) -> Any:
+    if name in ("CombinedMetric", "median_over_seeds"):
+        from . import quality
+
+        return getattr(quality, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

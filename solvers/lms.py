@@ -19,7 +19,9 @@ in closed form from the polynomial's coefficients, float64). One score evaluatio
 
 End of the run: with ``to_zero=True`` (default) the solver takes one more Adams step from
 the grid's last level ``S_n`` to ``S = 0`` (one more evaluation, at ``S_n``), returning a
-sample of ``p_0`` rather than of ``p_eps``; this is the data-space end of EDM and k-diffusion
+sample of ``p_0`` rather than of ``p_eps``. That step also interpolates the known value
+``d = 0`` at ``S = 0`` (``d = -S grad_y log p_S(y)`` vanishes there), so it is implicit-like
+at no cost; this is the data-space end of EDM and k-diffusion
 (a step to ``sigma = 0``). With ``to_zero=False`` it stops at ``eps`` like the other ODE
 solvers. Default grid: ``karras`` (rho = 7).
 """
@@ -91,7 +93,12 @@ class LMS(ScheduledSolver):
         return {"s_edm": [s / a for a, s in zip(table.alpha, table.sigma, strict=True)]}
 
     def _adams(self, y: Tensor, slopes: list[Tensor], nodes: list[float], end: float) -> Tensor:
-        coeffs = adams_coefficients(nodes, nodes[0], end)
+        if end == 0.0:
+            # The slope d = -S grad log p_S vanishes at S = 0: the node (0, 0) joins the
+            # interpolation for free (its term is zero), as in an Adams-Moulton step.
+            coeffs = adams_coefficients([*nodes, 0.0], nodes[0], end)[:-1]
+        else:
+            coeffs = adams_coefficients(nodes, nodes[0], end)
         for c, d in zip(coeffs, slopes, strict=True):
             y = y + c * d
         return y

@@ -23,7 +23,7 @@ def test_adams_coefficients_closed_forms() -> None:
     # Exact for polynomials of degree < 4: integrate s^3 over [1, 0.3].
     nodes = [1.0, 1.7, 2.5, 4.0]
     c = adams_coefficients(nodes, 1.0, 0.3)
-    assert sum(ci * n**3 for ci, n in zip(c, nodes)) == pytest.approx((0.3**4 - 1.0) / 4, rel=1e-12)
+    assert sum(ci * n**3 for ci, n in zip(c, nodes, strict=True)) == pytest.approx((0.3**4 - 1.0) / 4, rel=1e-12)
     with pytest.raises(ValueError, match="distinct"):
         adams_coefficients([1.0, 1.0], 1.0, 0.5)
 

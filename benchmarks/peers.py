@@ -267,7 +267,7 @@ def diffusers_samplers() -> dict[str, Sampler]:
             for ts in sched.timesteps:
                 inp = sched.scale_model_input(x, ts)
                 t = (float(ts) + 1.0) / 1000.0
-                eps = dyn.eps_pred(inp, batch_time(t, inp))
+                eps = dyn.noise_pred(inp, batch_time(t, inp))
                 kwargs = {"generator": gen} if "generator" in sched.step.__code__.co_varnames else {}
                 x = sched.step(eps, ts, x, **kwargs).prev_sample
             return x, dyn.nfe

@@ -3,9 +3,11 @@
 Both run the same work per step on the same model, data and batch: draw a batch of the toy,
 draw t ~ U(eps, T) and z, form x_t = alpha x0 + sigma z, the epsilon-prediction loss, backward,
 global grad-norm clipping, AdamW, the LR schedule and the EMA update. The trainer adds what a
-user gets on top (loss accumulation, periodic logging and metrics file, progress bar, DDP hooks
-when distributed). Rounds alternate bare/trainer so that load on a shared machine hits both
-alike; medians are reported, in wall-clock and in process CPU time.
+user gets on top (loss accumulation, the per-step NaN/inf check of the loss and gradient norm,
+the signal handlers, periodic logging and metrics file, progress bar, DDP hooks when
+distributed). Target: ratio >= 0.95 (the exit status is 1 below it). Rounds alternate
+bare/trainer so that load on a shared machine hits both alike; medians are reported, in
+wall-clock and in process CPU time.
 
     python benchmarks/train_throughput.py                # MLP toy recipe, 1 thread
     python benchmarks/train_throughput.py --model unet   # small digits U-Net
@@ -114,7 +116,7 @@ def main() -> int:
           f"{res['ratio_cpu']:.3f} (CPU time)")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
-    return 0 if res["ratio_wall"] >= 0.9 else 1
+    return 0 if res["ratio_wall"] >= 0.95 else 1
 
 
 if __name__ == "__main__":

@@ -79,26 +79,45 @@ def gallery(out: Path, quick: bool) -> None:
 def sde_marginals(out: Path, quick: bool) -> None:
     """Exact noised marginals p_t of one target under the four SDEs (rows) at five times."""
     target = sd.targets.eight_gaussians()
-    sdes = [sd.VPSDE(), sd.SubVPSDE(), sd.VESDE(sigma_min=0.01, sigma_max=10.0), sd.CosineVPSDE()]
+    x = target.sample(4000, generator=torch.Generator().manual_seed(0))
+    sigma_max = round(sd.data.suggest_sigma_max(x), 1)  # Song & Ermon 2020, technique 1
+    sdes = {"VP": sd.VPSDE(), "sub-VP": sd.SubVPSDE(),
+            f"VE ($\\sigma_{{max}}$ = {sigma_max:g})": sd.VESDE(sigma_min=0.01, sigma_max=sigma_max),
+            "cosine VP": sd.CosineVPSDE()}
     fracs = (0.0, 0.1, 0.25, 0.5, 1.0)
-    fig, axes = plotting.get_axes_grid(None, len(sdes) * len(fracs), ncols=len(fracs), panel=2.3,
-                                       extra_width=0.3)
-    for i, sde in enumerate(sdes):
+    fig, axes = plotting.get_axes_grid(None, len(sdes) * len(fracs), ncols=len(fracs), panel=2.0,
+                                       extra_width=0.2)
+    for i, (label, sde) in enumerate(sdes.items()):
         for j, f in enumerate(fracs):
-            t = max(f * sde.T, 0.0)
+            t = f * sde.T
             ax = axes[i * len(fracs) + j]
             plotting.plot_density(target, sde=sde if t > 0 else None, t=t if t > 0 else None, ax=ax,
-                                  lims=(-4.0, 4.0), resolution=80 if quick else 160,
-                                  title=f"{type(sde).__name__}, t = {t:.3g}")
-            ax.title.set_fontsize(8)
+                                  lims=(-4.0, 4.0), resolution=60 if quick else 110, cmap="Blues",
+                                  title="")
+            a, s = sde.marginal_coeffs(torch.tensor([max(t, 1e-12)], dtype=torch.float64))
+            ax.text(0.97, 0.03, f"$\\alpha$ = {float(a):.2f}\n$\\sigma$ = {float(s):.2f}", ha="right",
+                    va="bottom", transform=ax.transAxes, fontsize=7, linespacing=1.1,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
+            if 3 * float(s) > 4.0 and float(a) < 1.5:  # the marginal is wider than the view
+                ax.text(0.5, 0.95, f"$p_t$ reaches $\\pm${3 * float(s):.0f}:\nwider than this view",
+                        ha="center", va="top", transform=ax.transAxes, fontsize=7,
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85})
+            ax.set_xticks([-3, 0, 3])
+            ax.set_yticks([-3, 0, 3])
+            ax.tick_params(labelsize=7)
+            if i == 0:
+                ax.set_title(f"t = {f:g} T", fontsize=10)
             if j:
                 ax.set_ylabel("")
+                ax.set_yticklabels([])
+            else:
+                ax.set_ylabel(f"{label}\n$x_2$", fontsize=9)
             if i < len(sdes) - 1:
                 ax.set_xlabel("")
-    fig.suptitle("exact noised marginals $p_t$ of eight_gaussians on [-4, 4], each panel scaled to its "
-                 "own maximum (VE: $\\sigma_{max}$ = 10, so $p_1$ is nearly flat here)")
-    plotting.save_figure(fig, out / "sde_marginals.png", dpi=90 if quick else 110)
-    print("sde marginals: 1 file")
+                ax.set_xticklabels([])
+    fig.suptitle("Exact noised marginals $p_t$ of eight_gaussians (each panel on its own colour scale, "
+                 "square-root shading)", fontsize=10)
+    plotting.save_figure(fig, out / "sde_marginals.png", dpi=80 if quick else 90)
 
 
 def comparisons(out: Path, cache: Path, quick: bool) -> str:

@@ -16,6 +16,8 @@ import importlib
 from typing import Any
 
 from . import sde, targets
+from .discrete import DiscreteVPSDE
+from .schedules import EDMSDE, BetaSDE, SigmaSDE, check_prior
 from .sde import SDES, VESDE, VPSDE, AffineSDE, CosineVPSDE, SubVPSDE, get_sde
 from .targets import GaussianMixture
 
@@ -30,7 +32,9 @@ _LAZY = {
     "likelihood",
     "plotting",
     "compare",
+    "interop",
     "cli",
+    "conditional",
 }
 
 
@@ -44,11 +48,16 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SDES",
     "AffineSDE",
+    "BetaSDE",
     "CosineVPSDE",
+    "DiscreteVPSDE",
+    "EDMSDE",
     "GaussianMixture",
+    "SigmaSDE",
     "SubVPSDE",
     "VESDE",
     "VPSDE",
+    "check_prior",
     "get_sde",
     "sde",
     "targets",

@@ -12,7 +12,12 @@ since ``sigma s_theta = -eps_theta``; the second form is what is computed (no di
   loss of Ho et al. 2020);
 * ``"likelihood"``: ``w = g^2`` (Song et al. 2021b, "Maximum likelihood training": the loss
   then bounds the negative log-likelihood);
-* ``"none"``: ``w = 1``.
+* ``"none"``: ``w = 1``;
+* ``"edm"``: EDM's ``lambda(sigma_edm) = (sigma_edm^2 + sd^2)/(sigma_edm sd)^2`` on
+  ``||D - x0||^2`` (Karras et al. 2022, Table 1), ``sigma_edm = sigma/alpha``,
+  ``sd = sigma_data``. Since ``D - x0 = -sigma_edm (eps_theta - z)``, the factor on
+  ``||eps_theta - z||^2`` is ``lambda sigma_edm^2 = 1 + sigma_edm^2/sd^2``. (EDM also draws
+  ``ln sigma_edm ~ N(P_mean, P_std^2)``: `edm_time_sample` gives such times.)
 
 Importance sampling of ``t`` (Song et al. 2021b, Sec. 5; Huang et al. 2021): draw ``t`` from
 ``q(t) ∝ h(t) = w(t)/sigma(t)^2`` and weight each term by ``h(t) / ((T - t_min) q(t))``, which
@@ -40,6 +45,7 @@ from solvers.protocol import DiffusionSDE
 from solvers.utils import append_dims
 
 from .models import ScoreModel
+from .models.parameterization import edm_loss_weight
 
 __all__ = [
     "WEIGHTINGS",
@@ -51,9 +57,10 @@ __all__ = [
     "eps_loss",
     "LossConfig",
     "DSMLoss",
+    "edm_time_sample",
 ]
 
-WEIGHTINGS: tuple[str, ...] = ("sigma2", "likelihood", "none")
+WEIGHTINGS: tuple[str, ...] = ("sigma2", "likelihood", "none", "edm")
 REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 
 
@@ -71,12 +78,17 @@ def _t_min(sde: DiffusionSDE, t_min: float | None) -> float:
     return lo
 
 
-def loss_weight(sde: DiffusionSDE, t: Tensor, weighting: str = "sigma2") -> Tensor:
-    """``w(t)/sigma(t)^2``, the factor multiplying ``||eps_theta - z||^2``; ``t: (B,) -> (B,)``."""
+def loss_weight(sde: DiffusionSDE, t: Tensor, weighting: str = "sigma2", *, sigma_data: float = 1.0) -> Tensor:
+    """``w(t)/sigma(t)^2``, the factor multiplying ``||eps_theta - z||^2``; ``t: (B,) -> (B,)``.
+
+    ``sigma_data`` is used only by ``"edm"``.
+    """
     _check(weighting, "mean")
     if weighting == "sigma2":
         return torch.ones_like(t)
-    _, sigma = sde.marginal_coeffs(t)
+    alpha, sigma = sde.marginal_coeffs(t)
+    if weighting == "edm":
+        return edm_loss_weight(sigma / alpha, sigma_data) * (sigma / alpha) ** 2
     if weighting == "likelihood":
         return sde.diffusion(t) ** 2 / sigma**2
     return sigma ** (-2)
@@ -96,16 +108,16 @@ class ImportanceTimeSampler:
 
     def __init__(
         self, sde: DiffusionSDE, weighting: str = "likelihood", *, t_min: float | None = None,
-        n_grid: int = 4097,
+        n_grid: int = 4097, sigma_data: float = 1.0,
     ) -> None:
         _check(weighting, "mean")
         if n_grid < 2:
             raise ValueError(f"n_grid must be >= 2, got {n_grid}")
-        self.sde, self.weighting = sde, weighting
+        self.sde, self.weighting, self.sigma_data = sde, weighting, float(sigma_data)
         self.t_min, self.T = _t_min(sde, t_min), float(sde.T)
         u = torch.linspace(math.log(self.t_min), math.log(self.T), n_grid, dtype=torch.float64)
         t = torch.exp(u)
-        h = loss_weight(sde, t, weighting)
+        h = loss_weight(sde, t, weighting, sigma_data=self.sigma_data)
         if not bool(torch.isfinite(h).all()) or bool((h <= 0).any()):
             raise ValueError(f"w(t)/sigma(t)^2 is not finite and positive on [{self.t_min:g}, {self.T:g}]")
         f = h * t  # integrand in u = ln t
@@ -145,7 +157,7 @@ class ImportanceTimeSampler:
         frac = (r - cdf[k]) / p[k].clamp_min(1e-300)
         t64 = torch.exp(u[k] + frac.clamp(0.0, 1.0) * self._du).clamp(self.t_min, self.T)
         q = p[k] / (self._du * t64)
-        h = loss_weight(self.sde, t64, self.weighting)
+        h = loss_weight(self.sde, t64, self.weighting, sigma_data=self.sigma_data)
         weight = h / ((self.T - self.t_min) * q)
         return t64.to(dtype), weight.to(dtype)
 
@@ -168,6 +180,7 @@ def dsm_per_sample(
     t: Tensor | None = None,
     z: Tensor | None = None,
     sampler: ImportanceTimeSampler | None = None,
+    sigma_data: float = 1.0,
 ) -> Tensor:
     """Per-sample DSM loss ``(B,)`` for data ``x0: (B, *D)``.
 
@@ -175,7 +188,8 @@ def dsm_per_sample(
     ``model(x_t, t, sde, "eps")``, or any score callable ``(x, t) -> s`` (then
     ``eps = -sigma s``). ``t`` and ``z`` may be given (then ``importance`` is ignored and
     ``t`` is weighted as a uniform draw); otherwise they are drawn from ``generator``:
-    ``t`` first, then ``z``. ``sampler`` reuses a prebuilt importance table.
+    ``t`` first, then ``z``. ``sampler`` reuses a prebuilt importance table. ``sigma_data``
+    is used only by ``weighting="edm"``.
     """
     _check(weighting, reduce)
     lo = _t_min(sde, t_min)
@@ -183,16 +197,16 @@ def dsm_per_sample(
     if t is None:
         if importance:
             if sampler is None:
-                sampler = ImportanceTimeSampler(sde, weighting, t_min=lo)
+                sampler = ImportanceTimeSampler(sde, weighting, t_min=lo, sigma_data=sigma_data)
             t, coef = sampler.sample(b, generator=generator, dtype=x0.dtype, device=x0.device)
         else:
             u = torch.rand(b, generator=generator, dtype=x0.dtype, device=x0.device)
             t = lo + (sde.T - lo) * u
-            coef = loss_weight(sde, t, weighting)
+            coef = loss_weight(sde, t, weighting, sigma_data=sigma_data)
     else:
         if t.shape != (b,):
             raise ValueError(f"t must have shape ({b},), got {tuple(t.shape)}")
-        coef = loss_weight(sde, t, weighting)
+        coef = loss_weight(sde, t, weighting, sigma_data=sigma_data)
     if z is None:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     elif z.shape != x0.shape:
@@ -235,6 +249,7 @@ class LossConfig:
     importance: bool = False
     reduce: str = "mean"
     t_min: float | None = None
+    sigma_data: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.weighting, self.reduce)
@@ -260,9 +275,27 @@ class DSMLoss:
         self.sde = sde
         self.config = config or LossConfig()
         c = self.config
-        self.sampler = (ImportanceTimeSampler(sde, c.weighting, t_min=c.t_min) if c.importance else None)
+        self.sampler = (ImportanceTimeSampler(sde, c.weighting, t_min=c.t_min, sigma_data=c.sigma_data)
+                        if c.importance else None)
 
     def __call__(self, model: nn.Module, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         c = self.config
         return dsm_loss(model, self.sde, x0, weighting=c.weighting, importance=c.importance,
-                        t_min=c.t_min, reduce=c.reduce, generator=generator, sampler=self.sampler)
+                        t_min=c.t_min, reduce=c.reduce, generator=generator, sampler=self.sampler,
+                        sigma_data=c.sigma_data)
+
+
+def edm_time_sample(
+    sde: DiffusionSDE, n: int, *, p_mean: float = -1.2, p_std: float = 1.2,
+    generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """Times ``t: (n,)`` with ``ln sigma_edm(t) ~ N(p_mean, p_std^2)`` (Karras et al. 2022, Table 1).
+
+    ``sigma_edm = sigma/alpha`` is inverted by bisection (``solvers.grids.time_from_edm_sigma``);
+    levels outside ``[sigma_edm(eps), sigma_edm(T)]`` are clipped to the ends. Pass the result
+    as ``t=`` to `dsm_per_sample` (with ``weighting="edm"``) for EDM's training objective.
+    """
+    from solvers.grids import time_from_edm_sigma
+
+    z = torch.randn(n, generator=generator, dtype=torch.float64)
+    return time_from_edm_sigma(sde, torch.exp(p_mean + p_std * z)).to(dtype)

@@ -66,7 +66,17 @@ class AffineSDE(ABC):
         return torch.exp(self.log_alpha(t))
 
     def marginal_coeffs(self, t: Tensor) -> tuple[Tensor, Tensor]:
-        """``(alpha(t), sigma(t))`` with ``x_t = alpha x_0 + sigma z``."""
+        """``(alpha(t), sigma(t))`` with ``x_t = alpha x_0 + sigma z``, for ``t`` in ``[0, T]``.
+
+        Raises:
+            ValueError: a CPU ``t`` outside ``[0, T]`` beyond round-off (1e-5 T); the schedule
+                is not defined there. Accelerator tensors are not checked (a host sync per call).
+        """
+        if t.device.type == "cpu" and t.numel():
+            tol = 1e-5 * self.T
+            if bool(((t < -tol) | (t > self.T + tol)).any()):
+                raise ValueError(f"t must lie in [0, T={self.T:g}]; got values in "
+                                 f"[{float(t.min()):.6g}, {float(t.max()):.6g}]")
         return self.alpha(t), self.sigma(t)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
@@ -285,7 +295,9 @@ class CosineVPSDE(AffineSDE):
         return 0.5 * math.pi * (t + self.s) / (1.0 + self.s)
 
     def log_alpha(self, t: Tensor) -> Tensor:
-        return torch.log(torch.cos(self._angle(t))) - self._log_cos0
+        # ln alpha <= 0 exactly: at t = 0 the two logs cancel only up to round-off (~1e-20),
+        # and a positive value would make sigma = sqrt(1 - alpha^2) NaN.
+        return torch.clamp(torch.log(torch.cos(self._angle(t))) - self._log_cos0, max=0.0)
 
     def dlog_alpha_dt(self, t: Tensor) -> Tensor:
         return -0.5 * math.pi / (1.0 + self.s) * torch.tan(self._angle(t))

@@ -1,7 +1,7 @@
 """Interchangeable samplers for score-based diffusion models.
 
-Depends only on the :class:`~solvers.protocol.DiffusionSDE` protocol and a score callable,
-never on networks or training code. Convenience call::
+Depends only on small SDE protocols (`solvers.protocol`) and a score callable, never on
+networks or training code. Convenience call::
 
     r = solvers.sample(sde, score, shape=(10_000, 2), solver="pc", steps=500, seed=0)
 
@@ -9,16 +9,18 @@ Composable layer::
 
     dyn = solvers.ReverseSDE(sde, score)
     sol = solvers.EulerMaruyama().solve(dyn, x_T, solvers.grids.uniform(sde, 500))
+
+Start with docs/architecture.md for the layers and where each formula lives.
 """
 
-from . import grids, noise
-from .adaptive_ode import AdaptiveBosh3, AdaptiveODE, solve_adaptive
+from . import grids, marginals, noise
+from .adaptive_ode import AdaptiveODE, solve_adaptive
 from .adaptive_sde import AdaptiveSDE
-from .api import SOLVERS, available, get_solver, sample, summaries, tweedie_denoise
-from .base import FixedGridSolver, Solver, StepContext
+from .api import SOLVERS, SolverSpec, available, get_solver, sample, summaries, tweedie_denoise
+from .base import FixedGridSolver, SolveContext, Solver
 from .correctors import AnnealedLangevinCorrector, Corrector, LangevinCorrector, NoneCorrector
 from .ddim import DDIM
-from .dpm_solver import DPMSolver1, DPMSolver2, DPMSolver3
+from .dpm_solver import DPMSolver
 from .dpmpp import DPMSolverPP2M, DPMSolverPP3M, UniPC
 from .dynamics import (
     CountedScore,
@@ -26,10 +28,10 @@ from .dynamics import (
     ProbabilityFlowODE,
     ReverseDynamics,
     ReverseSDE,
-    forward_transition,
 )
 from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
+from .marginals import forward_transition
 from .noise import BrownianPath, GaussianNoise, NoiseSource
 from .ode import RK4, Heun, ODEEuler, integrate_fixed
 from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
@@ -40,22 +42,16 @@ from .predictors import (
     Predictor,
     ReverseDiffusionPredictor,
 )
-from .protocol import DiffusionSDE, ScoreFn
+from .protocol import DiffusionSDE, HasMarginals, HasPrior, MarginalSDE, ReverseSDEParts, ScoreFn
+from .registry import lookup
 from .result import SampleResult, Solution
-from .scipy_ode import ScipyDOP853, ScipyODE, solve_ivp_torch
+from .scipy_ode import ScipyODE, solve_ivp_torch
 from .sde_dpmpp import SDEDPMSolverPP2M
-from .torchsde_backend import (
-    TorchSDE,
-    TorchSDEMidpoint,
-    TorchSDEMilstein,
-    TorchSDEReversibleHeun,
-    TorchSDESRK,
-)
+from .torchsde_backend import TorchSDE
 from .utils import append_dims, batch_time
 
 __all__ = [
     "SOLVERS",
-    "AdaptiveBosh3",
     "AdaptiveODE",
     "AdaptiveSDE",
     "Ancestral",
@@ -66,9 +62,7 @@ __all__ = [
     "Corrector",
     "CountedScore",
     "DDIM",
-    "DPMSolver1",
-    "DPMSolver2",
-    "DPMSolver3",
+    "DPMSolver",
     "DPMSolverPP2M",
     "DPMSolverPP3M",
     "DiffusionSDE",
@@ -77,8 +71,11 @@ __all__ = [
     "EulerMaruyamaPredictor",
     "FixedGridSolver",
     "GaussianNoise",
+    "HasMarginals",
+    "HasPrior",
     "Heun",
     "LangevinCorrector",
+    "MarginalSDE",
     "NoiseSource",
     "NonFiniteScoreError",
     "NoneCorrector",
@@ -92,19 +89,16 @@ __all__ = [
     "ReverseDiffusionPredictor",
     "ReverseDynamics",
     "ReverseSDE",
+    "ReverseSDEParts",
     "SDEDPMSolverPP2M",
     "SampleResult",
-    "ScipyDOP853",
     "ScipyODE",
     "ScoreFn",
+    "SolveContext",
     "Solution",
     "Solver",
-    "StepContext",
+    "SolverSpec",
     "TorchSDE",
-    "TorchSDEMidpoint",
-    "TorchSDEMilstein",
-    "TorchSDEReversibleHeun",
-    "TorchSDESRK",
     "UniPC",
     "append_dims",
     "available",
@@ -113,6 +107,8 @@ __all__ = [
     "get_solver",
     "grids",
     "integrate_fixed",
+    "lookup",
+    "marginals",
     "noise",
     "sample",
     "solve_adaptive",

@@ -9,7 +9,7 @@ from ``(x, t)`` takes one Brownian increment ``dW`` (``sqrt(h) z``, ``z ~ N(0, I
     x'' = (x' + x~) / 2                                  stochastic improved Euler (Heun)
 
 The local error is ``E = x' - x''``; with the mixed tolerance
-``delta = max(eps_abs, eps_rel * max(|x'|, |x'_prev|))`` (element-wise; ``x'_prev`` is the
+``delta = max(atol, rtol * max(|x'|, |x'_prev|))`` (element-wise; ``x'_prev`` is the
 EM proposal of the previous accepted step) its scaled L2 norm per sample is
 ``E_2 = ||E / delta||_2 / sqrt(n)``, ``n`` the number of elements of one sample. The step is
 accepted when ``E_2 <= 1``; then ``x <- x''`` (extrapolation: the higher-order solution is
@@ -20,15 +20,13 @@ those of the authors' code; the last step lands exactly on ``eps``).
 Rejected steps. The paper draws a fresh ``z`` after a rejection (``rejection="redraw"``).
 Because ``E`` depends on ``z`` (through ``(g(t-h) - g(t)) dW`` and ``F(x') - F(x)``), this
 selects the accepted noise: with few elements per sample the law of the samples is biased,
-and the bias does not vanish as the tolerance shrinks. Measured on 2-D targets, per-sample
-steps: the accumulated noise of VE with a zero score has 0.70x its exact variance, and the
-modes of ``eight_gaussians`` come out 12% (VP) / 21% (VE) too wide at ``rtol=0.05``. The
-default ``rejection="bridge"`` keeps what a rejected attempt revealed of the Brownian path and
-draws later increments from the Brownian bridge (Rejection Sampling with Memory, Rackauckas &
-Nie 2017), so every increment has its exact law (variance ratio 1.00, modes within 1-3%).
-In high dimension the per-sample norm averages over many elements and the selection
+and the bias does not vanish as the tolerance shrinks (the accumulated noise is too small;
+measurements in docs/solvers.md). The default ``rejection="bridge"`` keeps what a rejected
+attempt revealed of the Brownian path and draws later increments from the Brownian bridge
+(Rejection Sampling with Memory, Rackauckas & Nie 2017), so every increment has its exact
+law. In high dimension the per-sample norm averages over many elements and the selection
 effect shrinks (the paper's image setting); batch-shared steps (one norm over the whole
-batch) also make it small (0 to 1 rejections per solve in 2-D).
+batch) reject rarely and also make it small.
 
 Per-sample mode (the paper's choice): every sample has its own ``t`` and ``h`` (vectors);
 the score is evaluated on the whole batch with a ``(B,)`` time vector and finished samples
@@ -42,17 +40,13 @@ iteration after the first with ``extrapolate=False`` (then ``F(x', t-h)`` is the
 from __future__ import annotations
 
 import math
-import time
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .base import AfterStep, Solver, TrajectoryRecorder
+from .base import DynamicsKind, SolveContext, Solver
 from .dynamics import ReverseDynamics
-from .grids import check_grid
-from .noise import GaussianNoise, NoiseSource
-from .result import Solution
 from .step_control import MaxStepsExceeded, StepSizeUnderflow, check_max_steps, check_tolerances
 from .utils import append_dims
 
@@ -135,8 +129,8 @@ class AdaptiveSDE(Solver):
     iteration; per-sample or batch-shared step sizes.
 
     Args:
-        rtol: relative tolerance ``eps_rel`` (paper: 0.01 default, 0.05 faster).
-        atol: absolute tolerance ``eps_abs`` (paper: 0.0078 = 1/128 for data in [-1, 1];
+        rtol: relative tolerance (the paper's ``eps_rel``: 0.01 default, 0.05 faster).
+        atol: absolute tolerance (the paper's ``eps_abs``: 0.0078 = 1/128 for data in [-1, 1];
             scale it with your data).
         h_init: first step size (paper: 0.01).
         safety: ``theta`` (paper: 0.9).
@@ -156,11 +150,11 @@ class AdaptiveSDE(Solver):
     batch-mean time after each iteration (the exact accepted times in batch mode).
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = 1.0
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "sde"
-    stochastic: ClassVar[bool] = True
-    adaptive: ClassVar[bool] = True
+    order: float = 1.0
+    strong_order: float | None = 1.0
+    dynamics_kind: DynamicsKind = "sde"
+    stochastic: bool = True
+    adaptive: bool = True
 
     def __init__(
         self,
@@ -200,172 +194,136 @@ class AdaptiveSDE(Solver):
         self.factor_max = factor_max
         self.max_steps = max_steps
 
-    def solve(
-        self,
-        dynamics: ReverseDynamics,
-        x: Tensor,
-        ts: Tensor,
-        *,
-        noise: NoiseSource | None = None,
-        generator: torch.Generator | None = None,
-        keep_trajectory: bool = False,
-        max_frames: int | None = 101,
-        after_step: AfterStep | None = None,
-    ) -> Solution:
-        """Integrate the reverse SDE from ``x: (B, *D)`` at ``ts[0]`` down to ``ts[-1]``.
+    def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
+        """Integrate the reverse SDE from ``x: (B, *D)`` at ``ctx.t_start`` down to ``ctx.t_end``.
 
-        Only the end points of ``ts`` are used. ``noise.normal`` supplies one fresh
-        ``N(0, I)`` draw per attempted step (the new part of the Brownian increment);
-        ``after_step(x, t)`` gets the per-sample times ``t: (B,)``.
+        ``ctx.noise.normal`` supplies one fresh ``N(0, I)`` draw per attempted step (the new part
+        of the Brownian increment); the ``after_step`` hook gets the per-sample times ``t: (B,)``.
         """
-        self.check_dynamics(dynamics)
-        grid = check_grid(ts, dynamics.sde)
-        t_start, t_end = float(grid[0]), float(grid[-1])
-        noise = GaussianNoise(generator) if noise is None else noise
-        B, nd, dtype = x.shape[0], x.ndim, x.dtype
-        n_elem = x[0].numel()
-        rec = TrajectoryRecorder(keep_trajectory, None, None)
-        # Times and step sizes live in float64 (exact landing on eps); cast for the score.
-        t = torch.full((B,), t_start, dtype=torch.float64, device=x.device)
-        h = torch.full_like(t, min(self.h_init, t_start - t_end))
-        acc_count = torch.zeros(B, dtype=torch.long, device=x.device)
-        rej_count = torch.zeros_like(acc_count)
-        x_prev = x
-        mean_times = [t_start]
-        sample_times: list[Tensor] = [t.clone()]
-        f1: Tensor | None = None
-        memory = _BrownianMemory(x) if self.rejection == "bridge" else None
-        max_depth = 0
-        nfe0 = dynamics.nfe
-        iterations = 0
-        start = time.perf_counter()
-        with torch.no_grad():
-            rec.add(0, t_start, x)
-            while True:
-                if iterations >= self.max_steps:
-                    raise MaxStepsExceeded(
-                        f"max_steps={self.max_steps} iterations reached before every sample reached "
-                        f"t={t_end:g}; loosen rtol/atol or raise max_steps"
-                    )
-                iterations += 1
-                if memory is not None:
-                    # Steps never straddle the end of an already revealed Brownian piece.
-                    memory.reserve(max_depth)
-                    h, _, _ = memory.clip(h)
-                # Where each sample would land: exactly t_end on its last step (a step within
-                # a relative 1e-9 of the rest lands too, so rounding never leaves a sliver).
-                lands = h >= (t - t_end) * (1.0 - 1e-9)
-                t_next = torch.where(lands, torch.full_like(t, t_end), t - h)
-                tx, tnx = t.to(dtype), t_next.to(dtype)
-                hx = append_dims(h.to(dtype), nd)
-                # Brownian increment dW = sqrt(h) z, shared by both stages.
-                xi = noise.normal(x)
-                dw = memory.increment(h, xi) if memory is not None else hx.sqrt() * xi
-
-                # Euler–Maruyama proposal x' (one score call unless F(x, t) is cached).
-                if f1 is None:
-                    f1 = dynamics.drift(x, tx)
-                k1 = -hx * f1 + append_dims(dynamics.diffusion(tx), nd) * dw
-                x_em = x + k1
-                # Improved-Euler stage at (x', t - h) with the same increment.
-                f2 = dynamics.drift(x_em, tnx)
-                k2 = -hx * f2 + append_dims(dynamics.diffusion(tnx), nd) * dw
-                x_heun = x + 0.5 * (k1 + k2)
-
-                # Scaled L2 error per sample with the mixed tolerance.
-                ref = torch.maximum(x_em.abs(), x_prev.abs()) if self.use_prev else x_em.abs()
-                delta = torch.clamp(ref * self.rtol, min=self.atol)
-                ratio = (0.5 * (k2 - k1)) / delta
-                sq = ratio.reshape(B, -1).pow(2).sum(dim=1).to(torch.float64)
-                if self.per_sample:
-                    err = sq.div(n_elem).sqrt()
-                else:
-                    # One scaled L2 norm over the whole batch (the batch is one big state).
-                    err = sq.mean().div(n_elem).sqrt().expand(B)
-                err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
-                active = t > t_end
-                accept = (err <= 1.0) & active
-
-                # Accept per sample: extrapolate with x'' (or keep x'), advance t.
-                acc_x = append_dims(accept, nd)
-                x_new = x_heun if self.extrapolate else x_em
-                x = torch.where(acc_x, x_new, x)
-                x_prev = torch.where(acc_x, x_em, x_prev)
-                t = torch.where(accept, t_next, t)
-                acc_count += accept
-                rej_count += active & ~accept
-                if memory is not None:
-                    memory.update(dw, h, accept, active)
-
-                # Next step: h <- min(t - eps, theta h E_2^(-r)); finished samples get h = 0.
-                factor = self.safety * err.clamp(min=1e-10).pow(-self.exponent)
-                if self.factor_max is not None:
-                    factor = factor.clamp(max=self.factor_max)
-                h = torch.minimum((t - t_end).clamp(min=0.0), h * factor)
-
-                if after_step is not None:
-                    x = after_step(x, t.to(dtype))
-
-                # The one host sync of the iteration: how many samples remain / moved, min h.
-                still = t > t_end
-                n_left, n_moved, h_min, mean_t, depth = torch.stack(
-                    [
-                        still.sum().to(torch.float64),
-                        accept.sum().to(torch.float64),
-                        torch.where(still, h, torch.full_like(h, math.inf)).min(),
-                        t.mean(),
-                        (memory.depth.max() if memory is not None else t.new_zeros(())).to(torch.float64),
-                    ]
-                ).tolist()
-                max_depth = int(depth)
-
-                # Re-use F(x, t) next time where possible (no score call is wasted).
-                if after_step is not None:
-                    f1 = None
-                elif n_moved == 0:
-                    pass  # nobody moved: f1 is still F(x, t)
-                elif not self.extrapolate:
-                    f1 = torch.where(acc_x, f2, f1)  # F(x', t - h) is the new F(x, t)
-                else:
-                    f1 = None
-
-                if n_moved:
-                    mean_times.append(mean_t)
-                    rec.add(len(mean_times) - 1, mean_t, x)
-                    if keep_trajectory:
-                        sample_times.append(t.clone())
-                if n_left == 0:
-                    break
-                if not h_min > 4.0 * math.ulp(max(abs(t_start), 1.0)):
-                    raise StepSizeUnderflow(f"step size {h_min:.3g} underflowed after {iterations} iterations")
-        if x.is_cuda:
-            torch.cuda.synchronize(x.device)
-        seconds = time.perf_counter() - start
-        times = torch.tensor(mean_times, dtype=torch.float64)
-        times[-1] = t_end
-        traj, traj_t = rec.result()
-        stats: dict[str, object] = {
-            "iterations": iterations,
-            "accepted": float(acc_count.double().mean()),
-            "rejected": float(rej_count.double().mean()),
-            "accepted_per_sample": acc_count.cpu(),
-            "rejected_per_sample": rej_count.cpu(),
-        }
-        if traj is not None and traj_t is not None:
-            traj_t[-1] = t_end
-            sample_t = torch.stack(sample_times).cpu()
-            if max_frames is not None and traj.shape[0] > max_frames:
-                if max_frames < 2:
-                    raise ValueError("max_frames must be at least 2")
-                keep = torch.linspace(0, traj.shape[0] - 1, max_frames).round().long()
-                traj, traj_t, sample_t = traj[keep], traj_t[keep], sample_t[keep]
-            stats["trajectory_sample_times"] = sample_t
-        return Solution(
-            samples=x,
-            nfe=dynamics.nfe - nfe0,
-            times=times,
-            trajectory=traj,
-            trajectory_times=traj_t,
-            seconds=seconds,
-            stats=stats,
+        run = _Run(self, dynamics, x, ctx)
+        while True:
+            if run.iterations >= self.max_steps:
+                raise MaxStepsExceeded(
+                    f"max_steps={self.max_steps} iterations reached before every sample reached "
+                    f"t={ctx.t_end:g}; loosen rtol/atol or raise max_steps"
+                )
+            if run.iterate():
+                break
+        ctx.visited = torch.tensor(run.mean_times, dtype=torch.float64)
+        ctx.stats.update(
+            iterations=run.iterations,
+            accepted=float(run.acc_count.double().mean()),
+            rejected=float(run.rej_count.double().mean()),
+            accepted_per_sample=run.acc_count.cpu(),
+            rejected_per_sample=run.rej_count.cpu(),
         )
+        return run.x
+
+
+class _Run:
+    """State of one `AdaptiveSDE` solve: per-sample times ``t``, steps ``h`` (float64) and counters."""
+
+    def __init__(self, solver: AdaptiveSDE, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> None:
+        self.s, self.dynamics, self.ctx = solver, dynamics, ctx
+        self.t_end = ctx.t_end
+        b = x.shape[0]
+        # Times and step sizes live in float64 (exact landing on eps); cast for the score.
+        self.t = torch.full((b,), ctx.t_start, dtype=torch.float64, device=x.device)
+        self.h = torch.full_like(self.t, min(solver.h_init, ctx.t_start - ctx.t_end))
+        self.acc_count = torch.zeros(b, dtype=torch.long, device=x.device)
+        self.rej_count = torch.zeros_like(self.acc_count)
+        self.x, self.x_prev = x, x
+        self.f1: Tensor | None = None
+        self.memory = _BrownianMemory(x) if solver.rejection == "bridge" else None
+        self.max_depth = 0
+        self.iterations = 0
+        self.mean_times = [ctx.t_start]
+
+    def attempt(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """One EM proposal and its improved-Euler partner; returns ``(x_em, x_heun, f2, dw, t_next, err)``."""
+        s, x, h, nd, dtype = self.s, self.x, self.h, self.x.ndim, self.x.dtype
+        # Where each sample would land: exactly t_end on its last step (a step within a
+        # relative 1e-9 of the rest lands too, so rounding never leaves a sliver).
+        lands = h >= (self.t - self.t_end) * (1.0 - 1e-9)
+        t_next = torch.where(lands, torch.full_like(self.t, self.t_end), self.t - h)
+        tx, tnx = self.t.to(dtype), t_next.to(dtype)
+        hx = append_dims(h.to(dtype), nd)
+        # Brownian increment dW = sqrt(h) z, shared by both stages.
+        xi = self.ctx.noise.normal(x)
+        dw = self.memory.increment(h, xi) if self.memory is not None else hx.sqrt() * xi
+        # Euler–Maruyama proposal x' (one score call unless F(x, t) is cached).
+        if self.f1 is None:
+            self.f1 = self.dynamics.drift(x, tx)
+        k1 = -hx * self.f1 + append_dims(self.dynamics.diffusion(tx), nd) * dw
+        x_em = x + k1
+        # Improved-Euler stage at (x', t - h) with the same increment.
+        f2 = self.dynamics.drift(x_em, tnx)
+        k2 = -hx * f2 + append_dims(self.dynamics.diffusion(tnx), nd) * dw
+        x_heun = x + 0.5 * (k1 + k2)
+        # Scaled L2 error per sample with the mixed tolerance.
+        ref = torch.maximum(x_em.abs(), self.x_prev.abs()) if s.use_prev else x_em.abs()
+        delta = torch.clamp(ref * s.rtol, min=s.atol)
+        sq = ((0.5 * (k2 - k1)) / delta).reshape(x.shape[0], -1).pow(2).sum(dim=1).to(torch.float64)
+        n_elem = x[0].numel()
+        # Per sample, or one scaled L2 norm over the whole batch (the batch is one big state).
+        err = sq.div(n_elem).sqrt() if s.per_sample else sq.mean().div(n_elem).sqrt().expand(x.shape[0])
+        err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
+        return x_em, x_heun, f2, dw, t_next, err
+
+    def iterate(self) -> bool:
+        """One batched iteration (accept per sample, next step sizes); True when every sample landed."""
+        s, ctx = self.s, self.ctx
+        self.iterations += 1
+        if self.memory is not None:
+            # Steps never straddle the end of an already revealed Brownian piece.
+            self.memory.reserve(self.max_depth)
+            self.h, _, _ = self.memory.clip(self.h)
+        x_em, x_heun, f2, dw, t_next, err = self.attempt()
+        active = self.t > self.t_end
+        accept = (err <= 1.0) & active
+        # Accept per sample: extrapolate with x'' (or keep x'), advance t.
+        acc_x = append_dims(accept, self.x.ndim)
+        self.x = torch.where(acc_x, x_heun if s.extrapolate else x_em, self.x)
+        self.x_prev = torch.where(acc_x, x_em, self.x_prev)
+        self.t = torch.where(accept, t_next, self.t)
+        self.acc_count += accept
+        self.rej_count += active & ~accept
+        if self.memory is not None:
+            self.memory.update(dw, self.h, accept, active)
+        # Next step: h <- min(t - eps, theta h E_2^(-r)); finished samples get h = 0.
+        factor = s.safety * err.clamp(min=1e-10).pow(-s.exponent)
+        if s.factor_max is not None:
+            factor = factor.clamp(max=s.factor_max)
+        self.h = torch.minimum((self.t - self.t_end).clamp(min=0.0), self.h * factor)
+        self.x = ctx.hook(self.x, self.t)
+        # The one host sync of the iteration: how many samples remain / moved, min h.
+        still = self.t > self.t_end
+        depth = self.memory.depth.max() if self.memory is not None else self.t.new_zeros(())
+        n_left, n_moved, h_min, mean_t, max_depth = torch.stack(
+            [
+                still.sum().to(torch.float64),
+                accept.sum().to(torch.float64),
+                torch.where(still, self.h, torch.full_like(self.h, math.inf)).min(),
+                self.t.mean(),
+                depth.to(torch.float64),
+            ]
+        ).tolist()
+        self.max_depth = int(max_depth)
+        # Re-use F(x, t) next time where possible (no score call is wasted).
+        if ctx.after_step is not None:
+            self.f1 = None
+        elif n_moved == 0:
+            pass  # nobody moved: f1 is still F(x, t)
+        elif not s.extrapolate and self.f1 is not None:
+            self.f1 = torch.where(acc_x, f2, self.f1)  # F(x', t - h) is the new F(x, t)
+        else:
+            self.f1 = None
+        if n_moved:
+            frame_t = self.t_end if n_left == 0 else mean_t
+            self.mean_times.append(frame_t)
+            ctx.record(frame_t, self.x, self.t if ctx.recorder.enabled else None)
+        if n_left == 0:
+            return True
+        if not h_min > 4.0 * math.ulp(max(abs(ctx.t_start), 1.0)):
+            raise StepSizeUnderflow(f"step size {h_min:.3g} underflowed after {self.iterations} iterations")
+        return False

@@ -1,194 +1,170 @@
-"""The convenience entry point: ``solvers.sample(sde, score, shape, solver="pc", steps=500)``.
+"""The convenience entry point ``solvers.sample(sde, score, shape, solver="pc", steps=500)``.
 
-``SOLVERS`` is the single name -> class table; :func:`sample` only assembles the composable
-pieces (dynamics, grid, noise, solver) and applies the optional final denoising step.
+`sample` assembles the composable pieces (solver by name from `solvers.catalog`, dynamics,
+grid, prior draw, noise) and calls `Solver.solve`; with ``batch_size`` it solves the batch
+chunk by chunk (`sample_in_chunks`).
+
+Chunked sampling (``sample(..., batch_size=b)``): what stays identical to an unchunked solve.
+
+* ``x_T`` is drawn for the whole batch up front, in one call, exactly as without chunking, and
+  the results are written into one output tensor allocated once (the buffer of the drawn
+  ``x_T`` itself; a user's ``x_T`` is never modified). Memory is that tensor plus the working
+  state and score evaluations of one chunk.
+* Deterministic fixed-grid solvers (``ode_*`` fixed-step, ``ddim``, ``dpm_solver_*``,
+  ``dpmpp_*``, ``unipc``, ``edm_heun`` without churn, any solver on ``lam = 0``) give the same
+  samples as without chunking, for any ``batch_size``: every sample is integrated by the same
+  operations (bit for bit when the score treats samples independently; a score network may
+  reorder floating-point sums with the batch size).
+* Stochastic solvers draw their noise chunk after chunk from the one generator that drew
+  ``x_T``; the samples are reproducible for a given ``(seed, batch_size)`` and have the same
+  law as unchunked ones, but are not the same draws.
+* Solvers that couple the batch depend on the chunk: adaptive solvers with a batch-shared
+  step (``ode_dopri5``, ``ode_bosh3``, ``ode_rk45``, ``ode_dop853``: same tolerance, steps
+  chosen per chunk) and the Langevin corrector's batch-averaged step size (``pc``).
+
+The result's ``nfe`` is the largest per-chunk count (score evaluations per sample);
+``stats["score_calls"]`` is the total number of batched calls and ``stats["chunks"]`` the
+per-chunk ``nfe``, ``seconds`` and stats.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from .adaptive_ode import AdaptiveBosh3, AdaptiveODE
-from .adaptive_sde import AdaptiveSDE
 from .base import AfterStep, Solver
-from .ddim import DDIM
-from .dpm_solver import DPMSolver1, DPMSolver2, DPMSolver3
-from .dpmpp import DPMSolverPP2M, DPMSolverPP3M, UniPC
+from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .dynamics import ReverseDynamics
-from .edm import EDMHeun
-from .euler_maruyama import EulerMaruyama
-from .grids import check_grid, get_grid
+from .grids import get_grid
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
-from .ode import RK4, Heun, ODEEuler
-from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
-from .protocol import DiffusionSDE, ScoreFn
-from .result import SampleResult
-from .scipy_ode import ScipyDOP853, ScipyODE
-from .sde_dpmpp import SDEDPMSolverPP2M
-from .torchsde_backend import (
-    TorchSDE,
-    TorchSDEMidpoint,
-    TorchSDEMilstein,
-    TorchSDEReversibleHeun,
-    TorchSDESRK,
-)
-from .utils import batch_time
+from .protocol import HasPrior, ReverseSDEParts, ScoreFn
+from .result import Solution
 
-__all__ = ["SOLVERS", "available", "summaries", "get_solver", "sample", "tweedie_denoise"]
-
-SOLVERS: dict[str, type[Solver]] = {
-    "euler_maruyama": EulerMaruyama,
-    "pc": PredictorCorrector,
-    "reverse_diffusion": ReverseDiffusion,
-    "ancestral": Ancestral,
-    "annealed_langevin": AnnealedLangevin,
-    "ddim": DDIM,
-    "dpm_solver_1": DPMSolver1,
-    "dpm_solver_2": DPMSolver2,
-    "dpm_solver_3": DPMSolver3,
-    "dpmpp_2m": DPMSolverPP2M,
-    "dpmpp_3m": DPMSolverPP3M,
-    "unipc": UniPC,
-    "edm_heun": EDMHeun,
-    "sde_dpmpp_2m": SDEDPMSolverPP2M,
-    "ode_euler": ODEEuler,
-    "ode_heun": Heun,
-    "ode_rk4": RK4,
-    "ode_rk45": ScipyODE,
-    "ode_dop853": ScipyDOP853,
-    "torchsde_euler": TorchSDE,
-    "torchsde_milstein": TorchSDEMilstein,
-    "torchsde_srk": TorchSDESRK,
-    "torchsde_midpoint": TorchSDEMidpoint,
-    "torchsde_reversible_heun": TorchSDEReversibleHeun,
-    "ode_dopri5": AdaptiveODE,
-    "ode_bosh3": AdaptiveBosh3,
-    "adaptive_sde": AdaptiveSDE,
-}
-
-
-def available() -> list[str]:
-    """Every registered solver name."""
-    return list(SOLVERS)
-
-
-def summaries() -> dict[str, str]:
-    """Solver name -> first line of its docstring (what ``scoresde solvers`` prints)."""
-    return {name: (inspect.getdoc(cls) or "").splitlines()[0] for name, cls in SOLVERS.items()}
-
-
-def get_solver(name: str, **options: object) -> Solver:
-    """Instantiate a registered solver by name with keyword options.
-
-    Raises ``ValueError`` listing the valid names for an unknown name, and ``TypeError``
-    listing the accepted options for an unknown option.
-    """
-    try:
-        cls = SOLVERS[name]
-    except KeyError:
-        raise ValueError(f"unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}") from None
-    params = inspect.signature(cls.__init__).parameters
-    accepted = [p for p in params if p != "self"]
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise TypeError(
-            f"solver {name!r} got unknown option(s) {unknown}; it accepts: {accepted or 'none'}"
-        )
-    return cls(**options)
+__all__ = [
+    "SOLVERS",
+    "SolverSpec",
+    "available",
+    "summaries",
+    "get_solver",
+    "sample",
+    "sample_in_chunks",
+    "tweedie_denoise",
+]
 
 
 def tweedie_denoise(dynamics: ReverseDynamics, x: Tensor, t: float) -> Tensor:
-    """Final Tweedie step ``E[x_0 | x_t] = (x + sigma(t)^2 s(x, t)) / alpha(t)`` (one NFE)."""
+    """Tweedie step ``E[x_0 | x_t] = (x + sigma(t)^2 s(x, t)) / alpha(t)`` for ``x: (B, *D)`` (one NFE)."""
     with torch.no_grad():
-        return dynamics.x0_pred(x, batch_time(t, x))
+        return dynamics.x0_pred(x, torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device))
+
+
+def check_batch_size(batch_size: int | None) -> int | None:
+    """Validate ``batch_size``: ``None`` or a positive integer.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    return batch_size
+
+
+def sample_in_chunks(
+    solver: Solver,
+    dynamics: ReverseDynamics,
+    x_T: Tensor,
+    ts: Tensor,
+    *,
+    batch_size: int,
+    noise: NoiseSource,
+    in_place: bool,
+    keep_trajectory: bool = False,
+    max_frames: int | None = 101,
+    after_step: AfterStep | None = None,
+    denoise: bool = False,
+) -> Solution:
+    """Solve ``x_T: (B, *D)`` in consecutive chunks of ``batch_size`` and join the results.
+
+    Args:
+        solver, dynamics, ts, noise, max_frames, after_step, denoise: as for `Solver.solve`
+            (the hook gets each chunk's states).
+        x_T: the whole initial state.
+        batch_size: samples per chunk (the last chunk may be smaller).
+        in_place: write the samples into ``x_T``'s buffer (no second ``(B, *D)`` tensor).
+        keep_trajectory: join the chunks' trajectories along the batch (fixed-grid solvers).
+
+    Returns:
+        One `Solution` for the whole batch (``nfe`` and ``stats``: see the module docstring).
+
+    Raises:
+        ValueError: ``keep_trajectory`` with an adaptive solver (frames differ per chunk).
+    """
+    if keep_trajectory and solver.adaptive:
+        raise ValueError("keep_trajectory with batch_size needs a fixed-grid solver (adaptive steps differ per chunk)")
+    out = x_T if in_place else torch.empty_like(x_T)
+    chunks: list[dict[str, Any]] = []
+    frames: list[Tensor] = []
+    times: list[Tensor] = []
+    frame_times: Tensor | None = None
+    calls0 = dynamics.nfe
+    for start in range(0, x_T.shape[0], batch_size):
+        part = solver.solve(
+            dynamics, x_T[start : start + batch_size], ts, noise=noise,
+            keep_trajectory=keep_trajectory, max_frames=max_frames, after_step=after_step,
+            denoise=denoise,
+        )
+        out[start : start + part.samples.shape[0]].copy_(part.samples)
+        chunks.append({"nfe": part.nfe, "seconds": part.seconds, "times": part.times, **part.stats})
+        times.append(part.times)
+        if part.trajectory is not None:
+            frames.append(part.trajectory)
+            frame_times = part.trajectory_times
+        del part  # the chunk's samples are in `out` now
+    return Solution(
+        samples=out,
+        nfe=max(c["nfe"] for c in chunks),
+        times=times[0],
+        trajectory=torch.cat(frames, dim=1) if frames else None,
+        trajectory_times=frame_times,
+        seconds=sum(c["seconds"] for c in chunks),
+        stats={"chunks": chunks, "score_calls": dynamics.nfe - calls0, "batch_size": batch_size},
+    )
+
+
+NoiseSpec = NoiseSource | Literal["gaussian", "brownian"] | None
 
 
 def _make_noise(
-    noise: NoiseSource | Literal["gaussian", "brownian"] | None,
-    shape: tuple[int, ...],
-    sde: DiffusionSDE,
-    seed: int | None,
-    generator: torch.Generator,
-    dtype: torch.dtype,
-    device: torch.device,
+    noise: NoiseSpec, shape: tuple[int, ...], sde: ReverseSDEParts, seed: int | None,
+    generator: torch.Generator, dtype: torch.dtype, device: torch.device,
 ) -> NoiseSource:
     if noise is None or noise == "gaussian":
         return GaussianNoise(generator)
     if noise == "brownian":
-        return BrownianPath(
-            shape, sde.eps, sde.T, seed=0 if seed is None else seed, dtype=dtype, device=device
-        )
+        return BrownianPath(shape, sde.eps, sde.T, seed=0 if seed is None else seed, dtype=dtype, device=device)
     if isinstance(noise, str):
         raise ValueError(f"unknown noise {noise!r}; use 'gaussian', 'brownian' or a NoiseSource")
     return noise
 
 
-def sample(
-    sde: DiffusionSDE,
-    score: ScoreFn,
-    shape: tuple[int, ...] | None = None,
-    solver: str | Solver = "euler_maruyama",
-    *,
-    steps: int = 500,
-    grid: str | Tensor | None = None,
-    lam: float | None = None,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
-    noise: NoiseSource | Literal["gaussian", "brownian"] | None = None,
-    x_T: Tensor | None = None,
-    denoise: bool = False,
-    keep_trajectory: bool = False,
-    max_frames: int | None = 101,
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-    check_finite: bool = True,
-    after_step: AfterStep | None = None,
-    **options: object,
-) -> SampleResult:
-    """Draw samples by integrating the reverse dynamics from the prior at ``T`` to ``eps``.
-
-    Args:
-        sde: forward SDE (any :class:`~solvers.protocol.DiffusionSDE`).
-        score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
-        shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
-        solver: a name from :func:`available` or a :class:`Solver` instance.
-        steps: number of grid intervals (adaptive solvers use only the end points).
-        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``) or a decreasing
-            tensor of times in ``[eps, T]``; default: the solver's ``default_grid``
-            (``uniform``; ``logsnr`` for exponential integrators, ``karras`` for ``edm_heun``).
-        lam: reverse-family noise level for solvers that accept any dynamics
-            (default 1 = reverse SDE; ODE solvers always use 0).
-        seed, generator: randomness of the prior sample and the noise (``seed`` builds a
-            generator on ``device``; pass at most one).
-        noise: ``"gaussian"`` (default, i.i.d.), ``"brownian"`` (one Brownian path shared
-            across step counts, seeded by ``seed``) or a :class:`~solvers.noise.NoiseSource`.
-        x_T: initial state instead of a prior sample.
-        denoise: apply the Tweedie denoiser at ``eps`` (one extra NFE).
-        keep_trajectory, max_frames: store up to ``max_frames`` evenly spaced states.
-        dtype, device: of the state (default: ``x_T``'s, else torch's default dtype on CPU).
-        check_finite: raise on NaN/inf scores.
-        after_step: hook ``(x, t) -> x`` applied after every step.
-        **options: solver options (e.g. ``snr=0.16`` for ``pc``); unknown ones raise.
-
-    Returns:
-        :class:`~solvers.result.SampleResult` with ``samples``, ``nfe``, ``times``,
-        ``trajectory``, ``seconds``.
-    """
+def _resolve_solver(solver: str | Solver, options: dict[str, Any]) -> Solver:
     if isinstance(solver, str):
-        solver_obj = get_solver(solver, **options)
-    elif isinstance(solver, Solver):
+        return get_solver(solver, **options)
+    if isinstance(solver, Solver):
         if options:
             raise TypeError(f"options {sorted(options)} given with a Solver instance; set them on it")
-        solver_obj = solver
-    else:
-        raise TypeError(f"solver must be a name or a Solver, got {type(solver).__name__}")
-    if seed is not None and generator is not None:
-        raise ValueError("pass either seed or generator, not both")
+        return solver
+    raise TypeError(f"solver must be a name or a Solver, got {type(solver).__name__}")
 
+
+def _resolve_shape(
+    shape: tuple[int, ...] | None, x_T: Tensor | None, dtype: torch.dtype | None,
+    device: torch.device | str | None,
+) -> tuple[tuple[int, ...], torch.dtype, torch.device]:
     if x_T is not None:
         if shape is not None and tuple(shape) != tuple(x_T.shape):
             raise ValueError(f"shape {tuple(shape)} does not match x_T.shape {tuple(x_T.shape)}")
@@ -201,41 +177,105 @@ def sample(
     if len(shape) < 2 or any(s < 1 for s in shape):
         raise ValueError(f"shape must be (B, *D) with positive sizes, got {shape}")
     dtype = torch.get_default_dtype() if dtype is None else dtype
-    device = torch.device("cpu") if device is None else torch.device(device)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(
+            f"dtype must be a floating-point dtype (torch.float32 or torch.float64), got {dtype}"
+        )
+    return shape, dtype, torch.device("cpu") if device is None else torch.device(device)
+
+
+def _initial_state(
+    sde: ReverseSDEParts, x_T: Tensor | None, shape: tuple[int, ...], generator: torch.Generator,
+    dtype: torch.dtype, device: torch.device,
+) -> Tensor:
+    if x_T is not None:
+        return x_T.to(dtype=dtype, device=device)
+    if not isinstance(sde, HasPrior):
+        raise TypeError(
+            f"{type(sde).__name__} has no prior_sample(shape, generator=, dtype=, device=) to draw "
+            "x_T from; pass x_T= (the initial state at T)"
+        )
+    return sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
+
+
+def sample(
+    sde: ReverseSDEParts,
+    score: ScoreFn,
+    shape: tuple[int, ...] | None = None,
+    solver: str | Solver = "euler_maruyama",
+    *,
+    steps: int = 500,
+    grid: str | Tensor | None = None,
+    lam: float | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    noise: NoiseSpec = None,
+    x_T: Tensor | None = None,
+    denoise: bool = False,
+    keep_trajectory: bool = False,
+    max_frames: int | None = 101,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    check_finite: bool = True,
+    after_step: AfterStep | None = None,
+    batch_size: int | None = None,
+    **options: Any,
+) -> Solution:
+    """Draw samples by integrating the reverse dynamics from the prior at ``T`` to ``eps``.
+
+    Args:
+        sde: forward SDE: ``T``, ``eps``, ``drift``, ``diffusion``; ``marginal_coeffs`` for
+            ``needs_marginals`` solvers and ``denoise``; ``prior_sample`` unless ``x_T`` is given.
+        score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
+        shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
+        solver: a name from `available` or a `Solver` instance.
+        steps: number of grid intervals (adaptive solvers use only the end points).
+        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``) or a decreasing
+            tensor of times in ``[eps, T]``; default: the solver's ``default_grid``.
+        lam: reverse-family noise level for solvers that accept any dynamics (default 1 =
+            reverse SDE; ODE solvers always use 0), see `Solver.lam_for`.
+        seed, generator: randomness of the prior sample and the noise (``seed`` builds a
+            generator on ``device``; pass at most one).
+        noise: ``"gaussian"`` (default, i.i.d.), ``"brownian"`` (one Brownian path shared
+            across step counts, seeded by ``seed``) or a `solvers.noise.NoiseSource`.
+        x_T: initial state instead of a prior sample.
+        denoise: end with the Tweedie denoiser at ``eps`` (one extra NFE; `Solver.finish`).
+        keep_trajectory, max_frames: store up to ``max_frames`` evenly spaced states.
+        dtype, device: of the state (default: ``x_T``'s, else torch's default float dtype, CPU).
+        check_finite: raise on NaN/inf scores.
+        after_step: hook ``(x, t) -> x`` applied after every step.
+        batch_size: integrate at most this many samples at a time (flat memory; what stays
+            identical: see the module docstring).
+        **options: solver options (e.g. ``snr=0.16`` for ``pc``); unknown ones raise.
+
+    Returns:
+        `Solution` with ``samples``, ``nfe``, ``times``, ``trajectory``, ``seconds``.
+
+    Raises:
+        ValueError: bad shape, dtype, grid, ``lam``, name or option value.
+        TypeError: unknown option, or the SDE lacks what the solver needs.
+    """
+    solver_obj = _resolve_solver(solver, options)
+    check_batch_size(batch_size)
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
+    shape, dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
     if generator is None:
-        generator = make_generator(seed, device)
-
-    if solver_obj.dynamics_kind == "ode":
-        if lam not in (None, 0, 0.0):
-            raise ValueError(f"{type(solver_obj).__name__} is an ODE solver; lam must be 0")
-        lam_value = 0.0
-    elif solver_obj.dynamics_kind == "sde":
-        if lam not in (None, 1, 1.0):
-            raise ValueError(f"{type(solver_obj).__name__} needs the reverse SDE; lam must be 1")
-        lam_value = 1.0
-    else:
-        lam_value = 1.0 if lam is None else float(lam)
-    dynamics = ReverseDynamics(sde, score, lam_value, check_finite=check_finite)
-
-    if grid is None:
-        grid = solver_obj.default_grid
-    ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else check_grid(grid, sde)
-    if x_T is None:
-        x_T = sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
-    else:
-        x_T = x_T.to(dtype=dtype, device=device)
-    noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device)
-
-    result = solver_obj.solve(
-        dynamics,
-        x_T,
-        ts,
-        noise=noise_src,
-        keep_trajectory=keep_trajectory,
-        max_frames=max_frames,
-        after_step=after_step,
+        generator = make_generator(seed, device_)
+    dynamics = ReverseDynamics(sde, score, solver_obj.lam_for(lam), check_finite=check_finite)
+    grid = solver_obj.default_grid if grid is None else grid
+    # A named grid is built here; a tensor grid is validated by Solver.solve (once per solve).
+    ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
+    x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
+    chunked = batch_size is not None and batch_size < shape[0]
+    if chunked and noise == "brownian":
+        raise ValueError("noise='brownian' defines one path for the whole batch; drop batch_size")
+    noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_)
+    run: dict[str, Any] = dict(
+        keep_trajectory=keep_trajectory, max_frames=max_frames, after_step=after_step, denoise=denoise
     )
-    if denoise:
-        result.samples = tweedie_denoise(dynamics, result.samples, float(result.times[-1]))
-        result.nfe = dynamics.nfe
-    return result
+    if chunked and batch_size is not None:
+        return sample_in_chunks(
+            solver_obj, dynamics, x_start, ts, batch_size=batch_size, noise=noise_src, in_place=x_T is None, **run
+        )
+    return solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)

@@ -1,9 +1,17 @@
-"""Solver base classes: capability declarations, validation, and the shared fixed-grid loop.
+"""The solve loop, written once: `Solver.solve` is a template method.
 
-A solver declares what it needs as class attributes (read by tests and by
-:func:`solvers.sample`) and refuses dynamics that lack it with a message that says so.
-Fixed-grid solvers implement only :meth:`FixedGridSolver.step`; the loop (grid checks,
-noise, trajectory thinning, the per-step ``after_step`` hook, NFE and timing) lives here once.
+`Solver.solve` alone validates the dynamics and the grid (once per call), builds the noise
+source, runs under ``torch.no_grad``, times the run, counts NFE, applies the ``after_step`` hook,
+records and thins the trajectory, runs the end-of-run step (`Solver.finish`) and builds the
+`Solution`. A subclass implements exactly one integration method:
+
+* `FixedGridSolver.step` (one grid interval; the loop over the grid is here), or
+* `Solver.integrate` (adaptive and backend solvers: their own loop), reporting every accepted
+  state through `SolveContext.accept` (or `SolveContext.hook` / `SolveContext.record` when a
+  solver hooks and records at different moments).
+
+Per-solve state lives in the `SolveContext`, never on the solver, so one solver instance can
+serve many solves (and threads).
 """
 
 from __future__ import annotations
@@ -12,52 +20,151 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from .dynamics import ReverseDynamics
 from .grids import check_grid
+from .marginals import require_marginals
 from .noise import GaussianNoise, NoiseSource
 from .result import Solution
 from .utils import batch_time
 
-__all__ = ["Solver", "FixedGridSolver", "StepContext", "TrajectoryRecorder", "AfterStep"]
+__all__ = ["Solver", "FixedGridSolver", "SolveContext", "TrajectoryRecorder", "AfterStep", "DynamicsKind"]
 
 AfterStep = Callable[[Tensor, Tensor], Tensor]
-"""``after_step(x: (B, *D), t: (B,)) -> x``: applied after every step (e.g. inpainting)."""
+"""``after_step(x: (B, *D), t: (B,)) -> x``: applied after every accepted step (e.g. inpainting)."""
+
+DynamicsKind = Literal["ode", "sde", "any"]
 
 
 class TrajectoryRecorder:
-    """Keeps at most ``max_frames`` evenly spaced states of a solve (first and last included)."""
+    """Keeps at most ``max_frames`` evenly spaced states of a solve (first and last included).
+
+    With a known number of steps the frames to keep are chosen up front (no memory is spent on
+    the others); otherwise every frame is kept and thinned by `result` with the same rule,
+    ``round(linspace(0, F - 1, max_frames))``.
+    """
 
     def __init__(self, enabled: bool, n_steps: int | None, max_frames: int | None) -> None:
+        if enabled and max_frames is not None and max_frames < 2:
+            raise ValueError("max_frames must be at least 2")
         self.enabled = enabled
+        self.max_frames = max_frames
         self.frames: list[Tensor] = []
         self.times: list[float] = []
+        self.sample_times: list[Tensor | None] = []
+        self._count = 0
         self._keep: set[int] | None = None
         if enabled and n_steps is not None and max_frames is not None and n_steps + 1 > max_frames:
-            if max_frames < 2:
-                raise ValueError("max_frames must be at least 2")
-            idx = torch.linspace(0, n_steps, max_frames).round().long().tolist()
-            self._keep = set(idx)
+            self._keep = set(torch.linspace(0, n_steps, max_frames).round().long().tolist())
 
-    def add(self, index: int, t: float, x: Tensor) -> None:
+    def add(self, t: float, x: Tensor, sample_t: Tensor | None = None) -> None:
+        """Store ``x: (B, *D)`` at time ``t`` (and per-sample times ``sample_t: (B,)``) if kept."""
+        index, self._count = self._count, self._count + 1
         if self.enabled and (self._keep is None or index in self._keep):
             self.frames.append(x.detach().clone())
             self.times.append(t)
+            self.sample_times.append(None if sample_t is None else sample_t.detach().cpu().clone())
 
-    def result(self) -> tuple[Tensor | None, Tensor | None]:
+    def result(self) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """``(frames (F, B, *D), times (F,), per-sample times (F, B) or None)``, thinned.
+
+        Per-sample times are returned when some frame had them; a frame without them has every
+        sample at the frame's time.
+        """
         if not self.enabled or not self.frames:
-            return None, None
-        return torch.stack(self.frames), torch.tensor(self.times, dtype=torch.float64)
+            return None, None, None
+        traj = torch.stack(self.frames)
+        times = torch.tensor(self.times, dtype=torch.float64)
+        per = None
+        if any(st is not None for st in self.sample_times):
+            b = traj.shape[1]
+            per = torch.stack(
+                [torch.full((b,), t, dtype=torch.float64) if st is None else st.to(torch.float64)
+                 for t, st in zip(self.times, self.sample_times, strict=True)]
+            )
+        if self.max_frames is not None and traj.shape[0] > self.max_frames:
+            keep = torch.linspace(0, traj.shape[0] - 1, self.max_frames).round().long()
+            traj, times = traj[keep], times[keep]
+            per = per[keep] if per is not None else None
+        return traj, times, per
 
 
-class Solver(ABC):
+@dataclass
+class SolveContext:
+    """Per-solve state handed to `FixedGridSolver.step` and `Solver.integrate`.
+
+    Attributes:
+        grid: the validated ``(n + 1,)`` float64 grid; ``times`` is the same as floats.
+        noise: the noise source of this solve.
+        after_step: the user's hook (applied by `hook` / `accept`).
+        recorder: the trajectory of this solve (fed by `record` / `accept`).
+        index: step number ``i`` of a fixed-grid solve (from ``t_i`` to ``t_{i+1}``), 0-based.
+        memory: solver-owned storage for this solve (multistep history, precomputed tables).
+        stats: solver-specific counters copied to `Solution.stats`.
+        visited: times actually visited, when they differ from ``grid`` (adaptive solvers).
+        denoise: the end-of-run Tweedie step was requested (see `Solver.finish`).
+    """
+
+    grid: Tensor
+    times: list[float]
+    noise: NoiseSource
+    after_step: AfterStep | None
+    recorder: TrajectoryRecorder
+    denoise: bool = False
+    index: int = 0
+    memory: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    visited: Tensor | None = None
+
+    @property
+    def n_steps(self) -> int:
+        """Number of grid intervals."""
+        return len(self.times) - 1
+
+    @property
+    def is_last(self) -> bool:
+        """This fixed-grid step ends at ``t_end``."""
+        return self.index == self.n_steps - 1
+
+    @property
+    def t_start(self) -> float:
+        return self.times[0]
+
+    @property
+    def t_end(self) -> float:
+        return self.times[-1]
+
+    @property
+    def watches_states(self) -> bool:
+        """A hook or a trajectory wants the accepted states (adaptive backends may skip callbacks otherwise)."""
+        return self.after_step is not None or self.recorder.enabled
+
+    def hook(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """Apply ``after_step`` to ``x: (B, *D)`` at ``t`` (a float or per-sample ``(B,)``)."""
+        if self.after_step is None:
+            return x
+        tt = t.to(x.dtype) if isinstance(t, Tensor) else batch_time(t, x)
+        return self.after_step(x, tt)
+
+    def record(self, t: float, x: Tensor, sample_t: Tensor | None = None) -> None:
+        """Offer ``x`` at time ``t`` to the trajectory (kept if ``keep_trajectory`` and not thinned)."""
+        self.recorder.add(t, x, sample_t)
+
+    def accept(self, t: float, x: Tensor) -> Tensor:
+        """An accepted step landed on ``t``: apply the hook, record the state, return it."""
+        x = self.hook(x, t)
+        self.record(t, x)
+        return x
+
+
+class Solver:
     """Base class of every sampler.
 
-    Class attributes (capabilities):
+    Capabilities (class defaults; a solver whose options change them sets them on the instance):
         order: deterministic / weak order of convergence in the step size.
         strong_order: strong order for SDE solvers (``None`` for ODE solvers).
         dynamics_kind: ``"ode"`` (needs the probability-flow ODE, ``lam = 0``), ``"sde"``
@@ -65,16 +172,16 @@ class Solver(ABC):
         stochastic: draws noise.
         needs_marginals: uses ``alpha(t), sigma(t)`` (exponential integrators, transitions).
         adaptive: chooses its own steps (the grid gives only the end points).
-        default_grid: grid name :func:`solvers.sample` uses when none is given.
+        default_grid: grid name `solvers.sample` uses when none is given.
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = None
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "any"
-    stochastic: ClassVar[bool] = False
-    needs_marginals: ClassVar[bool] = False
-    adaptive: ClassVar[bool] = False
-    default_grid: ClassVar[str] = "uniform"
+    order: float = 1.0
+    strong_order: float | None = None
+    dynamics_kind: DynamicsKind = "any"
+    stochastic: bool = False
+    needs_marginals: bool = False
+    adaptive: bool = False
+    default_grid: str = "uniform"
 
     def check_dynamics(self, dynamics: ReverseDynamics) -> None:
         """Raise ``TypeError`` if ``dynamics`` is not what this solver integrates."""
@@ -94,10 +201,28 @@ class Solver(ABC):
                 f"{name} discretises the reverse SDE: pass ReverseSDE(sde, score) (lam=1), "
                 f"got lam={dynamics.lam}"
             )
-        if self.needs_marginals and not hasattr(dynamics.sde, "marginal_coeffs"):
-            raise TypeError(f"{name} needs an SDE with marginal_coeffs (alpha(t), sigma(t))")
+        if self.needs_marginals:
+            require_marginals(dynamics.sde, name)
 
-    @abstractmethod
+    def lam_for(self, lam: float | None) -> float:
+        """The reverse-family noise level this solver runs at, given the user's ``lam`` (or ``None``).
+
+        ODE solvers run at 0, reverse-SDE solvers at 1, the others at ``lam`` (default 1).
+
+        Raises:
+            ValueError: ``lam`` contradicts the solver's ``dynamics_kind``.
+        """
+        name = type(self).__name__
+        if self.dynamics_kind == "ode":
+            if lam not in (None, 0, 0.0):
+                raise ValueError(f"{name} is an ODE solver; lam must be 0")
+            return 0.0
+        if self.dynamics_kind == "sde":
+            if lam not in (None, 1, 1.0):
+                raise ValueError(f"{name} needs the reverse SDE; lam must be 1")
+            return 1.0
+        return 1.0 if lam is None else float(lam)
+
     def solve(
         self,
         dynamics: ReverseDynamics,
@@ -109,90 +234,103 @@ class Solver(ABC):
         keep_trajectory: bool = False,
         max_frames: int | None = 101,
         after_step: AfterStep | None = None,
+        denoise: bool = False,
     ) -> Solution:
         """Integrate ``dynamics`` from ``x`` at ``ts[0]`` along the decreasing grid ``ts``.
 
         Args:
             dynamics: reverse-time dynamics (its score is counted for ``nfe``).
             x: initial state ``(B, *D)`` at ``ts[0]`` (usually a prior sample at ``T``).
-            ts: ``(n + 1,)`` strictly decreasing times inside ``[eps, T]``.
-            noise: randomness for stochastic solvers (default: :class:`GaussianNoise`).
+            ts: ``(n + 1,)`` strictly decreasing times inside ``[eps, T]`` (adaptive solvers
+                use only the end points).
+            noise: randomness for stochastic solvers (default: `GaussianNoise` on ``generator``).
             generator: used by the default noise source.
             keep_trajectory: store (thinned) intermediate states.
             max_frames: at most this many stored states (``None``: all).
-            after_step: hook applied to the state after every step.
+            after_step: hook ``(x, t) -> x`` applied to the state after every accepted step.
+            denoise: end the run with the Tweedie step at ``ts[-1]`` (`finish`; one NFE).
+
+        Returns:
+            `Solution` (``nfe`` and ``seconds`` include the end-of-run step).
+
+        Raises:
+            TypeError: the dynamics are not what the solver integrates.
+            ValueError: a bad grid or ``max_frames``.
         """
+        self.check_dynamics(dynamics)
+        grid = check_grid(ts, dynamics.sde)
+        times = grid.tolist()
+        recorder = TrajectoryRecorder(keep_trajectory, None if self.adaptive else len(times) - 1, max_frames)
+        ctx = SolveContext(
+            grid=grid,
+            times=times,
+            noise=GaussianNoise(generator) if noise is None else noise,
+            after_step=after_step,
+            recorder=recorder,
+            denoise=denoise,
+        )
+        nfe0 = dynamics.nfe
+        start = time.perf_counter()
+        with torch.no_grad():
+            ctx.record(times[0], x)
+            x = self.integrate(dynamics, x, ctx)
+            x = self.finish(dynamics, x, ctx)
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
+        seconds = time.perf_counter() - start
+        traj, traj_t, per_sample_t = recorder.result()
+        if per_sample_t is not None:
+            ctx.stats["trajectory_sample_times"] = per_sample_t
+        return Solution(
+            samples=x,
+            nfe=dynamics.nfe - nfe0,
+            times=grid if ctx.visited is None else ctx.visited,
+            trajectory=traj,
+            trajectory_times=traj_t,
+            seconds=seconds,
+            stats=ctx.stats,
+        )
+
+    def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
+        """Carry ``x: (B, *D)`` from ``ctx.t_start`` to ``ctx.t_end``; report accepted states to ``ctx``.
+
+        The one method a solver implements (fixed-grid solvers implement `FixedGridSolver.step`
+        instead). Accepted states go through ``ctx.accept`` (hook, then trajectory).
+        """
+        raise NotImplementedError(f"{type(self).__name__} implements neither integrate nor step")
+
+    def finish(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
+        """The end of a run, after the last step: the one place to change what a run returns.
+
+        Default: with ``ctx.denoise``, Tweedie's denoiser ``E[x_0 | x_t] = (x + sigma^2 s) / alpha``
+        at ``t = ctx.t_end`` (one NFE; Efron 2011, Song et al. 2021 App. G); else ``x`` unchanged.
+        Override it (or pass ``denoise``) to end runs differently, e.g. with a final step to
+        ``sigma = 0`` through the denoiser.
+        """
+        if not ctx.denoise:
+            return x
+        return dynamics.x0_pred(x, batch_time(ctx.t_end, x))
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({opts})"
 
 
-@dataclass
-class StepContext:
-    """Per-solve information handed to :meth:`FixedGridSolver.step`.
+class FixedGridSolver(Solver, ABC):
+    """A solver that visits exactly the given grid; subclasses implement `step` (and may `prepare`)."""
 
-    Attributes:
-        index: step number ``i`` (from ``t_i`` to ``t_{i+1}``), 0-based.
-        n_steps: total number of steps.
-        noise: the noise source of this solve.
-        memory: solver-owned storage that persists across steps (multistep methods).
-    """
-
-    index: int
-    n_steps: int
-    noise: NoiseSource
-    memory: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_last(self) -> bool:
-        return self.index == self.n_steps - 1
-
-
-class FixedGridSolver(Solver):
-    """A solver that visits exactly the given grid; subclasses implement :meth:`step`."""
+    def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
+        """Per-solve precomputation into ``ctx.memory`` before the first step; default: nothing."""
 
     @abstractmethod
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         """Advance ``x: (B, *D)`` from ``t`` to ``t_next < t``; return the new state."""
 
-    def solve(
-        self,
-        dynamics: ReverseDynamics,
-        x: Tensor,
-        ts: Tensor,
-        *,
-        noise: NoiseSource | None = None,
-        generator: torch.Generator | None = None,
-        keep_trajectory: bool = False,
-        max_frames: int | None = 101,
-        after_step: AfterStep | None = None,
-    ) -> Solution:
-        self.check_dynamics(dynamics)
-        grid = check_grid(ts, dynamics.sde)
-        times = grid.tolist()
-        n = len(times) - 1
-        noise = GaussianNoise(generator) if noise is None else noise
-        ctx = StepContext(index=0, n_steps=n, noise=noise)
-        rec = TrajectoryRecorder(keep_trajectory, n, max_frames)
-        nfe0 = dynamics.nfe
-        start = time.perf_counter()
-        with torch.no_grad():
-            rec.add(0, times[0], x)
-            for i in range(n):
-                ctx.index = i
-                x = self.step(dynamics, x, times[i], times[i + 1], ctx)
-                if after_step is not None:
-                    x = after_step(x, batch_time(times[i + 1], x))
-                rec.add(i + 1, times[i + 1], x)
-        if x.is_cuda:
-            torch.cuda.synchronize(x.device)
-        traj, traj_t = rec.result()
-        return Solution(
-            samples=x,
-            nfe=dynamics.nfe - nfe0,
-            times=grid,
-            trajectory=traj,
-            trajectory_times=traj_t,
-            seconds=time.perf_counter() - start,
-        )
+    def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
+        self.prepare(dynamics, ctx)
+        times = ctx.times
+        for i in range(ctx.n_steps):
+            ctx.index = i
+            x = self.step(dynamics, x, times[i], times[i + 1], ctx)
+            x = ctx.accept(times[i + 1], x)
+        return x

@@ -3,47 +3,48 @@
 Song et al. 2021 ("Score-Based Generative Modeling through SDEs"), Section 4.2, Alg. 4-5.
 One corrector step at time ``t`` on ``x: (B, *D)`` is the unadjusted Langevin update::
 
-    x <- x + eps s(x, t) + sqrt(2 eps) z,        z ~ N(0, I)
+    x <- x + h s(x, t) + sqrt(2 h) z,        z ~ N(0, I)
 
-with a step size ``eps`` of shape ``(B,)`` (per sample) or ``(1,)`` (shared by the batch):
+with a step size ``h`` of shape ``(B,)`` (per sample) or ``(1,)`` (shared by the batch):
 
-* :class:`LangevinCorrector`: ``eps = 2 a (r ||z|| / ||s||)^2`` (Alg. 4 VE, Alg. 5 VP), the
+* `LangevinCorrector`: ``h = 2 a (r ||z|| / ||s||)^2`` (Alg. 4 VE, Alg. 5 VP), the
   norms taken over all non-batch dims and averaged over the batch (``norm="batch"``, as
   Song et al.'s reference code), or per sample (``norm="sample"``);
-* :class:`AnnealedLangevinCorrector`: ``eps = 2 a (r sigma(t))^2``, the annealed Langevin
+* `AnnealedLangevinCorrector`: ``h = 2 a (r sigma(t))^2``, the annealed Langevin
   dynamics of SMLD/NCSN (Song & Ermon 2019) written for any SDE;
-* :class:`NoneCorrector`: no corrector.
+* `NoneCorrector`: no corrector.
 
 ``a`` generalises VP's ``alpha_i = 1 - beta_i``: it is ``a^2`` of the forward transition
-``x_t = a x_s + b z`` over the grid step (:func:`corrector_weight`), i.e. ``1 - beta_i`` for
+``x_t = a x_s + b z`` over the grid step (`corrector_weight`), i.e. ``1 - beta_i`` for
 VP and sub-VP and ``1`` for VE. ``r`` is ``snr``; the paper uses 0.16 for VE (default here)
 and 0.01 for VP. A fixed ``snr`` leaves an ``O(snr^2)`` bias of the unadjusted Langevin
 chain that does not shrink with the number of grid steps.
 
-Why ``norm="batch"`` is the default: a per-sample step ``eps(x) = 2 a r^2 ||z||^2 / ||s(x)||^2``
+Why ``norm="batch"`` is the default: a per-sample step ``h(x) = 2 a r^2 ||z||^2 / ||s(x)||^2``
 depends on the state, and blows up where the score vanishes, i.e. at the modes' centres
 and at saddles. In high dimension ``||s(x)||`` concentrates and the two rules agree; in
-low dimension the per-sample rule kicks samples out of the modes (on the 2-D 8-Gaussian
-target with the exact score it lands 8-20 times above the sliced-W2 noise floor, at every
-``snr`` down to 0.01, where the batch rule reaches the floor). A state-dependent step size
+low dimension the per-sample rule kicks samples out of the modes (at every ``snr``; figures
+in docs/solvers.md). A state-dependent step size
 also changes the chain's invariant law (it would need an Ito correction term). The batch
 rule's step is (for large batches) a function of ``t`` only, so the chain keeps ``p_t``
-invariant up to the usual ``O(eps)`` discretisation bias.
+invariant up to the usual ``O(h)`` discretisation bias.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 
-from .dynamics import ReverseDynamics, forward_transition
+from .dynamics import ReverseDynamics
+from .marginals import forward_transition, marginals_of
 from .noise import NoiseSource
-from .predictors import coeff_time
-from .utils import append_dims, batch_time, flat_norm
+from .registry import lookup
+from .utils import append_dims, batch_time, coeff_time, flat_norm
 
 __all__ = [
     "DEFAULT_SNR",
@@ -71,13 +72,17 @@ def corrector_weight(dynamics: ReverseDynamics, t: float, t_next: float, like: T
     Returns ``(1,)`` (one grid time for the whole batch; broadcast with ``append_dims``) on
     the device and dtype of ``like: (B, *D)``.
     """
-    a, _ = forward_transition(dynamics.sde, coeff_time(t_next, like), coeff_time(t, like))
+    a, _ = forward_transition(marginals_of(dynamics), coeff_time(t_next, like), coeff_time(t, like))
     return a**2
 
 
-def langevin_update(x: Tensor, score: Tensor, eps: Tensor, z: Tensor) -> Tensor:
-    """Unadjusted Langevin step ``x + eps s + sqrt(2 eps) z``; ``x, score, z: (B, *D)``, ``eps: (B,)`` or ``(1,)``."""
-    return x + append_dims(eps, x.ndim) * score + append_dims(torch.sqrt(2.0 * eps), x.ndim) * z
+def langevin_update(x: Tensor, score: Tensor, step_size: Tensor, z: Tensor) -> Tensor:
+    """Unadjusted Langevin step ``x + h s + sqrt(2 h) z`` with ``h = step_size``.
+
+    Shapes: ``x, score, z: (B, *D)``, ``step_size: (B,)`` or ``(1,)``.
+    """
+    h = step_size
+    return x + append_dims(h, x.ndim) * score + append_dims(torch.sqrt(2.0 * h), x.ndim) * z
 
 
 def _check_snr(snr: float) -> float:
@@ -92,55 +97,80 @@ class Corrector(ABC):
     """A Markov-chain step that leaves ``p_t`` (approximately) invariant, applied at a fixed ``t``.
 
     Class attributes:
-        name: the name under which :data:`CORRECTORS` registers it.
+        name: the name under which `CORRECTORS` registers it.
         evaluations: score evaluations per corrector step (0 or 1).
 
     Attributes:
-        snr: the signal-to-noise ratio ``r`` (``None`` for :class:`NoneCorrector`).
+        snr: the signal-to-noise ratio ``r`` (``None`` for `NoneCorrector`).
     """
 
     name: ClassVar[str]
     evaluations: ClassVar[int] = 1
+    needs_marginals: ClassVar[bool] = True
     snr: float | None = None
 
-    @abstractmethod
     def step(
         self, dynamics: ReverseDynamics, x: Tensor, t: float, weight: Tensor, noise: NoiseSource
     ) -> Tensor:
-        """One corrector step at time ``t`` on ``x: (B, *D)``; ``weight: (B,)`` or ``(1,)`` is ``a_i``."""
+        """One corrector step at time ``t`` on ``x: (B, *D)``: evaluate the score, then `update`.
+
+        ``weight: (B,)`` or ``(1,)`` is ``a_i``.
+        """
+        score = dynamics.score(x, batch_time(t, x)) if self.evaluations else None
+        return self.update(dynamics, x, t, score, weight, noise)
+
+    @abstractmethod
+    def update(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        score: Tensor | None,
+        weight: Tensor,
+        noise: NoiseSource,
+    ) -> Tensor:
+        """The step given ``score = s(x, t)`` (``None`` when ``evaluations == 0``)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(snr={self.snr!r})"
 
 
 class _LangevinStep(Corrector):
-    """Shared Langevin move; subclasses choose the step size ``eps: (B,)`` or ``(1,)``."""
+    """Shared Langevin move; subclasses choose the step size ``h: (B,)`` or ``(1,)``."""
+
+    snr: float
 
     def __init__(self, snr: float = DEFAULT_SNR) -> None:
         self.snr = _check_snr(snr)
 
     @abstractmethod
     def step_size(self, dynamics: ReverseDynamics, score: Tensor, z: Tensor, t: Tensor, weight: Tensor) -> Tensor:
-        """Step size ``eps`` (``(B,)`` or ``(1,)``) for ``score, z: (B, *D)`` at ``t``, ``weight = a_i``.
+        """Step size ``h`` (``(B,)`` or ``(1,)``) for ``score, z: (B, *D)`` at ``t``, ``weight = a_i``.
 
         ``t`` and ``weight`` are ``(1,)`` (one grid time) or ``(B,)``.
         """
 
-    def step(
-        self, dynamics: ReverseDynamics, x: Tensor, t: float, weight: Tensor, noise: NoiseSource
+    def update(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        score: Tensor | None,
+        weight: Tensor,
+        noise: NoiseSource,
     ) -> Tensor:
-        score = dynamics.score(x, batch_time(t, x))
+        assert score is not None
         z = noise.normal(x)
         # Step size from the signal-to-noise ratio, then the Langevin move.
-        eps = self.step_size(dynamics, score, z, coeff_time(t, x), weight)
-        return langevin_update(x, score, eps, z)
+        h = self.step_size(dynamics, score, z, coeff_time(t, x), weight)
+        return langevin_update(x, score, h, z)
 
 
 class LangevinCorrector(_LangevinStep):
-    """Langevin corrector with step ``eps = 2 a (r ||z|| / ||s||)^2`` (Song et al. Alg. 4-5).
+    """Langevin corrector with step ``h = 2 a (r ||z|| / ||s||)^2`` (Song et al. Alg. 4-5).
 
     Args:
-        snr: the ratio ``r = ||eps s|| / ||sqrt(2 eps) z||`` of the step's signal to its
+        snr: the ratio ``r = ||h s|| / ||sqrt(2 h) z||`` of the step's signal to its
             noise (exactly, for ``a = 1``).
         norm: ``"batch"`` (default): ``||z||`` and ``||s||`` are the batch means of the
             per-sample norms (Song et al.'s reference code), so all samples share one step
@@ -159,7 +189,7 @@ class LangevinCorrector(_LangevinStep):
         self.norm = norm
 
     def step_size(self, dynamics: ReverseDynamics, score: Tensor, z: Tensor, t: Tensor, weight: Tensor) -> Tensor:
-        """``eps = 2 a (r ||z|| / ||s||)^2``: ``(B,)`` per sample, or shaped like ``weight`` for the batch rule."""
+        """``h = 2 a (r ||z|| / ||s||)^2``: ``(B,)`` per sample, or shaped like ``weight`` for the batch rule."""
         # Norms over all non-batch dims, then (by default) averaged over the batch.
         s_norm, z_norm = flat_norm(score), flat_norm(z)
         if self.norm == "batch":
@@ -172,10 +202,10 @@ class LangevinCorrector(_LangevinStep):
 
 
 class AnnealedLangevinCorrector(_LangevinStep):
-    """Annealed Langevin dynamics (SMLD/NCSN): step ``eps = 2 a (r sigma(t))^2``.
+    """Annealed Langevin dynamics (SMLD/NCSN): step ``h = 2 a (r sigma(t))^2``.
 
     Song & Ermon 2019 (Alg. 1) use ``alpha_i = epsilon sigma_i^2 / sigma_L^2``: the same
-    ``eps proportional to sigma(t)^2`` rule, here parameterised by ``r = snr`` as in Song et al.
+    ``h proportional to sigma(t)^2`` rule, here parameterised by ``r = snr`` as in Song et al.
     2021's reference sampler. ``sigma(t)`` is the SDE's marginal noise scale.
 
     Args:
@@ -185,8 +215,8 @@ class AnnealedLangevinCorrector(_LangevinStep):
     name = "annealed_langevin"
 
     def step_size(self, dynamics: ReverseDynamics, score: Tensor, z: Tensor, t: Tensor, weight: Tensor) -> Tensor:
-        """``eps = 2 a (r sigma(t))^2``, shaped like ``t``."""
-        _, sigma = dynamics.sde.marginal_coeffs(t)
+        """``h = 2 a (r sigma(t))^2``, shaped like ``t``."""
+        _, sigma = marginals_of(dynamics).marginal_coeffs(t)
         return 2.0 * weight * (self.snr * sigma) ** 2
 
 
@@ -195,9 +225,16 @@ class NoneCorrector(Corrector):
 
     name = "none"
     evaluations = 0
+    needs_marginals = False
 
-    def step(
-        self, dynamics: ReverseDynamics, x: Tensor, t: float, weight: Tensor, noise: NoiseSource
+    def update(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        score: Tensor | None,
+        weight: Tensor,
+        noise: NoiseSource,
     ) -> Tensor:
         return x
 
@@ -205,7 +242,7 @@ class NoneCorrector(Corrector):
         return "NoneCorrector()"
 
 
-CORRECTORS: dict[str, type[Corrector]] = {
+CORRECTORS: Mapping[str, type[Corrector]] = {
     "none": NoneCorrector,
     "langevin": LangevinCorrector,
     "annealed_langevin": AnnealedLangevinCorrector,
@@ -213,11 +250,14 @@ CORRECTORS: dict[str, type[Corrector]] = {
 
 
 def get_corrector(spec: str | Corrector, *, snr: float | None = None) -> Corrector:
-    """A corrector from its name in :data:`CORRECTORS` (with ``snr``) or a :class:`Corrector`.
+    """A corrector from its name in `CORRECTORS` (with ``snr``) or a `Corrector` instance.
 
-    ``snr=None`` keeps the default :data:`DEFAULT_SNR`. Raises ``ValueError`` listing the valid
-    names for an unknown name, and when ``snr`` is given for an instance (set it on the
-    instance) or for ``"none"``; ``TypeError`` for anything else.
+    ``snr=None`` keeps the default `DEFAULT_SNR`.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid names), or ``snr`` given for an
+            instance (set it on the instance) or for ``"none"``.
+        TypeError: neither a name nor a `Corrector`.
     """
     if isinstance(spec, Corrector):
         if snr is not None:
@@ -227,14 +267,9 @@ def get_corrector(spec: str | Corrector, *, snr: float | None = None) -> Correct
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"corrector must be a name or a Corrector, got {type(spec).__name__}")
-    try:
-        cls = CORRECTORS[spec]
-    except KeyError:
-        raise ValueError(
-            f"unknown corrector {spec!r}; valid correctors: {', '.join(CORRECTORS)}"
-        ) from None
-    if cls is NoneCorrector:
+    cls = lookup(CORRECTORS, spec, "corrector")
+    if not issubclass(cls, _LangevinStep):
         if snr is not None:
-            raise ValueError(f"snr={snr!r} has no effect with corrector 'none'")
-        return NoneCorrector()
-    return cls(DEFAULT_SNR if snr is None else snr)  # type: ignore[call-arg]
+            raise ValueError(f"snr={snr!r} has no effect with corrector {spec!r}")
+        return cls()
+    return cls(DEFAULT_SNR if snr is None else snr)

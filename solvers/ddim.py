@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
-from .exponential import ExponentialIntegrator, predict_x0
+from .exponential import ExponentialIntegrator
 
 __all__ = ["DDIM"]
 
@@ -18,11 +17,11 @@ class DDIM(ExponentialIntegrator):
     """DDIM: first-order exponential integrator; eta=0 deterministic, eta>0 adds fresh noise.
 
     One step from ``s`` to ``t < s`` with ``x0 = E[x_0 | x_s]`` (Tweedie) and
-    ``eps = (x_s - alpha_s x0)/sigma_s`` (Song et al. 2021a, eq. 12, written with
+    ``eps_hat = (x_s - alpha_s x0)/sigma_s`` (Song et al. 2021a, eq. 12, written with
     ``alpha = sqrt(alpha_bar)`` and ``h = lambda_t - lambda_s``)::
 
         c   = eta * sigma_t * sqrt(1 - e^{-2h})
-        x_t = alpha_t x0 + sqrt(sigma_t^2 - c^2) eps + c z,      z ~ N(0, I)
+        x_t = alpha_t x0 + sqrt(sigma_t^2 - c^2) eps_hat + c z,      z ~ N(0, I)
 
     ``eta = 0`` is exactly DPM-Solver-1 (Lu et al. 2022, eq. 3.7), the exponential Euler
     step of the probability-flow ODE, order 1 in ``h``. For any ``eta`` the step keeps the
@@ -41,10 +40,10 @@ class DDIM(ExponentialIntegrator):
     NFE: one score evaluation per step.
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = None
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
-    stochastic: ClassVar[bool] = True
+    order: float = 1.0
+    strong_order: float | None = None
+    dynamics_kind: DynamicsKind = "ode"
+    stochastic: bool = True
 
     def __init__(self, *, eta: float = 0.0) -> None:
         eta = float(eta)
@@ -52,12 +51,12 @@ class DDIM(ExponentialIntegrator):
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
         self.eta = eta
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
         s_s = tab.sigma[i]
         a_t, s_t = tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
-        x0 = predict_x0(dynamics, x, t)
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
+        x0 = dynamics.x0_at(x, t)
         if self.eta == 0.0:
             # Exponential Euler step in data prediction: x_t = (sigma_t/sigma_s) x + alpha_t (1 - e^{-h}) x0.
             return (s_t / s_s) * x + (-a_t * math.expm1(-h)) * x0

@@ -8,12 +8,12 @@ intervals and the NFE is ``k * steps``, reported by the score counter.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
 from .exponential import (
     ExponentialIntegrator,
@@ -21,17 +21,18 @@ from .exponential import (
     ScheduleTable,
     phi_data,
     phi_noise,
-    predict_eps,
-    predict_x0,
     time_from_log_snr,
 )
-from .protocol import DiffusionSDE
+from .protocol import MarginalSDE
 
-__all__ = ["DPMSolver", "DPMSolver1", "DPMSolver2", "DPMSolver3"]
+__all__ = ["DPMSolver", "DEFAULT_FRACTIONS"]
+
+DEFAULT_FRACTIONS: dict[int, tuple[float, ...]] = {1: (), 2: (0.5,), 3: (1.0 / 3.0, 2.0 / 3.0)}
+"""Intermediate fractions ``r`` of ``h`` per order (Lu et al. 2022, §3.3)."""
 
 
 class DPMSolver(ExponentialIntegrator):
-    """Singlestep DPM-Solver of order 1, 2 or 3 (base of DPMSolver1/2/3; Lu et al. 2022, Alg. 1-2).
+    """Singlestep DPM-Solver of order 1, 2 or 3 (Lu et al. 2022, Alg. 1-2); ``k`` NFE per step.
 
     Notation: step from ``s`` to ``t`` with ``h = lambda_t - lambda_s``, intermediate times
     ``m_j`` at ``lambda_s + r_j h``. Noise prediction ``e(x, u) = -sigma_u score`` (Lu et al.
@@ -54,60 +55,68 @@ class DPMSolver(ExponentialIntegrator):
                   u2  = (s_m2/s_s) x + a_m2 phi_1(r2 h) d_s + a_m2 (r2/r1) phi_2(r2 h) (d(u1, m1) - d_s)
                   x_t = (s_t/s_s) x + a_t phi_1(h) d_s + a_t/r2 phi_2(h) (d(u2, m2) - d_s)
 
-    ``psi_k``/``phi_k`` are :func:`~solvers.exponential.phi_noise` / :func:`~solvers.exponential.phi_data`
+    ``psi_k``/``phi_k`` are `phi_noise` / `phi_data`
     (``psi_1 = e^h - 1``, ``phi_1 = 1 - e^{-h}``). Order ``k`` in ``h`` for ``r1 = 1/2``
     (order 2) and ``r1 = 1/3, r2 = 2/3`` (order 3; Lu et al. 2022, §3.3).
 
     Args:
+        order: 1 (exponential Euler, equals deterministic DDIM), 2 or 3.
         prediction: ``"noise"`` (DPM-Solver) or ``"data"`` (DPM-Solver++ singlestep).
         r1, r2: intermediate fractions of ``h`` (defaults 1/2 for order 2; 1/3, 2/3 for order 3).
 
-    NFE: ``order`` score evaluations per grid interval. The order is the class attribute
-    ``order`` of the concrete subclass.
+    NFE: ``order`` score evaluations per grid interval (registered as ``dpm_solver_1/2/3``).
     """
 
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
+    dynamics_kind: DynamicsKind = "ode"
 
     def __init__(
-        self, *, prediction: Prediction = "noise", r1: float | None = None, r2: float | None = None
+        self,
+        *,
+        order: int = 1,
+        prediction: Prediction = "noise",
+        r1: float | None = None,
+        r2: float | None = None,
     ) -> None:
-        if type(self) is DPMSolver:
-            raise TypeError("use DPMSolver1, DPMSolver2 or DPMSolver3 (dpm_solver_1/2/3)")
+        if order not in DEFAULT_FRACTIONS:
+            raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
         if prediction not in ("noise", "data"):
             raise ValueError(f"prediction must be 'noise' or 'data', got {prediction!r}")
-        fracs = [float(r) for r in (r1, r2) if r is not None]
-        if len(fracs) != int(self.order) - 1:
-            raise ValueError(f"order {int(self.order)} needs {int(self.order) - 1} fraction(s) r, got {fracs}")
+        defaults = DEFAULT_FRACTIONS[order]
+        given = (r1, r2)[: len(defaults)]
+        fracs = [float(d if r is None else r) for r, d in zip(given, defaults, strict=True)]
+        if (r1, r2)[len(defaults):] != (None,) * (2 - len(defaults)):
+            raise ValueError(f"order {order} needs {order - 1} fraction(s) r, got r1={r1}, r2={r2}")
         if any(not (0.0 < r <= 1.0) for r in fracs) or sorted(set(fracs)) != fracs:
             raise ValueError(f"need 0 < r1 < r2 <= 1, got {fracs}")
+        self.order = float(order)
         self.prediction: Prediction = prediction
-        self.r1 = None if r1 is None else float(r1)
-        self.r2 = None if r2 is None else float(r2)
+        self.r1 = fracs[0] if len(fracs) > 0 else None
+        self.r2 = fracs[1] if len(fracs) > 1 else None
 
-    # Stages' times: lambda_s + r h inverted to t once per solve, with alpha, sigma there.
-    def prepare(self, sde: DiffusionSDE, table: ScheduleTable) -> dict[str, Any]:
+    # Stages' times: log_snr_s + r h inverted to t once per solve, with alpha, sigma there.
+    def precompute(self, sde: MarginalSDE, table: ScheduleTable) -> dict[str, Any]:
         fracs = [r for r in (self.r1, self.r2) if r is not None]
         if not fracs:
             return {}
-        lam = torch.tensor(table.lam, dtype=torch.float64)
-        h = lam[1:] - lam[:-1]
-        targets = torch.stack([lam[:-1] + r * h for r in fracs], dim=1)  # (n, stages)
+        levels = torch.tensor(table.log_snr, dtype=torch.float64)
+        h = levels[1:] - levels[:-1]
+        targets = torch.stack([levels[:-1] + r * h for r in fracs], dim=1)  # (n, stages)
         t_mid = time_from_log_snr(sde, targets.reshape(-1)).reshape(targets.shape)
         alpha, sigma = sde.marginal_coeffs(t_mid.reshape(-1))
         alpha, sigma = alpha.reshape(t_mid.shape), sigma.reshape(t_mid.shape)
         # Use the fractions actually reached by the inversion, so coefficients stay consistent.
-        r_eff = (torch.log(alpha) - torch.log(sigma) - lam[:-1, None]) / h[:, None]
+        r_eff = (torch.log(alpha) - torch.log(sigma) - levels[:-1, None]) / h[:, None]
         return {"t": t_mid.tolist(), "alpha": alpha.tolist(), "sigma": sigma.tolist(), "r": r_eff.tolist()}
 
     def _pred(self, dynamics: ReverseDynamics, x: Tensor, t: float) -> Tensor:
         if self.prediction == "data":
-            return predict_x0(dynamics, x, t)
-        return predict_eps(dynamics, x, t)
+            return dynamics.x0_at(x, t)
+        return dynamics.noise_pred_at(x, t)
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
         a_s, s_s, a_t, s_t = tab.alpha[i], tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
         data = self.prediction == "data"
         phi = phi_data if data else phi_noise
 
@@ -122,14 +131,15 @@ class DPMSolver(ExponentialIntegrator):
         if self.order == 1:
             return transport(a_t, s_t, h, p_s)
 
-        ex = self.extra
+        ex = ctx.memory["extra"]
         t_m, a_m, s_m, r = ex["t"][i], ex["alpha"][i], ex["sigma"][i], ex["r"][i]
         if self.order == 2:
             # Stage at lambda_s + r1 h, then combine the two predictions (Alg. 1 / 2S).
             u = transport(a_m[0], s_m[0], r[0] * h, p_s)
             p_m = self._pred(dynamics, u, t_m[0])
             scale = a_t if data else s_t
-            return transport(a_t, s_t, h, p_s) + (sign * scale * phi(h, 1) / (2.0 * r[0])) * (p_m - p_s)
+            out: Tensor = transport(a_t, s_t, h, p_s) + (sign * scale * phi(h, 1) / (2.0 * r[0])) * (p_m - p_s)
+            return out
 
         # Third order (Alg. 2): two stages, the second corrected with the first's difference.
         u1 = transport(a_m[0], s_m[0], r[0] * h, p_s)
@@ -140,33 +150,5 @@ class DPMSolver(ExponentialIntegrator):
         ) * (p_m1 - p_s)
         p_m2 = self._pred(dynamics, u2, t_m[1])
         scale = a_t if data else s_t
-        return transport(a_t, s_t, h, p_s) + (sign * scale * phi(h, 2) / r[1]) * (p_m2 - p_s)
-
-
-class DPMSolver1(DPMSolver):
-    """DPM-Solver-1: exponential Euler in log-SNR (equals deterministic DDIM); 1 NFE per step."""
-
-    order: ClassVar[float] = 1.0
-
-    def __init__(self, *, prediction: Prediction = "noise") -> None:
-        super().__init__(prediction=prediction)
-
-
-class DPMSolver2(DPMSolver):
-    """DPM-Solver-2: singlestep second order in log-SNR (Lu et al. 2022, Alg. 1); 2 NFE per step."""
-
-    order: ClassVar[float] = 2.0
-
-    def __init__(self, *, prediction: Prediction = "noise", r1: float = 0.5) -> None:
-        super().__init__(prediction=prediction, r1=r1)
-
-
-class DPMSolver3(DPMSolver):
-    """DPM-Solver-3: singlestep third order in log-SNR (Lu et al. 2022, Alg. 2); 3 NFE per step."""
-
-    order: ClassVar[float] = 3.0
-
-    def __init__(
-        self, *, prediction: Prediction = "noise", r1: float = 1.0 / 3.0, r2: float = 2.0 / 3.0
-    ) -> None:
-        super().__init__(prediction=prediction, r1=r1, r2=r2)
+        x_t: Tensor = transport(a_t, s_t, h, p_s) + (sign * scale * phi(h, 2) / r[1]) * (p_m2 - p_s)
+        return x_t

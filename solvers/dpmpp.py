@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
-from .exponential import ExponentialIntegrator, phi_data, phi_weights, predict_x0
+from .exponential import ExponentialIntegrator, phi_data, phi_weights
 
 __all__ = ["DPMSolverPP2M", "DPMSolverPP3M", "UniPC", "LOWER_ORDER_FINAL_BELOW"]
 
@@ -22,7 +20,7 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
     Step ``i`` from ``t_i`` to ``t_{i+1}`` evaluates ``d_i = E[x_0 | x_{t_i}]`` once and reuses
     ``d_{i-1}, d_{i-2}`` from earlier steps. With ``h = lambda_{i+1} - lambda_i``,
     ``h_0 = lambda_i - lambda_{i-1}``, ``h_1 = lambda_{i-1} - lambda_{i-2}`` and
-    ``r_0 = h_0/h``, ``r_1 = h_1/h`` (``phi_k`` = :func:`~solvers.exponential.phi_data`)::
+    ``r_0 = h_0/h``, ``r_1 = h_1/h`` (``phi_k`` = `phi_data`)::
 
         1st order: x' = (s'/s) x + a' phi_1(h) d_i
         2nd order: x' = (s'/s) x + a' phi_1(h) [d_i + (d_i - d_{i-1}) / (2 r_0)]      (Alg. 2)
@@ -34,45 +32,55 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
     The third-order line is the Taylor expansion of ``sigma_t int e^lambda d(lambda) dlambda``
     to ``d''``: ``h^2 d''`` enters as ``2 D2``. (The reference implementations of
     DPM-Solver and diffusers weight ``D2`` by ``phi_3`` alone, i.e. half the ``d''`` term;
-    :mod:`tests.test_exponential` measures third order with the factor 2.)
+    `tests.test_exponential` measures third order with the factor 2.)
 
     Warm-up: the first steps use the orders their history allows (1, then 2). With
-    ``lower_order_final`` and fewer than :data:`LOWER_ORDER_FINAL_BELOW` intervals, the last
+    ``lower_order_final`` and fewer than `LOWER_ORDER_FINAL_BELOW` intervals, the last
     steps use order ``min(k, steps left)`` (as the DPM-Solver code does for few steps),
     which keeps the final, strongly curved steps near ``eps`` stable.
     """
 
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
+    dynamics_kind: DynamicsKind = "ode"
 
     def __init__(self, *, lower_order_final: bool = True) -> None:
         self.lower_order_final = bool(lower_order_final)
 
+    @property
+    def history(self) -> int:
+        """Data predictions kept (the order of the multistep predictor)."""
+        return int(self.order)
+
     def step_order(self, index: int, n_steps: int) -> int:
         """Order used on step ``index`` of ``n_steps`` (warm-up and lower-order final steps)."""
-        k = min(int(self.order), index + 1)
+        k = min(self.history, index + 1)
         if self.lower_order_final and n_steps < LOWER_ORDER_FINAL_BELOW:
             k = min(k, n_steps - index)
         return k
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
-        s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
-        d = predict_x0(dynamics, x, t)
+    def remember(self, ctx: SolveContext, d: Tensor) -> list[Tensor]:
+        """Append ``d_i`` to this solve's history of data predictions (the last `history` kept)."""
         hist: list[Tensor] = ctx.memory.setdefault("d", [])
         hist.append(d)
-        if len(hist) > int(self.order):
+        if len(hist) > self.history:
             hist.pop(0)
+        return hist
+
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
+        s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
+        d = dynamics.x0_at(x, t)
+        hist = self.remember(ctx, d)
         k = self.step_order(i, ctx.n_steps)
         x_lin = (s_t / s_s) * x
         if k == 1:
             return x_lin + (a_t * phi_data(h, 1)) * d
-        r0 = (tab.lam[i] - tab.lam[i - 1]) / h
+        r0 = (tab.log_snr[i] - tab.log_snr[i - 1]) / h
         d1_0 = (d - hist[-2]) / r0
         if k == 2:
             # Alg. 2: D = d_i + (d_i - d_{i-1})/(2 r_0), integrated with phi_1.
             return x_lin + (a_t * phi_data(h, 1)) * (d + 0.5 * d1_0)
-        r1 = (tab.lam[i - 1] - tab.lam[i - 2]) / h
+        r1 = (tab.log_snr[i - 1] - tab.log_snr[i - 2]) / h
         d1_1 = (hist[-2] - hist[-3]) / r1
         diff = (d1_0 - d1_1) / (r0 + r1)
         d1 = d1_0 + r0 * diff
@@ -83,38 +91,38 @@ class DPMSolverPP2M(_MultistepDPMSolverPP):
     """DPM-Solver++(2M): multistep second order in data prediction; 1 NFE per step.
 
     Lu et al. 2022b, Alg. 2, on the log-SNR grid of any affine SDE; see
-    :class:`~solvers.dpmpp._MultistepDPMSolverPP` for the update and the warm-up/final steps.
+    `_MultistepDPMSolverPP` for the update and the warm-up/final steps.
 
     Args:
         lower_order_final: first-order last step when there are fewer than 15 intervals.
     """
 
-    order: ClassVar[float] = 2.0
+    order: float = 2.0
 
 
 class DPMSolverPP3M(_MultistepDPMSolverPP):
     """DPM-Solver++(3M): multistep third order in data prediction; 1 NFE per step.
 
     Uses ``d_i, d_{i-1}, d_{i-2}`` to estimate ``d'`` and ``d''`` on non-uniform log-SNR steps;
-    see :class:`~solvers.dpmpp._MultistepDPMSolverPP` for the update and warm-up/final steps.
+    see `_MultistepDPMSolverPP` for the update and warm-up/final steps.
 
     Args:
         lower_order_final: orders 2 then 1 on the last two steps when there are fewer than
             15 intervals.
     """
 
-    order: ClassVar[float] = 3.0
+    order: float = 3.0
 
 
 class UniPC(_MultistepDPMSolverPP):
     """DPM-Solver++(2M) + UniPC-style corrector (exact exponential Adams–Moulton); order 3, 1 NFE/step.
 
-    Predictor: the DPM-Solver++(2M) step of :class:`DPMSolverPP2M` gives ``x~_{i+1}``. The
+    Predictor: the DPM-Solver++(2M) step of `DPMSolverPP2M` gives ``x~_{i+1}``. The
     score at ``(x~_{i+1}, t_{i+1})`` is needed by the next step anyway; evaluated now, it
     also corrects the step for free (Zhao et al. 2023, "UniPC", §3.2): with
     ``d~_{i+1} = E[x_0 | x~_{i+1}]`` the data prediction is interpolated through
     ``lambda_{i-1}, lambda_i, lambda_{i+1}`` and integrated exactly against
-    ``sigma_t e^lambda`` (:func:`~solvers.exponential.phi_weights`)::
+    ``sigma_t e^lambda`` (`phi_weights`)::
 
         x_{i+1} = (sigma_{i+1}/sigma_i) x_i + alpha_{i+1} (w_- d_{i-1} + w_0 d_i + w_+ d~_{i+1})
 
@@ -122,51 +130,44 @@ class UniPC(_MultistepDPMSolverPP):
     prediction (UniPC's reuse). One more node than the predictor raises the order to 3
     (measured by refinement in the tests). UniPC derives its corrector weights from a
     ``B(h)`` family; here they are the exact-integral (Taylor) weights. The last step is
-    not corrected (that would cost an extra NFE). On exact mixture targets the corrector
-    halves the pathwise error of DPM-Solver++(2M) at NFE 10 and cuts it by about 3x at
-    NFE 15-20 (docs/fast_solvers.md).
+    not corrected (that would cost an extra NFE). Measured errors against DPM-Solver++(2M):
+    docs/fast_solvers.md.
 
     Args:
         lower_order_final: first-order last step when there are fewer than 15 intervals.
     """
 
-    order: ClassVar[float] = 3.0
-    predictor_order: ClassVar[int] = 2
+    order: float = 3.0
 
-    def step_order(self, index: int, n_steps: int) -> int:
-        k = min(self.predictor_order, index + 1)
-        if self.lower_order_final and n_steps < LOWER_ORDER_FINAL_BELOW:
-            k = min(k, n_steps - index)
-        return k
+    @property
+    def history(self) -> int:
+        return 2  # the predictor is DPM-Solver++(2M)
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
         s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
         # Data prediction at t_i: from the previous corrector evaluation when there is one.
         d = ctx.memory.pop("d_next", None)
         if d is None:
-            d = predict_x0(dynamics, x, t)
-        hist: list[Tensor] = ctx.memory.setdefault("d", [])
-        hist.append(d)
-        if len(hist) > self.predictor_order:
-            hist.pop(0)
+            d = dynamics.x0_at(x, t)
+        hist = self.remember(ctx, d)
         x_lin = (s_t / s_s) * x
         # Predictor: DPM-Solver++(2M) (Alg. 2), first order on warm-up / final steps.
         k = self.step_order(i, ctx.n_steps)
         if k == 1:
-            x_pred = x_lin + (a_t * phi_data(h, 1)) * d
+            x_pred: Tensor = x_lin + (a_t * phi_data(h, 1)) * d
         else:
-            r0 = (tab.lam[i] - tab.lam[i - 1]) / h
+            r0 = (tab.log_snr[i] - tab.log_snr[i - 1]) / h
             x_pred = x_lin + (a_t * phi_data(h, 1)) * (d + (0.5 / r0) * (d - hist[-2]))
         if ctx.is_last:
             return x_pred
         # Corrector: evaluate at the predicted point (reused by the next step) and
         # re-integrate through the nodes lambda_{i-1}, lambda_i, lambda_{i+1}.
-        d_next = predict_x0(dynamics, x_pred, t_next)
+        d_next = dynamics.x0_at(x_pred, t_next)
         ctx.memory["d_next"] = d_next
         past = hist[-k:]
-        nodes = [tab.lam[i - len(past) + 1 + j] - tab.lam[i] for j in range(len(past))] + [h]
+        nodes = [tab.log_snr[i - len(past) + 1 + j] - tab.log_snr[i] for j in range(len(past))] + [h]
         w = phi_weights(nodes, h)
         x_corr = x_lin
         for wj, dj in zip(w, [*past, d_next], strict=True):

@@ -1,13 +1,15 @@
 """Reverse-time dynamics built from a forward SDE and a score: written once, used by every solver.
 
-The reverse family (Song et al. 2021, eq. 6 and 13; Zhang & Chen 2022 for the lambda family),
+The reverse family (Song et al. 2021, eq. 6 and 13; Zhang & Chen 2022 for the family),
 integrated from ``T`` down to ``eps``::
 
     dx = [f(x, t) - (1 + lam^2)/2 * g(t)^2 * s(x, t)] dt + lam * g(t) dW_bar,   lam in [0, 1]
 
-``lam = 1`` is the reverse SDE (:func:`ReverseSDE`), ``lam = 0`` the probability-flow ODE
-(:func:`ProbabilityFlowODE`). Every score evaluation goes through :class:`CountedScore`, so the
-number of function evaluations (NFE) a solver reports is counted, never self-reported.
+``lam = 1`` is the reverse SDE (`ReverseSDE`), ``lam = 0`` the probability-flow ODE
+(`ProbabilityFlowODE`). Every score evaluation goes through `CountedScore`, so the number of
+function evaluations (NFE) a solver reports is counted, never self-reported. The dynamics ask
+the SDE only for ``T, eps, drift, diffusion``; the Tweedie conversions need
+``marginal_coeffs`` too and say so when it is missing.
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .protocol import DiffusionSDE, ScoreFn
-from .utils import append_dims
+from .marginals import (
+    forward_transition,
+    marginals_of,
+    noise_from_score,
+    require_marginals,
+    x0_from_score,
+)
+from .protocol import ReverseSDEParts, ScoreFn
+from .utils import append_dims, batch_time
 
 __all__ = [
     "CountedScore",
@@ -32,30 +41,12 @@ class NonFiniteScoreError(FloatingPointError):
     """The score callable returned NaN or inf."""
 
 
-def forward_transition(sde: DiffusionSDE, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-    """Exact forward transition ``x_t = a x_s + b z`` of an affine SDE, for ``s <= t``.
-
-    ``a = alpha(t)/alpha(s)`` and ``b^2 = sigma(t)^2 - a^2 sigma(s)^2``: since
-    ``d(sigma^2/alpha^2)/dt = g^2/alpha^2``, this equals the variance
-    ``int_s^t (alpha(t)/alpha(u))^2 g(u)^2 du`` of the linear SDE. It gives VP's
-    ``a = sqrt(1 - beta_i), b = sqrt(beta_i)`` and VE's ``a = 1, b^2 = sigma_t^2 - sigma_s^2``
-    (Song et al. 2021, App. E/F) and is exact for sub-VP and cosine schedules too.
-
-    Shapes: ``s, t: (B,)`` -> ``a, b: (B,)``.
-    """
-    alpha_s, sigma_s = sde.marginal_coeffs(s)
-    alpha_t, sigma_t = sde.marginal_coeffs(t)
-    a = alpha_t / alpha_s
-    b2 = sigma_t**2 - (a * sigma_s) ** 2
-    return a, torch.sqrt(torch.clamp(b2, min=0.0))
-
-
 class CountedScore:
     """Wraps a score callable: counts calls (NFE) and checks shape and finiteness of outputs.
 
     ``calls`` is the number of batched evaluations made. ``check_finite=True`` raises
-    :class:`NonFiniteScoreError` when the score returns NaN/inf (on an accelerator this is a
-    host sync per call; pass ``check_finite=False`` to skip it).
+    `NonFiniteScoreError` when the score returns NaN/inf (on an accelerator this is a host sync
+    per call; pass ``check_finite=False`` to skip it).
     """
 
     def __init__(self, score: ScoreFn, *, check_finite: bool = True) -> None:
@@ -63,7 +54,7 @@ class CountedScore:
             score = score.score
         if not callable(score):
             raise TypeError(f"score must be callable (x, t) -> tensor, got {type(score).__name__}")
-        self.score = score
+        self.score: ScoreFn = score
         self.check_finite = check_finite
         self.calls = 0
 
@@ -86,22 +77,25 @@ class ReverseDynamics:
     """The reverse-time family ``dx = [f - (1+lam^2)/2 g^2 s] dt + lam g dW_bar``.
 
     Args:
-        sde: any object satisfying :class:`~solvers.protocol.DiffusionSDE`.
-        score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``; wrapped once in :class:`CountedScore`.
+        sde: any object with ``T``, ``eps``, ``drift`` and ``diffusion`` (`ReverseSDEParts`).
+        score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``; wrapped once in `CountedScore`.
         lam: noise level in ``[0, 1]``; 1 = reverse SDE, 0 = probability-flow ODE.
         check_finite: raise on NaN/inf scores.
+
+    Raises:
+        TypeError: ``sde`` lacks one of ``T``, ``eps``, ``drift``, ``diffusion``.
+        ValueError: ``lam`` outside ``[0, 1]``.
     """
 
     def __init__(
-        self, sde: DiffusionSDE, score: ScoreFn, lam: float = 1.0, *, check_finite: bool = True
+        self, sde: ReverseSDEParts, score: ScoreFn, lam: float = 1.0, *, check_finite: bool = True
     ) -> None:
-        missing = [
-            name
-            for name in ("T", "eps", "drift", "diffusion", "marginal_coeffs", "prior_sample")
-            if not hasattr(sde, name)
-        ]
+        missing = [name for name in ("T", "eps", "drift", "diffusion") if not hasattr(sde, name)]
         if missing:
-            raise TypeError(f"{type(sde).__name__} does not satisfy DiffusionSDE: missing {missing}")
+            raise TypeError(
+                f"{type(sde).__name__} cannot define reverse dynamics: missing {missing} "
+                "(an SDE needs T, eps, drift(x, t) and diffusion(t))"
+            )
         if not (0.0 <= lam <= 1.0):
             raise ValueError(f"lam must lie in [0, 1], got {lam}")
         self.sde = sde
@@ -127,40 +121,67 @@ class ReverseDynamics:
         """Reverse drift at ``(x: (B, *D), t: (B,))``; one score evaluation."""
         return self.drift_from_score(x, t, self.score(x, t))
 
+    def velocity(self, t: float, x: Tensor) -> Tensor:
+        """The reverse drift as a vector field ``(t, x) -> F(x, t)`` at one time for the batch.
+
+        The signature ODE integrators take (`solvers.ode.integrate_fixed`,
+        `solvers.adaptive_ode.solve_adaptive`, `solvers.scipy_ode.solve_ivp_torch`); on the
+        probability-flow ODE it is ``f - g^2 s / 2`` (Song et al. 2021, eq. 13). One NFE.
+        """
+        return self.drift(x, batch_time(t, x))
+
     def diffusion(self, t: Tensor) -> Tensor:
         """``lam g(t)``, shape ``(B,)``."""
         return self.lam * self.sde.diffusion(t)
 
-    # --- reparameterisations used by exponential integrators and the final denoiser ---
     def x0_from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
-        """Tweedie's denoiser ``E[x_0 | x_t] = (x + sigma^2 s) / alpha``."""
-        alpha, sigma = self.sde.marginal_coeffs(t)
-        return (x + append_dims(sigma**2, x.ndim) * score) / append_dims(alpha, x.ndim)
+        """Tweedie's denoiser ``E[x_0 | x_t]`` (see `solvers.marginals.x0_from_score`)."""
+        return x0_from_score(require_marginals(self.sde, "the Tweedie denoiser"), x, t, score)
 
-    def eps_from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
-        """Noise prediction ``eps_hat = -sigma s``."""
-        _, sigma = self.sde.marginal_coeffs(t)
-        return -append_dims(sigma, x.ndim) * score
+    def noise_from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
+        """Noise prediction ``eps_hat = -sigma s`` (see `solvers.marginals.noise_from_score`)."""
+        return noise_from_score(require_marginals(self.sde, "the noise prediction"), x, t, score)
 
     def x0_pred(self, x: Tensor, t: Tensor) -> Tensor:
-        """Data prediction at ``(x, t)``; one score evaluation."""
+        """Data prediction at ``(x: (B, *D), t: (B,))``; one score evaluation."""
         return self.x0_from_score(x, t, self.score(x, t))
 
-    def eps_pred(self, x: Tensor, t: Tensor) -> Tensor:
-        """Noise prediction at ``(x, t)``; one score evaluation."""
-        return self.eps_from_score(x, t, self.score(x, t))
+    def noise_pred(self, x: Tensor, t: Tensor) -> Tensor:
+        """Noise prediction ``eps_hat`` at ``(x: (B, *D), t: (B,))``; one score evaluation."""
+        return self.noise_from_score(x, t, self.score(x, t))
+
+    # Deprecated spellings (``eps`` names the end time only); kept for old call sites.
+    eps_from_score = noise_from_score
+    eps_pred = noise_pred
+
+    def x0_at(self, x: Tensor, t: float) -> Tensor:
+        """``E[x_0 | x_t]`` for ``x: (B, *D)`` at a time ``t`` shared by the batch; one NFE.
+
+        The score sees ``t`` as a ``(B,)`` tensor; the Tweedie conversion gets a ``(1,)`` time,
+        so the schedule is evaluated once instead of once per sample (it broadcasts). For
+        solvers that declared ``needs_marginals`` (checked once per solve).
+        """
+        tt = batch_time(t, x)
+        return x0_from_score(marginals_of(self), x, tt[:1], self.score(x, tt))
+
+    def noise_pred_at(self, x: Tensor, t: float) -> Tensor:
+        """Noise prediction ``-sigma(t) s(x, t)`` for ``x: (B, *D)`` at a shared ``t``; one NFE."""
+        tt = batch_time(t, x)
+        return noise_from_score(marginals_of(self), x, tt[:1], self.score(x, tt))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sde={self.sde!r}, lam={self.lam})"
 
 
-def ReverseSDE(sde: DiffusionSDE, score: ScoreFn, *, check_finite: bool = True) -> ReverseDynamics:
-    """Reverse-time SDE ``dx = [f - g^2 s] dt + g dW_bar`` (Song et al. 2021, eq. 6)."""
-    return ReverseDynamics(sde, score, 1.0, check_finite=check_finite)
+class ReverseSDE(ReverseDynamics):
+    """Reverse-time SDE ``dx = [f - g^2 s] dt + g dW_bar`` (Song et al. 2021, eq. 6): ``lam = 1``."""
+
+    def __init__(self, sde: ReverseSDEParts, score: ScoreFn, *, check_finite: bool = True) -> None:
+        super().__init__(sde, score, 1.0, check_finite=check_finite)
 
 
-def ProbabilityFlowODE(
-    sde: DiffusionSDE, score: ScoreFn, *, check_finite: bool = True
-) -> ReverseDynamics:
-    """Probability-flow ODE ``dx/dt = f - g^2 s / 2`` (Song et al. 2021, eq. 13)."""
-    return ReverseDynamics(sde, score, 0.0, check_finite=check_finite)
+class ProbabilityFlowODE(ReverseDynamics):
+    """Probability-flow ODE ``dx/dt = f - g^2 s / 2`` (Song et al. 2021, eq. 13): ``lam = 0``."""
+
+    def __init__(self, sde: ReverseSDEParts, score: ScoreFn, *, check_finite: bool = True) -> None:
+        super().__init__(sde, score, 0.0, check_finite=check_finite)

@@ -14,17 +14,17 @@ implementation serves VP, sub-VP, VE and cosine alike.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
-from .exponential import ScheduledSolver, ScheduleTable, predict_x0
-from .grids import time_from_edm_sigma
-from .protocol import DiffusionSDE
+from .exponential import ScheduledSolver, ScheduleTable
+from .marginals import time_from_edm_sigma
+from .protocol import MarginalSDE
 
-__all__ = ["EDMHeun", "time_from_edm_sigma"]
+__all__ = ["EDMHeun"]
 
 
 class EDMHeun(ScheduledSolver):
@@ -56,10 +56,10 @@ class EDMHeun(ScheduledSolver):
     NFE: two score evaluations per step.
     """
 
-    order: ClassVar[float] = 2.0
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
-    stochastic: ClassVar[bool] = True
-    default_grid: ClassVar[str] = "karras"
+    order: float = 2.0
+    dynamics_kind: DynamicsKind = "ode"
+    stochastic: bool = True
+    default_grid: str = "karras"
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class EDMHeun(ScheduledSolver):
         self.s_noise = float(s_noise)
 
     # Churned noise levels S_hat, their times and alpha there, once per solve.
-    def prepare(self, sde: DiffusionSDE, table: ScheduleTable) -> dict[str, Any]:
+    def precompute(self, sde: MarginalSDE, table: ScheduleTable) -> dict[str, Any]:
         s_edm = [s / a for a, s in zip(table.alpha, table.sigma, strict=True)]
         n = len(table) - 1
         s_top = s_edm[0]
@@ -101,12 +101,12 @@ class EDMHeun(ScheduledSolver):
 
     def _slope(self, dynamics: ReverseDynamics, y: Tensor, t: float, alpha: float, s_edm: float) -> Tensor:
         # d = (y - D(y; S)) / S, with D the Tweedie denoiser at the state alpha * y.
-        x0 = predict_x0(dynamics, alpha * y, t)
+        x0 = dynamics.x0_at(alpha * y, t)
         return (y - x0) / s_edm
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, ex = ctx.index, self.extra
-        a_i, a_next = self.table.alpha[i], self.table.alpha[i + 1]
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab, ex = ctx.index, self.schedule(ctx), ctx.memory["extra"]
+        a_i, a_next = tab.alpha[i], tab.alpha[i + 1]
         s_i, s_next = ex["s_edm"][i], ex["s_edm"][i + 1]
         s_hat, t_hat, a_hat = ex["s_hat"][i], ex["t_hat"][i], ex["alpha_hat"][i]
         y = x / a_i
@@ -119,4 +119,5 @@ class EDMHeun(ScheduledSolver):
         # Second-order (trapezoidal) correction.
         d_next = self._slope(dynamics, y_next, t_next, a_next, s_next)
         y_next = y + (0.5 * (s_next - s_hat)) * (d + d_next)
-        return a_next * y_next
+        out: Tensor = a_next * y_next
+        return out

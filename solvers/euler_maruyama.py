@@ -2,44 +2,63 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
-
 from torch import Tensor
 
-from .base import FixedGridSolver, StepContext
+from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .dynamics import ReverseDynamics
+from .noise import NoiseSource
 from .utils import append_dims, batch_time
 
-__all__ = ["EulerMaruyama"]
+__all__ = ["EulerMaruyama", "em_update"]
+
+
+def em_update(
+    dynamics: ReverseDynamics,
+    x: Tensor,
+    t: float,
+    t_next: float,
+    drift: Tensor,
+    noise: NoiseSource,
+    *,
+    add_noise: bool,
+) -> Tensor:
+    """One Euler–Maruyama step ``x' = x + F(x, t) (t' - t) + lam g(t) dW`` on ``x: (B, *D)``.
+
+    ``drift = F(x, t) = f - (1 + lam^2)/2 g^2 s`` is the reverse drift of the dynamics,
+    already evaluated, and ``dW ~ N(0, |t' - t| I)`` the noise source's increment over
+    ``[t', t]``. Without ``add_noise`` (or on the ODE, ``lam = 0``) it returns the mean
+    ``x + F (t' - t)``.
+    """
+    x_mean = x + drift * (t_next - t)
+    if dynamics.is_ode or not add_noise:
+        return x_mean
+    dw = noise.increment(t, t_next, x)
+    return x_mean + append_dims(dynamics.diffusion(batch_time(t, x)), x.ndim) * dw
 
 
 class EulerMaruyama(FixedGridSolver):
     """Euler–Maruyama on the reverse-time dynamics (weak order 1; Euler on the PF-ODE).
 
-    Step: ``x' = x + F(x, t) (t' - t) + lam g(t) dW`` with ``dW ~ N(0, |t' - t| I)``.
-    ``F = f - (1 + lam^2)/2 g^2 s`` is the reverse drift of the dynamics. Weak order 1;
-    strong order 1 here because the noise is additive (``g`` does not depend on ``x``).
-    On the probability-flow ODE (``lam = 0``) it is the explicit Euler method.
+    Step: ``x' = x + F(x, t) (t' - t) + lam g(t) dW`` with ``dW ~ N(0, |t' - t| I)`` and
+    ``F = f - (1 + lam^2)/2 g^2 s`` the reverse drift (Song et al. 2021, eq. 6). Weak order 1;
+    strong order 1 here because the noise is additive (``g`` does not depend on ``x``). On the
+    probability-flow ODE (``lam = 0``) it is the explicit Euler method. Needs only the SDE's
+    drift and diffusion.
 
     Args:
         final_noise: add noise on the last step too. ``False`` (default) returns the mean of
             the last step, the convention of Song et al.'s reference sampler.
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = 1.0
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "any"
-    stochastic: ClassVar[bool] = True
+    order: float = 1.0
+    strong_order: float | None = 1.0
+    dynamics_kind: DynamicsKind = "any"
+    stochastic: bool = True
 
     def __init__(self, *, final_noise: bool = False) -> None:
         self.final_noise = final_noise
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        tt = batch_time(t, x)
-        # Euler step of the drift.
-        x_mean = x + dynamics.drift(x, tt) * (t_next - t)
-        if dynamics.is_ode or (ctx.is_last and not self.final_noise):
-            return x_mean
-        # Brownian increment, scaled by the reverse diffusion lam * g(t).
-        dw = ctx.noise.increment(t, t_next, x)
-        return x_mean + append_dims(dynamics.diffusion(tt), x.ndim) * dw
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        drift = dynamics.drift(x, batch_time(t, x))
+        add_noise = self.final_noise or not ctx.is_last
+        return em_update(dynamics, x, t, t_next, drift, ctx.noise, add_noise=add_noise)

@@ -4,8 +4,8 @@ A noise source answers two questions: the Brownian increment over ``[t_to, t_fro
 (variance ``|t_from - t_to|`` per element) and a fresh standard normal (for Langevin
 correctors and other per-step draws that are not increments of one path).
 
-* :class:`GaussianNoise` draws i.i.d. increments from a ``torch.Generator``; cheapest.
-* :class:`BrownianPath` queries one Brownian motion (a virtual Brownian tree, via
+* `GaussianNoise` draws i.i.d. increments from a ``torch.Generator``; cheapest.
+* `BrownianPath` queries one Brownian motion (a virtual Brownian tree, via
   torchsde) so that two runs with different step counts see the *same* path. Use it
   for convergence studies and for step-count sweeps that compare like with like.
 """
@@ -19,7 +19,7 @@ import torch
 import torchsde
 from torch import Tensor
 
-__all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "make_generator"]
+__all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "make_generator", "step_normal"]
 
 
 def make_generator(
@@ -113,7 +113,16 @@ class BrownianPath:
         lo, hi = sorted((self._clip(t_from), self._clip(t_to)))
         if hi == lo:
             return torch.zeros_like(like)
-        return self._bm(lo, hi).to(dtype=like.dtype, device=like.device)
+        w: Tensor = self._bm(lo, hi)
+        return w.to(dtype=like.dtype, device=like.device)
 
     def normal(self, like: Tensor) -> Tensor:
         return torch.randn(like.shape, generator=self._gen, dtype=like.dtype, device=like.device)
+
+
+def step_normal(noise: NoiseSource, t: float, t_next: float, like: Tensor) -> Tensor:
+    """The standard normal draw of the step ``[t_next, t]``: ``(W(t) - W(t_next)) / sqrt(t - t_next)``.
+
+    i.i.d. ``N(0, I)`` for `GaussianNoise`, consistent across step counts for `BrownianPath`.
+    """
+    return noise.increment(t, t_next, like) / math.sqrt(t - t_next)

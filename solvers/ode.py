@@ -2,11 +2,11 @@
 
 Two levels, sharing one implementation of each step:
 
-* function level: :func:`euler_step`, :func:`heun_step`, :func:`rk4_step` advance any vector
+* function level: `euler_step`, `heun_step`, `rk4_step` advance any vector
   field ``fn(t: float, y: Tensor) -> Tensor`` (``dy/dt``, the shape of ``y``) from ``t`` to
-  ``t_next``, and :func:`integrate_fixed` walks a grid of times. Times may decrease
+  ``t_next``, and `integrate_fixed` walks a grid of times. Times may decrease
   (sampling, ``T -> eps``) or increase (likelihood, ``eps -> T``).
-* solver level: :class:`ODEEuler`, :class:`Heun`, :class:`RK4` (registered as ``ode_euler``,
+* solver level: `ODEEuler`, `Heun`, `RK4` (registered as ``ode_euler``,
   ``ode_heun``, ``ode_rk4``) integrate the probability-flow ODE of Song et al. 2021, eq. 13,
   ``dx/dt = F(x, t) = f(x, t) - g(t)^2 s(x, t) / 2``, along a decreasing grid.
 
@@ -26,14 +26,14 @@ case: the grid stops at ``eps > 0``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from .base import FixedGridSolver, StepContext
+from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .dynamics import ReverseDynamics
-from .utils import batch_time
+from .registry import lookup
 
 __all__ = [
     "VectorField",
@@ -92,15 +92,12 @@ def rk4_step(fn: VectorField, t: float, y: Tensor, t_next: float) -> Tensor:
     return y + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
 
 
-STEPS: dict[str, StepFn] = {"euler": euler_step, "heun": heun_step, "rk4": rk4_step}
-"""Method name -> step function, as accepted by :func:`integrate_fixed`."""
+STEPS: Mapping[str, StepFn] = {"euler": euler_step, "heun": heun_step, "rk4": rk4_step}
+"""Method name -> step function, as accepted by `integrate_fixed`."""
 
 
 def _get_step(method: str) -> StepFn:
-    try:
-        return STEPS[method]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(STEPS)}") from None
+    return lookup(STEPS, method, "method")
 
 
 def integrate_fixed(
@@ -141,15 +138,12 @@ def integrate_fixed(
 class _FixedStepODE(FixedGridSolver):
     """Shared PF-ODE stepping: the field is the reverse drift ``F = f - g^2 s / 2`` at ``lam = 0``."""
 
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
+    dynamics_kind: DynamicsKind = "ode"
     method: ClassVar[str] = "euler"
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        def field(s: float, y: Tensor) -> Tensor:
-            # Probability-flow velocity F(y, s) = f(y, s) - g(s)^2 score(y, s) / 2.
-            return dynamics.drift(y, batch_time(s, y))
-
-        return STEPS[self.method](field, t, x, t_next)
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        # Probability-flow velocity F = f - g^2 s / 2 as a field (t, y) -> F(y, t).
+        return STEPS[self.method](dynamics.velocity, t, x, t_next)
 
 
 class ODEEuler(_FixedStepODE):
@@ -158,7 +152,7 @@ class ODEEuler(_FixedStepODE):
     ``x' = x + (t' - t) F(x, t)`` with ``F = f - g^2 s / 2`` (Song et al. 2021, eq. 13).
     """
 
-    order: ClassVar[float] = 1.0
+    order: float = 1.0
     method: ClassVar[str] = "euler"
 
 
@@ -169,7 +163,7 @@ class Heun(_FixedStepODE):
     ``F = f - g^2 s / 2`` (Song et al. 2021, eq. 13; Karras et al. 2022, Alg. 1).
     """
 
-    order: ClassVar[float] = 2.0
+    order: float = 2.0
     method: ClassVar[str] = "heun"
 
 
@@ -180,5 +174,5 @@ class RK4(_FixedStepODE):
     with ``k = F = f - g^2 s / 2`` (Song et al. 2021, eq. 13).
     """
 
-    order: ClassVar[float] = 4.0
+    order: float = 4.0
     method: ClassVar[str] = "rk4"

@@ -1,8 +1,8 @@
 """Predictor-corrector samplers (Song et al. 2021, Section 4.2, Alg. 1-5).
 
 On the grid ``T = t_0 > t_1 > ... > t_n = eps`` each step ``t_i -> t_{i+1}`` runs one
-predictor step (:mod:`solvers.predictors`) and ``M = corrector_steps`` corrector steps
-(:mod:`solvers.correctors`)::
+predictor step (`solvers.predictors`) and ``M = corrector_steps`` corrector steps
+(`solvers.correctors`)::
 
     predictor_first (Alg. 1, default):  x <- P(x; t_i -> t_{i+1});  M times x <- C(x; t_{i+1})
     corrector_first (reference code):   M times x <- C(x; t_i);  x <- P(x; t_i -> t_{i+1})
@@ -14,7 +14,7 @@ return its mean (Song et al.'s reference sampler returns ``x_mean``); correctors
 their noise, which is part of the Langevin chain targeting ``p_t``. The corrector weight
 ``a_i = 1 - beta_i`` (Alg. 5) is that of the current grid step ``[t_{i+1}, t_i]`` in both
 orders. The default Langevin corrector averages its norms over the batch, as Song et al.'s
-reference code does (see :mod:`solvers.correctors` for why not per sample).
+reference code does (see `solvers.correctors` for why not per sample).
 
 NFE per step is ``P + M C`` with ``P, C in {0, 1}`` the evaluations of the predictor and the
 corrector: ``steps * (1 + M)`` for the default PC sampler. It is counted by the dynamics'
@@ -27,35 +27,37 @@ from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from .base import FixedGridSolver, StepContext
+from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .correctors import Corrector, NoneCorrector, corrector_weight, get_corrector
 from .dynamics import ReverseDynamics
 from .predictors import NonePredictor, Predictor, get_predictor
+from .registry import lookup
+from .utils import batch_time
 
-__all__ = ["PredictorCorrector", "ReverseDiffusion", "Ancestral", "AnnealedLangevin", "PC_ORDERS"]
+__all__ = ["PredictorCorrector", "ReverseDiffusion", "Ancestral", "AnnealedLangevin", "PC_SEQUENCES"]
 
-PC_ORDERS = ("predictor_first", "corrector_first")
+PC_SEQUENCES = ("predictor_first", "corrector_first")
+"""The order in which predictor and corrector run within one grid step (option ``sequence``)."""
 
 
 class PredictorCorrector(FixedGridSolver):
     """Predictor-corrector sampler (Song et al. 2021, Alg. 1): reverse-diffusion step + Langevin corrector.
 
     Args:
-        predictor: a name in :data:`solvers.predictors.PREDICTORS` (``euler_maruyama``,
+        predictor: a name in `solvers.predictors.PREDICTORS` (``euler_maruyama``,
             ``reverse_diffusion``, ``ancestral``, ``none``) or a
-            :class:`~solvers.predictors.Predictor`; ``None``: the class default
+            `Predictor`; ``None``: the class default
             (``reverse_diffusion`` here).
-        corrector: a name in :data:`solvers.correctors.CORRECTORS` (``none``, ``langevin``,
-            ``annealed_langevin``) or a :class:`~solvers.correctors.Corrector`; ``None``: the
+        corrector: a name in `solvers.correctors.CORRECTORS` (``none``, ``langevin``,
+            ``annealed_langevin``) or a `Corrector`; ``None``: the
             class default (``langevin`` here).
         snr: signal-to-noise ratio ``r`` of a corrector given by name (``None``: 0.16, or the
             class default for the class's default corrector). Set it on the instance when
             passing a corrector object.
         corrector_steps: ``M``, corrector steps per grid step (``>= 0``; ``None``: the class
             default, 1 here). Must be left ``None`` with corrector ``none``.
-        order: ``"predictor_first"`` (Alg. 1, default) or ``"corrector_first"`` (the order of
-            Song et al.'s reference code). Stored as :attr:`pc_order`, because the class
-            attribute :attr:`order` is the convergence order of the solver.
+        sequence: ``"predictor_first"`` (Alg. 1, default) or ``"corrector_first"`` (the
+            sequence of Song et al.'s reference code).
         final_noise: add noise on the last predictor step too (default ``False``: return its mean).
 
     Capabilities: ``order`` is the weak order of the predictor as a reverse-SDE
@@ -63,11 +65,10 @@ class PredictorCorrector(FixedGridSolver):
     does not shrink with the step size (it vanishes as ``snr -> 0``).
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = None
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "sde"
-    stochastic: ClassVar[bool] = True
-    needs_marginals: ClassVar[bool] = True
+    order: float = 1.0
+    strong_order: float | None = None
+    dynamics_kind: DynamicsKind = "sde"
+    stochastic: bool = True
 
     default_predictor: ClassVar[str] = "reverse_diffusion"
     default_corrector: ClassVar[str] = "langevin"
@@ -81,7 +82,7 @@ class PredictorCorrector(FixedGridSolver):
         corrector: str | Corrector | None = None,
         snr: float | None = None,
         corrector_steps: int | None = None,
-        order: Literal["predictor_first", "corrector_first"] = "predictor_first",
+        sequence: Literal["predictor_first", "corrector_first"] = "predictor_first",
         final_noise: bool = False,
     ) -> None:
         self.predictor: Predictor = get_predictor(
@@ -105,9 +106,11 @@ class PredictorCorrector(FixedGridSolver):
                 raise ValueError(f"corrector_steps must be an integer >= 0, got {steps!r}")
         self.corrector_steps: int = steps
 
-        if order not in PC_ORDERS:
-            raise ValueError(f"unknown order {order!r}; valid orders: {', '.join(PC_ORDERS)}")
-        self.pc_order: str = order
+        self.sequence: str = lookup({k: k for k in PC_SEQUENCES}, sequence, "sequence")
+        # Marginals are needed by the predictor (exact transitions) or the corrector's weight.
+        self.needs_marginals = self.predictor.needs_marginals or (
+            self.corrector_steps > 0 and self.corrector.needs_marginals
+        )
         if not isinstance(final_noise, bool):
             raise TypeError(f"final_noise must be a bool, got {type(final_noise).__name__}")
         self.final_noise = final_noise
@@ -129,37 +132,43 @@ class PredictorCorrector(FixedGridSolver):
         return self.predictor.evaluations + self.corrector_steps * self.corrector.evaluations
 
     def _correct(
-        self, dynamics: ReverseDynamics, x: Tensor, t_corr: float, t: float, t_next: float, ctx: StepContext
+        self, dynamics: ReverseDynamics, x: Tensor, t_corr: float, t: float, t_next: float, ctx: SolveContext
     ) -> Tensor:
         if self.corrector_steps == 0:
             return x
         # a_i = 1 - beta_i of this grid step (1 for VE) scales the Langevin step sizes.
         weight = corrector_weight(dynamics, t, t_next, x)
-        # M Langevin steps at the fixed time t_corr.
+        # M Langevin steps at the fixed time t_corr; the score is evaluated here.
         for _ in range(self.corrector_steps):
-            x = self.corrector.step(dynamics, x, t_corr, weight, ctx.noise)
+            score = dynamics.score(x, batch_time(t_corr, x)) if self.corrector.evaluations else None
+            x = self.corrector.update(dynamics, x, t_corr, score, weight, ctx.noise)
         return x
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        """One predictor and ``M`` corrector steps from ``t`` to ``t_next`` on ``x: (B, *D)``."""
+    def _predict(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        # Noise on every predictor step but the last, unless final_noise.
         add_noise = self.final_noise or not ctx.is_last
-        if self.pc_order == "predictor_first":
+        score = dynamics.score(x, batch_time(t, x)) if self.predictor.evaluations else None
+        return self.predictor.update(dynamics, x, t, t_next, score, ctx.noise, add_noise=add_noise)
+
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        """One predictor and ``M`` corrector steps from ``t`` to ``t_next`` on ``x: (B, *D)``."""
+        if self.sequence == "predictor_first":
             # Predictor into t_next, then correct at t_next (Alg. 1).
-            x = self.predictor.step(dynamics, x, t, t_next, ctx.noise, add_noise=add_noise)
+            x = self._predict(dynamics, x, t, t_next, ctx)
             return self._correct(dynamics, x, t_next, t, t_next, ctx)
         # Correct at t, then predict into t_next (reference code).
         x = self._correct(dynamics, x, t, t, t_next, ctx)
-        return self.predictor.step(dynamics, x, t, t_next, ctx.noise, add_noise=add_noise)
+        return self._predict(dynamics, x, t, t_next, ctx)
 
 
 class ReverseDiffusion(PredictorCorrector):
     """Reverse-diffusion sampler (Song et al. 2021, App. E): the discretised forward step run backwards.
 
-    :class:`PredictorCorrector` with predictor ``reverse_diffusion`` and corrector ``none``
+    `PredictorCorrector` with predictor ``reverse_diffusion`` and corrector ``none``
     by default; one NFE per step. Strong order 1 (additive noise, like Euler-Maruyama).
     """
 
-    strong_order: ClassVar[float | None] = 1.0
+    strong_order: float | None = 1.0
     default_predictor: ClassVar[str] = "reverse_diffusion"
     default_corrector: ClassVar[str] = "none"
 
@@ -167,11 +176,11 @@ class ReverseDiffusion(PredictorCorrector):
 class Ancestral(PredictorCorrector):
     """Ancestral sampler: exact Gaussian posterior steps (DDPM on VP, SMLD's on VE; Song et al. App. F).
 
-    :class:`PredictorCorrector` with predictor ``ancestral`` and corrector ``none`` by
+    `PredictorCorrector` with predictor ``ancestral`` and corrector ``none`` by
     default; one NFE per step.
     """
 
-    strong_order: ClassVar[float | None] = 1.0
+    strong_order: float | None = 1.0
     default_predictor: ClassVar[str] = "ancestral"
     default_corrector: ClassVar[str] = "none"
 
@@ -179,9 +188,9 @@ class Ancestral(PredictorCorrector):
 class AnnealedLangevin(PredictorCorrector):
     """Annealed Langevin dynamics (SMLD, Song & Ermon 2019): Langevin steps at decreasing noise levels.
 
-    :class:`PredictorCorrector` with predictor ``none`` and corrector ``annealed_langevin``
+    `PredictorCorrector` with predictor ``none`` and corrector ``annealed_langevin``
     by default: no reverse-SDE step at all; at every grid time ``t_{i+1}`` the corrector
-    runs ``M`` Langevin steps with ``eps = 2 a (r sigma(t))^2``, and that is what carries
+    runs ``M`` Langevin steps with step size ``h = 2 a (r sigma(t))^2``, and that is what carries
     the state from noise level to noise level. NFE = ``steps * M``.
 
     Not a discretisation of the reverse SDE: ``order`` is nominal. Its accuracy is set by
@@ -190,7 +199,7 @@ class AnnealedLangevin(PredictorCorrector):
     levels there) and an ``O(snr^2)`` bias of the unadjusted chain.
 
     Default ``snr = 0.316``: NCSN's step ``alpha_i = 2e-5 sigma_i^2 / sigma_L^2`` with
-    ``sigma_L = 0.01`` (Song & Ermon 2019), i.e. ``eps = 0.2 sigma^2 = 2 (0.316 sigma)^2``.
+    ``sigma_L = 0.01`` (Song & Ermon 2019), i.e. ``h = 0.2 sigma^2 = 2 (0.316 sigma)^2``.
     With the PC default 0.16 the chain mixes four times slower per level.
     """
 

@@ -3,35 +3,35 @@
 Song et al. 2021 ("Score-Based Generative Modeling through SDEs"), Section 4.2 and
 Appendices E-G. Each predictor moves ``x: (B, *D)`` from time ``t`` down to ``t_next < t``:
 
-* :class:`EulerMaruyamaPredictor`: the Euler-Maruyama step of the reverse SDE (eq. 6).
-* :class:`ReverseDiffusionPredictor`: reverses the discretised forward step
+* `EulerMaruyamaPredictor`: the Euler-Maruyama step of the reverse SDE (eq. 6).
+* `ReverseDiffusionPredictor`: reverses the discretised forward step
   ``x_t = a x_s + b z`` (App. E; Alg. 2 for VE, Alg. 3 for VP).
-* :class:`AncestralPredictor`: samples the exact Gaussian posterior ``q(x_s | x_t, x0_hat)``
+* `AncestralPredictor`: samples the exact Gaussian posterior ``q(x_s | x_t, x0_hat)``
   of that forward step (App. F; DDPM ancestral sampling for VP, SMLD's for VE).
-* :class:`NonePredictor`: leaves the state unchanged (annealed Langevin dynamics).
+* `NonePredictor`: leaves the state unchanged (annealed Langevin dynamics).
 
-Transition coefficients come from :func:`solvers.dynamics.forward_transition`, Tweedie's
-``x0_hat`` from :meth:`solvers.dynamics.ReverseDynamics.x0_from_score`, so each formula
+Transition coefficients come from `solvers.dynamics.forward_transition`, Tweedie's
+``x0_hat`` from `solvers.dynamics.ReverseDynamics.x0_from_score`, so each formula
 lives in one place. The Gaussian draw of a step is the Brownian increment of the noise
 source over ``[t_next, t]`` divided by ``sqrt(t - t_next)``: i.i.d. ``N(0, I)`` for
-:class:`~solvers.noise.GaussianNoise`, and consistent across step counts for
-:class:`~solvers.noise.BrownianPath`.
+`GaussianNoise`, and consistent across step counts for
+`BrownianPath`.
 """
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
-from .base import StepContext
-from .dynamics import ReverseDynamics, forward_transition
-from .euler_maruyama import EulerMaruyama
-from .noise import NoiseSource
-from .utils import append_dims, batch_time
+from .dynamics import ReverseDynamics
+from .euler_maruyama import em_update
+from .marginals import forward_transition, marginals_of, x0_from_score
+from .noise import NoiseSource, step_normal
+from .registry import lookup
+from .utils import append_dims, batch_time, coeff_time
 
 __all__ = [
     "Predictor",
@@ -44,26 +44,11 @@ __all__ = [
 ]
 
 
-def coeff_time(t: float, like: Tensor) -> Tensor:
-    """``t`` as a ``(1,)`` tensor on the device and dtype of ``like``.
-
-    Fixed-grid steps share one time across the batch, so schedule coefficients are computed
-    once on a ``(1,)`` tensor (``append_dims`` broadcasts them against ``(B, *D)``) instead of
-    ``B`` times; the score still gets ``batch_time(t, x)``.
-    """
-    return torch.full((1,), float(t), dtype=like.dtype, device=like.device)
-
-
-def step_normal(noise: NoiseSource, t: float, t_next: float, like: Tensor) -> Tensor:
-    """The standard normal draw of the step ``[t_next, t]``: ``(W(t) - W(t_next)) / sqrt(t - t_next)``."""
-    return noise.increment(t, t_next, like) / math.sqrt(t - t_next)
-
-
 class Predictor(ABC):
     """One step of the reverse process from ``t`` to ``t_next < t``.
 
     Class attributes:
-        name: the name under which :data:`PREDICTORS` registers it.
+        name: the name under which `PREDICTORS` registers it.
         evaluations: score evaluations per step (0 or 1).
         needs_marginals: uses ``alpha(t), sigma(t)`` of the SDE.
     """
@@ -72,7 +57,6 @@ class Predictor(ABC):
     evaluations: ClassVar[int] = 1
     needs_marginals: ClassVar[bool] = False
 
-    @abstractmethod
     def step(
         self,
         dynamics: ReverseDynamics,
@@ -83,7 +67,26 @@ class Predictor(ABC):
         *,
         add_noise: bool = True,
     ) -> Tensor:
-        """Move ``x: (B, *D)`` from ``t`` to ``t_next``; ``add_noise=False`` returns the step's mean."""
+        """Move ``x: (B, *D)`` from ``t`` to ``t_next``: evaluate the score at ``(x, t)``, then `update`."""
+        score = dynamics.score(x, batch_time(t, x)) if self.evaluations else None
+        return self.update(dynamics, x, t, t_next, score, noise, add_noise=add_noise)
+
+    @abstractmethod
+    def update(
+        self,
+        dynamics: ReverseDynamics,
+        x: Tensor,
+        t: float,
+        t_next: float,
+        score: Tensor | None,
+        noise: NoiseSource,
+        *,
+        add_noise: bool = True,
+    ) -> Tensor:
+        """The step given ``score = s(x, t)`` (``None`` when ``evaluations == 0``).
+
+        ``add_noise=False`` returns the step's mean.
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -92,32 +95,34 @@ class Predictor(ABC):
 class EulerMaruyamaPredictor(Predictor):
     """Euler-Maruyama step of the reverse SDE ``dx = [f - g^2 s] dt + g dW_bar`` (Song et al. eq. 6).
 
-    ``x <- x - [f(x, t) - g(t)^2 s(x, t)] (t - t_next) + g(t) (W(t) - W(t_next))``; delegates
-    to :class:`~solvers.euler_maruyama.EulerMaruyama` so that the formula lives in one place.
+    ``x <- x - [f(x, t) - g(t)^2 s(x, t)] (t - t_next) + g(t) (W(t) - W(t_next))``: the step
+    `solvers.euler_maruyama.em_step`, so that the formula lives in one place. Needs only the
+    SDE's drift and diffusion.
     """
 
     name = "euler_maruyama"
 
-    def step(
+    def update(
         self,
         dynamics: ReverseDynamics,
         x: Tensor,
         t: float,
         t_next: float,
+        score: Tensor | None,
         noise: NoiseSource,
         *,
         add_noise: bool = True,
     ) -> Tensor:
-        # A one-step context: EulerMaruyama returns the mean on its last step unless final_noise.
-        ctx = StepContext(index=0, n_steps=1, noise=noise)
-        return EulerMaruyama(final_noise=add_noise).step(dynamics, x, t, t_next, ctx)
+        assert score is not None
+        drift = dynamics.drift_from_score(x, batch_time(t, x), score)
+        return em_update(dynamics, x, t, t_next, drift, noise, add_noise=add_noise)
 
 
 class ReverseDiffusionPredictor(Predictor):
     """Reverse-diffusion step: the discretised forward step run backwards (Song et al. App. E).
 
     With the exact forward transition ``x_t = a x_s + b z`` over the grid step ``s = t_next``,
-    ``t`` (:func:`~solvers.dynamics.forward_transition`; the forward discretisation has
+    ``t`` (`forward_transition`; the forward discretisation has
     ``f_i(x) = (a - 1) x`` and ``G_i = b``)::
 
         x <- x - (a - 1) x + b^2 s(x, t) + b z
@@ -130,18 +135,19 @@ class ReverseDiffusionPredictor(Predictor):
     name = "reverse_diffusion"
     needs_marginals = True
 
-    def step(
+    def update(
         self,
         dynamics: ReverseDynamics,
         x: Tensor,
         t: float,
         t_next: float,
+        score: Tensor | None,
         noise: NoiseSource,
         *,
         add_noise: bool = True,
     ) -> Tensor:
-        a, b = forward_transition(dynamics.sde, coeff_time(t_next, x), coeff_time(t, x))
-        score = dynamics.score(x, batch_time(t, x))
+        a, b = forward_transition(marginals_of(dynamics), coeff_time(t_next, x), coeff_time(t, x))
+        assert score is not None
         # Undo the forward drift (a - 1) x and move up the score by the step's variance b^2.
         x_mean = x - append_dims(a - 1.0, x.ndim) * x + append_dims(b**2, x.ndim) * score
         if not add_noise:
@@ -171,23 +177,25 @@ class AncestralPredictor(Predictor):
     name = "ancestral"
     needs_marginals = True
 
-    def step(
+    def update(
         self,
         dynamics: ReverseDynamics,
         x: Tensor,
         t: float,
         t_next: float,
+        score: Tensor | None,
         noise: NoiseSource,
         *,
         add_noise: bool = True,
     ) -> Tensor:
         t1, s1 = coeff_time(t, x), coeff_time(t_next, x)
-        sde = dynamics.sde
+        sde = marginals_of(dynamics)
         a, b = forward_transition(sde, s1, t1)
         alpha_s, sigma_s = sde.marginal_coeffs(s1)
         _, sigma_t = sde.marginal_coeffs(t1)
         # Tweedie's estimate of the clean data.
-        x0_hat = dynamics.x0_from_score(x, t1, dynamics.score(x, batch_time(t, x)))
+        assert score is not None
+        x0_hat = x0_from_score(sde, x, t1, score)
         # Posterior mean of x_s given x_t and x0_hat.
         var_t = sigma_t**2
         coef_x0 = b**2 * alpha_s / var_t
@@ -206,12 +214,13 @@ class NonePredictor(Predictor):
     name = "none"
     evaluations = 0
 
-    def step(
+    def update(
         self,
         dynamics: ReverseDynamics,
         x: Tensor,
         t: float,
         t_next: float,
+        score: Tensor | None,
         noise: NoiseSource,
         *,
         add_noise: bool = True,
@@ -219,7 +228,7 @@ class NonePredictor(Predictor):
         return x
 
 
-PREDICTORS: dict[str, type[Predictor]] = {
+PREDICTORS: Mapping[str, type[Predictor]] = {
     "euler_maruyama": EulerMaruyamaPredictor,
     "reverse_diffusion": ReverseDiffusionPredictor,
     "ancestral": AncestralPredictor,
@@ -228,17 +237,14 @@ PREDICTORS: dict[str, type[Predictor]] = {
 
 
 def get_predictor(spec: str | Predictor) -> Predictor:
-    """A predictor from its name in :data:`PREDICTORS` or a :class:`Predictor` instance.
+    """A predictor from its name in `PREDICTORS` or a `Predictor` instance.
 
-    Raises ``ValueError`` listing the valid names for an unknown name, ``TypeError`` otherwise.
+    Raises:
+        ValueError: unknown name (the message lists the valid names).
+        TypeError: neither a name nor a `Predictor`.
     """
     if isinstance(spec, Predictor):
         return spec
     if isinstance(spec, str):
-        try:
-            return PREDICTORS[spec]()
-        except KeyError:
-            raise ValueError(
-                f"unknown predictor {spec!r}; valid predictors: {', '.join(PREDICTORS)}"
-            ) from None
+        return lookup(PREDICTORS, spec, "predictor")()
     raise TypeError(f"predictor must be a name or a Predictor, got {type(spec).__name__}")

@@ -35,4 +35,4 @@ class Solution:
 
 
 SampleResult = Solution
-"""Alias used by the convenience API :func:`solvers.sample`."""
+"""Deprecated alias of `Solution` (one result class); kept so that old imports keep working."""

@@ -1,13 +1,13 @@
 """Adaptive explicit Runge–Kutta through SciPy (RK45, DOP853, RK23) on a torch state.
 
-* :func:`solve_ivp_torch` integrates any vector field ``fn(t: float, y: Tensor) -> Tensor``
+* `solve_ivp_torch` integrates any vector field ``fn(t: float, y: Tensor) -> Tensor``
   with the stepper classes behind ``scipy.integrate.solve_ivp`` (``RK45`` = Dormand–Prince
   5(4), ``DOP853`` = Dormand–Prince 8(5,3), ``RK23`` = Bogacki–Shampine 3(2)). The whole batch
   is flattened into one system of ``B * prod(D)`` equations and integrated in float64 NumPy;
   ``fn`` sees tensors of ``y0``'s shape, dtype and device. Stepping the solver object
   ourselves (exactly what ``solve_ivp`` does internally) lets us record states only when
   asked and apply a per-step hook; the visited times and the result equal ``solve_ivp``'s.
-* :class:`ScipyODE` (``ode_rk45``) and :class:`ScipyDOP853` (``ode_dop853``) integrate the
+* `ScipyODE` (``ode_rk45``; ``ode_dop853`` with ``method="DOP853"``) integrates the
   probability-flow ODE ``dx/dt = f - g^2 s / 2`` (Song et al. 2021, eq. 13) from ``T`` to
   ``eps``; this is the sampler of Song et al.'s reference code (``solve_ivp``, RK45,
   ``rtol = atol = 1e-5``).
@@ -16,58 +16,72 @@ The batch shares one step size, chosen by SciPy's error norm ``RMS(err / (atol +
 over all ``B * prod(D)`` components. NFE is the number of calls of ``fn`` actually made
 (SciPy's ``nfev``): RK45 uses 1 + 1 (initial step selection) + 6 per attempted step, DOP853
 1 + 1 + 12. Every call is a host round trip (the state lives in NumPy on the CPU), so this
-backend suits small and medium states; :mod:`solvers.adaptive_ode` is the torch-native one.
+backend suits small and medium states; `solvers.adaptive_ode` is the torch-native one.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from typing import ClassVar, Literal
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 import numpy as np
 import scipy.integrate
 import torch
 from torch import Tensor
 
-from .base import AfterStep, Solver, TrajectoryRecorder
+from .base import DynamicsKind, SolveContext, Solver
 from .dynamics import ReverseDynamics
-from .grids import check_grid
-from .noise import NoiseSource
-from .result import Solution
-from .step_control import check_first_step, check_max_steps
-from .utils import batch_time
+from .registry import lookup
+from .step_control import check_first_step, check_max_steps, check_tolerances
 
-__all__ = ["SCIPY_METHODS", "solve_ivp_torch", "ScipyODE", "ScipyDOP853"]
+__all__ = ["SCIPY_METHODS", "solve_ivp_torch", "ScipyODE"]
 
 VectorField = Callable[[float, Tensor], Tensor]
 Callback = Callable[[float, Tensor], "Tensor | None"]
 
-SCIPY_METHODS: dict[str, type[scipy.integrate.OdeSolver]] = {
-    "RK45": scipy.integrate.RK45,
-    "DOP853": scipy.integrate.DOP853,
-    "RK23": scipy.integrate.RK23,
+SCIPY_METHODS: Mapping[str, tuple[type[scipy.integrate.OdeSolver], int]] = {
+    "RK45": (scipy.integrate.RK45, 5),
+    "DOP853": (scipy.integrate.DOP853, 8),
+    "RK23": (scipy.integrate.RK23, 3),
 }
-"""The explicit SciPy methods accepted. Implicit ones (Radau, BDF, LSODA) are refused: their
-finite-difference Jacobian would cost ``B * prod(D)`` score evaluations per step."""
+"""The explicit SciPy methods accepted -> (stepper class, order). Implicit ones (Radau, BDF,
+LSODA) are refused: their finite-difference Jacobian would cost ``B * prod(D)`` score
+evaluations per step."""
 
 
-def _check_method(method: str) -> type[scipy.integrate.OdeSolver]:
-    try:
-        return SCIPY_METHODS[method]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown or unsupported scipy method {method!r}; valid methods: "
-            f"{', '.join(SCIPY_METHODS)} (implicit methods need a Jacobian of the whole batch)"
-        ) from None
+def _method(method: str) -> tuple[type[scipy.integrate.OdeSolver], int]:
+    return lookup(
+        SCIPY_METHODS, method, "scipy method",
+        hint="implicit methods need a Jacobian of the whole batch",
+    )
 
 
-def _check_tolerances(rtol: float, atol: float) -> tuple[float, float]:
-    rtol, atol = float(rtol), float(atol)
-    if not (math.isfinite(rtol) and rtol > 0 and math.isfinite(atol) and atol > 0):
-        raise ValueError(f"rtol and atol must be positive and finite, got rtol={rtol}, atol={atol}")
-    return rtol, atol
+class _Flat:
+    """The torch vector field seen by SciPy: a flat float64 NumPy state, counted calls."""
+
+    def __init__(self, fn: VectorField, like: Tensor) -> None:
+        self.fn, self.shape, self.dtype, self.device = fn, like.shape, like.dtype, like.device
+        self.nfe = 0
+
+    def to_torch(self, y_np: np.ndarray) -> Tensor:
+        # Copy: SciPy re-uses its buffers, the tensor handed to fn must not alias them.
+        y = torch.tensor(y_np, dtype=torch.float64).reshape(self.shape)
+        return y.to(dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def to_numpy(y: Tensor) -> np.ndarray:
+        out: np.ndarray = y.detach().reshape(-1).to("cpu", torch.float64).numpy().copy()
+        return out
+
+    def __call__(self, t: float, y_np: np.ndarray) -> np.ndarray:
+        self.nfe += 1
+        dy = self.fn(float(t), self.to_torch(y_np))
+        if not isinstance(dy, Tensor) or dy.shape != self.shape:
+            got = tuple(dy.shape) if isinstance(dy, Tensor) else type(dy).__name__
+            raise ValueError(f"fn returned shape {got}, expected {tuple(self.shape)}")
+        out: np.ndarray = dy.detach().reshape(-1).to("cpu", torch.float64).numpy()
+        return out
 
 
 def solve_ivp_torch(
@@ -105,8 +119,8 @@ def solve_ivp_torch(
         ``nfe`` (calls of ``fn`` made), ``accepted`` (steps) and ``t`` (float64 tensor of the
         accepted times, ``t0`` first, ``t1`` last).
     """
-    solver_cls = _check_method(method)
-    rtol, atol = _check_tolerances(rtol, atol)
+    solver_cls, _ = _method(method)
+    rtol, atol = check_tolerances(rtol, atol, positive=True)
     if not isinstance(y0, Tensor) or not y0.is_floating_point():
         raise TypeError("y0 must be a floating-point tensor")
     t0, t1 = float(t0), float(t1)
@@ -114,27 +128,12 @@ def solve_ivp_torch(
         raise ValueError(f"t0 and t1 must be finite and distinct, got {t0}, {t1}")
     check_max_steps(max_steps)
     check_first_step(first_step)
-    shape, dtype, device = y0.shape, y0.dtype, y0.device
-    nfe = 0
-
-    def to_torch(y_np: np.ndarray) -> Tensor:
-        # Copy: SciPy re-uses its buffers, the tensor handed to fn must not alias them.
-        return torch.tensor(y_np, dtype=torch.float64).reshape(shape).to(dtype=dtype, device=device)
-
-    def fun(t: float, y_np: np.ndarray) -> np.ndarray:
-        nonlocal nfe
-        nfe += 1
-        dy = fn(float(t), to_torch(y_np))
-        if not isinstance(dy, Tensor) or dy.shape != shape:
-            got = tuple(dy.shape) if isinstance(dy, Tensor) else type(dy).__name__
-            raise ValueError(f"fn returned shape {got}, expected {tuple(shape)}")
-        return dy.detach().reshape(-1).to("cpu", torch.float64).numpy()
+    fun = _Flat(fn, y0)
 
     def start(t: float, y_np: np.ndarray, h: float | None) -> scipy.integrate.OdeSolver:
         return solver_cls(fun, t, y_np, t1, max_step=max_step, rtol=rtol, atol=atol, first_step=h)
 
-    y_np = y0.detach().reshape(-1).to("cpu", torch.float64).numpy().copy()
-    solver = start(t0, y_np, first_step)
+    solver = start(t0, fun.to_numpy(y0), first_step)
     times = [t0]
     while solver.status == "running":
         if len(times) > max_steps:
@@ -146,48 +145,48 @@ def solve_ivp_torch(
         if solver.status == "failed":
             raise RuntimeError(f"scipy {method} failed at t={solver.t:.6g}: {message}")
         times.append(float(solver.t))
-        if callback is not None:
-            y_t = to_torch(solver.y)
-            new = callback(float(solver.t), y_t)
-            if new is not None and new is not y_t and solver.status == "running":
-                # The hook replaced the state: restart the integrator from it with the last
-                # step size (shortened to the rest of the interval).
-                h_next = min(abs(times[-1] - times[-2]), abs(t1 - times[-1]))
-                y_new = new.detach().reshape(-1).to("cpu", torch.float64).numpy().copy()
-                solver = start(times[-1], y_new, h_next)
-            elif new is not None and new is not y_t:
-                # Last step: the replaced state is the result.
-                solver.y = new.detach().reshape(-1).to("cpu", torch.float64).numpy().copy()
-    y1 = to_torch(solver.y)
+        if callback is None:
+            continue
+        y_t = fun.to_torch(solver.y)
+        new = callback(float(solver.t), y_t)
+        if new is not None and new is not y_t and solver.status == "running":
+            # The hook replaced the state: restart the integrator from it with the last
+            # step size (shortened to the rest of the interval).
+            h_next = min(abs(times[-1] - times[-2]), abs(t1 - times[-1]))
+            solver = start(times[-1], fun.to_numpy(new), h_next)
+        elif new is not None and new is not y_t:
+            # Last step: the replaced state is the result.
+            solver.y = fun.to_numpy(new)
     info: dict[str, object] = {
-        "nfe": nfe,
+        "nfe": fun.nfe,
         "accepted": len(times) - 1,
         "t": torch.tensor(times, dtype=torch.float64),
     }
-    return y1, info
+    return fun.to_torch(solver.y), info
 
 
 class ScipyODE(Solver):
     """Adaptive RK45 (Dormand–Prince 5(4), scipy) on the probability-flow ODE.
 
     Integrates ``dx/dt = f(x, t) - g(t)^2 s(x, t) / 2`` (Song et al. 2021, eq. 13) from
-    ``ts[0]`` to ``ts[-1]`` with :func:`solve_ivp_torch`; the grid gives only the end points.
+    ``ts[0]`` to ``ts[-1]`` with `solve_ivp_torch`; the grid gives only the end points.
     ``Solution.times`` holds the accepted times (``T`` first, ``eps`` last),
     ``Solution.stats`` ``nfe`` and ``accepted``. The trajectory holds the accepted states.
     ``after_step`` restarts SciPy's integrator at every accepted step (+1 NFE each).
 
     Args:
-        method: ``"RK45"`` (default here), ``"DOP853"`` or ``"RK23"``. The class attribute
-            ``order`` describes the class's default method.
+        method: ``"RK45"`` (default; order 5, 6 NFE per attempted step), ``"DOP853"``
+            (Dormand–Prince 8(5,3); order 8, 12 NFE per attempted step, pays off at tight
+            tolerances) or ``"RK23"`` (order 3). Sets ``order``.
         rtol, atol: SciPy tolerances (reference code: ``1e-5`` each).
         first_step: initial step size (``None``: SciPy's selection, one extra NFE).
         max_step: largest step size.
         max_steps: maximum number of accepted steps.
     """
 
-    order: ClassVar[float] = 5.0
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
-    adaptive: ClassVar[bool] = True
+    order: float = 5.0
+    dynamics_kind: DynamicsKind = "ode"
+    adaptive: bool = True
 
     def __init__(
         self,
@@ -199,9 +198,10 @@ class ScipyODE(Solver):
         max_step: float = math.inf,
         max_steps: int = 100_000,
     ) -> None:
-        _check_method(method)
+        _, order = _method(method)
         self.method = method
-        self.rtol, self.atol = _check_tolerances(rtol, atol)
+        self.order = float(order)
+        self.rtol, self.atol = check_tolerances(rtol, atol, positive=True)
         check_first_step(first_step)
         self.first_step = first_step
         if not float(max_step) > 0:
@@ -210,90 +210,22 @@ class ScipyODE(Solver):
         check_max_steps(max_steps)
         self.max_steps = max_steps
 
-    def solve(
-        self,
-        dynamics: ReverseDynamics,
-        x: Tensor,
-        ts: Tensor,
-        *,
-        noise: NoiseSource | None = None,
-        generator: torch.Generator | None = None,
-        keep_trajectory: bool = False,
-        max_frames: int | None = 101,
-        after_step: AfterStep | None = None,
-    ) -> Solution:
-        """Integrate the PF-ODE from ``x: (B, *D)`` at ``ts[0]`` to ``ts[-1]`` (``noise`` unused)."""
-        self.check_dynamics(dynamics)
-        grid = check_grid(ts, dynamics.sde)
-        if max_frames is not None and max_frames < 2:
-            raise ValueError("max_frames must be at least 2")
-        t_start, t_end = float(grid[0]), float(grid[-1])
-        rec = TrajectoryRecorder(keep_trajectory, None, None)
-        rec.add(0, t_start, x)
+    def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
+        """Integrate the PF-ODE from ``x: (B, *D)`` at ``ctx.t_start`` to ``ctx.t_end``."""
 
-        def field(t: float, y: Tensor) -> Tensor:
-            # Probability-flow velocity F(y, t) = f(y, t) - g(t)^2 score(y, t) / 2.
-            return dynamics.drift(y, batch_time(t, y))
-
-        def callback(t: float, y: Tensor) -> Tensor:
-            if after_step is not None:
-                y = after_step(y, batch_time(t, y))
-            rec.add(len(rec.frames), t, y)
-            return y
-
-        use_cb = keep_trajectory or after_step is not None
-        nfe0 = dynamics.nfe
-        start = time.perf_counter()
-        with torch.no_grad():
-            y, info = solve_ivp_torch(
-                field,
-                x,
-                t_start,
-                t_end,
-                method=self.method,  # type: ignore[arg-type]
-                rtol=self.rtol,
-                atol=self.atol,
-                first_step=self.first_step,
-                max_step=self.max_step,
-                max_steps=self.max_steps,
-                callback=callback if use_cb else None,
-            )
-        seconds = time.perf_counter() - start
-        traj, traj_t = rec.result()
-        if traj is not None and traj_t is not None and max_frames is not None and traj.shape[0] > max_frames:
-            # Keep evenly spaced accepted states, first and last included.
-            keep = torch.linspace(0, traj.shape[0] - 1, max_frames).round().long()
-            traj, traj_t = traj[keep], traj_t[keep]
-        return Solution(
-            samples=y,
-            nfe=dynamics.nfe - nfe0,
-            times=info["t"],  # type: ignore[arg-type]
-            trajectory=traj,
-            trajectory_times=traj_t,
-            seconds=seconds,
-            stats={"nfe": info["nfe"], "accepted": info["accepted"], "method": self.method},
+        y, info = solve_ivp_torch(
+            dynamics.velocity,
+            x,
+            ctx.t_start,
+            ctx.t_end,
+            method=self.method,
+            rtol=self.rtol,
+            atol=self.atol,
+            first_step=self.first_step,
+            max_step=self.max_step,
+            max_steps=self.max_steps,
+            callback=ctx.accept if ctx.watches_states else None,
         )
-
-
-class ScipyDOP853(ScipyODE):
-    """Adaptive DOP853 (Dormand–Prince 8(5,3), scipy) on the probability-flow ODE.
-
-    :class:`ScipyODE` with ``method="DOP853"`` as default: 8th order, 12 NFE per attempted
-    step; pays off at tight tolerances.
-    """
-
-    order: ClassVar[float] = 8.0
-
-    def __init__(
-        self,
-        method: Literal["RK45", "DOP853", "RK23"] = "DOP853",
-        *,
-        rtol: float = 1e-5,
-        atol: float = 1e-5,
-        first_step: float | None = None,
-        max_step: float = math.inf,
-        max_steps: int = 100_000,
-    ) -> None:
-        super().__init__(
-            method, rtol=rtol, atol=atol, first_step=first_step, max_step=max_step, max_steps=max_steps
-        )
+        ctx.visited = info["t"]  # type: ignore[assignment]
+        ctx.stats.update(nfe=info["nfe"], accepted=info["accepted"], method=self.method)
+        return y

@@ -16,26 +16,24 @@ Variation of constants from ``s`` to ``t`` (``h = lambda_t - lambda_s > 0``, ``c
 The noise variance is ``int l^2 g^2 (sigma_t/sigma_u)^2 e^{-2 l^2 (lambda_t - lambda_u)} du
 = sigma_t^2 (1 - e^{-2 l^2 h})``. Expanding ``d`` to first order in ``lambda`` gives
 ``alpha_t [phi_1(c h) d_s + h phi_2(c h) d']`` with the data ``phi`` functions of
-:mod:`solvers.exponential`; the multistep estimate ``h d' ~ (d_s - d_prev) / r`` (``r`` the
+`solvers.exponential`; the multistep estimate ``h d' ~ (d_s - d_prev) / r`` (``r`` the
 ratio of the previous to the current log-SNR step) makes it a one-evaluation-per-step
 method. As Lu et al. (2022b) we weight the difference by ``phi_1(c h)/2`` ("midpoint"),
 which equals ``h phi_2(c h)`` to leading order (so the order is unchanged) and is more
-accurate at large steps (sliced-W2 at NFE 10 on eight_gaussians: 0.136 vs 0.194 on VP,
-0.25 vs 0.54 on VE). ``l = 1``: SDE-DPM-Solver++(2M) (``c = 2``, factor ``e^{-h}``, noise
+accurate at large steps (docs/fast_solvers.md). ``l = 1``: SDE-DPM-Solver++(2M) (``c = 2``, factor ``e^{-h}``, noise
 ``sigma_t sqrt(1 - e^{-2h})``); ``l = 0``: DPM-Solver++(2M) exactly (Alg. 2).
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dpmpp import LOWER_ORDER_FINAL_BELOW
 from .dynamics import ReverseDynamics
-from .exponential import ExponentialIntegrator, phi_data, predict_x0
+from .exponential import ExponentialIntegrator, phi_data
 
 __all__ = ["SDEDPMSolverPP2M"]
 
@@ -56,7 +54,7 @@ class SDEDPMSolverPP2M(ExponentialIntegrator):
     removes the drift's second-order term but not the ``O(h)`` coupling of ``d`` with the
     step's own noise), with a much smaller constant than Euler–Maruyama (tests compare both).
     The noise ``z = dW / sqrt(|dt|)`` comes from the noise source's Brownian increment, so a
-    shared :class:`~solvers.noise.BrownianPath` gives comparable paths across step counts.
+    shared `BrownianPath` gives comparable paths across step counts.
     Noise is added on every step, the last included (the output is distributed as ``p_eps``).
 
     Args:
@@ -65,21 +63,21 @@ class SDEDPMSolverPP2M(ExponentialIntegrator):
     NFE: one score evaluation per step.
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = 1.0
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "any"
-    stochastic: ClassVar[bool] = True
+    order: float = 1.0
+    strong_order: float | None = 1.0
+    dynamics_kind: DynamicsKind = "any"
+    stochastic: bool = True
 
     def __init__(self, *, lower_order_final: bool = True) -> None:
         self.lower_order_final = bool(lower_order_final)
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i, tab = ctx.index, self.table
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, tab = ctx.index, self.schedule(ctx)
         s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
-        h = tab.lam[i + 1] - tab.lam[i]
+        h = tab.log_snr[i + 1] - tab.log_snr[i]
         l2 = dynamics.lam**2
         ch = (1.0 + l2) * h
-        d = predict_x0(dynamics, x, t)
+        d = dynamics.x0_at(x, t)
         # Exact transport of x and of the constant part of the data prediction.
         x_t = ((s_t / s_s) * math.exp(-l2 * h)) * x + (a_t * phi_data(ch, 1)) * d
         d_prev = ctx.memory.get("d_prev")
@@ -87,7 +85,7 @@ class SDEDPMSolverPP2M(ExponentialIntegrator):
         last_low = self.lower_order_final and ctx.n_steps < LOWER_ORDER_FINAL_BELOW and ctx.is_last
         if d_prev is not None and not last_low:
             # Multistep estimate of h d' from the previous data prediction, midpoint weight.
-            r = (tab.lam[i] - tab.lam[i - 1]) / h
+            r = (tab.log_snr[i] - tab.log_snr[i - 1]) / h
             x_t = x_t + (0.5 * a_t * phi_data(ch, 1) / r) * (d - d_prev)
         if l2 == 0.0:
             return x_t

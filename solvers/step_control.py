@@ -18,7 +18,6 @@ which is the only host synchronisation an adaptive step needs (the accept/reject
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +33,6 @@ __all__ = [
     "check_first_step",
     "scaled_error_norm",
     "rms_norm",
-    "initial_step",
 ]
 
 
@@ -46,11 +44,22 @@ class StepSizeUnderflow(RuntimeError):
     """The step size fell below the floating-point resolution of the time variable."""
 
 
-def check_tolerances(rtol: float, atol: float) -> tuple[float, float]:
-    """Validate ``rtol, atol``: finite, non-negative, not both zero, ``rtol < 1``."""
+def check_tolerances(rtol: float, atol: float, *, positive: bool = False) -> tuple[float, float]:
+    """Validate ``rtol, atol``: finite, non-negative, not both zero, ``rtol < 1``.
+
+    Args:
+        rtol, atol: the tolerances.
+        positive: both must be strictly positive (SciPy's steppers need that).
+
+    Raises:
+        TypeError: not a number.
+        ValueError: out of range.
+    """
     for name, v in (("rtol", rtol), ("atol", atol)):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{name} must be a float, got {type(v).__name__}")
+        if positive and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"rtol and atol must be positive and finite, got rtol={rtol}, atol={atol}")
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be finite and >= 0, got {v}")
     if rtol == 0 and atol == 0:
@@ -92,7 +101,7 @@ def rms_norm(v: Tensor, *, per_sample: bool = False) -> Tensor:
 def scaled_error_norm(
     err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, per_sample: bool = False
 ) -> Tensor:
-    """``RMS(|err| / (atol + rtol * max(|y|, |y_new|)))`` as a 0-d tensor (see :func:`rms_norm`)."""
+    """``RMS(|err| / (atol + rtol * max(|y|, |y_new|)))`` as a 0-d tensor (see `rms_norm`)."""
     scale = torch.maximum(y.abs(), y_new.abs()).mul_(rtol).add_(atol)
     return rms_norm(err / scale, per_sample=per_sample)
 
@@ -148,7 +157,7 @@ class PIDController:
         b1 = (self.pcoeff + self.icoeff + self.dcoeff) / error_order
         b2 = -(self.pcoeff + 2.0 * self.dcoeff) / error_order
         b3 = self.dcoeff / error_order
-        f = self.safety * max(err, tiny) ** (-b1)
+        f: float = self.safety * max(err, tiny) ** (-b1)
         if b2 != 0.0:
             f *= max(prev_err, tiny) ** (-b2)
         if b3 != 0.0:
@@ -164,40 +173,3 @@ class ConstantStepSize:
     Used to measure the convergence order of a tableau; no error estimate is computed, so
     there is no host synchronisation per step.
     """
-
-
-def initial_step(
-    fn: Callable[[float, Tensor], Tensor],
-    t0: float,
-    y0: Tensor,
-    f0: Tensor,
-    direction: float,
-    order: int,
-    rtol: float,
-    atol: float,
-    *,
-    max_h: float = math.inf,
-    per_sample: bool = False,
-) -> float:
-    """Starting step size of Hairer, Nørsett & Wanner (*Solving ODEs I*, §II.4, p. 169).
-
-    ``d0 = ||y0||, d1 = ||f0||`` in the scaled norm; ``h0 = 0.01 d0/d1`` (or ``1e-6``);
-    ``h0`` is clipped to ``max_h`` (the length of the interval); one explicit Euler step gives ``d2 = ||f(t0 + h0, y0 + h0 f0) - f0|| / h0``, and
-    ``h1 = (0.01 / max(d1, d2))^(1/(order+1))``; returns ``min(100 h0, h1)``.
-    Costs one evaluation of ``fn``.
-    """
-    scale = y0.abs().mul(rtol).add_(atol)
-    d01 = torch.stack([rms_norm(y0 / scale, per_sample=per_sample), rms_norm(f0 / scale, per_sample=per_sample)])
-    d0, d1 = d01.tolist()
-    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-    # Never probe outside the integration interval (the field may be undefined there).
-    h0 = min(h0, max_h)
-    y1 = y0 + (direction * h0) * f0
-    f1 = fn(t0 + direction * h0, y1)
-    d2 = float(rms_norm((f1 - f0) / scale, per_sample=per_sample)) / h0
-    dmax = max(d1, d2)
-    if dmax <= 1e-15 or not math.isfinite(dmax):
-        h1 = max(1e-6, 1e-3 * h0)
-    else:
-        h1 = (0.01 / dmax) ** (1.0 / (order + 1))
-    return min(100.0 * h0, h1, max_h)

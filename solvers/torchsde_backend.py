@@ -11,7 +11,7 @@ grid time is recovered bit for bit) the same process reads, for increasing ``s``
     dx = -F(x, -s) ds + lam g(-s) dB(s),
 
 where the increment of ``B`` over ``[s_a, s_b]`` is the reverse-time increment over
-``[t_b, t_a]`` that :class:`~solvers.euler_maruyama.EulerMaruyama` adds. The state is
+``[t_b, t_a]`` that `EulerMaruyama` adds. The state is
 flattened to torchsde's ``(B, prod D)``. The noise is additive (``g`` does not depend on
 ``x``), so Itô and Stratonovich forms coincide and each method gets the ``sde_type`` it is
 written for (Itô: euler, milstein, srk; Stratonovich: midpoint, heun, euler_heun,
@@ -25,13 +25,13 @@ checks evaluate the drift once more per call. The solver classes are reached thr
 ``torchsde._core`` (tested with torchsde 0.2.6).
 
 Randomness: the Brownian increments are those of the solve's
-:class:`~solvers.noise.NoiseSource`, one query per grid interval (every method here asks for
+`NoiseSource`, one query per grid interval (every method here asks for
 exactly one increment per step), wrapped as a ``torchsde.BaseBrownian``. So with the same
-:class:`~solvers.noise.BrownianPath` or the same seed (:class:`~solvers.noise.GaussianNoise`),
+`BrownianPath` or the same seed (`GaussianNoise`),
 ``torchsde_euler`` sees exactly the increments of ``EulerMaruyama(final_noise=True)``. ``srk``
 also needs the space-time Lévy area ``H ~ N(0, h/12)`` (independent of the increment): it is
 drawn from the noise source's ``normal()``, which is exact in law for i.i.d. noise; a
-:class:`~solvers.noise.BrownianPath` stores no Lévy area, so ``srk`` refuses it.
+`BrownianPath` stores no Lévy area, so ``srk`` refuses it.
 
 Score evaluations per step (counted by the dynamics, never self-reported): euler 1,
 milstein 1, euler_heun 1, reversible_heun 1 (+1 at the start), midpoint 2, heun 2, srk 2.
@@ -42,46 +42,35 @@ drift values, keyed by the identity of the state tensor, answers the repeat.)
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 import torchsde
 from torch import Tensor
 
-from .base import FixedGridSolver, StepContext
+from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .dynamics import ReverseDynamics
 from .noise import BrownianPath, NoiseSource
+from .registry import lookup
 from .utils import append_dims, batch_time
 
-__all__ = [
-    "TORCHSDE_METHODS",
-    "TorchSDE",
-    "TorchSDEMilstein",
-    "TorchSDESRK",
-    "TorchSDEMidpoint",
-    "TorchSDEReversibleHeun",
-]
+__all__ = ["TORCHSDE_METHODS", "TorchSDE"]
 
 Method = Literal["euler", "milstein", "srk", "midpoint", "reversible_heun", "heun", "euler_heun"]
 
-TORCHSDE_METHODS: dict[str, tuple[str, str]] = {
-    "euler": ("ito", "additive"),
-    "milstein": ("ito", "additive"),
-    "srk": ("ito", "additive"),
-    "midpoint": ("stratonovich", "additive"),
-    "heun": ("stratonovich", "additive"),
-    "euler_heun": ("stratonovich", "additive"),
+TORCHSDE_METHODS: Mapping[str, tuple[str, str, float]] = {
+    "euler": ("ito", "additive", 1.0),
+    "milstein": ("ito", "additive", 1.0),
+    "srk": ("ito", "additive", 1.5),
+    "midpoint": ("stratonovich", "additive", 1.0),
+    "heun": ("stratonovich", "additive", 1.0),
+    "euler_heun": ("stratonovich", "additive", 1.0),
     # Reversible Heun needs g itself (not only g v); "diagonal" lets g be (B, d) instead of a
     # (B, d, d) matrix. The noise is still additive.
-    "reversible_heun": ("stratonovich", "diagonal"),
+    "reversible_heun": ("stratonovich", "diagonal", 1.0),
 }
-"""Accepted methods -> (torchsde sde_type, torchsde noise_type used for them)."""
-
-
-def _check_method(method: str) -> str:
-    if method not in TORCHSDE_METHODS:
-        raise ValueError(f"unknown torchsde method {method!r}; valid methods: {', '.join(TORCHSDE_METHODS)}")
-    return method
+"""Accepted methods -> (torchsde sde_type, torchsde noise_type, strong order with additive noise)."""
 
 
 def _torchsde_solver(method: str, sde: Any, bm: torchsde.BaseBrownian) -> Any:
@@ -104,7 +93,8 @@ def _torchsde_solver(method: str, sde: Any, bm: torchsde.BaseBrownian) -> Any:
 class _ReversedSDE:
     """The reverse dynamics in torchsde's form: forward time ``s = -t``, flat state ``(B, d)``.
 
-    ``f(s, y) = -F(y, -s)`` and ``g(s, y) = lam g(-s)`` (broadcast to ``(B, d)``).
+    ``f(s, y) = -F(y, -s)`` and ``g(s, y) = lam g(-s)`` in the shape of the declared noise type
+    (``(B, d)`` diagonal, ``(B, d, d)`` additive), so `torchsde.sdeint` accepts it too.
     """
 
     def __init__(self, dynamics: ReverseDynamics, shape: torch.Size, sde_type: str, noise_type: str) -> None:
@@ -126,8 +116,10 @@ class _ReversedSDE:
         return out
 
     def g(self, s: float, y: Tensor) -> Tensor:
-        # Diagonal form of the additive diffusion lam g(t): (B, d).
-        return append_dims(self.dynamics.diffusion(batch_time(-s, y)), y.ndim).expand_as(y)
+        # lam g(t) in torchsde's shape for the declared noise type: (B, d) for "diagonal",
+        # (B, d, d) = lam g(t) I for "additive" (a general (B, d, m) matrix with m = d).
+        diag = append_dims(self.dynamics.diffusion(batch_time(-s, y)), y.ndim).expand_as(y)
+        return diag if self.noise_type == "diagonal" else torch.diag_embed(diag)
 
     def g_prod(self, s: float, y: Tensor, v: Tensor) -> Tensor:
         # lam g(t) dW, the same product EulerMaruyama forms.
@@ -135,7 +127,7 @@ class _ReversedSDE:
 
 
 class _NoiseBrownian(torchsde.BaseBrownian):
-    """A :class:`~solvers.noise.NoiseSource` seen by torchsde as a Brownian motion in ``s = -t``.
+    """A `NoiseSource` seen by torchsde as a Brownian motion in ``s = -t``.
 
     ``bm(s_a, s_b)`` is ``noise.increment(-s_a, -s_b, like)``, flattened to ``(B, d)``. With
     ``return_U`` it also returns ``U = h (W/2 + H)``, ``H ~ N(0, h/12)`` from ``noise.normal``.
@@ -182,44 +174,60 @@ class _NoiseBrownian(torchsde.BaseBrownian):
 
 
 class TorchSDE(FixedGridSolver):
-    """torchsde Euler–Maruyama on the reverse SDE; ``TorchSDE(method)`` runs any torchsde fixed-step method.
+    """torchsde's fixed-step SDE methods on the reverse dynamics (Euler–Maruyama by default).
 
     Runs torchsde's ``method`` step by step on the given grid, for the reverse-time family
     ``dx = [f - (1+lam^2)/2 g^2 s] dt + lam g dW_bar`` (Song et al. 2021, eq. 6 at ``lam = 1``),
     reparameterised to increasing time ``s = -t`` and a flat ``(B, prod D)`` state. Noise is
-    added on every step, the last included (like ``EulerMaruyama(final_noise=True)``).
+    added on every step, the last included (like ``EulerMaruyama(final_noise=True)``). Needs
+    only the SDE's drift and diffusion.
+
+    Methods (registered as ``torchsde_<method>``; strong orders for additive noise):
+
+    * ``euler`` (1 NFE/step), ``milstein`` (Itô; its correction ``g g' (dW^2 - dt)/2`` vanishes
+      for additive noise, so it equals Euler–Maruyama), ``euler_heun`` (1 NFE): strong order 1;
+    * ``midpoint``, ``heun`` (Stratonovich, 2 NFE): strong order 1;
+    * ``srk``: stochastic Runge–Kutta SRA1 (Rößler 2010), strong order 1.5, 2 NFE; needs the
+      space-time Lévy area, so it refuses a shared `solvers.noise.BrownianPath`;
+    * ``reversible_heun`` (Kidger et al. 2021): 1 NFE per step (+1 at the start). Its auxiliary
+      state follows a leapfrog-like recursion that is only weakly stable on dissipative
+      dynamics: on the VP reverse SDE it needs a few hundred steps before its error is small.
+      Prefer it for its algebraic reversibility, not for few-step sampling.
 
     Args:
-        method: ``"euler"`` (default here), ``"milstein"``, ``"srk"``, ``"midpoint"``,
-            ``"reversible_heun"``, ``"heun"`` or ``"euler_heun"``. The class attributes
-            ``order``/``strong_order`` describe the class's default method.
+        method: one of `TORCHSDE_METHODS`. Sets ``order`` and ``strong_order``.
     """
 
-    order: ClassVar[float] = 1.0
-    strong_order: ClassVar[float | None] = 1.0
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "any"
-    stochastic: ClassVar[bool] = True
+    order: float = 1.0
+    strong_order: float | None = 1.0
+    dynamics_kind: DynamicsKind = "any"
+    stochastic: bool = True
 
     def __init__(self, method: Method = "euler") -> None:
-        self.method = _check_method(method)
+        sde_type, noise_type, order = lookup(TORCHSDE_METHODS, method, "torchsde method")
+        self.method = method
+        self.order = self.strong_order = order
 
-    def _start(self, dynamics: ReverseDynamics, x: Tensor, ctx: StepContext) -> dict[str, Any]:
-        """Build the torchsde view, Brownian wrapper and solver object for this solve."""
+    def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
+        """Check the noise source; the torchsde objects are built on the first step (they need ``x``)."""
         if self.method == "srk" and isinstance(ctx.noise, BrownianPath):
             raise ValueError(
                 "torchsde 'srk' needs the space-time Lévy area of the Brownian motion, which "
                 "solvers.noise.BrownianPath does not store; use i.i.d. noise (a seed or "
                 "GaussianNoise) or another method for a shared path"
             )
-        sde_type, noise_type = TORCHSDE_METHODS[self.method]
+
+    def _start(self, dynamics: ReverseDynamics, x: Tensor, noise: NoiseSource) -> dict[str, Any]:
+        """Build the torchsde view, Brownian wrapper and solver object for this solve."""
+        sde_type, noise_type, _ = TORCHSDE_METHODS[self.method]
         view = _ReversedSDE(dynamics, x.shape, sde_type, noise_type)
-        bm = _NoiseBrownian(ctx.noise, x, levy_area=self.method == "srk")
+        bm = _NoiseBrownian(noise, x, levy_area=self.method == "srk")
         return {"solver": _torchsde_solver(self.method, view, bm), "extra": None, "out": None}
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         mem = ctx.memory
         if "torchsde" not in mem:
-            mem["torchsde"] = self._start(dynamics, x, ctx)
+            mem["torchsde"] = self._start(dynamics, x, ctx.noise)
         state = mem["torchsde"]
         solver = state["solver"]
         y = x.reshape(x.shape[0], -1)
@@ -231,56 +239,6 @@ class TorchSDE(FixedGridSolver):
             extra = solver.init_extra_solver_state(-t, y)
         # One torchsde step from s = -t to s' = -t_next (> s).
         y_next, extra = solver.step(-t, -t_next, y, extra)
-        x_next = y_next.reshape(x.shape)
+        x_next: Tensor = y_next.reshape(x.shape)
         state["extra"], state["out"] = extra, (x_next, x_next._version)
         return x_next
-
-
-class TorchSDEMilstein(TorchSDE):
-    """torchsde Milstein (Itô) on the reverse SDE; equals Euler–Maruyama for additive noise.
-
-    The Milstein correction ``g g' (dW^2 - dt)/2`` vanishes because ``g`` does not depend on
-    ``x``: strong order 1, 1 NFE per step. See :class:`TorchSDE`.
-    """
-
-    def __init__(self, method: Method = "milstein") -> None:
-        super().__init__(method)
-
-
-class TorchSDESRK(TorchSDE):
-    """torchsde stochastic Runge–Kutta (SRA1, Rößler 2010) on the reverse SDE (strong order 1.5).
-
-    Additive-noise scheme, 2 NFE per step; needs the space-time Lévy area, so it refuses a
-    shared :class:`~solvers.noise.BrownianPath`. See :class:`TorchSDE`.
-    """
-
-    order: ClassVar[float] = 1.5
-    strong_order: ClassVar[float | None] = 1.5
-
-    def __init__(self, method: Method = "srk") -> None:
-        super().__init__(method)
-
-
-class TorchSDEMidpoint(TorchSDE):
-    """torchsde midpoint (Stratonovich) on the reverse SDE (strong order 1 for additive noise).
-
-    2 NFE per step. See :class:`TorchSDE`.
-    """
-
-    def __init__(self, method: Method = "midpoint") -> None:
-        super().__init__(method)
-
-
-class TorchSDEReversibleHeun(TorchSDE):
-    """torchsde reversible Heun (Kidger et al. 2021) on the reverse SDE (strong order 1, additive).
-
-    1 NFE per step (+1 at the start): the drift at the auxiliary state is carried across
-    steps. The auxiliary state follows a leapfrog-like recursion, which is only weakly stable
-    on dissipative dynamics: on the VP reverse SDE (drift rate about ``-beta_max/2`` near
-    ``T`` in forward time) it needs a few hundred steps before its error is small (the
-    scalar test ``y' = -10 y`` on ``[0, 1]`` has error 86 at 16 steps, 0.05 at 128). Prefer
-    it for its algebraic reversibility, not for few-step sampling. See :class:`TorchSDE`.
-    """
-
-    def __init__(self, method: Method = "reversible_heun") -> None:
-        super().__init__(method)

@@ -1,4 +1,4 @@
-"""Small tensor helpers shared by every solver (and re-used by :mod:`scoresde`)."""
+"""Small tensor helpers shared by every solver (and re-used by `scoresde`)."""
 
 from __future__ import annotations
 
@@ -34,4 +34,15 @@ def batch_time(t: float | Tensor, x: Tensor) -> Tensor:
 
 def flat_norm(x: Tensor) -> Tensor:
     """Per-sample Euclidean norm over all non-batch dims: ``(B, *D) -> (B,)``."""
-    return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
+    out: Tensor = torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1)
+    return out
+
+
+def coeff_time(t: float, like: Tensor) -> Tensor:
+    """``t`` as a ``(1,)`` tensor on the device and dtype of ``like``.
+
+    Fixed-grid steps share one time across the batch, so schedule coefficients are computed
+    once on a ``(1,)`` tensor (``append_dims`` broadcasts them against ``(B, *D)``) instead of
+    ``B`` times; the score still gets ``batch_time(t, x)``.
+    """
+    return torch.full((1,), float(t), dtype=like.dtype, device=like.device)

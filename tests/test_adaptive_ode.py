@@ -11,7 +11,7 @@ from scipy.integrate import solve_ivp
 
 import solvers
 from scoresde.sde import VESDE, VPSDE
-from solvers.adaptive_ode import BOSH3, DOPRI5, AdaptiveBosh3, AdaptiveODE, solve_adaptive
+from solvers.adaptive_ode import BOSH3, DOPRI5, AdaptiveODE, solve_adaptive
 from solvers.step_control import (
     ConstantStepSize,
     MaxStepsExceeded,
@@ -243,11 +243,12 @@ def test_pf_ode_single_gaussian_exact_flow(sde, solver):
 
 
 def test_solver_class_attributes_and_registry():
-    assert solvers.SOLVERS["ode_dopri5"] is AdaptiveODE and solvers.SOLVERS["ode_bosh3"] is AdaptiveBosh3
-    for cls, order in ((AdaptiveODE, 5), (AdaptiveBosh3, 3)):
-        assert cls.adaptive and cls.dynamics_kind == "ode" and not cls.stochastic
-        assert cls.order == order
-    assert AdaptiveBosh3().tableau is BOSH3 and AdaptiveODE("bosh3").tableau is BOSH3
+    dopri5, bosh3 = solvers.SOLVERS["ode_dopri5"], solvers.SOLVERS["ode_bosh3"]
+    assert dopri5.factory is AdaptiveODE and bosh3.factory is AdaptiveODE
+    for spec, order in ((dopri5, 5), (bosh3, 3)):
+        assert spec.adaptive and spec.dynamics_kind == "ode" and not spec.stochastic
+        assert spec.order == order and spec().order == order
+    assert bosh3().tableau is BOSH3 and AdaptiveODE("bosh3").tableau is BOSH3
     with pytest.raises(TypeError, match="ODE solver"):
         AdaptiveODE().solve(solvers.ReverseSDE(VPSDE(), lambda x, t: -x), torch.zeros(2, 2),
                             torch.tensor([1.0, 0.001]))

@@ -22,7 +22,7 @@ def _zero_score(x, t):
 
 
 def test_registry_and_capabilities():
-    assert solvers.SOLVERS["adaptive_sde"] is AdaptiveSDE
+    assert solvers.SOLVERS["adaptive_sde"].factory is AdaptiveSDE
     assert AdaptiveSDE.adaptive and AdaptiveSDE.stochastic and AdaptiveSDE.dynamics_kind == "sde"
     with pytest.raises(TypeError, match="reverse SDE"):
         AdaptiveSDE().solve(solvers.ProbabilityFlowODE(VPSDE(), _zero_score), torch.zeros(2, 2),

@@ -47,6 +47,7 @@ def test_demo_writes_every_figure_for_both_scores(demo_out):
         for name in expected:
             _image_ok(out / sub / name)
     _image_ok(out / "exact_vs_trained.png")
+    _image_ok(out / "training_loss.png")  # docs/index.md promises it, --quick included
     assert (out / "train" / "checkpoint.pt").is_file()  # the training stage ran first
 
 
@@ -55,7 +56,7 @@ def test_demo_table_reports_quality_nfe_and_noise_floor(demo_out):
     table = (out / "table.md").read_text()
     assert table in stdout  # printed as well as written
     assert "## exact score" in table and "## trained network" in table
-    assert "| solver | budget | NFE | sliced W2 | MMD² | modes covered | SW2 / floor | time [s] | seeds |" in table
+    assert "| solver | budget | NFE | sliced W2 | MMD² | mode coverage | SW2 / floor | time [s] | seeds |" in table
     data = json.loads((out / "results.json").read_text())
     records = data["records"]
     assert {r["score"] for r in records} == {"exact", "trained"}

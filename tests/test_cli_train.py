@@ -19,7 +19,9 @@ def test_train_writes_run_dir_and_resume_extends(tmp_path: Path, capsys: pytest.
     out = tmp_path / "run"
     assert main(["train", "--data", "eight_gaussians", "--sde", "ve", "--steps", "10", "--out", str(out),
                  "--ckpt-every", "5", "--weighting", "likelihood", "--importance", *SMALL]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "checkpoints", "config.json",
+                                                     "metrics.jsonl"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000005.pt", "step-00000010.pt"]
     cfg = TrainConfig.from_json(out / "config.json")
     assert (cfg.sde.name, cfg.steps, cfg.model.net["width"], cfg.loss.importance) == ("ve", 10, 16, True)
     assert [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [5, 10]

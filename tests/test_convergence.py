@@ -188,7 +188,7 @@ def test_scipy_rk45_agrees_with_rk4_at_many_steps():
     x_T = prior(sde, 16)
     rk45 = solvers.ScipyODE(rtol=1e-10, atol=1e-10).solve(solvers.ProbabilityFlowODE(sde, score), x_T, grids.uniform(sde, 1))
     rk4 = solvers.RK4().solve(solvers.ProbabilityFlowODE(sde, score), x_T, grids.uniform(sde, 400))
-    dop = solvers.ScipyDOP853(rtol=1e-10, atol=1e-10).solve(
+    dop = solvers.ScipyODE("DOP853", rtol=1e-10, atol=1e-10).solve(
         solvers.ProbabilityFlowODE(sde, score), x_T, grids.uniform(sde, 1)
     )
     # RK4's own error at 400 steps is ~1e-8 (1.3e-7 at 200, divided by 16 per halving);

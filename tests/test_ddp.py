@@ -27,7 +27,7 @@ WORKER = textwrap.dedent(
 
     import torch
 
-    import scoresde.train.trainer as trainer_mod
+    import scoresde.train.persist as trainer_mod
     from scoresde.train import TrainConfig, Trainer
 
     saves = []
@@ -87,7 +87,7 @@ def test_two_processes_stay_in_sync_and_write_one_checkpoint(tmp_path: Path) -> 
     assert r1["saves"] == [] and len(r0["saves"]) == 2 + 1 + 1  # full: 3, 6; part: 3; resumed: 6
     for run in ("full", "part"):
         assert sorted(p.name for p in (tmp_path / run).iterdir()) == [
-            "checkpoint.pt", "config.json", "metrics.jsonl"]
+            "checkpoint.pt", "checkpoints", "config.json", "metrics.jsonl"]
     state = load_checkpoint(tmp_path / "full")
     assert state["world_size"] == 2 and len(state["rng"]) == 2 and state["step"] == 6
     for ema, key in ((False, "full"), (True, "full_ema")):

@@ -11,7 +11,7 @@ import torch
 import scoresde as sd
 import solvers
 from scoresde import metrics
-from solvers.edm import time_from_edm_sigma
+from solvers.marginals import time_from_edm_sigma
 
 F64 = torch.float64
 MU = torch.tensor([[1.0, -0.5, 2.0]], dtype=F64)

@@ -21,13 +21,12 @@ import solvers
 from scoresde import metrics
 from solvers.exponential import (
     ExponentialIntegrator,
-    log_snr,
     phi_data,
     phi_noise,
     phi_weights,
     schedule_table,
-    time_from_log_snr,
 )
+from solvers.marginals import log_snr, time_from_log_snr
 
 F64 = torch.float64
 MU = torch.tensor([[1.0, -0.5, 2.0]], dtype=F64)
@@ -59,10 +58,10 @@ def fitted_order(solver: solvers.Solver, sde: sd.AffineSDE, steps: tuple[int, ..
 
 ORDER_CASES = [
     ("ddim", solvers.DDIM(), (32, 64, 128)),
-    ("dpm_solver_2", solvers.DPMSolver2(), (32, 64, 128)),
-    ("dpm_solver_2_data", solvers.DPMSolver2(prediction="data"), (32, 64, 128)),
-    ("dpm_solver_3", solvers.DPMSolver3(), (24, 48, 96)),
-    ("dpm_solver_3_data", solvers.DPMSolver3(prediction="data"), (48, 96, 192)),
+    ("dpm_solver_2", solvers.DPMSolver(order=2), (32, 64, 128)),
+    ("dpm_solver_2_data", solvers.DPMSolver(order=2, prediction="data"), (32, 64, 128)),
+    ("dpm_solver_3", solvers.DPMSolver(order=3), (24, 48, 96)),
+    ("dpm_solver_3_data", solvers.DPMSolver(order=3, prediction="data"), (48, 96, 192)),
     ("dpmpp_2m", solvers.DPMSolverPP2M(), (32, 64, 128)),
     ("dpmpp_3m", solvers.DPMSolverPP3M(), (24, 48, 96)),
     ("unipc", solvers.UniPC(), (24, 48, 96)),
@@ -99,12 +98,12 @@ def test_dpmpp_3m_beats_the_half_weighted_second_derivative():
     "solver",
     [
         solvers.DDIM(),
-        solvers.DPMSolver1(),
-        solvers.DPMSolver1(prediction="data"),
-        solvers.DPMSolver2(),
-        solvers.DPMSolver2(prediction="data"),
-        solvers.DPMSolver3(),
-        solvers.DPMSolver3(prediction="data"),
+        solvers.DPMSolver(order=1),
+        solvers.DPMSolver(order=1, prediction="data"),
+        solvers.DPMSolver(order=2),
+        solvers.DPMSolver(order=2, prediction="data"),
+        solvers.DPMSolver(order=3),
+        solvers.DPMSolver(order=3, prediction="data"),
         solvers.DPMSolverPP2M(),
         solvers.DPMSolverPP3M(),
         solvers.UniPC(),
@@ -132,7 +131,7 @@ def test_ddim_equals_dpm_solver_1_in_both_parameterisations(sde):
     ts = solvers.grids.logsnr(sde, 7)
     outs = [
         s.solve(solvers.ProbabilityFlowODE(sde, GAUSS.score_fn(sde)), x_T.clone(), ts).samples
-        for s in (solvers.DDIM(), solvers.DPMSolver1(), solvers.DPMSolver1(prediction="data"))
+        for s in (solvers.DDIM(), solvers.DPMSolver(order=1), solvers.DPMSolver(order=1, prediction="data"))
     ]
     # Algebraically identical updates; only round-off differs.
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-11)
@@ -175,9 +174,10 @@ def test_nfe_is_counted_and_steps_are_grid_intervals():
 
 
 def test_declared_capabilities():
-    for cls in (solvers.DPMSolver2, solvers.DPMSolverPP2M, solvers.DPMSolverPP3M, solvers.UniPC):
+    for cls in (solvers.DPMSolver, solvers.DPMSolverPP2M, solvers.DPMSolverPP3M, solvers.UniPC):
         assert cls.dynamics_kind == "ode" and cls.needs_marginals and cls.default_grid == "logsnr"
-    assert (solvers.DPMSolver1.order, solvers.DPMSolver2.order, solvers.DPMSolver3.order) == (1, 2, 3)
+    orders = tuple(solvers.SOLVERS[f"dpm_solver_{k}"].order for k in (1, 2, 3))
+    assert orders == (1, 2, 3)
     assert (solvers.DPMSolverPP2M.order, solvers.DPMSolverPP3M.order, solvers.UniPC.order) == (2, 3, 3)
     assert solvers.DDIM.stochastic and solvers.DDIM.order == 1
     for name in ("ddim", "dpm_solver_1", "dpm_solver_2", "dpm_solver_3", "dpmpp_2m", "dpmpp_3m", "unipc"):
@@ -230,9 +230,9 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="eta"):
         solvers.DDIM(eta=1.5)
     with pytest.raises(ValueError, match="prediction"):
-        solvers.DPMSolver2(prediction="velocity")  # type: ignore[arg-type]
+        solvers.DPMSolver(order=2, prediction="velocity")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="r1"):
-        solvers.DPMSolver3(r1=0.8, r2=0.5)
+        solvers.DPMSolver(order=3, r1=0.8, r2=0.5)
     sde = sd.VPSDE()
     with pytest.raises(TypeError, match="ODE solver"):
         solvers.DPMSolverPP2M().solve(
@@ -240,7 +240,7 @@ def test_bad_input_is_rejected():
         )
     with pytest.raises(ValueError, match="positive"):
         schedule_table(sde, torch.tensor([0.5, 0.0], dtype=F64))
-    assert issubclass(solvers.DPMSolver2, ExponentialIntegrator)
+    assert issubclass(solvers.DPMSolver, ExponentialIntegrator)
 
 
 # --- distributional checks on exact mixtures -------------------------------------------------

@@ -36,7 +36,7 @@ def _setup(name: str, n: int, seed: int = 0):
     sde = sd.VPSDE()
     target = sd.targets.get_target(name) if name in sd.targets.PRESETS else getattr(sd.targets, name)()
     x = target.sample(n, generator=torch.Generator().manual_seed(seed))
-    exact = target.marginal_log_prob(x.double(), sde.eps, sde)
+    exact = target.log_prob(x.double())  # the data density: what the default estimates
 
     def p_T(z: torch.Tensor) -> torch.Tensor:
         return target.marginal_log_prob(z, sde.T, sde)
@@ -117,7 +117,7 @@ def test_accuracy_under_every_sde_below_1e3_nats(sde_name):
     sde = sd.get_sde(sde_name)
     target = sd.targets.eight_gaussians()
     x = target.sample(300, generator=torch.Generator().manual_seed(0))
-    exact = target.marginal_log_prob(x.double(), sde.eps, sde)
+    exact = target.log_prob(x.double())
     r = likelihood(sde, target.score_fn(sde), x, prior=lambda z: target.marginal_log_prob(z, sde.T, sde))
     # The default settings meet the 1e-3 target under every SDE, not only VP
     # (measured 6e-5 to 7e-5 nats; benchmarks/likelihood.py --sections sdes).
@@ -136,7 +136,8 @@ def test_fast_path_on_pilot_grid_2d(integrator, nfe_per_step, extra):
     assert err <= 1e-3
     st = r.stats[0]
     assert st["steps"] == 16 and st["pilot_nfe"] > 0
-    assert r.nfe == nfe_per_step * 16 + extra + st["pilot_nfe"]
+    # + 2: the [0, t_end] term of the data density (a score and a score divergence).
+    assert r.nfe == nfe_per_step * 16 + extra + 2 + st["pilot_nfe"]
     # A batch no larger than the pilot is finished by the pilot's adaptive solve alone.
     small = likelihood(sde, target.score_fn(sde), x[:40], prior=p_T, integrator="rk4", pilot_size=64)
     adaptive = likelihood(sde, target.score_fn(sde), x[:40], prior=p_T, logp_scale=10.0)
@@ -153,7 +154,7 @@ def test_prior_is_reported_and_swappable():
     torch.testing.assert_close(a.x_T, b.x_T)
     torch.testing.assert_close(a.log_prob - b.log_prob, a.prior_log_prob - b.prior_log_prob)
     torch.testing.assert_close(a.prior_log_prob, sde.prior_log_prob(a.x_T))
-    torch.testing.assert_close(b.log_prob, b.prior_log_prob + b.delta_log_prob)
+    torch.testing.assert_close(b.log_prob, b.prior_log_prob + b.delta_log_prob + b.end_correction)
 
 
 def test_integrators_dtypes_and_batches_agree():
@@ -191,7 +192,7 @@ def test_auto_steps_meet_a_target_where_a_fixed_count_does_not():
     # The chosen count is the last one tried, and its error on the pilot's samples was measured.
     assert st["steps"] == history[-1]["steps"] and history[-1]["error"] <= 5e-4
     assert all(h["error"] > 5e-4 for h in history[:-1])
-    assert auto.nfe == st["pilot_nfe"] + sum(h["nfe"] for h in history) + 5 * st["steps"] + 1
+    assert auto.nfe == st["pilot_nfe"] + sum(h["nfe"] for h in history) + 5 * st["steps"] + 1 + 2
 
 
 def test_auto_steps_with_fixed_probes_and_its_errors():
@@ -220,10 +221,12 @@ def test_auto_steps_with_fixed_probes_and_its_errors():
 
 
 def test_rk4_simpson_has_rk4_path_and_fourth_order_log_density():
-    sde, target, x, exact, p_T = _setup("eight_gaussians", 400)
+    sde, target, x, _, p_T = _setup("eight_gaussians", 400)
     score = target.score_fn(sde)
     x = x.double()
-    opts = dict(prior=p_T, grid="quadratic", dtype=torch.float64)
+    # The integrator's own convergence: log p_eps from eps (no [0, eps] term), exact answer known.
+    exact = target.marginal_log_prob(x, sde.eps, sde)
+    opts = dict(prior=p_T, grid="quadratic", dtype=torch.float64, density="marginal")
     errs = []
     for steps in (32, 64, 128):
         simpson = likelihood(sde, score, x, integrator="rk4_simpson", steps=steps, **opts)
@@ -239,14 +242,19 @@ def test_rk4_simpson_has_rk4_path_and_fourth_order_log_density():
     assert all(3.6 < q < 4.5 for q in orders), (errs, orders)
 
 
-def test_log_likelihood_is_log_p_eps_not_log_p_0():
-    sde, target, x, exact, p_T = _setup("eight_gaussians", 300)
-    lp = log_likelihood(sde, target.score_fn(sde), x, prior=p_T, dtype=torch.float64)
-    err_eps = float((lp - exact).abs().mean())
-    bias_0 = float((lp - target.log_prob(x.double())).abs().mean())
-    # The ODE starts at eps: it matches log p_eps (1e-3 target) and misses log p_0 by the
-    # O(sigma(eps)^2) smoothing bias, an order of magnitude larger here.
+def test_log_likelihood_is_log_p_0_by_default_and_log_p_eps_on_request():
+    sde, target, x, exact_0, p_T = _setup("eight_gaussians", 300)
+    exact_eps = target.marginal_log_prob(x.double(), sde.eps, sde)
+    lp_eps = log_likelihood(sde, target.score_fn(sde), x, prior=p_T, dtype=torch.float64, eps=sde.eps)
+    err_eps = float((lp_eps - exact_eps).abs().mean())
+    bias_0 = float((lp_eps - exact_0).abs().mean())
+    # An explicit eps: x is a sample at eps; the result matches log p_eps (1e-3 target) and
+    # misses log p_0 by the O(sigma(eps)^2) smoothing bias, an order of magnitude larger here.
     assert err_eps <= 1e-3 and bias_0 > 10 * err_eps
+    # The default estimates the data density itself, within the same 1e-3 target.
+    r = likelihood(sde, target.score_fn(sde), x, prior=p_T, dtype=torch.float64)
+    assert r.density == "data" and r.eps == 1e-5
+    assert float((r.log_prob - exact_0).abs().mean()) <= 1e-3
 
 
 def test_gradients_off_by_default_and_exact_when_requested():
@@ -360,7 +368,7 @@ def test_bits_per_dim_matches_the_exact_density():
 
     bpd = bits_per_dim(sde, target.score_fn(sde), k, data_range=(lo, hi), prior=p_T, dtype=torch.float64)
     y = dequantize(k, data_range=(lo, hi), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    exact = bpd_from_log_prob(target.marginal_log_prob(y, sde.eps, sde), 2, data_range=(lo, hi))
+    exact = bpd_from_log_prob(target.log_prob(y), 2, data_range=(lo, hi))
     # Same dequantization draw (seed 0): the only difference is the ODE error, <= 1e-3 nats
     # per point, i.e. <= 1e-3 / (2 ln 2) bits/dim.
     assert float((bpd - exact).abs().mean()) <= 1e-3 / (2 * math.log(2))
@@ -463,6 +471,6 @@ def test_cli_on_an_exact_target(tmp_path, capsys):
     assert rc == 0 and "NLL" in text and "mean |error|" in text
     table = np.loadtxt(out, delimiter=",", skiprows=1)
     assert table.shape == (64, 2)
-    # The per-point estimate and the exact log p_eps agree (1e-3 target).
+    # The per-point estimate and the exact log p_0 (the default estimates the data density) agree (1e-3 target).
     assert np.abs(table[:, 0] - table[:, 1]).mean() <= 1e-3
     assert cli_main(["likelihood", "--target", "no_such_target", "--no-progress"]) == 2

@@ -73,7 +73,7 @@ def test_conversions_round_trip_and_agree_with_reverse_dynamics(src: str, dst: s
     score = convert(o, x, a, s, src=src, dst="score")
     dyn = ReverseDynamics(sde, lambda x_, t_: score)
     torch.testing.assert_close(convert(o, x, a, s, src=src, dst="x0"), dyn.x0_from_score(x, t, score))
-    torch.testing.assert_close(convert(o, x, a, s, src=src, dst="eps"), dyn.eps_from_score(x, t, score))
+    torch.testing.assert_close(convert(o, x, a, s, src=src, dst="eps"), dyn.noise_from_score(x, t, score))
 
 
 def test_score_output_is_scaled_by_one_over_sigma() -> None:

@@ -92,13 +92,13 @@ def test_integrate_fixed_rejects_bad_input():
 # --- solver level --------------------------------------------------------------------------
 def test_capabilities_and_registry():
     for name, (cls, order) in FIXED.items():
-        assert solvers.SOLVERS[name] is cls
+        assert solvers.SOLVERS[name].factory is cls
         assert cls.order == order and cls.dynamics_kind == "ode" and not cls.stochastic
         assert not cls.adaptive
     for name, order in [("ode_rk45", 5), ("ode_dop853", 8)]:
         cls = solvers.SOLVERS[name]
         assert cls.adaptive and cls.dynamics_kind == "ode" and cls.order == order
-    assert solvers.ScipyODE().method == "RK45" and solvers.ScipyDOP853().method == "DOP853"
+    assert solvers.ScipyODE().method == "RK45" and solvers.get_solver("ode_dop853").method == "DOP853"
     lines = solvers.summaries()
     assert all(lines[n] for n in ODE_NAMES)
 

@@ -110,7 +110,7 @@ VARIANTS = {
     "em+none": lambda: PredictorCorrector(predictor="euler_maruyama", corrector="none"),
     "ancestral+langevin": lambda: PredictorCorrector(predictor="ancestral"),
     "rd+annealed": lambda: PredictorCorrector(corrector="annealed_langevin"),
-    "corrector_first": lambda: PredictorCorrector(order="corrector_first"),
+    "corrector_first": lambda: PredictorCorrector(sequence="corrector_first"),
     "two_corrector_steps": lambda: PredictorCorrector(corrector_steps=2),
 }
 
@@ -321,8 +321,8 @@ class LogPredictor(Predictor):
     def __init__(self, log: list) -> None:
         self.log = log
 
-    def step(self, dynamics, x, t, t_next, noise, *, add_noise=True):
-        dynamics.score(x, solvers.batch_time(t, x))
+    def update(self, dynamics, x, t, t_next, score, noise, *, add_noise=True):
+        # The solver evaluated the score at (x, t) before calling update.
         self.log.append(("P", round(t, 6), round(t_next, 6), add_noise))
         return x
 
@@ -334,8 +334,7 @@ class LogCorrector(Corrector):
     def __init__(self, log: list) -> None:
         self.log = log
 
-    def step(self, dynamics, x, t, weight, noise):
-        dynamics.score(x, solvers.batch_time(t, x))
+    def update(self, dynamics, x, t, score, weight, noise):
         self.log.append(("C", round(t, 6)))
         return x
 
@@ -343,7 +342,7 @@ class LogCorrector(Corrector):
 def _run_logged(order: str, final_noise: bool = False, steps: int = 2, m: int = 2):
     log: list = []
     solver = PredictorCorrector(
-        predictor=LogPredictor(log), corrector=LogCorrector(log), corrector_steps=m, order=order,
+        predictor=LogPredictor(log), corrector=LogCorrector(log), corrector_steps=m, sequence=order,
         final_noise=final_noise,
     )
     sde = sd.VESDE()
@@ -378,7 +377,7 @@ def test_corrector_first_is_reference_code_order_and_final_noise():
         (PredictorCorrector(), 2),
         (PredictorCorrector(corrector_steps=3), 4),
         (PredictorCorrector(corrector_steps=0), 1),
-        (PredictorCorrector(corrector_steps=2, order="corrector_first"), 3),
+        (PredictorCorrector(corrector_steps=2, sequence="corrector_first"), 3),
         (PredictorCorrector(predictor="euler_maruyama", corrector="annealed_langevin"), 2),
         (ReverseDiffusion(), 1),
         (Ancestral(corrector="langevin", corrector_steps=2), 3),
@@ -442,9 +441,9 @@ def test_image_shaped_state(name):
 
 
 def test_options_by_name_and_capabilities():
-    s = solvers.get_solver("pc", snr=0.1, corrector_steps=2, order="corrector_first")
+    s = solvers.get_solver("pc", snr=0.1, corrector_steps=2, sequence="corrector_first")
     assert isinstance(s, PredictorCorrector) and s.snr == 0.1 and s.corrector_steps == 2
-    assert s.pc_order == "corrector_first" and s.order == 1.0
+    assert s.sequence == "corrector_first" and s.order == 1.0
     for name in ("pc", "reverse_diffusion", "ancestral", "annealed_langevin"):
         cls = solvers.SOLVERS[name]
         assert cls.dynamics_kind == "sde" and cls.stochastic and cls.needs_marginals
@@ -460,7 +459,7 @@ def test_options_by_name_and_capabilities():
         (dict(corrector="mala"), ValueError, "valid correctors: none, langevin, annealed_langevin"),
         (dict(predictor=3), TypeError, "predictor must be"),
         (dict(corrector=LangevinCorrector), TypeError, "corrector must be"),
-        (dict(order="both"), ValueError, "valid orders: predictor_first, corrector_first"),
+        (dict(sequence="both"), ValueError, "valid sequences: predictor_first, corrector_first"),
         (dict(corrector_steps=-1), ValueError, "corrector_steps must be an integer >= 0"),
         (dict(corrector_steps=1.5), ValueError, "corrector_steps must be an integer >= 0"),
         (dict(snr=0.0), ValueError, "snr must be a positive finite"),

@@ -90,7 +90,10 @@ def test_plot_snapshots_picks_nearest_frames(result):
     axes = [a for a in fig.axes if a.get_visible()]
     assert len(axes) == 3
     idx = P.marginals.nearest_frames(times, [1.0, 0.5, 0.0])
-    assert [a.get_title() for a in axes] == [f"t = {times[i]:.3g}" for i in idx]
+    sig = [float(SDE.marginal_coeffs(torch.tensor([max(float(times[i]), 0.0)], dtype=torch.float64))[1])
+           for i in idx]
+    assert [a.get_title() for a in axes] == [f"t = {times[i]:.3g}, $\\sigma$ = {s:.3g}"
+                                             for i, s in zip(idx, sig, strict=True)]
     assert all(any(isinstance(c, QuadContourSet) for c in a.get_children()) for a in axes)
 
 
@@ -127,10 +130,26 @@ def test_plot_forward_reverse_shares_time_scale(result):
     x0 = TARGET.sample(300, generator=torch.Generator().manual_seed(2))
     fig = P.plot_forward_reverse(SDE, x0, result, n_paths=5, steps=10)
     panels = [a for a in fig.axes if a.get_title()]
-    assert [a.get_title().split(" ")[0] for a in panels] == ["forward", "reverse"]
+    assert [a.get_title().split(" ")[0] for a in panels] == ["forward", "reverse-time"]
     norms = [next(c for c in a.collections if isinstance(c, LineCollection)).norm for a in panels]
     assert all((n.vmin, n.vmax) == (0.0, SDE.T) for n in norms)
     assert panels[0].get_xlim() == panels[1].get_xlim()
+
+
+def test_ve_plots_keep_the_data_in_view_and_show_the_prior_in_an_inset():
+    ve = sd.get_sde("ve")  # sigma_max = 50: the prior end is ~40x wider than the data
+    res = solvers.sample(ve, TARGET.score_fn(ve), (400, 2), "euler_maruyama", steps=30, seed=0,
+                         keep_trajectory=True, max_frames=16)
+    ax = P.plot_trajectories(res)
+    lo, hi = ax.get_xlim()
+    data_half = float(np.abs(res.samples.numpy()).max())
+    assert hi < 2 * data_half  # scaled to the data end, not to the sigma = 50 prior
+    insets = [c for c in ax.child_axes]
+    assert len(insets) == 1 and "view" in insets[0].get_title()
+    fig = P.plot_snapshots(res, [1.0, 0.0], target=TARGET, sde=ve)
+    first = [a for a in fig.axes if a.get_visible()][0]
+    assert "$\\sigma$ = 50" in first.get_title()
+    assert any("outside this view" in t.get_text() for t in first.texts)
 
 
 # --- fields ----------------------------------------------------------------------------------
@@ -271,3 +290,17 @@ def test_metric_curves_one_errorbar_line_per_solver_and_floor(tmp_path):
     _png_ok(path)
     with pytest.raises(ValueError, match="no records"):
         P.plot_metric_curves([], "sliced_w2")
+
+
+def test_error_cost_figure_keeps_one_style_per_method_and_tags_only_the_ends():
+    a = {"rk4": [(10, 1e-2, "8"), (20, 1e-3, "16"), (40, 1e-4, "32")], "reference": [(100, 1e-5, "1e-05")]}
+    b = {"rk4": [(0.1, 1e-2, "8"), (0.3, 1e-4, "32")], "dopri5": [(0.2, 1e-3, "1e-3"), (0.5, 1e-5, "1e-5")]}
+    fig = P.error_cost_figure([{"series": a, "xlabel": "NFE", "ylabel": "err", "threshold": 1e-3},
+                               {"series": b, "xlabel": "s", "ylabel": "err"}])
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    colour = {ln.get_label(): ln.get_color() for ax in axes for ln in ax.get_lines() if ln.get_label() in a}
+    rk4 = [ln.get_color() for ax in axes for ln in ax.get_lines() if ln.get_label() == "rk4"]
+    assert len(rk4) == 2 and rk4[0] == rk4[1] == colour["rk4"]  # one colour per method in every panel
+    assert [t.get_text() for t in axes[0].texts] == ["8", "32", "1e-05"]  # ends only, no pile of labels
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["rk4", "reference", "dopri5"]

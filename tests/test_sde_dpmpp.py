@@ -20,7 +20,7 @@ import torch
 import scoresde as sd
 import solvers
 from scoresde import metrics
-from solvers.exponential import log_snr, time_from_log_snr
+from solvers.marginals import log_snr, time_from_log_snr
 
 F64 = torch.float64
 MU = torch.tensor([[1.0, -0.5]], dtype=F64)

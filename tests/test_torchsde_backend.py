@@ -167,3 +167,21 @@ def test_dtype_is_kept(problem, dtype):
         r = solvers.sample(sde, spy, (8, 2), solver=name, steps=5, seed=0, dtype=dtype, noise=noise)
         assert r.samples.dtype == dtype
     assert seen == {dtype}
+
+
+@pytest.mark.parametrize("method", ["euler", "milstein", "srk"])
+def test_private_adapter_is_accepted_by_sdeint(method):
+    """The adapter's g has the shape of its declared noise type, so torchsde.sdeint runs it."""
+    import torchsde
+
+    from solvers.dynamics import ReverseSDE
+    from solvers.torchsde_backend import _ReversedSDE
+
+    sde = sd.VPSDE()
+    score = sd.targets.eight_gaussians().score_fn(sde)
+    x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sde_type, noise_type, _ = TORCHSDE_METHODS[method]
+    view = _ReversedSDE(ReverseSDE(sde, score), x.shape, sde_type, noise_type)
+    ts = torch.tensor([-sde.T, -0.5, -sde.eps], dtype=torch.float64)
+    ys = torchsde.sdeint(view, x.reshape(16, -1), ts, method=method, dt=0.01)
+    assert ys.shape == (3, 16, 2) and bool(torch.isfinite(ys).all())

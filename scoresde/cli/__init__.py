@@ -3,6 +3,8 @@
 Each command lives in its own module ``scoresde.cli.<module>`` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``. Building the parser imports every
 command module, so those modules keep heavy imports (matplotlib, training) inside ``run``.
+Every command runs through `errors.run_guarded`: an anticipated failure is one line on
+stderr and a documented exit code; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,7 +23,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("plot", "plot trajectories, marginals and score fields"),
     "likelihood": ("likelihood", "exact log-likelihood / bits-per-dim via the probability-flow ODE"),
     "solvers": ("solvers_cmd", "list the solver names with one line each"),
+    "train-classifier": ("conditional", "train a time-dependent classifier for classifier guidance"),
 }
+
+
+# Commands whose --out is a folder / a file: checked writable before any work (pre-flight).
+OUT_FOLDER_COMMANDS = frozenset({"demo", "train", "sample", "compare", "plot"})
+OUT_FILE_COMMANDS = frozenset({"likelihood"})
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Fail before any work when the device is unusable or the output cannot be written."""
+    from pathlib import Path
+
+    from ..atomic import check_writable_dir
+
+    device = getattr(args, "device", None)
+    if isinstance(device, str) and device != "auto":
+        from ..train.distributed import resolve_device
+
+        resolve_device(device)  # "cuda" on a CPU build etc.: a clear ValueError before any work
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    if args.command in OUT_FOLDER_COMMANDS:
+        check_writable_dir(out, "output folder (--out)")
+    elif args.command in OUT_FILE_COMMANDS:
+        check_writable_dir(Path(out).parent, "folder of --out")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scoresde",
         description="Score-based generative modeling with SDEs.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"scoresde {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -41,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(_missing=True)
             continue
         mod.add_arguments(p)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
     return parser
 
 
@@ -53,8 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_missing", False):
         print(f"scoresde {args.command}: not available in this version", file=sys.stderr)
         return 2
+    from .errors import run_guarded
+
     mod = importlib.import_module(f"{__name__}.{args._module}")
-    return int(mod.run(args) or 0)
+
+    def command() -> int:
+        _preflight(args)
+        return int(mod.run(args) or 0)
+
+    return run_guarded(args.command, command, debug=args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ resumes: finished cells are read back, not recomputed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -53,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"comma-separated exact targets ({', '.join(PRESETS)})")
     src.add_argument("--checkpoint", default=None,
                      help="compare on a trained model (checkpoint file or run folder) instead")
+    parser.add_argument("--data", default=None,
+                        help="with --checkpoint: the training data (file or folder), required when "
+                        "the run was trained on your own data; other data is refused")
     parser.add_argument("--sde", default="vp", choices=sorted(SDES), help="forward SDE of exact targets")
     parser.add_argument("--solvers", type=_names, default=None,
                         help="comma-separated solver names, or 'all' (default: 5 varied ones; "
@@ -92,6 +96,21 @@ def _solver_list(spec: list[str] | None) -> list[str]:
     return spec
 
 
+def load_checkpoint(path: str | os.PathLike[str], *, ema: bool = True) -> compare.LoadedCheckpoint:
+    """Checkpoint loader for `compare.Problem.from_checkpoint`, through `scoresde.train`; the
+    training data is rebuilt from the run and checked against its stored identity."""
+    from ..train import checkpoint_loader
+
+    return checkpoint_loader()(path, ema=ema)  # type: ignore[no-any-return]
+
+
+def checkpoint_loader(data: str | None) -> compare.CheckpointLoader:
+    """The loader for ``--checkpoint`` with ``--data``: that data, checked against the checkpoint."""
+    from ..train import checkpoint_loader as loader
+
+    return loader(data)  # type: ignore[no-any-return]
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import plotting
 
@@ -99,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         names = _solver_list(args.solvers)
         options = compare.parse_solver_options(args.option)
         if args.checkpoint is not None:
-            problems = [compare.Problem.from_checkpoint(args.checkpoint)]
+            problems = [compare.Problem.from_checkpoint(args.checkpoint,
+                                                        loader=checkpoint_loader(args.data))]
         else:
             problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
     except (ValueError, TypeError, OSError) as err:

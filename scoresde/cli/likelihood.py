@@ -47,8 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = HelpFormatter
     parser.description = textwrap.fill(
         "Log-likelihood of data under a trained checkpoint (EMA weights) or an exact "
-        "Gaussian-mixture target, by integrating the probability-flow ODE with its divergence "
-        "from eps to T (the result is log p_eps; see docs/likelihood.md)."
+        "Gaussian-mixture target, by integrating the probability-flow ODE with its divergence. "
+        "The result is the data density log p_0 (the ODE runs from t_end = 1e-5 and the piece "
+        "[0, t_end] is added analytically); with --eps it is log p_eps, the data treated as a "
+        "sample at eps (see docs/likelihood.md)."
     ) + (
         "\n\nexamples:\n"
         "  scoresde likelihood --target eight_gaussians --n 1000 --exact-prior\n"
@@ -84,8 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--grid", default="auto", help="fixed grid: auto (pilot solve) or a grid name")
     g.add_argument("--rtol", type=float, default=None, help="adaptive/pilot tolerance (default 1e-5)")
     g.add_argument("--atol", type=float, default=None, help="adaptive/pilot tolerance (default 1e-5)")
-    g.add_argument("--eps", type=float, default=None, help="start time (default: the SDE's eps)")
-    g.add_argument("--batch-size", type=int, default=None, help="points per solve")
+    g.add_argument("--eps", type=float, default=None,
+                   help="report log p_eps with the ODE started at eps (default: the data density log p_0)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="points per solve: memory stays that of one chunk (same result on a fixed grid)")
     g.add_argument("--float64", action="store_true", help="compute in float64")
     g.add_argument("--exact-prior", action="store_true",
                    help="--target only: use the exact p_T at T instead of the SDE prior")
@@ -103,20 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_data(path: str) -> Any:
-    import numpy as np
-    import torch
+    from ..data import load_array
 
-    p = Path(path)
-    if p.suffix == ".npy":
-        return torch.from_numpy(np.load(p))
-    if p.suffix == ".pt":
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-        if not isinstance(obj, torch.Tensor):
-            raise ValueError(f"{path}: expected a tensor, got {type(obj).__name__}")
-        return obj
-    if p.suffix in (".csv", ".txt"):
-        return torch.from_numpy(np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, ndmin=2))
-    raise ValueError(f"{path}: unsupported data file (use .npy, .pt, .csv or .txt)")
+    return load_array(path).data  # checked: (N, *D), numeric, finite; clear errors otherwise
 
 
 def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
@@ -136,55 +129,67 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
     return kr.to(torch.long)
 
 
-def run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Any, ...]:
+    """`(sde, score, target or None, x, dim, label, gen)` from the command line (model and data)."""
     import numpy as np
     import torch
 
-    from ..likelihood import bpd_from_log_prob, dequantize, elbo, likelihood
+    from ..likelihood import dequantize
     from ..sde import get_sde
     from ..targets import get_target
 
     target = None
-    try:
-        if args.n < 1:
-            raise ValueError("--n must be positive")
-        gen = torch.Generator().manual_seed(args.seed)
-        if args.checkpoint:
-            if args.exact_prior:
-                raise ValueError("--exact-prior needs --target")
-            from ..train import load_model
+    if args.n < 1:
+        raise ValueError("--n must be positive")
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.checkpoint:
+        if args.exact_prior:
+            raise ValueError("--exact-prior needs --target")
+        from ..train import load_model
 
-            model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        score = model.score_fn(sde)
+        dtype = torch.float64 if args.float64 else config.torch_dtype
+        if args.float64:
+            model = model.to(torch.float64)
             score = model.score_fn(sde)
-            dtype = torch.float64 if args.float64 else config.torch_dtype
-            if args.float64:
-                model = model.to(torch.float64)
-                score = model.score_fn(sde)
-            label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
-        else:
-            target = get_target(args.target)
-            sde = get_sde(args.sde)
-            score = target.score_fn(sde)
-            dtype = torch.float64 if args.float64 else torch.float32
-            label = f"exact {args.target} ({args.sde})"
-        if args.data is None:
-            if target is None:
-                raise ValueError("--checkpoint needs --data (a file or a data-source name)")
-            x = target.sample(args.n, generator=gen, dtype=torch.float64)
-        elif Path(args.data).suffix:
-            x = _load_data(args.data)
-        else:
-            from ..train.data import make_data
+        label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
+    else:
+        target = get_target(args.target)
+        sde = get_sde(args.sde)
+        score = target.score_fn(sde)
+        dtype = torch.float64 if args.float64 else torch.float32
+        label = f"exact {args.target} ({args.sde})"
+    if args.data is None:
+        if target is None:
+            raise ValueError("--checkpoint needs --data (a file or a data-source name)")
+        x = target.sample(args.n, generator=gen, dtype=torch.float64)
+    elif Path(args.data).suffix:
+        x = _load_data(args.data)
+    else:
+        from ..train.data import make_data
 
-            x = make_data(args.data).sample(args.n, generator=gen)
-        if x.ndim == 1:
-            x = x[:, None]
-        dim = int(np.prod(tuple(x.shape[1:])))
-        if args.bpd:
-            k = _to_levels(x, args.levels, args.data_range)
-            x = dequantize(k, levels=args.levels, data_range=args.data_range, generator=gen, dtype=dtype)
-        x = x.to(dtype)
-        eps = sde.eps if args.eps is None else args.eps
+        x = make_data(args.data).sample(args.n, generator=gen)
+    if x.ndim == 1:
+        x = x[:, None]
+    dim = int(np.prod(tuple(x.shape[1:])))
+    if args.bpd:
+        k = _to_levels(x, args.levels, args.data_range)
+        x = dequantize(k, levels=args.levels, data_range=args.data_range, generator=gen, dtype=dtype)
+    x = x.to(dtype)
+    return sde, score, target, x, dim, label, gen
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..likelihood import bpd_from_log_prob, elbo, likelihood
+
+    try:
+        sde, score, target, x, dim, label, gen = _load(args)
+        if args.batch_size is not None and args.batch_size < 1:
+            raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
+        eps = args.eps
         prior = None
         if args.exact_prior:
             assert target is not None
@@ -201,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         )
         bound = None
         if args.elbo:
-            bound = elbo(sde, score, x, n_samples=args.elbo_samples, eps=eps, prior=prior,
+            bound = elbo(sde, score, x, n_samples=args.elbo_samples, eps=sde.eps if eps is None else eps, prior=prior,
                          batch_size=args.batch_size, seed=args.seed)
     except (ValueError, TypeError, OSError) as err:  # includes the training package's CheckpointError
         print(f"scoresde likelihood: error: {err}", file=sys.stderr)
@@ -210,8 +215,9 @@ def run(args: argparse.Namespace) -> int:
     lp = result.log_prob.double()
     n = lp.numel()
     sem = float(lp.std() / math.sqrt(n)) if n > 1 else float("nan")
+    what = "log p_0 (data density)" if result.density == "data" else f"log p_eps (eps={result.eps:g})"
     print(f"{label}: {n} points, D={dim}, divergence={args.divergence}, integrator={args.integrator}, "
-          f"t in [{result.eps:g}, {result.T:g}]")
+          f"ODE on [{result.eps:g}, {result.T:g}], estimating {what}")
     print(f"  NLL = {-float(lp.mean()):.4f} +- {sem:.4f} nats (mean +- s.e. over points), "
           f"NFE {result.nfe}, {result.seconds:.2f} s")
     if result.std_err is not None:
@@ -225,21 +231,45 @@ def run(args: argparse.Namespace) -> int:
               f"log2(L) - log2(hi - lo) = {math.log2(args.levels) - math.log2(args.data_range[1] - args.data_range[0]):.4f})")
         rows["bpd"] = bpd
     if target is not None and not args.bpd:
-        exact = target.marginal_log_prob(x.double(), result.eps, sde)
-        err = (lp - exact).abs().mean()
-        bias0 = (exact - target.log_prob(x.double())).mean()
         prior_note = "exact p_T prior" if args.exact_prior else "SDE prior at T (add --exact-prior to remove its mismatch)"
-        print(f"  exact log p_eps: mean |error| = {float(err):.2e} nats ({prior_note})")
-        print(f"  exact log p_eps - log p_0 (the eps bias, not an ODE error): mean {float(bias0):+.2e} nats")
-        rows["exact_log_prob_eps"] = exact
+        if result.density == "data":
+            exact = target.log_prob(x.double())
+            err = (lp - exact).abs().mean()
+            print(f"  exact log p_0: mean |error| = {float(err):.2e} nats ({prior_note})")
+            rows["exact_log_prob"] = exact
+        else:
+            exact = target.marginal_log_prob(x.double(), result.eps, sde)
+            err = (lp - exact).abs().mean()
+            bias0 = (exact - target.log_prob(x.double())).mean()
+            print(f"  exact log p_eps: mean |error| = {float(err):.2e} nats ({prior_note})")
+            print(f"  exact log p_eps - log p_0 (the eps bias, not an ODE error): mean {float(bias0):+.2e} nats")
+            rows["exact_log_prob_eps"] = exact
     if bound is not None:
         print(f"  reverse-SDE bound: mean ELBO {float(bound.elbo.mean()):.4f} nats "
               f"(mean per-point s.e. {float(bound.std_err.mean()):.3f}; bounds the SDE model's log p)")
         rows["elbo"] = bound.elbo.double()
     if args.out:
-        _write(Path(args.out), rows)
-        print(f"  per-point results -> {args.out}")
+        out = Path(args.out)
+        _write(out, rows)
+        side = _write_settings(out, args, result, x)
+        print(f"  per-point results -> {args.out} (settings: {side})")
     return 0
+
+
+def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) -> Path:
+    """The JSON sidecar of ``--out``: every setting that produced the numbers, and the data's identity."""
+    from ..data.identity import data_identity
+    from ._settings import write_sidecar
+
+    keys = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps",
+            "grid", "target_error", "rtol", "atol", "eps", "divergence", "probe_type", "probes",
+            "refresh", "exact_prior", "batch_size", "bpd", "levels", "data_range", "elbo", "elbo_samples")
+    record = {k: getattr(args, k, None) for k in keys}
+    record.update(output=out.name, density=result.density, ode_start=result.eps, T=result.T,
+                  nfe=result.nfe, seconds=result.seconds, stats=result.stats,
+                  data_id=data_identity(x, name=str(args.data or args.target)))
+    side = out.with_name(out.stem + "_settings.json") if out.suffix == ".json" else out
+    return write_sidecar(side, record)
 
 
 def _write(path: Path, rows: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
 from ._help import HelpFormatter
+from .compare import checkpoint_loader
 
 
 def _names(text: str) -> list[str]:
@@ -56,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--results", default=None,
                      help="folder of a `scoresde compare` run (its results.json, or sub-folders "
                      "with one each): draw its curves instead of sampling")
+    parser.add_argument("--data", default=None,
+                        help="with --checkpoint: the training data (file or folder), required when "
+                        "the run was trained on your own data; other data is refused")
     parser.add_argument("--sde", default="vp", choices=sorted(SDES), help="forward SDE of the target")
     parser.add_argument("--solvers", type=_names, default=None,
                         help="comma-separated solver names (default: up to 4 varied ones)")
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown solver(s) {unknown}; valid: {', '.join(solvers.available())}")
         if args.checkpoint is not None:
-            problem = compare.Problem.from_checkpoint(args.checkpoint)
+            problem = compare.Problem.from_checkpoint(args.checkpoint, loader=checkpoint_loader(args.data))
         else:
             problem = compare.Problem.from_target(args.target, args.sde)
         if problem.data_shape != (2,):

@@ -1,8 +1,11 @@
 """``scoresde sample``: draw samples from a trained checkpoint (or an exact target) with any solver.
 
-Writes ``OUT/samples.npy`` (or ``.pt``) and ``OUT/samples.png`` (a scatter plot for 2-D data,
-an image grid for images) and prints the NFE and the time taken. Checkpoints sample with their
-EMA weights unless ``--raw-weights`` is given.
+Writes ``OUT/samples.npy`` (or ``.pt``), ``OUT/samples.json`` (every setting that produced
+them: solver, steps, grid, lam, seed, denoise, SDE, checkpoint or target, data identity,
+NFE, versions) and ``OUT/samples.png`` (a scatter plot for 2-D data, an image grid for
+images), and prints the NFE and the time taken. Checkpoints sample with their EMA weights
+unless ``--raw-weights`` is given. The defaults (solver, steps, grid, lam) are those of
+``solvers.sample``, so the same seed gives the same samples in Python and on the command line.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._help import HelpFormatter
+from ._settings import resolved_solver_settings, sample_defaults, write_sidecar
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -32,20 +36,35 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = sample_defaults()
     parser.formatter_class = HelpFormatter
     parser.description = textwrap.fill(
         "Sample a trained checkpoint (EMA weights) or an exact Gaussian-mixture target with any "
-        "registered solver (`scoresde solvers` lists them); write the samples and a plot."
+        "registered solver (`scoresde solvers` lists them); write the samples, their settings "
+        "(samples.json) and a plot. Defaults are those of solvers.sample."
     ) + "\n\nexample:\n  scoresde sample --checkpoint runs/8g --solver euler_maruyama --steps 200 --n 5000"
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint file or run directory")
-    src.add_argument("--target", help="exact mixture target name instead of a checkpoint")
+    src.add_argument("--target", help="exact Gaussian-mixture target (one with an exact score) instead "
+                     "of a checkpoint")
     parser.add_argument("--sde", default="vp", help="SDE for --target (checkpoints carry their own)")
-    parser.add_argument("--solver", default="euler_maruyama", help="solver name")
-    parser.add_argument("--steps", type=int, default=500, help="grid intervals")
-    parser.add_argument("--grid", default="uniform", help="time grid name")
+    parser.add_argument("--data", default=None,
+                        help="with --checkpoint: the training data (file or folder); checked against the "
+                        "checkpoint's data identity and drawn behind the samples")
+    parser.add_argument("--solver", default=d["solver"], help="solver name")
+    parser.add_argument("--steps", type=int, default=d["steps"], help="grid intervals")
+    parser.add_argument("--grid", default=d["grid"],
+                        help="time grid (uniform, quadratic, logsnr, karras); default: the solver's own "
+                        "(uniform; logsnr for the exponential integrators; karras for edm_heun)")
+    parser.add_argument("--lam", type=float, default=d["lam"],
+                        help="noise level of the reverse family for solvers that accept any dynamics: "
+                        "1 = reverse SDE (default), 0 = probability-flow ODE, in between interpolates "
+                        "(ODE-only and SDE-only solvers fix it)")
     parser.add_argument("--n", type=int, default=1000, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draw and the noise")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="integrate at most this many samples at a time (flat memory; see "
+                             "solvers.sample)")
     parser.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw, not the EMA, weights")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
@@ -53,9 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="samples_out", help="output directory")
     parser.add_argument("--format", choices=("npy", "pt"), default="npy", help="sample file format")
     parser.add_argument("--no-plot", action="store_true", help="do not write samples.png")
+    from .conditional import add_conditioning_arguments
+
+    add_conditioning_arguments(parser)
 
 
-def _plot(samples: Any, path: Path, title: str) -> None:
+def _plot(samples: Any, path: Path, title: str, data: Any = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,9 +95,15 @@ def _plot(samples: Any, path: Path, title: str) -> None:
     else:
         x = x.reshape(x.shape[0], -1)
         fig, ax = plt.subplots(figsize=(6, 6))
-        ys = x[:, 1] if x.shape[1] > 1 else 0 * x[:, 0]
         size = 6.0 if len(x) <= 1000 else 3.0 if len(x) <= 5000 else 1.5
-        ax.scatter(x[:, 0].numpy(), ys.numpy(), s=size, alpha=0.5, linewidths=0)
+        if data is not None:
+            ref = data.reshape(data.shape[0], -1).float()
+            ax.scatter(ref[:, 0].numpy(), (ref[:, 1] if ref.shape[1] > 1 else 0 * ref[:, 0]).numpy(),
+                       s=size, c="0.6", alpha=0.4, linewidths=0, label="data")
+        ys = x[:, 1] if x.shape[1] > 1 else 0 * x[:, 0]
+        ax.scatter(x[:, 0].numpy(), ys.numpy(), s=size, alpha=0.5, linewidths=0, label="samples")
+        if data is not None:
+            ax.legend(loc="upper right", markerscale=3, frameon=False)
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel("x1")
         ax.set_ylabel("x2" if x.shape[1] > 1 else "")
@@ -85,34 +113,75 @@ def _plot(samples: Any, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _exact_target(name: str, sde_name: str) -> tuple[Any, Any]:
+    """``(target, sde)`` for ``--target``; a clear error for names without an exact score."""
+    from ..data import TOYS
+    from ..sde import get_sde
+    from ..targets import PRESETS, get_target
+
+    if name not in PRESETS:
+        hint = (f" {name!r} is a 2-D toy without a closed-form score: train on it "
+                f"(scoresde train --data {name} --out runs/{name}) and sample with --checkpoint runs/{name}."
+                if name in TOYS else "")
+        raise ValueError(f"--target needs a target with an exact score, one of {', '.join(PRESETS)}.{hint}")
+    return get_target(name), get_sde(sde_name)
+
+
+def _sde_params(sde: Any, fallback: dict[str, Any]) -> dict[str, Any]:
+    conf = getattr(sde, "config", None)
+    return dict(conf()) if callable(conf) else dict(fallback)
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from ..data import data_identity
+    from ..train import load_model
+    from ..train.data import reference_data
+
+    if args.n < 1 or args.steps < 1:
+        raise ValueError("--n and --steps must be positive")
+    if args.checkpoint:
+        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        ref = None
+        if args.data is not None:
+            source = reference_data(config, args.data, where=f"checkpoint {args.checkpoint}")
+            ref = source.sample(min(args.n, 5000), generator=torch.Generator().manual_seed(args.seed + 1))
+        return {"sde": sde, "score": model.score_fn(sde), "shape": (args.n, *config.model.data_shape),
+                "dtype": config.torch_dtype, "ref": ref, "data_id": config.data_id,
+                "label": f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})",
+                "record": {"checkpoint": str(Path(args.checkpoint).resolve()), "ema": not args.raw_weights,
+                           "sde": {"name": config.sde.name, "params": _sde_params(sde, config.sde.params)},
+                           "trained_on": config.data}}
+    if args.data is not None:
+        raise ValueError("--data goes with --checkpoint (an exact target is its own data)")
+    target, sde = _exact_target(args.target, args.sde)
+    return {"sde": sde, "score": target.score_fn(sde), "shape": (args.n, target.dim), "target": target,
+            "dtype": torch.float32, "ref": None, "label": f"exact {args.target} ({args.sde})",
+            "data_id": data_identity(target, name=args.target, builtin=True),
+            "record": {"target": args.target, "sde": {"name": args.sde, "params": _sde_params(sde, {})}}}
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
     import solvers
 
-    from ..sde import get_sde
-    from ..targets import get_target
-    from ..train import CheckpointError, load_model
+    from ..train import CheckpointError
 
     try:
-        if args.n < 1 or args.steps < 1:
-            raise ValueError("--n and --steps must be positive")
-        if args.checkpoint:
-            model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
-            score = model.score_fn(sde)
-            shape = (args.n, *config.model.data_shape)
-            dtype = config.torch_dtype
-            label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
-        else:
-            target = get_target(args.target)
-            sde = get_sde(args.sde)
-            score = target.score_fn(sde)
-            shape, dtype = (args.n, target.dim), torch.float32
-            label = f"exact {args.target} ({args.sde})"
-        result = solvers.sample(sde, score, shape, args.solver, steps=args.steps, grid=args.grid,
-                                seed=args.seed, denoise=args.denoise, dtype=dtype, **dict(args.option))
-    except (ValueError, TypeError, CheckpointError) as err:
+        if args.solver not in solvers.SOLVERS:
+            raise ValueError(f"unknown solver {args.solver!r}; valid: {', '.join(solvers.available())}")
+        r = _resolve(args)
+        from .conditional import apply_conditioning
+
+        score, after_step = apply_conditioning(args, r["score"], r["sde"], r["shape"], r.get("target"))
+        result = solvers.sample(r["sde"], score, r["shape"], args.solver, steps=args.steps,
+                                grid=args.grid, lam=args.lam, seed=args.seed, denoise=args.denoise,
+                                dtype=r["dtype"], after_step=after_step, batch_size=args.batch_size,
+                                **dict(args.option))
+    except (ValueError, TypeError, OSError, CheckpointError) as err:
         print(f"scoresde sample: error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -123,9 +192,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         path = out / "samples.pt"
         torch.save(result.samples.detach().cpu(), path)
-    print(f"{args.solver}: {args.n} samples of {label}, NFE {result.nfe}, "
-          f"{result.seconds:.2f} s -> {path}")
+    record = {"output": path.name, "solver": args.solver, "steps": args.steps, "seed": args.seed,
+              "n": args.n, "denoise": args.denoise, "options": dict(args.option),
+              "batch_size": args.batch_size,
+              "conditioning": {k: getattr(args, k, None) for k in
+                               ("label", "guidance", "classifier", "mask", "observed", "impute")},
+              **resolved_solver_settings(args.solver, args.grid, args.lam),
+              "dtype": str(r["dtype"]).replace("torch.", ""), "data_id": r["data_id"],
+              "nfe": result.nfe, "seconds": result.seconds, **r["record"]}
+    side = write_sidecar(path, record)
+    print(f"{args.solver}: {args.n} samples of {r['label']}, NFE {result.nfe}, "
+          f"{result.seconds:.2f} s -> {path} (settings: {side})")
     if not args.no_plot:
-        _plot(result.samples, out / "samples.png", f"{label}: {args.solver}, NFE {result.nfe}")
+        _plot(result.samples, out / "samples.png", f"{r['label']}: {args.solver}, NFE {result.nfe}", r["ref"])
         print(f"plot -> {out / 'samples.png'}")
     return 0

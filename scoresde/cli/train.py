@@ -6,12 +6,14 @@ given on the command line overrides it. Writes ``OUT/config.json``, ``OUT/checkp
 (atomically, every ``--ckpt-every`` steps and at the end) and ``OUT/metrics.jsonl``.
 ``--resume`` continues ``OUT/checkpoint.pt`` to the same weights an uninterrupted run gives.
 Runs unchanged under ``torchrun --nproc_per_node=N -m scoresde train ...`` (DDP).
+
+SIGTERM / Ctrl-C finish the step, write a checkpoint and exit with 143 / 130; a diverged run
+exits with 3 without saving non-finite weights (see `scoresde.cli.errors` for all exit codes).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -31,12 +33,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ) + "\n\nexample:\n  scoresde train --data eight_gaussians --sde vp --steps 2000 --out runs/8g"
     a = parser.add_argument
     a("--out", required=True, help="run directory (config.json, checkpoint.pt, metrics.jsonl)")
-    a("--data", default=None, help="data: a 2-D toy or target name, or 'digits' [eight_gaussians]")
+    a("--data", default=None, help="data: a 2-D toy or target name, 'digits', an (N, D) .npy/.pt/.csv "
+      "file, or a folder of equal-size PNG/JPEG images [eight_gaussians]")
     a("--config", default=None, help="start from this config.json instead of the recipe")
-    a("--resume", action="store_true", help="continue OUT/checkpoint.pt (same config required)")
-    a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint")
+    a("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+      help="continue OUT/checkpoint.pt, or the checkpoint CKPT (e.g. OUT/checkpoints/step-...pt); "
+           "same config required")
+    a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint or other files")
+    a("--keep-checkpoints", type=int, default=3, metavar="N",
+      help="keep the newest N checkpoints in OUT/checkpoints/ (0: only OUT/checkpoint.pt)")
     g = parser.add_argument_group("process")
     g.add_argument("--sde", choices=SDE_NAMES, default=None, help="forward SDE [vp]")
+    g.add_argument("--sigma-max", type=float, default=None,
+                   help="VE only: sigma_max [50]; about the largest pairwise distance of the data "
+                   "(scoresde.data.suggest_sigma_max; docs/sdes.md)")
     g.add_argument("--steps", type=int, default=None, help="total optimizer steps")
     g.add_argument("--batch-size", type=int, default=None, help="global batch (split over processes)")
     g.add_argument("--seed", type=int, default=None, help="seed of weights, data and noise")
@@ -84,16 +94,25 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         kw: dict[str, int] = {"seed": args.seed or 0}
         if steps is not None:
             kw["steps"] = steps
-        if data == "digits":
-            config = digits_config(sde=args.sde or "vp", **kw)
+        from ..train import make_data
+        from ..train.data import sample_shape
+
+        source = make_data(data)  # a built-in name, an array file or an image folder
+        shape = sample_shape(source)
+        if len(shape) == 3:
+            config = digits_config(sde=args.sde or "vp", data=data, data_shape=shape, **kw)  # type: ignore[arg-type]
         else:
-            config = toy_config(data, sde=args.sde or "vp", **kw)
+            config = toy_config(data, sde=args.sde or "vp", data=source, **kw)
             config.ckpt_every = 1000
             config.device = "auto"
     if args.sde is not None and args.sde != config.sde.name:
         from ..train import SDEConfig
 
         config.sde = SDEConfig(args.sde)
+    if args.sigma_max is not None:
+        if config.sde.name != "ve":
+            raise ValueError(f"--sigma-max applies to --sde ve, not {config.sde.name}")
+        config.sde.params["sigma_max"] = args.sigma_max
     m, lo, op = config.model, config.loss, config.optim
     if args.model is not None and args.model != m.arch:
         m.arch, m.net = args.model, {}
@@ -111,8 +130,10 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
                         ("warmup_steps", args.warmup), ("ema_decay", args.ema_decay)):
         if value is not None:
             setattr(op, attr, value)
-    if args.decay_steps is not None:
-        op.decay_steps = args.decay_steps or None
+    if args.decay_steps is not None:  # an explicit length: the decay no longer follows the run
+        op.decay_steps, op.decay_to_end = args.decay_steps or None, False
+    if args.warmup is not None:
+        op.warmup_fraction = None
     if args.grad_clip is not None:
         op.grad_clip = args.grad_clip or None
     for attr, value in (("steps", args.steps), ("batch_size", args.batch_size), ("seed", args.seed),
@@ -125,15 +146,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import CheckpointError, Trainer
+    from ..train import Trainer
 
-    try:
-        config = build_config(args)
-        trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
-                          progress=not args.no_progress)
-    except (ValueError, TypeError, FileExistsError, CheckpointError) as err:
-        print(f"scoresde train: error: {err}", file=sys.stderr)
-        return 2
+    config = build_config(args)
+    trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
+                      progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints)
     try:
         if trainer.dist.is_main:
             print(f"training {config.model.arch} ({trainer.model.num_parameters():,} parameters) on "

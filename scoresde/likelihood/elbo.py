@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -119,7 +120,7 @@ def _elbo_chunk(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     b, shape = x.shape[0], tuple(x.shape[1:])
     pairs = n_samples // 2
-    like = dict(dtype=x.dtype, device=x.device)
+    like: dict[str, Any] = dict(dtype=x.dtype, device=x.device)
     # Stratified times: pair j of every point lies in the j-th of `pairs` equal sub-intervals.
     u = (torch.arange(pairs, **like)[None, :] + torch.rand(b, pairs, generator=gen, **like)) / pairs
     t = (lo + (hi - lo) * u).reshape(-1)  # (b * pairs,)

@@ -90,6 +90,9 @@ class AugmentedFlow:
         if not (logp_scale > 0 and logp_scale < float("inf")):
             raise ValueError(f"logp_scale must be positive and finite, got {logp_scale}")
         self.dynamics = ProbabilityFlowODE(sde, score, check_finite=check_finite)
+        self.sde = sde
+        self._score = score
+        self._extra_nfe = 0  # score calls made outside the flow's dynamics (score_divergence)
         self.data_shape = tuple(int(s) for s in data_shape)
         self.dim = 1
         for s in self.data_shape:
@@ -118,7 +121,7 @@ class AugmentedFlow:
     @property
     def nfe(self) -> int:
         """Score evaluations made so far."""
-        return self.dynamics.nfe
+        return self.dynamics.nfe + self._extra_nfe
 
     # --- state layout -------------------------------------------------------------------
     def pack(self, x: Tensor) -> Tensor:
@@ -149,15 +152,30 @@ class AugmentedFlow:
         def field(z: Tensor) -> Tensor:
             return self.velocity(z, t)
 
+        return self._divergence(field, x)
+
+    def _divergence(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(fn(x), div fn(x): (B, M))`` with this flow's divergence kind and probes."""
         if self.divergence == "exact":
-            f, div = exact_divergence(field, x, create_graph=self.create_graph)
+            f, div = exact_divergence(fn, x, create_graph=self.create_graph)
             return f, div[:, None]
         probes = self.probes
         if probes is None:  # fresh probes at every evaluation
             probes = make_probes(self.n_est, x, self.probe_kind, generator=self.generator)
         elif probes.dtype != x.dtype or probes.device != x.device:
             probes = probes.to(dtype=x.dtype, device=x.device)
-        return hutchinson_divergence(field, x, probes, create_graph=self.create_graph)
+        return hutchinson_divergence(fn, x, probes, create_graph=self.create_graph)
+
+    def score(self, x: Tensor, t: float) -> Tensor:
+        """The score ``s(x, t): (B, *D)`` (one counted evaluation, no divergence)."""
+        self._extra_nfe += 1
+        return self._score(x, batch_time(t, x))
+
+    def score_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """``(s(x, t): (B, *D), div s(x, t): (B, M))`` (one counted evaluation)."""
+        self._extra_nfe += 1
+        tt = batch_time(t, x)
+        return self._divergence(lambda z: self._score(z, tt), x)
 
     def __call__(self, t: float, y: Tensor) -> Tensor:
         """``dy/dt`` at ``t`` for ``y: (B, d + M)``: ``[F(x, t), w * div F(x, t)]``."""

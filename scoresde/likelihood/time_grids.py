@@ -21,7 +21,7 @@ from torch import Tensor
 from solvers.grids import get_grid
 from solvers.protocol import DiffusionSDE
 
-__all__ = ["FIXED_ORDER", "time_grid", "resample_grid", "choose_steps"]
+__all__ = ["time_grid", "resample_grid", "choose_steps"]
 
 
 class _Window:
@@ -75,10 +75,6 @@ def resample_grid(ts: Tensor, steps: int) -> Tensor:
     out = ts[i] + (u - i) * (ts[i + 1] - ts[i])
     out[0], out[-1] = ts[0], ts[-1]
     return out
-
-
-FIXED_ORDER: dict[str, int] = {"rk4_simpson": 4, "rk4": 4, "heun": 2, "euler": 1}
-"""Global order of the fixed-grid integrators (the rate at which ``choose_steps`` extrapolates)."""
 
 
 def choose_steps(

@@ -135,7 +135,7 @@ class ScoreModel(nn.Module):
             c_in = torch.rsqrt(alpha**2 * self.sigma_data**2 + sigma**2)
             x_in = append_dims(c_in, x.ndim) * x
         o = self.net(x_in, t)
-        return convert(o, x, alpha, sigma, src=self.output, dst=kind)
+        return convert(o, x, alpha, sigma, src=self.output, dst=kind, sigma_data=self.sigma_data)
 
     def score(self, x: Tensor, t: Tensor, sde: DiffusionSDE) -> Tensor:
         """``grad_x log p_t(x)`` estimate."""

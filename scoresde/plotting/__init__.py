@@ -31,6 +31,8 @@ from .curves import (
     plot_metric_vs_time,
     summarize,
 )
+from .error_cost import error_cost_figure, plot_error_vs_cost
+from .extent import note_offview, prior_inset
 from .fields import (
     field_on_grid,
     plot_fields,
@@ -58,6 +60,10 @@ __all__ = [
     "plot_fields",
     "plot_forward_reverse",
     "plot_metric_curves",
+    "plot_error_vs_cost",
+    "error_cost_figure",
+    "note_offview",
+    "prior_inset",
     "plot_metric_vs_nfe",
     "plot_metric_vs_time",
     "plot_samples",

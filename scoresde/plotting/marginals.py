@@ -29,6 +29,7 @@ from ._common import (
     time_label,
     trajectory_arrays,
 )
+from .extent import note_offview
 
 __all__ = ["plot_samples", "plot_density", "density_grid", "plot_snapshots", "nearest_frames"]
 
@@ -198,7 +199,9 @@ def plot_snapshots(
         at: times to show (default: ``n_panels`` evenly spaced over the stored frames).
         target, sde: when both are given, the exact ``p_t`` is outlined on every panel.
         ax: ``len(at)`` axes to draw into (default: a new row of panels).
-        kind, lims, dims: as in :func:`plot_samples`; limits are shared by all panels.
+        kind, lims, dims: as in `plot_samples`; limits are shared by all panels (default: from
+            the data end, smallest ``t``; panels with points outside say how many, and
+            ``sigma(t)``, so a wide VE prior does not shrink the data to a dot).
 
     Returns the figure.
     """
@@ -208,12 +211,18 @@ def plot_snapshots(
     else:
         idx = nearest_frames(t, at)
     fig, axes = get_axes_grid(ax, len(idx), ncols=len(idx), panel=2.8, extra_width=0.2)
-    lims = square_limits(frames[idx[0]], frames[idx[-1]]) if lims is None else lims
+    lims = square_limits(frames[int(np.argmin(t))]) if lims is None else lims  # the data end
     for a, i in zip(axes, idx, strict=True):
-        plot_samples(frames[i], ax=a, kind=kind, lims=lims, title=time_label(float(t[i])))
+        ti = float(t[i])
+        title = time_label(ti)
+        sigma = None
+        if sde is not None:
+            sigma = float(sde.marginal_coeffs(torch.tensor([max(ti, 0.0)], dtype=torch.float64))[1])
+            title += f", $\\sigma$ = {sigma:.3g}"
+        plot_samples(frames[i], ax=a, kind=kind, lims=lims, title=title)
         if target is not None and sde is not None and target.dim == 2:
-            plot_density(target, sde=sde, t=max(float(t[i]), 0.0), ax=a, lims=lims,
-                         kind="contour", title=time_label(float(t[i])))
+            plot_density(target, sde=sde, t=max(ti, 0.0), ax=a, lims=lims, kind="contour", title=title)
+        note_offview(a, frames[i], lims)  # sigma(t) is in the title
     for a in axes[1:]:
         a.set_ylabel("")
     if suptitle is not None:

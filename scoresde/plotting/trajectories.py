@@ -23,6 +23,7 @@ from solvers.result import Solution
 from solvers.utils import append_dims
 
 from ._common import get_axes, get_axes_grid, square_limits, trajectory_arrays
+from .extent import prior_inset
 
 __all__ = ["simulate_forward", "plot_trajectories", "plot_forward_reverse"]
 
@@ -78,6 +79,7 @@ def plot_trajectories(
     linewidth: float = 0.7,
     title: str | None = None,
     dims: tuple[int, int] = (0, 1),
+    inset: bool = True,
 ) -> Axes:
     """Draw ``n_paths`` particle paths coloured by time, with start and end points marked.
 
@@ -89,6 +91,9 @@ def plot_trajectories(
         endpoints: mark start (hollow circles) and end (filled dots) of each path.
         colorbar: add a colour bar labelled ``t``.
         dims: the two coordinates shown.
+        lims: square axis limits; default: the data end (smallest ``t``) of the paths, so a wide
+            prior (VE) does not shrink the data to a dot.
+        inset: when the prior end lies far outside the view, show it in a corner inset.
 
     Returns the axes.
     """
@@ -98,11 +103,11 @@ def plot_trajectories(
         raise ValueError(f"n_paths must be positive, got {n_paths}")
     idx = _pick(frames.shape[1], n_paths, seed)
     paths = frames[:, idx]  # (F, P, 2)
-    lims = square_limits(frames[0], frames[-1]) if lims is None else lims
+    data_end, prior_end = frames[int(np.argmin(t))], frames[int(np.argmax(t))]
+    lims = square_limits(data_end) if lims is None else lims
     norm = Normalize(vmin=float(t.min()), vmax=float(t.max())) if norm is None else norm
     if context:
         # The data end of the paths (smallest t) carries the structure worth showing.
-        data_end = frames[int(np.argmin(t))]
         cloud = data_end[_pick(frames.shape[1], 4000, seed + 1)]
         ax.scatter(cloud[:, 0], cloud[:, 1], s=1.5, color="0.55", alpha=0.35, linewidths=0,
                    rasterized=True, zorder=0)
@@ -118,7 +123,9 @@ def plot_trajectories(
                    linewidths=0.7, zorder=2, label=f"start, t = {t[0]:.3g}")
         ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=10, color="crimson", zorder=3,
                    label=f"end, t = {t[-1]:.3g}")
-        ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+        ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
+    if inset:
+        prior_inset(ax, prior_end, lims, label=f"t = {float(t.max()):.3g}")
     ax.set_xlim(*lims)
     ax.set_ylim(*lims)
     ax.set_aspect("equal")
@@ -137,7 +144,7 @@ def plot_forward_reverse(
     result: Solution,
     *,
     ax: Sequence[Axes] | None = None,
-    n_paths: int = 20,
+    n_paths: int = 12,
     steps: int = 50,
     seed: int = 0,
     lims: tuple[float, float] | None = None,
@@ -147,19 +154,20 @@ def plot_forward_reverse(
 
     The left panel simulates the forward SDE exactly from ``x0`` (:func:`simulate_forward`);
     the right panel shows ``result.trajectory`` from a solver. Both share one time colour
-    scale on ``[0, T]`` and one set of axis limits. Returns the figure.
+    scale on ``[0, T]`` and one set of axis limits (default: from the data ends; a prior far
+    outside them is shown in a corner inset). Returns the figure.
     """
     fig, axes = get_axes_grid(ax, 2, ncols=2, panel=4.0, extra_width=0.9)
     g = torch.Generator(device=x0.device).manual_seed(seed)
     fwd, fwd_t = simulate_forward(sde, x0, steps=steps, generator=g)
     rev, rev_t = trajectory_arrays(result)
     fwd_np = fwd.detach().to("cpu", torch.float64).numpy()[:, :, :2]
-    lims = square_limits(fwd_np[0], fwd_np[-1], rev[-1]) if lims is None else lims
+    lims = square_limits(fwd_np[0], rev[-1]) if lims is None else lims  # the data ends only
     norm = Normalize(vmin=0.0, vmax=float(sde.T))
     plot_trajectories(fwd_np, fwd_t, ax=axes[0], n_paths=n_paths, seed=seed, norm=norm, cmap=cmap,
-                      lims=lims, colorbar=False, title="forward (noising): data → prior")
+                      lims=lims, colorbar=False, title="forward SDE (noising): $x_0 \\to x_T$")
     plot_trajectories(rev, rev_t, ax=axes[1], n_paths=n_paths, seed=seed, norm=norm, cmap=cmap,
-                      lims=lims, colorbar=False, title="reverse (sampling): prior → data")
+                      lims=lims, colorbar=False, title="reverse-time sampling: $x_T \\to x_\\epsilon$")
     axes[1].set_ylabel("")
     mappable = next(c for c in axes[1].collections if isinstance(c, LineCollection))
     fig.colorbar(mappable, ax=list(axes), label="t", shrink=0.85)

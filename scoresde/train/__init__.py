@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import OptimConfig, SDEConfig, TrainConfig, config_diff, lr_factor
-from .data import data_names, make_data
+from .data import checkpoint_loader, data_names, make_data, reference_data
 from .digits import digits_config
 from .distributed import DistInfo
 from .ema import EMA
+from .signals import EXIT_DIVERGED, TrainingDiverged, TrainingInterrupted
 from .toy import TOY_STEPS, toy_config, train_toy
 from .trainer import Trainer, load_model, train
 
@@ -27,10 +28,15 @@ __all__ = [
     "config_diff",
     "lr_factor",
     "data_names",
+    "checkpoint_loader",
+    "reference_data",
     "make_data",
     "DistInfo",
     "EMA",
     "Trainer",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "EXIT_DIVERGED",
     "load_model",
     "train",
     "TOY_STEPS",

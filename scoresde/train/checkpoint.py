@@ -9,7 +9,12 @@ where the payload is a ``torch.save`` of a dict (``step``, ``config`` as JSON te
 file in the same directory, is flushed and fsync'ed, then renamed over the target with
 :func:`os.replace` (atomic on POSIX), so a crash leaves either the old or the new file.
 Reading checks the length (truncation) and the SHA-256 (corruption) before unpickling with
-``weights_only=True``; any problem raises :class:`CheckpointError` naming the file.
+``weights_only=True``; any problem raises `CheckpointError` naming the file.
+
+A run directory keeps ``checkpoint.pt`` (the newest) and a rotating set
+``checkpoints/step-XXXXXXXX.pt`` of the last few (`list_rotating`, `prune_rotating`), so a
+damaged or unwanted newest file never erases the only good state. Weights that are not
+finite are refused both when writing (by the trainer) and when loading (`check_finite_weights`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +31,15 @@ import torch
 
 from ..atomic import atomic_write_bytes
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "CHECKPOINT_NAME"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "CHECKPOINT_NAME",
+           "ROTATING_DIR", "rotating_path", "list_rotating", "prune_rotating", "require",
+           "check_finite_weights"]
 
 MAGIC = b"SCORESDE-CHECKPOINT\n"
 FORMAT = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+ROTATING_DIR = "checkpoints"
+_ROT_RE = re.compile(r"^step-(\d{8,})\.pt$")
 
 
 class CheckpointError(ValueError):
@@ -58,7 +69,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None
     """Read and verify a checkpoint written by :func:`save_checkpoint`; returns the state dict."""
     path = resolve_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path} (check the path, or train one first)")
     data = path.read_bytes()
     if not data.startswith(MAGIC):
         raise CheckpointError(f"{path} is not a scoresde checkpoint (bad magic bytes)")
@@ -83,3 +94,58 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None
         return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as err:  # pragma: no cover - checksum passed, so only a format bug lands here
         raise CheckpointError(f"{path} could not be unpickled: {err}") from err
+
+
+def require(state: Mapping[str, Any], key: str, path: str | Path) -> Any:
+    """``state[key]``, or a `CheckpointError` naming the key and the file."""
+    try:
+        return state[key]
+    except (KeyError, TypeError):
+        raise CheckpointError(
+            f"{path} has no {key!r} entry: the file is corrupt or was written by another version "
+            "of scoresde (resume from another checkpoint, or retrain)"
+        ) from None
+
+
+def check_finite_weights(weights: Mapping[str, Any], path: str | Path, what: str) -> None:
+    """Refuse a state dict holding NaN or inf (a diverged run's weights)."""
+    bad = [k for k, v in weights.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        p = Path(path)
+        run_dir = p.parent.parent if p.parent.name == ROTATING_DIR else p.parent
+        older = [q for q in list_rotating(run_dir) if q.resolve() != p.resolve()]
+        hint = (f"; older checkpoints: {', '.join(str(p) for p in older[-3:])}" if older
+                else "; retrain with a lower learning rate")
+        raise CheckpointError(
+            f"{path}: {what} weights are not finite (NaN/inf in {bad[:3]}): the run had diverged "
+            f"when this was written{hint}"
+        )
+
+
+def rotating_path(run_dir: str | Path, step: int) -> Path:
+    """``run_dir/checkpoints/step-XXXXXXXX.pt`` for ``step``."""
+    return Path(run_dir) / ROTATING_DIR / f"step-{int(step):08d}.pt"
+
+
+def list_rotating(run_dir: str | Path) -> list[Path]:
+    """The rotating checkpoints of a run directory, oldest step first."""
+    folder = Path(run_dir) / ROTATING_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _ROT_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_rotating(run_dir: str | Path, keep: int, *, above: int | None = None) -> None:
+    """Delete all but the newest ``keep`` rotating checkpoints (and, with ``above``, any whose
+    step exceeds it: those of an abandoned continuation)."""
+    files = list_rotating(run_dir)
+    if above is not None:
+        for p in files:
+            m = _ROT_RE.match(p.name)
+            if m is not None and int(m.group(1)) > above:
+                p.unlink(missing_ok=True)
+        files = list_rotating(run_dir)
+    for p in files[: max(len(files) - max(int(keep), 0), 0)]:
+        p.unlink(missing_ok=True)

@@ -1,20 +1,38 @@
-"""Training data by name: image sets, 2-D toys (``scoresde.data.toy``) and exact mixture targets.
+"""Training data: built-in names, your own files, and the identity stored with a run.
 
 A data source is any object with ``sample(n, generator=g) -> Tensor (n, *D)``; the trainer
 draws every batch from it with its own seeded generator (the state that makes resuming exact).
+``make_data(spec)`` is `scoresde.data.load_data`: a built-in name, an array file, an image
+folder or an array. ``stamp_identity`` records what a run was trained on in
+``TrainConfig.data_id``; ``reference_data`` gives back that data for a trained checkpoint and
+refuses (``DataMismatchError``, naming both) any other.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from .. import data as data_pkg
-from .. import targets
+from ..data import (
+    DataMismatchError,
+    builtin_names,
+    data_identity,
+    describe_identity,
+    is_builtin,
+    load_data,
+    same_data,
+)
+from ..data.identity import fingerprint, is_stateless
 
-__all__ = ["DataSource", "make_data", "data_names"]
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+__all__ = ["DataSource", "make_data", "data_names", "sample_shape", "stamp_identity", "reference_data",
+           "checkpoint_loader"]
 
 
 @runtime_checkable
@@ -22,35 +40,113 @@ class DataSource(Protocol):
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor: ...
 
 
-def _toy_names() -> list[str]:
-    names = getattr(data_pkg, "TOYS", None) or getattr(data_pkg, "TOY_NAMES", None)
-    if isinstance(names, dict):
-        return list(names)
-    return list(names) if names else []
-
-
 def data_names() -> list[str]:
-    """Every name :func:`make_data` accepts."""
-    return sorted(set(data_pkg.IMAGE_DATASETS) | set(_toy_names()) | set(targets.PRESETS))
+    """Every built-in name `make_data` accepts (it also takes files, folders and arrays)."""
+    return builtin_names()
 
 
-def make_data(name: str) -> Any:
-    """The data source called ``name``: ``digits``, a toy of :func:`scoresde.data.toy`, or a
-    preset of :mod:`scoresde.targets` (exact Gaussian mixtures)."""
-    if name in data_pkg.IMAGE_DATASETS:
-        return data_pkg.IMAGE_DATASETS[name]()
-    toy = getattr(data_pkg, "toy", None)
-    if toy is not None:
-        try:
-            return toy(name)
-        except (KeyError, ValueError):
-            pass
-    if name in targets.PRESETS:
-        return targets.get_target(name)
-    raise ValueError(f"unknown data {name!r}; valid: {', '.join(data_names())}")
+def make_data(spec: Any) -> Any:
+    """The data source ``spec``: a built-in name (``digits``, a toy of `scoresde.data.toy`, an
+    exact mixture preset of `scoresde.targets`), a ``.npy``/``.pt``/``.csv`` file, a folder of
+    images, or an array ``(N, *D)``. See `scoresde.data.load_data`."""
+    return load_data(spec)
 
 
 def sample_shape(source: Any) -> tuple[int, ...]:
     """Shape ``D`` of one sample of ``source`` (draws two samples with a throwaway generator)."""
     x = source.sample(2, generator=torch.Generator().manual_seed(0))
     return tuple(int(s) for s in x.shape[1:])
+
+
+def _identity(label: str, source: Any, *, explicit: bool) -> dict[str, Any]:
+    """Identity of ``source`` run under ``label``; built-in only if it IS the built-in data."""
+    builtin = is_builtin(label)
+    if builtin and explicit:  # a user object labelled with a built-in name: is it that data?
+        builtin = is_stateless(source) and fingerprint(source) == fingerprint(load_data(label))
+    return data_identity(source, name=label, builtin=builtin)
+
+
+def stamp_identity(config: TrainConfig, source: Any, *, explicit: bool) -> TrainConfig:
+    """``config`` with the identity of ``source`` in ``data_id`` (a copy; the caller's config is
+    not changed), or ``config`` itself after checking the identity already there.
+
+    Args:
+        config: the run's config (``config.data`` is the label).
+        source: the data source the trainer draws from.
+        explicit: ``source`` was passed in by the caller (not built from ``config.data``).
+
+    Raises:
+        DataMismatchError: ``config.data_id`` is set and describes other data.
+    """
+    ident = _identity(config.data, source, explicit=explicit)
+    if config.data_id is None:
+        return dataclasses.replace(config, data_id=ident)
+    if not same_data(config.data_id, ident):
+        raise DataMismatchError(
+            f"this config was made for {describe_identity(config.data_id)} but the data given is "
+            f"{describe_identity(ident)}"
+        )
+    return config
+
+
+def reference_data(config: TrainConfig, data: Any = None, *, where: str = "the checkpoint") -> Any:
+    """The data a trained run was trained on, for reference samples (compare, plot, sample).
+
+    Args:
+        config: the run's config (from `load_model`).
+        data: the data to use (name, path, array or sampler); ``None`` rebuilds it from
+            ``config.data`` when that is possible (a built-in name, or a file still present).
+        where: how to name the run in error messages.
+
+    Raises:
+        DataMismatchError: ``data`` (or what ``config.data`` names now) is not the training data,
+            or the training data cannot be found again; the message names both identities.
+    """
+    stored = getattr(config, "data_id", None)
+    if data is None:
+        if stored is None or stored.get("kind") == "builtin":
+            return load_data(config.data)  # an older run without identity: trust the name
+        if stored.get("kind") == "array" and Path(config.data).exists():
+            data = config.data
+        else:
+            same_name = (f"; the built-in data set {config.data!r} of the same name is different data "
+                         "and is not used") if is_builtin(config.data) else ""
+            raise DataMismatchError(
+                f"{where} was trained on {describe_identity(stored)}, which cannot be rebuilt from its "
+                f"name{same_name}. Pass the training data again: --data PATH on the command line, "
+                "data=... in Python"
+            )
+    source = load_data(data)
+    if stored is None:
+        return source
+    label = str(data) if isinstance(data, (str, Path)) else getattr(source, "name", "array")
+    ident = _identity(label, source, explicit=not isinstance(data, (str, Path)))
+    if not same_data(stored, ident):
+        raise DataMismatchError(
+            f"{where} was trained on {describe_identity(stored)}, but the data given is "
+            f"{describe_identity(ident)}; pass the training data (--data PATH / data=...)"
+        )
+    return source
+
+
+def checkpoint_loader(data: Any = None, *, sde: Any = None) -> Any:
+    """A checkpoint loader for `scoresde.compare.Problem.from_checkpoint`.
+
+    Args:
+        data: the training data (name, path, array or sampler), checked against the checkpoint's
+            data identity (see `reference_data`); ``None`` rebuilds it from the run's config.
+        sde: the SDE object of a run trained with a custom SDE.
+
+    Returns:
+        ``load(path, *, ema=True) -> scoresde.compare.LoadedCheckpoint`` (EMA weights by default).
+    """
+
+    def load(path: Any, *, ema: bool = True) -> Any:
+        from ..compare import LoadedCheckpoint
+        from .trainer import load_model
+
+        model, sde_obj, config = load_model(path, ema=ema, sde=sde)
+        source = reference_data(config, data, where=f"checkpoint {path}")
+        return LoadedCheckpoint(model.score_fn(sde_obj), sde_obj, config.data, source)
+
+    return load

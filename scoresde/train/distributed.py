@@ -56,6 +56,14 @@ class DistInfo:
         dist.all_reduce(y)
         return y / self.world_size
 
+    def max(self, x: torch.Tensor) -> torch.Tensor:
+        """Elementwise maximum of a tensor over ranks (``x`` itself when single)."""
+        if not self.enabled:
+            return x
+        y = x.clone()
+        dist.all_reduce(y, op=dist.ReduceOp.MAX)
+        return y
+
     def close(self) -> None:
         """Destroy the process group if :func:`setup` created it."""
         if self.owns_group and dist.is_initialized():
@@ -64,12 +72,30 @@ class DistInfo:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` if available else ``cpu``; other names as given."""
+    """``"auto"`` -> ``cuda:<local_rank>`` if available else ``cpu``; other names as given.
+
+    Raises:
+        ValueError: an unknown device name, or a device this machine or torch build lacks
+            (checked here, before any work, with the fix in the message).
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise ValueError(f"device {name!r} requested but {why}; use --device cpu (or auto)")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank)
+        if dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {dev} requested but only {torch.cuda.device_count()} CUDA "
+                             "device(s) are visible; use cuda:0 .. or --device auto")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r} requested but MPS is not available; use --device cpu")
     return dev
 
 

@@ -30,8 +30,8 @@ class EMA:
         self.warmup = bool(warmup)
         self.num_updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._src = [p for p in model.parameters()]
-        self._dst = [p for p in self.model.parameters()]
+        self._src: list[torch.Tensor] = [p for p in model.parameters()]
+        self._dst: list[torch.Tensor] = [p for p in self.model.parameters()]
         self._src_buf = [b for b in model.buffers()]
         self._dst_buf = [b for b in self.model.buffers()]
 

@@ -4,22 +4,23 @@
 samples (measured by ``benchmarks/train_toy_quality.py``; numbers in ``docs/training.md``).
 The recipe: epsilon-prediction with the ``sigma^2`` weighting (the lowest-variance DSM
 target), input scaling with ``sigma_data`` estimated from the data, width 128 x 2 residual
-blocks, batch 1024, 3,000 steps, AdamW at 2e-3 with 100 warm-up steps and a cosine decay to
-10%, gradient clipping at 1, EMA 0.999. (Tuning, n = 10,000, Euler-Maruyama 200 steps: batch
-256 stayed at 1.6-1.8x the floor on eight_gaussians and batch 512 at 1.4-1.8x on
+blocks, batch 1024, 3,000 steps, AdamW at 2e-3 with 100 warm-up steps (at most 10% of the
+run) and a cosine decay to 10% at the end of the run, gradient clipping at 1, EMA 0.999.
+(Tuning, n = 10,000, Euler-Maruyama 200 steps: batch 256 stayed at 1.6-1.8x the floor on eight_gaussians and batch 512 at 1.4-1.8x on
 checkerboard; batch 1024 reaches the floor on both, about 30 s of one CPU core.)
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data import suggest_sigma_max
 from ..losses import LossConfig
 from ..models import ModelConfig, ScoreModel
-from ..sde import AffineSDE
 from .config import OptimConfig, SDEConfig, TrainConfig
 from .data import make_data, sample_shape
 from .trainer import EvalFn, Trainer
@@ -34,17 +35,38 @@ def _data_std(source: Any) -> float:
     return float(x.std(dim=0).mean())
 
 
+def _check_ve_scale(sde_cfg: SDEConfig, source: Any) -> None:
+    """Warn when a VE prior is far narrower than the data (Song & Ermon 2020, technique 1)."""
+    if sde_cfg.name != "ve":
+        return
+    sigma_max = float(sde_cfg.params.get("sigma_max", sde_cfg.build().sigma_max))
+    suggested = suggest_sigma_max(source, n=2000)
+    if sigma_max < 0.5 * suggested:
+        warnings.warn(
+            f"VE sigma_max = {sigma_max:g} is below half the largest pairwise distance of the data "
+            f"({suggested:.3g}); the prior N(0, sigma_max^2 I) does not cover the data. Use "
+            f"VESDE(sigma_max={suggested:.3g}) (scoresde.data.suggest_sigma_max; see docs/sdes.md)",
+            stacklevel=3)
+
+
 def toy_config(
     name: str = "eight_gaussians",
     *,
-    sde: str | AffineSDE = "vp",
+    sde: Any = "vp",
     steps: int = TOY_STEPS,
     seed: int = 0,
     data: Any | None = None,
 ) -> TrainConfig:
-    """The :class:`TrainConfig` of the toy recipe for data ``name`` and an SDE (name or instance)."""
-    source = make_data(name) if data is None else data
-    sde_cfg = SDEConfig.from_sde(sde) if isinstance(sde, AffineSDE) else SDEConfig(sde)
+    """The `TrainConfig` of the toy recipe for data ``name`` and an SDE (name or object).
+
+    The warm-up is ``min(100, 10% of steps)`` and the cosine decay to 10% runs from its end to
+    the last step, so short runs get a full schedule and ``--resume`` with more steps stretches
+    it. ``data`` (a source, array or path) overrides ``make_data(name)``. Warns when a VE
+    ``sigma_max`` is below half the largest pairwise distance of the data.
+    """
+    source = make_data(name) if data is None else make_data(data)
+    sde_cfg = SDEConfig(sde) if isinstance(sde, str) else SDEConfig.from_sde(sde)
+    _check_ve_scale(sde_cfg, source)
     return TrainConfig(
         data=name,
         sde=sde_cfg,
@@ -57,13 +79,13 @@ def toy_config(
             net={"width": 128, "depth": 2, "emb_dim": 64, "embedding": "sinusoidal"},
         ),
         loss=LossConfig(weighting="sigma2"),
-        optim=OptimConfig(lr=2e-3, warmup_steps=100, decay_steps=max(1, steps - 100),
+        optim=OptimConfig(lr=2e-3, warmup_steps=100, warmup_fraction=0.1, decay_to_end=True,
                           min_lr_ratio=0.1, grad_clip=1.0, ema_decay=0.999),
         steps=steps,
         batch_size=1024,
         seed=seed,
         device="cpu",
-        log_every=100,
+        log_every=min(100, max(1, steps // 20)),
         ckpt_every=0,
     )
 
@@ -71,7 +93,7 @@ def toy_config(
 def train_toy(
     name: str = "eight_gaussians",
     *,
-    sde: str | AffineSDE = "vp",
+    sde: Any = "vp",
     steps: int = TOY_STEPS,
     seed: int = 0,
     out_dir: str | Path | None = None,
@@ -82,17 +104,31 @@ def train_toy(
 ) -> tuple[ScoreModel, list[dict[str, Any]]]:
     """Train the toy recipe on ``name``; returns ``(EMA model in eval mode, history)``.
 
-    ``sde`` is a name (``vp``, ``subvp``, ``ve``, ``cosine``) or an instance of one of those
-    classes; sample with ``model.score_fn(sde)``. ``out_dir`` (optional) receives the
-    checkpoint, ``config.json`` and ``metrics.jsonl`` (an existing run there is overwritten).
-    ``data`` trains on another source with ``sample(n, generator=g)`` (e.g. an exact
-    :class:`~scoresde.targets.GaussianMixture`); ``name`` then only labels the run.
-    ``eval_fn(trainer) -> dict`` is called every ``eval_every`` steps and logged.
+    Args:
+        name: a built-in data name or a data file / image folder (`scoresde.data.load_data`);
+            with ``data`` it only labels the run.
+        sde: a name (``vp``, ``subvp``, ``ve``, ``cosine``) or any SDE object (the
+            ``solvers.DiffusionSDE`` protocol: ``T``, ``eps``, ``drift``, ``diffusion``,
+            ``marginal_coeffs``, ``prior_sample``). Sample with ``model.score_fn(sde)``. A
+            custom SDE is recorded by class name only: pass it again to
+            ``load_model(out_dir, sde=...)``.
+        steps: optimizer steps (the learning-rate schedule follows the run length).
+        seed: seed of the weights, the data stream and the noise.
+        out_dir: receives the checkpoint, ``config.json`` and ``metrics.jsonl`` (an existing run
+            there is overwritten).
+        progress: show a progress bar.
+        eval_fn: ``eval_fn(trainer) -> dict``, called every ``eval_every`` steps and logged.
+        eval_every: see ``eval_fn``.
+        data: your own data: an array/tensor ``(N, *D)``, a file path, or any object with
+            ``sample(n, generator=g)`` (e.g. an exact ``scoresde.targets.GaussianMixture``). Its
+            identity (a content hash for arrays) is stored in ``config.data_id``, so the run is
+            never compared with other data of the same label.
     """
-    source = make_data(name) if data is None else data
+    source = make_data(name) if data is None else make_data(data)
     config = toy_config(name, sde=sde, steps=steps, seed=seed, data=source)
     config.eval_every = eval_every
-    trainer = Trainer(config, data=source, out_dir=out_dir, overwrite=True, eval_fn=eval_fn,
+    trainer = Trainer(config, data=None if data is None else source, out_dir=out_dir, overwrite=True,
+                      eval_fn=eval_fn,
                       progress=progress)
     try:
         history = trainer.fit()

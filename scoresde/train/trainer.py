@@ -14,11 +14,17 @@ the checkpoint, so ``resume`` continues bit-for-bit as if the run had not stoppe
 
 Under ``torchrun`` the model is wrapped in DistributedDataParallel automatically
 (:mod:`.distributed`); only rank 0 logs, evaluates and writes files.
+
+Robustness: every step's loss (and clipped gradient norm) is checked for NaN/inf on the device
+and read on the host at the next check (every step on CPU, where it costs nothing; every
+``check_every`` steps and before every log, save or stop on an accelerator); a diverged run
+raises `TrainingDiverged` and never writes non-finite weights. SIGTERM/SIGINT finish the
+current step, write a checkpoint and raise `TrainingInterrupted`. The newest
+``keep_checkpoints`` checkpoints are kept in ``checkpoints/`` next to ``checkpoint.pt``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -32,17 +38,19 @@ from tqdm.auto import tqdm
 
 from ..models import ScoreModel
 from ..sde import AffineSDE
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from .config import TrainConfig, config_diff, lr_factor
-from .data import make_data, sample_shape
+from .checkpoint import CHECKPOINT_NAME, prune_rotating
+from .config import TrainConfig, lr_factor
+from .data import make_data, stamp_identity
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
+from .persist import CheckpointMixin, load_model
+from .runfiles import CONFIG_NAME, METRICS_NAME, append_metrics, preflight
+from .signals import StopOnSignal, TrainingDiverged, TrainingInterrupted
 
-__all__ = ["Trainer", "train", "load_model", "EvalFn", "METRICS_NAME", "CONFIG_NAME"]
+__all__ = ["Trainer", "train", "load_model", "EvalFn", "METRICS_NAME", "CONFIG_NAME",
+           "TrainingDiverged", "TrainingInterrupted"]
 
 EvalFn = Callable[["Trainer"], dict[str, float]]
-METRICS_NAME = "metrics.jsonl"
-CONFIG_NAME = "config.json"
 
 
 def _stream_seed(seed: int, rank: int) -> int:
@@ -50,34 +58,31 @@ def _stream_seed(seed: int, rank: int) -> int:
     return (int(seed) * 0x9E3779B1 + int(rank) * 0x85EBCA77 + 0x2545F491) % (2**63)
 
 
-def _check_shapes(live: dict[str, Tensor], saved: dict[str, Any], what: str, path: Path) -> None:
-    """Refuse a state dict whose keys or shapes differ (before anything is copied)."""
-    missing = sorted(set(live) - set(saved))
-    extra = sorted(set(saved) - set(live))
-    bad = [k for k in live if k in saved and tuple(saved[k].shape) != tuple(live[k].shape)]
-    if missing or extra or bad:
-        raise CheckpointError(
-            f"{path}: {what} weights do not fit this model (missing {missing[:5]}, "
-            f"unexpected {extra[:5]}, shape mismatch {bad[:5]})"
-        )
-
-
-class Trainer:
-    """Trains a :class:`~scoresde.models.ScoreModel` as described by a :class:`TrainConfig`.
+class Trainer(CheckpointMixin):
+    """Trains a `ScoreModel` as described by a `TrainConfig`.
 
     Args:
         config: the run's configuration.
         data: a data source (``sample(n, generator=g)``); default ``make_data(config.data)``.
-        out_dir: where ``checkpoint.pt``, ``config.json`` and ``metrics.jsonl`` go
-            (``None``: nothing is written).
-        resume: continue from ``out_dir/checkpoint.pt`` (it must exist and match the config).
-        overwrite: allow starting afresh in a directory that already has a checkpoint.
+        out_dir: where ``checkpoint.pt``, ``checkpoints/``, ``config.json`` and
+            ``metrics.jsonl`` go (``None``: nothing is written). Checked before any work.
+        resume: ``True`` continues ``out_dir/checkpoint.pt``; a path continues that checkpoint
+            (e.g. an older one of ``out_dir/checkpoints/``). It must match the config.
+        overwrite: allow starting afresh in a folder that already has a checkpoint or other files.
         eval_fn: called every ``config.eval_every`` steps on rank 0 as ``eval_fn(trainer)``;
             its dict is merged into the log record.
         progress: show a tqdm progress bar (rank 0 only).
+        keep_checkpoints: how many of the newest checkpoints ``checkpoints/step-*.pt`` keeps
+            (``checkpoint.pt`` is the newest; 0 keeps only ``checkpoint.pt``).
+        check_every: host check of the non-finite flag every this many steps (default 1 on
+            CPU, 25 on accelerators; it is also checked before every log, save and stop).
 
-    Attributes: ``model`` (trained weights), ``ema`` (:class:`EMA`; ``ema.model`` is what
-    sampling uses), ``sde``, ``step``, ``history`` (list of log records).
+    Raises:
+        ValueError: bad config, empty data, unusable device or output folder (see `preflight`).
+        FileExistsError: ``out_dir`` holds a checkpoint or other files (without ``overwrite``).
+
+    Attributes: ``model`` (trained weights), ``ema`` (`EMA`; ``ema.model`` is what sampling
+    uses), ``sde``, ``step``, ``history`` (list of log records).
     """
 
     def __init__(
@@ -86,10 +91,12 @@ class Trainer:
         *,
         data: Any | None = None,
         out_dir: str | Path | None = None,
-        resume: bool = False,
+        resume: bool | str | Path = False,
         overwrite: bool = False,
         eval_fn: EvalFn | None = None,
         progress: bool = True,
+        keep_checkpoints: int = 3,
+        check_every: int | None = None,
     ) -> None:
         self.config = config
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
@@ -98,17 +105,52 @@ class Trainer:
             raise ValueError(
                 f"batch_size {config.batch_size} is not divisible by the {self.dist.world_size} processes"
             )
+        if int(keep_checkpoints) < 0:
+            raise ValueError(f"keep_checkpoints must be >= 0, got {keep_checkpoints}")
+        self.keep_checkpoints = int(keep_checkpoints)
+        self._check_every = max(int(check_every or (1 if self.device.type == "cpu" else 25)), 1)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        if self.out_dir is None and resume is not False:
+            raise ValueError("resume needs out_dir (the run directory to resume)")
+        if self.out_dir is not None and self.dist.is_main:  # before any work
+            preflight(self.out_dir, resume=resume is not False, overwrite=overwrite)
         self.local_batch = config.batch_size // self.dist.world_size
         self.dtype = config.torch_dtype
         self.sde: AffineSDE = config.sde.build()
-        self.data = make_data(config.data) if data is None else data
-        shape = sample_shape(self.data)
+        self.data = make_data(config.data) if data is None else make_data(data)
+        empty = ValueError(f"dataset {config.data!r} is empty: it has no samples to train on")
+        if hasattr(self.data, "__len__") and len(self.data) == 0:
+            raise empty
+        probe = self.data.sample(2, generator=torch.Generator().manual_seed(0))  # throwaway stream
+        if probe.shape[0] == 0:
+            raise empty
+        shape = tuple(int(v) for v in probe.shape[1:])
+        config = self.config = stamp_identity(config, self.data, explicit=data is not None)  # data_id
         if shape != tuple(config.model.data_shape):
             raise ValueError(
                 f"data {config.data!r} has samples of shape {shape} but model.data_shape is "
                 f"{tuple(config.model.data_shape)}"
             )
+        self._build(config)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.eval_fn = eval_fn
+        self.progress = progress
+        self._zero_accumulators()
+        self._last_saved = -1
+        self._last_saved_path: Path | None = None
+        self._t_start = time.perf_counter()
+        if self.out_dir is not None:
+            if resume is not False:
+                self.resume(self.out_dir / CHECKPOINT_NAME if resume is True else Path(resume))
+            if self.dist.is_main:
+                if resume is False:
+                    prune_rotating(self.out_dir, 0)  # a fresh start: drop an old run's set
+                    (self.out_dir / METRICS_NAME).write_text("")
+                config.to_json(self.out_dir / CONFIG_NAME)
 
+    def _build(self, config: TrainConfig) -> None:
+        """Model, EMA, DDP wrapper, optimizer, schedule, loss and the seeded random streams."""
         self.model: ScoreModel = config.model.build(seed=config.seed).to(self.device, self.dtype).train()
         o = config.optim
         self.ema = EMA(self.model, o.ema_decay, warmup=o.ema_warmup)
@@ -120,103 +162,136 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self._params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, foreach=True
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(o, s))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(o, s, self.config.steps))
         self.loss_fn = config.loss.build(self.sde)
-
         stream = _stream_seed(config.seed, self.dist.rank)
         self.generator = torch.Generator(self.device).manual_seed(stream)
         torch.manual_seed(stream)  # global RNG: dropout only
-
-        self.step = 0
-        self.history: list[dict[str, Any]] = []
-        self.eval_fn = eval_fn
-        self.progress = progress
-        self._zero_accumulators()
-        self._last_saved = -1
-        self._t_start = time.perf_counter()
-
-        self.out_dir = Path(out_dir) if out_dir is not None else None
-        if self.out_dir is not None:
-            ckpt = self.out_dir / CHECKPOINT_NAME
-            if resume:
-                self.resume(ckpt)
-            elif ckpt.exists() and not overwrite:
-                raise FileExistsError(
-                    f"{ckpt} exists; resume it (resume=True / --resume), pass overwrite=True, "
-                    "or choose another output directory"
-                )
-            if self.dist.is_main:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                config.to_json(self.out_dir / CONFIG_NAME)
-                if not resume:
-                    (self.out_dir / METRICS_NAME).write_text("")
-        elif resume:
-            raise ValueError("resume=True needs out_dir (the run directory to resume)")
 
     # --- one optimisation step ------------------------------------------------------------
     def _zero_accumulators(self) -> None:
         self._loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         self._gnorm_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         self._n_acc = 0
+        self._finite = torch.ones((), device=self.device, dtype=torch.bool)
 
     def train_step(self) -> Tensor:
-        """One DSM step on a fresh batch; returns the (detached) batch loss."""
+        """One DSM step on a fresh batch; returns the (detached) batch loss.
+
+        NaN/inf in the loss or the clipped gradient norm is recorded on the device (no host
+        sync here); `fit` reads the flag before anything is logged or saved.
+        """
         x0 = self.data.sample(self.local_batch, generator=self.generator).to(self.device, self.dtype)
         loss = self.loss_fn(self.net, x0, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        loss = loss.detach()
+        self._finite &= torch.isfinite(loss)
         clip = self.config.optim.grad_clip
         if clip is not None:
-            gnorm = torch.nn.utils.clip_grad_norm_(self._params, clip, foreach=True)
-            self._gnorm_sum += gnorm.detach()
+            gnorm = torch.nn.utils.clip_grad_norm_(self._params, clip, foreach=True).detach()
+            self._finite &= torch.isfinite(gnorm)
+            self._gnorm_sum += gnorm
         self.optimizer.step()
         self.scheduler.step()
         self.ema.update()
         self.step += 1
-        loss = loss.detach()
+        self._last_loss = loss
         self._loss_sum += loss
         self._n_acc += 1
         return loss
 
     # --- the loop -------------------------------------------------------------------------
     def fit(self, *, until: int | None = None) -> list[dict[str, Any]]:
-        """Train up to ``config.steps`` (or stop early at step ``until``); returns ``history``."""
+        """Train up to ``config.steps`` (or stop early at step ``until``); returns ``history``.
+
+        Raises:
+            TrainingDiverged: the loss or gradient norm became NaN/inf (nothing non-finite
+                was saved; the last good checkpoint is kept).
+            TrainingInterrupted: SIGTERM/SIGINT arrived; the step finished and a checkpoint
+                was written (with an ``out_dir``).
+        """
         c = self.config
         stop = c.steps if until is None else min(int(until), c.steps)
         bar = tqdm(total=c.steps, initial=self.step, unit="step", dynamic_ncols=True,
                    mininterval=0.5, disable=not (self.progress and self.dist.is_main))
         self._t_start = time.perf_counter()
-        self._t_step0 = self.step
+        self._t_step0 = self._checked = self.step
         try:
-            while self.step < stop:
-                self.train_step()
-                bar.update(1)
-                s = self.step
-                record: dict[str, Any] = {}
-                if (c.log_every and s % c.log_every == 0) or s == c.steps:
-                    record.update(self._log_stats())
-                if c.eval_every and s % c.eval_every == 0 and self.eval_fn is not None and self.dist.is_main:
-                    record.update({k: float(v) for k, v in self.eval_fn(self).items()})
-                if record:
-                    self._record(record, bar)
-                if self.out_dir is not None and c.ckpt_every and s % c.ckpt_every == 0:
-                    self.save()
+            with StopOnSignal() as stopper:
+                while self.step < stop:
+                    self.train_step()
+                    bar.update(1)
+                    self._after_step(stop, stopper, bar)
             if self.out_dir is not None and self.step == c.steps and self._last_saved != self.step:
                 self.save()
         finally:
             bar.close()
         return self.history
 
+    def _after_step(self, stop: int, stopper: StopOnSignal, bar: Any) -> None:
+        """Checks, logging, evaluation, checkpoint and signal stop after step ``self.step``."""
+        c, s = self.config, self.step
+        log = bool(c.log_every and s % c.log_every == 0) or s == c.steps
+        ckpt = self.out_dir is not None and bool(c.ckpt_every) and s % c.ckpt_every == 0
+        signum = 0
+        if (log or ckpt or s == stop or s % self._check_every == 0
+                or (not self.dist.enabled and stopper.signum is not None)):
+            signum = self._health(stopper)
+        record: dict[str, Any] = self._log_stats() if log else {}
+        if c.eval_every and s % c.eval_every == 0 and self.eval_fn is not None and self.dist.is_main:
+            record.update({k: float(v) for k, v in self.eval_fn(self).items()})
+        if record:
+            self._record(record, bar)
+        if ckpt:
+            self.save()
+        if signum:
+            path = None
+            if self.out_dir is not None:
+                if self._last_saved != s:
+                    self.save()
+                path = self._last_saved_path
+            raise TrainingInterrupted(signum, s, path)
+
+    def _health(self, stopper: StopOnSignal) -> int:
+        """Read the non-finite flag (all ranks agree); returns a pending signal number or 0."""
+        if not self.dist.enabled:  # one host read, no collective
+            if not bool(self._finite):
+                raise self._diverged()
+            self._checked = self.step
+            return int(stopper.signum or 0)
+        flags = torch.stack([(~self._finite).to(torch.float64),
+                             torch.tensor(float(stopper.signum or 0), device=self.device,
+                                          dtype=torch.float64)])
+        bad, signum = (int(v) for v in self.dist.max(flags).tolist())
+        if bad:
+            raise self._diverged()
+        self._checked = self.step
+        return signum
+
+    def _diverged(self) -> TrainingDiverged:
+        """The divergence error: when, what, what was kept, and what to try."""
+        c, o = self.config, self.config.optim
+        when = (f"at step {self.step}" if self.step - self._checked <= 1
+                else f"between steps {self._checked + 1} and {self.step}")
+        kept = (f"the last good checkpoint is {self._last_saved_path} (step {self._last_saved})"
+                if self._last_saved_path is not None else "no checkpoint was written")
+        tips = [f"a lower learning rate (lr is {o.lr:g})", f"a longer warm-up (warmup is {o.warmup_steps})"]
+        if o.grad_clip is None:
+            tips.append("gradient clipping (grad_clip=1)")
+        if c.dtype != "float64":
+            tips.append("dtype float64")
+        return TrainingDiverged(
+            f"training diverged {when}: loss {float(self._last_loss):.4g} (NaN/inf in the loss or "
+            f"gradients); nothing non-finite was saved and {kept}. Try {', '.join(tips)}, and "
+            "start afresh (--overwrite)"
+        )
+
     def _log_stats(self) -> dict[str, Any]:
         n = max(self._n_acc, 1)
         stats = torch.stack([self._loss_sum, self._gnorm_sum]) / n
-        stats = self.dist.mean(stats)
-        loss, gnorm = stats.tolist()
-        if not torch.isfinite(stats).all():
-            raise FloatingPointError(
-                f"training diverged: mean loss {loss} at step {self.step}; lower the learning rate "
-                "or enable gradient clipping"
-            )
+        loss, gnorm = self.dist.mean(stats).tolist()
         elapsed = time.perf_counter() - self._t_start
         out = {"loss": loss, "lr": self.scheduler.get_last_lr()[0],
                "steps_per_s": (self.step - self._t_step0) / max(elapsed, 1e-9)}
@@ -233,93 +308,7 @@ class Trainer:
         if "loss" in record:
             bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
         if self.out_dir is not None:
-            with open(self.out_dir / METRICS_NAME, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    # --- checkpoints ----------------------------------------------------------------------
-    def _rng_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "generator": self.generator.get_state(),
-            "torch": torch.get_rng_state(),
-            "acc": [self._loss_sum.cpu(), self._gnorm_sum.cpu(), self._n_acc],
-        }
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this run exactly (rank 0's view plus every rank's RNG)."""
-        rng = self.dist.all_gather_object(self._rng_state())
-        return {
-            "step": self.step,
-            "config": self.config.to_json(),
-            "world_size": self.dist.world_size,
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
-            "history": self.history,
-        }
-
-    def save(self, path: str | Path | None = None) -> Path | None:
-        """Write a checkpoint atomically (rank 0 only; every rank must call it)."""
-        state = self.state_dict()  # collective under DDP
-        out: Path | None = None
-        if self.dist.is_main:
-            if path is None:
-                if self.out_dir is None:
-                    raise ValueError("no path given and the trainer has no out_dir")
-                path = self.out_dir / CHECKPOINT_NAME
-            out = save_checkpoint(state, path)
-        self._last_saved = self.step
-        self.dist.barrier()
-        return out
-
-    def resume(self, path: str | Path) -> None:
-        """Load a checkpoint into this trainer; refuses other configs, shapes or world sizes."""
-        path = Path(path)
-        state = load_checkpoint(path, map_location="cpu")
-        try:
-            saved = TrainConfig.from_json(state["config"])
-        except (KeyError, ValueError, TypeError) as err:
-            raise CheckpointError(f"{path}: unreadable config in checkpoint: {err}") from None
-        diff = config_diff(saved, self.config)
-        if diff:
-            raise CheckpointError(
-                f"{path} was written by a different configuration; refusing to resume:\n  "
-                + "\n  ".join(diff)
-            )
-        if int(state["world_size"]) != self.dist.world_size:
-            raise CheckpointError(
-                f"{path} was written by {state['world_size']} process(es); resuming with "
-                f"{self.dist.world_size} cannot continue the same random streams"
-            )
-        _check_shapes(self.model.state_dict(), state["model"], "model", path)
-        _check_shapes(self.ema.model.state_dict(), state["ema"]["model"], "EMA", path)
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"][self.dist.rank]
-        self.generator.set_state(rng["generator"])
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self._loss_sum = rng["acc"][0].to(self.device)
-        self._gnorm_sum = rng["acc"][1].to(self.device)
-        self._n_acc = int(rng["acc"][2])
-        self.step = int(state["step"])
-        self._last_saved = self.step
-        self.history = list(state["history"])
-        # Drop log lines written after this checkpoint by the interrupted run.
-        metrics = path.parent / METRICS_NAME
-        if self.dist.is_main and metrics.exists():
-            keep = [ln for ln in metrics.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
-            tmp = metrics.with_suffix(".tmp")
-            tmp.write_text("".join(k + "\n" for k in keep))
-            tmp.replace(metrics)
+            append_metrics(self.out_dir / METRICS_NAME, record)
 
     # --- results --------------------------------------------------------------------------
     def score_fn(self, *, ema: bool = True) -> Callable[[Tensor, Tensor], Tensor]:
@@ -332,31 +321,10 @@ class Trainer:
 
 
 def train(config: TrainConfig, **kwargs: Any) -> Trainer:
-    """Build a :class:`Trainer` (same keyword arguments), run :meth:`Trainer.fit`, return it."""
+    """Build a `Trainer` (same keyword arguments), run `Trainer.fit`, return it."""
     trainer = Trainer(config, **kwargs)
     try:
         trainer.fit()
     finally:
         trainer.close()
     return trainer
-
-
-def load_model(
-    path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu"
-) -> tuple[ScoreModel, AffineSDE, TrainConfig]:
-    """Rebuild ``(model, sde, config)`` from a checkpoint file or run directory.
-
-    ``ema=True`` (default) loads the EMA weights, which is what sampling should use. The model
-    is returned in eval mode on ``device``; use ``model.score_fn(sde)`` with any solver.
-    """
-    state = load_checkpoint(path, map_location="cpu")
-    try:
-        config = TrainConfig.from_json(state["config"])
-    except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: unreadable config in checkpoint: {err}") from None
-    model = config.model.build(seed=config.seed)
-    weights = state["ema"]["model"] if ema else state["model"]
-    _check_shapes(model.state_dict(), weights, "EMA" if ema else "model", Path(path))
-    model.load_state_dict(weights)
-    model = model.to(device=torch.device(device), dtype=config.torch_dtype).eval()
-    return model, config.sde.build(), config

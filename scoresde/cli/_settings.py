@@ -1,0 +1,72 @@
+"""The settings record every CLI output carries: a JSON sidecar next to the file it describes.
+
+``run_settings`` resolves what the library actually used (the solver's default grid when no
+grid was given, the noise level ``lam`` the dynamics ran with), and ``versions`` records the
+software. ``write_sidecar(path, record)`` writes ``path`` with the suffix ``.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["sample_defaults", "resolved_solver_settings", "versions", "write_sidecar"]
+
+
+def sample_defaults() -> dict[str, Any]:
+    """The defaults of ``solvers.sample`` (solver, steps, grid, lam): the CLI uses the same."""
+    import solvers
+
+    fallback = {"solver": "euler_maruyama", "steps": 500, "grid": None, "lam": None}
+    try:
+        params = inspect.signature(solvers.sample).parameters
+    except (TypeError, ValueError):  # not introspectable (e.g. replaced in a test)
+        return fallback
+    return {k: params[k].default if k in params else v for k, v in fallback.items()}
+
+
+def resolved_solver_settings(solver: str, grid: Any, lam: float | None) -> dict[str, Any]:
+    """The grid name and ``lam`` that ``solvers.sample(..., solver, grid=grid, lam=lam)`` uses."""
+    import solvers
+
+    spec = solvers.SOLVERS[solver]
+    return {"grid": grid if grid is not None else spec.default_grid,
+            "grid_given": grid is not None, "lam": spec.lam_for(lam), "dynamics": spec.dynamics_kind}
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, scoresde, torch and numpy, and the platform."""
+    import numpy
+    import torch
+
+    from .. import __version__
+
+    return {"scoresde": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        if isinstance(value, dict):
+            return {str(k): _jsonable(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [_jsonable(v) for v in value]
+        return str(value)
+
+
+def write_sidecar(path: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` (plus ``versions``) as JSON to ``path`` with its suffix replaced by ``.json``."""
+    from ..atomic import atomic_write_bytes
+
+    out = Path(path).with_suffix(".json")
+    full = {**_jsonable(record), "versions": versions(), "command": " ".join(["scoresde", *sys.argv[1:]])
+            if Path(sys.argv[0]).name in ("scoresde", "__main__.py") else None}
+    atomic_write_bytes(out, (json.dumps(full, indent=2, sort_keys=True) + "\n").encode())
+    return out

@@ -1,0 +1,128 @@
+"""Persistence of a comparison: cells, atomic writes, cache keys, floors, CSV.
+
+Each finished cell is one JSON file under `out/cells/`, written atomically (temporary file +
+rename), keyed by a hash of everything that determines it (problem, sample size, metrics,
+grid, noise, options and the source file of the solver's class), so a rerun reuses exactly
+the cells whose settings match.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import inspect
+import io
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import solvers
+
+from ..atomic import atomic_write_bytes
+
+__all__ = ["Cell", "write_atomic", "records_to_csv", "cache_key", "solver_code", "read_cell",
+           "load_or_compute_floors", "json_default"]
+
+FORMAT_VERSION = 1
+
+Floors = dict[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: a solver at one budget with one seed.
+
+    `budget_kind` is `"steps"` (fixed grid), `"tol"` (adaptive: `rtol = atol`) or `"auto"`
+    (an adaptive solver without tolerance options; `budget` is 0).
+    """
+
+    solver: str
+    budget_kind: str
+    budget: float
+    seed: int
+
+    @property
+    def label(self) -> str:
+        b = int(self.budget) if self.budget_kind == "steps" else f"{self.budget:g}"
+        return f"{self.solver}|{self.budget_kind}={b}|seed={self.seed}"
+
+    @property
+    def filename(self) -> str:
+        b = int(self.budget) if self.budget_kind == "steps" else f"{self.budget:.3e}"
+        return f"{self.solver}__{self.budget_kind}-{b}__seed-{self.seed}.json"
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to `path` atomically: a temporary file in the same folder, then rename.
+
+    A reader (or a resumed run) sees either the old file or the complete new one, never a
+    truncated file, even if the process is killed mid-write.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def solver_code(name: str) -> str:
+    """Hash of the source file of a solver's class: editing a solver invalidates its cells."""
+    cls = solvers.SOLVERS[name].factory
+    try:
+        return hashlib.sha256(Path(inspect.getfile(cls)).read_bytes()).hexdigest()[:16]
+    except (TypeError, OSError):  # defined interactively: fall back to its name
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def cache_key(obj: Any) -> str:
+    """Short hash of a JSON-able description (keys sorted)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_cell(path: Path | None, key: str) -> dict[str, Any] | None:
+    """The stored record at `path` if it exists, parses and carries `key`; else `None`."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # unreadable: recompute (writes are atomic, so this is foreign damage)
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def load_or_compute_floors(
+    compute: Callable[[], Floors], settings: Mapping[str, Any], repeats: int, out_dir: Path | None
+) -> Floors:
+    """Noise floors read from `out_dir/floors.json` when its key matches, else `compute()` (stored)."""
+    key = cache_key({**settings, "repeats": repeats})
+    path = out_dir / "floors.json" if out_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("key") == key:
+                return {k: (float(v[0]), float(v[1])) for k, v in stored["floors"].items()}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, IndexError):
+            pass
+    floors = compute()
+    if path is not None:
+        write_atomic(path, json.dumps({"key": key, "floors": floors}, indent=1))
+    return floors
+
+
+def json_default(o: Any) -> Any:
+    """`json.dumps(default=...)` hook: paths as strings, tuples as lists."""
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def records_to_csv(records: Sequence[Mapping[str, Any]]) -> str:
+    """Records as CSV text; columns are the union of the records' keys, in first-seen order."""
+    cols = list(dict.fromkeys(k for r in records for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow({k: r.get(k, "") for k in cols})
+    return buf.getvalue()

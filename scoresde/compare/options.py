@@ -1,0 +1,83 @@
+"""Which solvers to compare and with which options: defaults, `solver:key=value` parsing, budgets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import solvers
+
+from .cache import Cell
+
+__all__ = ["PREFERRED_SOLVERS", "default_solvers", "parse_solver_options", "plan_cells", "is_adaptive"]
+
+PREFERRED_SOLVERS: tuple[str, ...] = (
+    "euler_maruyama", "pc", "ode_heun", "ode_rk45", "dpmpp_2m", "ddim", "dpm_solver_2",
+    "ode_rk4", "ode_dopri5", "ode_euler", "torchsde_srk", "unipc",
+)
+"""A varied default selection (SDE, predictor-corrector, ODE, adaptive, fast samplers)."""
+
+
+def accepts(name: str, option: str) -> bool:
+    """Whether the solver class registered as `name` takes the keyword `option`."""
+    return option in solvers.SOLVERS[name].accepted_options
+
+
+def is_adaptive(name: str) -> bool:
+    """Whether the solver registered as `name` chooses its own steps (`Solver.adaptive`)."""
+    return bool(getattr(solvers.SOLVERS[name], "adaptive", False))
+
+
+def plan_cells(
+    names: Sequence[str], steps: Sequence[int], tolerances: Sequence[float], seeds: Sequence[int]
+) -> list[Cell]:
+    """Every `(solver, budget, seed)` cell: step budgets for fixed-grid solvers, tolerances
+    (`rtol = atol`) for adaptive ones that take them, one `"auto"` budget otherwise."""
+    cells = []
+    for name in names:
+        budgets: list[tuple[str, float]]
+        if is_adaptive(name):
+            budgets = [("tol", float(t)) for t in tolerances] if accepts(name, "rtol") else [("auto", 0.0)]
+        else:
+            budgets = [("steps", float(s)) for s in steps]
+        for kind, b in budgets:
+            for seed in seeds:
+                cells.append(Cell(name, kind, b, int(seed)))
+    return cells
+
+
+def default_solvers(k: int = 5, *, exclude_slow: bool = True) -> list[str]:
+    """Up to `k` registered solvers: the `PREFERRED_SOLVERS` present first, then others.
+
+    Robust to which solvers a build registers. `exclude_slow` skips adaptive SDE solvers
+    (their NFE is large at default tolerances).
+    """
+    avail = solvers.available()
+    picked = [s for s in PREFERRED_SOLVERS if s in avail]
+    rest = [s for s in avail if s not in picked]
+    if exclude_slow:
+        rest = [s for s in rest if not (is_adaptive(s) and getattr(solvers.SOLVERS[s], "stochastic", False))]
+    return (picked + rest)[:k]
+
+
+def parse_solver_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Parse `solver:key=value` strings (values as JSON when possible, else strings).
+
+    `["pc:snr=0.16", "pc:corrector=langevin"]` -> `{"pc": {"snr": 0.16, "corrector": "langevin"}}`.
+
+    Raises:
+        ValueError: an item not of the form `solver:key=value`.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        solver, sep, assignment = item.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not sep or not eq or not solver or not key:
+            raise ValueError(f"solver option {item!r} must look like solver:key=value")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(solver, {})[key] = parsed
+    return out

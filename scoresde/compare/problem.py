@@ -1,0 +1,151 @@
+"""The problem a comparison samples: an SDE, a score and a sampler of the reference law.
+
+A checkpoint's problem is built from what an injected loader returns (`CheckpointLoader`),
+so this package never imports the training code; the CLI passes the loader of
+`scoresde.train`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from solvers.protocol import DiffusionSDE, ScoreFn
+
+from ..sde import AffineSDE, get_sde
+from ..targets import GaussianMixture, get_target
+
+__all__ = ["Problem", "LoadedCheckpoint", "CheckpointLoader"]
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What a checkpoint loader hands to `Problem.from_checkpoint`.
+
+    Attributes:
+        score: `score(x: (B, *D), t: (B,)) -> (B, *D)` of the trained model.
+        sde: the model's forward SDE.
+        data_name: label of the training data (used in the problem's name and cache key).
+        data: the training data source: a `GaussianMixture` (exact reference, mode statistics)
+            or any object with `sample(n, generator=g) -> (n, *D)`.
+    """
+
+    score: ScoreFn
+    sde: DiffusionSDE
+    data_name: str
+    data: Any
+
+
+class CheckpointLoader(Protocol):
+    """`loader(path, ema=...) -> LoadedCheckpoint` (e.g. `scoresde.cli.compare.load_checkpoint`)."""
+
+    def __call__(self, path: str | os.PathLike[str], *, ema: bool) -> LoadedCheckpoint: ...
+
+
+@dataclass
+class Problem:
+    """What is sampled and what it is compared with.
+
+    Attributes:
+        name: label used in tables, file names and plots.
+        sde: the forward SDE.
+        score: `score(x: (B, *D), t: (B,)) -> (B, *D)`.
+        sample_reference: `(n, generator) -> (n, *D)` samples of the law the sampler should
+            reproduce at `sde.eps` (exact `p_eps` for a mixture target; data otherwise).
+        data_shape: `D`, the shape of one sample.
+        mixture: the exact mixture when known (enables mode statistics).
+        spec: JSON-able description; part of every cell's cache key, so changing the problem
+            never reuses stale cells.
+        reference: short name of the reference law in tables (`"exact"` for exact mixture
+            samples, `"data"` for samples of a data source); the noise-floor row reads
+            `"<reference> vs <reference>"`.
+    """
+
+    name: str
+    sde: DiffusionSDE
+    score: ScoreFn
+    sample_reference: Callable[[int, torch.Generator], Tensor]
+    data_shape: tuple[int, ...]
+    mixture: GaussianMixture | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    reference: str = "exact"
+
+    @classmethod
+    def from_target(
+        cls,
+        target: str | GaussianMixture,
+        sde: str | AffineSDE = "vp",
+        **sde_kwargs: float | bool,
+    ) -> Problem:
+        """An exact mixture (a preset name of `scoresde.targets` or an instance) under `sde`
+        (a name of `scoresde.sde.get_sde` or an instance), scored exactly."""
+        mixture = get_target(target) if isinstance(target, str) else target
+        if not isinstance(mixture, GaussianMixture):
+            raise TypeError(f"target must be a preset name or a GaussianMixture, got {type(target).__name__}")
+        if sde_kwargs and not isinstance(sde, str):
+            raise TypeError("sde keyword arguments need an SDE name, not an instance")
+        sde_obj = get_sde(sde, **sde_kwargs) if isinstance(sde, str) else sde
+
+        def reference(n: int, g: torch.Generator) -> Tensor:
+            return mixture.sample_marginal(n, sde_obj, sde_obj.eps, generator=g)
+
+        spec = {
+            "kind": "target",
+            "target": mixture.name,
+            "means": mixture.means.tolist(),
+            "stds": mixture.stds.tolist(),
+            "weights": mixture.weights.tolist(),
+            "sde": type(sde_obj).__name__,
+            "sde_config": sde_config(sde_obj),
+        }
+        return cls(mixture.name, sde_obj, mixture.score_fn(sde_obj), reference, (mixture.dim,),
+                   mixture, spec, "exact")
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        loader: CheckpointLoader,
+        ema: bool = True,
+        name: str | None = None,
+    ) -> Problem:
+        """A trained score network, read by `loader` (e.g. `scoresde.cli.compare.load_checkpoint`).
+
+        The reference is the training data: exact `p_eps` samples when the data is a mixture
+        (mode statistics then apply; floor row "exact vs exact"), else fresh samples of the
+        data source (floor row "data vs data").
+        """
+        loaded = loader(path, ema=ema)
+        sde_obj, data = loaded.sde, loaded.data
+        mixture = data if isinstance(data, GaussianMixture) else None
+
+        def reference(n: int, g: torch.Generator) -> Tensor:
+            if mixture is not None:
+                return mixture.sample_marginal(n, sde_obj, sde_obj.eps, generator=g)
+            return data.sample(n, generator=g)
+
+        probe = reference(2, torch.Generator().manual_seed(0))
+        ckpt = Path(path)
+        stamp = ckpt.stat().st_mtime_ns if ckpt.is_file() else _dir_stamp(ckpt)
+        spec = {"kind": "checkpoint", "path": str(ckpt.resolve()), "stamp": stamp, "ema": ema,
+                "data": loaded.data_name}
+        return cls(name or f"{loaded.data_name} (trained)", sde_obj, loaded.score, reference,
+                   tuple(probe.shape[1:]), mixture, spec, "exact" if mixture is not None else "data")
+
+
+def _dir_stamp(path: Path) -> int:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+    return max((p.stat().st_mtime_ns for p in files), default=0)
+
+
+def sde_config(sde: DiffusionSDE) -> dict[str, Any]:
+    """JSON-able settings of `sde` (its `config()` when it has one, else `T` and `eps`)."""
+    config = getattr(sde, "config", None)
+    return dict(config()) if callable(config) else {"T": sde.T, "eps": sde.eps}

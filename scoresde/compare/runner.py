@@ -1,0 +1,257 @@
+"""The sweep: every `(solver, budget, seed)` cell sampled, scored and stored as it finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+import solvers
+from solvers.dynamics import NonFiniteScoreError
+from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.result import Solution
+
+from .cache import (
+    FORMAT_VERSION,
+    Cell,
+    cache_key,
+    load_or_compute_floors,
+    read_cell,
+    solver_code,
+    write_atomic,
+)
+from .options import is_adaptive, plan_cells
+from .problem import Problem
+from .results import ComparisonResult
+from .scoring import METRICS, MODE_METRICS, Scorer, reference_for
+
+__all__ = ["run_comparison", "sample_solvers", "evaluate_results"]
+
+
+def sample_solvers(
+    sde: DiffusionSDE,
+    score: ScoreFn,
+    names: Iterable[str],
+    *,
+    shape: tuple[int, ...],
+    steps: int = 100,
+    seed: int = 0,
+    noise: Literal["gaussian", "brownian"] = "brownian",
+    keep_trajectory: bool = True,
+    max_frames: int | None = 101,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    **common: Any,
+) -> dict[str, Solution]:
+    """Sample the same problem with several solvers from the same start and noise.
+
+    Every solver gets the same prior draw (same `seed`) and, with `noise="brownian"`, the
+    same Brownian path, so differences are due to the solvers alone. Adaptive solvers ignore
+    `steps`. `options` maps solver name -> extra keyword options; `common` goes to every call
+    of `solvers.sample`. Returns `{name: Solution}` in order.
+    """
+    options = options or {}
+    out = {}
+    for name in names:
+        out[name] = solvers.sample(sde, score, shape, name, steps=steps, seed=seed, noise=noise,
+                                   keep_trajectory=keep_trajectory, max_frames=max_frames,
+                                   **common, **dict(options.get(name, {})))
+    return out
+
+
+def evaluate_results(
+    problem: Problem,
+    results: Mapping[str, Solution],
+    *,
+    metrics: Sequence[str] = METRICS,
+    seed: int = 0,
+    floor_repeats: int = 3,
+    budget: int | None = None,
+    max_samples: int | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float]]]:
+    """Score already computed samples (e.g. from `sample_solvers`) like the harness does.
+
+    Each result is compared with its own independent reference set of the same size.
+    `max_samples` scores only the first that many samples of each result (pairwise metrics
+    cost `O(n^2)`); the floors then use that size too.
+
+    Returns:
+        `(records, floors)` ready for `markdown_table` and the curve plots.
+    """
+    if not results:
+        raise ValueError("results is empty")
+    n = int(next(iter(results.values())).samples.shape[0])
+    if max_samples is not None:
+        n = min(n, int(max_samples))
+    scorer = Scorer(problem, metrics, n)
+    records = []
+    for name, res in results.items():
+        adaptive = name in solvers.SOLVERS and is_adaptive(name)
+        steps = len(res.times) - 1
+        record: dict[str, Any] = {
+            "problem": problem.name, "solver": name,
+            "budget_kind": "auto" if adaptive else "steps",
+            "budget": 0 if adaptive else (budget if budget is not None else steps),
+            "seed": seed, "n": n, "status": "ok", "error": None,
+            "nfe": int(res.nfe), "seconds": float(res.seconds),
+        }
+        x = res.samples.detach().to("cpu")[:n]
+        if not bool(torch.isfinite(x).all()):
+            record.update(status="error", error="non-finite samples")
+        else:
+            record.update(scorer.evaluate(x, reference_for(problem, n, seed).to("cpu")))
+        records.append(record)
+    return records, scorer.floors(floor_repeats, seed=seed)
+
+
+def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int) -> None:
+    unknown = [s for s in names if s not in solvers.SOLVERS]
+    if unknown:
+        raise ValueError(f"unknown solver(s) {unknown}; valid solvers: {', '.join(solvers.available())}")
+    if not names:
+        raise ValueError("give at least one solver")
+    if not seeds or (not steps and any(not is_adaptive(s) for s in names)):
+        raise ValueError("give at least one seed and one step budget")
+    if any(int(s) < 1 for s in steps):
+        raise ValueError(f"step budgets must be positive, got {list(steps)}")
+    if n < 2:
+        raise ValueError(f"n must be at least 2, got {n}")
+
+
+def run_comparison(
+    problem: Problem,
+    solver_names: Sequence[str],
+    *,
+    steps: Sequence[int] = (10, 30, 100),
+    seeds: Sequence[int] = (0, 1, 2),
+    tolerances: Sequence[float] = (1e-2, 1e-3, 1e-4),
+    n: int = 4000,
+    metrics: Sequence[str] = METRICS,
+    grid: str | None = None,
+    noise: Literal["gaussian", "brownian"] = "gaussian",
+    denoise: bool = False,
+    solver_options: Mapping[str, Mapping[str, Any]] | None = None,
+    floor_repeats: int = 5,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    retry_failed: bool = False,
+    plots: bool = True,
+) -> ComparisonResult:
+    """Run every (solver, budget, seed) cell and record NFE, wall time and metrics.
+
+    Args:
+        problem: what to sample (`Problem.from_target`, `Problem.from_checkpoint`).
+        solver_names: names from `solvers.available()`.
+        steps: step budgets of fixed-grid solvers.
+        seeds: one cell per seed; the table and curves show mean ± std over seeds.
+        tolerances: `rtol = atol` values for adaptive solvers (instead of `steps`).
+        n: samples per cell (the same size as the reference set and the noise floor).
+        metrics: subset of `METRICS`; mode statistics are added for mixtures.
+        grid, noise, denoise: passed to `solvers.sample` (`grid=None`: each solver's own
+            `default_grid`, e.g. log-SNR for exponential integrators).
+        solver_options: solver name -> keyword options (e.g. `{"pc": {"snr": 0.16}}`).
+        floor_repeats: reference-vs-reference pairs averaged for each noise floor.
+        out: folder for incremental cell files and the final results (enables resume).
+        progress: show a tqdm progress bar.
+        retry_failed: recompute stored cells that failed (default: keep their failure).
+        plots: with `out`, also draw `curves_nfe.png` and `curves_seconds.png`.
+
+    Returns:
+        A `ComparisonResult`. A cell whose solve raises (a non-finite score, a solver error)
+        is recorded with `status="error"` and its message; the sweep goes on.
+
+    Raises:
+        ValueError: unknown solver or metric names, empty or non-positive budgets, `n < 2`.
+    """
+    names = list(solver_names)
+    _check(names, steps, seeds, n)
+    options = {k: dict(v) for k, v in (solver_options or {}).items()}
+    scorer = Scorer(problem, metrics, n)
+    settings = {
+        "version": FORMAT_VERSION, "problem": problem.spec, "n": n, "metrics": list(metrics),
+        "grid": grid, "noise": noise, "denoise": denoise, "bandwidths": scorer.bandwidths,
+    }
+    out_dir = Path(out) if out is not None else None
+    floors = load_or_compute_floors(lambda: scorer.floors(floor_repeats), settings, floor_repeats, out_dir)
+    records, computed, reused = _sweep(problem, scorer, plan_cells(names, steps, tolerances, seeds), options,
+                                       settings, out_dir, n=n, grid=grid, noise=noise, denoise=denoise,
+                                       progress=progress, retry_failed=retry_failed)
+    mixture = problem.mixture
+    result = ComparisonResult(
+        problem.name, records, floors, [*metrics] + (list(MODE_METRICS) if mixture is not None else []),
+        computed, reused, reference=problem.reference,
+        n_modes=int(mixture.weights.numel()) if mixture is not None else None)
+    if out_dir is not None:
+        write_atomic(out_dir / "config.json", json.dumps(
+            {**settings, "solvers": names, "steps": list(steps), "seeds": list(seeds),
+             "tolerances": list(tolerances), "solver_options": options}, indent=1, default=str))
+        result.save(out_dir, plots=plots)
+    return result
+
+
+def _sweep(
+    problem: Problem, scorer: Scorer, cells: list[Cell], options: dict[str, dict[str, Any]],
+    settings: dict[str, Any], out_dir: Path | None, *, n: int, grid: str | None,
+    noise: Literal["gaussian", "brownian"], denoise: bool, progress: bool, retry_failed: bool,
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Every cell: read back when stored under `out_dir` with a matching key, else computed and
+    stored at once. Returns `(records, computed, reused)`."""
+    records: list[dict[str, Any]] = []
+    computed = reused = 0
+    bar = tqdm(total=len(cells), desc=f"compare {problem.name}", disable=not progress, unit="cell")
+    for cell in cells:
+        opts = dict(options.get(cell.solver, {}))
+        if cell.budget_kind == "tol":
+            opts.update(rtol=cell.budget, atol=cell.budget)
+        key = cache_key({**settings, "cell": cell.label, "options": opts, "code": solver_code(cell.solver)})
+        path = out_dir / "cells" / cell.filename if out_dir is not None else None
+        stored = read_cell(path, key)
+        if stored is not None and (stored["status"] == "ok" or not retry_failed):
+            records.append(stored)
+            reused += 1
+        else:
+            bar.set_postfix_str(cell.label)
+            record = _run_cell(problem, scorer, cell, opts, n=n, grid=grid, noise=noise, denoise=denoise)
+            record["key"] = key
+            if path is not None:
+                write_atomic(path, json.dumps(record, indent=1))
+            records.append(record)
+            computed += 1
+        bar.update(1)
+    bar.close()
+    return records, computed, reused
+
+
+def _run_cell(
+    problem: Problem, scorer: Scorer, cell: Cell, opts: dict[str, Any], *, n: int, grid: str | None,
+    noise: Literal["gaussian", "brownian"], denoise: bool,
+) -> dict[str, Any]:
+    """Sample and score one cell; a failing solve gives a record with `status="error"`."""
+    record: dict[str, Any] = {
+        "problem": problem.name, "solver": cell.solver, "budget_kind": cell.budget_kind,
+        "budget": int(cell.budget) if cell.budget_kind == "steps" else cell.budget,
+        "seed": cell.seed, "n": n, "status": "ok", "error": None,
+    }
+    steps = int(cell.budget) if cell.budget_kind == "steps" else 1
+    try:
+        res = solvers.sample(problem.sde, problem.score, (n, *problem.data_shape), cell.solver,
+                             steps=steps, seed=cell.seed, grid=grid, noise=noise, denoise=denoise,
+                             **opts)
+    except (NonFiniteScoreError, ValueError, RuntimeError, FloatingPointError) as err:
+        record.update(status="error", error=f"{type(err).__name__}: {err}", nfe=None, seconds=None)
+        return record
+    record["nfe"] = int(res.nfe)
+    record["seconds"] = float(res.seconds)
+    for k, v in (res.stats or {}).items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            record[f"stat_{k}"] = v
+    x = res.samples.detach()
+    if not bool(torch.isfinite(x).all()):
+        record.update(status="error", error="non-finite samples")
+        return record
+    record.update(scorer.evaluate(x.to("cpu"), reference_for(problem, n, cell.seed).to("cpu")))
+    return record

@@ -1,0 +1,122 @@
+"""Text tables of comparison records (no plotting library is imported here)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["markdown_table", "summarize", "HEADERS"]
+
+HEADERS: dict[str, str] = {
+    "sliced_w2": "sliced W2", "mmd": "MMD²", "energy": "energy", "coverage": "mode coverage",
+    "weight_error": "mode-weight err", "outlier_fraction": "outliers",
+}
+"""Column titles of the metrics. `coverage` (the fraction of modes with samples) is titled
+"modes covered" and printed as `k/K` when the number of modes `K` is known."""
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def summarize(
+    records: Iterable[Mapping[str, Any]], values: Sequence[str], *, keys: Sequence[str] = ("solver", "budget"),
+) -> list[dict[str, Any]]:
+    """Group `records` by `keys` and give `mean`/`std` (over seeds) of each of `values`.
+
+    Records whose `status` is not `"ok"` are skipped; non-finite values are ignored. Each
+    output row has the `keys`, `n` (records in the group) and `<value>_mean` / `<value>_std`
+    (sample standard deviation, 0 for one seed), in order of first appearance.
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in records:
+        if r.get("status", "ok") != "ok":
+            continue
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    rows = []
+    for key, group in groups.items():
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        row["n"] = len(group)
+        for v in values:
+            vals = [float(r[v]) for r in group if _finite(r.get(v))]
+            row[f"{v}_mean"] = math.fsum(vals) / len(vals) if vals else float("nan")
+            row[f"{v}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean: float, std: float) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    return f"{mean:.3g} ± {std:.2g}" if std > 0 else f"{mean:.3g}"
+
+
+def _fmt_modes(mean: float, std: float, n_modes: int) -> str:
+    """Coverage fraction as a count of modes, `k/K` (`k` is a mean over seeds when not whole)."""
+    if not math.isfinite(mean):
+        return "–"
+    k, s = mean * n_modes, std * n_modes
+    text = f"{round(k)}/{n_modes}" if abs(k - round(k)) < 1e-9 else f"{k:.3g}/{n_modes}"
+    return f"{text} ± {s:.2g}" if s > 0 else text
+
+
+def _metric_cell(metric: str, mean: float, std: float, n_modes: int | None) -> str:
+    if metric == "coverage" and n_modes is not None:
+        return _fmt_modes(mean, std, n_modes)
+    return _fmt(mean, std)
+
+
+def markdown_table(
+    records: Sequence[Mapping[str, Any]],
+    floors: Mapping[str, tuple[float, float]],
+    metrics: Sequence[str],
+    *,
+    reference: str = "exact",
+    n_modes: int | None = None,
+) -> str:
+    """Markdown table of mean ± std over seeds per (solver, budget), then the noise floor.
+
+    Args:
+        records: flat records (keys `solver`, `budget_kind`, `budget`, `nfe`, `seconds`,
+            `status`, `error` and one per metric).
+        floors: metric -> `(mean, std)` between two independent reference sets.
+        metrics: the metric columns, in order.
+        reference: name of the reference law; the floor row is labelled
+            `"<reference> vs <reference>"` (`"exact"` for exact mixture samples, `"data"` for
+            a data source).
+        n_modes: number of mixture modes `K`; the coverage column is then titled
+            "modes covered" and shows `k/K`, else "mode coverage" with the fraction.
+
+    Returns:
+        The table; failed cells are listed below it. Columns: solver, budget, NFE, each
+        metric, `SW2 / floor` (when sliced W2 is among the metrics), wall time [s], seeds.
+    """
+    rows = summarize(records, ["nfe", "seconds", *metrics], keys=("solver", "budget_kind", "budget"))
+    ratio = "sliced_w2" in metrics and "sliced_w2" in floors and floors["sliced_w2"][0] > 0
+    titles = dict(HEADERS, **({"coverage": "modes covered"} if n_modes is not None else {}))
+    head = ["solver", "budget", "NFE", *[titles.get(m, m) for m in metrics]]
+    head += ["SW2 / floor"] if ratio else []
+    head += ["time [s]", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for r in rows:
+        kind = r["budget_kind"]
+        budget = {"steps": f"{r['budget']} steps", "tol": f"tol {r['budget']:g}"}.get(kind, "adaptive")
+        cells = [r["solver"], budget, _fmt(r["nfe_mean"], r["nfe_std"])]
+        cells += [_metric_cell(m, r[f"{m}_mean"], r[f"{m}_std"], n_modes) for m in metrics]
+        if ratio:
+            cells.append(f"{r['sliced_w2_mean'] / floors['sliced_w2'][0]:.2f}")
+        cells += [f"{r['seconds_mean']:.3g}", str(r["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    floor_cells = ["*noise floor*", f"{reference} vs {reference}", "–"]
+    floor_cells += [_metric_cell(m, *floors[m], n_modes) if m in floors else "–" for m in metrics]
+    floor_cells += ["1.00"] if ratio else []
+    floor_cells += ["–", "–"]
+    lines.append("| " + " | ".join(floor_cells) + " |")
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed:
+        lines.append("")
+        lines.append(f"{len(failed)} failed cell(s):")
+        lines += [f"- {r['solver']} budget {r['budget']} seed {r['seed']}: {r['error']}" for r in failed]
+    return "\n".join(lines)

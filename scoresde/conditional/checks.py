@@ -1,0 +1,78 @@
+"""Validation shared by the exact conditionals and the conditional samplers (clear errors)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_mask", "check_observed", "check_matrix", "check_scale", "check_noise_std"]
+
+
+def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
+    """A boolean ``mask`` of shape ``data_shape`` (True = observed) with some but not all entries set."""
+    m = torch.as_tensor(mask)
+    if m.dtype != torch.bool:
+        if m.is_floating_point() and not bool(((m == 0) | (m == 1)).all()):
+            raise ValueError("mask must be boolean (or 0/1): True marks an observed coordinate")
+        m = m != 0
+    if tuple(m.shape) != tuple(data_shape):
+        raise ValueError(
+            f"mask has shape {tuple(m.shape)} but the data has shape {tuple(data_shape)}; "
+            "give one boolean per coordinate (True = observed)"
+        )
+    n_obs = int(m.sum())
+    if n_obs == 0:
+        raise ValueError("mask observes nothing: that is unconditional sampling; sample without conditioning")
+    if n_obs == m.numel():
+        raise ValueError("mask observes every coordinate: there is nothing left to sample")
+    return m
+
+
+def check_observed(observed: Any, data_shape: tuple[int, ...]) -> Tensor:
+    """Observed values, shape ``data_shape`` (entries outside the mask are ignored), finite."""
+    y = torch.as_tensor(observed, dtype=torch.float64) if not isinstance(observed, Tensor) else observed
+    if tuple(y.shape) != tuple(data_shape):
+        raise ValueError(
+            f"observed has shape {tuple(y.shape)}, expected the data shape {tuple(data_shape)} "
+            "(put the known values at the masked positions; the rest is ignored)"
+        )
+    return y
+
+
+def check_matrix(A: Any, dim: int, y: Any | None = None) -> tuple[Tensor, Tensor | None]:
+    """A measurement matrix ``A: (M, dim)`` with ``1 <= M`` and a measurement ``y: (M,)``."""
+    a = torch.as_tensor(A, dtype=torch.float64)
+    if a.ndim != 2 or a.shape[1] != dim or a.shape[0] < 1:
+        raise ValueError(
+            f"measurement matrix A must have shape (M, {dim}) to act on {dim}-dimensional data, "
+            f"got {tuple(a.shape)}"
+        )
+    if not bool(torch.isfinite(a).all()):
+        raise ValueError("measurement matrix A contains NaN or inf")
+    if y is None:
+        return a, None
+    yy = torch.as_tensor(y, dtype=torch.float64)
+    if tuple(yy.shape) != (a.shape[0],):
+        raise ValueError(f"measurement y must have shape ({a.shape[0]},) to match A {tuple(a.shape)}, got {tuple(yy.shape)}")
+    if not bool(torch.isfinite(yy).all()):
+        raise ValueError("measurement y contains NaN or inf")
+    return a, yy
+
+
+def check_scale(scale: float, name: str = "guidance scale") -> float:
+    """A finite, non-negative guidance scale."""
+    s = float(scale)
+    if not math.isfinite(s) or s < 0:
+        raise ValueError(f"{name} must be finite and >= 0 (0 = no guidance, 1 = the exact conditional), got {scale!r}")
+    return s
+
+
+def check_noise_std(noise_std: float) -> float:
+    """A finite, non-negative measurement-noise standard deviation."""
+    s = float(noise_std)
+    if not math.isfinite(s) or s < 0:
+        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
+    return s

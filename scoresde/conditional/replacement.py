@@ -1,0 +1,141 @@
+"""Replacement imputation (Song et al. 2021, sec. 5 and App. I.2) as an ``after_step`` hook.
+
+After every solver step to time ``t`` the observed part of the state is replaced by a fresh
+draw of its forward transition from the data, ``x_{t,o} = alpha(t) y_o + sigma(t) z``; the free
+part evolves under the unconditional score. For a general noiseless measurement ``y = A x``
+the same is done in the orthonormal basis of the SVD ``A = U S V^T`` (colorization in Song et
+al. 2021, App. I.3, is the case of a per-pixel channel mean): the coordinates ``V_M^T x`` are
+observed as ``S^{-1} U^T y``.
+
+This is *not* the exact conditional: the free part is driven by
+``grad log p_t(x_u | x_{t,o})``, which conditions on a noisy copy of ``y`` rather than on
+``y`` (measured in docs/conditional.md).
+
+    hook = Replacement(sde, mask, observed, seed=0)
+    solvers.sample(sde, score, shape, "euler_maruyama", after_step=hook, seed=0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from solvers.protocol import DiffusionSDE
+from solvers.utils import append_dims
+
+from .checks import check_mask, check_matrix
+
+__all__ = ["Replacement", "LinearReplacement"]
+
+
+def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
+    if generator is not None:
+        return generator
+    g = torch.Generator()
+    if seed is not None:
+        g.manual_seed(int(seed))
+    else:
+        g.seed()
+    return g
+
+
+class Replacement:
+    """``after_step(x, t)``: observed coordinates <- ``alpha(t) y + sigma(t) z``.
+
+    Args:
+        sde: the forward SDE (gives ``alpha, sigma``).
+        mask: booleans of the data shape ``*D``, True = observed.
+        observed: values of shape ``*D`` (one observation for the batch) or ``(B, *D)``.
+        seed, generator: randomness of the replacement noise (CPU generator).
+        exact_at_end: at ``t <= sde.eps`` write ``y`` itself (no noise) into the result.
+    """
+
+    def __init__(
+        self,
+        sde: DiffusionSDE,
+        mask: Any,
+        observed: Tensor,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        exact_at_end: bool = True,
+    ) -> None:
+        m = torch.as_tensor(mask)
+        self.mask = check_mask(m, tuple(m.shape))
+        y = torch.as_tensor(observed)
+        if tuple(y.shape[-self.mask.ndim:]) != tuple(self.mask.shape) or y.ndim not in (self.mask.ndim, self.mask.ndim + 1):
+            raise ValueError(
+                f"observed has shape {tuple(y.shape)}; expected the mask's shape {tuple(self.mask.shape)} "
+                "or (B, *mask.shape)"
+            )
+        self.sde = sde
+        self.observed = y
+        self.generator = _generator(seed, generator)
+        self.exact_at_end = exact_at_end
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        if tuple(x.shape[1:]) != tuple(self.mask.shape):
+            raise ValueError(f"state has data shape {tuple(x.shape[1:])}, the mask {tuple(self.mask.shape)}")
+        alpha, sigma = self.sde.marginal_coeffs(t)
+        y = self.observed.to(x).expand_as(x)
+        if self.exact_at_end and float(t.max()) <= self.sde.eps * (1 + 1e-6):
+            noised = y
+        else:
+            z = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
+            noised = append_dims(alpha, x.ndim) * y + append_dims(sigma, x.ndim) * z
+        return torch.where(self.mask.to(x.device), noised, x)
+
+
+class LinearReplacement:
+    """Replacement for a noiseless ``y = A x`` in the SVD basis of ``A`` (flat states ``(B, D)``).
+
+    Args:
+        sde: the forward SDE.
+        A: ``(M, D)`` with full row rank ``M < D``.
+        y: ``(M,)`` measurement.
+        seed, generator: randomness of the replacement noise.
+        exact_at_end: at ``t <= sde.eps`` project onto ``A x = y`` exactly.
+    """
+
+    def __init__(
+        self,
+        sde: DiffusionSDE,
+        A: Any,
+        y: Any,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        exact_at_end: bool = True,
+    ) -> None:
+        a = torch.as_tensor(A, dtype=torch.float64)
+        if a.ndim != 2:
+            raise ValueError(f"measurement matrix A must have shape (M, D), got {tuple(a.shape)}")
+        a, yy = check_matrix(a, a.shape[1], y)
+        assert yy is not None
+        u, s, vh = torch.linalg.svd(a, full_matrices=False)
+        if a.shape[0] >= a.shape[1]:
+            raise ValueError(f"A {tuple(a.shape)} observes as many numbers as the data has: nothing is left to sample")
+        if float(s.min()) <= 1e-10 * float(s.max()):
+            raise ValueError("A must have full row rank for replacement (drop redundant rows)")
+        self.sde = sde
+        self.basis = vh  # (M, D): orthonormal rows V_M^T
+        self.coords = (u.T @ yy) / s  # observed coordinates in that basis
+        self.generator = _generator(seed, generator)
+        self.exact_at_end = exact_at_end
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        v = self.basis.to(x)
+        if x.ndim != 2 or x.shape[1] != v.shape[1]:
+            raise ValueError(f"state must have shape (B, {v.shape[1]}), got {tuple(x.shape)}")
+        alpha, sigma = self.sde.marginal_coeffs(t)
+        target = alpha[:, None] * self.coords.to(x)[None]
+        if not (self.exact_at_end and float(t.max()) <= self.sde.eps * (1 + 1e-6)):
+            z = torch.randn(target.shape, generator=self.generator, dtype=x.dtype).to(x.device)
+            target = target + sigma[:, None] * z
+        elif self.exact_at_end:
+            target = self.coords.to(x)[None].expand_as(target)
+        return x + (target - x @ v.T) @ v

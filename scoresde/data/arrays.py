@@ -1,0 +1,170 @@
+"""Your own data as a training source: arrays ``(N, *D)`` from ``.npy``, ``.pt`` or CSV files.
+
+    from scoresde.data import load_data
+    data = load_data("ring.npy")              # an ArrayDataset, (N, 2)
+    x = data.sample(512, generator=torch.Generator().manual_seed(0))
+
+Every file is checked on load: it must hold a numeric array with at least one row and one
+column, and every entry must be finite; anything else raises ``DataError`` naming the file
+and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ArrayDataset", "DataError", "load_array", "as_tensor_data", "ARRAY_SUFFIXES"]
+
+ARRAY_SUFFIXES = (".npy", ".pt", ".pth", ".csv", ".tsv", ".txt")
+
+
+class DataError(ValueError):
+    """User data that cannot be used: missing, empty, wrong shape, non-numeric or non-finite."""
+
+
+class ArrayDataset:
+    """A fixed array of samples ``(N, *D)`` with a seeded sampler (uniform, with replacement).
+
+    Args:
+        data: ``(N, *D)`` tensor (checked: numeric, finite, ``N >= 1``); kept in float64 unless
+            it is float32 already.
+        name: label for logs, configs and error messages (a file name, or ``"array"``).
+
+    ``sample(n, generator=g)`` draws ``n`` rows uniformly with replacement, so a training run's
+    data stream is fixed by one generator state (which is what makes resuming exact).
+    """
+
+    def __init__(self, data: Tensor | np.ndarray, *, name: str = "array") -> None:
+        self.data = as_tensor_data(data, name)
+        self.name = name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``D``: the shape of one sample."""
+        return tuple(int(s) for s in self.data.shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def sample(
+        self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """``n`` rows drawn uniformly with replacement: ``(n, *D)``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        gdev = generator.device if generator is not None else torch.device("cpu")
+        idx = torch.randint(len(self), (n,), generator=generator, device=gdev)
+        out = self.data[idx.to(self.data.device)]
+        return out.to(dtype=dtype or torch.float32, device=device or gdev)
+
+    def __repr__(self) -> str:
+        return f"ArrayDataset(name={self.name!r}, n={len(self)}, shape={self.shape})"
+
+
+def as_tensor_data(data: Any, name: str = "array") -> Tensor:
+    """Check that ``data`` is a usable ``(N, *D)`` numeric, finite array; return it as a tensor.
+
+    Raises:
+        DataError: not numeric, fewer than 2 dimensions, no rows, or NaN / infinite entries.
+    """
+    if isinstance(data, np.ndarray):
+        if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
+            raise DataError(f"{name}: expected a numeric array, got dtype {data.dtype}")
+        data = torch.from_numpy(np.ascontiguousarray(data))
+    if not isinstance(data, Tensor):
+        raise DataError(f"{name}: expected an array or tensor, got {type(data).__name__}")
+    if data.is_complex():
+        raise DataError(f"{name}: complex data is not supported")
+    if not data.is_floating_point():
+        data = data.to(torch.float64)
+    elif data.dtype not in (torch.float32, torch.float64):
+        data = data.to(torch.float32)
+    data = data.detach().cpu()
+    if data.ndim < 2:
+        raise DataError(
+            f"{name}: expected shape (N, D) (one sample per row), got {tuple(data.shape)}; "
+            "reshape 1-D data to (N, 1)"
+        )
+    if data.shape[0] == 0 or data[0].numel() == 0:
+        raise DataError(f"{name}: the data is empty (shape {tuple(data.shape)})")
+    bad = ~torch.isfinite(data.reshape(data.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten()
+        raise DataError(
+            f"{name}: {len(rows)} of {data.shape[0]} rows contain NaN or infinite values "
+            f"(first at row {int(rows[0])}); remove or impute them"
+        )
+    return data.contiguous()
+
+
+def _load_pt(path: Path) -> Any:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict):
+        tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+        if len(tensors) != 1:
+            raise DataError(
+                f"{path}: a .pt data file must hold one tensor (or a dict with exactly one), "
+                f"found keys {sorted(map(str, obj))}"
+            )
+        obj = next(iter(tensors.values()))
+    return obj
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_text(path: Path) -> np.ndarray:
+    delimiter = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
+    text = path.read_text(encoding="utf-8-sig")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise DataError(f"{path}: the file has no data rows")
+    first = [t.strip() for t in (lines[0].split(delimiter) if delimiter else lines[0].split())]
+    skip = 0 if all(_is_number(t) for t in first if t) else 1  # optional header line
+    rows = lines[skip:]
+    if not rows:
+        raise DataError(f"{path}: the file has a header but no data rows")
+    try:
+        return np.loadtxt(rows, delimiter=delimiter, ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        raise DataError(f"{path}: not a numeric table ({err})") from None
+
+
+def load_array(path: str | Path) -> ArrayDataset:
+    """Read ``(N, *D)`` samples from a ``.npy``, ``.pt``/``.pth``, ``.csv``, ``.tsv`` or ``.txt`` file.
+
+    CSV/TSV/TXT: one sample per row, comma / tab / whitespace separated; a first line that is
+    not all numbers is taken as a header and skipped; lines starting with ``#`` are ignored.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: unsupported suffix, or the content fails the checks of `as_tensor_data`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no data file at {p} (working directory {Path.cwd()})")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            raw: Any = np.load(p, allow_pickle=False)
+        except ValueError as err:
+            raise DataError(f"{p}: not a plain numeric .npy array ({err})") from None
+    elif suffix in (".pt", ".pth"):
+        raw = _load_pt(p)
+    elif suffix in (".csv", ".tsv", ".txt"):
+        raw = _load_text(p)
+    else:
+        raise DataError(f"{p}: unsupported data file suffix {p.suffix!r}; use one of {', '.join(ARRAY_SUFFIXES)} "
+                        "or a folder of PNG/JPEG images")
+    return ArrayDataset(raw, name=p.name)

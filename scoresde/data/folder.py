@@ -1,0 +1,88 @@
+"""Your own images: a folder of PNG/JPEG files as an ``ImageDataset`` ``(N, C, H, W)`` in ``[-1, 1]``.
+
+    data = load_image_folder("my_images/", size=32)          # resize to 32x32
+    data = load_image_folder("my_images/", channels=1)        # force grayscale
+
+Files are found recursively (sorted by path, so the order and the content hash are stable).
+Pixel values ``k`` in 0..255 map linearly to ``x = k / 127.5 - 1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .arrays import DataError, as_tensor_data
+from .images import ImageDataset
+
+__all__ = ["load_image_folder", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return h, w
+
+
+def load_image_folder(
+    path: str | Path, *, size: int | tuple[int, int] | None = None, channels: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> ImageDataset:
+    """Read every PNG/JPEG under ``path`` into an ``ImageDataset`` ``(N, C, H, W)`` in ``[-1, 1]``.
+
+    Args:
+        path: a folder (searched recursively).
+        size: resize every image to ``size x size`` (int) or ``(H, W)`` (bilinear). Without it
+            all images must have the same size.
+        channels: 1 (grayscale) or 3 (RGB). Default: 1 if every image is grayscale, else 3.
+        dtype: floating dtype of the stored images.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a folder.
+        DataError: no images, unreadable files, or mixed sizes without ``size``.
+    """
+    from PIL import Image
+
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no image folder at {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no {'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} images found")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    hw = _size(size)
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(im.copy())
+        except OSError as err:
+            raise DataError(f"{f}: not a readable image ({err})") from None
+    if channels is None:
+        channels = 1 if all(im.mode in ("L", "1", "I;16", "I", "LA") for im in images) else 3
+    mode = "L" if channels == 1 else "RGB"
+    arrays = []
+    for f, im in zip(files, images, strict=True):
+        im = im.convert(mode)
+        if hw is not None and im.size != (hw[1], hw[0]):
+            im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+        a = np.asarray(im, dtype=np.float64)
+        if arrays and a.shape != arrays[0].shape:
+            raise DataError(
+                f"{root}: images differ in size ({files[0].name}: {arrays[0].shape[:2]}, {f.name}: "
+                f"{a.shape[:2]} as H, W); pass size=H (CLI: --image-size H) to resize them all"
+            )
+        arrays.append(a)
+    x = np.stack(arrays)
+    x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
+    t = as_tensor_data(x / 127.5 - 1.0, str(root)).to(dtype)
+    return ImageDataset(t, name=root.name or str(root))

@@ -1,0 +1,123 @@
+"""diffusers interop: a ``UNet2DModel`` (+ its scheduler config) as a score for our solvers.
+
+A diffusers model is trained on a discrete schedule ``alphas_cumprod`` (Ho et al. 2020) with
+integer timesteps ``k``; `scoresde.DiscreteVPSDE` places that schedule in continuous time
+(``t_k = (k + 1)/N``, exact marginals at every ``t_k``). The network is called at the
+continuous timestep ``k(t) = N t - 1`` (its sinusoidal embedding accepts any real ``k``;
+``round_timesteps=True`` rounds to the nearest integer instead), and its output is read by
+the scheduler's ``prediction_type``:
+
+* ``"epsilon"``: ``eps``, score ``-eps / sigma``;
+* ``"v_prediction"``: ``v = alpha eps - sigma x0`` (Salimans & Ho 2022), diffusers' convention;
+* ``"sample"``: ``x0``.
+
+The conversions are those of `scoresde.models.parameterization.convert`. Nothing here
+imports diffusers: any module called as ``unet(x, timesteps)`` returning a tensor or an
+object with ``.sample`` works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..discrete import DiscreteVPSDE
+from ..models.parameterization import convert
+
+__all__ = ["PREDICTION_TYPES", "sde_from_scheduler", "DiffusersScore", "unet_score"]
+
+PREDICTION_TYPES: dict[str, str] = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
+"""diffusers ``prediction_type`` -> our output name."""
+
+
+def _config(scheduler_or_config: Any) -> Mapping[str, Any]:
+    cfg = getattr(scheduler_or_config, "config", scheduler_or_config)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"expected a diffusers scheduler or its config (a mapping), got {type(cfg).__name__}")
+    return cfg
+
+
+def sde_from_scheduler(scheduler_or_config: Any) -> DiscreteVPSDE:
+    """The `DiscreteVPSDE` of a diffusers scheduler (or its ``config``).
+
+    The table is rebuilt in float64 from the config (`scoresde.discrete.alphas_cumprod_from_config`);
+    a scheduler whose ``beta_schedule`` that function does not know is read from its own
+    ``alphas_cumprod`` table instead.
+    """
+    table = getattr(scheduler_or_config, "alphas_cumprod", None)
+    try:
+        return DiscreteVPSDE.from_config(_config(scheduler_or_config))  # float64 rebuild
+    except ValueError as err:
+        if table is None or "unknown beta_schedule" not in str(err):
+            raise
+    return DiscreteVPSDE(torch.as_tensor(table, dtype=torch.float64))
+
+
+class DiffusersScore:
+    """``score(x: (B, C, H, W), t: (B,)) -> (B, C, H, W)`` from a diffusers-style UNet.
+
+    Args:
+        unet: e.g. ``diffusers.UNet2DModel``; called as ``unet(x, k)`` with ``k: (B,)``.
+        scheduler_or_config: its scheduler (or ``scheduler.config``): the schedule and the
+            ``prediction_type``.
+        prediction_type: overrides the config's (``"epsilon"``, ``"v_prediction"``, ``"sample"``).
+        round_timesteps: call the network at ``round(k(t))`` instead of the real ``k(t)``.
+
+    Attributes:
+        sde: the `DiscreteVPSDE` to sample with (``T = 1``, ``eps = 1/N``).
+        output: our name of the prediction type.
+
+    The input is cast to the network's dtype and the score back to the input's dtype; the
+    network runs without autograd unless ``x`` requires grad.
+    """
+
+    def __init__(self, unet: nn.Module, scheduler_or_config: Any, *, prediction_type: str | None = None,
+                 round_timesteps: bool = False) -> None:
+        cfg = _config(scheduler_or_config)
+        kind = prediction_type or cfg.get("prediction_type", "epsilon")
+        if kind not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction_type {kind!r}; supported: {', '.join(PREDICTION_TYPES)}")
+        self.unet, self.prediction_type, self.output = unet, kind, PREDICTION_TYPES[kind]
+        self.sde = sde_from_scheduler(scheduler_or_config)
+        self.round_timesteps = bool(round_timesteps)
+
+    def timesteps(self, t: Tensor) -> Tensor:
+        """Network timesteps ``k(t) = N t - 1`` (rounded if ``round_timesteps``), ``(B,)``."""
+        k = self.sde.timestep(t.to(torch.float64))
+        return torch.round(k) if self.round_timesteps else k
+
+    def model_output(self, x: Tensor, t: Tensor) -> Tensor:
+        """Raw network output at ``(x, t)`` in ``x``'s dtype, ``(B, *D)``."""
+        p = next(self.unet.parameters(), None)
+        dtype = p.dtype if p is not None else x.dtype
+        k = self.timesteps(t).to(device=x.device, dtype=dtype)
+        out = self.unet(x.to(dtype), k)
+        out = getattr(out, "sample", out)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            raise ValueError(f"the network must return a tensor of the input's shape {tuple(x.shape)}")
+        return out.to(x.dtype)
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        t = t.to(dtype=x.dtype, device=x.device)
+        if x.requires_grad:
+            o = self.model_output(x, t)
+        else:
+            with torch.no_grad():
+                o = self.model_output(x, t)
+        alpha, sigma = self.sde.marginal_coeffs(t)
+        return convert(o, x, alpha, sigma, src=self.output, dst="score")
+
+
+def unet_score(unet: nn.Module, scheduler_or_config: Any, **kwargs: Any) -> tuple[DiscreteVPSDE, DiffusersScore]:
+    """``(sde, score)`` for a diffusers UNet and its scheduler; options as for `DiffusersScore`.
+
+    Example (a randomly initialised model; any pretrained ``UNet2DModel`` works the same)::
+
+        sde, score = unet_score(unet, scheduler)
+        x = solvers.sample(sde, score, shape=(4, 3, 32, 32), solver="dpmpp_2m", steps=20, seed=0).samples
+    """
+    s = DiffusersScore(unet, scheduler_or_config, **kwargs)
+    return s.sde, s

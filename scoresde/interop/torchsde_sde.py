@@ -1,0 +1,128 @@
+"""Our reverse-time dynamics as a public ``torchsde`` SDE object (``torchsde.sdeint`` drives it).
+
+The reverse family (Song et al. 2021, eq. 6 and App. D; ``lam = 1`` is the reverse SDE, 0
+the probability-flow ODE) runs from ``T`` down to ``eps``::
+
+    dx = F(x, t) dt + lam g(t) dW_bar,       F = f(x, t) - (1 + lam^2)/2 g(t)^2 score(x, t).
+
+torchsde integrates forward in time only, so the object uses ``s = -t`` (exact in floating
+point: every grid time comes back bit for bit), in which the same process reads, for
+increasing ``s`` in ``[-T, -eps]``::
+
+    dx = -F(x, -s) ds + lam g(-s) dB(s).
+
+The noise is additive (``g`` does not depend on ``x``): Ito and Stratonovich forms agree,
+so every torchsde method applies. torchsde's conventions (``torchsde.sdeint`` docstring):
+the state is ``y: (B, d)``; ``noise_type="diagonal"`` takes ``g(s, y): (B, d)`` (one
+Brownian motion per coordinate); ``"additive"`` takes a ``(B, d, m)`` matrix, here the
+diagonal ``lam g I`` of shape ``(B, d, d)`` (``m = d``). ``(B, d, 1)`` would be
+``"scalar"`` noise, one Brownian motion shared by all coordinates, which is a different
+process. Data of shape ``(B, *D)`` is flattened to ``d = prod(D)``.
+
+    rev = ReverseTorchSDE(sde, score, data_shape=(2,))
+    ys = torchsde.sdeint(rev, rev.state(x_T), rev.times(ts), method="euler", dt=dt, bm=bm)
+    x = rev.unstate(ys[-1])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from solvers.dynamics import ReverseDynamics
+from solvers.protocol import DiffusionSDE, ScoreFn
+
+__all__ = ["ReverseTorchSDE", "TorchsdeBrownianNoise", "NOISE_TYPES"]
+
+NOISE_TYPES: tuple[str, ...] = ("diagonal", "additive")
+
+
+class ReverseTorchSDE(nn.Module):
+    """torchsde-compatible SDE for our reverse dynamics, in the increasing time ``s = -t``.
+
+    Args:
+        sde: the forward SDE (any ``solvers.DiffusionSDE``).
+        score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
+        data_shape: ``D``, the shape of one sample.
+        lam: noise level of the reverse family (1: reverse SDE; 0: probability-flow ODE).
+        noise_type: ``"diagonal"`` (default; ``g: (B, d)``) or ``"additive"`` (``g: (B, d, d)``).
+        sde_type: ``"ito"`` (default) or ``"stratonovich"`` (the same process: additive noise).
+
+    Attributes:
+        noise_type, sde_type: what torchsde reads.
+        dynamics: the ``solvers.ReverseDynamics`` it wraps (``dynamics.nfe`` counts score calls).
+    """
+
+    def __init__(self, sde: DiffusionSDE, score: ScoreFn, *, data_shape: Sequence[int], lam: float = 1.0,
+                 noise_type: str = "diagonal", sde_type: str = "ito") -> None:
+        super().__init__()
+        if noise_type not in NOISE_TYPES:
+            raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
+        if sde_type not in ("ito", "stratonovich"):
+            raise ValueError(f"sde_type must be 'ito' or 'stratonovich', got {sde_type!r}")
+        if not (lam >= 0 and math.isfinite(lam)):
+            raise ValueError(f"lam must be finite and >= 0, got {lam}")
+        self.noise_type, self.sde_type = noise_type, sde_type
+        self.data_shape = tuple(int(d) for d in data_shape)
+        self.dim = math.prod(self.data_shape)
+        self.sde, self.lam = sde, float(lam)
+        self.dynamics = ReverseDynamics(sde, score, self.lam)
+
+    # --- conversions ------------------------------------------------------------------
+    def state(self, x: Tensor) -> Tensor:
+        """``x: (B, *D) -> y: (B, d)``."""
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"x must have shape (B, *{self.data_shape}), got {tuple(x.shape)}")
+        return x.reshape(x.shape[0], self.dim)
+
+    def unstate(self, y: Tensor) -> Tensor:
+        """``y: (..., B, d) -> (..., B, *D)`` (also for ``sdeint``'s stacked output)."""
+        return y.reshape(*y.shape[:-1], *self.data_shape)
+
+    @staticmethod
+    def times(ts: Tensor | Sequence[float]) -> Tensor:
+        """Our decreasing times ``t`` -> torchsde's increasing ``s = -t`` (exact)."""
+        s = -torch.as_tensor(ts, dtype=torch.float64)
+        if s.ndim != 1 or not bool((s[1:] > s[:-1]).all()):
+            raise ValueError("ts must be a 1-D strictly decreasing grid of times (from T down to eps)")
+        return s
+
+    def _t(self, s: Tensor, y: Tensor) -> Tensor:
+        return (-s).to(dtype=y.dtype, device=y.device).expand(y.shape[0])
+
+    # --- torchsde interface ------------------------------------------------------------
+    def f(self, s: Tensor, y: Tensor) -> Tensor:
+        """Drift in ``s``: ``-F(x, -s)``, ``y: (B, d) -> (B, d)``."""
+        return -self.dynamics.drift(self.unstate(y), self._t(s, y)).reshape(y.shape)
+
+    def g(self, s: Tensor, y: Tensor) -> Tensor:
+        """Diffusion ``lam g(-s)``: ``(B, d)`` (diagonal) or ``(B, d, d)`` (additive)."""
+        gt = self.dynamics.diffusion(self._t(s, y))  # (B,), includes lam
+        diag = gt[:, None].expand(y.shape[0], self.dim)
+        return diag if self.noise_type == "diagonal" else torch.diag_embed(diag)
+
+
+class TorchsdeBrownianNoise:
+    """A ``solvers`` noise source reading a torchsde Brownian object ``bm(s_a, s_b)`` in ``s = -t``.
+
+    With it our solvers (e.g. ``solvers.EulerMaruyama(final_noise=True)``) see exactly the
+    increments ``torchsde.sdeint`` takes from the same ``bm``: the increment over
+    ``[t_to, t_from]`` is ``bm(-t_from, -t_to)``, reshaped to the state.
+
+    Args:
+        bm: e.g. ``torchsde.BrownianInterval(t0=-T, t1=-eps, size=(B, d), dtype=..., entropy=seed)``.
+        generator: for ``normal()`` draws (solvers that also need fresh Gaussians).
+    """
+
+    def __init__(self, bm: object, generator: torch.Generator | None = None) -> None:
+        self.bm, self.generator = bm, generator
+
+    def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
+        a, b = sorted((-float(t_from), -float(t_to)))
+        return self.bm(a, b).reshape(like.shape).to(like.dtype)  # type: ignore[operator]
+
+    def normal(self, like: Tensor) -> Tensor:
+        return torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device)

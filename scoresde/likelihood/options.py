@@ -1,0 +1,254 @@
+"""Options of `likelihood`, grouped by what they control.
+
+* `IntegratorOptions`: which integrator, its tolerances, the fixed-grid steps and grid, and
+  the pilot that builds the `"auto"` grid.
+* `DivergenceOptions`: exact divergence or Hutchinson probes.
+* `DensityOptions`: which density is estimated (the data's `log p_0` or the marginal
+  `log p_eps`), on which interval, with which prior at `T`.
+* `RunOptions`: chunking, dtype/device, randomness, gradients, checks, progress.
+
+`LikelihoodOptions.from_kwargs` maps the flat keyword arguments of `likelihood` (the names of
+the fields below) onto the groups, so existing calls keep working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from solvers.step_control import PIDController
+
+from .divergence import PROBES, ProbeKind
+from .flow import DivergenceKind, ProbeRefresh
+from .integrators import IntegratorSpec, resolve_integrator
+
+__all__ = [
+    "IntegratorOptions",
+    "DivergenceOptions",
+    "DensityOptions",
+    "RunOptions",
+    "LikelihoodOptions",
+    "Prior",
+    "Density",
+]
+
+Prior = Callable[[Tensor], Tensor]
+Density = Literal["auto", "data", "marginal"]
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class IntegratorOptions:
+    """How the augmented ODE is integrated.
+
+    Attributes:
+        integrator: a name of `INTEGRATOR_TABLE` (or a solver-style spelling, e.g. `"ode_rk45"`).
+        steps: fixed grids: number of intervals, or `"auto"` (chosen on the pilot to reach
+            `target_error`, see `choose_steps`).
+        grid: fixed grids: `"auto"` (a pilot solve's accepted times, resampled), a grid name
+            of `solvers.grids`, or an explicit increasing grid.
+        target_error: `steps="auto"`: mean `|log p|` error per point (nats) on the pilot.
+        rtol, atol: adaptive tolerances, also of the pilot (default `1e-5`; `1e-6` for the
+            pilot of `steps="auto"`).
+        logp_scale: weight of the log-density columns in step-size control (default 1, 10
+            for the pilot, `1e-6` with `probe_refresh="eval"`).
+        per_sample, controller: torch adaptive integrators: per-sample error norm and the
+            step-size controller.
+        pilot_size: samples of the pilot solve (a seeded random subset).
+    """
+
+    integrator: str = "dopri5"
+    steps: int | Literal["auto"] = 32
+    grid: str | Tensor | Sequence[float] = "auto"
+    target_error: float = 5e-4
+    rtol: float | None = None
+    atol: float | None = None
+    logp_scale: float | None = None
+    per_sample: bool = False
+    controller: PIDController | None = None
+    pilot_size: int = 256
+
+    @property
+    def spec(self) -> IntegratorSpec:
+        """The resolved integrator (raises on an unknown name)."""
+        return resolve_integrator(self.integrator)
+
+    @property
+    def auto_grid(self) -> bool:
+        """Whether the fixed grid comes from a pilot solve."""
+        return isinstance(self.grid, str) and self.grid == "auto"
+
+    def validate(self, divergence: DivergenceOptions, grad: bool) -> None:
+        """Raise `ValueError` for inconsistent settings (messages name the option and the fix)."""
+        spec = self.spec
+        if grad and spec.kind == "scipy":
+            raise ValueError(f"grad=True needs a torch integrator; {spec.name!r} runs in NumPy")
+        _positive_int("pilot_size", self.pilot_size)
+        if self.steps == "auto":
+            if not self.auto_grid or spec.kind != "fixed":
+                raise ValueError("steps='auto' needs a fixed-grid integrator and grid='auto' (the pilot "
+                                 "solve is what the error is measured against)")
+            if divergence.fresh:
+                raise ValueError("steps='auto' needs a deterministic field: divergence='exact' or "
+                                 "probe_refresh='solve'")
+            if not (0.0 < self.target_error < float("inf")):
+                raise ValueError(f"target_error must be positive and finite, got {self.target_error}")
+        elif isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer or 'auto', got {self.steps!r}")
+
+    def tolerances(self) -> tuple[float, float]:
+        """`(rtol, atol)` of the adaptive integrators (default `1e-5` each)."""
+        return (1e-5 if self.rtol is None else self.rtol, 1e-5 if self.atol is None else self.atol)
+
+
+@dataclass(frozen=True)
+class DivergenceOptions:
+    """How `div F` is computed.
+
+    Attributes:
+        divergence: `"exact"` (`prod(D)` backward passes per evaluation) or `"hutchinson"`.
+        probe: Hutchinson probe distribution, `"rademacher"` or `"gaussian"`.
+        n_probes: probes per sample (Hutchinson only).
+        probe_refresh: `"solve"` (probes fixed per solve, FFJORD) or `"eval"` (fresh probes at
+            every evaluation); see `AugmentedFlow`.
+    """
+
+    divergence: DivergenceKind = "exact"
+    probe: ProbeKind = "rademacher"
+    n_probes: int = 1
+    probe_refresh: ProbeRefresh = "solve"
+
+    @property
+    def fresh(self) -> bool:
+        """Fresh probes at every evaluation (a stochastic field)."""
+        return self.divergence == "hutchinson" and self.probe_refresh == "eval"
+
+    def validate(self) -> None:
+        """Raise `ValueError` on an unknown kind or an inconsistent probe count."""
+        if self.divergence not in ("exact", "hutchinson"):
+            raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {self.divergence!r}")
+        if self.probe not in PROBES:
+            raise ValueError(f"probe must be one of {', '.join(PROBES)}, got {self.probe!r}")
+        _positive_int("n_probes", self.n_probes)
+        if self.divergence == "exact" and self.n_probes != 1:
+            raise ValueError("n_probes applies to divergence='hutchinson' only")
+        if self.probe_refresh not in ("solve", "eval"):
+            raise ValueError(f"probe_refresh must be 'solve' or 'eval', got {self.probe_refresh!r}")
+
+
+@dataclass(frozen=True)
+class DensityOptions:
+    """Which density is estimated.
+
+    Attributes:
+        density: `"data"`: the data density `log p_0(x)` (the ODE runs from a small end time
+            `t_end`, `data_end_time(sde)`, or `eps` when given, and the last piece `[0, t_end]`
+            is added by `data_correction`). `"marginal"`: `log p_eps(x)`, `x` treated as a
+            sample at `eps` (Song et al. 2021's likelihood computation). `"auto"` (default):
+            `"data"` unless `eps` is given.
+        eps, T: integration interval (defaults: `data_end_time(sde)` for `"data"`, `sde.eps`
+            for `"marginal"`; `sde.T`).
+        prior: log-density at `T`, `x_T: (B, *D) -> (B,)` (default `sde.prior_log_prob`).
+    """
+
+    density: Density = "auto"
+    eps: float | None = None
+    T: float | None = None
+    prior: Prior | None = None
+
+    def resolved(self) -> Literal["data", "marginal"]:
+        """`"data"` or `"marginal"` (what `"auto"` means for these options)."""
+        if self.density not in ("auto", "data", "marginal"):
+            raise ValueError(f"density must be 'auto', 'data' or 'marginal', got {self.density!r}")
+        if self.density == "auto":
+            return "data" if self.eps is None else "marginal"
+        return self.density
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the computation is run.
+
+    Attributes:
+        batch_size: evaluate the data in chunks of this many samples (memory stays that of one
+            chunk; the `"auto"` grid is built once and shared, so fixed-grid results do not
+            depend on the chunking).
+        dtype, device: of the computation (default: those of `x`; integers become the default
+            float dtype). Half precision is refused.
+        seed, generator: randomness of the probes and of the pilot subset.
+        grad: keep autograd graphs so the result can be differentiated (torch integrators).
+        check_finite: raise on NaN/inf scores.
+        progress: tqdm progress bar.
+    """
+
+    batch_size: int | None = None
+    dtype: torch.dtype | None = None
+    device: torch.device | str | None = None
+    seed: int | None = 0
+    generator: torch.Generator | None = None
+    grad: bool = False
+    check_finite: bool = True
+    progress: bool = False
+
+    def validate(self) -> None:
+        """Raise `ValueError` for a bad chunk size or both `seed` and `generator`."""
+        if self.batch_size is not None:
+            _positive_int("batch_size", self.batch_size)
+        if self.seed is not None and self.generator is not None:
+            raise ValueError("pass either seed or generator, not both")
+
+
+_GROUPS = {"integration": IntegratorOptions, "divergence": DivergenceOptions,
+           "density": DensityOptions, "run": RunOptions}
+
+
+@dataclass(frozen=True)
+class LikelihoodOptions:
+    """All options of `likelihood`, in four groups (each a frozen dataclass)."""
+
+    integration: IntegratorOptions = field(default_factory=IntegratorOptions)
+    divergence: DivergenceOptions = field(default_factory=DivergenceOptions)
+    density: DensityOptions = field(default_factory=DensityOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    @classmethod
+    def names(cls) -> dict[str, str]:
+        """Flat option name -> its group (`"steps" -> "integration"`, ...)."""
+        return {f.name: group for group, klass in _GROUPS.items() for f in dataclasses.fields(klass)}
+
+    def replace(self, **flat: Any) -> LikelihoodOptions:
+        """A copy with flat options (`steps=16`, `divergence="hutchinson"`, ...) changed.
+
+        Raises:
+            TypeError: an unknown option name (the message lists the valid ones).
+        """
+        where = self.names()
+        unknown = sorted(k for k in flat if k not in where)
+        if unknown:
+            raise TypeError(f"unknown likelihood option(s) {', '.join(unknown)}; valid: {', '.join(sorted(where))}")
+        groups: dict[str, dict[str, Any]] = {}
+        for k, v in flat.items():
+            groups.setdefault(where[k], {})[k] = v
+        return dataclasses.replace(
+            self, **{g: dataclasses.replace(getattr(self, g), **kw) for g, kw in groups.items()})
+
+    @classmethod
+    def from_kwargs(cls, **flat: Any) -> LikelihoodOptions:
+        """Options from the flat keyword arguments of `likelihood`."""
+        return cls().replace(**flat)
+
+    def validate(self) -> None:
+        """Check every group (raises `ValueError` naming the option)."""
+        self.divergence.validate()
+        self.integration.validate(self.divergence, self.run.grad)
+        self.run.validate()
+        self.density.resolved()

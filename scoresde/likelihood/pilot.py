@@ -1,0 +1,111 @@
+"""The `"auto"` time grid: a pilot adaptive solve on a subset of the data decides where steps go.
+
+A `dopri5` solve of `pilot_size` random samples (tolerances of `IntegratorOptions`) finds where
+the steps are needed (for a mixture: the window of `t` where the modes merge); its accepted
+times, resampled to `steps` intervals (`resample_grid`), are the grid of a fixed-step solve of
+the whole batch, which then pays for no error estimates, rejected steps or host syncs. With
+`steps="auto"` the count is chosen by measuring fixed-grid trial solves of the pilot's samples
+against the pilot (`choose_steps`). With the exact divergence the pilot's own samples keep
+their (more accurate) adaptive results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from solvers.adaptive_ode import solve_adaptive
+
+from .flow import AugmentedFlow
+from .integrators import IntegratorSpec, integrate_chunk
+from .options import IntegratorOptions, Prior
+from .time_grids import choose_steps, resample_grid
+
+__all__ = ["PilotGrid", "run_pilot", "Solved"]
+
+FlowFactory = Callable[..., AugmentedFlow]
+StartFn = Callable[[AugmentedFlow, Tensor], tuple[Tensor, Tensor | None]]
+
+
+@dataclass
+class Solved:
+    """Samples already integrated: indices into the batch and their pieces of the answer."""
+
+    idx: Tensor
+    x_T: Tensor
+    delta: Tensor
+    prior: Tensor
+    correction: Tensor | None
+
+
+@dataclass
+class PilotGrid:
+    """The result of the pilot: the fixed grid and what the pilot already solved.
+
+    Attributes:
+        grid: `(steps + 1,)` increasing float64 times from `eps` to `T`.
+        steps: number of intervals.
+        nfe: score evaluations of the pilot and of `steps="auto"`'s trial solves.
+        info: `pilot_nfe`, `pilot_t` (accepted times), `pilot_size`, `auto_steps` (history).
+        solved: the pilot's samples with their adaptive results (exact divergence, no grad).
+    """
+
+    grid: Tensor
+    steps: int
+    nfe: int
+    info: dict[str, Any] = field(default_factory=dict)
+    solved: Solved | None = None
+
+
+def _with(correction: Tensor | None, delta: Tensor) -> Tensor:
+    return delta if correction is None else delta + correction
+
+
+def run_pilot(
+    x: Tensor, *, make_flow: FlowFactory, start: StartFn, spec: IntegratorSpec, opts: IntegratorOptions,
+    fresh: bool, keep: bool, lo: float, hi: float, prior_fn: Prior, generator: torch.Generator,
+) -> PilotGrid:
+    """Run the pilot on a seeded random subset of `x: (B, *D)` and build the fixed grid.
+
+    `make_flow(x, logp_scale, keep_graph=False, probes=None)` builds a field;
+    `start(flow, x) -> (x_start, correction)` maps data points to the ODE's start points.
+    `keep`: the pilot's samples keep their adaptive results (exact divergence, no gradients).
+    """
+    n = x.shape[0]
+    idx = torch.randperm(n, generator=generator, device=x.device)[: opts.pilot_size]
+    xp = x[idx].detach()
+    # steps="auto" measures errors against the pilot: it gets a 10x tighter default.
+    tol = 1e-6 if opts.steps == "auto" else 1e-5
+    with torch.no_grad():
+        pilot = make_flow(xp, 1e-6 if fresh else 10.0)
+        xs, corr = start(pilot, xp)
+        y_p, out = solve_adaptive(pilot, pilot.pack(xs), lo, hi, method="dopri5",
+                                  rtol=tol if opts.rtol is None else opts.rtol,
+                                  atol=tol if opts.atol is None else opts.atol)
+    nfe = pilot.nfe
+    times = out["t"]
+    assert isinstance(times, Tensor)
+    info: dict[str, Any] = {"pilot_nfe": pilot.nfe, "pilot_t": times, "pilot_size": int(idx.numel())}
+    x_Tp, delta_p = pilot.unpack(y_p)
+    steps = opts.steps
+    if steps == "auto" and keep and idx.numel() == n:
+        steps = len(times) - 1  # the pilot solves every sample: no fixed-grid solve
+    elif steps == "auto":
+        reference = prior_fn(x_Tp).to(delta_p.dtype) + delta_p.mean(dim=1)
+
+        def trial(n_steps: int) -> tuple[Tensor, int]:
+            flow = make_flow(xs, 1.0, probes=pilot.probes)
+            with torch.no_grad():
+                x_T, delta, _ = integrate_chunk(flow, xs, spec, lo, hi, resample_grid(times, n_steps), (0.0, 0.0))
+            return prior_fn(x_T).to(delta.dtype) + delta.mean(dim=1), flow.nfe
+
+        steps, history = choose_steps(trial, reference, opts.target_error, order=spec.order)
+        nfe += sum(h["nfe"] for h in history)
+        info["auto_steps"] = history
+    assert isinstance(steps, int)
+    solved = Solved(idx, x_Tp, delta_p, prior_fn(x_Tp), corr) if keep else None
+    return PilotGrid(resample_grid(times, steps), steps, nfe, info, solved)

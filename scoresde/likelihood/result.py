@@ -1,0 +1,47 @@
+"""`LikelihoodResult`: what `likelihood` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["LikelihoodResult"]
+
+
+@dataclass
+class LikelihoodResult:
+    """Output of `likelihood` (all per-sample tensors follow the input order).
+
+    Attributes:
+        log_prob: `(B,)` estimate in nats (mean over probes) of `log p_0(x)` (`density="data"`)
+            or `log p_eps(x)` (`density="marginal"`).
+        prior_log_prob: `(B,)` `log prior(x_T)`.
+        delta_log_prob: `(B,)` `int_eps^T div F dt` (mean over probes).
+        x_T: `(B, *D)` end point of the ODE.
+        probe_log_probs: `(B, M)` one estimate per probe (Hutchinson), `None` if exact.
+        std_err: `(B,)` standard error of `log_prob` over the `M >= 2` probes, else `None`.
+        nfe: score evaluations (summed over chunks and the pilot; each also costs the
+            divergence's backward passes).
+        seconds: wall time.
+        eps, T: the integration interval of the ODE.
+        stats: per-chunk integrator information (accepted/rejected steps, pilot, ...).
+        density: `"data"` or `"marginal"`: which density `log_prob` estimates.
+        end_correction: `(B,)` the `[0, eps]` term added for `density="data"` (mean over
+            probes; see `data_correction`), `None` for `"marginal"`.
+    """
+
+    log_prob: Tensor
+    prior_log_prob: Tensor
+    delta_log_prob: Tensor
+    x_T: Tensor
+    probe_log_probs: Tensor | None
+    std_err: Tensor | None
+    nfe: int
+    seconds: float
+    eps: float
+    T: float
+    stats: list[dict[str, Any]] = field(default_factory=list)
+    density: str = "marginal"
+    end_correction: Tensor | None = None

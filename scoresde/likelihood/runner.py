@@ -1,0 +1,232 @@
+"""The chunked runner: integrates the data in chunks of `batch_size` and assembles the result.
+
+Memory is that of one chunk (plus the `(B,)` outputs and `x_T`): each chunk is integrated,
+its pieces are written into preallocated outputs, and its graph is dropped. The fixed grid
+(named, explicit or the pilot's) is built once and shared by every chunk, so with the exact
+divergence a fixed-grid result does not depend on the chunking; Hutchinson probes are drawn
+chunk by chunk from one generator, so a given seed and `batch_size` reproduce the result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from solvers.noise import make_generator
+from solvers.protocol import DiffusionSDE, ScoreFn
+
+from .divergence import make_probes
+from .endpoint import data_correction, data_end_time
+from .flow import AugmentedFlow
+from .integrators import IntegratorSpec, integrate_chunk
+from .options import LikelihoodOptions, Prior
+from .pilot import PilotGrid, Solved, run_pilot
+from .result import LikelihoodResult
+from .time_grids import time_grid
+
+__all__ = ["LikelihoodRun"]
+
+
+class LikelihoodRun:
+    """One likelihood computation: settings resolved once, then pilot, chunks and result.
+
+    Args:
+        sde, score_fn: the model (`score(x: (B, *D), t: (B,)) -> (B, *D)`).
+        x: `(B, *D)` data, already in the computation's dtype and device.
+        options: validated `LikelihoodOptions`.
+    """
+
+    def __init__(self, sde: DiffusionSDE, score_fn: ScoreFn, x: Tensor, options: LikelihoodOptions) -> None:
+        self.sde, self.score_fn, self.x, self.opts = sde, score_fn, x, options
+        self.spec: IntegratorSpec = options.integration.spec
+        dens = options.density
+        self.data = dens.resolved() == "data"
+        if self.data and not callable(getattr(sde, "marginal_coeffs", None)):
+            raise ValueError(
+                f"density='data' needs the SDE's marginal_coeffs(t) -> (alpha, sigma) for the [0, eps] "
+                f"term, which {type(sde).__name__} lacks; pass eps= (or density='marginal') for log p_eps")
+        default_lo = data_end_time(sde) if self.data else sde.eps
+        self.lo = default_lo if dens.eps is None else float(dens.eps)
+        self.hi = sde.T if dens.T is None else float(dens.T)
+        if not (0.0 < self.lo < self.hi):
+            raise ValueError(f"need 0 < eps < T, got eps={self.lo}, T={self.hi}")
+        run = options.run
+        self.generator = run.generator if run.generator is not None else make_generator(run.seed, x.device)
+        self.prior_fn: Prior = sde.prior_log_prob if dens.prior is None else dens.prior
+        self.fresh = options.divergence.fresh
+
+    # --- building blocks -------------------------------------------------------------------
+    def make_flow(self, xb: Tensor, scale: float, on_eval: Callable[[float], None] | None = None,
+                  keep_graph: bool = False, probes: Tensor | None = None) -> AugmentedFlow:
+        """The augmented field for the chunk `xb` (draws its probes for `probe_refresh="solve"`)."""
+        div = self.opts.divergence
+        if probes is None and div.divergence == "hutchinson" and div.probe_refresh == "solve":
+            probes = make_probes(div.n_probes, xb, div.probe, generator=self.generator)
+        return AugmentedFlow(
+            self.sde, self.score_fn, tuple(xb.shape[1:]), divergence=div.divergence, probes=probes,
+            probe_kind=div.probe, n_probes=div.n_probes, probe_refresh=div.probe_refresh,
+            generator=self.generator, logp_scale=scale, create_graph=keep_graph,
+            check_finite=self.opts.run.check_finite, on_eval=on_eval)
+
+    def start(self, flow: AugmentedFlow, xb: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The ODE's start points for the data `xb` and the `[0, eps]` term (`None`: marginal)."""
+        if not self.data:
+            return xb, None
+        return data_correction(flow, self.sde, xb, self.lo)
+
+    def grid(self) -> PilotGrid | Tensor | None:
+        """The fixed grid: a pilot's (`grid="auto"`), a named/explicit one, or `None` (adaptive)."""
+        io = self.opts.integration
+        if self.spec.kind != "fixed":
+            return None
+        if io.auto_grid:
+            keep = self.opts.divergence.divergence == "exact" and not self.opts.run.grad
+            start = time.perf_counter()
+            pilot = run_pilot(self.x, make_flow=self.make_flow, start=self.start, spec=self.spec, opts=io,
+                             fresh=self.fresh, keep=keep, lo=self.lo, hi=self.hi, prior_fn=self.prior_fn,
+                             generator=self.generator)
+            pilot.info["pilot_seconds"] = time.perf_counter() - start
+            return pilot
+        assert isinstance(io.steps, int)
+        return time_grid(self.sde, io.steps, io.grid, eps=self.lo, T=self.hi)
+
+    # --- the computation -------------------------------------------------------------------
+    def run(self) -> LikelihoodResult:
+        """Pilot (if any), then every chunk; returns the assembled `LikelihoodResult`."""
+        start_time = time.perf_counter()
+        n, device = self.x.shape[0], self.x.device
+        grid = self.grid()
+        pilot = grid if isinstance(grid, PilotGrid) else None
+        ts = pilot.grid if pilot is not None else grid
+        assert ts is None or isinstance(ts, Tensor)
+        out = _Outputs(n, self.opts.divergence.n_probes if self.opts.divergence.divergence == "hutchinson" else 1)
+        todo = torch.arange(n, device=device)
+        nfe = 0
+        extra: dict[str, Any] = {}
+        if pilot is not None:
+            nfe += pilot.nfe
+            extra = pilot.info
+            if pilot.solved is not None:
+                out.put(pilot.solved)
+                keep = torch.ones(n, dtype=torch.bool, device=device)
+                keep[pilot.solved.idx] = False
+                todo = todo[keep]
+        stats = self._chunks(todo, ts, out, extra)
+        nfe += sum(s["nfe"] for s in stats)
+        if not stats:  # everything was done by the pilot
+            stats.append({"integrator": "dopri5 (pilot)", "nfe": 0, **extra})
+        return out.result(self, nfe, time.perf_counter() - start_time, stats)
+
+    def _chunks(self, todo: Tensor, ts: Tensor | None, out: _Outputs, extra: dict[str, Any]) -> list[dict[str, Any]]:
+        run, io = self.opts.run, self.opts.integration
+        n = self.x.shape[0]
+        size = max(1, todo.numel()) if run.batch_size is None else int(run.batch_size)
+        chunks = list(todo.split(size)) if todo.numel() > 0 else []
+        bar = _Bar(max(1, len(chunks)), self.lo, self.hi) if run.progress else None
+        scale = io.logp_scale if io.logp_scale is not None else (1e-6 if self.fresh else 1.0)
+        stats: list[dict[str, Any]] = []
+        with torch.enable_grad() if run.grad else torch.no_grad():
+            for k, ib in enumerate(chunks):
+                xb = self.x[ib] if todo.numel() < n else self.x[int(ib[0]) : int(ib[-1]) + 1]
+                flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
+                xs, corr = self.start(flow, xb)
+                x_T, delta, info = integrate_chunk(flow, xs, self.spec, self.lo, self.hi, ts, io.tolerances(),
+                                                   io.per_sample, io.controller)
+                out.put(Solved(ib, x_T, delta, self.prior_fn(x_T), corr))
+                stats.append({"integrator": self.spec.name, "nfe": flow.nfe, **info, **extra})
+                if bar is not None:
+                    bar.finish_chunk(k, flow.nfe)
+        if bar is not None:
+            bar.close()
+        return stats
+
+
+class _Outputs:
+    """Preallocated per-sample outputs, filled chunk by chunk in input order."""
+
+    def __init__(self, n: int, m: int) -> None:
+        self.n, self.m = n, m
+        self.x_T: Tensor | None = None
+        self.delta: Tensor | None = None
+        self.prior: Tensor | None = None
+        self.corr: Tensor | None = None
+        self.pieces: list[Solved] = []  # only when autograd graphs must be kept
+
+    def put(self, s: Solved) -> None:
+        if s.x_T.requires_grad or s.delta.requires_grad:
+            self.pieces.append(s)
+            return
+        if self.x_T is None:
+            self.x_T = s.x_T.new_empty((self.n, *s.x_T.shape[1:]))
+            self.delta = s.delta.new_zeros((self.n, s.delta.shape[1]))
+            self.prior = s.delta.new_empty(self.n)
+            self.corr = s.delta.new_zeros((self.n, s.delta.shape[1]))
+        assert self.delta is not None and self.prior is not None and self.corr is not None
+        self.x_T[s.idx] = s.x_T.detach()
+        self.delta[s.idx] = s.delta.detach()
+        self.prior[s.idx] = s.prior.detach().to(self.prior.dtype)
+        if s.correction is not None:
+            self.corr[s.idx] = s.correction.detach().to(self.corr.dtype)
+
+    def _assemble(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if not self.pieces:
+            assert self.x_T is not None and self.delta is not None and self.prior is not None
+            assert self.corr is not None
+            return self.x_T, self.delta, self.prior, self.corr
+        order = torch.cat([p.idx for p in self.pieces])
+        inv = torch.empty_like(order)
+        inv[order] = torch.arange(order.numel(), device=order.device)
+        delta = torch.cat([p.delta for p in self.pieces])[inv]
+        corr = torch.cat([p.correction if p.correction is not None else torch.zeros_like(p.delta)
+                          for p in self.pieces])[inv]
+        return (torch.cat([p.x_T for p in self.pieces])[inv], delta,
+                torch.cat([p.prior for p in self.pieces])[inv].to(delta.dtype), corr)
+
+    def result(self, run: LikelihoodRun, nfe: int, seconds: float, stats: list[dict[str, Any]]) -> LikelihoodResult:
+        x_T, delta, prior, corr = self._assemble()
+        per_probe = prior[:, None] + delta + corr
+        m = per_probe.shape[1]
+        hutch = run.opts.divergence.divergence == "hutchinson"
+        return LikelihoodResult(
+            log_prob=per_probe.mean(dim=1), prior_log_prob=prior, delta_log_prob=delta.mean(dim=1), x_T=x_T,
+            probe_log_probs=per_probe if hutch else None,
+            std_err=per_probe.std(dim=1) / math.sqrt(m) if m >= 2 else None,
+            nfe=nfe, seconds=seconds, eps=run.lo, T=run.hi, stats=stats,
+            density="data" if run.data else "marginal", end_correction=corr.mean(dim=1) if run.data else None)
+
+
+class _Bar:
+    """tqdm bar counting the fraction of `[eps, T]` integrated, summed over chunks."""
+
+    def __init__(self, n_chunks: int, lo: float, hi: float) -> None:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        self.lo, self.span = lo, hi - lo
+        self.bar = tqdm(total=n_chunks, desc="log-likelihood", unit="batch",
+                        bar_format="{l_bar}{bar}| {n:.2f}/{total} batches [{elapsed}<{remaining}{postfix}]")
+        self.done = 0.0
+        self.nfe = 0
+
+    def hook(self, chunk: int) -> Callable[[float], None]:
+        def on_eval(t: float) -> None:
+            frac = min(max((t - self.lo) / self.span, 0.0), 1.0)
+            target = chunk + frac
+            if target > self.done + 1e-3:
+                self.bar.update(target - self.done)
+                self.done = target
+
+        return on_eval
+
+    def finish_chunk(self, chunk: int, nfe: int) -> None:
+        self.bar.update(chunk + 1 - self.done)
+        self.done = chunk + 1
+        self.nfe += nfe
+        self.bar.set_postfix(nfe=self.nfe)
+
+    def close(self) -> None:
+        self.bar.close()

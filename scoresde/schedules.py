@@ -1,0 +1,318 @@
+"""Bring your own schedule: closed-form SDEs from a ``beta(t)`` or ``sigma(t)`` callable.
+
+* `BetaSDE` (VP type): ``dx = -beta(t) x/2 dt + sqrt(beta(t)) dW`` with
+  ``alpha(t) = exp(-B(t)/2)``, ``B(t) = int_0^t beta``, ``sigma(t)^2 = 1 - alpha(t)^2``
+  (Song et al. 2021, eq. 11 with a general ``beta``). ``B`` is the closed form you pass, or
+  64-point Gauss-Legendre quadrature of ``beta`` on ``[0, t]`` (exact for polynomials of
+  degree < 128, float64 round-off for smooth schedules).
+* `SigmaSDE` (VE type): ``dx = sqrt(d sigma^2/dt) dW``, ``alpha = 1`` (Song et al. 2021,
+  eq. 9 with a general ``sigma``); ``d sigma^2/dt`` is the closed form you pass or autograd
+  of ``sigma``.
+
+Both satisfy ``solvers.DiffusionSDE`` (they are `scoresde.AffineSDE` subclasses) and so work
+with every solver, loss and likelihood routine.
+
+The prior. Samplers start from, and likelihoods evaluate, ``N(0, prior_std^2 I)``; this is
+only right when ``p_T`` is close to it. `check_prior` measures how far it is and warns with
+the numbers; ``prior="matched"`` (with ``data_std``) or ``prior=<float>`` replaces the
+default prior by ``N(0, (alpha(T)^2 data_std^2 + sigma(T)^2) I)`` or ``N(0, prior^2 I)``,
+the Gaussian with ``p_T``'s variance, which keeps likelihoods right when ``alpha(T)`` is
+not small.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .sde import AffineSDE
+
+__all__ = ["BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "matched_prior_std", "PRIOR_KL_TOL"]
+
+Schedule = Callable[[Tensor], Tensor]
+
+PRIOR_KL_TOL = 1e-3
+"""`check_prior` warns when the prior mismatch bound exceeds this many nats per dimension."""
+
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(64)
+
+
+def gauss_legendre(fn: Schedule, t: Tensor) -> Tensor:
+    """``int_0^t fn(u) du`` by 64-point Gauss-Legendre quadrature; ``t: (B,)`` or 0-d, same shape out.
+
+    Differentiable in ``t`` (the nodes are ``t (1 + x_i)/2``).
+    """
+    x = torch.as_tensor(_GL_NODES, dtype=t.dtype, device=t.device)
+    w = torch.as_tensor(_GL_WEIGHTS, dtype=t.dtype, device=t.device)
+    tt = t.unsqueeze(-1)
+    u = 0.5 * tt * (1.0 + x)  # (..., 64)
+    vals = fn(u.reshape(-1)).reshape(u.shape)
+    return 0.5 * t * (vals * w).sum(dim=-1)
+
+
+def _as_prior_std(sde: AffineSDE, prior: float | str | None, data_std: float, default: float) -> float:
+    if prior is None:
+        return default
+    if isinstance(prior, str):
+        if prior != "matched":
+            raise ValueError(f"prior must be None, a positive float (its std) or 'matched', got {prior!r}")
+        return matched_prior_std(sde, data_std)
+    std = float(prior)
+    if not (std > 0 and math.isfinite(std)):
+        raise ValueError(f"prior std must be positive and finite, got {prior!r}")
+    return std
+
+
+def matched_prior_std(sde: AffineSDE, data_std: float = 1.0) -> float:
+    """``sqrt(alpha(T)^2 data_std^2 + sigma(T)^2)``: the std of ``p_T`` for data of std ``data_std``."""
+    if not data_std > 0:
+        raise ValueError(f"data_std must be positive, got {data_std}")
+    a, s = sde.marginal_coeffs(torch.tensor([sde.T], dtype=torch.float64))
+    return math.sqrt(float(a[0]) ** 2 * data_std**2 + float(s[0]) ** 2)
+
+
+@dataclass(frozen=True)
+class PriorCheck:
+    """What `check_prior` measured (KLs in nats per data dimension).
+
+    Attributes:
+        alpha_T, sigma_T: marginal coefficients at ``T``.
+        prior_std: std of the SDE's prior ``N(0, prior_std^2 I)``.
+        data_std: std of the data proxy.
+        kl_gaussian: ``KL(N(0, v) || N(0, prior_std^2))`` with ``v = alpha_T^2 data_std^2 + sigma_T^2``,
+            the variance mismatch of ``p_T``.
+        kl_bound: ``E_x0 KL(N(alpha_T x0, sigma_T^2) || prior)`` for ``E x0^2 = data_std^2``: by
+            convexity of KL an upper bound on ``KL(p_T || prior)`` for any data of that std.
+        ok: ``kl_bound <= tol``.
+    """
+
+    alpha_T: float
+    sigma_T: float
+    prior_std: float
+    data_std: float
+    kl_gaussian: float
+    kl_bound: float
+    ok: bool
+
+    def message(self) -> str:
+        return (
+            f"p_T is far from the prior N(0, {self.prior_std:.4g}^2 I): alpha(T) = {self.alpha_T:.4g}, "
+            f"sigma(T) = {self.sigma_T:.4g}; for data of std {self.data_std:g}, KL(p_T || prior) can reach "
+            f"{self.kl_bound:.3g} nats per dimension (variance mismatch alone: {self.kl_gaussian:.3g}). "
+            "Samples start from, and likelihoods are computed against, the wrong density. Fix: a "
+            "schedule that forgets the data by T (smaller alpha(T)/sigma(T)), or prior='matched' "
+            "(with data_std=...) or prior=<std> for the Gaussian with p_T's variance."
+        )
+
+
+def _prior_std_of(sde: object) -> float:
+    std = getattr(sde, "prior_std", None)
+    if std is not None:
+        return float(std)
+    # log N(0; 0, p^2) in one dimension is -ln(2 pi p^2)/2.
+    lp0 = float(sde.prior_log_prob(torch.zeros(1, 1, dtype=torch.float64))[0])  # type: ignore[attr-defined]
+    return math.sqrt(math.exp(-2.0 * lp0) / (2 * math.pi))
+
+
+def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_TOL,
+                warn: bool = True, stacklevel: int = 2) -> PriorCheck:
+    """Measure how far ``p_T`` can be from the SDE's Gaussian prior; warn when it is far.
+
+    Per dimension, with ``a = alpha(T)``, ``s = sigma(T)``, prior variance ``p^2`` and a data
+    proxy of second moment ``d^2 = data_std^2``::
+
+        kl_bound    = (s^2 + a^2 d^2) / (2 p^2) - 1/2 - ln(s / p)      (E_x0 KL(N(a x0, s^2) || N(0, p^2)))
+        kl_gaussian = v / (2 p^2) - 1/2 - ln(v) / 2 + ln(p),            v = a^2 d^2 + s^2
+
+    Args:
+        sde: any ``solvers.DiffusionSDE``; its prior is taken to be ``N(0, p^2 I)`` with ``p`` its
+            ``prior_std`` attribute or, without one, read off ``prior_log_prob`` at 0.
+        data_std: per-dimension std (root mean square) of the data, 1.0 for standardised data.
+        tol: warning threshold on ``kl_bound`` (nats per dimension).
+        warn: emit a ``UserWarning`` with the numbers when ``kl_bound > tol``.
+        stacklevel: passed to ``warnings.warn`` (2: the caller of `check_prior`).
+
+    Returns:
+        The `PriorCheck` with the measured numbers.
+    """
+    if not data_std > 0:
+        raise ValueError(f"data_std must be positive, got {data_std}")
+    a_t, s_t = sde.marginal_coeffs(torch.tensor([sde.T], dtype=torch.float64))
+    a, s, p, d = float(a_t[0]), float(s_t[0]), _prior_std_of(sde), float(data_std)
+    v = a * a * d * d + s * s
+    kl_bound = (s * s + a * a * d * d) / (2 * p * p) - 0.5 - math.log(s / p)
+    kl_gauss = v / (2 * p * p) - 0.5 - 0.5 * math.log(v / (p * p))
+    res = PriorCheck(a, s, p, d, kl_gauss, kl_bound, kl_bound <= tol)
+    if warn and not res.ok:
+        warnings.warn(res.message(), UserWarning, stacklevel=stacklevel)
+    return res
+
+
+class BetaSDE(AffineSDE):
+    """VP-type SDE from a noise schedule ``beta(t)``: ``dx = -beta x/2 dt + sqrt(beta) dW``.
+
+    ``alpha(t) = exp(-B(t)/2)``, ``sigma(t) = sqrt(1 - exp(-B(t)))``, ``B(t) = int_0^t beta``
+    (Song et al. 2021, eq. 11). Example: ``BetaSDE(lambda t: 0.1 + 19.9 * t**3)``.
+
+    Args:
+        beta: ``beta(t: (N,)) -> (N,)``, positive, written with torch operations.
+        integral: optional closed form ``B(t) = int_0^t beta``; default: Gauss-Legendre quadrature.
+        T, eps: time horizon and the smallest sampling time.
+        prior: ``None`` (``N(0, I)``), a float (the prior std) or ``"matched"``
+            (std ``sqrt(alpha(T)^2 data_std^2 + sigma(T)^2)``).
+        data_std: data std used by ``prior="matched"`` and by the construction-time `check_prior`.
+
+    Warns:
+        UserWarning: from `check_prior` when ``prior`` is left at ``None`` and ``p_T`` is far from ``N(0, I)``.
+    """
+
+    def __init__(self, beta: Schedule, integral: Schedule | None = None, *, T: float = 1.0,
+                 eps: float = 1e-3, prior: float | str | None = None, data_std: float = 1.0) -> None:
+        super().__init__(T=T, eps=eps)
+        if not callable(beta) or (integral is not None and not callable(integral)):
+            raise TypeError("beta (and integral, if given) must be callables t -> tensor")
+        self._beta, self._integral = beta, integral
+        probe = torch.linspace(0.0, self.T, 257, dtype=torch.float64)
+        b = beta(probe)
+        if b.shape != probe.shape or not bool(torch.isfinite(b).all()) or bool((b < 0).any()):
+            raise ValueError("beta(t) must return finite, non-negative values of the shape of t on [0, T]")
+        if not float(self.integrated_beta(probe[-1:])[0]) > 0:
+            raise ValueError("int_0^T beta must be positive")
+        self._prior_std = _as_prior_std(self, prior, data_std, 1.0)
+        self._prior_kind = prior
+        if prior is None:
+            check_prior(self, data_std, warn=True, stacklevel=3)
+
+    def beta(self, t: Tensor) -> Tensor:
+        """``beta(t)``, shape of ``t``."""
+        return self._beta(t)
+
+    def integrated_beta(self, t: Tensor) -> Tensor:
+        """``B(t) = int_0^t beta(u) du`` (closed form if given, else quadrature)."""
+        if self._integral is not None:
+            return self._integral(t)
+        return gauss_legendre(self._beta, t)
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return -0.5 * self.integrated_beta(t)
+
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        return -0.5 * self.beta(t)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """``sqrt(1 - exp(-B))`` (``expm1`` keeps small ``t`` accurate)."""
+        return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return torch.sqrt(self.beta(t))
+
+    @property
+    def prior_std(self) -> float:
+        return self._prior_std
+
+    def config(self) -> dict[str, float | bool]:
+        return {**super().config(), "prior_std": self._prior_std}
+
+
+class SigmaSDE(AffineSDE):
+    """VE-type SDE from a noise level ``sigma(t)``: ``dx = sqrt(d sigma^2/dt) dW``, ``alpha = 1``.
+
+    ``x_t = x_0 + sigma(t) z`` (Song et al. 2021, eq. 9); ``sigma`` should increase with
+    ``sigma(0) = 0`` (otherwise ``x_0`` already carries noise of std ``sigma(0)``).
+
+    Args:
+        sigma: ``sigma(t: (N,)) -> (N,)``, increasing, written with torch operations.
+        dsigma2_dt: optional closed form of ``d sigma^2 / dt``; default: autograd of ``sigma``.
+        T, eps: time horizon and the smallest sampling time.
+        prior: ``None`` (``N(0, sigma(T)^2 I)``), a float (the prior std) or ``"matched"``.
+        data_std: data std used by ``prior="matched"`` and the construction-time `check_prior`.
+    """
+
+    def __init__(self, sigma: Schedule, dsigma2_dt: Schedule | None = None, *, T: float = 1.0,
+                 eps: float = 1e-5, prior: float | str | None = None, data_std: float = 1.0) -> None:
+        super().__init__(T=T, eps=eps)
+        if not callable(sigma) or (dsigma2_dt is not None and not callable(dsigma2_dt)):
+            raise TypeError("sigma (and dsigma2_dt, if given) must be callables t -> tensor")
+        self._sigma, self._ds2 = sigma, dsigma2_dt
+        probe = torch.linspace(self.eps, self.T, 257, dtype=torch.float64)
+        s = sigma(probe)
+        if s.shape != probe.shape or not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+            raise ValueError("sigma(t) must return finite, positive values of the shape of t on [eps, T]")
+        if not bool((s[1:] > s[:-1]).all()):
+            raise ValueError("sigma(t) must be strictly increasing on [eps, T]")
+        self._prior_std = _as_prior_std(self, prior, data_std, float(s[-1]))
+        if prior is None:
+            check_prior(self, data_std, warn=True, stacklevel=3)
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return 0.0 * t
+
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        return 0.0 * t
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return self._sigma(t)
+
+    def dsigma2_dt(self, t: Tensor) -> Tensor:
+        """``d sigma^2/dt`` (closed form if given, else autograd; differentiable if ``t`` is)."""
+        if self._ds2 is not None:
+            return self._ds2(t)
+        with torch.enable_grad():
+            tt = t if t.requires_grad else t.detach().requires_grad_(True)
+            s2 = self._sigma(tt) ** 2
+            (grad,) = torch.autograd.grad(s2.sum(), tt, create_graph=t.requires_grad)
+        return grad
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        """``g(t) = sqrt(d sigma^2/dt)``."""
+        return torch.sqrt(self.dsigma2_dt(t))
+
+    @property
+    def prior_std(self) -> float:
+        return self._prior_std
+
+    def config(self) -> dict[str, float | bool]:
+        return {**super().config(), "prior_std": self._prior_std}
+
+
+class EDMSDE(AffineSDE):
+    """The sigma-space SDE of Karras et al. 2022 ("EDM"): ``sigma(t) = t``, ``alpha = 1``.
+
+    ``dx = sqrt(2 t) dW`` on ``[sigma_min, sigma_max]``, so time *is* the noise level and
+    ``x_t = x_0 + t z``; prior ``N(0, sigma_max^2 I)``. Defaults are EDM's
+    (``sigma_min = 0.002``, ``sigma_max = 80``, ``T = sigma_max``, ``eps = sigma_min``).
+
+    Args:
+        sigma_min, sigma_max: the noise range (``eps`` and ``T``).
+    """
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
+        super().__init__(T=sigma_max, eps=sigma_min)
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return 0.0 * t
+
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        return 0.0 * t
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """``sigma(t) = t``."""
+        return t.clone()
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        """``g(t) = sqrt(d t^2/dt) = sqrt(2 t)``."""
+        return torch.sqrt(2.0 * t)
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def config(self) -> dict[str, float | bool]:
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}

@@ -1,0 +1,188 @@
+"""Robustness from outside (issue cases 2, 5, 7): SIGTERM / SIGINT to a training process,
+a full disk (a file-size limit), unwritable outputs, and the CLI's one error path."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import solvers
+from scoresde.cli import main
+from scoresde.cli.errors import describe
+from scoresde.train import TrainConfig, Trainer, load_checkpoint
+
+SMALL = ["--width", "16", "--depth", "1", "--batch-size", "32", "--warmup", "2", "--decay-steps", "0",
+         "--no-progress"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def _train_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "scoresde", "train", "--data", "eight_gaussians", "--out", str(out),
+            *SMALL, *extra]
+
+
+def _flat(t: Trainer) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for m in (t.model, t.ema.model) for p in m.parameters()])
+
+
+@pytest.mark.slow  # two training subprocesses (about 15 s each on a loaded core)
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_finishes_the_step_checkpoints_and_resumes_bit_exactly(
+        tmp_path: Path, sig: signal.Signals, code: int) -> None:
+    out = tmp_path / "run"
+    # Far more steps than it will run; checkpoints only at the end: everything hangs on the signal.
+    proc = subprocess.Popen(_train_cmd(out, "--steps", "1000000", "--ckpt-every", "0", "--log-every", "5"),
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists() or not (
+            out / "metrics.jsonl").read_text().strip():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    assert f"stopped by {sig.name} after step" in stderr and "--resume" in stderr
+    step = load_checkpoint(out)["step"]
+    assert step >= 5 and f"after step {step};" in stderr
+    # Resume to step + 7 equals an uninterrupted run to step + 7, bit for bit (same 1 thread).
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        cfg = TrainConfig.from_json(out / "config.json")  # the same run length: the LR schedule
+        resumed = Trainer(cfg, out_dir=out, resume=True, progress=False)  # follows it (decay_to_end)
+        resumed.fit(until=step + 7)
+        full = Trainer(cfg, progress=False)
+        full.fit(until=step + 7)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(_flat(resumed), _flat(full))
+
+
+def _limit_file_size(nbytes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
+
+@pytest.mark.slow  # a training subprocess
+def test_disk_full_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--data", "eight_gaussians", "--out", str(out), "--steps", "5", *SMALL]) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    limit = len(before) // 2  # the next checkpoint cannot be written; logs and config still fit
+    proc = subprocess.run(_train_cmd(out, "--steps", "10", "--resume"), env=ENV, capture_output=True,
+                          text=True, timeout=300, preexec_fn=lambda: _limit_file_size(limit))
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "file too large while writing" in err and "raise the limit" in err
+    assert (out / "checkpoint.pt").read_bytes() == before and load_checkpoint(out)["step"] == 5
+    leftovers = [p.name for d in (out, out / "checkpoints") for p in d.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_sample_into_an_unwritable_folder_fails_before_sampling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(solvers, "sample", lambda *a, **k: calls.append(1))
+    (tmp_path / "file").write_text("x")
+    assert main(["sample", "--target", "ring", "--n", "10", "--out", str(tmp_path / "file" / "s")]) == 2
+    err = capsys.readouterr().err
+    assert calls == [] and "not writable" in err and "choose a writable path" in err
+
+
+def test_cli_error_path_messages_exit_codes_and_debug(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import scoresde.cli.sample as sample_cmd
+
+    cases = [
+        (OSError(errno.ENOSPC, "No space left on device", "x.npy"), 1, "disk full while writing x.npy"),
+        (PermissionError(errno.EACCES, "Permission denied", "/out"), 1, "permission denied: /out"),
+        (solvers.NonFiniteScoreError("score returned NaN at t=0.5"), 1, "score returned NaN"),
+        (FloatingPointError("overflow"), 1, "overflow"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (RuntimeError("Torch not compiled with CUDA enabled"), 1, "device error"),
+        (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), 1, "out of memory"),
+        (ValueError("--n must be positive"), 2, "--n must be positive"),
+        (KeyError("boom"), 1, "unexpected KeyError"),
+    ]
+    for exc, code, text in cases:
+        def boom(args: object, exc: BaseException = exc) -> int:
+            raise exc
+
+        monkeypatch.setattr(sample_cmd, "run", boom)
+        assert main(["sample", "--target", "ring", "--out", str(tmp_path / "s")]) == code, exc
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("scoresde sample: error:") and text in err and len(err.splitlines()) == 1, err
+        assert describe(exc)[0] == code
+    with pytest.raises(KeyError):  # --debug shows the traceback
+        main(["sample", "--target", "ring", "--out", str(tmp_path / "s"), "--debug"])
+
+
+def test_cli_train_clear_errors_for_device_divergence_missing_key_and_foreign_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not torch.cuda.is_available():
+        assert main(["train", "--device", "cuda", "--out", str(tmp_path / "c"), *SMALL]) == 2
+        assert "use --device cpu" in capsys.readouterr().err
+    # The issue's diverging run: exit 3, no NaN checkpoint, no clipping advice (clipping is on).
+    out = tmp_path / "R"
+    assert main(["train", "--steps", "200", "--batch-size", "64", "--width", "32", "--depth", "1",
+                 "--lr", "1e6", "--log-every", "100", "--ckpt-every", "30", "--out", str(out),
+                 "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "training diverged at step" in err and "lower learning rate" in err and "clipping" not in err
+    assert not (out / "checkpoint.pt").exists() or torch.isfinite(
+        torch.cat([v.flatten() for v in load_checkpoint(out)["model"].values()])).all()
+    # A folder holding only config.json is not silently overwritten.
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "config.json").write_text(json.dumps({"mine": 1}))
+    assert main(["train", "--steps", "5", "--out", str(tmp_path / "f"), *SMALL]) == 2
+    assert "not empty (config.json)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "f" / "config.json").read_text()) == {"mine": 1}
+    # A checkpoint missing a key: the key and the file are named.
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "5", "--out", str(run), *SMALL]) == 0
+    from scoresde.train.checkpoint import save_checkpoint
+
+    state = load_checkpoint(run)
+    del state["ema"]
+    save_checkpoint(state, run / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(run), "--n", "8", "--steps", "2", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt has no 'ema' entry" in err and "another version" in err
+
+
+@pytest.mark.slow  # a subprocess importing torch
+def test_sigkill_during_an_atomic_write_leaves_a_temp_file_that_the_next_start_removes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--data", "eight_gaussians", "--out", str(run), "--steps", "5", *SMALL]) == 0
+    good = (run / "checkpoint.pt").read_bytes()
+    # A writer killed after the bytes hit the disk and before the rename (os.replace stalls).
+    script = ("import os, sys, time\nfrom scoresde.atomic import atomic_write_bytes\n"
+              "os.replace = lambda *a: time.sleep(600)\n"
+              "atomic_write_bytes(sys.argv[1], b'x' * 1_000_000)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(run / "checkpoint.pt")], env=ENV)
+    deadline, temps = time.time() + 120, []
+    while time.time() < deadline:
+        temps = [p for p in run.iterdir() if p.name.endswith(".tmp") and p.stat().st_size == 1_000_000]
+        if temps:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert len(temps) == 1 and temps[0].exists() and (run / "checkpoint.pt").read_bytes() == good
+    past = time.time() - 3600  # the next start happens later than the stale age (60 s)
+    os.utime(temps[0], (past, past))
+    assert main(["train", "--data", "eight_gaussians", "--out", str(run), "--steps", "8", "--resume",
+                 *SMALL]) == 0
+    assert not temps[0].exists() and load_checkpoint(run)["step"] == 8

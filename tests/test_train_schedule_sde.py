@@ -1,0 +1,90 @@
+"""Training with a custom SDE object, a learning-rate schedule relative to the run length, and
+resuming with a larger ``--steps``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from scoresde.cli import main
+from scoresde.sde import VPSDE
+from scoresde.train import (
+    OptimConfig,
+    load_checkpoint,
+    load_model,
+    lr_factor,
+    toy_config,
+    train_toy,
+)
+
+
+class CubicVP:
+    """A VP SDE with beta(t) = 0.1 + 19.9 t^3, written against the protocol only (no base class)."""
+
+    T, eps = 1.0, 1e-3
+
+    def _b(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        beta = 0.1 + 19.9 * t**3
+        big_b = 0.1 * t + 19.9 * t**4 / 4  # int_0^t beta
+        return beta, big_b
+
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        beta, _ = self._b(t)
+        return -0.5 * beta.view(-1, *[1] * (x.ndim - 1)) * x
+
+    def diffusion(self, t: torch.Tensor) -> torch.Tensor:
+        return self._b(t)[0].sqrt()
+
+    def marginal_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, big_b = self._b(t)
+        return torch.exp(-0.5 * big_b), torch.sqrt(-torch.expm1(-big_b))
+
+    def prior_sample(self, shape: tuple[int, ...], *, generator: Any = None, dtype: Any = None,
+                     device: Any = None) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+    def config(self) -> dict[str, float]:
+        return {"beta0": 0.1, "beta1": 19.9}
+
+
+def test_custom_sde_trains_and_must_be_passed_again_to_load(tmp_path: Path) -> None:
+    sde = CubicVP()
+    model, hist = train_toy("eight_gaussians", sde=sde, steps=4, out_dir=tmp_path, progress=False)
+    assert hist and torch.isfinite(torch.tensor(hist[-1]["loss"]))
+    with pytest.raises(ValueError, match="custom SDE.*CubicVP.*load_model\\(path, sde=my_sde\\)"):
+        load_model(tmp_path)
+    m2, sde2, cfg = load_model(tmp_path, sde=sde)
+    assert sde2 is sde and cfg.sde.name == "custom" and cfg.sde.params["config"] == sde.config()
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.full((5,), 0.5)
+    torch.testing.assert_close(m2.score_fn(sde2)(x, t), model.score_fn(sde)(x, t))
+    with pytest.raises(ValueError, match="trained with the SDE custom"):
+        load_model(tmp_path, sde=VPSDE())
+    with pytest.raises(TypeError, match="lacks.*marginal_coeffs"):
+        train_toy("eight_gaussians", sde=object(), steps=1, progress=False)
+
+
+def test_short_recipe_is_not_decayed_right_after_warmup() -> None:
+    c = toy_config("eight_gaussians", steps=100)
+    o = c.optim
+    f = [lr_factor(o, s, c.steps) for s in range(c.steps)]
+    assert max(f) == pytest.approx(1.0) and f.index(max(f)) == 9  # warm-up is 10% of the run
+    assert f[50] > 0.5  # halfway through the cosine the factor is (1 + 0.1) / 2 = 0.55
+    assert f[-1] == pytest.approx(0.1, abs=1e-3)  # reaches min_lr_ratio at the last step
+    # The 3,000-step recipe is unchanged: 100 warm-up steps, cosine over the 2,900 after them.
+    old = OptimConfig(lr=2e-3, warmup_steps=100, decay_steps=2900, min_lr_ratio=0.1)
+    new = toy_config("eight_gaussians", steps=3000).optim
+    assert all(lr_factor(new, s, 3000) == pytest.approx(lr_factor(old, s)) for s in range(0, 3000, 37))
+
+
+def test_resume_with_more_steps_extends_the_schedule(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    small = ["--width", "16", "--depth", "1", "--batch-size", "32", "--no-progress"]
+    assert main(["train", "--steps", "20", "--out", str(out), *small]) == 0
+    assert main(["train", "--steps", "40", "--out", str(out), "--resume", *small]) == 0
+    state = load_checkpoint(out)
+    assert state["step"] == 40
+    assert state["history"][-1]["lr"] == pytest.approx(0.1 * 2e-3)  # decayed to the new end

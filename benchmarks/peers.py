@@ -56,8 +56,6 @@ import solvers
 from scoresde import metrics
 from scoresde.quality import CombinedMetric, within_mode_spread
 from solvers.edm import time_from_edm_sigma
-from solvers.end import final_step
-from solvers.lms import LMS
 from solvers.utils import append_dims, batch_time
 
 Sampler = Callable[["Problem", int, int], tuple[Tensor, int]]
@@ -111,20 +109,14 @@ def make_problems(n: int, names: list[str]) -> list[Problem]:
 
 
 # --- ours ------------------------------------------------------------------------------------
-def ours(solver: str | solvers.Solver, nfe_per_step: int, final: str | None = None, **kw: object) -> Sampler:
-    """One of our solvers at the most steps whose NFE fits the budget, on its default grid.
-
-    ``final``: an end-of-run step (``solvers.end.final_step``) applied after ``sample``.
-    """
+def ours(solver: str | solvers.Solver, nfe_per_step: int, **kw: object) -> Sampler:
+    """One of our solvers with its defaults (end-of-run step included) at the most steps whose
+    NFE fits the budget."""
 
     def run(p: Problem, budget: int, seed: int) -> tuple[Tensor, int]:
-        steps = max(1, (budget - (final is not None)) // nfe_per_step)
-        while True:  # the largest step count whose NFE (final step included) fits the budget
+        steps = max(1, (budget - 1) // nfe_per_step)
+        while True:  # the largest step count whose NFE (end-of-run step included) fits the budget
             r = solvers.sample(p.sde, p.score, solver=solver, steps=steps, x_T=p.start(seed), seed=seed, **kw)
-            if final is not None:
-                dyn = solvers.ProbabilityFlowODE(p.sde, p.score)
-                r.samples = final_step(dyn, r.samples, float(r.times[-1]), final)  # type: ignore[arg-type]
-                r.nfe += dyn.nfe
             if r.nfe <= budget or steps == 1:
                 return r.samples, r.nfe
             steps -= max(1, (r.nfe - budget) // nfe_per_step)
@@ -147,11 +139,7 @@ OURS: dict[str, Sampler] = {
     "sde_dpmpp_2m (quadratic)": ours("sde_dpmpp_2m", 1, grid="quadratic"),
     "sde_dpmpp_2m (uniform)": ours("sde_dpmpp_2m", 1, grid="uniform"),
     "euler_maruyama": ours("euler_maruyama", 1),
-    "lms": ours(LMS(), 1),
-    "dpmpp_2m + ode end": ours("dpmpp_2m", 1, final="ode"),
-    "dpmpp_3m + ode end": ours("dpmpp_3m", 1, final="ode"),
-    "unipc + ode end": ours("unipc", 1, final="ode"),
-    "sde_dpmpp_2m + ode end": ours("sde_dpmpp_2m", 1, final="ode"),
+    "lms": ours("lms", 1),
 }
 
 

@@ -33,7 +33,6 @@ from torch import Tensor
 import scoresde as sd
 import solvers
 from scoresde.quality import CombinedMetric, within_mode_spread
-from solvers.end import final_step
 
 #: 2 NFE per step for these solvers, 3 for dpm_solver_3; adaptive ones get a tolerance.
 NFE_PER_STEP: dict[str, int] = {
@@ -93,14 +92,12 @@ def run_cell(
                 kw.setdefault("rtol", 1e-4)
                 kw.setdefault("atol", 1e-4)
                 steps = 1
-            else:  # a final step costs one evaluation of the budget
-                steps = steps_for(solver, nfe - (final not in (None, "none")))
+            else:  # the end-of-run step (default "ode") costs one evaluation of the budget
+                steps = steps_for(solver, nfe - (final != "none"))
+            if final is not None:
+                kw["denoise"] = final
             r = solvers.sample(sde, mix.score_fn(sde), shape=(n, mix.dim), solver=solver, steps=steps, seed=s, **kw)
             x, used = r.samples, r.nfe
-            if final is not None:  # end-of-run step applied here (see solvers.end)
-                dyn = solvers.ProbabilityFlowODE(sde, mix.score_fn(sde))
-                x = final_step(dyn, x, float(r.times[-1]), final)  # type: ignore[arg-type]
-                used += dyn.nfe
         x = x.to(torch.float64)
         combined.append(metric(x, metric.exact_reference(s)))
         spreads.append(within_mode_spread(x, mix) if bool(torch.isfinite(x).all()) else float("inf"))
@@ -137,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--options", nargs="*", default=[], help="solver / sample options key=value")
     ap.add_argument("--final", choices=["none", "tweedie", "ode"], default=None,
-                    help="apply this end-of-run step after sample() (default: none applied here)")
+                    help="sample(denoise=...): the end-of-run step (default: the solver's, 'ode')")
     args = ap.parse_args(argv)
     names = args.solvers or solvers.available()
     opts = _parse_options(args.options)

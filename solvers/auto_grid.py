@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .adaptive_ode import solve_adaptive
 from .dynamics import ProbabilityFlowODE
-from .grids import edm_sigma, time_from_edm_sigma
+from .marginals import edm_sigma, time_from_edm_sigma
 from .protocol import DiffusionSDE, ScoreFn
 from .utils import batch_time
 

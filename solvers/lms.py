@@ -17,26 +17,28 @@ S_{i-q+1}``) and integrates it exactly over the step::
 with ``l_j`` the Lagrange basis polynomial of node ``S_{i-j}`` (the integral is evaluated
 in closed form from the polynomial's coefficients, float64). One score evaluation per step.
 
-End of the run: with ``to_zero=True`` (default) the solver takes one more Adams step from
-the grid's last level ``S_n`` to ``S = 0`` (one more evaluation, at ``S_n``), returning a
-sample of ``p_0`` rather than of ``p_eps``. That step also interpolates the known value
+End of the run (`LMS.finish`): with the default end-of-run step (``denoise=None`` or
+``"ode"``) the solver takes one more Adams step from the grid's last level ``S_n`` to
+``S = 0`` (one more evaluation, at ``S_n``), returning a sample of ``p_0`` rather than of
+``p_eps``. That step also interpolates the known value
 ``d = 0`` at ``S = 0`` (``d = -S grad_y log p_S(y)`` vanishes there), so it is implicit-like
 at no cost; this is the data-space end of EDM and k-diffusion
-(a step to ``sigma = 0``). With ``to_zero=False`` it stops at ``eps`` like the other ODE
-solvers. Default grid: ``karras`` (rho = 7).
+(a step to ``sigma = 0``). ``denoise="none"`` stops at ``eps``, ``"tweedie"`` denoises there.
+Default grid: ``karras`` (rho = 7).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
-from .base import StepContext
+from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
-from .exponential import ScheduledSolver, ScheduleTable, predict_x0
-from .protocol import DiffusionSDE
+from .exponential import ScheduledSolver, ScheduleTable
+from .protocol import MarginalSDE
+from .utils import batch_time
 
 __all__ = ["LMS", "adams_coefficients"]
 
@@ -66,30 +68,25 @@ class LMS(ScheduledSolver):
 
     Karras et al. 2022's ODE ``dy/dS = (y - D(y; S)) / S`` in ``y = x/alpha``, ``S = sigma/alpha``,
     stepped by Adams-Bashforth formulas whose coefficients integrate the Lagrange basis over
-    each step of the (non-uniform) grid; the order ramps up as slopes accumulate. See the
-    module docstring for the equations.
+    each step of the (non-uniform) grid; the order ramps up as slopes accumulate, and the
+    default end of the run is an Adams step to ``S = 0`` (see the module docstring).
 
     Args:
         order: maximal number of past slopes used (1 = Euler in ``S``; default 4).
-        to_zero: finish with an Adams step from the grid's last level to ``S = 0``
-            (default ``True``: the result samples ``p_0``; one extra evaluation).
 
-    NFE: one score evaluation per grid step, plus one for the final step when ``to_zero``.
+    NFE: one score evaluation per grid step, plus one for the end-of-run step.
     """
 
-    order: ClassVar[float] = 4.0
-    dynamics_kind: ClassVar[Literal["ode", "sde", "any"]] = "ode"
-    default_grid: ClassVar[str] = "karras"
+    order: float = 4.0
+    dynamics_kind: DynamicsKind = "ode"
+    default_grid: str = "karras"
 
-    def __init__(self, *, order: int = 4, to_zero: bool = True) -> None:
+    def __init__(self, *, order: int = 4) -> None:
         if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 4:
             raise ValueError(f"order must be an integer in 1..4, got {order!r}")
-        if not isinstance(to_zero, bool):
-            raise TypeError(f"to_zero must be a bool, got {type(to_zero).__name__}")
         self.max_order = order
-        self.to_zero = to_zero
 
-    def prepare(self, sde: DiffusionSDE, table: ScheduleTable) -> dict[str, Any]:
+    def precompute(self, sde: MarginalSDE, table: ScheduleTable) -> dict[str, Any]:
         return {"s_edm": [s / a for a, s in zip(table.alpha, table.sigma, strict=True)]}
 
     def _adams(self, y: Tensor, slopes: list[Tensor], nodes: list[float], end: float) -> Tensor:
@@ -103,23 +100,27 @@ class LMS(ScheduledSolver):
             y = y + c * d
         return y
 
-    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: StepContext) -> Tensor:
-        i = ctx.index
-        s_edm = self.extra["s_edm"]
-        a_i, a_next = self.table.alpha[i], self.table.alpha[i + 1]
-        y = x / a_i
-        # Slope d = (y - D(y; S)) / S at the current level, newest first in memory.
+    def _push_slope(self, dynamics: ReverseDynamics, x: Tensor, y: Tensor, t: float, s_edm: float, ctx: SolveContext) -> tuple[list[Tensor], list[float]]:
+        # Slope d = (y - D(y; S)) / S at level S, newest first in the solve's memory.
         slopes: list[Tensor] = ctx.memory.setdefault("slopes", [])
         nodes: list[float] = ctx.memory.setdefault("nodes", [])
-        slopes.insert(0, (y - predict_x0(dynamics, x, t)) / s_edm[i])
-        nodes.insert(0, s_edm[i])
+        slopes.insert(0, (y - dynamics.x0_pred(x, batch_time(t, x))) / s_edm)
+        nodes.insert(0, s_edm)
         del slopes[self.max_order :], nodes[self.max_order :]
-        y = self._adams(y, slopes, nodes, s_edm[i + 1])
-        if not (ctx.is_last and self.to_zero):
-            return a_next * y
-        # The final step S_n -> 0 (returns data space: alpha = 1 at S = 0 in EDM variables).
-        x_n = a_next * y
-        slopes.insert(0, (y - predict_x0(dynamics, x_n, t_next)) / s_edm[i + 1])
-        nodes.insert(0, s_edm[i + 1])
-        del slopes[self.max_order :], nodes[self.max_order :]
+        return slopes, nodes
+
+    def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
+        i, table = ctx.index, self.schedule(ctx)
+        s_edm = ctx.memory["extra"]["s_edm"]
+        y = x / table.alpha[i]
+        slopes, nodes = self._push_slope(dynamics, x, y, t, s_edm[i], ctx)
+        return table.alpha[i + 1] * self._adams(y, slopes, nodes, s_edm[i + 1])
+
+    def finish(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
+        """Default end (``"ode"``): the Adams step from the last level to ``S = 0`` (one NFE)."""
+        if ctx.denoise != "ode" or "extra" not in ctx.memory:
+            return super().finish(dynamics, x, ctx)
+        table, s_end = self.schedule(ctx), ctx.memory["extra"]["s_edm"][-1]
+        y = x / table.alpha[-1]
+        slopes, nodes = self._push_slope(dynamics, x, y, ctx.t_end, s_end, ctx)
         return self._adams(y, slopes, nodes, 0.0)

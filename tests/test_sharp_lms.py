@@ -52,12 +52,12 @@ def test_lms_converges_to_the_exact_flow_at_order_about_four(sde_name: str) -> N
 def test_lms_options() -> None:
     with pytest.raises(ValueError, match="order"):
         LMS(order=5)
-    with pytest.raises(TypeError, match="to_zero"):
-        LMS(to_zero=1)  # type: ignore[arg-type]
     mix = sd.targets.get_target("sharp_8")
     sde = sd.get_sde("vp")
-    r = solvers.sample(sde, mix.score_fn(sde), shape=(8, 2), solver=LMS(to_zero=False), steps=7, seed=0)
+    r = solvers.sample(sde, mix.score_fn(sde), shape=(8, 2), solver="lms", steps=7, seed=0, denoise="none")
     assert r.nfe == 7 and torch.isfinite(r.samples).all()
+    r = solvers.sample(sde, mix.score_fn(sde), shape=(8, 2), solver="lms", steps=7, seed=0, denoise="tweedie")
+    assert r.nfe == 8
 
 
 @pytest.mark.parametrize("s", [0.05, 0.2])

@@ -283,6 +283,10 @@ class Solver:
             ctx.record(times[0], x)
             x = self.integrate(dynamics, x, ctx)
             x = self.finish(dynamics, x, ctx)
+            if ctx.denoise != "none":
+                # The end step is a step too: the hook (e.g. a replacement constraint) sees its
+                # result, at the last grid time.
+                x = ctx.hook(x, ctx.t_end)
         if x.is_cuda:
             torch.cuda.synchronize(x.device)
         seconds = time.perf_counter() - start

@@ -295,5 +295,7 @@ def test_reaches_noise_floor(tname, sname, name, steps, options):
 def test_low_nfe_beats_euler_maruyama():
     for nfe in (10, 20):
         best = min(_sw("eight_gaussians", "vp", name, nfe) for name in ("dpmpp_2m", "unipc"))
-        em = _sw("eight_gaussians", "vp", "euler_maruyama", nfe)
+        # The classic baseline: Euler-Maruyama on the uniform grid, last step without noise (its
+        # defaults before issue 11: now logsnr on VP and noise on the last step).
+        em = _sw("eight_gaussians", "vp", "euler_maruyama", nfe, grid="uniform", final_noise=False)
         assert best < em, (nfe, best, em)

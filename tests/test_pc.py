@@ -126,7 +126,10 @@ def test_pc_variants_reach_noise_floor(variant, sde_name):
 def test_pc_with_the_end_step_reaches_data_floor(sde_name):
     # Default changed (issue 11): the run ends with the "ode" step to sigma = 0, not Tweedie
     # (which over-shrinks the modes once the last predictor step keeps its noise).
-    ratio = floor_ratio(sde_name, "eight_gaussians", "pc", 100, denoise="ode")  # type: ignore[arg-type]
+    # 500 steps: with the VP / sub-VP snr now 0.01 (Song et al.'s VP setting) the corrector
+    # mixes less per step; measured on VP 1.58x at 100 steps, 0.91x at 300; sub-VP 1.65x at
+    # 300, 0.68x at 500.
+    ratio = floor_ratio(sde_name, "eight_gaussians", "pc", 500, denoise="ode")  # type: ignore[arg-type]
     assert ratio < FLOOR_FACTOR, f"pc + end step on {sde_name}: {ratio:.2f}x the p_0 floor"
 
 

@@ -460,6 +460,8 @@ def section_sharp(args: argparse.Namespace, out: dict) -> None:
     """
     rows = []
     for target in sharp_targets(args.sharp_dims):
+        if args.sharp_names and target.name not in args.sharp_names:
+            continue
         n = args.n_speed if target.dim <= 2 else args.n_sharp_hd
         x = target.sample(n, generator=torch.Generator().manual_seed(0))
         exact0 = target.log_prob(x.double())
@@ -538,6 +540,7 @@ def main() -> None:
     parser.add_argument("--n-figure", type=int, default=10_000, help="2-D points (16-D: a fifth)")
     parser.add_argument("--sharp-dims", type=int, nargs="*", default=[16], help="dimensions of 'sharp' mixtures")
     parser.add_argument("--sharp-sdes", nargs="*", default=["vp", "subvp", "ve"])
+    parser.add_argument("--sharp-names", nargs="*", default=[], help="only these sharp targets (default: all)")
     parser.add_argument("--n-sharp-hd", type=int, default=1000, help="points of the higher-D sharp mixtures")
     parser.add_argument("--sharp-repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")

@@ -115,9 +115,15 @@ def _prior_std_of(sde: object) -> float:
     std = getattr(sde, "prior_std", None)
     if std is not None:
         return float(std)
-    # log N(0; 0, p^2) in one dimension is -ln(2 pi p^2)/2.
-    lp0 = float(sde.prior_log_prob(torch.zeros(1, 1, dtype=torch.float64))[0])  # type: ignore[attr-defined]
-    return math.sqrt(math.exp(-2.0 * lp0) / (2 * math.pi))
+    if hasattr(sde, "prior_log_prob"):
+        # log N(0; 0, p^2) in one dimension is -ln(2 pi p^2)/2.
+        lp0 = float(sde.prior_log_prob(torch.zeros(1, 1, dtype=torch.float64))[0])
+        return math.sqrt(math.exp(-2.0 * lp0) / (2 * math.pi))
+    if hasattr(sde, "prior_sample"):
+        # Only a sampler: the root mean square of 2^16 seeded draws (relative error ~0.3%).
+        z = sde.prior_sample((1 << 16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        return float(z.pow(2).mean().sqrt())
+    raise TypeError(f"{type(sde).__name__} has neither prior_log_prob nor prior_sample: no prior to check")
 
 
 def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_TOL,

@@ -20,7 +20,6 @@ import solvers
 from scoresde import compare
 from scoresde.cli import main
 from solvers.base import Solver
-from solvers.result import Solution
 
 N = 64
 
@@ -154,15 +153,15 @@ class _FakeAdaptive(Solver):
     def __init__(self, rtol: float = 1e-3, atol: float = 1e-3) -> None:
         self.rtol, self.atol = rtol, atol
 
-    def solve(self, dynamics, x, ts, **kw) -> Solution:
-        t = torch.full((x.shape[0],), float(ts[-1]), dtype=x.dtype)
+    def integrate(self, dynamics, x, ctx):
+        t = torch.full((x.shape[0],), ctx.t_end, dtype=x.dtype)
         for _ in range(round(1 / self.rtol)):
             x0 = dynamics.x0_pred(x, t)
-        return Solution(samples=x0, nfe=dynamics.nfe, times=ts)
+        return x0
 
 
 def test_adaptive_solvers_sweep_tolerances_not_steps(monkeypatch):
-    monkeypatch.setitem(solvers.SOLVERS, "fake_adaptive", _FakeAdaptive)
+    monkeypatch.setitem(solvers.SOLVERS, "fake_adaptive", solvers.SolverSpec(_FakeAdaptive))
     problem, counter = _problem()
     res = compare.run_comparison(problem, ["fake_adaptive"], steps=[3], tolerances=[0.5, 0.25],
                                  seeds=[0], n=N, metrics=["sliced_w2"], floor_repeats=1,

@@ -28,13 +28,9 @@ every dtype.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
-
-from .. import targets
-from ..targets import GaussianMixture
 
 __all__ = [
     "Toy",
@@ -308,104 +304,6 @@ class TwoSpirals(Toy):
         return arm + self.noise * _normal((n, 2), g, device)
 
 
-class MixtureToy(Toy):
-    """A toy backed by an exact 2-D :class:`~scoresde.targets.GaussianMixture`.
-
-    With ``standardize`` the mixture itself is shifted and scaled (means ``(mu_k - m) / s``,
-    stds ``s_k / s``, same weights; ``m`` and ``s^2 = tr Cov / 2`` from the mixture's exact
-    mean and covariance), so :attr:`mixture` is exactly the law that :meth:`sample` draws
-    from and gives exact scores of its noised marginals.
-    """
-
-    name = "mixture"
-
-    def __init__(self, mixture: GaussianMixture, *, standardize: bool = True) -> None:
-        if not isinstance(mixture, GaussianMixture) or mixture.dim != 2:
-            raise ValueError("MixtureToy needs a 2-D scoresde.targets.GaussianMixture")
-        self._raw_mixture = mixture
-        super().__init__(standardize=standardize)
-        self.mixture = mixture
-        if self.standardize:
-            self.mixture = GaussianMixture(
-                (mixture.means - self.center) / self.scale,
-                mixture.stds / self.scale,
-                mixture.weights,
-                name=mixture.name,
-            )
-
-    def raw_moments(self) -> tuple[tuple[float, float], float]:
-        mean = self._raw_mixture.mean()
-        avg_var = float(torch.trace(self._raw_mixture.covariance())) / 2.0
-        return (float(mean[0]), float(mean[1])), avg_var
-
-    def sample(
-        self,
-        n: int,
-        *,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> Tensor:
-        """Draw ``n`` exact samples of :attr:`mixture`: ``(n, 2)``."""
-        _check_sample_args(n, generator, dtype)
-        return self.mixture.sample(n, generator=generator, dtype=dtype, device=device)
-
-
-class EightGaussians(MixtureToy):
-    """8 Gaussians on a circle (:func:`scoresde.targets.eight_gaussians`) (the preset itself by default)."""
-
-    name = "eight_gaussians"
-
-    def __init__(self, *, radius: float = 2.0, std: float = 0.15, standardize: bool = False) -> None:
-        super().__init__(targets.eight_gaussians(radius, std), standardize=standardize)
-
-
-class Grid25(MixtureToy):
-    """5x5 grid of Gaussians, unequal weights (:func:`scoresde.targets.grid_25`) (the preset itself by default)."""
-
-    name = "grid_25"
-
-    def __init__(self, *, spacing: float = 1.0, std: float = 0.08, standardize: bool = False) -> None:
-        super().__init__(targets.grid_25(spacing, std), standardize=standardize)
-
-
-class Ring(MixtureToy):
-    """Narrow Gaussians on a ring (:func:`scoresde.targets.ring`) (the preset itself by default)."""
-
-    name = "ring"
-
-    def __init__(
-        self, *, n: int = 12, radius: float = 1.5, std: float = 0.05, standardize: bool = False
-    ) -> None:
-        super().__init__(targets.ring(n, radius, std), standardize=standardize)
-
-
-#: Name -> toy class; ``TOYS[name](**options)`` builds one. The only toy registry.
-TOYS: dict[str, Callable[..., Toy]] = {
-    "moons": Moons,
-    "swiss_roll": SwissRoll,
-    "circles": Circles,
-    "checkerboard": Checkerboard,
-    "pinwheel": Pinwheel,
-    "two_spirals": TwoSpirals,
-    "eight_gaussians": EightGaussians,
-    "grid_25": Grid25,
-    "ring": Ring,
-}
-
-
-def available_toys() -> list[str]:
-    """Names accepted by :func:`toy`."""
-    return list(TOYS)
-
-
-def toy(name: str, **options: float | int | bool) -> Toy:
-    """The toy called ``name``, built with ``options`` (e.g. ``toy("moons", noise=0.05)``).
-
-    Raises ``ValueError`` listing the valid names when ``name`` is unknown.
-    """
-    try:
-        cls = TOYS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown toy {name!r}; valid toys: {', '.join(TOYS)}") from None
-    return cls(**options)
+# The exact-mixture toys and the name table live in their own modules; re-exported here.
+from .mixture_toys import EightGaussians, Grid25, MixtureToy, Ring  # noqa: E402
+from .toy_registry import TOYS, available_toys, toy  # noqa: E402

@@ -26,6 +26,7 @@ from solvers.step_control import PIDController
 
 from .flow import AugmentedFlow
 from .simpson import integrate_rk4_simpson
+from .state_scale import StateScale
 
 __all__ = ["IntegratorSpec", "INTEGRATOR_TABLE", "resolve_integrator", "integrate_chunk"]
 
@@ -86,8 +87,11 @@ def resolve_integrator(name: str) -> IntegratorSpec:
 def integrate_chunk(
     flow: AugmentedFlow, x: Tensor, spec: IntegratorSpec, lo: float, hi: float, ts: Tensor | None,
     tol: tuple[float, float], per_sample: bool = False, controller: PIDController | None = None,
+    scale: StateScale | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Integrate one chunk `x: (B, *D)` from `lo` to `hi`.
+
+    `scale`: `rk4_simpson` integrates the scaled state `x / r(t)` (`state_scale`).
 
     Returns:
         `(x_T: (B, *D), l: (B, M), info)` with `l = int_lo^hi div F dt` (unweighted) and the
@@ -97,7 +101,7 @@ def integrate_chunk(
         raise ValueError(f"integrator {spec.name!r} needs a time grid")
     if spec.name == "rk4_simpson":
         assert ts is not None
-        x_T, delta = integrate_rk4_simpson(flow, x, ts)
+        x_T, delta = integrate_rk4_simpson(flow, x, ts, scale)
         return x_T, delta, {"steps": ts.numel() - 1, "t": ts}
     y0 = flow.pack(x)
     info: dict[str, Any]

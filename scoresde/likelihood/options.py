@@ -64,6 +64,10 @@ class IntegratorOptions:
         per_sample, controller: torch adaptive integrators: per-sample error norm and the
             step-size controller.
         pilot_size: samples of the pilot solve (a seeded random subset).
+        state_scale: `rk4_simpson`: `"marginal"` (default) integrates `x / r(t)` with
+            `r = sqrt(alpha^2 c^2 + sigma^2)`, `c^2` the data's mean square (`state_scale`),
+            where `r(T) / r(eps)` is outside `[0.5, 2]` (VE) and the SDE has
+            `marginal_coeffs`; otherwise, or with `"none"`, `x` itself.
     """
 
     integrator: str = "dopri5"
@@ -76,6 +80,7 @@ class IntegratorOptions:
     per_sample: bool = False
     controller: PIDController | None = None
     pilot_size: int = 256
+    state_scale: Literal["marginal", "none"] = "marginal"
 
     @property
     def spec(self) -> IntegratorSpec:
@@ -93,6 +98,8 @@ class IntegratorOptions:
         if grad and spec.kind == "scipy":
             raise ValueError(f"grad=True needs a torch integrator; {spec.name!r} runs in NumPy")
         _positive_int("pilot_size", self.pilot_size)
+        if self.state_scale not in ("marginal", "none"):
+            raise ValueError(f"state_scale must be 'marginal' or 'none', got {self.state_scale!r}")
         if self.steps == "auto":
             if not self.auto_grid or spec.kind != "fixed":
                 raise ValueError("steps='auto' needs a fixed-grid integrator and grid='auto' (the pilot "

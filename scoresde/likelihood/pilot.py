@@ -23,6 +23,7 @@ from solvers.adaptive_ode import solve_adaptive
 from .flow import AugmentedFlow
 from .integrators import IntegratorSpec, integrate_chunk
 from .options import IntegratorOptions, Prior
+from .state_scale import ScaledField, StateScale
 from .time_grids import choose_steps, resample_grid
 
 __all__ = ["PilotGrid", "run_pilot", "Solved"]
@@ -68,12 +69,14 @@ def _with(correction: Tensor | None, delta: Tensor) -> Tensor:
 def run_pilot(
     x: Tensor, *, make_flow: FlowFactory, start: StartFn, spec: IntegratorSpec, opts: IntegratorOptions,
     fresh: bool, keep: bool, lo: float, hi: float, prior_fn: Prior, generator: torch.Generator,
+    scale: StateScale | None = None,
 ) -> PilotGrid:
     """Run the pilot on a seeded random subset of `x: (B, *D)` and build the fixed grid.
 
     `make_flow(x, logp_scale, keep_graph=False, probes=None)` builds a field;
     `start(flow, x) -> (x_start, correction)` maps data points to the ODE's start points.
     `keep`: the pilot's samples keep their adaptive results (exact divergence, no gradients).
+    `scale`: the state scale of the fixed-grid solves (the trials use the batch's integrator).
     """
     n = x.shape[0]
     idx = torch.randperm(n, generator=generator, device=x.device)[: opts.pilot_size]
@@ -83,14 +86,18 @@ def run_pilot(
     with torch.no_grad():
         pilot = make_flow(xp, 1e-6 if fresh else 10.0)
         xs, corr = start(pilot, xp)
-        y_p, out = solve_adaptive(pilot, pilot.pack(xs), lo, hi, method="dopri5",
+        # With a state scale the pilot integrates the scaled state too, so that its steps
+        # (the grid's profile) are where the scaled RK4 needs them.
+        field = pilot if scale is None else ScaledField(pilot, scale)
+        y0 = pilot.pack(xs) if scale is None else ScaledField(pilot, scale).pack(xs, lo)
+        y_p, out = solve_adaptive(field, y0, lo, hi, method="dopri5",
                                   rtol=tol if opts.rtol is None else opts.rtol,
                                   atol=tol if opts.atol is None else opts.atol)
     nfe = pilot.nfe
     times = out["t"]
     assert isinstance(times, Tensor)
     info: dict[str, Any] = {"pilot_nfe": pilot.nfe, "pilot_t": times, "pilot_size": int(idx.numel())}
-    x_Tp, delta_p = pilot.unpack(y_p)
+    x_Tp, delta_p = pilot.unpack(y_p) if scale is None else ScaledField(pilot, scale).unpack(y_p, hi)
     steps = opts.steps
     if steps == "auto" and keep and idx.numel() == n:
         steps = len(times) - 1  # the pilot solves every sample: no fixed-grid solve
@@ -100,7 +107,8 @@ def run_pilot(
         def trial(n_steps: int) -> tuple[Tensor, int]:
             flow = make_flow(xs, 1.0, probes=pilot.probes)
             with torch.no_grad():
-                x_T, delta, _ = integrate_chunk(flow, xs, spec, lo, hi, resample_grid(times, n_steps), (0.0, 0.0))
+                x_T, delta, _ = integrate_chunk(flow, xs, spec, lo, hi, resample_grid(times, n_steps), (0.0, 0.0),
+                                                scale=scale)
             return prior_fn(x_T).to(delta.dtype) + delta.mean(dim=1), flow.nfe
 
         steps, history = choose_steps(trial, reference, opts.target_error, order=spec.order)

@@ -37,12 +37,19 @@ import torch
 from torch import Tensor
 
 from .flow import AugmentedFlow
+from .state_scale import StateScale
 
 __all__ = ["integrate_rk4_simpson"]
 
 
-def integrate_rk4_simpson(flow: AugmentedFlow, x: Tensor, ts: Tensor | Sequence[float]) -> tuple[Tensor, Tensor]:
+def integrate_rk4_simpson(
+    flow: AugmentedFlow, x: Tensor, ts: Tensor | Sequence[float], scale: StateScale | None = None,
+) -> tuple[Tensor, Tensor]:
     """Integrate ``x`` and ``l = int div F dt`` along the increasing grid ``ts``.
+
+    With ``scale`` (``t -> (r, d ln r/dt)``, see ``state_scale``) RK4 and the Hermite
+    midpoint act on ``y = x / r(t)`` with the field ``G(y, t) = F(r y, t)/r - (d ln r/dt) y``;
+    the divergences are still those of ``F`` at ``x = r y``, so ``l`` is the same integral.
 
     Args:
         flow: the augmented probability-flow field (its ``velocity`` and
@@ -50,6 +57,7 @@ def integrate_rk4_simpson(flow: AugmentedFlow, x: Tensor, ts: Tensor | Sequence[
             for ``n`` intervals plus ``n`` at the midpoints.
         x: ``(B, *D)`` states at ``ts[0]``.
         ts: ``(n + 1,)`` strictly increasing times (float64 recommended).
+        scale: optional state scale (``None``: RK4 on ``x`` itself).
 
     Returns:
         ``(x_T: (B, *D), l: (B, M))`` at ``ts[-1]``; ``l`` is unweighted (no ``logp_scale``),
@@ -58,18 +66,37 @@ def integrate_rk4_simpson(flow: AugmentedFlow, x: Tensor, ts: Tensor | Sequence[
     grid = torch.as_tensor(ts, dtype=torch.float64).reshape(-1).tolist()
     if len(grid) < 2 or any(b <= a for a, b in zip(grid[:-1], grid[1:], strict=False)):
         raise ValueError("the grid must be strictly increasing with at least 2 times")
-    k1, div = flow.velocity_and_divergence(x, grid[0])
+    if scale is None:
+        def field(y: Tensor, t: float) -> Tensor:
+            return flow.velocity(y, t)
+
+        def field_div(y: Tensor, t: float) -> tuple[Tensor, Tensor]:
+            return flow.velocity_and_divergence(y, t)
+    else:
+        def field(y: Tensor, t: float) -> Tensor:
+            r, dlog = scale(t)
+            return flow.velocity(r * y, t).div(r).sub_(y, alpha=dlog)
+
+        def field_div(y: Tensor, t: float) -> tuple[Tensor, Tensor]:
+            r, dlog = scale(t)
+            f, d = flow.velocity_and_divergence(r * y, t)
+            return f.div(r).sub_(y, alpha=dlog), d
+
+        x = x / scale(grid[0])[0]
+    k1, div = field_div(x, grid[0])
     log_det = torch.zeros_like(div)
     for t, t_next in zip(grid[:-1], grid[1:], strict=True):
         h = t_next - t
         half = t + 0.5 * h
-        k2 = flow.velocity(x + (0.5 * h) * k1, half)
-        k3 = flow.velocity(x + (0.5 * h) * k2, half)
-        k4 = flow.velocity(x + h * k3, t_next)
+        k2 = field(x + (0.5 * h) * k1, half)
+        k3 = field(x + (0.5 * h) * k2, half)
+        k4 = field(x + h * k3, t_next)
         x_next = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
-        f_next, div_next = flow.velocity_and_divergence(x_next, t_next)
+        f_next, div_next = field_div(x_next, t_next)
         x_mid = 0.5 * (x + x_next) + (h / 8.0) * (k1 - f_next)
-        _, div_mid = flow.velocity_and_divergence(x_mid, half)
+        _, div_mid = field_div(x_mid, half)
         log_det = log_det + (h / 6.0) * (div + 4.0 * div_mid + div_next)
         x, k1, div = x_next, f_next, div_next
+    if scale is not None:
+        x = x * scale(grid[-1])[0]
     return x, log_det

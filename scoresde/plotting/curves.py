@@ -12,11 +12,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..compare.tables import summarize  # one implementation; it imports no matplotlib
 from ._common import get_axes, get_axes_grid
 
 __all__ = ["summarize", "plot_metric_curves", "plot_metric_vs_nfe", "plot_metric_vs_time",
@@ -38,36 +38,6 @@ Record = Mapping[str, Any]
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def summarize(
-    records: Iterable[Record],
-    values: Sequence[str],
-    *,
-    keys: Sequence[str] = ("solver", "budget"),
-) -> list[dict[str, Any]]:
-    """Group ``records`` by ``keys`` and give ``mean``/``std`` (over seeds) of each of ``values``.
-
-    Records whose ``status`` is not ``"ok"`` are skipped; non-finite values are ignored.
-    Each output row has the ``keys``, ``n`` (records in the group) and ``<value>_mean`` /
-    ``<value>_std`` (``std`` is the sample standard deviation, 0 for one seed). Groups keep
-    the order of first appearance.
-    """
-    groups: dict[tuple[Any, ...], list[Record]] = {}
-    for r in records:
-        if r.get("status", "ok") != "ok":
-            continue
-        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
-    rows = []
-    for key, group in groups.items():
-        row: dict[str, Any] = dict(zip(keys, key, strict=True))
-        row["n"] = len(group)
-        for v in values:
-            arr = np.array([r[v] for r in group if _finite(r.get(v))], dtype=np.float64)
-            row[f"{v}_mean"] = float(arr.mean()) if arr.size else float("nan")
-            row[f"{v}_std"] = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-        rows.append(row)
-    return rows
 
 
 def _log_axis(ax: Axes, which: str) -> None:

@@ -127,6 +127,12 @@ def train_toy(
     source = make_data(name) if data is None else make_data(data)
     config = toy_config(name, sde=sde, steps=steps, seed=seed, data=source)
     config.eval_every = eval_every
+    if not isinstance(sde, str) and hasattr(sde, "marginal_coeffs"):
+        # An own SDE: say (with the numbers) when p_T is far from its prior before training on it.
+        from ..schedules import check_prior
+
+        probe = source.sample(2048, generator=torch.Generator().manual_seed(seed))
+        check_prior(sde, data_std=float(probe.double().pow(2).mean().sqrt()), stacklevel=3)
     trainer = Trainer(config, data=None if data is None else source, out_dir=out_dir, overwrite=True,
                       eval_fn=eval_fn,
                       progress=progress)

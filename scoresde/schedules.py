@@ -192,6 +192,7 @@ class BetaSDE(AffineSDE):
             raise ValueError("int_0^T beta must be positive")
         self._prior_std = _as_prior_std(self, prior, data_std, 1.0)
         self._prior_kind = prior
+        self.prior_chosen = prior is not None  # the user picked the prior: no p_T check later
         if prior is None:
             check_prior(self, data_std, warn=True, stacklevel=3)
 
@@ -253,6 +254,7 @@ class SigmaSDE(AffineSDE):
         if not bool((s[1:] > s[:-1]).all()):
             raise ValueError("sigma(t) must be strictly increasing on [eps, T]")
         self._prior_std = _as_prior_std(self, prior, data_std, float(s[-1]))
+        self.prior_chosen = prior is not None  # the user picked the prior: no p_T check later
         if prior is None:
             check_prior(self, data_std, warn=True, stacklevel=3)
 

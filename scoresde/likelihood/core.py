@@ -122,6 +122,13 @@ def likelihood(
     x = x.to(dtype=dtype, device=device)
     if not run.grad:
         x = x.detach()
+    if (opts.density.prior is None and not getattr(sde, "prior_chosen", False)
+            and hasattr(sde, "marginal_coeffs") and hasattr(sde, "prior_log_prob")):
+        # log p_0 is measured against the SDE's prior at T: say (with the numbers) when p_T is far
+        # from it, e.g. an own schedule whose alpha(T) is not small (Song et al. 2021 assume p_T = prior).
+        from ..schedules import check_prior
+
+        check_prior(sde, data_std=float(x.detach().double().pow(2).mean().sqrt()), stacklevel=3)
     return LikelihoodRun(sde, score_fn, x, opts).run()
 
 

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from solvers.adaptive_ode import solve_adaptive
 from solvers.ode import integrate_fixed
+from solvers.registry import lookup
 from solvers.scipy_ode import solve_ivp_torch
 from solvers.step_control import PIDController
 
@@ -74,14 +75,9 @@ def resolve_integrator(name: str) -> IntegratorSpec:
     Raises:
         ValueError: an unknown name (the message lists the valid ones).
     """
-    if isinstance(name, str):
-        key = name.strip().lower()
-        key = key.removeprefix("ode_").removeprefix("scipy_")
-        if key in INTEGRATOR_TABLE:
-            return INTEGRATOR_TABLE[key]
-    valid = ", ".join(INTEGRATOR_TABLE)
-    raise ValueError(f"unknown integrator {name!r}; valid: {valid} (solver-style spellings such as "
-                     "'ode_rk45' or 'RK45' are accepted too)")
+    key = name.strip().lower().removeprefix("ode_").removeprefix("scipy_") if isinstance(name, str) else name
+    return lookup(INTEGRATOR_TABLE, key, "integrator",
+                  hint="solver-style spellings such as 'ode_rk45' or 'RK45' are accepted too")
 
 
 def integrate_chunk(

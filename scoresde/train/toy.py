@@ -127,7 +127,7 @@ def train_toy(
     source = make_data(name) if data is None else make_data(data)
     config = toy_config(name, sde=sde, steps=steps, seed=seed, data=source)
     config.eval_every = eval_every
-    if not isinstance(sde, str) and hasattr(sde, "marginal_coeffs"):
+    if not isinstance(sde, str) and hasattr(sde, "marginal_coeffs") and not getattr(sde, "prior_chosen", False):
         # An own SDE: say (with the numbers) when p_T is far from its prior before training on it.
         from ..schedules import check_prior
 

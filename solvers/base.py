@@ -275,7 +275,7 @@ class Solver:
             noise=GaussianNoise(generator) if noise is None else noise,
             after_step=after_step,
             recorder=recorder,
-            denoise=self._final_for(dynamics, denoise),
+            denoise=self._final_for(dynamics, denoise, after_step),
         )
         nfe0 = dynamics.nfe
         start = time.perf_counter()
@@ -283,10 +283,6 @@ class Solver:
             ctx.record(times[0], x)
             x = self.integrate(dynamics, x, ctx)
             x = self.finish(dynamics, x, ctx)
-            if ctx.denoise != "none":
-                # The end step is a step too: the hook (e.g. a replacement constraint) sees its
-                # result, at the last grid time.
-                x = ctx.hook(x, ctx.t_end)
         if x.is_cuda:
             torch.cuda.synchronize(x.device)
         seconds = time.perf_counter() - start
@@ -327,10 +323,12 @@ class Solver:
             return "tweedie" if denoise else "none"
         return lookup({k: k for k in FINAL_STEPS}, denoise, "final step", hint="or True / False")
 
-    def _final_for(self, dynamics: ReverseDynamics, denoise: bool | str | None) -> str:
-        # The default end step needs the marginals; an SDE without them ends at eps.
+    def _final_for(self, dynamics: ReverseDynamics, denoise: bool | str | None, after_step: object) -> str:
+        # The default end step needs the marginals; an SDE without them ends at eps. With an
+        # after_step hook (conditioning: replacement, particle filters) the unconditional
+        # denoiser would undo the hook's last correction, so the default there is "none".
         kind = self.final_kind(denoise)
-        if denoise is None and not hasattr(dynamics.sde, "marginal_coeffs"):
+        if denoise is None and (after_step is not None or not hasattr(dynamics.sde, "marginal_coeffs")):
             return "none"
         return kind
 

@@ -40,6 +40,7 @@ import argparse
 import importlib
 import importlib.util
 import math
+import statistics
 import sys
 import time
 import types
@@ -53,6 +54,7 @@ from torch import Tensor
 import scoresde as sd
 import solvers
 from scoresde import metrics
+from scoresde.quality import CombinedMetric, within_mode_spread
 from solvers.edm import time_from_edm_sigma
 from solvers.utils import append_dims, batch_time
 
@@ -93,6 +95,7 @@ class Problem:
 
 def make_problems(n: int, names: list[str]) -> list[Problem]:
     table = {
+        **{f"{t}-{e}": (t, e) for t in sd.targets.SHARP_TARGETS for e in ("vp", "subvp", "ve")},
         "8gauss-vp": ("eight_gaussians", "vp"),
         "8gauss-ve": ("eight_gaussians", "ve"),
         "hd16-vp": ("high_dim_16", "vp"),
@@ -106,13 +109,18 @@ def make_problems(n: int, names: list[str]) -> list[Problem]:
 
 
 # --- ours ------------------------------------------------------------------------------------
-def ours(solver: str, nfe_per_step: int, **kw: object) -> Sampler:
-    """One of our solvers at ``steps = budget // nfe_per_step`` on its default grid."""
+def ours(solver: str | solvers.Solver, nfe_per_step: int, **kw: object) -> Sampler:
+    """One of our solvers with its defaults (end-of-run step included) at the most steps whose
+    NFE fits the budget."""
 
     def run(p: Problem, budget: int, seed: int) -> tuple[Tensor, int]:
-        steps = max(1, budget // nfe_per_step)
-        r = solvers.sample(p.sde, p.score, solver=solver, steps=steps, x_T=p.start(seed), seed=seed, **kw)
-        return r.samples, r.nfe
+        steps = max(1, (budget - 1) // nfe_per_step)
+        while True:  # the largest step count whose NFE (end-of-run step included) fits the budget
+            r = solvers.sample(p.sde, p.score, solver=solver, steps=steps, x_T=p.start(seed), seed=seed, **kw)
+            if r.nfe <= budget or steps == 1:
+                return r.samples, r.nfe
+            steps -= max(1, (r.nfe - budget) // nfe_per_step)
+            steps = max(1, steps)
 
     return run
 
@@ -131,6 +139,7 @@ OURS: dict[str, Sampler] = {
     "sde_dpmpp_2m (quadratic)": ours("sde_dpmpp_2m", 1, grid="quadratic"),
     "sde_dpmpp_2m (uniform)": ours("sde_dpmpp_2m", 1, grid="uniform"),
     "euler_maruyama": ours("euler_maruyama", 1),
+    "lms": ours("lms", 1),
 }
 
 
@@ -273,6 +282,8 @@ def diffusers_samplers() -> dict[str, Sampler]:
 class Cell:
     sw: list[float] = field(default_factory=list)
     mmd: list[float] = field(default_factory=list)
+    combined: list[float] = field(default_factory=list)
+    spread: list[float] = field(default_factory=list)
     nfe: int = 0
     seconds: float = 0.0
 
@@ -293,6 +304,8 @@ def evaluate(
         mm_m, mm_s = metrics.noise_floor(mmd, ref_fn, m, repeats=5)
         floors[p.name] = (sw_m, sw_s, mm_m, mm_s)
         refs = [p.reference(s) for s in range(seeds)]
+        combined = CombinedMetric(p.target, p.n)
+        exact0 = [combined.exact_reference(s) for s in range(seeds)]
         for name, fn in samplers.items():
             for budget in budgets:
                 cell = Cell()
@@ -308,6 +321,8 @@ def evaluate(
                     ok = bool(torch.isfinite(out).all())
                     cell.sw.append(metrics.sliced_wasserstein(out, y) if ok else math.inf)
                     cell.mmd.append(mmd(out, y) if ok else math.inf)
+                    cell.combined.append(combined(out, exact0[s]) if ok else math.inf)
+                    cell.spread.append(within_mode_spread(out, p.target) if ok else math.inf)
                     cell.nfe = nfe
                 if cell.sw:
                     cells[(p.name, name, budget)] = cell
@@ -366,16 +381,60 @@ def table(
     return "\n".join(lines)
 
 
+GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("ours", lambda n: not n.startswith(("kd ", "df "))),
+    ("k-diffusion", lambda n: n.startswith("kd ")),
+    ("diffusers", lambda n: n.startswith("df ")),
+)
+
+
+def combined_table(
+    problems: list[Problem],
+    samplers: list[str],
+    budgets: list[int],
+    cells: dict[tuple[str, str, int], Cell],
+) -> str:
+    """Markdown: median over seeds of the combined metric (1 = exact-sample level) per NFE budget.
+
+    Each cell is ``combined (spread)`` with ``spread`` the mean within-mode spread (1 = exact);
+    the summary lines give the best sampler of each group per budget.
+    """
+    lines = []
+    for p in problems:
+        lines.append(f"\n### {p.name}\n")
+        lines += ["| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |", "|" + "---|" * (len(budgets) + 1)]
+        for name in samplers:
+            row = []
+            for b in budgets:
+                c = cells.get((p.name, name, b))
+                row.append("–" if c is None else f"{statistics.median(c.combined):.2f} ({_mean(c.spread):.3f}) [{c.nfe}]")
+            if any(r != "–" for r in row):
+                lines.append(f"| {name} | " + " | ".join(row) + " |")
+        lines.append("")
+        for b in budgets:
+            parts = []
+            for group, pred in GROUPS:
+                have = [n for n in samplers if (p.name, n, b) in cells and pred(n)]
+                if have:
+                    v, n = min((statistics.median(cells[(p.name, n, b)].combined), n) for n in have)
+                    parts.append(f"{group}: {n} {v:.2f}")
+            lines.append(f"- NFE {b}, best: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=8000, help="samples per run (and per reference set)")
+    ap.add_argument("--n", type=int, default=2000, help="samples per run (and per reference set)")
     ap.add_argument("--mmd-n", type=int, default=4000, help="points used for MMD (O(n^2) cost)")
-    ap.add_argument("--seeds", type=int, default=2, help="independent runs averaged per cell")
-    ap.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20, 50], help="NFE budgets")
+    ap.add_argument("--seeds", type=int, default=5, help="independent runs per cell (median / mean over them)")
+    ap.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20], help="NFE budgets")
     ap.add_argument(
-        "--problems", nargs="+", default=["8gauss-vp", "8gauss-ve", "hd16-vp"],
-        choices=["8gauss-vp", "8gauss-ve", "hd16-vp", "hd16-ve"],
+        "--problems", nargs="+", default=[f"{t}-vp" for t in sd.targets.SHARP_TARGETS],
+        choices=[f"{t}-{e}" for t in sd.targets.SHARP_TARGETS for e in ("vp", "subvp", "ve")]
+        + ["8gauss-vp", "8gauss-ve", "hd16-vp", "hd16-ve"],
     )
+    ap.add_argument("--table", choices=["combined", "sw-mmd"], default="combined",
+                    help="combined metric (5-seed median, vs p_0) or the SW2 / MMD^2 means (vs p_eps)")
     ap.add_argument("--only", nargs="*", default=None, help="run only samplers whose name contains one of these")
     ap.add_argument("--no-peers", action="store_true", help="our solvers only")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
@@ -398,7 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     problems = make_problems(args.n, args.problems)
     start = time.perf_counter()
     cells, floors = evaluate(problems, samplers, args.nfe, args.seeds, args.mmd_n)
-    text = table(problems, list(samplers), args.nfe, cells, floors)
+    if args.table == "combined":
+        text = combined_table(problems, list(samplers), args.nfe, cells)
+    else:
+        text = table(problems, list(samplers), args.nfe, cells, floors)
     text += f"\n\n(n = {args.n}, MMD on {min(args.mmd_n, args.n)} points, {args.seeds} seed(s) per cell, {time.perf_counter() - start:.0f} s)\n"
     print(text)
     if args.out is not None:

@@ -10,6 +10,7 @@ Reproduce (cells are cached under --out, so an interrupted run resumes)::
 
     python benchmarks/quality_vs_nfe.py                          # all solvers, 4 problems
     python benchmarks/quality_vs_nfe.py --solvers pc ode_heun dpmpp_2m --targets eight_gaussians
+    python benchmarks/quality_vs_nfe.py --targets sharp_8 sharp_25 sharp_32d   # sharp presets
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from pathlib import Path
 import solvers
 from scoresde import compare
 
-PROBLEMS = [("eight_gaussians", "vp"), ("eight_gaussians", "ve"), ("high_dim_16", "vp"), ("grid_25", "subvp")]
+PROBLEMS = [
+    ("eight_gaussians", "vp"),
+    ("eight_gaussians", "ve"),
+    ("high_dim_16", "vp"),
+    ("grid_25", "subvp"),
+    # Sharp presets (mode std 1/20-1/30 of the mode spacing); the combined metric and the
+    # within-mode spread for these are in benchmarks/sharp.py and benchmarks/peers.py.
+    ("sharp_8", "vp"),
+    ("sharp_25", "subvp"),
+    ("sharp_32d", "ve"),
+]
 
 
 def main() -> None:

@@ -468,3 +468,14 @@ def noise_floor(
     arr = np.asarray(values, dtype=np.float64)
     std = float(arr.std(ddof=1)) if repeats > 1 else 0.0
     return float(arr.mean()), std
+
+
+
+# The combined noise-floor metric lives in scoresde.quality (it builds on the metrics above);
+# exposed here lazily so that importing either module first works.
+def __getattr__(name: str) -> Any:
+    if name in ("CombinedMetric", "median_over_seeds"):
+        from . import quality
+
+        return getattr(quality, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

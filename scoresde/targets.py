@@ -29,6 +29,10 @@ __all__ = [
     "two_gaussians",
     "checker_mixture",
     "high_dim",
+    "sharp_8",
+    "sharp_25",
+    "sharp_32d",
+    "SHARP_TARGETS",
     "PRESETS",
     "get_target",
 ]
@@ -279,6 +283,36 @@ def high_dim(dim: int = 16, n_components: int = 6, *, seed: int = 0, spread: flo
     return GaussianMixture(means, stds, weights, name=f"high_dim_{dim}")
 
 
+# --- sharp presets: mode std 1/20 to 1/30 of the distance between neighbouring modes --------
+def sharp_8(radius: float = 1.5, std: float = 0.05) -> GaussianMixture:
+    """8 equal-weight modes on a circle; std / neighbour spacing = 0.05 / 1.148 = 1/23 (2-D)."""
+    ang = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    means = radius * torch.stack([torch.cos(ang), torch.sin(ang)], dim=1)
+    return GaussianMixture(means, std, name="sharp_8")
+
+
+def sharp_25(spacing: float = 1.0, std: float = 0.04) -> GaussianMixture:
+    """5x5 grid, weights 1 to 7 across the grid (as ``grid_25``), std / spacing = 1/25 (2-D)."""
+    mix = grid_25(spacing, std)
+    return GaussianMixture(mix.means, std, mix.weights, name="sharp_25")
+
+
+def sharp_32d(dim: int = 32, n_components: int = 10, *, seed: int = 0) -> GaussianMixture:
+    """``dim``-D mixture, random means and weights (fixed ``seed``), diagonal stds in
+    ``[d_min/30, d_min/20]`` with ``d_min`` the smallest distance between two means."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn((n_components, dim), generator=g, dtype=torch.float64)
+    d = torch.cdist(means, means) + torch.eye(n_components, dtype=torch.float64) * 1e9
+    d_min = float(d.min())
+    stds = d_min * (1 / 30 + (1 / 20 - 1 / 30) * torch.rand((n_components, dim), generator=g, dtype=torch.float64))
+    weights = 0.5 + torch.rand(n_components, generator=g, dtype=torch.float64)
+    return GaussianMixture(means, stds, weights, name=f"sharp_{dim}d")
+
+
+#: The sharp benchmark targets (issue: sample the data, not its blurred neighbour).
+SHARP_TARGETS: tuple[str, ...] = ("sharp_8", "sharp_25", "sharp_32d")
+
+
 PRESETS: dict[str, Callable[[], GaussianMixture]] = {
     "eight_gaussians": eight_gaussians,
     "grid_25": grid_25,
@@ -287,6 +321,9 @@ PRESETS: dict[str, Callable[[], GaussianMixture]] = {
     "checker_mixture": checker_mixture,
     "high_dim_16": lambda: high_dim(16),
     "high_dim_32": lambda: high_dim(32),
+    "sharp_8": sharp_8,
+    "sharp_25": sharp_25,
+    "sharp_32d": sharp_32d,
 }
 
 

@@ -30,7 +30,9 @@ from .dynamics import (
     ReverseSDE,
 )
 from .edm import EDMHeun
+from .end import final_step
 from .euler_maruyama import EulerMaruyama
+from .lms import LMS
 from .marginals import forward_transition
 from .noise import BrownianPath, GaussianNoise, NoiseSource
 from .ode import RK4, Heun, ODEEuler, integrate_fixed
@@ -67,6 +69,7 @@ __all__ = [
     "DPMSolverPP3M",
     "DiffusionSDE",
     "EDMHeun",
+    "LMS",
     "EulerMaruyama",
     "EulerMaruyamaPredictor",
     "FixedGridSolver",
@@ -114,4 +117,5 @@ __all__ = [
     "solve_ivp_torch",
     "summaries",
     "tweedie_denoise",
+    "final_step",
 ]

@@ -34,10 +34,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .auto_grid import auto_grid
 from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .dynamics import ReverseDynamics
 from .grids import get_grid
+from .marginals import require_marginals
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .protocol import HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
@@ -85,7 +87,7 @@ def sample_in_chunks(
     keep_trajectory: bool = False,
     max_frames: int | None = 101,
     after_step: AfterStep | None = None,
-    denoise: bool = False,
+    denoise: bool | str | None = None,
 ) -> Solution:
     """Solve ``x_T: (B, *D)`` in consecutive chunks of ``batch_size`` and join the results.
 
@@ -211,7 +213,7 @@ def sample(
     generator: torch.Generator | None = None,
     noise: NoiseSpec = None,
     x_T: Tensor | None = None,
-    denoise: bool = False,
+    denoise: bool | str | None = None,
     keep_trajectory: bool = False,
     max_frames: int | None = 101,
     dtype: torch.dtype | None = None,
@@ -230,8 +232,9 @@ def sample(
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         solver: a name from `available` or a `Solver` instance.
         steps: number of grid intervals (adaptive solvers use only the end points).
-        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``) or a decreasing
-            tensor of times in ``[eps, T]``; default: the solver's ``default_grid``.
+        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``), ``"auto"`` (shaped
+            by a cached pilot adaptive solve, `solvers.auto_grid`; prototype) or a decreasing
+            tensor of times in ``[eps, T]``; default: the solver's `Solver.grid_for` the SDE.
         lam: reverse-family noise level for solvers that accept any dynamics (default 1 =
             reverse SDE; ODE solvers always use 0), see `Solver.lam_for`.
         seed, generator: randomness of the prior sample and the noise (``seed`` builds a
@@ -239,7 +242,11 @@ def sample(
         noise: ``"gaussian"`` (default, i.i.d.), ``"brownian"`` (one Brownian path shared
             across step counts, seeded by ``seed``) or a `solvers.noise.NoiseSource`.
         x_T: initial state instead of a prior sample.
-        denoise: end with the Tweedie denoiser at ``eps`` (one extra NFE; `Solver.finish`).
+        denoise: the end-of-run step at ``eps`` (`Solver.finish`, one NFE): default ``None``,
+            the solver's own (``"ode"`` for every registered solver: a second-order step to
+            ``sigma = 0``, so the samples follow ``p_0``); ``"tweedie"`` (or ``True``):
+            Tweedie's ``E[x_0 | x_eps]``; ``"none"`` (or ``False``): the state at ``eps``
+            (``p_eps``). See docs/defaults.md.
         keep_trajectory, max_frames: store up to ``max_frames`` evenly spaced states.
         dtype, device: of the state (default: ``x_T``'s, else torch's default float dtype, CPU).
         check_finite: raise on NaN/inf scores.
@@ -263,9 +270,12 @@ def sample(
     if generator is None:
         generator = make_generator(seed, device_)
     dynamics = ReverseDynamics(sde, score, solver_obj.lam_for(lam), check_finite=check_finite)
-    grid = solver_obj.default_grid if grid is None else grid
+    grid = solver_obj.grid_for(sde) if grid is None else grid
     # A named grid is built here; a tensor grid is validated by Solver.solve (once per solve).
-    ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
+    if isinstance(grid, str) and grid == "auto":
+        ts = auto_grid(require_marginals(sde, "grid='auto'"), score, steps, shape)
+    else:
+        ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
     chunked = batch_size is not None and batch_size < shape[0]
     if chunked and noise == "brownian":

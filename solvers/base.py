@@ -26,9 +26,11 @@ import torch
 from torch import Tensor
 
 from .dynamics import ReverseDynamics
+from .end import FINAL_STEPS, final_step
 from .grids import check_grid
 from .marginals import require_marginals
 from .noise import GaussianNoise, NoiseSource
+from .registry import lookup
 from .result import Solution
 from .utils import batch_time
 
@@ -106,7 +108,8 @@ class SolveContext:
         memory: solver-owned storage for this solve (multistep history, precomputed tables).
         stats: solver-specific counters copied to `Solution.stats`.
         visited: times actually visited, when they differ from ``grid`` (adaptive solvers).
-        denoise: the end-of-run Tweedie step was requested (see `Solver.finish`).
+        denoise: the end-of-run step: ``"ode"`` (to ``sigma = 0``), ``"tweedie"`` or ``"none"``
+            (see `Solver.finish` and `solvers.end`).
     """
 
     grid: Tensor
@@ -114,7 +117,7 @@ class SolveContext:
     noise: NoiseSource
     after_step: AfterStep | None
     recorder: TrajectoryRecorder
-    denoise: bool = False
+    denoise: str = "none"
     index: int = 0
     memory: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
@@ -182,6 +185,7 @@ class Solver:
     needs_marginals: bool = False
     adaptive: bool = False
     default_grid: str = "uniform"
+    default_final: str = "ode"
 
     def check_dynamics(self, dynamics: ReverseDynamics) -> None:
         """Raise ``TypeError`` if ``dynamics`` is not what this solver integrates."""
@@ -234,7 +238,7 @@ class Solver:
         keep_trajectory: bool = False,
         max_frames: int | None = 101,
         after_step: AfterStep | None = None,
-        denoise: bool = False,
+        denoise: bool | str | None = False,
     ) -> Solution:
         """Integrate ``dynamics`` from ``x`` at ``ts[0]`` along the decreasing grid ``ts``.
 
@@ -248,7 +252,11 @@ class Solver:
             keep_trajectory: store (thinned) intermediate states.
             max_frames: at most this many stored states (``None``: all).
             after_step: hook ``(x, t) -> x`` applied to the state after every accepted step.
-            denoise: end the run with the Tweedie step at ``ts[-1]`` (`finish`; one NFE).
+            denoise: the end-of-run step at ``ts[-1]`` (`finish`): ``False`` / ``"none"``
+                (default of this composable layer: the state at ``ts[-1]``); ``None``: the
+                solver's ``default_final`` (what `solvers.sample` uses by default: ``"ode"``, a
+                second-order step to ``sigma = 0``, one NFE, so the result samples ``p_0``);
+                ``"ode"``; ``"tweedie"`` or ``True``: Tweedie's ``E[x_0 | x_t]``.
 
         Returns:
             `Solution` (``nfe`` and ``seconds`` include the end-of-run step).
@@ -267,7 +275,7 @@ class Solver:
             noise=GaussianNoise(generator) if noise is None else noise,
             after_step=after_step,
             recorder=recorder,
-            denoise=denoise,
+            denoise=self._final_for(dynamics, denoise, after_step),
         )
         nfe0 = dynamics.nfe
         start = time.perf_counter()
@@ -299,17 +307,43 @@ class Solver:
         """
         raise NotImplementedError(f"{type(self).__name__} implements neither integrate nor step")
 
-    def finish(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
-        """The end of a run, after the last step: the one place to change what a run returns.
+    def grid_for(self, sde: object) -> str:
+        """The grid `solvers.sample` uses on ``sde`` when none is given; default ``default_grid``."""
+        return self.default_grid
 
-        Default: with ``ctx.denoise``, Tweedie's denoiser ``E[x_0 | x_t] = (x + sigma^2 s) / alpha``
-        at ``t = ctx.t_end`` (one NFE; Efron 2011, Song et al. 2021 App. G); else ``x`` unchanged.
-        Override it (or pass ``denoise``) to end runs differently, e.g. with a final step to
-        ``sigma = 0`` through the denoiser.
+    def final_kind(self, denoise: bool | str | None) -> str:
+        """The end-of-run step a ``denoise`` argument asks for (``None``: ``default_final``).
+
+        Raises:
+            ValueError: an unknown name.
         """
-        if not ctx.denoise:
-            return x
-        return dynamics.x0_pred(x, batch_time(ctx.t_end, x))
+        if denoise is None:
+            return self.default_final
+        if isinstance(denoise, bool):
+            return "tweedie" if denoise else "none"
+        return lookup({k: k for k in FINAL_STEPS}, denoise, "final step", hint="or True / False")
+
+    def _final_for(self, dynamics: ReverseDynamics, denoise: bool | str | None, after_step: object) -> str:
+        # The default end step needs the marginals; an SDE without them ends at eps. With an
+        # after_step hook (conditioning: replacement, particle filters) the unconditional
+        # denoiser would undo the hook's last correction, so the default there is "none".
+        kind = self.final_kind(denoise)
+        if denoise is None and (after_step is not None or not hasattr(dynamics.sde, "marginal_coeffs")):
+            return "none"
+        return kind
+
+    def finish(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
+        """The end of a run, after the last step: the one place that decides what a run returns.
+
+        ``ctx.denoise`` names the step (`solvers.end.final_step`): ``"ode"`` (every solver's
+        default) takes the trapezoidal step of the probability-flow ODE from ``t = ctx.t_end``
+        to ``sigma = 0``, ``x_0 = (x/alpha + D(x))/2`` with Tweedie's ``D`` (one NFE; second
+        order, see `solvers.end`), so the result samples ``p_0``, not the blurred ``p_eps``;
+        ``"tweedie"`` returns ``D(x) = E[x_0 | x_t]`` (Efron 2011; an Euler step to
+        ``sigma = 0``, which over-shrinks by ``sigma^2/(s^2 + sigma^2)`` a mode of std ``s``);
+        ``"none"`` returns ``x`` (a sample of ``p_eps``).
+        """
+        return final_step(dynamics, x, ctx.t_end, ctx.denoise)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

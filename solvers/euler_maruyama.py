@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .base import DynamicsKind, FixedGridSolver, SolveContext
+from .defaults import sde_solver_grid
 from .dynamics import ReverseDynamics
 from .noise import NoiseSource
 from .utils import append_dims, batch_time
@@ -46,8 +47,12 @@ class EulerMaruyama(FixedGridSolver):
     drift and diffusion.
 
     Args:
-        final_noise: add noise on the last step too. ``False`` (default) returns the mean of
-            the last step, the convention of Song et al.'s reference sampler.
+        final_noise: add noise on the last step too (default ``True``: the state at ``eps``
+            samples ``p_eps``, which the default end-of-run step maps to ``p_0``; see
+            docs/defaults.md). ``False`` returns the mean of the last step, the convention of
+            Song et al.'s reference sampler.
+
+    Default grid (`grid_for`): ``logsnr`` on VP / sub-VP, ``uniform`` on VE (`solvers.defaults`).
     """
 
     order: float = 1.0
@@ -55,8 +60,11 @@ class EulerMaruyama(FixedGridSolver):
     dynamics_kind: DynamicsKind = "any"
     stochastic: bool = True
 
-    def __init__(self, *, final_noise: bool = False) -> None:
+    def __init__(self, *, final_noise: bool = True) -> None:
         self.final_noise = final_noise
+
+    def grid_for(self, sde: object) -> str:
+        return sde_solver_grid(sde)
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         drift = dynamics.drift(x, batch_time(t, x))

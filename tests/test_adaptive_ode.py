@@ -229,7 +229,7 @@ def test_pf_ode_single_gaussian_exact_flow(sde, solver):
     mu, s, tol = 0.7, 0.3, 1e-6
     g = torch.Generator().manual_seed(0)
     x_T = sde.prior_sample((16, 3), generator=g, dtype=F64)
-    r = solvers.sample(sde, _gaussian_score(sde, mu, s), x_T=x_T, solver=solver, rtol=tol, atol=tol)
+    r = solvers.sample(sde, _gaussian_score(sde, mu, s), x_T=x_T, solver=solver, rtol=tol, atol=tol, denoise=False)
     inv_T = _flow_invariant(sde, x_T, sde.T, mu, s)
     inv_eps = _flow_invariant(sde, r.samples, sde.eps, mu, s)
     # Invariant in units of the final state's scale (sqrt(var_eps) ~ s): error <= 100 * tol.
@@ -263,7 +263,7 @@ def test_trajectory_and_after_step_float32():
         return x
 
     r = solvers.sample(sde, _gaussian_score(sde, mu, s), shape=(8, 2), solver="ode_dopri5",
-                       seed=0, keep_trajectory=True, max_frames=5, after_step=hook, rtol=1e-4, atol=1e-4)
+                       seed=0, keep_trajectory=True, max_frames=5, after_step=hook, rtol=1e-4, atol=1e-4, denoise=False)
     assert r.samples.dtype == torch.float32
     assert r.stats["accepted"] + 1 > 5  # more frames than max_frames: thinning is exercised
     assert r.trajectory is not None and r.trajectory.shape == (5, 8, 2)

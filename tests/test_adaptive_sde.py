@@ -128,13 +128,13 @@ def test_nfe_accounting_and_reuse():
         calls[0] += 1
         return target.marginal_score(x, t, sde)
 
-    r = solvers.sample(sde, score, shape=(64, 2), solver="adaptive_sde", seed=0, dtype=F64)
+    r = solvers.sample(sde, score, shape=(64, 2), solver="adaptive_sde", seed=0, dtype=F64, denoise=False)
     it = r.stats["iterations"]
     # Two batched calls per iteration, one when no sample moved (F(x, t) re-used).
     assert calls[0] == r.nfe and it < r.nfe <= 2 * it
     calls[0] = 0
     r = solvers.sample(sde, score, shape=(64, 2), solver="adaptive_sde", seed=0, dtype=F64,
-                       extrapolate=False)
+                       extrapolate=False, denoise=False)
     # Without extrapolation F(x', t - h) is the next F(x, t): one call per iteration (+ the first).
     assert calls[0] == r.nfe == r.stats["iterations"] + 1
 

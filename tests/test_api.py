@@ -38,7 +38,7 @@ def test_every_registered_solver_has_a_summary_and_capabilities():
 
 def test_nfe_is_counted_and_denoise_adds_one(problem):
     sde, _, score = problem
-    r = solvers.sample(sde, score, (16, 2), steps=37, seed=0)
+    r = solvers.sample(sde, score, (16, 2), steps=37, seed=0, denoise=False)
     assert r.nfe == 37 and r.times.shape == (38,)
     r = solvers.sample(sde, score, (16, 2), steps=37, seed=0, denoise=True)
     assert r.nfe == 38
@@ -59,13 +59,13 @@ def test_seed_reproducible_and_distinct(problem):
 
 def test_trajectory_is_thinned_and_ordered(problem):
     sde, _, score = problem
-    r = solvers.sample(sde, score, (8, 2), steps=200, seed=0, keep_trajectory=True, max_frames=11)
+    r = solvers.sample(sde, score, (8, 2), steps=200, seed=0, keep_trajectory=True, max_frames=11, denoise=False)
     assert r.trajectory.shape == (11, 8, 2)
     assert r.trajectory_times[0] == sde.T and r.trajectory_times[-1] == sde.eps
     assert torch.equal(r.trajectory[-1], r.samples)
-    r = solvers.sample(sde, score, (8, 2), steps=5, seed=0, keep_trajectory=True, max_frames=None)
+    r = solvers.sample(sde, score, (8, 2), steps=5, seed=0, keep_trajectory=True, max_frames=None, denoise=False)
     assert r.trajectory.shape == (6, 8, 2)
-    assert solvers.sample(sde, score, (8, 2), steps=5, seed=0).trajectory is None
+    assert solvers.sample(sde, score, (8, 2), steps=5, seed=0, denoise=False).trajectory is None
 
 
 def test_after_step_hook_sees_every_step(problem):
@@ -78,7 +78,7 @@ def test_after_step_hook_sees_every_step(problem):
         x[:, 0] = 0.5
         return x
 
-    r = solvers.sample(sde, score, (8, 2), steps=10, seed=0, after_step=clamp_first_coordinate)
+    r = solvers.sample(sde, score, (8, 2), steps=10, seed=0, after_step=clamp_first_coordinate, denoise=False)
     assert len(seen) == 10 and abs(seen[-1] - sde.eps) < 1e-9  # t is float32 like x
     assert torch.all(r.samples[:, 0] == 0.5)
 

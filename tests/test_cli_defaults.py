@@ -26,7 +26,7 @@ def test_cli_sample_equals_python_sample_for_the_same_seed(tmp_path: Path, solve
     # Same defaults, same seed, same arithmetic: identical samples (no tolerance needed).
     np.testing.assert_array_equal(np.load(out / "samples.npy"), ref.samples.numpy())
     side = json.loads((out / "samples.json").read_text())
-    assert side["grid"] == solvers.SOLVERS[solver].default_grid and side["grid_given"] is False
+    assert side["grid"] == solvers.get_solver(solver).grid_for(sde) and side["grid_given"] is False
 
 
 def test_sample_sidecar_records_every_setting(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_sample_sidecar_records_every_setting(tmp_path: Path) -> None:
     assert {k: side[k] for k in ("solver", "steps", "grid", "grid_given", "lam", "seed", "n", "denoise",
                                  "target", "output")} == {
         "solver": "euler_maruyama", "steps": 7, "grid": "quadratic", "grid_given": True, "lam": 0.5,
-        "seed": 3, "n": 16, "denoise": True, "target": "ring", "output": "samples.npy"}
+        "seed": 3, "n": 16, "denoise": "tweedie", "target": "ring", "output": "samples.npy"}
     assert side["sde"]["name"] == "ve" and side["sde"]["params"]["sigma_max"] > 0
     assert side["nfe"] == 8 and side["data_id"] == {"kind": "builtin", "source": "ring", "shape": [2]}
     assert set(side["versions"]) >= {"scoresde", "torch", "numpy", "python"}

@@ -91,7 +91,7 @@ def test_small_unet_as_a_score_samples() -> None:
     for solver in ("dpmpp_2m", "euler_maruyama"):
         r = solvers.sample(sde, score, shape=(2, 1, 8, 8), solver=solver, steps=4, seed=0, dtype=F64)
         assert r.samples.shape == (2, 1, 8, 8) and torch.isfinite(r.samples).all()
-        assert r.nfe == 4
+        assert r.nfe == 5  # 4 steps + the default end-of-run step
 
 
 def test_unknown_prediction_type_and_zero_snr_are_refused() -> None:

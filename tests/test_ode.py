@@ -108,7 +108,7 @@ def test_fixed_step_nfe_times_and_trajectory(problem, name):
     sde, _, score = problem
     _, order = FIXED[name]
     per_step = {1: 1, 2: 2, 4: 4}[order]
-    r = solvers.sample(sde, score, (16, 2), solver=name, steps=7, seed=0, keep_trajectory=True)
+    r = solvers.sample(sde, score, (16, 2), solver=name, steps=7, seed=0, keep_trajectory=True, denoise=False)
     assert r.nfe == 7 * per_step
     assert r.times.shape == (8,) and r.times[0] == sde.T and r.times[-1] == sde.eps
     assert r.trajectory.shape == (8, 16, 2) and torch.equal(r.trajectory[-1], r.samples)
@@ -159,7 +159,7 @@ def test_image_shaped_state(name):
     # the score is -x, the PF-ODE velocity is 0 and the state must not move.
     sde = sd.VPSDE()
     x = torch.randn((3, 1, 4, 4), generator=torch.Generator().manual_seed(0), dtype=F64)
-    r = solvers.sample(sde, lambda y, t: -y, solver=name, steps=5, x_T=x)
+    r = solvers.sample(sde, lambda y, t: -y, solver=name, steps=5, x_T=x, denoise=False)
     assert r.samples.shape == (3, 1, 4, 4)
     torch.testing.assert_close(r.samples, x, rtol=0, atol=1e-12)  # velocity is 0 up to round-off
 
@@ -219,7 +219,7 @@ def test_scipy_nfe_equals_counted_score_calls(problem, name):
         calls[0] += 1
         return score(x, t)
 
-    r = solvers.sample(sde, counted, (32, 2), solver=name, seed=0, keep_trajectory=True, max_frames=None)
+    r = solvers.sample(sde, counted, (32, 2), solver=name, seed=0, keep_trajectory=True, max_frames=None, denoise=False)
     assert r.nfe == calls[0] == r.stats["nfe"] > 0
     # Accepted times run from T down to eps; the trajectory holds the state at each of them.
     assert r.times[0] == sde.T and r.times[-1] == sde.eps and bool((r.times.diff() < 0).all())
@@ -227,7 +227,7 @@ def test_scipy_nfe_equals_counted_score_calls(problem, name):
     assert r.trajectory.shape == (r.times.numel(), 32, 2)
     torch.testing.assert_close(r.trajectory_times, r.times)
     assert torch.equal(r.trajectory[-1], r.samples)
-    thin = solvers.sample(sde, score, (32, 2), solver=name, seed=0, keep_trajectory=True, max_frames=5)
+    thin = solvers.sample(sde, score, (32, 2), solver=name, seed=0, keep_trajectory=True, max_frames=5, denoise=False)
     assert thin.trajectory.shape == (5, 32, 2) and torch.equal(thin.trajectory[-1], thin.samples)
 
 
@@ -244,7 +244,7 @@ def test_scipy_rk45_after_step_hook_and_restart_count(problem):
         x[:, 0] = 0.25
         return x
 
-    r = solvers.sample(sde, counted, (16, 2), solver="ode_rk45", seed=0, after_step=pin)
+    r = solvers.sample(sde, counted, (16, 2), solver="ode_rk45", seed=0, after_step=pin, denoise=False)
     assert bool((r.samples[:, 0] == 0.25).all())
     # Restart after every accepted step but the last: 1 + 1 + 6 per step + 1 per restart,
     # all of them counted.

@@ -123,9 +123,14 @@ def test_pc_variants_reach_noise_floor(variant, sde_name):
 
 
 @pytest.mark.parametrize("sde_name", list(SDES))
-def test_pc_with_tweedie_denoising_reaches_data_floor(sde_name):
-    ratio = floor_ratio(sde_name, "eight_gaussians", "pc", 100, denoise=True)
-    assert ratio < FLOOR_FACTOR, f"pc + denoise on {sde_name}: {ratio:.2f}x the p_0 floor"
+def test_pc_with_the_end_step_reaches_data_floor(sde_name):
+    # Default changed (issue 11): the run ends with the "ode" step to sigma = 0, not Tweedie
+    # (which over-shrinks the modes once the last predictor step keeps its noise).
+    # 500 steps: with the VP / sub-VP snr now 0.01 (Song et al.'s VP setting) the corrector
+    # mixes less per step; measured on VP 1.58x at 100 steps, 0.91x at 300; sub-VP 1.65x at
+    # 300, 0.68x at 500.
+    ratio = floor_ratio(sde_name, "eight_gaussians", "pc", 500, denoise="ode")  # type: ignore[arg-type]
+    assert ratio < FLOOR_FACTOR, f"pc + end step on {sde_name}: {ratio:.2f}x the p_0 floor"
 
 
 def test_too_few_steps_are_detected():
@@ -395,7 +400,7 @@ def test_nfe_is_counted_not_reported(solver, per_step):
         return inner(x, t)
 
     steps = 7
-    r = solvers.sample(sde, counting_score, (6, 2), solver, steps=steps, seed=0)
+    r = solvers.sample(sde, counting_score, (6, 2), solver, steps=steps, seed=0, denoise=False)
     assert calls[0] == r.nfe == steps * per_step == steps * solver.evaluations_per_step
     r = solvers.sample(sde, counting_score, (6, 2), solver, steps=steps, seed=0, denoise=True)
     assert r.nfe == steps * per_step + 1

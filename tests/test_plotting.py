@@ -31,7 +31,7 @@ SCORE = TARGET.score_fn(SDE)
 @pytest.fixture(scope="module")
 def result() -> solvers.Solution:
     return solvers.sample(SDE, SCORE, (300, 2), "euler_maruyama", steps=30, seed=0,
-                          keep_trajectory=True, max_frames=11)
+                          keep_trajectory=True, max_frames=11, denoise=False)
 
 
 def _png_ok(path) -> None:
@@ -199,7 +199,7 @@ def test_plot_score_field_stream_and_plot_fields_layout():
 
 # --- solver grid -----------------------------------------------------------------------------
 def test_plot_solver_grid_columns_titles_and_missing_trajectory(result):
-    plain = solvers.sample(SDE, SCORE, (300, 2), "euler_maruyama", steps=5, seed=0)
+    plain = solvers.sample(SDE, SCORE, (300, 2), "euler_maruyama", steps=5, seed=0, denoise=False)
     fig = P.plot_solver_grid({"EM 30": result, "EM 5 (no traj)": plain}, target=TARGET, sde=SDE,
                              n_paths=4)
     panels = [a for a in fig.axes if a.get_xlabel() == "$x_1$" or a.texts]

@@ -143,13 +143,13 @@ def test_reaches_noise_floor(tname, sname):
 def test_api_defaults_and_reproducibility():
     sde = sd.VPSDE()
     score = GAUSS.score_fn(sde)
-    a = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=7, dtype=F64)
-    b = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=7, dtype=F64)
-    c = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=8, dtype=F64)
+    a = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=7, dtype=F64, denoise=False)
+    b = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=7, dtype=F64, denoise=False)
+    c = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=8, dtype=F64, denoise=False)
     assert a.nfe == 12  # one score evaluation per step
     torch.testing.assert_close(a.samples, b.samples, rtol=0, atol=0)  # same seed, same draws
     assert not torch.allclose(a.samples, c.samples)
     cls = solvers.SDEDPMSolverPP2M
     assert cls.dynamics_kind == "any" and cls.stochastic and cls.needs_marginals
-    br = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=7, noise="brownian", dtype=F64)
+    br = solvers.sample(sde, score, (16, 2), solver="sde_dpmpp_2m", steps=12, seed=7, noise="brownian", dtype=F64, denoise=False)
     assert br.samples.shape == (16, 2) and bool(torch.isfinite(br.samples).all())

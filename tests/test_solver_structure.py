@@ -128,9 +128,9 @@ class _ZeroAtEnd(solvers.EulerMaruyama):
 
 def test_end_of_run_is_one_overridable_method():
     sde, target = sd.VPSDE(), sd.targets.eight_gaussians()
-    r = solvers.sample(sde, target.score_fn(sde), (8, 2), _ZeroAtEnd(), steps=5, seed=0)
+    r = solvers.sample(sde, target.score_fn(sde), (8, 2), _ZeroAtEnd(), steps=5, seed=0, denoise=False)
     assert torch.equal(r.samples, torch.zeros(8, 2)) and r.nfe == 5
-    plain = solvers.sample(sde, target.score_fn(sde), (8, 2), steps=5, seed=0)
+    plain = solvers.sample(sde, target.score_fn(sde), (8, 2), steps=5, seed=0, denoise=False)
     den = solvers.sample(sde, target.score_fn(sde), (8, 2), steps=5, seed=0, denoise=True)
     ref = solvers.tweedie_denoise(solvers.ReverseSDE(sde, target.score_fn(sde)), plain.samples, sde.eps)
     assert den.nfe == 6 and torch.equal(den.samples, ref)

@@ -60,12 +60,12 @@ def test_torchsde_euler_equals_euler_maruyama_on_the_same_brownian_path(problem,
 def test_torchsde_euler_equals_euler_maruyama_with_the_same_seed(problem):
     # With i.i.d. noise both draw one increment per step from the same generator.
     sde, _, score = problem
-    em = solvers.sample(sde, score, (32, 2), solver="euler_maruyama", final_noise=True, steps=25, seed=3)
-    ts = solvers.sample(sde, score, (32, 2), solver="torchsde_euler", steps=25, seed=3)
+    em = solvers.sample(sde, score, (32, 2), solver="euler_maruyama", final_noise=True, steps=25, seed=3, denoise=False)
+    ts = solvers.sample(sde, score, (32, 2), solver="torchsde_euler", steps=25, seed=3, denoise=False)
     assert torch.equal(em.samples, ts.samples) and em.nfe == ts.nfe == 25
     # The lambda family (0 < lam < 1) goes through the same code.
-    em = solvers.sample(sde, score, (32, 2), solver="euler_maruyama", final_noise=True, steps=25, seed=3, lam=0.5)
-    ts = solvers.sample(sde, score, (32, 2), solver="torchsde_euler", steps=25, seed=3, lam=0.5)
+    em = solvers.sample(sde, score, (32, 2), solver="euler_maruyama", final_noise=True, steps=25, seed=3, lam=0.5, denoise=False)
+    ts = solvers.sample(sde, score, (32, 2), solver="torchsde_euler", steps=25, seed=3, lam=0.5, denoise=False)
     assert torch.equal(em.samples, ts.samples)
 
 
@@ -86,7 +86,7 @@ def test_nfe_is_counted_per_step(problem, method):
         calls[0] += 1
         return score(x, t)
 
-    r = solvers.sample(sde, counted, (16, 2), solver=solvers.TorchSDE(method), steps=9, seed=0, keep_trajectory=True)
+    r = solvers.sample(sde, counted, (16, 2), solver=solvers.TorchSDE(method), steps=9, seed=0, keep_trajectory=True, denoise=False)
     expected = 9 * NFE_PER_STEP[method] + (1 if method == "reversible_heun" else 0)
     assert r.nfe == calls[0] == expected
     assert r.times.shape == (10,) and r.trajectory.shape == (10, 16, 2)
@@ -145,7 +145,7 @@ def test_image_shaped_state_and_after_step_hook(method):
         y[:, 0, 0, 0] = 0.0
         return y
 
-    r = solvers.sample(sde, lambda y, t: -y, solver=solvers.TorchSDE(method), steps=6, x_T=x, seed=0, after_step=pin)
+    r = solvers.sample(sde, lambda y, t: -y, solver=solvers.TorchSDE(method), steps=6, x_T=x, seed=0, after_step=pin, denoise=False)
     assert r.samples.shape == (4, 1, 3, 3) and r.samples.dtype == F64
     assert bool((r.samples[:, 0, 0, 0] == 0).all()) and len(seen) == 6
     # A replaced state restarts reversible Heun's auxiliary state (+1 NFE per step).

@@ -29,12 +29,13 @@ def sample_defaults() -> dict[str, Any]:
     return {k: params[k].default if k in params else v for k, v in fallback.items()}
 
 
-def resolved_solver_settings(solver: str, grid: Any, lam: float | None) -> dict[str, Any]:
-    """The grid name and ``lam`` that ``solvers.sample(..., solver, grid=grid, lam=lam)`` uses."""
+def resolved_solver_settings(solver: str, grid: Any, lam: float | None, sde: Any = None) -> dict[str, Any]:
+    """The grid name and ``lam`` that ``solvers.sample(sde, ..., solver, grid=grid, lam=lam)`` uses."""
     import solvers
 
     spec = solvers.SOLVERS[solver]
-    return {"grid": grid if grid is not None else spec.default_grid,
+    default = spec.default_grid if sde is None else spec().grid_for(sde)
+    return {"grid": grid if grid is not None else default,
             "grid_given": grid is not None, "lam": spec.lam_for(lam), "dynamics": spec.dynamics_kind}
 
 

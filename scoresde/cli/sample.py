@@ -65,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="integrate at most this many samples at a time (flat memory; see "
                              "solvers.sample)")
-    parser.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
+    parser.add_argument("--denoise", nargs="?", const="tweedie", default=None, choices=["ode", "tweedie", "none"],
+                        help="end-of-run step (default: the solver's, 'ode': to sigma = 0, samples p_0; "
+                             "bare --denoise: Tweedie; 'none': stop at eps)")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw, not the EMA, weights")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
                         help="solver option, repeatable (e.g. --option snr=0.16)")
@@ -197,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
               "batch_size": args.batch_size,
               "conditioning": {k: getattr(args, k, None) for k in
                                ("label", "guidance", "classifier", "mask", "observed", "impute")},
-              **resolved_solver_settings(args.solver, args.grid, args.lam),
+              **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),
               "dtype": str(r["dtype"]).replace("torch.", ""), "data_id": r["data_id"],
               "nfe": result.nfe, "seconds": result.seconds, **r["record"]}
     side = write_sidecar(path, record)

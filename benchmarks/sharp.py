@@ -1,0 +1,162 @@
+"""Do the solvers sample p_0 on sharp targets? Spread, mode weights and the combined metric.
+
+Every run uses the exact mixture score through ``solvers.sample(sde, score, shape=...,
+solver=name, steps=S, seed=s, **options)`` on the sharp presets (``scoresde.targets``:
+mode std 1/20 to 1/30 of the distance between neighbouring modes) and reports, against
+exact samples of ``p_0``:
+
+* ``spread``: the within-mode spread ``sqrt(mean r^2 / D)`` (1 for exact samples;
+  +2% means blurred by noise of std 0.2 x mode std, -2% over-sharpened), mean over seeds;
+* ``combined``: the 5-seed median of ``scoresde.quality.CombinedMetric`` (worst of sliced W2,
+  MMD, mode-weight TV and spread error, each over its exact-vs-exact floor; exact samples
+  themselves score 1.1-2.6);
+* ``nfe``: score evaluations actually counted.
+
+Reproduce the tables in docs/defaults.md (about 20 minutes on one core)::
+
+    OMP_NUM_THREADS=1 python benchmarks/sharp.py --n 2000 --seeds 5 --nfe 1000 --sdes vp subvp ve
+
+One configuration: ``python benchmarks/sharp.py --solvers pc --options snr=0.01 --sdes vp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+import scoresde as sd
+import solvers
+from scoresde.quality import CombinedMetric, within_mode_spread
+
+#: 2 NFE per step for these solvers, 3 for dpm_solver_3; adaptive ones get a tolerance.
+NFE_PER_STEP: dict[str, int] = {
+    "pc": 2,
+    "annealed_langevin": 1,
+    "dpm_solver_2": 2,
+    "dpm_solver_3": 3,
+    "edm_heun": 2,
+    "ode_heun": 2,
+    "ode_rk4": 4,
+    "torchsde_milstein": 1,
+    "torchsde_srk": 4,
+    "torchsde_midpoint": 2,
+    "torchsde_reversible_heun": 1,
+}
+ADAPTIVE = {"ode_rk45", "ode_dop853", "ode_dopri5", "ode_bosh3", "adaptive_sde"}
+
+_METRICS: dict[tuple[str, int], CombinedMetric] = {}
+
+
+def metric_for(target: str, n: int) -> CombinedMetric:
+    """The combined metric of ``target`` at sample size ``n`` (floors computed once)."""
+    if (target, n) not in _METRICS:
+        _METRICS[(target, n)] = CombinedMetric(sd.targets.get_target(target), n)
+    return _METRICS[(target, n)]
+
+
+def steps_for(solver: str, nfe: int) -> int:
+    """Grid steps whose NFE is about ``nfe`` for a registered solver."""
+    return max(1, nfe // NFE_PER_STEP.get(solver, 1))
+
+
+def run_cell(
+    target: str,
+    sde_name: str,
+    solver: str,
+    nfe: int,
+    *,
+    n: int,
+    seeds: Sequence[int],
+    sampler: Callable[..., Tensor] | None = None,
+    final: str | None = None,
+    **options: object,
+) -> dict[str, float]:
+    """Sample ``n`` points per seed; return spread, mode TV to the weights, combined median, NFE."""
+    mix = sd.targets.get_target(target)
+    sde = sd.get_sde(sde_name)
+    metric = metric_for(target, n)
+    combined, spreads, tvs, nfes = [], [], [], []
+    start = time.perf_counter()
+    for s in seeds:
+        if sampler is not None:
+            x, used = sampler(sde, mix, nfe, n, s, **options)
+        else:
+            kw = dict(options)
+            if solver in ADAPTIVE:
+                kw.setdefault("rtol", 1e-4)
+                kw.setdefault("atol", 1e-4)
+                steps = 1
+            else:  # the end-of-run step (default "ode") costs one evaluation of the budget
+                steps = steps_for(solver, nfe - (final != "none"))
+            if final is not None:
+                kw["denoise"] = final
+            r = solvers.sample(sde, mix.score_fn(sde), shape=(n, mix.dim), solver=solver, steps=steps, seed=s, **kw)
+            x, used = r.samples, r.nfe
+        x = x.to(torch.float64)
+        combined.append(metric(x, metric.exact_reference(s)))
+        spreads.append(within_mode_spread(x, mix) if bool(torch.isfinite(x).all()) else float("inf"))
+        freq = torch.bincount(mix.responsibilities(x).argmax(1), minlength=mix.n_components) / n
+        tvs.append(0.5 * float((freq.to(torch.float64) - mix.weights).abs().sum()))
+        nfes.append(used)
+    return {
+        "combined": statistics.median(combined),
+        "spread": statistics.fmean(spreads),
+        "mode_tv": statistics.fmean(tvs),
+        "nfe": statistics.fmean(nfes),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _parse_options(items: Sequence[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = float(value) if any(c in value for c in ".e") else int(value)
+        except ValueError:
+            out[key] = {"True": True, "False": False}.get(value, value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--solvers", nargs="*", default=None, help="solver names (default: all)")
+    ap.add_argument("--targets", nargs="*", default=list(sd.targets.SHARP_TARGETS))
+    ap.add_argument("--sdes", nargs="*", default=["vp"])
+    ap.add_argument("--nfe", nargs="*", type=int, default=[1000])
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--options", nargs="*", default=[], help="solver / sample options key=value")
+    ap.add_argument("--final", choices=["none", "tweedie", "ode"], default=None,
+                    help="sample(denoise=...): the end-of-run step (default: the solver's, 'ode')")
+    args = ap.parse_args(argv)
+    names = args.solvers or solvers.available()
+    opts = _parse_options(args.options)
+    print("| target | SDE | solver | NFE | spread | mode TV | combined (5-seed median) |")
+    print("|---|---|---|---|---|---|---|")
+    for target in args.targets:
+        for sde_name in args.sdes:
+            for name in names:
+                for nfe in args.nfe:
+                    try:
+                        c = run_cell(target, sde_name, name, nfe, n=args.n, seeds=range(args.seeds), final=args.final, **opts)
+                    except (TypeError, ValueError) as err:
+                        print(f"| {target} | {sde_name} | {name} | {nfe} | error: {err} | | |")
+                        continue
+                    print(
+                        f"| {target} | {sde_name} | {name} | {c['nfe']:.0f} | {c['spread']:.4f} | "
+                        f"{c['mode_tv']:.4f} | {c['combined']:.2f} |",
+                        flush=True,
+                    )
+                    print(f"  ({c['seconds']:.1f} s)", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""``grid="auto"``: a time grid shaped by the dynamics, from a pilot adaptive solve.
+
+A cheap pilot integrates the probability-flow ODE on a small batch with the adaptive
+Dormand-Prince pair (``solvers.adaptive_ode.solve_adaptive``), in the EDM variables of
+Karras et al. 2022 with the log noise level ``u = ln S`` (``S = sigma/alpha``,
+``y = x/alpha``) as the independent variable::
+
+    dy/du = S dy/dS = y - D(y; S),        D = E[x_0 | x_t]  (Tweedie)
+
+The accepted pilot steps ``h_k`` (in ``u``) are small where the solution bends, so their
+density ``rho(u) = 1/h_k`` says where a fixed-grid solver needs steps. For a method of
+local order ``p`` with local error ``C(u) h^(p+1)``, spreading the global error evenly
+gives the step density ``C^(1/(p+1))``; the pilot's 5th-order steps measure
+``C_5 ~ h_5^-6``, so the target density is ``rho^gamma`` with ``gamma`` about 1-2 (it cannot
+know the fixed-grid method's own error constant; ``gamma`` is a parameter). The grid is
+the equidistribution of ``rho^gamma`` (plus a uniform share ``mix`` of the total, so
+that no stretch of ``u`` is left empty) into ``n`` equal masses, mapped back to times.
+
+The pilot is cached per (score, SDE, sample shape, settings), so repeated calls on one
+model pay it once; ``pilot_cost`` reports its NFE (on ``pilot`` samples).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .adaptive_ode import solve_adaptive
+from .dynamics import ProbabilityFlowODE
+from .marginals import edm_sigma, time_from_edm_sigma
+from .protocol import DiffusionSDE, ScoreFn
+from .utils import batch_time
+
+__all__ = ["auto_grid", "pilot_steps", "pilot_cost"]
+
+_CACHE: dict[tuple[object, ...], tuple[Tensor, int]] = {}
+
+
+def _key(sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], pilot: int, rtol: float, seed: int) -> tuple[object, ...]:
+    cfg = sde.config() if hasattr(sde, "config") else ()
+    return (id(score), type(sde).__name__, repr(cfg), sde.eps, sde.T, tuple(shape[1:]), pilot, rtol, seed)
+
+
+def pilot_steps(
+    sde: DiffusionSDE,
+    score: ScoreFn,
+    shape: tuple[int, ...],
+    *,
+    pilot: int = 128,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> tuple[Tensor, int]:
+    """Accepted nodes ``u_k = ln S`` (decreasing, ``(K + 1,)`` float64) of the pilot solve, and its NFE.
+
+    Args:
+        sde: the forward SDE (its ``eps`` and ``T`` are the ends).
+        score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
+        shape: ``(B, *D)`` of the real run (only ``D`` is used).
+        pilot: pilot batch size.
+        rtol: relative and absolute tolerance of the pilot (per-sample error control).
+        seed: seed of the pilot's prior sample.
+    """
+    key = _key(sde, score, shape, pilot, rtol, seed)
+    if key in _CACHE:
+        return _CACHE[key]
+    ends = torch.tensor([sde.T, sde.eps], dtype=torch.float64)
+    s_T, s_eps = edm_sigma(sde, ends).tolist()
+    gen = torch.Generator().manual_seed(seed)
+    x_T = sde.prior_sample((pilot, *shape[1:]), generator=gen, dtype=torch.float64)
+    dyn = ProbabilityFlowODE(sde, score)
+    a_T, _ = sde.marginal_coeffs(ends[:1])
+
+    def field(u: float, y: Tensor) -> Tensor:
+        s = math.exp(u)
+        t = float(time_from_edm_sigma(sde, [s])[0]) if s < s_T else sde.T
+        alpha, _ = sde.marginal_coeffs(torch.tensor([t], dtype=torch.float64))
+        x = float(alpha[0]) * y
+        return y - dyn.x0_pred(x, batch_time(t, x))
+
+    _, info = solve_adaptive(
+        field, x_T / float(a_T[0]), math.log(s_T), math.log(s_eps), rtol=rtol, atol=rtol, per_sample=True
+    )
+    nodes = info["t"]
+    assert isinstance(nodes, Tensor)
+    out = (nodes.to(torch.float64), int(info["nfe"]))  # type: ignore[call-overload]
+    _CACHE[key] = out
+    return out
+
+
+def pilot_cost(sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], **pilot_options: object) -> int:
+    """NFE (on the pilot batch) of the cached pilot for these settings (runs it if needed)."""
+    return pilot_steps(sde, score, shape, **pilot_options)[1]  # type: ignore[arg-type]
+
+
+def auto_grid(
+    sde: DiffusionSDE,
+    score: ScoreFn,
+    n: int,
+    shape: tuple[int, ...],
+    *,
+    gamma: float = 1.0,
+    mix: float = 0.1,
+    pilot: int = 128,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> Tensor:
+    """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density.
+
+    Args:
+        sde, score, shape: the problem (``shape = (B, *D)`` of the run).
+        n: number of grid intervals (>= 1).
+        gamma: exponent on the pilot's step density ``1/h`` (see the module docstring).
+        mix: share of the grid spread uniformly in ``ln S`` (0 <= mix < 1).
+        pilot, rtol, seed: pilot settings (see ``pilot_steps``).
+
+    Returns:
+        ``(n + 1,)`` float64 times, ``T`` first and ``eps`` last.
+
+    Raises:
+        ValueError: ``n < 1``, ``gamma <= 0`` or ``mix`` outside ``[0, 1)``.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"number of steps must be a positive integer, got {n!r}")
+    if not gamma > 0 or not 0 <= mix < 1:
+        raise ValueError(f"need gamma > 0 and 0 <= mix < 1, got gamma={gamma}, mix={mix}")
+    u, _ = pilot_steps(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed)
+    h = (u[:-1] - u[1:]).abs()  # accepted step lengths, (K,)
+    mass = h * h.pow(-gamma)  # integral of rho^gamma over each pilot step
+    mass = (1 - mix) * mass / mass.sum() + mix * h / h.sum()
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), mass.cumsum(0)])
+    cum = cum / cum[-1]
+    levels = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
+    # Piecewise-linear inverse of the cumulative mass, from u_T down to u_eps.
+    idx = torch.searchsorted(cum, levels, right=True).clamp(1, len(u) - 1)
+    c0, c1 = cum[idx - 1], cum[idx]
+    w = ((levels - c0) / (c1 - c0).clamp_min(1e-300)).clamp(0, 1)
+    u_grid = u[idx - 1] + w * (u[idx] - u[idx - 1])
+    ts = time_from_edm_sigma(sde, torch.exp(u_grid))
+    ts[0], ts[-1] = sde.T, sde.eps
+    if not bool((ts[1:] < ts[:-1]).all()):  # coincident levels (tiny n): fall back to sorting out ties
+        ts = torch.unique(ts).flip(0)
+        if len(ts) != n + 1:
+            raise ValueError(f"auto grid collapsed to {len(ts) - 1} distinct steps for n = {n}; use fewer steps")
+    return ts

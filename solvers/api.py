@@ -29,7 +29,7 @@ per-chunk ``nfe``, ``seconds`` and stats.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -41,7 +41,7 @@ from .dynamics import ReverseDynamics
 from .grids import get_grid
 from .marginals import require_marginals
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
-from .protocol import HasPrior, ReverseSDEParts, ScoreFn
+from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
 
 __all__ = [
@@ -200,6 +200,27 @@ def _initial_state(
     return sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
 
 
+def _resolve_generator(seed: int | None, generator: torch.Generator | None,
+                       device: torch.device) -> torch.Generator:
+    """The run's generator: the one given, or one seeded by ``seed`` on ``device`` (not both)."""
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator, not both")
+    return make_generator(seed, device) if generator is None else generator
+
+
+def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str | Tensor | None,
+                steps: int, shape: tuple[int, ...]) -> Tensor:
+    """The time grid of a run: the solver's default for this SDE, a name, ``"auto"`` or a tensor.
+
+    A named grid is built here; a tensor grid is validated by `Solver.solve` (once per solve).
+    """
+    grid = solver.grid_for(sde) if grid is None else grid
+    if isinstance(grid, str) and grid == "auto":
+        require_marginals(sde, "grid='auto'")
+        return auto_grid(cast(DiffusionSDE, sde), score, steps, shape)
+    return get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
+
+
 def sample(
     sde: ReverseSDEParts,
     score: ScoreFn,
@@ -264,27 +285,17 @@ def sample(
     """
     solver_obj = _resolve_solver(solver, options)
     check_batch_size(batch_size)
-    if seed is not None and generator is not None:
-        raise ValueError("pass either seed or generator, not both")
     shape, dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
-    if generator is None:
-        generator = make_generator(seed, device_)
+    generator = _resolve_generator(seed, generator, device_)
     dynamics = ReverseDynamics(sde, score, solver_obj.lam_for(lam), check_finite=check_finite)
-    grid = solver_obj.grid_for(sde) if grid is None else grid
-    # A named grid is built here; a tensor grid is validated by Solver.solve (once per solve).
-    if isinstance(grid, str) and grid == "auto":
-        ts = auto_grid(require_marginals(sde, "grid='auto'"), score, steps, shape)
-    else:
-        ts = get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
+    ts = _build_grid(solver_obj, sde, score, grid, steps, shape)
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
-    chunked = batch_size is not None and batch_size < shape[0]
-    if chunked and noise == "brownian":
+    if batch_size is not None and batch_size < shape[0] and noise == "brownian":
         raise ValueError("noise='brownian' defines one path for the whole batch; drop batch_size")
     noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_)
-    run: dict[str, Any] = dict(
-        keep_trajectory=keep_trajectory, max_frames=max_frames, after_step=after_step, denoise=denoise
-    )
-    if chunked and batch_size is not None:
+    run: dict[str, Any] = dict(keep_trajectory=keep_trajectory, max_frames=max_frames,
+                               after_step=after_step, denoise=denoise)
+    if batch_size is not None and batch_size < shape[0]:
         return sample_in_chunks(
             solver_obj, dynamics, x_start, ts, batch_size=batch_size, noise=noise_src, in_place=x_T is None, **run
         )

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from .dynamics import ReverseDynamics
+from .marginals import require_marginals
 from .utils import batch_time
 
 __all__ = ["FINAL_STEPS", "FinalStep", "final_step"]
@@ -63,5 +64,5 @@ def final_step(dynamics: ReverseDynamics, x: Tensor, t: float, kind: FinalStep =
         x0 = dynamics.x0_pred(x, tt)
         if kind == "tweedie":
             return x0
-        alpha, _ = dynamics.sde.marginal_coeffs(tt[:1])
+        alpha, _ = require_marginals(dynamics.sde, "the 'ode' end step").marginal_coeffs(tt[:1])
         return 0.5 * (x / alpha.reshape((1,) * x.ndim) + x0)

@@ -18,7 +18,7 @@ its four stages; but only the path needs the stages, and any accurate quadrature
 
 The Hermite midpoint is fourth-order accurate (it interpolates positions and velocities at
 both ends), Simpson's rule is exact for cubics, so ``l`` keeps RK4's global order 4
-(measured by refinement in ``tests/test_likelihood.py``). Cost per step: four score
+(measured by refinement in ``tests/scoresde/likelihood/test_likelihood.py``). Cost per step: four score
 evaluations as RK4, but two divergences (node and midpoint) instead of four, i.e. with the
 exact divergence ``2 D`` backward passes instead of ``4 D`` and no autograd graph for three
 of the stages. Unbiasedness of Hutchinson estimates is kept: ``l`` is a fixed linear

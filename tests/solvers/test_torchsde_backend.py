@@ -1,6 +1,6 @@
 """The torchsde backend: same increments as Euler–Maruyama, exact NFE, time reversal, Lévy area.
 
-Convergence orders of the torchsde methods are measured in tests/test_convergence.py.
+Convergence orders of the torchsde methods are measured in tests/solvers/test_convergence.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 
 from scoresde.cli import main
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _blocks(page: str, lang: str) -> list[str]:
@@ -22,7 +22,7 @@ def _blocks(page: str, lang: str) -> list[str]:
 def test_guide_data_runs_as_written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    # The page's Python blocks all run in tests/test_docs_examples.py; here the first one makes
+    # The page's Python blocks all run in tests/docs/test_docs_examples.py; here the first one makes
     # the data file, and the command-line section must work on it as written.
     ns: dict[str, object] = {}
     exec(compile(_blocks("guide_data.md", "python")[0], "docs/guide_data.md", "exec"), ns)  # noqa: S102

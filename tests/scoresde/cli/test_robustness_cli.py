@@ -23,7 +23,10 @@ from scoresde.train import TrainConfig, Trainer, load_checkpoint
 
 SMALL = ["--width", "16", "--depth", "1", "--batch-size", "32", "--warmup", "2", "--decay-steps", "0",
          "--no-progress"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+# Subprocesses use this process's torch thread count: a checkpoint written here and resumed there
+# would otherwise warn that the environment differs (and resume would not be bit-exact).
+ENV = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()),
+       "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
 
 
 def _train_cmd(out: Path, *extra: str) -> list[str]:

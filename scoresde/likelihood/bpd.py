@@ -10,7 +10,7 @@ each bin has volume ``L^(-D)`` in ``u``, Jensen's inequality gives, with ``a = h
     bpd = E_v[-log p_y(y)] / (D ln 2) + log2(L) - log2(a).
 
 The offset ``log2(L) - log2(a)`` is stated, not hidden: 8 for 8-bit data scaled to ``[0, 1]``
-(SCIENCE.md: ``(-log p + D ln 256) / (D ln 2)``), 7 for ``[-1, 1]`` (Song et al.'s code:
+(``(-log p + D ln 256) / (D ln 2)``, the uniform-dequantization bound of Theis et al. 2016), 7 for ``[-1, 1]`` (Song et al.'s code:
 ``offset = 7 - inverse_scaler(-1)``). The result is an upper bound on the bits per dimension
 of the discrete data; one dequantization draw per image gives an unbiased estimate of it.
 """

@@ -27,7 +27,7 @@ IDS = ["VP", "subVP", "VE"]
 
 
 def _log_snr2(sde: sd.AffineSDE, t: float) -> float:
-    """ln(sigma^2 / alpha^2) at t: its derivative is g^2 / sigma^2 (SCIENCE.md identity)."""
+    """ln(sigma^2 / alpha^2) at t: its derivative is g^2 / sigma^2 (from g^2 = d sigma^2/dt - 2 (d ln alpha/dt) sigma^2)."""
     return float(-2.0 * sde.log_snr(torch.tensor(t, dtype=torch.float64)))
 
 

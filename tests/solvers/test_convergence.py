@@ -11,7 +11,7 @@ f = d ln alpha/dt (so f x is the forward drift) the PF-ODE (Song et al. 2021, eq
     dx/dt = f x - g^2 (m - x) / (2 v).
 
 Since dm/dt = f m,   d(x - m)/dt = (x - m) (f + g^2 / (2 v)).
-Since g^2 = d sigma^2/dt - 2 f sigma^2 (SCIENCE.md),   dv/dt = 2 f v + g^2,
+Since g^2 = d sigma^2/dt - 2 f sigma^2 (variance ODE of a linear SDE; Sarkka & Solin 2019, ch. 6),   dv/dt = 2 f v + g^2,
 so d ln sqrt(v)/dt = f + g^2/(2 v) as well: (x - m)/sqrt(v) is constant along the flow, and
 
     x(eps) = alpha(eps) mu + sqrt(v(eps) / v(T)) (x(T) - alpha(T) mu).

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .sde import AffineSDE
+from .sde import VarPreservingSDE
 
 __all__ = ["DiscreteVPSDE", "alphas_cumprod_from_config", "BETA_SCHEDULES"]
 
@@ -75,7 +75,7 @@ def alphas_cumprod_from_config(config: Mapping[str, Any]) -> Tensor:
     return torch.cumprod(1.0 - betas, dim=0)
 
 
-class DiscreteVPSDE(AffineSDE):
+class DiscreteVPSDE(VarPreservingSDE):
     """VP SDE whose marginals match a discrete ``alphas_cumprod`` table at ``t_k = (k + 1)/N``.
 
     See the module docstring for the interpolation. ``T = 1`` (timestep ``N - 1``), ``eps = 1/N``
@@ -136,19 +136,6 @@ class DiscreteVPSDE(AffineSDE):
         """Piecewise-constant ``beta(t) = -d ln alpha_bar / dt``."""
         j, _ = self._interval(t)
         return self._rate.to(device=t.device, dtype=t.dtype)[j]
-
-    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
-        return -0.5 * self.beta(t)
-
-    def sigma(self, t: Tensor) -> Tensor:
-        return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
-
-    def diffusion(self, t: Tensor) -> Tensor:
-        return torch.sqrt(self.beta(t))
-
-    @property
-    def prior_std(self) -> float:
-        return 1.0
 
     def config(self) -> dict[str, float | bool]:
         return {"num_timesteps": self.num_timesteps}

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .sde import AffineSDE
+from .sde import AffineSDE, VarPreservingSDE
 
 __all__ = ["BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "matched_prior_std", "PRIOR_KL_TOL"]
 
@@ -160,7 +160,7 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
     return res
 
 
-class BetaSDE(AffineSDE):
+class BetaSDE(VarPreservingSDE):
     """VP-type SDE from a noise schedule ``beta(t)``: ``dx = -beta x/2 dt + sqrt(beta) dW``.
 
     ``alpha(t) = exp(-B(t)/2)``, ``sigma(t) = sqrt(1 - exp(-B(t)))``, ``B(t) = int_0^t beta``
@@ -208,16 +208,6 @@ class BetaSDE(AffineSDE):
 
     def log_alpha(self, t: Tensor) -> Tensor:
         return -0.5 * self.integrated_beta(t)
-
-    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
-        return -0.5 * self.beta(t)
-
-    def sigma(self, t: Tensor) -> Tensor:
-        """``sqrt(1 - exp(-B))`` (``expm1`` keeps small ``t`` accurate)."""
-        return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
-
-    def diffusion(self, t: Tensor) -> Tensor:
-        return torch.sqrt(self.beta(t))
 
     @property
     def prior_std(self) -> float:

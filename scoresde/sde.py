@@ -22,7 +22,7 @@ from torch import Tensor
 from solvers.dynamics import forward_transition
 from solvers.utils import append_dims
 
-__all__ = ["AffineSDE", "VPSDE", "SubVPSDE", "VESDE", "CosineVPSDE", "get_sde", "SDES"]
+__all__ = ["AffineSDE", "VarPreservingSDE", "VPSDE", "SubVPSDE", "VESDE", "CosineVPSDE", "get_sde", "SDES"]
 
 
 class AffineSDE(ABC):
@@ -274,7 +274,33 @@ class VESDE(AffineSDE):
         }
 
 
-class CosineVPSDE(AffineSDE):
+class VarPreservingSDE(AffineSDE):
+    """A variance-preserving SDE given by its ``beta(t)`` and ``ln alpha(t) = -1/2 int_0^t beta``.
+
+    ``f = -beta x / 2``, ``g = sqrt(beta)``, ``sigma = sqrt(1 - alpha^2)`` (``expm1`` keeps
+    small ``t`` accurate) and the prior ``N(0, I)`` (Song et al. 2021, eq. 11; Ho et al. 2020).
+    Subclasses implement `beta` and `log_alpha` (and may override ``prior_std``).
+    """
+
+    @abstractmethod
+    def beta(self, t: Tensor) -> Tensor:
+        """``beta(t) = -d ln alpha^2 / dt >= 0``, shape of ``t``."""
+
+    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
+        return -0.5 * self.beta(t)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return torch.sqrt(self.beta(t))
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+
+class CosineVPSDE(VarPreservingSDE):
     """VP SDE with the cosine schedule of Nichol & Dhariwal (2021).
 
     ``alpha_bar(t) = cos^2(pi/2 (t+s)/(1+s)) / cos^2(pi/2 s/(1+s))``, ``alpha = sqrt(alpha_bar)``,
@@ -299,22 +325,9 @@ class CosineVPSDE(AffineSDE):
         # and a positive value would make sigma = sqrt(1 - alpha^2) NaN.
         return torch.clamp(torch.log(torch.cos(self._angle(t))) - self._log_cos0, max=0.0)
 
-    def dlog_alpha_dt(self, t: Tensor) -> Tensor:
-        return -0.5 * math.pi / (1.0 + self.s) * torch.tan(self._angle(t))
-
     def beta(self, t: Tensor) -> Tensor:
-        """``beta(t) = -d ln alpha_bar / dt``."""
-        return -2.0 * self.dlog_alpha_dt(t)
-
-    def sigma(self, t: Tensor) -> Tensor:
-        return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
-
-    def diffusion(self, t: Tensor) -> Tensor:
-        return torch.sqrt(self.beta(t))
-
-    @property
-    def prior_std(self) -> float:
-        return 1.0
+        """``beta(t) = -d ln alpha_bar / dt = pi/(1+s) tan(pi/2 (t+s)/(1+s))``."""
+        return math.pi / (1.0 + self.s) * torch.tan(self._angle(t))
 
     def config(self) -> dict[str, float | bool]:
         return {"s": self.s, **super().config()}

@@ -37,8 +37,6 @@ Quick look: ``python benchmarks/peers.py --n 2000 --seeds 1 --nfe 10 20``.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import math
 import statistics
 import sys
@@ -54,9 +52,10 @@ from torch import Tensor
 import scoresde as sd
 import solvers
 from scoresde import metrics
+from scoresde.interop.kdiffusion import load_k_diffusion_sampling
 from scoresde.quality import CombinedMetric, within_mode_spread
 from solvers.edm import time_from_edm_sigma
-from solvers.utils import append_dims, batch_time
+from solvers.utils import batch_time
 
 Sampler = Callable[["Problem", int, int], tuple[Tensor, int]]
 """``(problem, nfe_budget, seed) -> (samples at eps or 0, NFE actually used)``."""
@@ -144,25 +143,7 @@ OURS: dict[str, Sampler] = {
 
 
 # --- k-diffusion -------------------------------------------------------------------------------
-def load_k_diffusion_sampling() -> types.ModuleType | None:
-    """``k_diffusion.sampling``, loading only that file when the package's extras are missing."""
-    try:
-        return importlib.import_module("k_diffusion.sampling")
-    except ImportError:
-        pass
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    # A stand-in package whose only submodule is the real sampling.py; its one helper
-    # from k_diffusion.utils (append_dims) is supplied here.
-    name = "_kdiffusion_sampling_only"
-    pkg = types.ModuleType(name)
-    pkg.__path__ = list(spec.submodule_search_locations)
-    utils = types.ModuleType(f"{name}.utils")
-    utils.append_dims = append_dims  # type: ignore[attr-defined]
-    pkg.utils = utils  # type: ignore[attr-defined]
-    sys.modules[name], sys.modules[f"{name}.utils"] = pkg, utils
-    return importlib.import_module(f"{name}.sampling")
+# The loader lives in the library (scoresde.interop.kdiffusion.load_k_diffusion_sampling).
 
 
 class EDMDenoiser:

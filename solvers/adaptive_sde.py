@@ -17,6 +17,24 @@ kept), ``t <- t - h``, ``x'_prev <- x'``. Accepted or not, the next step is
 ``h <- min(t - eps, theta h E_2^(-r))`` with ``theta = 0.9``, ``r = 0.9`` (paper defaults and
 those of the authors' code; the last step lands exactly on ``eps``).
 
+Steps where ``g^2`` changes fast (``g2_change``, not in the paper). Both stages see ``g`` only at
+the two ends of the step, so the step integrates ``int g^2 dt`` (the score term) and the noise
+variance with a two-node rule, which is accurate only while ``g^2`` changes by a bounded factor
+over the step. The error estimate ``E`` does not see this: near ``t = 0`` on the sub-VP SDE
+(``g^2 = beta (1 - exp(-2 B))`` vanishes like ``t``) the accepted steps grow to ``h ~ 0.8 t``,
+``g^2`` changes 30-fold within one step, ``E`` stays below the tolerance and the last ~3 steps
+(t from 0.02 to ``eps``) over-shrink a Gaussian mode of std 0.03-0.05 by 2-3%. Every step is
+therefore also capped by the time scale on which ``ln g^2`` changes::
+
+    h <= g2_change / |d ln g(t)^2 / dt|          (g2_change = 0.5 by default)
+
+with the derivative taken at the step's start (backward difference, float64). The cap uses
+only ``g``, so it holds for any SDE, and it is scale-free (unchanged by rescaling ``t`` or
+``g``). Measured (exact score, 8-mode mixtures of std 0.05 and 0.03, n = 4000, 3 seeds; within-mode
+spread 1 = exact): sub-VP 0.981 / 0.976 without the cap, 1.005 / 1.002 with it, for 659 -> 678
+NFE; on VP (643 NFE) and VE (1414 NFE) it rarely binds and both stay within 0.01 of 1.
+``g2_change=None`` gives Algorithm 1 verbatim.
+
 Rejected steps. The paper draws a fresh ``z`` after a rejection (``rejection="redraw"``).
 Because ``E`` depends on ``z`` (through ``(g(t-h) - g(t)) dW`` and ``F(x') - F(x)``), this
 selects the accepted noise: with few elements per sample the law of the samples is biased,
@@ -59,7 +77,12 @@ class AdaptiveSDE(Solver):
 
     Implements Algorithm 1 of "Gotta Go Fast When Generating Data with Score-Based Models"
     (see the module docstring for the equations). Two batched score evaluations per
-    iteration; per-sample or batch-shared step sizes.
+    iteration; per-sample or batch-shared step sizes. Adds one step-size cap where ``g^2``
+    changes fast (``g2_change``).
+
+    ``Solution.stats``: ``iterations``, ``accepted`` / ``rejected`` (mean per sample),
+    ``accepted_per_sample`` / ``rejected_per_sample`` ``(B,)``. ``Solution.times`` holds the
+    batch-mean time after each iteration (the exact accepted times in batch mode).
 
     Args:
         rtol: relative tolerance (the paper's ``eps_rel``: 0.01 default, 0.05 faster).
@@ -76,11 +99,14 @@ class AdaptiveSDE(Solver):
         rejection: ``"bridge"`` (default; rejected Brownian increments are remembered and
             refined with the Brownian bridge, unbiased) or ``"redraw"`` (the paper: a fresh
             ``z``; biased in low dimension, see the module docstring).
+        g2_change: cap every step at ``g2_change / |d ln g(t)^2/dt|`` (default 0.5; ``None``: no
+            cap, the paper). Keeps the two-node quadrature of ``g^2`` accurate where ``g``
+            changes fast (sub-VP near ``t = 0``); see the module docstring.
         max_steps: maximum number of batched iterations (accepted + rejected).
 
-    ``Solution.stats``: ``iterations``, ``accepted`` / ``rejected`` (mean per sample),
-    ``accepted_per_sample`` / ``rejected_per_sample`` ``(B,)``. ``Solution.times`` holds the
-    batch-mean time after each iteration (the exact accepted times in batch mode).
+    Raises:
+        ValueError: a tolerance, ``h_init``, ``exponent``, ``safety``, ``factor_max``,
+            ``g2_change``, ``rejection`` or ``max_steps`` out of range.
     """
 
     order: float = 1.0
@@ -102,6 +128,7 @@ class AdaptiveSDE(Solver):
         use_prev: bool = True,
         factor_max: float | None = None,
         rejection: Literal["bridge", "redraw"] = "bridge",
+        g2_change: float | None = 0.5,
         max_steps: int = 10_000,
     ) -> None:
         self.rtol, self.atol = check_tolerances(rtol, atol)
@@ -115,6 +142,9 @@ class AdaptiveSDE(Solver):
                 raise ValueError(f"{name} must be positive and finite, got {v}")
         if not (0 < safety <= 1):
             raise ValueError(f"safety must lie in (0, 1], got {safety}")
+        if g2_change is not None and not (math.isfinite(g2_change) and g2_change > 0):
+            raise ValueError(f"g2_change must be positive and finite (or None), got {g2_change}")
+        self.g2_change = g2_change
         if factor_max is not None and not factor_max > 1:
             raise ValueError(f"factor_max must be > 1, got {factor_max}")
         check_max_steps(max_steps)
@@ -172,6 +202,21 @@ class _Run:
         self.iterations = 0
         self.mean_times = [ctx.t_start]
 
+    def g2_cap(self) -> Tensor:
+        """Largest step ``(B,)`` over which ``ln g^2`` changes by at most ``g2_change`` (to first order).
+
+        ``h <= g2_change / |d ln g(t)^2 / dt|``, the derivative by a backward difference in float64
+        (relative spacing 1e-6; ``inf`` where ``g^2`` is locally constant or 0).
+        """
+        kappa = self.s.g2_change
+        if kappa is None:
+            return torch.full_like(self.t, math.inf)
+        dt = 1e-6 * self.t.abs().clamp(min=1e-300)
+        g2 = self.dynamics.sde.diffusion(torch.cat([self.t, self.t - dt])).double().pow(2)
+        rate = (g2[: self.t.shape[0]].log() - g2[self.t.shape[0] :].log()).abs() / dt
+        ok = torch.isfinite(rate) & (rate > 0)  # g = 0 at a node: no information, no cap
+        return torch.where(ok, kappa / rate, torch.full_like(rate, math.inf))
+
     def attempt(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """One EM proposal and its improved-Euler partner; returns ``(x_em, x_heun, f2, dw, t_next, err)``."""
         s, x, h, nd, dtype = self.s, self.x, self.h, self.x.ndim, self.x.dtype
@@ -207,6 +252,8 @@ class _Run:
         """One batched iteration (accept per sample, next step sizes); True when every sample landed."""
         s, ctx = self.s, self.ctx
         self.iterations += 1
+        # The two-node quadrature of g^2 over a step is good only while g^2 changes little.
+        self.h = torch.minimum(self.h, self.g2_cap())
         if self.memory is not None:
             # Steps never straddle the end of an already revealed Brownian piece.
             self.memory.reserve(self.max_depth)

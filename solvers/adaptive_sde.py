@@ -206,15 +206,16 @@ class _Run:
         """Largest step ``(B,)`` over which ``ln g^2`` changes by at most ``g2_change`` (to first order).
 
         ``h <= g2_change / |d ln g(t)^2 / dt|``, the derivative by a backward difference in float64
-        (relative spacing 1e-6; ``inf`` where ``g^2`` is locally constant or 0).
+        (relative spacing 1e-6, never below ``t_end``; ``inf`` where ``g^2`` is locally constant or 0).
         """
         kappa = self.s.g2_change
         if kappa is None:
             return torch.full_like(self.t, math.inf)
-        dt = 1e-6 * self.t.abs().clamp(min=1e-300)
-        g2 = self.dynamics.sde.diffusion(torch.cat([self.t, self.t - dt])).double().pow(2)
-        rate = (g2[: self.t.shape[0]].log() - g2[self.t.shape[0] :].log()).abs() / dt
-        ok = torch.isfinite(rate) & (rate > 0)  # g = 0 at a node: no information, no cap
+        # Backward difference that never evaluates g below t_end (finished samples: dt = 0).
+        t_lo = torch.clamp(self.t * (1.0 - 1e-6), min=self.t_end)
+        g2 = self.dynamics.sde.diffusion(torch.cat([self.t, t_lo])).double().pow(2)
+        rate = (g2[: self.t.shape[0]].log() - g2[self.t.shape[0] :].log()).abs() / (self.t - t_lo)
+        ok = torch.isfinite(rate) & (rate > 0)  # dt = 0 or g = 0 at a node: no cap
         return torch.where(ok, kappa / rate, torch.full_like(rate, math.inf))
 
     def attempt(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:

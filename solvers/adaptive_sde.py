@@ -17,6 +17,24 @@ kept), ``t <- t - h``, ``x'_prev <- x'``. Accepted or not, the next step is
 ``h <- min(t - eps, theta h E_2^(-r))`` with ``theta = 0.9``, ``r = 0.9`` (paper defaults and
 those of the authors' code; the last step lands exactly on ``eps``).
 
+Steps where ``g^2`` changes fast (``g2_change``, not in the paper). Both stages see ``g`` only at
+the two ends of the step, so the step integrates ``int g^2 dt`` (the score term) and the noise
+variance with a two-node rule, which is accurate only while ``g^2`` changes by a bounded factor
+over the step. The error estimate ``E`` does not see this: near ``t = 0`` on the sub-VP SDE
+(``g^2 = beta (1 - exp(-2 B))`` vanishes like ``t``) the accepted steps grow to ``h ~ 0.8 t``,
+``g^2`` changes 30-fold within one step, ``E`` stays below the tolerance and the last ~3 steps
+(t from 0.02 to ``eps``) over-shrink a Gaussian mode of std 0.03-0.05 by 2-3%. Every step is
+therefore also capped by the time scale on which ``ln g^2`` changes::
+
+    h <= g2_change / |d ln g(t)^2 / dt|          (g2_change = 0.5 by default)
+
+with the derivative taken at the step's start (backward difference, float64). The cap uses
+only ``g``, so it holds for any SDE, and it is scale-free (unchanged by rescaling ``t`` or
+``g``). Measured (exact score, 8-mode mixtures of std 0.05 and 0.03, n = 4000, 3 seeds; within-mode
+spread 1 = exact): sub-VP 0.981 / 0.976 without the cap, 1.005 / 1.002 with it, for 659 -> 678
+NFE; on VP (643 NFE) and VE (1414 NFE) it rarely binds and both stay within 0.01 of 1.
+``g2_change=None`` gives Algorithm 1 verbatim.
+
 Rejected steps. The paper draws a fresh ``z`` after a rejection (``rejection="redraw"``).
 Because ``E`` depends on ``z`` (through ``(g(t-h) - g(t)) dW`` and ``F(x') - F(x)``), this
 selects the accepted noise: with few elements per sample the law of the samples is biased,
@@ -46,6 +64,7 @@ import torch
 from torch import Tensor
 
 from .base import DynamicsKind, SolveContext, Solver
+from .brownian_memory import BrownianMemory
 from .dynamics import ReverseDynamics
 from .step_control import MaxStepsExceeded, StepSizeUnderflow, check_max_steps, check_tolerances
 from .utils import append_dims
@@ -53,80 +72,17 @@ from .utils import append_dims
 __all__ = ["AdaptiveSDE"]
 
 
-class _BrownianMemory:
-    """Per-sample stacks of Brownian increments already revealed by rejected steps.
-
-    Rejection Sampling with Memory (Rackauckas & Nie 2017, RSwM1 with clipping): a rejected
-    attempt over ``[t - h, t]`` revealed ``dW``; redrawing it would bias the accepted noise
-    (steps with large ``|z|`` would be rejected more often). Instead the revealed piece is
-    pushed on a stack, and every later step either lies inside the top piece (its increment
-    is drawn from the Brownian bridge ``dW' = (h/L) W + sqrt(h (L - h)/L) xi``, the rest
-    ``(W - dW', L - h)`` stays) or is clipped to end exactly at the piece's end. Pieces are
-    ``(W: (K, B, *D), L: (K, B))``; ``depth: (B,)`` counts each sample's pieces.
-    """
-
-    def __init__(self, like: Tensor) -> None:
-        b = like.shape[0]
-        self.W = like.new_zeros((2, *like.shape))
-        self.L = torch.zeros((2, b), dtype=torch.float64, device=like.device)
-        self.depth = torch.zeros(b, dtype=torch.long, device=like.device)
-        self.ar = torch.arange(b, device=like.device)
-
-    def reserve(self, max_depth: int) -> None:
-        """Grow the stacks so that one more push fits (``max_depth`` from the last sync)."""
-        k = self.W.shape[0]
-        if max_depth + 2 > k:
-            self.W = torch.cat([self.W, torch.zeros_like(self.W)])
-            self.L = torch.cat([self.L, torch.zeros_like(self.L)])
-
-    def clip(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Clip ``h: (B,)`` to the top piece; returns ``(h, has_piece, uses_whole_piece)``."""
-        self.has = self.depth > 0
-        self.top = (self.depth - 1).clamp(min=0)
-        self.W_top, self.L_top = self.W[self.top, self.ar], self.L[self.top, self.ar]
-        h = torch.where(self.has, torch.minimum(h, self.L_top), h)
-        # A step that would leave a sliver (< 1%) of the piece takes the whole piece.
-        self.full = self.has & (h >= 0.99 * self.L_top)
-        h = torch.where(self.full, self.L_top, h)
-        return h, self.has, self.full
-
-    def increment(self, h: Tensor, xi: Tensor) -> Tensor:
-        """Brownian increment over the clipped step ``h``: bridge inside a piece, else fresh."""
-        nd = xi.ndim
-        L = torch.where(self.has, self.L_top, torch.ones_like(h))
-        frac = torch.where(self.has, h / L, torch.zeros_like(h))
-        var = torch.where(self.has, h * (L - h) / L, h).clamp(min=0.0)
-        return (
-            append_dims(frac.to(xi.dtype), nd) * self.W_top
-            + append_dims(var.sqrt().to(xi.dtype), nd) * xi
-        )
-
-    def update(self, dW: Tensor, h: Tensor, accept: Tensor, active: Tensor) -> None:
-        """Consume the accepted part of the top piece; push what a rejected attempt revealed."""
-        nd = dW.ndim
-        rejected = active & ~accept
-        # The rest of a partly used piece stays on top (accepted or rejected attempt).
-        shrink = self.has & ~self.full & active
-        sx = append_dims(shrink, nd)
-        self.W[self.top, self.ar] = torch.where(sx, self.W_top - dW, self.W_top)
-        self.L[self.top, self.ar] = torch.where(shrink, self.L_top - h, self.L_top)
-        # An accepted step that used a whole piece pops it.
-        self.depth = self.depth - (accept & self.full).long()
-        # A rejected attempt that revealed new information pushes (dW, h).
-        push = rejected & ~self.full
-        px = append_dims(push, nd)
-        slot = self.depth
-        self.W[slot, self.ar] = torch.where(px, dW, self.W[slot, self.ar])
-        self.L[slot, self.ar] = torch.where(push, h, self.L[slot, self.ar])
-        self.depth = self.depth + push.long()
-
-
 class AdaptiveSDE(Solver):
     """Adaptive reverse-SDE solver of Jolicoeur-Martineau et al. (2021): EM + stochastic Heun, error control.
 
     Implements Algorithm 1 of "Gotta Go Fast When Generating Data with Score-Based Models"
     (see the module docstring for the equations). Two batched score evaluations per
-    iteration; per-sample or batch-shared step sizes.
+    iteration; per-sample or batch-shared step sizes. Adds one step-size cap where ``g^2``
+    changes fast (``g2_change``).
+
+    ``Solution.stats``: ``iterations``, ``accepted`` / ``rejected`` (mean per sample),
+    ``accepted_per_sample`` / ``rejected_per_sample`` ``(B,)``. ``Solution.times`` holds the
+    batch-mean time after each iteration (the exact accepted times in batch mode).
 
     Args:
         rtol: relative tolerance (the paper's ``eps_rel``: 0.01 default, 0.05 faster).
@@ -143,11 +99,14 @@ class AdaptiveSDE(Solver):
         rejection: ``"bridge"`` (default; rejected Brownian increments are remembered and
             refined with the Brownian bridge, unbiased) or ``"redraw"`` (the paper: a fresh
             ``z``; biased in low dimension, see the module docstring).
+        g2_change: cap every step at ``g2_change / |d ln g(t)^2/dt|`` (default 0.5; ``None``: no
+            cap, the paper). Keeps the two-node quadrature of ``g^2`` accurate where ``g``
+            changes fast (sub-VP near ``t = 0``); see the module docstring.
         max_steps: maximum number of batched iterations (accepted + rejected).
 
-    ``Solution.stats``: ``iterations``, ``accepted`` / ``rejected`` (mean per sample),
-    ``accepted_per_sample`` / ``rejected_per_sample`` ``(B,)``. ``Solution.times`` holds the
-    batch-mean time after each iteration (the exact accepted times in batch mode).
+    Raises:
+        ValueError: a tolerance, ``h_init``, ``exponent``, ``safety``, ``factor_max``,
+            ``g2_change``, ``rejection`` or ``max_steps`` out of range.
     """
 
     order: float = 1.0
@@ -169,6 +128,7 @@ class AdaptiveSDE(Solver):
         use_prev: bool = True,
         factor_max: float | None = None,
         rejection: Literal["bridge", "redraw"] = "bridge",
+        g2_change: float | None = 0.5,
         max_steps: int = 10_000,
     ) -> None:
         self.rtol, self.atol = check_tolerances(rtol, atol)
@@ -182,6 +142,9 @@ class AdaptiveSDE(Solver):
                 raise ValueError(f"{name} must be positive and finite, got {v}")
         if not (0 < safety <= 1):
             raise ValueError(f"safety must lie in (0, 1], got {safety}")
+        if g2_change is not None and not (math.isfinite(g2_change) and g2_change > 0):
+            raise ValueError(f"g2_change must be positive and finite (or None), got {g2_change}")
+        self.g2_change = g2_change
         if factor_max is not None and not factor_max > 1:
             raise ValueError(f"factor_max must be > 1, got {factor_max}")
         check_max_steps(max_steps)
@@ -234,10 +197,26 @@ class _Run:
         self.rej_count = torch.zeros_like(self.acc_count)
         self.x, self.x_prev = x, x
         self.f1: Tensor | None = None
-        self.memory = _BrownianMemory(x) if solver.rejection == "bridge" else None
+        self.memory = BrownianMemory(x) if solver.rejection == "bridge" else None
         self.max_depth = 0
         self.iterations = 0
         self.mean_times = [ctx.t_start]
+
+    def g2_cap(self) -> Tensor:
+        """Largest step ``(B,)`` over which ``ln g^2`` changes by at most ``g2_change`` (to first order).
+
+        ``h <= g2_change / |d ln g(t)^2 / dt|``, the derivative by a backward difference in float64
+        (relative spacing 1e-6, never below ``t_end``; ``inf`` where ``g^2`` is locally constant or 0).
+        """
+        kappa = self.s.g2_change
+        if kappa is None:
+            return torch.full_like(self.t, math.inf)
+        # Backward difference that never evaluates g below t_end (finished samples: dt = 0).
+        t_lo = torch.clamp(self.t * (1.0 - 1e-6), min=self.t_end)
+        g2 = self.dynamics.sde.diffusion(torch.cat([self.t, t_lo])).double().pow(2)
+        rate = (g2[: self.t.shape[0]].log() - g2[self.t.shape[0] :].log()).abs() / (self.t - t_lo)
+        ok = torch.isfinite(rate) & (rate > 0)  # dt = 0 or g = 0 at a node: no cap
+        return torch.where(ok, kappa / rate, torch.full_like(rate, math.inf))
 
     def attempt(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """One EM proposal and its improved-Euler partner; returns ``(x_em, x_heun, f2, dw, t_next, err)``."""
@@ -274,6 +253,8 @@ class _Run:
         """One batched iteration (accept per sample, next step sizes); True when every sample landed."""
         s, ctx = self.s, self.ctx
         self.iterations += 1
+        # The two-node quadrature of g^2 over a step is good only while g^2 changes little.
+        self.h = torch.minimum(self.h, self.g2_cap())
         if self.memory is not None:
             # Steps never straddle the end of an already revealed Brownian piece.
             self.memory.reserve(self.max_depth)

@@ -44,10 +44,7 @@ def _target() -> sd.GaussianMixture:
 
 
 #: Known open failures (reported, not yet fixed): (solver, SDE) -> what was measured.
-OPEN: dict[tuple[str, str], str] = {
-    ("adaptive_sde", "subvp"): "default tolerance: spread 0.973 at 667 NFE (over-shrunk by 2.7%), lost in "
-    "t in [1e-3, 0.02] over ~3 steps with h ~ 0.8 t where g^2 changes O(1) per step",
-}
+OPEN: dict[tuple[str, str], str] = {}
 
 #: Score evaluations per grid step where it is not 1.
 PER_STEP = {"pc": 2, "dpm_solver_2": 2, "dpm_solver_3": 3, "edm_heun": 2, "ode_heun": 2, "ode_rk4": 4,

@@ -105,11 +105,12 @@ def exact_divergence(fn: Field, x: Tensor, *, create_graph: bool = False) -> tup
     return f, div
 
 
-BATCHED_BACKWARD_MAX = 1 << 16
+BATCHED_BACKWARD_MAX = 1 << 15
 """Largest ``B d^2`` (cotangent entries) for which `exact_divergence` runs its ``d`` backward
 passes as one vectorised pass: for small batches the per-pass overhead dominates and one pass
-is up to 2x faster (measured: 16-D at 256 points); for large ones the ``d``-fold working
-set is not (``benchmarks/likelihood.py``)."""
+is 2.5-3x faster (measured on a mixture score in 16-D at 64 and 128 points, single thread);
+past this size the ``d``-fold working set leaves the cache and the gain is gone (measured:
+none at 256 points in 16-D, none at 10,000 in 2-D)."""
 
 
 def _batched_diagonal(f: Tensor, xg: Tensor) -> Tensor | None:

@@ -6,7 +6,9 @@ times, resampled to `steps` intervals (`resample_grid`), are the grid of a fixed
 the whole batch, which then pays for no error estimates, rejected steps or host syncs. With
 `steps="auto"` the count is chosen by measuring fixed-grid trial solves of the pilot's samples
 against the pilot (`choose_steps`). With the exact divergence the pilot's own samples keep
-their (more accurate) adaptive results.
+their (more accurate) adaptive results, unless the runner gave the pilot fixed Hutchinson probes
+(`steps="auto"` in more than `2 PILOT_PROBES` dimensions, see `runner`): then every sample is
+solved again by the fixed-grid solve.
 """
 
 from __future__ import annotations

@@ -62,6 +62,43 @@ def test_exact_divergence_matches_closed_form_for_any_data_shape():
     assert not div.requires_grad and not f.requires_grad
 
 
+def test_exact_divergence_one_vectorised_pass_equals_the_loop_and_falls_back(monkeypatch):
+    import scoresde.likelihood.divergence as divergence_module
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(7, 2, 3, generator=g, dtype=torch.float64)
+    expected = torch.trace(a) + torch.cos(x.reshape(7, -1)).sum(dim=1)
+
+    def field(z: torch.Tensor) -> torch.Tensor:
+        flat = z.reshape(z.shape[0], -1)
+        return (flat @ a.T + torch.sin(flat)).reshape(z.shape)
+
+    def unbatchable(z: torch.Tensor) -> torch.Tensor:
+        # A backward that reads a value on the host cannot run under vmap.
+        class Scale(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, u):  # type: ignore[no-untyped-def]
+                return u * 1.0
+
+            @staticmethod
+            def backward(ctx, grad):  # type: ignore[no-untyped-def]
+                return grad * float(grad.abs().sum().item() >= 0.0)
+
+        return field(Scale.apply(z))
+
+    assert x.shape[0] * 36 <= divergence_module.BATCHED_BACKWARD_MAX  # this batch takes one pass
+    xg = x.clone().requires_grad_(True)
+    assert divergence_module._batched_diagonal(unbatchable(xg), xg) is None  # so it must loop
+    batched = exact_divergence(field, x)[1]
+    fallback = exact_divergence(unbatchable, x)[1]
+    monkeypatch.setattr(divergence_module, "BATCHED_BACKWARD_MAX", 0)
+    looped = exact_divergence(field, x)[1]
+    # All three are exact: float64 rounding (1e-12) is all that separates them from the closed form.
+    for div in (batched, fallback, looped):
+        torch.testing.assert_close(div, expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["rademacher", "gaussian"])
 def test_hutchinson_is_unbiased_with_the_predicted_variance(kind):
     g = torch.Generator().manual_seed(1)

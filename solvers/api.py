@@ -24,7 +24,7 @@ Chunked sampling (``sample(..., batch_size=b)``): what stays identical to an unc
 
 The result's ``nfe`` is the largest per-chunk count (score evaluations per sample);
 ``stats["score_calls"]`` is the total number of batched calls and ``stats["chunks"]`` the
-per-chunk ``nfe``, ``seconds`` and stats.
+per-chunk ``nfe``, ``seconds`` and stats; ``stats["end_step"]`` is the end-of-run step (as unchunked).
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def sample_in_chunks(
         trajectory=torch.cat(frames, dim=1) if frames else None,
         trajectory_times=frame_times,
         seconds=sum(c["seconds"] for c in chunks),
-        stats={"chunks": chunks, "score_calls": dynamics.nfe - calls0, "batch_size": batch_size},
+        stats={"chunks": chunks, "score_calls": dynamics.nfe - calls0, "batch_size": batch_size,
+               "end_step": chunks[0].get("end_step", "none")},
     )
 
 

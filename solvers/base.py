@@ -287,6 +287,7 @@ class Solver:
             torch.cuda.synchronize(x.device)
         seconds = time.perf_counter() - start
         traj, traj_t, per_sample_t = recorder.result()
+        ctx.stats.setdefault("end_step", ctx.denoise)  # "none": samples at ts[-1]; else denoised to t = 0
         if per_sample_t is not None:
             ctx.stats["trajectory_sample_times"] = per_sample_t
         return Solution(

@@ -21,7 +21,9 @@ class Solution:
         trajectory: ``(F, B, *D)`` states at ``trajectory_times`` (thinned), or ``None``.
         trajectory_times: ``(F,)`` times of the stored frames, or ``None``.
         seconds: wall time of the solve.
-        stats: solver-specific counters (e.g. ``accepted``/``rejected`` steps).
+        stats: solver-specific counters (e.g. ``accepted``/``rejected`` steps), and
+            ``end_step``: the end-of-run step taken (``"ode"``, ``"tweedie"``: ``samples``
+            approximate ``p_0``; ``"none"``: they are at ``times[-1]``).
     """
 
     samples: Tensor

@@ -215,7 +215,7 @@ def _plot_exact_vs_trained(exact: dict[str, Any], learned: dict[str, Any], targe
                                   ax=axes[row * len(names):(row + 1) * len(names)])
     axes[0].set_ylabel("exact score\n$x_2$")
     axes[len(names)].set_ylabel("trained network\n$x_2$")
-    fig.suptitle("samples: exact score (top) vs trained network (bottom); lines: exact $p_\\epsilon$")
+    fig.suptitle("samples: exact score (top) vs trained network (bottom); lines: exact $p_0$")
     return plotting.save_figure(fig, out / "exact_vs_trained.png", dpi=dpi)
 
 

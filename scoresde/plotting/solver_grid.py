@@ -45,7 +45,8 @@ def plot_solver_grid(
 
     Args:
         results: solver label -> ``Solution`` (trajectories need ``keep_trajectory=True``).
-        target, sde: outline the exact ``p_eps`` on the sample panels when both are given.
+        target, sde: outline the exact density the samples follow on the sample panels when both
+            are given: ``p_0`` after an end-of-run step (the default), else ``p_eps``.
         rows: which rows to draw, in order (``"trajectories"``, ``"samples"``).
         ax: ``len(rows) * len(results)`` axes, row-major (default: a new figure).
         n_paths, seed: particles drawn per trajectory panel (the same indices in every column).
@@ -88,7 +89,9 @@ def plot_solver_grid(
             else:
                 plot_samples(res.samples, ax=a, kind=kind, lims=lims, title=title)
                 if target is not None and sde is not None and target.dim == 2:
-                    t_end = float(res.times.min())
+                    # Denoised runs (the default end step) sample p_0; "none" stops at eps.
+                    denoised = res.stats.get("end_step", "none") != "none"
+                    t_end = 0.0 if denoised else float(res.times.min())
                     plot_density(target, sde=sde, t=t_end, ax=a, lims=lims, kind="contour",
                                  title=title or "")
             if j > 0:

@@ -90,11 +90,16 @@ class LikelihoodRun:
         div = self.opts.divergence
         if probes is None and div.divergence == "hutchinson" and div.probe_refresh == "solve":
             probes = make_probes(div.n_probes, xb, div.probe, generator=self.generator)
+        return self._augmented(xb, scale, on_eval, keep_graph, probes, divergence=div.divergence,
+                               probe_kind=div.probe, n_probes=div.n_probes, probe_refresh=div.probe_refresh)
+
+    def _augmented(self, xb: Tensor, scale: float, on_eval: Callable[[float], None] | None, keep_graph: bool,
+                   probes: Tensor | None, **divergence: Any) -> AugmentedFlow:
+        """`AugmentedFlow` of this run for the chunk `xb`, with the given divergence settings."""
         return AugmentedFlow(
-            self.sde, self.score_fn, tuple(xb.shape[1:]), divergence=div.divergence, probes=probes,
-            probe_kind=div.probe, n_probes=div.n_probes, probe_refresh=div.probe_refresh,
-            generator=self.generator, logp_scale=scale, create_graph=keep_graph,
-            check_finite=self.opts.run.check_finite, on_eval=on_eval)
+            self.sde, self.score_fn, tuple(xb.shape[1:]), probes=probes, generator=self.generator,
+            logp_scale=scale, create_graph=keep_graph, check_finite=self.opts.run.check_finite,
+            on_eval=on_eval, **divergence)
 
     def _probe_pilot_flow(self, xb: Tensor, scale: float, on_eval: Callable[[float], None] | None = None,
                           keep_graph: bool = False, probes: Tensor | None = None) -> AugmentedFlow:
@@ -108,10 +113,7 @@ class LikelihoodRun:
         """
         if probes is None:
             probes = make_probes(PILOT_PROBES, xb, "rademacher", generator=self.generator)
-        return AugmentedFlow(
-            self.sde, self.score_fn, tuple(xb.shape[1:]), divergence="hutchinson", probes=probes,
-            generator=self.generator, logp_scale=scale, create_graph=keep_graph,
-            check_finite=self.opts.run.check_finite, on_eval=on_eval)
+        return self._augmented(xb, scale, on_eval, keep_graph, probes, divergence="hutchinson")
 
     def start(self, flow: AugmentedFlow, xb: Tensor) -> tuple[Tensor, Tensor | None]:
         """The ODE's start points for the data `xb` and the `[0, eps]` term (`None`: marginal)."""

@@ -131,6 +131,7 @@ OURS: dict[str, Sampler] = {
     "dpmpp_2m": ours("dpmpp_2m", 1),
     "dpmpp_3m": ours("dpmpp_3m", 1),
     "unipc": ours("unipc", 1),
+    "gaussian_2m": ours("gaussian_2m", 1),
     "dpmpp_2m (quadratic)": ours("dpmpp_2m", 1, grid="quadratic"),
     "unipc (quadratic)": ours("unipc", 1, grid="quadratic"),
     "edm_heun": ours("edm_heun", 2),
@@ -416,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--table", choices=["combined", "sw-mmd"], default="combined",
                     help="combined metric (5-seed median, vs p_0) or the SW2 / MMD^2 means (vs p_eps)")
-    ap.add_argument("--only", nargs="*", default=None, help="run only samplers whose name contains one of these")
+    ap.add_argument("--only", nargs="*", default=None, help="run only samplers whose name contains one of these ('=name': exactly that name)")
     ap.add_argument("--no-peers", action="store_true", help="our solvers only")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = ap.parse_args(argv)
@@ -433,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             print("diffusers not installed: pip install diffusers", file=sys.stderr)
         samplers.update(dfs)
     if args.only:
-        samplers = {k: v for k, v in samplers.items() if any(s in k for s in args.only)}
+        samplers = {k: v for k, v in samplers.items()
+                    if any(k == s[1:] if s.startswith("=") else s in k for s in args.only)}
 
     problems = make_problems(args.n, args.problems)
     start = time.perf_counter()

@@ -19,6 +19,7 @@ from .dpm_solver import DPMSolver
 from .dpmpp import DPMSolverPP2M, DPMSolverPP3M, UniPC
 from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
+from .gaussian_multistep import GaussianMultistep
 from .lms import LMS
 from .ode import RK4, Heun, ODEEuler
 from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
@@ -93,6 +94,7 @@ SOLVERS: dict[str, SolverSpec] = {
     "dpmpp_2m": SolverSpec(DPMSolverPP2M),
     "dpmpp_3m": SolverSpec(DPMSolverPP3M),
     "unipc": SolverSpec(UniPC),
+    "gaussian_2m": SolverSpec(GaussianMultistep),
     "edm_heun": SolverSpec(EDMHeun),
     "lms": SolverSpec(LMS),
     "sde_dpmpp_2m": SolverSpec(SDEDPMSolverPP2M),

@@ -22,7 +22,7 @@ TOL = 0.016  # 2 x sqrt(1/(2 n D)) at n = 2000, D = 2 (module docstring)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dpmpp_2m", "dpmpp_3m", "unipc", "lms", "ddim"])
+@pytest.mark.parametrize("name", ["dpmpp_2m", "dpmpp_3m", "unipc", "gaussian_2m", "lms", "ddim"])
 def test_spread_error_monotone_in_nfe(name: str) -> None:
     mix = sd.targets.get_target("sharp_8")
     sde = sd.get_sde("vp")

@@ -107,6 +107,16 @@ def make_problems(n: int, names: list[str]) -> list[Problem]:
     return out
 
 
+# --- reference row ---------------------------------------------------------------------------
+EXACT_ROW = "exact samples of p_0"
+
+
+def exact_p0(p: Problem, budget: int, seed: int) -> tuple[Tensor, int]:
+    """Fresh exact samples of ``p_0`` (seeded apart from the metric's references), at no NFE: the
+    row every sampler is read against, since exact samples themselves score above 1."""
+    return p.target.sample(p.n, generator=torch.Generator().manual_seed(50_000 + seed)), 0
+
+
 # --- ours ------------------------------------------------------------------------------------
 def ours(solver: str | solvers.Solver, nfe_per_step: int, **kw: object) -> Sampler:
     """One of our solvers with its defaults (end-of-run step included) at the most steps whose
@@ -348,7 +358,7 @@ def table(
         for b in budgets:
             parts = []
             for group, pred in (
-                ("ours", lambda n: not n.startswith(("kd ", "df "))),
+                ("ours", lambda n: not n.startswith(("kd ", "df ")) and n != EXACT_ROW),
                 ("k-diffusion", lambda n: n.startswith("kd ")),
                 ("diffusers", lambda n: n.startswith("df ")),
             ):
@@ -364,7 +374,7 @@ def table(
 
 
 GROUPS: tuple[tuple[str, Callable[[str], bool]], ...] = (
-    ("ours", lambda n: not n.startswith(("kd ", "df "))),
+    ("ours", lambda n: not n.startswith(("kd ", "df ")) and n != EXACT_ROW),
     ("k-diffusion", lambda n: n.startswith("kd ")),
     ("diffusers", lambda n: n.startswith("df ")),
 )
@@ -420,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="run only samplers whose name contains one of these ('=name': exactly that name)")
     ap.add_argument("--no-peers", action="store_true", help="our solvers only")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
+    ap.add_argument("--no-exact-row", dest="exact_row", action="store_false",
+                    help="skip the reference row of fresh exact samples of p_0")
     args = ap.parse_args(argv)
 
     samplers: dict[str, Sampler] = dict(OURS)
@@ -436,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         samplers = {k: v for k, v in samplers.items()
                     if any(k == s[1:] if s.startswith("=") else s in k for s in args.only)}
+    if args.exact_row:
+        samplers = {EXACT_ROW: exact_p0, **samplers}
 
     problems = make_problems(args.n, args.problems)
     start = time.perf_counter()

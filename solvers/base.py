@@ -337,9 +337,10 @@ class Solver:
         """The end of a run, after the last step: the one place that decides what a run returns.
 
         ``ctx.denoise`` names the step (`solvers.end.final_step`): ``"ode"`` (every solver's
-        default) takes the trapezoidal step of the probability-flow ODE from ``t = ctx.t_end``
-        to ``sigma = 0``, ``x_0 = (x/alpha + D(x))/2`` with Tweedie's ``D`` (one NFE; second
-        order, see `solvers.end`), so the result samples ``p_0``, not the blurred ``p_eps``;
+        default) follows the probability-flow ODE from ``t = ctx.t_end`` to ``sigma = 0`` through
+        a local Gaussian fitted per sample to this evaluation and the run's previous one (one
+        NFE; exact for Gaussian modes, the trapezoid ``(x/alpha + D(x))/2`` without a previous
+        evaluation, see `solvers.end`), so the result samples ``p_0``, not the blurred ``p_eps``;
         ``"tweedie"`` returns ``D(x) = E[x_0 | x_t]`` (Efron 2011; an Euler step to
         ``sigma = 0``, which over-shrinks by ``sigma^2/(s^2 + sigma^2)`` a mode of std ``s``);
         ``"none"`` returns ``x`` (a sample of ``p_eps``).

@@ -41,10 +41,17 @@ class NonFiniteScoreError(FloatingPointError):
     """The score callable returned NaN or inf."""
 
 
+RECENT = 4
+"""Score evaluations `CountedScore` keeps: enough to reach back past the stages that an
+explicit Runge-Kutta step (Dormand-Prince: three) evaluates at its end time."""
+
+
 class CountedScore:
     """Wraps a score callable: counts calls (NFE) and checks shape and finiteness of outputs.
 
-    ``calls`` is the number of batched evaluations made. ``check_finite=True`` raises
+    ``calls`` is the number of batched evaluations made; ``recent`` holds ``(x, t, score)`` of the
+    last `RECENT` ones, newest last (references, no copies: the end-of-run step fits a local
+    Gaussian to one of them, `solvers.end`). ``check_finite=True`` raises
     `NonFiniteScoreError` when the score returns NaN/inf (on an accelerator this is a host sync
     per call; pass ``check_finite=False`` to skip it).
     """
@@ -57,6 +64,7 @@ class CountedScore:
         self.score: ScoreFn = score
         self.check_finite = check_finite
         self.calls = 0
+        self.recent: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
@@ -70,6 +78,9 @@ class CountedScore:
                 f"score returned NaN/inf at t in [{t_lo:.4g}, {t_hi:.4g}] (evaluation {self.calls}); "
                 "check the model, the time range and the dtype"
             )
+        self.recent.append((x, t, out))
+        if len(self.recent) > RECENT:
+            self.recent.pop(0)
         return out
 
 

@@ -34,7 +34,8 @@ With no drift (``m = 0``) the step is the exact flow of ``N(mu, s^2 I)`` for any
 so on isotropic Gaussian data, and in the low-noise part of a run on well-separated
 Gaussian-like modes, it adds no error after the first step (tests check this to round-off).
 The first step (no history) and, with fewer than `LOWER_ORDER_FINAL_BELOW` intervals, the last
-step are DDIM steps (``s^2 = 0, m = 0``), as in DPM-Solver++.
+step are DDIM steps (``s^2 = 0, m = 0``), as in DPM-Solver++. The default end-of-run step
+(`solvers.end`) fits the same Gaussian to the last two evaluations and follows it to ``S = 0``.
 
 This is an online, per-sample version of the idea behind DPM-Solver-v3 (Zheng et al. 2023):
 integrate the part of the model that is linear in ``y`` exactly. DPM-Solver-v3 measures that
@@ -56,6 +57,7 @@ from .base import DynamicsKind, SolveContext
 from .dpmpp import LOWER_ORDER_FINAL_BELOW
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator
+from .gaussian_fit import fit_gaussian_part
 
 __all__ = ["GaussianMultistep", "gaussian_step_coefficients", "fit_gaussian_part"]
 
@@ -85,19 +87,6 @@ def gaussian_step_coefficients(s2: Tensor, s_from: float, s_to: float) -> tuple[
     integrand = (tau2[None, :] - s_to**2) / (g_tau * (g_tau + g_n[:, None]))
     f = integrand @ w
     return a, f
-
-
-def fit_gaussian_part(d: Tensor, d_prev: Tensor, u: Tensor, u_prev: Tensor) -> Tensor:
-    """Per-sample ``s^2 = max(0, <dD, du>/<du, du>)`` over all non-batch coordinates, ``(B,)`` float64.
-
-    ``0`` where ``du = 0`` (nothing to fit: the step falls back to DPM-Solver++(2M)).
-    """
-    dd = (d - d_prev).flatten(1).to(torch.float64)
-    du = (u - u_prev).flatten(1).to(torch.float64)
-    num = (dd * du).sum(1)
-    den = (du * du).sum(1)
-    s2 = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
-    return s2.clamp_min(0.0)
 
 
 class GaussianMultistep(ExponentialIntegrator):

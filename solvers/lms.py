@@ -17,13 +17,13 @@ S_{i-q+1}``) and integrates it exactly over the step::
 with ``l_j`` the Lagrange basis polynomial of node ``S_{i-j}`` (the integral is evaluated
 in closed form from the polynomial's coefficients, float64). One score evaluation per step.
 
-End of the run (`LMS.finish`): with the default end-of-run step (``denoise=None`` or
-``"ode"``) the solver takes one more Adams step from the grid's last level ``S_n`` to
-``S = 0`` (one more evaluation, at ``S_n``), returning a sample of ``p_0`` rather than of
-``p_eps``. That step also interpolates the known value
-``d = 0`` at ``S = 0`` (``d = -S grad_y log p_S(y)`` vanishes there), so it is implicit-like
-at no cost; this is the data-space end of EDM and k-diffusion
-(a step to ``sigma = 0``). ``denoise="none"`` stops at ``eps``, ``"tweedie"`` denoises there.
+End of the run: the default end-of-run step of every solver (`solvers.end`): the local
+Gaussian fitted to the last step's evaluation and one at ``S_n``, followed exactly to
+``S = 0`` (one more evaluation), so the result samples ``p_0`` rather than ``p_eps``. (An
+Adams step from ``S_n`` to ``S = 0`` through the known ``d = 0`` there, the data-space end
+of EDM and k-diffusion, was the earlier default: it leaves modes narrower than ``S_n`` too
+wide, +2.6% at std 0.005 under VP at 100 steps against 0.03% for the fitted step.)
+``denoise="none"`` stops at ``eps``, ``"tweedie"`` denoises there.
 Default grid: ``karras`` (rho = 7).
 """
 
@@ -68,8 +68,8 @@ class LMS(ScheduledSolver):
 
     Karras et al. 2022's ODE ``dy/dS = (y - D(y; S)) / S`` in ``y = x/alpha``, ``S = sigma/alpha``,
     stepped by Adams-Bashforth formulas whose coefficients integrate the Lagrange basis over
-    each step of the (non-uniform) grid; the order ramps up as slopes accumulate, and the
-    default end of the run is an Adams step to ``S = 0`` (see the module docstring).
+    each step of the (non-uniform) grid; the order ramps up as slopes accumulate. The run
+    ends with the default end-of-run step of `solvers.end` (see the module docstring).
 
     Args:
         order: maximal number of past slopes used (1 = Euler in ``S``; default 4).
@@ -115,12 +115,3 @@ class LMS(ScheduledSolver):
         y = x / table.alpha[i]
         slopes, nodes = self._push_slope(dynamics, x, y, t, s_edm[i], ctx)
         return table.alpha[i + 1] * self._adams(y, slopes, nodes, s_edm[i + 1])
-
-    def finish(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
-        """Default end (``"ode"``): the Adams step from the last level to ``S = 0`` (one NFE)."""
-        if ctx.denoise != "ode" or "extra" not in ctx.memory:
-            return super().finish(dynamics, x, ctx)
-        table, s_end = self.schedule(ctx), ctx.memory["extra"]["s_edm"][-1]
-        y = x / table.alpha[-1]
-        slopes, nodes = self._push_slope(dynamics, x, y, ctx.t_end, s_end, ctx)
-        return self._adams(y, slopes, nodes, 0.0)

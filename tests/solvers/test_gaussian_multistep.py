@@ -96,6 +96,24 @@ def test_exact_on_isotropic_gaussian_after_the_first_step(sde, steps):
     torch.testing.assert_close(z[1:], z[1].expand_as(z[1:]), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("sde", SDES, ids=["vp", "subvp", "ve", "cosine"])
+@pytest.mark.parametrize("std", [0.005, 0.05, 0.5])
+def test_default_end_step_is_the_exact_flow_to_sigma_zero(sde, std):
+    # The default end step (solvers.end) continues the Gaussian fitted to the last two
+    # evaluations to S = 0: for N(mu, s^2 I) the sample is mu + s z with the z of step 1, even
+    # when s is half the VP grid's last noise level S_n = 0.0105.
+    mu = torch.tensor([0.3, -0.2], dtype=F64)
+    target = sd.GaussianMixture(mu[None], std)
+    r = solvers.sample(
+        sde, target.score_fn(sde), (64, 2), solver=GaussianMultistep(lower_order_final=False), steps=6,
+        seed=1, dtype=F64, keep_trajectory=True,
+    )
+    t1 = r.trajectory_times[1:2]
+    alpha1, _ = sde.marginal_coeffs(t1)
+    z1 = (r.trajectory[1] / alpha1 - mu) / torch.sqrt(std**2 + edm_sigma(sde, t1) ** 2)
+    torch.testing.assert_close((r.samples - mu) / std, z1, rtol=0, atol=1e-9)
+
+
 def test_second_order_on_a_mixture():
     # Sharp, anisotropic modes: the fitted s^2 is an average and the step is only second order.
     sde = sd.VPSDE()

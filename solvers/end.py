@@ -26,7 +26,8 @@ sample, and the exact flow to ``S = 0`` is::
 
     "ode":      y_0 = mu + (y - mu) s / g = D + u s S^2 / (g + s),      g = sqrt(s^2 + S^2)
 
-still one NFE. ``s >> S`` gives the trapezoid back, ``s = 0`` Tweedie's ``D``. Where there is no
+still one NFE. ``s >> S`` gives the trapezoid back, ``s = 0`` Tweedie's ``D``; since
+``s/(g + s) <= 1/2`` every sample lands between those two, whatever the fit. Where there is no
 usable previous evaluation (none at another time, another batch shape, or no change in
 ``u``) the trapezoid is used. The Euler step to ``S = 0`` returns Tweedie's ``D(y; S)`` (``"tweedie"``, what
 ``denoise=True`` did): it scales by ``1 - x/(1 + x)``, about twice the needed shrink (-2%

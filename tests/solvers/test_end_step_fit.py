@@ -66,6 +66,25 @@ def test_trapezoid_when_there_is_nothing_to_fit(case):
     torch.testing.assert_close(out, trapezoid, rtol=0, atol=1e-12)
 
 
+def test_a_meaningless_previous_evaluation_lands_between_tweedie_and_the_trapezoid():
+    # The fitted coefficient s S^2 / (g + s) lies in [0, S^2 / 2] for any s^2 >= 0, so a
+    # previous evaluation from another mixture (or the prior) cannot push a sample outside.
+    sde = sd.VPSDE()
+    target = sd.targets.sharp_8()
+    dyn = solvers.ProbabilityFlowODE(sde, target.score_fn(sde))
+    g = torch.Generator().manual_seed(4)
+    x = target.sample_marginal(256, sde, sde.eps, generator=g, dtype=F64)
+    dyn.score(torch.randn(256, 2, generator=g, dtype=F64) * 3, torch.full((256,), 0.3, dtype=F64))
+    out = final_step(dyn, x, sde.eps, "ode")
+    t = torch.full((256,), sde.eps, dtype=F64)
+    d = dyn.x0_pred(x, t)
+    trapezoid = 0.5 * (x / float(sde.marginal_coeffs(t[:1])[0][0]) + d)
+    # out = d + w (trapezoid - d) with w in [0, 1], per sample.
+    w = ((out - d) * (trapezoid - d)).sum(1) / ((trapezoid - d) ** 2).sum(1)
+    torch.testing.assert_close(out, d + w[:, None] * (trapezoid - d), rtol=0, atol=1e-12)
+    assert float(w.min()) >= 0.0 and float(w.max()) <= 1.0 + 1e-12
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dpmpp_2m", "gaussian_2m", "lms", "edm_heun", "ode_rk4", "ode_rk45", "euler_maruyama"])
 def test_modes_narrower_than_the_last_noise_level(name):

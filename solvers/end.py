@@ -27,9 +27,11 @@ sample, and the exact flow to ``S = 0`` is::
     "ode":      y_0 = mu + (y - mu) s / g = D + u s S^2 / (g + s),      g = sqrt(s^2 + S^2)
 
 still one NFE. ``s >> S`` gives the trapezoid back, ``s = 0`` Tweedie's ``D``; since
-``s/(g + s) <= 1/2`` every sample lands between those two, whatever the fit. Where there is no
-usable previous evaluation (none at another time, another batch shape, or no change in
-``u``) the trapezoid is used. The Euler step to ``S = 0`` returns Tweedie's ``D(y; S)`` (``"tweedie"``, what
+``s/(g + s) <= 1/2`` every sample lands between those two, whatever the fit. Where there is
+no usable previous evaluation (none at another time, another batch shape, or no change in
+``u``) the trapezoid is used.
+
+The Euler step to ``S = 0`` returns Tweedie's ``D(y; S)`` (``"tweedie"``, what
 ``denoise=True`` did): it scales by ``1 - x/(1 + x)``, about twice the needed shrink (-2%
 spread on a mode of std 0.05 under the default VP SDE). ``"none"`` returns the state at
 ``eps`` (a sample of ``p_eps``). Only the score at ``t = eps`` is evaluated, inside the time
@@ -80,8 +82,9 @@ def final_step(dynamics: ReverseDynamics, x: Tensor, t: float, kind: FinalStep =
         dynamics: the run's dynamics (its score is counted).
         x: the state at ``t``.
         t: the time of ``x``.
-        kind: ``"ode"`` (the fitted Gaussian's flow to ``S = 0``, the default: samples ``p_0``), ``"tweedie"``
-            (Euler to ``S = 0``: ``E[x_0 | x_t]``) or ``"none"`` (return ``x``: ``p_t``).
+        kind: ``"ode"`` (the fitted Gaussian's flow to ``S = 0``, the default: samples
+            ``p_0``), ``"tweedie"`` (Euler to ``S = 0``: ``E[x_0 | x_t]``) or ``"none"``
+            (return ``x``: ``p_t``).
 
     Returns:
         ``(B, *D)`` samples at ``sigma = 0`` (or ``x`` itself for ``"none"``).

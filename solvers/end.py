@@ -97,7 +97,7 @@ def final_step(dynamics: ReverseDynamics, x: Tensor, t: float, kind: FinalStep =
     if kind == "none":
         return x
     with torch.no_grad():
-        recent = list(dynamics.score.recent)
+        recent = list(getattr(dynamics.score, "recent", ()))  # a replaced score keeps no record
         tt = batch_time(t, x)
         x0 = dynamics.x0_pred(x, tt)
         if kind == "tweedie":

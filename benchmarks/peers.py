@@ -2,7 +2,7 @@
 
 Every sampler integrates the same problem from the same ``x_T`` (exact samples of ``p_T``)
 with the exact mixture score, and is judged by sliced-W2 and MMD^2 (fixed RBF bandwidths)
-against exact samples of ``p_eps``, next to the metric's noise floor (two independent exact
+against exact samples of ``p_0``, next to the metric's noise floor (two independent exact
 sample sets of the same size). NFE is counted by wrapping the score, for peers too.
 
 Adapters (no peer code is modified):
@@ -19,17 +19,20 @@ Adapters (no peer code is modified):
   model returns the exact noise prediction ``-sigma(t) score(x, t)``. VP only (their
   native family); their default timestep spacing and final step to sigma = 0.
 
-Peers end with a denoised sample at sigma = 0 while ours stop at ``eps``; the difference
-between ``p_0`` and ``p_eps`` (noise std 0.01 for VP, 1e-4 for VE) is far below the floor.
+Every sampler, ours and the peers', ends at ``sigma = 0`` (ours through the default
+end-of-run step, ``solvers.end``), so both tables judge against ``p_0``.
 
 Install the peers (benchmark-only extras, never package dependencies)::
 
     pip install -e ".[peers]"                 # diffusers, torchdiffeq
     pip install --no-deps k-diffusion==0.1.1.post1
 
-Reproduce the table in docs/fast_solvers.md (about 30 minutes on 2 busy CPU cores)::
+Reproduce the tables in docs/fast_solvers.md: the sharp targets, combined metric (5 min with
+the ``--only`` list given there), and the SW2 / MMD^2 tables on broader targets (about 30
+minutes on 2 busy CPU cores)::
 
-    OMP_NUM_THREADS=1 python benchmarks/peers.py --n 6000 --seeds 4 --mmd-n 3000 --out peers.md
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --problems 8gauss-vp 8gauss-ve hd16-vp \
+        --nfe 5 10 20 50 --table sw-mmd --no-exact-row --n 6000 --seeds 4 --mmd-n 3000
 
 Quick look: ``python benchmarks/peers.py --n 2000 --seeds 1 --nfe 10 20``.
 """
@@ -84,8 +87,9 @@ class Problem:
         return self.x_T[seed].clone()
 
     def reference(self, seed: int) -> Tensor:
+        """Exact samples of ``p_0`` (the SW2 / MMD table's reference for run ``seed``)."""
         g = torch.Generator().manual_seed(20_000 + seed)
-        return self.target.sample_marginal(self.n, self.sde, self.sde.eps, generator=g)
+        return self.target.sample(self.n, generator=g)
 
     def sigma_edm(self, t: float) -> float:
         alpha, sigma = self.sde.marginal_coeffs(torch.tensor([t], dtype=torch.float64))
@@ -287,7 +291,7 @@ def evaluate(
     cells: dict[tuple[str, str, int], Cell] = {}
     floors: dict[str, tuple[float, float, float, float]] = {}
     for p in problems:
-        ref_fn = lambda n, g, p=p: p.target.sample_marginal(n, p.sde, p.sde.eps, generator=g)  # noqa: E731
+        ref_fn = lambda n, g, p=p: p.target.sample(n, generator=g)  # noqa: E731
         a, b = ref_fn(p.n, torch.Generator().manual_seed(1)), ref_fn(p.n, torch.Generator().manual_seed(2))
         p.bandwidths = metrics.median_bandwidths(a, b)
         m = min(mmd_n, p.n)
@@ -426,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         + ["8gauss-vp", "8gauss-ve", "hd16-vp", "hd16-ve"],
     )
     ap.add_argument("--table", choices=["combined", "sw-mmd"], default="combined",
-                    help="combined metric (5-seed median, vs p_0) or the SW2 / MMD^2 means (vs p_eps)")
+                    help="combined metric (5-seed median) or the SW2 / MMD^2 means, both against p_0")
     ap.add_argument("--only", nargs="*", default=None, help="run only samplers whose name contains one of these ('=name': exactly that name)")
     ap.add_argument("--no-peers", action="store_true", help="our solvers only")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")

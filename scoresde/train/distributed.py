@@ -65,8 +65,13 @@ class DistInfo:
         return y
 
     def close(self) -> None:
-        """Destroy the process group if `setup` created it."""
+        """Destroy the process group if `setup` created it, after every rank has reached this point.
+
+        Without the barrier a rank can tear down its gloo connections while a peer is still
+        using them, and the peer aborts at exit (seen once in CI under load).
+        """
         if self.owns_group and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
 

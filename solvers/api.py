@@ -192,6 +192,9 @@ def _initial_state(
     dtype: torch.dtype, device: torch.device,
 ) -> Tensor:
     if x_T is not None:
+        if not bool(torch.isfinite(x_T).all()):
+            bad = int((~torch.isfinite(x_T)).sum())
+            raise ValueError(f"x_T has {bad} NaN/inf entries (of {x_T.numel()}); the initial state must be finite")
         return x_T.to(dtype=dtype, device=device)
     if not isinstance(sde, HasPrior):
         raise TypeError(

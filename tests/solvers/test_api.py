@@ -101,6 +101,10 @@ def test_shape_and_grid_errors(problem):
         solvers.sample(sde, score, (4, 2), steps=0)
     with pytest.raises(ValueError, match="valid grids"):
         solvers.sample(sde, score, (4, 2), grid="cubic")
+    x_bad = torch.zeros(4, 2)
+    x_bad[1, 0] = torch.inf
+    with pytest.raises(ValueError, match="x_T has 1 NaN/inf"):
+        solvers.sample(sde, score, (4, 2), x_T=x_bad, steps=5)
 
 
 def test_non_finite_score_is_reported(problem):

@@ -195,6 +195,12 @@ class Ancestral(PredictorCorrector):
 
     `PredictorCorrector` with predictor ``ancestral`` and corrector ``none`` by
     default; one NFE per step.
+
+    Each step plugs Tweedie's posterior mean into the posterior of the forward step and so
+    drops ``Var(x_0 | x_t)``: modes come out too narrow by O(h) (a single Gaussian of std 0.02
+    on VP: 0.69, 0.83, 0.91, 0.96 of its spread at 9, 19, 39, 79 steps; docs/defaults.md).
+    The optimal variance of Analytic-DPM (Bao et al. 2022) restores it; this class keeps the
+    published ``beta_tilde`` rule.
     """
 
     strong_order: float | None = 1.0

@@ -7,7 +7,7 @@ exact samples of ``p_0``:
 
 * ``spread``: the within-mode spread ``sqrt(mean r^2 / D)`` (1 for exact samples;
   +2% means blurred by noise of std 0.2 x mode std, -2% over-sharpened), mean over seeds;
-* ``combined``: the 5-seed median of ``scoresde.quality.CombinedMetric`` (worst of sliced W2,
+* ``combined``: the median over ``--seeds`` seeds (default 5) of ``scoresde.quality.CombinedMetric`` (worst of sliced W2,
   MMD, mode-weight TV and spread error, each over its exact-vs-exact floor; exact samples
   themselves score 1.1-2.6);
 * ``nfe``: score evaluations actually counted.
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     names = args.solvers or solvers.available()
     opts = _parse_options(args.options)
-    print("| target | SDE | solver | NFE | spread | mode TV | combined (5-seed median) |")
+    print(f"| target | SDE | solver | NFE | spread | mode TV | combined ({args.seeds}-seed median) |")
     print("|---|---|---|---|---|---|---|")
     for target in args.targets:
         for sde_name in args.sdes:

@@ -28,6 +28,7 @@ __all__ = [
     "ProbeKind",
     "make_probes",
     "exact_divergence",
+    "exact_jacobian",
     "hutchinson_divergence",
 ]
 
@@ -103,6 +104,26 @@ def exact_divergence(fn: Field, x: Tensor, *, create_graph: bool = False) -> tup
     if not create_graph:
         return f.detach(), div.detach()
     return f, div
+
+
+def exact_jacobian(fn: Field, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(F(x): (B, *D), J: (B, d, d))`` with ``J[b, i, j] = dF_i/dx_j`` of sample ``b`` (``d = prod(D)``).
+
+    One forward pass and ``d`` backward passes (row ``i`` from the one-hot cotangent ``e_i``
+    for every sample at once; samples do not interact). Both outputs are detached.
+    """
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        f = fn(xg)
+        if f.shape != x.shape:
+            raise ValueError(f"field returned shape {tuple(f.shape)}, expected {tuple(x.shape)}")
+        flat = f.reshape(f.shape[0], -1)
+        d = flat.shape[1]
+        rows = []
+        for i in range(d):
+            (row,) = torch.autograd.grad(flat[:, i].sum(), xg, retain_graph=i < d - 1)
+            rows.append(row.reshape(row.shape[0], -1))
+    return f.detach(), torch.stack(rows, dim=1).detach()
 
 
 BATCHED_BACKWARD_MAX = 1 << 15

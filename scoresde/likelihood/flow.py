@@ -30,7 +30,13 @@ from solvers.dynamics import ProbabilityFlowODE
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import batch_time
 
-from .divergence import ProbeKind, exact_divergence, hutchinson_divergence, make_probes
+from .divergence import (
+    ProbeKind,
+    exact_divergence,
+    exact_jacobian,
+    hutchinson_divergence,
+    make_probes,
+)
 
 __all__ = ["AugmentedFlow", "DivergenceKind", "ProbeRefresh"]
 
@@ -170,6 +176,12 @@ class AugmentedFlow:
         """The score ``s(x, t): (B, *D)`` (one counted evaluation, no divergence)."""
         self._extra_nfe += 1
         return self._score(x, batch_time(t, x))
+
+    def score_jacobian(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """``(s(x, t): (B, *D), ds/dx: (B, d, d))`` (one counted evaluation, ``d`` backward passes)."""
+        self._extra_nfe += 1
+        tt = batch_time(t, x)
+        return exact_jacobian(lambda z: self._score(z, tt), x)
 
     def score_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
         """``(s(x, t): (B, *D), div s(x, t): (B, M))`` (one counted evaluation)."""

@@ -19,10 +19,13 @@ from scoresde.likelihood import (
     INTEGRATOR_TABLE,
     LikelihoodOptions,
     data_end_time,
+    endpoint,
     likelihood,
     log_likelihood,
     resolve_integrator,
 )
+from scoresde.likelihood.endpoint import data_correction
+from scoresde.likelihood.flow import AugmentedFlow
 from scoresde.targets import GaussianMixture
 
 
@@ -69,6 +72,67 @@ def test_default_is_the_data_density_on_sharp_2d_mixtures(make, sde_name):
     if sde_name == "vp":
         # What the old default (log p_eps at eps = 1e-3) missed by: 2e-2 to 5e-2 nats here.
         assert blur > 10 * 1e-3
+
+
+def aniso8(std_minor: float, std_major: float) -> GaussianMixture:
+    """8 modes on a circle of radius 2, each with stds ``(std_minor, std_major)`` along the axes."""
+    ang = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+    means = torch.stack([2.0 * ang.cos(), 2.0 * ang.sin()], dim=1)
+    stds = torch.tensor([[std_minor, std_major]], dtype=torch.float64).expand(8, 2)
+    return GaussianMixture(means, stds, name="aniso8")
+
+
+@pytest.mark.parametrize("t_end", [1e-5, 1e-3, 2e-2])
+@pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])
+def test_gaussian_end_piece_is_exact_on_gaussian_modes(sde_name, t_end):
+    # The [0, t_end] piece alone, against the closed form: log p_{t_end}(x_e) + c = log p_0(x)
+    # for modes far narrower than the end noise (std 0.002 and 0.05; at t_end = 2e-2 under VP
+    # nu_e / s = 31 along the narrow axis), where the first-order piece is far off.
+    sde = sd.get_sde(sde_name)
+    target = aniso8(0.002, 0.05)
+    x = target.sample(200, generator=torch.Generator().manual_seed(0)).double()
+    flow = AugmentedFlow(sde, target.score_fn(sde), (2,))
+    x_e, c = data_correction(flow, sde, x, t_end)
+    got = target.marginal_log_prob(x_e, t_end, sde) + c[:, 0]
+    torch.testing.assert_close(got, target.log_prob(x), atol=1e-8, rtol=0)
+    assert flow.nfe == 1  # one score evaluation with its Jacobian
+
+
+def test_first_order_end_piece_fails_where_the_gaussian_one_does_not(monkeypatch):
+    # Control: with the first-order piece (the path for Hutchinson divergences and d > 64) the
+    # same check misses by far more than 1e-3 nats per point at VP's t_end = 1e-5 once the
+    # modes are as narrow as the end noise's std (std 0.002 against 1e-3: 2e-2 nats measured).
+    sde = sd.get_sde("vp")
+    target = aniso8(0.002, 0.05)
+    x = target.sample(200, generator=torch.Generator().manual_seed(0)).double()
+    monkeypatch.setattr(endpoint, "GAUSSIAN_END_MAX_DIM", 0)
+    flow = AugmentedFlow(sde, target.score_fn(sde), (2,))
+    x_e, c = data_correction(flow, sde, x, data_end_time(sde))
+    err = (target.marginal_log_prob(x_e, data_end_time(sde), sde) + c[:, 0] - target.log_prob(x)).abs().mean()
+    assert float(err) > 5e-3
+
+
+@pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])
+@pytest.mark.parametrize("stds", [(0.001, 0.001), (0.002, 0.1)])
+def test_default_is_the_data_density_on_very_sharp_modes(sde_name, stds):
+    # Modes as narrow as VP's end noise at t_end = 1e-5 (sigma ~ 1e-3). The first-order end
+    # piece was 0.16 nats per point off for std 0.001 and 1.5e-2 for the anisotropic modes.
+    err, _ = _errors(aniso8(*stds), sde_name, 200)
+    assert err <= 1e-3, err
+
+
+def test_end_piece_falls_back_to_first_order_between_modes():
+    # Points between two modes: the score's Jacobian has a positive eigenvalue (no local
+    # Gaussian), so the first-order piece is used; it is accurate there because the density
+    # varies on the scale of the mode spacing, not of the end noise.
+    sde = sd.get_sde("vp")
+    target = aniso8(0.3, 0.3)
+    x = 0.5 * (target.means[0] + target.means[1]) + torch.tensor([[0.0, 0.0], [0.01, -0.02]], dtype=torch.float64)
+    flow = AugmentedFlow(sde, target.score_fn(sde), (2,))
+    x_e, c = data_correction(flow, sde, x, data_end_time(sde))
+    assert torch.isfinite(x_e).all() and torch.isfinite(c).all()
+    got = target.marginal_log_prob(x_e, data_end_time(sde), sde) + c[:, 0]
+    torch.testing.assert_close(got, target.log_prob(x), atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow

@@ -45,9 +45,9 @@ is also capped at::
 modes of std 0.05 (VP, sub-VP, VE: spreads within 0.01 of 1, NFE within 3%), but on modes of
 std 0.005 under VE (8 modes, 1/230 of their spacing, exact score) the spread went from 0.82 to
 0.99-1.01 for 4% more NFE (1412 -> 1471); 0.5 left 0.96-0.99 there, 1.0 left 0.86.
-Under VP on those modes the state at ``eps`` is still ~10% too narrow with or without it
-(spread 2.09 against the exact 2.32 of ``p_eps``), and the default end step then returns
-1.23-1.25 (docs/defaults.md); that case is open. ``g2_change=None, noise_change=None`` gives
+Under VP on those modes the state at ``eps`` is 2.4% too narrow with it (10% without), and
+the default end step, which fits its Gaussian per sample (`CountedScore.previous_other_time`),
+returns a spread of 0.98 (docs/defaults.md). ``g2_change=None, noise_change=None`` gives
 Algorithm 1 verbatim.
 
 Rejected steps. The paper draws a fresh ``z`` after a rejection (``rejection="redraw"``).
@@ -80,7 +80,7 @@ from torch import Tensor
 
 from .base import DynamicsKind, SolveContext, Solver
 from .brownian_memory import BrownianMemory
-from .dynamics import ReverseDynamics
+from .dynamics import CountedScore, ReverseDynamics
 from .protocol import HasMarginals
 from .step_control import MaxStepsExceeded, StepSizeUnderflow, check_max_steps, check_tolerances
 from .utils import append_dims
@@ -186,6 +186,10 @@ class AdaptiveSDE(Solver):
         ``ctx.noise.normal`` supplies one fresh ``N(0, I)`` draw per attempted step (the new part
         of the Brownian increment); the ``after_step`` hook gets the per-sample times ``t: (B,)``.
         """
+        if self.per_sample and isinstance(dynamics.score, CountedScore):
+            # Samples reach t_end at different iterations: the end step's Gaussian fit needs each
+            # sample's own newest evaluation at another time (`CountedScore.previous_other_time`).
+            dynamics.score.track_per_sample = True
         run = _Run(self, dynamics, x, ctx)
         while True:
             if run.iterations >= self.max_steps:

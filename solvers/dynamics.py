@@ -14,6 +14,8 @@ the SDE only for ``T, eps, drift, diffusion``; the Tweedie conversions need
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -45,13 +47,19 @@ RECENT = 4
 """Score evaluations `CountedScore` keeps: enough to reach back past the stages that an
 explicit Runge-Kutta step (Dormand-Prince: three) evaluates at its end time."""
 
+SAME_TIME = 1e-5
+"""Relative distance below which two evaluation times of a sample count as the same time
+(above float32 round-off of ``t``, 1.2e-7; below any grid step)."""
+
 
 class CountedScore:
     """Wraps a score callable: counts calls (NFE) and checks shape and finiteness of outputs.
 
     ``calls`` is the number of batched evaluations made; ``recent`` holds ``(x, t, score)`` of the
-    last `RECENT` ones, newest last (references, no copies: the end-of-run step fits a local
-    Gaussian to one of them, `solvers.end`). ``check_finite=True`` raises
+    last `RECENT` ones, newest last (references, no copies). Per sample it also keeps the newest
+    evaluation and the newest one at another time than that (`previous_other_time`): the
+    end-of-run step fits a local Gaussian to one of them (`solvers.end`), also when samples
+    move on their own clocks (per-sample adaptive steps) and some finished long ago. ``check_finite=True`` raises
     `NonFiniteScoreError` when the score returns NaN/inf (on an accelerator this is a host sync
     per call; pass ``check_finite=False`` to skip it).
     """
@@ -65,6 +73,9 @@ class CountedScore:
         self.check_finite = check_finite
         self.calls = 0
         self.recent: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.track_per_sample = False  # set by solvers whose samples move on their own clocks
+        self._current: tuple[Tensor, Tensor, Tensor] | None = None
+        self._previous: tuple[Tensor, Tensor, Tensor] | None = None
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
@@ -81,7 +92,63 @@ class CountedScore:
         self.recent.append((x, t, out))
         if len(self.recent) > RECENT:
             self.recent.pop(0)
+        if self.track_per_sample:
+            self._remember(x, t, out)
         return out
+
+    def _remember(self, x: Tensor, t: Tensor, out: Tensor) -> None:
+        """Per sample: the newest evaluation, and the newest one at another time than it."""
+        b = x.shape[0]
+        tt = t.detach().reshape(-1).to(torch.float64)
+        tt = tt.expand(b) if tt.numel() == 1 else tt
+        cur = self._current
+        if cur is None or cur[0].shape != x.shape or cur[0].dtype != x.dtype or cur[0].device != x.device:
+            self._current, self._previous = (x.detach(), tt, out.detach()), None
+            return
+        cx, ct, co = cur
+        moved = (tt - ct).abs() > SAME_TIME * ct.abs().clamp_min(1e-12)
+        if self._previous is None:
+            px, pt, po = cx, torch.full_like(ct, math.nan), co
+        else:
+            px, pt, po = self._previous
+        m = moved.reshape((b,) + (1,) * (x.ndim - 1))
+        self._previous = (torch.where(m, cx, px), torch.where(moved, ct, pt), torch.where(m, co, po))
+        self._current = (x.detach(), tt, out.detach())
+
+    def previous_other_time(self, x: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """Per sample, the newest evaluation at a time other than ``t``: ``(x, t, score, valid)``.
+
+        ``x, score: (B, *D)``, ``t: (B,)`` float64, ``valid: (B,)`` bool (``False`` where the sample
+        has no evaluation at another time). ``None`` when nothing was recorded for a batch like ``x``.
+        Per sample when ``track_per_sample`` was set before the run (``AdaptiveSDE`` sets it: a few
+        element-wise operations per call); otherwise the newest of the `RECENT` evaluations whose
+        times all differ from ``t`` (solvers that evaluate the whole batch at one time).
+        """
+        if not self.track_per_sample:
+            return self._previous_shared(x, t)
+        cur = self._current
+        if cur is None or cur[0].shape != x.shape or cur[0].dtype != x.dtype or cur[0].device != x.device:
+            return None
+        cx, ct, co = cur
+        tol = SAME_TIME * max(abs(t), 1e-12)
+        cur_ok = (ct - t).abs() > tol
+        if self._previous is None:
+            return cx, ct, co, cur_ok
+        px, pt, po = self._previous
+        prev_ok = torch.isfinite(pt) & ((pt - t).abs() > tol)
+        m = cur_ok.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+        return (torch.where(m, cx, px), torch.where(cur_ok, ct, pt), torch.where(m, co, po), cur_ok | prev_ok)
+
+    def _previous_shared(self, x: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """The newest of `recent` for a batch like ``x`` with every time other than ``t`` (or ``None``)."""
+        for xp, tp, score_p in reversed(self.recent):
+            if xp.shape != x.shape or xp.dtype != x.dtype or xp.device != x.device:
+                continue
+            tt = tp.detach().reshape(-1).to(torch.float64)
+            if float((tt - t).abs().min()) > SAME_TIME * max(abs(t), 1e-12):
+                tt = tt.expand(x.shape[0]) if tt.numel() == 1 else tt
+                return xp, tt, score_p, torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        return None
 
 
 class ReverseDynamics:

@@ -21,8 +21,9 @@ too wide by about ``x^2/8``, 0.7% at ``s = 2 S`` but 7% at ``s = S`` and 37% at 
 ``"ode"`` (the default) therefore integrates a local Gaussian exactly instead. With
 ``u = (y - D)/S^2``, a mode ``N(mu, s^2 I)`` has ``D = mu + s^2 u`` at any ``y`` and ``S``
 (`solvers.gaussian_fit`), so the run's previous score evaluation of the same samples
-(the last one before this step: another time, another state) and this one give ``s^2`` per
-sample, and the exact flow to ``S = 0`` is::
+(per sample, the newest one at another time than this step's, `CountedScore.previous_other_time`:
+with per-sample adaptive steps samples reach ``eps`` at different iterations) and this one
+give ``s^2`` per sample, and the exact flow to ``S = 0`` is::
 
     "ode":      y_0 = mu + (y - mu) s / g = D + u s S^2 / (g + s),      g = sqrt(s^2 + S^2)
 
@@ -45,36 +46,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .dynamics import ReverseDynamics
+from .dynamics import SAME_TIME, CountedScore, ReverseDynamics
 from .gaussian_fit import fit_gaussian_part, informative
 from .marginals import require_marginals, x0_from_score
 from .utils import batch_time
 
-__all__ = ["FINAL_STEPS", "FinalStep", "final_step"]
+__all__ = ["FINAL_STEPS", "SAME_TIME", "FinalStep", "final_step"]
 
 FinalStep = Literal["ode", "tweedie", "none"]
 FINAL_STEPS: tuple[str, ...] = ("ode", "tweedie", "none")
-SAME_TIME = 1e-5
-"""Evaluations within this relative distance of the end time count as taken at it."""
-
-
-def _previous_evaluation(
-    recent: list[tuple[Tensor, Tensor, Tensor]], x: Tensor, t: float
-) -> tuple[Tensor, Tensor, Tensor] | None:
-    """The newest recorded evaluation of a batch like ``x`` at a time other than ``t`` (or ``None``).
-
-    Runge-Kutta steps end with stages at ``t`` itself, at states within round-off of one
-    another, where the fit would divide noise by noise; an earlier time is always informative.
-    """
-    for xp, tp, score_p in reversed(recent):
-        if xp.shape != x.shape or xp.dtype != x.dtype or xp.device != x.device:
-            continue
-        # Relative 1e-5: above float32 round-off of t (1.2e-7), below any grid step.
-        if float((tp.to(torch.float64) - t).abs().min()) > SAME_TIME * max(abs(t), 1e-12):
-            return xp, tp, score_p
-    return None
-
-
 def final_step(dynamics: ReverseDynamics, x: Tensor, t: float, kind: FinalStep = "ode") -> Tensor:
     """Map ``x: (B, *D)`` at time ``t`` (usually ``eps``) to ``sigma = 0``; one NFE unless ``"none"``.
 
@@ -97,7 +77,9 @@ def final_step(dynamics: ReverseDynamics, x: Tensor, t: float, kind: FinalStep =
     if kind == "none":
         return x
     with torch.no_grad():
-        recent = list(getattr(dynamics.score, "recent", ()))  # a replaced score keeps no record
+        # A replaced score (not a CountedScore) keeps no record: the trapezoid is used then.
+        counted = dynamics.score if isinstance(dynamics.score, CountedScore) else None
+        previous = counted.previous_other_time(x, t) if counted is not None else None
         tt = batch_time(t, x)
         x0 = dynamics.x0_pred(x, tt)
         if kind == "tweedie":
@@ -107,15 +89,18 @@ def final_step(dynamics: ReverseDynamics, x: Tensor, t: float, kind: FinalStep =
         s_end = float(sigma[0] / alpha[0])
         u = (x / alpha.reshape((1,) * x.ndim) - x0) / s_end**2
         coeff = torch.full((x.shape[0],), 0.5 * s_end**2, dtype=torch.float64, device=x.device)
-        previous = _previous_evaluation(recent, x, t)
-        if previous is not None:
-            xp, tp, score_p = previous
+        if previous is not None and bool(previous[3].any()):
+            xp, tp, score_p, valid = previous
+            # Samples without an evaluation at another time get this one (du = 0: trapezoid).
+            vm = valid.reshape((-1,) + (1,) * (x.ndim - 1))
+            xp, score_p = torch.where(vm, xp, x), torch.where(vm, score_p, x0.new_zeros(()).expand_as(x))
+            tp = torch.where(valid, tp, torch.full_like(tp, t)).to(x.dtype)
             ap, sp = (c.reshape((-1,) + (1,) * (x.ndim - 1)) for c in sde.marginal_coeffs(tp))
             dp = x0_from_score(sde, xp, tp, score_p)
             up = (xp / ap - dp) / (sp / ap) ** 2
             s2 = fit_gaussian_part(x0, dp, u, up)
             s = s2.sqrt()
             fitted = s * s_end**2 / (torch.sqrt(s2 + s_end**2) + s)
-            coeff = torch.where(informative(u, up), fitted, coeff)
+            coeff = torch.where(valid & informative(u, up), fitted, coeff)
         y0: Tensor = x0 + coeff.to(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1)) * u
         return y0

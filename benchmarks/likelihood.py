@@ -19,6 +19,7 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
     python benchmarks/likelihood.py --sections mixtures   # every 2-D mixture preset
     python benchmarks/likelihood.py --sections sdes       # VP, sub-VP, VE, cosine
     python benchmarks/likelihood.py --sections sharp      # data density on sharp mixtures
+    python benchmarks/likelihood.py --sections tolerance  # the default tolerance in 16-D and 32-D
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -416,12 +417,12 @@ def section_sdes(args: argparse.Namespace, out: dict) -> None:
             score = target.score_fn(sde)
             row = {"sde": sde_name, "target": name, "points": n}
             r = likelihood(sde, score, x, prior=p_T)
-            row["default dopri5 1e-5 (NFE)"] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
+            row["default dopri5 (NFE)"] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
             for steps in args.sde_steps:
                 r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps=steps)
                 row[f"rk4_simpson {steps}"] = f"{mean_abs(r.log_prob, exact):.1e}"
             rows.append(row)
-    cols = ["sde", "target", "points", "default dopri5 1e-5 (NFE)", *[f"rk4_simpson {s}" for s in args.sde_steps]]
+    cols = ["sde", "target", "points", "default dopri5 (NFE)", *[f"rk4_simpson {s}" for s in args.sde_steps]]
     print("\n## every SDE (mean abs error in nats, exact divergence, exact p_T prior; auto grids)\n\n"
           + table(rows, cols))
     out["sdes"] = rows
@@ -481,7 +482,7 @@ def section_sharp(args: argparse.Namespace, out: dict) -> None:
 
             runs = {
                 "reference (scipy RK45 1e-5, Song et al.) from t=1e-5": ref(sde, score, x, p_T, eps=1e-5),
-                "ours default (dopri5 1e-5, data density)": (
+                "ours default (dopri5 1e-5 sqrt(2/d), data density)": (
                     lambda sde=sde, score=score, x=x, p_T=p_T: _nfe(_likelihood(sde, score, x, prior=p_T))),
                 "ours fast (rk4_simpson, steps='auto', data density)": fast,
             }
@@ -512,12 +513,39 @@ def section_sharp(args: argparse.Namespace, out: dict) -> None:
     out["sharp"] = rows
 
 
+def section_tolerance(args: argparse.Namespace, out: dict) -> None:
+    """The default tolerance against the dimension: error of the default on sharp mixtures at
+    ``rtol = atol = 1e-5``, the default ``1e-5 sqrt(2/d)``, ``1e-5 * 2/d`` and ``per_sample``."""
+    rows = []
+    targets = [t for t in sharp_targets([16]) if t.dim > 2] + [sd.targets.get_target("sharp_32d")]
+    for sde_name in args.sharp_sdes:
+        sde = sd.get_sde(sde_name)
+        for target in targets:
+            x = target.sample(500, generator=torch.Generator().manual_seed(1))
+            exact = target.log_prob(x.double())
+
+            def p_T(z: Tensor, sde=sde, target=target) -> Tensor:
+                return target.marginal_log_prob(z, sde.T, sde)
+
+            row = {"sde": sde_name, "target": f"{target.name} ({target.dim}-D)"}
+            d = target.dim
+            for label, kw in (("1e-5", {"rtol": 1e-5, "atol": 1e-5}), ("default 1e-5 sqrt(2/d)", {}),
+                              ("1e-5 * 2/d", {"rtol": 2e-5 / d, "atol": 2e-5 / d}), ("per_sample", {"per_sample": True})):
+                r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, **kw)
+                row[label] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
+            rows.append(row)
+            print(table(rows[-1:], list(row)), flush=True)
+    text = table(rows, list(rows[0]))
+    print("\n## default tolerance vs dimension (mean |error| per point (NFE), 500 points)\n\n" + text)
+    out["tolerance"] = rows
+
+
 def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]
     return r.log_prob, r.nfe
 
 
 SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,
-            "sdes": section_sdes, "sharp": section_sharp,
+            "sdes": section_sdes, "sharp": section_sharp, "tolerance": section_tolerance,
             "hutchinson": section_hutchinson, "figure": section_figure}
 
 

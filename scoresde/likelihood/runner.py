@@ -182,7 +182,8 @@ class LikelihoodRun:
                 xb = self.x[ib] if todo.numel() < n else self.x[int(ib[0]) : int(ib[-1]) + 1]
                 flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
                 xs, corr = self.start(flow, xb)
-                x_T, delta, info = integrate_chunk(flow, xs, self.spec, self.lo, self.hi, ts, io.tolerances(),
+                tol = io.tolerances(xb[0].numel(), self.opts.divergence.divergence == "exact")
+                x_T, delta, info = integrate_chunk(flow, xs, self.spec, self.lo, self.hi, ts, tol,
                                                    io.per_sample, io.controller, self.scale)
                 out.put(Solved(ib, x_T, delta, self.prior_fn(x_T), corr))
                 stats.append({"integrator": self.spec.name, "nfe": flow.nfe, **info, **extra})

@@ -91,7 +91,7 @@ def final_step(dynamics: ReverseDynamics, x: Tensor, t: float, kind: FinalStep =
         coeff = torch.full((x.shape[0],), 0.5 * s_end**2, dtype=torch.float64, device=x.device)
         if previous is not None and bool(previous[3].any()):
             xp, tp, score_p, valid = previous
-            # Samples without an evaluation at another time get this one (du = 0: trapezoid).
+            # Samples without an evaluation at another time: placeholders, masked out below (trapezoid).
             vm = valid.reshape((-1,) + (1,) * (x.ndim - 1))
             xp, score_p = torch.where(vm, xp, x), torch.where(vm, score_p, x0.new_zeros(()).expand_as(x))
             tp = torch.where(valid, tp, torch.full_like(tp, t)).to(x.dtype)

@@ -73,6 +73,7 @@ iteration after the first with ``extrapolate=False`` (then ``F(x', t-h)`` is the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -229,39 +230,42 @@ class _Run:
         self.iterations = 0
         self.mean_times = [ctx.t_start]
 
-    def g2_cap(self) -> Tensor:
-        """Largest step ``(B,)`` over which ``ln g^2`` changes by at most ``g2_change`` (to first order).
+    def _log_rate_cap(self, kappa: float | None, log_q: Callable[[Tensor], Tensor]) -> Tensor:
+        """Largest step ``(B,)`` over which ``log_q(t)`` changes by at most ``kappa`` (first order).
 
-        ``h <= g2_change / |d ln g(t)^2 / dt|``, the derivative by a backward difference in float64
-        (relative spacing 1e-6, never below ``t_end``; ``inf`` where ``g^2`` is locally constant or 0).
+        ``h <= kappa / |d log_q / dt|``, the derivative by a backward difference in float64
+        (relative spacing 1e-6, never below ``t_end``; ``inf`` where ``log_q`` is locally constant
+        or not finite, and everywhere when ``kappa`` is ``None``).
         """
-        kappa = self.s.g2_change
         if kappa is None:
             return torch.full_like(self.t, math.inf)
-        # Backward difference that never evaluates g below t_end (finished samples: dt = 0).
+        # Backward difference that never evaluates below t_end (finished samples: dt = 0).
         t_lo = torch.clamp(self.t * (1.0 - 1e-6), min=self.t_end)
-        g2 = self.dynamics.sde.diffusion(torch.cat([self.t, t_lo])).double().pow(2)
-        rate = (g2[: self.t.shape[0]].log() - g2[self.t.shape[0] :].log()).abs() / (self.t - t_lo)
-        ok = torch.isfinite(rate) & (rate > 0)  # dt = 0 or g = 0 at a node: no cap
+        vals = log_q(torch.cat([self.t, t_lo]))
+        n = self.t.shape[0]
+        rate = (vals[:n] - vals[n:]).abs() / (self.t - t_lo)
+        ok = torch.isfinite(rate) & (rate > 0)  # dt = 0, or g = 0 at a node: no cap
         return torch.where(ok, kappa / rate, torch.full_like(rate, math.inf))
+
+    def g2_cap(self) -> Tensor:
+        """Largest step ``(B,)`` over which ``ln g^2`` changes by at most ``g2_change``."""
+        sde = self.dynamics.sde
+        return self._log_rate_cap(self.s.g2_change, lambda t: sde.diffusion(t).double().pow(2).log())
 
     def noise_cap(self) -> Tensor:
-        """Largest step ``(B,)`` over which ``ln S(t)^2`` changes by at most ``noise_change`` (first order).
+        """Largest step ``(B,)`` over which ``ln S^2`` (``S = sigma/alpha``) changes by at most ``noise_change``.
 
-        ``S = sigma/alpha`` is the noise level of the marginals (``inf``: no cap when the SDE has
-        no ``marginal_coeffs`` or ``noise_change`` is ``None``); backward difference as in `g2_cap`.
+        No cap (``inf``) when the SDE has no ``marginal_coeffs``.
         """
-        kappa = self.s.noise_change
         sde = self.dynamics.sde
-        if kappa is None or not isinstance(sde, HasMarginals):
+        if not isinstance(sde, HasMarginals):
             return torch.full_like(self.t, math.inf)
-        t_lo = torch.clamp(self.t * (1.0 - 1e-6), min=self.t_end)
-        alpha, sigma = sde.marginal_coeffs(torch.cat([self.t, t_lo]).to(torch.float64))
-        log_s2 = 2.0 * (sigma.double().log() - alpha.double().log())
-        n = self.t.shape[0]
-        rate = (log_s2[:n] - log_s2[n:]).abs() / (self.t - t_lo)
-        ok = torch.isfinite(rate) & (rate > 0)
-        return torch.where(ok, kappa / rate, torch.full_like(rate, math.inf))
+
+        def log_s2(t: Tensor) -> Tensor:
+            alpha, sigma = sde.marginal_coeffs(t.to(torch.float64))
+            return 2.0 * (sigma.double().log() - alpha.double().log())
+
+        return self._log_rate_cap(self.s.noise_change, log_s2)
 
     def attempt(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """One EM proposal and its improved-Euler partner; returns ``(x_em, x_heun, f2, dw, t_next, err)``."""

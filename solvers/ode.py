@@ -143,6 +143,19 @@ class _FixedStepODE(FixedGridSolver):
     dynamics_kind: DynamicsKind = "ode"
     method: ClassVar[str] = "euler"
 
+    def grid_for(self, sde: object) -> str:
+        """``logsnr`` on variance-preserving SDEs (VP, cosine), ``uniform`` on sub-VP and VE.
+
+        Under VP the uniform grid in ``t`` crosses the last stretch, where ``sigma/alpha`` falls
+        from a few times a mode's std to ``sigma(eps)/alpha(eps) = 0.0105``, in one or two steps:
+        with the exact score of 8 modes of std 0.005 (1/230 of their spacing) ``ode_rk4`` left
+        the within-mode spread at 0.26 of exact at 197 NFE and 0.98 at 997, ``ode_heun`` 0.22
+        at 199 NFE; on the log-SNR grid both are converged by 200 NFE. Sub-VP and VE keep
+        ``uniform`` (measured mixed or worse there; `solvers.defaults.classic_ode_grid`,
+        docs/defaults.md). `ODEEuler` overrides this with the first-order samplers' rule.
+        """
+        return classic_ode_grid(sde)
+
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         # Probability-flow velocity F = f - g^2 s / 2 as a field (t, y) -> F(y, t).
         return STEPS[self.method](dynamics.velocity, t, x, t_next)
@@ -199,10 +212,6 @@ class Heun(_FixedStepODE):
     order: float = 2.0
     method: ClassVar[str] = "heun"
 
-    def grid_for(self, sde: object) -> str:
-        """``logsnr`` on variance-preserving SDEs, ``uniform`` otherwise (`solvers.defaults.classic_ode_grid`)."""
-        return classic_ode_grid(sde)
-
 
 class RK4(_FixedStepODE):
     """Classic 4th-order Runge–Kutta on the probability-flow ODE (order 4, 4 NFE per step).
@@ -213,15 +222,3 @@ class RK4(_FixedStepODE):
 
     order: float = 4.0
     method: ClassVar[str] = "rk4"
-
-    def grid_for(self, sde: object) -> str:
-        """``logsnr`` on variance-preserving SDEs (VP, cosine), ``uniform`` on sub-VP and VE.
-
-        Under VP the uniform grid in ``t`` crosses the last stretch, where ``sigma/alpha`` falls
-        from a few times a mode's std to ``sigma(eps)/alpha(eps) = 0.0105``, in one or two steps:
-        with the exact score of 8 modes of std 0.005 (1/230 of their spacing) ``ode_rk4`` left the
-        within-mode spread at 0.26 of exact at 197 NFE and 0.98 at 997, ``ode_heun`` 0.22 at 199
-        NFE; on the log-SNR grid both are converged by 200 NFE. Sub-VP and VE keep ``uniform``
-        (measured mixed or worse there; `solvers.defaults.classic_ode_grid`, docs/defaults.md).
-        """
-        return classic_ode_grid(sde)

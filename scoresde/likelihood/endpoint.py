@@ -113,8 +113,7 @@ def _gaussian_end_piece(flow: AugmentedFlow, x: Tensor, t_end: float, alpha: flo
     ok = (kappa > 0).all(dim=1) & (kappa * nu2 <= 1.0 / GAUSSIAN_END_MIN_RATIO).all(dim=1)
     a = 1.0 / kappa.clamp_min(torch.finfo(torch.float64).tiny)
     ratio = (a / (a - nu2).clamp_min(torch.finfo(torch.float64).tiny)).where(ok[:, None], torch.ones_like(a))
-    # V^T s_y and V (.) w as broadcast sums: per-sample arithmetic that does not depend on
-    # the batch (a batched matmul may block differently for other batch sizes).
+    # w = V^T s_y and shift = V diag(a (sqrt(ratio) - 1)) w, per sample.
     w = (vecs * s_y[:, :, None]).sum(dim=1)
     shift = (vecs * (a * (ratio.sqrt() - 1.0) * w)[:, None, :]).sum(dim=2)
     y_gauss = x.reshape(b, d).to(torch.float64) - shift

@@ -83,10 +83,11 @@ def run_pilot(
     n = x.shape[0]
     idx = torch.randperm(n, generator=generator, device=x.device)[: opts.pilot_size]
     xp = x[idx].detach()
-    # steps="auto" measures errors against the pilot: it gets a 10x tighter default.
-    tol = 1e-6 if opts.steps == "auto" else 1e-5
     with torch.no_grad():
         pilot = make_flow(xp, 1e-6 if fresh else 10.0)
+        # steps="auto" measures errors against the pilot: it gets a 10x tighter default; else
+        # the main solve's default (it may finish small batches by itself).
+        tol = 1e-6 if opts.steps == "auto" else opts.tolerances(xp[0].numel(), pilot.divergence == "exact")[0]
         xs, corr = start(pilot, xp)
         # With a state scale the pilot integrates the scaled state too, so that its steps
         # (the grid's profile) are where the scaled RK4 needs them.

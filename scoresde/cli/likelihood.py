@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  scoresde likelihood --target eight_gaussians --n 1000 --exact-prior\n"
         "  scoresde likelihood --target eight_gaussians --n 10000 --integrator rk4_simpson --steps 16\n"
         "  scoresde likelihood --target high_dim_32 --divergence hutchinson --probes 4 --refresh eval\n"
-        "  scoresde likelihood --checkpoint runs/8g --data eight_gaussians --n 2000\n"
+        "  scoresde likelihood --checkpoint runs/8g --n 2000            # its training data\n"
+        "  scoresde likelihood --checkpoint runs/8g --data ring --n 2000 # any other data\n"
         "  scoresde likelihood --checkpoint runs/digits --data digits --n 256 --bpd --levels 17 "
         "--data-range=-1,1 --divergence hutchinson"
     )
@@ -65,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--target", help="exact mixture target name (exact answer printed too)")
     parser.add_argument("--sde", default="vp", help="SDE for --target (checkpoints carry their own)")
     parser.add_argument("--data", default=None,
-                        help="data file (.npy/.pt/.csv, shape (N, *D)) or data-source name")
+                        help="data file (.npy/.pt/.csv, shape (N, *D)) or data-source name; "
+                             "default: --n draws of --target, or of the checkpoint's training data")
     parser.add_argument("--n", type=int, default=1000,
                         help="points drawn from --target or a named --data source")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw, not the EMA, weights")
@@ -162,8 +164,15 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         label = f"exact {args.target} ({args.sde})"
     if args.data is None:
         if target is None:
-            raise ValueError("--checkpoint needs --data (a file or a data-source name)")
-        x = target.sample(args.n, generator=gen, dtype=torch.float64)
+            from ..train.data import reference_data
+
+            # the run's own training data, rebuilt from its config (a built-in name, or a file
+            # still present and unchanged); otherwise a DataMismatchError that says what to pass
+            source = reference_data(config, None, where=f"checkpoint {args.checkpoint}")
+            x = source.sample(args.n, generator=gen)
+            label += f", {args.n} draws of its training data"
+        else:
+            x = target.sample(args.n, generator=gen, dtype=torch.float64)
     elif Path(args.data).suffix:
         x = _load_data(args.data)
     else:

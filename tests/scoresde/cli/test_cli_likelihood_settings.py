@@ -25,3 +25,26 @@ def test_likelihood_out_writes_a_settings_sidecar(tmp_path, capsys):
     code = main(["likelihood", "--target", "two_gaussians", "--n", "8", "--out", str(tmp_path / "lp2.json"),
                  "--no-progress"])
     assert code == 0 and (tmp_path / "lp2_settings.json").exists()
+
+
+def test_likelihood_of_a_checkpoint_defaults_to_its_training_data(tmp_path, capsys):
+    small = ["--width", "16", "--depth", "1", "--batch-size", "32", "--no-progress"]
+    run = tmp_path / "run"
+    assert main(["train", "--data", "eight_gaussians", "--steps", "3", "--out", str(run), *small]) == 0
+    common = ["--n", "16", "--integrator", "rk4", "--steps", "6", "--seed", "2", "--no-progress"]
+    capsys.readouterr()
+    assert main(["likelihood", "--checkpoint", str(run), *common, "--out", str(tmp_path / "a.npy")]) == 0
+    assert "16 draws of its training data" in capsys.readouterr().out
+    # The same draws as naming the data explicitly: the default is the run's own data.
+    assert main(["likelihood", "--checkpoint", str(run), "--data", "eight_gaussians", *common,
+                 "--out", str(tmp_path / "b.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    # A run trained on a file that is gone cannot be rebuilt: the error says what to pass.
+    data = tmp_path / "pts.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32))
+    run2 = tmp_path / "run2"
+    assert main(["train", "--data", str(data), "--steps", "3", "--out", str(run2), *small]) == 0
+    data.unlink()
+    capsys.readouterr()
+    assert main(["likelihood", "--checkpoint", str(run2), *common]) == 2
+    assert "--data" in capsys.readouterr().err

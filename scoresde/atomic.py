@@ -12,9 +12,11 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["atomic_write_bytes", "atomic_link", "clean_stale_temps", "check_writable_dir",
+__all__ = ["atomic_write_bytes", "atomic_write_with", "atomic_link", "clean_stale_temps", "check_writable_dir",
            "OutputPathError", "STALE_TEMP_AGE_S"]
 
 _UMASK = os.umask(0o022)
@@ -48,13 +50,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     where the platform allows it), so a process killed mid-write leaves the old file intact.
     A failed write (disk full, file-size limit) removes its temporary file and re-raises.
     """
+    return atomic_write_with(path, lambda f: f.write(data))
+
+
+def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """`atomic_write_bytes` for a writer that streams into the open file (``np.save(f, a)``),
+    so a large array is not first copied into a ``bytes`` object."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

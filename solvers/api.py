@@ -41,6 +41,7 @@ from .dynamics import ReverseDynamics
 from .grids import get_grid
 from .marginals import require_marginals
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
+from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
 
@@ -88,6 +89,7 @@ def sample_in_chunks(
     max_frames: int | None = 101,
     after_step: AfterStep | None = None,
     denoise: bool | str | None = None,
+    progress: SamplingProgress | None = None,
 ) -> Solution:
     """Solve ``x_T: (B, *D)`` in consecutive chunks of ``batch_size`` and join the results.
 
@@ -98,6 +100,7 @@ def sample_in_chunks(
         batch_size: samples per chunk (the last chunk may be smaller).
         in_place: write the samples into ``x_T``'s buffer (no second ``(B, *D)`` tensor).
         keep_trajectory: join the chunks' trajectories along the batch (fixed-grid solvers).
+        progress: a bar told when each chunk is done (its score wrapper is in ``dynamics``).
 
     Returns:
         One `Solution` for the whole batch (``nfe`` and ``stats``: see the module docstring).
@@ -120,6 +123,8 @@ def sample_in_chunks(
             denoise=denoise,
         )
         out[start : start + part.samples.shape[0]].copy_(part.samples)
+        if progress is not None:
+            progress.finish_chunk()
         chunks.append({"nfe": part.nfe, "seconds": part.seconds, "times": part.times, **part.stats})
         times.append(part.times)
         if part.trajectory is not None:
@@ -246,6 +251,7 @@ def sample(
     check_finite: bool = True,
     after_step: AfterStep | None = None,
     batch_size: int | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> Solution:
     """Draw samples by integrating the reverse dynamics from the prior at ``T`` to ``eps``.
@@ -278,6 +284,9 @@ def sample(
         after_step: hook ``(x, t) -> x`` applied after every step.
         batch_size: integrate at most this many samples at a time (flat memory; what stays
             identical: see the module docstring).
+        progress: show a tqdm bar (stderr) of the part of the grid integrated (steps taken on
+            a fixed grid, ``(T - t) / (T - eps)`` for adaptive solvers), per chunk; samples
+            and NFE are unchanged (`solvers.progress`).
         **options: solver options (e.g. ``snr=0.16`` for ``pc``); unknown ones raise.
 
     Returns:
@@ -294,13 +303,24 @@ def sample(
     dynamics = ReverseDynamics(sde, score, solver_obj.lam_for(lam), check_finite=check_finite)
     ts = _build_grid(solver_obj, sde, score, grid, steps, shape)
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
-    if batch_size is not None and batch_size < shape[0] and noise == "brownian":
+    chunked = batch_size is not None and batch_size < shape[0]
+    if chunked and noise == "brownian":
         raise ValueError("noise='brownian' defines one path for the whole batch; drop batch_size")
     noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_)
     run: dict[str, Any] = dict(keep_trajectory=keep_trajectory, max_frames=max_frames,
                                after_step=after_step, denoise=denoise)
-    if batch_size is not None and batch_size < shape[0]:
-        return sample_in_chunks(
-            solver_obj, dynamics, x_start, ts, batch_size=batch_size, noise=noise_src, in_place=x_T is None, **run
-        )
-    return solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
+    if not progress:
+        if chunked:
+            return sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
+                                    noise=noise_src, in_place=x_T is None, **run)
+        return solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
+    n_chunks = -(-shape[0] // cast(int, batch_size)) if chunked else 1
+    name = solver if isinstance(solver, str) else type(solver).__name__
+    with SamplingProgress(ts, n_chunks, desc=name) as bar:
+        dynamics.score.score = bar.wrap(dynamics.score.score)  # counts and checks stay outside
+        if chunked:
+            return sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
+                                    noise=noise_src, in_place=x_T is None, progress=bar, **run)
+        result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
+        bar.finish_chunk()
+        return result

@@ -11,6 +11,7 @@ unless ``--raw-weights`` is given. The defaults (solver, steps, grid, lam) are t
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -65,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draw and the noise")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="integrate at most this many samples at a time (flat memory; see "
-                             "solvers.sample)")
+                             "solvers.sample); finished chunks are kept in OUT/chunks, so rerunning "
+                             "an interrupted command resumes it with the same result")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--denoise", nargs="?", const="tweedie", default=None, choices=["ode", "tweedie", "none"],
                         help="end-of-run step (default: the solver's, 'ode': to sigma = 0, samples p_0; "
                              "bare --denoise: Tweedie; 'none': stop at eps)")
@@ -180,21 +183,36 @@ def run(args: argparse.Namespace) -> int:
         from .conditional import apply_conditioning
 
         score, after_step = apply_conditioning(args, r["score"], r["sde"], r["shape"], r.get("target"))
-        result = solvers.sample(r["sde"], score, r["shape"], args.solver, steps=args.steps,
-                                grid=args.grid, lam=args.lam, seed=args.seed, denoise=args.denoise,
-                                dtype=r["dtype"], after_step=after_step, batch_size=args.batch_size,
-                                **dict(args.option))
+        solvers.api.check_batch_size(args.batch_size)
+        out = Path(args.out)
+        common = dict(steps=args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
+                      after_step=after_step, **dict(args.option))
+        if args.batch_size is not None and args.batch_size < args.n:
+            from ._chunks import sample_resumable
+
+            samples, nfe, seconds, reused = sample_resumable(
+                out, _fingerprint(args, r), sde=r["sde"], score=score, shape=r["shape"], solver=args.solver,
+                batch_size=args.batch_size, seed=args.seed, dtype=r["dtype"], progress=not args.no_progress,
+                **common)
+            if reused:
+                print(f"resumed: {reused} finished chunk(s) of {args.batch_size} samples reused from {out / 'chunks'}")
+        else:
+            result = solvers.sample(r["sde"], score, r["shape"], args.solver, seed=args.seed, dtype=r["dtype"],
+                                    progress=not args.no_progress, **common)
+            samples, nfe, seconds = result.samples, result.nfe, result.seconds
     except (ValueError, TypeError, OSError, CheckpointError) as err:
         print(f"scoresde sample: error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    from ..atomic import atomic_write_with
+
     out.mkdir(parents=True, exist_ok=True)
+    array = samples.detach().cpu()
     if args.format == "npy":
         path = out / "samples.npy"
-        np.save(path, result.samples.detach().cpu().numpy())
+        atomic_write_with(path, lambda f: np.save(f, array.numpy()))
     else:
         path = out / "samples.pt"
-        torch.save(result.samples.detach().cpu(), path)
+        atomic_write_with(path, lambda f: torch.save(array, f))
     record = {"output": path.name, "solver": args.solver, "steps": args.steps, "seed": args.seed,
               "n": args.n, "denoise": args.denoise, "options": dict(args.option),
               "batch_size": args.batch_size,
@@ -202,11 +220,33 @@ def run(args: argparse.Namespace) -> int:
                                ("label", "guidance", "classifier", "mask", "observed", "impute")},
               **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),
               "dtype": str(r["dtype"]).replace("torch.", ""), "data_id": r["data_id"],
-              "nfe": result.nfe, "seconds": result.seconds, **r["record"]}
+              "nfe": nfe, "seconds": seconds, **r["record"]}
     side = write_sidecar(path, record)
-    print(f"{args.solver}: {args.n} samples of {r['label']}, NFE {result.nfe}, "
-          f"{result.seconds:.2f} s -> {path} (settings: {side})")
+    if (out / "chunks").is_dir():  # every chunk is in the samples file now
+        shutil.rmtree(out / "chunks")
+    print(f"{args.solver}: {args.n} samples of {r['label']}, NFE {nfe}, "
+          f"{seconds:.2f} s -> {path} (settings: {side})")
     if not args.no_plot:
-        _plot(result.samples, out / "samples.png", f"{r['label']}: {args.solver}, NFE {result.nfe}", r["ref"])
+        _plot(samples, out / "samples.png", f"{r['label']}: {args.solver}, NFE {nfe}", r["ref"])
         print(f"plot -> {out / 'samples.png'}")
     return 0
+
+
+def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides the samples of a chunked run (stored chunks are reused only if equal)."""
+    import json
+
+    from ._settings import _jsonable
+
+    model: dict[str, Any] = {"record": resolved["record"], "data_id": resolved["data_id"]}
+    if args.checkpoint:  # the checkpoint file itself: a retrained run at the same path is other data
+        ckpt = Path(args.checkpoint)
+        ckpt = ckpt / "checkpoint.pt" if ckpt.is_dir() else ckpt
+        stat = ckpt.stat()
+        model["checkpoint_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    keys = ("solver", "steps", "grid", "lam", "seed", "n", "batch_size", "denoise", "raw_weights", "option",
+            "label", "guidance", "classifier", "mask", "observed", "impute")
+    settings = {k: getattr(args, k, None) for k in keys}
+    fingerprint = {"settings": settings, "model": model, "dtype": str(resolved["dtype"]),
+                   "shape": list(resolved["shape"])}
+    return json.loads(json.dumps(_jsonable(fingerprint), sort_keys=True))

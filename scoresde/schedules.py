@@ -147,8 +147,8 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
     Returns:
         The `PriorCheck` with the measured numbers.
     """
-    if not data_std > 0:
-        raise ValueError(f"data_std must be positive, got {data_std}")
+    if not (data_std >= 0 and math.isfinite(data_std)):  # 0: data at the origin (e.g. x = 0 in likelihood)
+        raise ValueError(f"data_std must be finite and >= 0, got {data_std}")
     a_t, s_t = sde.marginal_coeffs(torch.tensor([sde.T], dtype=torch.float64))
     a, s, p, d = float(a_t[0]), float(s_t[0]), _prior_std_of(sde), float(data_std)
     v = a * a * d * d + s * s

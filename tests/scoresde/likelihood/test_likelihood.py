@@ -503,6 +503,19 @@ def test_bad_arguments_raise_clear_errors():
         elbo(sde, score, x, n_samples=3)
 
 
+def test_points_at_the_origin_are_valid_data():
+    # x = 0 has second moment 0; the prior check must not refuse it (it once raised "data_std must be positive").
+    sde = sd.VPSDE()
+    target = sd.targets.eight_gaussians()
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    score = target.score_fn(sde)
+    exact_prior = likelihood(sde, score, x, prior=lambda z: target.marginal_log_prob(z, sde.T, sde))
+    assert (exact_prior.log_prob - target.log_prob(x)).abs().max() < 1e-3
+    default = likelihood(sde, score, x)  # the SDE's prior: goes through the prior check
+    gap = sde.prior_log_prob(default.x_T) - target.marginal_log_prob(default.x_T, sde.T, sde)
+    torch.testing.assert_close(default.log_prob - exact_prior.log_prob, gap, atol=1e-6, rtol=0)
+
+
 def test_cli_on_an_exact_target(tmp_path, capsys):
     out = tmp_path / "lp.csv"
     rc = cli_main(["likelihood", "--target", "two_gaussians", "--n", "64", "--exact-prior",

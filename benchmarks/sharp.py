@@ -17,12 +17,14 @@ Reproduce the tables in docs/defaults.md (about 20 minutes on one core)::
     OMP_NUM_THREADS=1 python benchmarks/sharp.py --n 2000 --seeds 5 --nfe 1000 --sdes vp subvp ve
 
 One configuration: ``python benchmarks/sharp.py --solvers pc --options snr=0.01 --sdes vp``.
-Sharper modes: ``--targets sharp_8:std=0.005`` (any ``sharp_8`` / ``sharp_25`` std).
+Sharper modes: ``--targets sharp_8:std=0.005`` (any ``sharp_8`` / ``sharp_25`` std); targets
+outside the presets: ``--targets aniso_64d skewed_2d`` (`EXTRA_TARGETS`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -54,11 +56,32 @@ ADAPTIVE = {"ode_rk45", "ode_dop853", "ode_dopri5", "ode_bosh3", "adaptive_sde"}
 _METRICS: dict[tuple[str, int], CombinedMetric] = {}
 
 
+def aniso_64d() -> sd.GaussianMixture:
+    """8 modes in 64-D (means 3 N(0, I), nearest pair 27 apart), weights 1 ... 8, diagonal stds
+    log-uniform in [0.005, 0.2]: within a mode the std varies 40-fold, and a fifth of the
+    directions are narrower than the noise left at the VP SDE's ``eps`` (0.0105)."""
+    g = torch.Generator().manual_seed(7)
+    k, d = 8, 64
+    means = 3 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    log_std = math.log(0.005) + math.log(0.2 / 0.005) * torch.rand(k, d, generator=g, dtype=torch.float64)
+    return sd.GaussianMixture(means, log_std.exp(), torch.arange(1.0, k + 1, dtype=torch.float64), name="aniso_64d")
+
+
+def skewed_2d() -> sd.GaussianMixture:
+    """Two 2-D modes 4 apart with weights 0.02 / 0.98: a narrow anisotropic minor mode (stds 0.03,
+    0.01) next to a broad major one (std 0.3)."""
+    return sd.GaussianMixture([[-2.0, 0.0], [2.0, 0.5]], [[0.03, 0.01], [0.3, 0.3]], [0.02, 0.98], name="skewed_2d")
+
+
+EXTRA_TARGETS: dict[str, Callable[[], sd.GaussianMixture]] = {"aniso_64d": aniso_64d, "skewed_2d": skewed_2d}
+
+
 def make_target(name: str) -> sd.GaussianMixture:
-    """A preset by name; ``"sharp_8:std=0.005"`` rebuilds a preset with another mode std."""
+    """A preset by name (or one of `EXTRA_TARGETS`); ``"sharp_8:std=0.005"`` rebuilds a preset
+    with another mode std."""
     base, _, option = name.partition(":")
     if not option:
-        return sd.targets.get_target(base)
+        return EXTRA_TARGETS[base]() if base in EXTRA_TARGETS else sd.targets.get_target(base)
     key, _, value = option.partition("=")
     if key != "std" or base not in ("sharp_8", "sharp_25"):
         raise ValueError(f"unknown target {name!r}: only sharp_8 / sharp_25 take ':std=<float>'")

@@ -247,6 +247,11 @@ def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str
     keys = ("solver", "steps", "grid", "lam", "seed", "n", "batch_size", "denoise", "raw_weights", "option",
             "label", "guidance", "classifier", "mask", "observed", "impute")
     settings = {k: getattr(args, k, None) for k in keys}
-    fingerprint = {"settings": settings, "model": model, "dtype": str(resolved["dtype"]),
+    files = {}  # a classifier, mask or observation given as a file: its identity, not only its name
+    for k, v in settings.items():
+        if isinstance(v, str) and Path(v).is_file():
+            stat = Path(v).stat()
+            files[k] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    fingerprint = {"settings": settings, "files": files, "model": model, "dtype": str(resolved["dtype"]),
                    "shape": list(resolved["shape"])}
     return json.loads(json.dumps(_jsonable(fingerprint), sort_keys=True))

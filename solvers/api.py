@@ -300,7 +300,7 @@ def sample(
     check_batch_size(batch_size)
     shape, dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
     generator = _resolve_generator(seed, generator, device_)
-    dynamics = ReverseDynamics(sde, score, solver_obj.lam_for(lam), check_finite=check_finite)
+    lam_value = solver_obj.lam_for(lam)
     ts = _build_grid(solver_obj, sde, score, grid, steps, shape)
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
     chunked = batch_size is not None and batch_size < shape[0]
@@ -309,18 +309,21 @@ def sample(
     noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_)
     run: dict[str, Any] = dict(keep_trajectory=keep_trajectory, max_frames=max_frames,
                                after_step=after_step, denoise=denoise)
-    if not progress:
-        if chunked:
-            return sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
-                                    noise=noise_src, in_place=x_T is None, **run)
-        return solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
-    n_chunks = -(-shape[0] // cast(int, batch_size)) if chunked else 1
-    name = solver if isinstance(solver, str) else type(solver).__name__
-    with SamplingProgress(ts, n_chunks, desc=name) as bar:
-        dynamics.score.score = bar.wrap(dynamics.score.score)  # counts and checks stay outside
+    bar = None
+    if progress:
+        n_chunks = -(-shape[0] // cast(int, batch_size)) if chunked else 1
+        bar = SamplingProgress(ts, n_chunks, desc=solver if isinstance(solver, str) else type(solver).__name__)
+    try:
+        # The bar sees every score call through the wrapper; counting and checks stay outside it.
+        dynamics = ReverseDynamics(sde, score if bar is None else bar.wrap(score), lam_value,
+                                   check_finite=check_finite)
         if chunked:
             return sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
                                     noise=noise_src, in_place=x_T is None, progress=bar, **run)
         result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
-        bar.finish_chunk()
+        if bar is not None:
+            bar.finish_chunk()
         return result
+    finally:
+        if bar is not None:
+            bar.close()

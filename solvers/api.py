@@ -139,7 +139,7 @@ def sample_in_chunks(
         trajectory_times=frame_times,
         seconds=sum(c["seconds"] for c in chunks),
         stats={"chunks": chunks, "score_calls": dynamics.nfe - calls0, "batch_size": batch_size,
-               "end_step": chunks[0].get("end_step", "none")},
+               "end_step": chunks[0].get("end_step", "none"), "end_pair": chunks[0].get("end_pair")},
     )
 
 
@@ -273,7 +273,9 @@ def sample(
         noise: ``"gaussian"`` (default, i.i.d.), ``"brownian"`` (one Brownian path shared
             across step counts, seeded by ``seed``) or a `solvers.noise.NoiseSource`.
         x_T: initial state instead of a prior sample.
-        denoise: the end-of-run step at ``eps`` (`Solver.finish`, one NFE): default ``None``,
+        denoise: the end-of-run step at ``eps`` (`Solver.finish`; one NFE, two for ``"ode"``
+            after a run that drew noise and ended with a short step, which fits to a probe
+            just above ``eps``): default ``None``,
             the solver's own (``"ode"`` for every registered solver: a second-order step to
             ``sigma = 0``, so the samples follow ``p_0``); ``"tweedie"`` (or ``True``):
             Tweedie's ``E[x_0 | x_eps]``; ``"none"`` (or ``False``): the state at ``eps``

@@ -29,7 +29,7 @@ from .dynamics import ReverseDynamics
 from .end import FINAL_STEPS, final_step
 from .grids import check_grid
 from .marginals import require_marginals
-from .noise import GaussianNoise, NoiseSource
+from .noise import CountedNoise, GaussianNoise, NoiseSource
 from .registry import lookup
 from .result import Solution
 from .utils import batch_time
@@ -101,7 +101,8 @@ class SolveContext:
 
     Attributes:
         grid: the validated ``(n + 1,)`` float64 grid; ``times`` is the same as floats.
-        noise: the noise source of this solve.
+        noise: the noise source of this solve (a `CountedNoise` around the caller's source
+            when built by `Solver.solve`; `noise_source` is the caller's).
         after_step: the user's hook (applied by `hook` / `accept`).
         recorder: the trajectory of this solve (fed by `record` / `accept`).
         index: step number ``i`` of a fixed-grid solve (from ``t_i`` to ``t_{i+1}``), 0-based.
@@ -122,6 +123,16 @@ class SolveContext:
     memory: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     visited: Tensor | None = None
+
+    @property
+    def noise_source(self) -> NoiseSource:
+        """The caller's noise source (``noise`` without the draw counter)."""
+        return self.noise.source if isinstance(self.noise, CountedNoise) else self.noise
+
+    @property
+    def drew_noise(self) -> bool:
+        """This solve has drawn noise so far (``False`` if ``noise`` is not counted)."""
+        return isinstance(self.noise, CountedNoise) and self.noise.draws > 0
 
     @property
     def n_steps(self) -> int:
@@ -272,7 +283,7 @@ class Solver:
         ctx = SolveContext(
             grid=grid,
             times=times,
-            noise=GaussianNoise(generator) if noise is None else noise,
+            noise=CountedNoise(GaussianNoise(generator) if noise is None else noise),
             after_step=after_step,
             recorder=recorder,
             denoise=self._final_for(dynamics, denoise, after_step),
@@ -340,12 +351,19 @@ class Solver:
         default) follows the probability-flow ODE from ``t = ctx.t_end`` to ``sigma = 0`` through
         a local Gaussian fitted per sample to this evaluation and the run's previous one (one
         NFE; exact for Gaussian modes, the trapezoid ``(x/alpha + D(x))/2`` without a previous
-        evaluation, see `solvers.end`), so the result samples ``p_0``, not the blurred ``p_eps``;
+        evaluation, see `solvers.end`), or, if the run drew noise (``ctx.drew_noise``) and its
+        last step was short (under ``S/2``: the difference is then mostly the step's noise), to
+        a probe at ``1.1 S`` instead (two NFE; ``stats["end_pair"]`` says which), so the
+        result samples ``p_0``, not the blurred ``p_eps``;
         ``"tweedie"`` returns ``D(x) = E[x_0 | x_t]`` (Efron 2011; an Euler step to
         ``sigma = 0``, which over-shrinks by ``sigma^2/(s^2 + sigma^2)`` a mode of std ``s``);
         ``"none"`` returns ``x`` (a sample of ``p_eps``).
         """
-        return final_step(dynamics, x, ctx.t_end, ctx.denoise)  # type: ignore[arg-type]
+        info: dict[str, object] = {}
+        pair = "noisy" if ctx.drew_noise else "history"
+        out = final_step(dynamics, x, ctx.t_end, ctx.denoise, pair=pair, info=info)  # type: ignore[arg-type]
+        ctx.stats["end_pair"] = info.get("pair")
+        return out
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -13,13 +13,13 @@ correctors and other per-step draws that are not increments of one path).
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torchsde
 from torch import Tensor
 
-__all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "make_generator", "step_normal"]
+__all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "CountedNoise", "make_generator", "step_normal"]
 
 
 def make_generator(
@@ -118,6 +118,32 @@ class BrownianPath:
 
     def normal(self, like: Tensor) -> Tensor:
         return torch.randn(like.shape, generator=self._gen, dtype=like.dtype, device=like.device)
+
+
+class CountedNoise:
+    """A noise source that counts its draws (``draws``) and passes them through from ``source``.
+
+    `Solver.solve` wraps the run's source in one, so that the end-of-run step knows whether
+    the run drew noise (`solvers.end`): the draws themselves are those of ``source``.
+    """
+
+    def __init__(self, source: NoiseSource) -> None:
+        self.source: NoiseSource = source.source if isinstance(source, CountedNoise) else source
+        self.draws = 0
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a custom source offers (its own methods, attributes) passes through.
+        if name == "source":  # not set yet (e.g. during unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
+        self.draws += 1
+        return self.source.increment(t_from, t_to, like)
+
+    def normal(self, like: Tensor) -> Tensor:
+        self.draws += 1
+        return self.source.normal(like)
 
 
 def step_normal(noise: NoiseSource, t: float, t_next: float, like: Tensor) -> Tensor:

@@ -23,7 +23,9 @@ class Solution:
         seconds: wall time of the solve.
         stats: solver-specific counters (e.g. ``accepted``/``rejected`` steps), and
             ``end_step``: the end-of-run step taken (``"ode"``, ``"tweedie"``: ``samples``
-            approximate ``p_0``; ``"none"``: they are at ``times[-1]``).
+            approximate ``p_0``; ``"none"``: they are at ``times[-1]``) and ``end_pair``: what
+            the ``"ode"`` step fitted its Gaussian to (``"history"``, ``"probe"`` after a run
+            that drew noise; ``None`` for the other steps; `solvers.end`).
     """
 
     samples: Tensor

@@ -225,7 +225,7 @@ class TorchSDE(FixedGridSolver):
                 "or euler_maruyama",
                 stacklevel=4,
             )
-        if self.method == "srk" and isinstance(ctx.noise, BrownianPath):
+        if self.method == "srk" and isinstance(ctx.noise_source, BrownianPath):
             raise ValueError(
                 "torchsde 'srk' needs the space-time Lévy area of the Brownian motion, which "
                 "solvers.noise.BrownianPath does not store; use i.i.d. noise (a seed or "

@@ -155,3 +155,109 @@ def test_end_step_after_per_sample_adaptive_steps_on_very_sharp_modes():
     mix = sd.targets.sharp_8(std=0.005)
     r = solvers.sample(sde, mix.score_fn(sde), shape=(4000, 2), solver="adaptive_sde", seed=0, dtype=F64)
     assert abs(within_mode_spread(r.samples, mix) - 1) < 0.04
+
+
+@pytest.mark.parametrize("sde", SDES, ids=["vp", "subvp", "ve", "cosine"])
+@pytest.mark.parametrize("std", [0.005, 0.05, 1.0])
+def test_probe_is_exact_on_an_isotropic_gaussian(sde, std):
+    # pair="probe" fits s^2 to one more evaluation at S' = 1.1 S instead of the history: on a
+    # Gaussian mode D = mu + s^2 u holds at any state and level, so the map is again exact.
+    # For s >> S the probe barely changes u (by ~0.1 S^2/s^2 relative, below `informative`)
+    # and the trapezoid is used, exact up to (S^2/s^2)^2/8 of |y - mu| (1.5e-9 at s = 1 on VP).
+    _, dyn, x, _ = _setup(sde, std)
+    out = final_step(dyn, x, sde.eps, "ode", pair="probe")
+    t = torch.tensor([sde.eps], dtype=F64)
+    r = float(edm_sigma(sde, t)[0]) ** 2 / std**2
+    y = x / sde.marginal_coeffs(t)[0]
+    trapezoid_bound = 1.2 * r**2 / 8 * float((y - MU).abs().max()) if r < 1e-3 else 0.0
+    torch.testing.assert_close(out, _exact_end(sde, x, std), rtol=0, atol=1e-9 + trapezoid_bound)
+    assert dyn.nfe == 2  # the evaluation at eps and the probe
+
+
+def _anisotropic(n=4000, seed=0):
+    # One mode in 16-D with stds log-spaced from 0.003 to 0.2: VP ends at S = 0.0105, so the
+    # narrowest directions are far below S and the widest far above.
+    std = torch.logspace(-2.5, -0.7, 16, dtype=F64)
+    target = sd.GaussianMixture(torch.zeros(1, 16, dtype=F64), std[None])
+    sde = sd.VPSDE()
+    g = torch.Generator().manual_seed(seed)
+    return std, target, sde, target.sample_marginal(n, sde, sde.eps, generator=g, dtype=F64), g
+
+
+def _log_std_error(out, std):
+    """RMS over directions of ln(sample std / exact std)."""
+    return float((out.std(0) / std).log().pow(2).mean().sqrt())
+
+
+def test_probe_fits_the_narrow_directions_after_a_noisy_step():
+    # After a step that drew noise the previous evaluation differs from this one mostly by the
+    # noise, in every direction, and the fitted s^2 is a mean variance: the narrow directions
+    # come out too wide. The probe differs along (C + S^2)^{-1} u and weighs them.
+    std, target, sde, x, g = _anisotropic()
+    dyn = solvers.ReverseSDE(sde, target.score_fn(sde))
+    t_prev = 1.5 * sde.eps + 1e-4
+    noisy_prev = target.sample_marginal(x.shape[0], sde, t_prev, generator=g, dtype=F64)
+    dyn.score(noisy_prev, torch.full((x.shape[0],), t_prev, dtype=F64))
+    history = final_step(dyn, x, sde.eps, "ode", pair="history")
+    probe = final_step(dyn, x, sde.eps, "ode", pair="probe")
+    # Measured: 0.116 (history) and 0.075 (probe); the state at eps itself is 0.55 off.
+    assert _log_std_error(x / float(sde.marginal_coeffs(torch.tensor([sde.eps]))[0][0]), std) > 0.4
+    assert _log_std_error(probe, std) < 0.7 * _log_std_error(history, std)
+    assert _log_std_error(probe, std) < 0.09
+
+
+def test_the_pair_follows_whether_the_run_drew_noise_and_how_long_its_last_step_was():
+    sde = sd.VPSDE()
+    target = sd.targets.sharp_8()
+    score = target.score_fn(sde)
+
+    def run(name, steps, **kw):
+        r = solvers.sample(sde, score, shape=(64, 2), solver=name, steps=steps, seed=0, **kw)
+        return r.nfe, r.stats["end_pair"]
+
+    # 100 log-SNR steps: the last spans 0.07 S, far under NOISY_STEP * S; its noise dominates.
+    assert run("euler_maruyama", 100) == (102, "probe")
+    assert run("sde_dpmpp_2m", 100) == (102, "probe")
+    assert run("ddim", 100, eta=1.0) == (102, "probe")
+    # 10 steps: the last spans about 1.9 S (mostly the deterministic change): the history.
+    assert run("euler_maruyama", 10) == (11, "history")
+    assert run("ddim", 100) == (101, "history")  # eta = 0: deterministic
+    assert run("dpmpp_2m", 100) == (101, "history")
+    assert run("euler_maruyama", 100, denoise="tweedie") == (101, None)
+    assert run("euler_maruyama", 100, denoise="none") == (100, None)
+    with pytest.raises(ValueError, match="pair"):
+        final_step(solvers.ReverseSDE(sde, score), torch.zeros(4, 2), sde.eps, "ode", pair="other")  # type: ignore[arg-type]
+
+
+def test_noisy_pair_is_chosen_per_sample():
+    # Samples whose previous evaluation is far in S keep it; the others take the probe.
+    std, target, sde, x, g = _anisotropic(n=8)
+    near, far = 1.2 * sde.eps, 0.05
+    t_prev = torch.tensor([near, far] * 4, dtype=F64)
+    x_prev = torch.stack([target.sample_marginal(1, sde, float(tp), generator=g, dtype=F64)[0] for tp in t_prev])
+
+    def end(pair, info=None):
+        dyn = solvers.ReverseSDE(sde, target.score_fn(sde))
+        dyn.score.track_per_sample = True  # per-sample record, as AdaptiveSDE keeps it
+        dyn.score(x_prev, t_prev)
+        return final_step(dyn, x, sde.eps, "ode", pair=pair, info=info), dyn.nfe
+
+    info: dict = {}
+    out, nfe = end("noisy", info)
+    assert info["pair"] == "mixed" and nfe == 3  # the record, the evaluation at eps, the probe
+    torch.testing.assert_close(out[0::2], end("probe")[0][0::2], rtol=0, atol=1e-12)
+    torch.testing.assert_close(out[1::2], end("history")[0][1::2], rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,steps", [("euler_maruyama", 1000), ("sde_dpmpp_2m", 200), ("ancestral", 200)])
+def test_stochastic_samplers_reach_the_deterministic_level_on_an_anisotropic_mode(name, steps):
+    # With the history pair these ended 3-5% wide on average over directions (EM 1000 steps:
+    # 1.046, RMS log error 0.114); dpmpp_2m at 200 steps reaches 1.016 (0.070), the limit of
+    # one fitted variance per sample on a mode whose stds span S/3.5 to 20 S.
+    std, target, sde, _, _ = _anisotropic()
+    r = solvers.sample(sde, target.score_fn(sde), shape=(4000, 16), solver=name, steps=steps, seed=0, dtype=F64)
+    assert r.stats["end_pair"] == "probe"
+    rel = r.samples.std(0) / std
+    assert abs(float(rel.mean()) - 1) < 0.03
+    assert _log_std_error(r.samples, std) < 0.09

@@ -22,19 +22,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["sample_resumable"]
+__all__ = ["chunk_path", "holds_run", "sample_resumable"]
 
 
-def _chunk_path(folder: Path, k: int) -> Path:
+def chunk_path(folder: Path, k: int) -> Path:
+    """The file of chunk ``k``."""
     return folder / f"chunk-{k:05d}.pt"
 
 
-def _load_finished(folder: Path, fingerprint: dict[str, Any], batch_size: int, out: Tensor) -> list[dict[str, Any]]:
-    """Copy the finished chunks ``0 .. k-1`` stored under ``fingerprint`` into ``out: (n, *D)``
-    (none if there are none or they have other settings); their records, samples dropped."""
+def holds_run(folder: Path, fingerprint: dict[str, Any]) -> bool:
+    """``folder`` holds chunks written under ``fingerprint``; a folder of other settings is removed."""
     meta = folder / "run.json"
     if not meta.exists():
-        return []
+        return False
     try:
         stored = json.loads(meta.read_text())
     except (OSError, ValueError):
@@ -42,10 +42,18 @@ def _load_finished(folder: Path, fingerprint: dict[str, Any], batch_size: int, o
     if stored != fingerprint:
         print(f"note: {folder} holds chunks of a run with other settings; starting afresh", file=sys.stderr)
         shutil.rmtree(folder)
+        return False
+    return True
+
+
+def _load_finished(folder: Path, fingerprint: dict[str, Any], batch_size: int, out: Tensor) -> list[dict[str, Any]]:
+    """Copy the finished chunks ``0 .. k-1`` stored under ``fingerprint`` into ``out: (n, *D)``
+    (none if there are none or they have other settings); their records, samples dropped."""
+    if not holds_run(folder, fingerprint):
         return []
     done: list[dict[str, Any]] = []
     for k, start in enumerate(range(0, out.shape[0], batch_size)):
-        path = _chunk_path(folder, k)
+        path = chunk_path(folder, k)
         if not path.exists():
             break
         stop = start + batch_size
@@ -106,7 +114,7 @@ def sample_resumable(
                                   **kwargs)
             record = {"samples": part.samples.detach().cpu(), "rng_state": gen.get_state(),
                       "nfe": part.nfe, "seconds": part.seconds}
-            atomic_write_with(_chunk_path(folder, k), lambda f, rec=record: torch.save(rec, f))
+            atomic_write_with(chunk_path(folder, k), lambda f, rec=record: torch.save(rec, f))
             x_T[start:stop] = record.pop("samples")  # the prior draw's buffer holds the output
             del part
             done.append(record)

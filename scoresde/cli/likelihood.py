@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eps", type=float, default=None,
                    help="report log p_eps with the ODE started at eps (default: the data density log p_0)")
     g.add_argument("--batch-size", type=int, default=None,
-                   help="points per solve: memory stays that of one chunk (same result on a fixed grid)")
+                   help="points per solve, memory that of one chunk; chunk k uses seed + k (its own probes "
+                        "and auto-grid pilot). With --out the finished chunks are kept in OUT.chunks/ and "
+                        "rerunning the same command after an interruption resumes")
     g.add_argument("--float64", action="store_true", help="compute in float64")
     g.add_argument("--exact-prior", action="store_true",
                    help="--target only: use the exact p_T at T instead of the SDE prior")
@@ -206,13 +208,27 @@ def run(args: argparse.Namespace) -> int:
             def prior(z: torch.Tensor) -> torch.Tensor:
                 return target.marginal_log_prob(z, sde.T, sde)
 
-        result = likelihood(
-            sde, score, x, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
-            probe_refresh=args.refresh, integrator=args.integrator, steps=args.steps, grid=args.grid,
-            target_error=args.target_error,
-            rtol=args.rtol, atol=args.atol, eps=eps, prior=prior, batch_size=args.batch_size,
-            seed=args.seed, progress=not args.no_progress,
-        )
+        def compute(points: torch.Tensor, seed: int, progress: bool = False) -> Any:
+            return likelihood(
+                sde, score, points, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
+                probe_refresh=args.refresh, integrator=args.integrator, steps=args.steps, grid=args.grid,
+                target_error=args.target_error, rtol=args.rtol, atol=args.atol, eps=eps, prior=prior,
+                seed=seed, progress=progress,
+            )
+
+        if args.batch_size is not None:
+            # Chunk by chunk (seed + k); with --out every finished chunk is kept next to it until
+            # the output is written, and a rerun of the same command resumes.
+            from ._likelihood_chunks import chunks_folder, likelihood_resumable
+
+            folder = chunks_folder(Path(args.out)) if args.out else None
+            result, reused = likelihood_resumable(
+                folder, _fingerprint(args, x), x, batch_size=args.batch_size, seed=args.seed,
+                progress=not args.no_progress, compute=compute)
+            if reused:
+                print(f"resumed: {reused} finished chunk(s) of {args.batch_size} points reused from {folder}")
+        else:
+            result = compute(x, args.seed, not args.no_progress)
         bound = None
         if args.elbo:
             bound = elbo(sde, score, x, n_samples=args.elbo_samples, eps=sde.eps if eps is None else eps, prior=prior,
@@ -262,7 +278,32 @@ def run(args: argparse.Namespace) -> int:
         _write(out, rows)
         side = _write_settings(out, args, result, x)
         print(f"  per-point results -> {args.out} (settings: {side})")
+        if args.batch_size is not None:
+            import shutil
+
+            from ._likelihood_chunks import chunks_folder
+
+            shutil.rmtree(chunks_folder(out), ignore_errors=True)  # the output holds them now
     return 0
+
+
+def _fingerprint(args: argparse.Namespace, x: Any) -> dict[str, Any]:
+    """Everything that decides the per-point results of a chunked run (chunks are reused only if equal)."""
+    from ..data.identity import data_identity
+    from ._settings import _jsonable
+
+    keys = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps",
+            "grid", "target_error", "rtol", "atol", "eps", "divergence", "probe_type", "probes",
+            "refresh", "exact_prior", "batch_size", "bpd", "levels", "data_range", "float64")
+    record: dict[str, Any] = {"settings": {k: getattr(args, k, None) for k in keys},
+                              "data_id": data_identity(x, name=str(args.data or args.target)),
+                              "dtype": str(x.dtype), "shape": list(x.shape)}
+    if args.checkpoint:  # the checkpoint file itself: a retrained run at the same path is another model
+        ckpt = Path(args.checkpoint)
+        ckpt = ckpt / "checkpoint.pt" if ckpt.is_dir() else ckpt
+        stat = ckpt.stat()
+        record["checkpoint_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return dict(json.loads(json.dumps(_jsonable(record), sort_keys=True)))
 
 
 def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) -> Path:
@@ -282,14 +323,17 @@ def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) ->
 
 
 def _write(path: Path, rows: dict[str, Any]) -> None:
+    """Write the per-point columns atomically (an interrupted write leaves no partial file)."""
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..atomic import atomic_write_bytes, atomic_write_with
+
     cols = {k: v.detach().cpu().numpy() for k, v in rows.items()}
+    table = np.stack(list(cols.values()), axis=1)
     if path.suffix == ".npy":
-        np.save(path, np.stack(list(cols.values()), axis=1))
+        atomic_write_with(path, lambda f: np.save(f, table))
     elif path.suffix == ".json":
-        path.write_text(json.dumps({k: v.tolist() for k, v in cols.items()}))
+        atomic_write_bytes(path, json.dumps({k: v.tolist() for k, v in cols.items()}).encode())
     else:
         header = ",".join(cols)
-        np.savetxt(path, np.stack(list(cols.values()), axis=1), delimiter=",", header=header, comments="")
+        atomic_write_with(path, lambda f: np.savetxt(f, table, delimiter=",", header=header, comments=""))

@@ -82,6 +82,8 @@ END_PAIRS: tuple[str, ...] = ("history", "probe", "noisy")
 PROBE_RATIO = 1.1
 #: ``"noisy"`` takes the probe where the history's last step spans less than this many ``S``.
 NOISY_STEP = 0.5
+
+
 def final_step(
     dynamics: ReverseDynamics,
     x: Tensor,

@@ -24,8 +24,10 @@ class Solution:
         stats: solver-specific counters (e.g. ``accepted``/``rejected`` steps), and
             ``end_step``: the end-of-run step taken (``"ode"``, ``"tweedie"``: ``samples``
             approximate ``p_0``; ``"none"``: they are at ``times[-1]``) and ``end_pair``: what
-            the ``"ode"`` step fitted its Gaussian to (``"history"``, ``"probe"`` after a run
-            that drew noise; ``None`` for the other steps; `solvers.end`).
+            the ``"ode"`` step fitted its Gaussian to (``"history"``; ``"probe"`` after a run
+            that drew noise and ended with a step shorter than ``S/2``; ``"mixed"`` when
+            per-sample steps put samples on both sides; ``None`` for the other steps;
+            `solvers.end`).
     """
 
     samples: Tensor

@@ -91,9 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eps", type=float, default=None,
                    help="report log p_eps with the ODE started at eps (default: the data density log p_0)")
     g.add_argument("--batch-size", type=int, default=None,
-                   help="points per solve, memory that of one chunk; chunk k uses seed + k (its own probes "
-                        "and auto-grid pilot). With --out the finished chunks are kept in OUT.chunks/ and "
-                        "rerunning the same command after an interruption resumes")
+                   help="points per solve: memory stays that of one chunk (same result on a fixed grid). "
+                        "With --out the finished chunks are kept in OUT.chunks/ and rerunning the same "
+                        "command after an interruption resumes")
     g.add_argument("--float64", action="store_true", help="compute in float64")
     g.add_argument("--exact-prior", action="store_true",
                    help="--target only: use the exact p_T at T instead of the SDE prior")
@@ -208,27 +208,27 @@ def run(args: argparse.Namespace) -> int:
             def prior(z: torch.Tensor) -> torch.Tensor:
                 return target.marginal_log_prob(z, sde.T, sde)
 
-        def compute(points: torch.Tensor, seed: int, progress: bool = False) -> Any:
-            return likelihood(
-                sde, score, points, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
+        store = None
+        if args.batch_size is not None and args.out:
+            # Resumable: the pilot and every finished chunk are kept next to --out until the
+            # output is written, and a rerun of the same command goes on from them.
+            from ._likelihood_chunks import FolderStore, chunks_folder
+
+            store = FolderStore(chunks_folder(Path(args.out)), _fingerprint(args, x), x.device)
+        try:
+            result = likelihood(
+                sde, score, x, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
                 probe_refresh=args.refresh, integrator=args.integrator, steps=args.steps, grid=args.grid,
                 target_error=args.target_error, rtol=args.rtol, atol=args.atol, eps=eps, prior=prior,
-                seed=seed, progress=progress,
+                batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, store=store,
             )
-
-        if args.batch_size is not None:
-            # Chunk by chunk (seed + k); with --out every finished chunk is kept next to it until
-            # the output is written, and a rerun of the same command resumes.
-            from ._likelihood_chunks import chunks_folder, likelihood_resumable
-
-            folder = chunks_folder(Path(args.out)) if args.out else None
-            result, reused = likelihood_resumable(
-                folder, _fingerprint(args, x), x, batch_size=args.batch_size, seed=args.seed,
-                progress=not args.no_progress, compute=compute)
-            if reused:
-                print(f"resumed: {reused} finished chunk(s) of {args.batch_size} points reused from {folder}")
-        else:
-            result = compute(x, args.seed, not args.no_progress)
+        except KeyboardInterrupt:
+            if store is not None:
+                print(f"the finished chunks are kept in {store.folder}; rerun the same command to resume",
+                      file=sys.stderr)
+            raise
+        if store is not None and store.reused:
+            print(f"resumed: {store.reused} finished chunk(s) of {args.batch_size} points reused from {store.folder}")
         bound = None
         if args.elbo:
             bound = elbo(sde, score, x, n_samples=args.elbo_samples, eps=sde.eps if eps is None else eps, prior=prior,

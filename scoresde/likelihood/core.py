@@ -104,7 +104,7 @@ def likelihood(
             divergence (`divergence`, `probe`, `n_probes`, `probe_refresh`;
             `DivergenceOptions`), density (`density`, `eps`, `T`, `prior`; `DensityOptions`)
             and run (`batch_size`, `dtype`, `device`, `seed`, `generator`, `grad`,
-            `check_finite`, `progress`; `RunOptions`).
+            `check_finite`, `progress`, `store`; `RunOptions`).
 
     Returns:
         `LikelihoodResult`: `log_prob` estimates `log p_0(x)` (`density="data"`, the default

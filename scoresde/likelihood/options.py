@@ -207,6 +207,10 @@ class RunOptions:
         grad: keep autograd graphs so the result can be differentiated (torch integrators).
         check_finite: raise on NaN/inf scores.
         progress: tqdm progress bar.
+        store: where finished pieces are kept so that an interrupted run resumes (a
+            `scoresde.likelihood.runner.ChunkStore`, e.g. the command line's folder of chunk
+            files): the pilot and every finished chunk, each with the generator's state after
+            it, so a resumed run gives the numbers of an uninterrupted one. Not with `grad`.
     """
 
     batch_size: int | None = None
@@ -217,13 +221,16 @@ class RunOptions:
     grad: bool = False
     check_finite: bool = True
     progress: bool = False
+    store: Any = None
 
     def validate(self) -> None:
-        """Raise `ValueError` for a bad chunk size or both `seed` and `generator`."""
+        """Raise `ValueError` for a bad chunk size, both `seed` and `generator`, or `store` with `grad`."""
         if self.batch_size is not None:
             _positive_int("batch_size", self.batch_size)
         if self.seed is not None and self.generator is not None:
             raise ValueError("pass either seed or generator, not both")
+        if self.store is not None and self.grad:
+            raise ValueError("store= keeps finished chunks on disk, which grad=True (autograd graphs) cannot")
 
 
 _GROUPS = {"integration": IntegratorOptions, "divergence": DivergenceOptions,

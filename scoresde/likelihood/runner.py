@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -30,12 +30,29 @@ from .result import LikelihoodResult
 from .state_scale import StateScale, marginal_state_scale
 from .time_grids import time_grid
 
-__all__ = ["LikelihoodRun", "PILOT_PROBES"]
+__all__ = ["ChunkStore", "LikelihoodRun", "PILOT_PROBES"]
 
 PILOT_PROBES = 2
 """Fixed Hutchinson probes of the `steps="auto"` pilot where the exact divergence costs more
 than twice as many backward passes (`D > 2 M`); measured on a 16-D sharp mixture: the same
 step counts (26-31 vs 26-34) at a quarter of the pilot's time (`benchmarks/likelihood.py`)."""
+
+
+class ChunkStore(Protocol):
+    """Where a run keeps its finished pieces so that an interrupted run can resume (`RunOptions.store`).
+
+    Each piece comes with the state of the run's generator after it; restoring it makes the
+    resumed run draw the same probes as an uninterrupted one. `load_*` return `None` for a
+    piece that is not there (or cannot be read: it is then computed again).
+    """
+
+    def load_pilot(self) -> tuple[PilotGrid, Tensor] | None: ...
+
+    def save_pilot(self, pilot: PilotGrid, rng_state: Tensor) -> None: ...
+
+    def load_chunk(self, k: int) -> tuple[Solved, dict[str, Any], Tensor] | None: ...
+
+    def save_chunk(self, k: int, solved: Solved, stats: dict[str, Any], rng_state: Tensor) -> None: ...
 
 
 class LikelihoodRun:
@@ -147,7 +164,15 @@ class LikelihoodRun:
         """Pilot (if any), then every chunk; returns the assembled `LikelihoodResult`."""
         start_time = time.perf_counter()
         n, device = self.x.shape[0], self.x.device
-        grid = self.grid()
+        store: ChunkStore | None = self.opts.run.store
+        stored = store.load_pilot() if store is not None and self.spec.kind == "fixed" else None
+        if stored is not None:
+            grid: PilotGrid | Tensor | None = stored[0]
+            self.generator.set_state(stored[1])
+        else:
+            grid = self.grid()
+            if store is not None and isinstance(grid, PilotGrid):
+                store.save_pilot(grid, self.generator.get_state())
         pilot = grid if isinstance(grid, PilotGrid) else None
         ts = pilot.grid if pilot is not None else grid
         assert ts is None or isinstance(ts, Tensor)
@@ -177,16 +202,28 @@ class LikelihoodRun:
         bar = _Bar(max(1, len(chunks)), self.lo, self.hi) if run.progress else None
         scale = io.logp_scale if io.logp_scale is not None else (1e-6 if self.fresh else 1.0)
         stats: list[dict[str, Any]] = []
+        store: ChunkStore | None = run.store
         with torch.enable_grad() if run.grad else torch.no_grad():
             for k, ib in enumerate(chunks):
+                done = store.load_chunk(k) if store is not None else None
+                if done is not None and torch.equal(done[0].idx.cpu(), ib.cpu()):
+                    out.put(done[0])
+                    stats.append(done[1])
+                    self.generator.set_state(done[2])
+                    if bar is not None:
+                        bar.finish_chunk(k, int(done[1].get("nfe", 0)))
+                    continue
                 xb = self.x[ib] if todo.numel() < n else self.x[int(ib[0]) : int(ib[-1]) + 1]
                 flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
                 xs, corr = self.start(flow, xb)
                 tol = io.tolerances(xb[0].numel(), self.opts.divergence.divergence == "exact")
                 x_T, delta, info = integrate_chunk(flow, xs, self.spec, self.lo, self.hi, ts, tol,
                                                    io.per_sample, io.controller, self.scale)
-                out.put(Solved(ib, x_T, delta, self.prior_fn(x_T), corr))
+                solved = Solved(ib, x_T, delta, self.prior_fn(x_T), corr)
+                out.put(solved)
                 stats.append({"integrator": self.spec.name, "nfe": flow.nfe, **info, **extra})
+                if store is not None:
+                    store.save_chunk(k, solved, stats[-1], self.generator.get_state())
                 if bar is not None:
                     bar.finish_chunk(k, flow.nfe)
         if bar is not None:

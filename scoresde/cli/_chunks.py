@@ -22,7 +22,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["chunk_path", "holds_run", "sample_resumable"]
+__all__ = ["chunk_path", "file_identity", "holds_run", "sample_resumable"]
+
+
+def file_identity(path: str | Path, *, checkpoint: bool = False) -> dict[str, int]:
+    """``{"size", "mtime_ns"}`` of a file (a run folder's ``checkpoint.pt`` with ``checkpoint``):
+    a file replaced at the same path is another input, and its stored chunks are not reused."""
+    p = Path(path)
+    if checkpoint and p.is_dir():
+        p = p / "checkpoint.pt"
+    stat = p.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def chunk_path(folder: Path, k: int) -> Path:

@@ -20,6 +20,11 @@ from typing import Any
 
 from ._help import HelpFormatter
 
+#: The options that decide the per-point numbers (the sidecar's record and the resume fingerprint).
+SETTINGS = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps", "grid",
+            "target_error", "rtol", "atol", "eps", "divergence", "probe_type", "probes", "refresh", "exact_prior",
+            "batch_size", "bpd", "levels", "data_range")
+
 
 def _range(text: str) -> tuple[float, float]:
     try:
@@ -290,19 +295,14 @@ def run(args: argparse.Namespace) -> int:
 def _fingerprint(args: argparse.Namespace, x: Any) -> dict[str, Any]:
     """Everything that decides the per-point results of a chunked run (chunks are reused only if equal)."""
     from ..data.identity import data_identity
+    from ._chunks import file_identity
     from ._settings import _jsonable
 
-    keys = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps",
-            "grid", "target_error", "rtol", "atol", "eps", "divergence", "probe_type", "probes",
-            "refresh", "exact_prior", "batch_size", "bpd", "levels", "data_range", "float64")
-    record: dict[str, Any] = {"settings": {k: getattr(args, k, None) for k in keys},
+    record: dict[str, Any] = {"settings": {k: getattr(args, k, None) for k in (*SETTINGS, "float64")},
                               "data_id": data_identity(x, name=str(args.data or args.target)),
                               "dtype": str(x.dtype), "shape": list(x.shape)}
     if args.checkpoint:  # the checkpoint file itself: a retrained run at the same path is another model
-        ckpt = Path(args.checkpoint)
-        ckpt = ckpt / "checkpoint.pt" if ckpt.is_dir() else ckpt
-        stat = ckpt.stat()
-        record["checkpoint_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        record["checkpoint_file"] = file_identity(args.checkpoint, checkpoint=True)
     return dict(json.loads(json.dumps(_jsonable(record), sort_keys=True)))
 
 
@@ -311,10 +311,7 @@ def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) ->
     from ..data.identity import data_identity
     from ._settings import write_sidecar
 
-    keys = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps",
-            "grid", "target_error", "rtol", "atol", "eps", "divergence", "probe_type", "probes",
-            "refresh", "exact_prior", "batch_size", "bpd", "levels", "data_range", "elbo", "elbo_samples")
-    record = {k: getattr(args, k, None) for k in keys}
+    record = {k: getattr(args, k, None) for k in (*SETTINGS, "elbo", "elbo_samples")}
     record.update(output=out.name, density=result.density, ode_start=result.eps, T=result.T,
                   nfe=result.nfe, seconds=result.seconds, stats=result.stats,
                   data_id=data_identity(x, name=str(args.data or args.target)))

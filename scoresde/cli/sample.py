@@ -236,22 +236,19 @@ def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str
     """Everything that decides the samples of a chunked run (stored chunks are reused only if equal)."""
     import json
 
+    from ._chunks import file_identity
     from ._settings import _jsonable
 
     model: dict[str, Any] = {"record": resolved["record"], "data_id": resolved["data_id"]}
     if args.checkpoint:  # the checkpoint file itself: a retrained run at the same path is other data
-        ckpt = Path(args.checkpoint)
-        ckpt = ckpt / "checkpoint.pt" if ckpt.is_dir() else ckpt
-        stat = ckpt.stat()
-        model["checkpoint_file"] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        model["checkpoint_file"] = file_identity(args.checkpoint, checkpoint=True)
     keys = ("solver", "steps", "grid", "lam", "seed", "n", "batch_size", "denoise", "raw_weights", "option",
             "label", "guidance", "classifier", "mask", "observed", "impute")
     settings = {k: getattr(args, k, None) for k in keys}
     files = {}  # a classifier, mask or observation given as a file: its identity, not only its name
     for k, v in settings.items():
         if isinstance(v, str) and Path(v).is_file():
-            stat = Path(v).stat()
-            files[k] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            files[k] = file_identity(v)
     fingerprint = {"settings": settings, "files": files, "model": model, "dtype": str(resolved["dtype"]),
                    "shape": list(resolved["shape"])}
     return json.loads(json.dumps(_jsonable(fingerprint), sort_keys=True))

@@ -263,7 +263,7 @@ def sample(
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         solver: a name from `available` or a `Solver` instance.
         steps: number of grid intervals (adaptive solvers use only the end points).
-        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``), ``"auto"`` (shaped
+        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``, ``uniform_logsnr``), ``"auto"`` (shaped
             by a cached pilot adaptive solve, `solvers.auto_grid`; prototype) or a decreasing
             tensor of times in ``[eps, T]``; default: the solver's `Solver.grid_for` the SDE.
         lam: reverse-family noise level for solvers that accept any dynamics (default 1 =

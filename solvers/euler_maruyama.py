@@ -52,7 +52,7 @@ class EulerMaruyama(FixedGridSolver):
             docs/defaults.md). ``False`` returns the mean of the last step, the convention of
             Song et al.'s reference sampler.
 
-    Default grid (`grid_for`): ``logsnr`` on VP / sub-VP, ``uniform`` on VE (`solvers.defaults`).
+    Default grid (`grid_for`): ``logsnr`` on VP / sub-VP, ``uniform_logsnr`` on VE (`solvers.defaults`).
     """
 
     order: float = 1.0

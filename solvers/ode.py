@@ -173,7 +173,8 @@ class ODEEuler(_FixedStepODE):
     Its O(h) bias is large next to the exponential integrators' (``ddim`` is first order too,
     but exact on the linear part of the drift). With the exact score of ``sharp_8`` (mode std
     0.05) the within-mode spread at 1000 steps is 1.005 on VP and 1.000 on sub-VP (log-SNR
-    grid), but 0.985 on VE (uniform grid; the log-SNR and Karras grids give 0.98), 0.992 at
+    grid), but 0.985 on VE (uniform grid; the log-SNR and Karras grids give 0.98, the
+    default ``uniform_logsnr`` 0.984), 0.992 at
     2000 steps and 0.996 at 4000 (`benchmarks/sharp.py`). On a VE SDE it therefore warns
     below `EULER_VE_STEPS` steps; use ``ddim`` or ``dpmpp_2m`` there.
     """
@@ -182,7 +183,7 @@ class ODEEuler(_FixedStepODE):
     method: ClassVar[str] = "euler"
 
     def grid_for(self, sde: object) -> str:
-        """``logsnr`` on VP / sub-VP, ``uniform`` on VE (`solvers.defaults.sde_solver_grid`).
+        """``logsnr`` on VP / sub-VP, ``uniform_logsnr`` on VE (`solvers.defaults.sde_solver_grid`).
 
         A first-order step on the uniform grid in ``t`` is too coarse in ``ln sigma`` near
         ``t = 0`` under VP: at 1000 steps it over-shrinks a mode of std 0.05 by 0.75% (spread

@@ -65,7 +65,7 @@ class PredictorCorrector(FixedGridSolver):
             ``False``: return the step's mean, as Song et al.'s reference sampler).
 
     Defaults that depend on the SDE (`solvers.defaults`): the grid (``logsnr`` on VP / sub-VP,
-    ``uniform`` on VE) and, when neither ``snr`` nor a corrector object is given, the Langevin
+    ``uniform_logsnr`` on VE) and, when neither ``snr`` nor a corrector object is given, the Langevin
     corrector's ``snr`` (0.16 on VE, 0.01 on VP / sub-VP, Song et al. 2021), set per solve.
 
     Capabilities: ``order`` is the weak order of the predictor as a reverse-SDE

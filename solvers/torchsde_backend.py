@@ -212,7 +212,7 @@ class TorchSDE(FixedGridSolver):
         self.order = self.strong_order = order
 
     def grid_for(self, sde: object) -> str:
-        """``logsnr`` on VP / sub-VP, ``uniform`` on VE (`solvers.defaults.sde_solver_grid`)."""
+        """``logsnr`` on VP / sub-VP, ``uniform_logsnr`` on VE (`solvers.defaults.sde_solver_grid`)."""
         return sde_solver_grid(sde)
 
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:

@@ -55,9 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solver", default=d["solver"], help="solver name")
     parser.add_argument("--steps", type=int, default=d["steps"], help="grid intervals")
     parser.add_argument("--grid", default=d["grid"],
-                        help="time grid (uniform, quadratic, logsnr, karras); default: the solver's own "
-                        "(uniform; logsnr for the exponential integrators, and for ode_heun / ode_rk4 on "
-                        "variance-preserving SDEs; karras for edm_heun; docs/defaults.md)")
+                        help="time grid (uniform, quadratic, logsnr, karras, uniform_logsnr); default: the "
+                        "solver's own, per SDE (docs/defaults.md: logsnr for the exponential integrators; "
+                        "logsnr on VP / sub-VP and uniform_logsnr on VE for the first-order samplers; "
+                        "karras for edm_heun)")
     parser.add_argument("--lam", type=float, default=d["lam"],
                         help="noise level of the reverse family for solvers that accept any dynamics: "
                         "1 = reverse SDE (default), 0 = probability-flow ODE, in between interpolates "

@@ -92,7 +92,7 @@ def test_uniform_logsnr_rejects_a_share_outside_the_unit_interval(share: float) 
 def test_ve_default_grid_resolves_modes_finer_than_sigma_min(solver: str) -> None:
     """Two modes of std 0.002 (a fifth of the VE SDE's sigma_min): on the uniform grid a
     first-order sampler is still 30% too wide at 400 steps (the marginal noise falls from
-    sigma_min to its value at eps within the last few steps); the default blend converges."""
+    sigma_min to its value at eps within the last few steps); the default grid converges."""
     mix = sd.GaussianMixture([[1.0, 1.0], [-1.0, -1.0]], 0.002, name="fine")
     sde = sd.get_sde("ve")
 

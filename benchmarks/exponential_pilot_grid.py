@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402  (the benchmark next to this file)
 
 import solvers  # noqa: E402
+from solvers.grids import equidistribute  # noqa: E402
 from solvers.marginals import edm_sigma, time_from_edm_sigma  # noqa: E402
 from solvers.utils import batch_time  # noqa: E402
 
@@ -82,12 +83,7 @@ def pilot_grid(p: peers.Problem, n: int, gamma: float, mix: float) -> Tensor:
     h = lam.diff()
     mass = h * h.pow(-gamma)
     mass = (1 - mix) * mass / mass.sum() + mix * h / h.sum()
-    cum = torch.cat([torch.zeros(1, dtype=torch.float64), mass.cumsum(0)])
-    cum = cum / cum[-1]
-    levels = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
-    idx = torch.searchsorted(cum, levels, right=True).clamp(1, len(lam) - 1)
-    w = ((levels - cum[idx - 1]) / (cum[idx] - cum[idx - 1]).clamp_min(1e-300)).clamp(0, 1)
-    ts = time_from_edm_sigma(p.sde, torch.exp(-(lam[idx - 1] + w * (lam[idx] - lam[idx - 1]))))
+    ts = time_from_edm_sigma(p.sde, torch.exp(-equidistribute(lam, mass, n)))
     ts[0], ts[-1] = p.sde.T, p.sde.eps
     return ts
 

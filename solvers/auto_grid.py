@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .adaptive_ode import solve_adaptive
 from .dynamics import ProbabilityFlowODE
+from .grids import equidistribute
 from .marginals import edm_sigma, time_from_edm_sigma
 from .protocol import DiffusionSDE, ScoreFn
 from .utils import batch_time
@@ -129,14 +130,7 @@ def auto_grid(
     h = (u[:-1] - u[1:]).abs()  # accepted step lengths, (K,)
     mass = h * h.pow(-gamma)  # integral of rho^gamma over each pilot step
     mass = (1 - mix) * mass / mass.sum() + mix * h / h.sum()
-    cum = torch.cat([torch.zeros(1, dtype=torch.float64), mass.cumsum(0)])
-    cum = cum / cum[-1]
-    levels = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
-    # Piecewise-linear inverse of the cumulative mass, from u_T down to u_eps.
-    idx = torch.searchsorted(cum, levels, right=True).clamp(1, len(u) - 1)
-    c0, c1 = cum[idx - 1], cum[idx]
-    w = ((levels - c0) / (c1 - c0).clamp_min(1e-300)).clamp(0, 1)
-    u_grid = u[idx - 1] + w * (u[idx] - u[idx - 1])
+    u_grid = equidistribute(u, mass, n)  # from u_T down to u_eps
     ts = time_from_edm_sigma(sde, torch.exp(u_grid))
     ts[0], ts[-1] = sde.T, sde.eps
     if not bool((ts[1:] < ts[:-1]).all()):  # coincident levels (tiny n): fall back to sorting out ties

@@ -30,6 +30,7 @@ __all__ = [
     "karras",
     "uniform_logsnr",
     "LOGSNR_SHARE",
+    "equidistribute",
     "GRIDS",
     "get_grid",
     "check_grid",
@@ -80,6 +81,24 @@ def karras(sde: MarginalSDE, n: int, rho: float = 7.0) -> Tensor:
     return _pin_ends(time_from_edm_sigma(sde, sig), sde)
 
 
+def equidistribute(nodes: Tensor, mass: Tensor, n: int) -> Tensor:
+    """``n + 1`` points splitting a piecewise-uniform mass into ``n`` equal parts.
+
+    ``nodes: (K + 1,)`` are monotone points (in any variable) and ``mass: (K,)`` the
+    non-negative mass of each interval between them (positive total), spread uniformly over
+    the interval; the result runs from ``nodes[0]`` to ``nodes[-1]`` with the cumulative mass
+    at ``i/n`` of the total, by linear interpolation inside each interval. Used by the
+    density-shaped grids (`uniform_logsnr`, `solvers.auto_grid`).
+    """
+    cum = torch.cat([torch.zeros(1, dtype=mass.dtype, device=mass.device), mass.cumsum(0)])
+    cum = cum / cum[-1]
+    levels = torch.linspace(0.0, 1.0, _check_n(n) + 1, dtype=cum.dtype, device=cum.device)
+    idx = torch.searchsorted(cum, levels, right=True).clamp(1, len(nodes) - 1)
+    c0, c1 = cum[idx - 1], cum[idx]
+    w = ((levels - c0) / (c1 - c0).clamp_min(1e-300)).clamp(0, 1)
+    return nodes[idx - 1] + w * (nodes[idx] - nodes[idx - 1])
+
+
 LOGSNR_SHARE = 0.25
 """Floor of `uniform_logsnr`'s step density in the half log-SNR, as a fraction of the `logsnr` grid's."""
 
@@ -122,12 +141,7 @@ def uniform_logsnr(sde: MarginalSDE, n: int, share: float = LOGSNR_SHARE, resolu
     ts[0], ts[-1] = sde.T, sde.eps
     lam = log_snr(sde, ts)
     mass = torch.maximum(-ts.diff() / span, share * lam.diff().abs() / (bottom - top))
-    cum = torch.cat([torch.zeros(1, dtype=torch.float64), mass.cumsum(0)])
-    levels = torch.linspace(0.0, float(cum[-1]), n + 1, dtype=torch.float64)
-    idx = torch.searchsorted(cum, levels, right=True).clamp(1, len(ts) - 1)
-    w = ((levels - cum[idx - 1]) / (cum[idx] - cum[idx - 1]).clamp_min(1e-300)).clamp(0, 1)
-    grid = ts[idx - 1] + w * (ts[idx] - ts[idx - 1])
-    return _pin_ends(grid, sde)
+    return _pin_ends(equidistribute(ts, mass, n), sde)
 
 
 GRIDS: dict[str, Callable[..., Tensor]] = {

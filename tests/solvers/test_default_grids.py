@@ -105,3 +105,12 @@ def test_ve_default_grid_resolves_modes_finer_than_sigma_min(solver: str) -> Non
     assert old > 1.2
     assert abs(fine - 1) < 0.07 and abs(fine - 1) < 0.7 * abs(coarse - 1)
     assert abs(fine - 1) < 0.25 * abs(old - 1)
+
+
+def test_equidistribute_splits_a_piecewise_uniform_mass_into_equal_parts() -> None:
+    nodes = torch.tensor([1.0, 0.5, 0.25, 0.0], dtype=torch.float64)
+    flat = grids.equidistribute(nodes, torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64), 4)
+    assert torch.allclose(flat, torch.linspace(1.0, 0.0, 5, dtype=torch.float64), rtol=0, atol=1e-15)
+    # Three quarters of the mass on the last interval: three of four parts fall inside it.
+    skewed = grids.equidistribute(nodes, torch.tensor([0.125, 0.125, 0.75], dtype=torch.float64), 4)
+    assert torch.allclose(skewed, torch.tensor([1.0, 0.25, 1 / 6, 1 / 12, 0.0], dtype=torch.float64), atol=1e-15)

@@ -17,7 +17,10 @@ spacing; ``benchmarks/sharp.py``, tables in docs/defaults.md):
 * Langevin corrector snr: 0.16 on VE and 0.01 on VP / sub-VP, the settings of Song et al.
   2021 (App. G and their reference configs). With 0.16 on VP the corrector's ``O(snr^2)``
   bias shows on trained models (2.2x the noise floor on a VP checkerboard model, 0.92x
-  with 0.01).
+  with 0.01). Under VE the same bias (spread ``snr^2 / 2`` too wide) and the loss of narrow
+  modes are removed by the corrector's step cap ``h <= sigma(t)^2``
+  (`solvers.correctors.LangevinCorrector`), not by a smaller snr, which would give up the
+  corrector's help at 50-500 NFE.
 
 An SDE is treated as variance-exploding when ``alpha(t) = 1`` on its whole time range.
 """

@@ -29,7 +29,14 @@ from typing import ClassVar, Literal
 from torch import Tensor
 
 from .base import DynamicsKind, FixedGridSolver, SolveContext
-from .correctors import Corrector, NoneCorrector, corrector_weight, get_corrector
+from .correctors import (
+    LANGEVIN_CAP,
+    Corrector,
+    LangevinCorrector,
+    NoneCorrector,
+    corrector_weight,
+    get_corrector,
+)
 from .defaults import langevin_snr, sde_solver_grid
 from .dynamics import ReverseDynamics
 from .predictors import NonePredictor, Predictor, get_predictor
@@ -63,14 +70,21 @@ class PredictorCorrector(FixedGridSolver):
         final_noise: add noise on the last predictor step too (default ``True``: the state at
             ``eps`` samples ``p_eps``, which the default end-of-run step maps to ``p_0``;
             ``False``: return the step's mean, as Song et al.'s reference sampler).
+        langevin_cap: ``c`` of the Langevin corrector's step cap ``h <= c sigma(t)^2``
+            (`solvers.correctors.LangevinCorrector`; default 1, in ``(0, 2)``), or ``None`` /
+            ``"none"`` for Song et al.'s unbounded rule. Only for a corrector given by name
+            (``"langevin"``, the default); set ``cap`` on an instance yourself.
 
     Defaults that depend on the SDE (`solvers.defaults`): the grid (``logsnr`` on VP / sub-VP,
     ``uniform_logsnr`` on VE) and, when neither ``snr`` nor a corrector object is given, the Langevin
     corrector's ``snr`` (0.16 on VE, 0.01 on VP / sub-VP, Song et al. 2021), set per solve.
 
     Capabilities: ``order`` is the weak order of the predictor as a reverse-SDE
-    discretisation; a Langevin corrector at fixed ``snr`` adds an ``O(snr^2)`` bias that
-    does not shrink with the step size (it vanishes as ``snr -> 0``).
+    discretisation. The default Langevin corrector caps its step at ``sigma(t)^2``
+    (`solvers.correctors.LangevinCorrector`), so its ``O(snr^2)`` bias falls as the grid is
+    refined and no data's narrow mode is thrown out; with ``langevin_cap=None``
+    (Song et al.'s rule; pass ``corrector=LangevinCorrector(snr, cap=None)``) a fixed ``snr``
+    leaves a bias that does not shrink with the step size (it vanishes as ``snr -> 0``).
     """
 
     order: float = 1.0
@@ -92,6 +106,7 @@ class PredictorCorrector(FixedGridSolver):
         corrector_steps: int | None = None,
         sequence: Literal["predictor_first", "corrector_first"] = "predictor_first",
         final_noise: bool = True,
+        langevin_cap: float | str | None = LANGEVIN_CAP,
     ) -> None:
         self.predictor: Predictor = get_predictor(
             self.default_predictor if predictor is None else predictor
@@ -103,6 +118,17 @@ class PredictorCorrector(FixedGridSolver):
             corrector = self.default_corrector
             snr = self.default_snr if snr is None else snr
         self.corrector: Corrector = get_corrector(corrector, snr=snr)
+        if isinstance(langevin_cap, str):
+            if langevin_cap.lower() != "none":
+                raise TypeError(f"langevin_cap must be a float in (0, 2), None or 'none', got {langevin_cap!r}")
+            langevin_cap = None
+        if langevin_cap != LANGEVIN_CAP:
+            if isinstance(corrector, Corrector) or not isinstance(self.corrector, LangevinCorrector):
+                raise ValueError(
+                    f"langevin_cap={langevin_cap!r} applies only to the Langevin corrector given by name "
+                    f"(corrector='langevin'); got {self.corrector!r} (set cap on a LangevinCorrector instance)"
+                )
+            self.corrector = LangevinCorrector(self.corrector.snr, norm=self.corrector.norm, cap=langevin_cap)
 
         if isinstance(self.corrector, NoneCorrector):
             if corrector_steps is not None:

@@ -7,7 +7,9 @@ from torch import Tensor
 from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .defaults import sde_solver_grid
 from .dynamics import ReverseDynamics
+from .grids import get_grid
 from .noise import NoiseSource
+from .stability import warn_if_unstable
 from .utils import append_dims, batch_time
 
 __all__ = ["EulerMaruyama", "em_update"]
@@ -53,6 +55,12 @@ class EulerMaruyama(FixedGridSolver):
             Song et al.'s reference sampler.
 
     Default grid (`grid_for`): ``logsnr`` on VP / sub-VP, ``uniform_logsnr`` on VE (`solvers.defaults`).
+
+    Explicit steps are conditionally stable: each step must span less than about one unit of
+    log-SNR where the data is not yet resolved. With fewer steps (under VE about 11, under
+    sub-VP about 14, under VP about 6 on the default grids) sharp data blows up (8 modes of std
+    0.002 under VE: 1.8e3 times too wide at 10 steps); it warns then, naming the data width
+    below which the grid is unstable (`solvers.stability`).
     """
 
     order: float = 1.0
@@ -65,6 +73,10 @@ class EulerMaruyama(FixedGridSolver):
 
     def grid_for(self, sde: object) -> str:
         return sde_solver_grid(sde)
+
+    def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
+        """Warn when the grid's steps are outside the explicit step's stability region (`solvers.stability`)."""
+        warn_if_unstable("euler_maruyama", dynamics.sde, ctx.grid, dynamics.lam, get_grid(self.grid_for(dynamics.sde)))
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         drift = dynamics.drift(x, batch_time(t, x))

@@ -53,8 +53,10 @@ from torch import Tensor
 from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .defaults import sde_solver_grid
 from .dynamics import ReverseDynamics
+from .grids import get_grid
 from .noise import BrownianPath, NoiseSource
 from .registry import lookup
+from .stability import warn_if_unstable
 from .utils import append_dims, batch_time
 
 __all__ = ["TORCHSDE_METHODS", "TorchSDE"]
@@ -191,6 +193,9 @@ class TorchSDE(FixedGridSolver):
     * ``midpoint``, ``heun`` (Stratonovich, 2 NFE): strong order 1;
     * ``srk``: stochastic Runge–Kutta SRA1 (Rößler 2010), strong order 1.5, 2 NFE; needs the
       space-time Lévy area, so it refuses a shared `solvers.noise.BrownianPath`;
+    * ``euler`` and ``milstein`` warn, like `solvers.EulerMaruyama`, when the grid's steps are
+      outside explicit Euler-Maruyama's stability region for sharp data (`solvers.stability`);
+      ``srk`` and ``midpoint`` have similar edges (under VE below about 13 steps) and do not;
     * ``reversible_heun`` (Kidger et al. 2021): 1 NFE per step (+1 at the start). Its auxiliary
       state follows a leapfrog-like recursion that is only weakly stable on dissipative
       dynamics: on the VP reverse SDE it needs a few hundred steps before its error is small.
@@ -224,6 +229,10 @@ class TorchSDE(FixedGridSolver):
                 "of a sharp mixture came out 24-170x too wide; docs/defaults.md); use torchsde_euler "
                 "or euler_maruyama",
                 stacklevel=4,
+            )
+        if self.method in ("euler", "milstein"):  # Euler-Maruyama itself for additive noise
+            warn_if_unstable(
+                f"torchsde_{self.method}", dynamics.sde, ctx.grid, dynamics.lam, get_grid(self.grid_for(dynamics.sde))
             )
         if self.method == "srk" and isinstance(ctx.noise_source, BrownianPath):
             raise ValueError(

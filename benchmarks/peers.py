@@ -34,6 +34,11 @@ minutes on 2 busy CPU cores)::
     OMP_NUM_THREADS=1 python benchmarks/peers.py --problems 8gauss-vp 8gauss-ve hd16-vp \
         --nfe 5 10 20 50 --table sw-mmd --no-exact-row --n 6000 --seeds 4 --mmd-n 3000
 
+Targets outside the presets (any target ``benchmarks/sharp.py`` builds, as ``<target>-<sde>``)::
+
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --problems sharp_8:std=0.002-vp ring12w-vp \
+        sharp_8:std=0.002-ve ring12w-ve --seeds 5 --nfe 5 10 20 --only ...
+
 Quick look: ``python benchmarks/peers.py --n 2000 --seeds 1 --nfe 10 20``.
 """
 
@@ -50,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from sharp import EXTRA_TARGETS, make_target
 from torch import Tensor
 
 import scoresde as sd
@@ -96,18 +102,46 @@ class Problem:
         return float(sigma[0] / alpha[0])
 
 
+NAMED_PROBLEMS = {
+    "8gauss-vp": ("eight_gaussians", "vp"),
+    "8gauss-ve": ("eight_gaussians", "ve"),
+    "hd16-vp": ("high_dim_16", "vp"),
+    "hd16-ve": ("high_dim_16", "ve"),
+}
+"""Short names of the broad problems; any other problem is ``<target>-<vp|subvp|ve>``."""
+
+
+def parse_problem(name: str) -> tuple[str, str]:
+    """``(target, sde)`` of a problem name: a short name, or ``<target>-<sde>`` where ``target`` is
+    anything `sharp.make_target` builds (a preset, ``sharp_8:std=0.002``, ``ring12w``, ...)."""
+    if name in NAMED_PROBLEMS:
+        return NAMED_PROBLEMS[name]
+    target, _, sde_name = name.rpartition("-")
+    if sde_name not in ("vp", "subvp", "ve") or not target:
+        raise argparse.ArgumentTypeError(
+            f"problem {name!r}: use <target>-<vp|subvp|ve> (e.g. sharp_8-vp, sharp_8:std=0.002-vp, "
+            f"ring12w-ve) or one of {', '.join(NAMED_PROBLEMS)}"
+        )
+    try:
+        make_target(target)
+    except (KeyError, ValueError) as err:
+        raise argparse.ArgumentTypeError(
+            f"problem {name!r}: {err}; or one of benchmarks/sharp.py's {', '.join(EXTRA_TARGETS)} "
+            "(sharp_8 / sharp_25 also take ':std=<float>')"
+        ) from None
+    return target, sde_name
+
+
+def _problem_name(name: str) -> str:
+    parse_problem(name)  # argparse turns its ArgumentTypeError into a usage message
+    return name
+
+
 def make_problems(n: int, names: list[str]) -> list[Problem]:
-    table = {
-        **{f"{t}-{e}": (t, e) for t in sd.targets.SHARP_TARGETS for e in ("vp", "subvp", "ve")},
-        "8gauss-vp": ("eight_gaussians", "vp"),
-        "8gauss-ve": ("eight_gaussians", "ve"),
-        "hd16-vp": ("high_dim_16", "vp"),
-        "hd16-ve": ("high_dim_16", "ve"),
-    }
     out = []
     for name in names:
-        tname, sname = table[name]
-        out.append(Problem(name, sd.targets.get_target(tname), sd.get_sde(sname), n))
+        tname, sname = parse_problem(name)
+        out.append(Problem(name, make_target(tname), sd.get_sde(sname), n))
     return out
 
 
@@ -425,9 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="independent runs per cell (median / mean over them)")
     ap.add_argument("--nfe", type=int, nargs="+", default=[5, 10, 20], help="NFE budgets")
     ap.add_argument(
-        "--problems", nargs="+", default=[f"{t}-vp" for t in sd.targets.SHARP_TARGETS],
-        choices=[f"{t}-{e}" for t in sd.targets.SHARP_TARGETS for e in ("vp", "subvp", "ve")]
-        + ["8gauss-vp", "8gauss-ve", "hd16-vp", "hd16-ve"],
+        "--problems", nargs="+", default=[f"{t}-vp" for t in sd.targets.SHARP_TARGETS], type=_problem_name,
+        help="<target>-<vp|subvp|ve> for any target benchmarks/sharp.py builds (sharp_8-vp, "
+        "sharp_8:std=0.002-vp, ring12w-ve, aniso_64d-vp, ...), or " + ", ".join(NAMED_PROBLEMS),
     )
     ap.add_argument("--table", choices=["combined", "sw-mmd"], default="combined",
                     help="combined metric (5-seed median) or the SW2 / MMD^2 means, both against p_0")

@@ -18,7 +18,7 @@ Reproduce the tables in docs/defaults.md (about 20 minutes on one core)::
 
 One configuration: ``python benchmarks/sharp.py --solvers pc --options snr=0.01 --sdes vp``.
 Sharper modes: ``--targets sharp_8:std=0.005`` (any ``sharp_8`` / ``sharp_25`` std); targets
-outside the presets: ``--targets aniso_64d skewed_2d`` (`EXTRA_TARGETS`).
+outside the presets: ``--targets aniso_64d skewed_2d ring12w`` (`EXTRA_TARGETS`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,20 @@ def skewed_2d() -> sd.GaussianMixture:
     return sd.GaussianMixture([[-2.0, 0.0], [2.0, 0.5]], [[0.03, 0.01], [0.3, 0.3]], [0.02, 0.98], name="skewed_2d")
 
 
-EXTRA_TARGETS: dict[str, Callable[[], sd.GaussianMixture]] = {"aniso_64d": aniso_64d, "skewed_2d": skewed_2d}
+def ring12w() -> sd.GaussianMixture:
+    """12 modes on a circle of radius 3 (neighbours 1.55 apart), std 0.02 (1/78 of the spacing),
+    weights 1 ... 12."""
+    k = 12
+    angle = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k
+    means = 3 * torch.stack([angle.cos(), angle.sin()], 1)
+    return sd.GaussianMixture(means, 0.02, torch.arange(1.0, k + 1, dtype=torch.float64), name="ring12w")
+
+
+EXTRA_TARGETS: dict[str, Callable[[], sd.GaussianMixture]] = {
+    "aniso_64d": aniso_64d,
+    "skewed_2d": skewed_2d,
+    "ring12w": ring12w,
+}
 
 
 def make_target(name: str) -> sd.GaussianMixture:

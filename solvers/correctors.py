@@ -300,27 +300,42 @@ CORRECTORS: Mapping[str, type[Corrector]] = {
 }
 
 
-def get_corrector(spec: str | Corrector, *, snr: float | None = None) -> Corrector:
+def get_corrector(
+    spec: str | Corrector, *, snr: float | None = None, cap: float | str | None = LANGEVIN_CAP
+) -> Corrector:
     """A corrector from its name in `CORRECTORS` (with ``snr``) or a `Corrector` instance.
 
-    ``snr=None`` keeps the default `DEFAULT_SNR`.
+    ``snr=None`` keeps the default `DEFAULT_SNR`. ``cap`` is the step cap of the ``"langevin"``
+    corrector (`LangevinCorrector`; ``None`` or ``"none"``: Song et al.'s unbounded rule).
 
     Raises:
-        ValueError: unknown name (the message lists the valid names), or ``snr`` given for an
-            instance (set it on the instance) or for ``"none"``.
-        TypeError: neither a name nor a `Corrector`.
+        ValueError: unknown name (the message lists the valid names), ``snr`` given for an
+            instance (set it on the instance) or for ``"none"``, a non-default ``cap`` for an
+            instance or for a corrector other than ``"langevin"``, or a cap outside ``(0, 2)``.
+        TypeError: neither a name nor a `Corrector`; a ``cap`` that is not a number, ``None``
+            or ``"none"``.
     """
+    if isinstance(cap, str):
+        if cap.lower() != "none":
+            raise TypeError(f"cap must be a float in (0, 2), None or 'none', got {cap!r}")
+        cap = None
+    custom_cap = cap != LANGEVIN_CAP
     if isinstance(spec, Corrector):
         if snr is not None:
             raise ValueError(
                 f"snr={snr!r} given with a corrector instance {spec!r}; set snr on the instance"
             )
+        if custom_cap:
+            raise ValueError(f"cap={cap!r} given with a corrector instance {spec!r}; set cap on the instance")
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"corrector must be a name or a Corrector, got {type(spec).__name__}")
     cls = lookup(CORRECTORS, spec, "corrector")
+    if custom_cap and cls is not LangevinCorrector:
+        raise ValueError(f"cap={cap!r} has no effect with corrector {spec!r} (only 'langevin' has a step cap)")
     if not issubclass(cls, _LangevinStep):
         if snr is not None:
             raise ValueError(f"snr={snr!r} has no effect with corrector {spec!r}")
         return cls()
-    return cls(DEFAULT_SNR if snr is None else snr)
+    value = DEFAULT_SNR if snr is None else snr
+    return LangevinCorrector(value, cap=cap) if cls is LangevinCorrector else cls(value)

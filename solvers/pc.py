@@ -29,14 +29,7 @@ from typing import ClassVar, Literal
 from torch import Tensor
 
 from .base import DynamicsKind, FixedGridSolver, SolveContext
-from .correctors import (
-    LANGEVIN_CAP,
-    Corrector,
-    LangevinCorrector,
-    NoneCorrector,
-    corrector_weight,
-    get_corrector,
-)
+from .correctors import LANGEVIN_CAP, Corrector, NoneCorrector, corrector_weight, get_corrector
 from .defaults import langevin_snr, sde_solver_grid
 from .dynamics import ReverseDynamics
 from .predictors import NonePredictor, Predictor, get_predictor
@@ -117,18 +110,7 @@ class PredictorCorrector(FixedGridSolver):
             # The class's default corrector comes with the class's default snr.
             corrector = self.default_corrector
             snr = self.default_snr if snr is None else snr
-        self.corrector: Corrector = get_corrector(corrector, snr=snr)
-        if isinstance(langevin_cap, str):
-            if langevin_cap.lower() != "none":
-                raise TypeError(f"langevin_cap must be a float in (0, 2), None or 'none', got {langevin_cap!r}")
-            langevin_cap = None
-        if langevin_cap != LANGEVIN_CAP:
-            if isinstance(corrector, Corrector) or not isinstance(self.corrector, LangevinCorrector):
-                raise ValueError(
-                    f"langevin_cap={langevin_cap!r} applies only to the Langevin corrector given by name "
-                    f"(corrector='langevin'); got {self.corrector!r} (set cap on a LangevinCorrector instance)"
-                )
-            self.corrector = LangevinCorrector(self.corrector.snr, norm=self.corrector.norm, cap=langevin_cap)
+        self.corrector: Corrector = get_corrector(corrector, snr=snr, cap=langevin_cap)
 
         if isinstance(self.corrector, NoneCorrector):
             if corrector_steps is not None:

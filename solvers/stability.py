@@ -75,8 +75,8 @@ def point_mass_amplification(sde: ReverseSDEParts, ts: Tensor, lam: float = 1.0,
     z = h * (slope + 0.5 * (1 + lam * lam) * g**2 / var)
     noise = lam * lam * g**2 * h
     v = float(var[0])
-    for k in range(len(h)):
-        v = float(1 - z[k]) ** 2 * v + float(noise[k])
+    for zk, nk in zip(z.tolist(), noise.tolist(), strict=True):  # one pass over the grid, in floats
+        v = (1.0 - zk) ** 2 * v + nk
     return math.sqrt(v / float(var[-1]))
 
 

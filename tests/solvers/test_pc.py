@@ -547,9 +547,10 @@ def test_options_by_name_and_capabilities():
         (dict(predictor="none", corrector_steps=0), ValueError, "never moves the prior sample"),
         (dict(final_noise=1), TypeError, "final_noise must be a bool"),
         (dict(langevin_cap=2.0), ValueError, "cap must lie in"),
-        (dict(langevin_cap="off"), TypeError, "langevin_cap must be a float"),
-        (dict(corrector="annealed_langevin", langevin_cap=None), ValueError, "applies only to the Langevin"),
-        (dict(corrector=LangevinCorrector(0.2), langevin_cap=0.5), ValueError, "set cap on a LangevinCorrector"),
+        (dict(langevin_cap="off"), TypeError, "cap must be a float"),
+        (dict(corrector="annealed_langevin", langevin_cap=None), ValueError, "only 'langevin' has a step cap"),
+        (dict(corrector="none", langevin_cap=0.5), ValueError, "only 'langevin' has a step cap"),
+        (dict(corrector=LangevinCorrector(0.2), langevin_cap=0.5), ValueError, "set cap on the instance"),
     ],
 )
 def test_bad_options_raise_clear_errors(kwargs, exc, match):

@@ -186,7 +186,7 @@ class LangevinCorrector(_LangevinStep):
     one step for the whole batch from the average score norm, i.e. from the widest parts of
     the data; once ``sigma(t)`` falls below the width of a narrower mode or direction, that
     step can exceed twice its variance and the chain throws samples out of it (a 2% mode of
-    width 0.01 next to a broad one, VE, snr 0.16: the whole mode lost at 100-1000 NFE,
+    width 0.01 next to a broad one, VE, snr 0.16: the whole mode lost at 200-2000 NFE,
     docs/defaults.md). The cap also makes the chain's stationary bias
     ``min(snr^2, sigma^2 / (v + sigma^2)) / 2`` (spread, mode of variance ``v``) vanish as
     ``sigma(t)`` falls below the data's scale. The chain follows it down until it relaxes too

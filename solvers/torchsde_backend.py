@@ -195,7 +195,7 @@ class TorchSDE(FixedGridSolver):
       space-time Lévy area, so it refuses a shared `solvers.noise.BrownianPath`;
     * ``euler`` and ``milstein`` warn, like `solvers.EulerMaruyama`, when the grid's steps are
       outside explicit Euler-Maruyama's stability region for sharp data (`solvers.stability`);
-      ``srk`` and ``midpoint`` have similar edges (under VE below about 13 steps) and do not;
+      ``srk`` and ``midpoint`` have similar edges (under VE below about 15 steps) and do not;
     * ``reversible_heun`` (Kidger et al. 2021): 1 NFE per step (+1 at the start). Its auxiliary
       state follows a leapfrog-like recursion that is only weakly stable on dissipative
       dynamics: on the VP reverse SDE it needs a few hundred steps before its error is small.

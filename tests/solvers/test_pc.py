@@ -562,7 +562,7 @@ def test_pc_keeps_a_narrow_minor_mode_under_ve():
     # A 2% mode of stds 0.03 x 0.01 four units from a broad 98% mode (std 0.3), VE, 100 PC
     # steps at the defaults (snr 0.16). Song et al.'s unbounded step, set by the broad mode,
     # exceeds twice the narrow mode's variance once sigma(t) is below 0.01 and the chain empties
-    # it (measured 0 / 4000 samples left there, seeds 0-2); capped at sigma(t)^2 it keeps its
+    # it (measured 0-2 of 4000 samples left there, seeds 0-2); capped at sigma(t)^2 it keeps its
     # weight (0.022-0.028; binomial standard error 0.0022) and its width.
     sde = sd.VESDE()
     mix = sd.GaussianMixture([[-2.0, 0.0], [2.0, 0.5]], [[0.03, 0.01], [0.3, 0.3]], [0.02, 0.98])

@@ -1,12 +1,13 @@
-"""Linear stability of explicit Euler–Maruyama steps on a grid, and the warning built on it.
+"""Linear stability of explicit reverse-SDE steps on a grid, and the warning built on it.
 
 An explicit step of the reverse family ``dx = [f - (1 + lam^2)/2 g^2 s] dt + lam g dW_bar``
 (`solvers.euler_maruyama`) is only conditionally stable. Its stiffest case is data
 concentrated at a point: ``p_t = N(alpha mu, sigma(t)^2 I)``, score ``-(x - alpha mu) /
-sigma^2``. With ``f = f'(t) x`` (affine marginals) one step from ``t`` to ``t - h`` maps the
-deviation ``e = x - alpha mu`` to::
+sigma^2``. With ``f = f'(t) x`` (affine marginals) the deviation ``e = x - alpha mu`` then
+follows ``de = -A(t) e d(-t) + lam g dW_bar`` with ``A = f'(t) + (1 + lam^2)/2 g^2/sigma^2``,
+and one Euler-Maruyama step from ``t`` to ``t - h`` maps it to::
 
-    e' = (1 - z) e + lam g(t) sqrt(h) xi,        z = h (f'(t) + (1 + lam^2)/2 g(t)^2 / sigma(t)^2),
+    e' = (1 - z) e + lam g(t) sqrt(h) xi,        z = h A(t),
 
 so the variance follows ``v' = (1 - z)^2 v + lam^2 g^2 h`` from ``v = sigma(T)^2``, while the
 exact process ends at ``sigma(eps)^2``. `point_mass_amplification` returns
@@ -17,6 +18,24 @@ deviation is hardly damped while each step injects noise of the current, larger 
 ratio then grows by orders of magnitude. A mode of std ``s`` caps the stiffness at
 ``1 / (alpha^2 s^2 + sigma^2)``, so real data fares better the wider its modes: the ratio is
 what data far narrower than ``sigma(eps)`` would see.
+
+torchsde's other explicit methods are linear on the same problem too, ``e' = R e + noise``,
+with (``A_c = A(t - c h)``, ``g_c = g(t - c h)``, ``W ~ N(0, h)``, ``H ~ N(0, h/12)`` the
+space-time Lévy area, independent of ``W``; the stage times of each method as torchsde
+evaluates them)::
+
+    euler, milstein:  R = 1 - h A_0,                                   noise = lam g_0 W
+    euler_heun:       R = 1 - h A_0,                                   noise = lam (g_0 + g_1)/2 W
+    midpoint:         R = 1 - h A_m (1 - h A_0/2),                     noise = lam (g_m - h A_m g_0/2) W    (m = 1/2)
+    heun:             R = 1 - h (A_0 + A_1)/2 + h^2 A_0 A_1/2,         noise = lam ((g_0 + g_1)/2 - h A_1 g_0/2) W
+    srk (SRA1):       R = 1 - h A_0/3 - 2/3 h A_q (1 - 3/4 h A_0),     noise = lam ((g_1 + c/2) W + c H),
+                      c = g_0 - g_1 - h A_q g_1                                                             (q = 3/4)
+
+(Rößler 2010's SRA1 tableau: drift stages at ``0`` and ``3/4``, diffusion at ``1`` and ``0``,
+``U = h (W/2 + H)``.) With ``A`` constant the three two-stage methods share
+``R = 1 - z + z^2/2``, stable for ``0 < z < 2`` like Euler's ``1 - z``, but it damps less
+inside that interval (``R >= 1/2``) and grows as ``z^2/2`` beyond it; the recursion evaluates
+each method on the actual grid, with ``A`` changing within the step.
 
 Measured with the exact score of 8 modes on a circle, Euler–Maruyama at its default grids
 (within-mode spread, 1 = exact, one seed; the ratio in brackets):
@@ -41,14 +60,61 @@ from torch import Tensor
 
 from .protocol import HasMarginals, ReverseSDEParts
 
-__all__ = ["AMPLIFICATION_LIMIT", "point_mass_amplification", "stable_steps", "unstable_below", "warn_if_unstable"]
+__all__ = [
+    "AMPLIFICATION_LIMIT",
+    "EXPLICIT_METHODS",
+    "point_mass_amplification",
+    "stable_steps",
+    "unstable_below",
+    "warn_if_unstable",
+]
 
 AMPLIFICATION_LIMIT = 10.0
 """`warn_if_unstable` warns when `point_mass_amplification` exceeds this."""
 
+EXPLICIT_METHODS = ("euler", "milstein", "euler_heun", "midpoint", "heun", "srk")
+"""Step rules `point_mass_amplification` knows (torchsde's names; ``euler`` is Euler–Maruyama)."""
 
-def point_mass_amplification(sde: ReverseSDEParts, ts: Tensor, lam: float = 1.0, std: float = 0.0) -> float:
-    """``sqrt(v_N) / sigma(t_{N-1})`` of explicit Euler–Maruyama on a point mass (module docstring).
+
+def _stiffness(sde: ReverseSDEParts, t: Tensor, lam: float, std: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(A(t), g(t), alpha^2 std^2 + sigma^2)`` at the times ``t`` (float64), module docstring."""
+    alpha, sigma = sde.marginal_coeffs(t)  # type: ignore[attr-defined]
+    var = (alpha.to(torch.float64) * std) ** 2 + sigma.to(torch.float64) ** 2
+    g = sde.diffusion(t).to(torch.float64)
+    ones = torch.ones(len(t), 1, dtype=t.dtype)
+    slope = (sde.drift(ones, t) - sde.drift(0 * ones, t))[:, 0].to(torch.float64)
+    return slope + 0.5 * (1 + lam * lam) * g**2 / var, g, var
+
+
+def _step_maps(sde: ReverseSDEParts, t: Tensor, lam: float, std: float, method: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Per step of the grid ``t``: the factor ``R``, the added noise variance, and the variance at each step's start."""
+    start, h = t[:-1], t[:-1] - t[1:]
+    a0, g0, var = _stiffness(sde, start, lam, std)
+    if method in ("euler", "milstein", "euler_heun"):
+        r = 1 - h * a0
+        if method == "euler_heun":
+            _, g1, _ = _stiffness(sde, t[1:], lam, std)
+            return r, (lam * 0.5 * (g0 + g1)) ** 2 * h, var
+        return r, (lam * g0) ** 2 * h, var
+    if method == "midpoint":
+        am, gm, _ = _stiffness(sde, start - 0.5 * h, lam, std)
+        return 1 - h * am * (1 - 0.5 * h * a0), (lam * (gm - 0.5 * h * am * g0)) ** 2 * h, var
+    if method == "heun":
+        a1, g1, _ = _stiffness(sde, t[1:], lam, std)
+        r = 1 - 0.5 * h * (a0 + a1) + 0.5 * h * h * a0 * a1
+        return r, (lam * (0.5 * (g0 + g1) - 0.5 * h * a1 * g0)) ** 2 * h, var
+    if method == "srk":
+        aq, _, _ = _stiffness(sde, start - 0.75 * h, lam, std)
+        _, g1, _ = _stiffness(sde, t[1:], lam, std)
+        c = g0 - g1 - h * aq * g1
+        r = 1 - h * a0 / 3 - (2.0 / 3.0) * h * aq * (1 - 0.75 * h * a0)
+        return r, lam * lam * ((g1 + 0.5 * c) ** 2 * h + c * c * h / 12), var
+    raise ValueError(f"unknown step rule {method!r}; expected one of {', '.join(EXPLICIT_METHODS)}")
+
+
+def point_mass_amplification(sde: ReverseSDEParts, ts: Tensor, lam: float = 1.0, std: float = 0.0,
+                             method: str = "euler") -> float:
+    """``sqrt(v_N) / sigma(t_{N-1})`` of an explicit step rule on a point mass (module docstring).
 
     With ``std > 0`` the data is one Gaussian mode of that std (in data units) instead: the
     stiffness becomes ``g^2 / (alpha^2 std^2 + sigma^2)``, the run starts from variance
@@ -60,40 +126,36 @@ def point_mass_amplification(sde: ReverseSDEParts, ts: Tensor, lam: float = 1.0,
         ts: the decreasing grid ``(N + 1,)`` from ``T`` to ``eps``.
         lam: the noise level of the reverse family (1: reverse SDE, 0: probability-flow ODE).
         std: the mode's standard deviation (0: a point mass).
+        method: the step rule, one of `EXPLICIT_METHODS` (default Euler–Maruyama).
 
     Returns ``nan`` for an SDE without marginals.
     """
+    if method not in EXPLICIT_METHODS:
+        raise ValueError(f"unknown step rule {method!r}; expected one of {', '.join(EXPLICIT_METHODS)}")
     if not isinstance(sde, HasMarginals):
         return math.nan
     t = ts.detach().to("cpu", torch.float64)
-    start, h = t[:-1], t[:-1] - t[1:]
-    alpha, sigma = sde.marginal_coeffs(start)
-    var = (alpha.to(torch.float64) * std) ** 2 + sigma.to(torch.float64) ** 2
-    g = sde.diffusion(start).to(torch.float64)
-    ones = torch.ones(len(start), 1, dtype=torch.float64)
-    slope = (sde.drift(ones, start) - sde.drift(0 * ones, start))[:, 0].to(torch.float64)
-    z = h * (slope + 0.5 * (1 + lam * lam) * g**2 / var)
-    noise = lam * lam * g**2 * h
+    r, noise, var = _step_maps(sde, t, lam, std, method)
     v = float(var[0])
-    for zk, nk in zip(z.tolist(), noise.tolist(), strict=True):  # one pass over the grid, in floats
-        v = (1.0 - zk) ** 2 * v + nk
+    for rk, nk in zip(r.tolist(), noise.tolist(), strict=True):  # one pass over the grid, in floats
+        v = rk * rk * v + nk
     return math.sqrt(v / float(var[-1]))
 
 
-def unstable_below(sde: ReverseSDEParts, ts: Tensor, lam: float = 1.0) -> float:
+def unstable_below(sde: ReverseSDEParts, ts: Tensor, lam: float = 1.0, method: str = "euler") -> float:
     """The widest mode std (data units) whose amplification on ``ts`` exceeds `AMPLIFICATION_LIMIT`.
 
     Bisection in ``log std`` on ``[1e-8, 1e2]`` (narrower modes are stiffer); 0 when even a point
     mass stays within the limit.
     """
-    if not point_mass_amplification(sde, ts, lam) > AMPLIFICATION_LIMIT:
+    if not point_mass_amplification(sde, ts, lam, method=method) > AMPLIFICATION_LIMIT:
         return 0.0
     lo, hi = math.log(1e-8), math.log(1e2)
-    if point_mass_amplification(sde, ts, lam, math.exp(hi)) > AMPLIFICATION_LIMIT:
+    if point_mass_amplification(sde, ts, lam, math.exp(hi), method) > AMPLIFICATION_LIMIT:
         return math.exp(hi)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if point_mass_amplification(sde, ts, lam, math.exp(mid)) > AMPLIFICATION_LIMIT:
+        if point_mass_amplification(sde, ts, lam, math.exp(mid), method) > AMPLIFICATION_LIMIT:
             lo = mid
         else:
             hi = mid
@@ -101,34 +163,44 @@ def unstable_below(sde: ReverseSDEParts, ts: Tensor, lam: float = 1.0) -> float:
 
 
 def stable_steps(sde: ReverseSDEParts, grid: Callable[[ReverseSDEParts, int], Tensor], lam: float = 1.0,
-                 start: int = 1, limit: int = 4096) -> int | None:
+                 start: int = 1, limit: int = 4096, method: str = "euler") -> int | None:
     """The smallest ``n >= start`` whose ``grid(sde, n)`` keeps the amplification within the limit."""
     n = max(1, start)
     while n <= limit:
-        if point_mass_amplification(sde, grid(sde, n), lam) <= AMPLIFICATION_LIMIT:
+        if point_mass_amplification(sde, grid(sde, n), lam, method=method) <= AMPLIFICATION_LIMIT:
             return n
         n = n + 1 if n < 64 else int(n * 1.25)
     return None
 
 
+_RULE_NAMES = {
+    "euler": "explicit Euler-Maruyama",
+    "milstein": "explicit Euler-Maruyama",
+    "euler_heun": "the explicit Euler-Heun step",
+    "midpoint": "the explicit stochastic midpoint step",
+    "heun": "the explicit stochastic Heun step",
+    "srk": "the explicit SRA1 Runge-Kutta step",
+}
+
+
 def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
-                     grid: Callable[[ReverseSDEParts, int], Tensor] | None) -> None:
-    """Warn when ``ts`` puts explicit Euler–Maruyama outside its stability region (module docstring).
+                     grid: Callable[[ReverseSDEParts, int], Tensor] | None, method: str = "euler") -> None:
+    """Warn when ``ts`` puts the explicit step rule ``method`` outside its stability region (module docstring).
 
     ``grid`` is the solver's default grid family, used to name a step count that is stable.
     """
-    ratio = point_mass_amplification(sde, ts, lam)
+    ratio = point_mass_amplification(sde, ts, lam, method=method)
     if not ratio > AMPLIFICATION_LIMIT:  # also False for nan
         return
     steps = len(ts) - 1
     advice = ""
     if grid is not None:
-        enough = stable_steps(sde, grid, lam, start=steps + 1)
+        enough = stable_steps(sde, grid, lam, start=steps + 1, method=method)
         if enough is not None:
             advice = f"take at least {enough} steps of the default grid, or "
     warnings.warn(
-        f"{name} with {steps} steps: steps this long are outside explicit Euler-Maruyama's stability "
-        f"region for data with modes narrower than about {unstable_below(sde, ts, lam):.2g} (data "
+        f"{name} with {steps} steps: steps this long are outside {_RULE_NAMES[method]}'s stability "
+        f"region for data with modes narrower than about {unstable_below(sde, ts, lam, method):.2g} (data "
         f"units; a point mass would come out {ratio:.3g}x as wide as the noise at the last step, "
         f"sharp mixtures measured up to 1e5x; solvers.stability); {advice}use reverse_diffusion, "
         "ancestral or sde_dpmpp_2m, whose steps are stable at any size",

@@ -56,7 +56,7 @@ from .dynamics import ReverseDynamics
 from .grids import get_grid
 from .noise import BrownianPath, NoiseSource
 from .registry import lookup
-from .stability import warn_if_unstable
+from .stability import EXPLICIT_METHODS, warn_if_unstable
 from .utils import append_dims, batch_time
 
 __all__ = ["TORCHSDE_METHODS", "TorchSDE"]
@@ -193,9 +193,12 @@ class TorchSDE(FixedGridSolver):
     * ``midpoint``, ``heun`` (Stratonovich, 2 NFE): strong order 1;
     * ``srk``: stochastic Runge–Kutta SRA1 (Rößler 2010), strong order 1.5, 2 NFE; needs the
       space-time Lévy area, so it refuses a shared `solvers.noise.BrownianPath`;
-    * ``euler`` and ``milstein`` warn, like `solvers.EulerMaruyama`, when the grid's steps are
-      outside explicit Euler-Maruyama's stability region for sharp data (`solvers.stability`);
-      ``srk`` and ``midpoint`` have similar edges (under VE below about 15 steps) and do not;
+    * every method but ``reversible_heun`` warns, like `solvers.EulerMaruyama`, when the grid's
+      steps are outside its stability region for sharp data: the variance recursion of the
+      method's own step on one Gaussian mode (`solvers.stability`, matched to runs within 1%).
+      On the default grids it warns at 11 steps or fewer under VE (``euler``, ``milstein``,
+      ``euler_heun``, ``midpoint``), 13 (``srk``) and 34 (``heun``); under sub-VP at 14, 16, 13
+      and 17 (``euler``, ``srk``, ``midpoint``, ``heun``); under VP at 6, 6, 4 and 9;
     * ``reversible_heun`` (Kidger et al. 2021): 1 NFE per step (+1 at the start). Its auxiliary
       state follows a leapfrog-like recursion that is only weakly stable on dissipative
       dynamics: on the VP reverse SDE it needs a few hundred steps before its error is small.
@@ -230,9 +233,10 @@ class TorchSDE(FixedGridSolver):
                 "or euler_maruyama",
                 stacklevel=4,
             )
-        if self.method in ("euler", "milstein"):  # Euler-Maruyama itself for additive noise
+        if self.method in EXPLICIT_METHODS:  # every method but reversible Heun, which warns above
             warn_if_unstable(
-                f"torchsde_{self.method}", dynamics.sde, ctx.grid, dynamics.lam, get_grid(self.grid_for(dynamics.sde))
+                f"torchsde_{self.method}", dynamics.sde, ctx.grid, dynamics.lam,
+                get_grid(self.grid_for(dynamics.sde)), method=self.method,
             )
         if self.method == "srk" and isinstance(ctx.noise_source, BrownianPath):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Linear stability of explicit Euler–Maruyama (`solvers.stability`) and its warning."""
+"""Linear stability of explicit reverse-SDE steps (`solvers.stability`) and the warning built on it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import solvers
 from solvers import grids
 from solvers.stability import (
     AMPLIFICATION_LIMIT,
+    EXPLICIT_METHODS,
     point_mass_amplification,
     stable_steps,
     unstable_below,
@@ -39,6 +40,65 @@ def test_the_recursion_is_euler_maruyama_on_a_gaussian_mode(sde_name, steps, std
     predicted = point_mass_amplification(sde, ts, std=std) * scale
     measured = float(x.pow(2).mean().sqrt())
     assert abs(measured / predicted - 1) < 0.03, (measured, predicted)
+
+
+@pytest.mark.parametrize(
+    "method,sde_name,steps,std",
+    [
+        ("srk", "ve", 11, 0.01), ("srk", "subvp", 12, 0.002), ("srk", "vp", 20, 0.005),
+        ("midpoint", "ve", 11, 0.01), ("midpoint", "subvp", 12, 0.002), ("midpoint", "vp", 20, 0.005),
+        ("heun", "ve", 20, 0.002), ("heun", "vp", 6, 0.005), ("euler_heun", "subvp", 12, 0.002),
+    ],
+)
+def test_the_recursion_is_each_torchsde_method_on_a_gaussian_mode(method, sde_name, steps, std):
+    # The same check for torchsde's two-stage methods, whose step on one Gaussian mode is
+    # also linear (module docstring): the run's variance at eps is the recursion's, on
+    # unstable grids (ratios 18-330) and stable ones (0.4-0.6) alike.
+    sde = sd.get_sde(sde_name)
+    ts = grids.get_grid(solvers.defaults.sde_solver_grid(sde))(sde, steps)
+    mix = sd.GaussianMixture(torch.zeros(1, 16, dtype=F64), std)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unstable grids warn; that is tested below
+        x = solvers.sample(sde, mix.score_fn(sde), (4000, 16), solvers.TorchSDE(method), grid=ts, seed=0,
+                           dtype=F64, denoise="none").samples
+    alpha, sigma = sde.marginal_coeffs(ts[-2:-1].to(F64))
+    scale = math.sqrt(float(alpha) ** 2 * std**2 + float(sigma) ** 2)
+    predicted = point_mass_amplification(sde, ts, std=std, method=method) * scale
+    measured = float(x.pow(2).mean().sqrt())
+    assert abs(measured / predicted - 1) < 0.03, (measured, predicted)
+
+
+def test_the_two_stage_methods_share_the_stability_function_of_constant_stiffness():
+    # With A constant (z = h A) midpoint, Heun and SRA1 all reduce to R = 1 - z + z^2/2; the
+    # recursion must show that: an SDE with constant drift slope and diffusion and a grid of
+    # equal steps gives the same amplification for the three whatever z.
+    class Constant:
+        T, eps = 6.0, 1e-3
+
+        def drift(self, x, t):
+            return torch.zeros_like(x)
+
+        def diffusion(self, t):
+            return torch.ones_like(t)
+
+        def marginal_coeffs(self, t):
+            return torch.ones_like(t), torch.ones_like(t)  # sigma fixed: A = g^2/(2 sigma^2) = 1/2
+
+    sde = Constant()
+    for n in (1, 2, 4, 8):  # z = 3, 1.5, 0.75, 0.375: outside and inside the interval (0, 2)
+        ts = torch.linspace(6.0, 1e-3, n + 1, dtype=F64)
+        ratios = [point_mass_amplification(sde, ts, lam=0.0, method=m) for m in ("midpoint", "heun", "srk")]
+        z = 0.5 * float(ts[0] - ts[1])
+        exact = abs(1 - z + z * z / 2) ** n  # no noise (lam = 0), sigma constant
+        assert ratios == pytest.approx([exact] * 3, rel=1e-12)
+        assert point_mass_amplification(sde, ts, lam=0.0, method="euler") == pytest.approx(abs(1 - z) ** n, rel=1e-12)
+
+
+def test_unknown_step_rules_are_named():
+    sde = sd.get_sde("ve")
+    with pytest.raises(ValueError, match="unknown step rule 'rk4'.*euler, milstein"):
+        point_mass_amplification(sde, grids.uniform_logsnr(sde, 10), method="rk4")
+    assert set(EXPLICIT_METHODS) == set(solvers.torchsde_backend.TORCHSDE_METHODS) - {"reversible_heun"}
 
 
 def test_fine_grids_are_stable_and_coarse_ve_grids_are_not():
@@ -68,15 +128,22 @@ def test_stable_steps_is_the_first_count_within_the_limit():
     assert point_mass_amplification(sde, grids.uniform_logsnr(sde, n - 1)) > AMPLIFICATION_LIMIT
 
 
-@pytest.mark.parametrize("solver", ["euler_maruyama", "torchsde_euler", "torchsde_milstein"])
-def test_euler_maruyama_warns_on_unstable_grids_only(solver):
+@pytest.mark.parametrize(
+    "solver,unstable,stable",
+    [
+        ("euler_maruyama", 10, 30), ("torchsde_euler", 10, 30), ("torchsde_milstein", 10, 30),
+        ("torchsde_srk", 13, 30), ("torchsde_midpoint", 11, 30), (solvers.TorchSDE("heun"), 30, 40),
+        (solvers.TorchSDE("euler_heun"), 10, 30),
+    ],
+)
+def test_explicit_steps_warn_on_unstable_grids_only(solver, unstable, stable):
     sde = sd.get_sde("ve")
     score = sd.targets.get_target("sharp_8").score_fn(sde)
     with pytest.warns(UserWarning, match=r"stability region for data with modes narrower than about .* take at least \d+ steps"):
-        solvers.sample(sde, score, (4, 2), solver, steps=10, seed=0)
+        solvers.sample(sde, score, (4, 2), solver, steps=unstable, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        solvers.sample(sde, score, (4, 2), solver, steps=30, seed=0)
+        solvers.sample(sde, score, (4, 2), solver, steps=stable, seed=0)
 
 
 def test_no_warning_without_marginals():

@@ -91,7 +91,10 @@ class DPMSolverPP2M(_MultistepDPMSolverPP):
     """DPM-Solver++(2M): multistep second order in data prediction; 1 NFE per step.
 
     Lu et al. 2022b, Alg. 2, on the log-SNR grid of any affine SDE; see
-    `_MultistepDPMSolverPP` for the update and the warm-up/final steps.
+    `_MultistepDPMSolverPP` for the update and the warm-up/final steps. On sharp data its
+    error is not monotone between about 10 and 25 NFE (the first-order last step below 15
+    intervals narrows the modes, the multistep widens them; e.g. 1.2x then 4x the exact-sample
+    level at NFE 10 and 12 on an 8-mode circle; docs/defaults.md, "Between those budgets").
 
     Args:
         lower_order_final: first-order last step when there are fewer than 15 intervals.
@@ -105,6 +108,14 @@ class DPMSolverPP3M(_MultistepDPMSolverPP):
 
     Uses ``d_i, d_{i-1}, d_{i-2}`` to estimate ``d'`` and ``d''`` on non-uniform log-SNR steps;
     see `_MultistepDPMSolverPP` for the update and warm-up/final steps.
+
+    Not monotone in the step count on sharp data: once the lower-order final steps switch off
+    (15 intervals) the quadratic extrapolation of ``d`` past the point where it saturates
+    widens narrow modes, and the error rises up to tenfold from NFE 14 to 16 before it falls
+    again (converged by 40-60 NFE; docs/defaults.md, "Between those budgets"). For a budget
+    sweep on sharp data use ``gaussian_2m``, or ``lower_order_final=False``: monotone from 5
+    to 60 NFE on the five sharp targets measured, but worse in 20 of the 25 cells at NFE
+    8-15 (up to 67x; better in the 32-D target's five).
 
     Args:
         lower_order_final: orders 2 then 1 on the last two steps when there are fewer than
@@ -131,7 +142,9 @@ class UniPC(_MultistepDPMSolverPP):
     (measured by refinement in the tests). UniPC derives its corrector weights from a
     ``B(h)`` family; here they are the exact-integral (Taylor) weights. The last step is
     not corrected (that would cost an extra NFE). Measured errors against DPM-Solver++(2M):
-    docs/fast_solvers.md.
+    docs/fast_solvers.md. Like `DPMSolverPP3M` it is not monotone in the step count on sharp
+    data between about 15 and 30 NFE (up to 5x worse at NFE 16 than at 14; docs/defaults.md,
+    "Between those budgets").
 
     Args:
         lower_order_final: first-order last step when there are fewer than 15 intervals.

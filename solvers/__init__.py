@@ -32,6 +32,7 @@ from .dynamics import (
 from .edm import EDMHeun
 from .end import final_step
 from .euler_maruyama import EulerMaruyama
+from .gaussian_ancestral import GaussianAncestral
 from .gaussian_multistep import GaussianMultistep
 from .lms import LMS
 from .marginals import forward_transition
@@ -70,6 +71,7 @@ __all__ = [
     "DPMSolverPP3M",
     "DiffusionSDE",
     "EDMHeun",
+    "GaussianAncestral",
     "GaussianMultistep",
     "LMS",
     "EulerMaruyama",

@@ -19,6 +19,7 @@ from .dpm_solver import DPMSolver
 from .dpmpp import DPMSolverPP2M, DPMSolverPP3M, UniPC
 from .edm import EDMHeun
 from .euler_maruyama import EulerMaruyama
+from .gaussian_ancestral import GaussianAncestral
 from .gaussian_multistep import GaussianMultistep
 from .lms import LMS
 from .ode import RK4, Heun, ODEEuler
@@ -77,6 +78,7 @@ SOLVERS: dict[str, SolverSpec] = {
     "pc": SolverSpec(PredictorCorrector),
     "reverse_diffusion": SolverSpec(ReverseDiffusion),
     "ancestral": SolverSpec(Ancestral),
+    "gaussian_ancestral": SolverSpec(GaussianAncestral),
     "annealed_langevin": SolverSpec(AnnealedLangevin),
     "ddim": SolverSpec(DDIM),
     "dpm_solver_1": SolverSpec(

@@ -208,7 +208,9 @@ class Ancestral(PredictorCorrector):
     drops ``Var(x_0 | x_t)``: modes come out too narrow by O(h) (a single Gaussian of std 0.02
     on VP: 0.69, 0.83, 0.91, 0.96 of its spread at 9, 19, 39, 79 steps; docs/defaults.md).
     The optimal variance of Analytic-DPM (Bao et al. 2022) restores it; this class keeps the
-    published ``beta_tilde`` rule.
+    published ``beta_tilde`` rule. `solvers.GaussianAncestral` (``gaussian_ancestral``) takes
+    the same mean and adds the posterior variance of a per-sample fitted Gaussian: exact on
+    Gaussian data at any step size (docs/defaults.md).
     """
 
     strong_order: float | None = 1.0

@@ -186,6 +186,8 @@ OURS: dict[str, Sampler] = {
     "sde_dpmpp_2m": ours("sde_dpmpp_2m", 1),
     "sde_dpmpp_2m (quadratic)": ours("sde_dpmpp_2m", 1, grid="quadratic"),
     "sde_dpmpp_2m (uniform)": ours("sde_dpmpp_2m", 1, grid="uniform"),
+    "gaussian_ancestral": ours("gaussian_ancestral", 1),
+    "ancestral": ours("ancestral", 1),
     "euler_maruyama": ours("euler_maruyama", 1),
     "lms": ours("lms", 1),
 }

@@ -93,8 +93,9 @@ class DPMSolverPP2M(_MultistepDPMSolverPP):
     Lu et al. 2022b, Alg. 2, on the log-SNR grid of any affine SDE; see
     `_MultistepDPMSolverPP` for the update and the warm-up/final steps. On sharp data its
     error is not monotone between about 10 and 25 NFE (the first-order last step below 15
-    intervals narrows the modes, the multistep widens them; e.g. 1.2x then 4x the exact-sample
-    level at NFE 10 and 12 on an 8-mode circle; docs/defaults.md, "Between those budgets").
+    intervals narrows the modes, the multistep widens them; e.g. combined metric 1.16 then 4.01
+    at NFE 10 and 12 on an 8-mode circle, where exact samples score 1.32; docs/defaults.md,
+    "Between those budgets").
 
     Args:
         lower_order_final: first-order last step when there are fewer than 15 intervals.

@@ -58,8 +58,9 @@ class SDEDPMSolverPP2M(ExponentialIntegrator):
     Noise is added on every step, the last included (the output is distributed as ``p_eps``).
     On sharp data its error is not monotone between about 10 and 16 NFE: the first-order last
     step used below 15 intervals narrows the modes (spread 0.82 on modes of std 0.02 at
-    NFE 12-15); without it (``lower_order_final=False``) the error falls monotonically but is
-    2-3x larger at NFE 5-10 (docs/defaults.md, "Between those budgets").
+    NFE 12-15); without it (``lower_order_final=False``) the error falls monotonically on four
+    of five sharp targets but is larger at NFE 5-10, typically 2x and up to 57x
+    (docs/defaults.md, "Between those budgets").
 
     Args:
         lower_order_final: first-order last step with fewer than 15 grid intervals.

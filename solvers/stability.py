@@ -203,6 +203,6 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
         f"region for data with modes narrower than about {unstable_below(sde, ts, lam, method):.2g} (data "
         f"units; a point mass would come out {ratio:.3g}x as wide as the noise at the last step, "
         f"sharp mixtures measured up to 1e5x; solvers.stability); {advice}use reverse_diffusion, "
-        "ancestral or sde_dpmpp_2m, whose steps are stable at any size",
+        "ancestral, gaussian_ancestral or sde_dpmpp_2m, whose steps are stable at any size",
         stacklevel=5,
     )

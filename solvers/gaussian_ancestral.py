@@ -42,7 +42,7 @@ from torch import Tensor
 from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator
-from .gaussian_fit import fit_gaussian_part, informative
+from .gaussian_fit import evaluate_edm, fit_gaussian_part, informative
 
 __all__ = ["GaussianAncestral", "gaussian_transition_variance"]
 
@@ -85,8 +85,7 @@ class GaussianAncestral(ExponentialIntegrator):
         i, tab = ctx.index, self.schedule(ctx)
         a_s, a_t = tab.alpha[i], tab.alpha[i + 1]
         s_from, s_to = tab.sigma[i] / a_s, tab.sigma[i + 1] / a_t
-        d = dynamics.x0_at(x, t)
-        u = (x / a_s - d) / s_from**2
+        d, u = evaluate_edm(dynamics, x, t, a_s, s_from)
         prev = ctx.memory.get("gaussian_prev")
         ctx.memory["gaussian_prev"] = (d, u)
         if prev is None:

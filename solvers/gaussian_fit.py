@@ -1,4 +1,4 @@
-"""The local Gaussian fit shared by `gaussian_2m` and the end-of-run step.
+"""The local Gaussian fit shared by `gaussian_2m`, `gaussian_ancestral` and the end-of-run step.
 
 In the EDM variables (``y = x/alpha``, ``S = sigma/alpha``, Karras et al. 2022) write
 ``u = (y - D)/S^2`` with ``D = E[x_0 | x_t]``. If ``p_0`` is ``N(mu, s^2 I)`` near a sample then
@@ -12,10 +12,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["fit_gaussian_part", "informative"]
+from .dynamics import ReverseDynamics
+
+__all__ = ["evaluate_edm", "fit_gaussian_part", "informative"]
 
 #: ``du`` carries information when ``|du|^2 > INFORMATIVE * (|u|^2 + |u_prev|^2)``.
 INFORMATIVE = 1e-8
+
+
+def evaluate_edm(dynamics: ReverseDynamics, x: Tensor, t: float, alpha: float, s_edm: float) -> tuple[Tensor, Tensor]:
+    """One score evaluation as ``(D, u)``: ``D = E[x_0 | x_t]`` and ``u = (x/alpha - D)/S^2`` at ``S = s_edm``."""
+    d = dynamics.x0_at(x, t)
+    return d, (x / alpha - d) / s_edm**2
 
 
 def fit_gaussian_part(d: Tensor, d_prev: Tensor, u: Tensor, u_prev: Tensor) -> Tensor:

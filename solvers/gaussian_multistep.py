@@ -61,7 +61,7 @@ from .base import DynamicsKind, SolveContext
 from .dpmpp import LOWER_ORDER_FINAL_BELOW
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator
-from .gaussian_fit import fit_gaussian_part
+from .gaussian_fit import evaluate_edm, fit_gaussian_part
 
 __all__ = ["GaussianMultistep", "gaussian_step_coefficients", "fit_gaussian_part"]
 
@@ -141,8 +141,7 @@ class GaussianMultistep(ExponentialIntegrator):
         i, tab = ctx.index, self.schedule(ctx)
         a_s, a_t = tab.alpha[i], tab.alpha[i + 1]
         s_from, s_to = tab.sigma[i] / a_s, tab.sigma[i + 1] / a_t
-        d = dynamics.x0_at(x, t)
-        u = (x / a_s - d) / s_from**2
+        d, u = evaluate_edm(dynamics, x, t, a_s, s_from)
         prev = ctx.memory.get("gaussian_prev")
         ctx.memory["gaussian_prev"] = (tab.log_snr[i], d, u)
         if prev is None or self.step_order(i, ctx.n_steps) == 1:

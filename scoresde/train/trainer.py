@@ -25,6 +25,7 @@ current step, write a checkpoint and raise `TrainingInterrupted`. The newest
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -316,7 +317,13 @@ class Trainer(CheckpointMixin):
         return (self.ema.model if ema else self.model).score_fn(self.sde)
 
     def close(self) -> None:
-        """Release the process group if this trainer created it."""
+        """Release the DDP wrapper, then the process group if this trainer created it.
+
+        The wrapper's reducer holds the group; dropping it first means it is not torn down
+        after the group, at interpreter exit.
+        """
+        self.net = self.model
+        gc.collect()
         self.dist.close()
 
 

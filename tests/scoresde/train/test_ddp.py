@@ -55,7 +55,8 @@ WORKER = textwrap.dedent(
                 "full": flat(full.model), "full_ema": flat(full.ema.model),
                 "resumed": flat(resumed.model), "resumed_ema": flat(resumed.ema.model)},
                root / f"rank{rank}.pt")
-    full.close()
+    for trainer in (part, resumed, full):  # full owns the process group: closed last
+        trainer.close()
     """
 )
 

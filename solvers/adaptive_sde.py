@@ -51,8 +51,26 @@ more under sub-VP and VE (docs/defaults.md). Under VP on the 0.005-std modes the
 ``eps`` then has the spread of exact ``p_eps`` samples (1.000 of it against 0.989 at 0.25; 3
 seeds, float64), and the default end step, which fits its Gaussian per sample
 (`CountedScore.previous_other_time`), returns a spread of 0.99.
-``g2_change=None, noise_change=None`` gives
-Algorithm 1 verbatim.
+
+The tolerance's scale (``noise_tolerance``, not in the paper). The mixed tolerance is taken per
+element, so a sample with one coordinate near 0 is held to ``atol`` in that coordinate, whatever
+the scale of the state. Under VE the state at ``t ~ T`` has the scale ``sigma(t)`` (up to 50),
+the local error of every coordinate is of that scale too, and such samples were refused step
+after step: half of all iterations on an 8-mode target were spent at ``t > T/2`` (``sigma > 0.7``,
+acceptance 0.71, steps of 7e-4). Every coordinate of a sample of ``p_t`` carries Gaussian noise
+of std ``sigma(t)`` (``x_t = alpha x_0 + sigma z``), so an error that is a fraction ``rtol`` of
+``sigma(t)`` is, relative to the marginal, as small as one of ``rtol |x|`` is to the state. The
+default therefore never takes the tolerance below that::
+
+    delta = max(atol, rtol * max(|x'|, |x'_prev|), rtol * max(sigma(t), sigma(t - h)))
+
+(no floor for SDEs without ``marginal_coeffs``). Measured (8 modes of std 0.05, exact score,
+n = 2000): under VE 1616 -> 1007 NFE, with the combined metric at the level of exact samples
+either way (40-seed median 1.46 without, 1.40-1.44 with; spread, mode weights and MMD unchanged
+within seed noise); under VP 598 -> 526 and sub-VP 774 -> 704 NFE. ``noise_tolerance=False``
+restores the per-element rule.
+
+``g2_change=None, noise_change=None, noise_tolerance=False`` gives Algorithm 1 verbatim.
 
 Rejected steps. The paper draws a fresh ``z`` after a rejection (``rejection="redraw"``).
 Because ``E`` depends on ``z`` (through ``(g(t-h) - g(t)) dW`` and ``F(x') - F(x)``), this
@@ -99,7 +117,8 @@ class AdaptiveSDE(Solver):
     Implements Algorithm 1 of "Gotta Go Fast When Generating Data with Score-Based Models"
     (see the module docstring for the equations). Two batched score evaluations per
     iteration; per-sample or batch-shared step sizes. Adds two step-size caps, where ``g^2``
-    changes fast (``g2_change``) and where the marginals' noise level does (``noise_change``).
+    changes fast (``g2_change``) and where the marginals' noise level does (``noise_change``),
+    and a tolerance never tighter than ``rtol`` times the marginals' noise std (``noise_tolerance``).
 
     ``Solution.stats``: ``iterations``, ``accepted`` / ``rejected`` (mean per sample),
     ``accepted_per_sample`` / ``rejected_per_sample`` ``(B,)``. ``Solution.times`` holds the
@@ -126,6 +145,9 @@ class AdaptiveSDE(Solver):
         noise_change: cap every step at ``noise_change / |d ln S(t)^2/dt|``, ``S = sigma/alpha``
             the marginals' noise level (default 0.1; ``None``: no cap; SDEs without
             ``marginal_coeffs`` are not capped). See the module docstring.
+        noise_tolerance: never take the tolerance below ``rtol sigma(t)``, the marginals' noise
+            std over the step (default ``True``; ``False``: the paper's per-element mixed
+            tolerance). See the module docstring.
         max_steps: maximum number of batched iterations (accepted + rejected).
 
     Raises:
@@ -154,6 +176,7 @@ class AdaptiveSDE(Solver):
         rejection: Literal["bridge", "redraw"] = "bridge",
         g2_change: float | None = 0.5,
         noise_change: float | None = 0.1,
+        noise_tolerance: bool = True,
         max_steps: int = 10_000,
     ) -> None:
         self.rtol, self.atol = check_tolerances(rtol, atol)
@@ -173,6 +196,7 @@ class AdaptiveSDE(Solver):
         if noise_change is not None and not (math.isfinite(noise_change) and noise_change > 0):
             raise ValueError(f"noise_change must be positive and finite (or None), got {noise_change}")
         self.noise_change = noise_change
+        self.noise_tolerance = bool(noise_tolerance)
         if factor_max is not None and not factor_max > 1:
             raise ValueError(f"factor_max must be > 1, got {factor_max}")
         check_max_steps(max_steps)
@@ -232,7 +256,21 @@ class _Run:
         self.memory = BrownianMemory(x) if solver.rejection == "bridge" else None
         self.max_depth = 0
         self.iterations = 0
+        self.noise_scale = self._noise_scale() if solver.noise_tolerance else None
         self.mean_times = [ctx.t_start]
+
+    def _noise_scale(self) -> Callable[[Tensor], Tensor] | None:
+        """``t_next -> max(sigma(t), sigma(t_next))`` per sample ``(B,)``, or ``None`` without marginals."""
+        sde = self.dynamics.sde
+        if not isinstance(sde, HasMarginals):
+            return None
+
+        def scale(t_next: Tensor) -> Tensor:
+            _, sigma = sde.marginal_coeffs(torch.cat([self.t, t_next]).to(torch.float64))
+            n = self.t.shape[0]
+            return torch.maximum(sigma[:n], sigma[n:]).to(torch.float64)
+
+        return scale
 
     def _log_rate_cap(self, kappa: float | None, log_q: Callable[[Tensor], Tensor]) -> Tensor:
         """Largest step ``(B,)`` over which ``log_q(t)`` changes by at most ``kappa`` (first order).
@@ -295,6 +333,9 @@ class _Run:
         # Scaled L2 error per sample with the mixed tolerance.
         ref = torch.maximum(x_em.abs(), self.x_prev.abs()) if s.use_prev else x_em.abs()
         delta = torch.clamp(ref * s.rtol, min=s.atol)
+        if self.noise_scale is not None:
+            # Never tighter than rtol times the marginals' noise std over the step (module docstring).
+            delta = torch.maximum(delta, append_dims(s.rtol * self.noise_scale(t_next).to(dtype), nd))
         sq = ((0.5 * (k2 - k1)) / delta).reshape(x.shape[0], -1).pow(2).sum(dim=1).to(torch.float64)
         n_elem = x[0].numel()
         # Per sample, or one scaled L2 norm over the whole batch (the batch is one big state).

@@ -162,7 +162,13 @@ class SolveContext:
         if self.after_step is None:
             return x
         tt = t.to(x.dtype) if isinstance(t, Tensor) else batch_time(t, x)
-        return self.after_step(x, tt)
+        out = self.after_step(x, tt)
+        if not isinstance(out, Tensor) or out.shape != x.shape or out.dtype != x.dtype:
+            got = f"{tuple(out.shape)} {out.dtype}" if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"after_step must return a tensor of the state's shape and dtype {tuple(x.shape)} {x.dtype}, got {got}"
+            )
+        return out
 
     def record(self, t: float, x: Tensor, sample_t: Tensor | None = None) -> None:
         """Offer ``x`` at time ``t`` to the trajectory (kept if ``keep_trajectory`` and not thinned)."""

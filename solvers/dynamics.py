@@ -83,6 +83,10 @@ class CountedScore:
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"score returned shape {got}, expected the shape of x {tuple(x.shape)}")
+        if out.dtype != x.dtype:
+            if not out.is_floating_point():
+                raise ValueError(f"score returned dtype {out.dtype}; it must return floating-point values")
+            out = out.to(x.dtype)  # the state's dtype decides the run's precision
         if self.check_finite and not bool(torch.isfinite(out).all()):
             t_lo, t_hi = float(t.min()), float(t.max())
             raise NonFiniteScoreError(

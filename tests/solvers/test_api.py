@@ -107,6 +107,23 @@ def test_shape_and_grid_errors(problem):
         solvers.sample(sde, score, (4, 2), x_T=x_bad, steps=5)
 
 
+def test_hook_output_and_score_dtype_are_checked(problem):
+    sde, _, score = problem
+    # A hook must hand back the state as it got it: a dropped row or a new dtype is an error.
+    for hook, what in ((lambda x, t: x[:2], r"\(2, 2\)"), (lambda x, t: x.double(), "float64"),
+                       (lambda x, t: None, "NoneType")):
+        with pytest.raises(ValueError, match=f"after_step must return.*{what}"):
+            solvers.sample(sde, score, (4, 2), solver="pc", steps=3, seed=0, after_step=hook)
+    # A float64 score on a float32 run: the state's dtype decides, for every solver family.
+    for name in ("ddim", "adaptive_sde", "reverse_diffusion"):
+        r = solvers.sample(sde, lambda x, t: score(x, t).double(), (4, 2), solver=name, steps=8, seed=0)
+        assert r.samples.dtype == torch.float32
+        ref = solvers.sample(sde, score, (4, 2), solver=name, steps=8, seed=0)
+        torch.testing.assert_close(r.samples, ref.samples, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="floating-point"):
+        solvers.sample(sde, lambda x, t: score(x, t).long(), (4, 2), solver="ddim", steps=3, seed=0)
+
+
 def test_non_finite_score_is_reported(problem):
     sde, _, _ = problem
 

@@ -416,6 +416,14 @@ def test_bits_per_dim_matches_the_exact_density():
 
 
 # --- the reverse-SDE bound ---------------------------------------------------------------------
+def test_elbo_refuses_non_finite_data():
+    sde = sd.VPSDE()
+    x = torch.zeros(3, 2)
+    x[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN/inf in 1 sample\(s\) \(rows \[1\]\)"):
+        elbo(sde, sd.targets.eight_gaussians().score_fn(sde), x, seed=0)
+
+
 def test_elbo_is_tight_for_the_exact_score_and_prior():
     sde, target, x, exact, p_T = _setup("two_gaussians", 200, seed=1)
     r = elbo(sde, target.score_fn(sde), x.double(), prior=p_T, n_samples=256, seed=0)

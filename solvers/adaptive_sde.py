@@ -256,21 +256,16 @@ class _Run:
         self.memory = BrownianMemory(x) if solver.rejection == "bridge" else None
         self.max_depth = 0
         self.iterations = 0
-        self.noise_scale = self._noise_scale() if solver.noise_tolerance else None
+        self.noise_floor = solver.noise_tolerance and isinstance(dynamics.sde, HasMarginals)
         self.mean_times = [ctx.t_start]
 
-    def _noise_scale(self) -> Callable[[Tensor], Tensor] | None:
-        """``t_next -> max(sigma(t), sigma(t_next))`` per sample ``(B,)``, or ``None`` without marginals."""
+    def noise_scale(self, t_next: Tensor) -> Tensor:
+        """``max(sigma(t), sigma(t_next))`` per sample ``(B,)`` (float64; the SDE has ``marginal_coeffs``)."""
         sde = self.dynamics.sde
-        if not isinstance(sde, HasMarginals):
-            return None
-
-        def scale(t_next: Tensor) -> Tensor:
-            _, sigma = sde.marginal_coeffs(torch.cat([self.t, t_next]).to(torch.float64))
-            n = self.t.shape[0]
-            return torch.maximum(sigma[:n], sigma[n:]).to(torch.float64)
-
-        return scale
+        assert isinstance(sde, HasMarginals)  # noise_floor is set only then
+        _, sigma = sde.marginal_coeffs(torch.cat([self.t, t_next]).to(torch.float64))
+        n = self.t.shape[0]
+        return torch.maximum(sigma[:n], sigma[n:]).to(torch.float64)
 
     def _log_rate_cap(self, kappa: float | None, log_q: Callable[[Tensor], Tensor]) -> Tensor:
         """Largest step ``(B,)`` over which ``log_q(t)`` changes by at most ``kappa`` (first order).
@@ -333,7 +328,7 @@ class _Run:
         # Scaled L2 error per sample with the mixed tolerance.
         ref = torch.maximum(x_em.abs(), self.x_prev.abs()) if s.use_prev else x_em.abs()
         delta = torch.clamp(ref * s.rtol, min=s.atol)
-        if self.noise_scale is not None:
+        if self.noise_floor:
             # Never tighter than rtol times the marginals' noise std over the step (module docstring).
             delta = torch.maximum(delta, append_dims(s.rtol * self.noise_scale(t_next).to(dtype), nd))
         sq = ((0.5 * (k2 - k1)) / delta).reshape(x.shape[0], -1).pow(2).sum(dim=1).to(torch.float64)

@@ -76,6 +76,11 @@ def check_data(x: Tensor, dtype: torch.dtype | None = None) -> None:
                 f"{what} is {dt}: half precision is too coarse for the divergence integral (results "
                 "are off by ~0.1 nats without warning); use torch.float32 or torch.float64, e.g. "
                 "pass x.float() or dtype=torch.float64")
+    check_finite_rows(x)
+
+
+def check_finite_rows(x: Tensor) -> None:
+    """Raise ``ValueError`` naming the rows of ``x: (B, *D)`` that hold NaN/inf."""
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
         rows = ", ".join(str(i) for i in bad[:5].tolist()) + (", ..." if bad.numel() > 5 else "")

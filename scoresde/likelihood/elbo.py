@@ -38,6 +38,8 @@ from solvers.noise import make_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims
 
+from .core import check_finite_rows
+
 __all__ = ["ElboResult", "elbo"]
 
 
@@ -90,9 +92,7 @@ def elbo(
     """
     if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] < 1:
         raise ValueError("x must be a tensor of shape (B, *D)")
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
-        raise ValueError(f"x contains NaN/inf in {bad.numel()} sample(s) (rows {bad[:5].tolist()})")
+    check_finite_rows(x)
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2 or n_samples % 2:
         raise ValueError(f"n_samples must be an even integer >= 2, got {n_samples!r}")
     lo = sde.eps if eps is None else float(eps)

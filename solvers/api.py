@@ -39,6 +39,16 @@ from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .dynamics import ReverseDynamics
 from .grids import get_grid
+from .inputs import (
+    MAX_STEPS,
+    as_count,
+    check_device,
+    check_dtype,
+    check_generator,
+    check_seed,
+    check_shape,
+    check_x_T,
+)
 from .marginals import require_marginals
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .progress import SamplingProgress
@@ -69,11 +79,7 @@ def check_batch_size(batch_size: int | None) -> int | None:
     Raises:
         ValueError: anything else.
     """
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    return batch_size
+    return None if batch_size is None else as_count(batch_size, "batch_size")
 
 
 def sample_in_chunks(
@@ -156,6 +162,11 @@ def _make_noise(
         return BrownianPath(shape, sde.eps, sde.T, seed=0 if seed is None else seed, dtype=dtype, device=device)
     if isinstance(noise, str):
         raise ValueError(f"unknown noise {noise!r}; use 'gaussian', 'brownian' or a NoiseSource")
+    if not isinstance(noise, NoiseSource):
+        raise TypeError(
+            f"noise must be 'gaussian', 'brownian', None or a NoiseSource (with increment(t_from, "
+            f"t_to, like) and normal(like)), got {type(noise).__name__}"
+        )
     return noise
 
 
@@ -170,26 +181,20 @@ def _resolve_solver(solver: str | Solver, options: dict[str, Any]) -> Solver:
 
 
 def _resolve_shape(
-    shape: tuple[int, ...] | None, x_T: Tensor | None, dtype: torch.dtype | None,
+    shape: tuple[int, ...] | None, x_T: Tensor | None, dtype: torch.dtype | str | None,
     device: torch.device | str | None,
 ) -> tuple[tuple[int, ...], torch.dtype, torch.device]:
+    """The run's ``(shape, dtype, device)``: as given, else ``x_T``'s, else ``shape`` with torch's
+    default float dtype on CPU (each checked by `solvers.inputs`)."""
     if x_T is not None:
-        if shape is not None and tuple(shape) != tuple(x_T.shape):
+        if shape is not None and check_shape(shape) != tuple(x_T.shape):
             raise ValueError(f"shape {tuple(shape)} does not match x_T.shape {tuple(x_T.shape)}")
         dtype = x_T.dtype if dtype is None else dtype
         device = x_T.device if device is None else device
         shape = tuple(x_T.shape)
     if shape is None:
         raise ValueError("give shape=(B, *D) or x_T")
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < 2 or any(s < 1 for s in shape):
-        raise ValueError(f"shape must be (B, *D) with positive sizes, got {shape}")
-    dtype = torch.get_default_dtype() if dtype is None else dtype
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(
-            f"dtype must be a floating-point dtype (torch.float32 or torch.float64), got {dtype}"
-        )
-    return shape, dtype, torch.device("cpu") if device is None else torch.device(device)
+    return check_shape(shape), check_dtype(dtype), check_device(device)
 
 
 def _initial_state(
@@ -197,9 +202,6 @@ def _initial_state(
     dtype: torch.dtype, device: torch.device,
 ) -> Tensor:
     if x_T is not None:
-        if not bool(torch.isfinite(x_T).all()):
-            bad = int((~torch.isfinite(x_T)).sum())
-            raise ValueError(f"x_T has {bad} NaN/inf entries (of {x_T.numel()}); the initial state must be finite")
         return x_T.to(dtype=dtype, device=device)
     if not isinstance(sde, HasPrior):
         raise TypeError(
@@ -214,7 +216,8 @@ def _resolve_generator(seed: int | None, generator: torch.Generator | None,
     """The run's generator: the one given, or one seeded by ``seed`` on ``device`` (not both)."""
     if seed is not None and generator is not None:
         raise ValueError("pass either seed or generator, not both")
-    return make_generator(seed, device) if generator is None else generator
+    given = check_generator(generator, device)
+    return make_generator(seed, device) if given is None else given
 
 
 def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str | Tensor | None,
@@ -222,8 +225,12 @@ def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str 
     """The time grid of a run: the solver's default for this SDE, a name, ``"auto"`` or a tensor.
 
     A named grid is built here; a tensor grid is validated by `Solver.solve` (once per solve).
+    An adaptive solver uses only the grid's end points, so its named grid has one step whatever
+    ``steps`` is (no ``(steps + 1,)`` tensor is built for nothing).
     """
     grid = solver.grid_for(sde) if grid is None else grid
+    if solver.adaptive and isinstance(grid, str):
+        steps = 1
     if isinstance(grid, str) and grid == "auto":
         require_marginals(sde, "grid='auto'")
         return auto_grid(cast(DiffusionSDE, sde), score, steps, shape)
@@ -246,7 +253,7 @@ def sample(
     denoise: bool | str | None = None,
     keep_trajectory: bool = False,
     max_frames: int | None = 101,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     device: torch.device | str | None = None,
     check_finite: bool = True,
     after_step: AfterStep | None = None,
@@ -262,14 +269,16 @@ def sample(
         score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         solver: a name from `available` or a `Solver` instance.
-        steps: number of grid intervals (adaptive solvers use only the end points).
+        steps: number of grid intervals, at most `solvers.inputs.MAX_STEPS` (an integer: Python,
+            NumPy or a one-element torch tensor; adaptive solvers use only the end points).
         grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``, ``uniform_logsnr``), ``"auto"`` (shaped
             by a cached pilot adaptive solve, `solvers.auto_grid`; prototype) or a decreasing
             tensor of times in ``[eps, T]``; default: the solver's `Solver.grid_for` the SDE.
         lam: reverse-family noise level for solvers that accept any dynamics (default 1 =
             reverse SDE; ODE solvers always use 0), see `Solver.lam_for`.
-        seed, generator: randomness of the prior sample and the noise (``seed`` builds a
-            generator on ``device``; pass at most one).
+        seed, generator: randomness of the prior sample and the noise (``seed``, an integer in
+            ``[-2^63, 2^64)``, builds a generator on ``device``; ``generator`` must be on
+            ``device``'s type; pass at most one).
         noise: ``"gaussian"`` (default, i.i.d.), ``"brownian"`` (one Brownian path shared
             across step counts, seeded by ``seed``) or a `solvers.noise.NoiseSource`.
         x_T: initial state instead of a prior sample.
@@ -281,7 +290,9 @@ def sample(
             Tweedie's ``E[x_0 | x_eps]``; ``"none"`` (or ``False``): the state at ``eps``
             (``p_eps``). See docs/defaults.md.
         keep_trajectory, max_frames: store up to ``max_frames`` evenly spaced states.
-        dtype, device: of the state (default: ``x_T``'s, else torch's default float dtype, CPU).
+        dtype, device: of the state (default: ``x_T``'s, else torch's default float dtype, CPU);
+            a dtype may be named (``"float64"``); an unknown or unavailable device (``"cuda"`` on
+            a CPU build) is refused before any work.
         check_finite: raise on NaN/inf scores.
         after_step: hook ``(x, t) -> x`` applied after every step.
         batch_size: integrate at most this many samples at a time (flat memory; what stays
@@ -295,11 +306,16 @@ def sample(
         `Solution` with ``samples``, ``nfe``, ``times``, ``trajectory``, ``seconds``.
 
     Raises:
-        ValueError: bad shape, dtype, grid, ``lam``, name or option value.
-        TypeError: unknown option, or the SDE lacks what the solver needs.
+        ValueError: bad shape, dtype, device, seed, steps, grid, ``lam``, name or option value.
+        TypeError: unknown option, ``x_T`` / ``generator`` / ``noise`` of the wrong type, or the
+            SDE lacks what the solver needs (`solvers.inputs.NotAnIntegerError`, both a
+            ``TypeError`` and a ``ValueError``: a count or size that is not an integer).
     """
     solver_obj = _resolve_solver(solver, options)
-    check_batch_size(batch_size)
+    steps = as_count(steps, "steps", maximum=MAX_STEPS)
+    batch_size = check_batch_size(batch_size)
+    seed = check_seed(seed)
+    x_T = check_x_T(x_T)
     shape, dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
     generator = _resolve_generator(seed, generator, device_)
     lam_value = solver_obj.lam_for(lam)

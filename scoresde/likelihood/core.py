@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from solvers.inputs import check_device, check_dtype
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 from .integrators import INTEGRATOR_TABLE
@@ -65,9 +66,13 @@ def check_data(x: Tensor, dtype: torch.dtype | None = None) -> None:
     """Refuse data `likelihood` cannot use, with a message naming the problem and the fix.
 
     Raises:
+        TypeError: not a tensor.
         ValueError: not `(B, *D)` with `B >= 1`; NaN/inf entries; half precision.
     """
-    if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] < 1:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape (B, *D), got {type(x).__name__}; "
+                        "convert it with torch.as_tensor(x, dtype=torch.float64)")
+    if x.ndim < 2 or x.shape[0] < 1:
         got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"x must be a tensor of shape (B, *D) with B >= 1, got {got}")
     for what, dt in (("x", x.dtype), ("dtype", dtype)):
@@ -123,9 +128,10 @@ def likelihood(
     opts = (options or LikelihoodOptions()).replace(**kwargs) if kwargs else (options or LikelihoodOptions())
     opts.validate()
     run = opts.run
-    check_data(x, run.dtype)
-    dtype = run.dtype if run.dtype is not None else (x.dtype if x.is_floating_point() else torch.get_default_dtype())
-    device = x.device if run.device is None else torch.device(run.device)
+    asked = None if run.dtype is None else check_dtype(run.dtype)
+    check_data(x, asked)
+    dtype = asked if asked is not None else (x.dtype if x.is_floating_point() else torch.get_default_dtype())
+    device = x.device if run.device is None else check_device(run.device)
     x = x.to(dtype=dtype, device=device)
     if not run.grad:
         x = x.detach()

@@ -95,9 +95,9 @@ class AugmentedFlow:
             raise ValueError(f"probe_refresh must be 'solve' or 'eval', got {probe_refresh!r}")
         if not (logp_scale > 0 and logp_scale < float("inf")):
             raise ValueError(f"logp_scale must be positive and finite, got {logp_scale}")
-        self.dynamics = ProbabilityFlowODE(sde, score, check_finite=check_finite)
+        self._user_score = score
+        self.dynamics = ProbabilityFlowODE(sde, self._score, check_finite=check_finite)
         self.sde = sde
-        self._score = score
         self._extra_nfe = 0  # score calls made outside the flow's dynamics (score_divergence)
         self.data_shape = tuple(int(s) for s in data_shape)
         self.dim = 1
@@ -123,6 +123,25 @@ class AugmentedFlow:
             self.n_est = int(n_probes)
             if self.n_est < 1:
                 raise ValueError(f"n_probes must be positive, got {n_probes}")
+
+    def _score(self, x: Tensor, t: Tensor) -> Tensor:
+        """The user's score, refused when it returns no tensor or is not differentiable in ``x``.
+
+        The divergence is taken by autograd: a score that detaches its output (``.detach()``,
+        ``torch.no_grad``, NumPy inside) would leave only the drift's part of ``div F`` under
+        VP (a silently wrong likelihood) and no graph at all under VE.
+        """
+        out = self._user_score(x, t)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"score returned {type(out).__name__}; it must return a tensor of the shape of x "
+                            f"{tuple(x.shape)}")
+        if x.requires_grad and torch.is_grad_enabled() and not out.requires_grad:
+            raise ValueError(
+                "score is not differentiable with respect to x (its output has no autograd graph: it "
+                "detaches, runs under torch.no_grad or goes through NumPy); the likelihood takes the "
+                "divergence of the probability-flow field by autograd, so the score must stay in torch "
+                "with gradients enabled")
+        return out
 
     @property
     def nfe(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,6 +23,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from solvers.grids import GRIDS
+from solvers.inputs import check_device, check_dtype, check_generator, check_seed
 from solvers.step_control import PIDController
 
 from .divergence import PROBES, ProbeKind
@@ -102,6 +105,9 @@ class IntegratorOptions:
         _positive_int("pilot_size", self.pilot_size)
         if self.state_scale not in ("marginal", "none"):
             raise ValueError(f"state_scale must be 'marginal' or 'none', got {self.state_scale!r}")
+        if isinstance(self.grid, str) and not self.auto_grid and self.grid not in GRIDS:
+            raise ValueError(f"unknown grid {self.grid!r}; valid: auto, {', '.join(GRIDS)} or an "
+                             "increasing sequence of times")
         if self.steps == "auto":
             if not self.auto_grid or spec.kind != "fixed":
                 raise ValueError("steps='auto' needs a fixed-grid integrator and grid='auto' (the pilot "
@@ -113,6 +119,11 @@ class IntegratorOptions:
                 raise ValueError(f"target_error must be positive and finite, got {self.target_error}")
         elif isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer or 'auto', got {self.steps!r}")
+        if spec.kind != "fixed" and (self.steps != 32 or not self.auto_grid):
+            warnings.warn(
+                f"steps= and grid= apply to the fixed-grid integrators (rk4_simpson, rk4, heun, euler); "
+                f"integrator={spec.name!r} chooses its own steps and ignores them: pass "
+                "integrator='rk4_simpson' to use them, or rtol=/atol= to set its accuracy", stacklevel=5)
 
     def tolerances(self, dim: int = 2, exact_divergence: bool = True) -> tuple[float, float]:
         """`(rtol, atol)` of the adaptive integrators for `dim` data dimensions.
@@ -185,7 +196,14 @@ class DensityOptions:
     prior: Prior | None = None
 
     def resolved(self) -> Literal["data", "marginal"]:
-        """`"data"` or `"marginal"` (what `"auto"` means for these options)."""
+        """`"data"` or `"marginal"` (what `"auto"` means for these options).
+
+        Raises:
+            ValueError: an unknown `density`, or a `prior` that is not callable.
+        """
+        if self.prior is not None and not callable(self.prior):
+            raise ValueError(f"prior must be a function x_T: (B, *D) -> (B,) log-density, got "
+                             f"{type(self.prior).__name__} {self.prior!r}")
         if self.density not in ("auto", "data", "marginal"):
             raise ValueError(f"density must be 'auto', 'data' or 'marginal', got {self.density!r}")
         if self.density == "auto":
@@ -202,7 +220,8 @@ class RunOptions:
             chunk; the `"auto"` grid is built once and shared, so fixed-grid results do not
             depend on the chunking).
         dtype, device: of the computation (default: those of `x`; integers become the default
-            float dtype). Half precision is refused.
+            float dtype); a dtype may be named (`"float64"`). Half precision is refused, and so
+            is a device this machine or torch build lacks.
         seed, generator: randomness of the probes and of the pilot subset.
         grad: keep autograd graphs so the result can be differentiated (torch integrators).
         check_finite: raise on NaN/inf scores.
@@ -214,7 +233,7 @@ class RunOptions:
     """
 
     batch_size: int | None = None
-    dtype: torch.dtype | None = None
+    dtype: torch.dtype | str | None = None
     device: torch.device | str | None = None
     seed: int | None = 0
     generator: torch.Generator | None = None
@@ -224,7 +243,16 @@ class RunOptions:
     store: Any = None
 
     def validate(self) -> None:
-        """Raise `ValueError` for a bad chunk size, both `seed` and `generator`, or `store` with `grad`."""
+        """Raise `ValueError` for a bad chunk size, dtype, device or seed, both `seed` and
+        `generator`, or `store` with `grad` (`TypeError` for a generator that is not one)."""
+        if self.dtype is not None:
+            check_dtype(self.dtype)
+        device = check_device(self.device) if self.device is not None else None
+        check_seed(self.seed)
+        if device is not None:
+            check_generator(self.generator, device)
+        elif self.generator is not None and not isinstance(self.generator, torch.Generator):
+            check_generator(self.generator, torch.device("cpu"))
         if self.batch_size is not None:
             _positive_int("batch_size", self.batch_size)
         if self.seed is not None and self.generator is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -78,6 +79,13 @@ class LikelihoodRun:
         self.hi = sde.T if dens.T is None else float(dens.T)
         if not (0.0 < self.lo < self.hi):
             raise ValueError(f"need 0 < eps < T, got eps={self.lo}, T={self.hi}")
+        if dens.prior is None and dens.T is not None and not math.isclose(self.hi, float(sde.T), rel_tol=1e-9):
+            # sde.prior_log_prob is the density the model starts from at the SDE's own T.
+            warnings.warn(
+                f"T={self.hi:g} is not the SDE's T={float(sde.T):g}, but the prior term is still "
+                f"sde.prior_log_prob, the density at T={float(sde.T):g}: the result is biased by the "
+                "mismatch; pass prior= (the log-density of p_T at your T) or leave T unset",
+                stacklevel=4)
         run = options.run
         self.generator = run.generator if run.generator is not None else make_generator(run.seed, x.device)
         self.prior_fn: Prior = sde.prior_log_prob if dens.prior is None else dens.prior

@@ -78,6 +78,14 @@ class EDMHeun(ScheduledSolver):
         self.s_tmax = float(s_tmax)
         self.s_noise = float(s_noise)
 
+    def fewest_steps(self, sde: object) -> int:
+        """7 (`FixedGridSolver.fewest_steps`): on the Karras grid the first steps span most of the
+        noise range, and the correction ``d'`` at ``S_{i+1} << S_i`` is ``(y' - D)/S_{i+1}``, large
+        wherever the Euler guess ``y'`` sits between modes. Samples' median norm over the data's,
+        8 modes of std 0.05 / 0.15: 1.68-1.87 / 1.68-2.05 at 5 steps, up to 1.71 / 1.70 at 6
+        (sub-VP), 1.13-1.33 / 1.19-1.28 at 7."""
+        return 7
+
     # Churned noise levels S_hat, their times and alpha there, once per solve.
     def precompute(self, sde: MarginalSDE, table: ScheduleTable) -> dict[str, Any]:
         s_edm = [s / a for a, s in zip(table.alpha, table.sigma, strict=True)]

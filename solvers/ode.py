@@ -213,6 +213,13 @@ class Heun(_FixedStepODE):
     order: float = 2.0
     method: ClassVar[str] = "heun"
 
+    def fewest_steps(self, sde: object) -> int:
+        """7 on a VE SDE, else 2 (`FixedGridSolver.fewest_steps`): the explicit trapezoid in ``t``
+        across the VE flow's stiff end. Samples' median norm over the data's, 8 modes of std 0.05
+        / 0.15: under VE 3.6 / 3.1 at 5 steps, 1.52 / 1.52 at 6, 1.30 / 1.43 at 7; under VP 4.8 /
+        1.15 at 1 step, at most 1.24 / 1.37 from 2 on."""
+        return 7 if is_variance_exploding(sde) else 2
+
 
 class RK4(_FixedStepODE):
     """Classic 4th-order Runge–Kutta on the probability-flow ODE (order 4, 4 NFE per step).
@@ -223,3 +230,9 @@ class RK4(_FixedStepODE):
 
     order: float = 4.0
     method: ClassVar[str] = "rk4"
+
+    def fewest_steps(self, sde: object) -> int:
+        """4 on a VE SDE, else 2 (`FixedGridSolver.fewest_steps`). Samples' median norm over the
+        data's, 8 modes of std 0.05 / 0.15: under VE 8.4 / 6.6 at 3 steps, 1.27 / 1.24 at 4;
+        under VP 1.68 / 0.82 at 1 step, at most 1.0 from 2 on."""
+        return 4 if is_variance_exploding(sde) else 2

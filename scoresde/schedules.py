@@ -186,6 +186,9 @@ class BetaSDE(VarPreservingSDE):
         self._beta, self._integral = beta, integral
         probe = torch.linspace(0.0, self.T, 257, dtype=torch.float64)
         b = beta(probe)
+        if not isinstance(b, Tensor):
+            raise TypeError(f"beta(t) must return a tensor of the shape of t (a constant: "
+                            f"lambda t: torch.full_like(t, c)), got {type(b).__name__}")
         if b.shape != probe.shape or not bool(torch.isfinite(b).all()) or bool((b < 0).any()):
             raise ValueError("beta(t) must return finite, non-negative values of the shape of t on [0, T]")
         if not float(self.integrated_beta(probe[-1:])[0]) > 0:
@@ -291,6 +294,8 @@ class EDMSDE(AffineSDE):
     """
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
+        if not 0.0 < float(sigma_min) < float(sigma_max) < math.inf:
+            raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         super().__init__(T=sigma_max, eps=sigma_min)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
 

@@ -172,3 +172,10 @@ def test_likelihood_warns_when_p_T_is_far_from_the_prior() -> None:
             sd.likelihood.log_likelihood(sde, target.score_fn(sde), x, integrator="rk4", steps=8)
         sd.likelihood.log_likelihood(naive, target.score_fn(naive), x, integrator="rk4", steps=8,
                                      prior=lambda z: target.marginal_log_prob(z, naive.T, naive))
+
+
+def test_a_schedule_returning_a_number_and_a_reversed_edm_range_are_named():
+    with pytest.raises(TypeError, match="beta\\(t\\) must return a tensor of the shape of t"):
+        sd.BetaSDE(lambda t: 1.0)
+    with pytest.raises(ValueError, match="need 0 < sigma_min < sigma_max < inf, got sigma_min=80, sigma_max=1"):
+        sd.EDMSDE(sigma_min=80, sigma_max=1)

@@ -63,6 +63,8 @@ def apply_conditioning(args: argparse.Namespace, score: Any, sde: Any, shape: tu
     after_step = None
     if args.guidance is not None and args.label is None:
         raise ValueError("--guidance needs --class")
+    if args.classifier is not None and args.label is None:
+        raise ValueError("--classifier needs --class (the class to guide towards)")
     if (args.mask is None) != (args.observed is None):
         raise ValueError("--mask and --observed go together")
     if args.label is not None and args.mask is not None:
@@ -70,9 +72,10 @@ def apply_conditioning(args: argparse.Namespace, score: Any, sde: Any, shape: tu
     if args.label is not None:
         scale = 1.0 if args.guidance is None else args.guidance
         if args.classifier is not None:
-            from ..train.classifier import load_classifier
+            from ..train.classifier import check_classifier_fits, load_classifier
 
             clf, n_classes = load_classifier(args.classifier)
+            check_classifier_fits(clf, sde, getattr(target, "name", None))
             score = ClassifierGuidance(score, clf, args.label, scale, n_classes=n_classes)
         elif target is not None:
             cm = ClassMixture(target, list(range(target.n_components)))
@@ -145,6 +148,6 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         t = torch.full((x.shape[0],), sde.eps)
         acc = float((clf(x.float(), t).argmax(1) == labels).float().mean())
-    path = save_classifier(clf, args.out)
+    path = save_classifier(clf, args.out, sde=sde, data=args.target or args.data)
     print(f"accuracy at t = eps: {acc:.3f}; classifier -> {path}")
     return 0

@@ -14,6 +14,7 @@ the recipe is tested.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from torch import Tensor, nn
 from solvers.protocol import DiffusionSDE
 
 from ..models.embeddings import make_time_embedding
+from .checkpoint import MAGIC, load_checkpoint, save_checkpoint
 
-__all__ = ["NoisyClassifier", "train_classifier", "mixture_data", "digits_data", "save_classifier", "load_classifier"]
+__all__ = ["NoisyClassifier", "train_classifier", "mixture_data", "digits_data", "save_classifier", "load_classifier",
+           "check_classifier_fits", "describe_sde"]
 
 
 class NoisyClassifier(nn.Module):
@@ -45,6 +48,7 @@ class NoisyClassifier(nn.Module):
             raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
         self.data_shape = tuple(int(s) for s in data_shape)
         self.n_classes = int(n_classes)
+        self.trained_for: dict[str, Any] | None = None  # set by load_classifier (SDE and data)
         self.config = {"data_shape": list(self.data_shape), "n_classes": self.n_classes, "width": width,
                        "depth": depth, "emb_dim": emb_dim}
         self.embed = make_time_embedding("sinusoidal", emb_dim)
@@ -125,23 +129,82 @@ def train_classifier(
     return clf.eval()
 
 
-def save_classifier(clf: NoisyClassifier, path: str | Path) -> Path:
-    """Write the classifier's config and weights to ``path`` (a ``.pt`` file)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"kind": "noisy_classifier", "config": clf.config, "state_dict": clf.state_dict()}, p)
-    return p
+def describe_sde(sde: object) -> dict[str, Any]:
+    """``{"class": name, **parameters}`` of an SDE, as recorded with a classifier."""
+    config = getattr(sde, "config", None)
+    params = config() if callable(config) else {}
+    return {"class": type(sde).__name__, **params}
+
+
+def save_classifier(clf: NoisyClassifier, path: str | Path, *, sde: object | None = None,
+                    data: str | None = None) -> Path:
+    """Write the classifier's config and weights to ``path`` (a ``.pt`` file), with what it was
+    trained for (``sde``, the data's name) so that a mismatch can be reported when it is used.
+
+    The file is a verified checkpoint (`scoresde.train.checkpoint.save_checkpoint`): written
+    atomically, with a SHA-256 that `load_classifier` checks.
+    """
+    trained_for = {"sde": None if sde is None else describe_sde(sde), "data": data}
+    state = {"kind": "noisy_classifier", "config": clf.config, "state_dict": clf.state_dict(),
+             "trained_for": trained_for}
+    return save_checkpoint(state, path)
 
 
 def load_classifier(path: str | Path) -> tuple[NoisyClassifier, int]:
-    """Load a file written by `save_classifier`: ``(classifier, n_classes)``."""
+    """Load a file written by `save_classifier`: ``(classifier, n_classes)``.
+
+    The classifier's ``trained_for`` attribute holds the recorded SDE and data (``None`` for
+    files written before they were recorded); `check_classifier_fits` compares them.
+
+    Raises:
+        ValueError: a folder, a missing, truncated, corrupt or foreign file (a score-model
+            checkpoint is named as such), each naming the file.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a folder; a classifier is one file written by `scoresde train-classifier`")
     if not p.is_file():
         raise ValueError(f"classifier file {str(p)!r} not found (write one with `scoresde train-classifier`)")
-    blob = torch.load(p, map_location="cpu", weights_only=True)
+    with p.open("rb") as f:
+        verified = f.read(len(MAGIC)) == MAGIC
+    if verified:
+        blob = load_checkpoint(p)  # CheckpointError (a ValueError) on truncation or corruption
+    else:  # a plain torch.save file, as written before classifiers were verified checkpoints
+        try:
+            blob = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:
+            raise ValueError(f"{str(p)!r} is not a valid classifier file (damaged, or not written by "
+                             "`scoresde train-classifier`)") from None
     if not isinstance(blob, dict) or blob.get("kind") != "noisy_classifier":
-        raise ValueError(f"{str(p)!r} is not a classifier file written by `scoresde train-classifier`")
-    cfg = dict(blob["config"])
-    clf = NoisyClassifier(cfg.pop("data_shape"), cfg.pop("n_classes"), **cfg)
-    clf.load_state_dict(blob["state_dict"])
+        what = ("a score-model checkpoint: pass it as --checkpoint" if isinstance(blob, dict) and "model" in blob
+                else "not written by `scoresde train-classifier`")
+        raise ValueError(f"{str(p)!r} is not a classifier file ({what})")
+    try:
+        cfg = dict(blob["config"])
+        clf = NoisyClassifier(cfg.pop("data_shape"), cfg.pop("n_classes"), **cfg)
+        clf.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{str(p)!r} is a damaged classifier file: {err}") from None
+    clf.trained_for = blob.get("trained_for")
     return clf.eval(), clf.n_classes
+
+
+def check_classifier_fits(clf: NoisyClassifier, sde: object, data: str | None = None) -> None:
+    """Warn when ``clf`` was trained for another SDE (class or parameters) or other data.
+
+    The classifier models ``p_t(c | x_t)`` of one forward process on one dataset; guidance with
+    it under another SDE or on other data steers by the wrong class posterior.
+    """
+    recorded = getattr(clf, "trained_for", None)
+    if not recorded:
+        return
+    problems = []
+    want = describe_sde(sde)
+    if recorded.get("sde") is not None and recorded["sde"] != want:
+        problems.append(f"SDE {recorded['sde']} (here: {want})")
+    if data is not None and recorded.get("data") is not None and recorded["data"] != data:
+        problems.append(f"data {recorded['data']!r} (here: {data!r})")
+    if problems:
+        warnings.warn("the classifier was trained for " + " and ".join(problems) + "; its guidance is "
+                      "that of another noising process or dataset: retrain it with `scoresde train-classifier`",
+                      stacklevel=2)

@@ -217,6 +217,9 @@ def load_model(
     """
     path = resolve_checkpoint(path)
     state = load_checkpoint(path, map_location="cpu")
+    if isinstance(state, dict) and state.get("kind") == "noisy_classifier":
+        raise CheckpointError(f"{path} is a classifier file (scoresde train-classifier), not a score model; "
+                              "pass it as --classifier (load_classifier) and the score model as the checkpoint")
     try:
         config = TrainConfig.from_json(require(state, "config", path))
     except (ValueError, TypeError) as err:

@@ -65,3 +65,58 @@ def test_train_classifier_cli_and_guided_sampling(tmp_path, capsys) -> None:
     assert main(["sample", "--target", "eight_gaussians", "--class", "1", "--classifier", str(tmp_path / "no.pt"),
                  "--no-plot", "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_classifier_files_are_verified_and_foreign_files_named(trained, tmp_path) -> None:
+    from scoresde.train.checkpoint import CheckpointError
+
+    _, clf = trained
+    path = save_classifier(clf, tmp_path / "c.pt", sde=VP, data="eight_gaussians")
+    blob = bytearray(path.read_bytes())
+    flipped = tmp_path / "flipped.pt"
+    mid = len(blob) // 2
+    flipped.write_bytes(bytes(blob[:mid]) + bytes(b ^ 0xFF for b in blob[mid:mid + 8]) + bytes(blob[mid + 8:]))
+    with pytest.raises(CheckpointError, match="corrupt: SHA-256"):
+        load_classifier(flipped)
+    (tmp_path / "half.pt").write_bytes(bytes(blob[: len(blob) // 2]))
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_classifier(tmp_path / "half.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00not a file\xff" * 10)
+    with pytest.raises(ValueError, match="not a valid classifier file"):
+        load_classifier(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="is a folder"):
+        load_classifier(tmp_path)
+    # A plain torch.save file of the old layout still loads.
+    old = tmp_path / "old.pt"
+    torch.save({"kind": "noisy_classifier", "config": clf.config, "state_dict": clf.state_dict()}, old)
+    again, n = load_classifier(old)
+    assert n == 4 and again.trained_for is None
+    # A classifier passed where a score model is expected is named as such.
+    with pytest.raises(CheckpointError, match="is a classifier file"):
+        sd.train.load_model(path)
+
+
+def test_a_classifier_for_another_sde_or_data_warns(trained, tmp_path) -> None:
+    from scoresde.train.classifier import check_classifier_fits
+
+    _, clf = trained
+    loaded, _ = load_classifier(save_classifier(clf, tmp_path / "c.pt", sde=VP, data="eight_gaussians"))
+    assert loaded.trained_for == {"sde": {"class": "VPSDE", **VP.config()}, "data": "eight_gaussians"}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_classifier_fits(loaded, sd.VPSDE(), "eight_gaussians")  # the same: silent
+    with pytest.warns(UserWarning, match="trained for SDE .*VPSDE.* \\(here: .*VESDE"):
+        check_classifier_fits(loaded, sd.VESDE(), "eight_gaussians")
+    with pytest.warns(UserWarning, match="data 'eight_gaussians' \\(here: 'ring'\\)"):
+        check_classifier_fits(loaded, VP, "ring")
+
+
+def test_train_classifier_refuses_a_folder_as_out_before_training(tmp_path, capsys) -> None:
+    assert main(["train-classifier", "--target", "eight_gaussians", "--steps", "5", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr()
+    assert "is a folder; give a file name" in err.err and "step 0" not in err.out
+    assert main(["sample", "--target", "eight_gaussians", "--classifier", str(tmp_path / "c.pt"),
+                 "--no-plot", "--out", str(tmp_path)]) == 2
+    assert "--classifier needs --class" in capsys.readouterr().err

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # Commands whose --out is a folder / a file: checked writable before any work (pre-flight).
 OUT_FOLDER_COMMANDS = frozenset({"demo", "train", "sample", "compare", "plot"})
-OUT_FILE_COMMANDS = frozenset({"likelihood"})
+OUT_FILE_COMMANDS = frozenset({"likelihood", "train-classifier"})
 
 
 def _preflight(args: argparse.Namespace) -> None:
@@ -49,6 +49,9 @@ def _preflight(args: argparse.Namespace) -> None:
     if args.command in OUT_FOLDER_COMMANDS:
         check_writable_dir(out, "output folder (--out)")
     elif args.command in OUT_FILE_COMMANDS:
+        if Path(out).is_dir():
+            raise ValueError(f"--out {out} is a folder; give a file name (e.g. {Path(out) / 'out'}"
+                             f"{'.csv' if args.command == 'likelihood' else '.pt'})")
         check_writable_dir(Path(out).parent, "folder of --out")
 
 

@@ -103,6 +103,10 @@ class IntegratorOptions:
         if grad and spec.kind == "scipy":
             raise ValueError(f"grad=True needs a torch integrator; {spec.name!r} runs in NumPy")
         _positive_int("pilot_size", self.pilot_size)
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0.0 < value < math.inf):
+                raise ValueError(f"{name} must be positive and finite, got {value!r}")
         if self.state_scale not in ("marginal", "none"):
             raise ValueError(f"state_scale must be 'marginal' or 'none', got {self.state_scale!r}")
         if isinstance(self.grid, str) and not self.auto_grid and self.grid not in GRIDS:

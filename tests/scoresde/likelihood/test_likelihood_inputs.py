@@ -87,3 +87,13 @@ def test_an_end_time_other_than_the_sdes_warns_of_the_prior_mismatch_and_is_bias
     assert fixed_error < 1e-3
     # The warning is about a real bias: the prior N(0, I) is not p_T at T = 0.3.
     assert float((short - exact).abs().mean()) > 20 * fixed_error
+
+
+@pytest.mark.parametrize("integrator", ["dopri5", "bosh3", "rk45"])
+def test_tolerances_must_be_positive_and_finite(problem, integrator):
+    # atol = 0 made the torch integrators' step NaN, reported as "t contains non-finite values".
+    target, x = problem
+    sde = sd.VPSDE()
+    for kwargs in (dict(atol=0.0), dict(rtol=float("nan")), dict(atol=-1e-5)):
+        with pytest.raises(ValueError, match="must be positive and finite"):
+            sd.likelihood.log_likelihood(sde, target.score_fn(sde), x, integrator=integrator, **kwargs)

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_STEPS",
     "NotAnIntegerError",
     "as_count",
+    "as_integer",
     "check_seed",
     "check_generator",
     "check_device",
@@ -53,6 +54,20 @@ def _integer(value: Any, name: str) -> int:
         return operator.index(value)
     except TypeError:
         raise NotAnIntegerError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+
+
+def as_integer(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """``value`` as a Python int (from Python, NumPy or a one-element torch integer), at least
+    ``minimum`` if given.
+
+    Raises:
+        NotAnIntegerError: not an integer (``2.5``, ``True``, ``"3"``).
+        ValueError: below ``minimum``.
+    """
+    n = _integer(value, name)
+    if minimum is not None and n < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {n}")
+    return n
 
 
 def as_count(value: Any, name: str, *, maximum: int | None = None) -> int:

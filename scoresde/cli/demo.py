@@ -79,6 +79,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     }
     if s["n"] < 10 or s["steps"] < 1 or s["train_steps"] < 0:
         raise ValueError("need --n >= 10, --steps >= 1 and --train-steps >= 0")
+    from solvers.inputs import check_seed
+
+    check_seed(args.seed)  # before any work, not after training
     return s
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from solvers.inputs import as_integer, check_seed
+
 from ..losses import LossConfig
 from ..models import ModelConfig
 from ..sde import SDES, get_sde
@@ -144,11 +146,18 @@ class OptimConfig:
     ema_warmup: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.betas, (str, bytes)) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if not self.lr > 0 or self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ValueError("need lr > 0, weight_decay >= 0 and warmup_steps >= 0")
-        if self.decay_steps is not None and self.decay_steps < 1:
-            raise ValueError(f"decay_steps must be positive or None, got {self.decay_steps}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+        if not 0.0 < self.lr < math.inf:
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
+        if not 0.0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be >= 0 and finite, got {self.weight_decay}")
+        self.warmup_steps = as_integer(self.warmup_steps, "warmup_steps", minimum=0)
+        if self.decay_steps is not None:
+            self.decay_steps = as_integer(self.decay_steps, "decay_steps", minimum=1)
         if self.warmup_fraction is not None and not 0.0 <= self.warmup_fraction <= 1.0:
             raise ValueError(f"warmup_fraction must lie in [0, 1] or be None, got {self.warmup_fraction}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
@@ -205,13 +214,24 @@ class TrainConfig:
     data_id: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        groups = {"sde": SDEConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
+        for name, klass in groups.items():
+            if not isinstance(getattr(self, name), klass):
+                raise TypeError(f"TrainConfig.{name} must be a {klass.__name__} (in a JSON config: an object "
+                                f"of its fields), got {type(getattr(self, name)).__name__} {getattr(self, name)!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(f"need steps >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
+        self.steps = as_integer(self.steps, "steps", minimum=0)
+        self.batch_size = as_integer(self.batch_size, "batch_size", minimum=1)
         for name in ("log_every", "ckpt_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
+            setattr(self, name, as_integer(getattr(self, name), f"{name} (0 disables)", minimum=0))
+        checked = check_seed(self.seed)
+        self.seed = 0 if checked is None else checked
+        t_min = self.loss.t_min
+        if t_min is not None and self.sde.name != CUSTOM_SDE:
+            horizon = float(self.sde.build().T)
+            if not 0.0 < t_min < horizon:
+                raise ValueError(f"loss t_min must lie in (0, T={horizon:g}), got {t_min}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -229,24 +249,57 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A config from a dict of its fields (nested groups as dicts of theirs).
+
+        Raises:
+            TypeError: ``d`` or a group is not a dict, or a group has an unknown field (named
+                with its path, e.g. ``loss.foo``).
+            ValueError: an unknown top-level field or a bad value.
+        """
+        if not isinstance(d, dict):
+            raise TypeError(f"a TrainConfig is a JSON object / dict of fields, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(str(k) for k in set(d) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}")
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(known)}")
         d = dict(d)
         nested = {"sde": SDEConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
         for key, klass in nested.items():
-            if key in d and isinstance(d[key], dict):
+            if key not in d:
+                continue
+            if not isinstance(d[key], dict):
+                raise TypeError(f"config field {key!r} must be an object of {klass.__name__} fields "
+                                f"({', '.join(f.name for f in fields(klass))}), got {type(d[key]).__name__} {d[key]!r}")
+            valid = {f.name for f in fields(klass)}
+            bad = sorted(str(k) for k in set(d[key]) - valid)
+            if bad:
+                raise TypeError(f"unknown config field(s) {', '.join(f'{key}.{b}' for b in bad)}; "
+                                f"valid in {key}: {', '.join(sorted(valid))}")
+            try:
                 d[key] = klass(**d[key])
-        return cls(**d)
+            except TypeError as err:  # e.g. "lr": null
+                raise TypeError(f"bad value type in config group {key!r}: {err}") from None
+        try:
+            return cls(**d)
+        except TypeError as err:  # e.g. "'<' not supported between 'str' and 'int'"
+            raise TypeError(f"bad value type in the config: {err}") from None
 
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> TrainConfig:
-        """Parse JSON text, or read it from a file path."""
+        """Parse JSON text, or read it from a file path (errors name the file)."""
         text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = Path(text_or_path).read_text()
-        return cls.from_dict(json.loads(text))
+        source = "config text"
+        if not text.lstrip().startswith(("{", "[")):
+            source = f"config file {text}"
+            try:
+                text = Path(text_or_path).read_text()
+            except UnicodeDecodeError:
+                raise ValueError(f"{source} is not a JSON text file (a binary file?)") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source} is not valid JSON: {err}") from None
+        return cls.from_dict(data)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -32,6 +32,7 @@ import torch
 from ..atomic import atomic_write_bytes
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "CHECKPOINT_NAME",
+           "intact_older",
            "ROTATING_DIR", "rotating_path", "list_rotating", "prune_rotating", "require",
            "check_finite_weights"]
 
@@ -80,16 +81,19 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None
         header = json.loads(data[len(MAGIC):end])
         nbytes, digest, fmt = int(header["nbytes"]), str(header["sha256"]), int(header["format"])
     except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} has a damaged header (truncated or corrupt file): {err}") from None
+        raise CheckpointError(
+            f"{path} has a damaged header (truncated or corrupt file): {err}{intact_older(path)}") from None
     if fmt != FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {fmt}; this version reads format {FORMAT}")
     payload = data[end + 1:]
     if len(payload) != nbytes:
         raise CheckpointError(
             f"{path} is truncated or padded: payload has {len(payload)} bytes, header says {nbytes}"
+            f"{intact_older(path)}"
         )
     if hashlib.sha256(payload).hexdigest() != digest:
-        raise CheckpointError(f"{path} is corrupt: SHA-256 of the payload does not match its header")
+        raise CheckpointError(
+            f"{path} is corrupt: SHA-256 of the payload does not match its header{intact_older(path)}")
     try:
         return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as err:  # pragma: no cover - checksum passed, so only a format bug lands here
@@ -121,6 +125,41 @@ def check_finite_weights(weights: Mapping[str, Any], path: str | Path, what: str
             f"{path}: {what} weights are not finite (NaN/inf in {bad[:3]}): the run had diverged "
             f"when this was written{hint}"
         )
+
+
+def _intact(path: Path) -> bool:
+    """Whether ``path`` holds a complete checkpoint whose SHA-256 matches (the payload is not unpickled)."""
+    try:
+        data = path.read_bytes()
+        end = data.find(b"\n", len(MAGIC))
+        header = json.loads(data[len(MAGIC):end])
+        payload = data[end + 1:]
+        return (data.startswith(MAGIC) and len(payload) == int(header["nbytes"])
+                and hashlib.sha256(payload).hexdigest() == str(header["sha256"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def intact_older(path: str | Path, limit: int = 3) -> str:
+    """``"; intact older checkpoints: ..."`` for a damaged file of a run directory (its rotating
+    copies that verify, newest first, other than ``path`` itself or a hard link to it), or ``""``."""
+    p = Path(path)
+    run_dir = p.parent.parent if p.parent.name == ROTATING_DIR else p.parent
+    found = []
+    for q in reversed(list_rotating(run_dir)):
+        try:
+            if q.samefile(p):
+                continue
+        except OSError:
+            continue
+        if _intact(q):
+            found.append(q)
+        if len(found) == limit:
+            break
+    if not found:
+        return ""
+    return (f"; intact older checkpoints: {', '.join(str(q) for q in found)} (resume from one with "
+            f"--resume {found[0]})")
 
 
 def rotating_path(run_dir: str | Path, step: int) -> Path:

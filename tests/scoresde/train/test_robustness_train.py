@@ -211,3 +211,21 @@ def test_empty_data_unusable_device_and_out_of_range_t_are_clear_errors() -> Non
     # The ends themselves and float32 round-off there are fine (solvers evaluate at 0 and T).
     a, s = sde.marginal_coeffs(torch.tensor([0.0, 1.0, 1.0 + 1e-7], dtype=torch.float32))
     assert torch.isfinite(a).all() and torch.isfinite(s).all()
+
+
+def test_a_damaged_newest_checkpoint_names_the_intact_older_ones(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    Trainer(_config(), out_dir=run, keep_checkpoints=3, progress=False).fit()
+    newest = run / "checkpoint.pt"
+    # Flip bytes in place: checkpoint.pt and checkpoints/step-00000020.pt may be one file (a hard link).
+    with newest.open("r+b") as f:
+        f.seek(newest.stat().st_size // 2)
+        f.write(b"\x00\xff\x00\xff")
+    with pytest.raises(CheckpointError, match="corrupt") as err:
+        load_model(run)
+    message = str(err.value)
+    assert "intact older checkpoints" in message and "step-00000015.pt" in message
+    if (run / "checkpoints" / "step-00000020.pt").samefile(newest):
+        assert "step-00000020.pt" not in message
+    resumed = Trainer(_config(), out_dir=run, resume=run / "checkpoints" / "step-00000015.pt", progress=False)
+    assert resumed.step == 15

@@ -41,6 +41,10 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+DEFAULT_PLOT_METRICS = ["sliced_w2", "mmd"]
+"""Metrics drawn in the combined figures unless ``--plot-metric`` says otherwise."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = HelpFormatter
     parser.description = textwrap.fill(
@@ -80,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a solver option, repeatable (e.g. pc:snr=0.16)")
     parser.add_argument("--floor-repeats", type=int, default=5,
                         help="exact-vs-exact pairs averaged for each noise floor")
-    parser.add_argument("--plot-metric", type=_names, default=["sliced_w2", "mmd"],
+    parser.add_argument("--plot-metric", type=_names, default=DEFAULT_PLOT_METRICS,
                         help="metrics drawn in the combined figures")
     parser.add_argument("--out", required=True, help="output folder (resumes if it holds a run)")
     parser.add_argument("--no-plots", action="store_true", help="write tables and data only, no figures")
@@ -117,6 +121,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         names = _solver_list(args.solvers)
         options = compare.parse_solver_options(args.option)
+        stray = sorted(set(options) - set(names))
+        if stray:
+            raise ValueError(f"--option names solver(s) {', '.join(stray)} that are not in the sweep "
+                             f"({', '.join(names)}); check the spelling or add them to --solvers")
+        bad_tol = [t for t in args.tolerances if not 0.0 < t < float("inf")]
+        if bad_tol:
+            raise ValueError(f"--tolerances must be positive and finite, got {bad_tol}")
+        unknown = sorted(set(args.plot_metric) - set(args.metrics))
+        if unknown and args.plot_metric != DEFAULT_PLOT_METRICS and not args.no_plots:
+            raise ValueError(f"--plot-metric {', '.join(unknown)} not among the computed --metrics "
+                             f"({', '.join(args.metrics)})")
+        args.plot_metric = [m for m in args.plot_metric if m in args.metrics]
         if args.checkpoint is not None:
             problems = [compare.Problem.from_checkpoint(args.checkpoint,
                                                         loader=checkpoint_loader(args.data))]

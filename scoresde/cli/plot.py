@@ -87,6 +87,12 @@ def _plot_results(args: argparse.Namespace) -> int:
         print(f"scoresde plot: no results.json in {root} or its sub-folders", file=sys.stderr)
         return 2
     runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    have = {k for run_ in runs for rec in run_.get("records", []) for k in rec.get("metrics", rec)}
+    missing = [m for m in args.metric if m not in have]
+    if missing:
+        print(f"scoresde plot: error: metric(s) {', '.join(missing)} not in {', '.join(map(str, files))}",
+              file=sys.stderr)
+        return 2
     out = Path(args.out)
     for metric in args.metric:
         for x in ("nfe", "seconds"):
@@ -116,6 +122,13 @@ def run(args: argparse.Namespace) -> int:
             problem = compare.Problem.from_checkpoint(args.checkpoint, loader=checkpoint_loader(args.data))
         else:
             problem = compare.Problem.from_target(args.target, args.sde)
+        if not args.what:
+            from ..plotting.report import FIGURES
+
+            raise ValueError(f"--what names no figure; choose from {', '.join(FIGURES)}")
+        bad_t = [t for t in args.fields_at if not 0.0 < t <= float(problem.sde.T)]
+        if bad_t:
+            raise ValueError(f"--fields-at times must lie in (0, T={float(problem.sde.T):g}], got {bad_t}")
         if problem.data_shape != (2,):
             raise ValueError(f"plots need 2-D data, {problem.name} has shape {problem.data_shape}")
         results = compare.sample_solvers(problem.sde, problem.score, names, shape=(args.n, 2),

@@ -215,3 +215,32 @@ def test_cli_compare_two_targets_and_resume(tmp_path, capsys):
     assert main([*args, "--no-plots"]) == 0
     assert "(0 cells computed, 2 reused)" in capsys.readouterr().out
     assert main(["compare", "--solvers", "nope", "--out", str(tmp_path)]) == 2
+
+
+def test_cli_compare_refuses_stray_options_bad_tolerances_and_unknown_plot_metrics(tmp_path, capsys):
+    base = ["compare", "--target", "eight_gaussians", "--n", "50", "--steps", "5", "--seeds", "1",
+            "--out", str(tmp_path)]
+    cases = [
+        (["--solvers", "ddim", "--option", "dim:eta=1"], "--option names solver(s) dim that are not in the sweep"),
+        (["--solvers", "ode_dopri5", "--tolerances", "0"], "--tolerances must be positive and finite"),
+        (["--solvers", "ddim", "--plot-metric", "bogus"], "--plot-metric bogus not among the computed --metrics"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_cli_plot_refuses_unknown_metrics_empty_figure_lists_and_times_beyond_T(tmp_path, capsys):
+    run = tmp_path / "cmp"
+    assert main(["compare", "--target", "eight_gaussians", "--solvers", "ddim", "--n", "50", "--steps", "5",
+                 "--seeds", "1", "--no-plots", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["plot", "--results", str(run), "--metric", "bogus", "--out", str(tmp_path / "p")]) == 2
+    assert "metric(s) bogus not in" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+    base = ["plot", "--target", "eight_gaussians", "--n", "50", "--steps", "5", "--out", str(tmp_path / "q")]
+    assert main(base + ["--fields-at", "2"]) == 2
+    assert "--fields-at times must lie in (0, T=1]" in capsys.readouterr().err
+    assert main(base + ["--what", ""]) == 2
+    assert "--what names no figure" in capsys.readouterr().err

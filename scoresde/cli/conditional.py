@@ -87,6 +87,9 @@ def apply_conditioning(args: argparse.Namespace, score: Any, sde: Any, shape: tu
         data_shape = tuple(shape[1:])
         mask = _array(args.mask, "mask")
         observed = _array(args.observed, "observed")
+        if not bool(torch.isfinite(observed.double()).all()):
+            raise ValueError("--observed holds NaN/inf values; give finite observed values (the masked-out "
+                             "entries may be any finite number, e.g. 0)")
         if mask.numel() == observed.numel() and tuple(mask.shape) != data_shape and mask.numel() == int(torch.tensor(data_shape).prod()):
             mask, observed = mask.reshape(data_shape), observed.reshape(data_shape)
         mask = check_mask(mask, data_shape)

@@ -125,6 +125,8 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
     """Integer levels ``k`` from data on the grid ``lo + (hi - lo) k / (L - 1)`` (or already integers)."""
     import torch
 
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"--levels must be an integer >= 2, got {levels!r}")
     if not x.is_floating_point():
         return x.long()
     lo, hi = data_range

@@ -84,6 +84,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     """The run's `TrainConfig` from the recipe or ``--config``, with overrides applied."""
     from ..train import TrainConfig, digits_config, toy_config
 
+    if args.data is not None and not args.data.strip():
+        raise ValueError("--data is empty; give a data name or file (or leave it out for eight_gaussians)")
     if args.config:
         config = TrainConfig.from_json(args.config)
         if args.data is not None and args.data != config.data:
@@ -148,6 +150,13 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from ..train import Trainer
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite starts it afresh: give one")
+    if args.channel_mults:
+        try:
+            [int(v) for v in args.channel_mults.split(",")]
+        except ValueError:
+            raise ValueError(f"--channel-mults must be comma-separated integers, got {args.channel_mults!r}") from None
     config = build_config(args)
     trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints)
@@ -156,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"training {config.model.arch} ({trainer.model.num_parameters():,} parameters) on "
                   f"{config.data} with the {config.sde.name} SDE for {config.steps} steps "
                   f"from step {trainer.step} ({trainer.dist.world_size} process(es), {trainer.device})")
+        if trainer.step >= config.steps and trainer.dist.is_main:
+            print(f"the checkpoint is already at step {trainer.step} >= --steps {config.steps}: nothing to "
+                  f"train (pass a larger --steps to continue)")
         history = trainer.fit()
         if trainer.dist.is_main:
             last = next((h for h in reversed(history) if "loss" in h), None)

@@ -32,7 +32,11 @@ TOY_STEPS = 3000
 
 def _data_std(source: Any) -> float:
     x = source.sample(10_000, generator=torch.Generator().manual_seed(0)).double()
-    return float(x.std(dim=0).mean())
+    std = float(x.std(dim=0).mean()) if x.shape[0] > 1 else 0.0
+    if not std > 0.0:
+        raise ValueError("the data have no spread (fewer than 2 distinct samples): a score model needs "
+                         "a distribution to learn, not a single point")
+    return std
 
 
 def _check_ve_scale(sde_cfg: SDEConfig, source: Any) -> None:

@@ -189,3 +189,34 @@ def test_sigkill_during_an_atomic_write_leaves_a_temp_file_that_the_next_start_r
     assert main(["train", "--data", "eight_gaussians", "--out", str(run), "--steps", "8", "--resume",
                  *SMALL]) == 0
     assert not temps[0].exists() and load_checkpoint(run)["step"] == 8
+
+
+def test_cli_conflicting_or_empty_train_flags_and_pointless_resumes(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    cases = [
+        (["--resume", "--overwrite"], "--resume continues the run in --out and --overwrite starts it afresh"),
+        (["--data", ""], "--data is empty"),
+        (["--channel-mults", "1,x"], "--channel-mults must be comma-separated integers"),
+    ]
+    for extra, message in cases:
+        assert main(["train", "--steps", "2", "--out", str(out), *SMALL, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["train", "--steps", "3", "--out", str(out), *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["train", "--steps", "2", "--resume", "--out", str(out), *SMALL]) == 0
+    assert "already at step 3 >= --steps 2: nothing to train" in capsys.readouterr().out
+    one = tmp_path / "one.npy"
+    import numpy as np
+
+    np.save(one, np.ones((5, 2)))
+    assert main(["train", "--data", str(one), "--out", str(tmp_path / "one"), *SMALL]) == 2
+    assert "the data have no spread" in capsys.readouterr().err
+
+
+def test_cli_sample_refuses_nan_observations_and_likelihood_bad_levels(tmp_path: Path, capsys) -> None:
+    assert main(["sample", "--target", "eight_gaussians", "--mask", "1,0", "--observed", "nan,nan", "--n", "10",
+                 "--steps", "5", "--no-plot", "--out", str(tmp_path / "s")]) == 2
+    assert "--observed holds NaN/inf values" in capsys.readouterr().err
+    assert main(["likelihood", "--target", "eight_gaussians", "--n", "10", "--bpd", "--levels", "0",
+                 "--out", str(tmp_path / "l.csv")]) == 2
+    assert "--levels must be an integer >= 2, got 0" in capsys.readouterr().err

@@ -240,7 +240,9 @@ def run(args: argparse.Namespace) -> int:
         if args.elbo:
             bound = elbo(sde, score, x, n_samples=args.elbo_samples, eps=sde.eps if eps is None else eps, prior=prior,
                          batch_size=args.batch_size, seed=args.seed)
-    except (ValueError, TypeError, OSError) as err:  # includes the training package's CheckpointError
+    except (ValueError, TypeError) as err:  # includes the training package's CheckpointError
+        if getattr(args, "debug", False):
+            raise  # the CLI's error path prints the traceback
         print(f"scoresde likelihood: error: {err}", file=sys.stderr)
         return 2
 

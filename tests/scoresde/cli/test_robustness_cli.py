@@ -220,3 +220,11 @@ def test_cli_sample_refuses_nan_observations_and_likelihood_bad_levels(tmp_path:
     assert main(["likelihood", "--target", "eight_gaussians", "--n", "10", "--bpd", "--levels", "0",
                  "--out", str(tmp_path / "l.csv")]) == 2
     assert "--levels must be an integer >= 2, got 0" in capsys.readouterr().err
+
+
+def test_cli_likelihood_errors_show_a_traceback_with_debug(tmp_path: Path, capsys) -> None:
+    args = ["likelihood", "--target", "eight_gaussians", "--n", "10", "--atol", "0"]
+    assert main(args) == 2
+    assert "atol must be positive and finite" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="atol must be positive"):  # --debug shows the traceback
+        main(args + ["--debug"])

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
     except (ValueError, TypeError, OSError) as err:
-        print(f"scoresde compare: {err}", file=sys.stderr)
+        print(f"scoresde compare: error: {err}", file=sys.stderr)
         return 2
     out = Path(args.out)
     results = []
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 out=sub, progress=not args.no_progress, retry_failed=args.retry_failed,
                 plots=not args.no_plots)
         except (ValueError, TypeError) as err:
-            print(f"scoresde compare: {err}", file=sys.stderr)
+            print(f"scoresde compare: error: {err}", file=sys.stderr)
             return 2
         print(f"\n## {problem.name}  ({res.computed} cells computed, {res.reused} reused)\n")
         print(res.table())

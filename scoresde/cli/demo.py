@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         s = _settings(args)
         names = _pick_solvers(args.solvers, args.quick)
     except ValueError as err:
-        print(f"scoresde demo: {err}", file=sys.stderr)
+        print(f"scoresde demo: error: {err}", file=sys.stderr)
         return 2
     from .. import plotting
 

@@ -84,7 +84,7 @@ def _plot_results(args: argparse.Namespace) -> int:
     root = Path(args.results)
     files = [root / "results.json"] if (root / "results.json").is_file() else sorted(root.glob("*/results.json"))
     if not files:
-        print(f"scoresde plot: no results.json in {root} or its sub-folders", file=sys.stderr)
+        print(f"scoresde plot: error: no results.json in {root} or its sub-folders", file=sys.stderr)
         return 2
     runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     have = {k for run_ in runs for rec in run_.get("records", []) for k in rec.get("metrics", rec)}
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             title=problem.name, fields_at=args.fields_at, which=args.what, kind=args.kind,
             dpi=args.dpi)
     except (ValueError, TypeError, OSError) as err:
-        print(f"scoresde plot: {err}", file=sys.stderr)
+        print(f"scoresde plot: error: {err}", file=sys.stderr)
         return 2
     for path in files.values():
         print(path)

@@ -17,7 +17,6 @@ serve many solves (and threads).
 from __future__ import annotations
 
 import time
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from .marginals import require_marginals
 from .noise import CountedNoise, GaussianNoise, NoiseSource
 from .registry import lookup
 from .result import Solution
+from .stability import warn_if_too_coarse
 from .utils import batch_time
 
 __all__ = ["Solver", "FixedGridSolver", "SolveContext", "TrajectoryRecorder", "AfterStep", "DynamicsKind"]
@@ -377,14 +377,6 @@ class Solver:
         return f"{type(self).__name__}({opts})"
 
 
-COARSE_GRID_MEASURE = (
-    "measured with the exact score of 8 modes on a circle (std 0.05 and 0.15) under VP, sub-VP "
-    "and VE on the default grids: below it the samples' median distance from the centre exceeds "
-    "1.5 times the data's"
-)
-"""How `FixedGridSolver.fewest_steps` limits were measured (quoted in the warning)."""
-
-
 class FixedGridSolver(Solver, ABC):
     """A solver that visits exactly the given grid; subclasses implement `step` (and may `prepare`)."""
 
@@ -393,22 +385,10 @@ class FixedGridSolver(Solver, ABC):
 
         A higher-order correction evaluated across a step that spans most of the noise range
         (from ``sigma ~ 1`` to ``sigma ~ 0.01`` in one or two steps) can throw samples far past the
-        data; below this count `integrate` warns. Default 1 (never); the solvers that diverge so
-        override it with their measured limit (`COARSE_GRID_MEASURE`).
+        data; below this count `integrate` warns (`solvers.stability.warn_if_too_coarse`).
+        Default 1 (never); the solvers that diverge so override it with their measured limit.
         """
         return 1
-
-    def warn_if_too_coarse(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
-        """Warn when the grid has fewer steps than `fewest_steps` for the run's SDE."""
-        limit = self.fewest_steps(dynamics.sde)
-        if ctx.n_steps < limit:
-            warnings.warn(
-                f"{type(self).__name__} with {ctx.n_steps} step(s): its higher-order correction across "
-                f"steps this long throws samples far past the data (fewer than {limit} steps, "
-                f"{COARSE_GRID_MEASURE}); take at least {limit} steps, or use dpmpp_2m, unipc or ddim, "
-                "which stay inside the data at any step count",
-                stacklevel=5,
-            )
 
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         """Per-solve precomputation into ``ctx.memory`` before the first step; default: nothing."""
@@ -418,7 +398,7 @@ class FixedGridSolver(Solver, ABC):
         """Advance ``x: (B, *D)`` from ``t`` to ``t_next < t``; return the new state."""
 
     def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
-        self.warn_if_too_coarse(dynamics, ctx)
+        warn_if_too_coarse(type(self).__name__, self.fewest_steps(dynamics.sde), ctx.n_steps)
         self.prepare(dynamics, ctx)
         times = ctx.times
         for i in range(ctx.n_steps):

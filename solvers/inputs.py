@@ -123,9 +123,11 @@ def check_generator(generator: Any, device: torch.device) -> torch.Generator | N
     return generator
 
 
-def check_device(device: Any) -> torch.device:
+def check_device(device: Any, *, fix: str = "device='cpu'") -> torch.device:
     """``device`` (a ``torch.device``, a name such as ``"cpu"`` / ``"cuda:0"``, or ``None`` for CPU)
     as a ``torch.device`` this machine and torch build can use.
+
+    ``fix`` is the remedy the messages suggest (the CLI passes its flag's spelling).
 
     Raises:
         TypeError: not a device, a string or ``None``.
@@ -140,15 +142,17 @@ def check_device(device: Any) -> torch.device:
         dev = torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "meta":
+        raise ValueError(f"device 'meta' holds shapes, not values: nothing can be computed on it; use {fix}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"device {str(dev)!r} requested but {why}; use device='cpu'")
+            raise ValueError(f"device {str(dev)!r} requested but {why}; use {fix}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {str(dev)!r} requested but only {torch.cuda.device_count()} CUDA "
-                             "device(s) are visible")
+                             f"device(s) are visible; use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {str(dev)!r} requested but MPS is not available; use device='cpu'")
+        raise ValueError(f"device {str(dev)!r} requested but MPS is not available; use {fix}")
     return dev
 
 

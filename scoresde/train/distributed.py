@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from solvers.inputs import check_device
+
 __all__ = ["DistInfo", "setup", "resolve_device"]
 
 
@@ -77,30 +79,19 @@ class DistInfo:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` if available else ``cpu``; other names as given.
+    """``"auto"`` -> ``cuda:<local_rank>`` if available else ``cpu``; other names as given
+    (``"cuda"`` is ``cuda:<local_rank>``).
 
     Raises:
         ValueError: an unknown device name, or a device this machine or torch build lacks
-            (checked here, before any work, with the fix in the message).
+            (checked here, before any work, by `solvers.inputs.check_device`, with the fix in the
+            message).
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = ("this torch build has no CUDA support" if torch.version.cuda is None
-                   else "no CUDA GPU is visible")
-            raise ValueError(f"device {name!r} requested but {why}; use --device cpu (or auto)")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
-        if dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {dev} requested but only {torch.cuda.device_count()} CUDA "
-                             "device(s) are visible; use cuda:0 .. or --device auto")
-    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {name!r} requested but MPS is not available; use --device cpu")
+    dev = check_device(name, fix="--device cpu (or auto)")
+    if dev.type == "cuda" and dev.index is None:
+        dev = check_device(torch.device("cuda", local_rank), fix="--device cpu (or auto)")
     return dev
 
 

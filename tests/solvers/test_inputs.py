@@ -109,6 +109,8 @@ def test_device_checks(problem):
     assert check_device(None) == torch.device("cpu")
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         solvers.sample(sde, score, (4, 2), solver="ddim", steps=2, device="gpu")
+    with pytest.raises(ValueError, match="device 'meta' holds shapes, not values"):
+        solvers.sample(sde, score, (4, 2), solver="ddim", steps=2, device="meta")
     with pytest.raises(TypeError, match="device must be a torch.device"):
         solvers.sample(sde, score, (4, 2), solver="ddim", steps=2, device=123)
     if not torch.cuda.is_available():

@@ -26,9 +26,10 @@ from solvers.protocol import DiffusionSDE
 
 from ..models.embeddings import make_time_embedding
 from .checkpoint import MAGIC, load_checkpoint, save_checkpoint
+from .config import SDEConfig
 
 __all__ = ["NoisyClassifier", "train_classifier", "mixture_data", "digits_data", "save_classifier", "load_classifier",
-           "check_classifier_fits", "describe_sde"]
+           "check_classifier_fits"]
 
 
 class NoisyClassifier(nn.Module):
@@ -129,13 +130,6 @@ def train_classifier(
     return clf.eval()
 
 
-def describe_sde(sde: object) -> dict[str, Any]:
-    """``{"class": name, **parameters}`` of an SDE, as recorded with a classifier."""
-    config = getattr(sde, "config", None)
-    params = config() if callable(config) else {}
-    return {"class": type(sde).__name__, **params}
-
-
 def save_classifier(clf: NoisyClassifier, path: str | Path, *, sde: object | None = None,
                     data: str | None = None) -> Path:
     """Write the classifier's config and weights to ``path`` (a ``.pt`` file), with what it was
@@ -144,7 +138,11 @@ def save_classifier(clf: NoisyClassifier, path: str | Path, *, sde: object | Non
     The file is a verified checkpoint (`scoresde.train.checkpoint.save_checkpoint`): written
     atomically, with a SHA-256 that `load_classifier` checks.
     """
-    trained_for = {"sde": None if sde is None else describe_sde(sde), "data": data}
+    sde_config = None
+    if sde is not None:
+        recorded = SDEConfig.from_sde(sde)
+        sde_config = {"name": recorded.name, "params": recorded.params}
+    trained_for = {"sde": sde_config, "data": data}
     state = {"kind": "noisy_classifier", "config": clf.config, "state_dict": clf.state_dict(),
              "trained_for": trained_for}
     return save_checkpoint(state, path)
@@ -199,9 +197,13 @@ def check_classifier_fits(clf: NoisyClassifier, sde: object, data: str | None = 
     if not recorded:
         return
     problems = []
-    want = describe_sde(sde)
-    if recorded.get("sde") is not None and recorded["sde"] != want:
-        problems.append(f"SDE {recorded['sde']} (here: {want})")
+    if recorded.get("sde") is not None:
+        try:
+            SDEConfig(**recorded["sde"]).with_instance(sde)
+        except (ValueError, TypeError):
+            here = SDEConfig.from_sde(sde)
+            problems.append(f"SDE {recorded['sde']['name']} {recorded['sde']['params']} "
+                            f"(here: {here.name} {here.params})")
     if data is not None and recorded.get("data") is not None and recorded["data"] != data:
         problems.append(f"data {recorded['data']!r} (here: {data!r})")
     if problems:

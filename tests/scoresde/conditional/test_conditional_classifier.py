@@ -101,13 +101,13 @@ def test_a_classifier_for_another_sde_or_data_warns(trained, tmp_path) -> None:
 
     _, clf = trained
     loaded, _ = load_classifier(save_classifier(clf, tmp_path / "c.pt", sde=VP, data="eight_gaussians"))
-    assert loaded.trained_for == {"sde": {"class": "VPSDE", **VP.config()}, "data": "eight_gaussians"}
+    assert loaded.trained_for == {"sde": {"name": "vp", "params": VP.config()}, "data": "eight_gaussians"}
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_classifier_fits(loaded, sd.VPSDE(), "eight_gaussians")  # the same: silent
-    with pytest.warns(UserWarning, match="trained for SDE .*VPSDE.* \\(here: .*VESDE"):
+    with pytest.warns(UserWarning, match="trained for SDE vp .*\\(here: ve "):
         check_classifier_fits(loaded, sd.VESDE(), "eight_gaussians")
     with pytest.warns(UserWarning, match="data 'eight_gaussians' \\(here: 'ring'\\)"):
         check_classifier_fits(loaded, VP, "ring")

@@ -66,9 +66,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return atomic_write_bytes(path, MAGIC + header + payload)
 
 
-def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
-    """Read and verify a checkpoint written by `save_checkpoint`; returns the state dict."""
-    path = resolve_checkpoint(path)
+def _verified_payload(path: Path) -> bytes:
+    """The payload of the checkpoint file ``path`` after its magic bytes, header, length and
+    SHA-256 were checked (`CheckpointError` naming the file otherwise)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path} (check the path, or train one first)")
     data = path.read_bytes()
@@ -81,19 +81,30 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None
         header = json.loads(data[len(MAGIC):end])
         nbytes, digest, fmt = int(header["nbytes"]), str(header["sha256"]), int(header["format"])
     except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(
-            f"{path} has a damaged header (truncated or corrupt file): {err}{intact_older(path)}") from None
+        raise CheckpointError(f"{path} has a damaged header (truncated or corrupt file): {err}") from None
     if fmt != FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {fmt}; this version reads format {FORMAT}")
     payload = data[end + 1:]
     if len(payload) != nbytes:
         raise CheckpointError(
             f"{path} is truncated or padded: payload has {len(payload)} bytes, header says {nbytes}"
-            f"{intact_older(path)}"
         )
     if hashlib.sha256(payload).hexdigest() != digest:
-        raise CheckpointError(
-            f"{path} is corrupt: SHA-256 of the payload does not match its header{intact_older(path)}")
+        raise CheckpointError(f"{path} is corrupt: SHA-256 of the payload does not match its header")
+    return payload
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
+    """Read and verify a checkpoint written by `save_checkpoint`; returns the state dict.
+
+    A damaged file's error names the run's intact older checkpoints (`intact_older`).
+    """
+    path = resolve_checkpoint(path)
+    exists = path.is_file()
+    try:
+        payload = _verified_payload(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{intact_older(path) if exists else ''}") from None
     try:
         return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as err:  # pragma: no cover - checksum passed, so only a format bug lands here
@@ -130,14 +141,10 @@ def check_finite_weights(weights: Mapping[str, Any], path: str | Path, what: str
 def _intact(path: Path) -> bool:
     """Whether ``path`` holds a complete checkpoint whose SHA-256 matches (the payload is not unpickled)."""
     try:
-        data = path.read_bytes()
-        end = data.find(b"\n", len(MAGIC))
-        header = json.loads(data[len(MAGIC):end])
-        payload = data[end + 1:]
-        return (data.startswith(MAGIC) and len(payload) == int(header["nbytes"])
-                and hashlib.sha256(payload).hexdigest() == str(header["sha256"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        _verified_payload(path)
+    except (CheckpointError, OSError):
         return False
+    return True
 
 
 def intact_older(path: str | Path, limit: int = 3) -> str:

@@ -52,6 +52,8 @@ def _preflight(args: argparse.Namespace) -> None:
         if Path(out).is_dir():
             raise ValueError(f"--out {out} is a folder; give a file name (e.g. {Path(out) / 'out'}"
                              f"{'.csv' if args.command == 'likelihood' else '.pt'})")
+        if args.command == "likelihood" and Path(out).suffix not in (".csv", ".json", ".npy"):
+            raise ValueError(f"--out {out}: the file type is chosen by its suffix; use .csv, .json or .npy")
         check_writable_dir(Path(out).parent, "folder of --out")
 
 

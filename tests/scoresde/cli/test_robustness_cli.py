@@ -228,3 +228,9 @@ def test_cli_likelihood_errors_show_a_traceback_with_debug(tmp_path: Path, capsy
     assert "atol must be positive and finite" in capsys.readouterr().err
     with pytest.raises(ValueError, match="atol must be positive"):  # --debug shows the traceback
         main(args + ["--debug"])
+
+
+def test_cli_likelihood_out_needs_a_known_suffix(tmp_path: Path, capsys) -> None:
+    assert main(["likelihood", "--target", "eight_gaussians", "--n", "10", "--out", str(tmp_path / "lp.txt")]) == 2
+    assert "use .csv, .json or .npy" in capsys.readouterr().err
+    assert not (tmp_path / "lp.txt").exists()

@@ -39,6 +39,22 @@ def resolved_solver_settings(solver: str, grid: Any, lam: float | None, sde: Any
             "grid_given": grid is not None, "lam": spec.lam_for(lam), "dynamics": spec.dynamics_kind}
 
 
+def check_checkpoint_sde(requested: str | None, trained: str, checkpoint: str) -> None:
+    """Refuse ``--sde`` that names another SDE than the one ``checkpoint`` was trained with.
+
+    A checkpoint carries its SDE; ``--sde`` is for exact targets. Given with ``--checkpoint``
+    it must name the same SDE (case-insensitive); otherwise it was silently ignored.
+
+    Raises:
+        ValueError: ``requested`` is not ``None`` and differs from ``trained``.
+    """
+    if requested is not None and requested.lower() != trained.lower():
+        raise ValueError(
+            f"--sde {requested} does not match checkpoint {checkpoint}, which was trained with the {trained} SDE "
+            "(a checkpoint carries its own SDE: drop --sde, or pass --sde " + trained + ")"
+        )
+
+
 def versions() -> dict[str, str]:
     """Versions of Python, scoresde, torch and numpy, and the platform."""
     import numpy

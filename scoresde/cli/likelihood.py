@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._help import HelpFormatter
+from ._settings import check_checkpoint_sde
 
 #: The options that decide the per-point numbers (the sidecar's record and the resume fingerprint).
 SETTINGS = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps", "grid",
@@ -69,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint file or run directory")
     src.add_argument("--target", help="exact mixture target name (exact answer printed too)")
-    parser.add_argument("--sde", default="vp", help="SDE for --target (checkpoints carry their own)")
+    parser.add_argument("--sde", default=None, help="SDE for --target [vp]; a checkpoint carries its own (--sde, if given, must match it)")
     parser.add_argument("--data", default=None,
                         help="data file (.npy/.pt/.csv, shape (N, *D)) or data-source name; "
                              "default: --n draws of --target, or of the checkpoint's training data")
@@ -159,6 +160,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         from ..train import load_model
 
         model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        check_checkpoint_sde(args.sde, config.sde.name, args.checkpoint)
+        args.sde = config.sde.name  # what the settings record: the SDE actually used
         score = model.score_fn(sde)
         dtype = torch.float64 if args.float64 else config.torch_dtype
         if args.float64:
@@ -167,6 +170,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
     else:
         target = get_target(args.target)
+        args.sde = args.sde or "vp"
         sde = get_sde(args.sde)
         score = target.score_fn(sde)
         dtype = torch.float64 if args.float64 else torch.float32

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ._help import HelpFormatter
-from ._settings import resolved_solver_settings, sample_defaults, write_sidecar
+from ._settings import (
+    check_checkpoint_sde,
+    resolved_solver_settings,
+    sample_defaults,
+    write_sidecar,
+)
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -48,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", help="checkpoint file or run directory")
     src.add_argument("--target", help="exact Gaussian-mixture target (one with an exact score) instead "
                      "of a checkpoint")
-    parser.add_argument("--sde", default="vp", help="SDE for --target (checkpoints carry their own)")
+    parser.add_argument("--sde", default=None, help="SDE for --target [vp]; a checkpoint carries its own (--sde, if given, must match it)")
     parser.add_argument("--data", default=None,
                         help="with --checkpoint: the training data (file or folder); checked against the "
                         "checkpoint's data identity and drawn behind the samples")
@@ -150,6 +155,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--n and --steps must be positive")
     if args.checkpoint:
         model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        check_checkpoint_sde(args.sde, config.sde.name, args.checkpoint)
+        args.sde = config.sde.name  # what the settings record: the SDE actually used
         ref = None
         if args.data is not None:
             source = reference_data(config, args.data, where=f"checkpoint {args.checkpoint}")
@@ -162,6 +169,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
                            "trained_on": config.data}}
     if args.data is not None:
         raise ValueError("--data goes with --checkpoint (an exact target is its own data)")
+    args.sde = args.sde or "vp"
     target, sde = _exact_target(args.target, args.sde)
     return {"sde": sde, "score": target.score_fn(sde), "shape": (args.n, target.dim), "target": target,
             "dtype": torch.float32, "ref": None, "label": f"exact {args.target} ({args.sde})",

@@ -234,3 +234,20 @@ def test_cli_likelihood_out_needs_a_known_suffix(tmp_path: Path, capsys) -> None
     assert main(["likelihood", "--target", "eight_gaussians", "--n", "10", "--out", str(tmp_path / "lp.txt")]) == 2
     assert "use .csv, .json or .npy" in capsys.readouterr().err
     assert not (tmp_path / "lp.txt").exists()
+
+
+def test_cli_sde_that_contradicts_the_checkpoint_is_refused(tmp_path: Path, capsys) -> None:
+    # A checkpoint carries its SDE; --sde naming another one was silently ignored before.
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "2", "--sde", "ve", "--out", str(run), *SMALL]) == 0
+    capsys.readouterr()
+    for command in (["sample", "--steps", "3", "--no-plot", "--out", str(tmp_path / "s")],
+                    ["likelihood", "--out", str(tmp_path / "l.csv")]):
+        assert main([*command, "--checkpoint", str(run), "--n", "8", "--sde", "vp"]) == 2
+        err = capsys.readouterr().err
+        assert "--sde vp does not match checkpoint" in err and "trained with the ve SDE" in err, err
+        # naming the checkpoint's own SDE (any case) or leaving --sde out is fine
+        assert main([*command, "--checkpoint", str(run), "--n", "8", "--sde", "VE"]) == 0
+        assert main([*command, "--checkpoint", str(run), "--n", "8"]) == 0
+        capsys.readouterr()
+    assert json.loads((tmp_path / "s" / "samples.json").read_text())["sde"]["name"] == "ve"

@@ -1,4 +1,4 @@
-"""Help formatting shared by the ``demo``, ``compare`` and ``plot`` commands."""
+"""Help formatting shared by the ``demo``, ``compare`` and ``plot`` commands, and `output_path`."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if isinstance(default, (list, tuple)):
             default = ",".join(str(v) for v in default)
         return f"{text} (default: {default})"
+
+
+def output_path(text: str) -> str:
+    """argparse type of every ``--out``: a non-empty path (``''`` would silently mean the current folder).
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is empty or only whitespace.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; name a file or folder (an empty path would write into the current folder)")
+    return text

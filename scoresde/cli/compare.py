@@ -20,7 +20,7 @@ import solvers
 from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
-from ._help import HelpFormatter
+from ._help import HelpFormatter, output_path
 
 
 def _ints(text: str) -> list[int]:
@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exact-vs-exact pairs averaged for each noise floor")
     parser.add_argument("--plot-metric", type=_names, default=DEFAULT_PLOT_METRICS,
                         help="metrics drawn in the combined figures")
-    parser.add_argument("--out", required=True, help="output folder (resumes if it holds a run)")
+    parser.add_argument("--out", type=output_path, required=True, help="output folder (resumes if it holds a run)")
     parser.add_argument("--no-plots", action="store_true", help="write tables and data only, no figures")
     parser.add_argument("--retry-failed", action="store_true", help="recompute cells that failed before")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

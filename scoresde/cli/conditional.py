@@ -19,6 +19,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ._help import output_path
+
 
 def add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("conditioning")
@@ -121,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=2000, help="training steps")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size")
     parser.add_argument("--seed", type=int, default=0, help="seed")
-    parser.add_argument("--out", default="classifier.pt", help="output file")
+    parser.add_argument("--out", type=output_path, default="classifier.pt", help="output file")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ import solvers
 from .. import compare
 from ..sde import SDES, AffineSDE, get_sde
 from ..targets import PRESETS, GaussianMixture, get_target
-from ._help import HelpFormatter
+from ._help import HelpFormatter, output_path
 
 TARGETS_2D = [name for name in PRESETS if not name.startswith("high_dim")]
 METRICS = ("sliced_w2", "mmd")
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "network with several solvers; write trajectory plots, marginal snapshots, score and "
         "velocity fields, a GIF and a quality/NFE table to --out."
     )
-    parser.add_argument("--out", default="demo_out", help="output folder (created)")
+    parser.add_argument("--out", type=output_path, default="demo_out", help="output folder (created)")
     parser.add_argument("--target", default="eight_gaussians", choices=TARGETS_2D,
                         help="exact 2-D Gaussian-mixture target (also the training data)")
     parser.add_argument("--sde", default="vp", choices=sorted(SDES), help="forward SDE")

@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ._help import HelpFormatter
+from ._help import HelpFormatter, output_path
 from ._settings import check_checkpoint_sde
 
 #: The options that decide the per-point numbers (the sidecar's record and the resume fingerprint).
@@ -113,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--elbo-samples", type=int, default=256, help="time/noise samples per point")
     parser.add_argument("--seed", type=int, default=0, help="seed of data draws, probes, dequantization")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--out", default=None, help="write per-point results (.csv, .json or .npy)")
+    parser.add_argument("--out", type=output_path, default=None, help="write per-point results (.csv, .json or .npy)")
 
 
 def _load_data(path: str) -> Any:

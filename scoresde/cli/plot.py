@@ -24,7 +24,7 @@ import solvers
 from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
-from ._help import HelpFormatter
+from ._help import HelpFormatter, output_path
 from .compare import checkpoint_loader
 
 
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "animations for a 2-D problem sampled with several solvers; or, with --results, "
         "metric-vs-NFE and metric-vs-wall-time curves of a finished `scoresde compare` run."
     )
-    parser.add_argument("--out", required=True, help="output folder for the figures")
+    parser.add_argument("--out", type=output_path, required=True, help="output folder for the figures")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--target", default="eight_gaussians",
                      choices=[p for p in PRESETS if not p.startswith("high_dim")],

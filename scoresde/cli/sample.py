@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ._help import HelpFormatter
+from ._help import HelpFormatter, output_path
 from ._settings import (
     check_checkpoint_sde,
     resolved_solver_settings,
@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-weights", action="store_true", help="use the raw, not the EMA, weights")
     parser.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
                         help="solver option, repeatable (e.g. --option snr=0.16)")
-    parser.add_argument("--out", default="samples_out", help="output directory")
+    parser.add_argument("--out", type=output_path, default="samples_out", help="output directory")
     parser.add_argument("--format", choices=("npy", "pt"), default="npy", help="sample file format")
     parser.add_argument("--no-plot", action="store_true", help="do not write samples.png")
     from .conditional import add_conditioning_arguments

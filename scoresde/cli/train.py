@@ -17,7 +17,7 @@ import argparse
 import textwrap
 from typing import TYPE_CHECKING
 
-from ._help import HelpFormatter
+from ._help import HelpFormatter, output_path
 
 if TYPE_CHECKING:  # the training package is imported only when the command runs
     from ..train import TrainConfig
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "recipe for --data (or from --config); see docs/training.md."
     ) + "\n\nexample:\n  scoresde train --data eight_gaussians --sde vp --steps 2000 --out runs/8g"
     a = parser.add_argument
-    a("--out", required=True, help="run directory (config.json, checkpoint.pt, metrics.jsonl)")
+    a("--out", type=output_path, required=True, help="run directory (config.json, checkpoint.pt, metrics.jsonl)")
     a("--data", default=None, help="data: a 2-D toy or target name, 'digits', an (N, D) .npy/.pt/.csv "
       "file, or a folder of equal-size PNG/JPEG images [eight_gaussians]")
     a("--config", default=None, help="start from this config.json instead of the recipe")

@@ -251,3 +251,19 @@ def test_cli_sde_that_contradicts_the_checkpoint_is_refused(tmp_path: Path, caps
         assert main([*command, "--checkpoint", str(run), "--n", "8"]) == 0
         capsys.readouterr()
     assert json.loads((tmp_path / "s" / "samples.json").read_text())["sde"]["name"] == "ve"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["sample", "--target", "eight_gaussians"], ["likelihood", "--target", "eight_gaussians"],
+     ["train", "--data", "eight_gaussians"], ["plot", "--target", "eight_gaussians"],
+     ["compare", "--targets", "eight_gaussians"], ["demo"], ["train-classifier", "--target", "eight_gaussians"]],
+)
+def test_cli_empty_out_is_refused_before_any_work(command: list[str], tmp_path: Path, capsys, monkeypatch) -> None:
+    # '' used to mean the current folder: sample and plot wrote their files there.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--out", " "])
+    assert exc.value.code == 2
+    assert "argument --out: is empty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -33,7 +33,10 @@ from torch import Tensor
 
 from .sde import AffineSDE, VarPreservingSDE
 
-__all__ = ["BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "matched_prior_std", "PRIOR_KL_TOL"]
+__all__ = [
+    "BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "matched_prior_std", "PRIOR_KL_TOL",
+    "check_end_noise", "END_NOISE_RATIO",
+]
 
 Schedule = Callable[[Tensor], Tensor]
 
@@ -158,6 +161,45 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
     if warn and not res.ok:
         warnings.warn(res.message(), UserWarning, stacklevel=stacklevel)
     return res
+
+
+END_NOISE_RATIO = 0.1
+"""`check_end_noise` warns when the noise left at ``eps`` exceeds this fraction of the data's std."""
+
+
+def check_end_noise(sde: AffineSDE, data_std: float, *, ratio: float = END_NOISE_RATIO, warn: bool = True,
+                    stacklevel: int = 2) -> float:
+    """``S_eps / data_std``, the noise left at the end time as a fraction of the data's spread.
+
+    Sampling stops at ``t = eps``, where the state is the data blurred by noise of std
+    ``S_eps = sigma(eps)/alpha(eps)`` (0.0105 for the default VP SDE); the end-of-run step to
+    ``sigma = 0`` (`solvers.end`) fits one Gaussian per sample, so structure closer together
+    than a few ``S_eps`` cannot be recovered at any step count (docs/defaults.md). Data whose
+    whole spread is under ``S_eps / ratio`` is certainly in that case.
+
+    Args:
+        sde: any SDE with ``marginal_coeffs`` and ``eps``.
+        data_std: per-dimension standard deviation of the data (mean over dimensions).
+        ratio: warning threshold on ``S_eps / data_std``.
+        warn: emit a ``UserWarning`` with the numbers and the remedies above the threshold.
+        stacklevel: passed to ``warnings.warn``.
+
+    Raises:
+        ValueError: ``data_std`` not positive and finite.
+    """
+    if not (data_std > 0 and math.isfinite(data_std)):
+        raise ValueError(f"data_std must be positive and finite, got {data_std}")
+    a_e, s_e = sde.marginal_coeffs(torch.tensor([sde.eps], dtype=torch.float64))
+    s_eps = float(s_e[0] / a_e[0])
+    value = s_eps / float(data_std)
+    if warn and value > ratio:
+        warnings.warn(
+            f"the data's spread (std {data_std:.3g} per dimension) is only {1 / value:.3g}x the noise left at "
+            f"the SDE's end time eps = {sde.eps:g} (sigma/alpha = {s_eps:.3g}): samples will stay blurred at "
+            "any step count. Rescale the data to about unit spread, or use an SDE with a smaller eps "
+            "(e.g. VPSDE(eps=1e-5)) and train and sample with it",
+            UserWarning, stacklevel=stacklevel)
+    return value
 
 
 class BetaSDE(VarPreservingSDE):

@@ -21,6 +21,7 @@ import torch
 from ..data import suggest_sigma_max
 from ..losses import LossConfig
 from ..models import ModelConfig, ScoreModel
+from ..schedules import check_end_noise
 from .config import OptimConfig, SDEConfig, TrainConfig
 from .data import make_data, sample_shape
 from .trainer import EvalFn, Trainer
@@ -66,11 +67,17 @@ def toy_config(
     The warm-up is ``min(100, 10% of steps)`` and the cosine decay to 10% runs from its end to
     the last step, so short runs get a full schedule and ``--resume`` with more steps stretches
     it. ``data`` (a source, array or path) overrides ``make_data(name)``. Warns when a VE
-    ``sigma_max`` is below half the largest pairwise distance of the data.
+    ``sigma_max`` is below half the largest pairwise distance of the data, and when the data's
+    spread is within ten times the noise left at the SDE's ``eps``
+    (`scoresde.schedules.check_end_noise`).
     """
     source = make_data(name) if data is None else make_data(data)
     sde_cfg = SDEConfig(sde) if isinstance(sde, str) else SDEConfig.from_sde(sde)
     _check_ve_scale(sde_cfg, source)
+    data_std = _data_std(source)
+    sde_obj = sde_cfg.build() if isinstance(sde, str) else sde
+    if hasattr(sde_obj, "marginal_coeffs") and hasattr(sde_obj, "eps"):
+        check_end_noise(sde_obj, data_std, stacklevel=3)
     return TrainConfig(
         data=name,
         sde=sde_cfg,
@@ -79,7 +86,7 @@ def toy_config(
             data_shape=sample_shape(source),
             output="eps",
             input_scaling=True,
-            sigma_data=round(_data_std(source), 3),
+            sigma_data=round(data_std, 3),
             net={"width": 128, "depth": 2, "emb_dim": 64, "embedding": "sinusoidal"},
         ),
         loss=LossConfig(weighting="sigma2"),

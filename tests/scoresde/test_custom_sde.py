@@ -179,3 +179,24 @@ def test_a_schedule_returning_a_number_and_a_reversed_edm_range_are_named():
         sd.BetaSDE(lambda t: 1.0)
     with pytest.raises(ValueError, match="need 0 < sigma_min < sigma_max < inf, got sigma_min=80, sigma_max=1"):
         sd.EDMSDE(sigma_min=80, sigma_max=1)
+
+
+def test_data_finer_than_the_end_noise_warns_with_the_numbers() -> None:
+    # 8 modes of std 0.003 on a circle of radius 0.05: under VPSDE() (sigma/alpha = 0.0105 at
+    # eps) every solver returns modes ~1.4x too wide at any step count (docs/defaults.md).
+    from scoresde.schedules import check_end_noise
+    from scoresde.train.toy import toy_config
+
+    ang = torch.arange(8, dtype=torch.float64) * 2 * math.pi / 8
+    tiny = sd.GaussianMixture(torch.stack([0.05 * ang.cos(), 0.05 * ang.sin()], 1), 0.003)
+    data_std = float(tiny.covariance().diagonal().mean().sqrt())
+    s_eps = math.sqrt(math.expm1(0.1 * 1e-3 + 0.5 * 19.9 * 1e-3**2))  # VP: (sigma/alpha)^2 = e^B(eps) - 1
+    assert check_end_noise(sd.VPSDE(), data_std, warn=False) == pytest.approx(s_eps / data_std, rel=0.01)
+    with pytest.warns(UserWarning, match=r"only 3\.\d+x the noise left.*VPSDE\(eps=1e-5\)"):
+        toy_config("tiny", sde="vp", data=tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        toy_config("tiny", sde=sd.VPSDE(eps=1e-5), data=tiny)  # the remedy: 0.0001 / 0.035
+        toy_config("eight_gaussians", sde="vp")  # unit-scale data: silent
+    with pytest.raises(ValueError, match="data_std must be positive"):
+        check_end_noise(sd.VPSDE(), 0.0)

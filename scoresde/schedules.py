@@ -108,8 +108,8 @@ class PriorCheck:
             f"p_T is far from the prior N(0, {self.prior_std:.4g}^2 I): alpha(T) = {self.alpha_T:.4g}, "
             f"sigma(T) = {self.sigma_T:.4g}; for data of std {self.data_std:g}, KL(p_T || prior) can reach "
             f"{self.kl_bound:.3g} nats per dimension (variance mismatch alone: {self.kl_gaussian:.3g}). "
-            "Samples start from, and likelihoods are computed against, the wrong density. Fix: a "
-            "schedule that forgets the data by T (smaller alpha(T)/sigma(T)), or prior='matched' "
+            "Samples start from, and likelihoods are computed against, the wrong density. Fix: rescale "
+            "the data to about unit spread, a schedule that forgets the data by T (smaller alpha(T)/sigma(T)), or prior='matched' "
             "(with data_std=...) or prior=<std> for the Gaussian with p_T's variance."
         )
 

@@ -21,7 +21,7 @@ import torch
 from ..data import suggest_sigma_max
 from ..losses import LossConfig
 from ..models import ModelConfig, ScoreModel
-from ..schedules import check_end_noise
+from ..schedules import check_end_noise, check_prior
 from .config import OptimConfig, SDEConfig, TrainConfig
 from .data import make_data, sample_shape
 from .trainer import EvalFn, Trainer
@@ -69,7 +69,8 @@ def toy_config(
     it. ``data`` (a source, array or path) overrides ``make_data(name)``. Warns when a VE
     ``sigma_max`` is below half the largest pairwise distance of the data, and when the data's
     spread is within ten times the noise left at the SDE's ``eps``
-    (`scoresde.schedules.check_end_noise`).
+    (`scoresde.schedules.check_end_noise`) or, for other SDEs, when ``p_T`` of the data is far
+    from the prior (`scoresde.schedules.check_prior`; skipped for SDEs built with ``prior=``).
     """
     source = make_data(name) if data is None else make_data(data)
     sde_cfg = SDEConfig(sde) if isinstance(sde, str) else SDEConfig.from_sde(sde)
@@ -78,6 +79,10 @@ def toy_config(
     sde_obj = sde_cfg.build() if isinstance(sde, str) else sde
     if hasattr(sde_obj, "marginal_coeffs") and hasattr(sde_obj, "eps"):
         check_end_noise(sde_obj, data_std, stacklevel=3)
+        if sde_cfg.name != "ve" and not getattr(sde_obj, "prior_chosen", False):
+            # p_T against the prior, with the numbers (VE: the sigma_max check above)
+            probe = source.sample(2048, generator=torch.Generator().manual_seed(seed))
+            check_prior(sde_obj, data_std=float(probe.double().pow(2).mean().sqrt()), stacklevel=3)
     return TrainConfig(
         data=name,
         sde=sde_cfg,
@@ -138,12 +143,6 @@ def train_toy(
     source = make_data(name) if data is None else make_data(data)
     config = toy_config(name, sde=sde, steps=steps, seed=seed, data=source)
     config.eval_every = eval_every
-    if not isinstance(sde, str) and hasattr(sde, "marginal_coeffs") and not getattr(sde, "prior_chosen", False):
-        # An own SDE: say (with the numbers) when p_T is far from its prior before training on it.
-        from ..schedules import check_prior
-
-        probe = source.sample(2048, generator=torch.Generator().manual_seed(seed))
-        check_prior(sde, data_std=float(probe.double().pow(2).mean().sqrt()), stacklevel=3)
     trainer = Trainer(config, data=None if data is None else source, out_dir=out_dir, overwrite=True,
                       eval_fn=eval_fn,
                       progress=progress)

@@ -32,7 +32,7 @@ from .marginals import require_marginals
 from .noise import CountedNoise, GaussianNoise, NoiseSource
 from .registry import lookup
 from .result import Solution
-from .stability import warn_if_too_coarse
+from .stability import HIGHER_ORDER_TOO_COARSE, warn_if_too_coarse
 from .utils import batch_time
 
 __all__ = ["Solver", "FixedGridSolver", "SolveContext", "TrajectoryRecorder", "AfterStep", "DynamicsKind"]
@@ -390,6 +390,9 @@ class FixedGridSolver(Solver, ABC):
         """
         return 1
 
+    coarse_grid_reason: tuple[str, str] = HIGHER_ORDER_TOO_COARSE
+    """``(why, instead)`` quoted by the coarse-grid warning (`solvers.stability.warn_if_too_coarse`)."""
+
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         """Per-solve precomputation into ``ctx.memory`` before the first step; default: nothing."""
 
@@ -398,7 +401,7 @@ class FixedGridSolver(Solver, ABC):
         """Advance ``x: (B, *D)`` from ``t`` to ``t_next < t``; return the new state."""
 
     def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
-        warn_if_too_coarse(type(self).__name__, self.fewest_steps(dynamics.sde), ctx.n_steps)
+        warn_if_too_coarse(type(self).__name__, self.fewest_steps(dynamics.sde), ctx.n_steps, self.coarse_grid_reason)
         self.prepare(dynamics, ctx)
         times = ctx.times
         for i in range(ctx.n_steps):

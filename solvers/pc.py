@@ -30,10 +30,11 @@ from torch import Tensor
 
 from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .correctors import LANGEVIN_CAP, Corrector, NoneCorrector, corrector_weight, get_corrector
-from .defaults import langevin_snr, sde_solver_grid
+from .defaults import is_variance_exploding, langevin_snr, sde_solver_grid
 from .dynamics import ReverseDynamics
-from .predictors import NonePredictor, Predictor, get_predictor
+from .predictors import NonePredictor, Predictor, ReverseDiffusionPredictor, get_predictor
 from .registry import lookup
+from .stability import NOISE_TOO_COARSE
 from .utils import batch_time
 
 __all__ = ["PredictorCorrector", "ReverseDiffusion", "Ancestral", "AnnealedLangevin", "PC_SEQUENCES"]
@@ -151,6 +152,21 @@ class PredictorCorrector(FixedGridSolver):
 
     def grid_for(self, sde: object) -> str:
         return sde_solver_grid(sde)
+
+    coarse_grid_reason: tuple[str, str] = NOISE_TOO_COARSE
+
+    def fewest_steps(self, sde: object) -> int:
+        """3 with the reverse-diffusion predictor on a VE SDE, else 1 (`FixedGridSolver.fewest_steps`).
+
+        One reverse-diffusion step from ``T`` re-injects forward noise of variance
+        ``sigma_max^2 - sigma(t_1)^2``. Samples' median norm over the data's on the default grid
+        (8 modes of std 0.05 / 0.15 on circles of radius 1.5 / 2, `reverse_diffusion` and `pc`
+        alike): under VE 39.8 / 29.8 at 1 step, 1.39 / 3.00 at 2, 1.16 / 1.46 at 3; under VP
+        and sub-VP 0.82-1.10 from 1 step on.
+        """
+        if isinstance(self.predictor, ReverseDiffusionPredictor) and is_variance_exploding(sde):
+            return 3
+        return 1
 
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         if self._snr_per_sde and self.corrector_steps > 0:

@@ -223,16 +223,32 @@ COARSE_GRID_MEASURE = (
 """How the `FixedGridSolver.fewest_steps` limits were measured (quoted in the warning)."""
 
 
-def warn_if_too_coarse(name: str, limit: int, steps: int) -> None:
+HIGHER_ORDER_TOO_COARSE = (
+    "its higher-order correction across steps this long throws samples far past the data",
+    "dpmpp_2m, unipc or ddim",
+)
+"""``(why, instead)`` of the coarse-grid warning for the higher-order ODE solvers."""
+
+NOISE_TOO_COARSE = (
+    "its first step re-injects the forward noise of the whole step (std about sigma_max under VE), "
+    "which too few later steps cannot remove",
+    "ancestral, gaussian_ancestral or sde_dpmpp_2m",
+)
+"""``(why, instead)`` of the coarse-grid warning for the reverse-diffusion predictor under VE."""
+
+
+def warn_if_too_coarse(name: str, limit: int, steps: int,
+                       reason: tuple[str, str] = HIGHER_ORDER_TOO_COARSE) -> None:
     """Warn when a grid of ``steps`` steps is below solver ``name``'s ``limit``
-    (`FixedGridSolver.fewest_steps`): a higher-order correction across steps that span most of
-    the noise range throws samples past the data (docs/defaults.md, "Higher-order ODE steps on
-    very coarse grids")."""
+    (`FixedGridSolver.fewest_steps`): a step that spans most of the noise range throws samples
+    past the data (docs/defaults.md, "Higher-order ODE steps on very coarse grids").
+    ``reason = (why, instead)``: what goes wrong, and the solvers that stay inside the data at
+    any step count (`HIGHER_ORDER_TOO_COARSE`, `NOISE_TOO_COARSE`)."""
     if steps < limit:
+        why, instead = reason
         warnings.warn(
-            f"{name} with {steps} step(s): its higher-order correction across steps this long throws "
-            f"samples far past the data (fewer than {limit} steps, {COARSE_GRID_MEASURE}); take at "
-            f"least {limit} steps, or use dpmpp_2m, unipc or ddim, which stay inside the data at any "
+            f"{name} with {steps} step(s): {why} (fewer than {limit} steps, {COARSE_GRID_MEASURE}); "
+            f"take at least {limit} steps, or use {instead}, which stay inside the data at any "
             "step count",
             stacklevel=5,
         )

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from solvers.inputs import as_count, as_integer, check_seed
+
 __all__ = [
     "DEFAULT_BANDWIDTH_FACTORS",
     "sliced_wasserstein",
@@ -50,8 +52,11 @@ _MAX_ELEMENTS = 2**16
 
 
 # --- input checks ----------------------------------------------------------------------------
-def _as_samples(x: Any, name: str, *, min_n: int) -> Tensor:
-    """Validate one sample set ``(N, D)`` and return it as a floating tensor."""
+def _as_samples(x: Any, name: str, *, min_n: int, finite: bool = True) -> Tensor:
+    """Validate one sample set ``(N, D)`` and return it as a floating tensor, detached from autograd.
+
+    With ``finite=False`` NaN/inf entries are let through (the caller handles them).
+    """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
@@ -67,7 +72,8 @@ def _as_samples(x: Any, name: str, *, min_n: int) -> Tensor:
         raise ValueError(f"{name} needs at least {min_n} samples of dimension >= 1, got {tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.to(torch.float64)
-    if not bool(torch.isfinite(x).all()):
+    x = x.detach()  # every metric returns a float; in-place kernels refuse tensors that need grad
+    if finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains non-finite values (nan or inf)")
     return x
 
@@ -89,9 +95,24 @@ def _check_pair(x: Any, y: Any, *, min_n: int) -> tuple[Tensor, Tensor]:
     return x.to(dtype), y.to(dtype)
 
 
-def _check_max_elements(max_elements: int) -> None:
-    if not isinstance(max_elements, int) or max_elements < 1:
-        raise ValueError(f"max_elements must be a positive int, got {max_elements!r}")
+def _check_max_elements(max_elements: int) -> int:
+    return as_count(max_elements, "max_elements")
+
+
+def _seed(seed: Any) -> int:
+    """``seed`` as an int ``torch.Generator.manual_seed`` accepts (``None`` and ``2.5`` refused)."""
+    s = check_seed(seed)
+    if s is None:
+        raise TypeError("seed must be an integer, got None")
+    return s
+
+
+def _finite_result(value: float, what: str) -> float:
+    """``value`` if finite; otherwise the distances between the samples overflowed."""
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is {value}: the distances between the samples overflow "
+                         f"float64; rescale x and y (their entries are finite but too large)")
+    return value
 
 
 # --- sliced Wasserstein-2 --------------------------------------------------------------------
@@ -146,11 +167,18 @@ def sliced_wasserstein(
 
     Returns:
         ``SW_2`` (a distance in the units of ``x``; not its square).
+
+    Raises:
+        TypeError: ``x`` / ``y`` not tensors (or arrays), complex or bool; ``n_projections``,
+            ``max_elements`` or ``seed`` not integers.
+        ValueError: ``x`` / ``y`` not ``(N, D)`` with ``N >= 1``, different ``D``, NaN/inf
+            entries or different devices; ``n_projections`` / ``max_elements`` below 1; the
+            distance overflows float64.
     """
     x, y = _check_pair(x, y, min_n=1)
-    if not isinstance(n_projections, int) or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive int, got {n_projections!r}")
-    _check_max_elements(max_elements)
+    n_projections = as_count(n_projections, "n_projections")
+    max_elements = _check_max_elements(max_elements)
+    seed = _seed(seed)
     n, d = x.shape
     m = y.shape[0]
     # Random directions: normalised Gaussians are uniform on the sphere.
@@ -173,7 +201,7 @@ def sliced_wasserstein(
             ix, iy, width = pairing
             w2 = (px[:, ix] - py[:, iy]).square_() @ width
         total = total + w2.sum()
-    return math.sqrt(max(float(total) / n_projections, 0.0))
+    return _finite_result(math.sqrt(max(float(total) / n_projections, 0.0)), "sliced_wasserstein")
 
 
 # --- kernel two-sample statistics --------------------------------------------------------------
@@ -244,9 +272,17 @@ def median_bandwidths(
     without replacement (seeded) from the pooled ``x: (N, D)`` and ``y: (M, D)``. To compare
     several samplers on one scale, compute the bandwidths once (e.g. from two exact sample
     sets) and pass them to `mmd`.
+
+    Raises:
+        TypeError: bad ``x`` / ``y`` (as `sliced_wasserstein`); ``max_points`` or ``seed`` not
+            integers.
+        ValueError: bad ``x`` / ``y``; ``factors`` empty or not positive and finite;
+            ``max_points < 2``; a median distance that is 0 or overflows.
     """
     x, y = _check_pair(x, y, min_n=1)
-    if len(factors) < 1 or any(not (f > 0 and math.isfinite(f)) for f in factors):
+    max_points = as_integer(max_points, "max_points", minimum=2)
+    seed = _seed(seed)
+    if isinstance(factors, (int, float)) or len(factors) < 1 or any(not (f > 0 and math.isfinite(f)) for f in factors):
         raise ValueError(f"factors must be a non-empty sequence of positive numbers, got {factors!r}")
     pooled = torch.cat([x, y])
     if pooled.shape[0] > max_points:
@@ -259,6 +295,7 @@ def median_bandwidths(
     med = float(torch.median(dist))
     if not med > 0:
         raise ValueError("median pairwise distance is 0 (points coincide); pass bandwidths explicitly")
+    _finite_result(med, "the median pairwise distance")
     return tuple(float(f) * med for f in factors)
 
 
@@ -290,22 +327,37 @@ def mmd(
 
     Returns:
         ``MMD_u^2`` (squared, unbiased).
+
+    Raises:
+        TypeError: bad ``x`` / ``y`` (as `sliced_wasserstein`); ``max_elements`` or ``seed``
+            not integers.
+        ValueError: bad ``x`` / ``y`` (``N, M >= 2``); ``bandwidths`` empty, not positive and
+            finite, or so small that ``1 / (2 h^2)`` overflows; ``max_elements < 1``; the
+            value overflows float64.
     """
     x, y = _check_pair(x, y, min_n=2)
-    _check_max_elements(max_elements)
+    max_elements = _check_max_elements(max_elements)
     if bandwidths is None:
         hs = median_bandwidths(x, y, seed=seed)
     else:
-        hs = (float(bandwidths),) if isinstance(bandwidths, (int, float)) else tuple(float(h) for h in bandwidths)
+        if isinstance(bandwidths, bool):
+            raise TypeError(f"bandwidths must be positive numbers, got the boolean {bandwidths!r}")
+        if isinstance(bandwidths, (int, float, np.floating, np.integer)) or (
+                isinstance(bandwidths, Tensor) and bandwidths.ndim == 0):
+            hs = (float(bandwidths),)
+        else:
+            hs = tuple(float(h) for h in bandwidths)
         if len(hs) < 1 or any(not (h > 0 and math.isfinite(h)) for h in hs):
             raise ValueError(f"bandwidths must be positive and finite, got {bandwidths!r}")
+        if any(h * h == 0.0 or not math.isfinite(1.0 / (2.0 * h * h)) for h in hs):
+            raise ValueError(f"bandwidths {bandwidths!r} are too small: 1 / (2 h^2) overflows float64")
     kernel = _rbf_sum([1.0 / (2.0 * h * h) for h in hs])
 
     n, m = x.shape[0], y.shape[0]
     kxx = _pair_sum(x, x, kernel, same=True, max_elements=max_elements) / (n * (n - 1))
     kyy = _pair_sum(y, y, kernel, same=True, max_elements=max_elements) / (m * (m - 1))
     kxy = _pair_sum(x, y, kernel, same=False, max_elements=max_elements) / (n * m)
-    return float(kxx + kyy - 2.0 * kxy)
+    return _finite_result(float(kxx + kyy - 2.0 * kxy), "mmd")
 
 
 def energy_distance(x: Tensor, y: Tensor, *, max_elements: int = _MAX_ELEMENTS) -> float:
@@ -319,14 +371,18 @@ def energy_distance(x: Tensor, y: Tensor, *, max_elements: int = _MAX_ELEMENTS) 
     which is unbiased, so it fluctuates around 0 (possibly below) when ``x`` and ``y``
     share a law. The population value is ``>= 0`` and ``= 0`` iff the laws are equal.
     ``x: (N, D)``, ``y: (M, D)``, ``N, M >= 2``.
+
+    Raises:
+        TypeError, ValueError: bad ``x`` / ``y`` or ``max_elements`` (as `mmd`); the value
+            overflows float64.
     """
     x, y = _check_pair(x, y, min_n=2)
-    _check_max_elements(max_elements)
+    max_elements = _check_max_elements(max_elements)
     n, m = x.shape[0], y.shape[0]
     dxx = _pair_sum(x, x, torch.sqrt_, same=True, max_elements=max_elements) / (n * (n - 1))
     dyy = _pair_sum(y, y, torch.sqrt_, same=True, max_elements=max_elements) / (m * (m - 1))
     dxy = _pair_sum(x, y, torch.sqrt_, same=False, max_elements=max_elements) / (n * m)
-    return float(2.0 * dxy - dxx - dyy)
+    return _finite_result(float(2.0 * dxy - dxx - dyy), "energy_distance")
 
 
 # Mode statistics and the noise floor live in scoresde.mode_metrics; re-exported here.

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .metrics import _as_samples, _work_dtype
+from solvers.inputs import as_count, as_integer
+
+from .metrics import _as_samples, _seed, _work_dtype
 from .targets import GaussianMixture
 
 __all__ = ["mode_stats", "noise_floor"]
@@ -137,14 +139,18 @@ def noise_floor(
         n: size of each sample set (>= 2).
         repeats: number of independent pairs (>= 1).
         seed: seed of the generator.
+
+    Raises:
+        TypeError: ``metric`` / ``sample_fn`` not callable; ``n``, ``repeats`` or ``seed`` not
+            integers (``2.5`` is refused, not truncated).
+        ValueError: ``n < 2``, ``repeats < 1``; ``sample_fn`` not returning an ``(n, D)``
+            tensor; ``metric`` returning NaN/inf for two exact sets.
     """
     if not callable(metric) or not callable(sample_fn):
         raise TypeError("metric and sample_fn must be callables")
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an int >= 2, got {n!r}")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-    gen = torch.Generator().manual_seed(int(seed))
+    n = as_integer(n, "n", minimum=2)
+    repeats = as_count(repeats, "repeats")
+    gen = torch.Generator().manual_seed(_seed(seed))
     values = []
     for _ in range(repeats):
         a = sample_fn(n, gen)
@@ -152,7 +158,11 @@ def noise_floor(
         if not isinstance(a, Tensor) or a.shape[0] != n:
             got = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
             raise ValueError(f"sample_fn(n, generator) must return an ({n}, D) tensor, got {got}")
-        values.append(float(metric(a, b)))
+        value = float(metric(a, b))
+        if not math.isfinite(value):
+            raise ValueError(f"metric(a, b) returned {value} for two exact sample sets of size {n}; "
+                             "a noise floor must be finite")
+        values.append(value)
     arr = np.asarray(values, dtype=np.float64)
     std = float(arr.std(ddof=1)) if repeats > 1 else 0.0
     return float(arr.mean()), std

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .metrics import median_bandwidths, mmd, sliced_wasserstein
+from solvers.inputs import as_integer
+
+from .metrics import _as_samples, _seed, median_bandwidths, mmd, sliced_wasserstein
 from .targets import GaussianMixture
 
 __all__ = ["CombinedMetric", "STATISTICS", "median_over_seeds", "mode_frequencies", "within_mode_spread"]
@@ -39,9 +42,15 @@ __all__ = ["CombinedMetric", "STATISTICS", "median_over_seeds", "mode_frequencie
 STATISTICS: tuple[str, ...] = ("sliced_w2", "mmd", "mode_tv", "spread")
 
 
+def _check_target(target: Any, name: str = "target") -> None:
+    if not isinstance(target, GaussianMixture):
+        raise TypeError(f"{name} must be a GaussianMixture, got {type(target).__name__}")
+
+
 def _assign(x: Tensor, target: GaussianMixture) -> tuple[Tensor, Tensor]:
     """Most responsible component ``(N,)`` and scaled squared distance ``r^2: (N,)`` of ``x: (N, D)``."""
-    x = x.to(torch.float64)
+    _check_target(target)
+    x = _as_samples(x, "x", min_n=1).to(torch.float64)
     labels = target.responsibilities(x).argmax(dim=1)
     mu = target.means.to(x)[labels]
     sd = target.stds.to(x)[labels]
@@ -49,13 +58,22 @@ def _assign(x: Tensor, target: GaussianMixture) -> tuple[Tensor, Tensor]:
 
 
 def mode_frequencies(x: Tensor, target: GaussianMixture) -> Tensor:
-    """Share of ``x: (N, D)`` assigned to each component (argmax responsibility): ``(K,)``."""
+    """Share of ``x: (N, D)`` assigned to each component (argmax responsibility): ``(K,)``.
+
+    Raises:
+        TypeError: ``target`` not a `GaussianMixture`; ``x`` not a real tensor (or array).
+        ValueError: ``x`` not ``(N, D)`` with ``N >= 1`` and the target's ``D``, or NaN/inf entries.
+    """
     labels, _ = _assign(x, target)
     return torch.bincount(labels, minlength=target.n_components).to(torch.float64) / x.shape[0]
 
 
 def within_mode_spread(x: Tensor, target: GaussianMixture) -> float:
-    """``sqrt(mean_i r_i^2 / D)`` for ``x: (N, D)`` (1 for exact samples; > 1 when blurred)."""
+    """``sqrt(mean_i r_i^2 / D)`` for ``x: (N, D)`` (1 for exact samples; > 1 when blurred).
+
+    Raises:
+        TypeError, ValueError: as `mode_frequencies`.
+    """
     _, r2 = _assign(x, target)
     return float((r2.mean() / target.dim).sqrt())
 
@@ -73,19 +91,21 @@ class CombinedMetric:
     Call ``metric(x, y)`` with ``x, y: (n, D)`` (``y`` exact samples of ``p_0``) for the
     combined value; ``metric.components(x, y)`` gives the four raw statistics and
     ``metric.ratios(x, y)`` them divided by ``metric.floors``.
+
+    Raises:
+        TypeError: ``target`` not a `GaussianMixture`; ``n``, ``repeats``, ``seed`` or
+            ``mmd_n`` not integers (``2.5`` is refused, not truncated).
+        ValueError: ``n < 10``, ``repeats < 2`` or ``mmd_n < 2``.
     """
 
     def __init__(
         self, target: GaussianMixture, n: int, *, repeats: int = 32, seed: int = 0, mmd_n: int = 2000
     ) -> None:
-        if not isinstance(target, GaussianMixture):
-            raise TypeError(f"target must be a GaussianMixture, got {type(target).__name__}")
-        if not isinstance(n, int) or n < 10:
-            raise ValueError(f"n must be an int >= 10, got {n!r}")
-        if not isinstance(repeats, int) or repeats < 2:
-            raise ValueError(f"repeats must be an int >= 2, got {repeats!r}")
-        self.target, self.n, self.mmd_n = target, n, int(mmd_n)
-        gen = torch.Generator().manual_seed(int(seed))
+        _check_target(target)
+        n = as_integer(n, "n", minimum=10)
+        repeats = as_integer(repeats, "repeats", minimum=2)
+        self.target, self.n, self.mmd_n = target, n, as_integer(mmd_n, "mmd_n", minimum=2)
+        gen = torch.Generator().manual_seed(_seed(seed))
         a = target.sample(n, generator=gen, dtype=torch.float64)
         b = target.sample(n, generator=gen, dtype=torch.float64)
         m = min(self.mmd_n, n)
@@ -98,8 +118,15 @@ class CombinedMetric:
         self.floors = {k: statistics.fmean(v[k] for v in values) for k in STATISTICS}
 
     def components(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        """The four raw statistics between ``x: (N, D)`` and ``y: (M, D)``."""
-        x, y = x.to(torch.float64), y.to(torch.float64)
+        """The four raw statistics between ``x: (N, D)`` and ``y: (M, D)``; all ``inf`` when
+        either set has NaN/inf entries (a diverged sampler).
+
+        Raises:
+            TypeError: ``x`` / ``y`` not real tensors (or arrays).
+            ValueError: not ``(N, D)`` with ``N >= 1`` (``N >= 2`` for the MMD) and the target's ``D``.
+        """
+        x = _as_samples(x, "x", min_n=1, finite=False).to(torch.float64)
+        y = _as_samples(y, "y", min_n=1, finite=False).to(torch.float64)
         if x.ndim != 2 or x.shape[1] != self.target.dim or y.ndim != 2 or y.shape[1] != self.target.dim:
             raise ValueError(
                 f"x and y must be (N, {self.target.dim}); got {tuple(x.shape)} and {tuple(y.shape)}"
@@ -116,7 +143,12 @@ class CombinedMetric:
         }
 
     def ratios(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        """Each statistic divided by its floor (1.0 = as far as another exact set)."""
+        """Each statistic divided by its floor (1.0 = as far as another exact set).
+
+        Raises:
+            TypeError, ValueError: as `components`; ``x`` not of the ``n`` rows the floors are for.
+        """
+        x = _as_samples(x, "x", min_n=1, finite=False)
         if x.shape[0] != self.n:
             raise ValueError(f"this metric's floors are for n = {self.n} samples, got {x.shape[0]}")
         return {k: v / self.floors[k] for k, v in self.components(x, y).items()}
@@ -126,8 +158,13 @@ class CombinedMetric:
         return max(self.ratios(x, y).values())
 
     def exact_reference(self, seed: int) -> Tensor:
-        """An exact ``(n, D)`` float64 sample of ``p_0`` for judging run ``seed`` (fixed per seed)."""
-        return self.target.sample(self.n, generator=torch.Generator().manual_seed(30_000 + seed), dtype=torch.float64)
+        """An exact ``(n, D)`` float64 sample of ``p_0`` for judging run ``seed`` (fixed per seed).
+
+        Raises:
+            TypeError: ``seed`` not an integer.
+        """
+        gen = torch.Generator().manual_seed(_seed(30_000 + as_integer(seed, "seed")))
+        return self.target.sample(self.n, generator=gen, dtype=torch.float64)
 
 
 def median_over_seeds(
@@ -136,5 +173,19 @@ def median_over_seeds(
     """Median over ``seeds`` of ``metric(sample_fn(seed), metric.exact_reference(seed))``.
 
     ``sample_fn(seed) -> (n, D)`` draws the sample set to judge for that seed.
+
+    Raises:
+        TypeError: ``metric`` not a `CombinedMetric`, ``sample_fn`` not callable, ``seeds``
+            not a sequence of integers.
+        ValueError: ``seeds`` empty.
     """
+    if not isinstance(metric, CombinedMetric):
+        raise TypeError(f"metric must be a CombinedMetric, got {type(metric).__name__}")
+    if not callable(sample_fn):
+        raise TypeError(f"sample_fn must be a callable seed -> (n, D) samples, got {type(sample_fn).__name__}")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of integers, got {type(seeds).__name__} {seeds!r}")
+    seeds = [as_integer(s, "every seed in seeds") for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
     return statistics.median(metric(sample_fn(s), metric.exact_reference(s)) for s in seeds)

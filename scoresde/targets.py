@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.inputs import as_count, as_integer, check_device, check_dtype, check_generator
+from solvers.protocol import DiffusionSDE, HasMarginals, ScoreFn
 from solvers.utils import batch_time
 
 __all__ = [
@@ -46,6 +47,11 @@ class GaussianMixture:
         stds: ``(K,)`` isotropic or ``(K, D)`` diagonal standard deviations (> 0), or a float.
         weights: ``(K,)`` non-negative weights (normalised here); uniform if ``None``.
         name: label used in plots and tables.
+
+    Raises:
+        ValueError: ``means`` not ``(K, D)`` or not finite; ``stds`` of another shape, or not
+            finite and positive; ``weights`` not ``(K,)``, negative, NaN/inf, all zero, or with
+            a sum that overflows float64.
 
     Parameters are stored in float64; every method computes in the dtype and on the device
     of its input.
@@ -77,6 +83,8 @@ class GaussianMixture:
         w = torch.ones(k, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         if w.shape != (k,) or bool((w < 0).any()) or float(w.sum()) <= 0:
             raise ValueError(f"weights must be ({k},) non-negative with positive sum")
+        if not bool(torch.isfinite(w).all()) or not math.isfinite(float(w.sum())):
+            raise ValueError(f"weights must be finite (no NaN/inf) with a finite sum, got {w.tolist()}")
         if not torch.isfinite(mu).all():
             raise ValueError("means must be finite")
         self.means = mu
@@ -121,6 +129,14 @@ class GaussianMixture:
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"{self.name}: x must have shape (B, {self.dim}), got {got}")
+        if not x.is_floating_point():
+            raise ValueError(f"{self.name}: x must have a floating-point dtype, got {x.dtype} (use x.float())")
+
+    @staticmethod
+    def _check_sde(sde: DiffusionSDE) -> None:
+        if not isinstance(sde, HasMarginals) or not hasattr(sde, "T"):
+            raise TypeError(f"sde must be an SDE with affine marginals (marginal_coeffs(t) and T), "
+                            f"e.g. scoresde.VPSDE(); got {type(sde).__name__}")
 
     # --- sampling ------------------------------------------------------------------------
     def sample_components(
@@ -131,9 +147,17 @@ class GaussianMixture:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Draw ``n`` samples and their component labels: ``((n, D), (n,))``."""
-        if n < 1:
-            raise ValueError(f"n must be positive, got {n}")
+        """Draw ``n`` samples and their component labels: ``((n, D), (n,))``.
+
+        Raises:
+            TypeError: ``n`` not an integer (``2.5`` is refused, not truncated), ``generator``
+                not a ``torch.Generator``.
+            ValueError: ``n < 1``, ``dtype`` not floating point, an unknown ``device``.
+        """
+        n = as_count(n, "n")
+        check_generator(generator, generator.device if isinstance(generator, torch.Generator) else torch.device("cpu"))
+        dtype = check_dtype(dtype) if dtype is not None else dtype
+        device = check_device(device) if device is not None else device
         gen_device = generator.device if generator is not None else device
         labels = torch.multinomial(self.weights.to(gen_device), n, replacement=True, generator=generator)
         z = torch.randn((n, self.dim), generator=generator, dtype=torch.float64, device=gen_device)
@@ -148,7 +172,11 @@ class GaussianMixture:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """Draw ``n`` exact samples of ``p_0``: ``(n, D)``."""
+        """Draw ``n`` exact samples of ``p_0``: ``(n, D)``.
+
+        Raises:
+            TypeError, ValueError: as `sample_components`.
+        """
         return self.sample_components(n, generator=generator, dtype=dtype, device=device)[0]
 
     def sample_marginal(
@@ -161,7 +189,16 @@ class GaussianMixture:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """Draw ``n`` exact samples of the noised marginal ``p_t``: ``(n, D)``."""
+        """Draw ``n`` exact samples of the noised marginal ``p_t``: ``(n, D)``.
+
+        Raises:
+            TypeError: ``sde`` without ``marginal_coeffs``; as `sample_components`.
+            ValueError: ``t`` not a finite number in ``[0, T]``; as `sample_components`.
+        """
+        self._check_sde(sde)
+        t = float(t)
+        if not 0.0 <= t <= sde.T * (1 + 1e-7):
+            raise ValueError(f"t must be a finite time in [0, T={sde.T:g}], got {t!r}")
         x0 = self.sample(n, generator=generator, dtype=torch.float64, device=device)
         tt = torch.full((n,), float(t), dtype=torch.float64, device=x0.device)
         alpha, sigma = sde.marginal_coeffs(tt)
@@ -186,6 +223,7 @@ class GaussianMixture:
 
     def _coeffs(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> tuple[Tensor, Tensor]:
         self._check_x(x)
+        self._check_sde(sde)
         tt = batch_time(t, x)
         # One host sync per call: a single combined check; details only on the error path.
         if bool(((tt < 0.0) | (tt > sde.T * (1 + 1e-7)) | ~torch.isfinite(tt)).any()):
@@ -209,7 +247,12 @@ class GaussianMixture:
         return (resp[:, :, None] * resid / var).sum(dim=1)
 
     def score_fn(self, sde: DiffusionSDE) -> ScoreFn:
-        """The oracle score callable ``(x, t) -> grad_x log p_t(x)`` for ``sde``."""
+        """The oracle score callable ``(x, t) -> grad_x log p_t(x)`` for ``sde``.
+
+        Raises:
+            TypeError: ``sde`` has no affine marginals (``marginal_coeffs``, ``T``).
+        """
+        self._check_sde(sde)
 
         def score(x: Tensor, t: Tensor) -> Tensor:
             return self.marginal_score(x, t, sde)
@@ -217,7 +260,12 @@ class GaussianMixture:
         return score
 
     def log_prob_fn(self, sde: DiffusionSDE) -> Callable[[Tensor, Tensor], Tensor]:
-        """``(x, t) -> log p_t(x)`` for ``sde``."""
+        """``(x, t) -> log p_t(x)`` for ``sde``.
+
+        Raises:
+            TypeError: ``sde`` has no affine marginals (``marginal_coeffs``, ``T``).
+        """
+        self._check_sde(sde)
 
         def log_prob(x: Tensor, t: Tensor) -> Tensor:
             return self.marginal_log_prob(x, t, sde)
@@ -253,7 +301,12 @@ def grid_25(spacing: float = 1.0, std: float = 0.08) -> GaussianMixture:
 
 
 def ring(n: int = 12, radius: float = 1.5, std: float = 0.05) -> GaussianMixture:
-    """``n`` narrow Gaussians on a ring: thin, well-separated modes (2-D)."""
+    """``n`` narrow Gaussians on a ring: thin, well-separated modes (2-D).
+
+    Raises:
+        TypeError, ValueError: ``n`` not a positive integer.
+    """
+    n = as_count(n, "n")
     ang = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
     means = radius * torch.stack([torch.cos(ang), torch.sin(ang)], dim=1)
     return GaussianMixture(means, std, name="ring")
@@ -273,9 +326,12 @@ def checker_mixture(std: float = 0.12) -> GaussianMixture:
 
 
 def high_dim(dim: int = 16, n_components: int = 6, *, seed: int = 0, spread: float = 1.0) -> GaussianMixture:
-    """A ``dim``-dimensional mixture with random means, diagonal stds and weights (fixed ``seed``)."""
-    if dim < 1 or n_components < 1:
-        raise ValueError("dim and n_components must be positive")
+    """A ``dim``-dimensional mixture with random means, diagonal stds and weights (fixed ``seed``).
+
+    Raises:
+        TypeError, ValueError: ``dim`` or ``n_components`` not a positive integer.
+    """
+    dim, n_components = as_count(dim, "dim"), as_count(n_components, "n_components")
     g = torch.Generator().manual_seed(seed)
     means = spread * torch.randn((n_components, dim), generator=g, dtype=torch.float64)
     stds = 0.1 + 0.3 * torch.rand((n_components, dim), generator=g, dtype=torch.float64)
@@ -299,7 +355,12 @@ def sharp_25(spacing: float = 1.0, std: float = 0.04) -> GaussianMixture:
 
 def sharp_32d(dim: int = 32, n_components: int = 10, *, seed: int = 0) -> GaussianMixture:
     """``dim``-D mixture, random means and weights (fixed ``seed``), diagonal stds in
-    ``[d_min/30, d_min/20]`` with ``d_min`` the smallest distance between two means."""
+    ``[d_min/30, d_min/20]`` with ``d_min`` the smallest distance between two means.
+
+    Raises:
+        TypeError, ValueError: ``dim`` not a positive integer, ``n_components`` not an integer >= 2.
+    """
+    dim, n_components = as_count(dim, "dim"), as_integer(n_components, "n_components", minimum=2)
     g = torch.Generator().manual_seed(seed)
     means = torch.randn((n_components, dim), generator=g, dtype=torch.float64)
     d = torch.cdist(means, means) + torch.eye(n_components, dtype=torch.float64) * 1e9

@@ -26,9 +26,10 @@ from torch import Tensor
 
 import solvers
 from solvers.grids import edm_sigma, time_from_edm_sigma
-from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.inputs import check_device, check_dtype, check_generator, check_seed, check_shape
+from solvers.protocol import DiffusionSDE, HasMarginals, ScoreFn
 from solvers.result import Solution
-from solvers.utils import append_dims
+from solvers.utils import append_dims, batch_time
 
 __all__ = [
     "Denoiser",
@@ -45,6 +46,18 @@ Denoiser = Callable[[Tensor, Tensor], Tensor]
 _REL_TOL = 1e-6  # levels this close to the range ends count as inside (float32-built sigma lists)
 
 
+def _check_sde(sde: Any) -> None:
+    """Refuse an ``sde`` without affine marginals and a time range (``marginal_coeffs``, ``eps``, ``T``)."""
+    if not isinstance(sde, HasMarginals) or not (hasattr(sde, "eps") and hasattr(sde, "T")):
+        raise TypeError(f"sde must be an SDE with affine marginals (marginal_coeffs(t), eps, T), "
+                        f"e.g. scoresde.VPSDE(); got {type(sde).__name__}")
+
+
+def _check_callable(fn: Any, name: str, signature: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{name} must be a callable {signature}, got {type(fn).__name__}")
+
+
 def _sigma_range(sde: DiffusionSDE) -> tuple[float, float]:
     s = edm_sigma(sde, torch.tensor([sde.eps, sde.T], dtype=torch.float64))
     return float(s[0]), float(s[1])
@@ -58,13 +71,26 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
         sde: the SDE whose ``alpha(t), sigma(t)`` place ``D``'s noise levels in time.
 
     Returns:
-        ``score(x: (B, *D), t: (B,)) -> (B, *D)`` for every solver.
+        ``score(x: (B, *D), t: (B,)) -> (B, *D)`` for every solver (``t`` may also be a
+        float or 0-d).
+
+    Raises:
+        TypeError: ``denoiser`` not callable, ``sde`` without affine marginals; (when called)
+            a denoiser output that is not a tensor.
+        ValueError: (when called) ``t`` not 0-d or ``(B,)``; a denoiser output of another
+            shape than ``x``.
     """
+    _check_callable(denoiser, "denoiser", "D(x_edm, sigma_edm) -> tensor")
+    _check_sde(sde)
 
     def score(x: Tensor, t: Tensor) -> Tensor:
-        alpha, sigma = sde.marginal_coeffs(t.to(dtype=x.dtype, device=x.device))
+        alpha, sigma = sde.marginal_coeffs(batch_time(t, x))
         a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
         d = denoiser(x / a, sigma / alpha)
+        if not isinstance(d, Tensor) or d.shape != x.shape:
+            got = tuple(d.shape) if isinstance(d, Tensor) else type(d).__name__
+            raise ValueError(f"denoiser(x, sigma) must return a tensor of the shape of x, "
+                             f"{tuple(x.shape)}; got {got}")
         return (a * d - x) / (s * s)
 
     return score
@@ -73,6 +99,8 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
 def _times(sde: DiffusionSDE, sigma: Tensor) -> Tensor:
     """Times ``(N,)`` float64 of noise levels ``sigma: (N,) > 0``; raises outside the SDE's range."""
     lo, hi = _sigma_range(sde)
+    if not bool(torch.isfinite(sigma).all()):
+        raise ValueError(f"noise levels must be finite, got {sigma.tolist()}")
     s_min, s_max = float(sigma.min()), float(sigma.max())
     if s_min < lo * (1 - _REL_TOL) or s_max > hi * (1 + _REL_TOL):
         raise ValueError(
@@ -98,16 +126,26 @@ def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
         ``D(x_edm: (B, *D), sigma_edm: (B,) or 0-d) -> (B, *D)``.
 
     Raises:
-        ValueError: (when called) for a noise level outside ``[sigma_edm(eps), sigma_edm(T)]``.
+        TypeError: ``score`` not callable, ``sde`` without affine marginals; (when called)
+            ``x_edm`` not a tensor of shape ``(B, *D)``.
+        ValueError: (when called) for a noise level outside ``[sigma_edm(eps), sigma_edm(T)]``
+            or NaN/inf, ``sigma`` not 0-d or ``(B,)``.
     """
+    _check_callable(score, "score", "(x, t) -> tensor")
+    _check_sde(sde)
     cache: dict[float, float] = {}
 
     def denoiser(x_edm: Tensor, sigma: Tensor) -> Tensor:
+        if not isinstance(x_edm, Tensor) or x_edm.ndim < 1:
+            got = tuple(x_edm.shape) if isinstance(x_edm, Tensor) else type(x_edm).__name__
+            raise TypeError(f"x_edm must be a tensor of shape (B, *D), got {got}")
         sig = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
         if sig.numel() == 1:
             sig = sig.expand(x_edm.shape[0])
         if sig.shape != (x_edm.shape[0],):
             raise ValueError(f"sigma must be 0-d or ({x_edm.shape[0]},), got {tuple(sig.shape)}")
+        if not bool(torch.isfinite(sig).all()):  # a NaN level would miss the cache and run at eps
+            raise ValueError(f"noise levels must be finite, got {sig.tolist()}")
         new = sorted({float(v) for v in sig.tolist()} - set(cache) - {0.0})
         if new:
             for v, tv in zip(new, _times(sde, torch.tensor(new, dtype=torch.float64)).tolist(), strict=True):
@@ -136,7 +174,13 @@ def times_from_sigmas(sde: DiffusionSDE, sigmas: Tensor | Sequence[float]) -> tu
         ``(ts, final_denoise)``: the decreasing float64 times of the positive sigmas, and
         whether the list ended in 0 (then the last move is the denoiser, ``x = D(x, sigma_n)``,
         which is what k-diffusion's step to ``sigma = 0`` computes).
+
+    Raises:
+        TypeError: ``sde`` without affine marginals.
+        ValueError: ``sigmas`` not strictly decreasing, with fewer than 2 positive levels, or
+            outside the SDE's range.
     """
+    _check_sde(sde)
     s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu().reshape(-1)
     if s.numel() < 2 or not bool((s[1:] < s[:-1]).all()):
         raise ValueError("sigmas must be a strictly decreasing list of at least 2 noise levels")
@@ -181,18 +225,32 @@ def sample_sigmas(
 
     Returns:
         The ``Solution`` of ``solvers.sample`` with ``samples`` in EDM units.
+
+    Raises:
+        TypeError: ``sde`` without affine marginals; ``x`` not a tensor; ``seed`` /
+            ``generator`` / ``shape`` of the wrong type (``seed=2.5`` is refused, not truncated).
+        ValueError: bad ``sigmas`` (`times_from_sigmas`); neither ``x`` nor ``shape``; both
+            ``seed`` and ``generator``; a non-floating ``dtype``, an unknown ``device``; and
+            whatever ``solvers.sample`` refuses (unknown solver or options, NaN ``x``, ...).
     """
     ts, final = times_from_sigmas(sde, sigmas)
     s0 = float(torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)[0])
+    seed = check_seed(seed)
+    dtype = check_dtype(dtype) if dtype is not None else None
+    device = check_device(device) if device is not None else None
     if x is None:
         if shape is None:
             raise ValueError("give x (the start in EDM units) or shape")
+        shape = check_shape(shape)
         if seed is not None and generator is not None:
             raise ValueError("pass either seed or generator, not both")
-        dev = torch.device("cpu") if device is None else torch.device(device)
-        gen = generator if generator is not None else solvers.noise.make_generator(seed, dev)
-        x = s0 * torch.randn(tuple(shape), generator=gen, dtype=dtype or torch.get_default_dtype(), device=dev)
+        dev = torch.device("cpu") if device is None else device
+        gen = check_generator(generator, dev) if generator is not None else solvers.noise.make_generator(seed, dev)
+        x = s0 * torch.randn(shape, generator=gen, dtype=dtype or torch.get_default_dtype(), device=dev)
         generator, seed = gen, None
+    elif not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape (B, *D) (the start in EDM units), "
+                        f"got {type(x).__name__}")
     x = x.to(dtype=dtype or x.dtype, device=device or x.device)
     a = sde.marginal_coeffs(ts[[0, -1]].to(x.dtype))[0].tolist()
     res = solvers.sample(sde, score, solver=solver, grid=ts, x_T=a[0] * x, denoise=final, seed=seed,

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from solvers.dynamics import ReverseDynamics
+from solvers.inputs import as_count, check_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 __all__ = ["ReverseTorchSDE", "TorchsdeBrownianNoise", "NOISE_TYPES"]
@@ -54,6 +55,12 @@ class ReverseTorchSDE(nn.Module):
     Attributes:
         noise_type, sde_type: what torchsde reads.
         dynamics: the ``solvers.ReverseDynamics`` it wraps (``dynamics.nfe`` counts score calls).
+
+    Raises:
+        TypeError: ``data_shape`` not a sequence of integers (``2.5`` is refused, not
+            truncated); ``sde`` / ``score`` refused by ``solvers.ReverseDynamics``.
+        ValueError: ``data_shape`` empty or with a size below 1; unknown ``noise_type`` /
+            ``sde_type``; ``lam`` negative or not finite.
     """
 
     def __init__(self, sde: DiffusionSDE, score: ScoreFn, *, data_shape: Sequence[int], lam: float = 1.0,
@@ -66,32 +73,55 @@ class ReverseTorchSDE(nn.Module):
         if not (lam >= 0 and math.isfinite(lam)):
             raise ValueError(f"lam must be finite and >= 0, got {lam}")
         self.noise_type, self.sde_type = noise_type, sde_type
-        self.data_shape = tuple(int(d) for d in data_shape)
+        if isinstance(data_shape, (str, bytes)) or not hasattr(data_shape, "__iter__"):
+            raise TypeError(f"data_shape must be a tuple of positive integers (the shape of one sample), "
+                            f"got {type(data_shape).__name__} {data_shape!r}")
+        self.data_shape = tuple(as_count(d, "every size in data_shape") for d in data_shape)
+        if not self.data_shape:
+            raise ValueError("data_shape must hold at least one size (the shape D of one sample, e.g. (2,))")
         self.dim = math.prod(self.data_shape)
         self.sde, self.lam = sde, float(lam)
         self.dynamics = ReverseDynamics(sde, score, self.lam)
 
     # --- conversions ------------------------------------------------------------------
     def state(self, x: Tensor) -> Tensor:
-        """``x: (B, *D) -> y: (B, d)``."""
+        """``x: (B, *D) -> y: (B, d)``.
+
+        Raises:
+            TypeError: ``x`` not a tensor.
+            ValueError: ``x`` not of shape ``(B, *data_shape)``.
+        """
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (B, *{self.data_shape}), got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"x must have shape (B, *{self.data_shape}), got {tuple(x.shape)}")
         return x.reshape(x.shape[0], self.dim)
 
     def unstate(self, y: Tensor) -> Tensor:
-        """``y: (..., B, d) -> (..., B, *D)`` (also for ``sdeint``'s stacked output)."""
+        """``y: (..., B, d) -> (..., B, *D)`` (also for ``sdeint``'s stacked output).
+
+        Raises:
+            ValueError: ``y``'s last dimension is not ``d = prod(data_shape)``.
+        """
+        if y.ndim < 1 or y.shape[-1] != self.dim:
+            raise ValueError(f"y must have shape (..., B, {self.dim}) (d = prod(data_shape={self.data_shape})), "
+                             f"got {tuple(y.shape)}")
         return y.reshape(*y.shape[:-1], *self.data_shape)
 
     @staticmethod
     def times(ts: Tensor | Sequence[float]) -> Tensor:
-        """Our decreasing times ``t`` -> torchsde's increasing ``s = -t`` (exact)."""
+        """Our decreasing times ``t`` -> torchsde's increasing ``s = -t`` (exact).
+
+        Raises:
+            ValueError: ``ts`` not a non-empty 1-D strictly decreasing grid.
+        """
         s = -torch.as_tensor(ts, dtype=torch.float64)
-        if s.ndim != 1 or not bool((s[1:] > s[:-1]).all()):
+        if s.ndim != 1 or s.numel() == 0 or not bool((s[1:] > s[:-1]).all()):
             raise ValueError("ts must be a 1-D strictly decreasing grid of times (from T down to eps)")
         return s
 
-    def _t(self, s: Tensor, y: Tensor) -> Tensor:
-        return (-s).to(dtype=y.dtype, device=y.device).expand(y.shape[0])
+    def _t(self, s: Tensor | float, y: Tensor) -> Tensor:
+        return (-torch.as_tensor(s)).to(dtype=y.dtype, device=y.device).expand(y.shape[0])
 
     # --- torchsde interface ------------------------------------------------------------
     def f(self, s: Tensor, y: Tensor) -> Tensor:
@@ -100,6 +130,9 @@ class ReverseTorchSDE(nn.Module):
 
     def g(self, s: Tensor, y: Tensor) -> Tensor:
         """Diffusion ``lam g(-s)``: ``(B, d)`` (diagonal) or ``(B, d, d)`` (additive)."""
+        if y.ndim != 2 or y.shape[1] != self.dim:
+            raise ValueError(f"y must have shape (B, {self.dim}) (d = prod(data_shape={self.data_shape})), "
+                             f"got {tuple(y.shape)}")
         gt = self.dynamics.diffusion(self._t(s, y))  # (B,), includes lam
         diag = gt[:, None].expand(y.shape[0], self.dim)
         return diag if self.noise_type == "diagonal" else torch.diag_embed(diag)
@@ -115,14 +148,27 @@ class TorchsdeBrownianNoise:
     Args:
         bm: e.g. ``torchsde.BrownianInterval(t0=-T, t1=-eps, size=(B, d), dtype=..., entropy=seed)``.
         generator: for ``normal()`` draws (solvers that also need fresh Gaussians).
+
+    Raises:
+        TypeError: ``bm`` not callable, ``generator`` not a ``torch.Generator`` or ``None``.
+        ValueError: (in `increment`) an increment with another number of entries than the state.
     """
 
     def __init__(self, bm: object, generator: torch.Generator | None = None) -> None:
+        if not callable(bm):
+            raise TypeError(f"bm must be a torchsde Brownian object called as bm(s_a, s_b), got {type(bm).__name__}")
+        if generator is not None:
+            check_generator(generator, generator.device if isinstance(generator, torch.Generator) else torch.device("cpu"))
         self.bm, self.generator = bm, generator
 
     def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
         a, b = sorted((-float(t_from), -float(t_to)))
-        return self.bm(a, b).reshape(like.shape).to(like.dtype)  # type: ignore[operator]
+        w: Tensor = self.bm(a, b)
+        if w.numel() != like.numel():
+            raise ValueError(f"bm(s_a, s_b) returned {tuple(w.shape)} ({w.numel()} entries) for a state of shape "
+                             f"{tuple(like.shape)}; create the Brownian object with size=(B, d) = "
+                             f"({like.shape[0]}, {like[0].numel()})")
+        return w.reshape(like.shape).to(like.dtype)
 
     def normal(self, like: Tensor) -> Tensor:
         return torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device)

@@ -299,3 +299,97 @@ def test_bad_inputs_raise_clear_errors() -> None:
         metrics.noise_floor(metrics.mmd, sample, 10, repeats=0)
     with pytest.raises(ValueError, match="sample_fn"):
         metrics.noise_floor(metrics.mmd, lambda n, g: torch.randn(n + 1, 2), 10)
+
+
+# --- fuzzed bad inputs (each used to fail deep in torch or return a wrong value silently) ------
+def test_integer_options_refuse_floats_and_accept_numpy_ints():
+    x, y = torch.randn(20, 2, generator=_gen(0)), torch.randn(30, 2, generator=_gen(1))
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        metrics.sliced_wasserstein(x, y, seed=2.5)  # was silently truncated to 2
+    with pytest.raises(TypeError, match="n_projections must be an integer"):
+        metrics.sliced_wasserstein(x, y, n_projections=True)  # was a raw torch.randn TypeError
+    with pytest.raises(ValueError, match="max_points must be an integer >= 2"):
+        metrics.median_bandwidths(x, y, max_points=-5)  # was silently pooled[:-5]
+    with pytest.raises(TypeError, match="max_points must be an integer"):
+        metrics.median_bandwidths(x, y, max_points=2.5)  # was a raw slice-index TypeError
+    ref = metrics.sliced_wasserstein(x, y, n_projections=5, max_elements=100)
+    assert metrics.sliced_wasserstein(x, y, n_projections=np.int64(5), max_elements=np.int64(100)) == ref
+
+
+def test_mmd_bandwidth_scalars_and_tiny_bandwidths():
+    x, y = torch.randn(20, 2, generator=_gen(0)), torch.randn(30, 2, generator=_gen(1))
+    ref = metrics.mmd(x, y, bandwidths=1.0)
+    # 0-d tensors / NumPy scalars used to raise "iteration over a 0-d tensor" / "not iterable".
+    assert metrics.mmd(x, y, bandwidths=torch.tensor(1.0)) == ref
+    assert metrics.mmd(x, y, bandwidths=np.float32(1.0)) == ref
+    with pytest.raises(ValueError, match="too small"):
+        metrics.mmd(x, y, bandwidths=1e-200)  # was ZeroDivisionError
+    with pytest.raises(TypeError, match="boolean"):
+        metrics.mmd(x, y, bandwidths=True)  # was silently h = 1.0
+
+
+def test_metrics_accept_inputs_that_require_grad():
+    x = torch.randn(20, 2, generator=_gen(0)).requires_grad_()
+    y = torch.randn(30, 2, generator=_gen(1))
+    # mmd used to raise "functions with out=... arguments don't support automatic differentiation".
+    assert metrics.mmd(x, y, bandwidths=1.0) == metrics.mmd(x.detach(), y, bandwidths=1.0)
+
+
+def test_overflowing_distances_raise():
+    x = torch.full((5, 2), 1e200, dtype=torch.float64)
+    y = torch.zeros(5, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="overflow"):
+        metrics.sliced_wasserstein(x, y)  # was inf
+    with pytest.raises(ValueError, match="overflow"):
+        metrics.energy_distance(x, y)  # was nan
+    with pytest.raises(ValueError, match="overflow"):
+        metrics.mmd(x, y)  # was ZeroDivisionError
+
+
+def test_noise_floor_bad_inputs():
+    mix = targets.eight_gaussians()
+
+    def sample(n: int, g: torch.Generator) -> torch.Tensor:
+        return mix.sample(n, generator=g)
+
+    with pytest.raises(ValueError, match="returned nan"):
+        metrics.noise_floor(lambda a, b: float("nan"), sample, 10)  # was (nan, nan)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        metrics.noise_floor(metrics.sliced_wasserstein, sample, 10, seed=2.5)
+    assert metrics.noise_floor(metrics.sliced_wasserstein, sample, np.int64(10), repeats=2) == (
+        metrics.noise_floor(metrics.sliced_wasserstein, sample, 10, repeats=2))
+
+
+def test_quality_helpers_bad_inputs():
+    from scoresde.quality import (
+        CombinedMetric,
+        median_over_seeds,
+        mode_frequencies,
+        within_mode_spread,
+    )
+
+    mix = targets.eight_gaussians()
+    with pytest.raises(ValueError, match="non-finite"):
+        mode_frequencies(torch.full((5, 2), float("nan")), mix)  # NaN rows went to component 0
+    with pytest.raises(ValueError, match="at least 1 samples"):
+        within_mode_spread(torch.zeros(0, 2), mix)  # was nan
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        mode_frequencies(None, mix)  # was AttributeError
+    with pytest.raises(TypeError, match="GaussianMixture"):
+        mode_frequencies(torch.zeros(5, 2), None)  # was AttributeError
+    with pytest.raises(ValueError, match="mmd_n must be an integer >= 2"):
+        CombinedMetric(mix, 10, repeats=2, mmd_n=-3)  # used x[:-3] silently
+    metric = CombinedMetric(mix, 10, repeats=2)
+    y = mix.sample(10, generator=_gen(0))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        metric(None, y)  # was AttributeError
+    with pytest.raises(TypeError, match="real-valued"):
+        metric(y.to(torch.complex64), y)  # imaginary part was dropped with a warning
+    assert metric(y.numpy(), y) == metric(y, y)  # arrays used to raise AttributeError
+    assert metric(torch.full((10, 2), float("nan")), y) == float("inf")  # unchanged
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        metric.exact_reference(2.5)  # was a RuntimeError from manual_seed
+    with pytest.raises(ValueError, match="at least one seed"):
+        median_over_seeds(metric, lambda s: y, seeds=[])  # was StatisticsError
+    with pytest.raises(TypeError, match="CombinedMetric"):
+        median_over_seeds(None, lambda s: y)  # was AttributeError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,3 +128,53 @@ def test_presets_are_valid():
     w = sd.targets.grid_25().weights
     assert float(w.max() / w.min()) > 3  # unequal weights, by design
     assert math.isclose(float(sd.targets.eight_gaussians().means.norm(dim=1).mean()), 2.0)
+
+
+def test_bad_weights_are_refused():
+    # NaN / inf weights, or a sum overflowing float64, used to give NaN or zero weights silently.
+    for w in ([float("nan"), 1.0], [float("inf"), 1.0], [1e308, 1e308]):
+        with pytest.raises(ValueError, match="weights must be finite"):
+            GaussianMixture([[0.0], [1.0]], 1.0, w)
+
+
+def test_sample_refuses_bad_n_generator_dtype_device():
+    target = sd.targets.eight_gaussians()
+    with pytest.raises(TypeError, match="n must be an integer"):
+        target.sample(2.5)  # was a TypeError from torch.multinomial naming num_samples
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        target.sample(0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        target.sample(3, generator=3)  # was AttributeError: 'int' has no attribute 'device'
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        target.sample(3, dtype=torch.int64)  # was silently rounded integer samples
+    with pytest.raises(ValueError, match="unknown device"):
+        target.sample(3, device="bogus")  # was a RuntimeError from torch
+    assert target.sample(np.int64(3)).shape == (3, 2)
+
+
+def test_sample_marginal_refuses_bad_t_and_sde():
+    target, sde = sd.targets.eight_gaussians(), sd.VPSDE()
+    with pytest.raises(ValueError, match=r"t must be a finite time in \[0, T=1\]"):
+        target.sample_marginal(3, sde, float("nan"))  # was NaN samples
+    with pytest.raises(TypeError, match="sde must be an SDE"):
+        target.sample_marginal(3, None, 0.5)  # was AttributeError
+    with pytest.raises(TypeError, match="sde must be an SDE"):
+        target.score_fn("vp")  # was AttributeError on the first call
+
+
+def test_integer_x_is_refused():
+    # int64 x used to cast the means to int64 too: truncated means, NaN scores.
+    target = sd.targets.eight_gaussians()
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        target.log_prob(torch.zeros(4, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        target.marginal_score(torch.zeros(4, 2, dtype=torch.int64), 0.5, sd.VPSDE())
+
+
+def test_preset_sizes_must_be_positive_integers():
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        sd.targets.ring(0)  # was ZeroDivisionError
+    with pytest.raises(TypeError, match="n must be an integer"):
+        sd.targets.ring(2.5)  # was silently 3 components
+    with pytest.raises(TypeError, match="dim must be an integer"):
+        sd.targets.high_dim(2.5)

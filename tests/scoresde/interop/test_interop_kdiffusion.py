@@ -118,3 +118,38 @@ def test_sigma_list_without_final_zero_returns_edm_units(kd) -> None:
     ours = sample_sigmas(sde, score, sig, "edm_heun", x=x.clone())
     torch.testing.assert_close(ours.samples, theirs, rtol=1e-12, atol=1e-12)  # float64 round-off
     assert ours.nfe == 2 * (len(sig) - 1)
+
+
+def test_fuzzed_bad_arguments() -> None:
+    sde = sd.VPSDE()
+    score = sd.targets.two_gaussians().score_fn(sde)
+    x, t = torch.randn(4, 2), torch.full((4,), 0.5)
+    with pytest.raises(TypeError, match="denoiser must be a callable"):
+        score_from_denoiser(None, sde)  # failed only when called
+    with pytest.raises(TypeError, match="sde must be an SDE"):
+        score_from_denoiser(lambda x, s: x, "vp")  # was AttributeError when called
+    with pytest.raises(TypeError, match="sde must be an SDE"):
+        times_from_sigmas(None, [5.0, 1.0])  # was AttributeError
+    with pytest.raises(ValueError, match="shape of x"):
+        score_from_denoiser(lambda x, s: x[:, :1], sde)(x, t)  # was broadcast silently
+    with pytest.raises(ValueError, match=r"t must be a scalar or have shape \(4,\)"):
+        score_from_denoiser(lambda x, s: x, sde)(x, t[:3])  # was a RuntimeError from broadcasting
+    assert score_from_denoiser(lambda x, s: x, sde)(x, 0.5).shape == (4, 2)  # was AttributeError
+    den = denoiser_from_score(score, sde)
+    with pytest.raises(ValueError, match="finite"):
+        den(x, torch.full((4,), float("nan")))  # NaN levels missed the cache and ran at t = eps
+    with pytest.raises(TypeError, match="x_edm must be a tensor"):
+        den([[0.0, 0.0]], 1.0)  # was AttributeError
+    sig = [5.0, 2.0, 1.0, 0.0]
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        sample_sigmas(sde, score, sig, shape=(4, 2), seed=2.5)  # was truncated to 2
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        sample_sigmas(sde, score, sig, shape=(4, 2), generator=3)  # was a raw torch.randn TypeError
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        sample_sigmas(sde, score, sig, shape=(4, 2), dtype=torch.int64)  # was NotImplementedError
+    with pytest.raises(ValueError, match="unknown device"):
+        sample_sigmas(sde, score, sig, shape=(4, 2), device="bogus")  # was RuntimeError
+    with pytest.raises(TypeError, match="every size in shape must be an integer"):
+        sample_sigmas(sde, score, sig, shape=(4, 2.5))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        sample_sigmas(sde, score, sig, x=[[0.0, 0.0]])  # was AttributeError

@@ -76,3 +76,32 @@ def test_bad_arguments() -> None:
     x = torch.randn(2, 1, 4, 4, dtype=F64)
     assert rev_img.unstate(rev_img.state(x)).shape == x.shape
     assert rev_img.g(torch.tensor(-0.5, dtype=F64), rev_img.state(x)).shape == (2, 16)
+
+
+def test_fuzzed_bad_arguments() -> None:
+    sde = sd.VPSDE()
+    score = sd.targets.two_gaussians().score_fn(sde)
+    with pytest.raises(TypeError, match="data_shape"):
+        ReverseTorchSDE(sde, score, data_shape=(2.5,))  # was silently truncated to (2,)
+    with pytest.raises(ValueError, match="data_shape"):
+        ReverseTorchSDE(sde, score, data_shape=(0,))  # was accepted (d = 0)
+    with pytest.raises(ValueError, match="data_shape"):
+        ReverseTorchSDE(sde, score, data_shape=())
+    rev = ReverseTorchSDE(sde, score, data_shape=(2,))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        rev.state([[0.0, 0.0]])  # was AttributeError
+    with pytest.raises(ValueError, match=r"\(\.\.\., B, 2\)"):
+        rev.unstate(torch.zeros(4, 3))  # was RuntimeError from reshape
+    with pytest.raises(ValueError, match=r"\(\.\.\., B, 2\)"):
+        rev.f(torch.tensor(-0.5), torch.zeros(4, 3))  # was RuntimeError from reshape
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        rev.g(torch.tensor(-0.5), torch.zeros(4, 3))  # was a (4, 2) diffusion for a (4, 3) state
+    with pytest.raises(ValueError, match="decreasing"):
+        rev.times([])  # was an empty grid
+    assert rev.f(-0.5, torch.zeros(4, 2)).shape == (4, 2)  # a float time: was AttributeError
+    with pytest.raises(TypeError, match="bm must be"):
+        TorchsdeBrownianNoise(None)  # failed only at the first increment
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        TorchsdeBrownianNoise(lambda a, b: torch.zeros(8), generator=3)
+    with pytest.raises(ValueError, match="size="):
+        TorchsdeBrownianNoise(lambda a, b: torch.zeros(7)).increment(0.5, 0.4, torch.zeros(4, 2))

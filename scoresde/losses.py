@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from solvers.inputs import as_integer, check_device, check_dtype
 from solvers.protocol import DiffusionSDE
 from solvers.utils import append_dims
 
@@ -71,8 +72,34 @@ def _check(weighting: str, reduce: str) -> None:
         raise ValueError(f"unknown reduce {reduce!r}; valid: {', '.join(REDUCTIONS)}")
 
 
+def _real(value: Any, name: str) -> float:
+    """``value`` as a float; strings and non-numbers raise ``TypeError`` naming ``name``."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a number, got the string {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}") from None
+
+
+def _sigma_data(sigma_data: Any) -> float:
+    """``sigma_data`` as a finite positive float (EDM's data standard deviation)."""
+    sd = _real(sigma_data, "sigma_data")
+    if not (math.isfinite(sd) and sd > 0):
+        raise ValueError(f"sigma_data (the data standard deviation) must be finite and > 0, got {sigma_data!r}")
+    return sd
+
+
+def _check_generator(generator: Any) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        hint = "; an integer seed goes in torch.Generator().manual_seed(seed)" if isinstance(generator, int) else ""
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}{hint}")
+
+
 def _t_min(sde: DiffusionSDE, t_min: float | None) -> float:
-    lo = sde.eps if t_min is None else float(t_min)
+    if not all(hasattr(sde, a) for a in ("marginal_coeffs", "eps", "T")):
+        raise TypeError(f"sde must be a DiffusionSDE (e.g. scoresde.VPSDE()), got {type(sde).__name__}")
+    lo = sde.eps if t_min is None else _real(t_min, "t_min")
     if not 0.0 < lo < sde.T:
         raise ValueError(f"t_min must lie in (0, T={sde.T:g}), got {lo}")
     return lo
@@ -82,13 +109,19 @@ def loss_weight(sde: DiffusionSDE, t: Tensor, weighting: str = "sigma2", *, sigm
     """``w(t)/sigma(t)^2``, the factor multiplying ``||eps_theta - z||^2``; ``t: (B,) -> (B,)``.
 
     ``sigma_data`` is used only by ``"edm"``.
+
+    Raises:
+        ValueError: an unknown ``weighting``, or (``"edm"``) ``sigma_data`` not finite and > 0.
+        TypeError: ``t`` is not a tensor.
     """
     _check(weighting, "mean")
+    if not isinstance(t, Tensor):
+        raise TypeError(f"t must be a torch.Tensor of times (B,), got {type(t).__name__}")
     if weighting == "sigma2":
         return torch.ones_like(t)
     alpha, sigma = sde.marginal_coeffs(t)
     if weighting == "edm":
-        return edm_loss_weight(sigma / alpha, sigma_data) * (sigma / alpha) ** 2
+        return edm_loss_weight(sigma / alpha, _sigma_data(sigma_data)) * (sigma / alpha) ** 2
     if weighting == "likelihood":
         return sde.diffusion(t) ** 2 / sigma**2
     return sigma ** (-2)
@@ -104,6 +137,11 @@ class ImportanceTimeSampler:
     Args:
         sde: the forward SDE; ``weighting``: one of `WEIGHTINGS`.
         t_min: lower end (default ``sde.eps``); ``n_grid``: table size.
+
+    Raises:
+        ValueError: an unknown ``weighting``, ``t_min`` outside ``(0, T)``, ``n_grid < 2``,
+            ``sigma_data`` not finite and > 0.
+        TypeError: ``sde`` is not an SDE; `NotAnIntegerError`: ``n_grid`` not an integer.
     """
 
     def __init__(
@@ -111,9 +149,8 @@ class ImportanceTimeSampler:
         n_grid: int = 4097, sigma_data: float = 1.0,
     ) -> None:
         _check(weighting, "mean")
-        if n_grid < 2:
-            raise ValueError(f"n_grid must be >= 2, got {n_grid}")
-        self.sde, self.weighting, self.sigma_data = sde, weighting, float(sigma_data)
+        n_grid = as_integer(n_grid, "n_grid", minimum=2)
+        self.sde, self.weighting, self.sigma_data = sde, weighting, _sigma_data(sigma_data)
         self.t_min, self.T = _t_min(sde, t_min), float(sde.T)
         u = torch.linspace(math.log(self.t_min), math.log(self.T), n_grid, dtype=torch.float64)
         t = torch.exp(u)
@@ -136,7 +173,13 @@ class ImportanceTimeSampler:
         return self._tables[device]
 
     def density(self, t: Tensor) -> Tensor:
-        """Exact density ``q(t)`` of `sample` (float64), ``t: (B,) -> (B,)``."""
+        """Exact density ``q(t)`` of `sample` (float64), ``t: (B,) -> (B,)``.
+
+        Raises:
+            TypeError: ``t`` is not a tensor.
+        """
+        if not isinstance(t, Tensor):
+            raise TypeError(f"t must be a torch.Tensor of times (B,), got {type(t).__name__}")
         u, _, p = self._on(t.device)
         tt = t.detach().to(torch.float64)
         k = torch.clamp(torch.searchsorted(u, torch.log(tt), right=True) - 1, 0, len(p) - 1)
@@ -146,10 +189,18 @@ class ImportanceTimeSampler:
         self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Return ``(t, weight)``, each ``(n,)``: ``E_q[weight * f(t)] = E_U[h(t) f(t)]``."""
-        dev = torch.device(device) if device is not None else (
+        """Return ``(t, weight)``, each ``(n,)``: ``E_q[weight * f(t)] = E_U[h(t) f(t)]``.
+
+        Raises:
+            NotAnIntegerError: ``n`` is not an integer. ValueError: ``n < 0``, a non-floating
+                ``dtype``, an unknown / unavailable ``device``.
+            TypeError: ``generator`` is not a ``torch.Generator``.
+        """
+        n = as_integer(n, "n", minimum=0)
+        _check_generator(generator)
+        dev = check_device(device) if device is not None else (
             generator.device if generator is not None else torch.device("cpu"))
-        dtype = torch.get_default_dtype() if dtype is None else dtype
+        dtype = check_dtype(dtype)
         u, cdf, p = self._on(dev)
         r = torch.rand(n, generator=generator, dtype=torch.float64, device=dev)
         # Invert the piecewise-linear CDF: find the bin, then interpolate u within it.
@@ -190,9 +241,29 @@ def dsm_per_sample(
     ``t`` is weighted as a uniform draw); otherwise they are drawn from ``generator``:
     ``t`` first, then ``z``. ``sampler`` reuses a prebuilt importance table. ``sigma_data``
     is used only by ``weighting="edm"``.
+
+    Raises:
+        ValueError: an unknown ``weighting`` / ``reduce``, ``t_min`` outside ``(0, T)``,
+            ``sigma_data`` not finite and > 0, ``x0`` without a batch dimension or empty,
+            ``t`` / ``z`` / the model output of the wrong shape.
+        TypeError: ``x0``, ``t`` or ``z`` not a tensor (or ``x0`` not floating point), a
+            ``generator`` that is not a ``torch.Generator``, a ``sampler`` that is not an
+            `ImportanceTimeSampler`, or a model that does not return a tensor.
     """
     _check(weighting, reduce)
     lo = _t_min(sde, t_min)
+    sigma_data = _sigma_data(sigma_data)
+    if not isinstance(x0, Tensor) or not x0.is_floating_point():
+        what = f"a {x0.dtype} tensor" if isinstance(x0, Tensor) else type(x0).__name__
+        raise TypeError(f"x0 must be a floating-point torch.Tensor (B, *D), got {what}")
+    if x0.ndim < 1 or x0.shape[0] < 1:
+        raise ValueError(f"x0 must have shape (B, *D) with B >= 1, got {tuple(x0.shape)}")
+    for name, value in (("t", t), ("z", z)):
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor or None, got {type(value).__name__}")
+    _check_generator(generator)
+    if sampler is not None and not isinstance(sampler, ImportanceTimeSampler):
+        raise TypeError(f"sampler must be an ImportanceTimeSampler or None, got {type(sampler).__name__}")
     b = x0.shape[0]
     if t is None:
         if importance:
@@ -215,10 +286,11 @@ def dsm_per_sample(
     # Forward-noise the data with the SDE's marginal: x_t = alpha x0 + sigma z.
     alpha, sigma = sde.marginal_coeffs(t)
     x_t = append_dims(alpha, x0.ndim) * x0 + append_dims(sigma, x0.ndim) * z
-    if _is_model(model):
-        eps_hat = model(x_t, t, sde, "eps")
-    else:
-        eps_hat = -append_dims(sigma, x0.ndim) * model(x_t, t)
+    out = model(x_t, t, sde, "eps") if _is_model(model) else model(x_t, t)
+    if not isinstance(out, Tensor) or out.shape != x0.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"the model must return one value per entry of x0, shape {tuple(x0.shape)}; got {got}")
+    eps_hat = out if _is_model(model) else -append_dims(sigma, x0.ndim) * out
     sq = (eps_hat - z).pow(2).reshape(b, -1)
     per_sample = sq.mean(dim=1) if reduce == "mean" else sq.sum(dim=1)
     return coef * per_sample
@@ -243,7 +315,13 @@ def eps_loss(model: nn.Module | Callable[[Tensor, Tensor], Tensor], sde: Diffusi
 
 @dataclass
 class LossConfig:
-    """Loss options saved with a training run (see the module docstring)."""
+    """Loss options saved with a training run (see the module docstring).
+
+    Raises:
+        ValueError: an unknown ``weighting`` / ``reduce``, ``t_min`` not a finite number > 0
+            (checked against ``T`` when the loss is built), ``sigma_data`` not finite and > 0.
+        TypeError: ``importance`` not a bool, ``t_min`` / ``sigma_data`` not numbers.
+    """
 
     weighting: str = "sigma2"
     importance: bool = False
@@ -253,6 +331,13 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check(self.weighting, self.reduce)
+        if not isinstance(self.importance, bool):
+            raise TypeError(f"importance must be True or False, got {self.importance!r}")
+        if self.t_min is not None:
+            lo = _real(self.t_min, "t_min")
+            if not (math.isfinite(lo) and lo > 0):
+                raise ValueError(f"t_min must be a finite time > 0 (or None for sde.eps), got {self.t_min!r}")
+        _sigma_data(self.sigma_data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -294,8 +379,20 @@ def edm_time_sample(
     ``sigma_edm = sigma/alpha`` is inverted by bisection (``solvers.grids.time_from_edm_sigma``);
     levels outside ``[sigma_edm(eps), sigma_edm(T)]`` are clipped to the ends. Pass the result
     as ``t=`` to `dsm_per_sample` (with ``weighting="edm"``) for EDM's training objective.
+
+    Raises:
+        NotAnIntegerError: ``n`` is not an integer. ValueError: ``n < 0``, ``p_mean`` not
+            finite, ``p_std`` not finite and >= 0, a non-floating ``dtype``.
+        TypeError: ``generator`` is not a ``torch.Generator``.
     """
     from solvers.grids import time_from_edm_sigma
 
+    n = as_integer(n, "n", minimum=0)
+    if not math.isfinite(_real(p_mean, "p_mean")):
+        raise ValueError(f"p_mean must be finite, got {p_mean!r}")
+    if not (math.isfinite(_real(p_std, "p_std")) and p_std >= 0):
+        raise ValueError(f"p_std must be finite and >= 0, got {p_std!r}")
+    _check_generator(generator)
+    dtype = check_dtype(dtype)
     z = torch.randn(n, generator=generator, dtype=torch.float64)
     return time_from_edm_sigma(sde, torch.exp(p_mean + p_std * z)).to(dtype)

@@ -8,12 +8,53 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["check_mask", "check_observed", "check_matrix", "check_scale", "check_noise_std"]
+from solvers.inputs import as_integer
+
+__all__ = [
+    "as_tensor",
+    "check_mask",
+    "check_observed",
+    "check_finite_observed",
+    "check_matrix",
+    "check_scale",
+    "check_noise_std",
+    "check_data_std",
+    "check_data_shape",
+]
+
+
+def as_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor:
+    """``torch.as_tensor(value, dtype=dtype)``, or a ``TypeError`` naming ``name`` (``None``, strings, ...)."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array or tensor, got {type(value).__name__} {value!r}")
+    try:
+        return torch.as_tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a numeric array or tensor, got {type(value).__name__} ({err})") from None
+
+
+def check_data_shape(data_shape: Any) -> tuple[int, ...]:
+    """``data_shape`` (``*D`` of one sample) as a tuple of positive ints.
+
+    Raises:
+        TypeError: not a sequence; `NotAnIntegerError`: a size that is not an integer.
+        ValueError: empty, or a size below 1.
+    """
+    if isinstance(data_shape, (str, bytes)) or not hasattr(data_shape, "__iter__"):
+        raise TypeError(f"data_shape must be a tuple of sizes such as (2,), got {data_shape!r}")
+    sizes = tuple(as_integer(s, "every size in data_shape", minimum=1) for s in data_shape)
+    if not sizes:
+        raise ValueError("data_shape must name at least one size, e.g. (2,)")
+    return sizes
 
 
 def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
-    """A boolean ``mask`` of shape ``data_shape`` (True = observed) with some but not all entries set."""
-    m = torch.as_tensor(mask)
+    """A boolean ``mask`` of shape ``data_shape`` (True = observed) with some but not all entries set.
+
+    Raises:
+        TypeError: not an array. ValueError: not 0/1, the wrong shape, none or all observed.
+    """
+    m = as_tensor(mask, "mask")
     if m.dtype != torch.bool:
         if m.is_floating_point() and not bool(((m == 0) | (m == 1)).all()):
             raise ValueError("mask must be boolean (or 0/1): True marks an observed coordinate")
@@ -33,7 +74,7 @@ def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
 
 def check_observed(observed: Any, data_shape: tuple[int, ...]) -> Tensor:
     """Observed values, shape ``data_shape`` (entries outside the mask are ignored), finite."""
-    y = torch.as_tensor(observed, dtype=torch.float64) if not isinstance(observed, Tensor) else observed
+    y = as_tensor(observed, "observed", torch.float64) if not isinstance(observed, Tensor) else observed
     if tuple(y.shape) != tuple(data_shape):
         raise ValueError(
             f"observed has shape {tuple(y.shape)}, expected the data shape {tuple(data_shape)} "
@@ -42,9 +83,15 @@ def check_observed(observed: Any, data_shape: tuple[int, ...]) -> Tensor:
     return y
 
 
+def check_finite_observed(y: Tensor, name: str = "observed") -> None:
+    """Raise ``ValueError`` if the values ``y`` (a one-off check at construction) hold NaN or inf."""
+    if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+        raise ValueError(f"{name} contains NaN or infinite values; observations must be finite")
+
+
 def check_matrix(A: Any, dim: int, y: Any | None = None) -> tuple[Tensor, Tensor | None]:
     """A measurement matrix ``A: (M, dim)`` with ``1 <= M`` and a measurement ``y: (M,)``."""
-    a = torch.as_tensor(A, dtype=torch.float64)
+    a = as_tensor(A, "measurement matrix A", torch.float64)
     if a.ndim != 2 or a.shape[1] != dim or a.shape[0] < 1:
         raise ValueError(
             f"measurement matrix A must have shape (M, {dim}) to act on {dim}-dimensional data, "
@@ -54,7 +101,7 @@ def check_matrix(A: Any, dim: int, y: Any | None = None) -> tuple[Tensor, Tensor
         raise ValueError("measurement matrix A contains NaN or inf")
     if y is None:
         return a, None
-    yy = torch.as_tensor(y, dtype=torch.float64)
+    yy = as_tensor(y, "measurement y", torch.float64)
     if tuple(yy.shape) != (a.shape[0],):
         raise ValueError(f"measurement y must have shape ({a.shape[0]},) to match A {tuple(a.shape)}, got {tuple(yy.shape)}")
     if not bool(torch.isfinite(yy).all()):
@@ -75,4 +122,16 @@ def check_noise_std(noise_std: float) -> float:
     s = float(noise_std)
     if not math.isfinite(s) or s < 0:
         raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
+    return s
+
+
+def check_data_std(data_std: float) -> float:
+    """A finite, positive prior standard deviation ``d`` (ΠGDM's Gaussian prior).
+
+    Raises:
+        ValueError: NaN, infinite or ``<= 0`` (``0`` makes the twist's covariance singular).
+    """
+    s = float(data_std)
+    if not math.isfinite(s) or s <= 0:
+        raise ValueError(f"data_std must be finite and > 0, got {data_std!r}")
     return s

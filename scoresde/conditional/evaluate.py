@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from solvers.inputs import as_count, as_integer, check_seed
 from solvers.protocol import DiffusionSDE
 
 from .. import metrics
@@ -34,7 +35,13 @@ SampleFn = Callable[[int, torch.Generator], Tensor]
 
 
 def as_full_cov(mixture: GaussianMixture | FullCovMixture) -> FullCovMixture:
-    """The same mixture as a `FullCovMixture` (diagonal covariances made explicit)."""
+    """The same mixture as a `FullCovMixture` (diagonal covariances made explicit).
+
+    Raises:
+        TypeError: neither a `GaussianMixture` nor a `FullCovMixture`.
+    """
+    if not isinstance(mixture, (GaussianMixture, FullCovMixture)):
+        raise TypeError(f"mixture must be a GaussianMixture or FullCovMixture, got {type(mixture).__name__}")
     if isinstance(mixture, FullCovMixture):
         return mixture
     return FullCovMixture(mixture.means, torch.diag_embed(mixture.stds**2), mixture.weights, name=mixture.name)
@@ -66,6 +73,12 @@ class ConditionalReference:
         n: sample-set size.
         repeats: exact pairs for the floors.
         seed: of the reference and floor draws.
+
+    Raises:
+        TypeError: ``mixture`` not a mixture; `NotAnIntegerError`: ``n``, ``repeats`` or
+            ``seed`` not an integer.
+        ValueError: ``n < 2``, ``repeats < 1`` (the floors would be 0 and every ratio
+            meaningless), a seed outside ``torch.Generator``'s range, ``t`` outside ``[0, T]``.
     """
 
     mixture: GaussianMixture | FullCovMixture
@@ -76,6 +89,9 @@ class ConditionalReference:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.n = as_integer(self.n, "n", minimum=2)
+        self.repeats = as_count(self.repeats, "repeats")
+        self.seed = check_seed(as_integer(self.seed, "seed"))  # type: ignore[assignment]
         self.full = as_full_cov(self.mixture)
         g = torch.Generator().manual_seed(self.seed)
         self.ref = self.draw(self.n, g)
@@ -106,7 +122,17 @@ class ConditionalReference:
         }
 
     def evaluate(self, x: Tensor) -> dict[str, float]:
-        """Ratios to the floors for samples ``x: (N, D)`` of the conditional, and ``combined`` (worst)."""
+        """Ratios to the floors for samples ``x: (N, D)`` of the conditional, and ``combined`` (worst).
+
+        Non-finite samples score ``inf`` everywhere.
+
+        Raises:
+            TypeError: ``x`` not a tensor. ValueError: ``x`` not ``(N, D)`` with ``N >= 1``.
+        """
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor (N, {self.full.dim}), got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != self.full.dim:
+            raise ValueError(f"x must be samples (N, {self.full.dim}) with N >= 1, got {tuple(x.shape)}")
         if not bool(torch.isfinite(x).all()):
             return {"sw": float("inf"), "mmd": float("inf"), "modes": float("inf"), "spread": float("inf"),
                     "combined": float("inf")}

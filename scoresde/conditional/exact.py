@@ -25,14 +25,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from solvers.inputs import NotAnIntegerError, as_integer
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import batch_time
 
 from ..targets import GaussianMixture
-from .checks import check_mask, check_matrix, check_noise_std, check_observed
+from .checks import as_tensor, check_mask, check_matrix, check_noise_std, check_observed
 from .gaussians import FullCovMixture
 
 __all__ = ["ObservedCoordinates", "condition_on_measurement", "ClassMixture"]
+
+
+def _check_mixture(mixture: Any) -> None:
+    if not isinstance(mixture, GaussianMixture):
+        raise TypeError(f"mixture must be a scoresde.targets.GaussianMixture, got {type(mixture).__name__}")
 
 
 def _log_normal_diag(y: Tensor, mu: Tensor, var: Tensor) -> Tensor:
@@ -50,9 +56,16 @@ class ObservedCoordinates:
 
     Attributes:
         conditional: ``p(x_u | x_o = y_o)`` as a `GaussianMixture` over the free coordinates.
+
+    Raises:
+        TypeError: ``mixture`` not a `GaussianMixture`; ``mask`` / ``observed`` not arrays.
+        ValueError: a bad ``mask`` (see `check_mask`), ``observed`` of another shape or not
+            finite at the masked positions. The methods raise ``ValueError`` for states whose
+            shape is not ``(B, D)`` (``(B, D_u)`` free coordinates for `embed`).
     """
 
     def __init__(self, mixture: GaussianMixture, mask: Any, observed: Any) -> None:
+        _check_mixture(mixture)
         self.mixture = mixture
         self.mask = check_mask(mask, (mixture.dim,))
         y = check_observed(observed, (mixture.dim,)).to(torch.float64)
@@ -68,12 +81,22 @@ class ObservedCoordinates:
             mixture.means[:, u], mixture.stds[:, u], torch.softmax(logw, 0), name=f"{mixture.name}|x_o"
         )
 
+    def _check_state(self, x: Tensor, name: str = "x") -> None:
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.mixture.dim:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be full states (B, {self.mixture.dim}), got {got}")
+
     def free(self, x: Tensor) -> Tensor:
         """The free (unobserved) coordinates ``(B, D_u)`` of ``x: (B, D)``."""
+        self._check_state(x)
         return x[:, ~self.mask.to(x.device)]
 
     def embed(self, x_free: Tensor, x_obs: Tensor | None = None) -> Tensor:
         """Full ``(B, D)`` states from free coordinates ``(B, D_u)``; observed ones = ``x_obs`` or ``y``."""
+        n_free = int((~self.mask).sum())
+        if not isinstance(x_free, Tensor) or x_free.ndim != 2 or x_free.shape[1] != n_free:
+            got = tuple(x_free.shape) if isinstance(x_free, Tensor) else type(x_free).__name__
+            raise ValueError(f"x_free must be the free coordinates (B, {n_free}), got {got}")
         b = x_free.shape[0]
         out = torch.empty((b, self.mixture.dim), dtype=x_free.dtype, device=x_free.device)
         m = self.mask.to(x_free.device)
@@ -110,6 +133,7 @@ class ObservedCoordinates:
         Free part: the conditional mixture's noised score; observed part:
         ``(alpha y_o - x_o) / sigma^2`` (the forward transition from ``y_o``).
         """
+        self._check_state(x)
         tt = batch_time(t, x)
         m = self.mask.to(x.device)
         out = torch.empty_like(x)
@@ -140,8 +164,11 @@ def condition_on_measurement(mixture: GaussianMixture, A: Any, y: Any, noise_std
         A `FullCovMixture` (covariances singular when ``noise_std = 0``).
 
     Raises:
-        ValueError: on shapes that do not match, or a rank-deficient noiseless ``A``.
+        TypeError: ``mixture`` not a `GaussianMixture`; ``A`` / ``y`` not numeric arrays.
+        ValueError: on shapes that do not match, NaN / inf in ``A`` or ``y``, a negative or
+            non-finite ``noise_std``, or a rank-deficient noiseless ``A``.
     """
+    _check_mixture(mixture)
     a, yy = check_matrix(A, mixture.dim, y)
     assert yy is not None
     sy = check_noise_std(noise_std)
@@ -176,12 +203,21 @@ class ClassMixture:
     Class-conditional sampling with the exact ``p_t(c | x)`` is classifier guidance
     (Dhariwal & Nichol 2021; Song et al. 2021, eq. 14): ``grad log p_t(x | c) =
     grad log p_t(x) + grad log p_t(c | x)``.
+
+    Raises:
+        TypeError: ``mixture`` not a `GaussianMixture`, ``classes`` not integers (``0.5`` is
+            refused, not truncated).
+        ValueError: not one class per component, or classes not ``0 .. C-1`` each used.
     """
 
     def __init__(self, mixture: GaussianMixture, classes: Sequence[int] | Tensor) -> None:
-        c = torch.as_tensor(classes, dtype=torch.long)
-        if c.shape != (mixture.n_components,):
-            raise ValueError(f"classes must give one class per component: shape ({mixture.n_components},), got {tuple(c.shape)}")
+        _check_mixture(mixture)
+        raw = as_tensor(classes, "classes")
+        if raw.shape != (mixture.n_components,):
+            raise ValueError(f"classes must give one class per component: shape ({mixture.n_components},), got {tuple(raw.shape)}")
+        if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
+            raise TypeError(f"classes must be integers 0 .. C-1, got {raw.dtype} values")
+        c = raw.to(torch.long)
         n = int(c.max()) + 1
         if int(c.min()) < 0 or torch.bincount(c, minlength=n).min() == 0:
             raise ValueError("classes must be 0 .. C-1, each used by at least one component")
@@ -191,10 +227,15 @@ class ClassMixture:
         self.class_weights = torch.zeros(n, dtype=torch.float64).index_add_(0, c, mixture.weights)
 
     def check_label(self, label: int) -> int:
-        """Return ``label`` as an int, or raise naming the valid classes."""
-        if isinstance(label, bool) or not isinstance(label, int | torch.Tensor) or not 0 <= int(label) < self.n_classes:
+        """Return ``label`` as an int (Python, NumPy or one-element torch integer), or raise
+        ``ValueError`` naming the valid classes (a float such as ``1.7`` is refused, not truncated)."""
+        try:
+            c = as_integer(label, "label")
+        except NotAnIntegerError:
+            c = -1
+        if not 0 <= c < self.n_classes:
             raise ValueError(f"unknown class {label!r}; valid classes are 0 .. {self.n_classes - 1}")
-        return int(label)
+        return c
 
     def conditional(self, label: int) -> GaussianMixture:
         """``p(x | c = label)``: the components of that class, weights renormalised."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from solvers.inputs import NotAnIntegerError, as_count, as_integer
 from solvers.protocol import ScoreFn
 
 from .checks import check_scale
@@ -30,8 +31,18 @@ ConditionalScore = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``score(x: (B, *D), t: (B,), labels: (B,)) -> (B, *D)``; ``labels == null`` is unconditional."""
 
 
+def _n_classes(n_classes: int | None) -> int | None:
+    """``n_classes`` as a positive int, or ``None``."""
+    return None if n_classes is None else as_count(n_classes, "n_classes")
+
+
 def _check_label(label: int, n_classes: int | None) -> int:
-    if isinstance(label, bool) or not isinstance(label, int) or label < 0:
+    """``label`` as a non-negative int (NumPy / one-element torch integers too) below ``n_classes``."""
+    try:
+        label = as_integer(label, "label")
+    except NotAnIntegerError:
+        raise ValueError(f"unknown class {label!r}; classes are non-negative ints") from None
+    if label < 0:
         raise ValueError(f"unknown class {label!r}; classes are non-negative ints")
     if n_classes is not None and label >= n_classes:
         raise ValueError(f"unknown class {label}; valid classes are 0 .. {n_classes - 1}")
@@ -48,13 +59,21 @@ class ClassifierGuidance:
         label: the class to sample.
         scale: guidance scale ``w >= 0`` (1 = the exact conditional with an exact classifier).
         n_classes: number of classes, to reject unknown labels up front (optional).
+
+    Raises:
+        ValueError: an unknown ``label`` (negative, not an integer, ``>= n_classes``), a
+            ``scale`` that is negative or not finite, ``n_classes < 1``; at call time a
+            classifier output that is not ``(B, C)`` or has no class ``label``.
+        TypeError: ``score`` or ``classifier`` not callable.
     """
 
     def __init__(
         self, score: ScoreFn, classifier: Classifier, label: int, scale: float = 1.0, *, n_classes: int | None = None
     ) -> None:
+        if not callable(score) or not callable(classifier):
+            raise TypeError("score and classifier must be callables (x, t) -> tensor")
         self.score, self.classifier = score, classifier
-        self.label = _check_label(label, n_classes)
+        self.label = _check_label(label, _n_classes(n_classes))
         self.scale = check_scale(scale)
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
@@ -82,6 +101,13 @@ class ClassifierFreeGuidance:
         scale: ``w >= 0`` (0 = the plain conditional score).
         null_label: the label meaning "no class" (the network's dropout label).
         n_classes: number of real classes, to reject unknown labels (optional).
+
+    Raises:
+        ValueError: an unknown ``label``; ``null_label`` equal to ``label`` or (with
+            ``n_classes``) one of the real classes ``0 .. n_classes-1``; a ``scale`` that is
+            negative or not finite.
+        TypeError: ``score`` not callable; `NotAnIntegerError`: ``null_label`` not an integer
+            (``1.5`` is refused, not truncated).
     """
 
     def __init__(
@@ -93,12 +119,19 @@ class ClassifierFreeGuidance:
         null_label: int,
         n_classes: int | None = None,
     ) -> None:
+        if not callable(score):
+            raise TypeError("score must be a callable (x, t, labels) -> tensor")
         self.score = score
+        n_classes = _n_classes(n_classes)
         self.label = _check_label(label, n_classes)
-        if label == null_label:
+        null_label = as_integer(null_label, "null_label")
+        if self.label == null_label:
             raise ValueError(f"label {label} is the null label; pick a real class")
+        if n_classes is not None and 0 <= null_label < n_classes:
+            raise ValueError(f"null_label {null_label} is one of the real classes 0 .. {n_classes - 1}; "
+                             f"it must be the network's 'no class' label (usually n_classes = {n_classes})")
         self.scale = check_scale(scale)
-        self.null_label = int(null_label)
+        self.null_label = null_label
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         b = x.shape[0]

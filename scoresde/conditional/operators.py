@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checks import check_mask, check_matrix
+from solvers.inputs import as_count
+
+from .checks import as_tensor, check_data_shape, check_mask, check_matrix
 
 __all__ = ["MaskOperator", "MatrixOperator", "colorization_matrix", "as_operator"]
 
@@ -26,8 +28,8 @@ class MaskOperator:
     """
 
     def __init__(self, mask: Any, data_shape: tuple[int, ...] | None = None) -> None:
-        m = torch.as_tensor(mask)
-        self.mask = check_mask(m, tuple(m.shape) if data_shape is None else data_shape)
+        m = as_tensor(mask, "mask")
+        self.mask = check_mask(m, tuple(m.shape) if data_shape is None else check_data_shape(data_shape))
         self.data_shape = tuple(self.mask.shape)
         self.m = int(self.mask.sum())
 
@@ -52,10 +54,18 @@ class MatrixOperator:
     Args:
         A: ``(M, D_flat)``.
         data_shape: ``*D`` of one state (default ``(D_flat,)``).
+
+    Raises:
+        TypeError: ``A`` not a numeric array, ``data_shape`` not a tuple of ints.
+        ValueError: ``A`` not ``(M, prod(D))`` with ``M >= 1``, or with NaN / inf entries.
     """
 
     def __init__(self, A: Any, data_shape: tuple[int, ...] | None = None) -> None:
-        a = torch.as_tensor(A, dtype=torch.float64)
+        a = as_tensor(A, "measurement matrix A", torch.float64)
+        if data_shape is not None:
+            data_shape = check_data_shape(data_shape)
+        if a.ndim != 2:
+            raise ValueError(f"measurement matrix A must have shape (M, D), got {tuple(a.shape)}")
         dim = a.shape[-1] if data_shape is None else int(torch.tensor(data_shape).prod())
         self.A, _ = check_matrix(a, dim)
         self.data_shape = (dim,) if data_shape is None else tuple(data_shape)
@@ -81,7 +91,7 @@ def as_operator(A: Any, data_shape: tuple[int, ...]) -> MaskOperator | MatrixOpe
         if A.data_shape != tuple(data_shape):
             raise ValueError(f"operator acts on data of shape {A.data_shape}, not {tuple(data_shape)}")
         return A
-    t = torch.as_tensor(A)
+    t = as_tensor(A, "A (a mask or a measurement matrix)")
     if t.dtype == torch.bool:
         return MaskOperator(t, tuple(data_shape))
     return MatrixOperator(t, tuple(data_shape))
@@ -93,9 +103,12 @@ def colorization_matrix(height: int, width: int, channels: int = 3) -> Tensor:
     States are ``(C, H, W)`` flattened channel-first. Its rows are orthogonal, so in the
     orthonormal basis of Song et al. 2021 (App. I.3) colorization is imputation of one
     coordinate per pixel.
+
+    Raises:
+        NotAnIntegerError: a size that is not an integer. ValueError: a size below 1.
     """
-    if min(height, width, channels) < 1:
-        raise ValueError("height, width and channels must be positive")
+    height, width = as_count(height, "height"), as_count(width, "width")
+    channels = as_count(channels, "channels")
     hw = height * width
     eye = torch.eye(hw, dtype=torch.float64)
     return torch.cat([eye / channels] * channels, dim=1)

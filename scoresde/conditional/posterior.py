@@ -25,7 +25,14 @@ from torch import Tensor
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims
 
-from .checks import check_noise_std, check_scale
+from .checks import (
+    as_tensor,
+    check_data_shape,
+    check_data_std,
+    check_finite_observed,
+    check_noise_std,
+    check_scale,
+)
 from .operators import MaskOperator, MatrixOperator, as_operator
 
 __all__ = ["PosteriorGuidance"]
@@ -46,6 +53,12 @@ class PosteriorGuidance:
         method: ``"pigdm"`` or ``"dps"``.
         scale: guidance scale (1 = the approximation as derived).
         data_std: ``d`` of ΠGDM's prior.
+
+    Raises:
+        ValueError: an unknown ``method``; ``A`` / ``y`` of the wrong shape or with NaN / inf;
+            ``noise_std`` or ``scale`` negative or not finite (``dps`` with ``noise_std = 0``);
+            ``data_std`` not finite and > 0; a bad ``data_shape``.
+        TypeError: ``A`` or ``y`` not numeric arrays, ``data_shape`` not a tuple of ints.
     """
 
     def __init__(
@@ -63,18 +76,19 @@ class PosteriorGuidance:
     ) -> None:
         if method not in ("pigdm", "dps"):
             raise ValueError(f"unknown method {method!r}; use 'pigdm' or 'dps'")
-        self.op: MaskOperator | MatrixOperator = as_operator(A, tuple(data_shape))
-        yy = torch.as_tensor(y, dtype=torch.float64)
+        self.op: MaskOperator | MatrixOperator = as_operator(A, check_data_shape(data_shape))
+        yy = as_tensor(y, "y", torch.float64)
         if isinstance(self.op, MaskOperator) and tuple(yy.shape) == self.op.data_shape:
             yy = yy[self.op.mask]
         if tuple(yy.shape) != (self.op.m,):
             raise ValueError(f"y must have shape ({self.op.m},) for this operator, got {tuple(yy.shape)}")
+        check_finite_observed(yy, "measurement y")
         self.noise_std = check_noise_std(noise_std)
         if method == "dps" and self.noise_std == 0:
             raise ValueError("method 'dps' needs noise_std > 0 (its likelihood is N(y; A x0, noise_std^2 I))")
         self.score, self.sde, self.y, self.method = score, sde, yy, method
         self.scale = check_scale(scale)
-        self.data_std = float(data_std)
+        self.data_std = check_data_std(data_std)
 
     def _covariance(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
         """``C = r_t^2 A A^T + s_y^2 I`` per sample: ``(B, M, M)``."""

@@ -22,22 +22,34 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from solvers.inputs import check_generator, check_seed
 from solvers.protocol import DiffusionSDE
 from solvers.utils import append_dims
 
-from .checks import check_mask, check_matrix
+from .checks import as_tensor, check_finite_observed, check_mask, check_matrix
 
 __all__ = ["Replacement", "LinearReplacement"]
 
 
 def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """A CPU generator: ``generator``, one seeded with ``seed``, or a randomly seeded one.
+
+    Raises:
+        ValueError: both given, or a seed outside ``torch.Generator``'s range.
+        TypeError: ``generator`` not a CPU ``torch.Generator``; `NotAnIntegerError`: ``seed``
+            not an integer (``1.5`` is refused, not truncated).
+    """
     if seed is not None and generator is not None:
         raise ValueError("pass either seed or generator, not both")
+    seed = check_seed(seed)
     if generator is not None:
-        return generator
+        try:
+            return check_generator(generator, torch.device("cpu"))  # type: ignore[return-value]
+        except ValueError as err:
+            raise TypeError(f"{err} (the conditioning noise is drawn on the CPU)") from None
     g = torch.Generator()
     if seed is not None:
-        g.manual_seed(int(seed))
+        g.manual_seed(seed)
     else:
         g.seed()
     return g
@@ -52,6 +64,12 @@ class Replacement:
         observed: values of shape ``*D`` (one observation for the batch) or ``(B, *D)``.
         seed, generator: randomness of the replacement noise (CPU generator).
         exact_at_end: at ``t <= sde.eps`` write ``y`` itself (no noise) into the result.
+
+    Raises:
+        ValueError: a bad ``mask`` (see `check_mask`), ``observed`` of another shape or with
+            NaN / inf at the observed positions, a bad ``seed``; at call time a state whose
+            data shape or batch size does not match.
+        TypeError: ``mask`` / ``observed`` not numeric arrays, a bad ``generator``.
     """
 
     def __init__(
@@ -64,14 +82,15 @@ class Replacement:
         generator: torch.Generator | None = None,
         exact_at_end: bool = True,
     ) -> None:
-        m = torch.as_tensor(mask)
+        m = as_tensor(mask, "mask")
         self.mask = check_mask(m, tuple(m.shape))
-        y = torch.as_tensor(observed)
+        y = as_tensor(observed, "observed")
         if tuple(y.shape[-self.mask.ndim:]) != tuple(self.mask.shape) or y.ndim not in (self.mask.ndim, self.mask.ndim + 1):
             raise ValueError(
                 f"observed has shape {tuple(y.shape)}; expected the mask's shape {tuple(self.mask.shape)} "
                 "or (B, *mask.shape)"
             )
+        check_finite_observed(y[..., self.mask], "observed (at the masked positions)")
         self.sde = sde
         self.observed = y
         self.generator = _generator(seed, generator)
@@ -80,6 +99,9 @@ class Replacement:
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != tuple(self.mask.shape):
             raise ValueError(f"state has data shape {tuple(x.shape[1:])}, the mask {tuple(self.mask.shape)}")
+        if self.observed.ndim > self.mask.ndim and self.observed.shape[0] != x.shape[0]:
+            raise ValueError(f"observed holds {self.observed.shape[0]} observations but the batch has "
+                             f"{x.shape[0]} samples; give one per sample or a single one of shape {tuple(self.mask.shape)}")
         alpha, sigma = self.sde.marginal_coeffs(t)
         y = self.observed.to(x).expand_as(x)
         if self.exact_at_end and float(t.max()) <= self.sde.eps * (1 + 1e-6):
@@ -99,6 +121,11 @@ class LinearReplacement:
         y: ``(M,)`` measurement.
         seed, generator: randomness of the replacement noise.
         exact_at_end: at ``t <= sde.eps`` project onto ``A x = y`` exactly.
+
+    Raises:
+        ValueError: ``A`` not ``(M, D)`` with ``M < D`` and full row rank, ``y`` not ``(M,)``,
+            NaN / inf entries, a bad ``seed``.
+        TypeError: ``A`` / ``y`` not numeric arrays, a bad ``generator``.
     """
 
     def __init__(
@@ -111,7 +138,7 @@ class LinearReplacement:
         generator: torch.Generator | None = None,
         exact_at_end: bool = True,
     ) -> None:
-        a = torch.as_tensor(A, dtype=torch.float64)
+        a = as_tensor(A, "measurement matrix A", torch.float64)
         if a.ndim != 2:
             raise ValueError(f"measurement matrix A must have shape (M, D), got {tuple(a.shape)}")
         a, yy = check_matrix(a, a.shape[1], y)

@@ -26,7 +26,13 @@ from torch import Tensor
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims
 
-from .checks import check_noise_std
+from .checks import (
+    as_tensor,
+    check_data_shape,
+    check_data_std,
+    check_finite_observed,
+    check_noise_std,
+)
 from .operators import MaskOperator, MatrixOperator, as_operator
 from .replacement import _generator
 
@@ -49,6 +55,14 @@ class ParticleFilter:
 
     Attributes:
         resamples: number of resampling events so far; ``ess``: the last effective sample size.
+
+    Raises:
+        ValueError: ``A`` / ``y`` of the wrong shape or with NaN / inf, ``noise_std`` negative or
+            not finite, ``ess_fraction`` outside ``(0, 1]``, ``data_std`` not finite and > 0, a
+            bad ``data_shape``, a seed outside ``torch.Generator``'s range, or both ``seed``
+            and ``generator``.
+        TypeError: ``A`` / ``y`` not numeric, ``generator`` not a CPU ``torch.Generator``;
+            `NotAnIntegerError`: ``seed`` not an integer.
     """
 
     def __init__(
@@ -65,18 +79,19 @@ class ParticleFilter:
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.op: MaskOperator | MatrixOperator = as_operator(A, tuple(data_shape))
-        yy = torch.as_tensor(y, dtype=torch.float64)
+        self.op: MaskOperator | MatrixOperator = as_operator(A, check_data_shape(data_shape))
+        yy = as_tensor(y, "y", torch.float64)
         if isinstance(self.op, MaskOperator) and tuple(yy.shape) == self.op.data_shape:
             yy = yy[self.op.mask]
         if tuple(yy.shape) != (self.op.m,):
             raise ValueError(f"y must have shape ({self.op.m},) for this operator, got {tuple(yy.shape)}")
+        check_finite_observed(yy, "measurement y")
         if not 0.0 < float(ess_fraction) <= 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1], got {ess_fraction!r}")
         self.score, self.sde, self.y = score, sde, yy
         self.noise_std = check_noise_std(noise_std)
         self.ess_fraction = float(ess_fraction)
-        self.data_std = float(data_std)
+        self.data_std = check_data_std(data_std)
         self.generator = _generator(seed, generator)
         self._prev: Tensor | None = None
         self._logw: Tensor | None = None

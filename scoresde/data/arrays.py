@@ -11,12 +11,15 @@ and the problem.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from solvers.inputs import as_count, check_device
 
 __all__ = ["ArrayDataset", "DataError", "load_array", "as_tensor_data", "ARRAY_SUFFIXES"]
 
@@ -55,9 +58,17 @@ class ArrayDataset:
         self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """``n`` rows drawn uniformly with replacement: ``(n, *D)``."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        """``n`` rows drawn uniformly with replacement: ``(n, *D)``.
+
+        Raises:
+            NotAnIntegerError: ``n`` is not an integer (``2.0`` included).
+            ValueError: ``n < 1``, or an unknown / unavailable ``device``.
+            TypeError: ``generator`` is not a ``torch.Generator``.
+        """
+        n = as_count(n, "n")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        device = None if device is None else check_device(device)
         gdev = generator.device if generator is not None else torch.device("cpu")
         idx = torch.randint(len(self), (n,), generator=generator, device=gdev)
         out = self.data[idx.to(self.data.device)]
@@ -104,7 +115,14 @@ def as_tensor_data(data: Any, name: str = "array") -> Tensor:
 
 
 def _load_pt(path: Path) -> Any:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"{path}: not a readable torch file of plain tensors ({first}); save it with "
+            "torch.save(tensor, path)"
+        ) from None
     if isinstance(obj, dict):
         tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
         if len(tensors) != 1:
@@ -126,7 +144,10 @@ def _is_number(token: str) -> bool:
 
 def _load_text(path: Path) -> np.ndarray:
     delimiter = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text table (is it a binary file with the wrong suffix?)") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise DataError(f"{path}: the file has no data rows")
@@ -149,7 +170,9 @@ def load_array(path: str | Path) -> ArrayDataset:
 
     Raises:
         FileNotFoundError: no such file.
-        DataError: unsupported suffix, or the content fails the checks of `as_tensor_data`.
+        DataError: unsupported suffix, an unreadable file (not a plain ``.npy`` / ``torch.save``
+            file of tensors, or a text table that is not UTF-8), or content that fails the
+            checks of `as_tensor_data`.
     """
     p = Path(path)
     if not p.is_file():

@@ -96,9 +96,9 @@ def same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
     class name only, as they are never sampled to check)."""
     if a.get("kind") != b.get("kind"):
         return False
-    if a["kind"] == "builtin":
+    if a.get("kind") == "builtin":
         return a.get("source") == b.get("source")
-    if a["kind"] == "sampler" and ("sha256" not in a or "sha256" not in b):
+    if a.get("kind") == "sampler" and ("sha256" not in a or "sha256" not in b):
         return a.get("type") == b.get("type")
     return a.get("sha256") == b.get("sha256") and list(a.get("shape", [])) == list(b.get("shape", []))
 

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor
 
+from solvers.inputs import as_count, as_integer, check_device
+
 __all__ = ["ImageDataset", "digits", "image_grid", "IMAGE_DATASETS"]
 
 
@@ -43,9 +45,17 @@ class ImageDataset:
         self, n: int, *, generator: torch.Generator | None = None, dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """``n`` images drawn uniformly with replacement: ``(n, C, H, W)``."""
-        if n < 1:
-            raise ValueError(f"n must be positive, got {n}")
+        """``n`` images drawn uniformly with replacement: ``(n, C, H, W)``.
+
+        Raises:
+            NotAnIntegerError: ``n`` is not an integer (``2.0`` included).
+            ValueError: ``n < 1``, or an unknown / unavailable ``device``.
+            TypeError: ``generator`` is not a ``torch.Generator``.
+        """
+        n = as_count(n, "n")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        device = None if device is None else check_device(device)
         gdev = generator.device if generator is not None else torch.device("cpu")
         idx = torch.randint(len(self), (n,), generator=generator, device=gdev)
         out = self.images[idx.to(self.images.device)]
@@ -79,10 +89,22 @@ IMAGE_DATASETS = {"digits": digits}
 
 
 def image_grid(x: Tensor, *, nrow: int | None = None, pad: int = 1) -> Tensor:
-    """Tile images ``x: (B, C, H, W)`` in ``[-1, 1]`` into one ``(C, H', W')`` image in ``[0, 1]``."""
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    """Tile images ``x: (B, C, H, W)`` in ``[-1, 1]`` into one ``(C, H', W')`` image in ``[0, 1]``.
+
+    ``nrow`` images per row (default about ``sqrt(B)``; ``0`` or ``None`` picks it), ``pad``
+    pixels of white between them.
+
+    Raises:
+        TypeError: ``x`` is not a tensor; `NotAnIntegerError`: ``nrow`` or ``pad`` not an integer.
+        ValueError: ``x`` not 4-D or without images, ``nrow < 0`` or ``pad < 0``.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor (B, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape (B, C, H, W) with B >= 1, got {tuple(x.shape)}")
+    pad = as_integer(pad, "pad", minimum=0)
     b, c, h, w = x.shape
+    nrow = None if nrow is None else as_integer(nrow, "nrow", minimum=0)
     nrow = nrow or max(1, math.ceil(math.sqrt(b)))
     ncol = math.ceil(b / nrow)
     grid = torch.ones(c, ncol * (h + pad) + pad, nrow * (w + pad) + pad, dtype=x.dtype)

@@ -55,7 +55,8 @@ def load_data(
     Raises:
         FileNotFoundError: ``spec`` looks like a path but nothing is there.
         DataError: the file's content is unusable (empty, wrong shape, NaN ...).
-        ValueError: an unknown name.
+        ValueError: an unknown name, or an empty string.
+        TypeError: ``spec`` is neither a name, a path, an array nor a sampler.
     """
     if isinstance(spec, (Tensor, np.ndarray)):
         return ArrayDataset(spec)
@@ -64,6 +65,11 @@ def load_data(
     if not isinstance(spec, (str, Path)):
         raise TypeError(f"data must be a name, a path, an array or a sampler, got {type(spec).__name__}")
     text = str(spec)
+    if not text.strip():
+        raise ValueError(
+            f"data is an empty name; give a built-in name ({', '.join(builtin_names())}), a file or a folder "
+            "('.' for the current folder)"
+        )
     p = Path(text)
     if p.is_dir():
         return load_image_folder(p, size=image_size, channels=channels)

@@ -55,8 +55,8 @@ class MixtureToy(Toy):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """Draw ``n`` exact samples of `mixture`: ``(n, 2)``."""
-        _check_sample_args(n, generator, dtype)
+        """Draw ``n`` exact samples of `mixture`: ``(n, 2)`` (errors as in `Toy.sample`)."""
+        n = _check_sample_args(n, generator, dtype)
         return self.mixture.sample(n, generator=generator, dtype=dtype, device=device)
 
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from solvers.inputs import as_count, as_integer, check_seed
+
+from .arrays import as_tensor_data
 
 __all__ = ["suggest_sigma_max", "max_pairwise_distance"]
 
@@ -40,14 +45,28 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0) -> float:
 
     Returns:
         The suggested ``sigma_max`` (a float; round it up as you like).
+
+    Raises:
+        TypeError: ``data`` is a name or path (load it with `load_data` first), or not an
+            array / sampler; `NotAnIntegerError`: ``n`` or ``seed`` not an integer.
+        DataError: the points are not numeric, have fewer than 2 dimensions ``(N, *D)``, or
+            contain NaN / infinite values (a distance from them would be meaningless).
+        ValueError: ``n < 2``, or fewer than 2 data points.
     """
-    g = torch.Generator().manual_seed(seed)
+    n = as_count(n, "n")
+    if n < 2:
+        raise ValueError(f"n must be at least 2 (a distance needs two points), got {n}")
+    g = torch.Generator().manual_seed(check_seed(as_integer(seed, "seed")))
+    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
+        raise TypeError(f"data must be an array or a sampler, got {data!r}; load it with "
+                        "scoresde.data.load_data first")
     if hasattr(data, "sample") and not isinstance(data, Tensor):
         held = getattr(data, "data", None)
         held = held if isinstance(held, Tensor) else getattr(data, "images", None)
         x = held if isinstance(held, Tensor) else data.sample(n, generator=g)
     else:
-        x = torch.as_tensor(data)
+        x = data if isinstance(data, (Tensor, np.ndarray)) else np.asarray(data)
+    x = as_tensor_data(x, "data")
     if x.shape[0] > n:
         x = x[torch.randperm(x.shape[0], generator=g)[:n]]
     if x.shape[0] < 2:

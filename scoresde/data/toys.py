@@ -28,9 +28,12 @@ every dtype.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from solvers.inputs import as_count, as_integer, check_device
 
 __all__ = [
     "Toy",
@@ -85,9 +88,16 @@ class Toy:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """Draw ``n`` samples: ``(n, 2)`` of ``dtype`` on ``device``."""
-        _check_sample_args(n, generator, dtype)
-        gen_device = generator.device if generator is not None else (torch.device(device) if device else None)
+        """Draw ``n`` samples: ``(n, 2)`` of ``dtype`` on ``device``.
+
+        Raises:
+            NotAnIntegerError: ``n`` is not an integer (``2.0`` included).
+            ValueError: ``n < 1``, or an unknown / unavailable ``device``.
+            TypeError: ``generator`` is not a ``torch.Generator``, or ``dtype`` is not floating.
+        """
+        n = _check_sample_args(n, generator, dtype)
+        device = None if device is None else check_device(device)
+        gen_device = generator.device if generator is not None else device
         raw = self._sample_raw(n, generator, gen_device)
         x = (raw - self.center.to(raw.device)) / self.scale
         return x.to(dtype=dtype, device=device)
@@ -96,18 +106,30 @@ class Toy:
         return f"{type(self).__name__}(standardize={self.standardize})"
 
 
-def _check_sample_args(n: int, generator: torch.Generator | None, dtype: torch.dtype) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+def _check_sample_args(n: int, generator: torch.Generator | None, dtype: torch.dtype) -> int:
+    """``n`` as a positive int, after checking ``generator`` and ``dtype``."""
+    n = as_count(n, "n")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return n
+
+
+def _real(value: Any, key: str) -> float:
+    """``value`` as a float; a string or a non-number raises ``TypeError`` naming ``key``."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{key} must be a real number, got the string {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{key} must be a real number, got {type(value).__name__} {value!r}") from None
 
 
 def _check_nonneg(**values: float) -> None:
     for key, v in values.items():
-        if not (v >= 0 and math.isfinite(v)):
+        x = _real(v, key)
+        if not (x >= 0 and math.isfinite(x)):
             raise ValueError(f"{key} must be finite and >= 0, got {v!r}")
 
 
@@ -194,7 +216,7 @@ class Circles(Toy):
     name = "circles"
 
     def __init__(self, *, factor: float = 0.5, noise: float = 0.08, standardize: bool = True) -> None:
-        if not 0 < factor < 1:
+        if not 0 < _real(factor, "factor") < 1:
             raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
         _check_nonneg(noise=noise)
         self.factor, self.noise = float(factor), float(noise)
@@ -252,10 +274,9 @@ class Pinwheel(Toy):
         rate: float = 0.25,
         standardize: bool = True,
     ) -> None:
-        if isinstance(n_arms, bool) or not isinstance(n_arms, int) or n_arms < 2:
-            raise ValueError(f"n_arms must be an int >= 2, got {n_arms!r}")
+        n_arms = as_integer(n_arms, "n_arms", minimum=2)
         _check_nonneg(radial_std=radial_std, tangential_std=tangential_std)
-        if not math.isfinite(rate):
+        if not math.isfinite(_real(rate, "rate")):
             raise ValueError(f"rate must be finite, got {rate!r}")
         self.n_arms = n_arms
         self.radial_std, self.tangential_std, self.rate = float(radial_std), float(tangential_std), float(rate)
@@ -287,7 +308,7 @@ class TwoSpirals(Toy):
     name = "two_spirals"
 
     def __init__(self, *, turns: float = 1.5, noise: float = 0.4, standardize: bool = True) -> None:
-        if not (turns > 0 and math.isfinite(turns)):
+        if not (_real(turns, "turns") > 0 and math.isfinite(turns)):
             raise ValueError(f"turns must be positive and finite, got {turns!r}")
         _check_nonneg(noise=noise)
         self.turns, self.noise = float(turns), float(noise)

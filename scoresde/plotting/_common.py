@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import rcParams
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from torch import Tensor
 
+from solvers.inputs import as_integer
 from solvers.result import Solution
 
 __all__ = [
@@ -101,12 +103,34 @@ def to_numpy(x: Tensor | np.ndarray | Sequence[Any]) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def check_dims(dims: Any, d: int) -> list[int]:
+    """``dims`` as two distinct coordinate indices in ``0 .. d-1`` (negative ones count from the end).
+
+    Raises:
+        TypeError: not a pair of integers. ValueError: not two, equal, or out of range.
+    """
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__len__") or len(dims) != 2:
+        raise TypeError(f"dims must be a pair of coordinate indices such as (0, 1), got {dims!r}")
+    pair = [as_integer(i, "every index in dims") for i in dims]
+    if any(not -d <= i < d for i in pair):
+        raise ValueError(f"dims {tuple(pair)} out of range for data with D={d} coordinates (valid: 0 .. {d - 1})")
+    if pair[0] % d == pair[1] % d:
+        raise ValueError(f"dims must name two different coordinates, got {tuple(pair)}")
+    return pair
+
+
 def check_points(x: Tensor | np.ndarray, dims: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """Points ``(N, D)`` with ``D >= 2`` -> the two plotted coordinates ``(N, 2)``."""
+    """Points ``(N, D)`` with ``D >= 2`` -> the two plotted coordinates ``(N, 2)``.
+
+    Raises:
+        ValueError: not ``(N, D)`` with ``N >= 1`` and ``D >= 2``, or ``dims`` out of range.
+    """
     arr = to_numpy(x)
     if arr.ndim != 2 or arr.shape[1] < 2:
         raise ValueError(f"points must have shape (N, D) with D >= 2, got {arr.shape}")
-    return arr[:, list(dims)]
+    if arr.shape[0] == 0:
+        raise ValueError("there are no points to plot (shape (0, D))")
+    return arr[:, check_dims(dims, arr.shape[1])]
 
 
 def trajectory_arrays(
@@ -117,7 +141,8 @@ def trajectory_arrays(
     """Frames ``(F, B, 2)`` and their times ``(F,)`` from a ``Solution`` or a raw array.
 
     Raises ``ValueError`` when the result holds no trajectory (sample with
-    ``keep_trajectory=True``) or the shapes do not match.
+    ``keep_trajectory=True``), the shapes do not match, there are no frames or no particles,
+    ``dims`` is out of range, or a time is NaN / infinite.
     """
     if isinstance(traj, Solution):
         if traj.trajectory is None or traj.trajectory_times is None:
@@ -127,12 +152,16 @@ def trajectory_arrays(
     frames = to_numpy(traj)
     if frames.ndim != 3 or frames.shape[2] < 2:
         raise ValueError(f"trajectory must have shape (F, B, D) with D >= 2, got {frames.shape}")
+    if frames.shape[0] == 0 or frames.shape[1] == 0:
+        raise ValueError(f"trajectory has no frames or no particles: shape {frames.shape}")
     if times is None:
         raise ValueError("times are required with a raw trajectory array")
     t = to_numpy(times).reshape(-1)
     if t.shape[0] != frames.shape[0]:
         raise ValueError(f"{t.shape[0]} times for {frames.shape[0]} trajectory frames")
-    return frames[:, :, list(dims)], t
+    if not np.isfinite(t).all():
+        raise ValueError("trajectory times contain NaN or infinite values")
+    return frames[:, :, check_dims(dims, frames.shape[2])], t
 
 
 def square_limits(*point_sets: np.ndarray, quantile: float = 0.995, pad: float = 0.1) -> tuple[float, float]:
@@ -157,8 +186,25 @@ def time_label(t: float) -> str:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` (parent folders created; tight bounding box); returns the path."""
+    """Write ``fig`` to ``path`` (parent folders created; tight bounding box); returns the path.
+
+    A path without a suffix gets matplotlib's default format (``.png``) appended, and the
+    returned path is the file actually written.
+
+    Raises:
+        TypeError: ``fig`` is not a matplotlib ``Figure`` (for an ``Axes`` pass ``ax.figure``).
+        ValueError: ``path`` is an existing folder, or its suffix is not an image format.
+    """
+    if isinstance(fig, SubFigure):
+        fig = fig.figure
+    if not isinstance(fig, Figure):
+        hint = "; pass ax.figure" if isinstance(fig, Axes) else ""
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}{hint}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name such as {path / 'figure.png'}")
+    if not path.suffix:
+        path = path.with_name(f"{path.name}.{rcParams['savefig.format']}")  # what savefig writes
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.06)
     return path

@@ -17,6 +17,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from solvers.inputs import as_count, as_integer
 from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 
@@ -27,6 +28,7 @@ from ._common import (
     get_axes_grid,
     square_limits,
     time_label,
+    to_numpy,
     trajectory_arrays,
 )
 from .extent import note_offview
@@ -71,12 +73,18 @@ def plot_samples(
 
     ``kind="auto"`` uses a histogram above `HIST_ABOVE` points (no overplotting) and a
     scatter below, with marker size and opacity shrinking as ``N`` grows. ``bins`` defaults
-    to about four points per occupied bin (clipped to 30..250 per axis).
+    to about four points per occupied bin (clipped to 30..250 per axis). Points with NaN or
+    infinite coordinates (a diverged sampler) are not drawn, and the panel says how many.
     Returns the axes.
+
+    Raises:
+        ValueError: ``x`` not ``(N, D)`` with ``N >= 1``, ``D >= 2``; ``dims`` out of range; an
+            unknown ``kind``.
     """
     pts = check_points(x, dims)
     _, ax = get_axes(ax)
     n = pts.shape[0]
+    n_bad = int((~np.isfinite(pts).all(axis=1)).sum())
     lims = square_limits(pts) if lims is None else lims
     if bins is None:
         bins = _auto_bins(pts, lims)
@@ -94,6 +102,10 @@ def plot_samples(
         ax.scatter(pts[:, 0], pts[:, 1], s=size, alpha=alpha, color=color, linewidths=0,
                    label=label, rasterized=n > 2000, zorder=2)
     _style_square(ax, lims)
+    if n_bad:
+        ax.text(0.97, 0.97, f"{n_bad} of {n} points are NaN/inf (not drawn)", transform=ax.transAxes,
+                fontsize=7, va="top", ha="right", color="crimson",
+                bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "crimson", "alpha": 0.9}, zorder=5)
     if title is not None:
         ax.set_title(title)
     return ax
@@ -110,7 +122,16 @@ def density_grid(
     """Exact density of ``p_t`` (``p_0`` when ``sde`` or ``t`` is ``None``) on a square grid.
 
     Returns ``(X, Y, P)`` of shape ``(resolution, resolution)`` each.
+
+    Raises:
+        TypeError: ``target`` has no exact density (not a mixture); `NotAnIntegerError`:
+            ``resolution`` not an integer.
+        ValueError: a target that is not 2-D, ``resolution < 2``.
     """
+    if not all(hasattr(target, a) for a in ("dim", "log_prob", "marginal_log_prob")):
+        raise TypeError(f"target must be an exact mixture (scoresde.targets.GaussianMixture), got "
+                        f"{type(target).__name__}")
+    resolution = as_integer(resolution, "resolution", minimum=2)
     if target.dim != 2:
         raise ValueError(f"density plots need a 2-D target, {target.name} has D={target.dim}")
     axis = torch.linspace(lims[0], lims[1], resolution, dtype=torch.float64)
@@ -146,7 +167,13 @@ def plot_density(
     evenly spaced fractions of the peak, to overlay on samples. ``vmax_scale > 1`` lightens
     the image (the peak maps to ``1/vmax_scale`` of the colour map), for use as a background.
     Returns the axes.
+
+    Raises:
+        TypeError / ValueError: as `density_grid`; an unknown ``kind``.
     """
+    if not all(hasattr(target, a) for a in ("dim", "log_prob", "marginal_log_prob", "means", "stds")):
+        raise TypeError(f"target must be an exact mixture (scoresde.targets.GaussianMixture), got "
+                        f"{type(target).__name__}")
     _, ax = get_axes(ax)
     if lims is None:
         spread = float((target.means.abs() + 3 * target.stds).max())
@@ -204,12 +231,20 @@ def plot_snapshots(
             ``sigma(t)``, so a wide VE prior does not shrink the data to a dot).
 
     Returns the figure.
+
+    Raises:
+        ValueError: no trajectory, bad shapes or ``dims`` (see `trajectory_arrays`), ``at``
+            empty or with NaN / infinite times, ``n_panels < 1``.
     """
     frames, t = trajectory_arrays(traj, times, dims)
     if at is None:
+        n_panels = as_count(n_panels, "n_panels")
         idx = np.linspace(0, len(t) - 1, min(n_panels, len(t))).round().astype(int).tolist()
     else:
-        idx = nearest_frames(t, at)
+        wanted = to_numpy(at).reshape(-1)
+        if not np.isfinite(wanted).all():
+            raise ValueError(f"at must hold finite times, got {list(wanted)}")
+        idx = nearest_frames(t, wanted)
     fig, axes = get_axes_grid(ax, len(idx), ncols=len(idx), panel=2.8, extra_width=0.2)
     lims = square_limits(frames[int(np.argmin(t))]) if lims is None else lims  # the data end
     for a, i in zip(axes, idx, strict=True):

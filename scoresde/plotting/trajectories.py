@@ -7,6 +7,7 @@ exact samples of the forward process on the plotted grid, not an Euler approxima
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from solvers.dynamics import forward_transition
+from solvers.inputs import as_count, as_integer
 from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 from solvers.utils import append_dims
@@ -40,10 +42,23 @@ def simulate_forward(
 
     Each step applies the exact transition ``x_{t'} = a x_t + b z`` of the affine SDE.
     Returns ``(frames: (steps + 1, B, *D), times: (steps + 1,))`` with times increasing.
+
+    Raises:
+        TypeError: ``x0`` not a floating-point tensor, ``generator`` not a ``torch.Generator``;
+            `NotAnIntegerError`: ``steps`` not an integer.
+        ValueError: ``x0`` without samples, ``steps < 1``, ``t_end`` NaN or outside ``[0, T]``.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
+    if not isinstance(x0, Tensor) or not x0.is_floating_point():
+        what = f"a {x0.dtype} tensor" if isinstance(x0, Tensor) else type(x0).__name__
+        raise TypeError(f"x0 must be a floating-point torch.Tensor (B, *D), got {what}")
+    if x0.ndim < 1 or x0.shape[0] == 0:
+        raise ValueError(f"x0 must have shape (B, *D) with B >= 1, got {tuple(x0.shape)}")
+    steps = as_count(steps, "steps")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     t_end = sde.T if t_end is None else float(t_end)
+    if not math.isfinite(t_end):
+        raise ValueError(f"t_end must be a finite time in (0, T={sde.T:g}], got {t_end}")
     times = torch.linspace(0.0, t_end, steps + 1, dtype=torch.float64)
     x = x0.detach().clone()
     frames = [x]
@@ -96,11 +111,16 @@ def plot_trajectories(
         inset: when the prior end lies far outside the view, show it in a corner inset.
 
     Returns the axes.
+
+    Raises:
+        ValueError: no trajectory, bad shapes, NaN times or ``dims`` out of range (see
+            `trajectory_arrays`); ``n_paths < 1`` or ``seed < 0``.
+        NotAnIntegerError: ``n_paths`` or ``seed`` not an integer.
     """
     frames, t = trajectory_arrays(traj, times, dims)
+    n_paths = as_count(n_paths, "n_paths")
+    seed = as_integer(seed, "seed", minimum=0)
     fig, ax = get_axes(ax)
-    if n_paths < 1:
-        raise ValueError(f"n_paths must be positive, got {n_paths}")
     idx = _pick(frames.shape[1], n_paths, seed)
     paths = frames[:, idx]  # (F, P, 2)
     data_end, prior_end = frames[int(np.argmin(t))], frames[int(np.argmax(t))]

@@ -154,3 +154,66 @@ def test_loss_object_and_errors() -> None:
         dsm_loss(model, sde, torch.randn(4, 2), t_min=2.0)
     with pytest.raises(ValueError, match="shape"):
         dsm_loss(model, sde, torch.randn(4, 2), t=torch.rand(3))
+
+
+def test_fuzzed_bad_input_gets_a_clear_error() -> None:
+    sde = sd.VPSDE()
+    x0 = torch.randn(4, 2)
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -x
+
+    # A model output of the wrong shape broadcast silently ((4, 1) vs (4, 2)) or failed deep in torch.
+    with pytest.raises(ValueError, match=r"model must return .* shape \(4, 2\); got \(4, 1\)"):
+        dsm_loss(lambda x, t: x[:, :1], sde, x0)
+    with pytest.raises(ValueError, match=r"got \(2, 2\)"):
+        dsm_loss(lambda x, t: x[:2], sde, x0)
+    with pytest.raises(ValueError, match="B >= 1"):
+        dsm_loss(score, sde, torch.randn(0, 2))  # a reshape RuntimeError before
+    with pytest.raises(ValueError, match="B >= 1"):
+        dsm_loss(score, sde, torch.tensor(1.0))  # IndexError before
+    with pytest.raises(TypeError, match="floating-point"):
+        dsm_loss(score, sde, torch.zeros(4, 2, dtype=torch.long))  # NotImplementedError before
+    with pytest.raises(TypeError, match="t must be a torch.Tensor"):
+        dsm_loss(score, sde, x0, t=[0.5] * 4)  # AttributeError before
+    with pytest.raises(TypeError, match="z must be a torch.Tensor"):
+        dsm_loss(score, sde, x0, z=[1.0])
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        dsm_loss(score, sde, x0, generator=3)
+    with pytest.raises(TypeError, match="sampler must be an ImportanceTimeSampler"):
+        dsm_loss(score, sde, x0, importance=True, sampler=3)
+    with pytest.raises(TypeError, match="sde must be a DiffusionSDE"):
+        dsm_loss(score, "vp", x0)
+    with pytest.raises(TypeError, match="t_min must be a number"):
+        dsm_loss(score, sde, x0, t_min="a")
+    # sigma_data <= 0 gave inf or a silently wrong (sign-blind) loss; NaN gave NaN.
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="sigma_data"):
+            dsm_loss(score, sde, x0, weighting="edm", sigma_data=bad)
+        with pytest.raises(ValueError, match="sigma_data"):
+            LossConfig(sigma_data=bad)
+    # LossConfig accepted anything until the first training step.
+    with pytest.raises(TypeError, match="importance must be True or False"):
+        LossConfig(importance="yes")
+    with pytest.raises(ValueError, match="t_min must be a finite time > 0"):
+        LossConfig(t_min=-1.0)
+    with pytest.raises(ValueError, match="n_grid"):
+        ImportanceTimeSampler(sde, n_grid=2.5)
+    its = ImportanceTimeSampler(sde)
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
+        its.sample(-1)  # a raw negative-dimension RuntimeError before
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        its.sample(2, device="gpu")
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        its.sample(2, dtype=torch.long)  # returned t = 0 and integer weights before
+    with pytest.raises(TypeError, match="t must be a torch.Tensor"):
+        loss_weight(sde, [0.5], "likelihood")
+    from scoresde.losses import edm_time_sample
+
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
+        edm_time_sample(sde, -1)
+    with pytest.raises(ValueError, match="p_std"):
+        edm_time_sample(sde, 3, p_std=float("nan"))  # returned t = T silently before
+    with pytest.raises(ValueError, match="p_mean"):
+        edm_time_sample(sde, 3, p_mean=float("nan"))
+    assert edm_time_sample(sde, 3, dtype="float32").dtype == torch.float32  # a device error before

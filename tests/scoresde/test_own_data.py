@@ -187,3 +187,49 @@ def test_cli_trains_the_image_recipe_on_an_image_folder(tmp_path: Path) -> None:
     _, _, config = load_model(run)
     assert config.model.arch == "unet" and tuple(config.model.data_shape) == (1, 8, 8)
     assert config.data_id["kind"] == "array" and config.data_id["shape"] == [6, 1, 8, 8]
+
+
+def test_fuzzed_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
+    from scoresde.data import image_grid
+
+    # Unreadable files: a raw UnpicklingError / UnicodeDecodeError before.
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match="junk.pt: not a readable torch file"):
+        load_data(tmp_path / "junk.pt")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(DataError, match="not a UTF-8 text table"):
+        load_data(tmp_path / "binary.csv")
+    # An empty name silently loaded the images of the working directory.
+    with pytest.raises(ValueError, match="empty name"):
+        load_data("")
+    ds = ArrayDataset(np.ones((4, 2)))
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        ds.sample(2, generator=5)  # type: ignore[arg-type]  # AttributeError before
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        ds.sample(2, device="gpu")  # RuntimeError from torch before
+    with pytest.raises(ValueError, match="n must be an integer"):
+        ds.sample(2.0)  # type: ignore[arg-type]
+    assert ds.sample(np.int64(3)).shape == (3, 2)  # an integer is an integer
+    images = ImageDataset(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="n must be an integer"):
+        images.sample(2.0)  # type: ignore[arg-type]  # a raw randint TypeError before
+    # suggest_sigma_max returned 0.0 for NaN/inf data and a wrong value for a float seed / bad n.
+    with pytest.raises(DataError, match="NaN or infinite"):
+        suggest_sigma_max(torch.tensor([[float("nan"), 0.0], [1.0, 1.0]]))
+    with pytest.raises(DataError, match=r"expected shape \(N, D\)"):
+        suggest_sigma_max(torch.tensor(5.0))  # IndexError before
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        suggest_sigma_max(torch.randn(5, 2), seed=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        suggest_sigma_max(torch.ones(5, 2), n=-1)  # silently 0.0 before
+    with pytest.raises(TypeError, match="load_data"):
+        suggest_sigma_max("moons")
+    assert suggest_sigma_max([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(5.0)
+    # image_grid: a negative nrow / pad was a raw RuntimeError.
+    with pytest.raises(ValueError, match="nrow"):
+        image_grid(torch.zeros(2, 1, 8, 8), nrow=-1)
+    with pytest.raises(ValueError, match="pad"):
+        image_grid(torch.zeros(2, 1, 8, 8), pad=-1)
+    with pytest.raises(ValueError, match="B >= 1"):
+        image_grid(torch.zeros(0, 1, 8, 8))
+    assert same_data({}, {}) is True  # KeyError 'kind' before

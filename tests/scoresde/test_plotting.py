@@ -304,3 +304,43 @@ def test_error_cost_figure_keeps_one_style_per_method_and_tags_only_the_ends():
     assert [t.get_text() for t in axes[0].texts] == ["8", "32", "1e-05"]  # ends only, no pile of labels
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["rk4", "reference", "dopri5"]
+
+
+def test_fuzzed_bad_input_gets_a_clear_error(tmp_path, result) -> None:
+    x = torch.randn(50, 2)
+    with pytest.raises(ValueError, match="no points to plot"):
+        P.plot_samples(torch.randn(0, 2))  # "need at least one array to concatenate" before
+    with pytest.raises(ValueError, match=r"dims \(0, 5\) out of range"):
+        P.plot_samples(x, dims=(0, 5))  # IndexError before
+    with pytest.raises(TypeError, match="dims must be a pair"):
+        P.plot_samples(x, dims=(0, 1, 1))  # silently ignored the third index before
+    with pytest.raises(ValueError, match="out of range"):
+        P.plot_trajectories(result, dims=(0, 2))
+    # An all-NaN cloud drew an empty panel without a word; now the panel says so.
+    ax = P.plot_samples(torch.full((5, 2), float("nan")))
+    assert any("5 of 5 points are NaN/inf" in t.get_text() for t in ax.texts)
+    with pytest.raises(ValueError, match="no frames or no particles"):
+        P.plot_trajectories(torch.randn(0, 10, 2), times=torch.zeros(0))
+    with pytest.raises(ValueError, match="times contain NaN"):
+        P.plot_trajectories(torch.randn(5, 10, 2), times=torch.full((5,), float("nan")))
+    with pytest.raises(ValueError, match="n_paths must be an integer"):
+        P.plot_trajectories(result, n_paths=2.5)
+    with pytest.raises(ValueError, match="at must hold finite times"):
+        P.plot_snapshots(result, at=[float("nan")])  # silently showed the first frame before
+    with pytest.raises(ValueError, match="n_panels must be a positive integer"):
+        P.plot_snapshots(result, n_panels=-1)
+    with pytest.raises(TypeError, match="target must be an exact mixture"):
+        P.plot_density(3)  # AttributeError before
+    with pytest.raises(ValueError, match="resolution must be an integer >= 2"):
+        P.plot_density(TARGET, resolution=0)
+    with pytest.raises(TypeError, match="x0 must be a floating-point torch.Tensor"):
+        P.simulate_forward(SDE, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="t_end must be a finite time"):
+        P.simulate_forward(SDE, x, t_end=float("nan"))  # all-NaN frames before
+    fig = P.plot_samples(x).figure
+    with pytest.raises(TypeError, match="pass ax.figure"):
+        P.save_figure(P.plot_samples(x), tmp_path / "a.png")  # AttributeError before
+    with pytest.raises(ValueError, match="is a folder"):
+        P.save_figure(fig, tmp_path)  # wrote <folder>.png next to it and returned the folder
+    written = P.save_figure(fig, tmp_path / "noext")  # returned a path that did not exist
+    assert written == tmp_path / "noext.png" and written.is_file()

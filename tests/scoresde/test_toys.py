@@ -134,3 +134,26 @@ def test_raw_toys_match_their_exact_raw_moments() -> None:
         assert abs(float(half_sq.mean()) - avg_var) < 5 * se  # 5 standard errors
         mean_se = float(x.std(dim=0).max()) / math.sqrt(N)
         assert float((x.mean(0) - torch.tensor([mx, my], dtype=torch.float64)).abs().max()) < 5 * mean_se
+
+
+def test_fuzzed_sample_and_option_errors_name_the_argument() -> None:
+    moons = data.toy("moons")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        moons.sample(3, device="gpu")  # a raw RuntimeError from torch before
+    with pytest.raises(ValueError, match="n must be an integer"):
+        moons.sample(2.0)  # type: ignore[arg-type]
+    assert moons.sample(torch.tensor(3)).shape == (3, 2)  # integer-like counts are accepted
+    assert data.toy("ring").sample(_np_int(3)).shape == (3, 2)
+    with pytest.raises(TypeError, match="noise must be a real number"):
+        data.toy("moons", noise="a")  # "'>=' not supported between 'str' and 'int'" before
+    with pytest.raises(TypeError, match="factor must be a real number"):
+        data.toy("circles", factor="a")
+    with pytest.raises(TypeError, match="turns must be a real number"):
+        data.toy("two_spirals", turns="1")
+    assert data.toy("pinwheel", n_arms=_np_int(3)).n_arms == 3
+
+
+def _np_int(n: int) -> object:
+    import numpy as np
+
+    return np.int64(n)

@@ -135,3 +135,36 @@ def test_bad_input_errors() -> None:
     with pytest.raises(ValueError, match="each used"):
         ClassMixture(mix, [0, 2, 2])
     assert isinstance(condition_on_measurement(mix, torch.ones(1, 4), torch.zeros(1), 0.1), FullCovMixture)
+
+
+def test_fuzzed_exact_inputs_get_clear_errors() -> None:
+    import numpy as np
+
+    from scoresde.conditional import MatrixOperator, as_full_cov, colorization_matrix
+
+    mix = sd.targets.eight_gaussians()
+    oc = ObservedCoordinates(mix, [True, False], [1.0, 0.0])
+    # Wrong state shapes were raw IndexError / RuntimeError from boolean indexing.
+    with pytest.raises(ValueError, match=r"full states \(B, 2\)"):
+        oc.free(torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"full states \(B, 2\)"):
+        oc.marginal_score(torch.randn(4, 3), 0.5, VP)
+    with pytest.raises(ValueError, match=r"free coordinates \(B, 1\)"):
+        oc.embed(torch.randn(4, 2))
+    with pytest.raises(TypeError, match="GaussianMixture"):
+        ObservedCoordinates(3, [True, False], [1.0, 0.0])  # AttributeError before
+    with pytest.raises(TypeError, match="mask must be an array"):
+        ObservedCoordinates(mix, None, [1.0, 0.0])
+    # Float classes were truncated to 0 (one class instead of two); 1.7 was read as class 1.
+    with pytest.raises(TypeError, match="classes must be integers"):
+        ClassMixture(mix, [0.5] * 8)
+    cm = ClassMixture(mix, [0, 0, 0, 0, 1, 1, 1, 1])
+    with pytest.raises(ValueError, match="unknown class"):
+        cm.conditional(torch.tensor(1.7))
+    assert cm.conditional(np.int64(1)).n_components == 4
+    with pytest.raises(TypeError, match="GaussianMixture or FullCovMixture"):
+        as_full_cov(3)
+    with pytest.raises(ValueError, match=r"shape \(M, D\), got \(\)"):
+        MatrixOperator(1.0)  # IndexError before
+    with pytest.raises(ValueError, match="height must be an integer"):
+        colorization_matrix(2.5, 2)

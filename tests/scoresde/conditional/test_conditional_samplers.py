@@ -172,3 +172,47 @@ def test_sampler_bad_input_errors() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         ClassifierFreeGuidance(lambda x, t, c: x, 1, -0.5, null_label=4)
     assert isinstance(condition_on_measurement(mix, torch.ones(1, 2), torch.zeros(1), 0.1), FullCovMixture)
+
+
+def test_fuzzed_sampler_inputs_get_clear_errors() -> None:
+    mix = sd.targets.eight_gaussians()
+    score = mix.score_fn(VP)
+    mask = torch.tensor([True, False])
+    x, t = torch.randn(4, 2), torch.full((4,), 0.5)
+    # NaN observations gave NaN scores / samples without a word.
+    with pytest.raises(ValueError, match="measurement y contains NaN"):
+        PosteriorGuidance(score, VP, mask, [float("nan")], (2,))
+    with pytest.raises(ValueError, match="NaN"):
+        Replacement(VP, mask, [float("nan"), 0.0], seed=0)
+    # data_std = 0 was a LinAlgError at the first step; -1 and NaN were accepted.
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="data_std must be finite and > 0"):
+            PosteriorGuidance(score, VP, mask, [1.0], (2,), data_std=bad)
+    with pytest.raises(TypeError, match="mask must be an array"):
+        Replacement(VP, None, [1.0, 0.0], seed=0)  # "Could not infer dtype of NoneType" before
+    with pytest.raises(TypeError, match="A .*must be an array"):
+        PosteriorGuidance(score, VP, None, [1.0], (2,))
+    with pytest.raises(ValueError, match="data_shape must be an integer"):
+        PosteriorGuidance(score, VP, [[1.0, 0.0]], [1.0], (2.5,))  # silently accepted before
+    # A float seed was truncated; an int generator surfaced as a torch TypeError later.
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        Replacement(VP, mask, [1.0, 0.0], seed=1.5)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        Replacement(VP, mask, [1.0, 0.0], generator=3)
+    with pytest.raises(ValueError, match="3 observations but the batch has 4"):
+        Replacement(VP, mask, torch.zeros(3, 2), seed=0)(x, t)  # a broadcast RuntimeError before
+    # Labels: a float null label was truncated (1.5 -> 1 == a real class); n_classes=1.5 accepted.
+    with pytest.raises(ValueError, match="null_label must be an integer"):
+        ClassifierFreeGuidance(lambda x, t, c: x, 1, 1.0, null_label=1.5)
+    with pytest.raises(ValueError, match="is one of the real classes"):
+        ClassifierFreeGuidance(lambda x, t, c: x, 0, 1.0, null_label=1, n_classes=2)
+    with pytest.raises(ValueError, match="n_classes must be an integer"):
+        ClassifierGuidance(score, lambda x, t: x, 0, 1.0, n_classes=1.5)
+    cm = ClassMixture(mix, [0, 0, 0, 0, 1, 1, 1, 1])
+    guided = ClassifierGuidance(score, cm.classifier(VP), torch.tensor(1), 1.0, n_classes=2)
+    assert guided(x, t).shape == (4, 2)  # one-element integer tensors are labels too
+    ref = ConditionalReference(mix, VP, 0.01, n=50, repeats=1)
+    with pytest.raises(ValueError, match="N >= 1"):
+        ref.evaluate(torch.randn(0, 2))  # IndexError before
+    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+        ConditionalReference(mix, VP, 0.01, n=50, repeats=0)  # zero floors, meaningless ratios

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from solvers.inputs import as_integer, check_device, check_dtype
+from solvers.inputs import as_integer, as_real, check_device, check_dtype, check_generator
 from solvers.protocol import DiffusionSDE
 from solvers.utils import append_dims
 
@@ -72,34 +72,18 @@ def _check(weighting: str, reduce: str) -> None:
         raise ValueError(f"unknown reduce {reduce!r}; valid: {', '.join(REDUCTIONS)}")
 
 
-def _real(value: Any, name: str) -> float:
-    """``value`` as a float; strings and non-numbers raise ``TypeError`` naming ``name``."""
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a number, got the string {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}") from None
-
-
 def _sigma_data(sigma_data: Any) -> float:
     """``sigma_data`` as a finite positive float (EDM's data standard deviation)."""
-    sd = _real(sigma_data, "sigma_data")
+    sd = as_real(sigma_data, "sigma_data")
     if not (math.isfinite(sd) and sd > 0):
         raise ValueError(f"sigma_data (the data standard deviation) must be finite and > 0, got {sigma_data!r}")
     return sd
 
 
-def _check_generator(generator: Any) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        hint = "; an integer seed goes in torch.Generator().manual_seed(seed)" if isinstance(generator, int) else ""
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}{hint}")
-
-
 def _t_min(sde: DiffusionSDE, t_min: float | None) -> float:
     if not all(hasattr(sde, a) for a in ("marginal_coeffs", "eps", "T")):
         raise TypeError(f"sde must be a DiffusionSDE (e.g. scoresde.VPSDE()), got {type(sde).__name__}")
-    lo = sde.eps if t_min is None else _real(t_min, "t_min")
+    lo = sde.eps if t_min is None else as_real(t_min, "t_min")
     if not 0.0 < lo < sde.T:
         raise ValueError(f"t_min must lie in (0, T={sde.T:g}), got {lo}")
     return lo
@@ -197,7 +181,7 @@ class ImportanceTimeSampler:
             TypeError: ``generator`` is not a ``torch.Generator``.
         """
         n = as_integer(n, "n", minimum=0)
-        _check_generator(generator)
+        check_generator(generator)
         dev = check_device(device) if device is not None else (
             generator.device if generator is not None else torch.device("cpu"))
         dtype = check_dtype(dtype)
@@ -261,7 +245,7 @@ def dsm_per_sample(
     for name, value in (("t", t), ("z", z)):
         if value is not None and not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor or None, got {type(value).__name__}")
-    _check_generator(generator)
+    check_generator(generator)
     if sampler is not None and not isinstance(sampler, ImportanceTimeSampler):
         raise TypeError(f"sampler must be an ImportanceTimeSampler or None, got {type(sampler).__name__}")
     b = x0.shape[0]
@@ -334,7 +318,7 @@ class LossConfig:
         if not isinstance(self.importance, bool):
             raise TypeError(f"importance must be True or False, got {self.importance!r}")
         if self.t_min is not None:
-            lo = _real(self.t_min, "t_min")
+            lo = as_real(self.t_min, "t_min")
             if not (math.isfinite(lo) and lo > 0):
                 raise ValueError(f"t_min must be a finite time > 0 (or None for sde.eps), got {self.t_min!r}")
         _sigma_data(self.sigma_data)
@@ -388,11 +372,11 @@ def edm_time_sample(
     from solvers.grids import time_from_edm_sigma
 
     n = as_integer(n, "n", minimum=0)
-    if not math.isfinite(_real(p_mean, "p_mean")):
+    if not math.isfinite(as_real(p_mean, "p_mean")):
         raise ValueError(f"p_mean must be finite, got {p_mean!r}")
-    if not (math.isfinite(_real(p_std, "p_std")) and p_std >= 0):
+    if not (math.isfinite(as_real(p_std, "p_std")) and p_std >= 0):
         raise ValueError(f"p_std must be finite and >= 0, got {p_std!r}")
-    _check_generator(generator)
+    check_generator(generator)
     dtype = check_dtype(dtype)
     z = torch.randn(n, generator=generator, dtype=torch.float64)
     return time_from_edm_sigma(sde, torch.exp(p_mean + p_std * z)).to(dtype)

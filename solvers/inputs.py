@@ -21,6 +21,7 @@ __all__ = [
     "NotAnIntegerError",
     "as_count",
     "as_integer",
+    "as_real",
     "check_seed",
     "check_generator",
     "check_device",
@@ -103,8 +104,24 @@ def check_seed(seed: Any) -> int | None:
     return s
 
 
-def check_generator(generator: Any, device: torch.device) -> torch.Generator | None:
-    """``generator`` if it is ``None`` or a ``torch.Generator`` on ``device``'s type.
+def as_real(value: Any, name: str) -> float:
+    """``value`` as a Python float (any real number, NumPy or one-element torch scalar).
+
+    No range check: callers test finiteness and sign themselves.
+
+    Raises:
+        TypeError: a string, bytes or anything ``float()`` refuses, with ``name`` in the message.
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real number, got the string {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}") from None
+
+
+def check_generator(generator: Any, device: torch.device | None = None) -> torch.Generator | None:
+    """``generator`` if it is ``None`` or a ``torch.Generator`` (on ``device``'s type, if given).
 
     Raises:
         TypeError: anything else (an int belongs in ``seed=``).
@@ -115,7 +132,7 @@ def check_generator(generator: Any, device: torch.device) -> torch.Generator | N
     if not isinstance(generator, torch.Generator):
         hint = "; an integer seed goes in seed=" if isinstance(generator, int) else ""
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}{hint}")
-    if generator.device.type != device.type:
+    if device is not None and generator.device.type != device.type:
         raise ValueError(
             f"generator is on {generator.device.type} but the samples are on {device}; "
             f"create it with torch.Generator(device={str(device)!r})"

@@ -19,15 +19,34 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from solvers.inputs import as_count, check_device
+from solvers.inputs import as_count, check_device, check_generator
 
-__all__ = ["ArrayDataset", "DataError", "load_array", "as_tensor_data", "ARRAY_SUFFIXES"]
+__all__ = ["ArrayDataset", "DataError", "load_array", "as_tensor_data", "draw_rows", "ARRAY_SUFFIXES"]
 
 ARRAY_SUFFIXES = (".npy", ".pt", ".pth", ".csv", ".tsv", ".txt")
 
 
 class DataError(ValueError):
     """User data that cannot be used: missing, empty, wrong shape, non-numeric or non-finite."""
+
+
+def draw_rows(rows: Tensor, n: int, generator: torch.Generator | None,
+              device: torch.device | str | None) -> tuple[Tensor, torch.device]:
+    """``n`` rows of ``rows: (N, *D)`` drawn uniformly with replacement, and the device to return them on.
+
+    The indices are drawn on ``generator``'s device (the CPU without one); the result should go
+    to ``device`` if given, else there.
+
+    Raises:
+        NotAnIntegerError: ``n`` is not an integer. ValueError: ``n < 1``, an unknown device.
+        TypeError: ``generator`` is not a ``torch.Generator``.
+    """
+    n = as_count(n, "n")
+    check_generator(generator)
+    where = None if device is None else check_device(device)
+    gdev = generator.device if generator is not None else torch.device("cpu")
+    idx = torch.randint(rows.shape[0], (n,), generator=generator, device=gdev)
+    return rows[idx.to(rows.device)], where or gdev
 
 
 class ArrayDataset:
@@ -65,14 +84,8 @@ class ArrayDataset:
             ValueError: ``n < 1``, or an unknown / unavailable ``device``.
             TypeError: ``generator`` is not a ``torch.Generator``.
         """
-        n = as_count(n, "n")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        device = None if device is None else check_device(device)
-        gdev = generator.device if generator is not None else torch.device("cpu")
-        idx = torch.randint(len(self), (n,), generator=generator, device=gdev)
-        out = self.data[idx.to(self.data.device)]
-        return out.to(dtype=dtype or torch.float32, device=device or gdev)
+        out, where = draw_rows(self.data, n, generator, device)
+        return out.to(dtype=dtype or torch.float32, device=where)
 
     def __repr__(self) -> str:
         return f"ArrayDataset(name={self.name!r}, n={len(self)}, shape={self.shape})"

@@ -13,7 +13,9 @@ import math
 import torch
 from torch import Tensor
 
-from solvers.inputs import as_count, as_integer, check_device
+from solvers.inputs import as_integer
+
+from .arrays import draw_rows
 
 __all__ = ["ImageDataset", "digits", "image_grid", "IMAGE_DATASETS"]
 
@@ -52,14 +54,8 @@ class ImageDataset:
             ValueError: ``n < 1``, or an unknown / unavailable ``device``.
             TypeError: ``generator`` is not a ``torch.Generator``.
         """
-        n = as_count(n, "n")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        device = None if device is None else check_device(device)
-        gdev = generator.device if generator is not None else torch.device("cpu")
-        idx = torch.randint(len(self), (n,), generator=generator, device=gdev)
-        out = self.images[idx.to(self.images.device)]
-        return out.to(dtype=dtype or out.dtype, device=device or gdev)
+        out, where = draw_rows(self.images, n, generator, device)
+        return out.to(dtype=dtype or out.dtype, device=where)
 
     @staticmethod
     def to_unit(x: Tensor) -> Tensor:

@@ -28,12 +28,11 @@ every dtype.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from solvers.inputs import as_count, as_integer, check_device
+from solvers.inputs import as_count, as_integer, as_real, check_device, check_generator
 
 __all__ = [
     "Toy",
@@ -109,26 +108,15 @@ class Toy:
 def _check_sample_args(n: int, generator: torch.Generator | None, dtype: torch.dtype) -> int:
     """``n`` as a positive int, after checking ``generator`` and ``dtype``."""
     n = as_count(n, "n")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    check_generator(generator)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     return n
 
 
-def _real(value: Any, key: str) -> float:
-    """``value`` as a float; a string or a non-number raises ``TypeError`` naming ``key``."""
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{key} must be a real number, got the string {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"{key} must be a real number, got {type(value).__name__} {value!r}") from None
-
-
 def _check_nonneg(**values: float) -> None:
     for key, v in values.items():
-        x = _real(v, key)
+        x = as_real(v, key)
         if not (x >= 0 and math.isfinite(x)):
             raise ValueError(f"{key} must be finite and >= 0, got {v!r}")
 
@@ -216,7 +204,7 @@ class Circles(Toy):
     name = "circles"
 
     def __init__(self, *, factor: float = 0.5, noise: float = 0.08, standardize: bool = True) -> None:
-        if not 0 < _real(factor, "factor") < 1:
+        if not 0 < as_real(factor, "factor") < 1:
             raise ValueError(f"factor must lie in (0, 1), got {factor!r}")
         _check_nonneg(noise=noise)
         self.factor, self.noise = float(factor), float(noise)
@@ -276,7 +264,7 @@ class Pinwheel(Toy):
     ) -> None:
         n_arms = as_integer(n_arms, "n_arms", minimum=2)
         _check_nonneg(radial_std=radial_std, tangential_std=tangential_std)
-        if not math.isfinite(_real(rate, "rate")):
+        if not math.isfinite(as_real(rate, "rate")):
             raise ValueError(f"rate must be finite, got {rate!r}")
         self.n_arms = n_arms
         self.radial_std, self.tangential_std, self.rate = float(radial_std), float(tangential_std), float(rate)
@@ -308,7 +296,7 @@ class TwoSpirals(Toy):
     name = "two_spirals"
 
     def __init__(self, *, turns: float = 1.5, noise: float = 0.4, standardize: bool = True) -> None:
-        if not (_real(turns, "turns") > 0 and math.isfinite(turns)):
+        if not (as_real(turns, "turns") > 0 and math.isfinite(turns)):
             raise ValueError(f"turns must be positive and finite, got {turns!r}")
         _check_nonneg(noise=noise)
         self.turns, self.noise = float(turns), float(noise)

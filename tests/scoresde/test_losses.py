@@ -184,7 +184,7 @@ def test_fuzzed_bad_input_gets_a_clear_error() -> None:
         dsm_loss(score, sde, x0, importance=True, sampler=3)
     with pytest.raises(TypeError, match="sde must be a DiffusionSDE"):
         dsm_loss(score, "vp", x0)
-    with pytest.raises(TypeError, match="t_min must be a number"):
+    with pytest.raises(TypeError, match="t_min must be a real number"):
         dsm_loss(score, sde, x0, t_min="a")
     # sigma_data <= 0 gave inf or a silently wrong (sign-blind) loss; NaN gave NaN.
     for bad in (0.0, -1.0, float("nan")):

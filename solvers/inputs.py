@@ -27,6 +27,7 @@ __all__ = [
     "check_device",
     "check_dtype",
     "check_shape",
+    "check_data_shape",
     "check_x_T",
 ]
 
@@ -201,12 +202,29 @@ def check_shape(shape: Any) -> tuple[int, ...]:
             is refused, not truncated).
         ValueError: fewer than two sizes, or a size below 1.
     """
-    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
-        raise TypeError(f"shape must be a tuple (B, *D) of integers, got {type(shape).__name__} {shape!r}")
-    sizes = tuple(_integer(s, "every size in shape") for s in shape)
+    sizes = _sizes(shape, "shape", "(B, *D)")
     if len(sizes) < 2 or any(s < 1 for s in sizes):
         raise ValueError(f"shape must be (B, *D) with positive sizes, got {sizes}")
     return sizes
+
+
+def check_data_shape(data_shape: Any) -> tuple[int, ...]:
+    """``data_shape`` as ``D``, the shape of one sample: a sequence of at least one positive integer.
+
+    Raises:
+        TypeError: not a sequence; `NotAnIntegerError`: a size that is not an integer.
+        ValueError: empty, or a size below 1.
+    """
+    sizes = _sizes(data_shape, "data_shape", "D (the shape of one sample, e.g. (2,))")
+    if not sizes or any(s < 1 for s in sizes):
+        raise ValueError(f"data_shape must be D, the shape of one sample, with positive sizes (e.g. (2,)), got {sizes}")
+    return sizes
+
+
+def _sizes(value: Any, name: str, form: str) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a tuple {form} of integers, got {type(value).__name__} {value!r}")
+    return tuple(_integer(s, f"every size in {name}") for s in value)
 
 
 def check_x_T(x_T: Any) -> Tensor | None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from solvers.inputs import as_integer
+from solvers.inputs import check_data_shape
 
 __all__ = [
     "as_tensor",
@@ -31,21 +31,6 @@ def as_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor
         return torch.as_tensor(value, dtype=dtype)
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(f"{name} must be a numeric array or tensor, got {type(value).__name__} ({err})") from None
-
-
-def check_data_shape(data_shape: Any) -> tuple[int, ...]:
-    """``data_shape`` (``*D`` of one sample) as a tuple of positive ints.
-
-    Raises:
-        TypeError: not a sequence; `NotAnIntegerError`: a size that is not an integer.
-        ValueError: empty, or a size below 1.
-    """
-    if isinstance(data_shape, (str, bytes)) or not hasattr(data_shape, "__iter__"):
-        raise TypeError(f"data_shape must be a tuple of sizes such as (2,), got {data_shape!r}")
-    sizes = tuple(as_integer(s, "every size in data_shape", minimum=1) for s in data_shape)
-    if not sizes:
-        raise ValueError("data_shape must name at least one size, e.g. (2,)")
-    return sizes
 
 
 def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:

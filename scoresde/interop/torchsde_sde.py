@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from solvers.dynamics import ReverseDynamics
-from solvers.inputs import as_count, check_generator
+from solvers.inputs import check_data_shape, check_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 __all__ = ["ReverseTorchSDE", "TorchsdeBrownianNoise", "NOISE_TYPES"]
@@ -73,12 +73,7 @@ class ReverseTorchSDE(nn.Module):
         if not (lam >= 0 and math.isfinite(lam)):
             raise ValueError(f"lam must be finite and >= 0, got {lam}")
         self.noise_type, self.sde_type = noise_type, sde_type
-        if isinstance(data_shape, (str, bytes)) or not hasattr(data_shape, "__iter__"):
-            raise TypeError(f"data_shape must be a tuple of positive integers (the shape of one sample), "
-                            f"got {type(data_shape).__name__} {data_shape!r}")
-        self.data_shape = tuple(as_count(d, "every size in data_shape") for d in data_shape)
-        if not self.data_shape:
-            raise ValueError("data_shape must hold at least one size (the shape D of one sample, e.g. (2,))")
+        self.data_shape = check_data_shape(data_shape)
         self.dim = math.prod(self.data_shape)
         self.sde, self.lam = sde, float(lam)
         self.dynamics = ReverseDynamics(sde, score, self.lam)

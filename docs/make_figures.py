@@ -145,7 +145,8 @@ def comparisons(out: Path, cache: Path, quick: bool) -> str:
                                             legend="outside" if i == len(results) - 1 else False)
             plotting.save_figure(fig, out / f"compare_{metric}_{x}.png", dpi=110)
     setup = (f"{kw['n']} samples per cell, seeds {kw['seeds']}, fixed-grid budgets {kw['steps']} "
-             f"steps (uniform grid), adaptive tolerances {kw['tolerances']}; mean ± std over seeds.")
+             f"steps, adaptive tolerances {kw['tolerances']}; each solver's default grid and end-of-run step "
+             f"(samples of p_0, scored against exact samples of p_0); mean ± std over seeds.")
     return setup + "\n\n" + "\n\n".join(f"### {r.problem}\n\n{r.table()}" for r in results)
 
 

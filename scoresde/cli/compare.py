@@ -79,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time grid (uniform, quadratic, logsnr, karras, uniform_logsnr); default: each solver's own")
     parser.add_argument("--noise", default="gaussian", choices=["gaussian", "brownian"],
                         help="noise of stochastic solvers ('brownian': one path shared across budgets)")
-    parser.add_argument("--denoise", action="store_true", help="apply the final Tweedie denoising step")
+    parser.add_argument("--denoise", nargs="?", const="tweedie", default=None, choices=["ode", "tweedie", "none"],
+                        help="end-of-run step (default: each solver's, 'ode': to sigma = 0, samples p_0; "
+                             "bare --denoise: Tweedie; 'none': stop at eps)")
     parser.add_argument("--option", action="append", default=[], metavar="SOLVER:KEY=VALUE",
                         help="a solver option, repeatable (e.g. pc:snr=0.16)")
     parser.add_argument("--floor-repeats", type=int, default=5,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,8 +56,13 @@ class Problem:
         name: label used in tables, file names and plots.
         sde: the forward SDE.
         score: `score(x: (B, *D), t: (B,)) -> (B, *D)`.
-        sample_reference: `(n, generator) -> (n, *D)` samples of the law the sampler should
-            reproduce at `sde.eps` (exact `p_eps` for a mixture target; data otherwise).
+        sample_reference: `(n, generator) -> (n, *D)` samples of the law a default run should
+            reproduce: the data law `p_0` (exact samples of a mixture target; the data
+            otherwise), since every solver's default end-of-run step maps the state at
+            `sde.eps` to `sigma = 0`.
+        sample_reference_at_eps: the law of the state at `sde.eps`, for runs that stop there
+            (`denoise="none"`): exact `p_eps` for a mixture; `None` when it is not known (data),
+            and `sample_reference` serves both.
         data_shape: `D`, the shape of one sample.
         mixture: the exact mixture when known (enables mode statistics).
         spec: JSON-able description; part of every cell's cache key, so changing the problem
@@ -75,6 +80,14 @@ class Problem:
     mixture: GaussianMixture | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     reference: str = "exact"
+    sample_reference_at_eps: Callable[[int, torch.Generator], Tensor] | None = None
+
+    def for_end_step(self, end_step: str) -> Problem:
+        """This problem with the reference law of a run that ended with `end_step`
+        (`Solution.stats["end_step"]`): `p_eps` after `"none"` where it is known, else `p_0`."""
+        if end_step == "none" and self.sample_reference_at_eps is not None:
+            return replace(self, sample_reference=self.sample_reference_at_eps, sample_reference_at_eps=None)
+        return self
 
     @classmethod
     def from_target(
@@ -93,6 +106,9 @@ class Problem:
         sde_obj = get_sde(sde, **sde_kwargs) if isinstance(sde, str) else sde
 
         def reference(n: int, g: torch.Generator) -> Tensor:
+            return mixture.sample(n, generator=g)
+
+        def reference_at_eps(n: int, g: torch.Generator) -> Tensor:
             return mixture.sample_marginal(n, sde_obj, sde_obj.eps, generator=g)
 
         spec = {
@@ -105,7 +121,7 @@ class Problem:
             "sde_config": sde_config(sde_obj),
         }
         return cls(mixture.name, sde_obj, mixture.score_fn(sde_obj), reference, (mixture.dim,),
-                   mixture, spec, "exact")
+                   mixture, spec, "exact", reference_at_eps)
 
     @classmethod
     def from_checkpoint(
@@ -118,18 +134,20 @@ class Problem:
     ) -> Problem:
         """A trained score network, read by `loader` (e.g. `scoresde.cli.compare.load_checkpoint`).
 
-        The reference is the training data: exact `p_eps` samples when the data is a mixture
-        (mode statistics then apply; floor row "exact vs exact"), else fresh samples of the
-        data source (floor row "data vs data").
+        The reference is the training data: exact samples when the data is a mixture (mode
+        statistics then apply; floor row "exact vs exact"; exact `p_eps` for runs that stop
+        at `eps`), else fresh samples of the data source (floor row "data vs data").
         """
         loaded = loader(path, ema=ema)
         sde_obj, data = loaded.sde, loaded.data
         mixture = data if isinstance(data, GaussianMixture) else None
 
         def reference(n: int, g: torch.Generator) -> Tensor:
-            if mixture is not None:
-                return mixture.sample_marginal(n, sde_obj, sde_obj.eps, generator=g)
             return data.sample(n, generator=g)
+
+        def reference_at_eps(n: int, g: torch.Generator) -> Tensor:
+            assert mixture is not None
+            return mixture.sample_marginal(n, sde_obj, sde_obj.eps, generator=g)
 
         probe = reference(2, torch.Generator().manual_seed(0))
         ckpt = Path(path)
@@ -137,7 +155,8 @@ class Problem:
         spec = {"kind": "checkpoint", "path": str(ckpt.resolve()), "stamp": stamp, "ema": ema,
                 "data": loaded.data_name}
         return cls(name or f"{loaded.data_name} (trained)", sde_obj, loaded.score, reference,
-                   tuple(probe.shape[1:]), mixture, spec, "exact" if mixture is not None else "data")
+                   tuple(probe.shape[1:]), mixture, spec, "exact" if mixture is not None else "data",
+                   reference_at_eps if mixture is not None else None)
 
 
 def _dir_stamp(path: Path) -> int:

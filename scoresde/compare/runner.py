@@ -13,6 +13,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 import solvers
 from solvers.dynamics import NonFiniteScoreError
+from solvers.end import FINAL_STEPS
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import Solution
 
@@ -75,7 +76,9 @@ def evaluate_results(
 ) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float]]]:
     """Score already computed samples (e.g. from `sample_solvers`) like the harness does.
 
-    Each result is compared with its own independent reference set of the same size.
+    Each result is compared with its own independent reference set of the same size, of the
+    law its run ended at (`Solution.stats["end_step"]`: `p_0`, or `p_eps` after `"none"`; see
+    `Problem.for_end_step`); the floors use the first result's law.
     `max_samples` scores only the first that many samples of each result (pairwise metrics
     cost `O(n^2)`); the floors then use that size too.
 
@@ -87,7 +90,8 @@ def evaluate_results(
     n = int(next(iter(results.values())).samples.shape[0])
     if max_samples is not None:
         n = min(n, int(max_samples))
-    scorer = Scorer(problem, metrics, n)
+    first = next(iter(results.values()))
+    scorer = Scorer(problem.for_end_step(str(first.stats.get("end_step", "ode"))), metrics, n)
     records = []
     for name, res in results.items():
         adaptive = name in solvers.SOLVERS and is_adaptive(name)
@@ -103,12 +107,17 @@ def evaluate_results(
         if not bool(torch.isfinite(x).all()):
             record.update(status="error", error="non-finite samples")
         else:
-            record.update(scorer.evaluate(x, reference_for(problem, n, seed).to("cpu")))
+            law = problem.for_end_step(str(res.stats.get("end_step", "ode")))
+            record.update(scorer.evaluate(x, reference_for(law, n, seed).to("cpu")))
         records.append(record)
     return records, scorer.floors(floor_repeats, seed=seed)
 
 
-def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int) -> None:
+def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
+           denoise: bool | str | None) -> None:
+    if denoise is not None and not isinstance(denoise, bool) and denoise not in FINAL_STEPS:
+        raise ValueError(f"denoise={denoise!r}: use None (each solver's end step), True / False, "
+                         f"or one of {', '.join(FINAL_STEPS)}")
     unknown = [s for s in names if s not in solvers.SOLVERS]
     if unknown:
         raise ValueError(f"unknown solver(s) {unknown}; valid solvers: {', '.join(solvers.available())}")
@@ -122,6 +131,16 @@ def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int)
         raise ValueError(f"n must be at least 2, got {n}")
 
 
+def _end_step_asked(denoise: bool | str | None) -> str:
+    """The end-of-run step a sweep's `denoise` asks for, as `Solution.stats["end_step"]` names it
+    (`None`: the solvers' default, which ends at `sigma = 0`)."""
+    if denoise is None:
+        return "ode"
+    if isinstance(denoise, bool):
+        return "tweedie" if denoise else "none"
+    return denoise
+
+
 def run_comparison(
     problem: Problem,
     solver_names: Sequence[str],
@@ -133,7 +152,7 @@ def run_comparison(
     metrics: Sequence[str] = METRICS,
     grid: str | None = None,
     noise: Literal["gaussian", "brownian"] = "gaussian",
-    denoise: bool = False,
+    denoise: bool | str | None = None,
     solver_options: Mapping[str, Mapping[str, Any]] | None = None,
     floor_repeats: int = 5,
     out: str | os.PathLike[str] | None = None,
@@ -152,7 +171,9 @@ def run_comparison(
         n: samples per cell (the same size as the reference set and the noise floor).
         metrics: subset of `METRICS`; mode statistics are added for mixtures.
         grid, noise, denoise: passed to `solvers.sample` (`grid=None`: each solver's own
-            `default_grid`, e.g. log-SNR for exponential integrators).
+            `default_grid`, e.g. log-SNR for exponential integrators; `denoise=None`: each
+            solver's own end-of-run step, which samples `p_0`; `"tweedie"` / `True`: Tweedie's
+            `E[x_0 | x_t]`; `"none"` / `False`: the state at `eps`, i.e. `p_eps`).
         solver_options: solver name -> keyword options (e.g. `{"pc": {"snr": 0.16}}`).
         floor_repeats: reference-vs-reference pairs averaged for each noise floor.
         out: folder for incremental cell files and the final results (enables resume).
@@ -165,12 +186,13 @@ def run_comparison(
         is recorded with `status="error"` and its message; the sweep goes on.
 
     Raises:
-        ValueError: unknown solver or metric names, empty or non-positive budgets, `n < 2`.
+        ValueError: unknown solver or metric names, empty or non-positive budgets, `n < 2`, an
+            unknown `denoise`.
     """
     names = list(solver_names)
-    _check(names, steps, seeds, n)
+    _check(names, steps, seeds, n, denoise)
     options = {k: dict(v) for k, v in (solver_options or {}).items()}
-    scorer = Scorer(problem, metrics, n)
+    scorer = Scorer(problem.for_end_step(_end_step_asked(denoise)), metrics, n)
     settings = {
         "version": FORMAT_VERSION, "problem": problem.spec, "n": n, "metrics": list(metrics),
         "grid": grid, "noise": noise, "denoise": denoise, "bandwidths": scorer.bandwidths,
@@ -196,7 +218,7 @@ def run_comparison(
 def _sweep(
     problem: Problem, scorer: Scorer, cells: list[Cell], options: dict[str, dict[str, Any]],
     settings: dict[str, Any], out_dir: Path | None, *, n: int, grid: str | None,
-    noise: Literal["gaussian", "brownian"], denoise: bool, progress: bool, retry_failed: bool,
+    noise: Literal["gaussian", "brownian"], denoise: bool | str | None, progress: bool, retry_failed: bool,
 ) -> tuple[list[dict[str, Any]], int, int]:
     """Every cell: read back when stored under `out_dir` with a matching key, else computed and
     stored at once. Returns `(records, computed, reused)`."""
@@ -228,7 +250,7 @@ def _sweep(
 
 def _run_cell(
     problem: Problem, scorer: Scorer, cell: Cell, opts: dict[str, Any], *, n: int, grid: str | None,
-    noise: Literal["gaussian", "brownian"], denoise: bool,
+    noise: Literal["gaussian", "brownian"], denoise: bool | str | None,
 ) -> dict[str, Any]:
     """Sample and score one cell; a failing solve gives a record with `status="error"`."""
     record: dict[str, Any] = {
@@ -253,5 +275,6 @@ def _run_cell(
     if not bool(torch.isfinite(x).all()):
         record.update(status="error", error="non-finite samples")
         return record
-    record.update(scorer.evaluate(x.to("cpu"), reference_for(problem, n, cell.seed).to("cpu")))
+    law = problem.for_end_step(str(res.stats.get("end_step", "ode")))
+    record.update(scorer.evaluate(x.to("cpu"), reference_for(law, n, cell.seed).to("cpu")))
     return record

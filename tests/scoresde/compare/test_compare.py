@@ -57,8 +57,9 @@ def test_recorded_nfe_equals_score_calls_made():
     problem, counter = _problem()
     res = _run(problem)
     assert [(r["budget"], r["seed"]) for r in res.records] == [(3, 0), (3, 1), (5, 0), (5, 1)]
-    # Euler-Maruyama: one score call per step; the noise floor never calls the score.
-    assert [r["nfe"] for r in res.records] == [3, 3, 5, 5]
+    # Euler-Maruyama: one score call per step, plus the default end-of-run step's one; the
+    # noise floor never calls the score.
+    assert [r["nfe"] for r in res.records] == [4, 4, 6, 6]
     assert counter.calls == sum(r["nfe"] for r in res.records)
     counter.calls = 0
     res = _run(problem, steps=[4], seeds=[0], denoise=True)
@@ -68,24 +69,26 @@ def test_recorded_nfe_equals_score_calls_made():
 def test_resume_reuses_finished_cells_and_computes_only_new_ones(tmp_path):
     problem, counter = _problem()
     first = _run(problem, tmp_path)
-    assert (first.computed, first.reused) == (4, 0) and counter.calls == 16
+    assert (first.computed, first.reused) == (4, 0) and counter.calls == 20
     assert len(list((tmp_path / "cells").glob("*.json"))) == 4
     counter.calls = 0
     again = _run(problem, tmp_path)
     assert counter.calls == 0 and (again.computed, again.reused) == (0, 4)
     assert again.records == first.records  # read back exactly
-    # Extending the grid by one seed computes just the two new cells (3 + 5 score calls).
+    # Extending the grid by one seed computes just the two new cells ((3 + 1) + (5 + 1) score
+    # calls, each with its end-of-run step).
     more = _run(problem, tmp_path, seeds=[0, 1, 2])
-    assert counter.calls == 8 and (more.computed, more.reused) == (2, 4)
+    assert counter.calls == 10 and (more.computed, more.reused) == (2, 4)
     # A different sample size changes every cell's key: nothing stale is reused.
     counter.calls = 0
     other = _run(problem, tmp_path, n=N + 1)
-    assert other.reused == 0 and counter.calls == 16
+    assert other.reused == 0 and counter.calls == 20
 
 
 def test_interrupted_sweep_keeps_finished_cells(tmp_path):
-    # The score dies during the third cell (after 3 + 3 calls of the first two cells).
-    problem, counter = _problem({"fail_after": 7})
+    # The score dies during the third cell (after 4 + 4 calls of the first two cells: 3 steps
+    # and the end-of-run step each).
+    problem, counter = _problem({"fail_after": 9})
     with pytest.raises(KeyboardInterrupt):
         _run(problem, tmp_path)
     stored = sorted(p.name for p in (tmp_path / "cells").glob("*.json"))
@@ -93,11 +96,11 @@ def test_interrupted_sweep_keeps_finished_cells(tmp_path):
     assert not list((tmp_path / "cells").glob(".*.tmp"))  # no half-written files left
     counter.fail_after, counter.calls = None, 0
     res = _run(problem, tmp_path)
-    assert (res.computed, res.reused) == (2, 2) and counter.calls == 10
+    assert (res.computed, res.reused) == (2, 2) and counter.calls == 12
 
 
 def test_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path):
-    problem, counter = _problem({"fail_after": 3, "exc": RuntimeError})
+    problem, counter = _problem({"fail_after": 4, "exc": RuntimeError})  # the first cell: 3 + 1 calls
     res = _run(problem, tmp_path, seeds=[0])
     assert [r["status"] for r in res.records] == ["ok", "error"]
     assert "RuntimeError: simulated interruption" in res.records[1]["error"]
@@ -137,12 +140,42 @@ def test_metrics_are_measured_against_independent_exact_samples():
     # Recompute one cell's sliced W2 from the same samples and reference draw.
     problem, _ = _problem()
     res = _run(problem, steps=[5], seeds=[0])
-    r = solvers.sample(problem.sde, problem.score, (N, 2), "euler_maruyama", steps=5, seed=0, denoise=False)
+    r = solvers.sample(problem.sde, problem.score, (N, 2), "euler_maruyama", steps=5, seed=0)
     ref = problem.sample_reference(N, torch.Generator().manual_seed(compare._REF_SEED_OFFSET))
     expected = sd.metrics.sliced_wasserstein(r.samples, ref, seed=0)
     assert res.records[0]["sliced_w2"] == pytest.approx(expected, rel=1e-12)
     ms = sd.metrics.mode_stats(r.samples, problem.mixture)
     assert res.records[0]["coverage"] == ms["coverage"]
+
+
+def test_cells_use_each_solvers_default_end_step_unless_told():
+    # The sweep must measure what a plain `solvers.sample` call returns (the end-of-run step to
+    # sigma = 0, one more NFE), not the state at eps; `denoise` still selects another end.
+    problem, _ = _problem()
+    for denoise, kind in ((None, "ode"), ("none", "none"), (False, "none"), ("tweedie", "tweedie")):
+        res = _run(problem, steps=[5], seeds=[0], denoise=denoise)
+        r = solvers.sample(problem.sde, problem.score, (N, 2), "euler_maruyama", steps=5, seed=0,
+                           denoise=kind)
+        ref = problem.for_end_step(kind).sample_reference(N, torch.Generator().manual_seed(compare._REF_SEED_OFFSET))
+        assert res.records[0]["nfe"] == r.nfe == 5 + (kind != "none")
+        assert res.records[0]["sliced_w2"] == pytest.approx(
+            sd.metrics.sliced_wasserstein(r.samples, ref, seed=0), rel=1e-12)
+    with pytest.raises(ValueError, match="denoise='odd'.*ode, tweedie, none"):
+        _run(problem, steps=[5], seeds=[0], denoise="odd")
+
+
+def test_reference_law_is_p0_for_runs_that_end_at_sigma_zero_and_p_eps_for_runs_that_stop_at_eps():
+    problem, _ = _problem()
+    mixture, sde = problem.mixture, problem.sde
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    for end in ("ode", "tweedie"):
+        assert torch.equal(problem.for_end_step(end).sample_reference(N, g()), mixture.sample(N, generator=g()))
+    at_eps = problem.for_end_step("none")
+    assert torch.equal(at_eps.sample_reference(N, g()), mixture.sample_marginal(N, sde, sde.eps, generator=g()))
+    assert at_eps.for_end_step("none").sample_reference is at_eps.sample_reference
+    # Data without a known p_eps: the data serves both.
+    data_only = compare.Problem("d", sde, problem.score, problem.sample_reference, (2,))
+    assert data_only.for_end_step("none") is data_only
 
 
 class _FakeAdaptive(Solver):
@@ -166,9 +199,10 @@ def test_adaptive_solvers_sweep_tolerances_not_steps(monkeypatch):
     res = compare.run_comparison(problem, ["fake_adaptive"], steps=[3], tolerances=[0.5, 0.25],
                                  seeds=[0], n=N, metrics=["sliced_w2"], floor_repeats=1,
                                  progress=False)
-    assert [(r["budget_kind"], r["budget"], r["nfe"]) for r in res.records] == [("tol", 0.5, 2),
-                                                                                  ("tol", 0.25, 4)]
-    assert counter.calls == 6
+    # round(1/rtol) calls, plus one for the default end-of-run step
+    assert [(r["budget_kind"], r["budget"], r["nfe"]) for r in res.records] == [("tol", 0.5, 3),
+                                                                                  ("tol", 0.25, 5)]
+    assert counter.calls == 8
     assert "tol 0.5" in res.table()
 
 
@@ -244,3 +278,23 @@ def test_cli_plot_refuses_unknown_metrics_empty_figure_lists_and_times_beyond_T(
     assert "--fields-at times must lie in (0, T=1]" in capsys.readouterr().err
     assert main(base + ["--what", ""]) == 2
     assert "--what names no figure" in capsys.readouterr().err
+
+
+def test_cli_compare_ends_runs_like_sample_and_denoise_none_stops_at_eps(tmp_path, capsys):
+    base = ["compare", "--target", "eight_gaussians", "--solvers", "ddim", "--steps", "5", "--seeds", "0",
+            "--n", str(N), "--metrics", "sliced_w2", "--floor-repeats", "1", "--no-plots", "--no-progress"]
+    expect = {None: ("ode", 6), "none": ("none", 5), "": ("tweedie", 6)}  # "": the bare flag
+    for flag, (end, nfe) in expect.items():
+        out = tmp_path / f"run_{flag}"
+        extra = [] if flag is None else (["--denoise"] if flag == "" else ["--denoise", flag])
+        assert main([*base, *extra, "--out", str(out)]) == 0
+        record = json.loads((out / "results.json").read_text())["records"][0]
+        assert record["nfe"] == nfe
+        problem = compare.Problem.from_target("eight_gaussians", "vp")
+        r = solvers.sample(problem.sde, problem.score, (N, 2), "ddim", steps=5, seed=0, denoise=end)
+        ref = problem.for_end_step(end).sample_reference(N, torch.Generator().manual_seed(compare._REF_SEED_OFFSET))
+        assert record["sliced_w2"] == pytest.approx(sd.metrics.sliced_wasserstein(r.samples, ref, seed=0), rel=1e-6)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--denoise", "odd", "--out", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2 and "invalid choice: 'odd'" in capsys.readouterr().err

@@ -83,11 +83,13 @@ def run_pilot(
     n = x.shape[0]
     idx = torch.randperm(n, generator=generator, device=x.device)[: opts.pilot_size]
     xp = x[idx].detach()
+    solves_all = keep and idx.numel() == n  # no fixed-grid solve follows: the pilot is the answer
     with torch.no_grad():
         pilot = make_flow(xp, 1e-6 if fresh else 10.0)
-        # steps="auto" measures errors against the pilot: it gets a 10x tighter default; else
-        # the main solve's default (it may finish small batches by itself).
-        tol = 1e-6 if opts.steps == "auto" else opts.tolerances(xp[0].numel(), pilot.divergence == "exact")[0]
+        # steps="auto" measures errors against the pilot: it gets a 10x tighter default; else,
+        # and when the pilot finishes the whole batch by itself, the main solve's default.
+        tol = 1e-6 if opts.steps == "auto" and not solves_all else \
+            opts.tolerances(xp[0].numel(), pilot.divergence == "exact")[0]
         xs, corr = start(pilot, xp)
         # With a state scale the pilot integrates the scaled state too, so that its steps
         # (the grid's profile) are where the scaled RK4 needs them.
@@ -102,7 +104,7 @@ def run_pilot(
     info: dict[str, Any] = {"pilot_nfe": pilot.nfe, "pilot_t": times, "pilot_size": int(idx.numel())}
     x_Tp, delta_p = pilot.unpack(y_p) if scale is None else ScaledField(pilot, scale).unpack(y_p, hi)
     steps = opts.steps
-    if steps == "auto" and keep and idx.numel() == n:
+    if steps == "auto" and solves_all:
         steps = len(times) - 1  # the pilot solves every sample: no fixed-grid solve
     elif steps == "auto":
         reference = prior_fn(x_Tp).to(delta_p.dtype) + delta_p.mean(dim=1)

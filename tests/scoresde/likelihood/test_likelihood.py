@@ -183,6 +183,11 @@ def test_fast_path_on_pilot_grid_2d(integrator, nfe_per_step, extra):
     adaptive = likelihood(sde, target.score_fn(sde), x40, prior=p_T, logp_scale=10.0)
     assert small.stats[0]["integrator"] == "dopri5 (pilot)" and small.nfe == adaptive.nfe
     torch.testing.assert_close(small.log_prob, adaptive.log_prob)
+    # So is one with steps="auto": it has no fixed-grid solve to choose steps for, and its pilot
+    # runs at the default solve's tolerance, not at the 10x tighter one that step choice needs.
+    auto = likelihood(sde, target.score_fn(sde), x40, prior=p_T, integrator="rk4", steps="auto", pilot_size=64)
+    assert auto.stats[0]["integrator"] == "dopri5 (pilot)" and auto.nfe == adaptive.nfe
+    torch.testing.assert_close(auto.log_prob, adaptive.log_prob)
 
 
 def test_prior_is_reported_and_swappable():

@@ -16,6 +16,9 @@ targets, ``x_T`` and combined metric, 5-seed medians::
 
     OMP_NUM_THREADS=1 python benchmarks/gaussian_skip.py --problems sharp_8-vp sharp_25-vp \
         sharp_32d-vp --c 1 2 4                                        # ~8 min on one core
+
+``--jump`` replaces the Gaussian flow by the solver's own first step from ``T`` to ``S_skip``
+(one evaluation; ``--absolute``: ``S_skip = c`` whatever the data's scale).
 """
 
 from __future__ import annotations
@@ -69,11 +72,33 @@ def skipped(solver: str, c: float) -> peers.Sampler:
     return run
 
 
+def jumped(solver: str, c: float, absolute: bool = False) -> peers.Sampler:
+    """``solver``'s own first step from ``T`` straight to ``c`` data stds (one evaluation, no
+    Gaussian flow), then a log-SNR grid down to ``eps``: the same budget moved from the
+    high-noise stretch to the rest, without knowing ``m`` and ``C`` beyond the data scale
+    (``absolute``: not even that; ``c`` is ``sigma/alpha`` itself)."""
+
+    def run(p: peers.Problem, budget: int, seed: int) -> tuple[Tensor, int]:
+        scale = 1.0 if absolute else math.sqrt(float(torch.linalg.eigvalsh(p.target.covariance()).max()))
+        steps = max(2, budget - 1)
+        s_eps = float(edm_sigma(p.sde, torch.tensor([p.sde.eps], dtype=torch.float64))[0])
+        u = torch.linspace(math.log(c * scale), math.log(s_eps), steps, dtype=torch.float64)
+        ts = torch.cat([torch.tensor([p.sde.T], dtype=torch.float64), time_from_edm_sigma(p.sde, u.exp())])
+        ts[-1] = p.sde.eps
+        r = solvers.sample(p.sde, p.score, solver=solver, steps=steps, grid=ts, x_T=p.start(seed), seed=seed)
+        return r.samples, r.nfe
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", nargs="+", default=["sharp_8-vp", "sharp_25-vp", "sharp_32d-vp"])
     ap.add_argument("--solvers", nargs="+", default=["dpmpp_2m", "gaussian_2m", "unipc"])
     ap.add_argument("--c", nargs="+", type=float, default=[1.0, 2.0, 4.0], help="S_skip in data stds")
+    ap.add_argument("--jump", action="store_true",
+                    help="instead of the Gaussian flow, the solver's own first step from T to S_skip")
+    ap.add_argument("--absolute", action="store_true", help="with --jump: --c is sigma/alpha, not data stds")
     ap.add_argument("--nfe", nargs="+", type=int, default=[5, 10, 20])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n", type=int, default=2000)
@@ -82,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     problems = peers.make_problems(args.n, args.problems)
     samplers: dict[str, peers.Sampler] = {s: peers.OURS[s] for s in args.solvers}
     for c in args.c:
-        samplers.update({f"{s}, Gaussian flow to {c:g} std": skipped(s, c) for s in args.solvers})
+        if args.jump:
+            unit = "" if args.absolute else " std"
+            samplers.update({f"{s}, first step to {c:g}{unit}": jumped(s, c, args.absolute) for s in args.solvers})
+        else:
+            samplers.update({f"{s}, Gaussian flow to {c:g} std": skipped(s, c) for s in args.solvers})
     cells, _ = peers.evaluate(problems, samplers, args.nfe, args.seeds, args.n)
     print(peers.combined_table(problems, list(samplers), args.nfe, cells))
     return 0

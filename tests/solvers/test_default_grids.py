@@ -13,6 +13,7 @@ from scoresde.quality import within_mode_spread
 from solvers import grids
 from solvers.defaults import (
     classic_ode_grid,
+    gaussian_multistep_grid,
     is_variance_exploding,
     is_variance_preserving,
     sde_solver_grid,
@@ -49,6 +50,43 @@ def test_first_order_samplers_use_log_snr_and_a_blend_under_ve() -> None:
         assert spec.grid_for(sd.get_sde("vp")) == "logsnr"
         assert spec.grid_for(sd.get_sde("subvp")) == "logsnr"
         assert spec.grid_for(sd.get_sde("ve")) == "uniform_logsnr"
+
+
+def test_gaussian_2m_takes_a_long_first_step_except_under_ve() -> None:
+    spec = solvers.get_solver("gaussian_2m")
+    for name in ("vp", "cosine", "subvp"):
+        assert spec.grid_for(sd.get_sde(name)) == "logsnr_long_first"
+    assert spec.grid_for(sd.get_sde("ve")) == "logsnr" and gaussian_multistep_grid(object()) == "uniform"
+
+
+# --- logsnr_long_first: the default of gaussian_2m on VP and sub-VP -------------------------------
+@pytest.mark.parametrize("name", ["vp", "subvp", "ve", "cosine"])
+def test_long_first_step_spans_three_log_snr_intervals_above_the_floor_and_shrinks_with_n(name: str) -> None:
+    sde = sd.get_sde(name)
+    firsts = []
+    for n in (1, 2, 4, 7, 9, 19, 199):
+        ts = grids.logsnr_long_first(sde, n)
+        assert ts.shape == (n + 1,) and ts[0] == sde.T and ts[-1] == sde.eps and bool((ts.diff() < 0).all())
+        steps = grids.log_snr(sde, ts).diff()
+        if n > 1:
+            rest = steps[1:]
+            torch.testing.assert_close(rest, rest.mean().expand_as(rest), rtol=1e-9, atol=1e-9)  # uniform after it
+            first, h = float(steps[0]), float(rest[0])
+            s_1 = float(grids.edm_sigma(sde, ts[1:2])[0])
+            # Three intervals long, unless that would end below S = 8; never shorter than the rest.
+            assert first >= h * (1 - 1e-9)
+            assert first == pytest.approx(3 * h, rel=1e-9) or s_1 == pytest.approx(grids.LONG_FIRST_FLOOR, rel=1e-6) \
+                or first == pytest.approx(h, rel=1e-9)
+            assert s_1 >= grids.LONG_FIRST_FLOOR * (1 - 1e-6) or first == pytest.approx(h, rel=1e-9)
+            firsts.append(first)
+    # Far from the floor it is 3 L / (n + 2): it vanishes as n grows, so the grid converges.
+    span = float(grids.log_snr(sde, ts).diff().sum())
+    assert firsts[-1] == pytest.approx(3 * span / 201, rel=1e-9) and firsts[-1] < 0.05 * span
+    # first_step = 1 is the plain log-SNR grid, bit for bit; a bad factor is refused.
+    assert torch.equal(grids.logsnr(sde, 9, first_step=1.0), grids.logsnr(sde, 9))
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="first_step must be a positive number"):
+            grids.logsnr(sde, 9, first_step=bad)
 
 
 # --- uniform_logsnr: the VE default of the first-order samplers ---------------------------------

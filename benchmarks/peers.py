@@ -180,6 +180,7 @@ OURS: dict[str, Sampler] = {
     "dpmpp_3m": ours("dpmpp_3m", 1),
     "unipc": ours("unipc", 1),
     "gaussian_2m": ours("gaussian_2m", 1),
+    "gaussian_2m (long first step)": ours("gaussian_2m", 1, grid="logsnr_long_first"),
     "dpmpp_2m (quadratic)": ours("dpmpp_2m", 1, grid="quadratic"),
     "unipc (quadratic)": ours("unipc", 1, grid="quadratic"),
     "edm_heun": ours("edm_heun", 2),

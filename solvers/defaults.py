@@ -36,7 +36,6 @@ __all__ = [
     "is_variance_preserving",
     "sde_solver_grid",
     "classic_ode_grid",
-    "gaussian_multistep_grid",
     "langevin_snr",
     "VE_SNR",
     "VP_SNR",
@@ -88,25 +87,6 @@ def sde_solver_grid(sde: object) -> str:
     if not isinstance(sde, HasMarginals):
         return "uniform"
     return "uniform_logsnr" if is_variance_exploding(sde) else "logsnr"
-
-
-def gaussian_multistep_grid(sde: object) -> str:
-    """Default grid of ``gaussian_2m``: ``logsnr_long_first`` unless the SDE is variance-exploding.
-
-    The log-SNR grid whose first step, from the prior, spans three intervals (`solvers.grids.
-    logsnr_long_first`). Under VP and sub-VP the prior's ``sigma/alpha = 152`` is far above
-    the scale these SDEs presume for the data (about 1: the prior is ``N(0, I)``), and the
-    long first step lands at 11 (VP, 9 steps) to 39 (19 steps), never below 8; the samples
-    measured as if the old grid had 2-3 more steps (docs/defaults.md, "`gaussian_2m`: one long
-    first step": seven VP targets, NFE 5-200, better in 38 of 91 cells, e.g. ``sharp_25`` at
-    NFE 10 3.44 against 5.98, worse in 8, six of them at the level of exact samples; sub-VP
-    alike). The floor ``S = 8`` is in units of the data, which a VE SDE does not fix
-    (``sigma_max`` follows the data's scale, Song et al. set it to the largest pairwise
-    distance), so VE keeps ``logsnr``.
-    """
-    if not isinstance(sde, HasMarginals):
-        return "uniform"
-    return "logsnr" if is_variance_exploding(sde) else "logsnr_long_first"
 
 
 def langevin_snr(sde: object) -> float:

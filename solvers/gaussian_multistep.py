@@ -58,7 +58,6 @@ import torch
 from torch import Tensor
 
 from .base import DynamicsKind, SolveContext
-from .defaults import gaussian_multistep_grid
 from .dpmpp import LOWER_ORDER_FINAL_BELOW
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator
@@ -117,8 +116,7 @@ class GaussianMultistep(ExponentialIntegrator):
 
     Exact on isotropic Gaussian data for any step size and step count (after the first step);
     second order in ``h`` in general. See the module docstring for the update. Default grid:
-    log-SNR with a first step three intervals long on VP and sub-VP (the stretch where ``D``
-    hardly changes), plain log-SNR on VE (`solvers.defaults.gaussian_multistep_grid`).
+    log-SNR.
 
     Args:
         lower_order_final: DDIM last step when there are fewer than 15 intervals, as
@@ -130,10 +128,6 @@ class GaussianMultistep(ExponentialIntegrator):
 
     def __init__(self, *, lower_order_final: bool = False) -> None:
         self.lower_order_final = bool(lower_order_final)
-
-    def grid_for(self, sde: object) -> str:
-        """``logsnr_long_first``, or ``logsnr`` on VE (`solvers.defaults.gaussian_multistep_grid`)."""
-        return gaussian_multistep_grid(sde)
 
     def step_order(self, index: int, n_steps: int) -> int:
         """1 on the first step (no history) and, with `lower_order_final` and few steps, the last."""

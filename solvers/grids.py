@@ -89,7 +89,7 @@ def logsnr(sde: MarginalSDE, n: int, first_step: float = 1.0) -> Tensor:
 
 
 LONG_FIRST_STEP = 3.0
-"""``first_step`` of `logsnr_long_first` (`solvers.defaults.gaussian_multistep_grid`)."""
+"""``first_step`` of `logsnr_long_first`."""
 LONG_FIRST_FLOOR = 8.0
 """`logsnr_long_first`'s first step ends no lower than ``sigma/alpha`` = this."""
 
@@ -106,7 +106,9 @@ def logsnr_long_first(sde: MarginalSDE, n: int) -> Tensor:
     ``N(0, I)`` prior of VP-type SDEs presumes of the data, where ``D`` moves by about 1/64 of
     ``y - m``), and never spans less than a uniform step; without the floor it is
     ``3 L / (n + 2)`` in ``lambda`` (``L`` the grid's whole span), which vanishes as ``n`` grows,
-    so the grid converges.
+    so the grid converges. An option, not a default: it helps ``gaussian_2m`` on Gaussian
+    mixtures but not on trained models of curved data (docs/defaults.md, "Tried: a long first
+    step").
     """
     n = _check_n(n)
     ends = torch.tensor([sde.T, sde.eps], dtype=torch.float64)

@@ -13,7 +13,6 @@ from scoresde.quality import within_mode_spread
 from solvers import grids
 from solvers.defaults import (
     classic_ode_grid,
-    gaussian_multistep_grid,
     is_variance_exploding,
     is_variance_preserving,
     sde_solver_grid,
@@ -52,14 +51,7 @@ def test_first_order_samplers_use_log_snr_and_a_blend_under_ve() -> None:
         assert spec.grid_for(sd.get_sde("ve")) == "uniform_logsnr"
 
 
-def test_gaussian_2m_takes_a_long_first_step_except_under_ve() -> None:
-    spec = solvers.get_solver("gaussian_2m")
-    for name in ("vp", "cosine", "subvp"):
-        assert spec.grid_for(sd.get_sde(name)) == "logsnr_long_first"
-    assert spec.grid_for(sd.get_sde("ve")) == "logsnr" and gaussian_multistep_grid(object()) == "uniform"
-
-
-# --- logsnr_long_first: the default of gaussian_2m on VP and sub-VP -------------------------------
+# --- logsnr_long_first: an option (docs/defaults.md, "Tried: a long first step") -----------------
 @pytest.mark.parametrize("name", ["vp", "subvp", "ve", "cosine"])
 def test_long_first_step_spans_three_log_snr_intervals_above_the_floor_and_shrinks_with_n(name: str) -> None:
     sde = sd.get_sde(name)

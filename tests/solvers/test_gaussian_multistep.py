@@ -155,10 +155,10 @@ def test_lower_order_final_would_shrink_a_gaussian_mode():
     assert spread[True] < exact - 0.05, spread
 
 
-def test_registered_with_the_long_first_step_log_snr_grid_and_float32():
+def test_registered_with_the_log_snr_grid_and_float32():
     spec = solvers.SOLVERS["gaussian_2m"]
     target = sd.targets.sharp_8()
     sde = sd.VPSDE()
-    assert spec.factory is GaussianMultistep and spec.order == 2.0 and spec.grid_for(sde) == "logsnr_long_first"
+    assert spec.factory is GaussianMultistep and spec.order == 2.0 and spec.grid_for(sde) == "logsnr"
     r = solvers.sample(sde, target.score_fn(sde), (256, 2), solver="gaussian_2m", steps=20, seed=0)
     assert r.samples.dtype == torch.float32 and r.nfe == 21 and bool(torch.isfinite(r.samples).all())

@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solver", default=d["solver"], help="solver name")
     parser.add_argument("--steps", type=int, default=d["steps"], help="grid intervals")
     parser.add_argument("--grid", default=d["grid"],
-                        help="time grid (uniform, quadratic, logsnr, karras, uniform_logsnr); default: the "
+                        help="time grid (uniform, quadratic, logsnr, logsnr_long_first, karras, uniform_logsnr); default: the "
                         "solver's own, per SDE (docs/defaults.md: logsnr for the exponential integrators; "
                         "logsnr on VP / sub-VP and uniform_logsnr on VE for the first-order samplers; "
                         "karras for edm_heun)")

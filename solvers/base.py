@@ -26,11 +26,10 @@ import torch
 from torch import Tensor
 
 from .dynamics import ReverseDynamics
-from .end import FINAL_STEPS, final_step
+from .end import end_step_kind, final_step
 from .grids import check_grid
 from .marginals import require_marginals
 from .noise import CountedNoise, GaussianNoise, NoiseSource
-from .registry import lookup
 from .result import Solution
 from .stability import HIGHER_ORDER_TOO_COARSE, warn_if_too_coarse
 from .trajectory import TrajectoryRecorder
@@ -284,11 +283,7 @@ class Solver:
         Raises:
             ValueError: an unknown name.
         """
-        if denoise is None:
-            return self.default_final
-        if isinstance(denoise, bool):
-            return "tweedie" if denoise else "none"
-        return lookup({k: k for k in FINAL_STEPS}, denoise, "final step", hint="or True / False")
+        return end_step_kind(denoise, self.default_final)
 
     def _final_for(self, dynamics: ReverseDynamics, denoise: bool | str | None, after_step: object) -> str:
         # The default end step needs the marginals; an SDE without them ends at eps. With an

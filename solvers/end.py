@@ -70,14 +70,31 @@ from .dynamics import SAME_TIME, CountedScore, ReverseDynamics
 from .gaussian_fit import fit_gaussian_part, informative
 from .marginals import edm_sigma, require_marginals, time_from_edm_sigma, x0_from_score
 from .protocol import MarginalSDE
+from .registry import lookup
 from .utils import batch_time
 
-__all__ = ["END_PAIRS", "FINAL_STEPS", "NOISY_STEP", "PROBE_RATIO", "SAME_TIME", "EndPair", "FinalStep", "final_step"]
+__all__ = ["END_PAIRS", "FINAL_STEPS", "NOISY_STEP", "PROBE_RATIO", "SAME_TIME", "EndPair", "FinalStep", "end_step_kind", "final_step"]
 
 FinalStep = Literal["ode", "tweedie", "none"]
 FINAL_STEPS: tuple[str, ...] = ("ode", "tweedie", "none")
 EndPair = Literal["history", "probe", "noisy"]
 END_PAIRS: tuple[str, ...] = ("history", "probe", "noisy")
+
+
+def end_step_kind(denoise: bool | str | None, default: str = "ode") -> str:
+    """The end-of-run step a ``denoise`` argument names: ``None`` -> ``default``, ``True`` ->
+    ``"tweedie"``, ``False`` -> ``"none"``, else one of `FINAL_STEPS`.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if denoise is None:
+        return default
+    if isinstance(denoise, bool):
+        return "tweedie" if denoise else "none"
+    return lookup({k: k for k in FINAL_STEPS}, denoise, "final step", hint="or True / False")
+
+
 #: The probe's noise level relative to the end's, ``S'/S``.
 PROBE_RATIO = 1.1
 #: ``"noisy"`` takes the probe where the history's last step spans less than this many ``S``.

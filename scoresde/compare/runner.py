@@ -13,7 +13,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 import solvers
 from solvers.dynamics import NonFiniteScoreError
-from solvers.end import FINAL_STEPS
+from solvers.end import end_step_kind
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import Solution
 
@@ -115,9 +115,7 @@ def evaluate_results(
 
 def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
            denoise: bool | str | None) -> None:
-    if denoise is not None and not isinstance(denoise, bool) and denoise not in FINAL_STEPS:
-        raise ValueError(f"denoise={denoise!r}: use None (each solver's end step), True / False, "
-                         f"or one of {', '.join(FINAL_STEPS)}")
+    end_step_kind(denoise)  # refuses an unknown name before any work
     unknown = [s for s in names if s not in solvers.SOLVERS]
     if unknown:
         raise ValueError(f"unknown solver(s) {unknown}; valid solvers: {', '.join(solvers.available())}")
@@ -129,16 +127,6 @@ def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
         raise ValueError(f"step budgets must be positive, got {list(steps)}")
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
-
-
-def _end_step_asked(denoise: bool | str | None) -> str:
-    """The end-of-run step a sweep's `denoise` asks for, as `Solution.stats["end_step"]` names it
-    (`None`: the solvers' default, which ends at `sigma = 0`)."""
-    if denoise is None:
-        return "ode"
-    if isinstance(denoise, bool):
-        return "tweedie" if denoise else "none"
-    return denoise
 
 
 def run_comparison(
@@ -192,7 +180,7 @@ def run_comparison(
     names = list(solver_names)
     _check(names, steps, seeds, n, denoise)
     options = {k: dict(v) for k, v in (solver_options or {}).items()}
-    scorer = Scorer(problem.for_end_step(_end_step_asked(denoise)), metrics, n)
+    scorer = Scorer(problem.for_end_step(end_step_kind(denoise)), metrics, n)
     settings = {
         "version": FORMAT_VERSION, "problem": problem.spec, "n": n, "metrics": list(metrics),
         "grid": grid, "noise": noise, "denoise": denoise, "bandwidths": scorer.bandwidths,

@@ -160,7 +160,7 @@ def test_cells_use_each_solvers_default_end_step_unless_told():
         assert res.records[0]["nfe"] == r.nfe == 5 + (kind != "none")
         assert res.records[0]["sliced_w2"] == pytest.approx(
             sd.metrics.sliced_wasserstein(r.samples, ref, seed=0), rel=1e-12)
-    with pytest.raises(ValueError, match="denoise='odd'.*ode, tweedie, none"):
+    with pytest.raises(ValueError, match="unknown final step 'odd'.*ode, tweedie, none"):
         _run(problem, steps=[5], seeds=[0], denoise="odd")
 
 

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from solvers.inputs import as_count, as_integer, check_device, check_dtype, check_generator
 from solvers.protocol import DiffusionSDE, HasMarginals, ScoreFn
+from solvers.registry import closest_name
 from solvers.utils import batch_time
 
 __all__ = [
@@ -393,4 +394,6 @@ def get_target(name: str) -> GaussianMixture:
     try:
         return PRESETS[name]()
     except KeyError:
-        raise ValueError(f"unknown target {name!r}; valid targets: {', '.join(PRESETS)}") from None
+        guess = closest_name(PRESETS, name)
+        advice = f" did you mean {guess!r}?" if guess is not None else ""
+        raise ValueError(f"unknown target {name!r};{advice} valid targets: {', '.join(PRESETS)}") from None

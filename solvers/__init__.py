@@ -18,6 +18,7 @@ from .adaptive_ode import AdaptiveODE, solve_adaptive
 from .adaptive_sde import AdaptiveSDE
 from .api import SOLVERS, SolverSpec, available, get_solver, sample, summaries, tweedie_denoise
 from .base import FixedGridSolver, SolveContext, Solver
+from .catalog import check_solver_names
 from .correctors import AnnealedLangevinCorrector, Corrector, LangevinCorrector, NoneCorrector
 from .ddim import DDIM
 from .dpm_solver import DPMSolver
@@ -108,6 +109,7 @@ __all__ = [
     "UniPC",
     "append_dims",
     "available",
+    "check_solver_names",
     "batch_time",
     "forward_transition",
     "get_solver",

@@ -24,12 +24,12 @@ from .gaussian_multistep import GaussianMultistep
 from .lms import LMS
 from .ode import RK4, Heun, ODEEuler
 from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
-from .registry import lookup
+from .registry import closest_name, lookup
 from .scipy_ode import ScipyODE
 from .sde_dpmpp import SDEDPMSolverPP2M
 from .torchsde_backend import TorchSDE
 
-__all__ = ["SOLVERS", "SolverSpec", "available", "summaries", "get_solver"]
+__all__ = ["SOLVERS", "SolverSpec", "available", "check_solver_names", "summaries", "get_solver"]
 
 
 class SolverSpec:
@@ -138,6 +138,21 @@ SOLVERS: dict[str, SolverSpec] = {
 def available() -> list[str]:
     """Every registered solver name."""
     return list(SOLVERS)
+
+
+def check_solver_names(names: list[str]) -> None:
+    """Refuse a list of solver names with any unknown one, before any work.
+
+    Raises:
+        ValueError: naming every unknown name, each misspelling's closest valid name
+            (``'DPMPP_2M' -> 'dpmpp_2m'``), and the list of valid names.
+    """
+    unknown = [n for n in names if not isinstance(n, str) or n not in SOLVERS]
+    if not unknown:
+        return
+    guesses = [f"{n!r} -> {g!r}" for n in unknown if (g := closest_name(SOLVERS, n)) is not None]
+    advice = f" did you mean {', '.join(guesses)}?" if guesses else ""
+    raise ValueError(f"unknown solver(s) {unknown};{advice} valid solvers: {', '.join(SOLVERS)}")
 
 
 def summaries() -> dict[str, str]:

@@ -88,9 +88,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _pick_solvers(spec: str | None, quick: bool) -> list[str]:
     if spec:
         names = [s.strip() for s in spec.split(",") if s.strip()]
-        unknown = [s for s in names if s not in solvers.SOLVERS]
-        if unknown:
-            raise ValueError(f"unknown solver(s) {unknown}; valid: {', '.join(solvers.available())}")
+        solvers.check_solver_names(names)
         return names
     return compare.default_solvers(3 if quick else 5)
 

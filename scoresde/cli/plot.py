@@ -115,9 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         names = args.solvers or compare.default_solvers(4)
-        unknown = [s for s in names if s not in solvers.SOLVERS]
-        if unknown:
-            raise ValueError(f"unknown solver(s) {unknown}; valid: {', '.join(solvers.available())}")
+        solvers.check_solver_names(names)
         if args.checkpoint is not None:
             problem = compare.Problem.from_checkpoint(args.checkpoint, loader=checkpoint_loader(args.data))
         else:

@@ -127,6 +127,8 @@ def _plot(samples: Any, path: Path, title: str, data: Any = None) -> None:
 
 def _exact_target(name: str, sde_name: str) -> tuple[Any, Any]:
     """``(target, sde)`` for ``--target``; a clear error for names without an exact score."""
+    from solvers.registry import closest_name
+
     from ..data import TOYS
     from ..sde import get_sde
     from ..targets import PRESETS, get_target
@@ -135,6 +137,9 @@ def _exact_target(name: str, sde_name: str) -> tuple[Any, Any]:
         hint = (f" {name!r} is a 2-D toy without a closed-form score: train on it "
                 f"(scoresde train --data {name} --out runs/{name}) and sample with --checkpoint runs/{name}."
                 if name in TOYS else "")
+        guess = closest_name(PRESETS, name)
+        if guess is not None and not hint:
+            hint = f" Did you mean {guess!r}?"
         raise ValueError(f"--target needs a target with an exact score, one of {', '.join(PRESETS)}.{hint}")
     return get_target(name), get_sde(sde_name)
 
@@ -186,8 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import CheckpointError
 
     try:
-        if args.solver not in solvers.SOLVERS:
-            raise ValueError(f"unknown solver {args.solver!r}; valid: {', '.join(solvers.available())}")
+        solvers.check_solver_names([args.solver])
         r = _resolve(args)
         from .conditional import apply_conditioning
 

@@ -116,9 +116,7 @@ def evaluate_results(
 def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
            denoise: bool | str | None) -> None:
     end_step_kind(denoise)  # refuses an unknown name before any work
-    unknown = [s for s in names if s not in solvers.SOLVERS]
-    if unknown:
-        raise ValueError(f"unknown solver(s) {unknown}; valid solvers: {', '.join(solvers.available())}")
+    solvers.check_solver_names(names)
     if not names:
         raise ValueError("give at least one solver")
     if not seeds or (not steps and any(not is_adaptive(s) for s in names)):

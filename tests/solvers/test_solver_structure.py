@@ -184,3 +184,25 @@ def test_bad_batch_size_and_dtype_are_refused():
         solvers.sample(sde, score, (4, 2), steps=2, noise="brownian", batch_size=2, seed=0)
     with pytest.raises(ValueError, match="fixed-grid"):
         solvers.sample(sde, score, (4, 2), "ode_dopri5", steps=2, batch_size=2, keep_trajectory=True)
+
+
+@pytest.mark.parametrize(("asked", "meant"), [
+    ("DPMPP_2M", "dpmpp_2m"), ("dpmpp-2m", "dpmpp_2m"), (" dpmpp_2m ", "dpmpp_2m"),
+    ("dpmp_2m", "dpmpp_2m"), ("dpmpp3m", "dpmpp_3m"), ("eulr_maruyama", "euler_maruyama"),
+])
+def test_a_misspelt_name_is_refused_with_the_closest_valid_name(asked, meant):
+    """Names are exact (no silent aliasing), but the error leads with the likely intent."""
+    with pytest.raises(ValueError, match=f"unknown solver '{asked}'; did you mean '{meant}'\\? valid solvers: "):
+        solvers.get_solver(asked)
+    with pytest.raises(ValueError, match=f"'{asked}' -> '{meant}'"):
+        solvers.check_solver_names(["ddim", asked])
+    with pytest.raises(ValueError, match="did you mean 'karras'"):
+        solvers.grids.get_grid("Karras")
+
+
+@pytest.mark.parametrize("asked", ["nope", "ddpm", 3, None])
+def test_an_unrelated_name_gets_no_guess(asked):
+    with pytest.raises(ValueError, match=r"; valid solvers: euler_maruyama") as info:
+        solvers.get_solver(asked)
+    assert "did you mean" not in str(info.value)
+    solvers.check_solver_names(["ddim", "pc"])  # all valid: no error

@@ -62,3 +62,7 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["sample", "--target", "ring", "--solver", "nope", "--out", str(tmp_path / "z")]) == 2
     assert "unknown solver" in capsys.readouterr().err
+    assert main(["sample", "--target", "ring", "--solver", "DPMPP_2M", "--out", str(tmp_path / "z")]) == 2
+    assert "did you mean 'DPMPP_2M' -> 'dpmpp_2m'?" in capsys.readouterr().err
+    assert main(["sample", "--target", "sharp8", "--out", str(tmp_path / "z")]) == 2
+    assert "Did you mean 'sharp_8'?" in capsys.readouterr().err

@@ -3,12 +3,17 @@
 A discrete schedule of ``N`` steps gives ``alpha_bar_k = prod_{j<=k} (1 - beta_j)`` for
 timesteps ``k = 0 .. N-1``. It is placed in continuous time at ``t_k = (k + 1)/N`` (so
 ``T = 1`` is timestep ``N - 1`` and ``eps = 1/N`` is timestep 0), with ``alpha_bar(0) = 1``,
-and ``ln alpha_bar`` is interpolated linearly in ``t`` between the knots. That is exactly a
-VP SDE (Song et al. 2021, eq. 11) with the piecewise-constant rate
-``beta(t) = -N (ln alpha_bar_k - ln alpha_bar_{k-1}) = -N ln(1 - beta_k)`` on
-``(t_{k-1}, t_k]``, whose marginals hit the table exactly at every ``t_k``:
-``alpha(t_k)^2 = alpha_bar_k``, ``sigma(t_k)^2 = 1 - alpha_bar_k``. (For small ``beta_k``,
-``beta(t) ~ N beta_k``, the continuous limit of DDPM that Song et al. 2021 App. B take.)
+and ``ln alpha_bar`` is interpolated between the knots by the monotone cubic Hermite
+interpolant of Fritsch & Carlson (1980, "Monotone Piecewise Cubic Interpolation"). That is a
+VP SDE (Song et al. 2021, eq. 11) whose marginals hit the table exactly at every ``t_k``,
+``alpha(t_k)^2 = alpha_bar_k``, ``sigma(t_k)^2 = 1 - alpha_bar_k``, with a rate
+``beta(t) = -d ln alpha_bar / dt`` that is continuous and non-negative (piecewise quadratic)
+and integrates to ``-ln(1 - beta_k)`` over each interval ``(t_{k-1}, t_k]``; for small
+``beta_k``, ``beta(t_k) ~ N beta_k``, the continuous limit of DDPM that Song et al. 2021
+App. B take. A continuous rate matters to every integrator of the drift: linear interpolation
+of ``ln alpha_bar`` (a rate that jumps at each of the ``N`` knots) held Runge-Kutta and
+adaptive solves of the probability-flow ODE to first order, and likelihoods to ~50x the error
+of the continuous VP SDE at 4x its evaluations.
 
 `alphas_cumprod_from_config` rebuilds the table from a diffusers scheduler config
 (``num_train_timesteps``, ``beta_start``, ``beta_end``, ``beta_schedule``, ``trained_betas``)
@@ -26,7 +31,7 @@ from torch import Tensor
 
 from .sde import VarPreservingSDE
 
-__all__ = ["DiscreteVPSDE", "alphas_cumprod_from_config", "BETA_SCHEDULES"]
+__all__ = ["DiscreteVPSDE", "alphas_cumprod_from_config", "monotone_slopes", "BETA_SCHEDULES"]
 
 BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 
@@ -75,6 +80,31 @@ def alphas_cumprod_from_config(config: Mapping[str, Any]) -> Tensor:
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def monotone_slopes(y: Tensor, h: float) -> Tensor:
+    """Slopes ``(K,)`` at equally spaced knots ``y`` ``(K,)`` (spacing ``h``) of the monotone
+    cubic Hermite interpolant (Fritsch & Carlson 1980; Fritsch & Butland's weighted harmonic
+    mean of the neighbouring secants, equal to the secant's harmonic mean on a uniform grid).
+
+    For a strictly monotone ``y`` every slope has the secants' sign and the interpolant is
+    monotone. The end slopes are the three-point one-sided estimates ``(3 s_0 - s_1)/2``,
+    limited to ``[0, 3 s_0]`` in the secant's direction (Fritsch & Carlson's region), so that a
+    smooth schedule's rate is followed up to the ends instead of wiggling in the end intervals.
+    """
+    secant = (y[1:] - y[:-1]) / h
+    left, right = secant[:-1], secant[1:]
+    inner = 2.0 * left * right / (left + right)
+    inner = torch.where(left * right > 0, inner, torch.zeros_like(inner))
+    return torch.cat([_end_slope(secant[0], secant[1]), inner, _end_slope(secant[-1], secant[-2])])
+
+
+def _end_slope(s0: Tensor, s1: Tensor) -> Tensor:
+    """One-sided slope ``(3 s0 - s1)/2`` at an end knot, kept in ``[0, 3 s0]`` (sign of ``s0``)."""
+    d = 1.5 * s0 - 0.5 * s1
+    d = torch.where(d * s0 > 0, d, torch.zeros_like(d))
+    d = torch.where(d.abs() > 3 * s0.abs(), 3 * s0, d)
+    return d.reshape(1)
+
+
 class DiscreteVPSDE(VarPreservingSDE):
     """VP SDE whose marginals match a discrete ``alphas_cumprod`` table at ``t_k = (k + 1)/N``.
 
@@ -91,20 +121,22 @@ class DiscreteVPSDE(VarPreservingSDE):
     """
 
     def __init__(self, alphas_cumprod: Tensor | Sequence[float]) -> None:
-        abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu().flatten()
+        abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
+        if abar.dim() != 1:
+            raise ValueError(f"alphas_cumprod must be one-dimensional (N,), got shape {tuple(abar.shape)}")
         n = abar.numel()
         if n < 2:
             raise ValueError(f"alphas_cumprod needs at least 2 entries, got {n}")
-        if not bool(((abar > 0) & (abar < 1)).all()):
+        if not bool(((abar > 0) & (abar < 1)).all()):  # NaN fails this too
             raise ValueError("alphas_cumprod must lie strictly inside (0, 1)")
         if not bool((abar[1:] < abar[:-1]).all()):
             raise ValueError("alphas_cumprod must be strictly decreasing")
         super().__init__(T=1.0, eps=1.0 / n)
         self.num_timesteps = n
         self.alphas_cumprod = abar
-        # Knots t = 0, 1/N, ..., 1 of ln alpha_bar (alpha_bar(0) = 1).
+        # Knots t = 0, 1/N, ..., 1 of ln alpha_bar (alpha_bar(0) = 1) and its slopes there.
         self._log_abar = torch.cat([torch.zeros(1, dtype=torch.float64), torch.log(abar)])
-        self._rate = -n * (self._log_abar[1:] - self._log_abar[:-1])  # beta on each interval, (N,)
+        self._slope = monotone_slopes(self._log_abar, 1.0 / n)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DiscreteVPSDE:
@@ -118,7 +150,11 @@ class DiscreteVPSDE(VarPreservingSDE):
 
     def time(self, k: Tensor | int | float) -> Tensor:
         """Time ``t_k = (k + 1)/N`` of (possibly fractional) timesteps ``k``."""
-        return (torch.as_tensor(k, dtype=torch.float64) + 1.0) / self.num_timesteps
+        k = torch.as_tensor(k, dtype=torch.float64)
+        if not bool(((k >= -1) & (k <= self.num_timesteps - 1)).all()):
+            raise ValueError(f"timesteps must lie in [-1, {self.num_timesteps - 1}] (t in [0, T = 1]); "
+                             f"got values in [{k.min().item():g}, {k.max().item():g}]")
+        return (k + 1.0) / self.num_timesteps
 
     # --- schedule -----------------------------------------------------------------------
     def _interval(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,16 +162,31 @@ class DiscreteVPSDE(VarPreservingSDE):
         j = torch.clamp(torch.floor(u.detach()), 0, self.num_timesteps - 1).long()
         return j, u - j.to(t.dtype)
 
+    def _hermite(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``(ln alpha_bar(t), d ln alpha_bar/dt)`` of the cubic Hermite piece holding ``t``.
+
+        On ``[t_j, t_j + 1/N]`` with ``u`` in ``[0, 1]``, values ``y0, y1`` and slopes
+        ``d0, d1`` (per unit ``t``): ``y = y0 + u(y1 - y0) + u(1 - u)[(1 - u) a - u b]`` with
+        ``a = d0/N - (y1 - y0)``, ``b = d1/N - (y1 - y0)``.
+        """
+        y = self._log_abar.to(device=t.device, dtype=t.dtype)
+        d = self._slope.to(device=t.device, dtype=t.dtype) / self.num_timesteps
+        j, u = self._interval(t)
+        y0, y1, d0, d1 = y[j], y[j + 1], d[j], d[j + 1]
+        dy = y1 - y0
+        a, b = d0 - dy, d1 - dy
+        value = y0 + u * dy + u * (1 - u) * ((1 - u) * a - u * b)
+        # d/du of the above, times du/dt = N.
+        du = dy + (1 - 2 * u) * ((1 - u) * a - u * b) - u * (1 - u) * (a + b)
+        return value, du * self.num_timesteps
+
     def log_alpha(self, t: Tensor) -> Tensor:
-        """``ln alpha(t) = ln alpha_bar(t) / 2``, linear in ``t`` between knots."""
-        tab = self._log_abar.to(device=t.device, dtype=t.dtype)
-        j, frac = self._interval(t)
-        return 0.5 * (tab[j] + frac * (tab[j + 1] - tab[j]))
+        """``ln alpha(t) = ln alpha_bar(t) / 2`` (monotone cubic between the knots)."""
+        return 0.5 * self._hermite(t)[0]
 
     def beta(self, t: Tensor) -> Tensor:
-        """Piecewise-constant ``beta(t) = -d ln alpha_bar / dt``."""
-        j, _ = self._interval(t)
-        return self._rate.to(device=t.device, dtype=t.dtype)[j]
+        """``beta(t) = -d ln alpha_bar / dt``: continuous, non-negative, piecewise quadratic."""
+        return (-self._hermite(t)[1]).clamp_min(0.0)
 
     def config(self) -> dict[str, float | bool]:
         return {"num_timesteps": self.num_timesteps}

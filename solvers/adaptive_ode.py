@@ -142,7 +142,7 @@ def initial_step(
     h0 = min(h0, max_h)
     y1 = y0 + (direction * h0) * f0
     f1 = fn(t0 + direction * h0, y1)
-    d2 = float(rms_norm((f1 - f0) / scale, per_sample=per_sample)) / h0
+    d2 = float(rms_norm((f1 - f0) / scale, per_sample=per_sample).detach()) / h0
     dmax = max(d1, d2)
     if dmax <= 1e-15 or not math.isfinite(dmax):
         h1 = max(1e-6, 1e-3 * h0)
@@ -174,7 +174,7 @@ def _walk(
         if pid is not None:
             # Error estimate of the embedded pair and the accept/reject decision (one sync).
             err_vec = weighted_sum(tab.e, ks, dt)
-            err = float(scaled_error_norm(err_vec, w.y, y_new, rtol, atol, per_sample=per_sample))
+            err = float(scaled_error_norm(err_vec, w.y, y_new, rtol, atol, per_sample=per_sample).detach())
             accept = math.isfinite(err) and err <= 1.0
             factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
         if accept:

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from solvers.inputs import check_device, check_dtype, check_generator, check_seed
+from solvers.noise import make_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 from .core import likelihood
@@ -48,6 +50,12 @@ def _levels(n_bits: int, levels: int | None) -> int:
     return 2**n_bits
 
 
+def _check_levels_tensor(k: Any) -> None:
+    if not isinstance(k, Tensor):
+        raise TypeError(f"k must be a tensor of integer levels, got {type(k).__name__}; convert it with "
+                        "torch.as_tensor(k)")
+
+
 def dequantize(
     k: Tensor,
     *,
@@ -55,22 +63,26 @@ def dequantize(
     levels: int | None = None,
     data_range: tuple[float, float] = (0.0, 1.0),
     generator: torch.Generator | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> Tensor:
     """Uniformly dequantize integer levels ``k: (B, *D)`` to ``lo + (hi - lo) (k + v) / L``.
 
     ``k`` must hold integers in ``[0, L - 1]`` (any integer or float dtype), ``L = 2^n_bits``
     unless ``levels`` is given. ``v ~ U[0, 1)`` is drawn from ``generator``. Returns a float
-    tensor of ``k``'s shape (``dtype`` default: torch's default float dtype).
+    tensor of ``k``'s shape (``dtype``: a floating dtype or its name, ``"float64"``; default
+    torch's default float dtype).
+
+    Raises:
+        TypeError: ``k`` is not a tensor.
+        ValueError: ``k`` outside ``[0, L - 1]`` or not integral; a ``dtype`` that is not floating.
     """
     levels = _levels(n_bits, levels)
     lo, hi = _check_range(data_range)
-    if not isinstance(k, Tensor):
-        raise TypeError(f"k must be a tensor of integer levels, got {type(k).__name__}")
+    dtype = check_dtype(dtype)  # integers would floor every value to the bin's edge
+    _check_levels_tensor(k)
     kf = k.to(torch.float64)
     if not bool(torch.equal(kf, kf.round())) or bool((kf < 0).any()) or bool((kf > levels - 1).any()):
         raise ValueError(f"k must hold integers in [0, {levels - 1}] ({levels} levels)")
-    dtype = torch.get_default_dtype() if dtype is None else dtype
     v = torch.rand(k.shape, generator=generator, dtype=torch.float64, device=k.device)
     u = (kf + v) / levels
     return (lo + (hi - lo) * u).to(dtype)
@@ -116,25 +128,40 @@ def bits_per_dim(
     data_range: tuple[float, float] = (0.0, 1.0),
     n_dequant: int = 1,
     seed: int | None = 0,
+    generator: torch.Generator | None = None,
     **options: Any,
 ) -> Tensor:
     """Bits/dim of integer data ``k: (B, *D)`` (``L`` levels) under the PF-ODE model: ``(B,)``.
 
-    Dequantizes ``n_dequant`` times (seeded), computes `log_likelihood`
+    Dequantizes ``n_dequant`` times, computes `log_likelihood`
     of each draw (``options`` are passed on, e.g. ``divergence="hutchinson"``) and averages
     the bounds. The model must have been trained on data in ``data_range``.
+
+    Randomness (dequantization noise, and the likelihood's probes and pilot subset): ``seed``
+    (default 0; draw ``r`` runs the likelihood with ``seed + r``), ``None`` for fresh randomness
+    as in `likelihood`, or ``generator``, which then drives both (with ``seed`` left at its
+    default or ``None``; another seed together with a generator is refused).
     """
     if isinstance(n_dequant, bool) or not isinstance(n_dequant, int) or n_dequant < 1:
         raise ValueError(f"n_dequant must be a positive integer, got {n_dequant!r}")
-    device = options.get("device", k.device)
-    g = torch.Generator(device=device)
-    g.manual_seed(0 if seed is None else int(seed))
+    _check_levels_tensor(k)
+    seed = check_seed(seed)
+    device = k.device if options.get("device") is None else check_device(options["device"])
+    if generator is not None:
+        if seed not in (None, 0):
+            raise ValueError("pass either seed or generator, not both")
+        g = check_generator(generator, device)
+        assert g is not None
+    else:
+        g = make_generator(seed, device)
     dim = k[0].numel()
     total = None
     for r in range(n_dequant):
         y = dequantize(k.to(device), n_bits=n_bits, levels=levels, data_range=data_range,
                        generator=g, dtype=options.get("dtype"))
-        lp = likelihood(sde, score_fn, y, seed=None if seed is None else int(seed) + r, **options).log_prob
+        randomness: dict[str, Any] = {"seed": None, "generator": g} if generator is not None else \
+            {"seed": None if seed is None else seed + r}
+        lp = likelihood(sde, score_fn, y, **randomness, **options).log_prob
         bpd = bpd_from_log_prob(lp, dim, n_bits=n_bits, levels=levels, data_range=data_range)
         total = bpd if total is None else total + bpd
     assert total is not None

@@ -110,7 +110,7 @@ def likelihood(
         options: grouped options (`LikelihoodOptions`); default: all defaults.
         **kwargs: flat options overriding `options`, by field name of its groups:
             integration (`integrator`, `steps`, `grid`, `target_error`, `rtol`, `atol`,
-            `logp_scale`, `per_sample`, `controller`, `pilot_size`; `IntegratorOptions`),
+            `logp_scale`, `per_sample`, `controller`, `pilot_size`, `max_steps`; `IntegratorOptions`),
             divergence (`divergence`, `probe`, `n_probes`, `probe_refresh`;
             `DivergenceOptions`), density (`density`, `eps`, `T`, `prior`; `DensityOptions`)
             and run (`batch_size`, `dtype`, `device`, `seed`, `generator`, `grad`,

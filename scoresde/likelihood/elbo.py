@@ -33,12 +33,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from solvers.dynamics import forward_transition
+from solvers.dynamics import CountedScore, forward_transition
+from solvers.inputs import check_dtype, check_generator
 from solvers.noise import make_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims
 
-from .core import check_finite_rows
+from .core import check_data
+from .options import DensityOptions, RunOptions, check_interval, checked_prior
 
 __all__ = ["ElboResult", "elbo"]
 
@@ -72,7 +74,7 @@ def elbo(
     T: float | None = None,
     prior: Callable[[Tensor], Tensor] | None = None,
     batch_size: int | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
 ) -> ElboResult:
@@ -84,27 +86,34 @@ def elbo(
         x: data ``(B, *D)`` at time ``eps``.
         n_samples: time/noise samples per point, even (``n_samples / 2`` antithetic pairs,
             each at its own stratified time).
-        eps, T: interval (default ``sde.eps``, ``sde.T``).
+        eps, T: interval, ``0 < eps < T <= sde.T`` (default ``sde.eps``, ``sde.T``).
         prior: ``log pi``, ``(B, *D) -> (B,)`` (default ``sde.prior_log_prob``).
         batch_size: points per chunk (the score sees ``batch_size * n_samples`` rows).
-        dtype: of the computation (default: that of ``x``).
+        dtype: of the computation, or its name (default: that of ``x``); half precision is refused.
         seed, generator: randomness of ``t`` and ``z``.
+
+    The arguments, the data and the outputs of ``score_fn`` and ``prior`` are checked as by
+    `likelihood`.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or a bad ``seed``/``generator``/``prior`` output.
+        ValueError: bad data or arguments, a score output of the wrong shape, a prior output
+            that is not a finite ``(B,)`` tensor.
+        solvers.dynamics.NonFiniteScoreError: the score returned NaN/inf.
     """
-    if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] < 1:
-        raise ValueError("x must be a tensor of shape (B, *D)")
-    check_finite_rows(x)
+    # likelihood's checks: chunk size, dtype, seed, generator, a prior that is not callable.
+    RunOptions(batch_size=batch_size, dtype=dtype, seed=seed, generator=generator).validate()
+    DensityOptions(prior=prior).resolved()
+    asked = None if dtype is None else check_dtype(dtype)
+    check_data(x, asked)
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2 or n_samples % 2:
         raise ValueError(f"n_samples must be an even integer >= 2, got {n_samples!r}")
-    lo = sde.eps if eps is None else float(eps)
-    hi = sde.T if T is None else float(T)
-    if not (0.0 < lo < hi):
-        raise ValueError(f"need 0 < eps < T, got eps={lo}, T={hi}")
-    if seed is not None and generator is not None:
-        raise ValueError("pass either seed or generator, not both")
-    dtype = (x.dtype if x.is_floating_point() else torch.get_default_dtype()) if dtype is None else dtype
+    lo, hi = check_interval(sde, sde.eps if eps is None else eps, sde.T if T is None else T)
+    dtype = (x.dtype if x.is_floating_point() else torch.get_default_dtype()) if asked is None else asked
     x = x.detach().to(dtype)
-    gen = make_generator(seed, x.device) if generator is None else generator
-    prior_fn = sde.prior_log_prob if prior is None else prior
+    gen = make_generator(seed, x.device) if generator is None else check_generator(generator, x.device)
+    assert gen is not None
+    prior_fn = checked_prior(sde.prior_log_prob if prior is None else prior)
     size = x.shape[0] if batch_size is None else max(1, int(batch_size))
     parts = [_elbo_chunk(sde, score_fn, x[i : i + size], n_samples, lo, hi, prior_fn, gen)
              for i in range(0, x.shape[0], size)]
@@ -135,7 +144,8 @@ def _elbo_chunk(
     with torch.no_grad():
         # Score at both members of each antithetic pair, in one batch.
         tt = torch.cat([t, t])
-        score = score_fn(torch.cat([mean + noise, mean - noise]), tt)
+        # Counted like likelihood's score: refused when of the wrong shape or NaN/inf.
+        score = CountedScore(score_fn)(torch.cat([mean + noise, mean - noise]), tt)
         s_plus, s_minus = score[: b * pairs], score[b * pairs :]
         g2 = sde.diffusion(t) ** 2
         ones = torch.ones((b * pairs, *shape), **like)

@@ -83,11 +83,12 @@ def resolve_integrator(name: str) -> IntegratorSpec:
 def integrate_chunk(
     flow: AugmentedFlow, x: Tensor, spec: IntegratorSpec, lo: float, hi: float, ts: Tensor | None,
     tol: tuple[float, float], per_sample: bool = False, controller: PIDController | None = None,
-    scale: StateScale | None = None,
+    scale: StateScale | None = None, max_steps: int | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Integrate one chunk `x: (B, *D)` from `lo` to `hi`.
 
     `scale`: `rk4_simpson` integrates the scaled state `x / r(t)` (`state_scale`).
+    `max_steps`: step budget of the adaptive and SciPy integrators (`None`: their defaults).
 
     Returns:
         `(x_T: (B, *D), l: (B, M), info)` with `l = int_lo^hi div F dt` (unweighted) and the
@@ -101,13 +102,14 @@ def integrate_chunk(
         return x_T, delta, {"steps": ts.numel() - 1, "t": ts}
     y0 = flow.pack(x)
     info: dict[str, Any]
+    budget: dict[str, Any] = {} if max_steps is None else {"max_steps": max_steps}
     if spec.kind == "adaptive":
         y1, out = solve_adaptive(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]
-                                 rtol=tol[0], atol=tol[1], per_sample=per_sample, controller=controller)
+                                 rtol=tol[0], atol=tol[1], per_sample=per_sample, controller=controller, **budget)
         info = {k: out[k] for k in ("accepted", "rejected", "t")}
     elif spec.kind == "scipy":
         y1, out = solve_ivp_torch(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]
-                                  rtol=tol[0], atol=tol[1])
+                                  rtol=tol[0], atol=tol[1], **budget)
         info = {k: out[k] for k in ("accepted", "t")}
     else:
         assert ts is not None

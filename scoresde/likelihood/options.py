@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from solvers.grids import GRIDS
-from solvers.inputs import check_device, check_dtype, check_generator, check_seed
+from solvers.inputs import as_real, check_device, check_dtype, check_generator, check_seed
+from solvers.protocol import DiffusionSDE
 from solvers.step_control import PIDController
 
 from .divergence import PROBES, ProbeKind
@@ -39,6 +40,8 @@ __all__ = [
     "LikelihoodOptions",
     "Prior",
     "Density",
+    "checked_prior",
+    "check_interval",
 ]
 
 Prior = Callable[[Tensor], Tensor]
@@ -48,6 +51,55 @@ Density = Literal["auto", "data", "marginal"]
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def checked_prior(prior: Prior) -> Prior:
+    """`prior` with every output checked: a `(B,)` tensor for `x_T: (B, *D)`, finite where `x_T` is.
+
+    A wrong shape would otherwise be broadcast onto every point (a scalar, `[:1]`) or fail in
+    an indexing error far from its cause.
+
+    Raises (at each call):
+        TypeError: the prior returned no tensor.
+        ValueError: the output is not `(B,)`, or is NaN/inf at a finite `x_T`.
+    """
+
+    def call(x_T: Tensor) -> Tensor:
+        out = prior(x_T)
+        b = x_T.shape[0]
+        if not isinstance(out, Tensor):
+            raise TypeError(f"prior returned {type(out).__name__}; it must return a tensor of shape (B,) = ({b},), "
+                            f"the log-density of each x_T {tuple(x_T.shape)}")
+        if tuple(out.shape) != (b,):
+            raise ValueError(f"prior returned shape {tuple(out.shape)}; it must return shape (B,) = ({b},), one "
+                             f"log-density per x_T {tuple(x_T.shape)} (e.g. sum over the data dimensions)")
+        bad = ~torch.isfinite(out.detach()) & torch.isfinite(x_T.detach().reshape(b, -1)).all(dim=1)
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten()
+            shown = ", ".join(str(i) for i in rows[:5].tolist()) + (", ..." if rows.numel() > 5 else "")
+            raise ValueError(f"prior returned NaN/inf at {rows.numel()} finite x_T (rows {shown}); it must "
+                             "return a finite log-density")
+        return out
+
+    return call
+
+
+def check_interval(sde: DiffusionSDE, eps: Any, T: Any) -> tuple[float, float]:
+    """`(eps, T)` as floats if `0 < eps < T <= sde.T` (the model is defined up to `sde.T` only).
+
+    Raises:
+        TypeError: `eps` or `T` is not a real number.
+        ValueError: a non-finite value, `T` past the SDE's horizon, or not `0 < eps < T`.
+    """
+    lo, hi, horizon = as_real(eps, "eps"), as_real(T, "T"), float(sde.T)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"eps and T must be finite, got eps={lo}, T={hi}")
+    if hi > horizon:
+        raise ValueError(f"T={hi:g} exceeds the SDE's horizon sde.T={horizon:g}: the score and the prior are "
+                         f"defined on [0, sde.T] only; pass T <= {horizon:g} or leave T unset")
+    if not (0.0 < lo < hi):
+        raise ValueError(f"need 0 < eps < T, got eps={lo}, T={hi}")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -69,6 +121,9 @@ class IntegratorOptions:
         per_sample, controller: torch adaptive integrators: per-sample error norm and the
             step-size controller.
         pilot_size: samples of the pilot solve (a seeded random subset).
+        max_steps: step budget of the adaptive integrators (attempted steps; default 10^4) and
+            the SciPy ones (accepted steps; default 10^5), the pilot's `dopri5` solve included;
+            past it they raise (`solvers.step_control.MaxStepsExceeded` for the torch ones).
         state_scale: `rk4_simpson`: `"marginal"` (default) integrates `x / r(t)` with
             `r = sqrt(alpha^2 c^2 + sigma^2)`, `c^2` the data's mean square (`state_scale`),
             where `r(T) / r(eps)` is outside `[0.5, 2]` (VE) and the SDE has
@@ -85,6 +140,7 @@ class IntegratorOptions:
     per_sample: bool = False
     controller: PIDController | None = None
     pilot_size: int = 256
+    max_steps: int | None = None
     state_scale: Literal["marginal", "none"] = "marginal"
 
     @property
@@ -103,6 +159,8 @@ class IntegratorOptions:
         if grad and spec.kind == "scipy":
             raise ValueError(f"grad=True needs a torch integrator; {spec.name!r} runs in NumPy")
         _positive_int("pilot_size", self.pilot_size)
+        if self.max_steps is not None:
+            _positive_int("max_steps", self.max_steps)
         for name in ("rtol", "atol"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and 0.0 < value < math.inf):
@@ -128,6 +186,9 @@ class IntegratorOptions:
                 f"steps= and grid= apply to the fixed-grid integrators (rk4_simpson, rk4, heun, euler); "
                 f"integrator={spec.name!r} chooses its own steps and ignores them: pass "
                 "integrator='rk4_simpson' to use them, or rtol=/atol= to set its accuracy", stacklevel=5)
+        if self.max_steps is not None and spec.kind == "fixed" and not self.auto_grid:
+            warnings.warn(f"max_steps= bounds adaptive solves; integrator={spec.name!r} on a given grid makes "
+                          "none and ignores it", stacklevel=5)
 
     def tolerances(self, dim: int = 2, exact_divergence: bool = True) -> tuple[float, float]:
         """`(rtol, atol)` of the adaptive integrators for `dim` data dimensions.
@@ -189,9 +250,10 @@ class DensityOptions:
             is added by `data_correction`). `"marginal"`: `log p_eps(x)`, `x` treated as a
             sample at `eps` (Song et al. 2021's likelihood computation). `"auto"` (default):
             `"data"` unless `eps` is given.
-        eps, T: integration interval (defaults: `data_end_time(sde)` for `"data"`, `sde.eps`
-            for `"marginal"`; `sde.T`).
-        prior: log-density at `T`, `x_T: (B, *D) -> (B,)` (default `sde.prior_log_prob`).
+        eps, T: integration interval, `0 < eps < T <= sde.T` (defaults: `data_end_time(sde)`
+            for `"data"`, `sde.eps` for `"marginal"`; `sde.T`).
+        prior: log-density at `T`, `x_T: (B, *D) -> (B,)` (default `sde.prior_log_prob`);
+            its output is checked (`checked_prior`): shape `(B,)`, finite.
     """
 
     density: Density = "auto"

@@ -95,9 +95,10 @@ def run_pilot(
         # (the grid's profile) are where the scaled RK4 needs them.
         field = pilot if scale is None else ScaledField(pilot, scale)
         y0 = pilot.pack(xs) if scale is None else ScaledField(pilot, scale).pack(xs, lo)
+        budget: dict[str, Any] = {} if opts.max_steps is None else {"max_steps": opts.max_steps}
         y_p, out = solve_adaptive(field, y0, lo, hi, method="dopri5",
                                   rtol=tol if opts.rtol is None else opts.rtol,
-                                  atol=tol if opts.atol is None else opts.atol)
+                                  atol=tol if opts.atol is None else opts.atol, **budget)
     nfe = pilot.nfe
     times = out["t"]
     assert isinstance(times, Tensor)

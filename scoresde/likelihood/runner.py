@@ -25,7 +25,7 @@ from .divergence import make_probes
 from .endpoint import data_correction, data_end_time
 from .flow import AugmentedFlow
 from .integrators import IntegratorSpec, integrate_chunk
-from .options import LikelihoodOptions, Prior
+from .options import LikelihoodOptions, Prior, check_interval, checked_prior
 from .pilot import PilotGrid, Solved, run_pilot
 from .result import LikelihoodResult
 from .state_scale import StateScale, marginal_state_scale
@@ -75,10 +75,8 @@ class LikelihoodRun:
                 f"density='data' needs the SDE's marginal_coeffs(t) -> (alpha, sigma) for the [0, eps] "
                 f"term, which {type(sde).__name__} lacks; pass eps= (or density='marginal') for log p_eps")
         default_lo = data_end_time(sde) if self.data else sde.eps
-        self.lo = default_lo if dens.eps is None else float(dens.eps)
-        self.hi = sde.T if dens.T is None else float(dens.T)
-        if not (0.0 < self.lo < self.hi):
-            raise ValueError(f"need 0 < eps < T, got eps={self.lo}, T={self.hi}")
+        self.lo, self.hi = check_interval(sde, default_lo if dens.eps is None else dens.eps,
+                                          sde.T if dens.T is None else dens.T)
         if dens.prior is None and dens.T is not None and not math.isclose(self.hi, float(sde.T), rel_tol=1e-9):
             # sde.prior_log_prob is the density the model starts from at the SDE's own T.
             warnings.warn(
@@ -88,7 +86,7 @@ class LikelihoodRun:
                 stacklevel=4)
         run = options.run
         self.generator = run.generator if run.generator is not None else make_generator(run.seed, x.device)
-        self.prior_fn: Prior = sde.prior_log_prob if dens.prior is None else dens.prior
+        self.prior_fn: Prior = checked_prior(sde.prior_log_prob if dens.prior is None else dens.prior)
         self.fresh = options.divergence.fresh
         self.scale = self._state_scale()
 
@@ -226,7 +224,7 @@ class LikelihoodRun:
                 xs, corr = self.start(flow, xb)
                 tol = io.tolerances(xb[0].numel(), self.opts.divergence.divergence == "exact")
                 x_T, delta, info = integrate_chunk(flow, xs, self.spec, self.lo, self.hi, ts, tol,
-                                                   io.per_sample, io.controller, self.scale)
+                                                   io.per_sample, io.controller, self.scale, io.max_steps)
                 solved = Solved(ib, x_T, delta, self.prior_fn(x_T), corr)
                 out.put(solved)
                 stats.append({"integrator": self.spec.name, "nfe": flow.nfe, **info, **extra})

@@ -296,7 +296,7 @@ def test_integrator_names_accept_solver_spellings(alias, name):
 def test_unknown_integrator_lists_the_valid_names():
     target, sde = sd.targets.two_gaussians(), sd.VPSDE()
     x = target.sample(10, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="unknown integrator 'rk5'; valid integrators: dopri5, bosh3, rk45"):
+    with pytest.raises(ValueError, match=r"unknown integrator 'rk5'; did you mean 'rk45'\? valid integrators: dopri5, bosh3, rk45"):
         likelihood(sde, target.score_fn(sde), x, integrator="rk5")
     # A solver-style name runs the same integrator as the canonical one.
     a = likelihood(sde, target.score_fn(sde), x, integrator="ode_rk4", grid="quadratic", steps=6)

@@ -24,6 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from solvers.inputs import as_integer
+from solvers.utils import batch_time
+
 from ..discrete import DiscreteVPSDE
 from ..models.parameterization import convert
 
@@ -40,16 +43,51 @@ def _config(scheduler_or_config: Any) -> Mapping[str, Any]:
     return cfg
 
 
+_BETA_KEYS: tuple[str, ...] = ("beta_schedule", "beta_start", "beta_end", "trained_betas")
+"""Config keys of a betas-based (DDPM-type) schedule; a config with none of them set describes no betas."""
+
+
+def _carries_betas(cfg: Mapping[str, Any]) -> bool:
+    """Whether the config sets a betas schedule (a key set to ``None``, e.g. ``trained_betas``, does not count)."""
+    return any(cfg.get(k) is not None for k in _BETA_KEYS) or bool(cfg.get("rescale_betas_zero_snr", False))
+
+
 def sde_from_scheduler(scheduler_or_config: Any) -> DiscreteVPSDE:
     """The `DiscreteVPSDE` of a diffusers scheduler (or its ``config``).
 
     The table is rebuilt in float64 from the config (`scoresde.discrete.alphas_cumprod_from_config`);
-    a scheduler whose ``beta_schedule`` that function does not know is read from its own
-    ``alphas_cumprod`` table instead.
+    a scheduler whose ``beta_schedule`` that function does not know, or whose config carries
+    no betas keys, is read from its own ``alphas_cumprod`` table instead.
+
+    Raises:
+        TypeError: not a scheduler or a mapping; ``num_train_timesteps`` not an integer
+            (``10.5`` is refused, not truncated).
+        ValueError: a scheduler that is not a discrete-VP (DDPM-type) schedule: its config has
+            no ``beta_schedule`` / ``beta_start`` / ``beta_end`` / ``trained_betas`` and it has no
+            ``alphas_cumprod`` (sigma-space schedulers such as ``EDMEulerScheduler``,
+            ``ScoreSdeVeScheduler``, ``CMStochasticIterativeScheduler``); an unknown
+            ``beta_schedule``; ``rescale_betas_zero_snr``.
     """
+    cfg = _config(scheduler_or_config)
+    if "num_train_timesteps" in cfg:
+        as_integer(cfg["num_train_timesteps"], "num_train_timesteps", minimum=2)
     table = getattr(scheduler_or_config, "alphas_cumprod", None)
+    if not _carries_betas(cfg):
+        if table is None:
+            if cfg is scheduler_or_config:  # a bare config: its class if saved (``_class_name``), and its keys
+                keys = ", ".join(sorted(str(k) for k in cfg if not str(k).startswith("_")))
+                name = f"{cfg.get('_class_name', 'the scheduler')} config (a {type(cfg).__name__} with keys: {keys})"
+            else:
+                name = type(scheduler_or_config).__name__
+            raise ValueError(
+                f"{name} is not a discrete-VP (DDPM-type) schedule: the config has none of "
+                f"{', '.join(_BETA_KEYS)} and there is no alphas_cumprod table, so there is no betas / "
+                "alphas_cumprod schedule to read (defaults would be made up). For a sigma-space schedule "
+                "(EDM, VE, consistency models) use scoresde.SigmaSDE(sigma) or scoresde.EDMSDE(sigma_min, "
+                "sigma_max) with a score from the network (e.g. scoresde.interop.score_from_denoiser)")
+        return DiscreteVPSDE(torch.as_tensor(table, dtype=torch.float64))
     try:
-        return DiscreteVPSDE.from_config(_config(scheduler_or_config))  # float64 rebuild
+        return DiscreteVPSDE.from_config(cfg)  # float64 rebuild
     except ValueError as err:
         if table is None or "unknown beta_schedule" not in str(err):
             raise
@@ -57,7 +95,7 @@ def sde_from_scheduler(scheduler_or_config: Any) -> DiscreteVPSDE:
 
 
 class DiffusersScore:
-    """``score(x: (B, C, H, W), t: (B,)) -> (B, C, H, W)`` from a diffusers-style UNet.
+    """``score(x: (B, C, H, W), t: (B,) or float) -> (B, C, H, W)`` from a diffusers-style UNet.
 
     Args:
         unet: e.g. ``diffusers.UNet2DModel``; called as ``unet(x, k)`` with ``k: (B,)``.
@@ -71,7 +109,12 @@ class DiffusersScore:
         output: our name of the prediction type.
 
     The input is cast to the network's dtype and the score back to the input's dtype; the
-    network runs without autograd unless ``x`` requires grad.
+    network runs without autograd unless ``x`` requires grad. ``t`` may be a float or 0-d
+    tensor (broadcast to the batch).
+
+    Raises:
+        ValueError: (when called) ``t`` not 0-d or ``(B,)``, or not in ``(0, T]`` (at ``t = 0``,
+            ``sigma = 0`` and the score is infinite).
     """
 
     def __init__(self, unet: nn.Module, scheduler_or_config: Any, *, prediction_type: str | None = None,
@@ -100,8 +143,12 @@ class DiffusersScore:
             raise ValueError(f"the network must return a tensor of the input's shape {tuple(x.shape)}")
         return out.to(x.dtype)
 
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        t = t.to(dtype=x.dtype, device=x.device)
+    def __call__(self, x: Tensor, t: Tensor | float) -> Tensor:
+        t = batch_time(t, x)
+        bad = ~((t > 0) & (t <= self.sde.T * (1 + 1e-7)))  # NaN is bad too
+        if bool(bad.any()):
+            raise ValueError(f"t must be in (0, T] = (0, {self.sde.T:g}] (sigma(0) = 0: the score is "
+                             f"infinite at t = 0), got t = {float(t[bad][0]):g}")
         if x.requires_grad:
             o = self.model_output(x, t)
         else:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from solvers.dynamics import ReverseDynamics
-from solvers.inputs import check_data_shape, check_generator
+from solvers.inputs import as_real, check_data_shape, check_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 __all__ = ["ReverseTorchSDE", "TorchsdeBrownianNoise", "NOISE_TYPES"]
@@ -58,7 +58,8 @@ class ReverseTorchSDE(nn.Module):
 
     Raises:
         TypeError: ``data_shape`` not a sequence of integers (``2.5`` is refused, not
-            truncated); ``sde`` / ``score`` refused by ``solvers.ReverseDynamics``.
+            truncated); ``lam`` not a real number (a string, a bool, ``None``); ``sde`` /
+            ``score`` refused by ``solvers.ReverseDynamics``.
         ValueError: ``data_shape`` empty or with a size below 1; unknown ``noise_type`` /
             ``sde_type``; ``lam`` negative or not finite.
     """
@@ -70,12 +71,15 @@ class ReverseTorchSDE(nn.Module):
             raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
         if sde_type not in ("ito", "stratonovich"):
             raise ValueError(f"sde_type must be 'ito' or 'stratonovich', got {sde_type!r}")
-        if not (lam >= 0 and math.isfinite(lam)):
-            raise ValueError(f"lam must be finite and >= 0, got {lam}")
+        if isinstance(lam, bool):
+            raise TypeError(f"lam must be a real number, got the boolean {lam!r}")
+        lam_f = as_real(lam, "lam")
+        if not (lam_f >= 0 and math.isfinite(lam_f)):
+            raise ValueError(f"lam must be finite and >= 0, got {lam!r}")
         self.noise_type, self.sde_type = noise_type, sde_type
         self.data_shape = check_data_shape(data_shape)
         self.dim = math.prod(self.data_shape)
-        self.sde, self.lam = sde, float(lam)
+        self.sde, self.lam = sde, lam_f
         self.dynamics = ReverseDynamics(sde, score, self.lam)
 
     # --- conversions ------------------------------------------------------------------

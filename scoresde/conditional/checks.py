@@ -16,6 +16,7 @@ __all__ = [
     "check_observed",
     "check_finite_observed",
     "check_matrix",
+    "check_full_row_rank",
     "check_scale",
     "check_noise_std",
     "check_data_std",
@@ -36,13 +37,19 @@ def as_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor
 def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
     """A boolean ``mask`` of shape ``data_shape`` (True = observed) with some but not all entries set.
 
+    Integer and float masks are accepted when every entry is 0 or 1 (``[2, 0]`` is refused,
+    not read as ``[True, False]``).
+
     Raises:
         TypeError: not an array. ValueError: not 0/1, the wrong shape, none or all observed.
     """
     m = as_tensor(mask, "mask")
     if m.dtype != torch.bool:
-        if m.is_floating_point() and not bool(((m == 0) | (m == 1)).all()):
-            raise ValueError("mask must be boolean (or 0/1): True marks an observed coordinate")
+        if not bool(((m == 0) | (m == 1)).all()):
+            bad = m[~((m == 0) | (m == 1))].flatten()[0].item()
+            raise ValueError(
+                f"mask must be boolean or hold only 0 and 1 (1 = observed), got the value {bad!r}"
+            )
         m = m != 0
     if tuple(m.shape) != tuple(data_shape):
         raise ValueError(
@@ -92,6 +99,21 @@ def check_matrix(A: Any, dim: int, y: Any | None = None) -> tuple[Tensor, Tensor
     if not bool(torch.isfinite(yy).all()):
         raise ValueError("measurement y contains NaN or inf")
     return a, yy
+
+
+NOISELESS_RANK_WHY = "when noise_std = 0, or the likelihood covariance r_t^2 A A^T is singular"
+"""Why PosteriorGuidance and ParticleFilter need a full-row-rank ``A`` without measurement noise."""
+
+
+def check_full_row_rank(a: Tensor, why: str, fix: str = "drop redundant rows") -> None:
+    """Raise ``ValueError`` unless the measurement matrix ``a: (M, D)`` has full row rank ``M``.
+
+    A noiseless ``y = A x`` with a rank-deficient ``A`` (redundant or zero rows, ``M > D``) has
+    a singular ``A A^T``. ``why`` completes "A must have full row rank ..."; ``fix`` says what to do.
+    """
+    s = torch.linalg.svdvals(a.double())
+    if a.shape[0] > a.shape[1] or float(s.min()) <= 1e-10 * float(s.max()):
+        raise ValueError(f"measurement matrix A {tuple(a.shape)} must have full row rank {why}: {fix}")
 
 
 def check_scale(scale: float, name: str = "guidance scale") -> float:

@@ -31,6 +31,12 @@ ConditionalScore = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``score(x: (B, *D), t: (B,), labels: (B,)) -> (B, *D)``; ``labels == null`` is unconditional."""
 
 
+_NOT_DIFFERENTIABLE = (
+    "classifier's log-probability must be differentiable in x (its output has no autograd graph "
+    "to x: it detaches x, runs under torch.no_grad or goes through NumPy); guidance needs grad_x log p_t(c | x)"
+)
+
+
 def _n_classes(n_classes: int | None) -> int | None:
     """``n_classes`` as a positive int, or ``None``."""
     return None if n_classes is None else as_count(n_classes, "n_classes")
@@ -63,8 +69,10 @@ class ClassifierGuidance:
     Raises:
         ValueError: an unknown ``label`` (negative, not an integer, ``>= n_classes``), a
             ``scale`` that is negative or not finite, ``n_classes < 1``; at call time a
-            classifier output that is not ``(B, C)`` or has no class ``label``.
-        TypeError: ``score`` or ``classifier`` not callable.
+            classifier output that is not ``(B, C)``, has no class ``label``, or gives a NaN /
+            infinite log-probability (or gradient) for it.
+        TypeError: ``score`` or ``classifier`` not callable; at call time a classifier that is
+            not differentiable in ``x`` (``.detach()``, ``torch.no_grad``, NumPy).
     """
 
     def __init__(
@@ -88,7 +96,19 @@ class ClassifierGuidance:
             if self.label >= logits.shape[1]:
                 raise ValueError(f"unknown class {self.label}; the classifier has {logits.shape[1]} classes")
             logp = torch.log_softmax(logits, dim=1)[:, self.label]
-            (grad,) = torch.autograd.grad(logp.sum(), xg)
+            if not bool(torch.isfinite(logp).all()):
+                raise ValueError(
+                    f"classifier returned NaN or infinite log-probabilities for class {self.label}; "
+                    "the classifier (not the score) must give finite outputs"
+                )
+            if not logp.requires_grad:
+                raise TypeError(_NOT_DIFFERENTIABLE)
+            (grad,) = torch.autograd.grad(logp.sum(), xg, allow_unused=True)
+        if grad is None:
+            raise TypeError(_NOT_DIFFERENTIABLE)
+        if not bool(torch.isfinite(grad).all()):
+            raise ValueError(f"the gradient of the classifier's log-probability of class {self.label} "
+                             "holds NaN or inf; the classifier must be smooth in x")
         return s.detach() + self.scale * grad
 
 

@@ -26,10 +26,12 @@ from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims
 
 from .checks import (
+    NOISELESS_RANK_WHY,
     as_tensor,
     check_data_shape,
     check_data_std,
     check_finite_observed,
+    check_full_row_rank,
     check_noise_std,
     check_scale,
 )
@@ -56,6 +58,7 @@ class PosteriorGuidance:
 
     Raises:
         ValueError: an unknown ``method``; ``A`` / ``y`` of the wrong shape or with NaN / inf;
+            a matrix ``A`` without full row rank when ``noise_std = 0``;
             ``noise_std`` or ``scale`` negative or not finite (``dps`` with ``noise_std = 0``);
             ``data_std`` not finite and > 0; a bad ``data_shape``.
         TypeError: ``A`` or ``y`` not numeric arrays, ``data_shape`` not a tuple of ints.
@@ -86,6 +89,8 @@ class PosteriorGuidance:
         self.noise_std = check_noise_std(noise_std)
         if method == "dps" and self.noise_std == 0:
             raise ValueError("method 'dps' needs noise_std > 0 (its likelihood is N(y; A x0, noise_std^2 I))")
+        if isinstance(self.op, MatrixOperator) and self.noise_std == 0:
+            check_full_row_rank(self.op.A, NOISELESS_RANK_WHY, "drop redundant rows or give noise_std > 0")
         self.score, self.sde, self.y, self.method = score, sde, yy, method
         self.scale = check_scale(scale)
         self.data_std = check_data_std(data_std)

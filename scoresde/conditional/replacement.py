@@ -26,7 +26,7 @@ from solvers.inputs import check_generator, check_seed
 from solvers.protocol import DiffusionSDE
 from solvers.utils import append_dims
 
-from .checks import as_tensor, check_finite_observed, check_mask, check_matrix
+from .checks import as_tensor, check_finite_observed, check_full_row_rank, check_mask, check_matrix
 
 __all__ = ["Replacement", "LinearReplacement"]
 
@@ -61,7 +61,8 @@ class Replacement:
     Args:
         sde: the forward SDE (gives ``alpha, sigma``).
         mask: booleans of the data shape ``*D``, True = observed.
-        observed: values of shape ``*D`` (one observation for the batch) or ``(B, *D)``.
+        observed: values of shape ``*D`` (one observation for the batch) or ``(B, *D)`` (one
+            per sample; needs an unchunked run: ``solvers.sample`` without ``batch_size``).
         seed, generator: randomness of the replacement noise (CPU generator).
         exact_at_end: at ``t <= sde.eps`` write ``y`` itself (no noise) into the result.
 
@@ -100,8 +101,13 @@ class Replacement:
         if tuple(x.shape[1:]) != tuple(self.mask.shape):
             raise ValueError(f"state has data shape {tuple(x.shape[1:])}, the mask {tuple(self.mask.shape)}")
         if self.observed.ndim > self.mask.ndim and self.observed.shape[0] != x.shape[0]:
-            raise ValueError(f"observed holds {self.observed.shape[0]} observations but the batch has "
-                             f"{x.shape[0]} samples; give one per sample or a single one of shape {tuple(self.mask.shape)}")
+            raise ValueError(
+                f"observed holds {self.observed.shape[0]} observations but the batch has {x.shape[0]} samples; "
+                f"give one per sample or a single one of shape {tuple(self.mask.shape)}. "
+                "solvers.sample(batch_size=...) hands the hook one chunk at a time and the hook cannot "
+                "tell which samples a chunk holds, so per-sample observations need an unchunked run "
+                "(no batch_size) or one observation shared by all samples"
+            )
         alpha, sigma = self.sde.marginal_coeffs(t)
         y = self.observed.to(x).expand_as(x)
         if self.exact_at_end and float(t.max()) <= self.sde.eps * (1 + 1e-6):
@@ -146,8 +152,7 @@ class LinearReplacement:
         u, s, vh = torch.linalg.svd(a, full_matrices=False)
         if a.shape[0] >= a.shape[1]:
             raise ValueError(f"A {tuple(a.shape)} observes as many numbers as the data has: nothing is left to sample")
-        if float(s.min()) <= 1e-10 * float(s.max()):
-            raise ValueError("A must have full row rank for replacement (drop redundant rows)")
+        check_full_row_rank(a, "for replacement")
         self.sde = sde
         self.basis = vh  # (M, D): orthonormal rows V_M^T
         self.coords = (u.T @ yy) / s  # observed coordinates in that basis

@@ -27,10 +27,12 @@ from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims
 
 from .checks import (
+    NOISELESS_RANK_WHY,
     as_tensor,
     check_data_shape,
     check_data_std,
     check_finite_observed,
+    check_full_row_rank,
     check_noise_std,
 )
 from .operators import MaskOperator, MatrixOperator, as_operator
@@ -41,6 +43,12 @@ __all__ = ["ParticleFilter"]
 
 class ParticleFilter:
     """``after_step(x, t)``: reweight and resample the batch towards ``p(x | y)``.
+
+    The weights live between calls. A new run (a step whose time lies above the previous
+    step's, or another batch size, as with each chunk of ``solvers.sample(batch_size=...)``)
+    starts from fresh weights, so one filter serves several runs, including one that raised
+    partway. ``reset()`` does the same by hand. The final resample happens at ``t <= sde.eps``:
+    a grid that stops above ``eps`` ends with the weighted, not yet resampled, population.
 
     Args:
         score: the unconditional score the solver also uses.
@@ -57,10 +65,11 @@ class ParticleFilter:
         resamples: number of resampling events so far; ``ess``: the last effective sample size.
 
     Raises:
-        ValueError: ``A`` / ``y`` of the wrong shape or with NaN / inf, ``noise_std`` negative or
-            not finite, ``ess_fraction`` outside ``(0, 1]``, ``data_std`` not finite and > 0, a
-            bad ``data_shape``, a seed outside ``torch.Generator``'s range, or both ``seed``
-            and ``generator``.
+        ValueError: ``A`` / ``y`` of the wrong shape or with NaN / inf, a matrix ``A`` without
+            full row rank when ``noise_std = 0``, ``noise_std`` negative or not finite,
+            ``ess_fraction`` outside ``(0, 1]``, ``data_std`` not finite and > 0, a bad
+            ``data_shape``, a seed outside ``torch.Generator``'s range, or both ``seed`` and
+            ``generator``.
         TypeError: ``A`` / ``y`` not numeric, ``generator`` not a CPU ``torch.Generator``;
             `NotAnIntegerError`: ``seed`` not an integer.
     """
@@ -88,15 +97,27 @@ class ParticleFilter:
         check_finite_observed(yy, "measurement y")
         if not 0.0 < float(ess_fraction) <= 1.0:
             raise ValueError(f"ess_fraction must lie in (0, 1], got {ess_fraction!r}")
+        noise_std = check_noise_std(noise_std)
+        if isinstance(self.op, MatrixOperator) and noise_std == 0:
+            check_full_row_rank(self.op.A, NOISELESS_RANK_WHY, "drop redundant rows or give noise_std > 0")
         self.score, self.sde, self.y = score, sde, yy
-        self.noise_std = check_noise_std(noise_std)
+        self.noise_std = noise_std
         self.ess_fraction = float(ess_fraction)
         self.data_std = check_data_std(data_std)
         self.generator = _generator(seed, generator)
         self._prev: Tensor | None = None
         self._logw: Tensor | None = None
+        self._prev_t = float("inf")
         self.resamples = 0
         self.ess = float("nan")
+
+    def reset(self) -> None:
+        """Forget the weights of the current run: the next call starts a new one.
+
+        ``resamples`` keeps counting and the resampling generator is not re-seeded.
+        """
+        self._prev = self._logw = None
+        self._prev_t = float("inf")
 
     def log_twist(self, x: Tensor, t: Tensor) -> Tensor:
         """``log L_t(x)``: ``(B, *D), (B,) -> (B,)`` (one score evaluation)."""
@@ -119,6 +140,9 @@ class ParticleFilter:
         return torch.searchsorted(cdf, u).clamp(max=b - 1).to(w.device)
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        t_now = float(t.max())
+        if t_now > self._prev_t or (self._prev is not None and self._prev.shape[0] != x.shape[0]):
+            self.reset()  # a new run (or chunk) began: the old particles' weights do not apply
         lt = self.log_twist(x, t)
         if self._prev is None or self._prev.shape != lt.shape or self._logw is None:
             self._logw = torch.zeros_like(lt)
@@ -134,7 +158,7 @@ class ParticleFilter:
             x, lt = x[idx], lt[idx]
             logw = torch.zeros_like(logw)
             self.resamples += 1
-        self._prev, self._logw = lt, logw
+        self._prev, self._logw, self._prev_t = lt, logw, t_now
         if final:
-            self._prev = self._logw = None  # ready for the next run
+            self.reset()  # ready for the next run
         return x

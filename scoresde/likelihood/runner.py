@@ -152,7 +152,11 @@ class LikelihoodRun:
         if io.auto_grid:
             exact = self.opts.divergence.divergence == "exact"
             probe_pilot = exact and io.steps == "auto" and self.x[0].numel() > 2 * PILOT_PROBES
-            keep = exact and not self.opts.run.grad and not probe_pilot
+            # The pilot's samples keep their adaptive results, except when a chosen step count
+            # would then decide nothing (the pilot covers the whole batch): `steps=n` must mean
+            # n fixed steps, e.g. for a convergence check by doubling `steps` on a small batch.
+            covers_all = self.x.shape[0] <= io.pilot_size
+            keep = exact and not self.opts.run.grad and not probe_pilot and not (io.steps != "auto" and covers_all)
             start = time.perf_counter()
             pilot = run_pilot(self.x, make_flow=self._probe_pilot_flow if probe_pilot else self.make_flow,
                               start=self.start, spec=self.spec, opts=io, fresh=self.fresh, keep=keep,

@@ -175,16 +175,21 @@ def test_fast_path_on_pilot_grid_2d(integrator, nfe_per_step, extra):
     assert st["steps"] == 16 and st["pilot_nfe"] > 0
     # + 1: the [0, t_end] term of the data density (one score evaluation with its Jacobian).
     assert r.nfe == nfe_per_step * 16 + extra + 1 + st["pilot_nfe"]
-    # A batch no larger than the pilot is finished by the pilot's adaptive solve alone. In
-    # float64: the pilot visits the samples in a shuffled order, and float32 round-off of the
-    # shuffled batch moved single points by up to ~2e-5 nats (float64: ~1e-14).
+    # A batch no larger than the pilot, with a chosen step count, is still solved on the fixed
+    # grid: `steps` decides the result, so doubling it is a convergence check (the pilot's
+    # adaptive solve used to answer alone, and every step count gave the same numbers).
     x40 = x[:40].double()
-    small = likelihood(sde, target.score_fn(sde), x40, prior=p_T, integrator="rk4", pilot_size=64)
     adaptive = likelihood(sde, target.score_fn(sde), x40, prior=p_T, logp_scale=10.0)
-    assert small.stats[0]["integrator"] == "dopri5 (pilot)" and small.nfe == adaptive.nfe
-    torch.testing.assert_close(small.log_prob, adaptive.log_prob)
-    # So is one with steps="auto": it has no fixed-grid solve to choose steps for, and its pilot
-    # runs at the default solve's tolerance, not at the 10x tighter one that step choice needs.
+    errs = []
+    for n in (8, 16, 32):
+        small = likelihood(sde, target.score_fn(sde), x40, prior=p_T, integrator="rk4_simpson", steps=n,
+                           pilot_size=64)
+        assert small.stats[-1]["integrator"] == "rk4_simpson" and small.stats[-1]["steps"] == n
+        errs.append(float((small.log_prob - exact[:40]).abs().mean()))
+    assert errs[0] > 4 * errs[1] > 16 * errs[2], errs  # fourth order, not one fixed answer
+    # With steps="auto" such a batch is finished by the pilot alone: nothing is left for a fixed
+    # grid, and its pilot runs at the default solve's tolerance, not at the 10x tighter one that
+    # step choice needs. In float64: the pilot visits the samples in a shuffled order.
     auto = likelihood(sde, target.score_fn(sde), x40, prior=p_T, integrator="rk4", steps="auto", pilot_size=64)
     assert auto.stats[0]["integrator"] == "dopri5 (pilot)" and auto.nfe == adaptive.nfe
     torch.testing.assert_close(auto.log_prob, adaptive.log_prob)

@@ -318,7 +318,7 @@ def sample(
     x_T = check_x_T(x_T)
     shape, dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
     generator = _resolve_generator(seed, generator, device_)
-    lam_value = solver_obj.lam_for(lam)
+    lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
     ts = _build_grid(solver_obj, sde, score, grid, steps, shape)
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
     chunked = batch_size is not None and batch_size < shape[0]

@@ -173,15 +173,16 @@ class Solver:
         if self.needs_marginals:
             require_marginals(dynamics.sde, name)
 
-    def lam_for(self, lam: float | None) -> float:
+    def lam_for(self, lam: float | None, name: str | None = None) -> float:
         """The reverse-family noise level this solver runs at, given the user's ``lam`` (or ``None``).
 
         ODE solvers run at 0, reverse-SDE solvers at 1, the others at ``lam`` (default 1).
+        ``name``: how the user called the solver (its registered name), for the message.
 
         Raises:
             ValueError: ``lam`` contradicts the solver's ``dynamics_kind``.
         """
-        name = type(self).__name__
+        name = repr(name) if name is not None else type(self).__name__
         if self.dynamics_kind == "ode":
             if lam not in (None, 0, 0.0):
                 raise ValueError(f"{name} is an ODE solver; lam must be 0")

@@ -219,3 +219,11 @@ def test_image_shaped_state():
 
     r = solvers.sample(sde, gaussian_score, (4, 1, 3, 3), steps=10, seed=0)
     assert r.samples.shape == (4, 1, 3, 3)
+
+
+def test_a_lam_the_solver_cannot_take_names_the_solver_as_called():
+    sde, target = sd.VPSDE(), sd.targets.eight_gaussians()
+    with pytest.raises(ValueError, match=r"^'dpmpp_2m' is an ODE solver; lam must be 0$"):
+        solvers.sample(sde, target.score_fn(sde), shape=(4, 2), solver="dpmpp_2m", steps=3, lam=0.5)
+    with pytest.raises(ValueError, match=r"^'ancestral' needs the reverse SDE; lam must be 1$"):
+        solvers.sample(sde, target.score_fn(sde), shape=(4, 2), solver="ancestral", steps=3, lam=0.0)

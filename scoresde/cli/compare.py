@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import solvers
+from solvers.inputs import check_seed
 
 from .. import compare
 from ..sde import SDES
@@ -23,22 +24,23 @@ from ..targets import PRESETS
 from ._help import HelpFormatter, output_path
 
 
+# The list parsers drop repeats (first occurrences kept, in order): `--seeds 0,0` is one seed.
 def _ints(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        return compare.unique(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        return compare.unique(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+    return compare.unique(v.strip() for v in text.split(",") if v.strip())
 
 
 DEFAULT_PLOT_METRICS = ["sliced_w2", "mmd"]
@@ -122,11 +124,18 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         names = _solver_list(args.solvers)
+        solvers.check_solver_names(names)
         options = compare.parse_solver_options(args.option)
         stray = sorted(set(options) - set(names))
         if stray:
             raise ValueError(f"--option names solver(s) {', '.join(stray)} that are not in the sweep "
                              f"({', '.join(names)}); check the spelling or add them to --solvers")
+        compare.check_solver_options(options, label="--option")  # a bad value: here, not in every cell
+        for seed in args.seeds:
+            try:
+                check_seed(seed)
+            except ValueError as err:
+                raise ValueError(f"--seeds {seed}: {err}") from None
         bad_tol = [t for t in args.tolerances if not 0.0 < t < float("inf")]
         if bad_tol:
             raise ValueError(f"--tolerances must be positive and finite, got {bad_tol}")
@@ -145,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     results = []
+    failed: list[str] = []  # problems whose every cell failed
     for problem in problems:
         sub = out / plotting.report.safe_name(problem.name) if len(problems) > 1 else out
         try:
@@ -160,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n## {problem.name}  ({res.computed} cells computed, {res.reused} reused)\n")
         print(res.table())
         results.append(res)
+        if res.records and all(r.get("status") != "ok" for r in res.records):
+            failed.append(f"{problem.name} ({len(res.records)} cells; first: {res.records[0].get('error')}; "
+                          f"all listed in {sub / 'table.md'})")
     if len(results) > 1:
         tables = "\n\n".join(f"## {r.problem}\n\n{r.table()}" for r in results)
         compare.write_atomic(out / "table.md", tables + "\n")
@@ -172,4 +185,7 @@ def run(args: argparse.Namespace) -> int:
                                                 title=r.problem, legend="outside" if last else False)
                 plotting.save_figure(fig, out / f"curves_{metric}_{x}.png")
     print(f"\nresults in {out}/")
+    if failed:
+        print(f"scoresde compare: error: every cell failed for {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0

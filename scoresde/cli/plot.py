@@ -16,6 +16,7 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -78,6 +79,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --results: metrics to plot")
 
 
+def _read_results(path: Path) -> dict[str, Any]:
+    """One ``results.json`` of ``scoresde compare``; a damaged file is named in the error.
+
+    Raises:
+        ValueError: not valid JSON (or not UTF-8), or not a results object with a record list.
+    """
+    try:
+        run_ = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); it may be damaged: rerun `scoresde compare` "
+                         "on its folder to rewrite it") from None
+    if not isinstance(run_, dict) or not isinstance(run_.get("records", []), list):
+        raise ValueError(f"{path} is not a `scoresde compare` results file (no list of records)")
+    return run_
+
+
 def _plot_results(args: argparse.Namespace) -> int:
     from .. import plotting
 
@@ -86,9 +103,16 @@ def _plot_results(args: argparse.Namespace) -> int:
     if not files:
         print(f"scoresde plot: error: no results.json in {root} or its sub-folders", file=sys.stderr)
         return 2
-    runs = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    runs = [_read_results(f) for f in files]
     have = {k for run_ in runs for rec in run_.get("records", []) for k in rec.get("metrics", rec)}
     missing = [m for m in args.metric if m not in have]
+    records = [rec for run_ in runs for rec in run_.get("records", [])]
+    if missing and records and all(rec.get("status", "ok") != "ok" for rec in records):
+        where = ", ".join(str(f.parent / "table.md") for f in files)
+        print(f"scoresde plot: error: every cell failed in {', '.join(map(str, files))}, so there is no "
+              f"curve to draw (first failure: {records[0].get('error')}; all are listed in {where}); "
+              "fix the cause and rerun `scoresde compare` with --retry-failed", file=sys.stderr)
+        return 2
     if missing:
         print(f"scoresde plot: error: metric(s) {', '.join(missing)} not in {', '.join(map(str, files))}",
               file=sys.stderr)

@@ -125,6 +125,25 @@ def _plot(samples: Any, path: Path, title: str, data: Any = None) -> None:
     plt.close(fig)
 
 
+def _check_solver(name: str, options: list[tuple[str, Any]], lam: float | None) -> None:
+    """Build the solver once with its ``--option`` values and check ``--lam`` against it, before
+    any work; an error names the option as given and the solver as typed (not its class).
+
+    Raises:
+        ValueError: a value the solver refuses, or a ``--lam`` its dynamics rule out.
+        TypeError: an option the solver does not take.
+    """
+    import solvers
+
+    from ..compare import check_solver_options
+
+    check_solver_options({name: dict(options)}, label="--option", qualified=False)
+    try:
+        solvers.get_solver(name, **dict(options)).lam_for(lam, name)
+    except ValueError as err:
+        raise ValueError(f"--lam {lam:g}: {err}") from None
+
+
 def _exact_target(name: str, sde_name: str) -> tuple[Any, Any]:
     """``(target, sde)`` for ``--target``; a clear error for names without an exact score."""
     from solvers.registry import closest_name
@@ -192,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         solvers.check_solver_names([args.solver])
+        _check_solver(args.solver, args.option, args.lam)
         r = _resolve(args)
         from .conditional import apply_conditioning
 

@@ -27,7 +27,13 @@ imported only when drawing), `results` (`ComparisonResult`) and `runner` (the sw
 """
 
 from .cache import Cell, records_to_csv, write_atomic
-from .options import PREFERRED_SOLVERS, default_solvers, parse_solver_options
+from .options import (
+    PREFERRED_SOLVERS,
+    check_solver_options,
+    default_solvers,
+    parse_solver_options,
+    unique,
+)
 from .problem import CheckpointLoader, LoadedCheckpoint, Problem
 from .results import ComparisonResult
 from .runner import evaluate_results, run_comparison, sample_solvers
@@ -44,6 +50,7 @@ __all__ = [
     "ComparisonResult",
     "LoadedCheckpoint",
     "Problem",
+    "check_solver_options",
     "default_solvers",
     "evaluate_results",
     "markdown_table",
@@ -51,5 +58,6 @@ __all__ = [
     "records_to_csv",
     "run_comparison",
     "sample_solvers",
+    "unique",
     "write_atomic",
 ]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import solvers
 
 from .cache import Cell
 
-__all__ = ["PREFERRED_SOLVERS", "default_solvers", "parse_solver_options", "plan_cells", "is_adaptive"]
+__all__ = ["PREFERRED_SOLVERS", "default_solvers", "parse_solver_options", "plan_cells", "is_adaptive",
+           "unique", "check_solver_options"]
+
+T = TypeVar("T", bound=Hashable)
 
 PREFERRED_SOLVERS: tuple[str, ...] = (
     "euler_maruyama", "pc", "ode_heun", "ode_rk45", "dpmpp_2m", "ddim", "dpm_solver_2",
@@ -81,3 +84,45 @@ def parse_solver_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
             parsed = value
         out.setdefault(solver, {})[key] = parsed
     return out
+
+
+def unique(items: Iterable[T]) -> list[T]:
+    """``items`` without repeats, first occurrences in order (``[10, 30, 10] -> [10, 30]``).
+
+    A repeated solver, budget or seed would only add copies of the same cell (and count them
+    as extra seeds in the spread).
+    """
+    return list(dict.fromkeys(items))
+
+
+def _spell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def check_solver_options(options: Mapping[str, Mapping[str, Any]], *, label: str = "solver option",
+                         qualified: bool = True) -> None:
+    """Instantiate each solver once with its options, so a bad value fails before any work.
+
+    The error names the offending ``solver:key=value`` (``key=value`` when not ``qualified``;
+    the first option that fails on its own, all of the solver's options when only their
+    combination fails), prefixed by ``label`` (the CLI passes ``"--option"``).
+
+    Raises:
+        ValueError: unknown solver name or a value the solver refuses.
+        TypeError: an option the solver does not take.
+    """
+    for name, opts in options.items():
+        try:
+            solvers.get_solver(name, **opts)
+        except (ValueError, TypeError) as err:
+            culprit = dict(opts)
+            for key, value in opts.items():
+                try:
+                    solvers.get_solver(name, **{key: value})
+                except (ValueError, TypeError):
+                    culprit = {key: value}
+                    break
+            prefix = f"{name}:" if qualified else ""
+            spelled = ", ".join(f"{prefix}{k}={_spell(v)}" for k, v in culprit.items())
+            kind = ValueError if isinstance(err, ValueError) else TypeError
+            raise kind(f"{label} {spelled}: {err}") from err

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 import solvers
 from solvers.dynamics import NonFiniteScoreError
 from solvers.end import end_step_kind
+from solvers.inputs import check_seed
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import Solution
 
@@ -26,7 +27,7 @@ from .cache import (
     solver_code,
     write_atomic,
 )
-from .options import is_adaptive, plan_cells
+from .options import check_solver_options, is_adaptive, plan_cells, unique
 from .problem import Problem
 from .results import ComparisonResult
 from .scoring import METRICS, MODE_METRICS, Scorer, reference_for
@@ -125,6 +126,8 @@ def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
         raise ValueError(f"step budgets must be positive, got {list(steps)}")
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
+    for seed in seeds:
+        check_seed(seed)  # torch.Generator's range: refused here, not as a failed cell
 
 
 def run_comparison(
@@ -171,13 +174,20 @@ def run_comparison(
         A `ComparisonResult`. A cell whose solve raises (a non-finite score, a solver error)
         is recorded with `status="error"` and its message; the sweep goes on.
 
+    Repeated solver names, budgets, seeds, tolerances and metrics are dropped (first
+    occurrences kept, in order): a copy would only duplicate a cell.
+
     Raises:
         ValueError: unknown solver or metric names, empty or non-positive budgets, `n < 2`, an
-            unknown `denoise`.
+            unknown `denoise`, a seed outside `torch.Generator`'s range, a solver option value
+            the solver refuses.
+        TypeError: a solver option the solver does not take.
     """
-    names = list(solver_names)
+    names = unique(solver_names)
+    steps, seeds, tolerances, metrics = unique(steps), unique(seeds), unique(tolerances), unique(metrics)
     _check(names, steps, seeds, n, denoise)
     options = {k: dict(v) for k, v in (solver_options or {}).items()}
+    check_solver_options({k: v for k, v in options.items() if k in names})
     scorer = Scorer(problem.for_end_step(end_step_kind(denoise)), metrics, n)
     settings = {
         "version": FORMAT_VERSION, "problem": problem.spec, "n": n, "metrics": list(metrics),

@@ -45,6 +45,10 @@ def field_on_grid(
     """Evaluate ``fn(x: (B, 2), t: (B,)) -> (B, 2)`` on a ``density x density`` grid at time ``t``.
 
     Returns ``(X, Y, U, V)``, each ``(density, density)``; one batched call of ``fn``.
+
+    Raises:
+        ValueError: ``density < 2``, or ``fn`` refuses 2-D points or returns another shape (a
+            field of data that is not 2-D).
     """
     if density < 2:
         raise ValueError(f"density must be at least 2, got {density}")
@@ -54,7 +58,13 @@ def field_on_grid(
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     tt = torch.full((pts.shape[0],), float(t), dtype=dtype, device=device)
     with torch.no_grad():
-        vec = fn(pts, tt)
+        try:
+            vec = fn(pts, tt)
+        except (ValueError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and not any(w in str(err) for w in ("shape", "size")):
+                raise
+            raise ValueError(f"score/velocity fields need 2-D data; the field function refused 2-D points "
+                             f"{tuple(pts.shape)}: {err}") from err
     if not isinstance(vec, Tensor) or vec.shape != pts.shape:
         raise ValueError(f"field function must return shape {tuple(pts.shape)}")
     vec = vec.detach().to("cpu", torch.float64).reshape(density, density, 2).numpy()
@@ -114,6 +124,12 @@ def plot_vector_field(
     return ax
 
 
+def _check_2d(target: GaussianMixture | None) -> None:
+    """Refuse a target that is not 2-D before drawing (fields live on the plane)."""
+    if target is not None and target.dim != 2:
+        raise ValueError(f"score/velocity fields need 2-D data, got D={target.dim}")
+
+
 def _background(ax: Axes, target: GaussianMixture | None, sde: DiffusionSDE | None, t: float,
                 lims: tuple[float, float]) -> None:
     if target is not None and target.dim == 2:
@@ -138,7 +154,12 @@ def plot_score_field(
 
     ``target`` and ``sde`` (both) draw the exact density of ``p_t`` underneath in grey.
     Returns the axes.
+
+    Raises:
+        ValueError: the data is not 2-D (a ``target`` of another dimension, or a ``score``
+            that refuses 2-D points).
     """
+    _check_2d(target)
     _, ax = get_axes(ax)
     if sde is not None:
         _background(ax, target, sde, t, lims)
@@ -167,6 +188,7 @@ def plot_velocity_field(
     """
     if direction not in ("sampling", "forward"):
         raise ValueError(f"direction must be 'sampling' or 'forward', got {direction!r}")
+    _check_2d(target)
     ode = ProbabilityFlowODE(sde, score, check_finite=False)
     sign = -1.0 if direction == "sampling" else 1.0
 
@@ -198,6 +220,7 @@ def plot_fields(
     One column per time in ``at`` (clipped to ``[eps, T]``); ``ax`` takes ``2 * len(at)``
     axes, row-major. Returns the figure.
     """
+    _check_2d(target)
     times = [min(max(float(t), sde.eps), sde.T) for t in at]
     n = len(times)
     fig, axes = get_axes_grid(ax, 2 * n, ncols=n, panel=3.0, extra_width=0.6)

@@ -51,7 +51,7 @@ def write_sampling_figures(
     fields_at: Sequence[float] = (1.0, 0.3, 0.1, 0.01),
     field_density: int = 21,
     gif: bool = True,
-    which: Collection[str] = FIGURES,
+    which: Collection[str] | None = None,
     kind: str = "quiver",
     gif_points: int = 1500,
     gif_hold: int = 8,
@@ -69,10 +69,16 @@ def write_sampling_figures(
         title: prefix of figure titles (e.g. ``"exact score"``).
         fields_at: times of the field panels.
         gif: write the forward/reverse animation (when ``"animation"`` is in ``which``).
-        which: subset of `FIGURES` to write.
+        which: subset of `FIGURES` to write; default (``None``): all of them, except the
+            score / velocity ``fields`` for data that is not 2-D (the other figures then show
+            the first two coordinates), which are skipped.
         kind: ``"quiver"`` or ``"stream"`` for the field plots.
 
-    Returns ``{figure name: path}``.
+    Returns ``{figure name: path}`` (no ``"fields"`` entry when they were skipped).
+
+    Raises:
+        ValueError: ``results`` is empty, an unknown figure name, or ``"fields"`` asked for
+            explicitly on data that is not 2-D.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,9 +86,15 @@ def write_sampling_figures(
     names = list(results)
     if not names:
         raise ValueError("results is empty")
+    dims = sorted({_data_dims(r.samples) for r in results.values()})
+    if which is None:  # the default: everything that applies to this data
+        which = [f for f in FIGURES if f != "fields" or dims == ["2"]]
     unknown = sorted(set(which) - set(FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; valid: {', '.join(FIGURES)}")
+    if "fields" in which and dims != ["2"]:
+        raise ValueError(f"score/velocity fields need 2-D data, got D={', '.join(dims)}; leave "
+                         "'fields' out of which")
     prefix = f"{title}: " if title else ""
     finals = [to_numpy(r.samples)[:, :2] for r in results.values()]
     lims = square_limits(*finals)
@@ -118,6 +130,11 @@ def write_sampling_figures(
         for path in save_animation_all(anim, out / "forward_reverse"):
             files[f"animation{path.suffix}"] = path
     return files
+
+
+def _data_dims(samples: Tensor) -> str:
+    """The data dimension of ``(B, *D)`` samples as text: ``"16"``, or ``"1x8x8"`` for images."""
+    return "x".join(str(int(d)) for d in samples.shape[1:]) or "0"
 
 
 def _solver_figures(out: Path, results: Mapping[str, Solution], which: Collection[str],

@@ -126,6 +126,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=output_path, default="classifier.pt", help="output file")
 
 
+def _classes(text: str) -> list[int]:
+    """``--classes``: comma-separated integers, one per mixture component."""
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--classes must be comma-separated integers (one class per component), got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and save the classifier; print its loss and accuracy on clean data."""
     import sys
@@ -139,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sde = get_sde(args.sde)
         if args.target:
-            classes = None if args.classes is None else [int(c) for c in args.classes.split(",")]
+            classes = None if args.classes is None else _classes(args.classes)
             x, labels = mixture_data(get_target(args.target), classes, seed=args.seed)
         else:
             if args.classes is not None:

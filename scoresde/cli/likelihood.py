@@ -122,6 +122,11 @@ def _load_data(path: str) -> Any:
     return load_array(path).data  # checked: (N, *D), numeric, finite; clear errors otherwise
 
 
+def _overflow_hint(args: argparse.Namespace) -> str:
+    """The fix for data that overflow the dtype of the computation."""
+    return "Rescale the data" if args.float64 else "Pass --float64, or rescale the data"
+
+
 def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
     """Integer levels ``k`` from data on the grid ``lo + (hi - lo) k / (L - 1)`` (or already integers)."""
     import torch
@@ -146,6 +151,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
     import numpy as np
     import torch
 
+    from ..data.arrays import check_representable
     from ..likelihood import dequantize
     from ..sde import get_sde
     from ..targets import get_target
@@ -177,21 +183,25 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         label = f"exact {args.target} ({args.sde})"
     if args.data is None:
         if target is None:
-            from ..train.data import reference_data
+            from ..train.data import check_fits_dtype, draw, reference_data
 
             # the run's own training data, rebuilt from its config (a built-in name, or a file
             # still present and unchanged); otherwise a DataMismatchError that says what to pass
             source = reference_data(config, None, where=f"checkpoint {args.checkpoint}")
-            x = source.sample(args.n, generator=gen)
+            check_fits_dtype(source, dtype, config.data, _overflow_hint(args))
+            x = draw(source, args.n, generator=gen, dtype=dtype)  # in the run's dtype, not float32
             label += f", {args.n} draws of its training data"
         else:
             x = target.sample(args.n, generator=gen, dtype=torch.float64)
-    elif Path(args.data).suffix:
+    elif Path(args.data).suffix and not Path(args.data).is_dir():  # a folder may have a dot in its name
         x = _load_data(args.data)
+        check_representable(x, dtype, args.data, _overflow_hint(args))
     else:
-        from ..train.data import make_data
+        from ..train.data import check_fits_dtype, draw, make_data
 
-        x = make_data(args.data).sample(args.n, generator=gen)
+        source = make_data(args.data)
+        check_fits_dtype(source, dtype, args.data, _overflow_hint(args))
+        x = draw(source, args.n, generator=gen, dtype=dtype)
     if x.ndim == 1:
         x = x[:, None]
     dim = int(np.prod(tuple(x.shape[1:])))

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from solvers.inputs import as_count, check_device, check_generator
 
-__all__ = ["ArrayDataset", "DataError", "load_array", "as_tensor_data", "draw_rows", "ARRAY_SUFFIXES"]
+__all__ = ["ArrayDataset", "DataError", "load_array", "as_tensor_data", "draw_rows", "check_representable",
+           "ARRAY_SUFFIXES"]
 
 ARRAY_SUFFIXES = (".npy", ".pt", ".pth", ".csv", ".tsv", ".txt")
 
@@ -100,9 +101,15 @@ def as_tensor_data(data: Any, name: str = "array") -> Tensor:
     if isinstance(data, np.ndarray):
         if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
             raise DataError(f"{name}: expected a numeric array, got dtype {data.dtype}")
+        if np.iscomplexobj(data):
+            raise DataError(f"{name}: complex data is not supported")
+        if data.dtype.kind == "f" and data.dtype.itemsize > 8:  # np.longdouble: torch has no such type
+            data = _narrow_longdouble(data, name)
         data = torch.from_numpy(np.ascontiguousarray(data))
     if not isinstance(data, Tensor):
         raise DataError(f"{name}: expected an array or tensor, got {type(data).__name__}")
+    if data.layout != torch.strided:  # a sparse tensor: the same values, stored densely
+        data = data.to_dense()
     if data.is_complex():
         raise DataError(f"{name}: complex data is not supported")
     if not data.is_floating_point():
@@ -125,6 +132,43 @@ def as_tensor_data(data: Any, name: str = "array") -> Tensor:
             f"(first at row {int(rows[0])}); remove or impute them"
         )
     return data.contiguous()
+
+
+def _narrow_longdouble(data: np.ndarray, name: str) -> np.ndarray:
+    """``data`` (extended precision, e.g. ``np.longdouble``) as float64; refuses values beyond its range."""
+    with np.errstate(over="ignore"):
+        out = data.astype(np.float64)
+    lost = np.isfinite(data) & ~np.isfinite(out)
+    if lost.any():
+        row = int(np.argwhere(lost)[0][0])
+        raise DataError(f"{name}: row {row} holds a value beyond the float64 range ({data.dtype} data are "
+                        "read as float64); rescale the data")
+    return out
+
+
+def check_representable(x: Tensor, dtype: torch.dtype, name: str, hint: str) -> None:
+    """Refuse finite values of ``x: (N, *D)`` that overflow ``dtype`` (they would become inf).
+
+    Raises:
+        DataError: naming ``name``, the first such row and its value, and ``hint`` (the fix).
+    """
+    if not dtype.is_floating_point or x.shape[0] == 0:
+        return
+    if x.is_floating_point() and torch.finfo(x.dtype).max <= torch.finfo(dtype).max:
+        return  # every finite value fits
+    big = torch.finfo(dtype).max
+    rows = x.reshape(x.shape[0], -1)
+    rows = rows if rows.is_floating_point() else rows.to(torch.float64)
+    over = (rows.abs() > big).any(dim=1)
+    if not bool(over.any()):
+        return
+    bad = torch.nonzero(over).flatten()
+    row = int(bad[0])
+    value = float(rows[row][rows[row].abs() > big][0])
+    raise DataError(
+        f"{name}: {len(bad)} row(s) hold values that overflow {str(dtype).replace('torch.', '')} (largest "
+        f"{big:.4g}); row {row} holds {value:.6g}. {hint}"
+    )
 
 
 def _load_pt(path: Path) -> Any:
@@ -164,28 +208,42 @@ def _load_text(path: Path) -> np.ndarray:
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise DataError(f"{path}: the file has no data rows")
+    if delimiter == "," and not any("," in ln for ln in lines) and any("\t" in ln for ln in lines):
+        delimiter = "\t"  # a tab-separated table saved as .csv
     first = [t.strip() for t in (lines[0].split(delimiter) if delimiter else lines[0].split())]
-    skip = 0 if all(_is_number(t) for t in first if t) else 1  # optional header line
+    # pandas' to_csv writes an unnamed index column under an empty first header cell (",a,b")
+    index_column = delimiter is not None and len(first) > 1 and not first[0] and all(first[1:])
+    skip = 0 if all(_is_number(t) for t in first if t) and not index_column else 1  # optional header line
     rows = lines[skip:]
     if not rows:
         raise DataError(f"{path}: the file has a header but no data rows")
     try:
-        return np.loadtxt(rows, delimiter=delimiter, ndmin=2, dtype=np.float64)
+        out = np.loadtxt(rows, delimiter=delimiter, ndmin=2, dtype=np.float64)
     except ValueError as err:
         raise DataError(f"{path}: not a numeric table ({err})") from None
+    if index_column:  # the row labels are not a dimension of the data
+        if out.shape[1] < 2:
+            raise DataError(f"{path}: the header {lines[0]!r} marks an index column but there is no data column")
+        out = out[:, 1:]
+    return out
 
 
 def load_array(path: str | Path) -> ArrayDataset:
     """Read ``(N, *D)`` samples from a ``.npy``, ``.pt``/``.pth``, ``.csv``, ``.tsv`` or ``.txt`` file.
 
-    CSV/TSV/TXT: one sample per row, comma / tab / whitespace separated; a first line that is
-    not all numbers is taken as a header and skipped; lines starting with ``#`` are ignored.
+    CSV/TSV/TXT: one sample per row, comma / tab / whitespace separated (a ``.csv`` whose lines
+    hold tabs and no commas is read as tab-separated); a first line that is not all numbers is
+    taken as a header and skipped; a header whose first cell is empty (``,a,b``, as pandas'
+    ``to_csv`` writes it) marks an index column, which is dropped; lines starting with ``#``
+    are ignored. A header made only of numbers (pandas' ``0,1``) cannot be told from a data row
+    and is read as one: save with ``header=False, index=False``.
 
     Raises:
         FileNotFoundError: no such file.
         DataError: unsupported suffix, an unreadable file (not a plain ``.npy`` / ``torch.save``
             file of tensors, or a text table that is not UTF-8), or content that fails the
-            checks of `as_tensor_data`.
+            checks of `as_tensor_data` (a sparse tensor is made dense and ``np.longdouble``
+            read as float64).
     """
     p = Path(path)
     if not p.is_file():

@@ -4,12 +4,14 @@
     data = load_image_folder("my_images/", channels=1)        # force grayscale
 
 Files are found recursively (sorted by path, so the order and the content hash are stable).
-Pixel values ``k`` in 0..255 map linearly to ``x = k / 127.5 - 1``.
+Pixel values ``k`` in 0..255 map linearly to ``x = k / 127.5 - 1``; 16-bit grayscale PNGs
+(0..65535) to ``x = k / 32767.5 - 1``, their full range.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from .images import ImageDataset
 __all__ = ["load_image_folder", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's 16-bit grayscale (PNG: I;16 or I)
 
 
 def _size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -68,21 +71,42 @@ def load_image_folder(
         except OSError as err:
             raise DataError(f"{f}: not a readable image ({err})") from None
     if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "I;16", "I", "LA") for im in images) else 3
-    mode = "L" if channels == 1 else "RGB"
+        channels = 1 if all(im.mode in ("L", "1", "LA", *SIXTEEN_BIT_MODES) for im in images) else 3
     arrays = []
     for f, im in zip(files, images, strict=True):
-        im = im.convert(mode)
-        if hw is not None and im.size != (hw[1], hw[0]):
-            im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-        a = np.asarray(im, dtype=np.float64)
+        a = _pixels(f, im, channels, hw)
         if arrays and a.shape != arrays[0].shape:
             raise DataError(
                 f"{root}: images differ in size ({files[0].name}: {arrays[0].shape[:2]}, {f.name}: "
-                f"{a.shape[:2]} as H, W); pass size=H (CLI: --image-size H) to resize them all"
+                f"{a.shape[:2]} as H, W); resize the files to one size (the scoresde commands have no "
+                "image-size option), or in Python pass load_data(path, image_size=H) or "
+                "load_image_folder(path, size=H) to resize them all"
             )
         arrays.append(a)
     x = np.stack(arrays)
     x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
-    t = as_tensor_data(x / 127.5 - 1.0, str(root)).to(dtype)
+    t = as_tensor_data(x, str(root)).to(dtype)
     return ImageDataset(t, name=root.name or str(root))
+
+
+def _pixels(f: Path, im: Any, channels: int, hw: tuple[int, int] | None) -> np.ndarray:
+    """One image as ``(H, W)`` (``channels == 1``) or ``(H, W, 3)`` float64 values in ``[-1, 1]``.
+
+    8-bit images map ``k`` in 0..255 to ``k / 127.5 - 1``; 16-bit grayscale ones (modes
+    ``I;16*`` and ``I``, as Pillow reads 16-bit PNGs) ``k`` in 0..65535 to ``k / 32767.5 - 1``.
+    """
+    from PIL import Image
+
+    if im.mode not in SIXTEEN_BIT_MODES:
+        im = im.convert("L" if channels == 1 else "RGB")
+        if hw is not None and im.size != (hw[1], hw[0]):
+            im = im.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.float64) / 127.5 - 1.0
+    k = np.asarray(im).astype(np.float64)  # Pillow's "L"/"RGB" conversions clip these at 255
+    if k.ndim != 2 or k.min() < 0 or k.max() > 65535:
+        raise DataError(f"{f}: {im.mode} pixel values outside 0..65535 (not a 16-bit grayscale image)")
+    if hw is not None and k.shape != hw:
+        k = np.asarray(Image.fromarray(k.astype(np.float32)).resize(
+            (hw[1], hw[0]), Image.Resampling.BILINEAR), dtype=np.float64)
+    a = k / 32767.5 - 1.0
+    return a if channels == 1 else np.repeat(a[:, :, None], 3, axis=2)

@@ -29,7 +29,7 @@ from .checkpoint import MAGIC, load_checkpoint, save_checkpoint
 from .config import SDEConfig
 
 __all__ = ["NoisyClassifier", "train_classifier", "mixture_data", "digits_data", "save_classifier", "load_classifier",
-           "check_classifier_fits"]
+           "check_classifier_fits", "check_labels"]
 
 
 class NoisyClassifier(nn.Module):
@@ -68,11 +68,33 @@ class NoisyClassifier(nn.Module):
 
 def mixture_data(target: Any, classes: Sequence[int] | None = None, n: int = 20_000, *, seed: int = 0) -> tuple[Tensor, Tensor]:
     """``n`` samples of a `GaussianMixture` and their class labels (component ``k`` -> ``classes[k]``)."""
-    x, comp = target.sample_components(n, generator=torch.Generator().manual_seed(seed))
     cls = torch.arange(target.n_components) if classes is None else torch.as_tensor(classes, dtype=torch.long)
     if cls.shape != (target.n_components,):
         raise ValueError(f"classes must give one class per component ({target.n_components}), got {tuple(cls.shape)}")
+    check_labels(cls, "classes (--classes)")
+    x, comp = target.sample_components(n, generator=torch.Generator().manual_seed(seed))
     return x, cls[comp]
+
+
+def check_labels(labels: Tensor, what: str = "labels") -> int:
+    """The number of classes ``C`` of ``labels``, which must be ``0 .. C-1`` with every class present.
+
+    Raises:
+        ValueError: a negative label, or a class below the largest label that never occurs
+            (the classifier would have an output no data teaches); the message lists them.
+    """
+    values = sorted({int(v) for v in labels.flatten().tolist()})
+    if not values:
+        raise ValueError(f"{what}: no labels given")
+    if values[0] < 0:
+        raise ValueError(f"{what} must be 0 .. C-1, got the negative label {values[0]}")
+    missing = sorted(set(range(values[-1] + 1)) - set(values))
+    if missing:
+        raise ValueError(
+            f"{what} must be 0 .. C-1 with every class present; {values[-1] + 1} classes are implied by the "
+            f"largest label {values[-1]}, but {', '.join(map(str, missing))} never occur(s): renumber the classes"
+        )
+    return values[-1] + 1
 
 
 def digits_data() -> tuple[Tensor, Tensor]:
@@ -98,7 +120,7 @@ def train_classifier(
     """Train a `NoisyClassifier` on noised data by cross-entropy (see the module docstring).
 
     Args:
-        x: ``(N, *D)`` clean data; ``labels: (N,)`` classes ``0 .. C-1``.
+        x: ``(N, *D)`` clean data; ``labels: (N,)`` classes ``0 .. C-1``, each present (`check_labels`).
         sde: the forward SDE whose noise levels the classifier must handle.
         steps, batch_size, lr: Adam with cosine decay.
         seed: initialisation, batches, times and noise.
@@ -110,7 +132,7 @@ def train_classifier(
         raise ValueError("steps and batch_size must be positive")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    clf = NoisyClassifier(tuple(x.shape[1:]), int(labels.max()) + 1)
+    clf = NoisyClassifier(tuple(x.shape[1:]), check_labels(labels))
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     x = x.float()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,14 @@ class TrainConfig:
     data_id: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, os.PathLike):
+            self.data = os.fspath(self.data)
+        if not isinstance(self.data, str):
+            raise TypeError(
+                f"TrainConfig.data is the data's name or file/folder path (a str), got "
+                f"{type(self.data).__name__}; pass a data object or array as Trainer(config, data=obj) "
+                "(or toy_config('label', data=obj)) with a label here"
+            )
         groups = {"sde": SDEConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig}
         for name, klass in groups.items():
             if not isinstance(getattr(self, name), klass):

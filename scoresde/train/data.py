@@ -11,6 +11,7 @@ refuses (``DataMismatchError``, naming both) any other.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from .config import TrainConfig
 
 __all__ = ["DataSource", "make_data", "data_names", "sample_shape", "stamp_identity", "reference_data",
-           "checkpoint_loader"]
+           "checkpoint_loader", "draw", "check_fits_dtype"]
 
 
 @runtime_checkable
@@ -56,6 +57,43 @@ def sample_shape(source: Any) -> tuple[int, ...]:
     """Shape ``D`` of one sample of ``source`` (draws two samples with a throwaway generator)."""
     x = source.sample(2, generator=torch.Generator().manual_seed(0))
     return tuple(int(s) for s in x.shape[1:])
+
+
+def _takes_dtype(source: Any) -> bool:
+    """Whether ``source.sample`` takes a ``dtype`` keyword (every built-in source does)."""
+    try:
+        params = inspect.signature(source.sample).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: call it the protocol's way
+        return False
+    return any(p.name == "dtype" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def draw(source: Any, n: int, *, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
+    """``n`` samples of ``source`` drawn in ``dtype`` (not drawn in float32 and cast afterwards).
+
+    ``dtype`` is passed to ``source.sample`` when it takes one; a sampler of the bare protocol
+    (``sample(n, generator=g)``) is cast afterwards.
+    """
+    if _takes_dtype(source):
+        x = source.sample(n, generator=generator, dtype=dtype)
+    else:
+        x = source.sample(n, generator=generator)
+    return x.to(dtype)
+
+
+def check_fits_dtype(source: Any, dtype: torch.dtype, label: str, hint: str) -> None:
+    """Refuse a data set (``ArrayDataset`` / ``ImageDataset``) holding values that overflow ``dtype``.
+
+    Raises:
+        DataError: naming ``label``, the first row that overflows, and ``hint``.
+    """
+    from ..data.arrays import check_representable
+
+    for attr in ("data", "images"):
+        value = getattr(source, attr, None)
+        if isinstance(value, Tensor):
+            check_representable(value, dtype, label, hint)
+            return
 
 
 def _identity(label: str, source: Any, *, explicit: bool) -> dict[str, Any]:

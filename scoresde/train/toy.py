@@ -12,6 +12,7 @@ checkerboard; batch 1024 reaches the floor on both, about 30 s of one CPU core.)
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ..losses import LossConfig
 from ..models import ModelConfig, ScoreModel
 from ..schedules import check_end_noise, check_prior
 from .config import OptimConfig, SDEConfig, TrainConfig
-from .data import make_data, sample_shape
+from .data import draw, make_data, sample_shape
 from .trainer import EvalFn, Trainer
 
 __all__ = ["toy_config", "train_toy", "TOY_STEPS"]
@@ -32,7 +33,8 @@ TOY_STEPS = 3000
 
 
 def _data_std(source: Any) -> float:
-    x = source.sample(10_000, generator=torch.Generator().manual_seed(0)).double()
+    """Mean per-coordinate std of 10,000 draws, in float64 (the data as loaded, not rounded)."""
+    x = draw(source, 10_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     std = float(x.std(dim=0).mean()) if x.shape[0] > 1 else 0.0
     if not std > 0.0:
         raise ValueError("the data have no spread (fewer than 2 distinct samples): a score model needs "
@@ -72,6 +74,11 @@ def toy_config(
     (`scoresde.schedules.check_end_noise`) or, for other SDEs, when ``p_T`` of the data is far
     from the prior (`scoresde.schedules.check_prior`; skipped for SDEs built with ``prior=``).
     """
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(
+            f"toy_config's name is the data's name or file/folder path (a str), got {type(name).__name__}; "
+            "pass a data object or array as toy_config('label', data=obj)"
+        )
     source = make_data(name) if data is None else make_data(data)
     sde_cfg = SDEConfig(sde) if isinstance(sde, str) else SDEConfig.from_sde(sde)
     _check_ve_scale(sde_cfg, source)
@@ -81,17 +88,17 @@ def toy_config(
         check_end_noise(sde_obj, data_std, stacklevel=3)
         if sde_cfg.name != "ve" and not getattr(sde_obj, "prior_chosen", False):
             # p_T against the prior, with the numbers (VE: the sigma_max check above)
-            probe = source.sample(2048, generator=torch.Generator().manual_seed(seed))
+            probe = draw(source, 2048, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
             check_prior(sde_obj, data_std=float(probe.double().pow(2).mean().sqrt()), stacklevel=3)
     return TrainConfig(
-        data=name,
+        data=os.fspath(name),
         sde=sde_cfg,
         model=ModelConfig(
             arch="mlp",
             data_shape=sample_shape(source),
             output="eps",
             input_scaling=True,
-            sigma_data=round(data_std, 3),
+            sigma_data=round(data_std, 3) or float(f"{data_std:.3g}"),  # a tiny spread: 3 significant digits
             net={"width": 128, "depth": 2, "emb_dim": 64, "embedding": "sinusoidal"},
         ),
         loss=LossConfig(weighting="sigma2"),

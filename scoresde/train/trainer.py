@@ -41,7 +41,7 @@ from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
 from .config import TrainConfig, lr_factor
-from .data import make_data, stamp_identity
+from .data import check_fits_dtype, draw, make_data, stamp_identity
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
 from .persist import CheckpointMixin, load_model
@@ -113,8 +113,23 @@ class Trainer(CheckpointMixin):
         self.out_dir = Path(out_dir) if out_dir is not None else None
         if self.out_dir is None and resume is not False:
             raise ValueError("resume needs out_dir (the run directory to resume)")
+        if resume is False and config.steps < 1:
+            raise ValueError(f"steps must be >= 1 for a new run, got {config.steps} (--steps): there is "
+                             "nothing to train; a run is resumed with resume=True (--resume)")
+        created = self.out_dir is not None and self.dist.is_main and not self.out_dir.exists()
         if self.out_dir is not None and self.dist.is_main:  # before any work
             preflight(self.out_dir, resume=resume is not False, overwrite=overwrite)
+        self.eval_fn = eval_fn
+        self.progress = progress
+        try:
+            self._setup(config, data, resume)
+        except BaseException:
+            if created and self.out_dir is not None and not any(self.out_dir.iterdir()):
+                self.out_dir.rmdir()  # the folder preflight made: no empty run folder is left behind
+            raise
+
+    def _setup(self, config: TrainConfig, data: Any | None, resume: bool | str | Path) -> None:
+        """Data, model, optimizer and (on rank 0) the run files, written only once all is checked."""
         self.local_batch = config.batch_size // self.dist.world_size
         self.dtype = config.torch_dtype
         self.sde: AffineSDE = config.sde.build()
@@ -122,7 +137,9 @@ class Trainer(CheckpointMixin):
         empty = ValueError(f"dataset {config.data!r} is empty: it has no samples to train on")
         if hasattr(self.data, "__len__") and len(self.data) == 0:
             raise empty
-        probe = self.data.sample(2, generator=torch.Generator().manual_seed(0))  # throwaway stream
+        check_fits_dtype(self.data, self.dtype, config.data,
+                         "Train with dtype float64 (--dtype float64), or rescale the data")
+        probe = draw(self.data, 2, generator=torch.Generator().manual_seed(0), dtype=self.dtype)  # throwaway
         if probe.shape[0] == 0:
             raise empty
         shape = tuple(int(v) for v in probe.shape[1:])
@@ -132,11 +149,10 @@ class Trainer(CheckpointMixin):
                 f"data {config.data!r} has samples of shape {shape} but model.data_shape is "
                 f"{tuple(config.model.data_shape)}"
             )
+        config_text = config.to_json()  # fails (unserialisable config) before any file is written
         self._build(config)
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        self.eval_fn = eval_fn
-        self.progress = progress
         self._zero_accumulators()
         self._last_saved = -1
         self._last_saved_path: Path | None = None
@@ -148,7 +164,7 @@ class Trainer(CheckpointMixin):
                 if resume is False:
                     prune_rotating(self.out_dir, 0)  # a fresh start: drop an old run's set
                     (self.out_dir / METRICS_NAME).write_text("")
-                config.to_json(self.out_dir / CONFIG_NAME)
+                (self.out_dir / CONFIG_NAME).write_text(config_text + "\n")
 
     def _build(self, config: TrainConfig) -> None:
         """Model, EMA, DDP wrapper, optimizer, schedule, loss and the seeded random streams."""
@@ -183,7 +199,7 @@ class Trainer(CheckpointMixin):
         NaN/inf in the loss or the clipped gradient norm is recorded on the device (no host
         sync here); `fit` reads the flag before anything is logged or saved.
         """
-        x0 = self.data.sample(self.local_batch, generator=self.generator).to(self.device, self.dtype)
+        x0 = draw(self.data, self.local_batch, generator=self.generator, dtype=self.dtype).to(self.device)
         loss = self.loss_fn(self.net, x0, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

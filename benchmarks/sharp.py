@@ -115,6 +115,11 @@ def steps_for(solver: str, nfe: int) -> int:
     return max(1, nfe // NFE_PER_STEP.get(solver, 1))
 
 
+def make_sde(name: str) -> object:
+    """An SDE by name: ``vp``, ``subvp``, ``ve``, ``cosine`` (`scoresde.get_sde`) or ``edm`` (`scoresde.EDMSDE`)."""
+    return sd.EDMSDE() if name == "edm" else sd.get_sde(name)
+
+
 def end_cost(sde: object, mix: sd.GaussianMixture, solver: str, steps: int, **options: object) -> int:
     """Evaluations a run of ``solver`` with ``steps`` grid steps spends outside them (the end-of-run
     step: 1, or 2 with its probe after a short noisy last step), read off a run on two samples."""
@@ -139,7 +144,7 @@ def run_cell(
 ) -> dict[str, float]:
     """Sample ``n`` points per seed; return spread, mode TV to the weights, combined median, NFE."""
     mix = make_target(target)
-    sde = sd.get_sde(sde_name)
+    sde = make_sde(sde_name)
     metric = metric_for(target, n)
     combined, spreads, tvs, nfes = [], [], [], []
     start = time.perf_counter()

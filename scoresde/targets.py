@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from solvers.inputs import as_count, as_integer, check_device, check_dtype, check_generator
+from solvers.inputs import as_count, as_integer, as_real, check_device, check_dtype, check_generator
 from solvers.protocol import DiffusionSDE, HasMarginals, ScoreFn
 from solvers.registry import closest_name
 from solvers.utils import batch_time
@@ -187,17 +187,21 @@ class GaussianMixture:
         t: float,
         *,
         generator: torch.Generator | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | str = torch.float32,
         device: torch.device | str | None = None,
     ) -> Tensor:
         """Draw ``n`` exact samples of the noised marginal ``p_t``: ``(n, D)``.
 
         Raises:
-            TypeError: ``sde`` without ``marginal_coeffs``; as `sample_components`.
-            ValueError: ``t`` not a finite number in ``[0, T]``; as `sample_components`.
+            TypeError: ``sde`` without ``marginal_coeffs``; ``t`` not a real number; as `sample_components`.
+            ValueError: ``t`` not a finite number in ``[0, T]`` (or a tensor of several times); a
+                ``dtype`` that is not floating point; as `sample_components`.
         """
         self._check_sde(sde)
-        t = float(t)
+        dtype = check_dtype(dtype)  # a name ("float64") works, an integer dtype is refused
+        if isinstance(t, Tensor) and t.numel() != 1:
+            raise ValueError(f"t must be one time (a float or a one-element tensor), got shape {tuple(t.shape)}")
+        t = as_real(t, "t")
         if not 0.0 <= t <= sde.T * (1 + 1e-7):
             raise ValueError(f"t must be a finite time in [0, T={sde.T:g}], got {t!r}")
         x0 = self.sample(n, generator=generator, dtype=torch.float64, device=device)

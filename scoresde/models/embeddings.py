@@ -43,8 +43,15 @@ class GaussianFourierEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, t: Tensor) -> Tensor:
+        t = _as_float_time(t, self.W)
         proj = 2.0 * math.pi * t[:, None] * self.W.to(t.dtype)[None, :]
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+
+def _as_float_time(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` as a floating tensor: an integer ``t`` (``torch.full((B,), 1)``) would round every
+    frequency to an integer when cast to its dtype; it takes the frequencies' dtype instead."""
+    return t if t.is_floating_point() else t.to(like.dtype)
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -63,6 +70,7 @@ class SinusoidalEmbedding(nn.Module):
         self.dim = dim
 
     def forward(self, t: Tensor) -> Tensor:
+        t = _as_float_time(t, self.freqs)
         arg = (self.time_scale * t)[:, None] * self.freqs.to(t.dtype)[None, :]
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
 

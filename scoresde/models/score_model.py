@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from solvers.protocol import DiffusionSDE, ScoreFn
-from solvers.utils import append_dims
+from solvers.utils import append_dims, batch_time
 
 from .mlp import MLP
 from .parameterization import check_output, convert
@@ -125,10 +125,18 @@ class ScoreModel(nn.Module):
         self.sigma_data = float(sigma_data)
         self.config = copy.deepcopy(config) if config is not None else None
 
-    def forward(self, x: Tensor, t: Tensor, sde: DiffusionSDE, kind: str = "score") -> Tensor:
-        """Prediction of type ``kind`` at ``x: (B, *D)``, ``t: (B,)``; returns ``(B, *D)``."""
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+    def forward(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE, kind: str = "score") -> Tensor:
+        """Prediction of type ``kind`` at ``x: (B, *D)``, ``t: (B,)``; returns ``(B, *D)``.
+
+        ``t`` may also be a float or a 0-d tensor (broadcast to the batch); it is cast to ``x``'s
+        dtype and device (an integer ``t`` would otherwise round the time embedding's frequencies).
+
+        Raises:
+            ValueError: ``t`` neither 0-d nor ``(B,)``.
+            TypeError: ``x`` of another dtype or device than the model's parameters.
+        """
+        self._check_like_parameters(x)
+        t = batch_time(t, x)
         alpha, sigma = sde.marginal_coeffs(t)
         x_in = x
         if self.input_scaling:
@@ -160,21 +168,23 @@ class ScoreModel(nn.Module):
         the score with respect to ``x``); ``t`` is cast to ``x``'s dtype and device. Call
         ``model.eval()`` first if the network has dropout.
         """
-        param = next(self.parameters(), None)
 
         def score(x: Tensor, t: Tensor) -> Tensor:
-            t = t.to(dtype=x.dtype, device=x.device)
-            if param is not None and (param.dtype != x.dtype or param.device != x.device):
-                raise TypeError(
-                    f"model parameters are {param.dtype} on {param.device} but x is {x.dtype} "
-                    f"on {x.device}; move the model with model.to(...)"
-                )
             if x.requires_grad:
                 return self.score(x, t, sde)
             with torch.no_grad():
                 return self.score(x, t, sde)
 
         return score
+
+    def _check_like_parameters(self, x: Tensor) -> None:
+        """Refuse ``x`` whose dtype or device differs from the parameters' (a raw matmul error otherwise)."""
+        param = next(self.parameters(), None)
+        if param is not None and (param.dtype != x.dtype or param.device != x.device):
+            raise TypeError(
+                f"model parameters are {param.dtype} on {param.device} but x is {x.dtype} "
+                f"on {x.device}; move the model with model.to(...) or convert x"
+            )
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -197,6 +197,43 @@ class ImportanceTimeSampler:
         return t64.to(dtype), weight.to(dtype)
 
 
+def _same_sde(a: DiffusionSDE, b: DiffusionSDE) -> bool:
+    """Whether ``a`` and ``b`` are the same SDE: the same object, or the same class and `config`."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or not callable(getattr(a, "config", None)):
+        return False
+    try:
+        return bool(a.config() == b.config())  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - an SDE whose config cannot be compared is not the same
+        return False
+
+
+def _check_sampler(sampler: ImportanceTimeSampler, sde: DiffusionSDE, weighting: str, t_min: float,
+                   sigma_data: float) -> None:
+    """Refuse a prebuilt ``sampler`` whose SDE, weighting, ``t_min`` or ``sigma_data`` differ from the call's."""
+    if not _same_sde(sampler.sde, sde):
+        raise ValueError(f"sampler was built for {sampler.sde!r} but the loss is called with sde={sde!r}; "
+                         "build the ImportanceTimeSampler with the same SDE")
+    if sampler.weighting != weighting:
+        raise ValueError(f"sampler was built for weighting={sampler.weighting!r} but the loss is called "
+                         f"with weighting={weighting!r}")
+    if not math.isclose(sampler.t_min, t_min, rel_tol=1e-12, abs_tol=0.0):
+        raise ValueError(f"sampler was built for t_min={sampler.t_min:g} but the loss is called with "
+                         f"t_min={t_min:g}")
+    if weighting == "edm" and not math.isclose(sampler.sigma_data, sigma_data, rel_tol=1e-12, abs_tol=0.0):
+        raise ValueError(f"sampler was built for sigma_data={sampler.sigma_data:g} but the loss is called "
+                         f"with sigma_data={sigma_data:g}")
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of a `ScoreModel`'s (first floating) parameters, or ``None`` if it has none."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
 def _is_model(model: Any) -> bool:
     inner = getattr(model, "module", model)  # DistributedDataParallel wraps the model
     return isinstance(model, nn.Module) and isinstance(inner, ScoreModel)
@@ -230,9 +267,13 @@ def dsm_per_sample(
         ValueError: an unknown ``weighting`` / ``reduce``, ``t_min`` outside ``(0, T)``,
             ``sigma_data`` not finite and > 0, ``x0`` without a batch dimension or empty,
             ``t`` / ``z`` / the model output of the wrong shape.
+            A ``sampler`` built for another SDE, weighting, ``t_min`` or (``"edm"``)
+            ``sigma_data`` than the call's.
         TypeError: ``x0``, ``t`` or ``z`` not a tensor (or ``x0`` not floating point), a
             ``generator`` that is not a ``torch.Generator``, a ``sampler`` that is not an
-            `ImportanceTimeSampler`, or a model that does not return a tensor.
+            `ImportanceTimeSampler`, a model that does not return a tensor, or (a `ScoreModel`)
+            ``x0`` of another dtype than the model's parameters. Floating ``t`` / ``z`` are cast
+            to ``x0``'s dtype for a `ScoreModel`.
     """
     _check(weighting, reduce)
     lo = _t_min(sde, t_min)
@@ -248,6 +289,18 @@ def dsm_per_sample(
     check_generator(generator)
     if sampler is not None and not isinstance(sampler, ImportanceTimeSampler):
         raise TypeError(f"sampler must be an ImportanceTimeSampler or None, got {type(sampler).__name__}")
+    if sampler is not None:
+        _check_sampler(sampler, sde, weighting, lo, sigma_data)
+    if _is_model(model):
+        # A ScoreModel computes in its parameters' dtype: refuse other data, cast t and z to x0's.
+        dtype = _model_dtype(model)
+        if dtype is not None and torch.promote_types(x0.dtype, dtype) != dtype:  # float64 data, float32 model
+            raise TypeError(f"x0 is {x0.dtype} but the model's parameters are {dtype}; convert the model "
+                            f"(e.g. model.double() for float64 data) or the data (x0.to({dtype}))")
+        if t is not None and t.is_floating_point():
+            t = t.to(x0.dtype)
+        if z is not None and z.is_floating_point():
+            z = z.to(x0.dtype)
     b = x0.shape[0]
     if t is None:
         if importance:
@@ -331,6 +384,11 @@ class LossConfig:
         return cls(**d)
 
     def build(self, sde: DiffusionSDE) -> DSMLoss:
+        """The loss bound to ``sde``.
+
+        Raises:
+            ValueError: ``t_min`` not below ``sde.T``. TypeError: ``sde`` is not an SDE.
+        """
         return DSMLoss(sde, self)
 
 
@@ -344,6 +402,7 @@ class DSMLoss:
         self.sde = sde
         self.config = config or LossConfig()
         c = self.config
+        _t_min(sde, c.t_min)  # t_min in (0, T): refused here, not at the first call
         self.sampler = (ImportanceTimeSampler(sde, c.weighting, t_min=c.t_min, sigma_data=c.sigma_data)
                         if c.importance else None)
 

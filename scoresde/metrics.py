@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from solvers.inputs import as_count, as_integer, check_seed
+from solvers.inputs import as_count, as_integer, as_real, check_seed
 
 __all__ = [
     "DEFAULT_BANDWIDTH_FACTORS",
@@ -105,6 +105,24 @@ def _seed(seed: Any) -> int:
     if s is None:
         raise TypeError("seed must be an integer, got None")
     return s
+
+
+def _bandwidth(h: Any) -> float:
+    """One bandwidth as a float: a real number (Python, NumPy or 0-d tensor); strings and bools refused."""
+    if isinstance(h, (bool, np.bool_)) or (isinstance(h, Tensor) and h.dtype == torch.bool):
+        raise TypeError(f"bandwidths must be positive numbers, got the boolean {h!r}")
+    if isinstance(h, (str, bytes)):
+        raise TypeError(f"bandwidths must be positive numbers or a sequence of them, got the string {h!r}")
+    return as_real(h, "bandwidths")
+
+
+def _bandwidths(bandwidths: Any) -> tuple[float, ...]:
+    """``bandwidths`` (a number, a 0-d array / tensor, or a sequence of numbers) as a tuple of floats."""
+    if isinstance(bandwidths, (np.ndarray, Tensor)) and bandwidths.ndim == 0:
+        return (_bandwidth(bandwidths.item()),)
+    if isinstance(bandwidths, (str, bytes)) or not hasattr(bandwidths, "__iter__"):
+        return (_bandwidth(bandwidths),)
+    return tuple(_bandwidth(h) for h in bandwidths)
 
 
 def _finite_result(value: float, what: str) -> float:
@@ -340,13 +358,7 @@ def mmd(
     if bandwidths is None:
         hs = median_bandwidths(x, y, seed=seed)
     else:
-        if isinstance(bandwidths, bool):
-            raise TypeError(f"bandwidths must be positive numbers, got the boolean {bandwidths!r}")
-        if isinstance(bandwidths, (int, float, np.floating, np.integer)) or (
-                isinstance(bandwidths, Tensor) and bandwidths.ndim == 0):
-            hs = (float(bandwidths),)
-        else:
-            hs = tuple(float(h) for h in bandwidths)
+        hs = _bandwidths(bandwidths)
         if len(hs) < 1 or any(not (h > 0 and math.isfinite(h)) for h in hs):
             raise ValueError(f"bandwidths must be positive and finite, got {bandwidths!r}")
         if any(h * h == 0.0 or not math.isfinite(1.0 / (2.0 * h * h)) for h in hs):

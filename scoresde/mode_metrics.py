@@ -114,6 +114,17 @@ def mode_stats(
 
 
 # --- noise floor -------------------------------------------------------------------------------
+def _exact_set(out: object, n: int, name: str) -> Tensor:
+    """One set drawn by ``sample_fn``: an ``(n, D)`` tensor (a NumPy array is converted)."""
+    if isinstance(out, np.ndarray):
+        out = torch.as_tensor(out)
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != n:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"sample_fn(n, generator) must return an ({n}, D) tensor or array, got {got} "
+                         f"for the set {name}")
+    return out
+
+
 def noise_floor(
     metric: Callable[[Tensor, Tensor], float],
     sample_fn: Callable[[int, torch.Generator], Tensor],
@@ -144,7 +155,7 @@ def noise_floor(
         TypeError: ``metric`` / ``sample_fn`` not callable; ``n``, ``repeats`` or ``seed`` not
             integers (``2.5`` is refused, not truncated).
         ValueError: ``n < 2``, ``repeats < 1``; ``sample_fn`` not returning an ``(n, D)``
-            tensor; ``metric`` returning NaN/inf for two exact sets.
+            tensor or array (either set of a pair); ``metric`` returning NaN/inf for two exact sets.
     """
     if not callable(metric) or not callable(sample_fn):
         raise TypeError("metric and sample_fn must be callables")
@@ -153,11 +164,10 @@ def noise_floor(
     gen = torch.Generator().manual_seed(_seed(seed))
     values = []
     for _ in range(repeats):
-        a = sample_fn(n, gen)
-        b = sample_fn(n, gen)
-        if not isinstance(a, Tensor) or a.shape[0] != n:
-            got = tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__
-            raise ValueError(f"sample_fn(n, generator) must return an ({n}, D) tensor, got {got}")
+        a = _exact_set(sample_fn(n, gen), n, "a")
+        b = _exact_set(sample_fn(n, gen), n, "b")
+        if a.shape != b.shape:
+            raise ValueError(f"sample_fn returned sets of different shapes: a {tuple(a.shape)}, b {tuple(b.shape)}")
         value = float(metric(a, b))
         if not math.isfinite(value):
             raise ValueError(f"metric(a, b) returned {value} for two exact sample sets of size {n}; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from solvers.inputs import as_integer
 from solvers.protocol import DiffusionSDE
 
 __all__ = ["LabelConditional"]
@@ -40,12 +41,15 @@ class LabelConditional(nn.Module):
     Args:
         net: a time-conditioned network with a ``net.embed`` time embedding (`MLP`, `UNet`).
         n_classes: number of real classes; label ``n_classes`` is the null label.
+
+    Raises:
+        NotAnIntegerError: ``n_classes`` not an integer (``2.5``). ValueError: ``n_classes < 1``.
+        TypeError: ``net`` without a ``net.embed`` time embedding.
     """
 
     def __init__(self, net: nn.Module, n_classes: int) -> None:
         super().__init__()
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be positive, got {n_classes}")
+        n_classes = as_integer(n_classes, "n_classes", minimum=1)
         embed = getattr(net, "embed", None)
         if not isinstance(embed, nn.Module):
             raise TypeError("net must expose its time embedding as `net.embed` (MLP and UNet do)")
@@ -56,6 +60,17 @@ class LabelConditional(nn.Module):
         self.null_label = int(n_classes)
 
     def forward(self, x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        """Epsilon prediction for ``x: (B, *D)``, ``t: (B,)`` and integer ``labels: (B,)``.
+
+        Raises:
+            TypeError: ``labels`` not an integer tensor (float or bool labels are refused).
+            ValueError: ``labels`` not ``(B,)`` or outside ``0 .. n_classes``.
+        """
+        if not isinstance(labels, Tensor):
+            raise TypeError(f"labels must be an integer torch.Tensor (B,), got {type(labels).__name__}")
+        if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+            raise TypeError(f"labels must be an integer tensor (e.g. torch.long) of class indices, "
+                            f"got dtype {labels.dtype}; convert with labels.long()")
         if labels.shape != (x.shape[0],):
             raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(labels.shape)}")
         if bool(((labels < 0) | (labels > self.n_classes)).any()):

@@ -15,14 +15,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
+
+from solvers.inputs import NotAnIntegerError, as_integer, as_real
 
 from .embeddings import make_time_embedding
 
 __all__ = ["MLP", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
+
+
+def as_size(value: Any, name: str, *, minimum: int = 1) -> int:
+    """``value`` as a Python int >= ``minimum``: an integer (Python, NumPy, one-element tensor) or
+    an integral float such as ``16.0`` (as read from JSON).
+
+    Raises:
+        NotAnIntegerError: a non-integral number (``16.5``), a bool, a string.
+        ValueError: below ``minimum``.
+    """
+    try:
+        return as_integer(value, name, minimum=minimum)
+    except NotAnIntegerError:
+        if isinstance(value, (bool, str, bytes)) or type(value).__name__ == "bool_":
+            raise
+        try:
+            f = as_real(value, name)
+        except (TypeError, ValueError):
+            raise NotAnIntegerError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+        if not (math.isfinite(f) and f == int(f)):
+            raise NotAnIntegerError(f"{name} must be an integer, got {value!r}") from None
+        return as_integer(int(f), name, minimum=minimum)
+
+
+def data_sizes(data_shape: Any) -> tuple[int, ...]:
+    """``data_shape`` as a non-empty tuple of positive ints (``2.7`` refused, not truncated)."""
+    if isinstance(data_shape, (str, bytes)) or not hasattr(data_shape, "__iter__"):
+        raise TypeError(f"data_shape must be a sequence of positive integers, got {type(data_shape).__name__} "
+                        f"{data_shape!r}")
+    return tuple(as_size(s, "every size in data_shape") for s in data_shape)
 
 
 def _activation(name: str) -> nn.Module:
@@ -73,11 +106,12 @@ class MLP(nn.Module):
         zero_out: bool = True,
     ) -> None:
         super().__init__()
-        shape = tuple(int(s) for s in data_shape)
-        if not shape or any(s < 1 for s in shape):
+        shape = data_sizes(data_shape)
+        if not shape:
             raise ValueError(f"data_shape must be non-empty with positive sizes, got {data_shape!r}")
-        if width < 1 or depth < 0:
-            raise ValueError(f"need width >= 1 and depth >= 0, got width={width}, depth={depth}")
+        width = as_size(width, "width")
+        depth = as_size(depth, "depth", minimum=0)
+        emb_dim = as_size(emb_dim, "emb_dim")
         self.data_shape = shape
         dim = math.prod(shape)
         self.embed = make_time_embedding(embedding, emb_dim, fourier_scale=fourier_scale)

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from solvers.inputs import as_real
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims, batch_time
 
-from .mlp import MLP
+from .mlp import MLP, data_sizes
 from .parameterization import check_output, convert
 from .unet import UNet
 
@@ -66,10 +68,10 @@ class ModelConfig:
     net: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.data_shape = tuple(int(s) for s in self.data_shape)
+        self.data_shape = data_sizes(self.data_shape)  # 2.7 is refused, not truncated
         check_output(self.output)
-        if not self.sigma_data > 0:
-            raise ValueError(f"sigma_data must be positive, got {self.sigma_data}")
+        self.input_scaling = _check_flag(self.input_scaling, "input_scaling")
+        self.sigma_data = _check_sigma_data(self.sigma_data)
         # Lists from JSON become tuples so that a round trip compares equal.
         self.net = {k: tuple(v) if isinstance(v, list) else v for k, v in self.net.items()}
 
@@ -90,6 +92,21 @@ class ModelConfig:
                 net = build_network(self.arch, self.data_shape, **self.net)
         return ScoreModel(net, output=self.output, input_scaling=self.input_scaling,
                           sigma_data=self.sigma_data, config=self)
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    """A boolean option (``True`` / ``False``; ``"no"`` would read as true)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_sigma_data(value: Any) -> float:
+    """The data's std, a positive finite number (``inf`` would zero the input scaling ``c_in``)."""
+    sigma = as_real(value, "sigma_data")
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma_data must be positive and finite, got {value!r}")
+    return sigma
 
 
 class ScoreModel(nn.Module):
@@ -121,8 +138,8 @@ class ScoreModel(nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}{hint}")
         self.net = net
         self.output = check_output(output)
-        self.input_scaling = bool(input_scaling)
-        self.sigma_data = float(sigma_data)
+        self.input_scaling = _check_flag(input_scaling, "input_scaling")
+        self.sigma_data = _check_sigma_data(sigma_data)
         self.config = copy.deepcopy(config) if config is not None else None
 
     def forward(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE, kind: str = "score") -> Tensor:
@@ -130,12 +147,13 @@ class ScoreModel(nn.Module):
 
         ``t`` may also be a float or a 0-d tensor (broadcast to the batch); it is cast to ``x``'s
         dtype and device (an integer ``t`` would otherwise round the time embedding's frequencies).
+        ``x`` of a narrower dtype than the parameters (float32 data, a float64 model) is cast up.
 
         Raises:
             ValueError: ``t`` neither 0-d nor ``(B,)``.
-            TypeError: ``x`` of another dtype or device than the model's parameters.
+            TypeError: ``x`` of a wider dtype than the model's parameters, or on another device.
         """
-        self._check_like_parameters(x)
+        x = self._like_parameters(x)
         t = batch_time(t, x)
         alpha, sigma = sde.marginal_coeffs(t)
         x_in = x
@@ -170,6 +188,7 @@ class ScoreModel(nn.Module):
         """
 
         def score(x: Tensor, t: Tensor) -> Tensor:
+            self._like_parameters(x, exact=True)  # a solver's state keeps its dtype: no silent casts
             if x.requires_grad:
                 return self.score(x, t, sde)
             with torch.no_grad():
@@ -177,14 +196,19 @@ class ScoreModel(nn.Module):
 
         return score
 
-    def _check_like_parameters(self, x: Tensor) -> None:
-        """Refuse ``x`` whose dtype or device differs from the parameters' (a raw matmul error otherwise)."""
+    def _like_parameters(self, x: Tensor, *, exact: bool = False) -> Tensor:
+        """``x`` in the parameters' dtype: cast up where that loses nothing (float32 data, a
+        float64 model), else refused (a raw matmul error otherwise); ``exact`` refuses any other
+        dtype, and another device is always refused."""
         param = next(self.parameters(), None)
-        if param is not None and (param.dtype != x.dtype or param.device != x.device):
-            raise TypeError(
-                f"model parameters are {param.dtype} on {param.device} but x is {x.dtype} "
-                f"on {x.device}; move the model with model.to(...) or convert x"
-            )
+        if param is None or (param.dtype == x.dtype and param.device == x.device):
+            return x
+        if param.device == x.device and not exact and torch.promote_types(x.dtype, param.dtype) == param.dtype:
+            return x.to(param.dtype)
+        raise TypeError(
+            f"model parameters are {param.dtype} on {param.device} but x is {x.dtype} "
+            f"on {x.device}; move the model with model.to(...) or convert x"
+        )
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

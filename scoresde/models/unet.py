@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from solvers.utils import append_dims
 
 from .embeddings import make_time_embedding
+from .mlp import as_size, data_sizes
 
 __all__ = ["UNet"]
 
@@ -81,6 +82,14 @@ class UNet(nn.Module):
         groups: GroupNorm groups (must divide every channel count).
         dropout: dropout rate inside residual blocks.
         emb_dim: size of the time features; ``embedding``/``fourier_scale`` as in `MLP`.
+
+    Integer options accept NumPy integers and integral floats (``32.0`` from JSON).
+
+    Raises:
+        ValueError: ``data_shape`` not ``(C, H, W)`` with positive sizes, a size / count < 1
+            (``groups=0`` included), ``groups`` not dividing every level's channels, a bad
+            ``attention_levels`` / ``dropout``.
+        TypeError: (`NotAnIntegerError`) a size or count that is not an integer.
     """
 
     def __init__(
@@ -98,17 +107,25 @@ class UNet(nn.Module):
         fourier_scale: float = 16.0,
     ) -> None:
         super().__init__()
-        shape = tuple(int(s) for s in data_shape)
-        if len(shape) != 3 or any(s < 1 for s in shape):
+        shape = data_sizes(data_shape)
+        if len(shape) != 3:
             raise ValueError(f"UNet needs data_shape (C, H, W) with positive sizes, got {data_shape!r}")
-        mults = tuple(int(m) for m in channel_mults)
-        if not mults or any(m < 1 for m in mults) or channels < 1 or num_res_blocks < 1:
+        if isinstance(channel_mults, (str, bytes)) or not hasattr(channel_mults, "__iter__"):
+            raise TypeError(f"channel_mults must be a sequence of positive integers, got {channel_mults!r}")
+        mults = tuple(as_size(m, "every entry of channel_mults") for m in channel_mults)
+        channels = as_size(channels, "channels")
+        num_res_blocks = as_size(num_res_blocks, "num_res_blocks")
+        groups = as_size(groups, "groups")
+        emb_dim = as_size(emb_dim, "emb_dim")
+        if not mults:
             raise ValueError("need channels >= 1, num_res_blocks >= 1 and positive channel_mults")
         widths = [channels * m for m in mults]
         bad = [c for c in widths if c % groups]
-        if groups < 1 or bad:
+        if bad:
             raise ValueError(f"groups={groups} must divide every level's channels {widths}")
-        attn = set(int(a) for a in attention_levels)
+        if isinstance(attention_levels, (str, bytes)) or not hasattr(attention_levels, "__iter__"):
+            raise TypeError(f"attention_levels must be a sequence of level indices, got {attention_levels!r}")
+        attn = set(as_size(a, "every entry of attention_levels", minimum=0) for a in attention_levels)
         if any(not 0 <= a < len(mults) for a in attn):
             raise ValueError(f"attention_levels {sorted(attn)} must index levels 0..{len(mults) - 1}")
         if not 0.0 <= dropout < 1.0:

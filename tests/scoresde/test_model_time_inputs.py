@@ -30,7 +30,11 @@ def test_model_takes_integer_float_and_0d_times_and_names_a_bad_one() -> None:
     with pytest.raises(ValueError, match=r"t must be a scalar or have shape \(3,\), got \(2,\)"):
         model(x, torch.rand(2), sde)
     with pytest.raises(TypeError, match="model parameters are torch.float32 .* but x is torch.float64"):
-        model(x.double(), 0.5, sde)
+        model(x.double(), 0.5, sde)  # would lose precision silently
+    with pytest.raises(TypeError, match="model parameters are torch.float32 .* but x is torch.float64"):
+        model.score_fn(sde)(x.double(), torch.full((3,), 0.5))
+    wide = sd.models.ModelConfig(net={"width": 8, "zero_out": False}).build(seed=0).double()
+    torch.testing.assert_close(wide(x, 1.0, sde, "eps"), wide(x.double(), 1.0, sde, "eps"))  # cast up
 
 
 def test_sample_marginal_checks_dtype_and_time() -> None:
@@ -44,3 +48,21 @@ def test_sample_marginal_checks_dtype_and_time() -> None:
         target.sample_marginal(3, sde, torch.tensor([0.1, 0.2, 0.3]))
     with pytest.raises(TypeError, match="t must be a real number"):
         target.sample_marginal(3, sde, "0.5")
+
+
+def test_model_config_refuses_what_it_used_to_coerce() -> None:
+    """sigma_data = inf zeroed the input scaling (the network saw zeros), input_scaling="no" read
+    as True, a data_shape of 2.7 was truncated to 2."""
+    from scoresde.models import MLP, ModelConfig, ScoreModel
+
+    with pytest.raises(ValueError, match="sigma_data must be positive and finite, got inf"):
+        ModelConfig(sigma_data=float("inf"))
+    with pytest.raises(TypeError, match="input_scaling must be True or False, got 'no'"):
+        ModelConfig(input_scaling="no")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be an integer, got 2.7"):
+        ModelConfig(data_shape=(2.7,))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="sigma_data must be a real number"):
+        ModelConfig(sigma_data="1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sigma_data must be positive and finite, got -1.0"):
+        ScoreModel(MLP((2,)), sigma_data=-1.0)
+    assert ModelConfig(data_shape=[2], sigma_data=0.5).data_shape == (2,)

@@ -38,7 +38,7 @@ from .auto_grid import auto_grid
 from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .dynamics import ReverseDynamics
-from .grids import get_grid
+from .grids import GRIDS_WITHOUT_MARGINALS, get_grid
 from .inputs import (
     MAX_STEPS,
     as_count,
@@ -54,6 +54,7 @@ from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
+from .sde_checks import check_prior_draw, check_sde
 
 __all__ = [
     "SOLVERS",
@@ -208,7 +209,8 @@ def _initial_state(
             f"{type(sde).__name__} has no prior_sample(shape, generator=, dtype=, device=) to draw "
             "x_T from; pass x_T= (the initial state at T)"
         )
-    return sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
+    return check_prior_draw(sde.prior_sample(shape, generator=generator, dtype=dtype, device=device),
+                            sde, shape, dtype, device)
 
 
 def _resolve_generator(seed: int | None, generator: torch.Generator | None,
@@ -234,6 +236,8 @@ def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str 
     if isinstance(grid, str) and grid == "auto":
         require_marginals(sde, "grid='auto'")
         return auto_grid(cast(DiffusionSDE, sde), score, steps, shape)
+    if isinstance(grid, str) and grid not in GRIDS_WITHOUT_MARGINALS:
+        require_marginals(sde, f"grid={grid!r}", "use grid='uniform' or 'quadratic'")
     return get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
 
 
@@ -317,6 +321,9 @@ def sample(
     seed = check_seed(seed)
     x_T = check_x_T(x_T)
     shape, dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
+    check_sde(sde, shape[1:], dtype, device_)
+    if solver_obj.needs_marginals:  # before the grid, which may need them too
+        require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__)
     generator = _resolve_generator(seed, generator, device_)
     lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
     ts = _build_grid(solver_obj, sde, score, grid, steps, shape)

@@ -291,8 +291,15 @@ class Solver:
         # after_step hook (conditioning: replacement, particle filters) the unconditional
         # denoiser would undo the hook's last correction, so the default there is "none".
         kind = self.final_kind(denoise)
-        if denoise is None and (after_step is not None or not hasattr(dynamics.sde, "marginal_coeffs")):
+        has_marginals = hasattr(dynamics.sde, "marginal_coeffs")
+        if denoise is None and (after_step is not None or not has_marginals):
             return "none"
+        if kind != "none" and not has_marginals:
+            raise TypeError(
+                f"denoise={denoise!r} (the end-of-run step to sigma = 0) needs the SDE's marginal_coeffs(t) "
+                f"-> (alpha(t), sigma(t)), which {type(dynamics.sde).__name__} does not define; add it, or "
+                "pass denoise='none' to return the samples at eps"
+            )
         return kind
 
     def finish(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:

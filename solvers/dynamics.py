@@ -196,8 +196,10 @@ class ReverseDynamics:
 
     def drift_from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
         """``f(x, t) - (1 + lam^2)/2 g(t)^2 score`` for a score already evaluated at ``(x, t)``."""
-        g2 = self.sde.diffusion(t) ** 2
-        return self.sde.drift(x, t) - append_dims(0.5 * (1.0 + self.lam**2) * g2, x.ndim) * score
+        # The state's dtype decides the run's precision: an SDE computing in float64 (its own
+        # buffers) must not turn a float32 run into float64 part-way.
+        g2 = self.sde.diffusion(t).to(x.dtype) ** 2
+        return self.sde.drift(x, t).to(x.dtype) - append_dims(0.5 * (1.0 + self.lam**2) * g2, x.ndim) * score
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         """Reverse drift at ``(x: (B, *D), t: (B,))``; one score evaluation."""
@@ -213,8 +215,8 @@ class ReverseDynamics:
         return self.drift(x, batch_time(t, x))
 
     def diffusion(self, t: Tensor) -> Tensor:
-        """``lam g(t)``, shape ``(B,)``."""
-        return self.lam * self.sde.diffusion(t)
+        """``lam g(t)``, shape ``(B,)``, in ``t``'s dtype."""
+        return self.lam * self.sde.diffusion(t).to(t.dtype)
 
     def x0_from_score(self, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
         """Tweedie's denoiser ``E[x_0 | x_t]`` (see `solvers.marginals.x0_from_score`)."""

@@ -23,6 +23,7 @@ from .marginals import (
 )
 from .protocol import MarginalSDE, ReverseSDEParts
 from .registry import lookup
+from .sde_checks import check_time_range
 
 __all__ = [
     "uniform",
@@ -36,6 +37,7 @@ __all__ = [
     "LOGSNR_SHARE",
     "equidistribute",
     "GRIDS",
+    "GRIDS_WITHOUT_MARGINALS",
     "get_grid",
     "check_grid",
     "invert_monotone",
@@ -203,6 +205,9 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
     "uniform_logsnr": uniform_logsnr,
 }
 
+GRIDS_WITHOUT_MARGINALS = frozenset({"uniform", "quadratic"})
+"""Grids built from ``T`` and ``eps`` alone; the others invert ``marginal_coeffs``."""
+
 
 def get_grid(name: str) -> Callable[..., Tensor]:
     """Grid function ``(sde, n) -> (n + 1,)`` by name.
@@ -214,10 +219,12 @@ def get_grid(name: str) -> Callable[..., Tensor]:
 
 
 def check_grid(ts: Tensor, sde: ReverseSDEParts) -> Tensor:
-    """Validate a user grid: 1-D, at least 2 points, strictly decreasing, inside ``[eps, T]``.
+    """Validate a user grid: 1-D, at least 2 points, strictly decreasing, inside ``[eps, T]``
+    (``0 < eps < T``, `solvers.sde_checks.check_time_range`).
 
     Returns the grid as a float64 CPU tensor.
     """
+    T, eps = check_time_range(sde)
     ts = torch.as_tensor(ts).detach().to("cpu", torch.float64)
     if ts.ndim != 1 or ts.numel() < 2:
         raise ValueError(f"time grid must be 1-D with at least 2 points, got shape {tuple(ts.shape)}")
@@ -225,10 +232,10 @@ def check_grid(ts: Tensor, sde: ReverseSDEParts) -> Tensor:
         raise ValueError("time grid contains non-finite values")
     if not bool((ts[1:] < ts[:-1]).all()):
         raise ValueError("time grid must be strictly decreasing (from T down to eps)")
-    tol = 1e-7 * max(1.0, sde.T)
+    tol = 1e-7 * max(1.0, T)
     lo, hi = float(ts[-1]), float(ts[0])
-    if lo < sde.eps - tol or hi > sde.T + tol:
+    if lo < eps - tol or hi > T + tol:
         raise ValueError(
-            f"time grid must lie in [eps={sde.eps:g}, T={sde.T:g}], got [{lo:g}, {hi:g}]"
+            f"time grid must lie in [eps={eps:g}, T={T:g}], got [{lo:g}, {hi:g}]"
         )
     return ts

@@ -43,8 +43,11 @@ class _HasSDE(Protocol):
     def sde(self) -> object: ...
 
 
-def require_marginals(sde: object, who: str) -> HasMarginals:
+def require_marginals(sde: object, who: str, fix: str | None = None) -> HasMarginals:
     """Return ``sde`` if it has ``marginal_coeffs``; otherwise raise a ``TypeError`` naming ``who``.
+
+    ``fix``: the remedy the message suggests besides adding the method (default: a solver
+    that does not need the marginals).
 
     Raises:
         TypeError: ``sde`` does not satisfy `HasMarginals`.
@@ -52,8 +55,8 @@ def require_marginals(sde: object, who: str) -> HasMarginals:
     if not isinstance(sde, HasMarginals):
         raise TypeError(
             f"{who} needs the SDE's marginal_coeffs(t) -> (alpha(t), sigma(t)), which "
-            f"{type(sde).__name__} does not define; add it or pick a solver without needs_marginals "
-            "(euler_maruyama, ode_*, torchsde_*, adaptive_sde)"
+            f"{type(sde).__name__} does not define; add it or "
+            + (fix or "pick a solver without needs_marginals (euler_maruyama, ode_*, torchsde_*, adaptive_sde)")
         )
     return sde
 

@@ -18,22 +18,40 @@ of the continuous VP SDE at 4x its evaluations.
 `alphas_cumprod_from_config` rebuilds the table from a diffusers scheduler config
 (``num_train_timesteps``, ``beta_start``, ``beta_end``, ``beta_schedule``, ``trained_betas``)
 without importing diffusers.
+
+The prior. As for `scoresde.BetaSDE`, the default prior is ``N(0, I)`` and a table whose
+last ``alpha_bar`` leaves ``p_T`` far from it warns at construction (`scoresde.check_prior`,
+here with the threshold `TABLE_PRIOR_KL_TOL`); ``prior="matched"`` (with ``data_std``) or
+``prior=<std>`` choose the Gaussian prior instead.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .schedules import _as_prior_std, check_prior
 from .sde import VarPreservingSDE
 
-__all__ = ["DiscreteVPSDE", "alphas_cumprod_from_config", "monotone_slopes", "BETA_SCHEDULES"]
+__all__ = ["DiscreteVPSDE", "alphas_cumprod_from_config", "monotone_slopes", "BETA_SCHEDULES",
+           "TABLE_PRIOR_KL_TOL"]
 
 BETA_SCHEDULES: tuple[str, ...] = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+
+TABLE_PRIOR_KL_TOL = 1e-2
+"""Construction-time `check_prior` threshold of `DiscreteVPSDE` (nats per dimension).
+
+Per dimension, for unit data, the bound is ``-ln sigma(T) = -ln(1 - alpha_bar_{N-1}) / 2``.
+A trained table is what its network was trained on, and diffusers' pipelines start it from
+``N(0, I)`` at the last timestep too, so the threshold is 10x `scoresde.schedules.PRIOR_KL_TOL`:
+the published 1000-step tables stay below it (linear 2.0e-5, squaredcos_cap_v2 1.2e-9,
+Stable Diffusion's scaled_linear 0.00085-0.012: 2.3e-3), and a table that never reaches the
+prior warns (10-step linear, ``alpha_bar_{N-1} = 0.904``: 1.17; 100-step linear: 0.23)."""
 
 
 def _cosine_betas(n: int, max_beta: float = 0.999) -> Tensor:
@@ -109,10 +127,25 @@ class DiscreteVPSDE(VarPreservingSDE):
     """VP SDE whose marginals match a discrete ``alphas_cumprod`` table at ``t_k = (k + 1)/N``.
 
     See the module docstring for the interpolation. ``T = 1`` (timestep ``N - 1``), ``eps = 1/N``
-    (timestep 0); prior ``N(0, I)``.
+    (timestep 0); prior ``N(0, I)`` unless ``prior`` says otherwise.
 
     Args:
         alphas_cumprod: ``(N,)`` strictly decreasing values in ``(0, 1)``.
+        prior: ``None`` (``N(0, I)``), a float (the prior std) or ``"matched"`` (std
+            ``sqrt(alpha_bar_{N-1} data_std^2 + 1 - alpha_bar_{N-1})``, the std of ``p_T``),
+            as for `scoresde.BetaSDE`; ``prior_std``, ``prior_sample`` and ``prior_log_prob``
+            follow it.
+        data_std: data std used by ``prior="matched"`` and by the construction-time check.
+
+    Raises:
+        ValueError: ``alphas_cumprod`` not ``(N,)`` with ``N >= 2``, not strictly decreasing
+            or not inside ``(0, 1)``; ``prior`` not ``None``, ``"matched"`` or a positive
+            finite std; ``data_std`` not positive with ``prior="matched"``.
+
+    Warns:
+        UserWarning: from `scoresde.check_prior` (threshold `TABLE_PRIOR_KL_TOL`) when
+            ``prior`` is left at ``None`` and ``p_T`` is far from ``N(0, I)``: the table stops
+            short of the prior (e.g. ``num_train_timesteps=10``, ``alpha_bar_{N-1} = 0.904``).
 
     Example::
 
@@ -120,7 +153,8 @@ class DiscreteVPSDE(VarPreservingSDE):
         k = sde.timestep(t)    # continuous timestep N t - 1 for a network trained on k
     """
 
-    def __init__(self, alphas_cumprod: Tensor | Sequence[float]) -> None:
+    def __init__(self, alphas_cumprod: Tensor | Sequence[float], *, prior: float | str | None = None,
+                 data_std: float = 1.0) -> None:
         abar = torch.as_tensor(alphas_cumprod, dtype=torch.float64).detach().cpu()
         if abar.dim() != 1:
             raise ValueError(f"alphas_cumprod must be one-dimensional (N,), got shape {tuple(abar.shape)}")
@@ -137,11 +171,30 @@ class DiscreteVPSDE(VarPreservingSDE):
         # Knots t = 0, 1/N, ..., 1 of ln alpha_bar (alpha_bar(0) = 1) and its slopes there.
         self._log_abar = torch.cat([torch.zeros(1, dtype=torch.float64), torch.log(abar)])
         self._slope = monotone_slopes(self._log_abar, 1.0 / n)
+        self._prior_std = _as_prior_std(self, prior, data_std, 1.0)
+        self.prior_chosen = prior is not None  # the user picked the prior: no p_T check later
+        if prior is None:
+            self._warn_if_prior_far(data_std)
+
+    def _warn_if_prior_far(self, data_std: float) -> None:
+        """`scoresde.check_prior` at `TABLE_PRIOR_KL_TOL`, warning with the table's last entry."""
+        res = check_prior(self, data_std, tol=TABLE_PRIOR_KL_TOL, warn=False)
+        if not res.ok:
+            last = float(self.alphas_cumprod[-1])
+            warnings.warn(f"the alphas_cumprod table (N = {self.num_timesteps}) stops at alpha_bar_{{N-1}} = "
+                          f"{last:.4g}, short of the prior: {res.message()}", UserWarning, stacklevel=3)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> DiscreteVPSDE:
-        """From a diffusers scheduler config (see `alphas_cumprod_from_config`)."""
-        return cls(alphas_cumprod_from_config(config))
+    def from_config(cls, config: Mapping[str, Any], *, prior: float | str | None = None,
+                    data_std: float = 1.0) -> DiscreteVPSDE:
+        """From a diffusers scheduler config (see `alphas_cumprod_from_config`); ``prior`` and
+        ``data_std`` as for the constructor."""
+        return cls(alphas_cumprod_from_config(config), prior=prior, data_std=data_std)
+
+    @property
+    def prior_std(self) -> float:
+        """Std of the prior ``N(0, prior_std^2 I)``: 1 by default, else from ``prior``."""
+        return self._prior_std
 
     # --- timestep <-> time --------------------------------------------------------------
     def timestep(self, t: Tensor) -> Tensor:
@@ -189,4 +242,8 @@ class DiscreteVPSDE(VarPreservingSDE):
         return (-self._hermite(t)[1]).clamp_min(0.0)
 
     def config(self) -> dict[str, float | bool]:
-        return {"num_timesteps": self.num_timesteps}
+        """``num_timesteps``, and ``prior_std`` when a prior was chosen."""
+        cfg: dict[str, float | bool] = {"num_timesteps": self.num_timesteps}
+        if self.prior_chosen:
+            cfg["prior_std"] = self._prior_std
+        return cfg

@@ -27,10 +27,10 @@ from torch import Tensor, nn
 from solvers.inputs import as_integer
 from solvers.utils import batch_time
 
-from ..discrete import DiscreteVPSDE
+from ..discrete import DiscreteVPSDE, alphas_cumprod_from_config
 from ..models.parameterization import convert
 
-__all__ = ["PREDICTION_TYPES", "sde_from_scheduler", "DiffusersScore", "unet_score"]
+__all__ = ["PREDICTION_TYPES", "sde_from_scheduler", "DiffusersScore", "unet_score", "timestep_dtype"]
 
 PREDICTION_TYPES: dict[str, str] = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 """diffusers ``prediction_type`` -> our output name."""
@@ -52,12 +52,15 @@ def _carries_betas(cfg: Mapping[str, Any]) -> bool:
     return any(cfg.get(k) is not None for k in _BETA_KEYS) or bool(cfg.get("rescale_betas_zero_snr", False))
 
 
-def sde_from_scheduler(scheduler_or_config: Any) -> DiscreteVPSDE:
+def sde_from_scheduler(scheduler_or_config: Any, *, prior: float | str | None = None,
+                       data_std: float = 1.0) -> DiscreteVPSDE:
     """The `DiscreteVPSDE` of a diffusers scheduler (or its ``config``).
 
     The table is rebuilt in float64 from the config (`scoresde.discrete.alphas_cumprod_from_config`);
     a scheduler whose ``beta_schedule`` that function does not know, or whose config carries
-    no betas keys, is read from its own ``alphas_cumprod`` table instead.
+    no betas keys, is read from its own ``alphas_cumprod`` table instead. ``prior`` and
+    ``data_std`` go to `DiscreteVPSDE` (``None``: ``N(0, I)``, with a warning when the table
+    stops short of it, e.g. ``num_train_timesteps=10``; ``"matched"`` or a std otherwise).
 
     Raises:
         TypeError: not a scheduler or a mapping; ``num_train_timesteps`` not an integer
@@ -66,7 +69,10 @@ def sde_from_scheduler(scheduler_or_config: Any) -> DiscreteVPSDE:
             no ``beta_schedule`` / ``beta_start`` / ``beta_end`` / ``trained_betas`` and it has no
             ``alphas_cumprod`` (sigma-space schedulers such as ``EDMEulerScheduler``,
             ``ScoreSdeVeScheduler``, ``CMStochasticIterativeScheduler``); an unknown
-            ``beta_schedule``; ``rescale_betas_zero_snr``.
+            ``beta_schedule``; ``rescale_betas_zero_snr``; a bad ``prior``.
+
+    Warns:
+        UserWarning: ``prior=None`` and ``p_T`` far from ``N(0, I)`` (`DiscreteVPSDE`).
     """
     cfg = _config(scheduler_or_config)
     if "num_train_timesteps" in cfg:
@@ -85,13 +91,25 @@ def sde_from_scheduler(scheduler_or_config: Any) -> DiscreteVPSDE:
                 "alphas_cumprod schedule to read (defaults would be made up). For a sigma-space schedule "
                 "(EDM, VE, consistency models) use scoresde.SigmaSDE(sigma) or scoresde.EDMSDE(sigma_min, "
                 "sigma_max) with a score from the network (e.g. scoresde.interop.score_from_denoiser)")
-        return DiscreteVPSDE(torch.as_tensor(table, dtype=torch.float64))
+        return DiscreteVPSDE(torch.as_tensor(table, dtype=torch.float64), prior=prior, data_std=data_std)
     try:
-        return DiscreteVPSDE.from_config(cfg)  # float64 rebuild
+        abar = alphas_cumprod_from_config(cfg)  # float64 rebuild
     except ValueError as err:
         if table is None or "unknown beta_schedule" not in str(err):
             raise
-    return DiscreteVPSDE(torch.as_tensor(table, dtype=torch.float64))
+        abar = torch.as_tensor(table, dtype=torch.float64)
+    return DiscreteVPSDE(abar, prior=prior, data_std=data_std)
+
+
+def timestep_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the timesteps ``k`` passed to a network of ``model_dtype``.
+
+    float64 for a float64 network, float32 otherwise. Never half precision: bfloat16 has 8
+    significant bits (``k = 999`` rounds to 1000, outside the trained range ``0 .. N-1``) and
+    float16 has 11 (``k = 123.4`` becomes 123.375); diffusers' pipelines likewise pass float32
+    or integer timesteps to half-precision networks, which embed them in float32.
+    """
+    return torch.float64 if model_dtype == torch.float64 else torch.float32
 
 
 class DiffusersScore:
@@ -103,14 +121,16 @@ class DiffusersScore:
             ``prediction_type``.
         prediction_type: overrides the config's (``"epsilon"``, ``"v_prediction"``, ``"sample"``).
         round_timesteps: call the network at ``round(k(t))`` instead of the real ``k(t)``.
+        prior, data_std: the prior of the `DiscreteVPSDE` (`sde_from_scheduler`).
 
     Attributes:
         sde: the `DiscreteVPSDE` to sample with (``T = 1``, ``eps = 1/N``).
         output: our name of the prediction type.
 
     The input is cast to the network's dtype and the score back to the input's dtype; the
-    network runs without autograd unless ``x`` requires grad. ``t`` may be a float or 0-d
-    tensor (broadcast to the batch).
+    timesteps are float32 (float64 for a float64 network; `timestep_dtype`), never half
+    precision. The network runs without autograd unless ``x`` requires grad. ``t`` may be a
+    float or 0-d tensor (broadcast to the batch).
 
     Raises:
         ValueError: (when called) ``t`` not 0-d or ``(B,)``, or not in ``(0, T]`` (at ``t = 0``,
@@ -118,13 +138,14 @@ class DiffusersScore:
     """
 
     def __init__(self, unet: nn.Module, scheduler_or_config: Any, *, prediction_type: str | None = None,
-                 round_timesteps: bool = False) -> None:
+                 round_timesteps: bool = False, prior: float | str | None = None,
+                 data_std: float = 1.0) -> None:
         cfg = _config(scheduler_or_config)
         kind = prediction_type or cfg.get("prediction_type", "epsilon")
         if kind not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction_type {kind!r}; supported: {', '.join(PREDICTION_TYPES)}")
         self.unet, self.prediction_type, self.output = unet, kind, PREDICTION_TYPES[kind]
-        self.sde = sde_from_scheduler(scheduler_or_config)
+        self.sde = sde_from_scheduler(scheduler_or_config, prior=prior, data_std=data_std)
         self.round_timesteps = bool(round_timesteps)
 
     def timesteps(self, t: Tensor) -> Tensor:
@@ -133,10 +154,13 @@ class DiffusersScore:
         return torch.round(k) if self.round_timesteps else k
 
     def model_output(self, x: Tensor, t: Tensor) -> Tensor:
-        """Raw network output at ``(x, t)`` in ``x``'s dtype, ``(B, *D)``."""
+        """Raw network output at ``(x, t)`` in ``x``'s dtype, ``(B, *D)``.
+
+        ``x`` runs in the network's dtype; the timesteps ``k: (B,)`` in `timestep_dtype` of it.
+        """
         p = next(self.unet.parameters(), None)
         dtype = p.dtype if p is not None else x.dtype
-        k = self.timesteps(t).to(device=x.device, dtype=dtype)
+        k = self.timesteps(t).to(device=x.device, dtype=timestep_dtype(dtype))
         out = self.unet(x.to(dtype), k)
         out = getattr(out, "sample", out)
         if not isinstance(out, Tensor) or out.shape != x.shape:

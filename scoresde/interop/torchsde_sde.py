@@ -20,8 +20,14 @@ diagonal ``lam g I`` of shape ``(B, d, d)`` (``m = d``). ``(B, d, 1)`` would be
 process. Data of shape ``(B, *D)`` is flattened to ``d = prod(D)``.
 
     rev = ReverseTorchSDE(sde, score, data_shape=(2,))
+    bm = torchsde.BrownianInterval(t0=-sde.T, t1=-sde.eps, size=(B, d), dt=dt, entropy=0)
     ys = torchsde.sdeint(rev, rev.state(x_T), rev.times(ts), method="euler", dt=dt, bm=bm)
     x = rev.unstate(ys[-1])
+
+Pass ``dt`` to ``BrownianInterval`` too: without it the interval refines its cache tree to
+the average step it is queried with, and the sliver last step (~1e-15) that torchsde's
+``s += dt`` loop takes when the sums are not exact makes it refine without bound (a hang,
+memory growing to gigabytes).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from solvers.dynamics import ReverseDynamics
 from solvers.inputs import as_real, check_data_shape, check_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 
-__all__ = ["ReverseTorchSDE", "TorchsdeBrownianNoise", "NOISE_TYPES"]
+__all__ = ["ReverseTorchSDE", "TorchsdeBrownianNoise", "NOISE_TYPES", "brownian_range"]
 
 NOISE_TYPES: tuple[str, ...] = ("diagonal", "additive")
 
@@ -137,20 +143,44 @@ class ReverseTorchSDE(nn.Module):
         return diag if self.noise_type == "diagonal" else torch.diag_embed(diag)
 
 
+_RANGE_RTOL = 1e-6
+"""Query ends this close (relative to the Brownian range's length) outside it count as inside
+(float32-built grids); they are clamped to the range, as torchsde would clamp them."""
+
+
+def brownian_range(bm: object) -> tuple[float, float] | None:
+    """``(t0, t1)`` of a torchsde Brownian object, or ``None`` when it does not say.
+
+    Read from ``BrownianInterval`` itself or from the ``BrownianInterval`` that torchsde's
+    ``BrownianTree`` / ``BrownianPath`` wrap (``_interval``); any other callable is not checked.
+    """
+    for obj in (bm, getattr(bm, "_interval", None)):
+        start, end = getattr(obj, "_start", None), getattr(obj, "_end", None)
+        if isinstance(start, (int, float)) and isinstance(end, (int, float)):
+            return float(start), float(end)
+    return None
+
+
 class TorchsdeBrownianNoise:
     """A ``solvers`` noise source reading a torchsde Brownian object ``bm(s_a, s_b)`` in ``s = -t``.
 
     With it our solvers (e.g. ``solvers.EulerMaruyama(final_noise=True)``) see exactly the
     increments ``torchsde.sdeint`` takes from the same ``bm``: the increment over
-    ``[t_to, t_from]`` is ``bm(-t_from, -t_to)``, reshaped to the state.
+    ``[t_to, t_from]`` is ``bm(-t_from, -t_to)``, reshaped to the state. A run from ``T``
+    down to ``eps`` therefore needs ``bm`` to cover ``s`` in ``[-T, -eps]``: outside its range
+    torchsde clamps the query (with a warning) and returns zero increments, a noiseless run.
 
     Args:
-        bm: e.g. ``torchsde.BrownianInterval(t0=-T, t1=-eps, size=(B, d), dtype=..., entropy=seed)``.
+        bm: e.g. ``torchsde.BrownianInterval(t0=-T, t1=-eps, size=(B, d), dtype=..., dt=dt,
+            entropy=seed)``.
         generator: for ``normal()`` draws (solvers that also need fresh Gaussians).
 
     Raises:
         TypeError: ``bm`` not callable, ``generator`` not a ``torch.Generator`` or ``None``.
-        ValueError: (in `increment`) an increment with another number of entries than the state.
+        ValueError: a ``bm`` whose range lies in ``s >= 0`` (forward time, e.g. torchsde's
+            default ``t0=0, t1=1``); (in `increment`) an increment outside ``bm``'s range
+            (the message names the needed ``t0=-T, t1=-eps``), or with another number of
+            entries than the state.
     """
 
     def __init__(self, bm: object, generator: torch.Generator | None = None) -> None:
@@ -159,9 +189,42 @@ class TorchsdeBrownianNoise:
         if generator is not None:
             check_generator(generator, generator.device if isinstance(generator, torch.Generator) else torch.device("cpu"))
         self.bm, self.generator = bm, generator
+        self.range = brownian_range(bm)
+        self._t_start: float | None = None  # the run's first time (T), learnt at the first increment
+        if self.range is not None and self.range[0] >= 0:
+            raise ValueError(
+                f"bm covers s in [t0, t1] = [{self.range[0]:g}, {self.range[1]:g}], forward time; the "
+                f"reverse-time run from T down to eps reads it at s = -t in [-T, -eps] (s < 0): create "
+                f"it with t0=-T, t1=-eps, e.g. torchsde.BrownianInterval(t0=-sde.T, t1=-sde.eps, ...)")
+
+    def _in_range(self, a: float, b: float) -> tuple[float, float]:
+        """``(a, b)`` checked against ``bm``'s ``[t0, t1]`` (clamped within `_RANGE_RTOL`).
+
+        Raises:
+            ValueError: ``[a, b]`` not inside ``[t0, t1]``; names the needed ``t0=-T, t1=-eps``.
+        """
+        if self.range is None:
+            return a, b
+        t0, t1 = self.range
+        tol = _RANGE_RTOL * (t1 - t0)
+        if a < t0 - tol or b > t1 + tol:
+            start = self._t_start if self._t_start is not None else -a
+            raise ValueError(
+                f"bm covers s in [t0, t1] = [{t0:g}, {t1:g}] but this increment needs s in "
+                f"[{a:g}, {b:g}] (s = -t); the run from T = {start:g} down to eps needs a Brownian "
+                f"motion created with t0=-T = {-start:g} and t1=-eps (the run's last time), e.g. "
+                f"torchsde.BrownianInterval(t0=-sde.T, t1=-sde.eps, size=(B, d), dt=...)")
+        return min(max(a, t0), t1), min(max(b, t0), t1)
 
     def increment(self, t_from: float, t_to: float, like: Tensor) -> Tensor:
-        a, b = sorted((-float(t_from), -float(t_to)))
+        """``bm(-t_from, -t_to)`` (for ``t_from > t_to``), reshaped to ``like: (B, *D)``.
+
+        Raises:
+            ValueError: outside ``bm``'s range (`_in_range`); a ``bm`` of another size.
+        """
+        if self._t_start is None:
+            self._t_start = max(float(t_from), float(t_to))
+        a, b = self._in_range(*sorted((-float(t_from), -float(t_to))))
         w: Tensor = self.bm(a, b)
         if w.numel() != like.numel():
             raise ValueError(f"bm(s_a, s_b) returned {tuple(w.shape)} ({w.numel()} entries) for a state of shape "

@@ -9,6 +9,8 @@
   a Simpson log-density, half the divergences), `.time_grids`.
 * `bits_per_dim`, `dequantize`, `bpd_from_log_prob`: discrete data with
   uniform dequantization and the rescaling offset stated (`.bpd`).
+* `score_corrected_prior`: an opt-in prior at `T` corrected towards `p_T` with the score
+  (`.prior_correction`).
 * `elbo`: the variational bound of the reverse SDE (Song et al. 2021b, Thm. 3) (`.elbo`).
 
     import scoresde as sd
@@ -31,6 +33,7 @@ from .options import (
     LikelihoodOptions,
     RunOptions,
 )
+from .prior_correction import prior_log_ratio, score_corrected_prior
 from .result import LikelihoodResult
 from .simpson import integrate_rk4_simpson
 from .time_grids import choose_steps, resample_grid, time_grid
@@ -67,6 +70,8 @@ __all__ = [
     "likelihood",
     "log_likelihood",
     "make_probes",
+    "prior_log_ratio",
+    "score_corrected_prior",
     "resample_grid",
     "time_grid",
 ]

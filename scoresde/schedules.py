@@ -71,7 +71,8 @@ class PriorCheck:
     Attributes:
         alpha_T, sigma_T: marginal coefficients at ``T``.
         prior_std: std of the SDE's prior ``N(0, prior_std^2 I)``.
-        data_std: std of the data proxy.
+        data_std: root mean square of the data's coordinates about the origin (the data proxy;
+            the std for centred data).
         kl_gaussian: ``KL(N(0, v) || N(0, prior_std^2))`` with ``v = alpha_T^2 data_std^2 + sigma_T^2``,
             the variance mismatch of ``p_T``.
         kl_bound: ``E_x0 KL(N(alpha_T x0, sigma_T^2) || prior)`` for ``E x0^2 = data_std^2``: by
@@ -90,10 +91,11 @@ class PriorCheck:
     def message(self) -> str:
         return (
             f"p_T is far from the prior N(0, {self.prior_std:.4g}^2 I): alpha(T) = {self.alpha_T:.4g}, "
-            f"sigma(T) = {self.sigma_T:.4g}; for data of std {self.data_std:g}, KL(p_T || prior) can reach "
+            f"sigma(T) = {self.sigma_T:.4g}; for data of root-mean-square {self.data_std:g} (per coordinate, "
+            f"about the origin, so an offset counts), KL(p_T || prior) can reach "
             f"{self.kl_bound:.3g} nats per dimension (variance mismatch alone: {self.kl_gaussian:.3g}). "
-            "Samples start from, and likelihoods are computed against, the wrong density. Fix: rescale "
-            "the data to about unit spread, a schedule that forgets the data by T (smaller alpha(T)/sigma(T)), or prior='matched' "
+            "Samples start from, and likelihoods are computed against, the wrong density. Fix: centre "
+            "the data and rescale them to about unit spread, a schedule that forgets the data by T (smaller alpha(T)/sigma(T)), or prior='matched' "
             "(with data_std=...) or prior=<std> for the Gaussian with p_T's variance."
         )
 
@@ -126,7 +128,8 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
     Args:
         sde: any ``solvers.DiffusionSDE``; its prior is taken to be ``N(0, p^2 I)`` with ``p`` its
             ``prior_std`` attribute or, without one, read off ``prior_log_prob`` at 0.
-        data_std: per-dimension std (root mean square) of the data, 1.0 for standardised data.
+        data_std: root mean square of the data's coordinates about the origin (not about their
+            mean: an offset from the prior's centre counts), 1.0 for standardised data.
         tol: warning threshold on ``kl_bound`` (nats per dimension).
         warn: emit a ``UserWarning`` with the numbers when ``kl_bound > tol``.
         stacklevel: passed to ``warnings.warn`` (2: the caller of `check_prior`).

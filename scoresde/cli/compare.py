@@ -14,6 +14,7 @@ import os
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import solvers
 from solvers.inputs import check_seed
@@ -22,6 +23,7 @@ from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
 from ._help import HelpFormatter, output_path
+from .errors import report_error
 
 
 # The list parsers drop repeats (first occurrences kept, in order): `--seeds 0,0` is one seed.
@@ -119,6 +121,22 @@ def checkpoint_loader(data: str | None) -> compare.CheckpointLoader:
     return loader(data)  # type: ignore[no-any-return]
 
 
+def _check_vector_data(problem: Any, checkpoint: str) -> None:
+    """Refuse a checkpoint of images (``(C, H, W)`` samples): the sweep's metrics take vectors.
+
+    Raises:
+        ValueError: the samples are not ``(D,)`` vectors; names the commands that do apply.
+    """
+    shape = tuple(problem.data_shape)
+    if len(shape) == 1:
+        return
+    raise ValueError(
+        f"compare scores samples of vectors (2-D points, (N, D) arrays), but the checkpoint {checkpoint} "
+        f"makes images of shape {'x'.join(map(str, shape))}; for an image model use `scoresde sample "
+        f"--checkpoint {checkpoint} ...` to look at samples and `scoresde likelihood --checkpoint "
+        f"{checkpoint} --data IMAGES --bpd` to score it")
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import plotting
 
@@ -147,10 +165,11 @@ def run(args: argparse.Namespace) -> int:
         if args.checkpoint is not None:
             problems = [compare.Problem.from_checkpoint(args.checkpoint,
                                                         loader=checkpoint_loader(args.data))]
+            _check_vector_data(problems[0], args.checkpoint)
         else:
             problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
-    except (ValueError, TypeError, OSError) as err:
-        print(f"scoresde compare: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError) as err:  # OSErrors: errors.describe (a missing input exits 2)
+        report_error("compare", err)
         return 2
     out = Path(args.out)
     results = []
@@ -165,8 +184,13 @@ def run(args: argparse.Namespace) -> int:
                 out=sub, progress=not args.no_progress, retry_failed=args.retry_failed,
                 plots=not args.no_plots)
         except (ValueError, TypeError) as err:
-            print(f"scoresde compare: error: {err}", file=sys.stderr)
+            report_error("compare", err)
             return 2
+        except KeyboardInterrupt:  # every finished cell is already stored under sub/cells
+            done = len(list((sub / "cells").glob("*.json"))) if (sub / "cells").is_dir() else 0
+            print(f"{done} finished cell(s) kept in {sub / 'cells'}; rerun the same command to resume: "
+                  "finished cells are reused", file=sys.stderr)
+            raise
         print(f"\n## {problem.name}  ({res.computed} cells computed, {res.reused} reused)\n")
         print(res.table())
         results.append(res)

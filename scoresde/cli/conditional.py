@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._help import output_path
+from .errors import report_error
 
 
 def add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +137,6 @@ def _classes(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """Train and save the classifier; print its loss and accuracy on clean data."""
-    import sys
 
     import torch
 
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         clf = train_classifier(x, labels, sde, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                log=lambda s, loss: print(f"step {s}: loss {loss:.4f}"))
     except ValueError as err:
-        print(f"scoresde train-classifier: error: {err}", file=sys.stderr)
+        report_error("train-classifier", err)
         return 2
     with torch.no_grad():
         t = torch.full((x.shape[0],), sde.eps)

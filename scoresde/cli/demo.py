@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from .. import compare
 from ..sde import SDES, AffineSDE, get_sde
 from ..targets import PRESETS, GaussianMixture, get_target
 from ._help import HelpFormatter, output_path
+from .errors import report_error
 
 TARGETS_2D = [name for name in PRESETS if not name.startswith("high_dim")]
 METRICS = ("sliced_w2", "mmd")
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         s = _settings(args)
         names = _pick_solvers(args.solvers, args.quick)
     except ValueError as err:
-        print(f"scoresde demo: error: {err}", file=sys.stderr)
+        report_error("demo", err)
         return 2
     from .. import plotting
 

@@ -3,8 +3,9 @@
 Exit codes (documented in docs/training.md, "Robustness"):
 
 * 0 success; 2 usage error (bad option, path or file: `ValueError`, `TypeError`,
-  `FileExistsError`, including damaged or mismatched checkpoints);
-* 1 runtime failure (disk full, permission or other `OSError`, NaN/inf scores, out of memory,
+  `FileExistsError`, including damaged or mismatched checkpoints, and a missing input file or
+  folder: a `FileNotFoundError` not under the command's ``--out``);
+* 1 runtime failure (disk full, permission or other `OSError`, an output vanished while writing, NaN/inf scores, out of memory,
   device errors, anything unexpected);
 * 3 training diverged (NaN/inf loss or gradients; nothing non-finite was saved);
 * 128 + N stopped by signal N after a checkpoint: 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-__all__ = ["run_guarded", "describe", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
+__all__ = ["run_guarded", "describe", "cli_advice", "report_error", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -38,8 +41,40 @@ def _os_message(err: OSError) -> str:
     return f"{what}{': ' + str(err.filename) if err.filename else ''}"
 
 
-def describe(err: BaseException) -> tuple[int, str]:
-    """``(exit code, one-line message)`` for an exception escaping a command."""
+def _written_by(path: str | os.PathLike[str], outputs: Sequence[str | os.PathLike[str]]) -> bool:
+    """Whether a command writing ``outputs`` (folders or files) writes ``path``.
+
+    That is an output itself, a path inside one, or a file beside one named after it (its
+    temporary files ``.NAME.*.tmp``, ``NAME.chunks``, the settings ``STEM.json``).
+    """
+    p = Path(path).resolve()
+    for out in (Path(o).resolve() for o in outputs):
+        if p == out or out in p.parents:
+            return True
+        beside = out.parent in (p.parent, *p.parents)
+        if beside and p.relative_to(out.parent).parts[0].lstrip(".").startswith((out.name, out.stem)):
+            return True
+    return False
+
+
+def missing_input(err: BaseException, outputs: Sequence[str | os.PathLike[str]] = ()) -> bool:
+    """Whether ``err`` says an input path does not exist (a usage error, exit 2).
+
+    A `FileNotFoundError` raised by the data or checkpoint loaders (no file name attached) or
+    naming a path outside the command's ``outputs`` is a missing input; one naming a path
+    under ``outputs`` is a failure while writing (the output folder vanished mid-run, exit 1).
+    """
+    if not isinstance(err, FileNotFoundError):
+        return False
+    return err.filename is None or not _written_by(os.fsdecode(err.filename), outputs)
+
+
+def describe(err: BaseException, outputs: Sequence[str | os.PathLike[str]] = ()) -> tuple[int, str]:
+    """``(exit code, one-line message)`` for an exception escaping a command.
+
+    ``outputs``: the command's output paths (``--out``), to tell a missing input (exit 2)
+    from a file that vanished while writing (exit 1).
+    """
     from ..train.signals import TrainingDiverged, TrainingInterrupted
 
     if isinstance(err, TrainingInterrupted):
@@ -50,6 +85,12 @@ def describe(err: BaseException) -> tuple[int, str]:
         return EXIT_DIVERGED, str(err)
     if isinstance(err, (ValueError, TypeError, FileExistsError)):
         return EXIT_USAGE, str(err)
+    if missing_input(err, outputs):
+        assert isinstance(err, FileNotFoundError)
+        return EXIT_USAGE, str(err) if err.filename is None else _os_message(err)
+    if isinstance(err, FileNotFoundError):
+        return EXIT_FAILURE, (f"{err.filename} vanished while writing the output; was the --out folder moved "
+                              "or deleted during the run? Rerun the command")
     if isinstance(err, FloatingPointError):  # includes solvers.NonFiniteScoreError
         return EXIT_FAILURE, (f"{err}; the network may be undertrained or diverged (check the "
                               "checkpoint) or the step too large (try more --steps)")
@@ -67,14 +108,46 @@ def describe(err: BaseException) -> tuple[int, str]:
                           "traceback and report it)")
 
 
-def run_guarded(command: str, fn: Callable[[], int], *, debug: bool = False) -> int:
-    """Run ``fn()``; map an escaping exception to a one-line stderr message and an exit code."""
+# Library messages name both the Python argument and the option; the command line keeps the option.
+_PYTHON_ADVICE: tuple[tuple[str, str], ...] = (
+    (r"--resume \(resume=True\)", "--resume"),
+    (r"\(resume=True / --resume\)", "(--resume)"),
+    (r"resume=True \(--resume\)", "--resume"),
+    (r"overwrite=True \(--overwrite\)", "--overwrite"),
+    (r"--data PATH on the command line, data=\.\.\. in Python", "--data PATH"),
+)
+
+
+def cli_advice(message: str, command: str) -> str:
+    """``message`` with command-line advice only: Python arguments dropped where an option is named.
+
+    For commands that read a checkpoint (all but ``train``), "resume from one with --resume F"
+    becomes "use one with --checkpoint F": ``--resume`` is an option of ``train``.
+    """
+    for pattern, replacement in _PYTHON_ADVICE:
+        message = re.sub(pattern, replacement, message)
+    if command != "train":
+        message = re.sub(r"resume from one with --resume (\S+?)\)", r"use one with --checkpoint \1)", message)
+    return message
+
+
+def report_error(command: str, err: BaseException | str) -> None:
+    """Print ``scoresde COMMAND: error: MESSAGE`` on stderr, with command-line advice (`cli_advice`)."""
+    print(f"scoresde {command}: error: {cli_advice(str(err), command)}", file=sys.stderr)
+
+
+def run_guarded(command: str, fn: Callable[[], int], *, debug: bool = False,
+                outputs: Sequence[str | os.PathLike[str]] = ()) -> int:
+    """Run ``fn()``; map an escaping exception to a one-line stderr message and an exit code.
+
+    ``outputs``: the command's output paths, as for `describe`.
+    """
     debug = debug or os.environ.get("SCORESDE_DEBUG", "") not in ("", "0")
     try:
         return int(fn() or 0)
     except (Exception, KeyboardInterrupt) as err:
         if debug:
             raise
-        code, message = describe(err)
-        print(f"scoresde {command}: error: {message}", file=sys.stderr)
+        code, message = describe(err, outputs)
+        report_error(command, message)
         return code

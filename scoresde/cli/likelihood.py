@@ -20,6 +20,7 @@ from typing import Any
 
 from ._help import HelpFormatter, output_path
 from ._settings import check_checkpoint_sde
+from .errors import report_error
 
 #: The options that decide the per-point numbers (the sidecar's record and the resume fingerprint).
 SETTINGS = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps", "grid",
@@ -146,6 +147,31 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
     return kr.to(torch.long)
 
 
+def _check_data_shape(shape: tuple[int, ...], expected: tuple[int, ...], model: str, data: str) -> None:
+    """Refuse ``--data`` whose points do not have the model's shape, naming both.
+
+    Raises:
+        ValueError: ``shape != expected``.
+    """
+    if shape == expected:
+        return
+    raise ValueError(f"--data {data} holds points of shape {shape}, but {model} models points of shape "
+                     f"{expected}; pass data of that shape (the model's own training data, or held-out "
+                     "data like it)")
+
+
+def _warn_bpd(bpd: float, args: argparse.Namespace) -> None:
+    """Warn that a negative bits/dim (impossible for discrete data) means an unconverged estimate."""
+    if bpd >= 0:
+        return
+    fix = ("use the default --integrator dopri5 or more --steps (or --steps auto)"
+           if args.integrator != "dopri5" else "lower --rtol/--atol")
+    if args.divergence == "hutchinson":
+        fix += ", --divergence exact (or more --probes)"
+    print(f"scoresde likelihood: warning: bits/dim = {bpd:.4f} < 0 is impossible for discrete data (a "
+          f"probability is at most 1): the estimate has not converged; {fix}", file=sys.stderr)
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, ...]:
     """`(sde, score, target or None, x, dim, label, gen)` from the command line (model and data)."""
     import numpy as np
@@ -174,6 +200,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
             model = model.to(torch.float64)
             score = model.score_fn(sde)
         label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
+        model_shape = tuple(config.model.data_shape)
+        model_name = f"the checkpoint {args.checkpoint} (trained on {config.data})"
     else:
         target = get_target(args.target)
         args.sde = args.sde or "vp"
@@ -181,6 +209,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         score = target.score_fn(sde)
         dtype = torch.float64 if args.float64 else torch.float32
         label = f"exact {args.target} ({args.sde})"
+        model_shape, model_name = (int(target.dim),), f"the target {args.target}"
     if args.data is None:
         if target is None:
             from ..train.data import check_fits_dtype, draw, reference_data
@@ -204,6 +233,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         x = draw(source, args.n, generator=gen, dtype=dtype)
     if x.ndim == 1:
         x = x[:, None]
+    if args.data is not None:
+        _check_data_shape(tuple(x.shape[1:]), model_shape, model_name, args.data)
     dim = int(np.prod(tuple(x.shape[1:])))
     if args.bpd:
         k = _to_levels(x, args.levels, args.data_range)
@@ -257,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as err:  # includes the training package's CheckpointError
         if getattr(args, "debug", False):
             raise  # the CLI's error path prints the traceback
-        print(f"scoresde likelihood: error: {err}", file=sys.stderr)
+        report_error("likelihood", err)
         return 2
 
     lp = result.log_prob.double()
@@ -278,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
               f"[{args.data_range[0]:g}, {args.data_range[1]:g}], offset "
               f"log2(L) - log2(hi - lo) = {math.log2(args.levels) - math.log2(args.data_range[1] - args.data_range[0]):.4f})")
         rows["bpd"] = bpd
+        _warn_bpd(float(bpd.mean()), args)
     if target is not None and not args.bpd:
         prior_note = "exact p_T prior" if args.exact_prior else "SDE prior at T (add --exact-prior to remove its mismatch)"
         if result.density == "data":

@@ -27,6 +27,7 @@ from ..sde import SDES
 from ..targets import PRESETS
 from ._help import HelpFormatter, output_path
 from .compare import checkpoint_loader
+from .errors import report_error
 
 
 def _names(text: str) -> list[str]:
@@ -160,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
             args.out, results, sde=problem.sde, score=problem.score, target=problem.mixture, x0=x0,
             title=problem.name, fields_at=args.fields_at, which=args.what, kind=args.kind,
             dpi=args.dpi)
-    except (ValueError, TypeError, OSError) as err:
-        print(f"scoresde plot: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError) as err:  # OSErrors: errors.describe (a missing input exits 2)
+        report_error("plot", err)
         return 2
     for path in files.values():
         print(path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from ._settings import (
     sample_defaults,
     write_sidecar,
 )
+from .errors import report_error
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -233,8 +233,8 @@ def run(args: argparse.Namespace) -> int:
             result = solvers.sample(r["sde"], score, r["shape"], args.solver, seed=args.seed, dtype=r["dtype"],
                                     progress=not args.no_progress, **common)
             samples, nfe, seconds = result.samples, result.nfe, result.seconds
-    except (ValueError, TypeError, OSError, CheckpointError) as err:
-        print(f"scoresde sample: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, CheckpointError) as err:  # other OSErrors: errors.describe
+        report_error("sample", err)
         return 2
     from ..atomic import atomic_write_with
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._help import HelpFormatter, output_path
 
@@ -80,6 +80,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _check_sigma_max_flag(sigma_max: float, sde_name: str) -> None:
+    """Refuse ``--sigma-max`` for an SDE other than VE, or a value that is not positive and finite."""
+    if sde_name != "ve":
+        raise ValueError(f"--sigma-max applies to --sde ve, not {sde_name}")
+    if not 0.0 < sigma_max < float("inf"):
+        raise ValueError(f"--sigma-max must be positive and finite, got {sigma_max:g}")
+
+
+def _check_steps(steps: int | None, resume: object) -> None:
+    """Refuse a ``--steps`` no run can use: negative, or 0 for a new run (0 is allowed only with --resume)."""
+    if steps is None or steps >= 1 or (steps == 0 and resume):
+        return
+    raise ValueError(f"--steps must be >= 1 for a new run, got {steps} (it is the total number of "
+                     "optimizer steps; 0 is allowed only with --resume, and then trains nothing)")
+
+
+def _recipe_sde(args: argparse.Namespace) -> Any:
+    """The SDE handed to the toy recipe: a name, or the VE SDE built with ``--sigma-max``.
+
+    Passing the built SDE (not patching the config afterwards) lets the recipe warn about a
+    ``sigma_max`` too small for the data, as `scoresde.train.toy_config` does in Python.
+    """
+    name = args.sde or "vp"
+    if args.sigma_max is None:
+        return name
+    _check_sigma_max_flag(args.sigma_max, name)
+    from ..sde import get_sde
+
+    return get_sde("ve", sigma_max=args.sigma_max)
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """The run's `TrainConfig` from the recipe or ``--config``, with overrides applied."""
     from ..train import TrainConfig, digits_config, toy_config
@@ -104,7 +135,12 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         if len(shape) == 3:
             config = digits_config(sde=args.sde or "vp", data=data, data_shape=shape, **kw)  # type: ignore[arg-type]
         else:
-            config = toy_config(data, sde=args.sde or "vp", data=source, **kw)
+            # The SDE with --sigma-max already set, so the recipe's checks see the real prior.
+            config = toy_config(data, sde=_recipe_sde(args), data=source, **kw)
+            if args.sigma_max is not None:  # record only the option given (set below), as before
+                from ..train import SDEConfig
+
+                config.sde = SDEConfig("ve")
             config.ckpt_every = 1000
             config.device = "auto"
     if args.sde is not None and args.sde != config.sde.name:
@@ -112,8 +148,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
         config.sde = SDEConfig(args.sde)
     if args.sigma_max is not None:
-        if config.sde.name != "ve":
-            raise ValueError(f"--sigma-max applies to --sde ve, not {config.sde.name}")
+        _check_sigma_max_flag(args.sigma_max, config.sde.name)
         config.sde.params["sigma_max"] = args.sigma_max
     m, lo, op = config.model, config.loss, config.optim
     if args.model is not None and args.model != m.arch:
@@ -157,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
             [int(v) for v in args.channel_mults.split(",")]
         except ValueError:
             raise ValueError(f"--channel-mults must be comma-separated integers, got {args.channel_mults!r}") from None
+    _check_steps(args.steps, args.resume)
     config = build_config(args)
     trainer = Trainer(config, out_dir=args.out, resume=args.resume, overwrite=args.overwrite,
                       progress=not args.no_progress, keep_checkpoints=args.keep_checkpoints)

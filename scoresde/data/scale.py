@@ -2,11 +2,15 @@
 
 For a VE SDE the prior ``N(0, sigma_max^2 I)`` must cover the data: the largest noise level
 should be about as large as the maximum Euclidean distance between two training points, so
-that the reverse process can move a prior draw to any data point.
+that the reverse process can move a prior draw to any data point. The prior is centred at the
+origin, so the origin counts as one more point: for data far from the origin the suggestion
+is their largest distance from it, and `suggest_sigma_max` warns that the data are
+off-centre (centring them is the fix; see `OFF_CENTRE_RATIO`).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,7 +21,11 @@ from solvers.inputs import as_count, as_integer, check_seed
 
 from .arrays import as_tensor_data
 
-__all__ = ["suggest_sigma_max", "max_pairwise_distance"]
+__all__ = ["suggest_sigma_max", "max_pairwise_distance", "OFF_CENTRE_RATIO"]
+
+OFF_CENTRE_RATIO = 1.0
+"""`suggest_sigma_max` warns when the data's mean lies farther from the origin than this many
+times their spread about the mean (root-mean-square distance from the mean)."""
 
 
 def max_pairwise_distance(x: Tensor, *, chunk: int = 1024) -> float:
@@ -30,11 +38,16 @@ def max_pairwise_distance(x: Tensor, *, chunk: int = 1024) -> float:
     return best
 
 
-def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0) -> float:
-    """``sigma_max`` for a VE SDE: the largest pairwise distance of (up to ``n``) data points.
+def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0, warn: bool = True) -> float:
+    """``sigma_max`` for a VE SDE: the largest distance among (up to ``n``) data points and the origin.
 
     Song & Ermon (2020), technique 1: choose ``sigma_1`` as large as the maximum Euclidean
-    distance between all pairs of training points.
+    distance between all pairs of training points. The VE prior ``N(0, sigma_max^2 I)`` is
+    centred at the origin, so the origin counts as a point too: for data around the origin
+    this is the largest pairwise distance, for data far from it their largest distance from
+    the origin. Off-centre data (mean farther from the origin than `OFF_CENTRE_RATIO` times
+    their spread) get a warning: no ``sigma_max`` of the data's size makes ``p_T`` match the
+    prior there (`scoresde.check_prior` reports the mismatch); centre the data instead.
 
     Args:
         data: ``(N, *D)`` tensor/array, or a source with ``sample(n, generator=g)``
@@ -42,6 +55,7 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0) -> float:
         n: points used (a random subset of an array, or ``n`` draws of a sampler); the exact
             maximum of that set is returned (a subset can only underestimate it).
         seed: seed of the subset / draws.
+        warn: warn when the data are off-centre (see above).
 
     Returns:
         The suggested ``sigma_max`` (a float; round it up as you like).
@@ -71,4 +85,31 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0) -> float:
         x = x[torch.randperm(x.shape[0], generator=g)[:n]]
     if x.shape[0] < 2:
         raise ValueError("suggest_sigma_max needs at least 2 data points")
-    return max_pairwise_distance(x)
+    flat = x.reshape(x.shape[0], -1).to(torch.float64)
+    sigma_max = max(max_pairwise_distance(flat), float(flat.norm(dim=1).max()))
+    if warn:
+        _warn_off_centre(flat, sigma_max)
+    return sigma_max
+
+
+def _warn_off_centre(x: Tensor, sigma_max: float) -> None:
+    """Warn when the mean of ``x: (N, D)`` is far from the origin, where the VE prior is centred.
+
+    ``p_T`` is then the data shifted by the mean plus ``N(0, sigma_max^2 I)``, and its mismatch
+    with the prior is about ``rms^2 / (2 sigma_max^2)`` nats per dimension (``rms``: root mean
+    square of the coordinates about the origin), which no ``sigma_max`` near the data's size
+    makes small.
+    """
+    offset = float(x.mean(dim=0).norm())
+    spread = float((x - x.mean(dim=0)).pow(2).sum(dim=1).mean().sqrt())
+    if offset <= OFF_CENTRE_RATIO * spread:
+        return
+    rms = float(x.pow(2).mean().sqrt())
+    kl = rms * rms / (2 * sigma_max * sigma_max)
+    warnings.warn(
+        f"the data are off-centre: their mean lies {offset:.3g} from the origin, {offset / spread:.2g}x "
+        f"their spread about it ({spread:.3g}), while the VE prior N(0, sigma_max^2 I) is centred at the "
+        f"origin. The suggested sigma_max = {sigma_max:.3g} covers the data, but p_T stays off the prior by about "
+        f"{kl:.2g} nats per dimension (scoresde.check_prior; likelihoods are biased by it). Centre the "
+        "data (subtract their mean, and add it back to samples) before training",
+        UserWarning, stacklevel=3)

@@ -33,6 +33,7 @@ __all__ = [
     "to_numpy",
     "trajectory_arrays",
     "square_limits",
+    "xy_limits",
     "save_figure",
     "time_label",
 ]
@@ -164,20 +165,58 @@ def trajectory_arrays(
     return frames[:, :, check_dims(dims, frames.shape[2])], t
 
 
-def square_limits(*point_sets: np.ndarray, quantile: float = 0.995, pad: float = 0.1) -> tuple[float, float]:
-    """Common square axis limits ``(lo, hi)`` covering the ``quantile`` range of all points.
+Range = tuple[float, float]
+"""``(lo, hi)`` of one axis."""
+Limits = tuple[Range, Range]
+"""``((x_lo, x_hi), (y_lo, y_hi))``: the view of a square panel (equal widths)."""
 
-    A robust range (not min/max) keeps a few far outliers from shrinking the picture.
+ORIGIN_SLACK = 1.25
+"""`square_limits` keeps the view centred on the origin while that widens it by at most this factor."""
+
+
+def xy_limits(lims: Range | Limits) -> Limits:
+    """``lims`` as ``((x_lo, x_hi), (y_lo, y_hi))``: a pair ``(lo, hi)`` applies to both axes.
+
+    Raises:
+        ValueError: neither ``(lo, hi)`` nor a pair of such ranges, or a range that is empty or
+            not finite.
     """
-    pts = np.concatenate([p.reshape(-1, p.shape[-1]) for p in point_sets if p.size], axis=0)
+    try:
+        arr = np.asarray(lims, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.empty(0)
+    if arr.shape == (2,):
+        arr = np.stack([arr, arr])
+    if arr.shape != (2, 2) or not np.isfinite(arr).all() or not (arr[:, 1] > arr[:, 0]).all():
+        raise ValueError(f"lims must be (lo, hi) with lo < hi, or ((x_lo, x_hi), (y_lo, y_hi)), got {lims!r}")
+    return (float(arr[0, 0]), float(arr[0, 1])), (float(arr[1, 0]), float(arr[1, 1]))
+
+
+def square_limits(*point_sets: np.ndarray, quantile: float = 0.995, pad: float = 0.1) -> Limits:
+    """Square axis limits ``((x_lo, x_hi), (y_lo, y_hi))`` covering the ``quantile`` box of all points.
+
+    The view has the same width on both axes (equal aspect) and is centred on the points'
+    robust box, padded by ``pad`` of its half-width, so off-centre data fill the panel. Data
+    around the origin keep a view centred on ``(0, 0)`` when that widens it by at most
+    `ORIGIN_SLACK` (centred toys look as they always did). A robust range (not min/max) keeps
+    a few far outliers from shrinking the picture.
+    """
+    pts = np.concatenate([p.reshape(-1, p.shape[-1])[:, :2] for p in point_sets if p.size], axis=0) \
+        if any(p.size for p in point_sets) else np.empty((0, 2))
     pts = pts[np.isfinite(pts).all(axis=1)]
     if pts.size == 0:
-        return -1.0, 1.0
-    lo = float(np.quantile(pts, 1 - quantile))
-    hi = float(np.quantile(pts, quantile))
-    half = max(abs(lo), abs(hi)) * (1 + pad)
-    half = half if half > 0 else 1.0
-    return -half, half
+        return (-1.0, 1.0), (-1.0, 1.0)
+    lo = np.quantile(pts, 1 - quantile, axis=0)
+    hi = np.quantile(pts, quantile, axis=0)
+    centre = (lo + hi) / 2
+    half = float(np.max(hi - lo)) / 2 * (1 + pad)
+    origin_half = float(np.max(np.maximum(np.abs(lo), np.abs(hi)))) * (1 + pad)
+    if half <= 0:  # a single point: a unit view around it (or around the origin)
+        half = max(1.0, 0.1 * float(np.max(np.abs(centre))))
+    elif origin_half <= ORIGIN_SLACK * half:
+        centre, half = np.zeros(2), origin_half
+    return ((float(centre[0] - half), float(centre[0] + half)),
+            (float(centre[1] - half), float(centre[1] + half)))
 
 
 def time_label(t: float) -> str:

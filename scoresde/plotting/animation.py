@@ -22,7 +22,7 @@ from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 
 from ..targets import GaussianMixture
-from ._common import get_axes, square_limits, trajectory_arrays
+from ._common import Limits, Range, get_axes, square_limits, trajectory_arrays, xy_limits
 from .marginals import density_grid
 from .trajectories import simulate_forward
 
@@ -48,7 +48,7 @@ def _animate_frames(
     target: GaussianMixture | None,
     sde: DiffusionSDE | None,
     ax: Axes | None,
-    lims: tuple[float, float] | None,
+    lims: Range | Limits | None,
     n_points: int,
     interval: int,
     seed: int,
@@ -61,8 +61,9 @@ def _animate_frames(
     lims = square_limits(frames[0], frames[-1]) if lims is None else lims
     size = float(np.clip(2000.0 / len(idx), 1.0, 10.0))
     scat = ax.scatter(pts[0, :, 0], pts[0, :, 1], s=size, color="C0", alpha=0.6, linewidths=0)
-    ax.set_xlim(*lims)
-    ax.set_ylim(*lims)
+    xl, yl = xy_limits(lims)
+    ax.set_xlim(*xl)
+    ax.set_ylim(*yl)
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -99,7 +100,7 @@ def animate_particles(
     target: GaussianMixture | None = None,
     sde: DiffusionSDE | None = None,
     ax: Axes | None = None,
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     n_points: int = 2000,
     interval: int = 60,
     label: str = "reverse (sampling)",
@@ -127,7 +128,7 @@ def animate_forward_reverse(
     target: GaussianMixture | None = None,
     ax: Axes | None = None,
     forward_frames: int = 40,
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     n_points: int = 2000,
     interval: int = 60,
     hold: int = 8,

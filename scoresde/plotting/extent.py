@@ -13,21 +13,31 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
-__all__ = ["offview_fraction", "note_offview", "prior_inset", "INSET_RATIO"]
+from ._common import Limits, Range, xy_limits
+
+__all__ = ["offview_fraction", "note_offview", "prior_inset", "emptiest_corner", "inset_corners", "INSET_RATIO"]
 
 INSET_RATIO = 3.0
 """An inset is drawn when the prior-end points spread over this many times the view's half-width."""
 
 
-def offview_fraction(pts: np.ndarray, lims: tuple[float, float]) -> float:
-    """Fraction of the points ``(N, 2)`` outside the square ``lims x lims``."""
+def inset_corners(size: float) -> tuple[tuple[float, float], ...]:
+    """Lower-left positions (axes fractions) of a ``size`` inset, in order of preference: lower
+    right, lower left, upper right (room left for its title; the upper left holds the legend of
+    `plot_trajectories`)."""
+    return (1.0 - size - 0.02, 0.02), (0.02, 0.02), (1.0 - size - 0.02, 1.0 - size - 0.12)
+
+
+def offview_fraction(pts: np.ndarray, lims: Range | Limits) -> float:
+    """Fraction of the points ``(N, 2)`` outside the view ``lims`` (see `xy_limits`)."""
     if pts.size == 0:
         return 0.0
-    inside = ((pts >= lims[0]) & (pts <= lims[1])).all(axis=1)
+    (x_lo, x_hi), (y_lo, y_hi) = xy_limits(lims)
+    inside = (pts[:, 0] >= x_lo) & (pts[:, 0] <= x_hi) & (pts[:, 1] >= y_lo) & (pts[:, 1] <= y_hi)
     return float(1.0 - inside.mean())
 
 
-def note_offview(ax: Axes, pts: np.ndarray, lims: tuple[float, float], *, sigma: float | None = None,
+def note_offview(ax: Axes, pts: np.ndarray, lims: Range | Limits, *, sigma: float | None = None,
                  threshold: float = 0.05) -> float:
     """Write "k% outside this view (sigma = s)" in the lower left when more than ``threshold`` is."""
     frac = offview_fraction(pts, lims)
@@ -40,26 +50,46 @@ def note_offview(ax: Axes, pts: np.ndarray, lims: tuple[float, float], *, sigma:
     return frac
 
 
-def prior_inset(ax: Axes, start: np.ndarray, lims: tuple[float, float], *, label: str = "prior end",
-                size: float = 0.3, max_points: int = 400) -> Axes | None:
+def emptiest_corner(avoid: np.ndarray | None, lims: Range | Limits, size: float) -> tuple[float, float]:
+    """The corner (lower-left position in axes fractions) of a ``size`` box covering fewest ``avoid`` points.
+
+    Corners as `inset_corners`; ties go to the earlier one, and without points the first
+    (lower right) is returned.
+    """
+    corners = inset_corners(size)
+    if avoid is None or avoid.size == 0:
+        return corners[0]
+    (x_lo, x_hi), (y_lo, y_hi) = xy_limits(lims)
+    fx = (avoid[:, 0] - x_lo) / (x_hi - x_lo)
+    fy = (avoid[:, 1] - y_lo) / (y_hi - y_lo)
+    counts = [int(((fx >= x0) & (fx <= x0 + size) & (fy >= y0) & (fy <= y0 + size)).sum())
+              for x0, y0 in corners]
+    return corners[int(np.argmin(counts))]
+
+
+def prior_inset(ax: Axes, start: np.ndarray, lims: Range | Limits, *, label: str = "prior end",
+                size: float = 0.3, max_points: int = 400, avoid: np.ndarray | None = None) -> Axes | None:
     """A corner inset with the prior-end points ``start: (N, 2)`` at their full extent.
 
-    Drawn only when they spread over more than `INSET_RATIO` times the main view's half-width;
-    the main view is outlined in the inset. Returns the inset axes, or ``None``.
+    Drawn only when they reach more than `INSET_RATIO` times the main view's half-width from
+    the origin (where the prior is centred); the main view is outlined in the inset. The inset
+    goes to the corner of the view holding fewest of the points ``avoid: (M, 2)`` (the data
+    shown; default: the lower right). Returns the inset axes, or ``None``.
     """
     if start.size == 0:
         return None
     finite = start[np.isfinite(start).all(axis=1)]
-    half = max(abs(lims[0]), abs(lims[1]))
+    (x_lo, x_hi), (y_lo, y_hi) = xy_limits(lims)
+    half = max(x_hi - x_lo, y_hi - y_lo) / 2
     reach = float(np.quantile(np.abs(finite), 0.99)) if finite.size else 0.0
     if reach <= INSET_RATIO * half:
         return None
-    ins = ax.inset_axes([1.0 - size - 0.02, 0.02, size, size], zorder=6)
+    x0, y0 = emptiest_corner(None if avoid is None else avoid[np.isfinite(avoid).all(axis=1)], lims, size)
+    ins = ax.inset_axes([x0, y0, size, size], zorder=6)
     pts = finite[:max_points]
     ins.scatter(pts[:, 0], pts[:, 1], s=1.0, color="k", alpha=0.5, linewidths=0, rasterized=True)
-    ins.add_patch(Rectangle((lims[0], lims[0]), lims[1] - lims[0], lims[1] - lims[0], fill=False,
-                            ec="crimson", lw=1.0))
-    r = 1.1 * reach
+    ins.add_patch(Rectangle((x_lo, y_lo), x_hi - x_lo, y_hi - y_lo, fill=False, ec="crimson", lw=1.0))
+    r = 1.1 * max(reach, abs(x_lo), abs(x_hi), abs(y_lo), abs(y_hi))
     ins.set_xlim(-r, r)
     ins.set_ylim(-r, r)
     ins.set_aspect("equal")

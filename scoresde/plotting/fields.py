@@ -24,7 +24,7 @@ from solvers.dynamics import ProbabilityFlowODE
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 from ..targets import GaussianMixture
-from ._common import get_axes, get_axes_grid, time_label
+from ._common import Limits, Range, get_axes, get_axes_grid, time_label, xy_limits
 from .marginals import plot_density
 
 __all__ = ["field_on_grid", "plot_vector_field", "plot_score_field", "plot_velocity_field", "plot_fields"]
@@ -36,7 +36,7 @@ VectorFn = Callable[[Tensor, Tensor], Tensor]
 def field_on_grid(
     fn: VectorFn,
     t: float,
-    lims: tuple[float, float],
+    lims: Range | Limits,
     *,
     density: int = 21,
     dtype: torch.dtype | None = None,
@@ -53,8 +53,9 @@ def field_on_grid(
     if density < 2:
         raise ValueError(f"density must be at least 2, got {density}")
     dtype = torch.get_default_dtype() if dtype is None else dtype
-    axis = torch.linspace(lims[0], lims[1], density, dtype=dtype, device=device)
-    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+    (x_lo, x_hi), (y_lo, y_hi) = xy_limits(lims)
+    gx, gy = torch.meshgrid(torch.linspace(x_lo, x_hi, density, dtype=dtype, device=device),
+                            torch.linspace(y_lo, y_hi, density, dtype=dtype, device=device), indexing="xy")
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     tt = torch.full((pts.shape[0],), float(t), dtype=dtype, device=device)
     with torch.no_grad():
@@ -77,7 +78,7 @@ def plot_vector_field(
     t: float,
     *,
     ax: Axes | None = None,
-    lims: tuple[float, float] = (-3.0, 3.0),
+    lims: Range | Limits = (-3.0, 3.0),
     density: int = 21,
     kind: FieldKind = "quiver",
     cmap: str = "plasma",
@@ -113,8 +114,9 @@ def plot_vector_field(
         mappable = sp.lines
     else:
         raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}")
-    ax.set_xlim(*lims)
-    ax.set_ylim(*lims)
+    xl, yl = xy_limits(lims)
+    ax.set_xlim(*xl)
+    ax.set_ylim(*yl)
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -131,7 +133,7 @@ def _check_2d(target: GaussianMixture | None) -> None:
 
 
 def _background(ax: Axes, target: GaussianMixture | None, sde: DiffusionSDE | None, t: float,
-                lims: tuple[float, float]) -> None:
+                lims: Range | Limits) -> None:
     if target is not None and target.dim == 2:
         plot_density(target, sde=sde, t=t, ax=ax, lims=lims, cmap="Greys", resolution=150,
                      vmax_scale=2.5)
@@ -144,7 +146,7 @@ def plot_score_field(
     sde: DiffusionSDE | None = None,
     target: GaussianMixture | None = None,
     ax: Axes | None = None,
-    lims: tuple[float, float] = (-3.0, 3.0),
+    lims: Range | Limits = (-3.0, 3.0),
     density: int = 21,
     kind: FieldKind = "quiver",
     title: str | None = None,
@@ -175,7 +177,7 @@ def plot_velocity_field(
     target: GaussianMixture | None = None,
     direction: Literal["sampling", "forward"] = "sampling",
     ax: Axes | None = None,
-    lims: tuple[float, float] = (-3.0, 3.0),
+    lims: Range | Limits = (-3.0, 3.0),
     density: int = 21,
     kind: FieldKind = "quiver",
     title: str | None = None,
@@ -210,7 +212,7 @@ def plot_fields(
     *,
     target: GaussianMixture | None = None,
     ax: Sequence[Axes] | None = None,
-    lims: tuple[float, float] = (-3.0, 3.0),
+    lims: Range | Limits = (-3.0, 3.0),
     density: int = 21,
     kind: FieldKind = "quiver",
     suptitle: str | None = None,

@@ -23,6 +23,8 @@ from solvers.result import Solution
 
 from ..targets import GaussianMixture
 from ._common import (
+    Limits,
+    Range,
     check_points,
     get_axes,
     get_axes_grid,
@@ -30,6 +32,7 @@ from ._common import (
     time_label,
     to_numpy,
     trajectory_arrays,
+    xy_limits,
 )
 from .extent import note_offview
 
@@ -41,17 +44,18 @@ HIST_ABOVE = 3000
 """``kind="auto"`` draws a 2-D histogram above this many points, a scatter below."""
 
 
-def _style_square(ax: Axes, lims: tuple[float, float]) -> None:
-    ax.set_xlim(*lims)
-    ax.set_ylim(*lims)
+def _style_square(ax: Axes, lims: Range | Limits) -> None:
+    xl, yl = xy_limits(lims)
+    ax.set_xlim(*xl)
+    ax.set_ylim(*yl)
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
 
 
-def _auto_bins(pts: np.ndarray, lims: tuple[float, float]) -> int:
+def _auto_bins(pts: np.ndarray, lims: Range | Limits) -> int:
     """Bins per axis giving about four points per *occupied* bin (sharp modes stay sharp)."""
-    coarse, _, _ = np.histogram2d(pts[:, 0], pts[:, 1], bins=40, range=[lims, lims])
+    coarse, _, _ = np.histogram2d(pts[:, 0], pts[:, 1], bins=40, range=list(xy_limits(lims)))
     occupied = max(float((coarse > 0).mean()), 1e-3)
     return int(np.clip(np.sqrt(pts.shape[0] / (4.0 * occupied)), 30, 250))
 
@@ -61,7 +65,7 @@ def plot_samples(
     *,
     ax: Axes | None = None,
     kind: Kind = "auto",
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     bins: int | None = None,
     color: str = "C0",
     cmap: str = "magma_r",
@@ -75,7 +79,8 @@ def plot_samples(
     scatter below, with marker size and opacity shrinking as ``N`` grows. ``bins`` defaults
     to about four points per occupied bin (clipped to 30..250 per axis). Points with NaN or
     infinite coordinates (a diverged sampler) are not drawn, and the panel says how many.
-    Returns the axes.
+    ``lims`` is ``(lo, hi)`` for both axes or ``((x_lo, x_hi), (y_lo, y_hi))``; default:
+    `square_limits` of the points (centred on them). Returns the axes.
 
     Raises:
         ValueError: ``x`` not ``(N, D)`` with ``N >= 1``, ``D >= 2``; ``dims`` out of range; an
@@ -92,7 +97,7 @@ def plot_samples(
         raise ValueError(f"kind must be 'auto', 'scatter' or 'hist', got {kind!r}")
     if kind == "hist" or (kind == "auto" and n > HIST_ABOVE):
         # Square-root colour scale so light modes stay visible next to heavy ones.
-        ax.hist2d(pts[:, 0], pts[:, 1], bins=bins, range=[lims, lims], cmap=cmap, cmin=1,
+        ax.hist2d(pts[:, 0], pts[:, 1], bins=bins, range=list(xy_limits(lims)), cmap=cmap, cmin=1,
                   norm=PowerNorm(0.5), rasterized=True)
         if label is not None:
             ax.plot([], [], "s", color="0.3", label=label)
@@ -113,7 +118,7 @@ def plot_samples(
 
 def density_grid(
     target: GaussianMixture,
-    lims: tuple[float, float],
+    lims: Range | Limits,
     *,
     sde: DiffusionSDE | None = None,
     t: float | None = None,
@@ -134,8 +139,9 @@ def density_grid(
     resolution = as_integer(resolution, "resolution", minimum=2)
     if target.dim != 2:
         raise ValueError(f"density plots need a 2-D target, {target.name} has D={target.dim}")
-    axis = torch.linspace(lims[0], lims[1], resolution, dtype=torch.float64)
-    gx, gy = torch.meshgrid(axis, axis, indexing="xy")
+    (x_lo, x_hi), (y_lo, y_hi) = xy_limits(lims)
+    gx, gy = torch.meshgrid(torch.linspace(x_lo, x_hi, resolution, dtype=torch.float64),
+                            torch.linspace(y_lo, y_hi, resolution, dtype=torch.float64), indexing="xy")
     pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
     with torch.no_grad():
         if sde is None or t is None:
@@ -152,7 +158,7 @@ def plot_density(
     sde: DiffusionSDE | None = None,
     t: float | None = None,
     ax: Axes | None = None,
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     resolution: int = 200,
     kind: Literal["image", "contour"] = "image",
     cmap: str = "Blues",
@@ -183,7 +189,7 @@ def plot_density(
         lims = (-1.1 * spread, 1.1 * spread)
     gx, gy, dens = density_grid(target, lims, sde=sde, t=t, resolution=resolution)
     if kind == "image":
-        ax.imshow(dens, extent=(*lims, *lims), origin="lower", cmap=cmap,
+        ax.imshow(dens, extent=(*xy_limits(lims)[0], *xy_limits(lims)[1]), origin="lower", cmap=cmap,
                   norm=PowerNorm(0.5, vmin=0.0, vmax=vmax_scale * float(dens.max())),
                   interpolation="bilinear")
     elif kind == "contour":
@@ -215,7 +221,7 @@ def plot_snapshots(
     ax: Sequence[Axes] | None = None,
     n_panels: int = 5,
     kind: Kind = "auto",
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     dims: tuple[int, int] = (0, 1),
     suptitle: str | None = None,
 ) -> Figure:

@@ -20,7 +20,7 @@ from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import Solution
 
 from ..targets import GaussianMixture
-from ._common import save_figure, square_limits, to_numpy
+from ._common import Limits, Range, save_figure, square_limits, to_numpy
 from .animation import animate_forward_reverse, save_animation_all
 from .fields import plot_fields
 from .marginals import plot_snapshots
@@ -97,7 +97,7 @@ def write_sampling_figures(
                          "'fields' out of which")
     prefix = f"{title}: " if title else ""
     finals = [to_numpy(r.samples)[:, :2] for r in results.values()]
-    lims = square_limits(*finals)
+    lims = square_limits(*finals, *([] if x0 is None else [to_numpy(x0)[:, :2]]))  # samples and data
 
     files.update(_solver_figures(out, results, which, target, sde, lims, prefix, dpi))
 
@@ -138,7 +138,7 @@ def _data_dims(samples: Tensor) -> str:
 
 
 def _solver_figures(out: Path, results: Mapping[str, Solution], which: Collection[str],
-                    target: GaussianMixture | None, sde: DiffusionSDE, lims: tuple[float, float], prefix: str,
+                    target: GaussianMixture | None, sde: DiffusionSDE, lims: Range | Limits, prefix: str,
                     dpi: int) -> dict[str, Path]:
     """The figures with one panel or file per solver: the solver grid and the trajectories."""
     files: dict[str, Path] = {}

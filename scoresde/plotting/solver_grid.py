@@ -19,7 +19,7 @@ from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 
 from ..targets import GaussianMixture
-from ._common import get_axes_grid, square_limits, to_numpy
+from ._common import Limits, Range, get_axes_grid, square_limits, to_numpy
 from .marginals import Kind, plot_density, plot_samples
 from .trajectories import plot_trajectories
 
@@ -38,7 +38,7 @@ def plot_solver_grid(
     n_paths: int = 32,
     seed: int = 0,
     kind: Kind = "auto",
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     suptitle: str | None = None,
 ) -> Figure:
     """One column per solver; rows of trajectories and/or final samples.

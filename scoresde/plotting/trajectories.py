@@ -24,7 +24,15 @@ from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 from solvers.utils import append_dims
 
-from ._common import get_axes, get_axes_grid, square_limits, trajectory_arrays
+from ._common import (
+    Limits,
+    Range,
+    get_axes,
+    get_axes_grid,
+    square_limits,
+    trajectory_arrays,
+    xy_limits,
+)
 from .extent import prior_inset
 
 __all__ = ["simulate_forward", "plot_trajectories", "plot_forward_reverse"]
@@ -87,7 +95,7 @@ def plot_trajectories(
     seed: int = 0,
     cmap: str = "viridis",
     norm: Normalize | None = None,
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     context: bool = True,
     endpoints: bool = True,
     colorbar: bool = True,
@@ -106,7 +114,8 @@ def plot_trajectories(
         endpoints: mark start (hollow circles) and end (filled dots) of each path.
         colorbar: add a colour bar labelled ``t``.
         dims: the two coordinates shown.
-        lims: square axis limits; default: the data end (smallest ``t``) of the paths, so a wide
+        lims: axis limits, ``(lo, hi)`` for both axes or ``((x_lo, x_hi), (y_lo, y_hi))``
+            (`square_limits`); default: around the data end (smallest ``t``) of the paths, so a wide
             prior (VE) does not shrink the data to a dot.
         inset: when the prior end lies far outside the view, show it in a corner inset.
 
@@ -145,9 +154,10 @@ def plot_trajectories(
                    label=f"end, t = {t[-1]:.3g}")
         ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
     if inset:
-        prior_inset(ax, prior_end, lims, label=f"t = {float(t.max()):.3g}")
-    ax.set_xlim(*lims)
-    ax.set_ylim(*lims)
+        prior_inset(ax, prior_end, lims, label=f"t = {float(t.max()):.3g}", avoid=data_end)
+    xl, yl = xy_limits(lims)
+    ax.set_xlim(*xl)
+    ax.set_ylim(*yl)
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
@@ -167,7 +177,7 @@ def plot_forward_reverse(
     n_paths: int = 12,
     steps: int = 50,
     seed: int = 0,
-    lims: tuple[float, float] | None = None,
+    lims: Range | Limits | None = None,
     cmap: str = "viridis",
 ) -> Figure:
     """Forward (noising) paths from data ``x0: (B, 2)`` next to the reverse (sampling) paths.

@@ -234,5 +234,5 @@ def test_data_finer_than_the_end_noise_warns_with_the_numbers() -> None:
         check_end_noise(sd.VPSDE(), 0.0)
     # The other end: data of std ~100 under VP is not forgotten by T (alpha(T) = 0.0066).
     big = sd.GaussianMixture(torch.tensor([[-100.0, 0.0], [100.0, 0.0]], dtype=torch.float64), 5.0)
-    with pytest.warns(UserWarning, match=r"p_T is far from the prior.*rescale the data"):
+    with pytest.warns(UserWarning, match=r"p_T is far from the prior.*centre the data and rescale them"):
         toy_config("big", sde="vp", data=big)

@@ -29,8 +29,9 @@ from solvers.utils import batch_time
 
 from ..discrete import DiscreteVPSDE, alphas_cumprod_from_config
 from ..models.parameterization import convert
+from .kdiffusion import work_dtype
 
-__all__ = ["PREDICTION_TYPES", "sde_from_scheduler", "DiffusersScore", "unet_score", "timestep_dtype"]
+__all__ = ["PREDICTION_TYPES", "sde_from_scheduler", "DiffusersScore", "unet_score"]
 
 PREDICTION_TYPES: dict[str, str] = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 """diffusers ``prediction_type`` -> our output name."""
@@ -101,17 +102,6 @@ def sde_from_scheduler(scheduler_or_config: Any, *, prior: float | str | None = 
     return DiscreteVPSDE(abar, prior=prior, data_std=data_std)
 
 
-def timestep_dtype(model_dtype: torch.dtype) -> torch.dtype:
-    """The dtype of the timesteps ``k`` passed to a network of ``model_dtype``.
-
-    float64 for a float64 network, float32 otherwise. Never half precision: bfloat16 has 8
-    significant bits (``k = 999`` rounds to 1000, outside the trained range ``0 .. N-1``) and
-    float16 has 11 (``k = 123.4`` becomes 123.375); diffusers' pipelines likewise pass float32
-    or integer timesteps to half-precision networks, which embed them in float32.
-    """
-    return torch.float64 if model_dtype == torch.float64 else torch.float32
-
-
 class DiffusersScore:
     """``score(x: (B, C, H, W), t: (B,) or float) -> (B, C, H, W)`` from a diffusers-style UNet.
 
@@ -128,8 +118,10 @@ class DiffusersScore:
         output: our name of the prediction type.
 
     The input is cast to the network's dtype and the score back to the input's dtype; the
-    timesteps are float32 (float64 for a float64 network; `timestep_dtype`), never half
-    precision. The network runs without autograd unless ``x`` requires grad. ``t`` may be a
+    timesteps are float32 (float64 for a float64 network; `scoresde.interop.kdiffusion.work_dtype`),
+    never half precision: bfloat16 has 8 significant bits (``k = 999`` rounds to 1000, outside
+    the trained range) and float16 11 (``k = 123.4`` becomes 123.375); diffusers' pipelines
+    likewise give half-precision networks float32 or integer timesteps. The network runs without autograd unless ``x`` requires grad. ``t`` may be a
     float or 0-d tensor (broadcast to the batch).
 
     Raises:
@@ -156,11 +148,11 @@ class DiffusersScore:
     def model_output(self, x: Tensor, t: Tensor) -> Tensor:
         """Raw network output at ``(x, t)`` in ``x``'s dtype, ``(B, *D)``.
 
-        ``x`` runs in the network's dtype; the timesteps ``k: (B,)`` in `timestep_dtype` of it.
+        ``x`` runs in the network's dtype; the timesteps ``k: (B,)`` in at least float32 (`work_dtype`).
         """
         p = next(self.unet.parameters(), None)
         dtype = p.dtype if p is not None else x.dtype
-        k = self.timesteps(t).to(device=x.device, dtype=timestep_dtype(dtype))
+        k = self.timesteps(t).to(device=x.device, dtype=work_dtype(dtype))
         out = self.unet(x.to(dtype), k)
         out = getattr(out, "sample", out)
         if not isinstance(out, Tensor) or out.shape != x.shape:

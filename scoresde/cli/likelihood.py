@@ -140,9 +140,11 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
     k = (x.double() - lo) / (hi - lo) * (levels - 1)
     kr = k.round()
     if float((k - kr).abs().max()) > 1e-3 or float(kr.min()) < 0 or float(kr.max()) > levels - 1:
+        seen = f"the data span [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+        hint = "; image folders load onto [-1, 1]: --data-range=-1,1" if float(x.min()) < lo - 1e-6 else ""
         raise ValueError(
-            f"--bpd: the data are not on the {levels}-level grid of [{lo:g}, {hi:g}]; pass integer "
-            "levels or the matching --levels/--data-range"
+            f"--bpd: the data are not on the {levels}-level grid of [{lo:g}, {hi:g}] ({seen}); pass integer "
+            f"levels or the matching --levels/--data-range{hint}"
         )
     return kr.to(torch.long)
 

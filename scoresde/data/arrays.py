@@ -129,7 +129,7 @@ def as_tensor_data(data: Any, name: str = "array") -> Tensor:
         rows = torch.nonzero(bad).flatten()
         raise DataError(
             f"{name}: {len(rows)} of {data.shape[0]} rows contain NaN or infinite values "
-            f"(first at row {int(rows[0])}); remove or impute them"
+            f"(first at row index {int(rows[0])}, counting from 0); remove or impute them"
         )
     return data.contiguous()
 
@@ -205,7 +205,8 @@ def _load_text(path: Path) -> np.ndarray:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text table (is it a binary file with the wrong suffix?)") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    numbered = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [ln for _, ln in numbered]
     if not lines:
         raise DataError(f"{path}: the file has no data rows")
     if delimiter == "," and not any("," in ln for ln in lines) and any("\t" in ln for ln in lines):
@@ -220,12 +221,33 @@ def _load_text(path: Path) -> np.ndarray:
     try:
         out = np.loadtxt(rows, delimiter=delimiter, ndmin=2, dtype=np.float64)
     except ValueError as err:
-        raise DataError(f"{path}: not a numeric table ({err})") from None
+        raise DataError(f"{path}: not a numeric table: {_first_bad_line(numbered[skip:], delimiter) or err}") from None
     if index_column:  # the row labels are not a dimension of the data
         if out.shape[1] < 2:
             raise DataError(f"{path}: the header {lines[0]!r} marks an index column but there is no data column")
         out = out[:, 1:]
     return out
+
+
+def _first_bad_line(numbered: list[tuple[int, str]], delimiter: str | None) -> str | None:
+    """Where a table stops being numeric: ``"line L: ..."`` (1-based file line) or ``None``.
+
+    A row with another number of fields than the first data row, or a field that is not a
+    number (with a hint when ``;`` separates the fields, as in some locales' CSV).
+    """
+    width = None
+    for number, line in numbered:
+        fields = [t.strip() for t in (line.split(delimiter) if delimiter else line.split())]
+        if width is None:
+            width = len(fields)
+        if len(fields) != width:
+            return f"line {number} has {len(fields)} fields where the first data row has {width}"
+        for column, field in enumerate(fields, start=1):
+            if not _is_number(field):
+                hint = "; the fields look separated by ';': save the table with ',' separators" \
+                    if ";" in field and delimiter != ";" else ""
+                return f"line {number}, column {column}: {field!r} is not a number{hint}"
+    return None
 
 
 def load_array(path: str | Path) -> ArrayDataset:

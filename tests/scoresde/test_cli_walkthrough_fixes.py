@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import re
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -266,3 +267,33 @@ def test_train_steps_message_is_consistent(steps: str, tmp_path: Path,
     assert f"--steps must be >= 1 for a new run, got {steps}" in err
     assert "0 is allowed only with --resume" in err and "integer >= 0" not in err
 
+
+
+def test_csv_errors_name_the_file_line_and_column(tmp_path) -> None:
+    # Before: numpy's "use `usecols`" for a ragged row, 0-based row/column indexes for a text
+    # field, and nothing about ';'-separated tables.
+    from scoresde.data.arrays import DataError, load_array
+
+    cases = {
+        "rag.csv": ("x,y\n1,2\n3,4,5\n", "line 3 has 3 fields where the first data row has 2"),
+        "text.csv": ("x,y,label\n1,2,a\n", "line 2, column 3: 'a' is not a number"),
+        "semi.csv": ("x;y\n1;2\n3;4\n", "separated by ';'"),
+    }
+    for name, (text, expected) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match=re.escape(expected)):
+            load_array(tmp_path / name)
+    (tmp_path / "nan.csv").write_text("x,y\n1,2\nnan,3\n")
+    with pytest.raises(DataError, match=r"first at row index 1, counting from 0"):
+        load_array(tmp_path / "nan.csv")
+
+
+def test_bpd_off_grid_names_the_data_range_and_the_folder_hint() -> None:
+    import torch
+
+    from scoresde.cli.likelihood import _to_levels
+
+    x = torch.linspace(-1, 1, 256).reshape(-1, 1)  # an image folder's [-1, 1] levels
+    with pytest.raises(ValueError, match=r"data span \[-1, 1\].*--data-range=-1,1"):
+        _to_levels(x, 256, (0.0, 1.0))
+    assert _to_levels(x, 256, (-1.0, 1.0)).tolist() == [[k] for k in range(256)]

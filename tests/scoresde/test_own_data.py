@@ -90,7 +90,7 @@ def test_bad_data_gets_a_clear_error(tmp_path: Path) -> None:
     bad = np.ones((4, 2))
     bad[2, 1] = np.nan
     np.save(tmp_path / "nan.npy", bad)
-    with pytest.raises(DataError, match="1 of 4 rows.*NaN.*row 2"):
+    with pytest.raises(DataError, match="1 of 4 rows.*NaN.*row index 2, counting from 0"):
         load_data(tmp_path / "nan.npy")
     (tmp_path / "hdr.csv").write_text("x,y\n")
     with pytest.raises(DataError, match="no data rows"):

@@ -119,6 +119,8 @@ def _plot(samples: Any, path: Path, title: str, data: Any = None) -> None:
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xlabel("x1")
         ax.set_ylabel("x2" if x.shape[1] > 1 else "")
+        if x.shape[1] > 2:  # a projection: say so
+            title = f"{title}\n(dimensions 1 and 2 of {x.shape[1]})"
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

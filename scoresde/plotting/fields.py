@@ -231,7 +231,7 @@ def plot_fields(
                          kind=kind, colorbar=True, title=f"score, {time_label(t)}")
         plot_velocity_field(sde, score, t, target=target, ax=axes[n + j], lims=lims,
                             density=density, kind=kind, colorbar=True,
-                            title=f"PF-ODE −dx/dt, {time_label(t)}")
+                            title=f"PF-ODE −dx/dt\n{time_label(t)}")  # two lines: one ran into the colourbar beside it
     for a in axes[1:n] + axes[n + 1:]:
         a.set_ylabel("")
     for a in axes[:n]:

@@ -192,7 +192,7 @@ def test_plot_score_field_stream_and_plot_fields_layout():
     assert ax.get_title() == "score, t = 0.1"
     fig = P.plot_fields(SDE, SCORE, (1.0, 0.05), target=TARGET, density=6)
     titles = [a.get_title() for a in fig.axes if a.get_title()]
-    assert titles == ["score, t = 1", "score, t = 0.05", "PF-ODE −dx/dt, t = 1", "PF-ODE −dx/dt, t = 0.05"]
+    assert titles == ["score, t = 1", "score, t = 0.05", "PF-ODE −dx/dt\nt = 1", "PF-ODE −dx/dt\nt = 0.05"]
     with pytest.raises(ValueError, match="kind"):
         P.plot_vector_field(SCORE, 0.5, kind="arrows")
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import TextIO
+
+from .errors import cli_warning_text
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,26 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PRIOR_WARNING = "p_T is far from the prior"
-"""The opening of `scoresde.schedules.PriorCheck.message`, whose fix names Python arguments."""
-
-PRIOR_CLI_FIX = (
-    "Fix: centre the data and rescale them to about unit spread (subtract the mean of each "
-    "coordinate, divide by its std; add the mean back to samples) and retrain with `scoresde train` "
-    "on the new file; with --sde ve, a --sigma-max well above the data's root-mean-square also helps "
-    "for centred data. The command line has no option to choose the prior (in Python: prior=...)."
-)
-
-
-def cli_warning_text(message: str) -> str:
-    """A warning's text for the command line: Python-only advice replaced by command-line advice."""
-    if message.startswith(PRIOR_WARNING) and " Fix: " in message:
-        return f"{message.split(' Fix: ')[0]} {PRIOR_CLI_FIX}"
-    if message.startswith("VE sigma_max = "):  # the toy recipe's check: name the option
-        return re.sub(r"VESDE\(sigma_max=([^)]+)\)", r"--sigma-max \1", message)
-    return message
-
-
 @contextlib.contextmanager
 def cli_warnings(command: str) -> Iterator[None]:
     """Show warnings as ``scoresde COMMAND: warning: ...`` lines, without the Python source line."""
@@ -114,7 +95,7 @@ def cli_warnings(command: str) -> Iterator[None]:
              file: TextIO | None = None, line: str | None = None) -> None:
         stream = sys.stderr if file is None else file
         try:
-            print(f"scoresde {command}: warning: {cli_warning_text(str(message))}", file=stream)
+            print(f"scoresde {command}: warning: {cli_warning_text(str(message), command)}", file=stream)
         except OSError:  # stderr closed: nothing to tell
             pass
 

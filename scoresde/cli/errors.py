@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["run_guarded", "describe", "cli_advice", "report_error", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
+__all__ = ["run_guarded", "describe", "cli_advice", "cli_warning_text", "report_error", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -129,6 +129,27 @@ def cli_advice(message: str, command: str) -> str:
     if command != "train":
         message = re.sub(r"resume from one with --resume (\S+?)\)", r"use one with --checkpoint \1)", message)
     return message
+
+
+PRIOR_WARNING = "p_T is far from the prior"
+"""The opening of `scoresde.schedules.PriorCheck.message`, whose fix names Python arguments."""
+
+PRIOR_CLI_FIX = (
+    "Fix: centre the data and rescale them to about unit spread (subtract the mean of each "
+    "coordinate, divide by its std; add the mean back to samples) and retrain with `scoresde train` "
+    "on the new file; with --sde ve, a --sigma-max well above the data's root-mean-square also helps "
+    "for centred data. The command line has no option to choose the prior (in Python: prior=...)."
+)
+
+
+def cli_warning_text(message: str, command: str = "train") -> str:
+    """A warning's text for the command line: Python-only advice replaced by command-line advice
+    (the prior check's fix, the toy recipe's ``VESDE(sigma_max=...)``, then `cli_advice`)."""
+    if message.startswith(PRIOR_WARNING) and " Fix: " in message:
+        message = f"{message.split(' Fix: ')[0]} {PRIOR_CLI_FIX}"
+    elif message.startswith("VE sigma_max = "):  # the toy recipe's check: name the option
+        message = re.sub(r"VESDE\(sigma_max=([^)]+)\)", r"--sigma-max \1", message)
+    return cli_advice(message, command)
 
 
 def report_error(command: str, err: BaseException | str) -> None:

@@ -6,6 +6,7 @@ attributes (model, EMA, optimizer, scheduler, generator, accumulators, out_dir, 
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,7 @@ class CheckpointMixin:
     def _rng_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "generator": self.generator.get_state(),
+            "generator_device": self.generator.device.type,
             "torch": torch.get_rng_state(),
             "acc": [self._loss_sum.cpu(), self._gnorm_sum.cpu(), self._n_acc],
         }
@@ -192,7 +194,7 @@ class CheckpointMixin:
             rewrite_metrics(self.out_dir / METRICS_NAME, self.step)
 
     def _load_rng(self, rng: dict[str, Any]) -> None:
-        self.generator.set_state(rng["generator"])
+        restore_generator(self.generator, rng["generator"], rng.get("generator_device"))
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
@@ -200,6 +202,27 @@ class CheckpointMixin:
         self._gnorm_sum = rng["acc"][1].to(self.device)
         self._n_acc = int(rng["acc"][2])
 
+
+
+def restore_generator(generator: torch.Generator, state: Tensor, saved_device: str | None) -> None:
+    """Set ``generator`` to a saved ``state``, also when that was saved on another device type.
+
+    A CUDA generator's state (its seed and offset) cannot be loaded into a CPU generator, nor a
+    CPU generator's (Mersenne twister) into a CUDA one. A run trained on a GPU and resumed on
+    the CPU (or the other way round) then reseeds the generator from a hash of the saved state:
+    deterministic, and not the stream the run started with. The resume is then not
+    bit-identical to an uninterrupted run, which `CheckpointMixin.resume` already warns about
+    (the environment's device differs).
+    """
+    if saved_device is None or saved_device == generator.device.type:
+        try:
+            generator.set_state(state)
+            return
+        except RuntimeError:  # a checkpoint from before "generator_device" was saved
+            if saved_device is not None:
+                raise
+    digest = hashlib.sha256(state.detach().cpu().contiguous().numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little"))
 
 
 def load_model(

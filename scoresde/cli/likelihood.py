@@ -65,8 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  scoresde likelihood --target high_dim_32 --divergence hutchinson --probes 4 --refresh eval\n"
         "  scoresde likelihood --checkpoint runs/8g --n 2000            # its training data\n"
         "  scoresde likelihood --checkpoint runs/8g --data ring --n 2000 # any other data\n"
-        "  scoresde likelihood --checkpoint runs/digits --data digits --n 256 --bpd --levels 17 "
-        "--data-range=-1,1 --divergence hutchinson"
+        "  scoresde likelihood --checkpoint runs/digits --n 256 --bpd --divergence hutchinson"
     )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint file or run directory")
@@ -107,9 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("bits/dim and bound")
     g.add_argument("--bpd", action="store_true",
                    help="treat the data as discrete levels: dequantize and report bits/dim")
-    g.add_argument("--levels", type=int, default=256, help="number of discrete levels L (8-bit: 256)")
-    g.add_argument("--data-range", type=_range, default=(0.0, 1.0),
-                   help="LO,HI: the model's data range (levels map onto it); write --data-range=-1,1 for a negative LO")
+    g.add_argument("--levels", type=int, default=None,
+                   help="number of discrete levels L [image data (built-in digits, image folders): their own "
+                        "(17 for the digits, 256 for 8-bit files); other data: 256]")
+    g.add_argument("--data-range", type=_range, default=None,
+                   help="LO,HI: the model's data range (levels map onto it) [image data: -1,1; other data: 0,1]; "
+                        "write --data-range=-1,1 for a negative LO")
     g.add_argument("--elbo", action="store_true", help="also estimate the reverse-SDE bound")
     g.add_argument("--elbo-samples", type=int, default=256, help="time/noise samples per point")
     parser.add_argument("--seed", type=int, default=0, help="seed of data draws, probes, dequantization")
@@ -174,6 +176,16 @@ def _warn_bpd(bpd: float, args: argparse.Namespace) -> None:
           f"probability is at most 1): the estimate has not converged; {fix}", file=sys.stderr)
 
 
+def _default_grid(args: argparse.Namespace, source: Any) -> None:
+    """Fill ``--levels`` / ``--data-range`` left unset: from image data, which know their pixel
+    grid (`scoresde.data.ImageDataset.levels`, on ``[-1, 1]``), else 256 levels on ``[0, 1]``."""
+    levels = getattr(source, "levels", None)
+    if args.data_range is None:
+        args.data_range = tuple(source.data_range) if levels is not None else (0.0, 1.0)
+    if args.levels is None:
+        args.levels = levels if levels is not None else 256
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, ...]:
     """`(sde, score, target or None, x, dim, label, gen)` from the command line (model and data)."""
     import numpy as np
@@ -185,6 +197,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
     from ..targets import get_target
 
     target = None
+    source: Any = None  # the data source, when the points come from one (its pixel grid for --bpd)
     if args.n < 1:
         raise ValueError("--n must be positive")
     gen = torch.Generator().manual_seed(args.seed)
@@ -237,6 +250,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         x = x[:, None]
     if args.data is not None:
         _check_data_shape(tuple(x.shape[1:]), model_shape, model_name, args.data)
+    _default_grid(args, source)
     dim = int(np.prod(tuple(x.shape[1:])))
     if args.bpd:
         k = _to_levels(x, args.levels, args.data_range)

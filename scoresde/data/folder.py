@@ -86,7 +86,19 @@ def load_image_folder(
     x = np.stack(arrays)
     x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
     t = as_tensor_data(x, str(root)).to(dtype)
-    return ImageDataset(t, name=root.name or str(root))
+    return ImageDataset(t, name=root.name or str(root), levels=_levels(images, hw))
+
+
+def _levels(images: list[Any], hw: tuple[int, int] | None) -> int | None:
+    """The pixel grid the loaded values lie on: 256 levels for 8-bit files, 65536 when any is
+    16-bit (the 8-bit grid ``k / 127.5 - 1`` is part of it: ``k16 = 257 k8``); ``None`` when a
+    16-bit image was resampled in floating point (8-bit resampling stays on its grid)."""
+    sixteen = [im for im in images if im.mode in SIXTEEN_BIT_MODES]
+    if not sixteen:
+        return 256
+    if hw is not None and any(im.size != (hw[1], hw[0]) for im in sixteen):
+        return None
+    return 65536
 
 
 def _pixels(f: Path, im: Any, channels: int, hw: tuple[int, int] | None) -> np.ndarray:

@@ -26,13 +26,22 @@ class ImageDataset:
     Args:
         images: ``(N, C, H, W)`` tensor, already scaled to ``[-1, 1]``.
         name: label for logs and configs.
+        levels: number of discrete pixel levels ``L`` when the values lie on the grid
+            ``-1 + 2 k / (L - 1)``, ``k = 0 .. L-1`` (8-bit files: 256; the digits: 17); ``None``
+            when they do not (e.g. resampled 16-bit images). Bits per dimension of these data
+            are computed on that grid (`data_range` ``(-1, 1)``).
     """
 
-    def __init__(self, images: Tensor, *, name: str = "images") -> None:
+    data_range: tuple[float, float] = (-1.0, 1.0)
+
+    def __init__(self, images: Tensor, *, name: str = "images", levels: int | None = None) -> None:
         if images.ndim != 4 or images.shape[0] < 1:
             raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+        if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
+            raise ValueError(f"levels must be an integer >= 2 or None, got {levels!r}")
         self.images = images
         self.name = name
+        self.levels = levels
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -78,7 +87,7 @@ def digits(*, dtype: torch.dtype = torch.float32) -> ImageDataset:
             "the digits data set needs scikit-learn: pip install 'scoresde[images]'"
         ) from err
     raw = torch.as_tensor(load_digits().images, dtype=torch.float64)
-    return ImageDataset((raw / 8.0 - 1.0).to(dtype)[:, None], name="digits")
+    return ImageDataset((raw / 8.0 - 1.0).to(dtype)[:, None], name="digits", levels=17)
 
 
 IMAGE_DATASETS = {"digits": digits}

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("process")
     g.add_argument("--sde", choices=SDE_NAMES, default=None, help="forward SDE [vp]")
     g.add_argument("--sigma-max", type=float, default=None,
-                   help="VE only: sigma_max [50]; about the largest pairwise distance of the data "
+                   help="VE only: sigma_max [50]; about the largest distance among the data points and the origin "
                    "(scoresde.data.suggest_sigma_max; docs/sdes.md)")
     g.add_argument("--steps", type=int, default=None, help="total optimizer steps")
     g.add_argument("--batch-size", type=int, default=None, help="global batch (split over processes)")

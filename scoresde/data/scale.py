@@ -88,12 +88,15 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0, warn: bool = T
     flat = x.reshape(x.shape[0], -1).to(torch.float64)
     sigma_max = max(max_pairwise_distance(flat), float(flat.norm(dim=1).max()))
     if warn:
-        _warn_off_centre(flat, sigma_max)
+        warn_off_centre(flat, sigma_max, which="the suggested")
     return sigma_max
 
 
-def _warn_off_centre(x: Tensor, sigma_max: float) -> None:
+def warn_off_centre(x: Tensor, sigma_max: float, *, which: str = "the suggested", stacklevel: int = 3) -> None:
     """Warn when the mean of ``x: (N, D)`` is far from the origin, where the VE prior is centred.
+
+    ``which`` names the ``sigma_max`` the figures are for (``"the suggested"``, or ``"the
+    chosen"`` when a training run checks the value it uses).
 
     ``p_T`` is then the data shifted by the mean plus ``N(0, sigma_max^2 I)``, and its mismatch
     with the prior is about ``rms^2 / (2 sigma_max^2)`` nats per dimension (``rms``: root mean
@@ -109,7 +112,9 @@ def _warn_off_centre(x: Tensor, sigma_max: float) -> None:
     warnings.warn(
         f"the data are off-centre: their mean lies {offset:.3g} from the origin, {offset / spread:.2g}x "
         f"their spread about it ({spread:.3g}), while the VE prior N(0, sigma_max^2 I) is centred at the "
-        f"origin. The suggested sigma_max = {sigma_max:.3g} covers the data, but p_T stays off the prior by about "
-        f"{kl:.2g} nats per dimension (scoresde.check_prior; likelihoods are biased by it). Centre the "
-        "data (subtract their mean, and add it back to samples) before training",
-        UserWarning, stacklevel=3)
+        f"origin. With {which} sigma_max = {sigma_max:.3g}, p_T stays off the prior by about "
+        f"{kl:.2g} nats per dimension (scoresde.check_prior). Likelihoods are biased by it, and "
+        "samplers that start from the prior inherit it: the probability-flow ODE solvers (ode_*, "
+        "dpmpp_*, ddim, ...) carry part of the offset into the samples, the reverse-SDE ones much less. "
+        "Centre the data (subtract their mean, and add it back to samples) before training",
+        UserWarning, stacklevel=stacklevel)

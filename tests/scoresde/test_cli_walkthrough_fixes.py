@@ -297,3 +297,28 @@ def test_bpd_off_grid_names_the_data_range_and_the_folder_hint() -> None:
     with pytest.raises(ValueError, match=r"data span \[-1, 1\].*--data-range=-1,1"):
         _to_levels(x, 256, (0.0, 1.0))
     assert _to_levels(x, 256, (-1.0, 1.0)).tolist() == [[k] for k in range(256)]
+
+
+def test_ve_recipe_reports_the_off_centre_mismatch_for_the_sigma_max_it_uses() -> None:
+    import warnings
+
+    import torch
+
+    import scoresde as sd
+    from scoresde.train import toy_config
+
+    x = torch.as_tensor(_ring(centre=np.array([10.0, 10.0])))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        toy_config("ring", sde=sd.VESDE(sigma_max=50.0), steps=10, data=x)
+    texts = [str(w.message) for w in caught if "off-centre" in str(w.message)]
+    assert len(texts) == 1, texts  # once, for the value in use (not the suggested one)
+    kl = float(x.double().pow(2).mean()) / (2 * 50.0**2)
+    found = re.search(r"the chosen sigma_max = 50, p_T stays off the prior by about ([0-9.e-]+) nats", texts[0])
+    assert found and float(found.group(1)) == pytest.approx(kl, rel=0.1)  # 2000 draws of the data
+    assert "probability-flow ODE solvers" in texts[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        toy_config("ring", sde=sd.VESDE(sigma_max=3.0), steps=10, data=x)
+    small = [str(w.message) for w in caught if "below half" in str(w.message)]
+    assert small and "largest distance among the data points and the origin" in small[0]

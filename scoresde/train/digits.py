@@ -4,7 +4,7 @@ VP SDE, epsilon-prediction, ``sigma^2`` weighting; U-Net with 32 channels at 8x8
 4x4, one residual block per level (two on the way up), self-attention at 4x4 (about 0.6M
 parameters); AdamW 1e-3 with warm-up (200 steps, at most 10% of the run) and a cosine decay
 to the end of the run, EMA 0.999, batch 64. The same recipe serves your own small images
-(``data`` a folder of PNG/JPEG files, ``data_shape`` their ``(C, H, W)``; H and W even).
+(``data`` a folder of PNG/JPEG files, ``data_shape`` their ``(C, H, W)``, any H and W).
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ The batch is solved chunk after chunk exactly as ``solvers.sample(..., batch_siz
 ``x_T`` for all ``n`` samples is drawn first from the run's generator, then each chunk is
 integrated with the same generator supplying its noise. After every chunk its samples and the
 generator's state are written atomically to ``OUT/chunks/chunk-KKKKK.pt``, next to
-``OUT/chunks/run.json`` (the settings that produced them). Rerunning the same command after
-an interruption loads the finished chunks, restores the generator and goes on with the next
-chunk, so the final samples are the same as those of an uninterrupted run. Chunks written
+``OUT/chunks/run.json`` (the settings that produced them). An ``after_step`` hook with its own
+randomness (`scoresde.conditional.StatefulHook`: ``Replacement``, ``LinearReplacement``,
+``ParticleFilter``) has its state stored in the same record. Rerunning the same command after
+an interruption loads the finished chunks, restores the generator (and the hook) and goes on
+with the next chunk, so the final samples are bit for bit those of an uninterrupted run. Chunks written
 with other settings are discarded (with a note). The folder is removed once the whole batch
 has been written.
 """
@@ -89,7 +91,9 @@ def sample_resumable(
         sde, score, shape, solver, seed, dtype: as for ``solvers.sample``.
         batch_size: samples per chunk.
         progress: show a bar over the samples.
-        **kwargs: the other ``solvers.sample`` arguments (steps, grid, lam, denoise, options...).
+        **kwargs: the other ``solvers.sample`` arguments (steps, grid, lam, denoise, options...);
+            an ``after_step`` that is a `scoresde.conditional.StatefulHook` has its state saved
+            with every chunk and restored on resume.
 
     Returns:
         ``(samples (n, *D), nfe per sample, seconds summed over chunks, chunks reused)``.
@@ -98,16 +102,23 @@ def sample_resumable(
     from solvers.noise import make_generator
 
     from ..atomic import atomic_write_bytes, atomic_write_with
+    from ..conditional import StatefulHook
 
     n = shape[0]
     starts = list(range(0, n, batch_size))
     folder = out / "chunks"
+    hook = kwargs.get("after_step")
+    hook = hook if isinstance(hook, StatefulHook) else None
+    # chunks written before hook states were stored cannot resume a run with a stateful hook
+    fingerprint = {**fingerprint, "hook_state": hook is not None}
     gen = make_generator(seed, torch.device("cpu"))
     x_T = sde.prior_sample(shape, generator=gen, dtype=dtype, device=torch.device("cpu"))
     done = _load_finished(folder, fingerprint, batch_size, x_T)  # their samples are copied into x_T
     reused = len(done)
     if done:
         gen.set_state(done[-1]["rng_state"])
+        if hook is not None:
+            hook.set_state(done[-1]["hook_state"])
     else:
         atomic_write_bytes(folder / "run.json", json.dumps(fingerprint, sort_keys=True).encode())
     bar = None
@@ -124,6 +135,8 @@ def sample_resumable(
                                   **kwargs)
             record = {"samples": part.samples.detach().cpu(), "rng_state": gen.get_state(),
                       "nfe": part.nfe, "seconds": part.seconds}
+            if hook is not None:  # its noise goes on from here in the next chunk
+                record["hook_state"] = hook.get_state()
             atomic_write_with(chunk_path(folder, k), lambda f, rec=record: torch.save(rec, f))
             x_T[start:stop] = record.pop("samples")  # the prior draw's buffer holds the output
             del part

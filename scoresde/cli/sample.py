@@ -215,9 +215,12 @@ def run(args: argparse.Namespace) -> int:
         solvers.check_solver_names([args.solver])
         _check_solver(args.solver, args.option, args.lam)
         r = _resolve(args)
-        from .conditional import apply_conditioning
+        from .conditional import apply_conditioning, conditioning_record
 
-        score, after_step = apply_conditioning(args, r["score"], r["sde"], r["shape"], r.get("target"))
+        # a --classifier trained on other data is warned about: the checkpoint's data or the target
+        data = r["record"].get("trained_on", args.target)
+        score, after_step = apply_conditioning(args, r["score"], r["sde"], r["shape"], r.get("target"),
+                                               data=data, dtype=r["dtype"])
         solvers.api.check_batch_size(args.batch_size)
         out = Path(args.out)
         common = dict(steps=args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
@@ -251,8 +254,7 @@ def run(args: argparse.Namespace) -> int:
     record = {"output": path.name, "solver": args.solver, "steps": args.steps, "seed": args.seed,
               "n": args.n, "denoise": args.denoise, "options": dict(args.option),
               "batch_size": args.batch_size,
-              "conditioning": {k: getattr(args, k, None) for k in
-                               ("label", "guidance", "classifier", "mask", "observed", "impute")},
+              "conditioning": conditioning_record(args),
               **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),
               "dtype": str(r["dtype"]).replace("torch.", ""), "data_id": r["data_id"],
               "nfe": nfe, "seconds": seconds, **r["record"]}

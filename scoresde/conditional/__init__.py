@@ -17,10 +17,11 @@ from .gaussians import FullCovMixture
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance
 from .operators import MaskOperator, MatrixOperator, colorization_matrix
 from .posterior import PosteriorGuidance
-from .replacement import LinearReplacement, Replacement
-from .smc import ParticleFilter
+from .replacement import LinearReplacement, Replacement, StatefulHook
+from .smc import PARTICLE_FILTER_SOLVERS, ParticleFilter
 
 __all__ = [
+    "PARTICLE_FILTER_SOLVERS",
     "ClassMixture",
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
@@ -33,6 +34,7 @@ __all__ = [
     "ParticleFilter",
     "PosteriorGuidance",
     "Replacement",
+    "StatefulHook",
     "as_full_cov",
     "colorization_matrix",
     "condition_on_measurement",

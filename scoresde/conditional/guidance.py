@@ -55,13 +55,35 @@ def _check_label(label: int, n_classes: int | None) -> int:
     return label
 
 
+def _like_classifier(classifier: Classifier, x: Tensor) -> Tensor:
+    """``x`` in the dtype of a ``torch.nn.Module`` classifier's parameters: cast up where that
+    loses nothing (a float32 state, a float64 classifier; gradients flow back to ``x``), else
+    refused with the fix (a raw "mat1 and mat2 must have the same dtype" otherwise).
+
+    Raises:
+        TypeError: parameters of a narrower dtype than ``x`` or on another device.
+    """
+    params = classifier.parameters() if isinstance(classifier, torch.nn.Module) else iter(())
+    param = next(params, None)
+    if param is None or (param.dtype == x.dtype and param.device == x.device):
+        return x
+    if param.device == x.device and torch.promote_types(x.dtype, param.dtype) == param.dtype:
+        return x.to(param.dtype)
+    raise TypeError(
+        f"classifier parameters are {param.dtype} on {param.device} but the state is {x.dtype} on "
+        f"{x.device}; convert the classifier with classifier.to({x.dtype}) (float32 -> float64 is "
+        "lossless) or sample in the classifier's dtype"
+    )
+
+
 class ClassifierGuidance:
     """Score wrapper ``s(x, t) + scale * grad_x log p_t(label | x)``.
 
     Args:
         score: unconditional score.
         classifier: ``(x, t) -> (B, C)`` log-probabilities; log-softmax is applied, so logits
-            work too. Must be differentiable in ``x``.
+            work too. Must be differentiable in ``x``. A ``torch.nn.Module`` gets ``x`` in its
+            parameters' dtype when that is a lossless cast (float32 state, float64 classifier).
         label: the class to sample.
         scale: guidance scale ``w >= 0`` (1 = the exact conditional with an exact classifier).
         n_classes: number of classes, to reject unknown labels up front (optional).
@@ -72,7 +94,9 @@ class ClassifierGuidance:
             classifier output that is not ``(B, C)``, has no class ``label``, or gives a NaN /
             infinite log-probability (or gradient) for it.
         TypeError: ``score`` or ``classifier`` not callable; at call time a classifier that is
-            not differentiable in ``x`` (``.detach()``, ``torch.no_grad``, NumPy).
+            not differentiable in ``x`` (``.detach()``, ``torch.no_grad``, NumPy), or a module
+            classifier whose parameters are narrower than the state (float32 parameters, a
+            float64 state: convert it with ``classifier.to(torch.float64)``) or on another device.
     """
 
     def __init__(
@@ -90,7 +114,8 @@ class ClassifierGuidance:
             return s
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            logits = self.classifier(xg, t)
+            xc = _like_classifier(self.classifier, xg)
+            logits = self.classifier(xc, t.to(xc.dtype) if t.is_floating_point() else t)
             if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
                 raise ValueError(f"classifier must return (B, C) = ({x.shape[0]}, C), got {tuple(logits.shape)}")
             if self.label >= logits.shape[1]:

@@ -24,7 +24,7 @@ class MaskOperator:
     """``A x = x[mask]``: observing the coordinates (pixels) where ``mask`` is True.
 
     Args:
-        mask: boolean of the data shape ``*D`` (some but not all True).
+        mask: boolean of the data shape ``*D`` (some but not all True); 0/1 integers or floats too.
     """
 
     def __init__(self, mask: Any, data_shape: tuple[int, ...] | None = None) -> None:
@@ -85,14 +85,26 @@ class MatrixOperator:
         return a @ a.T
 
 
+def _is_mask(t: Tensor, data_shape: tuple[int, ...]) -> bool:
+    """``t`` is a mask: boolean, or of the data shape ``*D`` with only 0 / 1 entries (as `check_mask`
+    reads it) and not also a one-row matrix ``(1, prod(D))`` (data of shape ``(1, D)``, where
+    a 0/1 array is ambiguous and stays a matrix: pass booleans for a mask)."""
+    if t.dtype == torch.bool:
+        return True
+    if tuple(t.shape) != tuple(data_shape) or (t.ndim == 2 and t.shape[0] == 1):
+        return False
+    return bool(((t == 0) | (t == 1)).all())
+
+
 def as_operator(A: Any, data_shape: tuple[int, ...]) -> MaskOperator | MatrixOperator:
-    """A `MaskOperator` for a boolean ``A`` of the data shape, else a `MatrixOperator`."""
+    """A `MaskOperator` for a mask of the data shape (booleans, or 0/1 integers or floats, as
+    `check_mask` accepts), else a `MatrixOperator` ``(M, prod(D))``."""
     if isinstance(A, MaskOperator | MatrixOperator):
         if A.data_shape != tuple(data_shape):
             raise ValueError(f"operator acts on data of shape {A.data_shape}, not {tuple(data_shape)}")
         return A
     t = as_tensor(A, "A (a mask or a measurement matrix)")
-    if t.dtype == torch.bool:
+    if _is_mask(t, tuple(data_shape)):
         return MaskOperator(t, tuple(data_shape))
     return MatrixOperator(t, tuple(data_shape))
 

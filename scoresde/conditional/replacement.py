@@ -17,7 +17,7 @@ This is *not* the exact conditional: the free part is driven by
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -28,7 +28,41 @@ from solvers.utils import append_dims
 
 from .checks import as_tensor, check_finite_observed, check_full_row_rank, check_mask, check_matrix
 
-__all__ = ["Replacement", "LinearReplacement"]
+__all__ = ["Replacement", "LinearReplacement", "StatefulHook"]
+
+
+@runtime_checkable
+class StatefulHook(Protocol):
+    """An ``after_step`` hook whose randomness (or other state) carries over from one run to the next.
+
+    ``get_state()`` returns what the next run depends on (e.g. the CPU generator's state) as a
+    dict of tensors and numbers (``torch.save`` / ``torch.load(weights_only=True)`` round-trip
+    it); ``set_state(state)`` puts it back. Chunked, resumable sampling
+    (``scoresde sample --batch-size``) stores the hook's state with every finished chunk and
+    restores it on resume, so a resumed run draws the same hook noise as an uninterrupted one.
+    """
+
+    def get_state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+
+def generator_state(generator: torch.Generator) -> dict[str, Any]:
+    """``{"generator": ByteTensor}``: the state of a hook's CPU generator (see `StatefulHook`)."""
+    return {"generator": generator.get_state()}
+
+
+def set_generator_state(generator: torch.Generator, state: Any, owner: str) -> None:
+    """Restore ``generator`` from ``state["generator"]`` (written by `generator_state`).
+
+    Raises:
+        ValueError: ``state`` is not such a dict (naming ``owner``, the hook's class).
+    """
+    saved = state.get("generator") if isinstance(state, dict) else None
+    if not isinstance(saved, torch.Tensor) or saved.dtype != torch.uint8:
+        raise ValueError(f"{owner}.set_state needs the dict returned by {owner}.get_state() "
+                         f"(with a 'generator' ByteTensor), got {type(state).__name__}")
+    generator.set_state(saved)
 
 
 def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
@@ -60,9 +94,13 @@ class Replacement:
 
     Args:
         sde: the forward SDE (gives ``alpha, sigma``).
-        mask: booleans of the data shape ``*D``, True = observed.
+        mask: booleans of the data shape ``*D``, True = observed (0/1 integers or floats too).
         observed: values of shape ``*D`` (one observation for the batch) or ``(B, *D)`` (one
-            per sample; needs an unchunked run: ``solvers.sample`` without ``batch_size``).
+            per sample). Per-sample observations need an unchunked run: ``solvers.sample``
+            without ``batch_size`` (or with ``batch_size >= B``). The hook sees one chunk at a
+            time and cannot tell which samples it holds: chunks of another size are refused,
+            but with ``batch_size`` equal to ``B`` every chunk would silently get observations
+            ``0 .. B-1`` (``scoresde sample`` refuses that case up front).
         seed, generator: randomness of the replacement noise (CPU generator).
         exact_at_end: at ``t <= sde.eps`` write ``y`` itself (no noise) into the result.
 
@@ -96,6 +134,14 @@ class Replacement:
         self.observed = y
         self.generator = _generator(seed, generator)
         self.exact_at_end = exact_at_end
+
+    def get_state(self) -> dict[str, Any]:
+        """The replacement noise's generator state (`StatefulHook`)."""
+        return generator_state(self.generator)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from `get_state`: the next draws continue from there."""
+        set_generator_state(self.generator, state, type(self).__name__)
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != tuple(self.mask.shape):
@@ -158,6 +204,14 @@ class LinearReplacement:
         self.coords = (u.T @ yy) / s  # observed coordinates in that basis
         self.generator = _generator(seed, generator)
         self.exact_at_end = exact_at_end
+
+    def get_state(self) -> dict[str, Any]:
+        """The replacement noise's generator state (`StatefulHook`)."""
+        return generator_state(self.generator)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from `get_state`: the next draws continue from there."""
+        set_generator_state(self.generator, state, type(self).__name__)
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         v = self.basis.to(x)

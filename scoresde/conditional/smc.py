@@ -14,6 +14,13 @@ differs from the exact ratio by ``L_T``: nearly constant because ``x_T`` carries
 information about ``x_0``. At finite ``B`` resampling duplicates particles; the duplicates
 separate only through the remaining noise, so diversity is the price (measured in
 docs/conditional.md). Each step costs one extra score evaluation (the twist).
+
+Only one-step stochastic fixed-grid solvers are valid (`PARTICLE_FILTER_SOLVERS`): a
+multistep solver (``dpmpp_2m``, ``unipc``, ``sde_dpmpp_2m``, ...) keeps per-particle history
+across steps that resampling does not reorder, an adaptive one (``adaptive_sde``) steps every
+sample to its own time, and a deterministic one never separates duplicated particles. The hook
+cannot see which solver calls it: it refuses unequal times within one call (adaptive
+solvers) itself; give ``solver=`` (or call `ParticleFilter.check_solver`) to refuse the rest.
 """
 
 from __future__ import annotations
@@ -36,9 +43,27 @@ from .checks import (
     check_noise_std,
 )
 from .operators import MaskOperator, MatrixOperator, as_operator
-from .replacement import _generator
+from .replacement import _generator, generator_state, set_generator_state
 
-__all__ = ["ParticleFilter"]
+__all__ = ["PARTICLE_FILTER_SOLVERS", "ParticleFilter"]
+
+PARTICLE_FILTER_SOLVERS = ("euler_maruyama", "reverse_diffusion", "ancestral")
+"""Registered solvers the particle filter is valid for: one step from ``(x_t, t)`` to
+``x_s`` with fresh noise, no state carried between steps, one time for the whole batch."""
+
+
+def _solver_problem(name: str) -> str:
+    """Why solver ``name`` (a registered name outside `PARTICLE_FILTER_SOLVERS`) is not valid."""
+    import solvers
+
+    solver = solvers.get_solver(name)
+    if solver.adaptive:
+        return "chooses its own steps, per sample (resampling would mix particles at different times)"
+    if not solver.stochastic:
+        return "is deterministic (duplicated particles would never separate)"
+    return ("carries state from one step to the next (a multistep or predictor-corrector solver, whose "
+            "per-particle history is not reordered when particles are resampled), or is otherwise not a "
+            "one-step solver validated for resampling")
 
 
 class ParticleFilter:
@@ -60,6 +85,9 @@ class ParticleFilter:
         ess_fraction: resample when ``ESS < ess_fraction * B`` (in ``(0, 1]``).
         data_std: ``d`` of the twist's Gaussian prior (see `PosteriorGuidance`).
         seed, generator: randomness of the resampling.
+        solver: the name of the solver the filter will run under, checked with `check_solver`
+            (optional; the hook cannot see the solver, so without it a multistep solver runs
+            unchecked and gives biased samples).
 
     Attributes:
         resamples: number of resampling events so far; ``ess``: the last effective sample size.
@@ -69,7 +97,8 @@ class ParticleFilter:
             full row rank when ``noise_std = 0``, ``noise_std`` negative or not finite,
             ``ess_fraction`` outside ``(0, 1]``, ``data_std`` not finite and > 0, a bad
             ``data_shape``, a seed outside ``torch.Generator``'s range, or both ``seed`` and
-            ``generator``.
+            ``generator``; a ``solver`` outside `PARTICLE_FILTER_SOLVERS`; at call time
+            times that differ within the batch (an adaptive solver).
         TypeError: ``A`` / ``y`` not numeric, ``generator`` not a CPU ``torch.Generator``;
             `NotAnIntegerError`: ``seed`` not an integer.
     """
@@ -87,7 +116,10 @@ class ParticleFilter:
         data_std: float = 1.0,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        solver: str | None = None,
     ) -> None:
+        if solver is not None:
+            self.check_solver(solver)
         self.op: MaskOperator | MatrixOperator = as_operator(A, check_data_shape(data_shape))
         yy = as_tensor(y, "y", torch.float64)
         if isinstance(self.op, MaskOperator) and tuple(yy.shape) == self.op.data_shape:
@@ -110,6 +142,34 @@ class ParticleFilter:
         self._prev_t = float("inf")
         self.resamples = 0
         self.ess = float("nan")
+
+    @staticmethod
+    def check_solver(name: str) -> None:
+        """Refuse a solver the filter is not valid for (anything outside `PARTICLE_FILTER_SOLVERS`).
+
+        Raises:
+            ValueError: an unknown name, or a multistep, adaptive or deterministic solver;
+                the message says why and lists the valid solvers.
+        """
+        import solvers
+
+        solvers.check_solver_names([name])
+        if name not in PARTICLE_FILTER_SOLVERS:
+            raise ValueError(
+                f"ParticleFilter cannot run under solver {name!r}: it {_solver_problem(name)}; "
+                f"use one of {', '.join(PARTICLE_FILTER_SOLVERS)}"
+            )
+
+    def get_state(self) -> dict[str, Any]:
+        """The resampling generator's state and ``resamples`` (`StatefulHook`); the weights are
+        not kept: each run (chunk) starts from fresh weights."""
+        return {**generator_state(self.generator), "resamples": self.resamples}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from `get_state` and forget the current run's weights."""
+        set_generator_state(self.generator, state, type(self).__name__)
+        self.resamples = int(state.get("resamples", self.resamples))
+        self.reset()
 
     def reset(self) -> None:
         """Forget the weights of the current run: the next call starts a new one.
@@ -139,7 +199,20 @@ class ParticleFilter:
         cdf[-1] = 1.0
         return torch.searchsorted(cdf, u).clamp(max=b - 1).to(w.device)
 
+    @staticmethod
+    def _check_one_time(t: Tensor) -> None:
+        """Refuse a call whose samples sit at different times (an adaptive solver's per-sample steps)."""
+        lo, hi = float(t.min()), float(t.max())
+        if hi - lo > 1e-6 * max(1.0, abs(hi)):
+            raise ValueError(
+                f"ParticleFilter got samples at different times in one call (t from {lo:.6g} to {hi:.6g}): "
+                "the solver steps every sample on its own grid (an adaptive solver such as 'adaptive_sde'), "
+                "so resampling would mix particles at different times. Use a one-step stochastic "
+                f"fixed-grid solver: {', '.join(PARTICLE_FILTER_SOLVERS)}"
+            )
+
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self._check_one_time(t)
         t_now = float(t.max())
         if t_now > self._prev_t or (self._prev is not None and self._prev.shape[0] != x.shape[0]):
             self.reset()  # a new run (or chunk) began: the old particles' weights do not apply

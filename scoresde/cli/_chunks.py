@@ -81,7 +81,8 @@ def _load_finished(folder: Path, fingerprint: dict[str, Any], batch_size: int, o
 
 def sample_resumable(
     out: Path, fingerprint: dict[str, Any], *, sde: Any, score: Any, shape: tuple[int, ...], solver: str,
-    batch_size: int, seed: int, dtype: torch.dtype, progress: bool, **kwargs: Any,
+    batch_size: int, seed: int, dtype: torch.dtype, progress: bool, device: torch.device | None = None,
+    **kwargs: Any,
 ) -> tuple[Tensor, int, float, int]:
     """Sample ``shape`` in chunks of ``batch_size``, resuming from ``out/chunks``.
 
@@ -91,6 +92,8 @@ def sample_resumable(
         sde, score, shape, solver, seed, dtype: as for ``solvers.sample``.
         batch_size: samples per chunk.
         progress: show a bar over the samples.
+        device: where ``x_T``, the generator and the solves live (default CPU); the chunks are
+            stored on the CPU either way.
         **kwargs: the other ``solvers.sample`` arguments (steps, grid, lam, denoise, options...);
             an ``after_step`` that is a `scoresde.conditional.StatefulHook` has its state saved
             with every chunk and restored on resume.
@@ -111,8 +114,9 @@ def sample_resumable(
     hook = hook if isinstance(hook, StatefulHook) else None
     # chunks written before hook states were stored cannot resume a run with a stateful hook
     fingerprint = {**fingerprint, "hook_state": hook is not None}
-    gen = make_generator(seed, torch.device("cpu"))
-    x_T = sde.prior_sample(shape, generator=gen, dtype=dtype, device=torch.device("cpu"))
+    device = torch.device("cpu") if device is None else device
+    gen = make_generator(seed, device)
+    x_T = sde.prior_sample(shape, generator=gen, dtype=dtype, device=device)
     done = _load_finished(folder, fingerprint, batch_size, x_T)  # their samples are copied into x_T
     reused = len(done)
     if done:

@@ -98,9 +98,10 @@ def _observations(observed: Any, data_shape: tuple[int, ...], args: argparse.Nam
     return observed
 
 
-def _classifier(path: str, sde: Any, dtype: Any, data: str | None) -> tuple[Any, int]:
+def _classifier(path: str, sde: Any, dtype: Any, data: str | None, device: Any = None) -> tuple[Any, int]:
     """Load ``--classifier``, warn if it was trained for another SDE or data (``data``: the run's
-    data name), and cast it up to the run's ``dtype`` where that is lossless (float32 -> float64)."""
+    data name), cast it up to the run's ``dtype`` where that is lossless (float32 -> float64)
+    and move it to the run's ``device``."""
     import torch
 
     from ..train.classifier import check_classifier_fits, load_classifier
@@ -110,6 +111,8 @@ def _classifier(path: str, sde: Any, dtype: Any, data: str | None) -> tuple[Any,
     param = next(clf.parameters(), None)
     if dtype is not None and param is not None and torch.promote_types(param.dtype, dtype) == dtype:
         clf = clf.to(dtype)
+    if device is not None:
+        clf = clf.to(device)
     return clf, n_classes
 
 
@@ -128,13 +131,15 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def apply_conditioning(args: argparse.Namespace, score: Any, sde: Any, shape: tuple[int, ...],
-                       target: Any | None, *, data: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
+                       target: Any | None, *, data: str | None = None, dtype: Any = None,
+                       device: Any = None) -> tuple[Any, Any]:
     """Return ``(score, after_step)`` for the conditioning flags in ``args`` (unchanged when none).
 
     Args:
         data: the name of the run's data (a checkpoint's recorded data, or the target's name);
             a ``--classifier`` trained on other data is warned about.
         dtype: the run's dtype; a float32 ``--classifier`` is cast up to it (lossless).
+        device: the run's device; a ``--classifier`` is moved there.
     """
     import torch
 
@@ -153,7 +158,7 @@ def apply_conditioning(args: argparse.Namespace, score: Any, sde: Any, shape: tu
         scale = 1.0 if args.guidance is None else args.guidance
         if args.classifier is not None:
             data = data if data is not None else getattr(target, "name", None)
-            clf, n_classes = _classifier(args.classifier, sde, dtype, data)
+            clf, n_classes = _classifier(args.classifier, sde, dtype, data, device)
             score = ClassifierGuidance(score, clf, args.label, scale, n_classes=n_classes)
         elif target is not None:
             cm = ClassMixture(target, list(range(target.n_components)))

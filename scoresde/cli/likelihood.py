@@ -25,7 +25,7 @@ from .errors import report_error
 #: The options that decide the per-point numbers (the sidecar's record and the resume fingerprint).
 SETTINGS = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps", "grid",
             "target_error", "rtol", "atol", "eps", "divergence", "probe_type", "probes", "refresh", "exact_prior",
-            "batch_size", "bpd", "levels", "data_range")
+            "batch_size", "bpd", "levels", "data_range", "device")
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -101,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "With --out the finished chunks are kept in OUT.chunks/ and rerunning the same "
                         "command after an interruption resumes")
     g.add_argument("--float64", action="store_true", help="compute in float64")
+    g.add_argument("--device", default="cpu",
+                   help="where the model runs and the ODE is solved: cpu, cuda, cuda:1, auto ... [cpu]; the data draws "
+                        "and dequantization are the CPU's for a seed, Hutchinson probes are drawn on the device")
     g.add_argument("--exact-prior", action="store_true",
                    help="--target only: use the exact p_T at T instead of the SDE prior")
     g = parser.add_argument_group("bits/dim and bound")
@@ -206,7 +209,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
             raise ValueError("--exact-prior needs --target")
         from ..train import load_model
 
-        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights, device=args.device)
         check_checkpoint_sde(args.sde, config.sde.name, args.checkpoint)
         args.sde = config.sde.name  # what the settings record: the SDE actually used
         score = model.score_fn(sde)
@@ -255,7 +258,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
     if args.bpd:
         k = _to_levels(x, args.levels, args.data_range)
         x = dequantize(k, levels=args.levels, data_range=args.data_range, generator=gen, dtype=dtype)
-    x = x.to(dtype)
+    x = x.to(dtype=dtype, device=args.device)
     return sde, score, target, x, dim, label, gen
 
 
@@ -263,8 +266,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..likelihood import bpd_from_log_prob, elbo, likelihood
+    from ..train.distributed import resolve_device
 
     try:
+        args.device = str(resolve_device(args.device))  # "auto" -> what it chose
         sde, score, target, x, dim, label, gen = _load(args)
         if args.batch_size is not None and args.batch_size < 1:
             raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")

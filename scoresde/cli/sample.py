@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "solvers.sample); finished chunks are kept in OUT/chunks, so rerunning "
                              "an interrupted command resumes it with the same result")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--device", default="cpu",
+                        help="where the model runs and the samples are drawn: cpu, cuda, cuda:1, auto ... [cpu]; "
+                             "a seed gives other draws on another device type")
     parser.add_argument("--denoise", nargs="?", const="tweedie", default=None, choices=["ode", "tweedie", "none"],
                         help="end-of-run step (default: the solver's, 'ode': to sigma = 0, samples p_0; "
                              "bare --denoise: Tweedie; 'none': stop at eps)")
@@ -180,7 +183,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     if args.n < 1 or args.steps < 1:
         raise ValueError("--n and --steps must be positive")
     if args.checkpoint:
-        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights)
+        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights, device=args.device)
         check_checkpoint_sde(args.sde, config.sde.name, args.checkpoint)
         args.sde = config.sde.name  # what the settings record: the SDE actually used
         ref = None
@@ -210,8 +213,10 @@ def run(args: argparse.Namespace) -> int:
     import solvers
 
     from ..train import CheckpointError
+    from ..train.distributed import resolve_device
 
     try:
+        args.device = str(resolve_device(args.device))  # "auto" -> what it chose, as recorded
         solvers.check_solver_names([args.solver])
         _check_solver(args.solver, args.option, args.lam)
         r = _resolve(args)
@@ -220,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         # a --classifier trained on other data is warned about: the checkpoint's data or the target
         data = r["record"].get("trained_on", args.target)
         score, after_step = apply_conditioning(args, r["score"], r["sde"], r["shape"], r.get("target"),
-                                               data=data, dtype=r["dtype"])
+                                               data=data, dtype=r["dtype"], device=args.device)
         solvers.api.check_batch_size(args.batch_size)
         out = Path(args.out)
         common = dict(steps=args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
@@ -231,12 +236,12 @@ def run(args: argparse.Namespace) -> int:
             samples, nfe, seconds, reused = sample_resumable(
                 out, _fingerprint(args, r), sde=r["sde"], score=score, shape=r["shape"], solver=args.solver,
                 batch_size=args.batch_size, seed=args.seed, dtype=r["dtype"], progress=not args.no_progress,
-                **common)
+                device=torch.device(args.device), **common)
             if reused:
                 print(f"resumed: {reused} finished chunk(s) of {args.batch_size} samples reused from {out / 'chunks'}")
         else:
             result = solvers.sample(r["sde"], score, r["shape"], args.solver, seed=args.seed, dtype=r["dtype"],
-                                    progress=not args.no_progress, **common)
+                                    device=args.device, progress=not args.no_progress, **common)
             samples, nfe, seconds = result.samples, result.nfe, result.seconds
     except (ValueError, TypeError, CheckpointError) as err:  # other OSErrors: errors.describe
         report_error("sample", err)
@@ -256,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
               "batch_size": args.batch_size,
               "conditioning": conditioning_record(args),
               **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),
-              "dtype": str(r["dtype"]).replace("torch.", ""), "data_id": r["data_id"],
+              "dtype": str(r["dtype"]).replace("torch.", ""), "device": args.device, "data_id": r["data_id"],
               "nfe": nfe, "seconds": seconds, **r["record"]}
     side = write_sidecar(path, record)
     if (out / "chunks").is_dir():  # every chunk is in the samples file now
@@ -280,7 +285,7 @@ def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str
     if args.checkpoint:  # the checkpoint file itself: a retrained run at the same path is other data
         model["checkpoint_file"] = file_identity(args.checkpoint, checkpoint=True)
     keys = ("solver", "steps", "grid", "lam", "seed", "n", "batch_size", "denoise", "raw_weights", "option",
-            "label", "guidance", "classifier", "mask", "observed", "impute")
+            "label", "guidance", "classifier", "mask", "observed", "impute", "device")
     settings = {k: getattr(args, k, None) for k in keys}
     files = {}  # a classifier, mask or observation given as a file: its identity, not only its name
     for k, v in settings.items():

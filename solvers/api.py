@@ -54,7 +54,7 @@ from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
-from .sde_checks import check_prior_draw, check_sde
+from .sde_checks import check_prior_draw, check_sde, warn_if_diverged
 
 __all__ = [
     "SOLVERS",
@@ -343,11 +343,13 @@ def sample(
         dynamics = ReverseDynamics(sde, score if bar is None else bar.wrap(score), lam_value,
                                    check_finite=check_finite)
         if chunked:
-            return sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
-                                    noise=noise_src, in_place=x_T is None, progress=bar, **run)
-        result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
-        if bar is not None:
-            bar.finish_chunk()
+            result = sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
+                                      noise=noise_src, in_place=x_T is None, progress=bar, **run)
+        else:
+            result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
+            if bar is not None:
+                bar.finish_chunk()
+        warn_if_diverged(result.samples, sde)
         return result
     finally:
         if bar is not None:

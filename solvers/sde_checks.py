@@ -20,7 +20,10 @@ from torch import Tensor
 from .inputs import as_real
 from .protocol import ReverseSDEParts
 
-__all__ = ["check_time_range", "check_sde", "check_prior_draw"]
+__all__ = ["check_time_range", "check_sde", "check_prior_draw", "warn_if_diverged", "DIVERGED_FACTOR"]
+
+#: Samples larger than this many times ``sigma(T) / alpha(T)`` are reported as a diverged run.
+DIVERGED_FACTOR = 100.0
 
 
 def check_time_range(sde: object) -> tuple[float, float]:
@@ -129,3 +132,35 @@ def check_prior_draw(x: Any, sde: object, shape: tuple[int, ...], dtype: torch.d
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} returned {bad} NaN/inf entries (of {x.numel()}); the initial state must be finite")
     return x.to(dtype=dtype, device=device)
+
+
+def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> None:
+    """Warn when ``samples: (B, *D)`` are far larger than any data the SDE's prior can represent.
+
+    At ``T`` the state is ``alpha(T) x_0 + sigma(T) z`` and the prior is a Gaussian of scale
+    ``sigma(T)``, so data of size well beyond ``sigma(T) / alpha(T)`` (150 on the VP SDE,
+    ``sigma_max`` on VE) are not covered by it. A sample more than `DIVERGED_FACTOR` times
+    that from the origin is the sign of a run that blew up without producing NaN: typically a
+    score network evaluated where it was never trained (prior draws far from ``p_T``), or an
+    explicit step too large for the score's stiffness. Finite values only; no warning for an
+    SDE without ``marginal_coeffs`` or with ``alpha(T) = 0``.
+    """
+    coeffs = getattr(sde, "marginal_coeffs", None)
+    if coeffs is None or samples.numel() == 0:
+        return
+    T = float(getattr(sde, "T", 1.0))
+    alpha, sigma = coeffs(torch.full((1,), T, dtype=samples.dtype, device=samples.device))
+    a, s = float(torch.as_tensor(alpha).reshape(-1)[0]), float(torch.as_tensor(sigma).reshape(-1)[0])
+    if not (a > 0 and math.isfinite(s / a)):
+        return
+    scale = s / a
+    size = float(samples.detach().abs().amax())
+    if math.isfinite(size) and size > DIVERGED_FACTOR * scale:
+        import warnings
+
+        warnings.warn(
+            f"the samples reach |x| = {size:.3g}, more than {DIVERGED_FACTOR:g} x sigma(T)/alpha(T) = "
+            f"{scale:.3g}, beyond any data the prior of {type(sde).__name__} covers: the run diverged. "
+            "Usual causes: a score network evaluated far from where it was trained (e.g. a VE sigma_max "
+            "below the data's distance from the origin), or too few steps for an explicit solver",
+            RuntimeWarning, stacklevel=stacklevel)

@@ -83,7 +83,7 @@ def sample_resumable(
     out: Path, fingerprint: dict[str, Any], *, sde: Any, score: Any, shape: tuple[int, ...], solver: str,
     batch_size: int, seed: int, dtype: torch.dtype, progress: bool, device: torch.device | None = None,
     **kwargs: Any,
-) -> tuple[Tensor, int, float, int]:
+) -> tuple[Tensor, int, float, int, str | None]:
     """Sample ``shape`` in chunks of ``batch_size``, resuming from ``out/chunks``.
 
     Args:
@@ -99,7 +99,8 @@ def sample_resumable(
             with every chunk and restored on resume.
 
     Returns:
-        ``(samples (n, *D), nfe per sample, seconds summed over chunks, chunks reused)``.
+        ``(samples (n, *D), nfe per sample, seconds summed over chunks, chunks reused, the
+        end-of-run step taken: "ode", "tweedie" or "none")``.
     """
     import solvers
     from solvers.noise import make_generator
@@ -138,7 +139,7 @@ def sample_resumable(
             part = solvers.sample(sde, score, solver=solver, x_T=x_T[start:stop], generator=gen, dtype=dtype,
                                   **kwargs)
             record = {"samples": part.samples.detach().cpu(), "rng_state": gen.get_state(),
-                      "nfe": part.nfe, "seconds": part.seconds}
+                      "nfe": part.nfe, "seconds": part.seconds, "end_step": part.stats.get("end_step")}
             if hook is not None:  # its noise goes on from here in the next chunk
                 record["hook_state"] = hook.get_state()
             atomic_write_with(chunk_path(folder, k), lambda f, rec=record: torch.save(rec, f))
@@ -159,4 +160,5 @@ def sample_resumable(
             bar.close()
     nfe = max(int(c["nfe"]) for c in done)
     seconds = sum(float(c["seconds"]) for c in done)
-    return x_T, nfe, seconds, reused
+    end_step = done[-1].get("end_step")  # the same for every chunk (chunks stored before it was: None)
+    return x_T, nfe, seconds, reused, end_step

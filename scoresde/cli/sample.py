@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size is not None and args.batch_size < args.n:
             from ._chunks import sample_resumable
 
-            samples, nfe, seconds, reused = sample_resumable(
+            samples, nfe, seconds, reused, end_step = sample_resumable(
                 out, _fingerprint(args, r), sde=r["sde"], score=score, shape=r["shape"], solver=args.solver,
                 batch_size=args.batch_size, seed=args.seed, dtype=r["dtype"], progress=not args.no_progress,
                 device=torch.device(args.device), **common)
@@ -243,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             result = solvers.sample(r["sde"], score, r["shape"], args.solver, seed=args.seed, dtype=r["dtype"],
                                     device=args.device, progress=not args.no_progress, **common)
             samples, nfe, seconds = result.samples, result.nfe, result.seconds
+            end_step = result.stats.get("end_step")
     except (ValueError, TypeError, CheckpointError) as err:  # other OSErrors: errors.describe
         report_error("sample", err)
         return 2
@@ -257,7 +258,8 @@ def run(args: argparse.Namespace) -> int:
         path = out / "samples.pt"
         atomic_write_with(path, lambda f: torch.save(array, f))
     record = {"output": path.name, "solver": args.solver, "steps": args.steps, "seed": args.seed,
-              "n": args.n, "denoise": args.denoise, "options": dict(args.option),
+              "n": args.n, "denoise": end_step, "denoise_given": args.denoise is not None,
+              "options": dict(args.option),
               "batch_size": args.batch_size,
               "conditioning": conditioning_record(args),
               **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),

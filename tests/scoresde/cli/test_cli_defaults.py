@@ -62,3 +62,16 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"scoresde {scoresde.__version__}"
+
+
+@pytest.mark.parametrize(("extra", "expected"), [([], "ode"), (["--batch-size", "20"], "ode"),
+                                                 (["--mask", "1,0", "--observed", "1,0"], "none"),
+                                                 (["--denoise", "none"], "none")])
+def test_sample_sidecar_records_the_end_step_taken(tmp_path: Path, extra: list[str], expected: str) -> None:
+    # It recorded null for the default; the default depends on the solver, the SDE and a hook
+    # (an imputation hook ends at eps), so the record is what the run did.
+    out = tmp_path / "s"
+    assert main(["sample", "--target", "ring", "--solver", "dpmpp_2m", "--steps", "6", "--n", "50",
+                 "--out", str(out), "--no-plot", "--no-progress", *extra]) == 0
+    side = json.loads((out / "samples.json").read_text())
+    assert side["denoise"] == expected and side["denoise_given"] == ("--denoise" in extra)

@@ -101,7 +101,9 @@ class Replacement:
             time and cannot tell which samples it holds: chunks of another size are refused,
             but with ``batch_size`` equal to ``B`` every chunk would silently get observations
             ``0 .. B-1`` (``scoresde sample`` refuses that case up front).
-        seed, generator: randomness of the replacement noise (CPU generator).
+        seed, generator: randomness of the replacement noise (CPU generator). The generator
+            carries over from one run to the next: a hook reused for a second run draws new
+            noise (build a new one, or `set_state` a saved state, to repeat a run).
         exact_at_end: at ``t <= sde.eps`` write ``y`` itself (no noise) into the result.
 
     Raises:

@@ -24,6 +24,7 @@ only values clearly above ~2.5 indicate a systematic error.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -145,13 +146,17 @@ class CombinedMetric:
     def ratios(self, x: Tensor, y: Tensor) -> dict[str, float]:
         """Each statistic divided by its floor (1.0 = as far as another exact set).
 
+        A statistic whose floor is exactly 0 (the mode-weight TV of a one-component target,
+        where every sample falls in the one mode) carries no information: its ratio is 0 when
+        the statistic is 0 too, and ``inf`` otherwise.
+
         Raises:
             TypeError, ValueError: as `components`; ``x`` not of the ``n`` rows the floors are for.
         """
         x = _as_samples(x, "x", min_n=1, finite=False)
         if x.shape[0] != self.n:
             raise ValueError(f"this metric's floors are for n = {self.n} samples, got {x.shape[0]}")
-        return {k: v / self.floors[k] for k, v in self.components(x, y).items()}
+        return {k: _ratio(v, self.floors[k]) for k, v in self.components(x, y).items()}
 
     def __call__(self, x: Tensor, y: Tensor) -> float:
         """Combined value ``max_k stat_k(x, y) / floor_k``."""
@@ -165,6 +170,13 @@ class CombinedMetric:
         """
         gen = torch.Generator().manual_seed(_seed(30_000 + as_integer(seed, "seed")))
         return self.target.sample(self.n, generator=gen, dtype=torch.float64)
+
+
+def _ratio(value: float, floor: float) -> float:
+    """``value / floor``, with ``0 / 0 = 0`` (a statistic that is 0 for any sample set)."""
+    if floor > 0:
+        return value / floor
+    return 0.0 if value == 0 else math.inf
 
 
 def median_over_seeds(

@@ -81,3 +81,21 @@ def test_combined_metric_errors(metric8: quality.CombinedMetric) -> None:
     assert metric8(bad, metric8.exact_reference(0)) == math.inf
     with pytest.raises(TypeError, match="GaussianMixture"):
         quality.CombinedMetric("sharp_8", 100)  # type: ignore[arg-type]
+
+
+def test_combined_metric_of_a_one_component_target() -> None:
+    # Every sample falls in the one mode: the mode-weight TV and its floor are both 0 (this
+    # divided by zero before); the other three statistics still judge the samples.
+    import torch
+
+    from scoresde.quality import CombinedMetric
+    from scoresde.targets import GaussianMixture
+
+    target = GaussianMixture(torch.zeros(1, 2), 0.5)
+    metric = CombinedMetric(target, 200, repeats=4)
+    assert metric.floors["mode_tv"] == 0.0
+    x = target.sample(200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = target.sample(200, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ratios = metric.ratios(x, y)
+    assert ratios["mode_tv"] == 0.0 and metric(x, y) == max(ratios.values()) < 5
+    assert metric(1.5 * x, y) > 5  # a 1.5x too wide Gaussian is still caught

@@ -8,7 +8,7 @@ integrate `[x, l]` up to `T` along the augmented ODE of `AugmentedFlow`, then::
 By default (`density="data"`) the result estimates the data density `log p_0(x)`: the ODE
 runs from `t_end = data_end_time(sde)` (1e-5, Song et al.'s likelihood setting, or `sde.eps`
 if smaller) and the last piece `[0, t_end]` is added by `data_correction`: exactly for locally
-Gaussian data when the divergence is exact and `d <= 64` (from the score's Jacobian at the
+Gaussian data when the divergence is exact and `d <= 256` (from the score's Jacobian at the
 data point; modes far narrower than the end noise included), to first order in
 `sigma(t_end)^2` otherwise; on sharp mixtures (mode std 1/25 of the mode spacing) the
 remaining bias of that piece is ~1e-5 nats per point under VP, sub-VP and VE. With `density="marginal"` (what an

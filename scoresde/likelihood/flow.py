@@ -20,7 +20,7 @@ data coordinate. ``w -> 0`` removes them from step-size control, which
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -196,11 +196,15 @@ class AugmentedFlow:
         self._extra_nfe += 1
         return self._score(x, batch_time(t, x))
 
-    def score_jacobian(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
-        """``(s(x, t): (B, *D), ds/dx: (B, d, d))`` (one counted evaluation, ``d`` backward passes)."""
+    def score_jacobians(self, x: Tensor, t: float, chunk: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
+        """``(rows, s(x[rows], t): (b, *D), ds/dx: (b, d, d))`` for consecutive chunks of at most
+        ``chunk`` points (one counted evaluation per point in all, ``d`` backward passes per chunk)."""
         self._extra_nfe += 1
-        tt = batch_time(t, x)
-        return exact_jacobian(lambda z: self._score(z, tt), x)
+        for start in range(0, x.shape[0], chunk):
+            part = x[start:start + chunk]
+            tt = batch_time(t, part)
+            s, jac = exact_jacobian(lambda z, tt=tt: self._score(z, tt), part)
+            yield slice(start, start + part.shape[0]), s, jac
 
     def score_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
         """``(s(x, t): (B, *D), div s(x, t): (B, M))`` (one counted evaluation)."""

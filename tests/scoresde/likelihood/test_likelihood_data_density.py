@@ -107,9 +107,38 @@ def test_first_order_end_piece_fails_where_the_gaussian_one_does_not(monkeypatch
     x = target.sample(200, generator=torch.Generator().manual_seed(0)).double()
     monkeypatch.setattr(endpoint, "GAUSSIAN_END_MAX_DIM", 0)
     flow = AugmentedFlow(sde, target.score_fn(sde), (2,))
-    x_e, c = data_correction(flow, sde, x, data_end_time(sde))
+    with pytest.warns(RuntimeWarning, match=r"first order here \(d = 2 > 0.*neglects at least") as caught:
+        x_e, c = data_correction(flow, sde, x, data_end_time(sde))
     err = (target.marginal_log_prob(x_e, data_end_time(sde), sde) + c[:, 0] - target.log_prob(x)).abs().mean()
     assert float(err) > 5e-3
+    bound = float(str(caught[0].message).split("neglects at least ")[1].split(" nats")[0])
+    assert bound <= float(err)  # a lower bound on what is missing
+
+
+def _sharp_mixture(dim: int, std: float) -> GaussianMixture:
+    g = torch.Generator().manual_seed(dim)
+    means = torch.randn(3, dim, generator=g, dtype=torch.float64)
+    return GaussianMixture(means, std, weights=torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dim", [65, 130])
+def test_gaussian_end_piece_above_64_dimensions(dim, monkeypatch):
+    # A user pass found the error of log p_0 jump from 8e-4 at d = 64 to 1.3e-2 at d = 65 (std
+    # 0.005, VP): the end piece fell back to first order above 64 dimensions. The Jacobians are
+    # now formed in chunks of points, and the Gaussian piece is used up to d = 256.
+    sde = sd.get_sde("vp")
+    target = _sharp_mixture(dim, 0.005)
+    x = target.sample(40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t_end = data_end_time(sde)
+    flow = AugmentedFlow(sde, target.score_fn(sde), (dim,))
+    x_e, c = data_correction(flow, sde, x, t_end)
+    err = (target.marginal_log_prob(x_e, t_end, sde) + c[:, 0] - target.log_prob(x)).abs().max()
+    assert float(err) < 1e-6 and flow.nfe == 1
+    monkeypatch.setattr(endpoint, "JACOBIAN_CHUNK_FLOATS", 3 * dim * dim)  # chunks of 3 points
+    chunked = AugmentedFlow(sde, target.score_fn(sde), (dim,))
+    x_c, c_c = data_correction(chunked, sde, x, t_end)
+    torch.testing.assert_close((x_c, c_c), (x_e, c), atol=1e-12, rtol=0)
+    assert chunked.nfe == 1  # one evaluation per point, whatever the chunks
 
 
 @pytest.mark.parametrize("sde_name", ["vp", "subvp", "ve"])

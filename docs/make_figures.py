@@ -126,7 +126,7 @@ def comparisons(out: Path, cache: Path, quick: bool) -> str:
     # Sliced W2 is O(n log n): 10,000 samples keep its noise floor low enough to separate
     # solvers. (MMD and energy distance are O(n^2); the CLI offers them.)
     kw = {"steps": [5, 10, 20, 50, 100], "seeds": [0, 1, 2], "tolerances": [1e-2, 1e-3, 1e-4],
-          "n": 10_000, "metrics": ["sliced_w2"], "floor_repeats": 5}
+          "n": 10_000, "metrics": ["sliced_w2"], "floor_repeats": 32}
     if quick:
         kw.update(steps=[5, 20], seeds=[0, 1], tolerances=[1e-2], n=300, floor_repeats=2)
         names = names[:5]

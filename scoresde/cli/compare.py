@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=_ints, default=[10, 20, 50, 100],
                         help="step budgets of fixed-grid solvers")
     parser.add_argument("--tolerances", type=_floats, default=[1e-2, 1e-3, 1e-4],
-                        help="rtol = atol values of adaptive solvers (used instead of --steps)")
+                        help="rtol = atol values of adaptive solvers (used instead of --steps; "
+                        "an --option rtol/atol for them is refused)")
     parser.add_argument("--seeds", type=_ints, default=[0, 1, 2],
                         help="seeds (error bars are the spread over seeds)")
     parser.add_argument("--n", type=int, default=4000, help="samples per cell (and per reference set)")
@@ -88,8 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bare --denoise: Tweedie; 'none': stop at eps)")
     parser.add_argument("--option", action="append", default=[], metavar="SOLVER:KEY=VALUE",
                         help="a solver option, repeatable (e.g. pc:snr=0.16)")
-    parser.add_argument("--floor-repeats", type=int, default=5,
-                        help="exact-vs-exact pairs averaged for each noise floor")
+    parser.add_argument("--floor-repeats", type=int, default=compare.DEFAULT_FLOOR_REPEATS,
+                        help="exact-vs-exact pairs averaged for each noise floor (its standard error, "
+                        "std / sqrt(pairs), is printed with the SW2 / floor ratios)")
     parser.add_argument("--plot-metric", type=_names, default=DEFAULT_PLOT_METRICS,
                         help="metrics drawn in the combined figures")
     parser.add_argument("--out", type=output_path, required=True, help="output folder (resumes if it holds a run)")
@@ -149,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--option names solver(s) {', '.join(stray)} that are not in the sweep "
                              f"({', '.join(names)}); check the spelling or add them to --solvers")
         compare.check_solver_options(options, label="--option")  # a bad value: here, not in every cell
+        compare.check_tolerance_options(options, label="--option", axis="--tolerances")
         for seed in args.seeds:
             try:
                 check_seed(seed)

@@ -18,7 +18,8 @@ With `out=`, each finished cell is written at once (atomically) under `out/cells
 the same comparison reuses every stored cell whose settings match and computes only the
 missing ones, so an interrupted sweep resumes where it stopped and a grid can be extended
 cheaply. A cell's key covers the problem, sample size, metrics, grid, noise, denoising, the
-solver's options and the source file of the solver's class.
+solver's options and the source of the whole `solvers` package and of the modules that build
+the reference and score a cell (`cache.CODE_MODULES`; hashed once per process).
 
 Modules: `problem` (what is sampled; checkpoint loading is injected), `cache` (cells, keys,
 atomic files, CSV), `scoring` (metrics and noise floors), `options` (solver choice and
@@ -30,6 +31,7 @@ from .cache import Cell, records_to_csv, write_atomic
 from .options import (
     PREFERRED_SOLVERS,
     check_solver_options,
+    check_tolerance_options,
     default_solvers,
     parse_solver_options,
     unique,
@@ -37,11 +39,12 @@ from .options import (
 from .problem import CheckpointLoader, LoadedCheckpoint, Problem
 from .results import ComparisonResult
 from .runner import evaluate_results, run_comparison, sample_solvers
-from .scoring import METRICS, MODE_METRICS
+from .scoring import DEFAULT_FLOOR_REPEATS, METRICS, MODE_METRICS
 from .scoring import REF_SEED_OFFSET as _REF_SEED_OFFSET  # noqa: F401  (kept for existing callers)
 from .tables import markdown_table
 
 __all__ = [
+    "DEFAULT_FLOOR_REPEATS",
     "METRICS",
     "MODE_METRICS",
     "PREFERRED_SOLVERS",
@@ -51,6 +54,7 @@ __all__ = [
     "LoadedCheckpoint",
     "Problem",
     "check_solver_options",
+    "check_tolerance_options",
     "default_solvers",
     "evaluate_results",
     "markdown_table",

@@ -2,14 +2,17 @@
 
 Each finished cell is one JSON file under `out/cells/`, written atomically (temporary file +
 rename), keyed by a hash of everything that determines it (problem, sample size, metrics,
-grid, noise, options and the source file of the solver's class), so a rerun reuses exactly
-the cells whose settings match.
+grid, noise, options, the source of the whole `solvers` package and of the modules that
+sample the reference and score a cell, see `CODE_MODULES`), so a rerun reuses exactly the
+cells whose settings and code match.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
+import importlib
 import inspect
 import io
 import json
@@ -23,10 +26,20 @@ import solvers
 
 from ..atomic import atomic_write_bytes
 
-__all__ = ["Cell", "write_atomic", "records_to_csv", "cache_key", "solver_code", "read_cell",
-           "load_or_compute_floors", "json_default"]
+__all__ = ["Cell", "write_atomic", "records_to_csv", "cache_key", "solver_code", "code_files", "code_digest",
+           "read_cell", "load_or_compute_floors", "json_default", "CODE_PACKAGES", "CODE_MODULES"]
 
 FORMAT_VERSION = 1
+"""Bumped by hand when the layout of a stored cell changes (code edits are caught by `code_digest`)."""
+
+CODE_PACKAGES: tuple[str, ...] = ("solvers",)
+"""Packages whose every source file enters each cell's key (any solver may use any helper)."""
+
+CODE_MODULES: tuple[str, ...] = (
+    "scoresde.sde", "scoresde.targets", "scoresde.metrics", "scoresde.mode_metrics",
+    "scoresde.compare.problem", "scoresde.compare.scoring", "scoresde.compare.runner",
+)
+"""Modules that build the SDE, the exact score and reference samples, and score and run a cell."""
 
 Floors = dict[str, tuple[float, float]]
 
@@ -51,7 +64,9 @@ class Cell:
 
     @property
     def filename(self) -> str:
-        b = int(self.budget) if self.budget_kind == "steps" else f"{self.budget:.3e}"
+        """`<solver>__<kind>-<budget>__seed-<seed>.json`, distinct for distinct cells: a
+        tolerance is spelled exactly (`repr`, e.g. `0.0010004`), never rounded."""
+        b = int(self.budget) if self.budget_kind == "steps" else repr(float(self.budget))
         return f"{self.solver}__{self.budget_kind}-{b}__seed-{self.seed}.json"
 
 
@@ -65,12 +80,37 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def solver_code(name: str) -> str:
-    """Hash of the source file of a solver's class: editing a solver invalidates its cells."""
+    """Hash of the source file of a solver's class (a solver registered from outside
+    `CODE_PACKAGES` is covered by this alone)."""
     cls = solvers.SOLVERS[name].factory
     try:
         return hashlib.sha256(Path(inspect.getfile(cls)).read_bytes()).hexdigest()[:16]
     except (TypeError, OSError):  # defined interactively: fall back to its name
         return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def code_files() -> tuple[Path, ...]:
+    """The source files that decide a cell: every `.py` of `CODE_PACKAGES`, then `CODE_MODULES`."""
+    files: list[Path] = []
+    for name in CODE_PACKAGES:
+        root = Path(importlib.import_module(name).__file__ or "").parent
+        files += sorted(root.rglob("*.py"))
+    files += [Path(importlib.import_module(name).__file__ or "") for name in CODE_MODULES]
+    return tuple(files)
+
+
+@functools.cache
+def code_digest() -> str:
+    """Hash of the bytes of `code_files()`, part of every cell's key: an edit to any solver,
+    helper or metric invalidates the stored cells.
+
+    Computed once per process (an edit made while a sweep runs is seen by the next process;
+    `code_digest.cache_clear()` forces a re-read).
+    """
+    h = hashlib.sha256()
+    for path in code_files():
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def cache_key(obj: Any) -> str:
@@ -104,7 +144,7 @@ def load_or_compute_floors(
             pass
     floors = compute()
     if path is not None:
-        write_atomic(path, json.dumps({"key": key, "floors": floors}, indent=1))
+        write_atomic(path, json.dumps({"key": key, "repeats": repeats, "floors": floors}, indent=1))
     return floors
 
 

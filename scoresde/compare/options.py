@@ -11,7 +11,7 @@ import solvers
 from .cache import Cell
 
 __all__ = ["PREFERRED_SOLVERS", "default_solvers", "parse_solver_options", "plan_cells", "is_adaptive",
-           "unique", "check_solver_options"]
+           "unique", "check_solver_options", "on_tolerance_axis", "check_tolerance_options"]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -32,6 +32,37 @@ def is_adaptive(name: str) -> bool:
     return bool(getattr(solvers.SOLVERS[name], "adaptive", False))
 
 
+def on_tolerance_axis(name: str) -> bool:
+    """Whether the solver `name` gets its budget from the tolerance grid (`rtol = atol = tol`)."""
+    return is_adaptive(name) and accepts(name, "rtol")
+
+
+TOLERANCE_OPTIONS: tuple[str, ...] = ("rtol", "atol")
+"""Options the tolerance grid sets on the solvers it applies to."""
+
+
+def check_tolerance_options(options: Mapping[str, Mapping[str, Any]], *, label: str = "solver option",
+                            axis: str = "tolerances") -> None:
+    """Refuse `rtol` / `atol` options for solvers on the tolerance axis.
+
+    Every cell of such a solver sets `rtol = atol = tol` from the tolerance grid, which would
+    overwrite the option without a word (while the run's config records it as applied).
+    ``label`` and ``axis`` name the option and the grid in the message (the CLI passes
+    ``"--option"`` and ``"--tolerances"``).
+
+    Raises:
+        ValueError: names the first such ``solver:key=value`` and the fix (``axis``).
+    """
+    for name, opts in options.items():
+        clash = [k for k in TOLERANCE_OPTIONS if k in opts]
+        if clash and name in solvers.SOLVERS and on_tolerance_axis(name):
+            key, value = clash[0], _spell(opts[clash[0]])
+            example = f"{axis} {value}" if axis.startswith("--") else f"{axis}=[{value}]"
+            raise ValueError(
+                f"{label} {name}:{key}={value}: {name} is adaptive and each of its cells sets rtol = atol "
+                f"from {axis}, which would overwrite this option; drop it and give the tolerance as {example}")
+
+
 def plan_cells(
     names: Sequence[str], steps: Sequence[int], tolerances: Sequence[float], seeds: Sequence[int]
 ) -> list[Cell]:
@@ -41,7 +72,7 @@ def plan_cells(
     for name in names:
         budgets: list[tuple[str, float]]
         if is_adaptive(name):
-            budgets = [("tol", float(t)) for t in tolerances] if accepts(name, "rtol") else [("auto", 0.0)]
+            budgets = [("tol", float(t)) for t in tolerances] if on_tolerance_axis(name) else [("auto", 0.0)]
         else:
             budgets = [("steps", float(s)) for s in steps]
         for kind, b in budgets:

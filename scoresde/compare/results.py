@@ -29,6 +29,8 @@ class ComparisonResult:
         files: paths written by `save` (when `out` was given).
         reference: name of the reference law (`"exact"` or `"data"`), for the floor row.
         n_modes: number of mixture modes when the reference is a mixture (coverage as `k/K`).
+        floor_repeats: exact-vs-exact pairs behind each floor (its standard error is
+            `std / sqrt(floor_repeats)`); `None` when not known.
     """
 
     problem: str
@@ -40,11 +42,12 @@ class ComparisonResult:
     files: dict[str, Path] = field(default_factory=dict)
     reference: str = "exact"
     n_modes: int | None = None
+    floor_repeats: int | None = None
 
     def table(self, metrics: Sequence[str] | None = None) -> str:
         """Markdown table: mean ± std over seeds per (solver, budget); noise floor last."""
         return markdown_table(self.records, self.floors, metrics or self.metrics,
-                              reference=self.reference, n_modes=self.n_modes)
+                              reference=self.reference, n_modes=self.n_modes, floor_repeats=self.floor_repeats)
 
     def plot(self, metrics: Sequence[str] | None = None, *, x: str = "nfe", ax: Any = None) -> Any:
         """Metric-vs-`x` curves (one panel per metric); returns the figure."""
@@ -59,7 +62,7 @@ class ComparisonResult:
         files = {
             "json": write_atomic(out / "results.json", json.dumps(
                 {"problem": self.problem, "metrics": self.metrics, "floors": self.floors,
-                 "records": self.records}, indent=1, default=json_default)),
+                 "floor_repeats": self.floor_repeats, "records": self.records}, indent=1, default=json_default)),
             "csv": write_atomic(out / "results.csv", records_to_csv(self.records)),
             "table": write_atomic(out / "table.md", f"## {self.problem}\n\n{self.table()}\n"),
         }

@@ -22,15 +22,16 @@ from .cache import (
     FORMAT_VERSION,
     Cell,
     cache_key,
+    code_digest,
     load_or_compute_floors,
     read_cell,
     solver_code,
     write_atomic,
 )
-from .options import check_solver_options, is_adaptive, plan_cells, unique
+from .options import check_solver_options, check_tolerance_options, is_adaptive, plan_cells, unique
 from .problem import Problem
 from .results import ComparisonResult
-from .scoring import METRICS, MODE_METRICS, Scorer, reference_for
+from .scoring import DEFAULT_FLOOR_REPEATS, METRICS, MODE_METRICS, Scorer, reference_for
 
 __all__ = ["run_comparison", "sample_solvers", "evaluate_results"]
 
@@ -71,7 +72,7 @@ def evaluate_results(
     *,
     metrics: Sequence[str] = METRICS,
     seed: int = 0,
-    floor_repeats: int = 3,
+    floor_repeats: int = DEFAULT_FLOOR_REPEATS,
     budget: int | None = None,
     max_samples: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float]]]:
@@ -143,7 +144,7 @@ def run_comparison(
     noise: Literal["gaussian", "brownian"] = "gaussian",
     denoise: bool | str | None = None,
     solver_options: Mapping[str, Mapping[str, Any]] | None = None,
-    floor_repeats: int = 5,
+    floor_repeats: int = DEFAULT_FLOOR_REPEATS,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     retry_failed: bool = False,
@@ -156,7 +157,8 @@ def run_comparison(
         solver_names: names from `solvers.available()`.
         steps: step budgets of fixed-grid solvers.
         seeds: one cell per seed; the table and curves show mean ± std over seeds.
-        tolerances: `rtol = atol` values for adaptive solvers (instead of `steps`).
+        tolerances: `rtol = atol` values for adaptive solvers (instead of `steps`); an
+            `rtol` / `atol` in `solver_options` for such a solver is refused.
         n: samples per cell (the same size as the reference set and the noise floor).
         metrics: subset of `METRICS`; mode statistics are added for mixtures.
         grid, noise, denoise: passed to `solvers.sample` (`grid=None`: each solver's own
@@ -164,7 +166,8 @@ def run_comparison(
             solver's own end-of-run step, which samples `p_0`; `"tweedie"` / `True`: Tweedie's
             `E[x_0 | x_t]`; `"none"` / `False`: the state at `eps`, i.e. `p_eps`).
         solver_options: solver name -> keyword options (e.g. `{"pc": {"snr": 0.16}}`).
-        floor_repeats: reference-vs-reference pairs averaged for each noise floor.
+        floor_repeats: reference-vs-reference pairs averaged for each noise floor; its
+            standard error is `std / sqrt(floor_repeats)` (the table prints it with the ratios).
         out: folder for incremental cell files and the final results (enables resume).
         progress: show a tqdm progress bar.
         retry_failed: recompute stored cells that failed (default: keep their failure).
@@ -180,7 +183,7 @@ def run_comparison(
     Raises:
         ValueError: unknown solver or metric names, empty or non-positive budgets, `n < 2`, an
             unknown `denoise`, a seed outside `torch.Generator`'s range, a solver option value
-            the solver refuses.
+            the solver refuses, an `rtol` / `atol` option of a solver on the tolerance axis.
         TypeError: a solver option the solver does not take.
     """
     names = unique(solver_names)
@@ -188,6 +191,7 @@ def run_comparison(
     _check(names, steps, seeds, n, denoise)
     options = {k: dict(v) for k, v in (solver_options or {}).items()}
     check_solver_options({k: v for k, v in options.items() if k in names})
+    check_tolerance_options({k: v for k, v in options.items() if k in names})
     scorer = Scorer(problem.for_end_step(end_step_kind(denoise)), metrics, n)
     settings = {
         "version": FORMAT_VERSION, "problem": problem.spec, "n": n, "metrics": list(metrics),
@@ -202,11 +206,12 @@ def run_comparison(
     result = ComparisonResult(
         problem.name, records, floors, [*metrics] + (list(MODE_METRICS) if mixture is not None else []),
         computed, reused, reference=problem.reference,
-        n_modes=int(mixture.weights.numel()) if mixture is not None else None)
+        n_modes=int(mixture.weights.numel()) if mixture is not None else None, floor_repeats=floor_repeats)
     if out_dir is not None:
         write_atomic(out_dir / "config.json", json.dumps(
             {**settings, "solvers": names, "steps": list(steps), "seeds": list(seeds),
-             "tolerances": list(tolerances), "solver_options": options}, indent=1, default=str))
+             "tolerances": list(tolerances), "solver_options": options, "floor_repeats": floor_repeats},
+            indent=1, default=str))
         result.save(out_dir, plots=plots)
     return result
 
@@ -221,11 +226,13 @@ def _sweep(
     records: list[dict[str, Any]] = []
     computed = reused = 0
     bar = tqdm(total=len(cells), desc=f"compare {problem.name}", disable=not progress, unit="cell")
+    code = code_digest()
     for cell in cells:
         opts = dict(options.get(cell.solver, {}))
         if cell.budget_kind == "tol":
             opts.update(rtol=cell.budget, atol=cell.budget)
-        key = cache_key({**settings, "cell": cell.label, "options": opts, "code": solver_code(cell.solver)})
+        key = cache_key({**settings, "cell": cell.label, "options": opts, "code": code,
+                         "solver_code": solver_code(cell.solver)})
         path = out_dir / "cells" / cell.filename if out_dir is not None else None
         stored = read_cell(path, key)
         if stored is not None and (stored["status"] == "ok" or not retry_failed):
@@ -264,6 +271,7 @@ def _run_cell(
         return record
     record["nfe"] = int(res.nfe)
     record["seconds"] = float(res.seconds)
+    record["threads"] = torch.get_num_threads()  # wall times of different thread counts do not compare
     for k, v in (res.stats or {}).items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             record[f"stat_{k}"] = v

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["markdown_table", "summarize", "HEADERS"]
+__all__ = ["markdown_table", "summarize", "HEADERS", "ratio_and_error"]
 
 HEADERS: dict[str, str] = {
     "sliced_w2": "sliced W2", "mmd": "MMD²", "energy": "energy", "coverage": "mode coverage",
@@ -68,6 +68,55 @@ def _metric_cell(metric: str, mean: float, std: float, n_modes: int | None) -> s
     return _fmt(mean, std)
 
 
+def ratio_and_error(
+    mean: float, std: float, seeds: int, floor: tuple[float, float], floor_repeats: int | None,
+) -> tuple[float, float | None]:
+    """`r = mean / floor_mean` and its standard error, or `None` where it is not measured.
+
+    With `k = seeds` values of spread `std` and a floor of `R = floor_repeats` pairs
+    (`floor = (m_f, s_f)`), first-order error propagation gives
+
+        se(r) = r * sqrt( (std / (sqrt(k) * mean))^2 + (s_f / (sqrt(R) * m_f))^2 ).
+
+    One seed has no measured spread, and an unknown `R` (or `R = 1`) no floor error: then `None`.
+    """
+    m_f, s_f = floor
+    r = mean / m_f
+    if seeds < 2 or floor_repeats is None or floor_repeats < 2 or not math.isfinite(r) or mean == 0:
+        return r, None
+    rel2 = (std / (math.sqrt(seeds) * mean)) ** 2 + (s_f / (math.sqrt(floor_repeats) * m_f)) ** 2
+    return r, abs(r) * math.sqrt(rel2)
+
+
+def _ratio_cell(r: float, err: float | None) -> str:
+    if not math.isfinite(r):
+        return "–"
+    return f"{r:.2f} ± {err:.2f}" if err is not None else f"{r:.2f}"
+
+
+def _floor_ratio_cell(floor: tuple[float, float], floor_repeats: int | None) -> str:
+    """`1.00 ± s_f / (sqrt(R) m_f)`: the floor's relative standard error (`1.00` when `R` is unknown or 1)."""
+    m_f, s_f = floor
+    if floor_repeats is None or floor_repeats < 2:
+        return _ratio_cell(1.0, None)
+    return _ratio_cell(1.0, s_f / (math.sqrt(floor_repeats) * m_f))
+
+
+def _notes(records: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Warnings below the table: rows averaging fewer seeds, wall times of mixed thread counts."""
+    notes = []
+    most = max((r["n"] for r in rows), default=0)
+    short = [f"{r['solver']} {r['budget']}" for r in rows if r["n"] < most]
+    if short:
+        notes.append(f"Rows with fewer seeds than {most} average only the seeds that succeeded: "
+                     f"{', '.join(short)}.")
+    threads = sorted({int(r["threads"]) for r in records if _finite(r.get("threads"))})
+    if len(threads) > 1:
+        notes.append(f"Wall times were measured with different torch thread counts ({', '.join(map(str, threads))}), "
+                     "e.g. in different sessions of a resumed run: they do not compare across rows.")
+    return notes
+
+
 def markdown_table(
     records: Sequence[Mapping[str, Any]],
     floors: Mapping[str, tuple[float, float]],
@@ -75,6 +124,7 @@ def markdown_table(
     *,
     reference: str = "exact",
     n_modes: int | None = None,
+    floor_repeats: int | None = None,
 ) -> str:
     """Markdown table of mean ± std over seeds per (solver, budget), then the noise floor.
 
@@ -88,10 +138,14 @@ def markdown_table(
             a data source).
         n_modes: number of mixture modes `K`; the coverage column is then titled
             "modes covered" and shows `k/K`, else "mode coverage" with the fraction.
+        floor_repeats: exact pairs behind each floor. When given, `SW2 / floor` carries its
+            standard error (`ratio_and_error`; rows of two or more seeds) and the floor row
+            the floor's own relative standard error, `1.00 ± s_f / (sqrt(R) m_f)`.
 
     Returns:
-        The table; failed cells are listed below it. Columns: solver, budget, NFE, each
-        metric, `SW2 / floor` (when sliced W2 is among the metrics), wall time [s], seeds.
+        The table; failed cells and notes (rows with fewer seeds, mixed thread counts) are
+        listed below it. Columns: solver, budget, NFE, each metric (mean ± std over seeds),
+        `SW2 / floor` (when sliced W2 is among the metrics), wall time [s], seeds.
     """
     rows = summarize(records, ["nfe", "seconds", *metrics], keys=("solver", "budget_kind", "budget"))
     ratio = "sliced_w2" in metrics and "sliced_w2" in floors and floors["sliced_w2"][0] > 0
@@ -106,12 +160,13 @@ def markdown_table(
         cells = [r["solver"], budget, _fmt(r["nfe_mean"], r["nfe_std"])]
         cells += [_metric_cell(m, r[f"{m}_mean"], r[f"{m}_std"], n_modes) for m in metrics]
         if ratio:
-            cells.append(f"{r['sliced_w2_mean'] / floors['sliced_w2'][0]:.2f}")
+            cells.append(_ratio_cell(*ratio_and_error(r["sliced_w2_mean"], r["sliced_w2_std"], r["n"],
+                                                      floors["sliced_w2"], floor_repeats)))
         cells += [f"{r['seconds_mean']:.3g}", str(r["n"])]
         lines.append("| " + " | ".join(cells) + " |")
     floor_cells = ["*noise floor*", f"{reference} vs {reference}", "–"]
     floor_cells += [_metric_cell(m, *floors[m], n_modes) if m in floors else "–" for m in metrics]
-    floor_cells += ["1.00"] if ratio else []
+    floor_cells += [_floor_ratio_cell(floors["sliced_w2"], floor_repeats)] if ratio else []
     floor_cells += ["–", "–"]
     lines.append("| " + " | ".join(floor_cells) + " |")
     failed = [r for r in records if r.get("status") != "ok"]
@@ -119,4 +174,8 @@ def markdown_table(
         lines.append("")
         lines.append(f"{len(failed)} failed cell(s):")
         lines += [f"- {r['solver']} budget {r['budget']} seed {r['seed']}: {r['error']}" for r in failed]
+    notes = _notes(records, rows)
+    if notes:
+        lines.append("")
+        lines += notes
     return "\n".join(lines)

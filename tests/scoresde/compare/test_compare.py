@@ -132,7 +132,9 @@ def test_outputs_and_table_contents(tmp_path):
     mean = sum(sw) / 2
     std = math.sqrt(sum((v - mean) ** 2 for v in sw))  # ddof=1 with two seeds
     assert body[0][3] == f"{mean:.3g} ± {std:.2g}"
-    assert body[0][8] == f"{mean / res.floors['sliced_w2'][0]:.2f}"
+    m_f, s_f = res.floors["sliced_w2"]  # ratio ± its standard error (2 seeds, 2 floor pairs)
+    err = mean / m_f * math.sqrt((std / (math.sqrt(2) * mean)) ** 2 + (s_f / (math.sqrt(2) * m_f)) ** 2)
+    assert body[0][8] == f"{mean / m_f:.2f} ± {err:.2f}"
     assert body[0][-1] == "2 |"  # seeds per row
 
 

@@ -75,6 +75,9 @@ def _jsonable(value: Any) -> Any:
             return {str(k): _jsonable(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [_jsonable(v) for v in value]
+        tolist = getattr(value, "tolist", None)  # a tensor or array: its numbers, not a truncated repr
+        if callable(tolist):
+            return _jsonable(tolist())
         return str(value)
 
 

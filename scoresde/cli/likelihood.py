@@ -346,8 +346,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"  exact log p_eps - log p_0 (the eps bias, not an ODE error): mean {float(bias0):+.2e} nats")
             rows["exact_log_prob_eps"] = exact
     if bound is not None:
-        print(f"  reverse-SDE bound: mean ELBO {float(bound.elbo.mean()):.4f} nats "
-              f"(mean per-point s.e. {float(bound.std_err.mean()):.3f}; bounds the SDE model's log p)")
+        se = bound.std_err.double()
+        mc = float(se.pow(2).sum().sqrt()) / se.numel()  # Monte Carlo s.e. of the mean over the points
+        eps_bound = sde.eps if eps is None else eps
+        print(f"  reverse-SDE bound: mean ELBO {float(bound.elbo.mean()):.4f} +- {mc:.4f} nats (Monte Carlo s.e. "
+              f"of the mean; per point {float(se.mean()):.3f}), a lower bound on the SDE model's log p_eps at "
+              f"eps = {eps_bound:g}")
         rows["elbo"] = bound.elbo.double()
     if args.out:
         out = Path(args.out)

@@ -48,3 +48,17 @@ def test_likelihood_of_a_checkpoint_defaults_to_its_training_data(tmp_path, caps
     capsys.readouterr()
     assert main(["likelihood", "--checkpoint", str(run2), *common]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_sidecar_times_are_numbers_and_the_elbo_line_says_what_it_bounds(tmp_path, capsys):
+    # The solve's grid was stored as a tensor's repr ("tensor([...])", truncated past 1000
+    # entries); the ELBO line gave only a per-point s.e. and did not say which density it bounds.
+    out = tmp_path / "lp.csv"
+    assert main(["likelihood", "--target", "two_gaussians", "--n", "16", "--integrator", "rk4", "--steps", "12",
+                 "--elbo", "--elbo-samples", "16", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "+-" in printed.split("mean ELBO")[1].split("\n")[0]
+    assert "lower bound on the SDE model's log p_eps at eps = 0.001" in printed
+    record = json.loads((tmp_path / "lp.json").read_text())
+    times = record["stats"][0]["t"]
+    assert isinstance(times, list) and len(times) == 13 and all(isinstance(v, float) for v in times)

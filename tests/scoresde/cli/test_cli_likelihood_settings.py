@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from scoresde.cli import main
 
@@ -62,3 +63,25 @@ def test_sidecar_times_are_numbers_and_the_elbo_line_says_what_it_bounds(tmp_pat
     record = json.loads((tmp_path / "lp.json").read_text())
     times = record["stats"][0]["t"]
     assert isinstance(times, list) and len(times) == 13 and all(isinstance(v, float) for v in times)
+
+
+def test_a_checkpoint_gets_tighter_default_tolerances(tmp_path, capsys):
+    # A trained network is rough in t: at the library's 1e-5 two trained eight_gaussians MLPs
+    # were 2.2e-3 and 4.0e-3 nats per point off a 1e-9 reference, at 1e-6 within 3e-4.
+    small = ["--width", "16", "--depth", "1", "--batch-size", "32", "--no-progress"]
+    run = tmp_path / "run"
+    assert main(["train", "--data", "eight_gaussians", "--steps", "3", "--out", str(run), *small]) == 0
+    common = ["--n", "8", "--no-progress"]
+
+    def recorded(*extra: str) -> tuple[float | None, float | None]:
+        out = tmp_path / f"l{len(list(tmp_path.iterdir()))}.csv"
+        assert main(["likelihood", "--checkpoint", str(run), *common, *extra, "--out", str(out)]) == 0
+        record = json.loads(out.with_suffix(".json").read_text())
+        return record["rtol"], record["atol"]
+
+    assert recorded() == pytest.approx((1e-6, 1e-6), rel=1e-12)
+    assert recorded("--rtol", "1e-4") == pytest.approx((1e-4, 1e-6), rel=1e-12)  # what is given stays
+    assert recorded("--divergence", "hutchinson", "--integrator", "rk4", "--steps", "4") == (None, None)
+    assert main(["likelihood", "--target", "two_gaussians", "--n", "8", "--no-progress",
+                 "--out", str(tmp_path / "t.csv")]) == 0  # an exact score keeps the library default
+    assert json.loads((tmp_path / "t.json").read_text())["rtol"] is None

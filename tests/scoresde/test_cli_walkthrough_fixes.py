@@ -291,7 +291,7 @@ def test_csv_errors_name_the_file_line_and_column(tmp_path) -> None:
 def test_bpd_off_grid_names_the_data_range_and_the_folder_hint() -> None:
     import torch
 
-    from scoresde.cli.likelihood import _to_levels
+    from scoresde.cli._likelihood_load import _to_levels
 
     x = torch.linspace(-1, 1, 256).reshape(-1, 1)  # an image folder's [-1, 1] levels
     with pytest.raises(ValueError, match=r"data span \[-1, 1\].*--data-range=-1,1"):

@@ -1,0 +1,163 @@
+"""What ``scoresde likelihood`` evaluates: the score (a checkpoint or an exact target), the
+points (drawn from the run's data, a named source, a file or the target) and the defaults that
+depend on them (a trained network's tolerances, the pixel grid of image data for ``--bpd``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from ._settings import check_checkpoint_sde
+
+
+def _load_data(path: str) -> Any:
+    from ..data import load_array
+
+    return load_array(path).data  # checked: (N, *D), numeric, finite; clear errors otherwise
+
+
+def _overflow_hint(args: argparse.Namespace) -> str:
+    """The fix for data that overflow the dtype of the computation."""
+    return "Rescale the data" if args.float64 else "Pass --float64, or rescale the data"
+
+
+def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
+    """Integer levels ``k`` from data on the grid ``lo + (hi - lo) k / (L - 1)`` (or already integers)."""
+    import torch
+
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"--levels must be an integer >= 2, got {levels!r}")
+    if not x.is_floating_point():
+        return x.long()
+    lo, hi = data_range
+    k = (x.double() - lo) / (hi - lo) * (levels - 1)
+    kr = k.round()
+    if float((k - kr).abs().max()) > 1e-3 or float(kr.min()) < 0 or float(kr.max()) > levels - 1:
+        seen = f"the data span [{float(x.min()):.3g}, {float(x.max()):.3g}]"
+        hint = "; image folders load onto [-1, 1]: --data-range=-1,1" if float(x.min()) < lo - 1e-6 else ""
+        raise ValueError(
+            f"--bpd: the data are not on the {levels}-level grid of [{lo:g}, {hi:g}] ({seen}); pass integer "
+            f"levels or the matching --levels/--data-range{hint}"
+        )
+    return kr.to(torch.long)
+
+
+def _check_data_shape(shape: tuple[int, ...], expected: tuple[int, ...], model: str, data: str) -> None:
+    """Refuse ``--data`` whose points do not have the model's shape, naming both.
+
+    Raises:
+        ValueError: ``shape != expected``.
+    """
+    if shape == expected:
+        return
+    raise ValueError(f"--data {data} holds points of shape {shape}, but {model} models points of shape "
+                     f"{expected}; pass data of that shape (the model's own training data, or held-out "
+                     "data like it)")
+
+
+NETWORK_TOL_FACTOR = 0.1
+"""A checkpoint's adaptive tolerances are this times the library's default (exact divergence).
+
+A trained network is rough in ``t``: the adaptive solver takes 5-6x the steps it takes on an
+exact score, each within the local tolerance, and the errors add up. On two eight_gaussians
+MLPs (350 and 500 training steps, 300 points each, against ``rtol = atol = 1e-9``) the
+library default ``1e-5`` was 2.2e-3 and 4.0e-3 nats per point off (max 8e-2), ``1e-6`` 2.8e-4
+and 1.9e-4 for 2x the NFE, ``1e-7`` 2e-5 (docs/likelihood.md)."""
+
+
+def _network_tolerances(args: argparse.Namespace, model_shape: tuple[int, ...]) -> None:
+    """Tighten unset ``--rtol`` / ``--atol`` for a trained network (`NETWORK_TOL_FACTOR`)."""
+    if args.divergence != "exact" or (args.rtol is not None and args.atol is not None):
+        return  # Hutchinson: its own variance dominates, as in the library's default
+    from ..likelihood.options import IntegratorOptions
+
+    rtol, atol = IntegratorOptions().tolerances(int(math.prod(model_shape)), exact_divergence=True)
+    args.rtol = NETWORK_TOL_FACTOR * rtol if args.rtol is None else args.rtol
+    args.atol = NETWORK_TOL_FACTOR * atol if args.atol is None else args.atol
+
+
+def _default_grid(args: argparse.Namespace, source: Any) -> None:
+    """Fill ``--levels`` / ``--data-range`` left unset: from image data, which know their pixel
+    grid (`scoresde.data.ImageDataset.levels`, on ``[-1, 1]``), else 256 levels on ``[0, 1]``."""
+    levels = getattr(source, "levels", None)
+    if args.data_range is None:
+        args.data_range = tuple(source.data_range) if levels is not None else (0.0, 1.0)
+    if args.levels is None:
+        args.levels = levels if levels is not None else 256
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, ...]:
+    """`(sde, score, target or None, x, dim, label, gen)` from the command line (model and data)."""
+    import numpy as np
+    import torch
+
+    from ..data.arrays import check_representable
+    from ..likelihood import dequantize
+    from ..sde import get_sde
+    from ..targets import get_target
+
+    target = None
+    source: Any = None  # the data source, when the points come from one (its pixel grid for --bpd)
+    if args.n < 1:
+        raise ValueError("--n must be positive")
+    gen = torch.Generator().manual_seed(args.seed)
+    if args.checkpoint:
+        if args.exact_prior:
+            raise ValueError("--exact-prior needs --target")
+        from ..train import load_model
+
+        model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights, device=args.device)
+        check_checkpoint_sde(args.sde, config.sde.name, args.checkpoint)
+        args.sde = config.sde.name  # what the settings record: the SDE actually used
+        score = model.score_fn(sde)
+        dtype = torch.float64 if args.float64 else config.torch_dtype
+        if args.float64:
+            model = model.to(torch.float64)
+            score = model.score_fn(sde)
+        label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
+        model_shape = tuple(config.model.data_shape)
+        _network_tolerances(args, model_shape)
+        model_name = f"the checkpoint {args.checkpoint} (trained on {config.data})"
+    else:
+        target = get_target(args.target)
+        args.sde = args.sde or "vp"
+        sde = get_sde(args.sde)
+        score = target.score_fn(sde)
+        dtype = torch.float64 if args.float64 else torch.float32
+        label = f"exact {args.target} ({args.sde})"
+        model_shape, model_name = (int(target.dim),), f"the target {args.target}"
+    if args.data is None:
+        if target is None:
+            from ..train.data import check_fits_dtype, draw, reference_data
+
+            # the run's own training data, rebuilt from its config (a built-in name, or a file
+            # still present and unchanged); otherwise a DataMismatchError that says what to pass
+            source = reference_data(config, None, where=f"checkpoint {args.checkpoint}")
+            check_fits_dtype(source, dtype, config.data, _overflow_hint(args))
+            x = draw(source, args.n, generator=gen, dtype=dtype)  # in the run's dtype, not float32
+            label += f", {args.n} draws of its training data"
+        else:
+            x = target.sample(args.n, generator=gen, dtype=torch.float64)
+    elif Path(args.data).suffix and not Path(args.data).is_dir():  # a folder may have a dot in its name
+        x = _load_data(args.data)
+        check_representable(x, dtype, args.data, _overflow_hint(args))
+    else:
+        from ..train.data import check_fits_dtype, draw, make_data
+
+        source = make_data(args.data)
+        check_fits_dtype(source, dtype, args.data, _overflow_hint(args))
+        x = draw(source, args.n, generator=gen, dtype=dtype)
+    if x.ndim == 1:
+        x = x[:, None]
+    if args.data is not None:
+        _check_data_shape(tuple(x.shape[1:]), model_shape, model_name, args.data)
+    _default_grid(args, source)
+    dim = int(np.prod(tuple(x.shape[1:])))
+    if args.bpd:
+        k = _to_levels(x, args.levels, args.data_range)
+        x = dequantize(k, levels=args.levels, data_range=args.data_range, generator=gen, dtype=dtype)
+    x = x.to(dtype=dtype, device=args.device)
+    return sde, score, target, x, dim, label, gen

@@ -236,6 +236,12 @@ class TrainConfig:
             setattr(self, name, as_integer(getattr(self, name), f"{name} (0 disables)", minimum=0))
         checked = check_seed(self.seed)
         self.seed = 0 if checked is None else checked
+        if (self.loss.weighting == "edm" and self.model.output == "edm"
+                and not math.isclose(float(self.loss.sigma_data), float(self.model.sigma_data), rel_tol=1e-12)):
+            raise ValueError(
+                f"loss sigma_data = {self.loss.sigma_data:g} differs from the model's {self.model.sigma_data:g}: "
+                "with output='edm' and weighting='edm' the weight is EDM's unit weight on the network's "
+                "target only when both are the data's std; set LossConfig(sigma_data=...) to the model's")
         t_min = self.loss.t_min
         if t_min is not None and self.sde.name != CUSTOM_SDE:
             horizon = float(self.sde.build().T)

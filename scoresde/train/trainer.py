@@ -15,7 +15,7 @@ the checkpoint, so ``resume`` continues bit-for-bit as if the run had not stoppe
 Under ``torchrun`` the model is wrapped in DistributedDataParallel automatically
 (`.distributed`); only rank 0 logs, evaluates and writes files.
 
-Robustness: every step's loss (and clipped gradient norm) is checked for NaN/inf on the device
+Robustness: every step's loss (and gradient norm before clipping) is checked for NaN/inf on the device
 and read on the host at the next check (every step on CPU, where it costs nothing; every
 ``check_every`` steps and before every log, save or stop on an accelerator); a diverged run
 raises `TrainingDiverged` and never writes non-finite weights. SIGTERM/SIGINT finish the
@@ -196,7 +196,7 @@ class Trainer(CheckpointMixin):
     def train_step(self) -> Tensor:
         """One DSM step on a fresh batch; returns the (detached) batch loss.
 
-        NaN/inf in the loss or the clipped gradient norm is recorded on the device (no host
+        NaN/inf in the loss or the gradient norm (before clipping) is recorded on the device (no host
         sync here); `fit` reads the flag before anything is logged or saved.
         """
         x0 = draw(self.data, self.local_batch, generator=self.generator, dtype=self.dtype).to(self.device)

@@ -64,3 +64,16 @@ def test_cli_refuses_a_bad_t_min_before_writing_anything(tmp_path, capsys):
     assert main(["train", "--steps", "2", "--t-min", "2", "--out", str(out)]) == 2
     assert "t_min must lie in (0, T=1)" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_edm_output_and_weighting_need_one_sigma_data() -> None:
+    # The EDM weighting is a unit weight on the network's target only when the loss and the
+    # model use the same sigma_data; the two fields were never compared (a user pass).
+    from scoresde.losses import LossConfig
+    from scoresde.models import ModelConfig
+    from scoresde.train import TrainConfig
+
+    with pytest.raises(ValueError, match="loss sigma_data = 1 differs from the model's 0.5"):
+        TrainConfig(model=ModelConfig(output="edm", sigma_data=0.5), loss=LossConfig(weighting="edm"))
+    TrainConfig(model=ModelConfig(output="edm", sigma_data=0.5), loss=LossConfig(weighting="edm", sigma_data=0.5))
+    TrainConfig(model=ModelConfig(output="eps", sigma_data=0.5), loss=LossConfig(weighting="edm"))  # not EDM's pair

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,14 @@ from .cache import (
     solver_code,
     write_atomic,
 )
-from .options import check_solver_options, check_tolerance_options, is_adaptive, plan_cells, unique
+from .options import (
+    check_solver_options,
+    check_tolerance_options,
+    is_adaptive,
+    on_tolerance_axis,
+    plan_cells,
+    unique,
+)
 from .problem import Problem
 from .results import ComparisonResult
 from .scoring import DEFAULT_FLOOR_REPEATS, METRICS, MODE_METRICS, Scorer, reference_for
@@ -116,7 +124,7 @@ def evaluate_results(
 
 
 def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
-           denoise: bool | str | None) -> None:
+           denoise: bool | str | None, tolerances: Sequence[float] = (1e-3,)) -> None:
     end_step_kind(denoise)  # refuses an unknown name before any work
     solvers.check_solver_names(names)
     if not names:
@@ -125,6 +133,11 @@ def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
         raise ValueError("give at least one seed and one step budget")
     if any(int(s) < 1 for s in steps):
         raise ValueError(f"step budgets must be positive, got {list(steps)}")
+    on_axis = [s for s in names if on_tolerance_axis(s)]
+    if on_axis and not tolerances:  # they would get no cells at all, without a word
+        raise ValueError(f"give at least one tolerance for {', '.join(on_axis)} (their budget is rtol = atol)")
+    if any(not (math.isfinite(float(t)) and float(t) > 0) for t in tolerances):
+        raise ValueError(f"tolerances must be finite and positive, got {list(tolerances)}")
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
     for seed in seeds:
@@ -188,7 +201,7 @@ def run_comparison(
     """
     names = unique(solver_names)
     steps, seeds, tolerances, metrics = unique(steps), unique(seeds), unique(tolerances), unique(metrics)
-    _check(names, steps, seeds, n, denoise)
+    _check(names, steps, seeds, n, denoise, tolerances)
     options = {k: dict(v) for k, v in (solver_options or {}).items()}
     check_solver_options({k: v for k, v in options.items() if k in names})
     check_tolerance_options({k: v for k, v in options.items() if k in names})

@@ -154,3 +154,16 @@ def test_docs_do_not_overclaim_the_floor():
     assert "best any sampler can show" not in text
     assert "from every mixture component" not in text  # the code uses the most responsible one
     assert "CombinedMetric" in text and "chi-square" in text and "standard error" in text
+
+
+@pytest.mark.parametrize(("tolerances", "message"), [([], "give at least one tolerance for ode_rk45"),
+                                                     ([1e-3, 0.0], "tolerances must be finite and positive")])
+def test_adaptive_solvers_need_a_usable_tolerance(tolerances, message) -> None:
+    # An empty tolerance list gave an adaptive solver no cells at all, without a word.
+    import scoresde as sd
+    from scoresde.compare import Problem
+
+    problem = Problem.from_target(sd.targets.eight_gaussians(), sd.VPSDE())
+    with pytest.raises(ValueError, match=message):
+        compare.run_comparison(problem, ["ode_rk45"], tolerances=tolerances, seeds=[0], n=50, progress=False,
+                               plots=False)

@@ -124,7 +124,7 @@ def evaluate_results(
 
 
 def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
-           denoise: bool | str | None, tolerances: Sequence[float] = (1e-3,)) -> None:
+           denoise: bool | str | None, tolerances: Sequence[float]) -> None:
     end_step_kind(denoise)  # refuses an unknown name before any work
     solvers.check_solver_names(names)
     if not names:

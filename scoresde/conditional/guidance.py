@@ -20,6 +20,7 @@ from torch import Tensor
 from solvers.inputs import NotAnIntegerError, as_count, as_integer
 from solvers.protocol import ScoreFn
 
+from ..models.score_model import like_parameters
 from .checks import check_scale
 
 __all__ = ["ClassifierGuidance", "ClassifierFreeGuidance"]
@@ -56,24 +57,18 @@ def _check_label(label: int, n_classes: int | None) -> int:
 
 
 def _like_classifier(classifier: Classifier, x: Tensor) -> Tensor:
-    """``x`` in the dtype of a ``torch.nn.Module`` classifier's parameters: cast up where that
-    loses nothing (a float32 state, a float64 classifier; gradients flow back to ``x``), else
-    refused with the fix (a raw "mat1 and mat2 must have the same dtype" otherwise).
+    """``x`` in a ``torch.nn.Module`` classifier's parameter dtype where that loses nothing
+    (a float32 state, a float64 classifier; gradients flow back to ``x``), else refused with
+    the fix (`scoresde.models.score_model.like_parameters`).
 
     Raises:
         TypeError: parameters of a narrower dtype than ``x`` or on another device.
     """
-    params = classifier.parameters() if isinstance(classifier, torch.nn.Module) else iter(())
-    param = next(params, None)
-    if param is None or (param.dtype == x.dtype and param.device == x.device):
+    if not isinstance(classifier, torch.nn.Module):
         return x
-    if param.device == x.device and torch.promote_types(x.dtype, param.dtype) == param.dtype:
-        return x.to(param.dtype)
-    raise TypeError(
-        f"classifier parameters are {param.dtype} on {param.device} but the state is {x.dtype} on "
-        f"{x.device}; convert the classifier with classifier.to({x.dtype}) (float32 -> float64 is "
-        "lossless) or sample in the classifier's dtype"
-    )
+    return like_parameters(classifier, x, what="classifier",
+                           fix=f"convert the classifier with classifier.to({x.dtype}) (float32 -> float64 is "
+                               "lossless) or sample in the classifier's dtype")
 
 
 class ClassifierGuidance:

@@ -200,9 +200,10 @@ class ParticleFilter:
         return torch.searchsorted(cdf, u).clamp(max=b - 1).to(w.device)
 
     @staticmethod
-    def _check_one_time(t: Tensor) -> None:
-        """Refuse a call whose samples sit at different times (an adaptive solver's per-sample steps)."""
-        lo, hi = float(t.min()), float(t.max())
+    def _one_time(t: Tensor) -> float:
+        """The call's time; refuses samples at different times (an adaptive solver's per-sample
+        steps). One host transfer for both ends of ``t``."""
+        lo, hi = (float(v) for v in torch.stack(torch.aminmax(t.detach().double())).tolist())
         if hi - lo > 1e-6 * max(1.0, abs(hi)):
             raise ValueError(
                 f"ParticleFilter got samples at different times in one call (t from {lo:.6g} to {hi:.6g}): "
@@ -210,10 +211,10 @@ class ParticleFilter:
                 "so resampling would mix particles at different times. Use a one-step stochastic "
                 f"fixed-grid solver: {', '.join(PARTICLE_FILTER_SOLVERS)}"
             )
+        return hi
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        self._check_one_time(t)
-        t_now = float(t.max())
+        t_now = self._one_time(t)
         if t_now > self._prev_t or (self._prev is not None and self._prev.shape[0] != x.shape[0]):
             self.reset()  # a new run (or chunk) began: the old particles' weights do not apply
         lt = self.log_twist(x, t)

@@ -109,6 +109,23 @@ def _check_sigma_data(value: Any) -> float:
     return sigma
 
 
+def like_parameters(module: nn.Module, x: Tensor, *, exact: bool = False, what: str = "model",
+                    fix: str = "move the model with model.to(...) or convert x") -> Tensor:
+    """``x`` in the dtype of ``module``'s parameters: cast up where that loses nothing (float32
+    data, a float64 module), else refused with ``fix`` (a raw matmul dtype error otherwise).
+    ``exact`` refuses any other dtype; another device is always refused.
+
+    Raises:
+        TypeError: names ``what``, both dtypes and devices, and ``fix``.
+    """
+    param = next(module.parameters(), None)
+    if param is None or (param.dtype == x.dtype and param.device == x.device):
+        return x
+    if param.device == x.device and not exact and torch.promote_types(x.dtype, param.dtype) == param.dtype:
+        return x.to(param.dtype)
+    raise TypeError(f"{what} parameters are {param.dtype} on {param.device} but x is {x.dtype} on {x.device}; {fix}")
+
+
 class ScoreModel(nn.Module):
     """A network with a known output type; predicts score, eps, x0 or v for any affine SDE.
 
@@ -197,18 +214,9 @@ class ScoreModel(nn.Module):
         return score
 
     def _like_parameters(self, x: Tensor, *, exact: bool = False) -> Tensor:
-        """``x`` in the parameters' dtype: cast up where that loses nothing (float32 data, a
-        float64 model), else refused (a raw matmul error otherwise); ``exact`` refuses any other
-        dtype, and another device is always refused."""
-        param = next(self.parameters(), None)
-        if param is None or (param.dtype == x.dtype and param.device == x.device):
-            return x
-        if param.device == x.device and not exact and torch.promote_types(x.dtype, param.dtype) == param.dtype:
-            return x.to(param.dtype)
-        raise TypeError(
-            f"model parameters are {param.dtype} on {param.device} but x is {x.dtype} "
-            f"on {x.device}; move the model with model.to(...) or convert x"
-        )
+        """``x`` in the parameters' dtype (`like_parameters`); ``exact`` refuses any cast."""
+        return like_parameters(self, x, exact=exact, what="model",
+                               fix="move the model with model.to(...) or convert x")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -18,6 +18,7 @@ object with ``.sample`` works.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from solvers.utils import batch_time
 
 from ..discrete import DiscreteVPSDE, alphas_cumprod_from_config
 from ..models.parameterization import convert
+from ._warn import reemit_at_user, warn_at_user
 from .kdiffusion import work_dtype
 
 __all__ = ["PREDICTION_TYPES", "sde_from_scheduler", "DiffusersScore", "unet_score"]
@@ -37,11 +39,57 @@ PREDICTION_TYPES: dict[str, str] = {"epsilon": "eps", "v_prediction": "v", "samp
 """diffusers ``prediction_type`` -> our output name."""
 
 
+_MODEL_KEYS: tuple[str, ...] = ("in_channels", "out_channels", "block_out_channels", "down_block_types")
+"""Config keys of a diffusers *model* (``UNet2DModel.config``); no scheduler config has them."""
+
+
 def _config(scheduler_or_config: Any) -> Mapping[str, Any]:
+    """The scheduler's config mapping.
+
+    Raises:
+        TypeError: a model (a ``torch.nn.Module``, or a config with model keys such as
+            ``in_channels``) where the scheduler belongs; anything else that is not a scheduler
+            or a mapping.
+    """
+    if isinstance(scheduler_or_config, nn.Module):
+        raise TypeError(
+            f"scheduler_or_config must be a diffusers scheduler (e.g. diffusers.DDPMScheduler) or its "
+            f".config, got the model {type(scheduler_or_config).__name__} (a torch.nn.Module); the "
+            "order is unet_score(unet, scheduler) / DiffusersScore(unet, scheduler)")
     cfg = getattr(scheduler_or_config, "config", scheduler_or_config)
     if not isinstance(cfg, Mapping):
         raise TypeError(f"expected a diffusers scheduler or its config (a mapping), got {type(cfg).__name__}")
+    model_keys = [k for k in _MODEL_KEYS if k in cfg]
+    if model_keys:
+        name = cfg.get("_class_name", "a model")
+        raise TypeError(
+            f"scheduler_or_config must be a diffusers scheduler or its config, got the config of "
+            f"{name} (it has the model keys {', '.join(model_keys)}); pass the scheduler (e.g. "
+            "diffusers.DDPMScheduler.from_pretrained(path, subfolder='scheduler')) or scheduler.config")
     return cfg
+
+
+_IGNORED_KEYS: dict[str, str] = {
+    "clip_sample": "clips the predicted x0 to [-clip_sample_range, clip_sample_range] at every step",
+    "thresholding": "applies dynamic thresholding to the predicted x0 at every step",
+}
+"""Scheduler options that change diffusers' own sampling loop and that the score does not apply."""
+
+
+def _warn_ignored_options(cfg: Mapping[str, Any]) -> None:
+    """Warn (at the user's line) when ``clip_sample`` / ``thresholding`` are on in ``cfg``."""
+    on = [k for k in _IGNORED_KEYS if bool(cfg.get(k, False))]
+    if not on:
+        return
+    what = "; ".join(f"{k}=True: diffusers {_IGNORED_KEYS[k]}" for k in on)
+    warn_at_user(
+        f"the scheduler config has {what}. These are options of diffusers' own step() loop, not of "
+        "the model: the SDE and score built here read only the alphas_cumprod table and "
+        "prediction_type, and our solvers never clip, so samples differ from the diffusers pipeline's "
+        f"(e.g. by O(1) for DDIMScheduler's default clip_sample=True). To silence this, pass a "
+        f"scheduler or config with {' and '.join(f'{k}=False' for k in on)} "
+        "(e.g. diffusers.DDPMScheduler.from_config(scheduler.config, clip_sample=False))",
+        UserWarning)
 
 
 _BETA_KEYS: tuple[str, ...] = ("beta_schedule", "beta_start", "beta_end", "trained_betas")
@@ -63,8 +111,15 @@ def sde_from_scheduler(scheduler_or_config: Any, *, prior: float | str | None = 
     ``data_std`` go to `DiscreteVPSDE` (``None``: ``N(0, I)``, with a warning when the table
     stops short of it, e.g. ``num_train_timesteps=10``; ``"matched"`` or a std otherwise).
 
+    diffusers' ``clip_sample`` and ``thresholding`` (on by default in ``DDPMScheduler`` and
+    ``DDIMScheduler``: ``clip_sample=True``) act on the x0 prediction inside diffusers' own
+    ``step()``; they are not part of the schedule and are not applied here or by our solvers
+    (a warning says so when they are on). With them off, diffusers' ``DDIMScheduler`` and our
+    ``"ddim"`` on the same timesteps agree to float64 round-off.
+
     Raises:
-        TypeError: not a scheduler or a mapping; ``num_train_timesteps`` not an integer
+        TypeError: not a scheduler or a mapping; a model (``torch.nn.Module``, or its config)
+            in the scheduler's place; ``num_train_timesteps`` not an integer
             (``10.5`` is refused, not truncated).
         ValueError: a scheduler that is not a discrete-VP (DDPM-type) schedule: its config has
             no ``beta_schedule`` / ``beta_start`` / ``beta_end`` / ``trained_betas`` and it has no
@@ -73,9 +128,22 @@ def sde_from_scheduler(scheduler_or_config: Any, *, prior: float | str | None = 
             ``beta_schedule``; ``rescale_betas_zero_snr``; a bad ``prior``.
 
     Warns:
-        UserWarning: ``prior=None`` and ``p_T`` far from ``N(0, I)`` (`DiscreteVPSDE`).
+        UserWarning: ``prior=None`` and ``p_T`` far from ``N(0, I)`` (`DiscreteVPSDE`);
+            ``clip_sample`` or ``thresholding`` on in the config (not applied). Both name the
+            caller's line.
     """
     cfg = _config(scheduler_or_config)
+    _warn_ignored_options(cfg)
+    with warnings.catch_warnings(record=True) as caught:  # DiscreteVPSDE's prior warning, re-issued at the caller
+        warnings.simplefilter("always")
+        sde = _sde_from_config(scheduler_or_config, cfg, prior, data_std)
+    reemit_at_user(caught)
+    return sde
+
+
+def _sde_from_config(scheduler_or_config: Any, cfg: Mapping[str, Any], prior: float | str | None,
+                     data_std: float) -> DiscreteVPSDE:
+    """`sde_from_scheduler` past the config checks and the warnings."""
     if "num_train_timesteps" in cfg:
         as_integer(cfg["num_train_timesteps"], "num_train_timesteps", minimum=2)
     table = getattr(scheduler_or_config, "alphas_cumprod", None)
@@ -124,21 +192,62 @@ class DiffusersScore:
     likewise give half-precision networks float32 or integer timesteps. The network runs without autograd unless ``x`` requires grad. ``t`` may be a
     float or 0-d tensor (broadcast to the batch).
 
+    Layout: a network whose ``config`` names ``in_channels`` (every diffusers UNet) takes
+    channels-first data, ``x: (B, in_channels, H, W)`` for a 2-D UNet (``(B, C, L)`` for a 1-D
+    and ``(B, C, F, H, W)`` for a 3-D one); ``H, W`` are usually its ``sample_size``. Flat
+    ``(B, D)`` or channels-last ``(B, H, W, C)`` states are refused with that layout named
+    (solve with ``shape=(B, C, H, W)``). Any other module gets ``x`` as it is.
+
     Raises:
+        TypeError: ``unet`` not a ``torch.nn.Module`` (e.g. the scheduler, or the two
+            arguments swapped); a model in the scheduler's place (`sde_from_scheduler`).
         ValueError: (when called) ``t`` not 0-d or ``(B,)``, or not in ``(0, T]`` (at ``t = 0``,
-            ``sigma = 0`` and the score is infinite).
+            ``sigma = 0`` and the score is infinite); ``x`` not in the network's layout
+            ``(B, in_channels, ...)``.
     """
 
     def __init__(self, unet: nn.Module, scheduler_or_config: Any, *, prediction_type: str | None = None,
                  round_timesteps: bool = False, prior: float | str | None = None,
                  data_std: float = 1.0) -> None:
+        if not isinstance(unet, nn.Module):
+            swapped = isinstance(scheduler_or_config, nn.Module)
+            hint = (f"; the arguments look swapped (the model {type(scheduler_or_config).__name__} was passed "
+                    "as the scheduler): the order is unet_score(unet, scheduler)") if swapped else (
+                "; a scheduler goes in the second argument: unet_score(unet, scheduler)"
+                if hasattr(unet, "config") else "")
+            raise TypeError(f"unet must be a torch.nn.Module called as unet(x, timesteps) (e.g. "
+                            f"diffusers.UNet2DModel), got {type(unet).__name__}{hint}")
         cfg = _config(scheduler_or_config)
         kind = prediction_type or cfg.get("prediction_type", "epsilon")
         if kind not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction_type {kind!r}; supported: {', '.join(PREDICTION_TYPES)}")
         self.unet, self.prediction_type, self.output = unet, kind, PREDICTION_TYPES[kind]
-        self.sde = sde_from_scheduler(scheduler_or_config, prior=prior, data_std=data_std)
+        self.sde = sde_from_scheduler(scheduler_or_config, prior=prior, data_std=data_std)  # warns at the caller
         self.round_timesteps = bool(round_timesteps)
+        self._layout = _unet_layout(unet)
+
+    def _check_layout(self, x: Tensor) -> None:
+        """Refuse ``x`` that is not ``(B, in_channels, ...)`` of the network's rank (when it says).
+
+        Raises:
+            ValueError: naming the expected layout, ``in_channels`` and ``sample_size``.
+        """
+        if self._layout is None:
+            return
+        ndim, channels, sample = self._layout
+        if x.ndim == ndim and x.shape[1] == channels:
+            return
+        names = {3: "(B, C, L)", 4: "(B, C, H, W)", 5: "(B, C, F, H, W)"}[ndim]
+        dims = ", ".join(str(v) for v in sample) if sample else "..."
+        hint = ""
+        if x.ndim == 2:
+            hint = (f"; flat (B, D) data: this is a convolutional network, sample with shape=(B, {channels}, "
+                    f"{dims}) (or reshape x)")
+        elif x.ndim == ndim and x.shape[-1] == channels:
+            hint = "; channels-last data: move the channels to dim 1, e.g. x.permute(0, 3, 1, 2)"
+        raise ValueError(
+            f"x must be {names} = (B, {channels}, {dims}) for {type(self.unet).__name__} "
+            f"(config in_channels={channels}, sample_size={getattr(self.unet, 'config', {}).get('sample_size')}); got {tuple(x.shape)}{hint}")
 
     def timesteps(self, t: Tensor) -> Tensor:
         """Network timesteps ``k(t) = N t - 1`` (rounded if ``round_timesteps``), ``(B,)``."""
@@ -160,6 +269,7 @@ class DiffusersScore:
         return out.to(x.dtype)
 
     def __call__(self, x: Tensor, t: Tensor | float) -> Tensor:
+        self._check_layout(x)
         t = batch_time(t, x)
         bad = ~((t > 0) & (t <= self.sde.T * (1 + 1e-7)))  # NaN is bad too
         if bool(bad.any()):
@@ -172,6 +282,31 @@ class DiffusersScore:
                 o = self.model_output(x, t)
         alpha, sigma = self.sde.marginal_coeffs(t)
         return convert(o, x, alpha, sigma, src=self.output, dst="score")
+
+
+def _unet_layout(unet: nn.Module) -> tuple[int, int, tuple[int | str, ...]] | None:
+    """``(ndim, in_channels, sample_size)`` of a diffusers-style network's input, or ``None``.
+
+    Read from ``unet.config`` (``in_channels`` and ``sample_size``); the rank is 3 for a class
+    named ``...1D...``, 5 for ``...3D...``, else 4 (``UNet2DModel``, ``UNet2DConditionModel``).
+    ``None`` (no check) when the network has no such config.
+    """
+    cfg = getattr(unet, "config", None)
+    if not isinstance(cfg, Mapping):
+        return None
+    channels = cfg.get("in_channels")
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        return None
+    name = type(unet).__name__
+    ndim = 3 if "1D" in name else 5 if "3D" in name else 4
+    size = cfg.get("sample_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        sample: tuple[int | str, ...] = ("F", size, size) if ndim == 5 else (size,) * (ndim - 2)
+    elif isinstance(size, (tuple, list)) and all(isinstance(v, int) for v in size):
+        sample = tuple(size)
+    else:
+        sample = ()
+    return ndim, channels, sample
 
 
 def unet_score(unet: nn.Module, scheduler_or_config: Any, **kwargs: Any) -> tuple[DiscreteVPSDE, DiffusersScore]:

@@ -23,10 +23,13 @@ outputs of size 0.2 against 5e-4 from rounding the exact output).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import sys
 import types
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,6 +42,8 @@ from solvers.inputs import check_device, check_dtype, check_generator, check_see
 from solvers.protocol import DiffusionSDE, HasMarginals, ScoreFn
 from solvers.result import Solution
 from solvers.utils import append_dims, batch_time
+
+from ._warn import reemit_at_user
 
 __all__ = [
     "Denoiser",
@@ -54,6 +59,19 @@ Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``D(x_edm: (B, *D), sigma_edm: (B,)) -> (B, *D)``, k-diffusion's model convention."""
 
 _REL_TOL = 1e-6  # levels this close to the range ends count as inside (float32-built sigma lists)
+
+SIGMA_CACHE_SIZE = 512
+"""Most noise levels (and their bisected times) a `denoiser_from_score` denoiser keeps (LRU).
+
+A sampler queries one level per call (a few hundred over a run at most), and those are what
+the cache is for: each costs a 100-step bisection once. Calls with many distinct levels
+(per-sample random sigma, as in training) are not cached (`SIGMA_CACHE_MAX_NEW`), so memory
+stays bounded whatever the use."""
+
+SIGMA_CACHE_MAX_NEW = 8
+"""A call with more distinct uncached levels than this computes their times without caching
+them (one batched bisection, as before), so per-sample sigmas neither grow the cache nor
+evict a sampler's levels."""
 
 
 def _check_sde(sde: Any) -> None:
@@ -135,8 +153,11 @@ def _times(sde: DiffusionSDE, sigma: Tensor) -> Tensor:
 def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
     """k-diffusion denoiser ``D(x_edm, sigma_edm) = (x + sigma^2 s(x, t)) / alpha`` with ``x = alpha x_edm``.
 
-    ``t`` solves ``sigma(t)/alpha(t) = sigma_edm`` (bisection, cached per distinct level);
-    ``sigma_edm = 0`` returns ``x_edm`` unchanged.
+    ``t`` solves ``sigma(t)/alpha(t) = sigma_edm`` (batched bisection); ``sigma_edm = 0``
+    returns ``x_edm`` unchanged. The times of the levels of calls with at most
+    `SIGMA_CACHE_MAX_NEW` new distinct levels (a sampler's: one level per call) are kept in an
+    LRU cache of at most `SIGMA_CACHE_SIZE` levels; calls with many distinct levels (per-sample
+    random sigma, as in training) are bisected without caching, so memory stays bounded.
 
     Args:
         score: ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
@@ -148,13 +169,36 @@ def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
 
     Raises:
         TypeError: ``score`` not callable, ``sde`` without affine marginals; (when called)
-            ``x_edm`` not a tensor of shape ``(B, *D)``.
+            ``x_edm`` not a tensor of shape ``(B, *D)``; ``score`` returning something other
+            than a tensor (e.g. a diffusers ``UNet2DOutput``: wrap a diffusers model with
+            `scoresde.interop.unet_score` first).
         ValueError: (when called) for a noise level outside ``[sigma_edm(eps), sigma_edm(T)]``
-            or NaN/inf, ``sigma`` not 0-d or ``(B,)``.
+            or NaN/inf, ``sigma`` not 0-d or ``(B,)``; ``score`` returning another shape than ``x``.
     """
     _check_callable(score, "score", "(x, t) -> tensor")
     _check_sde(sde)
-    cache: dict[float, float] = {}
+    cache: OrderedDict[float, float] = OrderedDict()  # level -> time, least recently used first
+
+    def times_of(levels: list[float]) -> dict[float, float]:
+        """Times of the distinct positive ``levels``, through the bounded LRU ``cache``."""
+        new = [v for v in levels if v not in cache]
+        if len(new) > SIGMA_CACHE_MAX_NEW:  # per-sample levels: bisect them, keep nothing
+            fresh = _times(sde, torch.tensor(new, dtype=torch.float64)).tolist()
+            out = dict(zip(new, fresh, strict=True))
+            for v in levels:
+                if v in cache:
+                    out[v] = cache[v]
+            return out
+        if new:
+            for v, tv in zip(new, _times(sde, torch.tensor(new, dtype=torch.float64)).tolist(), strict=True):
+                cache[v] = tv
+        out = {}
+        for v in levels:
+            cache.move_to_end(v)
+            out[v] = cache[v]
+        while len(cache) > SIGMA_CACHE_SIZE:
+            cache.popitem(last=False)
+        return out
 
     def denoiser(x_edm: Tensor, sigma: Tensor) -> Tensor:
         if not isinstance(x_edm, Tensor) or x_edm.ndim < 1:
@@ -167,17 +211,24 @@ def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
             raise ValueError(f"sigma must be 0-d or ({x_edm.shape[0]},), got {tuple(sig.shape)}")
         if not bool(torch.isfinite(sig).all()):  # a NaN level would miss the cache and run at eps
             raise ValueError(f"noise levels must be finite, got {sig.tolist()}")
-        new = sorted({float(v) for v in sig.tolist()} - set(cache) - {0.0})
-        if new:
-            for v, tv in zip(new, _times(sde, torch.tensor(new, dtype=torch.float64)).tolist(), strict=True):
-                cache[v] = tv
+        values = sig.tolist()
+        known = times_of(sorted(set(values) - {0.0}))
         xw = x_edm.to(work_dtype(x_edm.dtype))
-        t = torch.tensor([cache.get(float(v), sde.eps) for v in sig.tolist()], dtype=xw.dtype,
-                         device=xw.device)
+        t = torch.tensor([known.get(v, sde.eps) for v in values], dtype=xw.dtype, device=xw.device)
         alpha, s = sde.marginal_coeffs(t)
         a, s = append_dims(alpha, xw.ndim), append_dims(s, xw.ndim)
         x = a * xw
-        d = (x + s * s * score(x, t).to(xw.dtype)) / a
+        out = score(x, t)
+        if not isinstance(out, Tensor):
+            hint = (" (it looks like a model output object with .sample, e.g. a diffusers UNet2DOutput: "
+                    "a diffusers model is not a score; wrap it with scoresde.interop.unet_score(unet, "
+                    "scheduler) first)") if hasattr(out, "sample") else ""
+            raise TypeError(f"score(x, t) must return a tensor of the shape of x, {tuple(x.shape)}; "
+                            f"got {type(out).__name__}{hint}")
+        if out.shape != x.shape:
+            raise ValueError(f"score(x, t) must return a tensor of the shape of x, {tuple(x.shape)}; "
+                             f"got {tuple(out.shape)}")
+        d = (x + s * s * out.to(xw.dtype)) / a
         zero = append_dims((sig == 0).to(xw.device), xw.ndim)
         return torch.where(zero, xw, d).to(x_edm.dtype)
 
@@ -242,7 +293,14 @@ def sample_sigmas(
     Agreement with k-diffusion on the same float64 list: float64 round-off for ``"ddim"`` /
     ``sample_euler``, ``"edm_heun"`` / ``sample_heun``, ``"dpm_solver_2"`` / ``sample_dpm_2``
     and ``"dpmpp_2m"`` (``lower_order_final=False``) / ``sample_dpmpp_2m``, with or without
-    a final 0 (their step to 0 is the denoiser too). ``"lms"`` agrees with
+    a final 0 (their step to 0 is the denoiser too), also with churn (``"edm_heun"`` with
+    ``s_churn``, ``s_tmin``, ``s_tmax`` / ``sample_heun`` with the same values, given the same
+    normal draws): ``s_churn`` means k-diffusion's ``gamma = min(s_churn / (len(sigmas) - 1),
+    sqrt(2) - 1)``, which for a list ending in 0 is `solvers.EDMHeun`'s own ``N`` (the number
+    of positive levels) and without it is matched by rescaling ``s_churn`` by
+    ``len(sigmas) / (len(sigmas) - 1)`` here. With a final 0 this needs the last positive
+    level outside ``[s_tmin, s_tmax]`` (k-diffusion also churns its step to 0, our final
+    denoise does not). ``"lms"`` agrees with
     ``sample_lms`` to round-off only without a final 0 (3e-15 and 5e-15 under EDM and VP, 10
     levels): with one, k-diffusion's last step is an Adams step integrating its order-4
     polynomial through the last four slopes to ``sigma = 0``, ours the denoiser, and the two
@@ -288,11 +346,43 @@ def sample_sigmas(
                         f"got {type(x).__name__}")
     x = x.to(dtype=dtype or x.dtype, device=device or x.device)
     a = sde.marginal_coeffs(ts[[0, -1]])[0].tolist()  # float64 times: never rounded to x's dtype
-    res = solvers.sample(sde, score, solver=solver, grid=ts, x_T=a[0] * x, denoise=final, seed=seed,
-                         generator=generator, **options)
+    if not final:
+        solver, options = _churn_as_k_diffusion(solver, options, len(ts))
+    # Warnings of the run (e.g. too few steps for the solver) name the caller's line, not this one.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = solvers.sample(sde, score, solver=solver, grid=ts, x_T=a[0] * x, denoise=final, seed=seed,
+                             generator=generator, **options)
+    reemit_at_user(caught)
     if not final:
         res.samples = res.samples / a[1]
     return res
+
+
+def _churn_as_k_diffusion(solver: str | solvers.Solver, options: dict[str, Any],
+                          n_levels: int) -> tuple[str | solvers.Solver, dict[str, Any]]:
+    """``EDMHeun``'s ``s_churn`` rescaled for a sigma list of ``n_levels`` positive levels and no final 0.
+
+    `solvers.EDMHeun` takes ``gamma = S_churn / N`` with ``N = n_levels`` (Karras' N, the positive
+    noise levels); k-diffusion's ``sample_heun`` divides by ``len(sigmas) - 1``, which is the same
+    for a list ending in 0 but ``n_levels - 1`` without it. Passing ``S_churn n_levels /
+    (n_levels - 1)`` gives k-diffusion's ``gamma`` exactly (the ``sqrt(2) - 1`` cap applies to the
+    same ratio). Other solvers and ``s_churn = 0`` are returned unchanged.
+    """
+    scale = n_levels / (n_levels - 1)
+    if isinstance(solver, solvers.EDMHeun):
+        if solver.s_churn > 0:
+            solver = copy.copy(solver)
+            solver.s_churn = solver.s_churn * scale
+        return solver, options
+    if isinstance(solver, str) and float(options.get("s_churn", 0.0) or 0.0) > 0:
+        try:
+            is_edm = isinstance(solvers.get_solver(solver, **options), solvers.EDMHeun)
+        except (TypeError, ValueError, KeyError):
+            return solver, options  # solvers.sample reports the bad name / options itself
+        if is_edm:
+            options = {**options, "s_churn": float(options["s_churn"]) * scale}
+    return solver, options
 
 
 def load_k_diffusion_sampling() -> types.ModuleType | None:

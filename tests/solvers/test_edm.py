@@ -97,7 +97,7 @@ def test_churn_keeps_the_exact_marginal_variance():
     target = sd.GaussianMixture(mu, std)
     n = 20_000
     x_T = target.sample_marginal(n, sde, sde.T, generator=torch.Generator().manual_seed(2), dtype=F64)
-    # gamma = S_churn/N = 1/6 on every step with sigma_edm in [0.05, 50].
+    # gamma = S_churn/N = 20/121 (N: the 121 positive levels) on every step with sigma_edm in [0.05, 50].
     solver = solvers.EDMHeun(s_churn=20.0, s_tmin=0.05, s_tmax=50.0)
     out = solver.solve(
         solvers.ProbabilityFlowODE(sde, target.score_fn(sde)),

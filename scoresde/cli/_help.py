@@ -1,4 +1,5 @@
-"""Help formatting shared by the ``demo``, ``compare`` and ``plot`` commands, and `output_path`."""
+"""Help formatting shared by the ``demo``, ``compare`` and ``plot`` commands, `output_path`, and
+`targets_2d` (the ``--target`` choices of the commands that draw the plane)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,16 @@ def output_path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty; name a file or folder (an empty path would write into the current folder)")
     return text
+
+
+def targets_2d() -> list[str]:
+    """Names of the exact-target presets of 2-D data (``scoresde.targets.PRESETS`` with ``D = 2``).
+
+    The ``--target`` choices of ``plot`` and ``demo``: their figures (paths, densities,
+    fields) live on the plane, so a 16- or 32-dimensional mixture (``high_dim_*``,
+    ``sharp_32d``) is not offered rather than refused after sampling or drawn as an unlabelled
+    projection.
+    """
+    from ..targets import PRESETS
+
+    return [name for name, make in PRESETS.items() if make().dim == 2]

@@ -110,17 +110,28 @@ def _solver_list(spec: list[str] | None) -> list[str]:
 
 def load_checkpoint(path: str | os.PathLike[str], *, ema: bool = True) -> compare.LoadedCheckpoint:
     """Checkpoint loader for `compare.Problem.from_checkpoint`, through `scoresde.train`; the
-    training data is rebuilt from the run and checked against its stored identity."""
-    from ..train import checkpoint_loader
-
-    return checkpoint_loader()(path, ema=ema)  # type: ignore[no-any-return]
+    training data is rebuilt from the run and checked against its stored identity, and the
+    problem samples in the model's parameter dtype (see `checkpoint_loader`)."""
+    return checkpoint_loader(None)(path, ema=ema)
 
 
 def checkpoint_loader(data: str | None) -> compare.CheckpointLoader:
-    """The loader for ``--checkpoint`` with ``--data``: that data, checked against the checkpoint."""
-    from ..train import checkpoint_loader as loader
+    """The loader for ``--checkpoint`` with ``--data``: that data, checked against the checkpoint.
 
-    return loader(data)  # type: ignore[no-any-return]
+    The returned `compare.LoadedCheckpoint` records the dtype of the model's parameters, so
+    every solver samples in it: ``model.score_fn`` refuses a state of another dtype (a float64
+    network would otherwise fail on the float32 default).
+    """
+    from ..train import load_model, reference_data
+
+    def load(path: str | os.PathLike[str], *, ema: bool = True) -> compare.LoadedCheckpoint:
+        model, sde_obj, config = load_model(Path(path), ema=ema)
+        source = reference_data(config, data, where=f"checkpoint {path}")
+        param = next(model.parameters(), None)
+        return compare.LoadedCheckpoint(model.score_fn(sde_obj), sde_obj, config.data, source,
+                                        dtype=None if param is None else param.dtype)
+
+    return load
 
 
 def _check_vector_data(problem: Any, checkpoint: str) -> None:

@@ -28,11 +28,12 @@ import solvers
 
 from .. import compare
 from ..sde import SDES, AffineSDE, get_sde
-from ..targets import PRESETS, GaussianMixture, get_target
-from ._help import HelpFormatter, output_path
+from ..targets import GaussianMixture, get_target
+from ._help import HelpFormatter, output_path, targets_2d
 from .errors import report_error
 
-TARGETS_2D = [name for name in PRESETS if not name.startswith("high_dim")]
+TARGETS_2D = targets_2d()
+"""The ``--target`` choices: presets of 2-D data (the figures are of the plane)."""
 METRICS = ("sliced_w2", "mmd")
 
 
@@ -82,6 +83,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     from solvers.inputs import check_seed
 
     check_seed(args.seed)  # before any work, not after training
+    if args.seed < 0:  # the shared Brownian path (torchsde) takes non-negative seeds only
+        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     return s
 
 
@@ -142,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         s = _settings(args)
         names = _pick_solvers(args.solvers, args.quick)
+        target = get_target(args.target)
+        if target.dim != 2:  # argparse's choices hold 2-D presets only; a direct call is refused too
+            raise ValueError(f"the demo draws 2-D data, {target.name} has D={target.dim}; choose one of "
+                             f"{', '.join(TARGETS_2D)}")
     except ValueError as err:
         report_error("demo", err)
         return 2
@@ -151,7 +158,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
-    target = get_target(args.target)
     sde = get_sde(args.sde)
     problem = compare.Problem.from_target(target, sde)
     shape = (s["n"], target.dim)
@@ -159,12 +165,13 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. Train first, so the learned score can be compared with the exact one below.
     trained = None
+    loss_png = None
     if s["train_steps"] > 0:
         _log(f"training a score network for {s['train_steps']} steps ...")
         trained = _train(target, sde, s["train_steps"], args.seed, out, progress)
         if trained is not None:
             _log(f"trained in {trained[1]['seconds']:.1f} s")
-            _plot_loss(trained[1]["history"], out / "training_loss.png", s["dpi"])
+            loss_png = _plot_loss(trained[1]["history"], out / "training_loss.png", s["dpi"])
 
     # 2. Exact score: every solver from the same prior draw and Brownian path.
     _log("sampling the exact score ...")
@@ -199,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
     # 4. The table and the raw numbers.
     table = _write_tables(out, target, sde, names, s, args.seed, records, floors, trained)
     print(table)
-    _log(f"done in {time.perf_counter() - t_start:.1f} s; {len(files) + 2} files in {out}/")
+    n_files = len(files) + 2 + (loss_png is not None)  # + table.md, results.json, training_loss.png
+    _log(f"done in {time.perf_counter() - t_start:.1f} s; {n_files} files in {out}/")
     return 0
 
 

@@ -24,10 +24,8 @@ import solvers
 
 from .. import compare
 from ..sde import SDES
-from ..targets import PRESETS
-from ._help import HelpFormatter, output_path
+from ._help import HelpFormatter, output_path, targets_2d
 from .compare import checkpoint_loader
-from .errors import report_error
 
 
 def _names(text: str) -> list[str]:
@@ -52,8 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=output_path, required=True, help="output folder for the figures")
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--target", default="eight_gaussians",
-                     choices=[p for p in PRESETS if not p.startswith("high_dim")],
+    src.add_argument("--target", default="eight_gaussians", choices=targets_2d(),
                      help="exact 2-D target, sampled with its exact score")
     src.add_argument("--checkpoint", default=None, help="trained model (checkpoint file or run folder)")
     src.add_argument("--results", default=None,
@@ -70,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draw and the noise")
     parser.add_argument("--what", type=_names, default=list(FIGURES),
                         help=f"figures to write, among {', '.join(FIGURES)}")
-    parser.add_argument("--fields-at", type=_floats, default=[1.0, 0.3, 0.1, 0.01],
-                        help="times of the score / velocity field panels")
+    parser.add_argument("--fields-at", type=_floats, default=None,
+                        help="times in (0, T] of the score / velocity field panels (default: T of "
+                        "the SDE, 0.3, 0.1, 0.01)")
     parser.add_argument("--kind", default="quiver", choices=["quiver", "stream"],
                         help="arrows or stream lines for the fields")
     parser.add_argument("--frames", type=int, default=61, help="stored trajectory frames per solver")
@@ -133,37 +131,72 @@ def _plot_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad options before any sampling (and before ``--out`` is created).
+
+    Raises:
+        ValueError: ``--what`` empty or naming an unknown figure, ``--dpi`` or ``--n`` below 1, a
+            negative ``--seed`` (``--steps`` and ``--frames`` are checked by the solvers, also
+            before any sampling).
+    """
+    from ..plotting.report import FIGURES
+
+    if not args.what:
+        raise ValueError(f"--what names no figure; choose from {', '.join(FIGURES)}")
+    unknown = [w for w in args.what if w not in FIGURES]
+    if unknown:
+        raise ValueError(f"--what: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    if args.dpi < 1:
+        raise ValueError(f"--dpi must be a positive integer, got {args.dpi}")
+    if args.n < 1:
+        raise ValueError(f"--n must be a positive integer, got {args.n}")
+    if args.seed < 0:  # the shared Brownian path (torchsde) takes non-negative seeds only
+        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
+
+
+def _fields_at(args: argparse.Namespace, T: float) -> list[float] | None:
+    """The field times: ``--fields-at``, each in ``(0, T]``, or ``None`` (the default, which
+    `write_sampling_figures` takes as ``T, 0.3, 0.1, 0.01`` of the SDE: valid for every SDE,
+    e.g. the cosine VP SDE with ``T = 0.9946``). Checked only when the fields are drawn.
+
+    Raises:
+        ValueError: a time outside ``(0, T]``.
+    """
+    if args.fields_at is None or "fields" not in args.what:
+        return None
+    bad_t = [t for t in args.fields_at if not 0.0 < t <= T]
+    if bad_t or not args.fields_at:
+        raise ValueError(f"--fields-at times must lie in (0, T={T:g}] of this SDE, got {bad_t or 'none'}")
+    return list(args.fields_at)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Sample and plot, or re-plot ``--results``. Errors go to `errors.run_guarded` (exit 2 for
+    a usage error; ``--debug`` shows the traceback)."""
     if args.results is not None:
         return _plot_results(args)
     from .. import plotting
 
-    try:
-        names = args.solvers or compare.default_solvers(4)
-        solvers.check_solver_names(names)
-        if args.checkpoint is not None:
-            problem = compare.Problem.from_checkpoint(args.checkpoint, loader=checkpoint_loader(args.data))
-        else:
-            problem = compare.Problem.from_target(args.target, args.sde)
-        if not args.what:
-            from ..plotting.report import FIGURES
-
-            raise ValueError(f"--what names no figure; choose from {', '.join(FIGURES)}")
-        bad_t = [t for t in args.fields_at if not 0.0 < t <= float(problem.sde.T)]
-        if bad_t:
-            raise ValueError(f"--fields-at times must lie in (0, T={float(problem.sde.T):g}], got {bad_t}")
-        if problem.data_shape != (2,):
-            raise ValueError(f"plots need 2-D data, {problem.name} has shape {problem.data_shape}")
-        results = compare.sample_solvers(problem.sde, problem.score, names, shape=(args.n, 2),
-                                         steps=args.steps, seed=args.seed, max_frames=args.frames)
-        x0 = problem.sample_reference(args.n, torch.Generator().manual_seed(args.seed + 1))
-        files = plotting.write_sampling_figures(
-            args.out, results, sde=problem.sde, score=problem.score, target=problem.mixture, x0=x0,
-            title=problem.name, fields_at=args.fields_at, which=args.what, kind=args.kind,
-            dpi=args.dpi)
-    except (ValueError, TypeError) as err:  # OSErrors: errors.describe (a missing input exits 2)
-        report_error("plot", err)
-        return 2
+    _check_options(args)
+    names = args.solvers or compare.default_solvers(4)
+    solvers.check_solver_names(names)
+    if args.checkpoint is not None:
+        problem = compare.Problem.from_checkpoint(args.checkpoint, loader=checkpoint_loader(args.data))
+    else:
+        problem = compare.Problem.from_target(args.target, args.sde)
+    if problem.data_shape != (2,):
+        raise ValueError(f"plots need 2-D data, {problem.name} has shape {problem.data_shape}")
+    fields_at = _fields_at(args, float(problem.sde.T))
+    # A checkpoint samples (and its fields are drawn) in its parameters' dtype: a float64 model
+    # refuses float32 states.
+    results = compare.sample_solvers(problem.sde, problem.score, names, shape=(args.n, 2),
+                                     steps=args.steps, seed=args.seed, max_frames=args.frames,
+                                     dtype=problem.dtype)
+    x0 = problem.sample_reference(args.n, torch.Generator().manual_seed(args.seed + 1))
+    files = plotting.write_sampling_figures(
+        args.out, results, sde=problem.sde, score=problem.score, target=problem.mixture, x0=x0,
+        title=problem.name, fields_at=fields_at, which=args.what, kind=args.kind,
+        dpi=args.dpi, dtype=problem.dtype)
     for path in files.values():
         print(path)
     return 0

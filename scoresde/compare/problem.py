@@ -34,12 +34,15 @@ class LoadedCheckpoint:
         data_name: label of the training data (used in the problem's name and cache key).
         data: the training data source: a `GaussianMixture` (exact reference, mode statistics)
             or any object with `sample(n, generator=g) -> (n, *D)`.
+        dtype: the dtype of the model's parameters, in which it must be sampled (a float64
+            network refuses a float32 state); `None`: torch's default dtype.
     """
 
     score: ScoreFn
     sde: DiffusionSDE
     data_name: str
     data: Any
+    dtype: torch.dtype | None = None
 
 
 class CheckpointLoader(Protocol):
@@ -70,6 +73,8 @@ class Problem:
         reference: short name of the reference law in tables (`"exact"` for exact mixture
             samples, `"data"` for samples of a data source); the noise-floor row reads
             `"<reference> vs <reference>"`.
+        dtype: the dtype every solver samples in: a checkpoint's parameter dtype (a float64
+            network only takes float64 states); `None` (exact targets): torch's default dtype.
     """
 
     name: str
@@ -81,6 +86,7 @@ class Problem:
     spec: dict[str, Any] = field(default_factory=dict)
     reference: str = "exact"
     sample_reference_at_eps: Callable[[int, torch.Generator], Tensor] | None = None
+    dtype: torch.dtype | None = None
 
     def for_end_step(self, end_step: str) -> Problem:
         """This problem with the reference law of a run that ended with `end_step`
@@ -136,7 +142,8 @@ class Problem:
 
         The reference is the training data: exact samples when the data is a mixture (mode
         statistics then apply; floor row "exact vs exact"; exact `p_eps` for runs that stop
-        at `eps`), else fresh samples of the data source (floor row "data vs data").
+        at `eps`), else fresh samples of the data source (floor row "data vs data"). The
+        problem samples in the loader's `LoadedCheckpoint.dtype` (the model's parameter dtype).
         """
         loaded = loader(path, ema=ema)
         sde_obj, data = loaded.sde, loaded.data
@@ -156,7 +163,7 @@ class Problem:
                 "data": loaded.data_name}
         return cls(name or f"{loaded.data_name} (trained)", sde_obj, loaded.score, reference,
                    tuple(probe.shape[1:]), mixture, spec, "exact" if mixture is not None else "data",
-                   reference_at_eps if mixture is not None else None)
+                   reference_at_eps if mixture is not None else None, loaded.dtype)
 
 
 def _dir_stamp(path: Path) -> int:

@@ -278,7 +278,7 @@ def _run_cell(
     try:
         res = solvers.sample(problem.sde, problem.score, (n, *problem.data_shape), cell.solver,
                              steps=steps, seed=cell.seed, grid=grid, noise=noise, denoise=denoise,
-                             **opts)
+                             dtype=problem.dtype, **opts)
     except (NonFiniteScoreError, ValueError, RuntimeError, FloatingPointError) as err:
         record.update(status="error", error=f"{type(err).__name__}: {err}", nfe=None, seconds=None)
         return record

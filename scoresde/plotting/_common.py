@@ -9,6 +9,7 @@ To draw into your own (interactive) figure, pass ``ax=`` from ``plt.subplots()``
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,8 @@ from torch import Tensor
 from solvers.inputs import as_integer
 from solvers.result import Solution
 
+from ..atomic import atomic_write_with
+
 __all__ = [
     "new_figure",
     "root_figure",
@@ -35,6 +38,7 @@ __all__ = [
     "square_limits",
     "xy_limits",
     "save_figure",
+    "check_parent",
     "time_label",
 ]
 
@@ -224,26 +228,49 @@ def time_label(t: float) -> str:
     return f"t = {t:.3g}"
 
 
+def check_parent(path: Path) -> None:
+    """Refuse an output ``path`` below an existing file (``mkdir`` would say only "File exists").
+
+    Raises:
+        ValueError: names the file that stands where a folder is needed.
+    """
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot write {path}: {parent} is a file, not a folder; choose another path")
+            return
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
     """Write ``fig`` to ``path`` (parent folders created; tight bounding box); returns the path.
 
     A path without a suffix gets matplotlib's default format (``.png``) appended, and the
-    returned path is the file actually written.
+    returned path is the file actually written. The file is written atomically
+    (`scoresde.atomic.atomic_write_with`: a temporary file in the same folder, renamed over
+    ``path`` when complete), so a failed or interrupted save leaves an existing file intact.
 
     Raises:
         TypeError: ``fig`` is not a matplotlib ``Figure`` (for an ``Axes`` pass ``ax.figure``).
-        ValueError: ``path`` is an existing folder, or its suffix is not an image format.
+        ValueError: ``path`` is an existing folder or lies below a file, its suffix is not an
+            image format, or ``dpi`` is not positive.
     """
     if isinstance(fig, SubFigure):
         fig = fig.figure
     if not isinstance(fig, Figure):
         hint = "; pass ax.figure" if isinstance(fig, Axes) else ""
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}{hint}")
+    if dpi != "figure" and not (isinstance(dpi, numbers.Real) and not isinstance(dpi, bool)
+                                and math.isfinite(dpi) and dpi > 0):
+        raise ValueError(f"dpi must be a positive number (or 'figure'), got {dpi!r}")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file name such as {path / 'figure.png'}")
     if not path.suffix:
         path = path.with_name(f"{path.name}.{rcParams['savefig.format']}")  # what savefig writes
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.06)
+    fmt = path.suffix[1:].lower()
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"Format {fmt!r} is not supported (supported formats: {', '.join(sorted(supported))})")
+    check_parent(path)
+    atomic_write_with(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.06))
     return path

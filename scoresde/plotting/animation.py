@@ -2,12 +2,19 @@
 
 GIFs use matplotlib's Pillow writer (Pillow ships with matplotlib); MP4 needs an ``ffmpeg``
 executable on ``PATH`` (`ffmpeg_available`). The figure is headless (Agg), so
-animations render on servers and in CI.
+animations render on servers and in CI. Files are written atomically (a temporary file in
+the same folder, renamed over the target when complete): a failed or interrupted save
+leaves the previous file intact.
+
+Axis limits follow the package's rule (`scoresde.plotting.extent`): they come from the data
+end of the process (the frames at the smallest ``t``), never from the prior end, so under a
+VE SDE the data is not a dot in a ``+-130`` square; particles outside the view leave it.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,9 +28,20 @@ from torch import Tensor
 from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 
+from ..atomic import _UMASK
 from ..targets import GaussianMixture
-from ._common import Limits, Range, get_axes, square_limits, trajectory_arrays, xy_limits
-from .marginals import density_grid
+from ._common import (
+    Limits,
+    Range,
+    check_parent,
+    get_axes,
+    square_limits,
+    time_label,
+    to_numpy,
+    trajectory_arrays,
+    xy_limits,
+)
+from .marginals import contour_levels, density_grid
 from .trajectories import simulate_forward
 
 __all__ = [
@@ -40,6 +58,18 @@ def ffmpeg_available() -> bool:
     return bool(mpl_animation.writers.is_available("ffmpeg"))
 
 
+def _check_times(times: np.ndarray, sde: DiffusionSDE | None) -> None:
+    """Refuse frame times outside ``[0, T]`` of ``sde`` when the animation is built, not half-way
+    through saving it (each frame's exact ``p_t`` is evaluated at its time)."""
+    if sde is None:
+        return
+    T = float(sde.T)
+    bad = times[(times < -1e-7 * T) | (times > T * (1 + 1e-7))]
+    if bad.size:
+        raise ValueError(f"animation frame times must lie in [0, T={T:g}] of the SDE, got {bad.size} outside "
+                         f"(from {float(bad.min()):g} to {float(bad.max()):g})")
+
+
 def _animate_frames(
     frames: np.ndarray,
     times: np.ndarray,
@@ -53,12 +83,13 @@ def _animate_frames(
     interval: int,
     seed: int,
 ) -> mpl_animation.FuncAnimation:
+    _check_times(times, sde)
     own_figure = ax is None
     fig, ax = get_axes(ax, size=(4.4, 4.4))
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(frames.shape[1], size=min(n_points, frames.shape[1]), replace=False))
     pts = frames[:, idx]
-    lims = square_limits(frames[0], frames[-1]) if lims is None else lims
+    lims = square_limits(frames[int(np.argmin(times))]) if lims is None else lims  # the data end
     size = float(np.clip(2000.0 / len(idx), 1.0, 10.0))
     scat = ax.scatter(pts[0, :, 0], pts[0, :, 1], s=size, color="C0", alpha=0.6, linewidths=0)
     xl, yl = xy_limits(lims)
@@ -69,18 +100,22 @@ def _animate_frames(
     ax.set_ylabel("$x_2$")
     title = ax.set_title("")
     show_density = target is not None and sde is not None and target.dim == 2
+    t_max = float(sde.T) if sde is not None else float("inf")
     state: dict[str, QuadContourSet | None] = {"contour": None}
 
     def update(k: int) -> list[object]:
         scat.set_offsets(pts[k])
-        title.set_text(f"{labels[k]}   t = {times[k]:.3f}")
+        title.set_text(f"{labels[k]}   {time_label(float(times[k]))}")
         if show_density:
             if state["contour"] is not None:
                 state["contour"].remove()
-            gx, gy, dens = density_grid(target, lims, sde=sde, t=max(float(times[k]), 0.0),
+                state["contour"] = None
+            gx, gy, dens = density_grid(target, lims, sde=sde, t=min(max(float(times[k]), 0.0), t_max),
                                         resolution=90)
-            state["contour"] = ax.contour(gx, gy, dens, levels=float(dens.max()) * np.array([0.1, 0.5]),
-                                          colors="k", linewidths=0.6, alpha=0.6)
+            levels = contour_levels(dens, np.array([0.1, 0.5]))  # None: p_t ~ 0 in the whole view
+            if levels is not None:
+                state["contour"] = ax.contour(gx, gy, dens, levels=levels, colors="k", linewidths=0.6,
+                                              alpha=0.6)
         return [scat, title]
 
     update(0)
@@ -111,7 +146,12 @@ def animate_particles(
 
     Shows ``n_points`` particles per frame; with ``target`` and ``sde`` the exact ``p_t`` is
     outlined at each frame's time. The last frame is held for ``hold`` extra frames.
+    ``lims`` defaults to `square_limits` of the frame at the smallest ``t`` (the data end).
+    ``interval`` is the time between frames in ms, also in saved files (`save_animation`).
     Returns the `matplotlib.animation.FuncAnimation` (save with `save_animation`).
+
+    Raises:
+        ValueError: as `trajectory_arrays`; with ``sde``, a time outside ``[0, T]``.
     """
     frames, t = trajectory_arrays(traj, times)
     frames = np.concatenate([frames, np.repeat(frames[-1:], hold, axis=0)])
@@ -122,7 +162,7 @@ def animate_particles(
 
 def animate_forward_reverse(
     sde: DiffusionSDE,
-    x0: Tensor,
+    x0: Tensor | np.ndarray,
     result: Solution,
     *,
     target: GaussianMixture | None = None,
@@ -138,8 +178,12 @@ def animate_forward_reverse(
 
     The forward part is simulated exactly (`simulate_forward`);
     the reverse part is the solver's stored trajectory. Each end is held ``hold`` frames.
-    Returns the animation.
+    ``lims`` defaults to `square_limits` of the data ``x0`` and the final samples (the data
+    end of both processes, as `write_sampling_figures` uses), never of the prior end.
+    ``x0`` may be a tensor or an array. Returns the animation.
     """
+    if not isinstance(x0, Tensor):
+        x0 = torch.as_tensor(to_numpy(x0), dtype=torch.get_default_dtype())
     g = torch.Generator(device=x0.device).manual_seed(seed)
     fwd, fwd_t = simulate_forward(sde, x0, steps=forward_frames, generator=g)
     fwd_np = fwd.detach().to("cpu", torch.float64).numpy()[:, :, :2]
@@ -154,7 +198,7 @@ def animate_forward_reverse(
     frames = np.concatenate([p[0] for p in parts])
     t = np.concatenate([p[1] for p in parts])
     labels = [p[2] for p in parts for _ in range(len(p[1]))]
-    lims = square_limits(fwd_np[0], fwd_np[-1], rev[-1]) if lims is None else lims
+    lims = square_limits(fwd_np[0], rev[int(np.argmin(rev_t))]) if lims is None else lims  # data end
     return _animate_frames(frames, t, labels, target=target, sde=sde, ax=ax, lims=lims,
                            n_points=n_points, interval=interval, seed=seed)
 
@@ -163,25 +207,50 @@ def save_animation(
     anim: mpl_animation.FuncAnimation,
     path: str | os.PathLike[str],
     *,
-    fps: int = 15,
+    fps: float | None = None,
     dpi: int = 80,
 ) -> Path:
     """Write ``anim`` to ``path``: ``.gif`` (Pillow) or ``.mp4`` (needs ffmpeg). Returns the path.
 
-    Raises ``ValueError`` for another suffix and ``RuntimeError`` for MP4 without ffmpeg.
+    ``fps`` defaults to ``1000 / interval`` of the animation (its ``interval=`` in ms, as
+    matplotlib's own ``Animation.save`` does). The frames go to a temporary file in the same
+    folder, renamed over ``path`` only once complete: an error or Ctrl-C part-way leaves an
+    existing file as it was (and no temporary file).
+
+    Raises ``ValueError`` for another suffix or a non-positive ``fps``, ``RuntimeError`` for
+    MP4 without ffmpeg.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if fps is None:
+        # A hair below 1000 / interval, so the GIF writer's int(1000 / fps) gives the interval
+        # back exactly (1000 / (1000 / 60) is 59.99..., which would make 50 ms GIF frames).
+        fps = 1000.0 / (float(getattr(anim, "_interval", 1000.0 / 15)) * (1 + 1e-9))
+    if not (float(fps) > 0 and np.isfinite(float(fps))):
+        raise ValueError(f"fps must be positive and finite, got {fps!r}")
     if suffix == ".gif":
-        writer: mpl_animation.AbstractMovieWriter = mpl_animation.PillowWriter(fps=fps)
+        # (matplotlib's stubs say int; any positive fps works: the writers take 1000 / fps)
+        writer: mpl_animation.AbstractMovieWriter = mpl_animation.PillowWriter(fps=fps)  # type: ignore[arg-type]
     elif suffix == ".mp4":
         if not ffmpeg_available():
             raise RuntimeError("saving .mp4 needs ffmpeg on PATH; save as .gif instead")
-        writer = mpl_animation.FFMpegWriter(fps=fps)
+        writer = mpl_animation.FFMpegWriter(fps=fps)  # type: ignore[arg-type]
     else:
         raise ValueError(f"animation path must end in .gif or .mp4, got {path.name!r}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name such as {path / 'animation.gif'}")
+    check_parent(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    anim.save(str(path), writer=writer, dpi=dpi)
+    # The writer picks the format from the suffix, so the temporary name keeps it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        anim.save(tmp, writer=writer, dpi=dpi)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -189,7 +258,7 @@ def save_animation_all(
     anim: mpl_animation.FuncAnimation,
     stem: str | os.PathLike[str],
     *,
-    fps: int = 15,
+    fps: float | None = None,
     dpi: int = 80,
 ) -> list[Path]:
     """Save ``stem.gif`` always and ``stem.mp4`` when ffmpeg exists; returns the paths written."""

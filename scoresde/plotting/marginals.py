@@ -3,10 +3,17 @@
 The exact density of the noised marginal of a Gaussian-mixture target,
 ``p_t = sum_k w_k N(alpha(t) mu_k, alpha(t)^2 s_k^2 + sigma(t)^2)``, comes from
 `scoresde.targets.GaussianMixture.marginal_log_prob`; the plots only evaluate it.
+
+The default view of `plot_density` follows from that formula (`density_limits`): per
+coordinate ``d`` the component ``k`` has mean ``alpha mu_kd`` and standard deviation
+``tau_kd = sqrt(alpha^2 s_kd^2 + sigma^2)``, so the box ``[min_k(alpha mu_kd - 3 tau_kd),
+max_k(alpha mu_kd + 3 tau_kd)]`` misses at most ``2 x 0.27% = 0.54%`` of every component
+(a union bound over the two coordinates), hence of ``p_t``; the view pads it by 10%.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -17,7 +24,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from solvers.inputs import as_count, as_integer
+from solvers.inputs import as_count, as_integer, as_real
 from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 
@@ -36,7 +43,8 @@ from ._common import (
 )
 from .extent import note_offview
 
-__all__ = ["plot_samples", "plot_density", "density_grid", "plot_snapshots", "nearest_frames"]
+__all__ = ["plot_samples", "plot_density", "density_grid", "density_limits", "contour_levels", "plot_snapshots",
+           "nearest_frames"]
 
 Kind = Literal["auto", "scatter", "hist"]
 
@@ -84,9 +92,11 @@ def plot_samples(
 
     Raises:
         ValueError: ``x`` not ``(N, D)`` with ``N >= 1``, ``D >= 2``; ``dims`` out of range; an
-            unknown ``kind``.
+            unknown ``kind``; ``bins`` not a positive integer (`NotAnIntegerError` for a float).
     """
     pts = check_points(x, dims)
+    if bins is not None:
+        bins = as_count(bins, "bins")
     _, ax = get_axes(ax)
     n = pts.shape[0]
     n_bad = int((~np.isfinite(pts).all(axis=1)).sum())
@@ -152,6 +162,55 @@ def density_grid(
     return gx.numpy(), gy.numpy(), dens.numpy()
 
 
+DENSITY_VIEW_STDS = 3.0
+"""`density_limits` covers every component of ``p_t`` to this many of its standard deviations."""
+
+
+def density_limits(target: GaussianMixture, sde: DiffusionSDE | None = None, t: float | None = None,
+                   *, k: float = DENSITY_VIEW_STDS, pad: float = 0.1) -> Limits:
+    """The default view of the exact ``p_t`` (``p_0`` when ``sde`` or ``t`` is ``None``): square,
+    holding all but a negligible part of its mass.
+
+    Component ``k`` of ``p_t = sum_k w_k N(alpha mu_k, diag(alpha^2 s_k^2 + sigma^2))`` has,
+    along coordinate ``d``, mean ``alpha mu_kd`` and standard deviation
+    ``tau_kd = sqrt(alpha^2 s_kd^2 + sigma^2)`` (data spread and noise add in quadrature). The
+    box ``[min_k(alpha mu_kd - k tau_kd), max_k(alpha mu_kd + k tau_kd)]`` misses at most
+    ``2 * 2 (1 - Phi(k))`` of each component (0.54% for ``k = 3``), hence of ``p_t``; it is made
+    square and padded by ``pad`` as in `square_limits` (kept centred on the origin when that
+    widens it by at most 25%).
+    """
+    mu = target.means.to(torch.float64)[:, :2]
+    sd = target.stds.to(torch.float64)
+    sd = (sd[:, None].expand_as(target.means) if sd.ndim == 1 else sd)[:, :2]
+    alpha, sigma = 1.0, 0.0
+    if sde is not None and t is not None:
+        a, s = sde.marginal_coeffs(torch.tensor([float(t)], dtype=torch.float64))
+        alpha, sigma = float(a), float(s)
+    tau = torch.sqrt(alpha**2 * sd**2 + sigma**2)
+    lo = (alpha * mu - k * tau).min(dim=0).values.numpy()
+    hi = (alpha * mu + k * tau).max(dim=0).values.numpy()
+    return square_limits(np.stack([lo, hi]), quantile=1.0, pad=pad)
+
+
+def contour_levels(dens: np.ndarray, fractions: np.ndarray) -> np.ndarray | None:
+    """Iso-density levels ``peak * fractions``, or ``None`` when they are not strictly increasing
+    and positive (the density underflows to 0 over the whole view: nothing to outline)."""
+    peak = float(np.max(dens)) if dens.size else 0.0
+    if not (math.isfinite(peak) and peak > 0):
+        return None
+    levels = peak * np.asarray(fractions, dtype=np.float64)
+    if levels[0] <= 0 or np.any(np.diff(levels) <= 0):
+        return None
+    return levels
+
+
+def _note_empty(ax: Axes, what: str) -> None:
+    """Say on the panel that the exact density is 0 (underflows) everywhere in the view."""
+    ax.text(0.03, 0.97, f"{what} is ~0 everywhere in this view\n(nothing to outline)", transform=ax.transAxes,
+            fontsize=7, va="top", ha="left", color="0.25",
+            bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.6", "alpha": 0.9}, zorder=5)
+
+
 def plot_density(
     target: GaussianMixture,
     *,
@@ -171,34 +230,49 @@ def plot_density(
 
     ``kind="image"`` fills the plane; ``kind="contour"`` draws ``levels`` iso-lines at
     evenly spaced fractions of the peak, to overlay on samples. ``vmax_scale > 1`` lightens
-    the image (the peak maps to ``1/vmax_scale`` of the colour map), for use as a background.
+    the image (the colour scale ends at ``vmax_scale`` times the peak; under the square-root
+    shading the peak is drawn at ``(1/vmax_scale)^0.5`` of the colour map), for use as a
+    background. ``lims`` defaults to `density_limits` (all but < 0.6% of ``p_t`` in view).
+    When the density underflows to 0 over the whole view, the panel says so (no contour).
     Returns the axes.
 
     Raises:
-        TypeError / ValueError: as `density_grid`; an unknown ``kind``.
+        TypeError / ValueError: as `density_grid`; an unknown ``kind``; ``t`` not finite or
+            outside ``[0, T]``; ``levels`` not a positive integer.
     """
     if not all(hasattr(target, a) for a in ("dim", "log_prob", "marginal_log_prob", "means", "stds")):
         raise TypeError(f"target must be an exact mixture (scoresde.targets.GaussianMixture), got "
                         f"{type(target).__name__}")
+    if kind not in ("image", "contour"):
+        raise ValueError(f"kind must be 'image' or 'contour', got {kind!r}")
+    if t is not None:
+        t = as_real(t, "t")
+        if not math.isfinite(t):
+            raise ValueError(f"t must be a finite time, got {t!r}")
+        if sde is not None and not 0.0 <= t <= float(sde.T) * (1 + 1e-7):
+            raise ValueError(f"t must lie in [0, T={float(sde.T):g}], got {t:g}")
+    levels = as_count(levels, "levels")
+    if target.dim != 2:
+        raise ValueError(f"density plots need a 2-D target, {target.name} has D={target.dim}")
     _, ax = get_axes(ax)
     if lims is None:
-        spread = float((target.means.abs() + 3 * target.stds).max())
-        if sde is not None and t is not None:
-            alpha, sigma = sde.marginal_coeffs(torch.tensor([float(t)], dtype=torch.float64))
-            spread = max(float(alpha) * spread, 3.0 * float(sigma))
-        lims = (-1.1 * spread, 1.1 * spread)
+        lims = density_limits(target, sde, t)
     gx, gy, dens = density_grid(target, lims, sde=sde, t=t, resolution=resolution)
+    what = f"exact $p_0$ ({target.name})" if t is None or sde is None else "exact $p_t$"
     if kind == "image":
-        ax.imshow(dens, extent=(*xy_limits(lims)[0], *xy_limits(lims)[1]), origin="lower", cmap=cmap,
-                  norm=PowerNorm(0.5, vmin=0.0, vmax=vmax_scale * float(dens.max())),
-                  interpolation="bilinear")
-    elif kind == "contour":
         peak = float(dens.max())
-        fractions = np.linspace(0.1, 0.9, levels)
-        ax.contour(gx, gy, dens, levels=peak * fractions, colors=color, linewidths=0.7, alpha=0.8,
-                   zorder=1.5)  # above 2-D histograms (1), below scatter points (2)
+        ax.imshow(dens, extent=(*xy_limits(lims)[0], *xy_limits(lims)[1]), origin="lower", cmap=cmap,
+                  norm=PowerNorm(0.5, vmin=0.0, vmax=vmax_scale * peak if peak > 0 else 1.0),
+                  interpolation="bilinear")
+        if not peak > 0:
+            _note_empty(ax, what)
     else:
-        raise ValueError(f"kind must be 'image' or 'contour', got {kind!r}")
+        lv = contour_levels(dens, np.linspace(0.1, 0.9, levels))
+        if lv is None:
+            _note_empty(ax, what)
+        else:
+            ax.contour(gx, gy, dens, levels=lv, colors=color, linewidths=0.7, alpha=0.8,
+                       zorder=1.5)  # above 2-D histograms (1), below scatter points (2)
     _style_square(ax, lims)
     if title is None:
         title = f"exact $p_0$ ({target.name})" if t is None or sde is None else f"exact $p_t$, {time_label(t)}"

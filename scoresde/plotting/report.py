@@ -48,7 +48,7 @@ def write_sampling_figures(
     target: GaussianMixture | None = None,
     x0: Tensor | None = None,
     title: str = "",
-    fields_at: Sequence[float] = (1.0, 0.3, 0.1, 0.01),
+    fields_at: Sequence[float] | None = None,
     field_density: int = 21,
     gif: bool = True,
     which: Collection[str] | None = None,
@@ -57,6 +57,8 @@ def write_sampling_figures(
     gif_hold: int = 8,
     forward_frames: int = 40,
     dpi: int = 120,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
 ) -> dict[str, Path]:
     """Write the standard figures for ``results`` (label -> ``Solution`` with trajectories).
 
@@ -67,12 +69,16 @@ def write_sampling_figures(
         target: the exact mixture, when known (densities and contours are overlaid).
         x0: data samples ``(B, 2)`` for the forward process (default: ``target.sample``).
         title: prefix of figure titles (e.g. ``"exact score"``).
-        fields_at: times of the field panels.
+        fields_at: times of the field panels (clipped to ``[eps, T]``); default (``None``):
+            ``(T, 0.3, 0.1, 0.01)`` of ``sde``.
         gif: write the forward/reverse animation (when ``"animation"`` is in ``which``).
         which: subset of `FIGURES` to write; default (``None``): all of them, except the
             score / velocity ``fields`` for data that is not 2-D (the other figures then show
             the first two coordinates), which are skipped.
         kind: ``"quiver"`` or ``"stream"`` for the field plots.
+        dtype, device: where the fields are evaluated (default: the dtype and device of the
+            network behind ``score``, else torch's default dtype on the CPU; see
+            `scoresde.plotting.fields.field_dtype_device`). Sample a float64 model in float64.
 
     Returns ``{figure name: path}`` (no ``"fields"`` entry when they were skipped).
 
@@ -119,8 +125,9 @@ def write_sampling_figures(
                              + (" (lines: exact $p_t$)" if target is not None else ""))
         files["snapshots"] = save_figure(fig, out / "snapshots.png", dpi=dpi)
     if "fields" in which:
-        fig = plot_fields(sde, score, fields_at, target=target, lims=lims, density=field_density,
-                          kind=kind,  # type: ignore[arg-type]
+        at = (float(sde.T), 0.3, 0.1, 0.01) if fields_at is None else fields_at
+        fig = plot_fields(sde, score, at, target=target, lims=lims, density=field_density,
+                          kind=kind, dtype=dtype, device=device,  # type: ignore[arg-type]
                           suptitle=f"{prefix}score and probability-flow velocity (arrows: direction; "
                           "colour: log magnitude)")
         files["fields"] = save_figure(fig, out / "fields.png", dpi=dpi)

@@ -185,6 +185,8 @@ def checkpoint_loader(data: Any = None, *, sde: Any = None) -> Any:
 
         model, sde_obj, config = load_model(path, ema=ema, sde=sde)
         source = reference_data(config, data, where=f"checkpoint {path}")
-        return LoadedCheckpoint(model.score_fn(sde_obj), sde_obj, config.data, source)
+        param = next(model.parameters(), None)  # sample in the network's own dtype (float64 runs)
+        return LoadedCheckpoint(model.score_fn(sde_obj), sde_obj, config.data, source,
+                                dtype=None if param is None else param.dtype)
 
     return load

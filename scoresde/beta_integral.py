@@ -1,7 +1,12 @@
 """``B(t) = int_0^t beta``: Gauss-Legendre quadrature, and the check of a closed form against it.
 
-`gauss_legendre` is `scoresde.schedules.BetaSDE`'s default integral (64 nodes on ``[0, t]``);
-`check_integral` refuses a given closed form that is not the integral of ``beta``.
+`CompositeIntegral` is `scoresde.schedules.BetaSDE`'s default integral: ``[0, T]`` is cut into
+adaptive panels (16 to start, halved where 64-point Gauss-Legendre on a panel and on its halves
+disagree, e.g. around a jump or kink of ``beta``), their integrals are summed once, and
+``B(t) = B(t_k) + int_{t_k}^t beta`` by 64-point Gauss-Legendre (`gauss_legendre`) on the panel
+``[t_k, t_{k+1})`` holding ``t``. So ``B`` is continuous, non-decreasing for ``beta >= 0``, exact
+to round-off for a piecewise-smooth ``beta`` and ``dB/dt = beta``. `check_integral` refuses a
+given closed form that is not the integral of ``beta``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["gauss_legendre", "check_integral", "INTEGRAL_RTOL", "INTEGRAL_ATOL"]
+__all__ = ["gauss_legendre", "check_integral", "CompositeIntegral", "INTEGRAL_RTOL", "INTEGRAL_ATOL"]
 
 Schedule = Callable[[Tensor], Tensor]
 
@@ -38,31 +43,96 @@ INTEGRAL_RTOL, INTEGRAL_ATOL = 1e-3, 1e-6
 _INTEGRAL_PANELS = 16  # the integral check compares at t = j T / 16
 
 
+def _gl_on(beta: Schedule, lo: Tensor, hi: Tensor) -> Tensor:
+    """``int_{lo_i}^{hi_i} beta`` for each panel ``(lo_i, hi_i)``, ``(P,)``, by 64-point Gauss-Legendre."""
+    return gauss_legendre(lambda u: beta(u + lo.repeat_interleave(len(_GL_NODES))), hi - lo)
+
+
+def _adaptive_panels(beta: Schedule, T: float, n: int) -> tuple[Tensor, Tensor]:
+    """Panels of ``[0, T]`` on which 64-point Gauss-Legendre is exact to round-off.
+
+    Starts from ``n`` equal panels and halves each until Gauss-Legendre on it and on its halves
+    agree to 1e-10 relative (of ``int_0^T |beta|``): one pass for a smooth ``beta``, about 30
+    more levels around a jump of ``beta``. Returns ``(edges, integrals)``: the sorted panel
+    edges ``(P + 1,)`` from 0 to ``T`` and ``int`` over each panel ``(P,)``, float64 (the
+    panels are the converged panels' halves, whose integrals are the more accurate ones).
+    """
+    lo = torch.arange(n, dtype=torch.float64) * (T / n)
+    hi = torch.cat([lo[1:], torch.tensor([T], dtype=torch.float64)])
+    out_lo, out_val, tol = [], [], None
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        left, right = _gl_on(beta, lo, mid), _gl_on(beta, mid, hi)
+        whole, halves = _gl_on(beta, lo, hi), left + right
+        tol = 1e-10 * max(1.0, float(whole.abs().sum())) if tol is None else tol
+        done = (whole - halves).abs() <= tol
+        out_lo += [lo[done], mid[done]]
+        out_val += [left[done], right[done]]
+        if bool(done.all()):
+            break
+        lo, hi = torch.cat([lo[~done], mid[~done]]), torch.cat([mid[~done], hi[~done]])
+    else:
+        out_lo += [lo[~done], mid[~done]]
+        out_val += [left[~done], right[~done]]
+    starts, vals = torch.cat(out_lo), torch.cat(out_val)
+    order = torch.argsort(starts)
+    edges = torch.cat([starts[order], torch.tensor([T], dtype=torch.float64)])
+    return edges, vals[order]
+
+
 def _panel_integrals(beta: Schedule, T: float, n: int) -> Tensor:
     """``int_0^{j T/n} beta`` for ``j = 0..n``, ``(n + 1,)`` float64, by adaptive `gauss_legendre`.
 
-    Each of the ``n`` panels is halved until 64-point Gauss-Legendre on it and on its halves agree
-    to 1e-10 relative: one pass for smooth ``beta``, about 30 more around a jump of ``beta``.
+    Sums the `_adaptive_panels` integrals: exact to round-off also around a jump of ``beta``.
     """
-    def gl(lo: Tensor, hi: Tensor) -> Tensor:
-        return gauss_legendre(lambda u: beta(u + lo.repeat_interleave(len(_GL_NODES))), hi - lo)
+    edges, vals = _adaptive_panels(beta, T, n)
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(vals, 0)])
+    j = torch.searchsorted(edges, torch.arange(n + 1, dtype=torch.float64) * (T / n))
+    return cum[j.clamp(max=len(cum) - 1)]
 
-    lo = torch.arange(n, dtype=torch.float64) * (T / n)
-    hi, owner = torch.cat([lo[1:], torch.tensor([T], dtype=torch.float64)]), torch.arange(n)
-    total, tol = torch.zeros(n, dtype=torch.float64), None
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        whole, halves = gl(lo, hi), gl(lo, mid) + gl(mid, hi)
-        tol = 1e-10 * max(1.0, float(whole.abs().sum())) if tol is None else tol
-        done = (whole - halves).abs() <= tol
-        total.index_add_(0, owner[done], halves[done])
-        if bool(done.all()):
-            break
-        lo, hi, owner = (torch.cat([lo[~done], mid[~done]]), torch.cat([mid[~done], hi[~done]]),
-                         torch.cat([owner[~done], owner[~done]]))
-    else:
-        total.index_add_(0, owner[~done], halves[~done])
-    return torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(total, 0)])
+
+class CompositeIntegral:
+    """``B(t) = int_0^t beta`` by composite Gauss-Legendre on adaptive panels (module docstring).
+
+    ``B(t) = C_k + int_{t_k}^t beta`` with ``t_k <= t < t_{k+1}`` the panel holding ``t``
+    (the first / last panel below 0 / above ``T``), ``C_k = int_0^{t_k} beta`` summed once at
+    construction and the rest by 64-point Gauss-Legendre (`gauss_legendre`). Continuous in
+    ``t``, differentiable (``dB/dt = beta`` to quadrature accuracy), ``t: (B,)`` or 0-d of any
+    dtype and device (the panel is found in at least float32).
+
+    Args:
+        beta: ``beta(t: (N,)) -> (N,)`` written with torch operations.
+        T: upper end of the panels.
+        panels: number of initial equal panels.
+    """
+
+    def __init__(self, beta: Schedule, T: float, panels: int = _INTEGRAL_PANELS) -> None:
+        self.beta = beta
+        self.edges, vals = _adaptive_panels(beta, float(T), panels)
+        self.cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(vals, 0)])
+
+    def at_panel_edges(self, T: float, n: int) -> Tensor:
+        """``B(j T/n)``, ``j = 0..n``, ``(n + 1,)`` float64 (the panel sums, no quadrature)."""
+        j = torch.searchsorted(self.edges, torch.arange(n + 1, dtype=torch.float64) * (T / n))
+        return self.cumulative[j.clamp(max=len(self.cumulative) - 1)]
+
+    def __call__(self, t: Tensor) -> Tensor:
+        """``B(t)``, shape and dtype of ``t``."""
+        # The panel index from t in float64 (float32 on MPS, which has no float64): a
+        # low-precision t is exact there, and the index does not depend on t's rounding of edges.
+        find = torch.float32 if t.device.type == "mps" else torch.float64
+        edges = self.edges.to(device=t.device, dtype=find)
+        k = torch.searchsorted(edges, t.detach().to(find).reshape(-1), right=True) - 1
+        k = k.clamp(0, len(self.edges) - 2).reshape(t.shape)
+        start = self.edges.to(device=t.device, dtype=t.dtype)[k]
+        base = self.cumulative.to(device=t.device, dtype=t.dtype)[k]
+        # gauss_legendre evaluates beta at start + (t - start)(1 + x_i)/2, flattened (..., 64) -> (-1,).
+        node_start = start.unsqueeze(-1).expand(*start.shape, len(_GL_NODES)).reshape(-1)
+
+        def shifted(u: Tensor) -> Tensor:
+            return self.beta(u + node_start)
+
+        return base + gauss_legendre(shifted, t - start)
 
 
 def check_integral(beta: Schedule, integral: Schedule, T: float, probe: Tensor) -> None:

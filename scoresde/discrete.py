@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from .schedules import _as_prior_std, check_prior
-from .sde import VarPreservingSDE
+from .sde import SCHEDULE_PROBE_KEY, VarPreservingSDE, schedule_probe
 
 __all__ = ["DiscreteVPSDE", "alphas_cumprod_from_config", "monotone_slopes", "BETA_SCHEDULES",
            "TABLE_PRIOR_KL_TOL"]
@@ -211,8 +211,13 @@ class DiscreteVPSDE(VarPreservingSDE):
 
     # --- schedule -----------------------------------------------------------------------
     def _interval(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Interval index ``j`` in ``[0, N - 1]`` (long) and position ``u = N t - j`` in it.
+
+        ``t`` should be float32 or wider: ``N - 1`` (e.g. 999) need not be representable in a
+        16-bit float. The index is clamped after the conversion to integers.
+        """
         u = t * self.num_timesteps
-        j = torch.clamp(torch.floor(u.detach()), 0, self.num_timesteps - 1).long()
+        j = torch.floor(u.detach()).long().clamp(0, self.num_timesteps - 1)
         return j, u - j.to(t.dtype)
 
     def _hermite(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -220,8 +225,14 @@ class DiscreteVPSDE(VarPreservingSDE):
 
         On ``[t_j, t_j + 1/N]`` with ``u`` in ``[0, 1]``, values ``y0, y1`` and slopes
         ``d0, d1`` (per unit ``t``): ``y = y0 + u(y1 - y0) + u(1 - u)[(1 - u) a - u b]`` with
-        ``a = d0/N - (y1 - y0)``, ``b = d1/N - (y1 - y0)``.
+        ``a = d0/N - (y1 - y0)``, ``b = d1/N - (y1 - y0)``. Computed in at least float32
+        (bfloat16 / float16 ``t`` is promoted, the results cast back to its dtype;
+        differentiable in ``t``).
         """
+        work = torch.promote_types(t.dtype, torch.float32)
+        if work != t.dtype:
+            value, slope = self._hermite(t.to(work))
+            return value.to(t.dtype), slope.to(t.dtype)
         y = self._log_abar.to(device=t.device, dtype=t.dtype)
         d = self._slope.to(device=t.device, dtype=t.dtype) / self.num_timesteps
         j, u = self._interval(t)
@@ -241,9 +252,11 @@ class DiscreteVPSDE(VarPreservingSDE):
         """``beta(t) = -d ln alpha_bar / dt``: continuous, non-negative, piecewise quadratic."""
         return (-self._hermite(t)[1]).clamp_min(0.0)
 
-    def config(self) -> dict[str, float | bool]:
-        """``num_timesteps``, and ``prior_std`` when a prior was chosen."""
-        cfg: dict[str, float | bool] = {"num_timesteps": self.num_timesteps}
+    def config(self) -> dict[str, Any]:
+        """``num_timesteps``, ``prior_std`` when a prior was chosen, and the table's log-SNR at 9
+        probe times (`scoresde.sde.schedule_probe`), which tells two tables of one length apart."""
+        cfg: dict[str, Any] = {"num_timesteps": self.num_timesteps}
         if self.prior_chosen:
             cfg["prior_std"] = self._prior_std
+        cfg[SCHEDULE_PROBE_KEY] = schedule_probe(self)
         return cfg

@@ -47,6 +47,7 @@ from solvers.utils import append_dims
 
 from .models import ScoreModel
 from .models.parameterization import edm_loss_weight
+from .sde import configs_match
 
 __all__ = [
     "WEIGHTINGS",
@@ -198,13 +199,18 @@ class ImportanceTimeSampler:
 
 
 def _same_sde(a: DiffusionSDE, b: DiffusionSDE) -> bool:
-    """Whether ``a`` and ``b`` are the same SDE: the same object, or the same class and `config`."""
+    """Whether ``a`` and ``b`` are the same SDE: the same object, or the same class and `config`.
+
+    The configs must have the same keys and values, floats within relative
+    `scoresde.sde.CONFIG_RTOL` (a schedule's probe values, `scoresde.sde.schedule_probe`).
+    """
     if a is b:
         return True
     if type(a) is not type(b) or not callable(getattr(a, "config", None)):
         return False
     try:
-        return bool(a.config() == b.config())  # type: ignore[attr-defined]
+        ca, cb = a.config(), b.config()  # type: ignore[attr-defined]
+        return set(ca) == set(cb) and configs_match(ca, cb)
     except Exception:  # noqa: BLE001 - an SDE whose config cannot be compared is not the same
         return False
 

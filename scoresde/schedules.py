@@ -3,8 +3,10 @@
 * `BetaSDE` (VP type): ``dx = -beta(t) x/2 dt + sqrt(beta(t)) dW`` with
   ``alpha(t) = exp(-B(t)/2)``, ``B(t) = int_0^t beta``, ``sigma(t)^2 = 1 - alpha(t)^2``
   (Song et al. 2021, eq. 11 with a general ``beta``). ``B`` is the closed form you pass, or
-  64-point Gauss-Legendre quadrature of ``beta`` on ``[0, t]`` (exact for polynomials of
-  degree < 128, float64 round-off for smooth schedules).
+  composite 64-point Gauss-Legendre quadrature of ``beta`` on adaptive panels
+  (`scoresde.beta_integral.CompositeIntegral`: float64 round-off for smooth and for
+  piecewise-smooth schedules, e.g. a warm-up or a jump of ``beta``; continuous, with
+  ``dB/dt = beta``).
 * `SigmaSDE` (VE type): ``dx = sqrt(d sigma^2/dt) dW``, ``alpha = 1`` (Song et al. 2021,
   eq. 9 with a general ``sigma``); ``d sigma^2/dt`` is the closed form you pass or autograd
   of ``sigma``.
@@ -26,12 +28,13 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .beta_integral import check_integral, gauss_legendre
-from .sde import AffineSDE, VarPreservingSDE
+from .beta_integral import CompositeIntegral, check_integral
+from .sde import SCHEDULE_PROBE_KEY, AffineSDE, VarPreservingSDE, schedule_probe
 
 __all__ = [
     "BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "matched_prior_std", "PRIOR_KL_TOL",
@@ -197,7 +200,9 @@ class BetaSDE(VarPreservingSDE):
 
     Args:
         beta: ``beta(t: (N,)) -> (N,)``, positive, written with torch operations.
-        integral: optional closed form ``B(t) = int_0^t beta``; default: Gauss-Legendre quadrature.
+        integral: optional closed form ``B(t) = int_0^t beta``; default: composite Gauss-Legendre
+            quadrature on adaptive panels (`scoresde.beta_integral.CompositeIntegral`), exact to
+            round-off also for a ``beta`` with jumps or kinks.
             A given one is checked against that quadrature on ``[0, T]`` (``B(0) = 0``, finite,
             non-decreasing, within relative `scoresde.beta_integral.INTEGRAL_RTOL`).
         T, eps: time horizon and the smallest sampling time.
@@ -228,6 +233,7 @@ class BetaSDE(VarPreservingSDE):
             raise ValueError("beta(t) must return finite, non-negative values of the shape of t on [0, T]")
         if integral is not None:
             check_integral(beta, integral, self.T, probe)
+        self._quadrature = CompositeIntegral(beta, self.T) if integral is None else None
         if not float(self.integrated_beta(probe[-1:])[0]) > 0:
             raise ValueError("int_0^T beta must be positive")
         self._prior_std = _as_prior_std(self, prior, data_std, 1.0)
@@ -241,10 +247,11 @@ class BetaSDE(VarPreservingSDE):
         return self._beta(t)
 
     def integrated_beta(self, t: Tensor) -> Tensor:
-        """``B(t) = int_0^t beta(u) du`` (closed form if given, else quadrature)."""
+        """``B(t) = int_0^t beta(u) du`` (closed form if given, else composite quadrature)."""
         if self._integral is not None:
             return self._integral(t)
-        return gauss_legendre(self._beta, t)
+        assert self._quadrature is not None
+        return self._quadrature(t)
 
     def log_alpha(self, t: Tensor) -> Tensor:
         return -0.5 * self.integrated_beta(t)
@@ -253,8 +260,10 @@ class BetaSDE(VarPreservingSDE):
     def prior_std(self) -> float:
         return self._prior_std
 
-    def config(self) -> dict[str, float | bool]:
-        return {**super().config(), "prior_std": self._prior_std}
+    def config(self) -> dict[str, Any]:
+        """``T``, ``eps``, ``prior_std`` and the schedule's log-SNR at 9 probe times
+        (`scoresde.sde.schedule_probe`), which tells two ``beta`` callables apart."""
+        return {**super().config(), "prior_std": self._prior_std, SCHEDULE_PROBE_KEY: schedule_probe(self)}
 
 
 class SigmaSDE(AffineSDE):
@@ -265,7 +274,8 @@ class SigmaSDE(AffineSDE):
 
     Args:
         sigma: ``sigma(t: (N,)) -> (N,)``, increasing, written with torch operations.
-        dsigma2_dt: optional closed form of ``d sigma^2 / dt``; default: autograd of ``sigma``.
+        dsigma2_dt: optional closed form of ``d sigma^2 / dt``; default: autograd of ``sigma``
+            (also under ``torch.no_grad()`` and ``torch.inference_mode()``).
         T, eps: time horizon and the smallest sampling time.
         prior: ``None`` (``N(0, sigma(T)^2 I)``), a float (the prior std) or ``"matched"``.
         data_std: data std used by ``prior="matched"`` and the construction-time `check_prior`.
@@ -332,10 +342,15 @@ class SigmaSDE(AffineSDE):
         """``d sigma^2/dt`` (closed form if given, else autograd; differentiable if ``t`` is)."""
         if self._ds2 is not None:
             return self._ds2(t)
-        with torch.enable_grad():
-            tt = t if t.requires_grad else t.detach().requires_grad_(True)
-            s2 = self._sigma(tt) ** 2
-            (grad,) = torch.autograd.grad(s2.sum(), tt, create_graph=t.requires_grad)
+        if t.requires_grad:  # keep the graph: d sigma^2/dt is itself differentiated
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad((self._sigma(t) ** 2).sum(), t, create_graph=True)
+            return grad
+        # A leaf copy of t that records a graph, also under torch.inference_mode() (where
+        # enable_grad alone records nothing and t itself is an inference tensor).
+        with torch.inference_mode(False), torch.enable_grad():
+            tt = t.detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad((self._sigma(tt) ** 2).sum(), tt)
         return grad
 
     def diffusion(self, t: Tensor) -> Tensor:
@@ -346,8 +361,10 @@ class SigmaSDE(AffineSDE):
     def prior_std(self) -> float:
         return self._prior_std
 
-    def config(self) -> dict[str, float | bool]:
-        return {**super().config(), "prior_std": self._prior_std}
+    def config(self) -> dict[str, Any]:
+        """``T``, ``eps``, ``prior_std`` and the schedule's log-SNR ``-ln sigma`` at 9 probe times
+        (`scoresde.sde.schedule_probe`), which tells two ``sigma`` callables apart."""
+        return {**super().config(), "prior_std": self._prior_std, SCHEDULE_PROBE_KEY: schedule_probe(self)}
 
 
 class EDMSDE(AffineSDE):

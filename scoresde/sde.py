@@ -14,7 +14,12 @@ class (``sigma(0) = 0``), which is what makes the discrete transition
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,7 +27,85 @@ from torch import Tensor
 from solvers.dynamics import forward_transition
 from solvers.utils import append_dims
 
-__all__ = ["AffineSDE", "VarPreservingSDE", "VPSDE", "SubVPSDE", "VESDE", "CosineVPSDE", "get_sde", "SDES"]
+__all__ = ["AffineSDE", "VarPreservingSDE", "VPSDE", "SubVPSDE", "VESDE", "CosineVPSDE", "get_sde", "SDES",
+           "SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "schedule_probe", "configs_match"]
+
+BUILTIN_PRIOR_KL_WARN = 0.05
+"""The built-in SDE classes warn at construction above this `scoresde.check_prior` bound (nats
+per dimension, unit data): a gross mismatch of ``p_T`` and the prior, not the data-aware check."""
+
+SCHEDULE_PROBE_KEY = "log_snr_probe"
+"""`AffineSDE.config` key of a schedule given by a callable or a table (`scoresde.BetaSDE`,
+`scoresde.SigmaSDE`, `scoresde.DiscreteVPSDE`): its half log-SNR at `SCHEDULE_PROBES` times.
+Configs written before it existed lack it; `configs_match` then does not compare it."""
+
+SCHEDULE_PROBES = 9
+"""Number of probe times ``t_i = eps + (T - eps) i / 8``, ``i = 0..8``, of `schedule_probe`."""
+
+CONFIG_RTOL = 1e-9
+"""Relative tolerance of `configs_match` on floats (round-off of a recomputed schedule probe)."""
+
+
+def _finite(name: str, value: float) -> float:
+    """``float(value)``; raises ``ValueError`` naming ``name`` when it is NaN or infinite."""
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def _outside_this_module() -> int:
+    """``stacklevel`` for a warning raised here that names the first caller outside this file
+    (the user's ``VPSDE(...)`` or ``get_sde(...)`` line, not a constructor in between)."""
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def schedule_probe(sde: AffineSDE) -> list[float]:
+    """``lambda(t_i) = ln alpha(t_i) - ln sigma(t_i)`` at ``t_i = eps + (T - eps) i/8``, ``i = 0..8``.
+
+    Evaluated in float64 on the CPU and rounded to 12 significant digits, so that the list is
+    JSON-exact and the same on every machine up to `CONFIG_RTOL`. Together with ``T``, ``eps`` and
+    the prior it identifies a VP schedule (``alpha^2 = 1/(1 + e^{-2 lambda})``) or a VE one
+    (``sigma = e^{-lambda}``) at the probe times, which is what `configs_match` compares.
+    """
+    t = torch.linspace(sde.eps, sde.T, SCHEDULE_PROBES, dtype=torch.float64)
+    with torch.no_grad():
+        a, s = sde.marginal_coeffs(t)
+        lam = torch.log(a.to(torch.float64)) - torch.log(s.to(torch.float64))
+    return [float(f"{v:.12g}") for v in lam.tolist()]
+
+
+def _values_match(a: Any, b: Any, rtol: float) -> bool:
+    """Equality, with floats (also inside lists) compared to relative tolerance ``rtol``."""
+    if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
+        return bool(a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=0.0)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_values_match(x, y, rtol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return set(a) == set(b) and all(_values_match(a[k], b[k], rtol) for k in a)
+    return bool(a == b)
+
+
+def configs_match(stored: Mapping[str, Any], given: Mapping[str, Any], *, rtol: float = CONFIG_RTOL,
+                  optional: tuple[str, ...] = (SCHEDULE_PROBE_KEY,)) -> bool:
+    """Whether the SDE config ``given`` describes the SDE of the config ``stored``.
+
+    Every key of ``stored`` must be in ``given`` with a matching value (floats, also inside
+    lists, within relative tolerance ``rtol``; anything else equal). A key of ``given`` that
+    ``stored`` lacks is a mismatch, except the ``optional`` ones: keys that configs written by
+    older versions (e.g. checkpoints) do not have, such as `SCHEDULE_PROBE_KEY`.
+    """
+    if any(k not in given for k in stored):
+        return False
+    if any(k not in stored and k not in optional for k in given):
+        return False
+    return all(_values_match(v, given[k], rtol) for k, v in stored.items())
 
 
 class AffineSDE(ABC):
@@ -33,6 +116,10 @@ class AffineSDE(ABC):
     """
 
     def __init__(self, *, T: float, eps: float) -> None:
+        if isinstance(T, (int, float)) and not isinstance(T, bool):
+            _finite("T", T)
+        if isinstance(eps, (int, float)) and not isinstance(eps, bool):
+            _finite("eps", eps)
         if not (0.0 < eps < T):
             raise ValueError(f"need 0 < eps < T, got eps={eps}, T={T}")
         self.T = float(T)
@@ -69,11 +156,14 @@ class AffineSDE(ABC):
         """``(alpha(t), sigma(t))`` with ``x_t = alpha x_0 + sigma z``, for ``t`` in ``[0, T]``.
 
         Raises:
-            ValueError: a CPU ``t`` outside ``[0, T]`` beyond round-off (1e-5 T); the schedule
-                is not defined there. Accelerator tensors are not checked (a host sync per call).
+            ValueError: a CPU ``t`` outside ``[0, T]`` beyond round-off (1e-5 T), or NaN; the
+                schedule is not defined there. Accelerator tensors are not checked (a host sync
+                per call).
         """
         if t.device.type == "cpu" and t.numel():
             tol = 1e-5 * self.T
+            if bool(torch.isnan(t).any()):
+                raise ValueError(f"t contains NaN; it must lie in [0, T={self.T:g}]")
             if bool(((t < -tol) | (t > self.T + tol)).any()):
                 raise ValueError(f"t must lie in [0, T={self.T:g}]; got values in "
                                  f"[{float(t.min()):.6g}, {float(t.max()):.6g}]")
@@ -92,7 +182,18 @@ class AffineSDE(ABC):
         return self.sigma(t) / self.alpha(t)
 
     def transition(self, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact forward transition ``x_t = a x_s + b z`` from time ``s`` to ``t > s``."""
+        """Exact forward transition ``x_t = a x_s + b z`` from time ``s`` to ``t >= s``.
+
+        ``a = alpha(t)/alpha(s)``, ``b^2 = sigma(t)^2 - a^2 sigma(s)^2`` (`solvers.forward_transition`).
+
+        Raises:
+            ValueError: some ``s > t`` (beyond round-off, 1e-7 T): the forward transition runs
+                forward in time; ``b^2`` would be negative there.
+        """
+        s, t = torch.as_tensor(s), torch.as_tensor(t)
+        if s.numel() and t.numel() and bool((s.detach() > t.detach() + 1e-7 * self.T).any()):
+            raise ValueError(f"transition(s, t) needs s <= t (from time s forward to t); got s up to "
+                             f"{float((s.detach() - t.detach()).max()):.6g} above t")
         return forward_transition(self, s, t)
 
     def marginal_sample(
@@ -116,9 +217,9 @@ class AffineSDE(ABC):
         return self.prior_std * z
 
     def prior_log_prob(self, z: Tensor) -> Tensor:
-        """``log N(z; 0, prior_std^2 I)`` summed over non-batch dims; ``(B, *D) -> (B,)``."""
-        d = z[0].numel()
-        sq = z.reshape(z.shape[0], -1).pow(2).sum(dim=1)
+        """``log N(z; 0, prior_std^2 I)`` summed over non-batch dims; ``(B, *D) -> (B,)`` (``B = 0`` too)."""
+        d = math.prod(z.shape[1:])
+        sq = z.reshape(z.shape[0], d).pow(2).sum(dim=1)
         var = self.prior_std**2
         return -0.5 * sq / var - 0.5 * d * math.log(2 * math.pi * var)
 
@@ -137,8 +238,38 @@ class AffineSDE(ABC):
             )
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != SCHEDULE_PROBE_KEY)
         return f"{type(self).__name__}({fields})"
+
+    # The fix a built-in's prior warning suggests (its parameters that reach the prior).
+    _prior_fix: str = "use the default parameters"
+
+    def _warn_builtin_prior(self) -> None:
+        """`scoresde.check_prior` (unit data, its tolerance) for the built-in classes of `SDES`.
+
+        Warns when ``p_T`` of unit-variance data can be more than `BUILTIN_PRIOR_KL_WARN` nats
+        per dimension from the prior; the defaults pass. The data are not known here, and the
+        bound is the convexity bound ``E_x0 KL(N(alpha x0, sigma^2) || prior)``, first order in
+        ``1/sigma_max^2`` under VE where the mismatch of centred data is second order; Song et al.
+        2021's rule ``sigma_max`` = the largest pairwise distance gives ~0.02 for unit data. So the
+        constructors flag gross settings only (``VPSDE(T=0.1)``: 1.1; ``VESDE(sigma_max=0.5)``:
+        2.0), and training and likelihoods check the actual data at `scoresde.PRIOR_KL_TOL`. Subclasses
+        defined outside this module are not checked here (their attributes may not exist yet).
+        """
+        if type(self) not in SDES.values():
+            return
+        from .schedules import check_prior  # schedules imports this module
+
+        res = check_prior(self, 1.0, tol=BUILTIN_PRIOR_KL_WARN, warn=False)
+        if not res.ok:
+            warnings.warn(
+                f"p_T is far from the prior N(0, {res.prior_std:.4g}^2 I) of {self!r}: alpha(T) = "
+                f"{res.alpha_T:.4g}, sigma(T) = {res.sigma_T:.4g}, so for data of unit root-mean-square "
+                f"KL(p_T || prior) can reach {res.kl_bound:.3g} nats per dimension (warned above "
+                f"{BUILTIN_PRIOR_KL_WARN:g} here; training and likelihoods check the actual data at "
+                f"scoresde.PRIOR_KL_TOL). Samples start from, and likelihoods are computed against, the wrong "
+                f"density. Fix: {self._prior_fix}",
+                UserWarning, stacklevel=_outside_this_module())
 
     def config(self) -> dict[str, float | bool]:
         """Constructor arguments, JSON-serialisable (for checkpoints and configs)."""
@@ -146,16 +277,30 @@ class AffineSDE(ABC):
 
 
 class _LinearBetaSDE(AffineSDE):
-    """Shared linear schedule ``beta(t) = beta_min + t (beta_max - beta_min)``."""
+    """Shared linear schedule ``beta(t) = beta_min + t (beta_max - beta_min)``.
+
+    ``T`` is where the schedule stops, not a rescaling: ``beta`` keeps its formula in ``t``, so
+    ``beta(T) = beta_min + T (beta_max - beta_min)``, which is ``beta_max`` only for ``T = 1``.
+
+    Warns:
+        UserWarning: ``p_T`` far from ``N(0, I)`` (`scoresde.check_prior` for unit data), e.g.
+            ``T = 0.1`` or a small ``beta_max``; the defaults are quiet.
+    """
+
+    _prior_fix = ("a larger T or beta_max, so that alpha(T) is small (the defaults beta_max = 20, T = 1 give "
+                  "alpha(T) = 0.0066)")
 
     def __init__(
         self, beta_min: float = 0.1, beta_max: float = 20.0, *, T: float = 1.0, eps: float = 1e-3
     ) -> None:
         super().__init__(T=T, eps=eps)
+        _finite("beta_min", beta_min)
+        _finite("beta_max", beta_max)
         if not (0.0 <= beta_min <= beta_max) or beta_max <= 0:
             raise ValueError(f"need 0 <= beta_min <= beta_max, beta_max > 0; got {beta_min}, {beta_max}")
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)
+        self._warn_builtin_prior()
 
     def beta(self, t: Tensor) -> Tensor:
         """``beta(t) = beta_min + t (beta_max - beta_min)``."""
@@ -213,15 +358,24 @@ class SubVPSDE(_LinearBetaSDE):
 
 
 class VESDE(AffineSDE):
-    """Variance-exploding SDE (SMLD/NCSN): ``dx = sigma_v(t) sqrt(2 ln(sigma_max/sigma_min)) dW``.
+    """Variance-exploding SDE (SMLD/NCSN): ``dx = sigma_v(t) sqrt(2 ln(sigma_max/sigma_min) / T) dW``.
 
-    ``sigma_v(t) = sigma_min (sigma_max/sigma_min)^t``, ``alpha = 1``; prior ``N(0, sigma_max^2 I)``.
+    ``sigma_v(t) = sigma_min (sigma_max/sigma_min)^(t/T)``, ``alpha = 1``; prior ``N(0, sigma_max^2 I)``.
+    ``T`` rescales time: ``sigma_v(T) = sigma_max`` for every ``T`` (``T = 1``: Song et al. 2021).
 
     Convention: with ``exact_sigma=True`` (default) the marginal noise is the exact
     ``sigma(t) = sqrt(sigma_v(t)^2 - sigma_min^2)`` implied by the SDE started at ``x_0``
     (``sigma(0) = 0``). The reference code of Song et al. uses ``sigma(t) = sigma_v(t)``
     (``exact_sigma=False``): the two differ by at most ``sigma_min`` in quadrature.
+
+    Warns:
+        UserWarning: ``p_T`` far from ``N(0, sigma_max^2 I)`` for unit data (`scoresde.check_prior`):
+            ``sigma_max`` below about 22 (``KL <= 1/(2 sigma_max^2)`` per dimension); the defaults are quiet.
     """
+
+    _prior_fix = ("a larger sigma_max: at least sqrt(1 / (2 tolerance)) = 22.4 for data of unit spread (the "
+                  "bound is about 1/(2 sigma_max^2)), and at least the largest distance between data points "
+                  "(Song & Ermon 2020; scoresde.data.suggest_sigma_max); the default is 50")
 
     def __init__(
         self,
@@ -233,12 +387,15 @@ class VESDE(AffineSDE):
         exact_sigma: bool = True,
     ) -> None:
         super().__init__(T=T, eps=eps)
+        _finite("sigma_min", sigma_min)
+        _finite("sigma_max", sigma_max)
         if not (0.0 < sigma_min < sigma_max):
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
         self.exact_sigma = bool(exact_sigma)
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+        self._warn_builtin_prior()
 
     def sigma_v(self, t: Tensor) -> Tensor:
         """Geometric noise level ``sigma_min (sigma_max/sigma_min)^(t/T)``."""
@@ -308,14 +465,22 @@ class CosineVPSDE(VarPreservingSDE):
     ``g = sqrt(beta)``. ``beta`` diverges at ``t = 1``, so ``T`` defaults to 0.9946 (where
     ``alpha(T) ~ 0.008``, as in DPM-Solver) instead of clipping beta, which would break the
     closed-form marginals.
+
+    Warns:
+        UserWarning: ``p_T`` far from ``N(0, I)`` for unit data (`scoresde.check_prior`), e.g.
+            ``T = 0.5``; the default is quiet.
     """
+
+    _prior_fix = "T closer to 1 (the default T = 0.9946 gives alpha(T) = 0.0084)"
 
     def __init__(self, s: float = 0.008, *, T: float = 0.9946, eps: float = 1e-3) -> None:
         super().__init__(T=T, eps=eps)
+        _finite("s", s)
         if not (s > 0 and T < 1.0):
             raise ValueError(f"need s > 0 and T < 1 for the cosine schedule, got s={s}, T={T}")
         self.s = float(s)
         self._log_cos0 = math.log(math.cos(0.5 * math.pi * self.s / (1.0 + self.s)))
+        self._warn_builtin_prior()
 
     def _angle(self, t: Tensor) -> Tensor:
         return 0.5 * math.pi * (t + self.s) / (1.0 + self.s)

@@ -68,7 +68,13 @@ from torch import Tensor
 
 from .dynamics import SAME_TIME, CountedScore, ReverseDynamics
 from .gaussian_fit import fit_gaussian_part, informative
-from .marginals import edm_sigma, require_marginals, time_from_edm_sigma, x0_from_score
+from .marginals import (
+    edm_sigma,
+    marginal_coeffs_like,
+    require_marginals,
+    time_from_edm_sigma,
+    x0_from_score,
+)
 from .protocol import MarginalSDE
 from .registry import lookup
 from .utils import batch_time
@@ -152,7 +158,7 @@ def final_step(
         if kind == "tweedie":
             return x0
         sde = require_marginals(dynamics.sde, "the 'ode' end step")
-        alpha, sigma = sde.marginal_coeffs(tt[:1])
+        alpha, sigma = marginal_coeffs_like(sde, tt[:1])  # the run's dtype
         s_end = float(sigma[0] / alpha[0])
         u = (x / alpha.reshape((1,) * x.ndim) - x0) / s_end**2
         coeff = torch.full((x.shape[0],), 0.5 * s_end**2, dtype=torch.float64, device=x.device)
@@ -173,7 +179,7 @@ def final_step(
             vm = valid.reshape((-1,) + (1,) * (x.ndim - 1))
             xp, score_p = torch.where(vm, xp, x), torch.where(vm, score_p, x0.new_zeros(()).expand_as(x))
             tp = torch.where(valid, tp, torch.full_like(tp, t)).to(x.dtype)
-            ap, sp = (c.reshape((-1,) + (1,) * (x.ndim - 1)) for c in sde.marginal_coeffs(tp))
+            ap, sp = (c.reshape((-1,) + (1,) * (x.ndim - 1)) for c in marginal_coeffs_like(sde, tp))
             dp = x0_from_score(sde, xp, tp, score_p)
             up = (xp / ap - dp) / (sp / ap) ** 2
             s2 = fit_gaussian_part(x0, dp, u, up)

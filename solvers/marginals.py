@@ -11,6 +11,12 @@ For an SDE with `HasMarginals` (Song et al. 2021, eq. 29 and App. B):
   inverse.
 
 Solvers, grids and (through re-exports) the models and likelihood code all use these.
+
+The run's dtype. Every coefficient a solver reads goes through `marginal_coeffs_like` (the
+functions here, and the SDE view `marginals_of` gives the steps): ``alpha(t), sigma(t)`` come
+back in ``t``'s dtype and on its device, so an SDE that computes them in float64 (its own
+table or buffers) cannot turn a float32 run into float64, as drift and diffusion cannot
+(`solvers.dynamics.ReverseDynamics`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .utils import append_dims
 __all__ = [
     "require_marginals",
     "marginals_of",
+    "marginal_coeffs_like",
     "x0_from_score",
     "noise_from_score",
     "forward_transition",
@@ -61,13 +68,54 @@ def require_marginals(sde: object, who: str, fix: str | None = None) -> HasMargi
     return sde
 
 
+def marginal_coeffs_like(sde: HasMarginals, t: Tensor) -> tuple[Tensor, Tensor]:
+    """``sde.marginal_coeffs(t)`` cast to ``t``'s dtype and device (a no-op when they match).
+
+    The choke point of the run's dtype rule for the marginals: a custom SDE may compute
+    ``(alpha, sigma)`` in float64; the run, whose times are in its dtype, gets its own.
+    """
+    alpha, sigma = sde.marginal_coeffs(t)
+    if isinstance(alpha, Tensor) and (alpha.dtype != t.dtype or alpha.device != t.device):
+        alpha = alpha.to(device=t.device, dtype=t.dtype)
+    if isinstance(sigma, Tensor) and (sigma.dtype != t.dtype or sigma.device != t.device):
+        sigma = sigma.to(device=t.device, dtype=t.dtype)
+    return alpha, sigma
+
+
+class _RunMarginals:
+    """An SDE whose ``marginal_coeffs(t)`` returns ``t``'s dtype and device (`marginal_coeffs_like`).
+
+    Every other attribute is the SDE's own.
+    """
+
+    __slots__ = ("_wrapped",)
+
+    def __init__(self, sde: object) -> None:
+        self._wrapped = sde
+
+    def marginal_coeffs(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return marginal_coeffs_like(cast(HasMarginals, self._wrapped), t)
+
+    def __getattr__(self, name: str) -> object:
+        if name == "_wrapped":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self._wrapped, name)
+
+    def __repr__(self) -> str:
+        return repr(self._wrapped)
+
+
 def marginals_of(dynamics: _HasSDE) -> MarginalSDE:
-    """``dynamics.sde`` typed as `MarginalSDE`, for solvers whose ``needs_marginals`` was checked.
+    """``dynamics.sde`` as a `MarginalSDE`, for solvers whose ``needs_marginals`` was checked.
 
     `solvers.Solver.solve` checks the capability once per call (`require_marginals`); steps use
-    this cast so that no per-step check is paid.
+    this view so that no per-step check is paid. Its ``marginal_coeffs(t)`` returns ``t``'s
+    dtype and device (`marginal_coeffs_like`); everything else is the SDE's.
     """
-    return cast(MarginalSDE, dynamics.sde)
+    sde = dynamics.sde
+    if isinstance(sde, _RunMarginals):
+        return cast(MarginalSDE, sde)
+    return cast(MarginalSDE, _RunMarginals(sde))
 
 
 def x0_from_score(sde: HasMarginals, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
@@ -79,13 +127,13 @@ def x0_from_score(sde: HasMarginals, x: Tensor, t: Tensor, score: Tensor) -> Ten
         t: ``(B,)`` or ``(1,)`` (one time shared by the batch).
         score: ``s(x, t)``, shape of ``x``.
     """
-    alpha, sigma = sde.marginal_coeffs(t)
+    alpha, sigma = marginal_coeffs_like(sde, t)
     return (x + append_dims(sigma**2, x.ndim) * score) / append_dims(alpha, x.ndim)
 
 
 def noise_from_score(sde: HasMarginals, x: Tensor, t: Tensor, score: Tensor) -> Tensor:
     """Noise prediction ``eps_hat = -sigma(t) s`` for ``x, score: (B, *D)``, ``t: (B,)`` or ``(1,)``."""
-    _, sigma = sde.marginal_coeffs(t)
+    _, sigma = marginal_coeffs_like(sde, t)
     return -append_dims(sigma, x.ndim) * score
 
 
@@ -96,7 +144,8 @@ def forward_transition(sde: HasMarginals, s: Tensor, t: Tensor) -> tuple[Tensor,
     ``d(sigma^2/alpha^2)/dt = g^2/alpha^2``, this equals the variance
     ``int_s^t (alpha(t)/alpha(u))^2 g(u)^2 du`` of the linear SDE. It gives VP's
     ``a = sqrt(1 - beta_i), b = sqrt(beta_i)`` and VE's ``a = 1, b^2 = sigma_t^2 - sigma_s^2``
-    (Song et al. 2021, App. E/F) and is exact for sub-VP and cosine schedules too.
+    (Song et al. 2021, App. E/F) and is exact for sub-VP and cosine schedules too. ``s > t``
+    is not checked here (a host sync per step); `scoresde.AffineSDE.transition` refuses it.
 
     Args:
         sde: the marginals.
@@ -106,8 +155,8 @@ def forward_transition(sde: HasMarginals, s: Tensor, t: Tensor) -> tuple[Tensor,
     Returns:
         ``(a, b)``, each ``(B,)``.
     """
-    alpha_s, sigma_s = sde.marginal_coeffs(s)
-    alpha_t, sigma_t = sde.marginal_coeffs(t)
+    alpha_s, sigma_s = marginal_coeffs_like(sde, s)
+    alpha_t, sigma_t = marginal_coeffs_like(sde, t)
     a = alpha_t / alpha_s
     b2 = sigma_t**2 - (a * sigma_s) ** 2
     return a, torch.sqrt(torch.clamp(b2, min=0.0))
@@ -132,7 +181,7 @@ def invert_monotone(
 
 def log_snr(sde: HasMarginals, t: Tensor) -> Tensor:
     """Half log-SNR ``log_snr(t) = ln alpha(t) - ln sigma(t)`` for ``t: (N,)``; returns ``(N,)``."""
-    alpha, sigma = sde.marginal_coeffs(t)
+    alpha, sigma = marginal_coeffs_like(sde, t)
     return torch.log(alpha) - torch.log(sigma)
 
 
@@ -147,7 +196,7 @@ def time_from_log_snr(sde: MarginalSDE, target: Tensor | Sequence[float]) -> Ten
 
 def edm_sigma(sde: HasMarginals, t: Tensor) -> Tensor:
     """EDM noise level ``sigma(t)/alpha(t)`` for ``t: (N,)``; returns ``(N,)``."""
-    alpha, sigma = sde.marginal_coeffs(t)
+    alpha, sigma = marginal_coeffs_like(sde, t)
     return sigma / alpha
 
 

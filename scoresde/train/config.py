@@ -21,7 +21,7 @@ from solvers.inputs import as_integer, check_seed
 
 from ..losses import LossConfig
 from ..models import ModelConfig
-from ..sde import SDES, get_sde
+from ..sde import CONFIG_RTOL, SCHEDULE_PROBE_KEY, SDES, configs_match, get_sde
 
 __all__ = ["SDEConfig", "OptimConfig", "TrainConfig", "RUNTIME_FIELDS", "config_diff", "lr_factor",
            "CUSTOM_SDE"]
@@ -72,12 +72,18 @@ class SDEConfig:
         """This config bound to the SDE object ``sde`` (for loading a run); refuses another SDE.
 
         Raises:
-            ValueError: ``sde`` is not the SDE this config describes (other class or parameters).
+            ValueError: ``sde`` is not the SDE this config describes (other class or parameters;
+                for a custom SDE, its ``config()``, floats within relative
+                `scoresde.sde.CONFIG_RTOL`, keys the stored config lacks ignored only if they
+                are new ones such as `scoresde.sde.SCHEDULE_PROBE_KEY`).
         """
         given = SDEConfig.from_sde(sde)
         if self.name == CUSTOM_SDE:
+            stored, now = self.params.get("config"), given.params.get("config")
             ok = given.name == CUSTOM_SDE and given.params.get("class") == self.params.get("class")
-            ok = ok and (self.params.get("config") is None or given.params.get("config") == self.params.get("config"))
+            # Floats within CONFIG_RTOL; a schedule probe that an older run did not store is not compared.
+            ok = ok and (stored is None or (isinstance(stored, dict) and isinstance(now, dict)
+                                            and configs_match(stored, now)))
         else:
             ok = given.name == self.name and all(
                 math.isclose(float(given.params[k]), float(v)) for k, v in self.params.items() if k in given.params)
@@ -336,4 +342,14 @@ def config_diff(saved: TrainConfig, current: TrainConfig) -> list[str]:
         cd.pop("data_id", None)
     a, b = _flatten(sd), _flatten(cd)
     keys = sorted((set(a) | set(b)) - set(RUNTIME_FIELDS))
-    return [f"{k}: checkpoint {a.get(k)!r} != current {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+    return [f"{k}: checkpoint {a.get(k)!r} != current {b.get(k)!r}" for k in keys if not _same_entry(k, a, b)]
+
+
+def _same_entry(key: str, saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether flattened entry ``key`` agrees; a schedule probe (`scoresde.sde.SCHEDULE_PROBE_KEY`)
+    is compared within `scoresde.sde.CONFIG_RTOL` and not at all when an older checkpoint lacks it."""
+    if key.rsplit(".", 1)[-1] != SCHEDULE_PROBE_KEY:
+        return saved.get(key) == current.get(key)
+    if key not in saved:
+        return True
+    return key in current and configs_match({key: saved[key]}, {key: current[key]}, rtol=CONFIG_RTOL)

@@ -54,7 +54,8 @@ def _inside(pts: np.ndarray, x: tuple[float, float], y: tuple[float, float]) -> 
 def test_train_sigma_max_is_checked_by_the_recipe(ring_file: Path, tmp_path: Path) -> None:
     args = build_parser().parse_args(["train", "--data", str(ring_file), "--sde", "ve", "--sigma-max", "3",
                                       "--out", str(tmp_path / "run")])
-    with pytest.warns(UserWarning, match=r"VE sigma_max = 3 is below half"):
+    with pytest.warns(UserWarning, match=r"VE sigma_max = 3 is below half"), \
+            pytest.warns(UserWarning, match=r"p_T is far from the prior N\(0, 3\^2 I\) of VESDE"):
         config = train_cmd.build_config(args)
     assert config.sde.name == "ve" and config.sde.params == {"sigma_max": 3.0}  # config.json as before
     with warnings.catch_warnings():

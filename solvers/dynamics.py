@@ -80,9 +80,11 @@ class CountedScore:
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
         out = self.score(x, t)
-        if not isinstance(out, Tensor) or out.shape != x.shape:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"score returned shape {got}, expected the shape of x {tuple(x.shape)}")
+        if not isinstance(out, Tensor):
+            raise TypeError(f"score returned a {type(out).__name__}, expected a tensor of the shape of x "
+                            f"{tuple(x.shape)} (a model's output object or tuple must be unpacked by the score)")
+        if out.shape != x.shape:
+            raise ValueError(f"score returned shape {tuple(out.shape)}, expected the shape of x {tuple(x.shape)}")
         if out.dtype != x.dtype:
             if not out.is_floating_point():
                 raise ValueError(f"score returned dtype {out.dtype}; it must return floating-point values")

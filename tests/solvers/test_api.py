@@ -139,6 +139,9 @@ def test_non_finite_score_is_reported(problem):
     with pytest.raises(ValueError, match="score returned shape"):
         solvers.sample(sde, wrong_shape, (4, 2), steps=10, seed=0)
 
+    with pytest.raises(TypeError, match=r"score returned a tuple, expected a tensor of the shape of x \(4, 2\)"):
+        solvers.sample(sde, lambda x, t: (x,), (4, 2), steps=10, seed=0)
+
 
 def test_ode_solver_refuses_sde_dynamics(problem):
     sde, _, score = problem

@@ -35,6 +35,12 @@ _LAZY = {
     "interop",
     "cli",
     "conditional",
+    "quality",
+    "mode_metrics",
+    "schedules",
+    "discrete",
+    "beta_integral",
+    "atomic",
 }
 
 

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .base import DynamicsKind, SolveContext, Solver
-from .dynamics import ReverseDynamics
+from .dynamics import NonFiniteScoreError, ReverseDynamics
 from .step_control import (
     ConstantStepSize,
     MaxStepsExceeded,
@@ -137,6 +137,13 @@ def initial_step(
     scale = y0.abs().mul(rtol).add_(atol)
     d01 = torch.stack([rms_norm(y0 / scale, per_sample=per_sample), rms_norm(f0 / scale, per_sample=per_sample)])
     d0, d1 = d01.tolist()
+    if not (math.isfinite(d0) and math.isfinite(d1)):
+        # Finite entries whose squares overflow (a score of 1e30 in float32): no step size exists.
+        big = float(torch.stack([y0.detach().abs().max(), f0.detach().abs().max()]).max())
+        raise NonFiniteScoreError(
+            f"the ODE's state or velocity at t = {t0:.4g} is too large for {y0.dtype} (largest entry "
+            f"{big:.3g}; its norm overflows): the score returned huge values; check the model, the "
+            "time range and the dtype")
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     # Never probe outside the integration interval (the field may be undefined there).
     h0 = min(h0, max_h)

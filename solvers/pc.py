@@ -257,8 +257,11 @@ class AnnealedLangevin(PredictorCorrector):
 
     Does not reach ``p_0`` within 1000 NFE: on a sharp 8-mode target (mode std 0.05) the
     within-mode spread stays 3-5% too wide at 1000 Langevin steps on VP, sub-VP and VE with the
-    default ``logsnr`` / ``uniform`` grids (36% on VP with the old uniform grid); it warns at
-    up to 1000 steps. See docs/defaults.md.
+    default ``logsnr`` / ``uniform`` grids (36% on VP with the old uniform grid), and more on
+    data away from the origin or with modes of very different widths (measured 9-11%: 8 modes
+    of std 0.05 on a circle centred at (3, 0) under sub-VP, whose mean it also pulls 0.2 towards
+    the origin; a 0.97 / 0.03 pair of modes of std 0.02 / 0.2 under VE); it warns at up to
+    1000 steps. See docs/defaults.md.
     """
 
     default_predictor: ClassVar[str] = "none"
@@ -270,7 +273,8 @@ class AnnealedLangevin(PredictorCorrector):
         if ctx.n_steps * self.corrector_steps <= ALD_KNOWN_SHORT:
             warnings.warn(
                 f"annealed_langevin with {ctx.n_steps * self.corrector_steps} Langevin steps: measured "
-                "3-5% too wide within modes at 1000 steps on VP, sub-VP and VE (it has no reverse-SDE "
-                "predictor; docs/defaults.md); use 'pc' or 'euler_maruyama' to sample p_0",
+                "3-5% too wide within modes at 1000 steps on VP, sub-VP and VE, up to 11% on off-centre "
+                "data or modes of very different widths (it has no reverse-SDE predictor; "
+                "docs/defaults.md); use 'pc' or 'euler_maruyama' to sample p_0",
                 stacklevel=4,
             )

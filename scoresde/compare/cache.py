@@ -138,10 +138,10 @@ def load_or_compute_floors(
     if path is not None and path.is_file():
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
-            if stored.get("key") == key:
+            if isinstance(stored, dict) and stored.get("key") == key:
                 return {k: (float(v[0]), float(v[1])) for k, v in stored["floors"].items()}
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, IndexError):
-            pass
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError, ValueError):
+            pass  # unreadable or foreign (a list, null, a damaged entry): recompute and rewrite
     floors = compute()
     if path is not None:
         write_atomic(path, json.dumps({"key": key, "repeats": repeats, "floors": floors}, indent=1))

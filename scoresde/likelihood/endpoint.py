@@ -48,6 +48,7 @@ import math
 import torch
 from torch import Tensor
 
+from solvers.dynamics import NonFiniteScoreError
 from solvers.protocol import DiffusionSDE
 
 from .flow import AugmentedFlow
@@ -78,6 +79,16 @@ def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: fl
         the Gaussian end piece, one score evaluation with its Jacobian (`d` backward passes);
         otherwise the first-order piece, two score evaluations, one with a divergence.
     """
+    x_e, c = _data_correction(flow, sde, x, t_end)
+    if not (bool(torch.isfinite(x_e).all()) and bool(torch.isfinite(c).all())):
+        raise NonFiniteScoreError(
+            f"score returned NaN/inf (or values whose Jacobian overflows) near the data, at t = {t_end:.4g}, "
+            "in the [0, t_end] end piece of log p_0; check the model, the time range and the dtype")
+    return x_e, c
+
+
+def _data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float) -> tuple[Tensor, Tensor]:
+    """`data_correction` without its finiteness check."""
     t = torch.tensor([t_end], dtype=torch.float64)
     alpha_t, sigma_t = sde.marginal_coeffs(t)
     alpha, var = float(alpha_t), float(sigma_t) ** 2

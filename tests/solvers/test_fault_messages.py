@@ -1,0 +1,55 @@
+"""Faults that used to surface as raw errors (an outside faults pass): each is named now."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import scoresde as sd
+import solvers
+from scoresde.compare.cache import load_or_compute_floors
+from scoresde.likelihood import likelihood
+
+
+@pytest.mark.parametrize("solver", ["ode_dopri5", "ode_bosh3"])
+def test_adaptive_ode_names_a_huge_finite_score(solver):
+    # 1e30 is finite in float32 but its square is not: the initial step size was 0 and the
+    # next line divided by it (ZeroDivisionError).
+    with pytest.raises(solvers.NonFiniteScoreError, match=r"too large for torch.float32.*score returned huge values"):
+        solvers.sample(sd.VPSDE(), lambda x, t: torch.full_like(x, 1e30), (8, 2), solver, seed=0)
+
+
+@pytest.mark.parametrize("integrator", ["rk45", "dop853", "dopri5", "rk4_simpson"])
+def test_likelihood_names_a_non_finite_score_for_every_integrator(integrator):
+    # SciPy's integrators reported "All components of the initial state y0 must be finite" for
+    # finite data: the end piece [0, t_end] had turned the inf score into the ODE's start.
+    with pytest.raises(solvers.NonFiniteScoreError, match="score returned NaN/inf"):
+        likelihood(sd.VPSDE(), lambda x, t: x * 0 + float("inf"), torch.randn(10, 2), integrator=integrator)
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "3", '{"key": 1, "floors": []}', '{"floors": {"a": 1}}'])
+def test_compare_floors_file_that_is_valid_json_of_another_shape_is_recomputed(tmp_path, content):
+    (tmp_path / "floors.json").write_text(content, encoding="utf-8")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"sliced_w2": (0.1, 0.01)}
+
+    floors = load_or_compute_floors(compute, {"problem": "x"}, 4, tmp_path)
+    assert floors == {"sliced_w2": (0.1, 0.01)} and calls == [1]
+    stored = json.loads((tmp_path / "floors.json").read_text(encoding="utf-8"))
+    assert stored["floors"] == {"sliced_w2": [0.1, 0.01]}
+    # and the rewritten file is reused
+    assert load_or_compute_floors(compute, {"problem": "x"}, 4, tmp_path) == floors and calls == [1]
+
+
+@pytest.mark.parametrize("name", ["quality", "mode_metrics", "schedules", "discrete", "atomic"])
+def test_documented_submodules_resolve_as_attributes(name):
+    # The docs write scoresde.quality.CombinedMetric; after `import scoresde as sd`,
+    # sd.quality raised AttributeError.
+    import importlib
+
+    assert getattr(sd, name) is importlib.import_module(f"scoresde.{name}")

@@ -2,7 +2,8 @@
 
 * `preflight` runs before any work: the folder must be a writable directory, ``checkpoint.pt``
   must not be a directory, and a folder holding files of something else is not written into
-  unless asked (``overwrite``). Stale temporary files of an interrupted atomic write are removed.
+  unless asked (``overwrite``); a run killed before its first checkpoint (only its
+  ``config.json`` and ``metrics.jsonl``) is restarted by the same command. Stale temporary files of an interrupted atomic write are removed.
 * `append_metrics` appends one JSON line and fsyncs it; `read_metrics` skips a torn or
   damaged line with a warning naming the file and line instead of failing.
 * `environment` is what bit-exact resume depends on (torch thread count, device, torch / numpy /
@@ -57,12 +58,32 @@ def preflight(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
                                   "overwrite=True (--overwrite), or choose another output folder")
         return
     entries = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("."))
+    if _only_unsaved_run_files(out_dir, entries):
+        return  # a run killed before its first checkpoint: its config and log only, nothing to keep
     if entries and not overwrite:
         shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
         raise FileExistsError(
             f"output folder {out_dir} is not empty ({shown}) and holds no checkpoint to resume; "
             "choose an empty folder or pass overwrite=True (--overwrite) to write into it"
         )
+
+
+def _only_unsaved_run_files(out_dir: Path, entries: list[str]) -> bool:
+    """Whether ``out_dir`` holds nothing but a training run's own files from before its first
+    checkpoint (``config.json``, ``metrics.jsonl``, an empty rotating-checkpoint folder): a rerun
+    may start afresh there, since no trained state would be lost."""
+    if not {CONFIG_NAME, METRICS_NAME} <= set(entries) <= {CONFIG_NAME, METRICS_NAME, ROTATING_DIR}:
+        return False
+    rotating = out_dir / ROTATING_DIR
+    if rotating.exists() and (not rotating.is_dir() or any(not p.name.startswith(".") for p in rotating.iterdir())):
+        return False
+    if not ((out_dir / CONFIG_NAME).is_file() and (out_dir / METRICS_NAME).is_file()):
+        return False
+    try:  # a training config written by this package, not a file of the user's that happens to be named so
+        saved = json.loads((out_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(saved, dict) and {"data", "sde", "model", "loss", "optim"} <= set(saved)
 
 
 def append_metrics(path: Path, record: dict[str, Any]) -> None:

@@ -229,3 +229,24 @@ def test_a_damaged_newest_checkpoint_names_the_intact_older_ones(tmp_path: Path)
         assert "step-00000020.pt" not in message
     resumed = Trainer(_config(), out_dir=run, resume=run / "checkpoints" / "step-00000015.pt", progress=False)
     assert resumed.step == 15
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_restarted_by_the_same_command(tmp_path: Path) -> None:
+    # A SIGKILL before the first checkpoint left config.json and metrics.jsonl: the same command
+    # was refused ("not empty"), and --resume found no checkpoint.
+    out = tmp_path / "run"
+    config = _config(steps=3)
+    Trainer(config, out_dir=out, progress=False).fit()
+    (out / "checkpoint.pt").unlink()
+    for p in (out / "checkpoints").glob("*") if (out / "checkpoints").is_dir() else ():
+        p.unlink()
+    assert (out / "config.json").is_file() and (out / "metrics.jsonl").is_file()
+    Trainer(config, out_dir=out, progress=False).fit()
+    assert (out / "checkpoint.pt").is_file()
+    # Anything else in the folder (or a config.json that is not a training config) still refuses.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"mine": 1}')
+    (other / "metrics.jsonl").write_text("")
+    with pytest.raises(FileExistsError, match="not empty"):
+        Trainer(config, out_dir=other, progress=False)

@@ -99,10 +99,12 @@ def atomic_link(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Pat
     return dst
 
 
-def clean_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+def clean_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = STALE_TEMP_AGE_S,
+                      target: str | None = None) -> list[Path]:
     """Remove this module's temporary files in ``folder`` not modified for ``older_than_s`` s.
 
-    Only names of the pattern ``.<name>.<8 characters>.tmp`` are touched; returns what was removed.
+    Only names of the pattern ``.<name>.<8 characters>.tmp`` are touched (with ``target``, only
+    those of that file name, for a folder the command does not own); returns what was removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -110,6 +112,8 @@ def clean_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = S
     now, removed = time.time(), []
     for p in folder.iterdir():
         if not _TEMP_RE.match(p.name):
+            continue
+        if target is not None and not (p.name.startswith(f".{target}.") and len(p.name) == len(target) + 14):
             continue
         try:
             if p.is_file() and now - p.stat().st_mtime >= older_than_s:

@@ -8,13 +8,21 @@ generator's state are written atomically to ``OUT/chunks/chunk-KKKKK.pt``, next 
 randomness (`scoresde.conditional.StatefulHook`: ``Replacement``, ``LinearReplacement``,
 ``ParticleFilter``) has its state stored in the same record. Rerunning the same command after
 an interruption loads the finished chunks, restores the generator (and the hook) and goes on
-with the next chunk, so the final samples are bit for bit those of an uninterrupted run. Chunks written
-with other settings are discarded (with a note). The folder is removed once the whole batch
-has been written.
+with the next chunk, so the final samples are bit for bit those of an uninterrupted run.
+
+Every piece file starts with a one-line JSON header (`write_piece`): the piece's name and
+row range, a digest of the run's settings, and the length and SHA-256 of the serialized
+record that follows. A piece whose header or digest does not match (a flipped bit, a
+truncated file, another chunk's file under this name, a file of another run) is noted and
+computed again. A folder holding chunks of a run with other settings is refused, naming the
+settings that differ (`holds_run`); ``--overwrite`` discards it. The folder is removed once
+the whole batch has been written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 import sys
@@ -24,7 +32,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["chunk_path", "file_identity", "holds_run", "sample_resumable"]
+__all__ = ["ChunkSettingsError", "PieceError", "chunk_path", "clean_chunk_temps", "file_identity", "holds_run",
+           "read_piece", "run_digest", "sample_resumable", "write_piece"]
+
+_MAGIC = b"SCORESDE-PIECE 1\n"
+"""First line of a piece file of this format (older files are plain ``torch.save`` records)."""
+
+
+class ChunkSettingsError(ValueError):
+    """A chunk folder holds finished chunks of a run with other settings (a usage error, exit 2)."""
+
+
+class PieceError(ValueError):
+    """A stored piece file fails its integrity check (the message names the file and the problem)."""
 
 
 def file_identity(path: str | Path, *, checkpoint: bool = False) -> dict[str, int]:
@@ -42,38 +62,184 @@ def chunk_path(folder: Path, k: int) -> Path:
     return folder / f"chunk-{k:05d}.pt"
 
 
-def holds_run(folder: Path, fingerprint: dict[str, Any]) -> bool:
-    """``folder`` holds chunks written under ``fingerprint``; a folder of other settings is removed."""
+def run_digest(fingerprint: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a run's settings (stored in every piece it writes)."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+
+
+def write_piece(path: Path, record: dict[str, Any], *, piece: str, rows: tuple[int, int] | None,
+                run: str) -> None:
+    """Write ``record`` atomically to ``path`` behind an integrity header.
+
+    Args:
+        path: the piece file.
+        record: the tensors and numbers of the piece (``torch.save``-able, weights only).
+        piece: its name (``"chunk 3"``, ``"pilot"``), checked on load.
+        rows: the ``[start, stop)`` rows it holds (None: not a row range).
+        run: `run_digest` of the run's settings.
+    """
+    from ..atomic import atomic_write_with
+
+    buf = io.BytesIO()
+    torch.save(record, buf)
+    payload = buf.getvalue()
+    header = {"piece": piece, "rows": None if rows is None else [int(rows[0]), int(rows[1])], "run": run,
+              "length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+    head = _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n"
+
+    def write(f: Any) -> None:
+        f.write(head)
+        f.write(payload)
+
+    atomic_write_with(path, write)
+
+
+def read_piece(path: Path, *, piece: str, rows: tuple[int, int] | None, run: str) -> dict[str, Any]:
+    """The record of a piece file written by `write_piece`, after checking it.
+
+    Raises:
+        PieceError: the file has no integrity header (an older version's file), its payload's
+            length or SHA-256 differs from the header's (damaged), or it holds another piece,
+            other rows or a piece of another run; or the record cannot be deserialized.
+    """
+    data = path.read_bytes()
+    if not data.startswith(_MAGIC):
+        raise PieceError(f"{path} has no integrity header (damaged, or written by an older version)")
+    end = data.find(b"\n", len(_MAGIC))
+    try:
+        header = json.loads(data[len(_MAGIC):end]) if end > 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise PieceError(f"{path} has a damaged integrity header")
+    payload = memoryview(data)[end + 1:]
+    if header.get("length") != len(payload):
+        raise PieceError(f"{path} is damaged: {len(payload)} bytes of data, its header says {header.get('length')}")
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise PieceError(f"{path} is damaged: SHA-256 of its data does not match its header")
+    want_rows = None if rows is None else [int(rows[0]), int(rows[1])]
+    if header.get("piece") != piece or header.get("rows") != want_rows:
+        raise PieceError(f"{path} holds {header.get('piece')} (rows {header.get('rows')}), not {piece} "
+                         f"(rows {want_rows})")
+    if header.get("run") != run:
+        raise PieceError(f"{path} was written by a run with other settings")
+    try:
+        record = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a valid digest over a record torch cannot read
+        raise PieceError(f"{path} cannot be deserialized ({type(err).__name__})") from None
+    if not isinstance(record, dict):
+        raise PieceError(f"{path} holds no piece record")
+    return record
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``["settings.seed: 1 -> 0", ...]``: the leaves of two JSON values that differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                out.append(f"{name}: (not set) -> {json.dumps(new[key])}")
+            elif key not in new:
+                out.append(f"{name}: {json.dumps(old[key])} -> (not set)")
+            else:
+                out.extend(_differences(old[key], new[key], name))
+        return out
+    if old == new:
+        return []
+    return [f"{prefix or 'settings'}: {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+def _count_pieces(folder: Path) -> int:
+    return sum(1 for p in folder.glob("*.pt") if not p.name.startswith("."))
+
+
+def _describe_pieces(folder: Path) -> str:
+    """``"3 finished chunk(s)"`` (``" and a pilot"`` where one is stored)."""
+    chunks = sum(1 for _ in folder.glob("chunk-*.pt"))
+    return f"{chunks} finished chunk(s)" + (" and a pilot" if (folder / "pilot.pt").exists() else "")
+
+
+def clean_chunk_temps(folder: Path) -> None:
+    """Remove temporary files a killed atomic write left in a chunk folder (see `scoresde.atomic`)."""
+    from ..atomic import clean_stale_temps
+
+    clean_stale_temps(folder)
+
+
+def holds_run(folder: Path, fingerprint: dict[str, Any], *, overwrite: bool = False,
+              what: str = "--out") -> bool:
+    """Whether ``folder`` holds pieces written under ``fingerprint``.
+
+    A folder of other settings is kept and refused (nothing is deleted without being asked);
+    with ``overwrite`` any stored pieces are discarded (with a note) and the run starts afresh.
+
+    Raises:
+        ChunkSettingsError: the folder holds pieces of a run with other settings (or an
+            unreadable ``run.json``) and ``overwrite`` is not set; the message lists the
+            settings that differ (old -> new) and how to proceed.
+    """
     meta = folder / "run.json"
+    if overwrite and folder.is_dir():
+        kept = _count_pieces(folder)
+        if kept:
+            print(f"note: --overwrite: discarding {_describe_pieces(folder)} in {folder}; starting afresh",
+                  file=sys.stderr)
+        shutil.rmtree(folder)
+        return False
     if not meta.exists():
         return False
     try:
         stored = json.loads(meta.read_text())
     except (OSError, ValueError):
         stored = None
-    if stored != fingerprint:
-        print(f"note: {folder} holds chunks of a run with other settings; starting afresh", file=sys.stderr)
+    if stored == fingerprint:
+        return True
+    kept = _count_pieces(folder)
+    if not kept:  # nothing finished to lose: start afresh quietly
         shutil.rmtree(folder)
         return False
-    return True
+    if isinstance(stored, dict):
+        diff = _differences(stored, fingerprint)
+        shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} in all)" if len(diff) > 6 else "")
+        cause = f"of a run with other settings ({shown})"
+    else:
+        cause = f"whose settings file {meta} cannot be read"
+    raise ChunkSettingsError(
+        f"{folder} holds {_describe_pieces(folder)} {cause}; rerun with the earlier settings to resume them, "
+        f"choose another {what}, or pass --overwrite to discard them"
+    )
 
 
-def _load_finished(folder: Path, fingerprint: dict[str, Any], batch_size: int, out: Tensor) -> list[dict[str, Any]]:
+def _load_finished(folder: Path, fingerprint: dict[str, Any], batch_size: int, out: Tensor, *,
+                   overwrite: bool = False) -> list[dict[str, Any]]:
     """Copy the finished chunks ``0 .. k-1`` stored under ``fingerprint`` into ``out: (n, *D)``
-    (none if there are none or they have other settings); their records, samples dropped."""
-    if not holds_run(folder, fingerprint):
+    (none if there are none); their records, samples dropped. A chunk that fails its integrity
+    check (`read_piece`) is noted, and it and every later one are computed again.
+
+    Raises:
+        ChunkSettingsError: the folder holds chunks of other settings (see `holds_run`).
+    """
+    if not holds_run(folder, fingerprint, overwrite=overwrite):
         return []
+    run = run_digest(fingerprint)
+    n = out.shape[0]
     done: list[dict[str, Any]] = []
-    for k, start in enumerate(range(0, out.shape[0], batch_size)):
+    for k, start in enumerate(range(0, n, batch_size)):
         path = chunk_path(folder, k)
         if not path.exists():
             break
-        stop = start + batch_size
+        stop = min(start + batch_size, n)
         try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-            out[start:stop] = record.pop("samples").to(out.dtype)  # one chunk in memory at a time
-        except Exception:  # a damaged or foreign chunk file: recompute from here on  # noqa: BLE001
-            print(f"note: {path} cannot be read; recomputing from chunk {k}", file=sys.stderr)
+            record = read_piece(path, piece=f"chunk {k}", rows=(start, stop), run=run)
+            samples = record.pop("samples")
+            if not isinstance(samples, Tensor) or tuple(samples.shape) != (stop - start, *out.shape[1:]):
+                raise PieceError(f"{path} holds samples of another shape")
+            if not isinstance(record.get("rng_state"), Tensor):
+                raise PieceError(f"{path} holds no generator state")
+            out[start:stop] = samples.to(out.dtype)  # one chunk in memory at a time
+        except (OSError, PieceError) as err:  # recompute from here on
+            print(f"note: {err}; recomputing from chunk {k}", file=sys.stderr)
             break
         done.append(record)
     return done
@@ -82,7 +248,7 @@ def _load_finished(folder: Path, fingerprint: dict[str, Any], batch_size: int, o
 def sample_resumable(
     out: Path, fingerprint: dict[str, Any], *, sde: Any, score: Any, shape: tuple[int, ...], solver: str,
     batch_size: int, seed: int, dtype: torch.dtype, progress: bool, device: torch.device | None = None,
-    **kwargs: Any,
+    overwrite: bool = False, **kwargs: Any,
 ) -> tuple[Tensor, int, float, int, str | None]:
     """Sample ``shape`` in chunks of ``batch_size``, resuming from ``out/chunks``.
 
@@ -94,6 +260,8 @@ def sample_resumable(
         progress: show a bar over the samples.
         device: where ``x_T``, the generator and the solves live (default CPU); the chunks are
             stored on the CPU either way.
+        overwrite: discard any stored chunks and start afresh (else chunks of other settings
+            are refused with `ChunkSettingsError`).
         **kwargs: the other ``solvers.sample`` arguments (steps, grid, lam, denoise, options...);
             an ``after_step`` that is a `scoresde.conditional.StatefulHook` has its state saved
             with every chunk and restored on resume.
@@ -105,7 +273,7 @@ def sample_resumable(
     import solvers
     from solvers.noise import make_generator
 
-    from ..atomic import atomic_write_bytes, atomic_write_with
+    from ..atomic import atomic_write_bytes
     from ..conditional import StatefulHook
 
     n = shape[0]
@@ -118,7 +286,10 @@ def sample_resumable(
     device = torch.device("cpu") if device is None else device
     gen = make_generator(seed, device)
     x_T = sde.prior_sample(shape, generator=gen, dtype=dtype, device=device)
-    done = _load_finished(folder, fingerprint, batch_size, x_T)  # their samples are copied into x_T
+    clean_chunk_temps(folder)
+    # their samples are copied into x_T
+    done = _load_finished(folder, fingerprint, batch_size, x_T, overwrite=overwrite)
+    run = run_digest(fingerprint)
     reused = len(done)
     if done:
         gen.set_state(done[-1]["rng_state"])
@@ -142,7 +313,7 @@ def sample_resumable(
                       "nfe": part.nfe, "seconds": part.seconds, "end_step": part.stats.get("end_step")}
             if hook is not None:  # its noise goes on from here in the next chunk
                 record["hook_state"] = hook.get_state()
-            atomic_write_with(chunk_path(folder, k), lambda f, rec=record: torch.save(rec, f))
+            write_piece(chunk_path(folder, k), record, piece=f"chunk {k}", rows=(start, stop), run=run)
             x_T[start:stop] = record.pop("samples")  # the prior draw's buffer holds the output
             del part
             done.append(record)

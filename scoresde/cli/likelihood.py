@@ -102,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="points per solve: memory stays that of one chunk (same result on a fixed grid). "
                         "With --out the finished chunks are kept in OUT.chunks/ and rerunning the same "
                         "command after an interruption resumes")
+    g.add_argument("--overwrite", action="store_true",
+                   help="with --batch-size and --out: discard the finished chunks in OUT.chunks/ and start afresh "
+                        "(without it, chunks of a run with other settings are refused, not deleted)")
     g.add_argument("--float64", action="store_true", help="compute in float64")
     g.add_argument("--device", default="cpu",
                    help="where the model runs and the ODE is solved: cpu, cuda, cuda:1, auto ... [cpu]; the data draws "
@@ -156,12 +159,17 @@ def run(args: argparse.Namespace) -> int:
                 return target.marginal_log_prob(z, sde.T, sde)
 
         store = None
+        if args.out:  # a write killed mid-way leaves a temporary file next to --out
+            from ..atomic import clean_stale_temps
+
+            clean_stale_temps(Path(args.out).parent, target=Path(args.out).name)
         if args.batch_size is not None and args.out:
             # Resumable: the pilot and every finished chunk are kept next to --out until the
             # output is written, and a rerun of the same command goes on from them.
             from ._likelihood_chunks import FolderStore, chunks_folder
 
-            store = FolderStore(chunks_folder(Path(args.out)), _fingerprint(args, x), x.device)
+            store = FolderStore(chunks_folder(Path(args.out)), _fingerprint(args, x), x.device,
+                                overwrite=args.overwrite)
         try:
             result = likelihood(
                 sde, score, x, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
@@ -186,23 +194,25 @@ def run(args: argparse.Namespace) -> int:
         report_error("likelihood", err)
         return 2
 
+    lines: list[str] = []  # printed after the files are written (a closed stdout loses no results)
+    say = lines.append
     lp = result.log_prob.double()
     n = lp.numel()
     sem = float(lp.std() / math.sqrt(n)) if n > 1 else float("nan")
     what = "log p_0 (data density)" if result.density == "data" else f"log p_eps (eps={result.eps:g})"
-    print(f"{label}: {n} points, D={dim}, divergence={args.divergence}, integrator={args.integrator}, "
-          f"ODE on [{result.eps:g}, {result.T:g}], estimating {what}")
-    print(f"  NLL = {-float(lp.mean()):.4f} +- {sem:.4f} nats (mean +- s.e. over points), "
-          f"NFE {result.nfe}, {result.seconds:.2f} s")
+    say(f"{label}: {n} points, D={dim}, divergence={args.divergence}, integrator={args.integrator}, "
+        f"ODE on [{result.eps:g}, {result.T:g}], estimating {what}")
+    say(f"  NLL = {-float(lp.mean()):.4f} +- {sem:.4f} nats (mean +- s.e. over points), "
+        f"NFE {result.nfe}, {result.seconds:.2f} s")
     if result.std_err is not None:
-        print(f"  Hutchinson: mean per-point standard error {float(result.std_err.mean()):.4f} nats "
-              f"({args.probes} probes)")
+        say(f"  Hutchinson: mean per-point standard error {float(result.std_err.mean()):.4f} nats "
+            f"({args.probes} probes)")
     rows: dict[str, Any] = {"log_prob": lp}
     if args.bpd:
         bpd = bpd_from_log_prob(lp, dim, levels=args.levels, data_range=args.data_range)
-        print(f"  bits/dim = {float(bpd.mean()):.4f} (levels {args.levels}, data range "
-              f"[{args.data_range[0]:g}, {args.data_range[1]:g}], offset "
-              f"log2(L) - log2(hi - lo) = {math.log2(args.levels) - math.log2(args.data_range[1] - args.data_range[0]):.4f})")
+        say(f"  bits/dim = {float(bpd.mean()):.4f} (levels {args.levels}, data range "
+            f"[{args.data_range[0]:g}, {args.data_range[1]:g}], offset "
+            f"log2(L) - log2(hi - lo) = {math.log2(args.levels) - math.log2(args.data_range[1] - args.data_range[0]):.4f})")
         rows["bpd"] = bpd
         _warn_bpd(float(bpd.mean()), args)
     if target is not None and not args.bpd:
@@ -210,27 +220,31 @@ def run(args: argparse.Namespace) -> int:
         if result.density == "data":
             exact = target.log_prob(x.double())
             err = (lp - exact).abs().mean()
-            print(f"  exact log p_0: mean |error| = {float(err):.2e} nats ({prior_note})")
+            say(f"  exact log p_0: mean |error| = {float(err):.2e} nats ({prior_note})")
             rows["exact_log_prob"] = exact
         else:
             exact = target.marginal_log_prob(x.double(), result.eps, sde)
             err = (lp - exact).abs().mean()
             bias0 = (exact - target.log_prob(x.double())).mean()
-            print(f"  exact log p_eps: mean |error| = {float(err):.2e} nats ({prior_note})")
-            print(f"  exact log p_eps - log p_0 (the eps bias, not an ODE error): mean {float(bias0):+.2e} nats")
+            say(f"  exact log p_eps: mean |error| = {float(err):.2e} nats ({prior_note})")
+            say(f"  exact log p_eps - log p_0 (the eps bias, not an ODE error): mean {float(bias0):+.2e} nats")
             rows["exact_log_prob_eps"] = exact
     if bound is not None:
         se = bound.std_err.double()
         mc = float(se.pow(2).sum().sqrt()) / se.numel()  # Monte Carlo s.e. of the mean over the points
         eps_bound = sde.eps if eps is None else eps
-        print(f"  reverse-SDE bound: mean ELBO {float(bound.elbo.mean()):.4f} +- {mc:.4f} nats (Monte Carlo s.e. "
-              f"of the mean; per point {float(se.mean()):.3f}), a lower bound on the SDE model's log p_eps at "
-              f"eps = {eps_bound:g}")
+        say(f"  reverse-SDE bound: mean ELBO {float(bound.elbo.mean()):.4f} +- {mc:.4f} nats (Monte Carlo s.e. "
+            f"of the mean; per point {float(se.mean()):.3f}), a lower bound on the SDE model's log p_eps at "
+            f"eps = {eps_bound:g}")
         rows["elbo"] = bound.elbo.double()
+    side = None
     if args.out:
         out = Path(args.out)
         _write(out, rows)
         side = _write_settings(out, args, result, x)
+    for line in lines:
+        print(line)
+    if args.out:
         print(f"  per-point results -> {args.out} (settings: {side})")
         if args.batch_size is not None:
             import shutil

@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="integrate at most this many samples at a time (flat memory; see "
                              "solvers.sample); finished chunks are kept in OUT/chunks, so rerunning "
                              "an interrupted command resumes it with the same result")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard the finished chunks in OUT/chunks and start afresh (without it, chunks "
+                             "of a run with other settings are refused, not deleted)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--device", default="cpu",
                         help="where the model runs and the samples are drawn: cpu, cuda, cuda:1, auto ... [cpu]; "
@@ -228,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
                                                data=data, dtype=r["dtype"], device=args.device)
         solvers.api.check_batch_size(args.batch_size)
         out = Path(args.out)
+        from ..atomic import clean_stale_temps
+
+        clean_stale_temps(out)  # left by a write killed mid-way (the chunk folder's: sample_resumable)
         common = dict(steps=args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
                       after_step=after_step, **dict(args.option))
         if args.batch_size is not None and args.batch_size < args.n:
@@ -236,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             samples, nfe, seconds, reused, end_step = sample_resumable(
                 out, _fingerprint(args, r), sde=r["sde"], score=score, shape=r["shape"], solver=args.solver,
                 batch_size=args.batch_size, seed=args.seed, dtype=r["dtype"], progress=not args.no_progress,
-                device=torch.device(args.device), **common)
+                device=torch.device(args.device), overwrite=args.overwrite, **common)
             if reused:
                 print(f"resumed: {reused} finished chunk(s) of {args.batch_size} samples reused from {out / 'chunks'}")
         else:

@@ -66,14 +66,19 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, c
     assert not folder.exists()
 
 
-def test_pieces_of_other_settings_and_damaged_pieces_are_computed_again(tmp_path, monkeypatch, capsys):
+def test_pieces_of_other_settings_are_refused_and_damaged_pieces_are_computed_again(tmp_path, monkeypatch, capsys):
     out, folder = tmp_path / "ll.csv", tmp_path / "ll.csv.chunks"
     assert main([*ARGS, "--out", str(tmp_path / "ref.csv")]) == 0
     with monkeypatch.context() as m:
         _interrupt_at_chunk(m, 2)
         assert main([*ARGS, "--seed", "1", "--out", str(out)]) == 130  # other data and probes
-    assert main([*ARGS, "--out", str(out)]) == 0
-    assert "other settings" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main([*ARGS, "--out", str(out)]) == 2  # refused, nothing deleted
+    err = capsys.readouterr().err
+    assert "other settings" in err and "settings.seed: 1 -> 0" in err and "--overwrite" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["chunk-00000.pt", "chunk-00001.pt", "pilot.pt", "run.json"]
+    assert main([*ARGS, "--overwrite", "--out", str(out)]) == 0
+    assert "discarding 2 finished chunk(s) and a pilot" in capsys.readouterr().err
     np.testing.assert_array_equal(_table(out), _table(tmp_path / "ref.csv"))
     # A damaged chunk and a damaged pilot are computed again; the result is still the uninterrupted one.
     for damaged in ("chunk-00001.pt", "pilot.pt"):
@@ -83,7 +88,7 @@ def test_pieces_of_other_settings_and_damaged_pieces_are_computed_again(tmp_path
         (folder / damaged).write_bytes(b"not a piece")
         capsys.readouterr()
         assert main([*ARGS, "--out", str(out)]) == 0
-        assert "cannot be read" in capsys.readouterr().err
+        assert f"{damaged} has no integrity header" in capsys.readouterr().err
         np.testing.assert_array_equal(_table(out), _table(tmp_path / "ref.csv"))
 
 

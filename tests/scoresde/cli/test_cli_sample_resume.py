@@ -49,7 +49,7 @@ def test_an_interrupted_run_resumes_to_the_same_samples(tmp_path, monkeypatch, c
     np.testing.assert_array_equal(np.load(out / "samples.npy"), whole)
 
 
-def test_chunks_of_other_settings_or_damaged_chunks_are_recomputed(tmp_path, monkeypatch, capsys):
+def test_chunks_of_other_settings_are_refused_and_damaged_chunks_are_recomputed(tmp_path, monkeypatch, capsys):
     out = tmp_path / "o"
     real = solvers.sample
     calls: list[int] = []
@@ -63,9 +63,15 @@ def test_chunks_of_other_settings_or_damaged_chunks_are_recomputed(tmp_path, mon
     monkeypatch.setattr(solvers, "sample", stop_at_third)
     assert main([*ARGS, "--seed", "1", "--out", str(out)]) == 130
     monkeypatch.setattr(solvers, "sample", real)
-    # Another seed: the stored chunks are not reused.
-    assert main([*ARGS, "--out", str(out)]) == 0
-    assert "other settings" in capsys.readouterr().err
+    # Another seed: the stored chunks are neither reused nor deleted; the run is refused, naming
+    # the differing setting, until --overwrite discards them.
+    capsys.readouterr()
+    assert main([*ARGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "seed: 1 -> 0" in err and "--overwrite" in err
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == ["chunk-00000.pt", "chunk-00001.pt", "run.json"]
+    assert main([*ARGS, "--overwrite", "--out", str(out)]) == 0
+    assert "discarding 2 finished chunk(s)" in capsys.readouterr().err
     assert main([*ARGS, "--out", str(tmp_path / "ref")]) == 0
     np.testing.assert_array_equal(np.load(out / "samples.npy"), np.load(tmp_path / "ref" / "samples.npy"))
     # A damaged chunk is recomputed, and the result is still that of an uninterrupted run.
@@ -77,7 +83,8 @@ def test_chunks_of_other_settings_or_damaged_chunks_are_recomputed(tmp_path, mon
     capsys.readouterr()
     assert main([*ARGS, "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "cannot be read" in captured.err and "resumed: 1 finished chunk(s)" in captured.out
+    assert "chunk-00001.pt has no integrity header" in captured.err
+    assert "resumed: 1 finished chunk(s)" in captured.out
     np.testing.assert_array_equal(np.load(out / "samples.npy"), np.load(tmp_path / "ref" / "samples.npy"))
 
 

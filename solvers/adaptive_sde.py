@@ -398,5 +398,7 @@ class _Run:
         if n_left == 0:
             return True
         if not h_min > 4.0 * math.ulp(max(abs(ctx.t_start), 1.0)):
-            raise StepSizeUnderflow(f"step size {h_min:.3g} underflowed after {self.iterations} iterations")
+            raise StepSizeUnderflow(
+                f"step size {h_min:.3g} underflowed after {self.iterations} iterations; the problem may "
+                "be stiff or the score non-finite (with check_finite=False a NaN/inf score is not named)")
         return False

@@ -50,7 +50,7 @@ class CheckpointError(ValueError):
 def resolve_checkpoint(path: str | Path) -> Path:
     """``path`` itself, or ``path/checkpoint.pt`` when ``path`` is a run directory."""
     p = Path(path)
-    return p / CHECKPOINT_NAME if p.is_dir() else p
+    return p / CHECKPOINT_NAME if p.is_dir() and p.name != CHECKPOINT_NAME else p
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -69,6 +69,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
 def _verified_payload(path: Path) -> bytes:
     """The payload of the checkpoint file ``path`` after its magic bytes, header, length and
     SHA-256 were checked (`CheckpointError` naming the file otherwise)."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file (a run folder holds its "
+                              "checkpoint as checkpoint.pt, a file)")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path} (check the path, or train one first)")
     data = path.read_bytes()

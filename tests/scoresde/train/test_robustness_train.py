@@ -250,3 +250,12 @@ def test_a_run_killed_before_its_first_checkpoint_is_restarted_by_the_same_comma
     (other / "metrics.jsonl").write_text("")
     with pytest.raises(FileExistsError, match="not empty"):
         Trainer(config, out_dir=other, progress=False)
+
+
+def test_a_checkpoint_path_that_is_a_folder_is_named_as_such(tmp_path: Path) -> None:
+    # RUN/checkpoint.pt being a folder was reported as "no checkpoint at RUN/checkpoint.pt/checkpoint.pt".
+    (tmp_path / "checkpoint.pt").mkdir()
+    for path in (tmp_path, tmp_path / "checkpoint.pt"):
+        with pytest.raises(CheckpointError, match=r"checkpoint.pt is a directory, not a checkpoint file") as err:
+            load_checkpoint(path)
+        assert "checkpoint.pt/checkpoint.pt" not in str(err.value)

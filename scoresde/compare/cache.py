@@ -27,7 +27,7 @@ import solvers
 from ..atomic import atomic_write_bytes
 
 __all__ = ["Cell", "write_atomic", "records_to_csv", "cache_key", "solver_code", "code_files", "code_digest",
-           "read_cell", "load_or_compute_floors", "json_default", "CODE_PACKAGES", "CODE_MODULES"]
+           "read_cell", "seal_cell", "load_or_compute_floors", "json_default", "CODE_PACKAGES", "CODE_MODULES"]
 
 FORMAT_VERSION = 1
 """Bumped by hand when the layout of a stored cell changes (code edits are caught by `code_digest`)."""
@@ -118,15 +118,34 @@ def cache_key(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+CELL_DIGEST = "sha256"
+"""Key of a stored cell's own checksum: SHA-256 of its canonical JSON without this key."""
+
+
+def _cell_digest(record: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != CELL_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def seal_cell(record: dict[str, Any]) -> str:
+    """The JSON text of `record` with its checksum (`CELL_DIGEST`) added, as `read_cell` checks it."""
+    return json.dumps({**record, CELL_DIGEST: _cell_digest(record)}, indent=1)
+
+
 def read_cell(path: Path | None, key: str) -> dict[str, Any] | None:
-    """The stored record at `path` if it exists, parses and carries `key`; else `None`."""
+    """The stored record at `path` if it exists, parses, carries `key` and its checksum matches
+    its contents (a changed digit is recomputed, not reused); else `None`."""
     if path is None or not path.is_file():
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # unreadable: recompute (writes are atomic, so this is foreign damage)
-    return record if isinstance(record, dict) and record.get("key") == key else None
+    if not (isinstance(record, dict) and record.get("key") == key):
+        return None
+    if record.get(CELL_DIGEST) != _cell_digest(record):
+        return None  # damaged (or from before cells carried a checksum): recompute
+    return {k: v for k, v in record.items() if k != CELL_DIGEST}
 
 
 def load_or_compute_floors(

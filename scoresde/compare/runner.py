@@ -26,6 +26,7 @@ from .cache import (
     code_digest,
     load_or_compute_floors,
     read_cell,
+    seal_cell,
     solver_code,
     write_atomic,
 )
@@ -211,6 +212,12 @@ def run_comparison(
         "grid": grid, "noise": noise, "denoise": denoise, "bandwidths": scorer.bandwidths,
     }
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        for folder in (out_dir, out_dir / "cells"):
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"{folder} is a file, but the comparison stores its "
+                                 f"{'cells' if folder.name == 'cells' else 'results'} in a folder of that "
+                                 "name; move the file or choose another output folder")
     floors = load_or_compute_floors(lambda: scorer.floors(floor_repeats), settings, floor_repeats, out_dir)
     records, computed, reused = _sweep(problem, scorer, plan_cells(names, steps, tolerances, seeds), options,
                                        settings, out_dir, n=n, grid=grid, noise=noise, denoise=denoise,
@@ -256,7 +263,7 @@ def _sweep(
             record = _run_cell(problem, scorer, cell, opts, n=n, grid=grid, noise=noise, denoise=denoise)
             record["key"] = key
             if path is not None:
-                write_atomic(path, json.dumps(record, indent=1))
+                write_atomic(path, seal_cell(record))
             records.append(record)
             computed += 1
         bar.update(1)

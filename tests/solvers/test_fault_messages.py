@@ -53,3 +53,30 @@ def test_documented_submodules_resolve_as_attributes(name):
     import importlib
 
     assert getattr(sd, name) is importlib.import_module(f"scoresde.{name}")
+
+
+def _tiny_comparison(out):
+    from scoresde import compare
+
+    problem = compare.Problem.from_target("eight_gaussians", "vp")
+    return compare.run_comparison(problem, ["ode_euler"], steps=[3], seeds=[0], n=40, metrics=["sliced_w2"],
+                                  floor_repeats=2, out=out, progress=False, plots=False)
+
+
+def test_compare_cell_with_a_changed_digit_is_recomputed_not_reused(tmp_path):
+    first = _tiny_comparison(tmp_path)
+    (cell,) = (tmp_path / "cells").glob("*.json")
+    record = json.loads(cell.read_text(encoding="utf-8"))
+    record["sliced_w2"] = record["sliced_w2"] + 0.03  # a flipped digit
+    cell.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    again = _tiny_comparison(tmp_path)
+    assert (again.computed, again.reused) == (1, 0)
+    assert again.records[0]["sliced_w2"] == first.records[0]["sliced_w2"]
+    third = _tiny_comparison(tmp_path)
+    assert (third.computed, third.reused) == (0, 1)
+
+
+def test_compare_cells_path_that_is_a_file_is_named(tmp_path):
+    tmp_path.joinpath("cells").write_text("not a folder")
+    with pytest.raises(ValueError, match=r"cells is a file, but the comparison stores its cells in a folder"):
+        _tiny_comparison(tmp_path)

@@ -13,15 +13,6 @@ diffusers = pytest.importorskip("diffusers")
 F64 = torch.float64
 
 
-def _unet() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    ).double().eval()
-
-
 class _ExactOutput(torch.nn.Module):
     """A "UNet" returning the exact eps / v / x0 of a Gaussian data law N(0, s0^2 I) at timestep k."""
 
@@ -72,8 +63,8 @@ def test_x0_from_model_output_matches_diffusers_scheduler(kind: str) -> None:
                                rtol=1e-5, atol=1e-5)  # float32 table
 
 
-def test_small_unet_as_a_score_samples() -> None:
-    unet = _unet()
+def test_small_unet_as_a_score_samples(small_unet) -> None:
+    unet = small_unet()
     sched = diffusers.DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
     sde, score = unet_score(unet, sched.config)
     assert isinstance(sde, sd.DiscreteVPSDE) and sde.num_timesteps == 100
@@ -94,8 +85,8 @@ def test_small_unet_as_a_score_samples() -> None:
         assert r.nfe == 5  # 4 steps + the default end-of-run step
 
 
-def test_unknown_prediction_type_and_zero_snr_are_refused() -> None:
+def test_unknown_prediction_type_and_zero_snr_are_refused(small_unet) -> None:
     with pytest.raises(ValueError, match="prediction_type"):
-        DiffusersScore(_unet(), {"prediction_type": "flow"})
+        DiffusersScore(small_unet(), {"prediction_type": "flow"})
     with pytest.raises(ValueError, match="zero_snr"):
         sde_from_scheduler({"rescale_betas_zero_snr": True})

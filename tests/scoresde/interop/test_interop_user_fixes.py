@@ -40,15 +40,6 @@ def _diffusers():
     return pytest.importorskip("diffusers")
 
 
-def _small_unet(diffusers) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return diffusers.UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-        norm_num_groups=4,
-    ).double().eval()
-
-
 class _ListNormal:
     """A noise source handing out a fixed list of normal draws, in order."""
 
@@ -179,9 +170,9 @@ def test_denoiser_cache_still_spares_a_sampler_its_bisections(monkeypatch: pytes
 # --- D3/D4/D5. clear errors ---------------------------------------------------------------------
 
 
-def test_diffusers_objects_in_the_wrong_slot_are_named() -> None:
+def test_diffusers_objects_in_the_wrong_slot_are_named(small_unet) -> None:
     diffusers = _diffusers()
-    unet = _small_unet(diffusers)
+    unet = small_unet()
     sch = diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=False)
     with pytest.raises(TypeError, match=r"scheduler_or_config must be a diffusers scheduler.*UNet2DModel"):
         unet_score(unet, unet)  # was NotAnIntegerError: num_train_timesteps ... NoneType
@@ -202,7 +193,7 @@ class _OutputObject:
         self.sample = sample
 
 
-def test_denoiser_from_score_names_a_score_that_returns_no_tensor() -> None:
+def test_denoiser_from_score_names_a_score_that_returns_no_tensor(small_unet) -> None:
     edm = sd.EDMSDE()
     x = torch.randn(2, 1, 8, 8, dtype=F64)
     den = denoiser_from_score(lambda x, t: _OutputObject(torch.zeros_like(x)), edm)
@@ -212,14 +203,13 @@ def test_denoiser_from_score_names_a_score_that_returns_no_tensor() -> None:
     flat = torch.randn(4, 2, dtype=F64)
     with pytest.raises(ValueError, match=r"shape of x, \(4, 2\); got \(4, 1\)"):
         denoiser_from_score(lambda x, t: x[:, :1], edm)(flat, torch.tensor(1.0))
-    diffusers = pytest.importorskip("diffusers")
     with pytest.raises(TypeError, match=r"UNet2DOutput.*unet_score"):
-        denoiser_from_score(_small_unet(diffusers), edm)(x, torch.tensor(1.0))
+        denoiser_from_score(small_unet(), edm)(x, torch.tensor(1.0))
 
 
-def test_diffusers_score_names_the_expected_layout() -> None:
+def test_diffusers_score_names_the_expected_layout(small_unet) -> None:
     diffusers = _diffusers()
-    unet = _small_unet(diffusers)
+    unet = small_unet()
     sde, score = unet_score(unet, diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=False))
     t = torch.tensor([0.5, 0.5], dtype=F64)
     want = r"x must be \(B, C, H, W\) = \(B, 1, 8, 8\) for UNet2DModel \(config in_channels=1, sample_size=8\)"
@@ -279,18 +269,18 @@ def test_guide_no_longer_says_any_torchsde_method_works() -> None:
     assert "`method=\"reversible_heun\"` is the exception" in guide
 
 
-def test_clip_sample_and_thresholding_warn_at_the_users_line() -> None:
+def test_clip_sample_and_thresholding_warn_at_the_users_line(small_unet) -> None:
     diffusers = _diffusers()
     with pytest.warns(UserWarning, match=r"clip_sample=True.*not applied|clip_sample=True.*never clip") as rec:
         sde_from_scheduler(diffusers.DDIMScheduler())  # diffusers' default: clip_sample=True
     assert any("clip_sample" in str(w.message) and w.filename == __file__ for w in rec)
     with pytest.warns(UserWarning, match=r"thresholding=True") as rec:
-        unet_score(_small_unet(diffusers), diffusers.DDPMScheduler(clip_sample=False, thresholding=True))
+        unet_score(small_unet(), diffusers.DDPMScheduler(clip_sample=False, thresholding=True))
     assert any("thresholding" in str(w.message) and w.filename == __file__ for w in rec)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sde_from_scheduler(diffusers.DDIMScheduler(clip_sample=False))
-        unet_score(_small_unet(diffusers), diffusers.DDPMScheduler(clip_sample=False))
+        unet_score(small_unet(), diffusers.DDPMScheduler(clip_sample=False))
         sde_from_scheduler({"beta_schedule": "linear", "num_train_timesteps": 1000})
 
 

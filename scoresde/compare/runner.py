@@ -19,6 +19,7 @@ from solvers.inputs import check_seed
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import Solution
 
+from ..atomic import clean_stale_temps
 from .cache import (
     FORMAT_VERSION,
     Cell,
@@ -218,6 +219,7 @@ def run_comparison(
                 raise ValueError(f"{folder} is a file, but the comparison stores its "
                                  f"{'cells' if folder.name == 'cells' else 'results'} in a folder of that "
                                  "name; move the file or choose another output folder")
+            clean_stale_temps(folder)  # what a killed atomic write left (results, floors, cells)
     floors = load_or_compute_floors(lambda: scorer.floors(floor_repeats), settings, floor_repeats, out_dir)
     records, computed, reused = _sweep(problem, scorer, plan_cells(names, steps, tolerances, seeds), options,
                                        settings, out_dir, n=n, grid=grid, noise=noise, denoise=denoise,

@@ -80,3 +80,17 @@ def test_compare_cells_path_that_is_a_file_is_named(tmp_path):
     tmp_path.joinpath("cells").write_text("not a folder")
     with pytest.raises(ValueError, match=r"cells is a file, but the comparison stores its cells in a folder"):
         _tiny_comparison(tmp_path)
+
+
+def test_compare_removes_stale_temp_files_of_killed_writes(tmp_path):
+    import os
+    import time
+
+    _tiny_comparison(tmp_path)
+    stale = [tmp_path / ".results.json.abcd1234.tmp", tmp_path / "cells" / ".x.json.abcd1234.tmp"]
+    old = time.time() - 3 * 3600
+    for p in stale:
+        p.write_text("partial")
+        os.utime(p, (old, old))
+    _tiny_comparison(tmp_path)
+    assert not any(p.exists() for p in stale)

@@ -1,0 +1,75 @@
+"""Whether two SDE configs describe the same SDE: the schedule probe and a tolerant comparison.
+
+`AffineSDE.config` identifies the built-in classes by their parameters; a schedule given by a
+callable or a table (`scoresde.BetaSDE`, `scoresde.SigmaSDE`, `scoresde.DiscreteVPSDE`) adds
+its half log-SNR at a few fixed times (`schedule_probe`). `configs_match` compares a stored
+config (a checkpoint's) with a given one, floats to a relative tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from .sde import AffineSDE
+
+__all__ = ["SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "schedule_probe", "configs_match"]
+
+SCHEDULE_PROBE_KEY = "log_snr_probe"
+"""`AffineSDE.config` key of a schedule given by a callable or a table (`scoresde.BetaSDE`,
+`scoresde.SigmaSDE`, `scoresde.DiscreteVPSDE`): its half log-SNR at `SCHEDULE_PROBES` times.
+Configs written before it existed lack it; `configs_match` then does not compare it."""
+
+SCHEDULE_PROBES = 9
+"""Number of probe times ``t_i = eps + (T - eps) i / 8``, ``i = 0..8``, of `schedule_probe`."""
+
+CONFIG_RTOL = 1e-9
+"""Relative tolerance of `configs_match` on floats (round-off of a recomputed schedule probe)."""
+
+
+def schedule_probe(sde: AffineSDE) -> list[float]:
+    """``lambda(t_i) = ln alpha(t_i) - ln sigma(t_i)`` at ``t_i = eps + (T - eps) i/8``, ``i = 0..8``.
+
+    Evaluated in float64 on the CPU and rounded to 12 significant digits, so that the list is
+    JSON-exact and the same on every machine up to `CONFIG_RTOL`. Together with ``T``, ``eps`` and
+    the prior it identifies a VP schedule (``alpha^2 = 1/(1 + e^{-2 lambda})``) or a VE one
+    (``sigma = e^{-lambda}``) at the probe times, which is what `configs_match` compares.
+    """
+    t = torch.linspace(sde.eps, sde.T, SCHEDULE_PROBES, dtype=torch.float64)
+    with torch.no_grad():
+        a, s = sde.marginal_coeffs(t)
+        lam = torch.log(a.to(torch.float64)) - torch.log(s.to(torch.float64))
+    return [float(f"{v:.12g}") for v in lam.tolist()]
+
+
+def _values_match(a: Any, b: Any, rtol: float) -> bool:
+    """Equality, with floats (also inside lists) compared to relative tolerance ``rtol``."""
+    if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
+        return bool(a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=0.0)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_values_match(x, y, rtol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return set(a) == set(b) and all(_values_match(a[k], b[k], rtol) for k in a)
+    return bool(a == b)
+
+
+def configs_match(stored: Mapping[str, Any], given: Mapping[str, Any], *, rtol: float = CONFIG_RTOL,
+                  optional: tuple[str, ...] = (SCHEDULE_PROBE_KEY,)) -> bool:
+    """Whether the SDE config ``given`` describes the SDE of the config ``stored``.
+
+    Every key of ``stored`` must be in ``given`` with a matching value (floats, also inside
+    lists, within relative tolerance ``rtol``; anything else equal). A key of ``given`` that
+    ``stored`` lacks is a mismatch, except the ``optional`` ones: keys that configs written by
+    older versions (e.g. checkpoints) do not have, such as `SCHEDULE_PROBE_KEY`.
+    """
+    if any(k not in given for k in stored):
+        return False
+    if any(k not in stored and k not in optional for k in given):
+        return False
+    return all(_values_match(v, given[k], rtol) for k, v in stored.items())

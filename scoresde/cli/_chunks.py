@@ -12,7 +12,7 @@ with the next chunk, so the final samples are bit for bit those of an uninterrup
 
 Every piece file starts with a one-line JSON header (`write_piece`): the piece's name and
 row range, a digest of the run's settings, and the length and SHA-256 of the serialized
-record that follows. A piece whose header or digest does not match (a flipped bit, a
+record that follows (`scoresde.sealed`). A piece whose header or digest does not match (a flipped bit, a
 truncated file, another chunk's file under this name, a file of another run) is noted and
 computed again. A folder holding chunks of a run with other settings is refused, naming the
 settings that differ (`holds_run`); ``--overwrite`` discards it. The folder is removed once
@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..sealed import SealError, seal, unseal
 
 __all__ = ["ChunkSettingsError", "PieceError", "chunk_path", "clean_chunk_temps", "file_identity", "holds_run",
            "read_piece", "run_digest", "sample_resumable", "write_piece"]
@@ -82,16 +84,9 @@ def write_piece(path: Path, record: dict[str, Any], *, piece: str, rows: tuple[i
 
     buf = io.BytesIO()
     torch.save(record, buf)
-    payload = buf.getvalue()
-    header = {"piece": piece, "rows": None if rows is None else [int(rows[0]), int(rows[1])], "run": run,
-              "length": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    head = _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n"
-
-    def write(f: Any) -> None:
-        f.write(head)
-        f.write(payload)
-
-    atomic_write_with(path, write)
+    header = {"piece": piece, "rows": None if rows is None else [int(rows[0]), int(rows[1])], "run": run}
+    sealed = seal(_MAGIC, header, buf.getvalue())
+    atomic_write_with(path, lambda f: f.write(sealed))
 
 
 def read_piece(path: Path, *, piece: str, rows: tuple[int, int] | None, run: str) -> dict[str, Any]:
@@ -102,21 +97,16 @@ def read_piece(path: Path, *, piece: str, rows: tuple[int, int] | None, run: str
             length or SHA-256 differs from the header's (damaged), or it holds another piece,
             other rows or a piece of another run; or the record cannot be deserialized.
     """
-    data = path.read_bytes()
-    if not data.startswith(_MAGIC):
-        raise PieceError(f"{path} has no integrity header (damaged, or written by an older version)")
-    end = data.find(b"\n", len(_MAGIC))
     try:
-        header = json.loads(data[len(_MAGIC):end]) if end > 0 else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
-        raise PieceError(f"{path} has a damaged integrity header")
-    payload = memoryview(data)[end + 1:]
-    if header.get("length") != len(payload):
-        raise PieceError(f"{path} is damaged: {len(payload)} bytes of data, its header says {header.get('length')}")
-    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
-        raise PieceError(f"{path} is damaged: SHA-256 of its data does not match its header")
+        header, payload = unseal(path.read_bytes(), _MAGIC)
+    except SealError as err:
+        if err.kind == "magic":
+            raise PieceError(f"{path} has no integrity header (damaged, or written by an older version)") from None
+        if err.kind == "header":
+            raise PieceError(f"{path} has a damaged integrity header") from None
+        if err.kind == "length":
+            raise PieceError(f"{path} is damaged: {err}") from None
+        raise PieceError(f"{path} is damaged: SHA-256 of its data does not match its header") from None
     want_rows = None if rows is None else [int(rows[0]), int(rows[1])]
     if header.get("piece") != piece or header.get("rows") != want_rows:
         raise PieceError(f"{path} holds {header.get('piece')} (rows {header.get('rows')}), not {piece} "

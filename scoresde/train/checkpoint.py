@@ -19,9 +19,7 @@ finite are refused both when writing (by the trainer) and when loading (`check_f
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_write_bytes
+from ..sealed import SealError, seal, unseal
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "CHECKPOINT_NAME",
            "intact_older",
@@ -59,11 +58,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(state, buf)
-    payload = buf.getvalue()
-    header = json.dumps(
-        {"format": FORMAT, "nbytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    ).encode() + b"\n"
-    return atomic_write_bytes(path, MAGIC + header + payload)
+    return atomic_write_bytes(path, seal(MAGIC, {"format": FORMAT}, buf.getvalue()))
 
 
 def _verified_payload(path: Path) -> bytes:
@@ -74,26 +69,21 @@ def _verified_payload(path: Path) -> bytes:
                               "checkpoint as checkpoint.pt, a file)")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path} (check the path, or train one first)")
-    data = path.read_bytes()
-    if not data.startswith(MAGIC):
-        raise CheckpointError(f"{path} is not a scoresde checkpoint (bad magic bytes)")
-    end = data.find(b"\n", len(MAGIC))
     try:
-        if end < 0:
-            raise ValueError("no header line")
-        header = json.loads(data[len(MAGIC):end])
-        nbytes, digest, fmt = int(header["nbytes"]), str(header["sha256"]), int(header["format"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} has a damaged header (truncated or corrupt file): {err}") from None
+        header, payload = unseal(path.read_bytes(), MAGIC)
+        fmt = int(header["format"])
+    except SealError as err:
+        if err.kind == "magic":
+            raise CheckpointError(f"{path} is not a scoresde checkpoint (bad magic bytes)") from None
+        if err.kind == "header":
+            raise CheckpointError(f"{path} has a damaged header (truncated or corrupt file): {err}") from None
+        if err.kind == "length":
+            raise CheckpointError(f"{path} is truncated or padded: {err}") from None
+        raise CheckpointError(f"{path} is corrupt: SHA-256 of the payload does not match its header") from None
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path} has a damaged header (truncated or corrupt file): {err!r}") from None
     if fmt != FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {fmt}; this version reads format {FORMAT}")
-    payload = data[end + 1:]
-    if len(payload) != nbytes:
-        raise CheckpointError(
-            f"{path} is truncated or padded: payload has {len(payload)} bytes, header says {nbytes}"
-        )
-    if hashlib.sha256(payload).hexdigest() != digest:
-        raise CheckpointError(f"{path} is corrupt: SHA-256 of the payload does not match its header")
     return payload
 
 

@@ -77,8 +77,11 @@ def checked_prior(prior: Prior) -> Prior:
         if bool(bad.any()):
             rows = bad.nonzero().flatten()
             shown = ", ".join(str(i) for i in rows[:5].tolist()) + (", ..." if rows.numel() > 5 else "")
+            far = float(x_T.detach().reshape(b, -1)[rows].abs().max())
             raise ValueError(f"prior returned NaN/inf at {rows.numel()} finite x_T (rows {shown}); it must "
-                             "return a finite log-density")
+                             f"return a finite log-density. The largest |x_T| there is {far:.3g}: if that is far "
+                             f"beyond the prior's scale, the ODE was driven there by a huge score (check the "
+                             f"model), and the log-density overflows {out.dtype}")
         return out
 
     return call

@@ -94,3 +94,15 @@ def test_compare_removes_stale_temp_files_of_killed_writes(tmp_path):
         os.utime(p, (old, old))
     _tiny_comparison(tmp_path)
     assert not any(p.exists() for p in stale)
+
+
+def test_a_prior_that_overflows_at_a_far_x_T_names_how_far_it_is():
+    # A huge score drove x_T to ~1e20; the built-in float32 prior overflowed there and the message
+    # pointed at the prior alone.
+    from scoresde.likelihood.options import checked_prior
+
+    sde = sd.VPSDE()
+    prior = checked_prior(lambda z: sde.prior_log_prob(z))
+    x_T = torch.tensor([[0.5, -0.2], [1e20, 3.0]], dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"finite x_T \(rows 1\).*largest \|x_T\| there is 1e\+20.*huge score"):
+        prior(x_T)

@@ -270,7 +270,8 @@ def dsm_per_sample(
     is used only by ``weighting="edm"``.
 
     Raises:
-        ValueError: an unknown ``weighting`` / ``reduce``, ``t_min`` outside ``(0, T)``,
+        ValueError: an unknown ``weighting`` / ``reduce``, ``t_min`` outside ``(0, T)``, a given
+            ``t`` outside ``(0, T]`` or NaN,
             ``sigma_data`` not finite and > 0, ``x0`` without a batch dimension or empty,
             ``t`` / ``z`` / the model output of the wrong shape.
             A ``sampler`` built for another SDE, weighting, ``t_min`` or (``"edm"``)
@@ -320,6 +321,9 @@ def dsm_per_sample(
     else:
         if t.shape != (b,):
             raise ValueError(f"t must have shape ({b},), got {tuple(t.shape)}")
+        if not bool(((t > 0) & (t <= sde.T)).all()):  # also NaN; t = 0 has sigma = 0 (inf loss)
+            bad = t[~((t > 0) & (t <= sde.T))]
+            raise ValueError(f"t must lie in (0, T = {sde.T:g}]; got {float(bad[0]):g}")
         coef = loss_weight(sde, t, weighting, sigma_data=sigma_data)
     if z is None:
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)

@@ -129,7 +129,7 @@ class MLP(nn.Module):
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"MLP expects samples of shape {self.data_shape}, got {tuple(x.shape[1:])}")
         temb = self.t_mlp(self.embed(t))
-        h = self.inp(x.reshape(x.shape[0], -1))
+        h = self.inp(x.reshape(x.shape[0], self.inp.in_features))  # explicit width: B = 0 works
         for block in self.blocks:
             h = block(h, temb)
         return self.out(self.out_act(h)).reshape(x.shape)

@@ -93,8 +93,10 @@ def convert(o: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor, *, src: str, dst
     """Convert a prediction ``o`` of type ``src`` at ``x`` into type ``dst``.
 
     Shapes: ``o, x: (B, *D)``, ``alpha, sigma: (B,)`` (or 0-d); returns ``(B, *D)``.
-    ``src = "score"`` means the scaled output ``o = sigma * s`` (see the module docstring);
-    ``sigma_data`` is used only by ``"edm"``.
+    ``src = "score"`` means the scaled output ``o = sigma * s`` (see the module docstring),
+    while ``dst = "score"`` returns the score ``s = grad_x log p_t`` itself: for ``"score"``
+    the call is not its own inverse (``convert(s, ..., src="score")`` reads ``s`` as
+    ``sigma * s``; pass ``sigma * s``). ``sigma_data`` is used only by ``"edm"``.
     """
     check_output(src)
     check_output(dst)

@@ -167,11 +167,15 @@ class ScoreModel(nn.Module):
         ``x`` of a narrower dtype than the parameters (float32 data, a float64 model) is cast up.
 
         Raises:
-            ValueError: ``t`` neither 0-d nor ``(B,)``.
+            ValueError: ``t`` neither 0-d nor ``(B,)``, or ``t <= 0`` (``sigma = 0``: no score).
             TypeError: ``x`` of a wider dtype than the model's parameters, or on another device.
         """
         x = self._like_parameters(x)
         t = batch_time(t, x)
+        if x.shape[0] and not bool((t > 0).all()):
+            # sigma(0) = 0: every conversion to the score divides by it (inf / NaN outputs).
+            raise ValueError(f"t must be > 0 (the data end t = 0 has no noise and no score); "
+                             f"got min t = {float(t.min()):g}")
         alpha, sigma = sde.marginal_coeffs(t)
         x_in = x
         if self.input_scaling:
@@ -216,7 +220,8 @@ class ScoreModel(nn.Module):
     def _like_parameters(self, x: Tensor, *, exact: bool = False) -> Tensor:
         """``x`` in the parameters' dtype (`like_parameters`); ``exact`` refuses any cast."""
         return like_parameters(self, x, exact=exact, what="model",
-                               fix="move the model with model.to(...) or convert x")
+                               fix="move the model with model.to(...) or convert x (for sampling: "
+                                   "solvers.sample(..., dtype=..., device=...) with the model's)")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

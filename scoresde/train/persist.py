@@ -247,7 +247,9 @@ def load_model(
         config = TrainConfig.from_json(require(state, "config", path))
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: unreadable config in checkpoint: {err}") from None
-    model = config.model.build(seed=config.seed)
+    # Cast before loading: load_state_dict copies into the built (float32) parameters, which
+    # would round a float64 run's weights to float32 before a later .to(float64).
+    model = config.model.build(seed=config.seed).to(dtype=config.torch_dtype)
     weights = require(require(state, "ema", path), "model", path) if ema else require(state, "model", path)
     what = "EMA" if ema else "model"
     _check_shapes(model.state_dict(), weights, what, path)

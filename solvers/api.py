@@ -275,7 +275,8 @@ def sample(
         solver: a name from `available` or a `Solver` instance.
         steps: number of grid intervals, at most `solvers.inputs.MAX_STEPS` (an integer: Python,
             NumPy or a one-element torch tensor; adaptive solvers use only the end points).
-        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``karras``, ``uniform_logsnr``), ``"auto"`` (shaped
+        grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``logsnr_long_first``, ``karras``,
+            ``uniform_logsnr``; `solvers.grids.GRIDS`), ``"auto"`` (shaped
             by a cached pilot adaptive solve, `solvers.auto_grid`; prototype) or a decreasing
             tensor of times in ``[eps, T]``; default: the solver's `Solver.grid_for` the SDE.
         lam: reverse-family noise level for solvers that accept any dynamics (default 1 =

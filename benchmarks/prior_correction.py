@@ -19,6 +19,8 @@ corrected one (exact score, exact divergence, default integrator)::
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 import scoresde as sd
@@ -50,4 +52,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

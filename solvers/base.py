@@ -28,6 +28,7 @@ from torch import Tensor
 from .dynamics import ReverseDynamics
 from .end import end_step_kind, final_step
 from .grids import check_grid
+from .inputs import as_real, check_flag, check_generator
 from .marginals import require_marginals
 from .noise import CountedNoise, GaussianNoise, NoiseSource
 from .result import Solution
@@ -191,7 +192,7 @@ class Solver:
             if lam not in (None, 1, 1.0):
                 raise ValueError(f"{name} needs the reverse SDE; lam must be 1")
             return 1.0
-        return 1.0 if lam is None else float(lam)
+        return 1.0 if lam is None else as_real(lam, "lam")
 
     def solve(
         self,
@@ -228,10 +229,15 @@ class Solver:
             `Solution` (``nfe`` and ``seconds`` include the end-of-run step).
 
         Raises:
-            TypeError: the dynamics are not what the solver integrates.
+            TypeError: the dynamics are not what the solver integrates; ``x`` not a tensor, a
+                ``generator`` that is not a ``torch.Generator``, ``keep_trajectory`` not a bool.
             ValueError: a bad grid or ``max_frames``.
         """
         self.check_dynamics(dynamics)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor (B, *D), got {type(x).__name__}")
+        check_generator(generator, x.device)
+        keep_trajectory = check_flag(keep_trajectory, "keep_trajectory")
         grid = check_grid(ts, dynamics.sde)
         times = grid.tolist()
         recorder = TrajectoryRecorder(keep_trajectory, None if self.adaptive else len(times) - 1, max_frames)

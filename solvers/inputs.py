@@ -121,6 +121,18 @@ def as_real(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}") from None
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool: ``True`` / ``False`` (or 1 / 0, a NumPy bool); a string such as
+    ``"no"``, which Python would read as true, is refused.
+
+    Raises:
+        TypeError: anything else, with ``name`` in the message.
+    """
+    if isinstance(value, (str, bytes)) or value not in (True, False):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def check_generator(generator: Any, device: torch.device | None = None) -> torch.Generator | None:
     """``generator`` if it is ``None`` or a ``torch.Generator`` (on ``device``'s type, if given).
 

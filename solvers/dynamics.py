@@ -44,8 +44,9 @@ class NonFiniteScoreError(FloatingPointError):
 
 
 RECENT = 4
-"""Score evaluations `CountedScore` keeps: enough to reach back past the stages that an
-explicit Runge-Kutta step (Dormand-Prince: three) evaluates at its end time."""
+"""How far back (in calls) `CountedScore` looks for an evaluation at another time: enough to
+reach past the stages that an explicit Runge-Kutta step (Dormand-Prince: three) evaluates at
+its end time."""
 
 SAME_TIME = 1e-5
 """Relative distance below which two evaluation times of a sample count as the same time
@@ -55,8 +56,12 @@ SAME_TIME = 1e-5
 class CountedScore:
     """Wraps a score callable: counts calls (NFE) and checks shape and finiteness of outputs.
 
-    ``calls`` is the number of batched evaluations made; ``recent`` holds ``(x, t, score)`` of the
-    last `RECENT` ones, newest last (references, no copies). Per sample it also keeps the newest
+    ``calls`` is the number of batched evaluations made. Of the last `RECENT` it keeps (as
+    references, no copies) those `previous_other_time` can still return: when the newest was
+    made at one time ``a`` for the whole batch, an older evaluation is never the answer if a
+    newer one of the same batch was made at ``a`` too, or lies behind one made at a single
+    other time ``b`` (a query at ``a`` gets that one, any other query the newest); so a
+    fixed-grid run holds two evaluations, not four. Per sample it also keeps the newest
     evaluation and the newest one at another time than that (`previous_other_time`): the
     end-of-run step fits a local Gaussian to one of them (`solvers.end`), also when samples
     move on their own clocks (per-sample adaptive steps) and some finished long ago. ``check_finite=True`` raises
@@ -72,7 +77,8 @@ class CountedScore:
         self.score: ScoreFn = score
         self.check_finite = check_finite
         self.calls = 0
-        self.recent: list[tuple[Tensor, Tensor, Tensor]] = []
+        # (call index, x, t, score, (min t, max t)), newest last: the ones still answerable.
+        self._recent: list[tuple[int, Tensor, Tensor, Tensor, tuple[float, float]]] = []
         self.track_per_sample = False  # set by solvers whose samples move on their own clocks
         self._current: tuple[Tensor, Tensor, Tensor] | None = None
         self._previous: tuple[Tensor, Tensor, Tensor] | None = None
@@ -89,18 +95,38 @@ class CountedScore:
             if not out.is_floating_point():
                 raise ValueError(f"score returned dtype {out.dtype}; it must return floating-point values")
             out = out.to(x.dtype)  # the state's dtype decides the run's precision
-        if self.check_finite and not bool(torch.isfinite(out).all()):
+        # A finite sum means every entry is finite (a NaN or inf makes it NaN or inf): one
+        # reduction instead of an element-wise test; the full test only when the sum is not
+        # finite (NaN/inf, or finite values whose sum overflows).
+        if self.check_finite and not bool(torch.isfinite(out.sum())) and not bool(torch.isfinite(out).all()):
             t_lo, t_hi = float(t.min()), float(t.max())
             raise NonFiniteScoreError(
                 f"score returned NaN/inf at t in [{t_lo:.4g}, {t_hi:.4g}] (evaluation {self.calls}); "
                 "check the model, the time range and the dtype"
             )
-        self.recent.append((x, t, out))
-        if len(self.recent) > RECENT:
-            self.recent.pop(0)
+        self._keep(x, t, out)
         if self.track_per_sample:
             self._remember(x, t, out)
         return out
+
+    def _keep(self, x: Tensor, t: Tensor, out: Tensor) -> None:
+        """Record this call and drop the evaluations no query can return any more."""
+        flat = t.detach().reshape(-1)
+        lo, hi = (float(v) for v in torch.aminmax(flat.to(torch.float64))) if flat.numel() else (math.nan, math.nan)
+        kept = [e for e in self._recent if e[0] > self.calls - RECENT]
+        if lo == hi:  # one time a for the whole batch
+            older: list[tuple[int, Tensor, Tensor, Tensor, tuple[float, float]]] = []
+            for e in reversed(kept):
+                same = _same_batch(e[1], x)
+                e_lo, e_hi = e[4]
+                if same and e_lo == e_hi == lo:
+                    continue  # a newer evaluation at the same time answers for it
+                older.append(e)
+                if same and e_lo == e_hi and abs(e_lo - lo) > 3 * SAME_TIME * max(abs(lo), 1e-12):
+                    break  # a query at a gets this one; nothing behind it is ever returned
+            kept = older[::-1]
+        kept.append((self.calls, x, t, out, (lo, hi)))
+        self._recent = kept
 
     def _remember(self, x: Tensor, t: Tensor, out: Tensor) -> None:
         """Per sample: the newest evaluation, and the newest one at another time than it."""
@@ -146,15 +172,21 @@ class CountedScore:
         return (torch.where(m, cx, px), torch.where(cur_ok, ct, pt), torch.where(m, co, po), cur_ok | prev_ok)
 
     def _previous_shared(self, x: Tensor, t: float) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
-        """The newest of `recent` for a batch like ``x`` with every time other than ``t`` (or ``None``)."""
-        for xp, tp, score_p in reversed(self.recent):
-            if xp.shape != x.shape or xp.dtype != x.dtype or xp.device != x.device:
+        """The newest of the last `RECENT` calls for a batch like ``x`` with every time other than
+        ``t`` (or ``None``)."""
+        for calls, xp, tp, score_p, _ in reversed(self._recent):
+            if calls <= self.calls - RECENT or not _same_batch(xp, x):
                 continue
             tt = tp.detach().reshape(-1).to(torch.float64)
             if float((tt - t).abs().min()) > SAME_TIME * max(abs(t), 1e-12):
                 tt = tt.expand(x.shape[0]) if tt.numel() == 1 else tt
                 return xp, tt, score_p, torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         return None
+
+
+def _same_batch(a: Tensor, b: Tensor) -> bool:
+    """Two states of one batch: same shape, dtype and device."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device
 
 
 class ReverseDynamics:

@@ -176,9 +176,11 @@ def final_step(
         if previous is not None and bool(previous[3].any()):
             xp, tp, score_p, valid = previous
             # Samples without an evaluation at another time: placeholders, masked out below (trapezoid).
-            vm = valid.reshape((-1,) + (1,) * (x.ndim - 1))
-            xp, score_p = torch.where(vm, xp, x), torch.where(vm, score_p, x0.new_zeros(()).expand_as(x))
-            tp = torch.where(valid, tp, torch.full_like(tp, t)).to(x.dtype)
+            if not bool(valid.all()):  # (copies of the state only where some are missing)
+                vm = valid.reshape((-1,) + (1,) * (x.ndim - 1))
+                xp, score_p = torch.where(vm, xp, x), torch.where(vm, score_p, x0.new_zeros(()).expand_as(x))
+                tp = torch.where(valid, tp, torch.full_like(tp, t))
+            tp = tp.to(x.dtype)
             ap, sp = (c.reshape((-1,) + (1,) * (x.ndim - 1)) for c in marginal_coeffs_like(sde, tp))
             dp = x0_from_score(sde, xp, tp, score_p)
             up = (xp / ap - dp) / (sp / ap) ** 2

@@ -31,16 +31,17 @@ def fit_gaussian_part(d: Tensor, d_prev: Tensor, u: Tensor, u_prev: Tensor) -> T
 
     ``0`` where ``du = 0`` (nothing to fit). Inputs are ``(B, *D)``.
     """
-    dd = (d - d_prev).flatten(1).to(torch.float64)
-    du = (u - u_prev).flatten(1).to(torch.float64)
-    num = (dd * du).sum(1)
-    den = (du * du).sum(1)
+    # Products in the state's dtype, sums accumulated in float64 (no float64 copies of the state).
+    dd = (d - d_prev).flatten(1)
+    du = (u - u_prev).flatten(1)
+    num = (dd * du).sum(1, dtype=torch.float64)
+    den = du.square().sum(1, dtype=torch.float64)
     s2 = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(den))
     return s2.clamp_min(0.0)
 
 
 def informative(u: Tensor, u_prev: Tensor) -> Tensor:
     """``(B,)`` bool: the two evaluations differ enough in ``u`` for `fit_gaussian_part` to mean something."""
-    du = (u - u_prev).flatten(1).to(torch.float64).pow(2).sum(1)
-    scale = u.flatten(1).to(torch.float64).pow(2).sum(1) + u_prev.flatten(1).to(torch.float64).pow(2).sum(1)
+    du = (u - u_prev).flatten(1).square().sum(1, dtype=torch.float64)
+    scale = u.flatten(1).square().sum(1, dtype=torch.float64) + u_prev.flatten(1).square().sum(1, dtype=torch.float64)
     return du > INFORMATIVE * scale

@@ -22,11 +22,10 @@ backend suits small and medium states; `solvers.adaptive_ode` is the torch-nativ
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Literal
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import scipy.integrate
 import torch
 from torch import Tensor
 
@@ -35,26 +34,51 @@ from .dynamics import ReverseDynamics
 from .registry import lookup
 from .step_control import check_first_step, check_max_steps, check_tolerances
 
+if TYPE_CHECKING:  # imported where a stepper is first needed: `import solvers` stays free of SciPy
+    import scipy.integrate
+
 __all__ = ["SCIPY_METHODS", "solve_ivp_torch", "ScipyODE"]
 
 VectorField = Callable[[float, Tensor], Tensor]
 Callback = Callable[[float, Tensor], "Tensor | None"]
 
-SCIPY_METHODS: Mapping[str, tuple[type[scipy.integrate.OdeSolver], int]] = {
-    "RK45": (scipy.integrate.RK45, 5),
-    "DOP853": (scipy.integrate.DOP853, 8),
-    "RK23": (scipy.integrate.RK23, 3),
-}
+_ORDERS: Mapping[str, int] = {"RK45": 5, "DOP853": 8, "RK23": 3}
+
+
+class _Methods(Mapping[str, "tuple[type[scipy.integrate.OdeSolver], int]"]):
+    """`SCIPY_METHODS`: imports ``scipy.integrate`` at the first look-up of a stepper class."""
+
+    def __getitem__(self, method: str) -> tuple[type[scipy.integrate.OdeSolver], int]:
+        order = _ORDERS[method]
+        import scipy.integrate
+
+        classes: dict[str, type[scipy.integrate.OdeSolver]] = {
+            "RK45": scipy.integrate.RK45, "DOP853": scipy.integrate.DOP853, "RK23": scipy.integrate.RK23,
+        }
+        return classes[method], order
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_ORDERS)
+
+    def __len__(self) -> int:
+        return len(_ORDERS)
+
+
+SCIPY_METHODS: Mapping[str, tuple[type[scipy.integrate.OdeSolver], int]] = _Methods()
 """The explicit SciPy methods accepted -> (stepper class, order). Implicit ones (Radau, BDF,
 LSODA) are refused: their finite-difference Jacobian would cost ``B * prod(D)`` score
 evaluations per step."""
 
+_HINT = "implicit methods need a Jacobian of the whole batch"
+
 
 def _method(method: str) -> tuple[type[scipy.integrate.OdeSolver], int]:
-    return lookup(
-        SCIPY_METHODS, method, "scipy method",
-        hint="implicit methods need a Jacobian of the whole batch",
-    )
+    return lookup(SCIPY_METHODS, method, "scipy method", hint=_HINT)
+
+
+def _order(method: str) -> int:
+    """The order of ``method`` (same check and message as `_method`), without importing SciPy."""
+    return lookup(_ORDERS, method, "scipy method", hint=_HINT)
 
 
 class _Flat:
@@ -198,7 +222,7 @@ class ScipyODE(Solver):
         max_step: float = math.inf,
         max_steps: int = 100_000,
     ) -> None:
-        _, order = _method(method)
+        order = _order(method)
         self.method = method
         self.order = float(order)
         self.rtol, self.atol = check_tolerances(rtol, atol, positive=True)

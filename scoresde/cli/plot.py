@@ -27,6 +27,12 @@ from ..sde import SDES
 from ._help import HelpFormatter, output_path, targets_2d
 from .compare import checkpoint_loader
 
+FIGURE_NAMES: tuple[str, ...] = ("solver_grid", "trajectories", "forward_reverse", "snapshots", "fields",
+                                "animation")
+"""`scoresde.plotting.report.FIGURES`, spelled out here so that building the parser (every
+``scoresde`` command) does not import matplotlib; tests/scoresde/cli/test_cli_imports.py keeps
+the two equal."""
+
 
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
@@ -40,8 +46,6 @@ def _floats(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..plotting.report import FIGURES
-
     parser.formatter_class = HelpFormatter
     parser.description = textwrap.fill(
         "Plot trajectories, marginal snapshots, score / probability-flow velocity fields and "
@@ -65,8 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps of fixed-grid solvers")
     parser.add_argument("--n", type=int, default=5000, help="samples per solver")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draw and the noise")
-    parser.add_argument("--what", type=_names, default=list(FIGURES),
-                        help=f"figures to write, among {', '.join(FIGURES)}")
+    parser.add_argument("--what", type=_names, default=list(FIGURE_NAMES),
+                        help=f"figures to write, among {', '.join(FIGURE_NAMES)}")
     parser.add_argument("--fields-at", type=_floats, default=None,
                         help="times in (0, T] of the score / velocity field panels (default: T of "
                         "the SDE, 0.3, 0.1, 0.01)")

@@ -211,10 +211,15 @@ def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
             raise ValueError(f"sigma must be 0-d or ({x_edm.shape[0]},), got {tuple(sig.shape)}")
         if not bool(torch.isfinite(sig).all()):  # a NaN level would miss the cache and run at eps
             raise ValueError(f"noise levels must be finite, got {sig.tolist()}")
-        values = sig.tolist()
-        known = times_of(sorted(set(values) - {0.0}))
+        # Times of the few distinct levels, then one gather: no Python loop over the batch.
+        if sig.numel() > 0 and bool((sig == sig[0]).all()):  # a sampler's call: sigma * ones(B)
+            levels, where = sig[:1], torch.zeros_like(sig, dtype=torch.long)
+        else:
+            levels, where = torch.unique(sig, sorted=True, return_inverse=True)
+        values = levels.tolist()  # sorted, distinct
+        known = times_of([v for v in values if v != 0.0])
         xw = x_edm.to(work_dtype(x_edm.dtype))
-        t = torch.tensor([known.get(v, sde.eps) for v in values], dtype=xw.dtype, device=xw.device)
+        t = torch.tensor([known.get(v, sde.eps) for v in values], dtype=xw.dtype, device=where.device)[where].to(xw.device)
         alpha, s = sde.marginal_coeffs(t)
         a, s = append_dims(alpha, xw.ndim), append_dims(s, xw.ndim)
         x = a * xw

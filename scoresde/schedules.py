@@ -90,6 +90,7 @@ class PriorCheck:
     kl_gaussian: float
     kl_bound: float
     ok: bool
+    fix: str = ""
 
     def message(self) -> str:
         return (
@@ -97,10 +98,31 @@ class PriorCheck:
             f"sigma(T) = {self.sigma_T:.4g}; for data of root-mean-square {self.data_std:g} (per coordinate, "
             f"about the origin, so an offset counts), KL(p_T || prior) can reach "
             f"{self.kl_bound:.3g} nats per dimension (variance mismatch alone: {self.kl_gaussian:.3g}). "
-            "Samples start from, and likelihoods are computed against, the wrong density. Fix: centre "
-            "the data and rescale them to about unit spread, a schedule that forgets the data by T (smaller alpha(T)/sigma(T)), or prior='matched' "
-            "(with data_std=...) or prior=<std> for the Gaussian with p_T's variance."
+            f"Samples start from, and likelihoods are computed against, the wrong density. Fix: "
+            f"{self.fix or _GENERIC_FIX}."
         )
+
+
+_GENERIC_FIX = ("centre the data and rescale them to about unit spread, or a schedule that forgets the data "
+                "by T (smaller alpha(T)/sigma(T))")
+
+
+def _prior_fix(sde: object) -> str:
+    """The remedy that fits ``sde``: its constructor's ``prior=`` where it has one, a larger
+    ``sigma_max`` for a variance-exploding SDE, else rescaling the data or the schedule."""
+    import inspect
+
+    try:
+        takes_prior = "prior" in inspect.signature(type(sde)).parameters
+    except (TypeError, ValueError):
+        takes_prior = False
+    if takes_prior:
+        return (f"{_GENERIC_FIX}, or {type(sde).__name__}(..., prior='matched', data_std=...) or prior=<std> "
+                "for the Gaussian with p_T's variance")
+    if hasattr(sde, "sigma_max"):
+        return ("a larger sigma_max (scoresde.suggest_sigma_max(data) gives one for these data), or data "
+                "centred and rescaled to about unit spread")
+    return _GENERIC_FIX
 
 
 def _prior_std_of(sde: object) -> float:
@@ -147,7 +169,7 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
     v = a * a * d * d + s * s
     kl_bound = (s * s + a * a * d * d) / (2 * p * p) - 0.5 - math.log(s / p)
     kl_gauss = v / (2 * p * p) - 0.5 - 0.5 * math.log(v / (p * p))
-    res = PriorCheck(a, s, p, d, kl_gauss, kl_bound, kl_bound <= tol)
+    res = PriorCheck(a, s, p, d, kl_gauss, kl_bound, kl_bound <= tol, _prior_fix(sde))
     if warn and not res.ok:
         warnings.warn(res.message(), UserWarning, stacklevel=stacklevel)
     return res

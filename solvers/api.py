@@ -177,16 +177,27 @@ class _ScoreIn:
         return self.score(x.to(self.dtype), t.to(self.dtype))
 
 
+BROWNIAN_TOL = 1e-7
+"""Default resolution of the shared Brownian path, relative to ``T - eps``."""
+
+
 def _make_noise(
     noise: NoiseSpec, shape: tuple[int, ...], sde: ReverseSDEParts, seed: int | None,
-    generator: torch.Generator, dtype: torch.dtype, device: torch.device,
+    generator: torch.Generator, dtype: torch.dtype, device: torch.device, ts: Tensor,
 ) -> NoiseSource:
     if noise is None or noise == "gaussian":
         return GaussianNoise(generator)
     if noise == "brownian":
         if seed is None:  # a generator (given, or freshly seeded): the path's entropy comes from it
             seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        return BrownianPath(shape, sde.eps, sde.T, seed=seed, dtype=dtype, device=device)
+        # The tree must resolve the shortest step (VE's log-SNR grid at 3000 steps has steps of
+        # 8.6e-8, below 1e-7 (T - eps): the tree recursed without end). Grids it resolves keep
+        # the default, so their runs share one path across step counts; a finer tree draws
+        # another path.
+        span = float(sde.T) - float(sde.eps)
+        shortest = float((ts[:-1] - ts[1:]).min()) if ts.numel() > 1 else span
+        tol = BROWNIAN_TOL if shortest >= 2 * BROWNIAN_TOL * span else 0.01 * shortest / span
+        return BrownianPath(shape, sde.eps, sde.T, seed=seed, dtype=dtype, device=device, tol=tol)
     if isinstance(noise, str):
         raise ValueError(f"unknown noise {noise!r}; use 'gaussian', 'brownian' or a NoiseSource")
     if not isinstance(noise, NoiseSource):
@@ -333,8 +344,9 @@ def sample(
             ``[-2^63, 2^64)``, builds a generator on ``device``; ``generator`` must be on
             ``device``'s type; pass at most one).
         noise: ``"gaussian"`` (default, i.i.d.), ``"brownian"`` (one Brownian path shared
-            across step counts, seeded by ``seed``, else drawn from ``generator``, else random)
-            or a `solvers.noise.NoiseSource`.
+            across step counts, seeded by ``seed``, else drawn from ``generator``, else random;
+            resolved to `BROWNIAN_TOL` of ``T - eps``, finer, and then another path, for grids
+            with shorter steps) or a `solvers.noise.NoiseSource`.
         x_T: initial state instead of a prior sample.
         denoise: the end-of-run step at ``eps`` (`Solver.finish`; one NFE, two for ``"ode"``
             after a run that drew noise and ended with a short step, which fits to a probe
@@ -394,7 +406,7 @@ def sample(
     chunked = batch_size is not None and batch_size < shape[0]
     if chunked and noise == "brownian":
         raise ValueError("noise='brownian' defines one path for the whole batch; drop batch_size")
-    noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_)
+    noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_, ts)
     run: dict[str, Any] = dict(keep_trajectory=keep_trajectory, max_frames=max_frames,
                                after_step=after_step, denoise=denoise)
     bar = None

@@ -40,6 +40,16 @@ BUILTIN_PRIOR_KL_WARN = 0.05
 """The built-in SDE classes warn at construction above this `scoresde.check_prior` bound (nats
 per dimension, unit data): a gross mismatch of ``p_T`` and the prior, not the data-aware check."""
 
+FORGOTTEN_EDM_SIGMA = 160.0
+"""``sigma/alpha`` from which the ``N(0, I)`` prior stands for ``p_t`` of unit-scale data (about
+``1/(2 S^2)`` = 2e-5 nats per dimension; the default VP SDE ends at 152)."""
+
+OVERSHOOT_EDM_SIGMA = 1000.0
+"""A built-in VP-type SDE warns at construction when ``sigma/alpha`` at ``T`` exceeds this: the
+default sampling grids, which start at ``T``, spend a sizeable share of their steps above
+`FORGOTTEN_EDM_SIGMA` (``VPSDE(T=2)``: 4.9e8, 61% of a log-SNR grid and 18 of 20 Karras
+steps; ``edm_heun`` at 20 steps left modes 290x too wide)."""
+
 def _finite(name: str, value: float) -> float:
     """``float(value)``; raises ``ValueError`` naming ``name`` when it is NaN or infinite."""
     v = float(value)
@@ -220,6 +230,27 @@ class AffineSDE(ABC):
                 f"scoresde.PRIOR_KL_TOL). Samples start from, and likelihoods are computed against, the wrong "
                 f"density. Fix: {self._prior_fix}",
                 UserWarning, stacklevel=_outside_this_module())
+        self._warn_overshoot(res.prior_std, res.alpha_T, res.sigma_T)
+
+    def _warn_overshoot(self, prior_std: float, alpha_T: float, sigma_T: float) -> None:
+        """Warn when a VP-type ``T`` lies far beyond the point where the data are forgotten."""
+        s_T = sigma_T / alpha_T if alpha_T > 0 else math.inf
+        if prior_std != 1.0 or not s_T > OVERSHOOT_EDM_SIGMA:
+            return
+        from solvers.marginals import edm_sigma, time_from_edm_sigma
+
+        t_forgot = float(time_from_edm_sigma(self, [FORGOTTEN_EDM_SIGMA])[0])
+        s_eps = float(edm_sigma(self, torch.tensor([self.eps], dtype=torch.float64))[0])
+        logsnr_share = math.log(s_T / FORGOTTEN_EDM_SIGMA) / math.log(s_T / s_eps)
+        r = 1.0 / 7.0  # Karras et al.'s rho = 7
+        karras_share = (s_T**r - FORGOTTEN_EDM_SIGMA**r) / (s_T**r - s_eps**r)
+        warnings.warn(
+            f"{self!r}: sigma/alpha at T is {s_T:.3g}, but the N(0, I) prior already stands for p_t of "
+            f"unit-scale data from sigma/alpha = {FORGOTTEN_EDM_SIGMA:g} (t = {t_forgot:.4g}); the default "
+            f"sampling grids start at T and spend {logsnr_share:.0%} of a log-SNR grid and "
+            f"{karras_share:.0%} of a Karras grid above it, where nothing changes (few-step samplers "
+            f"lose most of their budget). Use T = {t_forgot:.4g} (or pass grid=...).",
+            UserWarning, stacklevel=_outside_this_module())
 
     def config(self) -> dict[str, float | bool]:
         """Constructor arguments, JSON-serialisable (for checkpoints and configs)."""

@@ -194,8 +194,25 @@ def test_built_in_sde_defaults_do_not_warn() -> None:
         warnings.simplefilter("error")
         for cls in (sd.VPSDE, sd.SubVPSDE, sd.VESDE, sd.CosineVPSDE):
             cls()
-        sd.VPSDE(T=2.0)
+        sd.VPSDE(T=1.05)  # sigma/alpha 331 at T: a few steps above the forgotten level, not many
         sd.VESDE(sigma_max=80.0, T=3.0)
+
+
+@pytest.mark.parametrize("make", [lambda: sd.VPSDE(T=2.0), lambda: sd.SubVPSDE(T=2.0),
+                                  lambda: sd.VPSDE(beta_max=40.0)])
+def test_vp_type_sde_far_past_forgetting_warns_about_the_grids(make: object) -> None:
+    # VPSDE(T=2): sigma/alpha = 4.9e8 at T; the default grids start there, and edm_heun at 20
+    # steps (19 of them above sigma/alpha = 80) left modes 290x too wide, without a word.
+    with pytest.warns(UserWarning, match=r"sigma/alpha at T is .* default sampling grids .* Use T = ") as rec:
+        sde = make()  # type: ignore[operator]
+    advice = [str(w.message) for w in rec if "Use T = " in str(w.message)][0]
+    t_use = float(advice.split("Use T = ")[1].split(" ")[0])
+    # the suggested T is where sigma/alpha reaches the forgotten level, and it is quiet
+    s_use = solvers.marginals.edm_sigma(sde, torch.tensor([t_use], dtype=torch.float64))
+    assert float(s_use[0]) == pytest.approx(sd.sde.FORGOTTEN_EDM_SIGMA, rel=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        type(sde)(**{**sde.config(), "T": t_use})
 
 
 # --- B1, B2, B3, B5 -------------------------------------------------------------------------------

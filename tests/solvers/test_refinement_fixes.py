@@ -43,3 +43,26 @@ def test_prior_advice_fits_the_sde() -> None:
         beta = sd.BetaSDE(lambda t: 0.1 + 19.9 * t)
     bt = sd.check_prior(beta, data_std=wide, warn=False)
     assert not bt.ok and "BetaSDE(..., prior='matched'" in bt.message()
+
+
+def test_euler_maruyama_warns_where_unit_scale_modes_come_out_too_wide() -> None:
+    # Cosine VP at 8 Euler-Maruyama steps: a point mass stays within the old limit (4.0x) while
+    # a mode of std 0.3 came out 2.62x too wide (measured), wider than at 7 steps, which warned.
+    score_of = lambda sde: sd.targets.GaussianMixture(torch.zeros(1, 2), torch.tensor([0.3])).score_fn(sde)  # noqa: E731
+
+    def stability_warnings(sde: object, steps: int) -> list[str]:
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            solvers.sample(sde, score_of(sde), shape=(8, 2), solver="euler_maruyama", steps=steps, seed=0)
+        return [str(w.message) for w in rec if "stability region" in str(w.message)]
+
+    cos = sd.CosineVPSDE()
+    (msg,) = stability_warnings(cos, 8)
+    assert "std 0.3 would come out 2.6" in msg and "take at least 9 steps" in msg
+    # measured spread at 8 steps, as the warning says
+    r = solvers.sample(cos, score_of(cos), shape=(4000, 2), solver="euler_maruyama", steps=8, seed=0,
+                       dtype=F64, denoise="none")
+    assert float(r.samples.std()) / 0.3 > 2.0
+    assert stability_warnings(cos, 9) == []
+    for steps in (8, 10, 20):
+        assert stability_warnings(sd.VPSDE(), steps) == []

@@ -95,24 +95,32 @@ class CountedScore:
             if not out.is_floating_point():
                 raise ValueError(f"score returned dtype {out.dtype}; it must return floating-point values")
             out = out.to(x.dtype)  # the state's dtype decides the run's precision
-        # A finite sum means every entry is finite (a NaN or inf makes it NaN or inf): one
-        # reduction instead of an element-wise test; the full test only when the sum is not
-        # finite (NaN/inf, or finite values whose sum overflows).
-        if self.check_finite and not bool(torch.isfinite(out.sum())) and not bool(torch.isfinite(out).all()):
-            t_lo, t_hi = float(t.min()), float(t.max())
+        # One host read per call: the output's sum and the call's time range. A finite sum means
+        # every entry is finite (a NaN or inf makes it NaN or inf): one reduction instead of an
+        # element-wise test, which runs only when the sum is not finite (NaN/inf, or finite
+        # values whose sum overflows). The time range lets `_keep` drop evaluations. With
+        # check_finite=False on an accelerator nothing is read (and all RECENT calls are kept).
+        total, t_lo, t_hi = math.nan, math.nan, math.nan
+        flat_t = t.detach().reshape(-1)
+        if (self.check_finite or x.device.type == "cpu") and flat_t.numel():
+            f64 = torch.float64
+            total, t_lo, t_hi = torch.stack([out.detach().sum().to(f64), flat_t.min().to(f64),
+                                             flat_t.max().to(f64)]).tolist()
+        elif flat_t.numel() == 0:
+            total = 0.0
+        if self.check_finite and not math.isfinite(total) and not bool(torch.isfinite(out).all()):
             raise NonFiniteScoreError(
                 f"score returned NaN/inf at t in [{t_lo:.4g}, {t_hi:.4g}] (evaluation {self.calls}); "
                 "check the model, the time range and the dtype"
             )
-        self._keep(x, t, out)
+        self._keep(x, t, out, t_lo, t_hi)
         if self.track_per_sample:
             self._remember(x, t, out)
         return out
 
-    def _keep(self, x: Tensor, t: Tensor, out: Tensor) -> None:
-        """Record this call and drop the evaluations no query can return any more."""
-        flat = t.detach().reshape(-1)
-        lo, hi = (float(v) for v in torch.aminmax(flat.to(torch.float64))) if flat.numel() else (math.nan, math.nan)
+    def _keep(self, x: Tensor, t: Tensor, out: Tensor, lo: float, hi: float) -> None:
+        """Record this call (its times span ``[lo, hi]``; NaN when not read) and drop the
+        evaluations no query can return any more."""
         kept = [e for e in self._recent if e[0] > self.calls - RECENT]
         if lo == hi:  # one time a for the whole batch
             older: list[tuple[int, Tensor, Tensor, Tensor, tuple[float, float]]] = []

@@ -14,10 +14,7 @@ class (``sigma(0) = 0``), which is what makes the discrete transition
 from __future__ import annotations
 
 import math
-import sys
-import warnings
 from abc import ABC, abstractmethod
-from types import FrameType
 
 import torch
 from torch import Tensor
@@ -32,23 +29,17 @@ from .sde_config import (
     configs_match,
     schedule_probe,
 )
+from .sde_warnings import (
+    BUILTIN_PRIOR_KL_WARN,
+    FORGOTTEN_EDM_SIGMA,
+    OVERSHOOT_EDM_SIGMA,
+    warn_builtin,
+)
 
 __all__ = ["AffineSDE", "VarPreservingSDE", "VPSDE", "SubVPSDE", "VESDE", "CosineVPSDE", "get_sde", "SDES",
-           "SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "schedule_probe", "configs_match"]
+           "SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "schedule_probe", "configs_match",
+           "BUILTIN_PRIOR_KL_WARN", "FORGOTTEN_EDM_SIGMA", "OVERSHOOT_EDM_SIGMA"]
 
-BUILTIN_PRIOR_KL_WARN = 0.05
-"""The built-in SDE classes warn at construction above this `scoresde.check_prior` bound (nats
-per dimension, unit data): a gross mismatch of ``p_T`` and the prior, not the data-aware check."""
-
-FORGOTTEN_EDM_SIGMA = 160.0
-"""``sigma/alpha`` from which the ``N(0, I)`` prior stands for ``p_t`` of unit-scale data (about
-``1/(2 S^2)`` = 2e-5 nats per dimension; the default VP SDE ends at 152)."""
-
-OVERSHOOT_EDM_SIGMA = 1000.0
-"""A built-in VP-type SDE warns at construction when ``sigma/alpha`` at ``T`` exceeds this: the
-default sampling grids, which start at ``T``, spend a sizeable share of their steps above
-`FORGOTTEN_EDM_SIGMA` (``VPSDE(T=2)``: 4.9e8, 61% of a log-SNR grid and 18 of 20 Karras
-steps; ``edm_heun`` at 20 steps left modes 290x too wide)."""
 
 def _finite(name: str, value: float) -> float:
     """``float(value)``; raises ``ValueError`` naming ``name`` when it is NaN or infinite."""
@@ -56,16 +47,6 @@ def _finite(name: str, value: float) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return v
-
-
-def _outside_this_module() -> int:
-    """``stacklevel`` for a warning raised here that names the first caller outside this file
-    (the user's ``VPSDE(...)`` or ``get_sde(...)`` line, not a constructor in between)."""
-    frame: FrameType | None = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_code.co_filename == __file__:
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 class AffineSDE(ABC):
@@ -205,52 +186,10 @@ class AffineSDE(ABC):
     _prior_fix: str = "use the default parameters"
 
     def _warn_builtin_prior(self) -> None:
-        """`scoresde.check_prior` (unit data, its tolerance) for the built-in classes of `SDES`.
-
-        Warns when ``p_T`` of unit-variance data can be more than `BUILTIN_PRIOR_KL_WARN` nats
-        per dimension from the prior; the defaults pass. The data are not known here, and the
-        bound is the convexity bound ``E_x0 KL(N(alpha x0, sigma^2) || prior)``, first order in
-        ``1/sigma_max^2`` under VE where the mismatch of centred data is second order; Song et al.
-        2021's rule ``sigma_max`` = the largest pairwise distance gives ~0.02 for unit data. So the
-        constructors flag gross settings only (``VPSDE(T=0.1)``: 1.1; ``VESDE(sigma_max=0.5)``:
-        2.0), and training and likelihoods check the actual data at `scoresde.PRIOR_KL_TOL`. Subclasses
-        defined outside this module are not checked here (their attributes may not exist yet).
-        """
-        if type(self) not in SDES.values():
-            return
-        from .schedules import check_prior  # schedules imports this module
-
-        res = check_prior(self, 1.0, tol=BUILTIN_PRIOR_KL_WARN, warn=False)
-        if not res.ok:
-            warnings.warn(
-                f"p_T is far from the prior N(0, {res.prior_std:.4g}^2 I) of {self!r}: alpha(T) = "
-                f"{res.alpha_T:.4g}, sigma(T) = {res.sigma_T:.4g}, so for data of unit root-mean-square "
-                f"KL(p_T || prior) can reach {res.kl_bound:.3g} nats per dimension (warned above "
-                f"{BUILTIN_PRIOR_KL_WARN:g} here; training and likelihoods check the actual data at "
-                f"scoresde.PRIOR_KL_TOL). Samples start from, and likelihoods are computed against, the wrong "
-                f"density. Fix: {self._prior_fix}",
-                UserWarning, stacklevel=_outside_this_module())
-        self._warn_overshoot(res.prior_std, res.alpha_T, res.sigma_T)
-
-    def _warn_overshoot(self, prior_std: float, alpha_T: float, sigma_T: float) -> None:
-        """Warn when a VP-type ``T`` lies far beyond the point where the data are forgotten."""
-        s_T = sigma_T / alpha_T if alpha_T > 0 else math.inf
-        if prior_std != 1.0 or not s_T > OVERSHOOT_EDM_SIGMA:
-            return
-        from solvers.marginals import edm_sigma, time_from_edm_sigma
-
-        t_forgot = float(time_from_edm_sigma(self, [FORGOTTEN_EDM_SIGMA])[0])
-        s_eps = float(edm_sigma(self, torch.tensor([self.eps], dtype=torch.float64))[0])
-        logsnr_share = math.log(s_T / FORGOTTEN_EDM_SIGMA) / math.log(s_T / s_eps)
-        r = 1.0 / 7.0  # Karras et al.'s rho = 7
-        karras_share = (s_T**r - FORGOTTEN_EDM_SIGMA**r) / (s_T**r - s_eps**r)
-        warnings.warn(
-            f"{self!r}: sigma/alpha at T is {s_T:.3g}, but the N(0, I) prior already stands for p_t of "
-            f"unit-scale data from sigma/alpha = {FORGOTTEN_EDM_SIGMA:g} (t = {t_forgot:.4g}); the default "
-            f"sampling grids start at T and spend {logsnr_share:.0%} of a log-SNR grid and "
-            f"{karras_share:.0%} of a Karras grid above it, where nothing changes (few-step samplers "
-            f"lose most of their budget). Use T = {t_forgot:.4g} (or pass grid=...).",
-            UserWarning, stacklevel=_outside_this_module())
+        """The construction checks of the built-in classes of `SDES` (`scoresde.sde_warnings`);
+        subclasses defined elsewhere are not checked (their attributes may not exist yet)."""
+        if type(self) in SDES.values():
+            warn_builtin(self, self._prior_fix)
 
     def config(self) -> dict[str, float | bool]:
         """Constructor arguments, JSON-serialisable (for checkpoints and configs)."""

@@ -67,7 +67,7 @@ import torch
 from torch import Tensor
 
 from .dynamics import SAME_TIME, CountedScore, ReverseDynamics
-from .gaussian_fit import fit_gaussian_part, informative
+from .gaussian_fit import edm_u, fit_gaussian_part, informative
 from .marginals import (
     edm_sigma,
     marginal_coeffs_like,
@@ -154,13 +154,14 @@ def final_step(
         counted = dynamics.score if isinstance(dynamics.score, CountedScore) else None
         previous = counted.previous_other_time(x, t) if counted is not None and pair != "probe" else None
         tt = batch_time(t, x)
-        x0 = dynamics.x0_pred(x, tt)
+        score = dynamics.score(x, tt)
+        x0 = dynamics.x0_from_score(x, tt, score)
         if kind == "tweedie":
             return x0
         sde = require_marginals(dynamics.sde, "the 'ode' end step")
         alpha, sigma = marginal_coeffs_like(sde, tt[:1])  # the run's dtype
         s_end = float(sigma[0] / alpha[0])
-        u = (x / alpha.reshape((1,) * x.ndim) - x0) / s_end**2
+        u = edm_u(score, alpha)  # (y - D)/S^2 without the subtraction
         coeff = torch.full((x.shape[0],), 0.5 * s_end**2, dtype=torch.float64, device=x.device)
         used = "history"
         if pair != "history":
@@ -183,7 +184,7 @@ def final_step(
             tp = tp.to(x.dtype)
             ap, sp = (c.reshape((-1,) + (1,) * (x.ndim - 1)) for c in marginal_coeffs_like(sde, tp))
             dp = x0_from_score(sde, xp, tp, score_p)
-            up = (xp / ap - dp) / (sp / ap) ** 2
+            up = edm_u(score_p, ap)
             s2 = fit_gaussian_part(x0, dp, u, up)
             s = s2.sqrt()
             fitted = s * s_end**2 / (torch.sqrt(s2 + s_end**2) + s)

@@ -9,7 +9,16 @@
 from __future__ import annotations
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import OptimConfig, SDEConfig, TrainConfig, config_diff, lr_factor
+from .config import (
+    LRAnchor,
+    OptimConfig,
+    SDEConfig,
+    TrainConfig,
+    config_diff,
+    effective_warmup,
+    lr_factor,
+    resume_anchor,
+)
 from .data import checkpoint_loader, data_names, make_data, reference_data
 from .digits import digits_config
 from .distributed import DistInfo
@@ -27,6 +36,9 @@ __all__ = [
     "TrainConfig",
     "config_diff",
     "lr_factor",
+    "LRAnchor",
+    "effective_warmup",
+    "resume_anchor",
     "data_names",
     "checkpoint_loader",
     "reference_data",

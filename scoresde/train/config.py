@@ -17,14 +17,14 @@ from typing import Any
 
 import torch
 
-from solvers.inputs import as_integer, check_seed
+from solvers.inputs import as_integer, as_real, check_seed
 
 from ..losses import LossConfig
 from ..models import ModelConfig
 from ..sde import CONFIG_RTOL, SCHEDULE_PROBE_KEY, SDES, configs_match, get_sde
 
 __all__ = ["SDEConfig", "OptimConfig", "TrainConfig", "RUNTIME_FIELDS", "config_diff", "lr_factor",
-           "CUSTOM_SDE"]
+           "LRAnchor", "effective_warmup", "resume_anchor", "CUSTOM_SDE"]
 
 RUNTIME_FIELDS: tuple[str, ...] = ("steps", "log_every", "ckpt_every", "eval_every", "device")
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
@@ -134,7 +134,8 @@ class OptimConfig:
             steps after warm-up (then constant).
         decay_to_end: cosine decay from the end of warm-up to the last step of the run
             (``decay_steps`` is then ignored). The schedule follows the run length, so
-            resuming with a larger ``steps`` stretches the rest of the decay to the new end.
+            resuming with a larger ``steps`` stretches the rest of the decay to the new end,
+            from the learning rate reached (`resume_anchor`).
         grad_clip: maximum global gradient norm (``None``: no clipping).
         ema_decay: EMA decay of the weights used for sampling.
         ema_warmup: use ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates.
@@ -153,6 +154,14 @@ class OptimConfig:
     ema_warmup: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("lr", "weight_decay", "min_lr_ratio", "ema_decay"):
+            setattr(self, name, _real(getattr(self, name), name))
+        for name in ("grad_clip", "warmup_fraction"):
+            if getattr(self, name) is not None:
+                setattr(self, name, _real(getattr(self, name), name))
+        for name in ("decay_to_end", "ema_warmup"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.betas, (str, bytes)) or len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -175,14 +184,45 @@ class OptimConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
 
-def lr_factor(c: OptimConfig, step: int, total_steps: int | None = None) -> float:
+def _real(value: Any, name: str) -> float:
+    """A config number as a float; a bool (JSON ``true``, i.e. 1.0) or a string is refused by name."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got the bool {value!r}")
+    return as_real(value, name)
+
+
+@dataclass(frozen=True)
+class LRAnchor:
+    """Where a run resumed with another ``steps`` picked up its decay (`resume_anchor`).
+
+    From ``step`` on, ``decay_to_end``'s cosine runs from ``progress`` (the fraction of the
+    decay done by then, in ``[0, 1]``) to 1 at the new last step; ``warmup`` is the warm-up
+    length the run started with (``warmup_fraction`` would otherwise rescale it).
+    """
+
+    warmup: int
+    step: int
+    progress: float
+
+
+def effective_warmup(c: OptimConfig, total_steps: int | None = None, anchor: LRAnchor | None = None) -> int:
+    """The warm-up length a run of ``total_steps`` uses (``warmup_fraction`` applied)."""
+    if anchor is not None:
+        return anchor.warmup
+    if total_steps is not None and c.warmup_fraction is not None:
+        return min(c.warmup_steps, math.ceil(c.warmup_fraction * total_steps))
+    return c.warmup_steps
+
+
+def lr_factor(c: OptimConfig, step: int, total_steps: int | None = None, anchor: LRAnchor | None = None) -> float:
     """Multiplier of ``lr`` at optimizer step ``step`` (0-based): warm-up, then cosine/constant.
 
     ``total_steps`` (the run length) is needed by ``warmup_fraction`` and ``decay_to_end``.
+    ``anchor`` (a resumed run whose length changed) sets the warm-up and, from
+    ``anchor.step`` on, the progress of ``decay_to_end``'s cosine:
+    ``p = progress + (1 - progress) (step - anchor.step)/(total_steps - anchor.step)``.
     """
-    warmup, decay = c.warmup_steps, c.decay_steps
-    if total_steps is not None and c.warmup_fraction is not None:
-        warmup = min(warmup, math.ceil(c.warmup_fraction * total_steps))
+    warmup, decay = effective_warmup(c, total_steps, anchor), c.decay_steps
     if c.decay_to_end:
         if total_steps is None:
             raise ValueError("decay_to_end needs the run length: lr_factor(c, step, total_steps)")
@@ -190,8 +230,36 @@ def lr_factor(c: OptimConfig, step: int, total_steps: int | None = None) -> floa
     f = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     if decay is not None:
         p = min(1.0, max(0.0, (step - warmup) / decay))
+        if c.decay_to_end and anchor is not None and step >= anchor.step:
+            assert total_steps is not None
+            rest = min(1.0, (step - anchor.step) / max(1, total_steps - anchor.step))
+            p = anchor.progress + (1.0 - anchor.progress) * rest
         f *= c.min_lr_ratio + (1.0 - c.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
     return f
+
+
+def resume_anchor(c: OptimConfig, step: int, old_steps: int, new_steps: int,
+                  anchor: LRAnchor | None = None) -> LRAnchor | None:
+    """The anchor that continues a run stopped at ``step`` of ``old_steps`` to ``new_steps``.
+
+    ``decay_to_end``'s schedule depends on the run length. Recomputing it for a new length
+    would jump the learning rate (a run resumed at its end, step 60 of 60, to 120 steps went
+    from ``min_lr_ratio * lr`` back to half of ``lr``). The anchor keeps the warm-up and the
+    decay's progress at ``step`` and spreads the rest of the decay over the steps left, so the
+    learning rate is continuous at ``step``. ``None`` when the schedule does not depend on the
+    length (no ``decay_to_end``, no ``warmup_fraction``) or the length is unchanged.
+    """
+    if new_steps == old_steps or not (c.decay_to_end or c.warmup_fraction is not None):
+        return anchor
+    warmup = effective_warmup(c, old_steps, anchor)
+    if not c.decay_to_end:
+        return LRAnchor(warmup, step, 0.0)
+    start = max(step, warmup)
+    if anchor is not None and start >= anchor.step:
+        progress = anchor.progress + (1 - anchor.progress) * min(1.0, (start - anchor.step) / max(1, old_steps - anchor.step))
+    else:
+        progress = min(1.0, max(0.0, (start - warmup) / max(1, old_steps - warmup)))
+    return LRAnchor(warmup, start, progress)
 
 
 @dataclass

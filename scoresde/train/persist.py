@@ -6,6 +6,7 @@ attributes (model, EMA, optimizer, scheduler, generator, accumulators, out_dir, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from pathlib import Path
@@ -29,7 +30,7 @@ from .checkpoint import (
     rotating_path,
     save_checkpoint,
 )
-from .config import TrainConfig, config_diff
+from .config import LRAnchor, TrainConfig, config_diff, resume_anchor
 from .distributed import resolve_device
 from .runfiles import METRICS_NAME, environment, environment_mismatch, rewrite_metrics
 
@@ -39,6 +40,16 @@ if TYPE_CHECKING:
     from .signals import TrainingDiverged
 
 __all__ = ["CheckpointMixin", "load_model"]
+
+
+def _anchor(saved: Any, path: Path) -> LRAnchor | None:
+    """The checkpoint's learning-rate anchor (absent in checkpoints from before it existed)."""
+    if saved is None:
+        return None
+    try:
+        return LRAnchor(int(saved["warmup"]), int(saved["step"]), float(saved["progress"]))
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path}: unreadable lr_anchor entry {saved!r}") from None
 
 
 def _check_shapes(live: dict[str, Tensor], saved: dict[str, Any], what: str, path: Path) -> None:
@@ -75,6 +86,7 @@ class CheckpointMixin:
         _n_acc: int
         _last_saved: int
         _last_saved_path: Path | None
+        lr_anchor: LRAnchor | None
 
         def _diverged(self) -> TrainingDiverged: ...
 
@@ -104,6 +116,7 @@ class CheckpointMixin:
             "scheduler": self.scheduler.state_dict(),
             "rng": rng,
             "history": self.history,
+            "lr_anchor": None if self.lr_anchor is None else dataclasses.asdict(self.lr_anchor),
             "env": environment(self.device),
         }
 
@@ -189,6 +202,9 @@ class CheckpointMixin:
         self.step = self._last_saved = int(parts[2])
         self._last_saved_path = path
         self.history = list(parts[3])
+        # A new length: continue the decay from the learning rate reached (no jump).
+        self.lr_anchor = resume_anchor(self.config.optim, self.step, saved.steps, self.config.steps,
+                                       _anchor(state.get("lr_anchor"), path))
         if self.dist.is_main and self.out_dir is not None:
             # Drop log lines written after this checkpoint by the interrupted run.
             rewrite_metrics(self.out_dir / METRICS_NAME, self.step)

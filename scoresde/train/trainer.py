@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
-from .config import TrainConfig, lr_factor
+from .config import LRAnchor, TrainConfig, effective_warmup, lr_factor
 from .data import check_fits_dtype, draw, make_data, stamp_identity
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
@@ -179,8 +179,9 @@ class Trainer(CheckpointMixin):
         self.optimizer = torch.optim.AdamW(
             self._params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, foreach=True
         )
+        self.lr_anchor: LRAnchor | None = None  # set by `resume` when the run length changed
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(o, s, self.config.steps))
+            self.optimizer, lambda s: lr_factor(o, s, self.config.steps, self.lr_anchor))
         self.loss_fn = config.loss.build(self.sde)
         stream = _stream_seed(config.seed, self.dist.rank)
         self.generator = torch.Generator(self.device).manual_seed(stream)
@@ -294,7 +295,7 @@ class Trainer(CheckpointMixin):
                 else f"between steps {self._checked + 1} and {self.step}")
         kept = (f"the last good checkpoint is {self._last_saved_path} (step {self._last_saved})"
                 if self._last_saved_path is not None else "no checkpoint was written")
-        tips = [f"a lower learning rate (lr is {o.lr:g})", f"a longer warm-up (warmup is {o.warmup_steps})"]
+        tips = [f"a lower learning rate (lr is {o.lr:g})", f"a longer warm-up (warmup is {effective_warmup(o, c.steps, self.lr_anchor)})"]
         if o.grad_clip is None:
             tips.append("gradient clipping (grad_clip=1)")
         if c.dtype != "float64":

@@ -34,6 +34,7 @@ is always averaged. ``t_min`` is the epsilon-truncation of time (default ``sde.e
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -380,6 +381,11 @@ class LossConfig:
         _check(self.weighting, self.reduce)
         if not isinstance(self.importance, bool):
             raise TypeError(f"importance must be True or False, got {self.importance!r}")
+        if self.importance and self.weighting == "sigma2":
+            warnings.warn("importance=True does nothing with weighting='sigma2': q(t) is proportional "
+                          "to w(t)/sigma(t)^2 = 1, i.e. uniform in t as without it; it lowers the "
+                          "loss's variance with weighting='likelihood', 'none' or 'edm'",
+                          UserWarning, stacklevel=3)
         if self.t_min is not None:
             lo = as_real(self.t_min, "t_min")
             if not (math.isfinite(lo) and lo > 0):

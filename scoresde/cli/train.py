@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weighting", choices=("sigma2", "likelihood", "none"), default=None,
                    help="lambda(t): sigma^2 (default), g^2 (likelihood) or 1")
     g.add_argument("--importance", action="store_true", default=None,
-                   help="sample t with density proportional to lambda(t)/sigma(t)^2 (unbiased)")
+                   help="sample t with density proportional to lambda(t)/sigma(t)^2 (unbiased; "
+                        "uniform, i.e. no effect, with the default sigma2 weighting)")
     g.add_argument("--reduce", choices=("mean", "sum"), default=None, help="over data dims")
     g.add_argument("--t-min", type=float, default=None, help="epsilon-truncation of t [sde.eps]")
     g = parser.add_argument_group("optimizer")

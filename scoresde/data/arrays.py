@@ -50,6 +50,18 @@ def draw_rows(rows: Tensor, n: int, generator: torch.Generator | None,
     return rows[idx.to(rows.device)], where or gdev
 
 
+def check_sample_dtype(dtype: Any) -> torch.dtype | None:
+    """``dtype`` for a dataset's ``sample``: ``None`` or a floating ``torch.dtype`` (as the toys take).
+
+    Raises:
+        TypeError: anything else (an integer or bool dtype would truncate the data silently).
+    """
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point
+                              or dtype.is_complex):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
 class ArrayDataset:
     """A fixed array of samples ``(N, *D)`` with a seeded sampler (uniform, with replacement).
 
@@ -83,8 +95,9 @@ class ArrayDataset:
         Raises:
             NotAnIntegerError: ``n`` is not an integer (``2.0`` included).
             ValueError: ``n < 1``, or an unknown / unavailable ``device``.
-            TypeError: ``generator`` is not a ``torch.Generator``.
+            TypeError: ``generator`` is not a ``torch.Generator``; ``dtype`` not a floating dtype.
         """
+        dtype = check_sample_dtype(dtype)
         out, where = draw_rows(self.data, n, generator, device)
         return out.to(dtype=dtype or torch.float32, device=where)
 

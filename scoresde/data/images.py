@@ -15,7 +15,7 @@ from torch import Tensor
 
 from solvers.inputs import as_integer
 
-from .arrays import draw_rows
+from .arrays import check_sample_dtype, draw_rows
 
 __all__ = ["ImageDataset", "digits", "image_grid", "IMAGE_DATASETS"]
 
@@ -61,8 +61,9 @@ class ImageDataset:
         Raises:
             NotAnIntegerError: ``n`` is not an integer (``2.0`` included).
             ValueError: ``n < 1``, or an unknown / unavailable ``device``.
-            TypeError: ``generator`` is not a ``torch.Generator``.
+            TypeError: ``generator`` is not a ``torch.Generator``; ``dtype`` not a floating dtype.
         """
+        dtype = check_sample_dtype(dtype)
         out, where = draw_rows(self.images, n, generator, device)
         return out.to(dtype=dtype or out.dtype, device=where)
 

@@ -55,9 +55,16 @@ def load_data(
     Raises:
         FileNotFoundError: ``spec`` looks like a path but nothing is there.
         DataError: the file's content is unusable (empty, wrong shape, NaN ...).
-        ValueError: an unknown name, or an empty string.
+        ValueError: an unknown name, or an empty string; ``image_size`` / ``channels`` for a
+            source that is not an image folder.
         TypeError: ``spec`` is neither a name, a path, an array nor a sampler.
     """
+    folder_only = [k for k, v in (("image_size", image_size), ("channels", channels)) if v is not None]
+    if folder_only and not (isinstance(spec, (str, Path)) and Path(str(spec)).is_dir()):
+        what = repr(str(spec)) if isinstance(spec, (str, Path)) else f"a {type(spec).__name__}"
+        raise ValueError(f"{' and '.join(folder_only)} {'apply' if len(folder_only) > 1 else 'applies'} "
+                         f"to image folders only, and {what} is not a folder (other sources are "
+                         "returned as they are stored)")
     if isinstance(spec, (Tensor, np.ndarray)):
         return ArrayDataset(spec)
     if hasattr(spec, "sample") and callable(spec.sample):

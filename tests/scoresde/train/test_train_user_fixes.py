@@ -1,0 +1,69 @@
+"""Training and data defects found by an outside pass, each with the input that showed it."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scoresde.cli import main
+from scoresde.data import ArrayDataset, digits, load_data
+from scoresde.losses import LossConfig
+from scoresde.train import OptimConfig
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64, "float64"])
+def test_array_and_image_samples_refuse_non_floating_dtypes(dtype):
+    # int64 / bool truncated the data silently (digits as -1/0/1, every row True); the toys
+    # already refused them with this message.
+    for source in (ArrayDataset(np.random.default_rng(0).normal(size=(10, 2))), digits()):
+        with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
+            source.sample(3, dtype=dtype)
+    assert digits().sample(2, dtype=torch.float64).dtype == torch.float64
+
+
+@pytest.mark.parametrize("field", ["lr", "weight_decay", "grad_clip", "ema_decay", "min_lr_ratio"])
+@pytest.mark.parametrize("value", [True, "1e-3"])
+def test_optimizer_numbers_refuse_bools_and_strings_by_name(field, value):
+    # JSON `"lr": true` trained with lr = 1.0 (loss 90 after 10 steps); a string failed with
+    # "'<' not supported between instances of 'float' and 'str'", naming no field.
+    with pytest.raises(TypeError, match=f"^{field} must be a real number"):
+        OptimConfig(**{field: value})
+
+
+def test_config_file_with_a_bool_lr_is_refused(tmp_path: Path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"steps": 2, "optim": {"lr": True}}))
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "lr must be a real number, got the bool True" in capsys.readouterr().err
+
+
+def test_importance_sampling_warns_where_it_is_uniform():
+    # q(t) ~ w(t)/sigma(t)^2 = 1 for the default weighting: the flag only changed the random stream.
+    with pytest.warns(UserWarning, match="importance=True does nothing with weighting='sigma2'"):
+        LossConfig(importance=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LossConfig(importance=True, weighting="likelihood")
+        LossConfig(importance=False)
+
+
+@pytest.mark.parametrize("spec", ["moons", "digits", np.zeros((4, 2))])
+def test_folder_only_options_are_refused_for_other_sources(spec):
+    # image_size / channels were ignored for anything but a folder, without a word.
+    with pytest.raises(ValueError, match="image_size applies to image folders only"):
+        load_data(spec, image_size=4)
+    with pytest.raises(ValueError, match="channels applies to image folders only"):
+        load_data(spec, channels=1)
+
+
+def test_divergence_message_names_the_warmup_in_use(tmp_path: Path, capsys):
+    # warmup_fraction = 0.1 of a 100-step run: 10 warm-up steps, not the nominal 100.
+    code = main(["train", "--steps", "100", "--lr", "1e30", "--grad-clip", "0", "--width", "16",
+                 "--depth", "1", "--batch-size", "32", "--out", str(tmp_path / "div"), "--no-progress"])
+    assert code == 3
+    assert "warmup is 10)" in capsys.readouterr().err

@@ -165,7 +165,11 @@ def forward_transition(sde: HasMarginals, s: Tensor, t: Tensor) -> tuple[Tensor,
 def invert_monotone(
     fn: Callable[[Tensor], Tensor], targets: Tensor, lo: float, hi: float, iters: int = 100
 ) -> Tensor:
-    """Solve ``fn(t) = target`` for each of ``targets: (N,)`` by bisection on ``[lo, hi]``; ``fn`` monotone."""
+    """Solve ``fn(t) = target`` for each of ``targets: (N,)`` by bisection on ``[lo, hi]``; ``fn`` monotone.
+
+    Stops early once an iteration changes no bracket: every later one would repeat it, so the
+    result is the one ``iters`` iterations give (float64 brackets stall after about 60).
+    """
     lo_t = torch.full_like(targets, lo)
     hi_t = torch.full_like(targets, hi)
     ends = fn(torch.tensor([lo, hi], dtype=torch.float64))
@@ -174,8 +178,11 @@ def invert_monotone(
         mid = 0.5 * (lo_t + hi_t)
         above = fn(mid) > targets
         go_left = above if increasing else ~above
-        hi_t = torch.where(go_left, mid, hi_t)
-        lo_t = torch.where(go_left, lo_t, mid)
+        new_hi = torch.where(go_left, mid, hi_t)
+        new_lo = torch.where(go_left, lo_t, mid)
+        if torch.equal(new_hi, hi_t) and torch.equal(new_lo, lo_t):
+            break
+        hi_t, lo_t = new_hi, new_lo
     return 0.5 * (lo_t + hi_t)
 
 

@@ -48,7 +48,7 @@ NFE_PER_STEP: dict[str, int] = {
     "ode_heun": 2,
     "ode_rk4": 4,
     "torchsde_milstein": 1,
-    "torchsde_srk": 4,
+    "torchsde_srk": 2,
     "torchsde_midpoint": 2,
     "torchsde_reversible_heun": 1,
 }

@@ -120,7 +120,7 @@ def _prior_fix(sde: object) -> str:
         return (f"{_GENERIC_FIX}, or {type(sde).__name__}(..., prior='matched', data_std=...) or prior=<std> "
                 "for the Gaussian with p_T's variance")
     if hasattr(sde, "sigma_max"):
-        return ("a larger sigma_max (scoresde.suggest_sigma_max(data) gives one for these data), or data "
+        return ("a larger sigma_max (scoresde.data.suggest_sigma_max(data) gives one for these data), or data "
                 "centred and rescaled to about unit spread")
     return _GENERIC_FIX
 

@@ -57,7 +57,7 @@ def warn_builtin(sde: Any, prior_fix: str) -> None:
     in ``1/sigma_max^2`` under VE where the mismatch of centred data is second order; Song et al.
     2021's rule ``sigma_max`` = the largest pairwise distance gives ~0.02 for unit data. So the
     constructors flag gross settings only (``VPSDE(T=0.1)``: 1.1; ``VESDE(sigma_max=0.5)``: 2.0),
-    and training and likelihoods check the actual data at `scoresde.PRIOR_KL_TOL`.
+    and training and likelihoods check the actual data at `scoresde.schedules.PRIOR_KL_TOL`.
     """
     from .schedules import check_prior  # schedules imports scoresde.sde
 
@@ -68,7 +68,7 @@ def warn_builtin(sde: Any, prior_fix: str) -> None:
             f"{res.alpha_T:.4g}, sigma(T) = {res.sigma_T:.4g}, so for data of unit root-mean-square "
             f"KL(p_T || prior) can reach {res.kl_bound:.3g} nats per dimension (warned above "
             f"{BUILTIN_PRIOR_KL_WARN:g} here; training and likelihoods check the actual data at "
-            f"scoresde.PRIOR_KL_TOL). Samples start from, and likelihoods are computed against, the wrong "
+            f"scoresde.schedules.PRIOR_KL_TOL). Samples start from, and likelihoods are computed against, the wrong "
             f"density. Fix: {prior_fix}",
             UserWarning, stacklevel=_outside_construction())
     _warn_overshoot(sde, res.prior_std, res.alpha_T, res.sigma_T)

@@ -352,7 +352,8 @@ def sample(
             after a run that drew noise and ended with a short step, which fits to a probe
             just above ``eps``): default ``None``,
             the solver's own (``"ode"`` for every registered solver: a second-order step to
-            ``sigma = 0``, so the samples follow ``p_0``); ``"tweedie"`` (or ``True``):
+            ``sigma = 0``, so the samples follow ``p_0``; except with an ``after_step`` hook or an
+            SDE without ``marginal_coeffs``, where the run ends at ``eps`` with ``"none"``); ``"tweedie"`` (or ``True``):
             Tweedie's ``E[x_0 | x_eps]``; ``"none"`` (or ``False``): the state at ``eps``
             (``p_eps``). See docs/defaults.md.
         keep_trajectory, max_frames: store up to ``max_frames`` evenly spaced states.
@@ -371,7 +372,8 @@ def sample(
         **options: solver options (e.g. ``snr=0.16`` for ``pc``); unknown ones raise.
 
     Returns:
-        `Solution` with ``samples``, ``nfe``, ``times``, ``trajectory``, ``seconds``.
+        `Solution` with ``samples``, ``nfe``, ``times``, ``trajectory``, ``trajectory_times``,
+        ``seconds`` and ``stats``.
 
     Raises:
         ValueError: bad shape, dtype, device, seed, steps, grid, ``lam``, name or option value.

@@ -135,7 +135,8 @@ class Solver:
 
     Capabilities (class defaults; a solver whose options change them sets them on the instance):
         order: deterministic / weak order of convergence in the step size.
-        strong_order: strong order for SDE solvers (``None`` for ODE solvers).
+        strong_order: strong order for SDE solvers (``None`` for ODE solvers and where none is
+            claimed).
         dynamics_kind: ``"ode"`` (needs the probability-flow ODE, ``lam = 0``), ``"sde"``
             (needs the reverse SDE, ``lam = 1``) or ``"any"``.
         stochastic: draws noise.

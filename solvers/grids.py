@@ -215,7 +215,7 @@ def get_grid(name: str) -> Callable[..., Tensor]:
     Raises:
         ValueError: unknown name (the message lists the valid names).
     """
-    return lookup(GRIDS, name, "grid")
+    return lookup(GRIDS, name, "grid", hint="or 'auto', a prototype: solvers.auto_grid")
 
 
 def check_grid(ts: Tensor, sde: ReverseSDEParts) -> Tensor:

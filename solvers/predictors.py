@@ -96,7 +96,7 @@ class EulerMaruyamaPredictor(Predictor):
     """Euler-Maruyama step of the reverse SDE ``dx = [f - g^2 s] dt + g dW_bar`` (Song et al. eq. 6).
 
     ``x <- x - [f(x, t) - g(t)^2 s(x, t)] (t - t_next) + g(t) (W(t) - W(t_next))``: the step
-    `solvers.euler_maruyama.em_step`, so that the formula lives in one place. Needs only the
+    `solvers.euler_maruyama.em_update`, so that the formula lives in one place. Needs only the
     SDE's drift and diffusion.
     """
 

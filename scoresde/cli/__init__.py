@@ -90,12 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def cli_warnings(command: str) -> Iterator[None]:
-    """Show warnings as ``scoresde COMMAND: warning: ...`` lines, without the Python source line."""
+    """Show warnings as ``scoresde COMMAND: warning: ...`` lines, without the Python source line.
+
+    Each distinct text is shown once per command: the same check can run from several call
+    sites (an SDE built by the config, then by the trainer), which Python's own once-per-location
+    filter lets through.
+    """
+    shown: set[str] = set()
+
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: TextIO | None = None, line: str | None = None) -> None:
         stream = sys.stderr if file is None else file
+        text = cli_warning_text(str(message), command)
+        if text in shown:
+            return
+        shown.add(text)
         try:
-            print(f"scoresde {command}: warning: {cli_warning_text(str(message), command)}", file=stream)
+            print(f"scoresde {command}: warning: {text}", file=stream)
         except OSError:  # stderr closed: nothing to tell
             pass
 

@@ -81,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"metrics among {', '.join(compare.METRICS)} (mode statistics are "
                         "added for mixture targets)")
     parser.add_argument("--grid", default=None,
-                        help="time grid (uniform, quadratic, logsnr, logsnr_long_first, karras, uniform_logsnr); default: each solver's own")
+                        help="time grid (uniform, quadratic, logsnr, logsnr_long_first, karras, "
+                        "uniform_logsnr, or auto, a prototype); default: each solver's own")
     parser.add_argument("--noise", default="gaussian", choices=["gaussian", "brownian"],
                         help="noise of stochastic solvers ('brownian': one path shared across budgets)")
     parser.add_argument("--denoise", nargs="?", const="tweedie", default=None, choices=["ode", "tweedie", "none"],

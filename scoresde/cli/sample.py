@@ -275,6 +275,15 @@ def run(args: argparse.Namespace) -> int:
     side = write_sidecar(path, record)
     if (out / "chunks").is_dir():  # every chunk is in the samples file now
         shutil.rmtree(out / "chunks")
+    # An earlier run's files in the other format (or its plot) would sit next to this run's
+    # settings file, which no longer describes them.
+    stale = [out / ("samples.pt" if args.format == "npy" else "samples.npy")]
+    if args.no_plot:
+        stale.append(out / "samples.png")
+    for old in stale:
+        if old.is_file():
+            old.unlink()
+            print(f"removed {old} (an earlier run's; {side.name} describes this one)")
     print(f"{args.solver}: {args.n} samples of {r['label']}, NFE {nfe}, "
           f"{seconds:.2f} s -> {path} (settings: {side})")
     if not args.no_plot:

@@ -30,7 +30,7 @@ from .checkpoint import (
     rotating_path,
     save_checkpoint,
 )
-from .config import LRAnchor, TrainConfig, config_diff, resume_anchor
+from .config import RUNTIME_FIELDS, LRAnchor, TrainConfig, config_diff, resume_anchor
 from .distributed import resolve_device
 from .runfiles import METRICS_NAME, environment, environment_mismatch, rewrite_metrics
 
@@ -175,6 +175,9 @@ class CheckpointMixin:
             raise CheckpointError(
                 f"{path} was written by a different configuration; refusing to resume:\n  "
                 + "\n  ".join(diff)
+                + f"\nResume with the checkpoint's settings (only {', '.join(RUNTIME_FIELDS)} may "
+                "change; the run's config.json holds the rest), or train these settings in "
+                "another output folder (or discard this run with --overwrite)"
             )
         if int(require(state, "world_size", path)) != self.dist.world_size:
             raise CheckpointError(

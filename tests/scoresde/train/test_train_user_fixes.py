@@ -67,3 +67,23 @@ def test_divergence_message_names_the_warmup_in_use(tmp_path: Path, capsys):
                  "--depth", "1", "--batch-size", "32", "--out", str(tmp_path / "div"), "--no-progress"])
     assert code == 3
     assert "warmup is 10)" in capsys.readouterr().err
+
+
+def test_resume_refusal_says_how_to_go_on(tmp_path: Path, capsys):
+    small = ["--width", "16", "--depth", "1", "--batch-size", "16", "--no-progress", "--out", str(tmp_path / "r")]
+    assert main(["train", "--steps", "2", *small]) == 0
+    assert main(["train", "--steps", "4", "--lr", "1e-3", "--resume", *small]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr: checkpoint 0.002 != current 0.001" in err
+    assert "only steps, log_every" in err and "another output folder" in err
+
+
+def test_sample_removes_an_earlier_runs_files_of_the_other_format(tmp_path: Path, capsys):
+    out = str(tmp_path / "s")
+    common = ["sample", "--target", "eight_gaussians", "--solver", "ddim", "--steps", "3", "--n", "8",
+              "--out", out, "--no-progress"]
+    assert main(common) == 0
+    assert (tmp_path / "s" / "samples.npy").is_file() and (tmp_path / "s" / "samples.png").is_file()
+    assert main([*common, "--format", "pt", "--no-plot"]) == 0
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["samples.json", "samples.pt"]
+    assert "removed" in capsys.readouterr().out

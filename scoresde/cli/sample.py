@@ -272,13 +272,14 @@ def run(args: argparse.Namespace) -> int:
               **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),
               "dtype": str(r["dtype"]).replace("torch.", ""), "device": args.device, "data_id": r["data_id"],
               "nfe": nfe, "seconds": seconds, **r["record"]}
+    earlier = _earlier_output(out)
     side = write_sidecar(path, record)
     if (out / "chunks").is_dir():  # every chunk is in the samples file now
         shutil.rmtree(out / "chunks")
-    # An earlier run's files in the other format (or its plot) would sit next to this run's
-    # settings file, which no longer describes them.
-    stale = [out / ("samples.pt" if args.format == "npy" else "samples.npy")]
-    if args.no_plot:
+    # An earlier run's samples in the other format (and its plot) would sit next to this run's
+    # settings file, which no longer describes them. Only files that run's settings name go.
+    stale = [out / earlier] if earlier and earlier != path.name else []
+    if earlier and args.no_plot:
         stale.append(out / "samples.png")
     for old in stale:
         if old.is_file():
@@ -290,6 +291,18 @@ def run(args: argparse.Namespace) -> int:
         _plot(samples, out / "samples.png", f"{r['label']}: {args.solver}, NFE {nfe}", r["ref"])
         print(f"plot -> {out / 'samples.png'}")
     return 0
+
+
+def _earlier_output(out: Path) -> str | None:
+    """The samples file an earlier ``scoresde sample`` run in ``out`` wrote (its settings file's
+    ``output``: ``samples.npy`` or ``samples.pt``), or ``None``."""
+    import json
+
+    try:
+        name = json.loads((out / "samples.json").read_text()).get("output")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if name in ("samples.npy", "samples.pt") else None
 
 
 def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str, Any]:

@@ -87,3 +87,13 @@ def test_sample_removes_an_earlier_runs_files_of_the_other_format(tmp_path: Path
     assert main([*common, "--format", "pt", "--no-plot"]) == 0
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["samples.json", "samples.pt"]
     assert "removed" in capsys.readouterr().out
+
+
+def test_sample_keeps_files_no_earlier_run_wrote(tmp_path: Path):
+    # A samples.npy that no scoresde settings file names is the user's: it stays.
+    out = tmp_path / "s"
+    out.mkdir()
+    np.save(out / "samples.npy", np.zeros(3))
+    assert main(["sample", "--target", "eight_gaussians", "--solver", "ddim", "--steps", "3", "--n", "8",
+                 "--out", str(out), "--no-progress", "--format", "pt", "--no-plot"]) == 0
+    assert (out / "samples.npy").is_file() and (out / "samples.pt").is_file()

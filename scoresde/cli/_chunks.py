@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -157,6 +156,23 @@ def clean_chunk_temps(folder: Path) -> None:
     clean_stale_temps(folder)
 
 
+def remove_pieces(folder: Path) -> None:
+    """Delete what a chunked run wrote in ``folder`` (``run.json``, ``chunk-*.pt``, ``pilot.pt``,
+    temporary files), and the folder once empty. Anything else in it is the user's and stays."""
+    from ..atomic import clean_stale_temps
+
+    if not folder.is_dir():
+        return
+    for p in [folder / "run.json", folder / "pilot.pt", *folder.glob("chunk-*.pt")]:
+        if p.is_file():
+            p.unlink()
+    clean_stale_temps(folder, older_than_s=0.0)
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: the user's files
+        print(f"note: kept {folder}: it holds files this command did not write", file=sys.stderr)
+
+
 def holds_run(folder: Path, fingerprint: dict[str, Any], *, overwrite: bool = False,
               what: str = "--out") -> bool:
     """Whether ``folder`` holds pieces written under ``fingerprint``.
@@ -175,7 +191,7 @@ def holds_run(folder: Path, fingerprint: dict[str, Any], *, overwrite: bool = Fa
         if kept:
             print(f"note: --overwrite: discarding {_describe_pieces(folder)} in {folder}; starting afresh",
                   file=sys.stderr)
-        shutil.rmtree(folder)
+        remove_pieces(folder)
         return False
     if not meta.exists():
         return False
@@ -187,7 +203,7 @@ def holds_run(folder: Path, fingerprint: dict[str, Any], *, overwrite: bool = Fa
         return True
     kept = _count_pieces(folder)
     if not kept:  # nothing finished to lose: start afresh quietly
-        shutil.rmtree(folder)
+        remove_pieces(folder)
         return False
     if isinstance(stored, dict):
         diff = _differences(stored, fingerprint)

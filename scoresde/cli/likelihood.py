@@ -248,11 +248,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         print(f"  per-point results -> {args.out} (settings: {side})")
         if args.batch_size is not None:
-            import shutil
-
+            from ._chunks import remove_pieces
             from ._likelihood_chunks import chunks_folder
 
-            shutil.rmtree(chunks_folder(out), ignore_errors=True)  # the output holds them now
+            remove_pieces(chunks_folder(out))  # the output holds them now
     return 0
 
 

@@ -11,7 +11,6 @@ unless ``--raw-weights`` is given. The defaults (solver, steps, grid, lam) are t
 from __future__ import annotations
 
 import argparse
-import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -271,16 +270,18 @@ def run(args: argparse.Namespace) -> int:
               "conditioning": conditioning_record(args),
               **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),
               "dtype": str(r["dtype"]).replace("torch.", ""), "device": args.device, "data_id": r["data_id"],
-              "nfe": nfe, "seconds": seconds, **r["record"]}
-    earlier = _earlier_output(out)
+              "nfe": nfe, "seconds": seconds, "plot": None if args.no_plot else "samples.png", **r["record"]}
+    earlier, earlier_plot = _earlier_output(out)
     side = write_sidecar(path, record)
-    if (out / "chunks").is_dir():  # every chunk is in the samples file now
-        shutil.rmtree(out / "chunks")
+    if args.batch_size is not None and args.batch_size < args.n:  # every chunk is in the samples file now
+        from ._chunks import remove_pieces
+
+        remove_pieces(out / "chunks")
     # An earlier run's samples in the other format (and its plot) would sit next to this run's
     # settings file, which no longer describes them. Only files that run's settings name go.
     stale = [out / earlier] if earlier and earlier != path.name else []
-    if earlier and args.no_plot:
-        stale.append(out / "samples.png")
+    if earlier_plot and args.no_plot:
+        stale.append(out / earlier_plot)
     for old in stale:
         if old.is_file():
             old.unlink()
@@ -293,16 +294,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _earlier_output(out: Path) -> str | None:
-    """The samples file an earlier ``scoresde sample`` run in ``out`` wrote (its settings file's
-    ``output``: ``samples.npy`` or ``samples.pt``), or ``None``."""
+def _earlier_output(out: Path) -> tuple[str | None, str | None]:
+    """The samples file and plot an earlier ``scoresde sample`` run in ``out`` wrote, as its
+    settings file names them (``output``: ``samples.npy`` / ``samples.pt``; ``plot``:
+    ``samples.png``), each ``None`` where it names none."""
     import json
 
     try:
-        name = json.loads((out / "samples.json").read_text()).get("output")
+        record = json.loads((out / "samples.json").read_text())
+        name, plot = record.get("output"), record.get("plot")
     except (OSError, ValueError, AttributeError):
-        return None
-    return name if name in ("samples.npy", "samples.pt") else None
+        return None, None
+    return (name if name in ("samples.npy", "samples.pt") else None,
+            plot if plot == "samples.png" else None)
 
 
 def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str, Any]:

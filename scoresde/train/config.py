@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from solvers.inputs import as_integer, as_real, check_seed
@@ -164,7 +165,7 @@ class OptimConfig:
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.betas, (str, bytes)) or len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        self.betas = (_real(self.betas[0], "betas[0]"), _real(self.betas[1], "betas[1]"))
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
         if not 0.0 < self.lr < math.inf:
@@ -186,7 +187,7 @@ class OptimConfig:
 
 def _real(value: Any, name: str) -> float:
     """A config number as a float; a bool (JSON ``true``, i.e. 1.0) or a string is refused by name."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real number, got the bool {value!r}")
     return as_real(value, name)
 

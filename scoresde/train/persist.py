@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,9 +48,16 @@ def _anchor(saved: Any, path: Path) -> LRAnchor | None:
     if saved is None:
         return None
     try:
-        return LRAnchor(int(saved["warmup"]), int(saved["step"]), float(saved["progress"]))
-    except (KeyError, TypeError, ValueError):
+        warmup, step, progress = saved["warmup"], saved["step"], saved["progress"]
+    except (KeyError, TypeError, IndexError):
         raise CheckpointError(f"{path}: unreadable lr_anchor entry {saved!r}") from None
+    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (warmup, step))
+    fraction = (isinstance(progress, (int, float)) and not isinstance(progress, bool)
+                and math.isfinite(progress) and 0.0 <= progress <= 1.0)
+    if not (whole and fraction):
+        raise CheckpointError(f"{path}: corrupt lr_anchor entry {saved!r} (warmup and step must be "
+                              "integers >= 0, progress a fraction in [0, 1])")
+    return LRAnchor(warmup, step, float(progress))
 
 
 def _check_shapes(live: dict[str, Tensor], saved: dict[str, Any], what: str, path: Path) -> None:

@@ -97,3 +97,56 @@ def test_sample_keeps_files_no_earlier_run_wrote(tmp_path: Path):
     assert main(["sample", "--target", "eight_gaussians", "--solver", "ddim", "--steps", "3", "--n", "8",
                  "--out", str(out), "--no-progress", "--format", "pt", "--no-plot"]) == 0
     assert (out / "samples.npy").is_file() and (out / "samples.pt").is_file()
+
+
+def test_sample_keeps_a_plot_no_earlier_run_wrote(tmp_path: Path):
+    out = tmp_path / "s"
+    common = ["sample", "--target", "eight_gaussians", "--solver", "ddim", "--steps", "3", "--n", "8",
+              "--out", str(out), "--no-progress", "--no-plot"]
+    assert main(common) == 0
+    (out / "samples.png").write_text("the user's own figure")
+    assert main(common) == 0
+    assert (out / "samples.png").read_text() == "the user's own figure"
+
+
+def test_sample_never_deletes_a_users_chunks_folder(tmp_path: Path):
+    # The folder was removed whole after every run, chunked or not.
+    out = tmp_path / "s"
+    (out / "chunks").mkdir(parents=True)
+    (out / "chunks" / "notes.txt").write_text("mine")
+    common = ["sample", "--target", "eight_gaussians", "--solver", "ddim", "--steps", "3", "--n", "8",
+              "--out", str(out), "--no-progress", "--no-plot"]
+    assert main(common) == 0
+    assert main([*common, "--batch-size", "4"]) == 0  # chunked: its own pieces go, the note stays
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("entry", [
+    {"warmup": 6, "step": 30, "progress": float("nan")},
+    {"warmup": 6, "step": 30, "progress": float("inf")},
+    {"warmup": 6, "step": 30, "progress": 5.0},
+    {"warmup": -1, "step": 30, "progress": 0.5},
+    {"warmup": True, "step": 30, "progress": 0.5},
+    {"warmup": 6.9, "step": 30, "progress": 0.5},
+    {"warmup": 6, "step": 30, "progress": "0.4"},
+    {"warmup": 6, "step": 30},
+])
+def test_corrupt_lr_anchor_is_refused(tmp_path: Path, entry, capsys):
+    # A NaN progress gave a NaN learning rate; out-of-range and mistyped values loaded silently.
+    from scoresde.train import load_checkpoint, save_checkpoint
+
+    small = ["--width", "16", "--depth", "1", "--batch-size", "16", "--no-progress", "--out", str(tmp_path / "r")]
+    assert main(["train", "--steps", "2", *small]) == 0
+    state = load_checkpoint(tmp_path / "r")
+    state["lr_anchor"] = entry
+    save_checkpoint(state, tmp_path / "r" / "checkpoint.pt")
+    assert main(["train", "--steps", "4", "--resume", *small]) == 2
+    assert "lr_anchor entry" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("betas", [(False, 0.999), ("0.9", "0.99")])
+def test_betas_refuse_bools_and_strings(betas):
+    with pytest.raises(TypeError, match=r"^betas\[0\] must be a real number"):
+        OptimConfig(betas=betas)
+    with pytest.raises(TypeError, match="grad_clip must be a real number, got the bool"):
+        OptimConfig(grad_clip=np.bool_(True))

@@ -223,20 +223,26 @@ def lr_factor(c: OptimConfig, step: int, total_steps: int | None = None, anchor:
     ``anchor.step`` on, the progress of ``decay_to_end``'s cosine:
     ``p = progress + (1 - progress) (step - anchor.step)/(total_steps - anchor.step)``.
     """
-    warmup, decay = effective_warmup(c, total_steps, anchor), c.decay_steps
+    warmup = effective_warmup(c, total_steps, anchor)
+    f = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     if c.decay_to_end:
         if total_steps is None:
             raise ValueError("decay_to_end needs the run length: lr_factor(c, step, total_steps)")
-        decay = max(1, total_steps - warmup)
-    f = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-    if decay is not None:
-        p = min(1.0, max(0.0, (step - warmup) / decay))
-        if c.decay_to_end and anchor is not None and step >= anchor.step:
-            assert total_steps is not None
-            rest = min(1.0, (step - anchor.step) / max(1, total_steps - anchor.step))
-            p = anchor.progress + (1.0 - anchor.progress) * rest
-        f *= c.min_lr_ratio + (1.0 - c.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
-    return f
+        p = _decay_progress(step, warmup, total_steps, anchor)
+    elif c.decay_steps is not None:
+        p = min(1.0, max(0.0, (step - warmup) / c.decay_steps))
+    else:
+        return f
+    return f * (c.min_lr_ratio + (1.0 - c.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * p)))
+
+
+def _decay_progress(step: int, warmup: int, total_steps: int, anchor: LRAnchor | None) -> float:
+    """``decay_to_end``'s progress in ``[0, 1]`` at ``step``: from the end of the warm-up to
+    ``total_steps``, or from ``anchor`` on, from its progress to 1 over the steps left."""
+    if anchor is not None and step >= anchor.step:
+        rest = min(1.0, (step - anchor.step) / max(1, total_steps - anchor.step))
+        return anchor.progress + (1.0 - anchor.progress) * rest
+    return min(1.0, max(0.0, (step - warmup) / max(1, total_steps - warmup)))
 
 
 def resume_anchor(c: OptimConfig, step: int, old_steps: int, new_steps: int,
@@ -256,11 +262,7 @@ def resume_anchor(c: OptimConfig, step: int, old_steps: int, new_steps: int,
     if not c.decay_to_end:
         return LRAnchor(warmup, step, 0.0)
     start = max(step, warmup)
-    if anchor is not None and start >= anchor.step:
-        progress = anchor.progress + (1 - anchor.progress) * min(1.0, (start - anchor.step) / max(1, old_steps - anchor.step))
-    else:
-        progress = min(1.0, max(0.0, (start - warmup) / max(1, old_steps - warmup)))
-    return LRAnchor(warmup, start, progress)
+    return LRAnchor(warmup, start, _decay_progress(start, warmup, old_steps, anchor))
 
 
 @dataclass

@@ -295,7 +295,8 @@ class Trainer(CheckpointMixin):
                 else f"between steps {self._checked + 1} and {self.step}")
         kept = (f"the last good checkpoint is {self._last_saved_path} (step {self._last_saved})"
                 if self._last_saved_path is not None else "no checkpoint was written")
-        tips = [f"a lower learning rate (lr is {o.lr:g})", f"a longer warm-up (warmup is {effective_warmup(o, c.steps, self.lr_anchor)})"]
+        warmup = effective_warmup(o, c.steps, self.lr_anchor)
+        tips = [f"a lower learning rate (lr is {o.lr:g})", f"a longer warm-up (warmup is {warmup})"]
         if o.grad_clip is None:
             tips.append("gradient clipping (grad_clip=1)")
         if c.dtype != "float64":

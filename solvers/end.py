@@ -182,7 +182,7 @@ def final_step(
                 xp, score_p = torch.where(vm, xp, x), torch.where(vm, score_p, x0.new_zeros(()).expand_as(x))
                 tp = torch.where(valid, tp, torch.full_like(tp, t))
             tp = tp.to(x.dtype)
-            ap, sp = (c.reshape((-1,) + (1,) * (x.ndim - 1)) for c in marginal_coeffs_like(sde, tp))
+            ap = marginal_coeffs_like(sde, tp)[0].reshape((-1,) + (1,) * (x.ndim - 1))
             dp = x0_from_score(sde, xp, tp, score_p)
             up = edm_u(score_p, ap)
             s2 = fit_gaussian_part(x0, dp, u, up)

@@ -34,6 +34,8 @@ from torch import Tensor
 
 from solvers.inputs import as_count, as_integer, as_real, check_device, check_generator
 
+from .arrays import check_sample_dtype
+
 __all__ = [
     "Toy",
     "Moons",
@@ -109,8 +111,9 @@ def _check_sample_args(n: int, generator: torch.Generator | None, dtype: torch.d
     """``n`` as a positive int, after checking ``generator`` and ``dtype``."""
     n = as_count(n, "n")
     check_generator(generator)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if dtype is None:
+        raise TypeError("dtype must be a floating torch.dtype, got None")
+    check_sample_dtype(dtype)
     return n
 
 

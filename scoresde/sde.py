@@ -263,7 +263,7 @@ class VPSDE(_LinearBetaSDE):
 
 
 class SubVPSDE(_LinearBetaSDE):
-    """Sub-VP SDE: ``dx = -beta x/2 dt + sqrt(beta (1 - exp(-2B))) dW`` (Song et al. eq. 29).
+    """Sub-VP SDE: ``dx = -beta x/2 dt + sqrt(beta (1 - exp(-2B))) dW`` (Song et al. 2021, eq. 12).
 
     ``alpha = exp(-B/2)``, ``sigma = 1 - exp(-B)`` (below the VP sigma at every t).
     """

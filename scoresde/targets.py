@@ -297,7 +297,7 @@ def eight_gaussians(radius: float = 2.0, std: float = 0.15) -> GaussianMixture:
 
 
 def grid_25(spacing: float = 1.0, std: float = 0.08) -> GaussianMixture:
-    """5x5 grid of Gaussians with unequal weights (from 1 to 5 across the grid), centred (2-D)."""
+    """5x5 grid of Gaussians with unequal weights (from 1 to 7 across the grid), centred (2-D)."""
     coords = (torch.arange(5, dtype=torch.float64) - 2.0) * spacing
     gx, gy = torch.meshgrid(coords, coords, indexing="ij")
     means = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)

@@ -188,7 +188,8 @@ class LangevinCorrector(_LangevinStep):
     step can exceed twice its variance and the chain throws samples out of it (a 2% mode of
     width 0.01 next to a broad one, VE, snr 0.16: the whole mode lost at 200-2000 NFE,
     docs/defaults.md). The cap also makes the chain's stationary bias
-    ``min(snr^2, sigma^2 / (v + sigma^2)) / 2`` (spread, mode of variance ``v``) vanish as
+    ``min(snr^2 / 2, c sigma^2 / (4 (v + sigma^2)))`` (spread, mode of variance ``v``: the
+    unadjusted chain with step ``h`` on ``N(0, V)`` has stationary variance ``V / (1 - h/(2V))``) vanish as
     ``sigma(t)`` falls below the data's scale. The chain follows it down until it relaxes too
     slowly, a point that moves down as the grid gets finer, so the error falls with the step
     count instead of stopping at ``snr^2 / 2`` (1.3% at snr 0.16): on a 16-D Gaussian of std

@@ -15,7 +15,7 @@ trapezoidal rule over ``[S, 0]`` needs only the slope at ``S`` (one score evalua
 
 For a Gaussian mode of std ``s`` the exact flow scales ``y - mu`` by ``s/sqrt(s^2 + S^2) =
 1 - x/2 + 3x^2/8 - ...`` with ``x = S^2/s^2``, the trapezoid by ``1 - x/(2(1 + x))``: it is
-too wide by about ``x^2/8``, 0.7% at ``s = 2 S`` but 7% at ``s = S`` and 37% at ``s = S/2``
+too wide by 0.6% at ``s = 2 S`` but 6% at ``s = S`` and 34% at ``s = S/2`` (``x^2/8`` for small ``x``)
 (the default VP SDE ends at ``S = 0.0105``).
 
 ``"ode"`` (the default) therefore integrates a local Gaussian exactly instead. With

@@ -35,8 +35,8 @@ so on isotropic Gaussian data, and in the low-noise part of a run on well-separa
 Gaussian-like modes, it adds no error after the first step (tests check this to round-off).
 The first step (no history) is a DDIM step (``s^2 = 0, m = 0``). Unlike DPM-Solver++, the last
 step keeps the full update at every step count (``lower_order_final=False`` by default): a DDIM
-last step contracts a Gaussian mode of std ``s`` by ``(s^2 + S S')/(g_i g')`` instead of the exact
-``g'/g_i`` (the spread of a single Gaussian sampled in 9 steps came out 0.88-0.97 of exact),
+last step contracts a Gaussian mode of std ``s`` by ``(s^2 + S S')/g_i^2`` instead of the exact
+``g'/g_i`` (``(s^2 + S S')/(g_i g')`` times too much) (the spread of a single Gaussian sampled in 9 steps came out 0.88-0.97 of exact),
 which would break the exactness above for fewer than `LOWER_ORDER_FINAL_BELOW` intervals. On
 mixtures the choice is measured both ways in docs/fast_solvers.md. The default end-of-run step
 (`solvers.end`) fits the same Gaussian to the last two evaluations and follows it to ``S = 0``.

@@ -38,7 +38,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor
 
-from .auto_grid import auto_grid
+from .auto_grid import auto_grid_report
 from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .dynamics import ReverseDynamics
@@ -282,8 +282,10 @@ def _resolve_generator(seed: int | None, generator: torch.Generator | None,
 
 
 def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str | Tensor | None,
-                steps: int, shape: tuple[int, ...]) -> Tensor:
-    """The time grid of a run: the solver's default for this SDE, a name, ``"auto"`` or a tensor.
+                steps: int, shape: tuple[int, ...],
+                cache_as: tuple[ScoreFn, object] | None = None) -> tuple[Tensor, dict[str, Any]]:
+    """The time grid of a run: the solver's default for this SDE, a name, ``"auto"`` or a tensor,
+    and the stats of building it (``"auto"``: its pilot's cost, `solvers.auto_grid`).
 
     A named grid is built here; a tensor grid is validated by `Solver.solve` (once per solve).
     An adaptive solver uses only the grid's end points, so its named grid has one step whatever
@@ -294,10 +296,12 @@ def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str 
         steps = 1
     if isinstance(grid, str) and grid == "auto":
         require_marginals(sde, "grid='auto'")
-        return auto_grid(cast(DiffusionSDE, sde), score, steps, shape)
+        ts, pilot = auto_grid_report(cast(DiffusionSDE, sde), score, steps, shape, cache_as=cache_as)
+        return ts, {"pilot_nfe": pilot.nfe, "pilot_batch": pilot.batch, "pilot_seconds": pilot.seconds,
+                    "pilot_cached": pilot.cached}
     if isinstance(grid, str) and grid not in GRIDS_WITHOUT_MARGINALS:
         require_marginals(sde, f"grid={grid!r}", "use grid='uniform' or 'quadratic'")
-    return get_grid(grid)(sde, steps) if isinstance(grid, str) else grid
+    return (get_grid(grid)(sde, steps) if isinstance(grid, str) else grid), {}
 
 
 def sample(
@@ -336,7 +340,9 @@ def sample(
             NumPy or a one-element torch tensor; adaptive solvers use only the end points).
         grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``logsnr_long_first``, ``karras``,
             ``uniform_logsnr``; `solvers.grids.GRIDS`), ``"auto"`` (shaped
-            by a cached pilot adaptive solve, `solvers.auto_grid`; prototype) or a decreasing
+            by a cached pilot adaptive solve, `solvers.auto_grid`; prototype; the pilot's
+            evaluations are not in ``nfe``: ``stats["pilot_nfe"]`` on ``stats["pilot_batch"]``
+            samples, ``stats["pilot_seconds"]`` spent on it in this call) or a decreasing
             tensor of times in ``[eps, T]``; default: the solver's `Solver.grid_for` the SDE.
         lam: reverse-family noise level for solvers that accept any dynamics (default 1 =
             reverse SDE; ODE solvers always use 0), see `Solver.lam_for`.
@@ -389,14 +395,16 @@ def sample(
     shape, out_dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
     # Half precision: the score runs in it, the state, times and coefficients in float32.
     dtype = torch.float32 if out_dtype in HALF_DTYPES else out_dtype
+    cache_as = None
     if dtype != out_dtype:
+        cache_as = (score, out_dtype)  # the auto grid's pilot cache keys on the user's score
         score = _ScoreIn(score, out_dtype)
     check_sde(sde, shape[1:], dtype, device_)
     if solver_obj.needs_marginals:  # before the grid, which may need them too
         require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__)
     generator = _resolve_generator(seed, generator, device_)
     lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
-    ts = _build_grid(solver_obj, sde, score, grid, steps, shape)
+    ts, grid_stats = _build_grid(solver_obj, sde, score, grid, steps, shape, cache_as)
     if x_T is None and isinstance(grid, Tensor) and float(ts[0]) < float(sde.T) * (1.0 - 1e-6):
         warnings.warn(
             f"the grid starts at t = {float(ts[0]):.6g} < T = {float(sde.T):g}, but x_T is drawn from the "
@@ -427,6 +435,8 @@ def sample(
             if bar is not None:
                 bar.finish_chunk()
         warn_if_diverged(result.samples, sde)
+        if grid_stats:
+            result = replace(result, stats={**result.stats, **grid_stats})
         if out_dtype != dtype:
             traj = result.trajectory
             result = replace(result, samples=result.samples.to(out_dtype),

@@ -16,13 +16,24 @@ know the fixed-grid method's own error constant; ``gamma`` is a parameter). The 
 the equidistribution of ``rho^gamma`` (plus a uniform share ``mix`` of the total, so
 that no stretch of ``u`` is left empty) into ``n`` equal masses, mapped back to times.
 
-The pilot is cached per (score, SDE, sample shape, settings), so repeated calls on one
-model pay it once; ``pilot_cost`` reports its NFE (on ``pilot`` samples).
+The pilot is cached per (score object, SDE, sample shape, settings), so repeated calls on
+one model pay it once; ``pilot_cost`` reports its NFE (on ``pilot`` samples). An entry holds
+only a weak reference to the score and is used only while that very object is alive (a new
+closure that happens to reuse a freed one's address gets its own pilot); a score that is a
+``torch.nn.Module``, or a bound method of one, also keys on its parameters' and buffers'
+versions, so training it in place between calls invalidates the entry. Any other score that
+changes between calls (a closure over a model being trained) needs ``clear_cache()``.
+A score that takes no weak reference is never cached.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -34,14 +45,67 @@ from .marginals import edm_sigma, time_from_edm_sigma
 from .protocol import DiffusionSDE, ScoreFn
 from .utils import batch_time
 
-__all__ = ["auto_grid", "pilot_steps", "pilot_cost"]
-
-_CACHE: dict[tuple[object, ...], tuple[Tensor, int]] = {}
+__all__ = ["auto_grid", "auto_grid_report", "pilot_steps", "pilot_cost", "clear_cache", "PilotReport"]
 
 
-def _key(sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], pilot: int, rtol: float, seed: int) -> tuple[object, ...]:
+@dataclass(frozen=True)
+class PilotReport:
+    """What the grid's pilot cost: ``nfe`` evaluations on ``batch`` samples, ``seconds`` of wall
+    time spent on it in this call (0 when ``cached``)."""
+
+    nfe: int
+    batch: int
+    seconds: float
+    cached: bool
+
+
+@dataclass
+class _Entry:
+    owner: weakref.ref[Any]
+    weights: tuple[tuple[int, int], ...]
+    nodes: Tensor
+    nfe: int
+
+
+_CACHE: dict[tuple[object, ...], _Entry] = {}
+
+
+def clear_cache() -> None:
+    """Forget every cached pilot (e.g. after training, in place, a model a closure calls)."""
+    _CACHE.clear()
+
+
+def _owner(score: ScoreFn) -> tuple[Any, object]:
+    """The object whose lifetime and weights the score's result depends on, and what to add to
+    the key: a bound method's instance and function (each attribute access makes a new method
+    object), else the callable itself."""
+    if inspect.ismethod(score):
+        return score.__self__, score.__func__
+    return score, None
+
+
+def _weights(owner: Any) -> tuple[tuple[int, int], ...]:
+    """``(data_ptr, version)`` of a module's parameters and buffers (empty for anything else):
+    in-place updates (optimizer steps, ``load_state_dict``) bump the versions."""
+    if not isinstance(owner, torch.nn.Module):
+        return ()
+    return tuple((int(p.data_ptr()), int(p._version)) for p in (*owner.parameters(), *owner.buffers()))
+
+
+def _key(sde: DiffusionSDE, owner: Any, func: object, shape: tuple[int, ...], pilot: int, rtol: float,
+         seed: int) -> tuple[object, ...]:
     cfg = sde.config() if hasattr(sde, "config") else ()
-    return (id(score), type(sde).__name__, repr(cfg), sde.eps, sde.T, tuple(shape[1:]), pilot, rtol, seed)
+    return (id(owner), func, type(sde).__name__, repr(cfg), sde.eps, sde.T, tuple(shape[1:]), pilot, rtol, seed)
+
+
+def _cached(key: tuple[object, ...], owner: Any) -> _Entry | None:
+    entry = _CACHE.get(key)
+    if entry is None:
+        return None
+    if entry.owner() is not owner or entry.weights != _weights(owner):
+        del _CACHE[key]  # another object at a reused address, or the weights changed
+        return None
+    return entry
 
 
 def pilot_steps(
@@ -63,9 +127,22 @@ def pilot_steps(
         rtol: relative and absolute tolerance of the pilot (per-sample error control).
         seed: seed of the pilot's prior sample.
     """
-    key = _key(sde, score, shape, pilot, rtol, seed)
-    if key in _CACHE:
-        return _CACHE[key]
+    nodes, nfe, _ = _pilot(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed)
+    return nodes, nfe
+
+
+def _pilot(
+    sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], *, pilot: int, rtol: float, seed: int,
+    cache_as: tuple[ScoreFn, object] | None = None,
+) -> tuple[Tensor, int, PilotReport]:
+    """`pilot_steps` and what it cost in this call; ``cache_as = (score, tag)`` keys the cache on
+    another callable than the one called (the user's, under a wrapper made per call)."""
+    owner, func = _owner(score if cache_as is None else cache_as[0])
+    key = _key(sde, owner, (func, None if cache_as is None else cache_as[1]), shape, pilot, rtol, seed)
+    entry = _cached(key, owner)
+    if entry is not None:
+        return entry.nodes, entry.nfe, PilotReport(entry.nfe, pilot, 0.0, True)
+    start = time.perf_counter()
     ends = torch.tensor([sde.T, sde.eps], dtype=torch.float64)
     s_T, s_eps = edm_sigma(sde, ends).tolist()
     gen = torch.Generator().manual_seed(seed)
@@ -85,9 +162,12 @@ def pilot_steps(
     )
     nodes = info["t"]
     assert isinstance(nodes, Tensor)
-    out = (nodes.to(torch.float64), int(info["nfe"]))  # type: ignore[call-overload]
-    _CACHE[key] = out
-    return out
+    out, nfe = nodes.to(torch.float64), int(info["nfe"])  # type: ignore[call-overload]
+    try:
+        _CACHE[key] = _Entry(weakref.ref(owner), _weights(owner), out, nfe)
+    except TypeError:  # no weak reference to this callable: not cached
+        pass
+    return out, nfe, PilotReport(nfe, pilot, time.perf_counter() - start, False)
 
 
 def pilot_cost(sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], **pilot_options: object) -> int:
@@ -107,7 +187,28 @@ def auto_grid(
     rtol: float = 1e-3,
     seed: int = 0,
 ) -> Tensor:
-    """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density.
+    """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density
+    (`auto_grid_report` without the report; same arguments).
+    """
+    return auto_grid_report(sde, score, n, shape, gamma=gamma, mix=mix, pilot=pilot, rtol=rtol, seed=seed)[0]
+
+
+def auto_grid_report(
+    sde: DiffusionSDE,
+    score: ScoreFn,
+    n: int,
+    shape: tuple[int, ...],
+    *,
+    gamma: float = 1.0,
+    mix: float = 0.1,
+    pilot: int = 128,
+    rtol: float = 1e-3,
+    seed: int = 0,
+    cache_as: tuple[ScoreFn, object] | None = None,
+) -> tuple[Tensor, PilotReport]:
+    """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density,
+    and what the pilot cost (its evaluations are not the run's: `solvers.sample` reports them
+    apart, in ``stats["pilot_nfe"]``).
 
     Args:
         sde, score, shape: the problem (``shape = (B, *D)`` of the run).
@@ -115,9 +216,11 @@ def auto_grid(
         gamma: exponent on the pilot's step density ``1/h`` (see the module docstring).
         mix: share of the grid spread uniformly in ``ln S`` (0 <= mix < 1).
         pilot, rtol, seed: pilot settings (see ``pilot_steps``).
+        cache_as: ``(callable, tag)`` to key the pilot cache on instead of ``score`` (for a
+            wrapper built per call around the user's score).
 
     Returns:
-        ``(n + 1,)`` float64 times, ``T`` first and ``eps`` last.
+        ``(n + 1,)`` float64 times, ``T`` first and ``eps`` last, and the `PilotReport`.
 
     Raises:
         ValueError: ``n < 1``, ``gamma <= 0`` or ``mix`` outside ``[0, 1)``.
@@ -126,7 +229,7 @@ def auto_grid(
         raise ValueError(f"number of steps must be a positive integer, got {n!r}")
     if not gamma > 0 or not 0 <= mix < 1:
         raise ValueError(f"need gamma > 0 and 0 <= mix < 1, got gamma={gamma}, mix={mix}")
-    u, _ = pilot_steps(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed)
+    u, _, report = _pilot(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed, cache_as=cache_as)
     h = (u[:-1] - u[1:]).abs()  # accepted step lengths, (K,)
     mass = h * h.pow(-gamma)  # integral of rho^gamma over each pilot step
     mass = (1 - mix) * mass / mass.sum() + mix * h / h.sum()
@@ -137,4 +240,4 @@ def auto_grid(
         ts = torch.unique(ts).flip(0)
         if len(ts) != n + 1:
             raise ValueError(f"auto grid collapsed to {len(ts) - 1} distinct steps for n = {n}; use fewer steps")
-    return ts
+    return ts, report

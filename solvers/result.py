@@ -27,7 +27,9 @@ class Solution:
             the ``"ode"`` step fitted its Gaussian to (``"history"``; ``"probe"`` after a run
             that drew noise and ended with a step shorter than ``S/2``; ``"mixed"`` when
             per-sample steps put samples on both sides; ``None`` for the other steps;
-            `solvers.end`).
+            `solvers.end`). With ``grid="auto"``: ``pilot_nfe`` (its pilot's evaluations, on
+            ``pilot_batch`` samples, not counted in ``nfe``), ``pilot_seconds`` (spent on it in
+            this call, not in ``seconds``) and ``pilot_cached``.
     """
 
     samples: Tensor

@@ -70,9 +70,7 @@ class CountedScore:
     """
 
     def __init__(self, score: ScoreFn, *, check_finite: bool = True) -> None:
-        if isinstance(score, CountedScore):
-            score = score.score
-        if not callable(score):
+        if not callable(score):  # a user's CountedScore is wrapped like any callable: it counts too
             raise TypeError(f"score must be callable (x, t) -> tensor, got {type(score).__name__}")
         self.score: ScoreFn = score
         self.check_finite = check_finite

@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 import torchsde
 from torch import Tensor
 
-__all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "CountedNoise", "make_generator", "step_normal"]
+__all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "CountedNoise", "make_generator", "step_normal", "derived_seed",
+           "NORMAL_STREAM"]
 
 
 def make_generator(
@@ -32,6 +34,18 @@ def make_generator(
     else:
         g.manual_seed(int(seed))
     return g
+
+
+NORMAL_STREAM = 1
+"""Spawn key of `BrownianPath`'s ``normal()`` stream (`derived_seed`)."""
+
+
+def derived_seed(seed: int, stream: int) -> int:
+    """A seed in ``[0, 2^63)`` for stream ``stream`` of ``seed`` (any integer, taken modulo
+    ``2^64``): ``SeedSequence(seed, spawn_key=(stream,))``, which NumPy makes statistically
+    independent of the sequence of ``seed`` itself and of every other spawn key."""
+    state = np.random.SeedSequence(int(seed) % 2**64, spawn_key=(int(stream),)).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))
 
 
 @runtime_checkable
@@ -70,6 +84,12 @@ class BrownianPath:
     1000-step solve share one path. ``normal()`` draws come from a separate generator
     seeded from ``seed`` and do not touch the path.
 
+    ``seed`` is any integer in ``[-2^63, 2^64)`` (taken modulo ``2^64``). The path's entropy is
+    that integer; the ``normal()`` stream's seed is derived from it through a NumPy
+    ``SeedSequence`` spawn key (`derived_seed`), so it matches no stream that a generator
+    seeded with a plain integer draws (before, it was ``seed + 1``: seed ``s``'s Langevin
+    noise was seed ``s + 1``'s prior draw).
+
     Args:
         shape: ``(B, *D)``, the shape of the state.
         t0, t1: the time interval (``t0 < t1``), usually ``[sde.eps, sde.T]``.
@@ -98,11 +118,11 @@ class BrownianPath:
             size=self.shape,
             dtype=dtype,
             device=device,
-            entropy=int(seed),
+            entropy=int(seed) % 2**64,
             halfway_tree=True,
             tol=tol * (self.t1 - self.t0),
         )
-        self._gen = make_generator(int(seed) + 1, device)
+        self._gen = make_generator(derived_seed(int(seed), NORMAL_STREAM), device)
 
     def _clip(self, t: float) -> float:
         return min(max(float(t), self.t0), self.t1)

@@ -291,7 +291,9 @@ class RunOptions:
         dtype, device: of the computation (default: those of `x`; integers become the default
             float dtype); a dtype may be named (`"float64"`). Half precision is refused, and so
             is a device this machine or torch build lacks.
-        seed, generator: randomness of the probes and of the pilot subset.
+        seed, generator: randomness of the probes and of the pilot subset: ``seed`` (default
+            0; ``None`` for fresh randomness) or a ``generator``, which replaces the default seed
+            (another seed together with a generator is refused).
         grad: keep autograd graphs so the result can be differentiated (torch integrators).
         check_finite: raise on NaN/inf scores.
         progress: tqdm progress bar.
@@ -312,8 +314,8 @@ class RunOptions:
     store: Any = None
 
     def validate(self) -> None:
-        """Raise `ValueError` for a bad chunk size, dtype, device or seed, both `seed` and
-        `generator`, or `store` with `grad` (`TypeError` for a generator that is not one)."""
+        """Raise `ValueError` for a bad chunk size, dtype, device or seed, a `generator` with a
+        seed other than the default, or `store` with `grad` (`TypeError` for a generator that is not one)."""
         if self.dtype is not None:
             check_dtype(self.dtype)
         device = check_device(self.device) if self.device is not None else None
@@ -324,8 +326,8 @@ class RunOptions:
             check_generator(self.generator, torch.device("cpu"))
         if self.batch_size is not None:
             _positive_int("batch_size", self.batch_size)
-        if self.seed is not None and self.generator is not None:
-            raise ValueError("pass either seed or generator, not both")
+        if self.seed not in (None, 0) and self.generator is not None:  # 0: the default, left as is
+            raise ValueError(f"pass either seed or generator, not both (got seed={self.seed} and a generator)")
         if self.store is not None and self.grad:
             raise ValueError("store= keeps finished chunks on disk, which grad=True (autograd graphs) cannot")
 

@@ -55,6 +55,7 @@ from .inputs import (
 )
 from .marginals import require_marginals
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
+from .pc import PredictorCorrector
 from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
@@ -158,6 +159,11 @@ NoiseSpec = NoiseSource | Literal["gaussian", "brownian"] | None
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 """Sampling dtypes whose runs keep the state in float32 and call only the score in them."""
+
+
+_PC_WITHOUT_MARGINALS = ("pass predictor='euler_maruyama', corrector='none' (Euler-Maruyama; the default "
+                         "predictor, reverse diffusion, and the Langevin correctors need sigma(t)), or pick a "
+                         "solver without needs_marginals (euler_maruyama, ode_*, torchsde_*, adaptive_sde)")
 
 
 class _ScoreIn:
@@ -268,8 +274,16 @@ def _initial_state(
             f"{type(sde).__name__} has no prior_sample(shape, generator=, dtype=, device=) to draw "
             "x_T from; pass x_T= (the initial state at T)"
         )
-    return check_prior_draw(sde.prior_sample(shape, generator=generator, dtype=dtype, device=device),
-                            sde, shape, dtype, device)
+    try:
+        draw = sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
+    except TypeError as err:
+        if "unexpected keyword" not in str(err):
+            raise
+        raise TypeError(
+            f"{type(sde).__name__}.prior_sample must take prior_sample(shape, *, generator=None, "
+            f"dtype=None, device=None) (solvers.protocol.HasPrior): {err}; or pass x_T= (the initial state at T)"
+        ) from err
+    return check_prior_draw(draw, sde, shape, dtype, device)
 
 
 def _resolve_generator(seed: int | None, generator: torch.Generator | None,
@@ -295,7 +309,7 @@ def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str 
     if solver.adaptive and isinstance(grid, str):
         steps = 1
     if isinstance(grid, str) and grid == "auto":
-        require_marginals(sde, "grid='auto'")
+        require_marginals(sde, "grid='auto'", "use grid='uniform' or 'quadratic'")
         ts, pilot = auto_grid_report(cast(DiffusionSDE, sde), score, steps, shape, cache_as=cache_as)
         return ts, {"pilot_nfe": pilot.nfe, "pilot_batch": pilot.batch, "pilot_seconds": pilot.seconds,
                     "pilot_cached": pilot.cached}
@@ -401,7 +415,8 @@ def sample(
         score = _ScoreIn(score, out_dtype)
     check_sde(sde, shape[1:], dtype, device_)
     if solver_obj.needs_marginals:  # before the grid, which may need them too
-        require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__)
+        require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__,
+                          _PC_WITHOUT_MARGINALS if isinstance(solver_obj, PredictorCorrector) else None)
     generator = _resolve_generator(seed, generator, device_)
     lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
     ts, grid_stats = _build_grid(solver_obj, sde, score, grid, steps, shape, cache_as)

@@ -235,7 +235,7 @@ def auto_grid_report(
     mass = (1 - mix) * mass / mass.sum() + mix * h / h.sum()
     u_grid = equidistribute(u, mass, n)  # from u_T down to u_eps
     ts = time_from_edm_sigma(sde, torch.exp(u_grid))
-    ts[0], ts[-1] = sde.T, sde.eps
+    ts[0], ts[-1] = float(sde.T), float(sde.eps)
     if not bool((ts[1:] < ts[:-1]).all()):  # coincident levels (tiny n): fall back to sorting out ties
         ts = torch.unique(ts).flip(0)
         if len(ts) != n + 1:

@@ -55,7 +55,7 @@ def _check_n(n: int) -> int:
 
 
 def _pin_ends(ts: Tensor, sde: ReverseSDEParts) -> Tensor:
-    ts[0], ts[-1] = sde.T, sde.eps
+    ts[0], ts[-1] = float(sde.T), float(sde.eps)  # NumPy / 0-d tensor ends too
     return ts
 
 
@@ -190,7 +190,7 @@ def uniform_logsnr(sde: MarginalSDE, n: int, share: float = LOGSNR_SHARE, resolu
     geometric_points = torch.logspace(-12.0, 0.0, resolution + 1, dtype=torch.float64)
     offsets = torch.unique(torch.cat([uniform_points, geometric_points]))
     ts = (sde.eps + span * offsets).flip(0)  # decreasing, T ... eps
-    ts[0], ts[-1] = sde.T, sde.eps
+    ts[0], ts[-1] = float(sde.T), float(sde.eps)
     lam = log_snr(sde, ts)
     mass = torch.maximum(-ts.diff() / span, share * lam.diff().abs() / (bottom - top))
     return _pin_ends(equidistribute(ts, mass, n), sde)

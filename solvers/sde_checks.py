@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .inputs import as_real
 from .protocol import ReverseSDEParts
+from .sde_consistency import warn_if_inconsistent
 
 __all__ = ["check_time_range", "check_sde", "check_prior_draw", "warn_if_diverged", "DIVERGED_FACTOR"]
 
@@ -83,7 +84,8 @@ def check_sde(sde: ReverseSDEParts, data_shape: tuple[int, ...], dtype: torch.dt
     Checks: `check_time_range`; ``drift(x, t)`` returns a finite tensor of ``x``'s shape;
     ``diffusion(t)`` a finite non-negative ``(2,)`` tensor; ``marginal_coeffs(t)``, if the SDE
     has it, a pair of ``(2,)`` tensors with ``alpha > 0`` and ``sigma > 0`` (``sigma(eps) = 0``
-    would divide by zero in every step that uses the score's data prediction).
+    would divide by zero in every step that uses the score's data prediction), and warns
+    when the marginals do not belong to the drift and diffusion (`solvers.sde_consistency`).
 
     Raises:
         TypeError: a member is missing or returns something that is not a floating tensor.
@@ -112,6 +114,7 @@ def check_sde(sde: ReverseSDEParts, data_shape: tuple[int, ...], dtype: torch.dt
                             "pair (alpha(t), sigma(t)) of x_t = alpha x_0 + sigma z")
         _check_vector(coeffs[0], f"{name}.marginal_coeffs(t)[0] (alpha)", 2, dtype, positive=True)
         _check_vector(coeffs[1], f"{name}.marginal_coeffs(t)[1] (sigma)", 2, dtype, positive=True)
+        warn_if_inconsistent(sde, data_shape, device, stacklevel=4)
 
 
 def check_prior_draw(x: Any, sde: object, shape: tuple[int, ...], dtype: torch.dtype,

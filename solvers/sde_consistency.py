@@ -1,0 +1,103 @@
+"""Do an SDE's marginals belong to its drift and diffusion? A warning before a run if not.
+
+Solvers read an SDE in two ways. Euler-Maruyama, the ``ode_*`` integrators and the
+``torchsde_*`` methods use ``drift(x, t)`` and ``diffusion(t)``; DDIM, the exponential
+integrators, the end-of-run step and the ``logsnr``/``karras`` grids use
+``marginal_coeffs(t) = (alpha, sigma)``. For a linear SDE ``dx = f(t) x dt + g(t) dW`` the
+marginals ``x_t = alpha x_0 + sigma z`` follow from ``f`` and ``g`` (Song et al. 2021, App. B;
+Kingma et al. 2021, "Variational Diffusion Models", eq. 16-17)::
+
+    f(t) = d ln alpha / dt,        g(t)^2 = d sigma^2 / dt - 2 f(t) sigma^2.
+
+A hand-written SDE whose members disagree (a drift off by a factor, ``g = t`` instead of
+``sqrt(2 t)`` for ``sigma = t``) runs without an error, and the two families of solvers then
+sample different laws. `warn_if_inconsistent` checks both identities at a few interior times
+by central and one-sided finite differences (a schedule with a kink, e.g. a piecewise-
+constant ``beta``, matches on one side) and warns above `CONSISTENCY_RTOL`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from .protocol import ReverseSDEParts
+
+__all__ = ["warn_if_inconsistent", "consistency_error", "CONSISTENCY_RTOL", "PROBE_FRACTIONS"]
+
+CONSISTENCY_RTOL = 0.01
+"""Relative mismatch of the identities above that is reported. The built-in schedules match to
+1e-8 at the finite-difference step `_STEP` (central differences); a schedule computed in float32
+to about 1e-4 (its round-off divided by the step)."""
+
+PROBE_FRACTIONS = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""Where in ``[eps, T]`` the identities are checked."""
+
+_STEP = 1e-3  # finite-difference step, relative to T - eps
+
+
+def consistency_error(sde: ReverseSDEParts, data_shape: tuple[int, ...],
+                      device: torch.device | None = None) -> tuple[float, float, float, str]:
+    """``(relative error, t, value, what)``: the largest mismatch of the identities above over
+    `PROBE_FRACTIONS`, where it is, and which member (``"drift"`` or ``"diffusion"``).
+
+    The drift is compared on ``x = 1`` (shape ``(1, *data_shape)``) with ``f(t) x``, relative to
+    the SDE's rate scale ``|f| + g^2 / (2 sigma^2)``; ``g^2`` relative to
+    ``|g^2| + |d sigma^2/dt| + |2 f sigma^2|``. Evaluated in float64 (float32 on devices
+    without it).
+    """
+    dtype = torch.float32 if device is not None and device.type == "mps" else torch.float64
+    T, eps = float(sde.T), float(sde.eps)
+    h = _STEP * (T - eps)
+    centre = torch.tensor([eps + f * (T - eps) for f in PROBE_FRACTIONS], dtype=dtype, device=device)
+    k = len(PROBE_FRACTIONS)
+    times = torch.cat([centre - h, centre, centre + h])
+    with torch.no_grad():
+        alpha, sigma = (v.to(dtype) for v in sde.marginal_coeffs(times))  # type: ignore[attr-defined]
+        log_a, var = alpha.log().view(3, k), sigma.pow(2).view(3, k)
+        g2 = sde.diffusion(centre).to(dtype).pow(2)
+        x = torch.ones((k, *data_shape), dtype=dtype, device=device)
+        drift = sde.drift(x, centre).to(dtype).reshape(k, -1)
+    worst: tuple[float, float, float, str] = (0.0, T, 0.0, "")
+    # central, backward and forward differences: a kink in the schedule matches on one side
+    diffs = [((log_a[2] - log_a[0]) / (2 * h), (var[2] - var[0]) / (2 * h)),
+             ((log_a[1] - log_a[0]) / h, (var[1] - var[0]) / h),
+             ((log_a[2] - log_a[1]) / h, (var[2] - var[1]) / h)]
+    drift_err, g2_err = [], []
+    for f, dvar in diffs:
+        g2_model = dvar - 2 * f * var[1]
+        rate = f.abs() + g2.abs() / (2 * var[1])
+        drift_err.append((drift - f[:, None]).abs().amax(dim=1) / rate)
+        g2_err.append((g2 - g2_model).abs() / (g2.abs() + dvar.abs() + (2 * f * var[1]).abs()))
+    for what, errs, values in (("drift", drift_err, drift[:, 0]), ("diffusion", g2_err, g2)):
+        best: Tensor = torch.stack(errs).nan_to_num(nan=float("inf")).amin(dim=0)
+        i = int(best.argmax())
+        if float(best[i]) > worst[0]:
+            worst = (float(best[i]), float(centre[i]), float(values[i]), what)
+    return worst
+
+
+def warn_if_inconsistent(sde: ReverseSDEParts, data_shape: tuple[int, ...],
+                         device: torch.device | None = None, stacklevel: int = 3) -> None:
+    """Warn when ``sde``'s ``marginal_coeffs`` do not belong to its drift and diffusion
+    (module docstring); nothing for an SDE without ``marginal_coeffs``."""
+    if not callable(getattr(sde, "marginal_coeffs", None)):
+        return
+    err, t, value, what = consistency_error(sde, data_shape, device)
+    if not err > CONSISTENCY_RTOL:
+        return
+    name = type(sde).__name__
+    rule = ("drift(x, t) = (d ln alpha/dt) x" if what == "drift"
+            else "diffusion(t)^2 = d sigma^2/dt - 2 (d ln alpha/dt) sigma^2")
+    got = "drift(1, t)" if what == "drift" else "diffusion(t)^2"
+    warnings.warn(
+        f"{name}: marginal_coeffs(t) = (alpha, sigma) do not belong to its {what}: a linear SDE has "
+        f"{rule}, but at t = {t:.4g} {got} = {value:.6g} is {err:.3g} off (relative). Solvers that use "
+        "the marginals (ddim, dpmpp_*, unipc, the end step, the logsnr/karras grids) and those that "
+        "use drift and diffusion (euler_maruyama, ode_*, torchsde_*) will sample different laws; "
+        "fix the member that is wrong",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )

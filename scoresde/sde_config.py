@@ -8,6 +8,7 @@ config (a checkpoint's) with a given one, floats to a relative tolerance.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,8 @@ import torch
 if TYPE_CHECKING:
     from .sde import AffineSDE
 
-__all__ = ["SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "schedule_probe", "configs_match"]
+__all__ = ["SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "schedule_probe", "configs_match",
+           "custom_sde_config"]
 
 SCHEDULE_PROBE_KEY = "log_snr_probe"
 """`AffineSDE.config` key of a schedule given by a callable or a table (`scoresde.BetaSDE`,
@@ -44,6 +46,24 @@ def schedule_probe(sde: AffineSDE) -> list[float]:
         a, s = sde.marginal_coeffs(t)
         lam = torch.log(a.to(torch.float64)) - torch.log(s.to(torch.float64))
     return [float(f"{v:.12g}") for v in lam.tolist()]
+
+
+def custom_sde_config(sde: Any) -> dict[str, Any] | None:
+    """What identifies an SDE of a class that is not registered (`scoresde.SDES`): its
+    ``config()`` when that is JSON-able, with its `schedule_probe` added under
+    `SCHEDULE_PROBE_KEY` when the config lacks one and the SDE has ``marginal_coeffs``; so two
+    objects of one class with other schedules differ even without a ``config()`` (they looked
+    the same to checkpoints and the comparison cache). ``None`` when it has neither."""
+    config = getattr(sde, "config", None)
+    try:
+        conf = json.loads(json.dumps(config())) if callable(config) else None
+    except (TypeError, ValueError):
+        conf = None
+    if not isinstance(conf, dict):
+        conf = None
+    if callable(getattr(sde, "marginal_coeffs", None)) and (conf is None or SCHEDULE_PROBE_KEY not in conf):
+        conf = {**(conf or {}), SCHEDULE_PROBE_KEY: schedule_probe(sde)}
+    return conf
 
 
 def _values_match(a: Any, b: Any, rtol: float) -> bool:

@@ -18,7 +18,8 @@ from torch import Tensor
 
 from solvers.protocol import DiffusionSDE, ScoreFn
 
-from ..sde import AffineSDE, get_sde
+from ..sde import SDES, AffineSDE, get_sde
+from ..sde_config import custom_sde_config
 from ..targets import GaussianMixture, get_target
 
 __all__ = ["Problem", "LoadedCheckpoint", "CheckpointLoader"]
@@ -172,6 +173,9 @@ def _dir_stamp(path: Path) -> int:
 
 
 def sde_config(sde: DiffusionSDE) -> dict[str, Any]:
-    """JSON-able settings of `sde` (its `config()` when it has one, else `T` and `eps`)."""
-    config = getattr(sde, "config", None)
-    return dict(config()) if callable(config) else {"T": sde.T, "eps": sde.eps}
+    """JSON-able settings of `sde`: a registered class's `config()`; for another class `T`,
+    `eps` and `scoresde.sde_config.custom_sde_config` (its config and schedule probe), so that
+    cached cells of one custom SDE are not reused for another of the same class."""
+    if type(sde) in SDES.values():
+        return dict(sde.config())  # type: ignore[attr-defined]
+    return {"T": float(sde.T), "eps": float(sde.eps), "config": custom_sde_config(sde)}

@@ -23,6 +23,7 @@ from solvers.inputs import as_integer, as_real, check_seed
 from ..losses import LossConfig
 from ..models import ModelConfig
 from ..sde import CONFIG_RTOL, SCHEDULE_PROBE_KEY, SDES, configs_match, get_sde
+from ..sde_config import custom_sde_config
 
 __all__ = ["SDEConfig", "OptimConfig", "TrainConfig", "RUNTIME_FIELDS", "config_diff", "lr_factor",
            "LRAnchor", "effective_warmup", "resume_anchor", "CUSTOM_SDE"]
@@ -109,11 +110,7 @@ class SDEConfig:
                 f"{type(sde).__name__} is not an SDE: it lacks {missing} (needed: T, eps, "
                 f"{', '.join(_SDE_METHODS)}; see solvers.DiffusionSDE)"
             )
-        conf = getattr(sde, "config", None)
-        try:
-            params_conf = json.loads(json.dumps(conf())) if callable(conf) else None
-        except (TypeError, ValueError):
-            params_conf = None
+        params_conf = custom_sde_config(sde)
         klass = f"{type(sde).__module__}.{type(sde).__qualname__}"
         out = cls(name=CUSTOM_SDE, params={"class": klass, "config": params_conf,
                                            "T": float(sde.T), "eps": float(sde.eps)})

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scoresde.cli import main
-from scoresde.sde import VPSDE
+from scoresde.sde import SCHEDULE_PROBE_KEY, VPSDE, schedule_probe
 from scoresde.train import (
     OptimConfig,
     load_checkpoint,
@@ -59,7 +59,9 @@ def test_custom_sde_trains_and_must_be_passed_again_to_load(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="custom SDE.*CubicVP.*load_model\\(path, sde=my_sde\\)"):
         load_model(tmp_path)
     m2, sde2, cfg = load_model(tmp_path, sde=sde)
-    assert sde2 is sde and cfg.sde.name == "custom" and cfg.sde.params["config"] == sde.config()
+    # the class's config, and its half log-SNR at nine times (two schedules of one class differ)
+    assert sde2 is sde and cfg.sde.name == "custom"
+    assert cfg.sde.params["config"] == {**sde.config(), SCHEDULE_PROBE_KEY: schedule_probe(sde)}
     x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
     t = torch.full((5,), 0.5)
     torch.testing.assert_close(m2.score_fn(sde2)(x, t), model.score_fn(sde)(x, t))

@@ -37,7 +37,7 @@ from .beta_integral import CompositeIntegral, check_integral
 from .sde import SCHEDULE_PROBE_KEY, AffineSDE, VarPreservingSDE, schedule_probe
 
 __all__ = [
-    "BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "matched_prior_std", "PRIOR_KL_TOL",
+    "BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "isotropic_prior_std", "matched_prior_std", "PRIOR_KL_TOL",
     "check_end_noise", "END_NOISE_RATIO",
 ]
 
@@ -138,6 +138,29 @@ def _prior_std_of(sde: object) -> float:
         z = sde.prior_sample((1 << 16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         return float(z.pow(2).mean().sqrt())
     raise TypeError(f"{type(sde).__name__} has neither prior_log_prob nor prior_sample: no prior to check")
+
+
+def isotropic_prior_std(sde: object, data_shape: tuple[int, ...]) -> float | None:
+    """``p`` when ``sde``'s prior is ``N(0, p^2 I)`` on data of shape ``data_shape``, else ``None``.
+
+    ``prior_log_prob``, the density the likelihood uses, is read at ``z = 0``
+    (``-D ln(2 pi p^2)/2`` gives ``p``) and compared at ``z = 1`` with
+    ``-D ln(2 pi p^2)/2 - D/(2 p^2)``: a prior of another form (a mean off the origin, another
+    variance per coordinate) does not match and gives ``None``, whatever a ``prior_std``
+    attribute says (a subclass may override the density and inherit the attribute). Without
+    ``prior_log_prob``, the ``prior_std`` attribute (or ``None``).
+    """
+    prior = getattr(sde, "prior_log_prob", None)
+    if not callable(prior):
+        std = getattr(sde, "prior_std", None)
+        return None if std is None else float(std)
+    dim = math.prod(data_shape)
+    z = torch.stack([torch.zeros(data_shape, dtype=torch.float64), torch.ones(data_shape, dtype=torch.float64)])
+    with torch.no_grad():
+        lp = prior(z).to(torch.float64).tolist()
+    p2 = math.exp(-2.0 * lp[0] / dim) / (2 * math.pi)
+    expected = lp[0] - dim / (2 * p2)
+    return math.sqrt(p2) if math.isclose(lp[1], expected, rel_tol=1e-6, abs_tol=1e-9) else None
 
 
 def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_TOL,

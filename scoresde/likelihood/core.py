@@ -135,13 +135,20 @@ def likelihood(
     x = x.to(dtype=dtype, device=device)
     if not run.grad:
         x = x.detach()
+    if opts.density.prior is None and not callable(getattr(sde, "prior_log_prob", None)):
+        raise TypeError(
+            f"{type(sde).__name__} has no prior_log_prob(z) -> (B,): the likelihood needs the log-density "
+            "of the prior at T; add it to the SDE, or pass prior= (a callable x_T: (B, *D) -> (B,))"
+        )
     if (opts.density.prior is None and not getattr(sde, "prior_chosen", False)
-            and hasattr(sde, "marginal_coeffs") and hasattr(sde, "prior_log_prob")):
+            and hasattr(sde, "marginal_coeffs")):
         # log p_0 is measured against the SDE's prior at T: say (with the numbers) when p_T is far
         # from it, e.g. an own schedule whose alpha(T) is not small (Song et al. 2021 assume p_T = prior).
-        from ..schedules import check_prior
+        # The check assumes a prior N(0, p^2 I); a hand-written prior of another form is the user's choice.
+        from ..schedules import check_prior, isotropic_prior_std
 
-        check_prior(sde, data_std=float(x.detach().double().pow(2).mean().sqrt()), stacklevel=3)
+        if isotropic_prior_std(sde, tuple(x.shape[1:])) is not None:
+            check_prior(sde, data_std=float(x.detach().double().pow(2).mean().sqrt()), stacklevel=3)
     return LikelihoodRun(sde, score_fn, x, opts).run()
 
 

@@ -37,7 +37,7 @@ from ._common import Limits, Range, get_axes, get_axes_grid, time_label, xy_limi
 from .marginals import plot_density
 
 __all__ = ["field_on_grid", "field_dtype_device", "plot_vector_field", "plot_score_field", "plot_velocity_field",
-           "plot_fields"]
+           "plot_fields", "default_field_times", "FIELD_TIME_FRACTIONS"]
 
 FieldKind = Literal["quiver", "stream"]
 VectorFn = Callable[[Tensor, Tensor], Tensor]
@@ -322,10 +322,19 @@ def plot_velocity_field(
                              dtype=dtype, device=device)
 
 
+FIELD_TIME_FRACTIONS = (1.0, 0.3, 0.1, 0.01)
+"""Default field panels, as fractions of the SDE's ``T`` (`default_field_times`)."""
+
+
+def default_field_times(sde: DiffusionSDE) -> tuple[float, ...]:
+    """``T``, ``0.3 T``, ``0.1 T``, ``0.01 T`` of ``sde`` (each clipped to ``[eps, T]`` where drawn)."""
+    return tuple(f * float(sde.T) for f in FIELD_TIME_FRACTIONS)
+
+
 def plot_fields(
     sde: DiffusionSDE,
     score: ScoreFn,
-    at: Sequence[float] = (1.0, 0.3, 0.1, 0.01),
+    at: Sequence[float] | None = None,
     *,
     target: GaussianMixture | None = None,
     ax: Sequence[Axes] | None = None,
@@ -338,15 +347,16 @@ def plot_fields(
 ) -> Figure:
     """Two rows of panels: the score (top) and the sampling-direction PF-ODE velocity (bottom).
 
-    One column per time in ``at`` (clipped to ``[eps, T]``: the default's ``1.0`` is ``T`` of
-    an SDE that ends earlier); ``ax`` takes ``2 * len(at)`` axes, row-major. ``dtype``,
+    One column per time in ``at`` (clipped to ``[eps, T]``; default `default_field_times`:
+    ``T``, ``0.3 T``, ``0.1 T``, ``0.01 T``, so that an SDE on ``[0, 1000]`` (DDPM's integer
+    time) or ``[0, 80]`` (EDM) gets four different noise levels); ``ax`` takes ``2 * len(at)`` axes, row-major. ``dtype``,
     ``device``: as in `plot_score_field`. Returns the figure.
 
     Raises:
         ValueError: as `plot_score_field`; ``at`` empty or with a NaN / infinite time.
     """
     _check_2d(target)
-    raw = [_check_time(t) for t in at]
+    raw = [_check_time(t) for t in (default_field_times(sde) if at is None else at)]
     if not raw:
         raise ValueError("at must name at least one time")
     times = [min(max(t, float(sde.eps)), float(sde.T)) for t in raw]

@@ -22,7 +22,7 @@ from solvers.result import Solution
 from ..targets import GaussianMixture
 from ._common import Limits, Range, save_figure, square_limits, to_numpy
 from .animation import animate_forward_reverse, save_animation_all
-from .fields import plot_fields
+from .fields import default_field_times, plot_fields
 from .marginals import plot_snapshots
 from .solver_grid import plot_solver_grid
 from .trajectories import plot_forward_reverse, plot_trajectories
@@ -70,7 +70,7 @@ def write_sampling_figures(
         x0: data samples ``(B, 2)`` for the forward process (default: ``target.sample``).
         title: prefix of figure titles (e.g. ``"exact score"``).
         fields_at: times of the field panels (clipped to ``[eps, T]``); default (``None``):
-            ``(T, 0.3, 0.1, 0.01)`` of ``sde``.
+            ``T``, ``0.3 T``, ``0.1 T``, ``0.01 T`` of ``sde`` (`default_field_times`).
         gif: write the forward/reverse animation (when ``"animation"`` is in ``which``).
         which: subset of `FIGURES` to write; default (``None``): all of them, except the
             score / velocity ``fields`` for data that is not 2-D (the other figures then show
@@ -125,7 +125,7 @@ def write_sampling_figures(
                              + (" (lines: exact $p_t$)" if target is not None else ""))
         files["snapshots"] = save_figure(fig, out / "snapshots.png", dpi=dpi)
     if "fields" in which:
-        at = (float(sde.T), 0.3, 0.1, 0.01) if fields_at is None else fields_at
+        at = default_field_times(sde) if fields_at is None else fields_at
         fig = plot_fields(sde, score, at, target=target, lims=lims, density=field_density,
                           kind=kind, dtype=dtype, device=device,  # type: ignore[arg-type]
                           suptitle=f"{prefix}score and probability-flow velocity (arrows: direction; "

@@ -164,8 +164,10 @@ def ours(solver: str | solvers.Solver, nfe_per_step: int, **kw: object) -> Sampl
         steps = max(1, (budget - 1) // nfe_per_step)
         while True:  # the largest step count whose NFE (end-of-run step included) fits the budget
             r = solvers.sample(p.sde, p.score, solver=solver, steps=steps, x_T=p.start(seed), seed=seed, **kw)
-            if r.nfe <= budget or steps == 1:
+            if r.nfe <= budget:
                 return r.samples, r.nfe
+            if steps == 1:  # one step already costs more: no cell at this budget (as for the peers)
+                raise NotImplementedError(f"one step costs {r.nfe} NFE > {budget}")
             steps -= max(1, (r.nfe - budget) // nfe_per_step)
             steps = max(1, steps)
 
@@ -228,7 +230,10 @@ def k_diffusion_samplers(kd: types.ModuleType) -> dict[str, Sampler]:
 
         def run(p: Problem, budget: int, seed: int) -> tuple[Tensor, int]:
             # Largest number of sigmas whose NFE fits the budget.
-            n = max(m for m in range(1, budget + 2) if nfe_of_n(m) <= budget or m == 1)
+            fits = [m for m in range(1, budget + 2) if nfe_of_n(m) <= budget]
+            if not fits:  # no cell at this budget: every schedule costs more
+                raise NotImplementedError(f"{fn_name} needs more than {budget} NFE")
+            n = max(fits)
             s_min, s_max = p.sigma_edm(p.sde.eps), p.sigma_edm(p.sde.T)
             if schedule == "karras":
                 sigmas = kd.get_sigmas_karras(n, s_min, s_max, rho=7.0)

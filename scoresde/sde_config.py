@@ -18,7 +18,7 @@ import torch
 if TYPE_CHECKING:
     from .sde import AffineSDE
 
-__all__ = ["SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "schedule_probe", "configs_match",
+__all__ = ["SCHEDULE_PROBE_KEY", "SCHEDULE_PROBES", "CONFIG_RTOL", "PROBE_TOL", "schedule_probe", "configs_match",
            "custom_sde_config"]
 
 SCHEDULE_PROBE_KEY = "log_snr_probe"
@@ -30,7 +30,13 @@ SCHEDULE_PROBES = 9
 """Number of probe times ``t_i = eps + (T - eps) i / 8``, ``i = 0..8``, of `schedule_probe`."""
 
 CONFIG_RTOL = 1e-9
-"""Relative tolerance of `configs_match` on floats (round-off of a recomputed schedule probe)."""
+"""Relative tolerance of `configs_match` on floats (parameters written out and read back)."""
+
+PROBE_TOL = 1e-6
+"""Relative and absolute tolerance of `configs_match` on a `schedule_probe` (half log-SNR values):
+a schedule recomputed in another order of operations, or in float32 on another device, moves
+them by round-off (1e-16 absolute where the log-SNR crosses 0; 1e-7 relative in float32), and
+1e-6 in the log-SNR is far below any change of schedule that matters."""
 
 
 def schedule_probe(sde: AffineSDE) -> list[float]:
@@ -53,7 +59,8 @@ def custom_sde_config(sde: Any) -> dict[str, Any] | None:
     ``config()`` when that is JSON-able, with its `schedule_probe` added under
     `SCHEDULE_PROBE_KEY` when the config lacks one and the SDE has ``marginal_coeffs``; so two
     objects of one class with other schedules differ even without a ``config()`` (they looked
-    the same to checkpoints and the comparison cache). ``None`` when it has neither."""
+    the same to checkpoints and the comparison cache). ``None`` when it has neither; no probe
+    when the SDE cannot be evaluated on float64 CPU times (tensors on another device)."""
     config = getattr(sde, "config", None)
     try:
         conf = json.loads(json.dumps(config())) if callable(config) else None
@@ -62,21 +69,34 @@ def custom_sde_config(sde: Any) -> dict[str, Any] | None:
     if not isinstance(conf, dict):
         conf = None
     if callable(getattr(sde, "marginal_coeffs", None)) and (conf is None or SCHEDULE_PROBE_KEY not in conf):
-        conf = {**(conf or {}), SCHEDULE_PROBE_KEY: schedule_probe(sde)}
+        try:
+            probe = schedule_probe(sde)
+        except (RuntimeError, TypeError, ValueError):  # e.g. its tensors live on another device than the CPU
+            return conf
+        conf = {**(conf or {}), SCHEDULE_PROBE_KEY: probe}
     return conf
 
 
-def _values_match(a: Any, b: Any, rtol: float) -> bool:
-    """Equality, with floats (also inside lists) compared to relative tolerance ``rtol``."""
+def _values_match(a: Any, b: Any, rtol: float, atol: float = 0.0) -> bool:
+    """Equality, with floats (also inside lists) compared to tolerances ``rtol``, ``atol``; a
+    `schedule_probe` inside a mapping to `PROBE_TOL`."""
     if isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) or isinstance(b, str):
         return bool(a == b)
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=0.0)
+        return a == b or math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=atol)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_values_match(x, y, rtol) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(_values_match(x, y, rtol, atol) for x, y in zip(a, b, strict=True))
     if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return set(a) == set(b) and all(_values_match(a[k], b[k], rtol) for k in a)
+        return set(a) == set(b) and all(_entry_match(k, a[k], b[k], rtol, atol) for k in a)
     return bool(a == b)
+
+
+def _entry_match(key: object, a: Any, b: Any, rtol: float, atol: float = 0.0) -> bool:
+    """`_values_match` of one config entry; a schedule probe (its key, or a flattened key ending
+    in it) within `PROBE_TOL`."""
+    if isinstance(key, str) and key.rsplit(".", 1)[-1] == SCHEDULE_PROBE_KEY:
+        return _values_match(a, b, max(rtol, PROBE_TOL), max(atol, PROBE_TOL))
+    return _values_match(a, b, rtol, atol)
 
 
 def configs_match(stored: Mapping[str, Any], given: Mapping[str, Any], *, rtol: float = CONFIG_RTOL,
@@ -92,4 +112,4 @@ def configs_match(stored: Mapping[str, Any], given: Mapping[str, Any], *, rtol: 
         return False
     if any(k not in stored and k not in optional for k in given):
         return False
-    return all(_values_match(v, given[k], rtol) for k, v in stored.items())
+    return all(_entry_match(k, v, given[k], rtol) for k, v in stored.items())

@@ -19,11 +19,13 @@ that no stretch of ``u`` is left empty) into ``n`` equal masses, mapped back to 
 The pilot is cached per (score object, SDE, sample shape, settings), so repeated calls on
 one model pay it once; ``pilot_cost`` reports its NFE (on ``pilot`` samples). An entry holds
 only a weak reference to the score and is used only while that very object is alive (a new
-closure that happens to reuse a freed one's address gets its own pilot); a score that is a
-``torch.nn.Module``, or a bound method of one, also keys on its parameters' and buffers'
-versions, so training it in place between calls invalidates the entry. Any other score that
-changes between calls (a closure over a model being trained) needs ``clear_cache()``.
-A score that takes no weak reference is never cached.
+closure that happens to reuse a freed one's address gets its own pilot, and the entry is
+dropped when its score is freed); a score that is a ``torch.nn.Module``, a bound method of one,
+or a function whose closure holds modules (``ScoreModel.score_fn(sde)``) also keys on their
+parameters' and buffers' versions, so training them in place between calls invalidates the
+entry. A score that changes in any other way between calls (weights written through
+``.data``, a model reached through other objects) needs ``clear_cache()``. A score that
+takes no weak reference is never cached.
 """
 
 from __future__ import annotations
@@ -84,12 +86,29 @@ def _owner(score: ScoreFn) -> tuple[Any, object]:
     return score, None
 
 
+def _modules(owner: Any) -> list[torch.nn.Module]:
+    """The modules a score's result depends on, as far as can be seen: the score itself, or the
+    modules its closure holds (``ScoreModel.score_fn(sde)`` is a closure over the network)."""
+    if isinstance(owner, torch.nn.Module):
+        return [owner]
+    cells = getattr(owner, "__closure__", None) or ()
+    found = []
+    for cell in cells:
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(value, torch.nn.Module):
+            found.append(value)
+    return found
+
+
 def _weights(owner: Any) -> tuple[tuple[int, int], ...]:
-    """``(data_ptr, version)`` of a module's parameters and buffers (empty for anything else):
-    in-place updates (optimizer steps, ``load_state_dict``) bump the versions."""
-    if not isinstance(owner, torch.nn.Module):
-        return ()
-    return tuple((int(p.data_ptr()), int(p._version)) for p in (*owner.parameters(), *owner.buffers()))
+    """``(data_ptr, version)`` of the parameters and buffers of `_modules` (empty for anything
+    else): in-place updates (optimizer steps, ``load_state_dict``, EMA updates) bump the versions;
+    writes through ``.data`` do not (``clear_cache()`` after them)."""
+    return tuple((int(p.data_ptr()), int(p._version))
+                 for m in _modules(owner) for p in (*m.parameters(), *m.buffers()))
 
 
 def _key(sde: DiffusionSDE, owner: Any, func: object, shape: tuple[int, ...], pilot: int, rtol: float,
@@ -163,10 +182,15 @@ def _pilot(
     nodes = info["t"]
     assert isinstance(nodes, Tensor)
     out, nfe = nodes.to(torch.float64), int(info["nfe"])  # type: ignore[call-overload]
-    try:
-        _CACHE[key] = _Entry(weakref.ref(owner), _weights(owner), out, nfe)
+    def forget(_: object, k: tuple[object, ...] = key) -> None:
+        _CACHE.pop(k, None)
+
+    try:  # the entry leaves the cache when the score object is freed
+        ref = weakref.ref(owner, forget)
     except TypeError:  # no weak reference to this callable: not cached
-        pass
+        ref = None
+    if ref is not None:
+        _CACHE[key] = _Entry(ref, _weights(owner), out, nfe)
     return out, nfe, PilotReport(nfe, pilot, time.perf_counter() - start, False)
 
 

@@ -39,9 +39,11 @@ _STEP = 1e-3  # finite-difference step, relative to T - eps
 
 
 def consistency_error(sde: ReverseSDEParts, data_shape: tuple[int, ...],
-                      device: torch.device | None = None) -> tuple[float, float, float, str]:
-    """``(relative error, t, value, what)``: the largest mismatch of the identities above over
-    `PROBE_FRACTIONS`, where it is, and which member (``"drift"`` or ``"diffusion"``).
+                      device: torch.device | None = None) -> tuple[float, float, float, float, str]:
+    """``(relative error, t, value, implied, what)``: the largest mismatch of the identities
+    above over `PROBE_FRACTIONS`, where it is, the member's value there and the value the
+    marginals imply, and which member (``"drift"``: ``drift(1, t)`` against ``f(t)``, or
+    ``"diffusion"``: ``g(t)^2`` against ``d sigma^2/dt - 2 f sigma^2``).
 
     The drift is compared on ``x = 1`` (shape ``(1, *data_shape)``) with ``f(t) x``, relative to
     the SDE's rate scale ``|f| + g^2 / (2 sigma^2)``; ``g^2`` relative to
@@ -60,22 +62,26 @@ def consistency_error(sde: ReverseSDEParts, data_shape: tuple[int, ...],
         g2 = sde.diffusion(centre).to(dtype).pow(2)
         x = torch.ones((k, *data_shape), dtype=dtype, device=device)
         drift = sde.drift(x, centre).to(dtype).reshape(k, -1)
-    worst: tuple[float, float, float, str] = (0.0, T, 0.0, "")
+    worst: tuple[float, float, float, float, str] = (0.0, T, 0.0, 0.0, "")
     # central, backward and forward differences: a kink in the schedule matches on one side
     diffs = [((log_a[2] - log_a[0]) / (2 * h), (var[2] - var[0]) / (2 * h)),
              ((log_a[1] - log_a[0]) / h, (var[1] - var[0]) / h),
              ((log_a[2] - log_a[1]) / h, (var[2] - var[1]) / h)]
-    drift_err, g2_err = [], []
+    drift_err, g2_err, f_implied, g2_implied = [], [], [], []
     for f, dvar in diffs:
         g2_model = dvar - 2 * f * var[1]
         rate = f.abs() + g2.abs() / (2 * var[1])
         drift_err.append((drift - f[:, None]).abs().amax(dim=1) / rate)
         g2_err.append((g2 - g2_model).abs() / (g2.abs() + dvar.abs() + (2 * f * var[1]).abs()))
-    for what, errs, values in (("drift", drift_err, drift[:, 0]), ("diffusion", g2_err, g2)):
-        best: Tensor = torch.stack(errs).nan_to_num(nan=float("inf")).amin(dim=0)
+        f_implied.append(f)
+        g2_implied.append(g2_model)
+    for what, errs, values, implied in (("drift", drift_err, drift[:, 0], f_implied),
+                                        ("diffusion", g2_err, g2, g2_implied)):
+        stacked: Tensor = torch.stack(errs).nan_to_num(nan=float("inf"))
+        best, side = stacked.min(dim=0)
         i = int(best.argmax())
         if float(best[i]) > worst[0]:
-            worst = (float(best[i]), float(centre[i]), float(values[i]), what)
+            worst = (float(best[i]), float(centre[i]), float(values[i]), float(implied[int(side[i])][i]), what)
     return worst
 
 
@@ -85,7 +91,7 @@ def warn_if_inconsistent(sde: ReverseSDEParts, data_shape: tuple[int, ...],
     (module docstring); nothing for an SDE without ``marginal_coeffs``."""
     if not callable(getattr(sde, "marginal_coeffs", None)):
         return
-    err, t, value, what = consistency_error(sde, data_shape, device)
+    err, t, value, implied, what = consistency_error(sde, data_shape, device)
     if not err > CONSISTENCY_RTOL:
         return
     name = type(sde).__name__
@@ -94,7 +100,7 @@ def warn_if_inconsistent(sde: ReverseSDEParts, data_shape: tuple[int, ...],
     got = "drift(1, t)" if what == "drift" else "diffusion(t)^2"
     warnings.warn(
         f"{name}: marginal_coeffs(t) = (alpha, sigma) do not belong to its {what}: a linear SDE has "
-        f"{rule}, but at t = {t:.4g} {got} = {value:.6g} is {err:.3g} off (relative). Solvers that use "
+        f"{rule}, but at t = {t:.4g} {got} = {value:.6g} where the marginals give {implied:.6g}. Solvers that use "
         "the marginals (ddim, dpmpp_*, unipc, the end step, the logsnr/karras grids) and those that "
         "use drift and diffusion (euler_maruyama, ode_*, torchsde_*) will sample different laws; "
         "fix the member that is wrong",

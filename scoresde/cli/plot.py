@@ -72,8 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--what", type=_names, default=list(FIGURE_NAMES),
                         help=f"figures to write, among {', '.join(FIGURE_NAMES)}")
     parser.add_argument("--fields-at", type=_floats, default=None,
-                        help="times in (0, T] of the score / velocity field panels (default: T, 0.3 T, "
-                        "0.1 T, 0.01 T of the SDE)")
+                        help="times in (0, T] of the score / velocity field panels (default: T and the times "
+                        "where sigma/alpha is 1.23, 0.34, 0.045; 1, 0.3, 0.1, 0.01 under VP)")
     parser.add_argument("--kind", default="quiver", choices=["quiver", "stream"],
                         help="arrows or stream lines for the fields")
     parser.add_argument("--frames", type=int, default=61, help="stored trajectory frames per solver")
@@ -160,8 +160,8 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _fields_at(args: argparse.Namespace, T: float) -> list[float] | None:
     """The field times: ``--fields-at``, each in ``(0, T]``, or ``None`` (the default, which
-    `write_sampling_figures` takes as ``T, 0.3 T, 0.1 T, 0.01 T`` of the SDE: valid for every SDE,
-    e.g. the cosine VP SDE with ``T = 0.9946``). Checked only when the fields are drawn.
+    `write_sampling_figures` takes as `scoresde.plotting.fields.default_field_times`: valid for
+    every SDE, e.g. the cosine VP SDE with ``T = 0.9946``). Checked only when the fields are drawn.
 
     Raises:
         ValueError: a time outside ``(0, T]``.

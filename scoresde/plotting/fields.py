@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from solvers.dynamics import ProbabilityFlowODE
 from solvers.inputs import as_integer, as_real
+from solvers.marginals import edm_sigma, time_from_edm_sigma
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 from ..targets import GaussianMixture
@@ -37,7 +38,7 @@ from ._common import Limits, Range, get_axes, get_axes_grid, time_label, xy_limi
 from .marginals import plot_density
 
 __all__ = ["field_on_grid", "field_dtype_device", "plot_vector_field", "plot_score_field", "plot_velocity_field",
-           "plot_fields", "default_field_times", "FIELD_TIME_FRACTIONS"]
+           "plot_fields", "default_field_times", "FIELD_NOISE_LEVELS", "FIELD_TIME_FRACTIONS"]
 
 FieldKind = Literal["quiver", "stream"]
 VectorFn = Callable[[Tensor, Tensor], Tensor]
@@ -322,13 +323,29 @@ def plot_velocity_field(
                              dtype=dtype, device=device)
 
 
+FIELD_NOISE_LEVELS = (1.234, 0.3402, 0.04469)
+"""Noise-to-signal ratios ``S = sigma/alpha`` of the default field panels after ``T``: those of
+the default VP SDE at ``t = 0.3, 0.1, 0.01`` (on unit-scale data: modes merged, separating, and
+close to the data), so every SDE shows the same stages of the diffusion (`default_field_times`)."""
+
 FIELD_TIME_FRACTIONS = (1.0, 0.3, 0.1, 0.01)
-"""Default field panels, as fractions of the SDE's ``T`` (`default_field_times`)."""
+"""Default field panels, as fractions of ``T``, for an SDE without ``marginal_coeffs``."""
 
 
 def default_field_times(sde: DiffusionSDE) -> tuple[float, ...]:
-    """``T``, ``0.3 T``, ``0.1 T``, ``0.01 T`` of ``sde`` (each clipped to ``[eps, T]`` where drawn)."""
-    return tuple(f * float(sde.T) for f in FIELD_TIME_FRACTIONS)
+    """``T`` and the times where ``sigma/alpha`` is `FIELD_NOISE_LEVELS` (rounded to two
+    significant digits; the default VP SDE gets ``1, 0.3, 0.1, 0.01``). Levels outside the SDE's
+    range ``(S(eps), S(T))`` are replaced by points spread evenly in ``ln S`` across it; an SDE
+    without marginals gets `FIELD_TIME_FRACTIONS` of ``T``."""
+    T = float(sde.T)
+    if not callable(getattr(sde, "marginal_coeffs", None)):
+        return tuple(f * T for f in FIELD_TIME_FRACTIONS)
+    s_T, s_eps = edm_sigma(sde, torch.tensor([T, float(sde.eps)], dtype=torch.float64)).tolist()
+    levels = [s for s in FIELD_NOISE_LEVELS if s_eps < s < s_T]
+    if len(levels) < len(FIELD_NOISE_LEVELS):  # a short or unusual range: spread evenly in ln S
+        levels = [math.exp(math.log(s_eps) + f * math.log(s_T / s_eps)) for f in (0.5, 0.35, 0.15)]
+    times = time_from_edm_sigma(sde, levels).tolist()
+    return (T, *(float(f"{t:.2g}") for t in times))
 
 
 def plot_fields(
@@ -347,9 +364,9 @@ def plot_fields(
 ) -> Figure:
     """Two rows of panels: the score (top) and the sampling-direction PF-ODE velocity (bottom).
 
-    One column per time in ``at`` (clipped to ``[eps, T]``; default `default_field_times`:
-    ``T``, ``0.3 T``, ``0.1 T``, ``0.01 T``, so that an SDE on ``[0, 1000]`` (DDPM's integer
-    time) or ``[0, 80]`` (EDM) gets four different noise levels); ``ax`` takes ``2 * len(at)`` axes, row-major. ``dtype``,
+    One column per time in ``at`` (clipped to ``[eps, T]``; default `default_field_times`: ``T``
+    and three noise levels, the same for every SDE, e.g. ``t = 1, 0.3, 0.1, 0.01`` on the default
+    VP SDE, ``sigma = 80, 1.2, 0.34, 0.045`` on EDM's); ``ax`` takes ``2 * len(at)`` axes, row-major. ``dtype``,
     ``device``: as in `plot_score_field`. Returns the figure.
 
     Raises:

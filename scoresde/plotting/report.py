@@ -70,7 +70,8 @@ def write_sampling_figures(
         x0: data samples ``(B, 2)`` for the forward process (default: ``target.sample``).
         title: prefix of figure titles (e.g. ``"exact score"``).
         fields_at: times of the field panels (clipped to ``[eps, T]``); default (``None``):
-            ``T``, ``0.3 T``, ``0.1 T``, ``0.01 T`` of ``sde`` (`default_field_times`).
+            ``T`` and three noise levels of ``sde`` (`default_field_times`: ``1, 0.3, 0.1, 0.01``
+            on the default VP SDE).
         gif: write the forward/reverse animation (when ``"animation"`` is in ``which``).
         which: subset of `FIGURES` to write; default (``None``): all of them, except the
             score / velocity ``fields`` for data that is not 2-D (the other figures then show

@@ -415,7 +415,7 @@ def config_diff(saved: TrainConfig, current: TrainConfig) -> list[str]:
 
 def _same_entry(key: str, saved: dict[str, Any], current: dict[str, Any]) -> bool:
     """Whether flattened entry ``key`` agrees; a schedule probe (`scoresde.sde.SCHEDULE_PROBE_KEY`)
-    is compared within `scoresde.sde.CONFIG_RTOL` and not at all when an older checkpoint lacks it."""
+    is compared within `scoresde.sde_config.PROBE_TOL` and not at all when an older checkpoint lacks it."""
     if key.rsplit(".", 1)[-1] != SCHEDULE_PROBE_KEY:
         return saved.get(key) == current.get(key)
     if key not in saved:

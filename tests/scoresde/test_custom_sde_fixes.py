@@ -120,7 +120,7 @@ def test_consistent_sdes_do_not_warn():
         sd.DiscreteVPSDE(torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=F64), 0)),
     ]
     for sde in sdes:
-        err, t, _, what = consistency_error(sde, (3, 2))
+        err, t, _, _, what = consistency_error(sde, (3, 2))
         assert err < CONSISTENCY_RTOL / 3, (type(sde).__name__, err, t, what)
 
 
@@ -174,13 +174,18 @@ def test_likelihood_takes_a_prior_of_the_users_own_without_warning():
         sd.likelihood.log_likelihood(LinearVP(T=0.2), target.score_fn(LinearVP(T=0.2)), x)
 
 
-def test_field_panels_default_to_fractions_of_T():
-    sde = LinearVP(hi=0.02 * 1000, lo=1e-4 * 1000, T=1000.0, eps=1.0)  # DDPM's integer time
+def test_field_panels_default_to_the_same_noise_levels_on_every_sde():
+    # DDPM's integer time (T = 1000) and EDM's sigma = t (T = 80): four different noise levels,
+    # the ones the default VP SDE shows at t = 1, 0.3, 0.1, 0.01.
+    ddpm = LinearVP(hi=0.02, lo=1e-4, T=1000.0, eps=1.0)
     target = sd.targets.eight_gaussians()
-    fig = sd.plotting.plot_fields(sde, target.score_fn(sde), target=target, density=5)
+    fig = sd.plotting.plot_fields(ddpm, target.score_fn(ddpm), target=target, density=5)
     titles = [a.get_title() for a in fig.axes[:4]]
-    assert len(set(titles)) == 4 and "1e+03" in titles[0] and "10" in titles[3]
-    assert sd.plotting.fields.default_field_times(sde) == (1000.0, 300.0, 100.0, 10.0)
+    assert len(set(titles)) == 4 and "1e+03" in titles[0]
+    assert sd.plotting.fields.default_field_times(sd.VPSDE()) == (1.0, 0.3, 0.1, 0.01)
+    assert sd.plotting.fields.default_field_times(ddpm) == (1000.0, 300.0, 100.0, 10.0)
+    assert sd.plotting.fields.default_field_times(sd.EDMSDE()) == (80.0, 1.2, 0.34, 0.045)
+    assert sd.plotting.fields.default_field_times(DriftOnly()) == (1.0, 0.3, 0.1, 0.01)
 
 
 class DriftOnly:
@@ -219,3 +224,48 @@ def test_messages_for_what_a_custom_sde_lacks():
 
     with pytest.raises(TypeError, match=r"prior_sample must take prior_sample\(shape, \*, generator"):
         solvers.sample(OldPriorSample(), lambda x, t: -x, (4, 2), "ddim", steps=3, seed=0)
+
+
+class TrigVP:
+    """alpha = cos(pi t/2), sigma = sin(pi t/2), written two ways (the log-SNR crosses 0 at a probe time)."""
+
+    T, eps = 0.999, 1e-3
+
+    def __init__(self, shifted: bool) -> None:
+        self.shifted = shifted
+
+    def config(self):
+        return {"T": self.T}
+
+    def marginal_coeffs(self, t):
+        s = torch.cos(math.pi * (1 - t) / 2) if self.shifted else torch.sin(math.pi * t / 2)
+        return torch.cos(math.pi * t / 2), s
+
+    def drift(self, x, t):
+        return -(math.pi / 2) * torch.tan(math.pi * t / 2).reshape(-1, *[1] * (x.ndim - 1)) * x
+
+    def diffusion(self, t):
+        return torch.sqrt(math.pi * torch.tan(math.pi * t / 2))
+
+    def prior_sample(self, shape, *, generator=None, dtype=None, device=None):
+        return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+
+class MetaVP(LinearVP):
+    """Its coefficients live on another device (meta stands in for a GPU)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.tensor(1.0, device="meta")
+
+    def marginal_coeffs(self, t):
+        a, s = super().marginal_coeffs(t)
+        return a * self.scale, s * self.scale
+
+
+def test_custom_configs_survive_round_off_and_other_devices():
+    stored = SDEConfig.from_sde(TrigVP(shifted=False))
+    assert abs(stored.params["config"]["log_snr_probe"][4]) < 1e-12  # round-off around 0
+    stored.with_instance(TrigVP(shifted=True))  # the same SDE, computed another way
+    on_device = SDEConfig.from_sde(MetaVP())  # recorded without a probe, as before
+    assert on_device.params["config"] is None

@@ -78,3 +78,32 @@ def test_auto_grid_reports_its_pilot_and_caches_under_half_precision():
                            dtype=torch.bfloat16) for _ in range(2)]
     assert [h.stats["pilot_cached"] for h in half] == [False, True]
     assert torch.equal(half[0].times, half[1].times)
+
+
+def test_auto_grid_follows_a_module_behind_a_closure_and_forgets_freed_scores():
+    sde = sd.VPSDE()
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inv_var = torch.nn.Parameter(torch.tensor(1.0, dtype=F64))
+
+        def forward(self, x, t):
+            a, s = sde.marginal_coeffs(t)
+            return -x / (a[:, None] ** 2 / self.inv_var + s[:, None] ** 2)
+
+    model = Scaled()
+
+    def score(x, t):  # as ScoreModel.score_fn(sde) returns
+        return model(x, t)
+
+    auto_grid.clear_cache()
+    first = solvers.sample(sde, score, (8, 2), "ddim", steps=12, grid="auto", seed=0)
+    with torch.no_grad():
+        model.inv_var.mul_(1e4)
+    second = solvers.sample(sde, score, (8, 2), "ddim", steps=12, grid="auto", seed=0)
+    assert second.stats["pilot_cached"] is False and not torch.equal(first.times, second.times)
+    for _ in range(5):
+        auto_grid.auto_grid(sde, lambda x, t: -x, 6, (8, 2))
+    gc.collect()
+    assert len(auto_grid._CACHE) == 1  # only the live closure's entry

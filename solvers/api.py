@@ -56,6 +56,7 @@ from .inputs import (
 from .marginals import require_marginals
 from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .pc import PredictorCorrector
+from .prior_match import PriorMatchProbe, warn_if_off_prior
 from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
@@ -438,9 +439,12 @@ def sample(
     if progress:
         n_chunks = -(-shape[0] // cast(int, batch_size)) if chunked else 1
         bar = SamplingProgress(ts, n_chunks, desc=solver if isinstance(solver, str) else type(solver).__name__)
+    # A prior draw starting at T: its first evaluation says whether it is a sample of p_T.
+    probe = PriorMatchProbe(sde, score) if x_T is None and float(ts[0]) == float(sde.T) else None
     try:
         # The bar sees every score call through the wrapper; counting and checks stay outside it.
-        dynamics = ReverseDynamics(sde, score if bar is None else bar.wrap(score), lam_value,
+        inner = score if probe is None else probe
+        dynamics = ReverseDynamics(sde, inner if bar is None else bar.wrap(inner), lam_value,
                                    check_finite=check_finite)
         if chunked:
             result = sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
@@ -450,6 +454,9 @@ def sample(
             if bar is not None:
                 bar.finish_chunk()
         warn_if_diverged(result.samples, sde)
+        if probe is not None and probe.shift is not None:
+            warn_if_off_prior(probe)
+            grid_stats = {**grid_stats, "prior_shift": probe.shift}
         if grid_stats:
             result = replace(result, stats={**result.stats, **grid_stats})
         if out_dtype != dtype:

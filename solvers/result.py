@@ -29,7 +29,9 @@ class Solution:
             per-sample steps put samples on both sides; ``None`` for the other steps;
             `solvers.end`). With ``grid="auto"``: ``pilot_nfe`` (its pilot's evaluations, on
             ``pilot_batch`` samples, not counted in ``nfe``), ``pilot_seconds`` (spent on it in
-            this call, not in ``seconds``) and ``pilot_cached``.
+            this call, not in ``seconds``) and ``pilot_cached``. ``prior_shift``: for a prior draw
+            of at least 16 samples, how far ``p_T`` is off the prior, in data stds per coordinate
+            (`solvers.prior_match`; it warns above 0.05).
     """
 
     samples: Tensor

@@ -440,7 +440,7 @@ def sample(
         n_chunks = -(-shape[0] // cast(int, batch_size)) if chunked else 1
         bar = SamplingProgress(ts, n_chunks, desc=solver if isinstance(solver, str) else type(solver).__name__)
     # A prior draw starting at T: its first evaluation says whether it is a sample of p_T.
-    probe = PriorMatchProbe(sde, score) if x_T is None and float(ts[0]) == float(sde.T) else None
+    probe = PriorMatchProbe(sde, score, x_start) if x_T is None and float(ts[0]) == float(sde.T) else None
     try:
         # The bar sees every score call through the wrapper; counting and checks stay outside it.
         inner = score if probe is None else probe
@@ -455,8 +455,8 @@ def sample(
                 bar.finish_chunk()
         warn_if_diverged(result.samples, sde)
         if probe is not None and probe.shift is not None:
-            warn_if_off_prior(probe)
-            grid_stats = {**grid_stats, "prior_shift": probe.shift}
+            warn_if_off_prior(probe, deterministic=lam_value == 0.0 and not solver_obj.stochastic)
+            grid_stats = {**grid_stats, "prior_shift": probe.shift, "prior_shift_error": probe.error}
         if grid_stats:
             result = replace(result, stats={**result.stats, **grid_stats})
         if out_dtype != dtype:

@@ -12,9 +12,9 @@ small for data near the origin (default VP SDE, ``|mu| = 3``: 0.02).
 The score at ``T`` measures it: ``E_{x ~ pi}[s(x, T)] = (alpha(T) mu - E_pi x) / v_T``, so over
 the prior draw the mean of ``u = sigma(T) (s(x_T, T) + x_T / p^2)`` (``p^2`` the draw's second
 moment; the second term removes the spread of ``s`` when ``pi`` matches ``p_T``) estimates the
-shift per coordinate. `PriorMatchProbe` reads it from the run's first evaluation at ``T`` and
-`warn_if_off_prior` warns when its root mean square over coordinates exceeds `PRIOR_SHIFT_LIMIT`
-and four times its own sampling error.
+shift per coordinate. `PriorMatchProbe` reads it from the evaluations at ``T`` of the prior
+draw (every chunk's first) and `warn_if_off_prior` warns, for a deterministic run, when its root
+mean square over coordinates exceeds `PRIOR_SHIFT_LIMIT` and four times its own sampling error.
 """
 
 from __future__ import annotations
@@ -37,58 +37,94 @@ MIN_PROBE_SAMPLES = 16
 
 
 class PriorMatchProbe:
-    """Wraps a run's score; from its first call made at ``t = T`` records ``shift`` (the RMS over
-    coordinates of the batch mean of ``u``, module docstring) and ``error`` (its sampling error).
-    Outputs and call count are unchanged; nothing is recorded for an SDE without marginals."""
+    """Wraps a run's score; from its first call at ``t = T`` on each chunk of the prior draw
+    ``x_start`` (rows taken in order, as `solvers.sample` solves them) accumulates ``u`` (module
+    docstring). ``shift`` is the RMS over coordinates of its mean over every such call, ``error``
+    its sampling error. Outputs and call count are unchanged; other calls at ``T`` (a corrector's
+    second evaluation, a rejected adaptive step) are not counted; nothing is recorded for an SDE
+    without marginals or fewer than `MIN_PROBE_SAMPLES` prior samples.
+    """
 
-    def __init__(self, sde: ReverseSDEParts, score: ScoreFn) -> None:
-        self.sde, self.score = sde, score
-        self.shift: float | None = None
-        self.error: float | None = None
-        self._pending = isinstance(sde, HasMarginals)
+    def __init__(self, sde: ReverseSDEParts, score: ScoreFn, x_start: Tensor) -> None:
+        self.sde, self.score, self.x_start = sde, score, x_start
+        self._active = isinstance(sde, HasMarginals) and x_start.shape[0] >= MIN_PROBE_SAMPLES
+        self._offset = 0  # rows of x_start seen so far
+        self._sum: Tensor | None = None
+        self._sum_sq: Tensor | None = None
+        self._n = 0
+        if self._active:
+            with torch.no_grad():
+                flat = x_start.detach().reshape(x_start.shape[0], -1).to(torch.float64)
+                self._p2 = float(flat.pow(2).mean())
+                _, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
+                self._sigma_T = float(sigma[0])
+            self._active = self._p2 > 0 and math.isfinite(self._p2)
+
+    @property
+    def shift(self) -> float | None:
+        if self._sum is None or self._n < MIN_PROBE_SAMPLES:
+            return None
+        return float((self._sum / self._n).pow(2).mean().sqrt())
+
+    @property
+    def error(self) -> float | None:
+        if self._sum is None or self._sum_sq is None or self._n < MIN_PROBE_SAMPLES:
+            return None
+        mean = self._sum / self._n
+        var = (self._sum_sq / self._n - mean.pow(2)).clamp(min=0.0) * self._n / (self._n - 1)
+        return float((var.mean() / self._n).sqrt())
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         out = self.score(x, t)
-        if self._pending:
-            self._pending = False
+        if self._active and self._offset < self.x_start.shape[0]:
             self._measure(x, t, out)
         return out
 
     def _measure(self, x: Tensor, t: Tensor, out: Tensor) -> None:
-        T = float(self.sde.T)
+        n = x.shape[0]
         flat_t = t.detach().reshape(-1)
-        if (x.shape[0] < MIN_PROBE_SAMPLES or not isinstance(out, Tensor) or out.shape != x.shape
-                or flat_t.numel() == 0 or not bool((flat_t == flat_t[0]).all())
-                or not math.isclose(float(flat_t[0]), T, rel_tol=1e-5, abs_tol=0.0)):
+        if (not isinstance(out, Tensor) or out.shape != x.shape or flat_t.numel() == 0
+                or not bool((flat_t == flat_t[0]).all())
+                or not math.isclose(float(flat_t[0]), float(self.sde.T), rel_tol=1e-5, abs_tol=0.0)):
             return
+        rows = self.x_start[self._offset:self._offset + n]
+        if rows.shape != x.shape or not torch.equal(rows, x.detach()):
+            return  # not the next rows of the prior draw (a state moved on at T)
+        self._offset += n
         with torch.no_grad():
-            _, sigma = self.sde.marginal_coeffs(torch.tensor([T], dtype=torch.float64))  # type: ignore[attr-defined]
-            xs = x.detach().reshape(x.shape[0], -1).to(torch.float64)
-            p2 = float(xs.pow(2).mean())
-            if not (p2 > 0 and math.isfinite(p2)):
-                return
-            u = float(sigma[0]) * (out.detach().reshape(x.shape[0], -1).to(torch.float64) + xs / p2)
+            u = self._sigma_T * (out.detach().reshape(n, -1).to(torch.float64)
+                                 + x.detach().reshape(n, -1).to(torch.float64) / self._p2)
             if not bool(torch.isfinite(u).all()):
-                return  # the run's own finiteness check reports it
-            n = u.shape[0]
-            self.shift = float(u.mean(dim=0).pow(2).mean().sqrt())
-            self.error = float((u.var(dim=0).mean() / n).sqrt())
+                self._active = False  # the run's own finiteness check reports it
+                return
+            self._sum = u.sum(dim=0) if self._sum is None else self._sum + u.sum(dim=0)
+            sq = u.pow(2).sum(dim=0)
+            self._sum_sq = sq if self._sum_sq is None else self._sum_sq + sq
+            self._n += n
 
 
-def warn_if_off_prior(probe: PriorMatchProbe, stacklevel: int = 3) -> None:
-    """Warn when the probe's shift exceeds `PRIOR_SHIFT_LIMIT` and four times its error."""
-    if probe.shift is None or probe.error is None:
+def warn_if_off_prior(probe: PriorMatchProbe, deterministic: bool, stacklevel: int = 3) -> None:
+    """Warn, for a deterministic run, when the probe's shift exceeds `PRIOR_SHIFT_LIMIT` and four
+    times its error (a stochastic run forgets most of the offset: no warning, the number stays in
+    the stats)."""
+    shift, error = probe.shift, probe.error
+    if not deterministic or shift is None or error is None:
         return
-    if not (probe.shift > PRIOR_SHIFT_LIMIT and probe.shift > 4 * probe.error):
+    if not (shift > PRIOR_SHIFT_LIMIT and shift > 4 * error):
         return
+    sde = probe.sde
+    alpha, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
+    level = float(sigma[0] / alpha[0])
     warnings.warn(
         f"the prior draw x_T is not a sample of p_T: the score at T says p_T is off the prior by "
-        f"about {probe.shift:.3g} of its spread per coordinate (sigma(T) x the batch mean of "
+        f"about {shift:.3g} of its spread per coordinate (sigma(T) x the batch mean of "
         f"score(x_T, T) + x_T/p^2; solvers.prior_match). The probability-flow ODE carries that offset "
-        f"to the samples (deterministic solvers: the mean off by about {probe.shift:.2g} of the data's "
-        f"std per coordinate); the reverse SDE forgets most of it. Usual cause: data far from the origin "
-        f"against sigma(T)/alpha(T); centre the data (subtract its mean), or under VE raise sigma_max "
-        f"(scoresde.data.suggest_sigma_max)",
+        f"to the samples: the mean off by about {shift:.2g} of the data's std per coordinate (the reverse "
+        f"SDE, lam=1, forgets most of it). Usual causes: data far from the origin (centre it, and add "
+        f"the mean back to the samples), or a conditional or guided score whose class lies off the "
+        f"origin. The offset falls as 1/(sigma(T)/alpha(T)): a noise level of about "
+        f"{level * shift / PRIOR_SHIFT_LIMIT:.3g} at T instead of {level:.3g} brings it to "
+        f"{PRIOR_SHIFT_LIMIT} (under VE: sigma_max)",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

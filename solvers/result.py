@@ -31,7 +31,8 @@ class Solution:
             ``pilot_batch`` samples, not counted in ``nfe``), ``pilot_seconds`` (spent on it in
             this call, not in ``seconds``) and ``pilot_cached``. ``prior_shift``: for a prior draw
             of at least 16 samples, how far ``p_T`` is off the prior, in data stds per coordinate
-            (`solvers.prior_match`; it warns above 0.05).
+            (`solvers.prior_match`; a deterministic run warns above 0.05), and
+            ``prior_shift_error``, its sampling error.
     """
 
     samples: Tensor

@@ -50,3 +50,19 @@ def test_no_estimate_without_a_prior_draw_at_T():
     given = solvers.sample(sde, score, solver="ddim", steps=3, x_T=torch.randn(64, 2), seed=0)
     small = solvers.sample(sde, score, (8, 2), "ddim", steps=3, seed=0)
     assert "prior_shift" not in given.stats and "prior_shift" not in small.stats
+
+
+def test_every_chunk_counts_and_stochastic_runs_keep_quiet():
+    sde = sd.VESDE()
+    mix = sd.GaussianMixture([[20.0, 20.0]], 5.0)
+    score = mix.score_fn(sde)
+    with pytest.warns(RuntimeWarning, match="not a sample of p_T"):
+        whole = solvers.sample(sde, score, (256, 2), "dpmpp_2m", steps=10, seed=0)
+    with pytest.warns(RuntimeWarning, match="under VE: sigma_max"):
+        chunked = solvers.sample(sde, score, (256, 2), "dpmpp_2m", steps=10, seed=0, batch_size=8)
+    assert chunked.stats["prior_shift"] == pytest.approx(whole.stats["prior_shift"], rel=1e-6)
+    assert 0 < chunked.stats["prior_shift_error"] < 0.1 * chunked.stats["prior_shift"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the reverse SDE forgets the offset: the number, no warning
+        em = solvers.sample(sde, score, (256, 2), "euler_maruyama", steps=200, seed=0)
+    assert em.stats["prior_shift"] > PRIOR_SHIFT_LIMIT

@@ -199,22 +199,11 @@ def pilot_cost(sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], **pilo
     return pilot_steps(sde, score, shape, **pilot_options)[1]  # type: ignore[arg-type]
 
 
-def auto_grid(
-    sde: DiffusionSDE,
-    score: ScoreFn,
-    n: int,
-    shape: tuple[int, ...],
-    *,
-    gamma: float = 1.0,
-    mix: float = 0.1,
-    pilot: int = 128,
-    rtol: float = 1e-3,
-    seed: int = 0,
-) -> Tensor:
-    """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density
-    (`auto_grid_report` without the report; same arguments).
-    """
-    return auto_grid_report(sde, score, n, shape, gamma=gamma, mix=mix, pilot=pilot, rtol=rtol, seed=seed)[0]
+def auto_grid(sde: DiffusionSDE, score: ScoreFn, n: int, shape: tuple[int, ...], **options: Any) -> Tensor:
+    """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density:
+    `auto_grid_report` without the report (``options``: its keywords ``gamma``, ``mix``,
+    ``pilot``, ``rtol``, ``seed``, ``cache_as``)."""
+    return auto_grid_report(sde, score, n, shape, **options)[0]
 
 
 def auto_grid_report(

@@ -14,6 +14,19 @@ from solvers import auto_grid
 F64 = torch.float64
 
 
+class _Scaled(torch.nn.Module):
+    """The exact score of N(0, I / inv_var) data; ``inv_var`` is a trainable parameter."""
+
+    def __init__(self, sde):
+        super().__init__()
+        self.sde = sde
+        self.inv_var = torch.nn.Parameter(torch.tensor(1.0, dtype=F64))
+
+    def forward(self, x, t):
+        a, s = self.sde.marginal_coeffs(t)
+        return -x / (a[:, None] ** 2 / self.inv_var + s[:, None] ** 2)
+
+
 class _Counter:
     def __init__(self, score):
         self.score, self.calls = score, 0
@@ -39,17 +52,7 @@ def test_auto_grid_is_not_shared_by_a_new_score_at_a_reused_address():
 def test_auto_grid_follows_a_module_trained_in_place():
     sde = sd.VPSDE()
 
-    class Scaled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inv_var = torch.nn.Parameter(torch.tensor(1.0, dtype=F64))
-
-        def forward(self, x, t):
-            a, s = sde.marginal_coeffs(t)
-            var = a[:, None] ** 2 / self.inv_var + s[:, None] ** 2
-            return -x / var
-
-    model = Scaled()
+    model = _Scaled(sde)
     auto_grid.clear_cache()
     before = auto_grid.auto_grid(sde, model, 12, (8, 2))
     assert torch.equal(auto_grid.auto_grid(sde, model, 12, (8, 2)), before)  # cached: same weights
@@ -83,16 +86,7 @@ def test_auto_grid_reports_its_pilot_and_caches_under_half_precision():
 def test_auto_grid_follows_a_module_behind_a_closure_and_forgets_freed_scores():
     sde = sd.VPSDE()
 
-    class Scaled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inv_var = torch.nn.Parameter(torch.tensor(1.0, dtype=F64))
-
-        def forward(self, x, t):
-            a, s = sde.marginal_coeffs(t)
-            return -x / (a[:, None] ** 2 / self.inv_var + s[:, None] ** 2)
-
-    model = Scaled()
+    model = _Scaled(sde)
 
     def score(x, t):  # as ScoreModel.score_fn(sde) returns
         return model(x, t)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .protocol import HasMarginals, ReverseSDEParts, ScoreFn
 
-__all__ = ["PriorMatchProbe", "warn_if_off_prior", "PRIOR_SHIFT_LIMIT", "MIN_PROBE_SAMPLES"]
+__all__ = ["PriorMatchProbe", "warn_if_off_prior", "PRIOR_SHIFT_LIMIT", "MIN_PROBE_SAMPLES", "PROBE_ROWS"]
 
 PRIOR_SHIFT_LIMIT = 0.05
 """Mean shift (data stds per coordinate) a deterministic run would carry, above which it warns."""
@@ -35,11 +35,15 @@ PRIOR_SHIFT_LIMIT = 0.05
 MIN_PROBE_SAMPLES = 16
 """Fewer prior samples than this give no estimate."""
 
+PROBE_ROWS = 256
+"""Chunks of the prior draw are read until this many rows are in (or the draw is done); later
+calls pass through unchecked (no host read of their times)."""
+
 
 class PriorMatchProbe:
     """Wraps a run's score; from its first call at ``t = T`` on each chunk of the prior draw
-    ``x_start`` (rows taken in order, as `solvers.sample` solves them) accumulates ``u`` (module
-    docstring). ``shift`` is the RMS over coordinates of its mean over every such call, ``error``
+    ``x_start`` (rows taken in order, as `solvers.sample` solves them; until `PROBE_ROWS` rows)
+    accumulates ``u`` (module docstring). ``shift`` is the RMS over coordinates of its mean over every such call, ``error``
     its sampling error. Outputs and call count are unchanged; other calls at ``T`` (a corrector's
     second evaluation, a rejected adaptive step) are not counted; nothing is recorded for an SDE
     without marginals or fewer than `MIN_PROBE_SAMPLES` prior samples.
@@ -76,7 +80,7 @@ class PriorMatchProbe:
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         out = self.score(x, t)
-        if self._active and self._offset < self.x_start.shape[0]:
+        if self._active and self._offset < self.x_start.shape[0] and self._n < PROBE_ROWS:
             self._measure(x, t, out)
         return out
 

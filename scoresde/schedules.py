@@ -125,14 +125,18 @@ def _prior_fix(sde: object) -> str:
     return _GENERIC_FIX
 
 
+def _variance_at_origin(log_prob_at_0: float, dim: int) -> float:
+    """``p^2`` of ``N(0, p^2 I)`` in ``dim`` dimensions from its log-density at 0, ``-dim ln(2 pi p^2)/2``."""
+    return math.exp(-2.0 * log_prob_at_0 / dim) / (2 * math.pi)
+
+
 def _prior_std_of(sde: object) -> float:
     std = getattr(sde, "prior_std", None)
     if std is not None:
         return float(std)
     if hasattr(sde, "prior_log_prob"):
-        # log N(0; 0, p^2) in one dimension is -ln(2 pi p^2)/2.
         lp0 = float(sde.prior_log_prob(torch.zeros(1, 1, dtype=torch.float64))[0])
-        return math.sqrt(math.exp(-2.0 * lp0) / (2 * math.pi))
+        return math.sqrt(_variance_at_origin(lp0, 1))
     if hasattr(sde, "prior_sample"):
         # Only a sampler: the root mean square of 2^16 seeded draws (relative error ~0.3%).
         z = sde.prior_sample((1 << 16, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -158,13 +162,13 @@ def isotropic_prior_std(sde: object, data_shape: tuple[int, ...]) -> float | Non
     z = torch.stack([torch.zeros(data_shape, dtype=torch.float64), torch.ones(data_shape, dtype=torch.float64)])
     with torch.no_grad():
         lp = prior(z).to(torch.float64).tolist()
-    p2 = math.exp(-2.0 * lp[0] / dim) / (2 * math.pi)
+    p2 = _variance_at_origin(lp[0], dim)
     expected = lp[0] - dim / (2 * p2)
     return math.sqrt(p2) if math.isclose(lp[1], expected, rel_tol=1e-6, abs_tol=1e-9) else None
 
 
 def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_TOL,
-                warn: bool = True, stacklevel: int = 2) -> PriorCheck:
+                warn: bool = True, stacklevel: int = 2, prior_std: float | None = None) -> PriorCheck:
     """Measure how far ``p_T`` can be from the SDE's Gaussian prior; warn when it is far.
 
     Per dimension, with ``a = alpha(T)``, ``s = sigma(T)``, prior variance ``p^2`` and a data
@@ -181,6 +185,7 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
         tol: warning threshold on ``kl_bound`` (nats per dimension).
         warn: emit a ``UserWarning`` with the numbers when ``kl_bound > tol``.
         stacklevel: passed to ``warnings.warn`` (2: the caller of `check_prior`).
+        prior_std: ``p``, when the caller has read it already (`isotropic_prior_std`).
 
     Returns:
         The `PriorCheck` with the measured numbers.
@@ -188,7 +193,8 @@ def check_prior(sde: AffineSDE, data_std: float = 1.0, *, tol: float = PRIOR_KL_
     if not (data_std >= 0 and math.isfinite(data_std)):  # 0: data at the origin (e.g. x = 0 in likelihood)
         raise ValueError(f"data_std must be finite and >= 0, got {data_std}")
     a_t, s_t = sde.marginal_coeffs(torch.tensor([sde.T], dtype=torch.float64))
-    a, s, p, d = float(a_t[0]), float(s_t[0]), _prior_std_of(sde), float(data_std)
+    p = _prior_std_of(sde) if prior_std is None else float(prior_std)
+    a, s, d = float(a_t[0]), float(s_t[0]), float(data_std)
     v = a * a * d * d + s * s
     kl_bound = (s * s + a * a * d * d) / (2 * p * p) - 0.5 - math.log(s / p)
     kl_gauss = v / (2 * p * p) - 0.5 - 0.5 * math.log(v / (p * p))

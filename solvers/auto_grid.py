@@ -182,6 +182,7 @@ def _pilot(
     nodes = info["t"]
     assert isinstance(nodes, Tensor)
     out, nfe = nodes.to(torch.float64), int(info["nfe"])  # type: ignore[call-overload]
+
     def forget(_: object, k: tuple[object, ...] = key) -> None:
         _CACHE.pop(k, None)
 

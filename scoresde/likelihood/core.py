@@ -147,8 +147,10 @@ def likelihood(
         # The check assumes a prior N(0, p^2 I); a hand-written prior of another form is the user's choice.
         from ..schedules import check_prior, isotropic_prior_std
 
-        if isotropic_prior_std(sde, tuple(x.shape[1:])) is not None:
-            check_prior(sde, data_std=float(x.detach().double().pow(2).mean().sqrt()), stacklevel=3)
+        prior_std = isotropic_prior_std(sde, tuple(x.shape[1:]))
+        if prior_std is not None:
+            check_prior(sde, data_std=float(x.detach().double().pow(2).mean().sqrt()), stacklevel=3,
+                        prior_std=prior_std)
     return LikelihoodRun(sde, score_fn, x, opts).run()
 
 

@@ -57,7 +57,8 @@ class CountedScore:
     """Wraps a score callable: counts calls (NFE) and checks shape and finiteness of outputs.
 
     ``calls`` is the number of batched evaluations made. Of the last `RECENT` it keeps (as
-    references, no copies) those `previous_other_time` can still return: when the newest was
+    references, no copies; copies once the score returns memory it returned before, as a
+    preallocated output buffer does) those `previous_other_time` can still return: when the newest was
     made at one time ``a`` for the whole batch, an older evaluation is never the answer if a
     newer one of the same batch was made at ``a`` too, or lies behind one made at a single
     other time ``b`` (a query at ``a`` gets that one, any other query the newest); so a
@@ -80,6 +81,9 @@ class CountedScore:
         self.track_per_sample = False  # set by solvers whose samples move on their own clocks
         self._current: tuple[Tensor, Tensor, Tensor] | None = None
         self._previous: tuple[Tensor, Tensor, Tensor] | None = None
+        # Set once the score returns memory it returned before (a preallocated output buffer,
+        # CUDA graphs, torch.compile's "reduce-overhead"): from then on outputs are kept as copies.
+        self._copy_outputs = False
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
@@ -111,10 +115,29 @@ class CountedScore:
                 f"score returned NaN/inf at t in [{t_lo:.4g}, {t_hi:.4g}] (evaluation {self.calls}); "
                 "check the model, the time range and the dtype"
             )
-        self._keep(x, t, out, t_lo, t_hi)
+        kept = self._kept_copy(out)
+        self._keep(x, t, kept, t_lo, t_hi)
         if self.track_per_sample:
-            self._remember(x, t, out)
+            self._remember(x, t, kept)
         return out
+
+    def _kept_copy(self, out: Tensor) -> Tensor:
+        """What to keep of ``out``: itself, or a copy once the score has been seen to write its
+        outputs into memory it returned before. Held outputs keep their memory alive, so a new
+        output can share storage with one only if the score reuses a buffer; the records that
+        buffer held are overwritten by now and are dropped."""
+        if not self._copy_outputs:
+            ptr = _storage_ptr(out)
+            held = [e[3] for e in self._recent] + ([self._current[2]] if self._current is not None else [])
+            if ptr is None or not any(_storage_ptr(h) == ptr for h in held):
+                return out
+            self._copy_outputs = True
+            self._recent = [e for e in self._recent if _storage_ptr(e[3]) != ptr]
+            if self._current is not None and _storage_ptr(self._current[2]) == ptr:
+                self._current, self._previous = None, None
+            elif self._previous is not None and _storage_ptr(self._previous[2]) == ptr:
+                self._previous = None
+        return out.detach().clone()
 
     def _keep(self, x: Tensor, t: Tensor, out: Tensor, lo: float, hi: float) -> None:
         """Record this call (its times span ``[lo, hi]``; NaN when not read) and drop the
@@ -187,6 +210,14 @@ class CountedScore:
             if float((tt - t).abs().min()) > SAME_TIME * max(abs(t), 1e-12):
                 tt = tt.expand(x.shape[0]) if tt.numel() == 1 else tt
                 return xp, tt, score_p, torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        return None
+
+
+def _storage_ptr(a: Tensor) -> int | None:
+    """Address of the memory behind ``a`` (``None`` where it has none to compare, e.g. meta)."""
+    try:
+        return int(a.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):
         return None
 
 

@@ -124,9 +124,16 @@ def likelihood(
     Raises:
         TypeError: an unknown option name.
         ValueError: bad data or inconsistent options (the message names the fix).
+        RuntimeError: called under `torch.inference_mode()`, where no divergence can be taken.
     """
     opts = (options or LikelihoodOptions()).replace(**kwargs) if kwargs else (options or LikelihoodOptions())
     opts.validate()
+    if torch.is_inference_mode_enabled():
+        # enable_grad cannot build a graph inside inference mode, so no divergence can be taken.
+        raise RuntimeError(
+            "likelihood() takes the divergence of the probability-flow field by autograd, which "
+            "torch.inference_mode() switches off; call it outside inference_mode (torch.no_grad() "
+            "around it is fine)")
     run = opts.run
     asked = None if run.dtype is None else check_dtype(run.dtype)
     check_data(x, asked)

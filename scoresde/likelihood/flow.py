@@ -44,6 +44,22 @@ DivergenceKind = Literal["exact", "hutchinson"]
 ProbeRefresh = Literal["solve", "eval"]
 
 
+def graph_reaches(out: Tensor, x: Tensor) -> bool:
+    """Whether ``out``'s autograd graph leads back to ``x`` (a walk over its nodes, no backward pass)."""
+    target = x.grad_fn
+    stack = [out.grad_fn]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node is target or (target is None and getattr(node, "variable", None) is x):
+            return True
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return out is x
+
+
 class AugmentedFlow:
     """Vector field ``(t, y) -> dy/dt`` of the probability-flow ODE plus its divergence integral.
 
@@ -96,6 +112,7 @@ class AugmentedFlow:
         if not (logp_scale > 0 and logp_scale < float("inf")):
             raise ValueError(f"logp_scale must be positive and finite, got {logp_scale}")
         self._user_score = score
+        self._graph_checked = False  # whether a score output was traced back to its x once
         self.dynamics = ProbabilityFlowODE(sde, self._score, check_finite=check_finite)
         self.sde = sde
         self._extra_nfe = 0  # score calls made outside the flow's dynamics (score_divergence)
@@ -135,12 +152,23 @@ class AugmentedFlow:
         if not isinstance(out, Tensor):
             raise TypeError(f"score returned {type(out).__name__}; it must return a tensor of the shape of x "
                             f"{tuple(x.shape)}")
-        if x.requires_grad and torch.is_grad_enabled() and not out.requires_grad:
-            raise ValueError(
-                "score is not differentiable with respect to x (its output has no autograd graph: it "
-                "detaches, runs under torch.no_grad or goes through NumPy); the likelihood takes the "
-                "divergence of the probability-flow field by autograd, so the score must stay in torch "
-                "with gradients enabled")
+        if x.requires_grad and torch.is_grad_enabled():
+            if not out.requires_grad:
+                raise ValueError(
+                    "score is not differentiable with respect to x (its output has no autograd graph: it "
+                    "detaches, runs under torch.no_grad or goes through NumPy); the likelihood takes the "
+                    "divergence of the probability-flow field by autograd, so the score must stay in torch "
+                    "with gradients enabled")
+            if not self._graph_checked:
+                # A graph through the model's parameters only (``net(x.detach(), t)``) would leave
+                # the drift's part of div F under VP: a silently wrong likelihood. Traced once.
+                if not graph_reaches(out, x):
+                    raise ValueError(
+                        "score is not differentiable with respect to x: its output has an autograd graph "
+                        "(through the model's parameters), but x is not in it (x is detached or copied "
+                        "out of torch before the model sees it); the likelihood takes the divergence of "
+                        "the probability-flow field with respect to x, so the score must keep x's graph")
+                self._graph_checked = True
         return out
 
     @property

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import warnings
 from dataclasses import replace
 from typing import Any, Literal, cast
@@ -297,21 +298,27 @@ def _resolve_generator(seed: int | None, generator: torch.Generator | None,
 
 
 def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str | Tensor | None,
-                steps: int, shape: tuple[int, ...],
-                cache_as: tuple[ScoreFn, object] | None = None) -> tuple[Tensor, dict[str, Any]]:
+                steps: int, shape: tuple[int, ...], cache_as: tuple[ScoreFn, object] | None = None,
+                dtype: torch.dtype = torch.float64,
+                device: torch.device | None = None) -> tuple[Tensor, dict[str, Any]]:
     """The time grid of a run: the solver's default for this SDE, a name, ``"auto"`` or a tensor,
-    and the stats of building it (``"auto"``: its pilot's cost, `solvers.auto_grid`).
+    and the stats of building it (``"auto"``: its pilot's cost, `solvers.auto_grid`, run in the
+    run's ``dtype`` on its ``device``).
 
     A named grid is built here; a tensor grid is validated by `Solver.solve` (once per solve).
     An adaptive solver uses only the grid's end points, so its named grid has one step whatever
-    ``steps`` is (no ``(steps + 1,)`` tensor is built for nothing).
+    ``steps`` is (no ``(steps + 1,)`` tensor is built for nothing), and ``"auto"`` is its default
+    grid (no pilot is run for end points alone).
     """
     grid = solver.grid_for(sde) if grid is None else grid
     if solver.adaptive and isinstance(grid, str):
         steps = 1
+        if grid == "auto":
+            grid = solver.grid_for(sde)
     if isinstance(grid, str) and grid == "auto":
         require_marginals(sde, "grid='auto'", "use grid='uniform' or 'quadratic'")
-        ts, pilot = auto_grid_report(cast(DiffusionSDE, sde), score, steps, shape, cache_as=cache_as)
+        ts, pilot = auto_grid_report(cast(DiffusionSDE, sde), score, steps, shape, cache_as=cache_as,
+                                     dtype=dtype, device=torch.device("cpu") if device is None else device)
         return ts, {"pilot_nfe": pilot.nfe, "pilot_batch": pilot.batch, "pilot_seconds": pilot.seconds,
                     "pilot_cached": pilot.cached}
     if isinstance(grid, str) and grid not in GRIDS_WITHOUT_MARGINALS:
@@ -420,7 +427,7 @@ def sample(
                           _PC_WITHOUT_MARGINALS if isinstance(solver_obj, PredictorCorrector) else None)
     generator = _resolve_generator(seed, generator, device_)
     lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
-    ts, grid_stats = _build_grid(solver_obj, sde, score, grid, steps, shape, cache_as)
+    ts, grid_stats = _build_grid(solver_obj, sde, score, grid, steps, shape, cache_as, dtype, device_)
     if x_T is None and isinstance(grid, Tensor) and float(ts[0]) < float(sde.T) * (1.0 - 1e-6):
         warnings.warn(
             f"the grid starts at t = {float(ts[0]):.6g} < T = {float(sde.T):g}, but x_T is drawn from the "
@@ -440,7 +447,8 @@ def sample(
         n_chunks = -(-shape[0] // cast(int, batch_size)) if chunked else 1
         bar = SamplingProgress(ts, n_chunks, desc=solver if isinstance(solver, str) else type(solver).__name__)
     # A prior draw starting at T: its first evaluation says whether it is a sample of p_T.
-    probe = PriorMatchProbe(sde, score, x_start) if x_T is None and float(ts[0]) == float(sde.T) else None
+    starts_at_T = math.isclose(float(ts[0]), float(sde.T), rel_tol=1e-6)  # a float32 grid's T rounds
+    probe = PriorMatchProbe(sde, score, x_start) if x_T is None and starts_at_T else None
     try:
         # The bar sees every score call through the wrapper; counting and checks stay outside it.
         inner = score if probe is None else probe
@@ -455,7 +463,7 @@ def sample(
                 bar.finish_chunk()
         warn_if_diverged(result.samples, sde)
         if probe is not None and probe.shift is not None:
-            warn_if_off_prior(probe, deterministic=lam_value == 0.0 and not solver_obj.stochastic)
+            warn_if_off_prior(probe, deterministic=not solver_obj.draws_noise(lam_value))
             grid_stats = {**grid_stats, "prior_shift": probe.shift, "prior_shift_error": probe.error}
         if grid_stats:
             result = replace(result, stats={**result.stats, **grid_stats})

@@ -70,6 +70,7 @@ class _Entry:
 
 
 _CACHE: dict[tuple[object, ...], _Entry] = {}
+CPU = torch.device("cpu")
 
 
 def clear_cache() -> None:
@@ -111,10 +112,23 @@ def _weights(owner: Any) -> tuple[tuple[int, int], ...]:
                  for m in _modules(owner) for p in (*m.parameters(), *m.buffers()))
 
 
+SCHEDULE_PROBES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+"""Fractions of ``[eps, T]`` at which the key reads ``alpha, sigma``: two SDEs of one class
+without a ``config()`` (or with one that leaves the schedule out) get their own pilots."""
+
+
+def _schedule(sde: DiffusionSDE) -> tuple[float, ...]:
+    eps, T = float(sde.eps), float(sde.T)
+    ts = torch.tensor([eps + f * (T - eps) for f in SCHEDULE_PROBES], dtype=torch.float64)
+    alpha, sigma = sde.marginal_coeffs(ts)
+    return (eps, T, *torch.cat([alpha.reshape(-1), sigma.reshape(-1)]).tolist())
+
+
 def _key(sde: DiffusionSDE, owner: Any, func: object, shape: tuple[int, ...], pilot: int, rtol: float,
-         seed: int) -> tuple[object, ...]:
+         seed: int, dtype: torch.dtype, device: torch.device) -> tuple[object, ...]:
     cfg = sde.config() if hasattr(sde, "config") else ()
-    return (id(owner), func, type(sde).__name__, repr(cfg), sde.eps, sde.T, tuple(shape[1:]), pilot, rtol, seed)
+    return (id(owner), func, type(sde).__name__, repr(cfg), _schedule(sde), tuple(shape[1:]), pilot, rtol,
+            seed, str(dtype), str(device))
 
 
 def _cached(key: tuple[object, ...], owner: Any) -> _Entry | None:
@@ -135,6 +149,8 @@ def pilot_steps(
     pilot: int = 128,
     rtol: float = 1e-3,
     seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
 ) -> tuple[Tensor, int]:
     """Accepted nodes ``u_k = ln S`` (decreasing, ``(K + 1,)`` float64) of the pilot solve, and its NFE.
 
@@ -145,27 +161,32 @@ def pilot_steps(
         pilot: pilot batch size.
         rtol: relative and absolute tolerance of the pilot (per-sample error control).
         seed: seed of the pilot's prior sample.
+        dtype, device: where the pilot runs (the score is called there; `solvers.sample` passes
+            its run's).
     """
-    nodes, nfe, _ = _pilot(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed)
+    nodes, nfe, _ = _pilot(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed, dtype=dtype,
+                           device=torch.device(device))
     return nodes, nfe
 
 
 def _pilot(
     sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], *, pilot: int, rtol: float, seed: int,
+    dtype: torch.dtype = torch.float64, device: torch.device = CPU,
     cache_as: tuple[ScoreFn, object] | None = None,
 ) -> tuple[Tensor, int, PilotReport]:
     """`pilot_steps` and what it cost in this call; ``cache_as = (score, tag)`` keys the cache on
     another callable than the one called (the user's, under a wrapper made per call)."""
     owner, func = _owner(score if cache_as is None else cache_as[0])
-    key = _key(sde, owner, (func, None if cache_as is None else cache_as[1]), shape, pilot, rtol, seed)
+    key = _key(sde, owner, (func, None if cache_as is None else cache_as[1]), shape, pilot, rtol, seed,
+               dtype, device)
     entry = _cached(key, owner)
     if entry is not None:
         return entry.nodes, entry.nfe, PilotReport(entry.nfe, pilot, 0.0, True)
     start = time.perf_counter()
     ends = torch.tensor([sde.T, sde.eps], dtype=torch.float64)
     s_T, s_eps = edm_sigma(sde, ends).tolist()
-    gen = torch.Generator().manual_seed(seed)
-    x_T = sde.prior_sample((pilot, *shape[1:]), generator=gen, dtype=torch.float64)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    x_T = sde.prior_sample((pilot, *shape[1:]), generator=gen, dtype=dtype, device=device)
     dyn = ProbabilityFlowODE(sde, score)
     a_T, _ = sde.marginal_coeffs(ends[:1])
 
@@ -203,7 +224,7 @@ def pilot_cost(sde: DiffusionSDE, score: ScoreFn, shape: tuple[int, ...], **pilo
 def auto_grid(sde: DiffusionSDE, score: ScoreFn, n: int, shape: tuple[int, ...], **options: Any) -> Tensor:
     """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density:
     `auto_grid_report` without the report (``options``: its keywords ``gamma``, ``mix``,
-    ``pilot``, ``rtol``, ``seed``, ``cache_as``)."""
+    ``pilot``, ``rtol``, ``seed``, ``dtype``, ``device``, ``cache_as``)."""
     return auto_grid_report(sde, score, n, shape, **options)[0]
 
 
@@ -218,6 +239,8 @@ def auto_grid_report(
     pilot: int = 128,
     rtol: float = 1e-3,
     seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
     cache_as: tuple[ScoreFn, object] | None = None,
 ) -> tuple[Tensor, PilotReport]:
     """``n + 1`` decreasing times from ``T`` to ``eps`` equidistributing the pilot's step density,
@@ -229,7 +252,7 @@ def auto_grid_report(
         n: number of grid intervals (>= 1).
         gamma: exponent on the pilot's step density ``1/h`` (see the module docstring).
         mix: share of the grid spread uniformly in ``ln S`` (0 <= mix < 1).
-        pilot, rtol, seed: pilot settings (see ``pilot_steps``).
+        pilot, rtol, seed, dtype, device: pilot settings (see ``pilot_steps``).
         cache_as: ``(callable, tag)`` to key the pilot cache on instead of ``score`` (for a
             wrapper built per call around the user's score).
 
@@ -243,7 +266,8 @@ def auto_grid_report(
         raise ValueError(f"number of steps must be a positive integer, got {n!r}")
     if not gamma > 0 or not 0 <= mix < 1:
         raise ValueError(f"need gamma > 0 and 0 <= mix < 1, got gamma={gamma}, mix={mix}")
-    u, _, report = _pilot(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed, cache_as=cache_as)
+    u, _, report = _pilot(sde, score, shape, pilot=pilot, rtol=rtol, seed=seed, dtype=dtype,
+                          device=torch.device(device), cache_as=cache_as)
     h = (u[:-1] - u[1:]).abs()  # accepted step lengths, (K,)
     mass = h * h.pow(-gamma)  # integral of rho^gamma over each pilot step
     mass = (1 - mix) * mass / mass.sum() + mix * h / h.sum()

@@ -139,7 +139,8 @@ class Solver:
             claimed).
         dynamics_kind: ``"ode"`` (needs the probability-flow ODE, ``lam = 0``), ``"sde"``
             (needs the reverse SDE, ``lam = 1``) or ``"any"``.
-        stochastic: draws noise.
+        stochastic: draws noise (DDIM and EDM Heun set it per instance: not at ``eta = 0`` or
+            without churn); `draws_noise` adds the run's ``lam``.
         needs_marginals: uses ``alpha(t), sigma(t)`` (exponential integrators, transitions).
         adaptive: chooses its own steps (the grid gives only the end points).
         default_grid: grid name `solvers.sample` uses when none is given.
@@ -194,6 +195,14 @@ class Solver:
                 raise ValueError(f"{name} needs the reverse SDE; lam must be 1")
             return 1.0
         return 1.0 if lam is None else as_real(lam, "lam")
+
+    def draws_noise(self, lam: float) -> bool:
+        """Whether a run at reverse-family level ``lam`` adds fresh noise: a stochastic solver
+        (``stochastic`` on the instance, so DDIM at ``eta = 0`` and EDM without churn are not)
+        except one of kind ``"any"`` at ``lam = 0``, whose noise is ``lam g dW``."""
+        if not self.stochastic:
+            return False
+        return not (self.dynamics_kind == "any" and lam == 0.0)
 
     def solve(
         self,

@@ -50,6 +50,7 @@ class DDIM(ExponentialIntegrator):
         if not (0.0 <= eta <= 1.0):
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
         self.eta = eta
+        self.stochastic = eta > 0.0  # eta = 0: deterministic DDIM
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         i, tab = ctx.index, self.schedule(ctx)

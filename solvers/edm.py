@@ -90,6 +90,7 @@ class EDMHeun(ScheduledSolver):
         self.s_tmin = float(s_tmin)
         self.s_tmax = float(s_tmax)
         self.s_noise = float(s_noise)
+        self.stochastic = self.s_churn > 0.0 and self.s_noise > 0.0  # no churn: Alg. 1, deterministic
 
     def fewest_steps(self, sde: object) -> int:
         """7 (`FixedGridSolver.fewest_steps`): on the Karras grid the first steps span most of the

@@ -43,7 +43,7 @@ calls pass through unchecked (no host read of their times)."""
 class PriorMatchProbe:
     """Wraps a run's score; from its first call at ``t = T`` on each chunk of the prior draw
     ``x_start`` (rows taken in order, as `solvers.sample` solves them; until `PROBE_ROWS` rows)
-    accumulates ``u`` (module docstring). ``shift`` is the RMS over coordinates of its mean over every such call, ``error``
+    accumulates ``u`` (module docstring) on its first rows, `PROBE_ROWS` in all. ``shift`` is the RMS over coordinates of its mean over every such call, ``error``
     its sampling error. Outputs and call count are unchanged; other calls at ``T`` (a corrector's
     second evaluation, a rejected adaptive step) are not counted; nothing is recorded for an SDE
     without marginals or fewer than `MIN_PROBE_SAMPLES` prior samples.
@@ -58,8 +58,7 @@ class PriorMatchProbe:
         self._n = 0
         if self._active:
             with torch.no_grad():
-                flat = x_start.detach().reshape(x_start.shape[0], -1).to(torch.float64)
-                self._p2 = float(flat.pow(2).mean())
+                self._p2 = _second_moment(x_start.detach())
                 _, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
                 self._sigma_T = float(sigma[0])
             self._active = self._p2 > 0 and math.isfinite(self._p2)
@@ -92,19 +91,35 @@ class PriorMatchProbe:
                 or not math.isclose(float(flat_t[0]), float(self.sde.T), rel_tol=1e-5, abs_tol=0.0)):
             return
         rows = self.x_start[self._offset:self._offset + n]
-        if rows.shape != x.shape or not torch.equal(rows, x.detach()):
+        k = min(n, PROBE_ROWS - self._n)  # only the rows still wanted are compared and read
+        if rows.shape != x.shape or not torch.equal(rows[:k], x.detach()[:k]):
             return  # not the next rows of the prior draw (a state moved on at T)
         self._offset += n
         with torch.no_grad():
-            u = self._sigma_T * (out.detach().reshape(n, -1).to(torch.float64)
-                                 + x.detach().reshape(n, -1).to(torch.float64) / self._p2)
+            u = self._sigma_T * (out.detach()[:k].reshape(k, -1).to(torch.float64)
+                                 + x.detach()[:k].reshape(k, -1).to(torch.float64) / self._p2)
             if not bool(torch.isfinite(u).all()):
                 self._active = False  # the run's own finiteness check reports it
                 return
             self._sum = u.sum(dim=0) if self._sum is None else self._sum + u.sum(dim=0)
             sq = u.pow(2).sum(dim=0)
             self._sum_sq = sq if self._sum_sq is None else self._sum_sq + sq
-            self._n += n
+            self._n += k
+
+
+SECOND_MOMENT_BLOCK = 1 << 22
+"""Entries of the prior draw read per float64 block for its second moment (32 MB): a large draw
+is never copied whole."""
+
+
+def _second_moment(x: Tensor) -> float:
+    """``mean(x^2)`` over every entry, accumulated in float64 block by block of rows."""
+    flat = x.reshape(x.shape[0], -1)
+    rows = max(1, SECOND_MOMENT_BLOCK // max(1, flat.shape[1]))
+    total = 0.0
+    for start in range(0, flat.shape[0], rows):
+        total += float(flat[start:start + rows].to(torch.float64).pow(2).sum())
+    return total / max(1, flat.numel())
 
 
 def warn_if_off_prior(probe: PriorMatchProbe, deterministic: bool, stacklevel: int = 3) -> None:

@@ -16,8 +16,9 @@ know the fixed-grid method's own error constant; ``gamma`` is a parameter). The 
 the equidistribution of ``rho^gamma`` (plus a uniform share ``mix`` of the total, so
 that no stretch of ``u`` is left empty) into ``n`` equal masses, mapped back to times.
 
-The pilot is cached per (score object, SDE, sample shape, settings), so repeated calls on
-one model pay it once; ``pilot_cost`` reports its NFE (on ``pilot`` samples). An entry holds
+The pilot is cached per (score object, SDE and its schedule, sample shape, dtype, device,
+settings), so repeated calls with one score object pay it once (a closure made per call, as
+``model.score_fn(sde)`` is, is a new object each time: build it once and reuse it); ``pilot_cost`` reports its NFE (on ``pilot`` samples). An entry holds
 only a weak reference to the score and is used only while that very object is alive (a new
 closure that happens to reuse a freed one's address gets its own pilot, and the entry is
 dropped when its score is freed); a score that is a ``torch.nn.Module``, a bound method of one,

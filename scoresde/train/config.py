@@ -75,7 +75,7 @@ class SDEConfig:
 
         Raises:
             ValueError: ``sde`` is not the SDE this config describes (other class or parameters;
-                for a custom SDE, its ``config()``, floats within relative
+                for a custom SDE, its ``T``, ``eps`` and ``config()``, floats within relative
                 `scoresde.sde.CONFIG_RTOL`, keys the stored config lacks ignored only if they
                 are new ones such as `scoresde.sde.SCHEDULE_PROBE_KEY`).
         """
@@ -86,6 +86,10 @@ class SDEConfig:
             # Floats within CONFIG_RTOL; a schedule probe that an older run did not store is not compared.
             ok = ok and (stored is None or (isinstance(stored, dict) and isinstance(now, dict)
                                             and configs_match(stored, now)))
+            # The probe is taken at fractions of [eps, T]: a time-rescaled schedule matches it, so
+            # the ends themselves are compared (where the run stored them).
+            ok = ok and all(math.isclose(float(self.params[k]), float(given.params[k]), rel_tol=CONFIG_RTOL)
+                            for k in ("T", "eps") if k in self.params)
         else:
             ok = given.name == self.name and all(
                 math.isclose(float(given.params[k]), float(v)) for k, v in self.params.items() if k in given.params)

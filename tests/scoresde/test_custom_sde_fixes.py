@@ -269,3 +269,33 @@ def test_custom_configs_survive_round_off_and_other_devices():
     stored.with_instance(TrigVP(shifted=True))  # the same SDE, computed another way
     on_device = SDEConfig.from_sde(MetaVP())  # recorded without a probe, as before
     assert on_device.params["config"] is None
+
+
+class GeometricVE:
+    """sigma(t) = s0 (s1/s0)^(t/T), no config(): a time-rescaled copy has the same probe values."""
+
+    def __init__(self, T: float = 1.0, eps: float = 1e-5) -> None:
+        self.s0, self.s1, self.T, self.eps = 0.01, 50.0, T, eps
+
+    def _sigma(self, t):
+        return self.s0 * (self.s1 / self.s0) ** (t / self.T)
+
+    def marginal_coeffs(self, t):
+        return torch.ones_like(t), self._sigma(t)
+
+    def drift(self, x, t):
+        return torch.zeros_like(x)
+
+    def diffusion(self, t):
+        return self._sigma(t) * math.sqrt(2 * math.log(self.s1 / self.s0) / self.T)
+
+    def prior_sample(self, shape, *, generator=None, dtype=None, device=None):
+        return self.s1 * torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+
+def test_checkpoint_config_refuses_a_time_rescaled_custom_sde():
+    # The schedule probe is read at fractions of [eps, T]: it cannot tell these apart, the ends can.
+    stored = SDEConfig.from_sde(GeometricVE())
+    stored.with_instance(GeometricVE())
+    with pytest.raises(ValueError, match="the SDE given is"):
+        stored.with_instance(GeometricVE(T=1000.0, eps=1e-2))

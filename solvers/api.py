@@ -8,7 +8,8 @@ Chunked sampling (``sample(..., batch_size=b)``): what stays identical to an unc
 
 * ``x_T`` is drawn for the whole batch up front, in one call, exactly as without chunking, and
   the results are written into one output tensor allocated once (the buffer of the drawn
-  ``x_T`` itself; a user's ``x_T`` is never modified). Memory is that tensor plus the working
+  ``x_T`` itself, or of the copy of a user's ``x_T``, which is never modified, chunked or not,
+  even by a score that writes into its input). Memory is that tensor plus the working
   state and score evaluations of one chunk.
 * Deterministic fixed-grid solvers (``ode_*`` fixed-step, ``ddim``, ``dpm_solver_*``,
   ``dpmpp_*``, ``unipc``, ``edm_heun`` without churn, any solver on ``lam = 0``) give the same
@@ -270,7 +271,9 @@ def _initial_state(
     dtype: torch.dtype, device: torch.device,
 ) -> Tensor:
     if x_T is not None:
-        return x_T.to(dtype=dtype, device=device)
+        # A copy: the run's first score call receives this state, and a score that writes into
+        # its input (a normalising layer in place) must not change the caller's x_T.
+        return x_T.to(dtype=dtype, device=device, copy=True)
     if not isinstance(sde, HasPrior):
         raise TypeError(
             f"{type(sde).__name__} has no prior_sample(shape, generator=, dtype=, device=) to draw "
@@ -456,7 +459,7 @@ def sample(
                                    check_finite=check_finite)
         if chunked:
             result = sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
-                                      noise=noise_src, in_place=x_T is None, progress=bar, **run)
+                                      noise=noise_src, in_place=True, progress=bar, **run)
         else:
             result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
             if bar is not None:

@@ -62,3 +62,18 @@ def test_a_fresh_output_per_call_is_kept_without_a_copy() -> None:
     x = torch.ones(3, 2, dtype=F64)
     out = counted(x, torch.full((3,), 0.5, dtype=F64))
     assert counted._recent[-1][3] is out and not counted._copy_outputs
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+@pytest.mark.parametrize("solver", ["dpmpp_2m", "euler_maruyama", "pc"])
+def test_a_score_writing_into_its_input_leaves_the_callers_x_T_alone(solver: str, batch_size: int | None) -> None:
+    sde = sd.VPSDE()
+    exact = sd.targets.eight_gaussians().score_fn(sde)
+
+    def clamping(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return exact(x.clamp_(-3.0, 3.0), t)  # an in-place layer on the input
+
+    x_T = 5.0 * torch.randn(48, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    before = x_T.clone()
+    solvers.sample(sde, clamping, x_T=x_T, solver=solver, steps=4, seed=0, batch_size=batch_size)
+    assert torch.equal(x_T, before)

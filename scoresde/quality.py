@@ -151,11 +151,18 @@ class CombinedMetric:
         the statistic is 0 too, and ``inf`` otherwise.
 
         Raises:
-            TypeError, ValueError: as `components`; ``x`` not of the ``n`` rows the floors are for.
+            TypeError, ValueError: as `components`; ``x`` or ``y`` not of the ``n`` rows the
+                floors are for.
         """
         x = _as_samples(x, "x", min_n=1, finite=False)
         if x.shape[0] != self.n:
             raise ValueError(f"this metric's floors are for n = {self.n} samples, got {x.shape[0]}")
+        y_shape = getattr(y, "shape", None)
+        if y_shape is not None and len(y_shape) >= 1 and y_shape[0] != self.n:
+            # The floors are distances between two sets of n: a smaller reference is farther from
+            # any sample set, so the ratio would blame the sampler for the reference's size.
+            raise ValueError(f"this metric's floors are for a reference of n = {self.n} samples, "
+                             f"got y of {y_shape[0]} (use exact_reference(seed))")
         return {k: _ratio(v, self.floors[k]) for k, v in self.components(x, y).items()}
 
     def __call__(self, x: Tensor, y: Tensor) -> float:

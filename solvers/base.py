@@ -259,6 +259,7 @@ class Solver:
             recorder=recorder,
             denoise=self._final_for(dynamics, denoise, after_step),
         )
+        self.diagnose(dynamics, ctx)  # before the clock: a diagnostic is not the solver's time
         nfe0 = dynamics.nfe
         start = time.perf_counter()
         with torch.no_grad():
@@ -281,6 +282,11 @@ class Solver:
             seconds=seconds,
             stats=ctx.stats,
         )
+
+    def diagnose(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
+        """Warnings about this solve that cost work of their own (e.g. the stability analysis of
+        `solvers.stability`), run before the solve's clock starts so that ``Solution.seconds``
+        times the solver alone; default: nothing."""
 
     def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
         """Carry ``x: (B, *D)`` from ``ctx.t_start`` to ``ctx.t_end``; report accepted states to ``ctx``.

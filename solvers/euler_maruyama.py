@@ -74,9 +74,10 @@ class EulerMaruyama(FixedGridSolver):
     def grid_for(self, sde: object) -> str:
         return sde_solver_grid(sde)
 
-    def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
+    def diagnose(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         """Warn when the grid's steps are outside the explicit step's stability region (`solvers.stability`)."""
-        warn_if_unstable("euler_maruyama", dynamics.sde, ctx.grid, dynamics.lam, get_grid(self.grid_for(dynamics.sde)))
+        warn_if_unstable("euler_maruyama", dynamics.sde, ctx.grid, dynamics.lam, get_grid(self.grid_for(dynamics.sde)),
+                         stacklevel=4)
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         drift = dynamics.drift(x, batch_time(t, x))

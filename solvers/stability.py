@@ -202,10 +202,12 @@ _RULE_NAMES = {
 
 
 def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
-                     grid: Callable[[ReverseSDEParts, int], Tensor] | None, method: str = "euler") -> None:
+                     grid: Callable[[ReverseSDEParts, int], Tensor] | None, method: str = "euler",
+                     stacklevel: int = 5) -> None:
     """Warn when ``ts`` puts the explicit step rule ``method`` outside its stability region (module docstring).
 
-    ``grid`` is the solver's default grid family, used to name a step count that is stable.
+    ``grid`` is the solver's default grid family, used to name a step count that is stable;
+    ``stacklevel`` is passed to `warnings.warn`.
     """
     ratio = point_mass_amplification(sde, ts, lam, method=method)
     mode_std, mode_ratio = _mode_amplification(sde, ts, lam, method)
@@ -228,7 +230,7 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
         f"{name} with {steps} steps: steps this long are outside {_RULE_NAMES[method]}'s stability "
         f"region {what}; {advice}use reverse_diffusion, "
         "ancestral, gaussian_ancestral or sde_dpmpp_2m, whose steps are stable at any size",
-        stacklevel=5,
+        stacklevel=stacklevel,
     )
 
 

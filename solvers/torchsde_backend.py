@@ -234,6 +234,14 @@ class TorchSDE(FixedGridSolver):
         """``logsnr`` on VP / sub-VP, ``uniform_logsnr`` on VE (`solvers.defaults.sde_solver_grid`)."""
         return sde_solver_grid(sde)
 
+    def diagnose(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
+        """Warn when the grid's steps are outside the explicit method's stability region."""
+        if self.method in EXPLICIT_METHODS:  # every method but reversible Heun, which warns in prepare
+            warn_if_unstable(
+                f"torchsde_{self.method}", dynamics.sde, ctx.grid, dynamics.lam,
+                get_grid(self.grid_for(dynamics.sde)), method=self.method, stacklevel=4,
+            )
+
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         """Check the noise source; the torchsde objects are built on the first step (they need ``x``)."""
         if self.method == "reversible_heun":
@@ -244,11 +252,6 @@ class TorchSDE(FixedGridSolver):
                 "0.4 got weights 0.03 / 0.97 at 127 steps, 0.29 / 0.71 at 1000; docs/defaults.md); use torchsde_euler "
                 "or euler_maruyama",
                 stacklevel=4,
-            )
-        if self.method in EXPLICIT_METHODS:  # every method but reversible Heun, which warns above
-            warn_if_unstable(
-                f"torchsde_{self.method}", dynamics.sde, ctx.grid, dynamics.lam,
-                get_grid(self.grid_for(dynamics.sde)), method=self.method,
             )
         if self.method == "srk" and isinstance(ctx.noise_source, BrownianPath):
             raise ValueError(

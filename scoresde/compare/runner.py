@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +40,7 @@ from .options import (
     plan_cells,
     unique,
 )
-from .problem import Problem
+from .problem import Problem, sde_config
 from .results import ComparisonResult
 from .scoring import DEFAULT_FLOOR_REPEATS, METRICS, MODE_METRICS, Scorer, reference_for
 
@@ -211,7 +212,17 @@ def run_comparison(
     settings = {
         "version": FORMAT_VERSION, "problem": problem.spec, "n": n, "metrics": list(metrics),
         "grid": grid, "noise": noise, "denoise": denoise, "bandwidths": scorer.bandwidths,
+        # Also what a hand-built Problem (often without a spec) is told apart by, and the dtype
+        # every solver samples in (a float32 cell is not a float64 one).
+        "name": problem.name, "reference": problem.reference, "data_shape": list(problem.data_shape),
+        "sde_config": sde_config(problem.sde), "dtype": str(problem.dtype or torch.get_default_dtype()),
     }
+    if out is not None and not problem.spec:
+        warnings.warn(
+            f"problem {problem.name!r} has no spec: its cached cells in {out} are told apart from another "
+            "problem's only by name, SDE, shape and dtype, so a changed score or reference under the same "
+            "name would reuse them; give Problem(spec=...) a description of the score and the reference "
+            "(as from_target and from_checkpoint do)", stacklevel=2)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         for folder in (out_dir, out_dir / "cells"):

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             from ..atomic import clean_stale_temps
 
             clean_stale_temps(Path(args.out).parent, target=Path(args.out).name)
+            _check_settings_path(Path(args.out))
         if args.batch_size is not None and args.out:
             # Resumable: the pilot and every finished chunk are kept next to --out until the
             # output is written, and a rerun of the same command goes on from them.
@@ -269,6 +270,27 @@ def _fingerprint(args: argparse.Namespace, x: Any) -> dict[str, Any]:
     return dict(json.loads(json.dumps(_jsonable(record), sort_keys=True)))
 
 
+def _settings_path(out: Path) -> Path:
+    """Where the settings of ``--out`` go: ``<stem>.json``, or ``<stem>_settings.json`` for JSON results."""
+    return out.with_name(out.stem + "_settings.json") if out.suffix == ".json" else out.with_suffix(".json")
+
+
+def _check_settings_path(out: Path) -> None:
+    """Refuse, before any work, to write ``out``'s settings over a file that is not a settings
+    file (the per-point results of an earlier ``--out <stem>.json`` run)."""
+    side = _settings_path(out)
+    if not side.is_file():
+        return
+    try:
+        record = json.loads(side.read_text())
+    except (OSError, ValueError):
+        record = None
+    if not (isinstance(record, dict) and "versions" in record):
+        raise ValueError(
+            f"the settings of --out {out} go to {side}, which holds something else (the per-point results "
+            f"of an earlier --out {side.name} run?); choose another --out name, or move {side.name}")
+
+
 def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) -> Path:
     """The JSON sidecar of ``--out``: every setting that produced the numbers, and the data's identity."""
     from ..data.identity import data_identity
@@ -278,8 +300,7 @@ def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) ->
     record.update(output=out.name, density=result.density, ode_start=result.eps, T=result.T,
                   nfe=result.nfe, seconds=result.seconds, stats=result.stats,
                   data_id=data_identity(x, name=str(args.data or args.target)))
-    side = out.with_name(out.stem + "_settings.json") if out.suffix == ".json" else out
-    return write_sidecar(side, record)
+    return write_sidecar(_settings_path(out), record)
 
 
 def _write(path: Path, rows: dict[str, Any]) -> None:

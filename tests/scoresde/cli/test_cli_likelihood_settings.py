@@ -85,3 +85,17 @@ def test_a_checkpoint_gets_tighter_default_tolerances(tmp_path, capsys):
     assert main(["likelihood", "--target", "two_gaussians", "--n", "8", "--no-progress",
                  "--out", str(tmp_path / "t.csv")]) == 0  # an exact score keeps the library default
     assert json.loads((tmp_path / "t.json").read_text())["rtol"] is None
+
+
+def test_csv_settings_never_overwrite_an_earlier_json_result(tmp_path, capsys):
+    # --out X.csv writes its settings to X.json: the per-point results of an earlier --out X.json
+    # run lived there and were silently replaced (an outside pass).
+    args = ["likelihood", "--target", "two_gaussians", "--n", "8", "--integrator", "rk4", "--steps", "4",
+            "--no-progress", "--out"]
+    assert main([*args, str(tmp_path / "X.json")]) == 0
+    before = (tmp_path / "X.json").read_bytes()
+    code = main([*args, str(tmp_path / "X.csv")])
+    assert code != 0 and "holds something else" in capsys.readouterr().err
+    assert (tmp_path / "X.json").read_bytes() == before and not (tmp_path / "X.csv").exists()
+    # a settings file of an earlier csv run is rewritten as before
+    assert main([*args, str(tmp_path / "Y.csv")]) == 0 and main([*args, str(tmp_path / "Y.csv")]) == 0

@@ -18,11 +18,14 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["run_guarded", "describe", "cli_advice", "cli_warning_text", "report_error", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
+__all__ = ["run_guarded", "Terminated", "describe", "cli_advice", "cli_warning_text", "report_error", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -79,6 +82,8 @@ def describe(err: BaseException, outputs: Sequence[str | os.PathLike[str]] = ())
 
     if isinstance(err, TrainingInterrupted):
         return err.exit_code, str(err)
+    if isinstance(err, Terminated):
+        return 128 + int(signal.SIGTERM), "stopped by SIGTERM"
     if isinstance(err, KeyboardInterrupt):
         return 130, "interrupted by Ctrl-C (SIGINT)"
     if isinstance(err, TrainingDiverged):
@@ -157,6 +162,30 @@ def report_error(command: str, err: BaseException | str) -> None:
     print(f"scoresde {command}: error: {cli_advice(str(err), command)}", file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is: its Ctrl-C handling (finished chunks and cells kept,
+    the message on how to resume) runs for it too; the exit code is 143."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While active (main thread only), SIGTERM raises `Terminated` instead of killing the
+    process outright; training installs its own handler (checkpoint, then stop) inside it."""
+    term = getattr(signal, "SIGTERM", None)
+    if term is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(term, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(term, old)
+
+
 def run_guarded(command: str, fn: Callable[[], int], *, debug: bool = False,
                 outputs: Sequence[str | os.PathLike[str]] = ()) -> int:
     """Run ``fn()``; map an escaping exception to a one-line stderr message and an exit code.
@@ -165,7 +194,8 @@ def run_guarded(command: str, fn: Callable[[], int], *, debug: bool = False,
     """
     debug = debug or os.environ.get("SCORESDE_DEBUG", "") not in ("", "0")
     try:
-        return int(fn() or 0)
+        with _sigterm_as_interrupt():
+            return int(fn() or 0)
     except (Exception, KeyboardInterrupt) as err:
         if debug:
             raise

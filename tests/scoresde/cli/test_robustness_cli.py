@@ -267,3 +267,22 @@ def test_cli_empty_out_is_refused_before_any_work(command: list[str], tmp_path: 
     assert exc.value.code == 2
     assert "argument --out: is empty" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_to_a_chunked_sample_keeps_the_chunks_and_says_so(tmp_path: Path) -> None:
+    # SIGTERM used to kill `sample`/`likelihood`/`compare` outright (no message; the exit-code
+    # table promises 143 for every command); now it runs the same path as Ctrl-C.
+    out = tmp_path / "S"
+    cmd = [sys.executable, "-m", "scoresde", "sample", "--target", "eight_gaussians", "--n", "4000",
+           "--batch-size", "500", "--steps", "1000", "--solver", "euler_maruyama", "--no-plot",
+           "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "chunks").glob("chunk-*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "chunks are kept" in err and "stopped by SIGTERM" in err
+    kept = len(list((out / "chunks").glob("chunk-*")))
+    assert 1 <= kept < 8

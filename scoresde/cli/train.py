@@ -205,12 +205,16 @@ def run(args: argparse.Namespace) -> int:
         if trainer.step >= config.steps and trainer.dist.is_main:
             print(f"the checkpoint is already at step {trainer.step} >= --steps {config.steps}: nothing to "
                   f"train (pass a larger --steps to continue)")
+        start_step = trainer.step
         history = trainer.fit()
         if trainer.dist.is_main:
             last = next((h for h in reversed(history) if "loss" in h), None)
             if last is not None:
                 print(f"step {last['step']}: loss {last['loss']:.4g}")
-            print(f"wrote {args.out}/checkpoint.pt")
+            if trainer.step > start_step:
+                print(f"wrote {args.out}/checkpoint.pt")
+            else:
+                print(f"nothing written: {args.out} is as it was")
     finally:
         trainer.close()
     return 0

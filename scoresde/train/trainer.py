@@ -164,7 +164,10 @@ class Trainer(CheckpointMixin):
                 if resume is False:
                     prune_rotating(self.out_dir, 0)  # a fresh start: drop an old run's set
                     (self.out_dir / METRICS_NAME).write_text("")
-                (self.out_dir / CONFIG_NAME).write_text(config_text + "\n")
+                if resume is False or self.step < config.steps:
+                    # (a resume with nothing to train leaves the run's files as they are: its
+                    # config.json keeps describing its checkpoint)
+                    (self.out_dir / CONFIG_NAME).write_text(config_text + "\n")
 
     def _build(self, config: TrainConfig) -> None:
         """Model, EMA, DDP wrapper, optimizer, schedule, loss and the seeded random streams."""

@@ -286,3 +286,16 @@ def test_sigterm_to_a_chunked_sample_keeps_the_chunks_and_says_so(tmp_path: Path
     assert "chunks are kept" in err and "stopped by SIGTERM" in err
     kept = len(list((out / "chunks").glob("chunk-*")))
     assert 1 <= kept < 8
+
+
+def test_a_resume_with_nothing_to_train_writes_nothing_and_says_so(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "D"
+    args = ["train", "--data", "eight_gaussians", "--out", str(out), *SMALL]
+    assert main([*args, "--steps", "20"]) == 0
+    config, ckpt = (out / "config.json").read_bytes(), (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--steps", "10", "--resume"]) == 0
+    said = capsys.readouterr().out
+    assert "nothing written" in said and "wrote" not in said
+    # config.json kept describing the checkpoint (it was rewritten with steps = 10)
+    assert (out / "config.json").read_bytes() == config and (out / "checkpoint.pt").read_bytes() == ckpt

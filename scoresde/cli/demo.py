@@ -108,20 +108,48 @@ def _train(target: GaussianMixture, sde: AffineSDE, steps: int, seed: int, out: 
     object, so the network learns exactly the law the exact score describes.
     """
     try:
-        from ..train import Trainer, toy_config
+        from ..train import CheckpointError, Trainer, toy_config
+        from ..train.checkpoint import CHECKPOINT_NAME
+        from ..train.signals import TrainingInterrupted
     except ImportError as err:  # training code not available in this build
         _log(f"training unavailable ({err}); showing the exact score only")
         return None
     start = time.perf_counter()
     config = toy_config(target.name, sde=sde, steps=steps, seed=seed, data=target)
-    trainer = Trainer(config, data=target, out_dir=out / "train", overwrite=True, progress=progress)
+    run_dir = out / "train"
+    trainer = None
+    if (run_dir / CHECKPOINT_NAME).is_file() and _planned_steps(run_dir) == steps:
+        # An earlier demo with these settings (interrupted, or finished): go on from its checkpoint.
+        # A run planned for another number of steps had another learning-rate schedule: not resumed.
+        try:
+            trainer = Trainer(config, data=target, out_dir=run_dir, resume=True, progress=progress)
+            _log(f"resuming the training in {run_dir} from step {trainer.step}")
+        except (ValueError, CheckpointError) as err:
+            _log(f"not resuming {run_dir} ({str(err).splitlines()[0][:160]}); training afresh")
+    if trainer is None:
+        trainer = Trainer(config, data=target, out_dir=run_dir, overwrite=True, progress=progress)
+    resumed_from = trainer.step
     try:
         history = trainer.fit()
+    except TrainingInterrupted as err:
+        raise TrainingInterrupted(err.signum, err.step, err.path,
+                                  "rerun the same demo command to continue from it") from None
     finally:
         trainer.close()
     info = {"steps": steps, "seconds": time.perf_counter() - start, "run_dir": str(out / "train"),
-            "history": history}
+            "history": history, "resumed_from": resumed_from}
     return trainer.ema.model.score_fn(sde), info
+
+
+def _planned_steps(run_dir: Path) -> int | None:
+    """The ``steps`` an earlier run in ``run_dir`` was configured for (``None``: unreadable)."""
+    from ..train.runfiles import CONFIG_NAME
+
+    try:
+        steps = json.loads((run_dir / CONFIG_NAME).read_text()).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return steps if isinstance(steps, int) else None
 
 
 def _plot_loss(history: list[dict[str, Any]], path: Path, dpi: int) -> Path | None:
@@ -170,7 +198,10 @@ def run(args: argparse.Namespace) -> int:
         _log(f"training a score network for {s['train_steps']} steps ...")
         trained = _train(target, sde, s["train_steps"], args.seed, out, progress)
         if trained is not None:
-            _log(f"trained in {trained[1]['seconds']:.1f} s")
+            done, total = trained[1]["resumed_from"], s["train_steps"]
+            note = ("" if not done else f" (all {total} steps in an earlier run: its network is reused)"
+                    if done >= total else f" (steps {done + 1}-{total}; 1-{done} in an earlier run)")
+            _log(f"trained in {trained[1]['seconds']:.1f} s{note}")
             loss_png = _plot_loss(trained[1]["history"], out / "training_loss.png", s["dpi"])
 
     # 2. Exact score: every solver from the same prior draw and Brownian path.
@@ -242,7 +273,9 @@ def _write_tables(out: Path, target: Any, sde: Any, names: list[str], s: dict[st
              compare.markdown_table([r for r in records if r["score"] == "exact"], floors, metric_names)]
     if trained is not None:
         parts += ["\n## trained network\n",
-                  f"Trained for {trained[1]['steps']} steps in {trained[1]['seconds']:.0f} s.\n",
+                  f"Trained for {trained[1]['steps']} steps"
+                  + (f" ({trained[1]['resumed_from']} of them in an earlier run, resumed here)"
+                     if trained[1]["resumed_from"] else f" in {trained[1]['seconds']:.0f} s") + ".\n",
                   compare.markdown_table([r for r in records if r["score"] == "trained"], floors,
                                          metric_names)]
     table = "\n".join(parts) + "\n"

@@ -31,11 +31,12 @@ class TrainingInterrupted(RuntimeError):
     (``128 + signum``).
     """
 
-    def __init__(self, signum: int, step: int, path: Any | None) -> None:
+    def __init__(self, signum: int, step: int, path: Any | None,
+                 how_to_continue: str = "continue with --resume (resume=True)") -> None:
         self.signum, self.step, self.path = int(signum), int(step), path
         self.exit_code = 128 + self.signum
         name = signal.Signals(self.signum).name
-        where = (f"checkpoint written to {path}; continue with --resume (resume=True)"
+        where = (f"checkpoint written to {path}; {how_to_continue}"
                  if path is not None else "no output folder, nothing saved")
         super().__init__(f"stopped by {name} after step {step}; {where}")
 

@@ -42,7 +42,8 @@ def note_offview(ax: Axes, pts: np.ndarray, lims: Range | Limits, *, sigma: floa
     """Write "k% outside this view (sigma = s)" in the lower left when more than ``threshold`` is."""
     frac = offview_fraction(pts, lims)
     if frac > threshold:
-        text = f"{100 * frac:.0f}% of points outside this view"
+        share = f"{100 * frac:.0f}%" if frac < 0.995 else ">99%"  # never "100%" while some are shown
+        text = f"{share} of points outside this view" if frac < 1.0 else "all points outside this view"
         if sigma is not None:
             text += f"\n$\\sigma(t)$ = {sigma:.3g}"
         ax.text(0.03, 0.03, text, transform=ax.transAxes, fontsize=7, va="bottom", ha="left",
@@ -56,15 +57,33 @@ def emptiest_corner(avoid: np.ndarray | None, lims: Range | Limits, size: float)
     Corners as `inset_corners`; ties go to the earlier one, and without points the first
     (lower right) is returned.
     """
+    return _emptiest(avoid, lims, size)[0]
+
+
+def _emptiest(avoid: np.ndarray | None, lims: Range | Limits, size: float) -> tuple[tuple[float, float], float]:
+    """`emptiest_corner` and the fraction of ``avoid`` points that corner's box covers."""
     corners = inset_corners(size)
     if avoid is None or avoid.size == 0:
-        return corners[0]
+        return corners[0], 0.0
     (x_lo, x_hi), (y_lo, y_hi) = xy_limits(lims)
     fx = (avoid[:, 0] - x_lo) / (x_hi - x_lo)
     fy = (avoid[:, 1] - y_lo) / (y_hi - y_lo)
-    counts = [int(((fx >= x0) & (fx <= x0 + size) & (fy >= y0) & (fy <= y0 + size)).sum())
+    counts = [int(((fx >= x0) & (fx <= x0 + size) & (fy >= y0) & (fy <= y0 + size + INSET_TITLE)).sum())
               for x0, y0 in corners]
-    return corners[int(np.argmin(counts))]
+    best = int(np.argmin(counts))
+    return corners[best], counts[best] / len(avoid)
+
+
+INSET_TITLE = 0.09
+"""Height (axes fraction) of the two-line title above an inset, counted as covered too."""
+
+INSET_SHRINK = (1.0, 0.75, 0.55)
+"""Inset sizes tried, as fractions of the requested one, until a corner is nearly free of data."""
+
+INSET_MAX_COVERED = 0.005
+"""Largest fraction of the shown data an inset may cover; when every corner at every size of
+`INSET_SHRINK` covers more (8 modes on a circle fill all four corners), the prior's extent is
+written as a line of text instead."""
 
 
 def prior_inset(ax: Axes, start: np.ndarray, lims: Range | Limits, *, label: str = "prior end",
@@ -74,7 +93,9 @@ def prior_inset(ax: Axes, start: np.ndarray, lims: Range | Limits, *, label: str
     Drawn only when they reach more than `INSET_RATIO` times the main view's half-width from
     the origin (where the prior is centred); the main view is outlined in the inset. The inset
     goes to the corner of the view holding fewest of the points ``avoid: (M, 2)`` (the data
-    shown; default: the lower right). Returns the inset axes, or ``None``.
+    shown; default: the lower right), shrunk (`INSET_SHRINK`) until it covers at most
+    `INSET_MAX_COVERED` of them; when no corner is that free, a line of text gives the extent
+    instead. Returns the inset axes, or ``None``.
     """
     if start.size == 0:
         return None
@@ -84,7 +105,17 @@ def prior_inset(ax: Axes, start: np.ndarray, lims: Range | Limits, *, label: str
     reach = float(np.quantile(np.abs(finite), 0.99)) if finite.size else 0.0
     if reach <= INSET_RATIO * half:
         return None
-    x0, y0 = emptiest_corner(None if avoid is None else avoid[np.isfinite(avoid).all(axis=1)], lims, size)
+    shown = None if avoid is None else avoid[np.isfinite(avoid).all(axis=1)]
+    for factor in INSET_SHRINK:
+        (x0, y0), covered = _emptiest(shown, lims, size * factor)
+        if covered <= INSET_MAX_COVERED:
+            size *= factor
+            break
+    else:  # no corner is free: no inset over the data, the extent in words
+        ax.text(0.98, 0.98, f"{label}: $\\pm${reach:.3g} (outside this view)", transform=ax.transAxes,
+                fontsize=6.5, va="top", ha="right", zorder=6,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "alpha": 0.8})
+        return None
     ins = ax.inset_axes([x0, y0, size, size], zorder=6)
     pts = finite[:max_points]
     ins.scatter(pts[:, 0], pts[:, 1], s=1.0, color="k", alpha=0.5, linewidths=0, rasterized=True)

@@ -148,7 +148,9 @@ class Problem:
         """
         loaded = loader(path, ema=ema)
         sde_obj, data = loaded.sde, loaded.data
-        mixture = data if isinstance(data, GaussianMixture) else None
+        # a built-in toy's data source carries its exact mixture (eight_gaussians, grid_25, ...)
+        mixture = data if isinstance(data, GaussianMixture) else getattr(data, "mixture", None)
+        mixture = mixture if isinstance(mixture, GaussianMixture) else None
 
         def reference(n: int, g: torch.Generator) -> Tensor:
             return data.sample(n, generator=g)

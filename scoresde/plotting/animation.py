@@ -37,12 +37,11 @@ from ._common import (
     get_axes,
     square_limits,
     time_label,
-    to_numpy,
     trajectory_arrays,
     xy_limits,
 )
 from .marginals import contour_levels, density_grid
-from .trajectories import simulate_forward
+from .trajectories import forward_data, simulate_forward
 
 __all__ = [
     "animate_particles",
@@ -182,8 +181,7 @@ def animate_forward_reverse(
     end of both processes, as `write_sampling_figures` uses), never of the prior end.
     ``x0`` may be a tensor or an array. Returns the animation.
     """
-    if not isinstance(x0, Tensor):
-        x0 = torch.as_tensor(to_numpy(x0), dtype=torch.get_default_dtype())
+    x0 = forward_data(x0, result)
     g = torch.Generator(device=x0.device).manual_seed(seed)
     fwd, fwd_t = simulate_forward(sde, x0, steps=forward_frames, generator=g)
     fwd_np = fwd.detach().to("cpu", torch.float64).numpy()[:, :, :2]

@@ -20,7 +20,7 @@ from ..compare.tables import summarize  # one implementation; it imports no matp
 from ._common import get_axes, get_axes_grid
 
 __all__ = ["summarize", "plot_metric_curves", "plot_metric_vs_nfe", "plot_metric_vs_time",
-           "plot_comparison", "METRIC_LABELS"]
+           "plot_comparison", "METRIC_LABELS", "BOUNDED_METRICS"]
 
 METRIC_LABELS: dict[str, str] = {
     "sliced_w2": "sliced Wasserstein-2",
@@ -32,6 +32,10 @@ METRIC_LABELS: dict[str, str] = {
     "nfe": "NFE (score evaluations)",
     "seconds": "wall time [s]",
 }
+
+BOUNDED_METRICS: tuple[str, ...] = ("coverage",)
+"""Fractions near 1 drawn on a linear ``[0, 1]`` axis (small fractions such as the mode-weight
+error and the outlier fraction keep the log axis, which resolves them)."""
 
 Record = Mapping[str, Any]
 
@@ -69,13 +73,17 @@ def plot_metric_curves(
     metric's noise floor (mean, or ``(mean, std)`` as a band): the value two independent
     exact sample sets of the same size give, below which differences are not measurable.
     ``logy=None`` uses a log scale when every plotted value is positive (unbiased MMD² and
-    energy distance can be negative near the floor, and then the scale stays linear).
+    energy distance can be negative near the floor, and then the scale stays linear), and a
+    linear ``[0, 1]`` axis for the fractions of `BOUNDED_METRICS`.
     ``legend``: ``True`` (inside, best place), ``"outside"`` (right of the axes) or ``False``.
     Returns the axes.
     """
     records = list(records)
     if not records:
         raise ValueError("no records to plot")
+    if not any(metric in r for r in records):
+        have = sorted({k for r in records for k in r if isinstance(r.get(k), (int, float))})
+        raise ValueError(f"metric {metric!r} is in none of the records; they hold: {', '.join(have)}")
     _, ax = get_axes(ax, size=(5.6, 4.0))
     rows = summarize(records, [x, metric], keys=(group, "budget"))
     labels = list(dict.fromkeys(r[group] for r in rows))
@@ -101,7 +109,9 @@ def plot_metric_curves(
             ax.axhspan(mean - std, mean + std, color="0.5", alpha=0.15, lw=0)
     if logx:
         _log_axis(ax, "x")
-    if logy or (logy is None and plotted and min(plotted) > 0):
+    if metric in BOUNDED_METRICS and logy is None:
+        ax.set_ylim(-0.02, 1.05)  # fractions: a log axis would suggest values above 1
+    elif logy or (logy is None and plotted and min(plotted) > 0):
         _log_axis(ax, "y")
     ax.set_xlabel(METRIC_LABELS.get(x, x))
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))

@@ -238,7 +238,7 @@ def plot_density(
 
     Raises:
         TypeError / ValueError: as `density_grid`; an unknown ``kind``; ``t`` not finite or
-            outside ``[0, T]``; ``levels`` not a positive integer.
+            outside ``[0, T]``; ``levels`` not a positive integer; ``vmax_scale`` not finite and > 0.
     """
     if not all(hasattr(target, a) for a in ("dim", "log_prob", "marginal_log_prob", "means", "stds")):
         raise TypeError(f"target must be an exact mixture (scoresde.targets.GaussianMixture), got "
@@ -252,6 +252,10 @@ def plot_density(
         if sde is not None and not 0.0 <= t <= float(sde.T) * (1 + 1e-7):
             raise ValueError(f"t must lie in [0, T={float(sde.T):g}], got {t:g}")
     levels = as_count(levels, "levels")
+    vmax_scale = as_real(vmax_scale, "vmax_scale")
+    if not (math.isfinite(vmax_scale) and vmax_scale > 0):
+        raise ValueError(f"vmax_scale must be a finite number > 0 (1: the peak at the top of the colour "
+                         f"map; > 1 lightens the image), got {vmax_scale!r}")
     if target.dim != 2:
         raise ValueError(f"density plots need a 2-D target, {target.name} has D={target.dim}")
     _, ax = get_axes(ax)

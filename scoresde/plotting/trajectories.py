@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from ._common import (
     get_axes,
     get_axes_grid,
     square_limits,
+    to_numpy,
     trajectory_arrays,
     xy_limits,
 )
@@ -168,9 +170,24 @@ def plot_trajectories(
     return ax
 
 
+def forward_data(x0: Any, result: Solution) -> Tensor:
+    """``x0`` (a tensor or an array) as a ``(B, D)`` tensor of the data ``result`` sampled.
+
+    Raises:
+        ValueError: ``x0`` is not ``(B, D)`` with ``B >= 1`` and the ``D`` of ``result.samples``.
+    """
+    if not isinstance(x0, Tensor):
+        x0 = torch.as_tensor(to_numpy(x0), dtype=torch.get_default_dtype())
+    want = tuple(result.samples.shape[1:])
+    if x0.ndim != 2 or x0.shape[0] < 1 or tuple(x0.shape[1:]) != want:
+        raise ValueError(f"x0 must be data points of shape (B, {', '.join(map(str, want))}) like the run's "
+                         f"samples, got {tuple(x0.shape)}")
+    return x0
+
+
 def plot_forward_reverse(
     sde: DiffusionSDE,
-    x0: Tensor,
+    x0: Tensor | np.ndarray,
     result: Solution,
     *,
     ax: Sequence[Axes] | None = None,
@@ -180,13 +197,15 @@ def plot_forward_reverse(
     lims: Range | Limits | None = None,
     cmap: str = "viridis",
 ) -> Figure:
-    """Forward (noising) paths from data ``x0: (B, 2)`` next to the reverse (sampling) paths.
+    """Forward (noising) paths from data ``x0: (B, 2)`` (a tensor or an array) next to the
+    reverse (sampling) paths.
 
     The left panel simulates the forward SDE exactly from ``x0`` (`simulate_forward`);
     the right panel shows ``result.trajectory`` from a solver. Both share one time colour
     scale on ``[0, T]`` and one set of axis limits (default: from the data ends; a prior far
     outside them is shown in a corner inset). Returns the figure.
     """
+    x0 = forward_data(x0, result)
     fig, axes = get_axes_grid(ax, 2, ncols=2, panel=4.0, extra_width=0.9)
     g = torch.Generator(device=x0.device).manual_seed(seed)
     fwd, fwd_t = simulate_forward(sde, x0, steps=steps, generator=g)

@@ -132,8 +132,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     mod = importlib.import_module(f"{__name__}.{args._module}")
 
     def command() -> int:
+        from pathlib import Path
+
+        from ..folder_lock import LOCK_NAME, FolderLock
+
+        out = getattr(args, "out", None)
+        folder = Path(out) if out is not None and args.command in OUT_FOLDER_COMMANDS else None
+        created = folder is not None and not folder.exists()
         _preflight(args)
-        return int(mod.run(args) or 0)
+        # One command writing an output folder at a time (a relaunched run beside a live one
+        # would interleave its files); the lock goes with the process.
+        lock = None if folder is None else FolderLock(folder, f"`scoresde {args.command}` output").acquire()
+        try:
+            return int(mod.run(args) or 0)
+        finally:
+            if lock is not None:
+                lock.release(remove=True)  # no lock file is left in the user's output folder
+            if created and folder is not None and folder.is_dir() and not any(
+                    p.name != LOCK_NAME for p in folder.iterdir()):
+                folder.rmdir()  # made for a command that wrote nothing: not left behind empty
 
     with cli_warnings(args.command):
         out = getattr(args, "out", None)

@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ..folder_lock import LOCK_NAME, FolderLock
 from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
@@ -117,14 +118,20 @@ class Trainer(CheckpointMixin):
             raise ValueError(f"steps must be >= 1 for a new run, got {config.steps} (--steps): there is "
                              "nothing to train; a run is resumed with resume=True (--resume)")
         created = self.out_dir is not None and self.dist.is_main and not self.out_dir.exists()
+        self._lock = FolderLock(self.out_dir, "training run") if self.out_dir is not None else None
         if self.out_dir is not None and self.dist.is_main:  # before any work
             preflight(self.out_dir, resume=resume is not False, overwrite=overwrite)
+            assert self._lock is not None
+            self._lock.acquire()  # one writer per run folder (FolderInUseError names the other)
         self.eval_fn = eval_fn
         self.progress = progress
         try:
             self._setup(config, data, resume)
         except BaseException:
-            if created and self.out_dir is not None and not any(self.out_dir.iterdir()):
+            if self._lock is not None:
+                self._lock.release(remove=True)
+            if created and self.out_dir is not None and not any(
+                    p.name != LOCK_NAME for p in self.out_dir.iterdir()):
                 self.out_dir.rmdir()  # the folder preflight made: no empty run folder is left behind
             raise
 
@@ -346,6 +353,8 @@ class Trainer(CheckpointMixin):
         self.net = self.model
         gc.collect()
         self.dist.close()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release(remove=True)  # another process may write the folder now
 
 
 def train(config: TrainConfig, **kwargs: Any) -> Trainer:

@@ -209,11 +209,13 @@ def holds_run(folder: Path, fingerprint: dict[str, Any], *, overwrite: bool = Fa
         diff = _differences(stored, fingerprint)
         shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} in all)" if len(diff) > 6 else "")
         cause = f"of a run with other settings ({shown})"
-    else:
-        cause = f"whose settings file {meta} cannot be read"
+        resume = "rerun with the earlier settings to resume them, "
+    else:  # which settings made them cannot be told: they cannot be resumed
+        cause = f"whose settings file {meta} cannot be read (damaged), so they cannot be resumed"
+        resume = ""
     raise ChunkSettingsError(
-        f"{folder} holds {_describe_pieces(folder)} {cause}; rerun with the earlier settings to resume them, "
-        f"choose another {what}, or pass --overwrite to discard them"
+        f"{folder} holds {_describe_pieces(folder)} {cause}; {resume}choose another {what}, or pass "
+        "--overwrite to discard them"
     )
 
 

@@ -176,6 +176,19 @@ def test_a_sample_rerun_with_other_settings_is_refused_and_keeps_the_chunks(
     np.testing.assert_array_equal(np.load(out / "samples.npy"), sample_ref)
 
 
+def test_a_damaged_settings_file_does_not_advise_resuming(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # "rerun with the earlier settings to resume them" cannot work when run.json is unreadable
+    out = tmp_path / "o"
+    _interrupted_sample(monkeypatch, SAMPLE, out)
+    (out / "chunks" / "run.json").write_text("{ damaged")
+    capsys.readouterr()
+    assert main([*SAMPLE, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read (damaged), so they cannot be resumed" in err and "to resume them" not in err
+    assert "pass --overwrite to discard them" in err
+
+
 def test_a_likelihood_rerun_with_other_settings_is_refused_and_keeps_the_chunks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         likelihood_ref: np.ndarray) -> None:

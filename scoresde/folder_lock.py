@@ -7,14 +7,19 @@ prune each other's checkpoints. `FolderLock` takes an exclusive ``flock`` on
 holder's process id in it; a second process is refused with that id. The lock goes with the
 process: a killed run leaves the file but not the lock, so a rerun takes it again.
 
-A second lock on the same folder from the *same* process is allowed (a notebook that builds a
-new `Trainer` on a folder before the old object is collected), as is any folder on a platform
-without ``fcntl``.
+A second lock on the same folder from the *same* process is allowed and shares the first (a
+notebook that builds a new `Trainer` on a folder before the old object is collected): the
+folder is unlocked when the last of them is released. A platform without ``fcntl``, or a file
+system that does not support ``flock``, runs without the lock (the latter with a warning).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -22,6 +27,19 @@ from typing import IO
 __all__ = ["FolderLock", "FolderInUseError", "LOCK_NAME"]
 
 LOCK_NAME = ".scoresde.lock"
+
+_CONTENTION = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
+
+@dataclass
+class _Held:
+    """A lock this process holds: the open lock file and how many `FolderLock` objects share it."""
+
+    handle: IO[str]
+    count: int
+
+
+_HELD: dict[tuple[int, int], _Held] = {}  # by the lock file's (device, inode)
+_GUARD = threading.Lock()
 
 
 class FolderInUseError(FileExistsError):
@@ -32,55 +50,87 @@ class FolderLock:
     """``with FolderLock(folder, what="training run"):`` (or `acquire` / `release`).
 
     Raises (on `acquire`):
-        FolderInUseError: another process holds it (the message names its process id).
+        FolderInUseError: another process holds it (the message names its host and process id).
     """
 
     def __init__(self, folder: str | os.PathLike[str], what: str = "output folder") -> None:
         self.folder = Path(folder)
         self.what = what
-        self._file: IO[str] | None = None
+        self._key: tuple[int, int] | None = None
 
     def acquire(self) -> FolderLock:
         try:
             import fcntl
         except ImportError:  # no advisory locks here (Windows): nothing is held
             return self
-        if self._file is not None:
+        if self._key is not None:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle = open(self.folder / LOCK_NAME, "a+")  # noqa: SIM115 (held until release)
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        path = self.folder / LOCK_NAME
+        with _GUARD:
+            for _ in range(10):
+                handle = open(path, "a+")  # noqa: SIM115 (held until release)
+                key = _file_key(handle)
+                if key in _HELD:  # this process holds it already: share it
+                    handle.close()
+                    _HELD[key].count += 1
+                    self._key = key
+                    return self
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as err:
+                    if err.errno not in _CONTENTION:  # no flock on this file system: go on unlocked
+                        handle.close()
+                        warnings.warn(f"cannot lock {self.folder} ({err.strerror or err}); a second process "
+                                      f"writing this {self.what} would not be stopped", RuntimeWarning,
+                                      stacklevel=2)
+                        return self
+                    handle.seek(0)
+                    holder = handle.read().strip()
+                    handle.close()
+                    raise FolderInUseError(
+                        f"{self.folder} is in use: another scoresde process ({holder or 'pid ?'}) is writing "
+                        f"this {self.what}; wait for it to finish or stop it, or choose another output "
+                        "folder") from None
+                if _is_current(handle, path):
+                    break
+                handle.close()  # locked a file a releasing holder had just removed: open anew
+            else:  # pragma: no cover - a lock file removed ten times in a row
+                raise FolderInUseError(f"{self.folder}: its lock file keeps changing; try again")
             handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
-            if holder == str(os.getpid()):
-                return self  # this process already writes here (an earlier object not yet freed)
-            raise FolderInUseError(
-                f"{self.folder} is in use: another scoresde process (pid {holder or '?'}) is writing this "
-                f"{self.what}; wait for it to finish or stop it, or choose another output folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._file = handle
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {os.uname().nodename}" if hasattr(os, "uname")
+                         else f"pid {os.getpid()}")
+            handle.flush()
+            _HELD[key] = _Held(handle, 1)
+            self._key = key
         return self
 
     def release(self, *, remove: bool = False) -> None:
-        """Give the lock up; ``remove=True`` also deletes the lock file (first, while still held:
-        a process that opens the folder afterwards makes a fresh one)."""
-        if self._file is None:
+        """Give this object's share up; the last share unlocks the folder and, with ``remove=True``,
+        deletes the lock file (first, while still held; a process that locked the removed file
+        in between notices and opens a fresh one)."""
+        if self._key is None:
             return
-        try:
-            if remove:
-                (self.folder / LOCK_NAME).unlink(missing_ok=True)
-            import fcntl
+        with _GUARD:
+            key = self._key
+            self._key = None
+            entry = _HELD.get(key)
+            if entry is None:
+                return
+            entry.count -= 1
+            if entry.count > 0:
+                return
+            del _HELD[key]
+            handle = entry.handle
+            try:
+                if remove and _is_current(handle, self.folder / LOCK_NAME):
+                    (self.folder / LOCK_NAME).unlink(missing_ok=True)
+                import fcntl
 
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-        finally:
-            self._file.close()
-            self._file = None
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            finally:
+                handle.close()
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
@@ -88,3 +138,17 @@ class FolderLock:
     def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def _file_key(handle: IO[str]) -> tuple[int, int]:
+    st = os.fstat(handle.fileno())
+    return st.st_dev, st.st_ino
+
+
+def _is_current(handle: IO[str], path: Path) -> bool:
+    """Whether the open ``handle`` is still the file at ``path`` (not one removed since it was opened)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == _file_key(handle) and os.fstat(handle.fileno()).st_nlink > 0

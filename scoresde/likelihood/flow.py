@@ -165,9 +165,10 @@ class AugmentedFlow:
                 if not graph_reaches(out, x):
                     raise ValueError(
                         "score is not differentiable with respect to x: its output has an autograd graph "
-                        "(through the model's parameters), but x is not in it (x is detached or copied "
-                        "out of torch before the model sees it); the likelihood takes the divergence of "
-                        "the probability-flow field with respect to x, so the score must keep x's graph")
+                        "(through a model's parameters, or a detached copy of x that requires grad, as an "
+                        "energy model's own autograd.grad makes), but the x it was given is not in it; "
+                        "the likelihood takes the divergence of the probability-flow field with respect "
+                        "to x, so the score must be computed from x itself")
                 self._graph_checked = True
         return out
 

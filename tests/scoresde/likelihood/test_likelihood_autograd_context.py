@@ -43,7 +43,7 @@ def test_a_graph_through_parameters_only_is_refused(sde: sd.VPSDE) -> None:
     x = target.sample(20, generator=torch.Generator().manual_seed(0)).to(F64)
     base = target.score_fn(sde)
     w = nn.Parameter(torch.ones((), dtype=F64))
-    with pytest.raises(ValueError, match="x is not in it"):
+    with pytest.raises(ValueError, match="the x it was given is not in it"):
         log_likelihood(sde, lambda z, t: base(z.detach(), t) * w, x)
 
 

@@ -69,3 +69,74 @@ def test_the_cli_refuses_a_second_writer_of_an_output_folder(tmp_path: Path, cap
     assert main(["sample", "--target", "two_gaussians", "--n", "8", "--steps", "2", "--no-plot",
                  "--no-progress", "--out", str(tmp_path / "S")]) == 0
     assert not (tmp_path / "S" / LOCK_NAME).exists()  # no lock file left in the user's folder
+
+
+def test_same_process_shares_and_the_last_release_unlocks(tmp_path: Path) -> None:
+    first = FolderLock(tmp_path).acquire()
+    second = FolderLock(tmp_path).acquire()  # shares the lock, holds it too
+    first.release(remove=True)
+    proc_code = ("import sys\nfrom scoresde.folder_lock import FolderLock, FolderInUseError\n"
+                 "try:\n    FolderLock(sys.argv[1]).acquire(); print('acquired')\n"
+                 "except FolderInUseError:\n    print('refused')\n")
+
+    def other() -> str:
+        return subprocess.run([sys.executable, "-c", proc_code, str(tmp_path)], env=ENV, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert other() == "refused"  # still held through `second`
+    second.release(remove=True)
+    assert other() == "acquired"
+
+
+def test_a_pid_equal_to_ours_in_the_file_does_not_let_a_second_writer_in(tmp_path: Path) -> None:
+    # Containers give their entry point pid 1 each: the holder's pid is no proof of the same process.
+    proc = _holder(tmp_path)
+    try:
+        (tmp_path / LOCK_NAME).write_text(f"pid {os.getpid()}")
+        with pytest.raises(FolderInUseError):
+            FolderLock(tmp_path).acquire()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_file_system_without_flock_runs_unlocked_with_a_warning(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(RuntimeWarning, match="cannot lock"):
+        lock = FolderLock(tmp_path).acquire()
+    lock.release()
+
+
+def test_a_lock_taken_on_a_removed_file_is_taken_again_on_the_current_one(tmp_path: Path, monkeypatch) -> None:
+    import fcntl
+
+    real = fcntl.flock
+    calls = {"n": 0}
+
+    def flock_after_a_release(fd: int, op: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the holder releases (and removes the file) between our open and our lock
+            (tmp_path / LOCK_NAME).unlink()
+        real(fd, op)
+
+    (tmp_path / LOCK_NAME).write_text("pid 0")
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_release)
+    lock = FolderLock(tmp_path).acquire()
+    monkeypatch.setattr(fcntl, "flock", real)
+    try:
+        assert (tmp_path / LOCK_NAME).exists()  # the lock is on the file that is there now
+        with pytest.raises(FolderInUseError):
+            subprocess_lock = [sys.executable, "-c",
+                               "import sys\nfrom scoresde.folder_lock import FolderLock\nFolderLock(sys.argv[1]).acquire()",
+                               str(tmp_path)]
+            out = subprocess.run(subprocess_lock, env=ENV, capture_output=True, text=True)
+            if out.returncode != 0 and "FolderInUseError" in out.stderr:
+                raise FolderInUseError("held")
+    finally:
+        lock.release(remove=True)

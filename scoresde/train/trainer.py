@@ -37,7 +37,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..folder_lock import LOCK_NAME, FolderLock
+from ..folder_lock import FolderLock
 from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
@@ -130,8 +130,7 @@ class Trainer(CheckpointMixin):
         except BaseException:
             if self._lock is not None:
                 self._lock.release(remove=True)
-            if created and self.out_dir is not None and not any(
-                    p.name != LOCK_NAME for p in self.out_dir.iterdir()):
+            if created and self.out_dir is not None and not any(self.out_dir.iterdir()):
                 self.out_dir.rmdir()  # the folder preflight made: no empty run folder is left behind
             raise
 

@@ -112,9 +112,9 @@ def prior_inset(ax: Axes, start: np.ndarray, lims: Range | Limits, *, label: str
             size *= factor
             break
     else:  # no corner is free: no inset over the data, the extent in words
-        ax.text(0.98, 0.98, f"{label}: $\\pm${reach:.3g} (outside this view)", transform=ax.transAxes,
-                fontsize=6.5, va="top", ha="right", zorder=6,
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "alpha": 0.8})
+        ax.text(0.985, 0.985, f"{label}: $\\pm${reach:.3g}\n(outside this view)", transform=ax.transAxes,
+                fontsize=6, va="top", ha="right", zorder=6, linespacing=1.0,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "0.6", "alpha": 0.75})
         return None
     ins = ax.inset_axes([x0, y0, size, size], zorder=6)
     pts = finite[:max_points]

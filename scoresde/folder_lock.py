@@ -89,9 +89,9 @@ class FolderLock:
                     holder = handle.read().strip()
                     handle.close()
                     raise FolderInUseError(
-                        f"{self.folder} is in use: another scoresde process ({holder or 'pid ?'}) is writing "
-                        f"this {self.what}; wait for it to finish or stop it, or choose another output "
-                        "folder") from None
+                        f"{self.folder} is in use by another scoresde process ({holder or 'pid ?'}); wait "
+                        "for it to finish (a Trainer in Python holds its folder until close()) or stop it, "
+                        "or choose another output folder") from None
                 if _is_current(handle, path):
                     break
                 handle.close()  # locked a file a releasing holder had just removed: open anew
@@ -99,8 +99,8 @@ class FolderLock:
                 raise FolderInUseError(f"{self.folder}: its lock file keeps changing; try again")
             handle.seek(0)
             handle.truncate()
-            handle.write(f"pid {os.getpid()} on {os.uname().nodename}" if hasattr(os, "uname")
-                         else f"pid {os.getpid()}")
+            host = f" on {os.uname().nodename}" if hasattr(os, "uname") else ""
+            handle.write(f"pid {os.getpid()}{host}, writing a {self.what}")
             handle.flush()
             _HELD[key] = _Held(handle, 1)
             self._key = key
@@ -137,7 +137,7 @@ class FolderLock:
 
     def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.release()
+        self.release(remove=True)
 
 
 def _file_key(handle: IO[str]) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -137,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..folder_lock import LOCK_NAME, FolderLock
 
         out = getattr(args, "out", None)
-        folder = Path(out) if out is not None and args.command in OUT_FOLDER_COMMANDS else None
+        # Under torchrun every rank runs this; rank 0 alone writes the output (and holds its lock).
+        main_rank = os.environ.get("RANK", "0").strip() in ("", "0")
+        folder = Path(out) if out is not None and args.command in OUT_FOLDER_COMMANDS and main_rank else None
         created = folder is not None and not folder.exists()
         _preflight(args)
         # One command writing an output folder at a time (a relaunched run beside a live one

@@ -81,9 +81,10 @@ def plot_metric_curves(
     records = list(records)
     if not records:
         raise ValueError("no records to plot")
-    if not any(metric in r for r in records):
-        have = sorted({k for r in records for k in r if isinstance(r.get(k), (int, float))})
-        raise ValueError(f"metric {metric!r} is in none of the records; they hold: {', '.join(have)}")
+    for field, what in ((metric, "metric"), (x, "x")):
+        if not any(field in r for r in records):
+            have = sorted({k for r in records for k in r if isinstance(r.get(k), (int, float))})
+            raise ValueError(f"{what} {field!r} is in none of the records; they hold: {', '.join(have)}")
     _, ax = get_axes(ax, size=(5.6, 4.0))
     rows = summarize(records, [x, metric], keys=(group, "budget"))
     labels = list(dict.fromkeys(r[group] for r in rows))

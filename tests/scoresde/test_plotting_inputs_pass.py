@@ -29,6 +29,9 @@ def test_coverage_is_drawn_on_a_linear_unit_axis() -> None:
 def test_a_metric_missing_from_every_record_is_refused() -> None:
     with pytest.raises(ValueError, match="'sliced_w2' is in none of the records"):
         P.plot_metric_curves([{"solver": "a", "budget": 10, "seed": 0, "nfe": 10, "seconds": 1.0}], "sliced_w2")
+    records = [{"solver": "a", "budget": b, "seed": 0, "nfe": b, "sliced_w2": 0.1} for b in (10, 100)]
+    with pytest.raises(ValueError, match="x 'seconds' is in none of the records"):
+        P.plot_metric_curves(records, "sliced_w2", x="seconds")
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])

@@ -140,3 +140,27 @@ def test_a_lock_taken_on_a_removed_file_is_taken_again_on_the_current_one(tmp_pa
                 raise FolderInUseError("held")
     finally:
         lock.release(remove=True)
+
+
+def test_torchrun_cli_training_is_not_refused_by_its_own_ranks(tmp_path: Path) -> None:
+    # Every rank runs the CLI; only rank 0 writes the output, so only rank 0 may lock it (each
+    # rank took the lock and one of them was refused, leaving the other waiting).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "scoresde",
+           "train", "--data", "eight_gaussians", "--steps", "5", "--width", "16", "--depth", "1",
+           "--out", str(tmp_path / "run"), "--no-progress"]
+    env = {**ENV, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / LOCK_NAME).exists()
+
+
+def test_the_refusal_names_what_the_holder_writes(tmp_path: Path) -> None:
+    trainer = Trainer(toy_config("eight_gaussians", steps=2), out_dir=tmp_path, progress=False)
+    code_out = subprocess.run([sys.executable, "-m", "scoresde", "sample", "--checkpoint", str(tmp_path), "--n", "4",
+                               "--steps", "2", "--no-plot", "--no-progress", "--out", str(tmp_path)],
+                              env=ENV, capture_output=True, text=True, timeout=240)
+    trainer.close()
+    assert code_out.returncode == 2 and "writing a training run" in code_out.stderr
+    with FolderLock(tmp_path):  # the context manager leaves no lock file behind
+        pass
+    assert not (tmp_path / LOCK_NAME).exists()

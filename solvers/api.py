@@ -99,7 +99,6 @@ def sample_in_chunks(
     *,
     batch_size: int,
     noise: NoiseSource,
-    in_place: bool,
     keep_trajectory: bool = False,
     max_frames: int | None = 101,
     after_step: AfterStep | None = None,
@@ -111,9 +110,9 @@ def sample_in_chunks(
     Args:
         solver, dynamics, ts, noise, max_frames, after_step, denoise: as for `Solver.solve`
             (the hook gets each chunk's states).
-        x_T: the whole initial state.
+        x_T: the whole initial state, the run's own tensor: the samples are written into its
+            buffer (no second ``(B, *D)`` tensor).
         batch_size: samples per chunk (the last chunk may be smaller).
-        in_place: write the samples into ``x_T``'s buffer (no second ``(B, *D)`` tensor).
         keep_trajectory: join the chunks' trajectories along the batch (fixed-grid solvers).
         progress: a bar told when each chunk is done (its score wrapper is in ``dynamics``).
 
@@ -125,7 +124,7 @@ def sample_in_chunks(
     """
     if keep_trajectory and solver.adaptive:
         raise ValueError("keep_trajectory with batch_size needs a fixed-grid solver (adaptive steps differ per chunk)")
-    out = x_T if in_place else torch.empty_like(x_T)
+    out = x_T
     chunks: list[dict[str, Any]] = []
     frames: list[Tensor] = []
     times: list[Tensor] = []
@@ -459,7 +458,7 @@ def sample(
                                    check_finite=check_finite)
         if chunked:
             result = sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
-                                      noise=noise_src, in_place=True, progress=bar, **run)
+                                      noise=noise_src, progress=bar, **run)
         else:
             result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
             if bar is not None:

@@ -134,9 +134,7 @@ class CountedScore:
             self._copy_outputs = True
             self._recent = [e for e in self._recent if _storage_ptr(e[3]) != ptr]
             if self._current is not None and _storage_ptr(self._current[2]) == ptr:
-                self._current, self._previous = None, None
-            elif self._previous is not None and _storage_ptr(self._previous[2]) == ptr:
-                self._previous = None
+                self._current, self._previous = None, None  # (`_previous` is always a fresh tensor)
         return out.detach().clone()
 
     def _keep(self, x: Tensor, t: Tensor, out: Tensor, lo: float, hi: float) -> None:

@@ -118,11 +118,11 @@ class Trainer(CheckpointMixin):
             raise ValueError(f"steps must be >= 1 for a new run, got {config.steps} (--steps): there is "
                              "nothing to train; a run is resumed with resume=True (--resume)")
         created = self.out_dir is not None and self.dist.is_main and not self.out_dir.exists()
-        self._lock = FolderLock(self.out_dir, "training run") if self.out_dir is not None else None
+        self._lock: FolderLock | None = None
         if self.out_dir is not None and self.dist.is_main:  # before any work
             preflight(self.out_dir, resume=resume is not False, overwrite=overwrite)
-            assert self._lock is not None
-            self._lock.acquire()  # one writer per run folder (FolderInUseError names the other)
+            # one writer per run folder (FolderInUseError names the other)
+            self._lock = FolderLock(self.out_dir, "training run").acquire()
         self.eval_fn = eval_fn
         self.progress = progress
         try:

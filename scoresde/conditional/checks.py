@@ -29,9 +29,17 @@ def as_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor
     if value is None or isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an array or tensor, got {type(value).__name__} {value!r}")
     try:
-        return torch.as_tensor(value, dtype=dtype)
+        raw = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(f"{name} must be a numeric array or tensor, got {type(value).__name__} ({err})") from None
+    _check_real(raw, name)
+    return raw if dtype is None else raw.to(dtype)
+
+
+def _check_real(t: Tensor, name: str) -> None:
+    """Refuse complex values (a cast to float would drop the imaginary part without a word)."""
+    if t.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got {t.dtype}; pass the real part explicitly if that is meant")
 
 
 def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
@@ -67,6 +75,7 @@ def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
 def check_observed(observed: Any, data_shape: tuple[int, ...]) -> Tensor:
     """Observed values, shape ``data_shape`` (entries outside the mask are ignored), finite."""
     y = as_tensor(observed, "observed", torch.float64) if not isinstance(observed, Tensor) else observed
+    _check_real(y, "observed")
     if tuple(y.shape) != tuple(data_shape):
         raise ValueError(
             f"observed has shape {tuple(y.shape)}, expected the data shape {tuple(data_shape)} "
@@ -116,9 +125,21 @@ def check_full_row_rank(a: Tensor, why: str, fix: str = "drop redundant rows") -
         raise ValueError(f"measurement matrix A {tuple(a.shape)} must have full row rank {why}: {fix}")
 
 
+def _as_float(value: Any, name: str) -> float:
+    """``float(value)`` for a real number (or one-element tensor), else a ``TypeError`` naming ``name``."""
+    if isinstance(value, (str, bytes, bool)) or isinstance(value, complex):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if isinstance(value, Tensor) and (value.is_complex() or value.dtype == torch.bool):
+        raise TypeError(f"{name} must be a real number, got a {value.dtype} tensor")
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({err})") from None
+
+
 def check_scale(scale: float, name: str = "guidance scale") -> float:
     """A finite, non-negative guidance scale."""
-    s = float(scale)
+    s = _as_float(scale, name)
     if not math.isfinite(s) or s < 0:
         raise ValueError(f"{name} must be finite and >= 0 (0 = no guidance, 1 = the exact conditional), got {scale!r}")
     return s
@@ -126,7 +147,7 @@ def check_scale(scale: float, name: str = "guidance scale") -> float:
 
 def check_noise_std(noise_std: float) -> float:
     """A finite, non-negative measurement-noise standard deviation."""
-    s = float(noise_std)
+    s = _as_float(noise_std, "noise_std")
     if not math.isfinite(s) or s < 0:
         raise ValueError(f"noise_std must be finite and >= 0, got {noise_std!r}")
     return s
@@ -138,7 +159,7 @@ def check_data_std(data_std: float) -> float:
     Raises:
         ValueError: NaN, infinite or ``<= 0`` (``0`` makes the twist's covariance singular).
     """
-    s = float(data_std)
+    s = _as_float(data_std, "data_std")
     if not math.isfinite(s) or s <= 0:
         raise ValueError(f"data_std must be finite and > 0, got {data_std!r}")
     return s

@@ -465,8 +465,12 @@ def sample(
                 bar.finish_chunk()
         warn_if_diverged(result.samples, sde)
         if probe is not None and probe.shift is not None:
-            warn_if_off_prior(probe, deterministic=not solver_obj.draws_noise(lam_value))
-            grid_stats = {**grid_stats, "prior_shift": probe.shift, "prior_shift_error": probe.error}
+            # The reverse-family level whose contraction the run gets: 0 without fresh noise; a
+            # solver that draws noise at lam = 0 (DDIM's eta, EDM's churn) counts as the SDE.
+            lam_run = 0.0 if not solver_obj.draws_noise(lam_value) else (lam_value if lam_value > 0 else 1.0)
+            warn_if_off_prior(probe, lam=lam_run)
+            grid_stats = {**grid_stats, "prior_shift": probe.shift, "prior_shift_error": probe.error,
+                          "prior_shift_carried": probe.carried(lam_run)}
         if grid_stats:
             result = replace(result, stats={**result.stats, **grid_stats})
         if out_dtype != dtype:

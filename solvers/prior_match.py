@@ -6,15 +6,25 @@ that much. On a Gaussian mode of std ``s`` the probability-flow ODE maps ``x_T``
 ``mu + (s / sqrt(v_T)) (x_T - alpha(T) mu)`` with ``v_T = alpha(T)^2 s^2 + sigma(T)^2``, so the
 offset reaches the samples as a mean shift of ``alpha(T) |mu| / sqrt(v_T)`` data stds. Every
 deterministic solver converges to that shifted law (a mode of std 5 at ``(20, 20)``: 0.13 std
-under VP, 0.40 under VE); the reverse SDE forgets most of it. ``alpha(T) |mu| / sigma(T)`` is
-small for data near the origin (default VP SDE, ``|mu| = 3``: 0.02).
+under VP, 0.40 under VE). ``alpha(T) |mu| / sigma(T)`` is small for data near the origin (default
+VP SDE, ``|mu| = 3``: 0.02).
+
+The reverse family with noise level ``lam`` (drift ``f - (1 + lam^2)/2 g^2 s``) contracts the
+offset by ``(v_0 / v_T)^((1 + lam^2)/2)`` on the way down, so in data stds it keeps
+``shift r^(lam^2 / 2)`` of it, with ``r = alpha(T)^2 s^2 / v_T`` the data's share of ``p_T``'s
+variance: the reverse SDE (``lam = 1``) forgets most of the offset when the data are narrow
+against ``sigma(T)`` (``r ~ 1e-4``: 1% is left), but not when they are wide (data of std 11
+under VE with ``sigma_max = 50``: ``r = 0.05``, a fifth is left, and mode weights move with it).
 
 The score at ``T`` measures it: ``E_{x ~ pi}[s(x, T)] = (alpha(T) mu - E_pi x) / v_T``, so over
 the prior draw the mean of ``u = sigma(T) (s(x_T, T) + x_T / p^2)`` (``p^2`` the draw's second
 moment; the second term removes the spread of ``s`` when ``pi`` matches ``p_T``) estimates the
-shift per coordinate. `PriorMatchProbe` reads it from the evaluations at ``T`` of the prior
-draw (every chunk's first) and `warn_if_off_prior` warns, for a deterministic run, when its root
-mean square over coordinates exceeds `PRIOR_SHIFT_LIMIT` and four times its own sampling error.
+shift per coordinate. The same evaluations give ``r``: the score's slope against ``x`` over the
+draw is ``-1/v_T`` per coordinate, and ``r = 1 - sigma(T)^2 / v_T``. `PriorMatchProbe` reads
+both from the evaluations at ``T`` of the prior draw (every chunk's first);
+`PriorMatchProbe.carried` is the shift a run at ``lam`` keeps, ``RMS_j(mean_j r_j^(lam^2 / 2))``,
+and `warn_if_off_prior` warns when it exceeds `PRIOR_SHIFT_LIMIT` and the shift exceeds four
+times its own sampling error.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from .protocol import HasMarginals, ReverseSDEParts, ScoreFn
 __all__ = ["PriorMatchProbe", "warn_if_off_prior", "PRIOR_SHIFT_LIMIT", "MIN_PROBE_SAMPLES", "PROBE_ROWS"]
 
 PRIOR_SHIFT_LIMIT = 0.05
-"""Mean shift (data stds per coordinate) a deterministic run would carry, above which it warns."""
+"""Mean shift (data stds per coordinate) a run would carry to its samples, above which it warns."""
 
 MIN_PROBE_SAMPLES = 16
 """Fewer prior samples than this give no estimate."""
@@ -55,6 +65,7 @@ class PriorMatchProbe:
         self._offset = 0  # rows of x_start seen so far
         self._sum: Tensor | None = None
         self._sum_sq: Tensor | None = None
+        self._moments: Tensor | None = None  # per coordinate: sums of x, x^2, s, s x (for r)
         self._n = 0
         if self._active:
             with torch.no_grad():
@@ -68,6 +79,28 @@ class PriorMatchProbe:
         if self._sum is None or self._n < MIN_PROBE_SAMPLES:
             return None
         return float((self._sum / self._n).pow(2).mean().sqrt())
+
+    def carried(self, lam: float) -> float | None:
+        """The shift (data stds per coordinate, RMS) a run at reverse-family level ``lam`` keeps:
+        ``RMS_j(mean_j r_j^(lam^2 / 2))`` with ``r_j`` the standard deviation of ``u_j`` (capped at
+        1); ``shift`` at ``lam = 0``."""
+        if self._sum is None or self._moments is None or self._n < MIN_PROBE_SAMPLES:
+            return None
+        mean = self._sum / self._n
+        if lam == 0.0:
+            return float(mean.pow(2).mean().sqrt())
+        return float((mean.pow(2) * self.data_share().pow(lam * lam)).mean().sqrt())  # (mean r^(lam^2/2))^2
+
+    def data_share(self) -> Tensor:
+        """``r_j = 1 - sigma(T)^2 / v_j`` per coordinate ``(D,)``, in ``[0, 1]``: the data's share of
+        ``p_T``'s variance, from the slope ``-1/v_j`` of the score at ``T`` against ``x`` over the
+        draw (exact for a Gaussian ``p_T``, the best linear fit otherwise)."""
+        if self._moments is None or self._n < MIN_PROBE_SAMPLES:
+            raise ValueError("no estimate yet: fewer than MIN_PROBE_SAMPLES prior samples were read")
+        sx, sxx, ss, ssx = (m / self._n for m in self._moments)
+        var_x = (sxx - sx * sx).clamp(min=1e-300)
+        inv_v = -(ssx - ss * sx) / var_x
+        return (1.0 - self._sigma_T**2 * inv_v).clamp(0.0, 1.0)
 
     @property
     def error(self) -> float | None:
@@ -92,8 +125,10 @@ class PriorMatchProbe:
             return
         rows = self.x_start[self._offset:self._offset + n]
         k = min(n, PROBE_ROWS - self._n)  # only the rows still wanted are compared and read
-        if rows.shape != x.shape or not torch.equal(rows[:k], x.detach()[:k]):
-            return  # not the next rows of the prior draw (a state moved on at T)
+        # Not the next rows of the prior draw: a state moved on at T. A solver may hand the score
+        # a rounded copy (EDM's step evaluates at alpha (x / alpha)), hence a relative tolerance.
+        if rows.shape != x.shape or not torch.allclose(rows[:k], x.detach()[:k].to(rows.dtype), rtol=1e-5, atol=0.0):
+            return
         self._offset += n
         with torch.no_grad():
             u = self._sigma_T * (out.detach()[:k].reshape(k, -1).to(torch.float64)
@@ -104,6 +139,10 @@ class PriorMatchProbe:
             self._sum = u.sum(dim=0) if self._sum is None else self._sum + u.sum(dim=0)
             sq = u.pow(2).sum(dim=0)
             self._sum_sq = sq if self._sum_sq is None else self._sum_sq + sq
+            xs = x.detach()[:k].reshape(k, -1).to(torch.float64)
+            ss = out.detach()[:k].reshape(k, -1).to(torch.float64)
+            mom = torch.stack([xs.sum(0), xs.pow(2).sum(0), ss.sum(0), (ss * xs).sum(0)])
+            self._moments = mom if self._moments is None else self._moments + mom
             self._n += k
 
 
@@ -122,27 +161,32 @@ def _second_moment(x: Tensor) -> float:
     return total / max(1, flat.numel())
 
 
-def warn_if_off_prior(probe: PriorMatchProbe, deterministic: bool, stacklevel: int = 3) -> None:
-    """Warn, for a deterministic run, when the probe's shift exceeds `PRIOR_SHIFT_LIMIT` and four
-    times its error (a stochastic run forgets most of the offset: no warning, the number stays in
-    the stats)."""
-    shift, error = probe.shift, probe.error
-    if not deterministic or shift is None or error is None:
+def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -> None:
+    """Warn when the shift a run at reverse-family level ``lam`` (0: deterministic, 1: the reverse
+    SDE) carries to its samples, `PriorMatchProbe.carried`, exceeds `PRIOR_SHIFT_LIMIT`, and the
+    probe's shift exceeds four times its error."""
+    shift, error, carried = probe.shift, probe.error, probe.carried(lam)
+    if shift is None or error is None or carried is None:
         return
-    if not (shift > PRIOR_SHIFT_LIMIT and shift > 4 * error):
+    if not (carried > PRIOR_SHIFT_LIMIT and shift > 4 * error):
         return
     sde = probe.sde
     alpha, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
     level = float(sigma[0] / alpha[0])
+    if lam == 0.0:
+        effect = (f"The probability-flow ODE carries that offset to the samples: the mean off by about "
+                  f"{shift:.2g} of the data's std per coordinate")
+    else:
+        effect = (f"A run that adds noise forgets part of it, but the data are wide against the noise "
+                  f"at T, so about {carried:.2g} of the data's std per coordinate stays in the samples' "
+                  f"mean, and mode weights move with it")
     warnings.warn(
         f"the prior draw x_T is not a sample of p_T: the score at T says p_T is off the prior by "
         f"about {shift:.3g} of its spread per coordinate (sigma(T) x the batch mean of "
-        f"score(x_T, T) + x_T/p^2; solvers.prior_match). The probability-flow ODE carries that offset "
-        f"to the samples: the mean off by about {shift:.2g} of the data's std per coordinate (the reverse "
-        f"SDE, lam=1, forgets most of it). Usual causes: data far from the origin (centre it, and add "
-        f"the mean back to the samples), or a conditional or guided score whose class lies off the "
-        f"origin. The offset falls as 1/(sigma(T)/alpha(T)): a noise level of about "
-        f"{level * shift / PRIOR_SHIFT_LIMIT:.3g} at T instead of {level:.3g} brings it to "
+        f"score(x_T, T) + x_T/p^2; solvers.prior_match). {effect}. Usual causes: data far from the "
+        f"origin (centre it, and add the mean back to the samples), or a conditional or guided score "
+        f"whose class lies off the origin. The offset falls as 1/(sigma(T)/alpha(T)): a noise level of "
+        f"about {level * shift / PRIOR_SHIFT_LIMIT:.3g} at T instead of {level:.3g} brings it to "
         f"{PRIOR_SHIFT_LIMIT} (under VE: sigma_max)",
         RuntimeWarning,
         stacklevel=stacklevel,

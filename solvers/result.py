@@ -31,8 +31,10 @@ class Solution:
             ``pilot_batch`` samples, not counted in ``nfe``), ``pilot_seconds`` (spent on it in
             this call, not in ``seconds``) and ``pilot_cached``. ``prior_shift``: for a prior draw
             of at least 16 samples, how far ``p_T`` is off the prior, in data stds per coordinate
-            (`solvers.prior_match`; a deterministic run warns above 0.05), and
-            ``prior_shift_error``, its sampling error.
+            (`solvers.prior_match`), ``prior_shift_error``, its sampling error, and
+            ``prior_shift_carried``, the part of it this run carries to its samples (all of it
+            without fresh noise; less for the reverse SDE, the less the wider the data are
+            against ``sigma(T)``); a run warns when that is above 0.05.
     """
 
     samples: Tensor

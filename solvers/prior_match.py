@@ -97,10 +97,12 @@ class PriorMatchProbe:
         draw (exact for a Gaussian ``p_T``, the best linear fit otherwise)."""
         if self._moments is None or self._n < MIN_PROBE_SAMPLES:
             raise ValueError("no estimate yet: fewer than MIN_PROBE_SAMPLES prior samples were read")
-        sx, sxx, ss, ssx = (m / self._n for m in self._moments)
+        m: Tensor = self._moments / self._n
+        sx, sxx, ss, ssx = m[0], m[1], m[2], m[3]
         var_x = (sxx - sx * sx).clamp(min=1e-300)
         inv_v = -(ssx - ss * sx) / var_x
-        return (1.0 - self._sigma_T**2 * inv_v).clamp(0.0, 1.0)
+        share: Tensor = (1.0 - self._sigma_T**2 * inv_v).clamp(0.0, 1.0)
+        return share
 
     @property
     def error(self) -> float | None:

@@ -19,6 +19,29 @@ def _load_data(path: str) -> Any:
     return load_array(path).data  # checked: (N, *D), numeric, finite; clear errors otherwise
 
 
+def _points_of(source: Any, n: int, gen: Any, dtype: Any, name: str) -> tuple[Any, str]:
+    """The points to score from a data source, and what they are (for the label).
+
+    A fixed set (an image folder, a data file, digits) gives ``min(n, N)`` *distinct* items in
+    a seeded random order, each scored once: draws with replacement would score some items
+    several times and others never, and the standard error over points would count the repeats
+    as independent. A sampler without a fixed size (a 2-D toy) gives ``n`` fresh draws.
+    """
+    import torch
+
+    from ..train.data import draw
+
+    rows = next((getattr(source, a) for a in ("images", "data") if isinstance(getattr(source, a, None), torch.Tensor)), None)
+    if rows is None:
+        return draw(source, n, generator=gen, dtype=dtype), f"{n} draws of {name}"
+    total = int(rows.shape[0])
+    order = torch.randperm(total, generator=gen)[:n]
+    x = rows[order.to(rows.device)].to(dtype)
+    if n >= total:
+        return x, f"all {total} items of {name}, each once" + (f" (--n {n} asks for more)" if n > total else "")
+    return x, f"{n} of the {total} items of {name}, each once"
+
+
 def _overflow_hint(args: argparse.Namespace) -> str:
     """The fix for data that overflow the dtype of the computation."""
     return "Rescale the data" if args.float64 else "Pass --float64, or rescale the data"
@@ -131,25 +154,26 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         model_shape, model_name = (int(target.dim),), f"the target {args.target}"
     if args.data is None:
         if target is None:
-            from ..train.data import check_fits_dtype, draw, reference_data
+            from ..train.data import check_fits_dtype, reference_data
 
             # the run's own training data, rebuilt from its config (a built-in name, or a file
             # still present and unchanged); otherwise a DataMismatchError that says what to pass
             source = reference_data(config, None, where=f"checkpoint {args.checkpoint}")
             check_fits_dtype(source, dtype, config.data, _overflow_hint(args))
-            x = draw(source, args.n, generator=gen, dtype=dtype)  # in the run's dtype, not float32
-            label += f", {args.n} draws of its training data"
+            x, what = _points_of(source, args.n, gen, dtype, "its training data")
+            label += f", {what}"
         else:
             x = target.sample(args.n, generator=gen, dtype=torch.float64)
     elif Path(args.data).suffix and not Path(args.data).is_dir():  # a folder may have a dot in its name
         x = _load_data(args.data)
         check_representable(x, dtype, args.data, _overflow_hint(args))
     else:
-        from ..train.data import check_fits_dtype, draw, make_data
+        from ..train.data import check_fits_dtype, make_data
 
         source = make_data(args.data)
         check_fits_dtype(source, dtype, args.data, _overflow_hint(args))
-        x = draw(source, args.n, generator=gen, dtype=dtype)
+        x, what = _points_of(source, args.n, gen, dtype, args.data)
+        label += f", {what}"
     if x.ndim == 1:
         x = x[:, None]
     if args.data is not None:

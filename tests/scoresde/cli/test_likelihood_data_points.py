@@ -1,0 +1,66 @@
+"""``likelihood --data FOLDER`` scores each item of a fixed data set once.
+
+Before, the folder (and a checkpoint's own image or array data) was drawn from with
+replacement: ``--n 5`` on five images scored images 4, 4, 3, 0, 3, never 1 or 2, and the
+standard error over points counted the repeats as independent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scoresde.cli import main
+from scoresde.cli._likelihood_load import _points_of
+from scoresde.data.arrays import ArrayDataset
+from scoresde.data.images import ImageDataset
+
+
+def _distinct_rows(x: torch.Tensor) -> int:
+    return int(torch.unique(x.reshape(x.shape[0], -1), dim=0).shape[0])
+
+
+@pytest.mark.parametrize("make", [lambda t: ImageDataset(t.reshape(7, 1, 2, 2)), lambda t: ArrayDataset(t)],
+                         ids=["images", "array"])
+def test_a_fixed_set_gives_distinct_items(make) -> None:
+    source = make(torch.arange(28, dtype=torch.float64).reshape(7, 4))
+    g = torch.Generator().manual_seed(0)
+    x, what = _points_of(source, 5, g, torch.float64, "set")
+    assert x.shape[0] == 5 and _distinct_rows(x) == 5 and what == "5 of the 7 items of set, each once"
+    x, what = _points_of(source, 100, torch.Generator().manual_seed(0), torch.float32, "set")
+    assert x.shape[0] == 7 and _distinct_rows(x) == 7 and x.dtype == torch.float32
+    assert what == "all 7 items of set, each once (--n 100 asks for more)"
+    again, _ = _points_of(source, 5, torch.Generator().manual_seed(0), torch.float64, "set")
+    first, _ = _points_of(source, 5, torch.Generator().manual_seed(0), torch.float64, "set")
+    assert torch.equal(again, first)  # seeded
+
+
+def test_a_sampler_without_a_fixed_size_still_draws() -> None:
+    from scoresde.targets import get_target
+
+    x, what = _points_of(get_target("eight_gaussians"), 9, torch.Generator().manual_seed(0), torch.float64, "toy")
+    assert x.shape == (9, 2) and what == "9 draws of toy"
+
+
+def test_cli_scores_each_image_of_a_folder_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, size=(8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--steps", "2", "--batch-size", "4", "--out", str(run),
+                 "--channels", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "ll.json"
+    assert main(["likelihood", "--checkpoint", str(run), "--data", str(folder), "--n", "1000", "--bpd",
+                 "--integrator", "rk4_simpson", "--steps", "2", "--divergence", "hutchinson", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert f"all 5 items of {folder}, each once (--n 1000 asks for more)" in capsys.readouterr().out
+    rec = json.loads(out.read_text())
+    assert rec and all(len(column) == 5 for column in rec.values())  # one row per image

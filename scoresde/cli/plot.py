@@ -189,7 +189,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         problem = compare.Problem.from_target(args.target, args.sde)
     if problem.data_shape != (2,):
-        raise ValueError(f"plots need 2-D data, {problem.name} has shape {problem.data_shape}")
+        shape = "x".join(map(str, problem.data_shape))
+        fix = (f"; for an image model use `scoresde sample --checkpoint {args.checkpoint} ...` (it writes an "
+               f"image grid) and `scoresde likelihood --checkpoint {args.checkpoint} --bpd` to score it"
+               if args.checkpoint is not None and len(problem.data_shape) == 3 else "")
+        raise ValueError(f"plots need 2-D points, {problem.name} has samples of shape {shape}{fix}")
     fields_at = _fields_at(args, float(problem.sde.T))
     # A checkpoint samples (and its fields are drawn) in its parameters' dtype: a float64 model
     # refuses float32 states.

@@ -26,12 +26,33 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's 16-bit 
 
 
 def _size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``(H, W)`` from an integer or a pair of integers, each >= 1; a clear error otherwise."""
+    from solvers.inputs import as_integer
+
     if size is None:
         return None
-    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return h, w
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return as_integer(size[0], "size (height)", minimum=1), as_integer(size[1], "size (width)", minimum=1)
+    if isinstance(size, (tuple, list)):
+        raise ValueError(f"size must be an integer or a pair (H, W), got {len(size)} values {tuple(size)!r}")
+    n = as_integer(size, "size", minimum=1)
+    return n, n
+
+
+def _is_gray(im: Any) -> bool:
+    """Whether an image holds grayscale pixels: a grayscale mode, or a palette of grays only (the
+    colours the pixels use; some tools save grayscale PNGs with a palette)."""
+    if im.mode in ("L", "1", "LA", *SIXTEEN_BIT_MODES):
+        return True
+    if im.mode in ("P", "PA"):
+        palette = im.getpalette()
+        if not palette:
+            return False
+        rgb = np.asarray(palette, dtype=np.int64)[: len(palette) // 3 * 3].reshape(-1, 3)
+        used = np.unique(np.asarray(im.getchannel(0) if im.mode == "PA" else im))
+        used = used[used < rgb.shape[0]]
+        return bool(((rgb[used, 0] == rgb[used, 1]) & (rgb[used, 1] == rgb[used, 2])).all())
+    return False
 
 
 def load_image_folder(
@@ -71,7 +92,7 @@ def load_image_folder(
         except OSError as err:
             raise DataError(f"{f}: not a readable image ({err})") from None
     if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "LA", *SIXTEEN_BIT_MODES) for im in images) else 3
+        channels = 1 if all(_is_gray(im) for im in images) else 3
     arrays = []
     for f, im in zip(files, images, strict=True):
         a = _pixels(f, im, channels, hw)

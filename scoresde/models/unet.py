@@ -122,7 +122,10 @@ class UNet(nn.Module):
         widths = [channels * m for m in mults]
         bad = [c for c in widths if c % groups]
         if bad:
-            raise ValueError(f"groups={groups} must divide every level's channels {widths}")
+            raise ValueError(
+                f"groups={groups} (GroupNorm groups) must divide every level's channels {widths} "
+                f"(channels={channels} x channel_mults={list(mults)}): use channels that are a multiple of "
+                f"{groups} (e.g. {max(groups, channels // groups * groups)}), or a groups value that divides them")
         if isinstance(attention_levels, (str, bytes)) or not hasattr(attention_levels, "__iter__"):
             raise TypeError(f"attention_levels must be a sequence of level indices, got {attention_levels!r}")
         attn = set(as_size(a, "every entry of attention_levels", minimum=0) for a in attention_levels)

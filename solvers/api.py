@@ -393,7 +393,8 @@ def sample(
             called in that dtype, the solver's state, times and coefficients stay in float32
             (as the ``after_step`` hook sees them), and the samples are returned in it.
         check_finite: raise on NaN/inf scores.
-        after_step: hook ``(x, t) -> x`` applied after every step.
+        after_step: hook ``(x, t) -> x`` applied after every step (an explicit end step with a
+            hook warns: it runs after the hook's last call and can undo its constraint).
         batch_size: integrate at most this many samples at a time (flat memory; what stays
             identical: see the module docstring).
         progress: show a tqdm bar (stderr) of the part of the grid integrated (steps taken on
@@ -435,6 +436,14 @@ def sample(
             f"the grid starts at t = {float(ts[0]):.6g} < T = {float(sde.T):g}, but x_T is drawn from the "
             f"prior (a sample of p_T): the run treats it as a sample of p_t there; start the grid at T, "
             f"or pass x_T= drawn from p_t at the grid's first time",
+            stacklevel=2,
+        )
+    if after_step is not None and denoise is not None and solver_obj.final_kind(denoise) != "none":
+        warnings.warn(
+            f"denoise={denoise!r} with an after_step hook: the end-of-run step runs after the hook's last "
+            f"call and uses the score as given, so it can move what the hook set (replacement's observed "
+            f"coordinates leave y, a projection leaves A x = y); with a hook the default ends at eps "
+            f"(denoise='none'), where the hook's constraint holds",
             stacklevel=2,
         )
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)

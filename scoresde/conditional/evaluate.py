@@ -12,6 +12,15 @@ sample sets of the same size (the noise floor):
 
 ``combined`` is the worst of the four ratios; an exact sampler gives values of order 1-3
 (``exact_combined`` reports what a second exact set scores against the same reference).
+
+A conditional that fixes some directions exactly (a noiseless measurement: every sample has
+``A x = y``, so every component's covariance is singular along the rows of ``A``) is compared
+in the directions where it varies, as `ObservedCoordinates.free` does for a mask; there the
+spread of ``p_t`` is ``sigma(t)`` smoothing alone, which a sampler that ends on ``A x = y`` (an
+exact projection) does not have and should not be charged for. A fifth ratio, ``constraint``,
+checks the fixed directions: the RMS distance of the samples from ``alpha(t)`` times the fixed
+value, over the same for exact samples of ``p_t`` (about ``sigma(t)``); samples on the
+constraint score about 0, samples off it by more than ``sigma(t)`` more than 1.
 """
 
 from __future__ import annotations
@@ -45,6 +54,23 @@ def as_full_cov(mixture: GaussianMixture | FullCovMixture) -> FullCovMixture:
     if isinstance(mixture, FullCovMixture):
         return mixture
     return FullCovMixture(mixture.means, torch.diag_embed(mixture.stds**2), mixture.weights, name=mixture.name)
+
+
+FIXED_REL = 1e-12
+"""A direction is fixed when the summed covariances' eigenvalue along it is at most this times the
+largest (rounding of a Kalman update leaves ~1e-16)."""
+
+
+def _split_fixed(mix: FullCovMixture) -> tuple[Tensor, Tensor] | None:
+    """Orthonormal bases ``(D, D_free)`` and ``(D, D_fixed)`` of the directions where ``mix`` varies
+    and where every component is a point (``None`` when none or all are fixed)."""
+    total = mix.covs.sum(0)
+    evals, evecs = torch.linalg.eigh(0.5 * (total + total.transpose(0, 1)))
+    top = float(evals.max())
+    fixed = evals <= FIXED_REL * top
+    if top <= 0 or not bool(fixed.any()) or bool(fixed.all()):
+        return None
+    return evecs[:, ~fixed], evecs[:, fixed]
 
 
 def _mode_stats(x: Tensor, mix: FullCovMixture, sde: DiffusionSDE, t: float) -> tuple[Tensor, float]:
@@ -93,27 +119,52 @@ class ConditionalReference:
         self.repeats = as_count(self.repeats, "repeats")
         self.seed = check_seed(as_integer(self.seed, "seed"))  # type: ignore[assignment]
         self.full = as_full_cov(self.mixture)
+        self.fixed = _split_fixed(self.full)
+        self.free_mix = self.full
+        if self.fixed is not None:
+            u, u0 = self.fixed
+            f = self.full
+            self.free_mix = FullCovMixture(f.means @ u, u.T @ f.covs @ u, f.weights, name=f.name)
+            alpha, _ = self.sde.marginal_coeffs(torch.tensor([float(self.t)], dtype=torch.float64))
+            self._fixed_at_t = float(alpha[0]) * (f.weights @ f.means) @ u0  # (D_fixed,)
         g = torch.Generator().manual_seed(self.seed)
-        self.ref = self.draw(self.n, g)
-        other = self.draw(self.n, g)
+        self.ref = self._free(self.draw(self.n, g))
+        other = self._free(self.draw(self.n, g))
         self.bandwidths = metrics.median_bandwidths(self.ref, other)
-        self.ref_stats = _mode_stats(self.ref, self.full, self.sde, self.t)
+        self.ref_stats = _mode_stats(self.ref, self.free_mix, self.sde, self.t)
         sums = {"sw": 0.0, "mmd": 0.0, "modes": 0.0, "spread": 0.0}
+        if self.fixed is not None:
+            sums["constraint"] = 0.0
         for _ in range(self.repeats):
-            a, b = self.draw(self.n, g), self.draw(self.n, g)
-            for k, v in self._raw(a, b, _mode_stats(b, self.full, self.sde, self.t)).items():
+            a_full, b_full = self.draw(self.n, g), self.draw(self.n, g)
+            a, b = self._free(a_full), self._free(b_full)
+            for k, v in self._raw(a, b, _mode_stats(b, self.free_mix, self.sde, self.t)).items():
                 sums[k] += v / self.repeats
+            if self.fixed is not None:
+                sums["constraint"] += self._off_constraint(a_full) / self.repeats
         # Mode frequencies resolve 1/n; a one-mode conditional would otherwise have a zero floor.
         sums["modes"] = max(sums["modes"], 1.0 / self.n)
+        if self.fixed is not None:  # at t = 0 exact samples sit on the constraint up to rounding
+            sums["constraint"] = max(sums["constraint"], 1e-12 * (1.0 + float(self._fixed_at_t.abs().max())))
         self.floors = sums
         self.exact_combined = self.evaluate(self.draw(self.n, g))["combined"]
 
     def draw(self, n: int, g: torch.Generator) -> Tensor:
-        """``n`` exact samples of ``p_t`` of the conditional: ``(n, D)`` float64."""
+        """``n`` exact samples of ``p_t`` of the conditional: ``(n, D)`` float64 (all directions)."""
         return self.full.sample_marginal(n, self.sde, self.t, generator=g, dtype=torch.float64)
 
+    def _free(self, x: Tensor) -> Tensor:
+        """``x: (N, D)`` in the directions where the conditional varies ``(N, D_free)`` (all of them
+        unless some are fixed)."""
+        return x if self.fixed is None else x @ self.fixed[0]
+
+    def _off_constraint(self, x: Tensor) -> float:
+        """RMS distance of ``x: (N, D)`` from the fixed directions' value at ``t``."""
+        assert self.fixed is not None
+        return float((x @ self.fixed[1] - self._fixed_at_t).pow(2).mean().sqrt())
+
     def _raw(self, x: Tensor, y: Tensor, y_stats: tuple[Tensor, float]) -> dict[str, float]:
-        fx, sx = _mode_stats(x, self.full, self.sde, self.t)
+        fx, sx = _mode_stats(x, self.free_mix, self.sde, self.t)
         return {
             "sw": metrics.sliced_wasserstein(x, y),
             "mmd": abs(metrics.mmd(x, y, bandwidths=self.bandwidths)),
@@ -134,9 +185,11 @@ class ConditionalReference:
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != self.full.dim:
             raise ValueError(f"x must be samples (N, {self.full.dim}) with N >= 1, got {tuple(x.shape)}")
         if not bool(torch.isfinite(x).all()):
-            return {"sw": float("inf"), "mmd": float("inf"), "modes": float("inf"), "spread": float("inf"),
-                    "combined": float("inf")}
-        raw = self._raw(x.to(torch.float64), self.ref, self.ref_stats)
+            return {k: float("inf") for k in (*self.floors, "combined")}
+        x = x.to(torch.float64)
+        raw = self._raw(self._free(x), self.ref, self.ref_stats)
+        if self.fixed is not None:
+            raw["constraint"] = self._off_constraint(x)
         out = {k: raw[k] / max(self.floors[k], 1e-300) for k in raw}
         out["combined"] = max(out.values())
         return out

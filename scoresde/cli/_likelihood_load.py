@@ -13,10 +13,35 @@ from typing import Any
 from ._settings import check_checkpoint_sde
 
 
-def _load_data(path: str) -> Any:
+def _load_data(path: str, keep_integers: bool = False) -> Any:
+    """The rows of a data file (checked: ``(N, *D)``, numeric, finite; clear errors otherwise), in
+    float64, or as integers when ``keep_integers`` and the file stores integers (pixel levels for
+    ``--bpd``, e.g. a ``uint8`` ``.npy`` of images)."""
+    import torch
+
     from ..data import load_array
 
-    return load_array(path).data  # checked: (N, *D), numeric, finite; clear errors otherwise
+    data = load_array(path).data
+    if keep_integers and _stores_integers(path):
+        return data.round().to(torch.long)  # float64 holds every integer below 2^53 exactly
+    return data
+
+
+def _stores_integers(path: str) -> bool:
+    """Whether a ``.npy`` / ``.pt`` data file holds an integer array (text tables: never)."""
+    import numpy as np
+    import torch
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r", allow_pickle=False).dtype.kind in "iu"
+    if suffix in (".pt", ".pth"):
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(raw, np.ndarray):
+            return raw.dtype.kind in "iu"
+        return isinstance(raw, torch.Tensor) and not raw.is_floating_point() and raw.dtype != torch.bool \
+            and not raw.is_complex()
+    return False
 
 
 def _points_of(source: Any, n: int, gen: Any, dtype: Any, name: str) -> tuple[Any, str]:
@@ -54,7 +79,12 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
         raise ValueError(f"--levels must be an integer >= 2, got {levels!r}")
     if not x.is_floating_point():
-        return x.long()
+        k = x.long()
+        if int(k.min()) < 0 or int(k.max()) > levels - 1:
+            raise ValueError(
+                f"--bpd: integer levels must lie in 0..{levels - 1} for --levels {levels}; the data span "
+                f"[{int(k.min())}, {int(k.max())}] (16-bit images: --levels 65536)")
+        return k
     lo, hi = data_range
     k = (x.double() - lo) / (hi - lo) * (levels - 1)
     kr = k.round()
@@ -102,12 +132,17 @@ def _network_tolerances(args: argparse.Namespace, model_shape: tuple[int, ...]) 
     args.atol = NETWORK_TOL_FACTOR * atol if args.atol is None else args.atol
 
 
-def _default_grid(args: argparse.Namespace, source: Any) -> None:
+def _default_grid(args: argparse.Namespace, source: Any, image_model: bool = False) -> None:
     """Fill ``--levels`` / ``--data-range`` left unset: from image data, which know their pixel
-    grid (`scoresde.data.ImageDataset.levels`, on ``[-1, 1]``), else 256 levels on ``[0, 1]``."""
+    grid (`scoresde.data.ImageDataset.levels`, on ``[-1, 1]``); for a model of images ``(C, H, W)``
+    scoring a data file, the range images are trained on, ``[-1, 1]``, with 256 levels; else 256
+    levels on ``[0, 1]``."""
     levels = getattr(source, "levels", None)
     if args.data_range is None:
-        args.data_range = tuple(source.data_range) if levels is not None else (0.0, 1.0)
+        if levels is not None:
+            args.data_range = tuple(source.data_range)
+        else:
+            args.data_range = (-1.0, 1.0) if image_model else (0.0, 1.0)
     if args.levels is None:
         args.levels = levels if levels is not None else 256
 
@@ -165,7 +200,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         else:
             x = target.sample(args.n, generator=gen, dtype=torch.float64)
     elif Path(args.data).suffix and not Path(args.data).is_dir():  # a folder may have a dot in its name
-        x = _load_data(args.data)
+        x = _load_data(args.data, keep_integers=bool(args.bpd))
         check_representable(x, dtype, args.data, _overflow_hint(args))
     else:
         from ..train.data import check_fits_dtype, make_data
@@ -178,7 +213,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         x = x[:, None]
     if args.data is not None:
         _check_data_shape(tuple(x.shape[1:]), model_shape, model_name, args.data)
-    _default_grid(args, source)
+    _default_grid(args, source, image_model=len(model_shape) == 3)
     dim = int(np.prod(tuple(x.shape[1:])))
     if args.bpd:
         k = _to_levels(x, args.levels, args.data_range)

@@ -64,3 +64,31 @@ def test_cli_scores_each_image_of_a_folder_once(tmp_path: Path, capsys: pytest.C
     assert f"all 5 items of {folder}, each once (--n 1000 asks for more)" in capsys.readouterr().out
     rec = json.loads(out.read_text())
     assert rec and all(len(column) == 5 for column in rec.values())  # one row per image
+
+
+def test_bpd_takes_integer_pixel_levels_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A uint8 .npy of test images was read as floats and refused ("not on the 256-level grid of
+    # [0, 1]; pass integer levels"); for an image model the levels map onto its range [-1, 1].
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    k = np.random.default_rng(2).integers(0, 256, size=(4, 1, 8, 8), dtype=np.uint8)
+    for i in range(4):
+        Image.fromarray(k[i, 0]).save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--steps", "1", "--batch-size", "2", "--out", str(run),
+                 "--channels", "8", "--no-progress"]) == 0
+    np.save(tmp_path / "levels.npy", k)
+    np.save(tmp_path / "scaled.npy", k.astype(np.float64) / 127.5 - 1.0)  # the same images on [-1, 1]
+    fast = ["--checkpoint", str(run), "--bpd", "--integrator", "rk4_simpson", "--steps", "2",
+            "--divergence", "hutchinson", "--no-progress"]
+    capsys.readouterr()
+    results = []
+    for name in ("levels.npy", "scaled.npy"):
+        out = tmp_path / f"{name}.json"
+        assert main(["likelihood", *fast, "--data", str(tmp_path / name), "--out", str(out)]) == 0
+        assert "levels 256, data range [-1, 1]" in capsys.readouterr().out
+        results.append(json.loads(out.read_text()))
+    assert results[0] == results[1]  # the same points, the same dequantisation noise
+    np.save(tmp_path / "wide.npy", k.astype(np.uint16) * 257)
+    assert main(["likelihood", *fast, "--data", str(tmp_path / "wide.npy")]) == 2
+    assert "integer levels must lie in 0..255 for --levels 256; the data span [" in capsys.readouterr().err

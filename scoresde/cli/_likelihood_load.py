@@ -106,9 +106,15 @@ def _check_data_shape(shape: tuple[int, ...], expected: tuple[int, ...], model: 
     """
     if shape == expected:
         return
+    hint = ""
+    if len(shape) == 3 and len(expected) == 3 and Path(data).is_dir():
+        c, h, w = expected
+        hint = (f". A folder is read at its own size and channels: resize or convert the images as for "
+                f"training and pass them as a file, np.save('test.npy', scoresde.data.load_data(folder, "
+                f"image_size=({h}, {w}), channels={c}).images.numpy()), then --data test.npy")
     raise ValueError(f"--data {data} holds points of shape {shape}, but {model} models points of shape "
                      f"{expected}; pass data of that shape (the model's own training data, or held-out "
-                     "data like it)")
+                     f"data like it){hint}")
 
 
 NETWORK_TOL_FACTOR = 0.1

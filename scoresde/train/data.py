@@ -122,9 +122,24 @@ def stamp_identity(config: TrainConfig, source: Any, *, explicit: bool) -> Train
     if not same_data(config.data_id, ident):
         raise DataMismatchError(
             f"this config was made for {describe_identity(config.data_id)} but the data given is "
-            f"{describe_identity(ident)}"
+            f"{describe_identity(ident)}{_resized_images_hint(config.data_id, ident, config.data)}"
         )
     return config
+
+
+def _resized_images_hint(stored: dict[str, Any], given: dict[str, Any], path: Any) -> str:
+    """The way out when a run was trained on a folder's images resized or converted in Python:
+    the same folder, the same number of images, another ``(C, H, W)``; else ``""``."""
+    a, b = tuple(stored.get("shape", ())), tuple(given.get("shape", ()))
+    if not (isinstance(path, (str, Path)) and Path(path).is_dir() and len(a) == 4 and len(b) == 4
+            and a[0] == b[0] and a[1:] != b[1:]):
+        return ""
+    c, h, w = a[1:]
+    return (f". The run saw these images as {c}x{h}x{w} (resized or converted in Python: "
+            f"load_data(folder, image_size=({h}, {w}), channels={c})), but a folder is read at its own size "
+            f"and channels here; save the images you trained on, np.save('train.npy', "
+            f"load_data(folder, image_size=({h}, {w}), channels={c}).images.numpy()), and pass that file "
+            f"(--data train.npy)")
 
 
 def reference_data(config: TrainConfig, data: Any = None, *, where: str = "the checkpoint") -> Any:
@@ -163,6 +178,7 @@ def reference_data(config: TrainConfig, data: Any = None, *, where: str = "the c
         raise DataMismatchError(
             f"{where} was trained on {describe_identity(stored)}, but the data given is "
             f"{describe_identity(ident)}; pass the training data (--data PATH / data=...)"
+            f"{_resized_images_hint(stored, ident, data)}"
         )
     return source
 

@@ -74,3 +74,35 @@ def test_plot_refuses_an_image_run_naming_sample_and_likelihood(tmp_path: Path,
     err = capsys.readouterr().err
     assert "plots need 2-D points" in err and "samples of shape 1x8x8" in err
     assert f"scoresde sample --checkpoint {run}" in err and f"scoresde likelihood --checkpoint {run} --bpd" in err
+
+
+def test_a_run_on_resized_images_names_the_way_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # docs/guide_data.md trains on load_data(folder, image_size=8); the config keeps only the
+    # folder, so every command that rebuilds the data read it at 16x16 and said only "pass the
+    # training data", which the folder is.
+    from scoresde.data import load_data
+    from scoresde.train import Trainer, digits_config
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), "RGB").save(folder / f"{i}.png")
+    ds = load_data(folder, image_size=8)
+    cfg = digits_config(data=str(folder), data_shape=ds.shape, steps=1)
+    cfg.model.net.update(channels=8)
+    cfg.batch_size = 2
+    run = tmp_path / "run"
+    trainer = Trainer(cfg, data=ds, out_dir=run, progress=False)
+    trainer.fit()
+    trainer.close()
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(run), "--data", str(folder), "--n", "2", "--steps", "2",
+                 "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "saw these images as 3x8x8" in err and "image_size=(8, 8), channels=3" in err
+    assert main(["likelihood", "--checkpoint", str(run), "--data", str(folder), "--bpd", "--no-progress"]) == 2
+    assert "then --data test.npy" in capsys.readouterr().err
+    np.save(tmp_path / "train.npy", load_data(folder, image_size=(8, 8), channels=3).images.numpy())  # as told
+    assert main(["sample", "--checkpoint", str(run), "--data", str(tmp_path / "train.npy"), "--n", "2",
+                 "--steps", "2", "--out", str(tmp_path / "s2")]) == 0

@@ -78,7 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="points drawn from --target or a named --data source")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw, not the EMA, weights")
     g = parser.add_argument_group("divergence")
-    g.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact")
+    g.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
+                   help="exact (D backward passes per evaluation; the default for points) or hutchinson "
+                        "(one per probe; the default for images, where exact costs thousands)")
     g.add_argument("--probes", type=int, default=1, help="Hutchinson probes per point")
     g.add_argument("--probe-type", choices=("rademacher", "gaussian"), default="rademacher")
     g.add_argument("--refresh", choices=("solve", "eval"), default="solve",

@@ -59,7 +59,8 @@ def test_cli_scores_each_image_of_a_folder_once(tmp_path: Path, capsys: pytest.C
     capsys.readouterr()
     out = tmp_path / "ll.json"
     assert main(["likelihood", "--checkpoint", str(run), "--data", str(folder), "--n", "1000", "--bpd",
-                 "--integrator", "rk4_simpson", "--steps", "2", "--divergence", "hutchinson", "--no-progress",
+                 "--integrator", "rk4_simpson", "--steps", "2", "--grid", "uniform", "--divergence", "hutchinson",
+                 "--no-progress",
                  "--out", str(out)]) == 0
     assert f"all 5 items of {folder}, each once (--n 1000 asks for more)" in capsys.readouterr().out
     rec = json.loads(out.read_text())
@@ -79,7 +80,7 @@ def test_bpd_takes_integer_pixel_levels_from_a_file(tmp_path: Path, capsys: pyte
                  "--channels", "8", "--no-progress"]) == 0
     np.save(tmp_path / "levels.npy", k)
     np.save(tmp_path / "scaled.npy", k.astype(np.float64) / 127.5 - 1.0)  # the same images on [-1, 1]
-    fast = ["--checkpoint", str(run), "--bpd", "--integrator", "rk4_simpson", "--steps", "2",
+    fast = ["--checkpoint", str(run), "--bpd", "--integrator", "rk4_simpson", "--steps", "2", "--grid", "uniform",
             "--divergence", "hutchinson", "--no-progress"]
     capsys.readouterr()
     results = []
@@ -92,3 +93,26 @@ def test_bpd_takes_integer_pixel_levels_from_a_file(tmp_path: Path, capsys: pyte
     np.save(tmp_path / "wide.npy", k.astype(np.uint16) * 257)
     assert main(["likelihood", *fast, "--data", str(tmp_path / "wide.npy")]) == 2
     assert "integer levels must lie in 0..255 for --levels 256; the data span [" in capsys.readouterr().err
+
+
+def test_the_divergence_default_is_hutchinson_for_images_and_exact_for_points(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--steps", "1", "--batch-size", "2", "--out", str(run),
+                 "--channels", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["likelihood", "--checkpoint", str(run), "--bpd", "--integrator", "rk4", "--steps", "2",
+                 "--grid", "uniform",
+                 "--no-progress"]) == 0
+    assert "D=64, divergence=hutchinson" in capsys.readouterr().out
+    assert main(["likelihood", "--target", "eight_gaussians", "--n", "4", "--integrator", "rk4", "--steps", "2",
+                 "--no-progress"]) == 0
+    assert "D=2, divergence=exact" in capsys.readouterr().out
+    assert main(["likelihood", "--checkpoint", str(run), "--bpd", "--integrator", "rk4", "--steps", "2",
+                 "--grid", "uniform",
+                 "--n", "1", "--divergence", "exact", "--no-progress"]) == 0  # still there when asked for
+    assert "D=64, divergence=exact" in capsys.readouterr().out

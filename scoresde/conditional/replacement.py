@@ -95,8 +95,8 @@ class Replacement:
     Args:
         sde: the forward SDE (gives ``alpha, sigma``).
         mask: booleans of the data shape ``*D``, True = observed (0/1 integers or floats too).
-        observed: values of shape ``*D`` (one observation for the batch) or ``(B, *D)`` (one
-            per sample). Per-sample observations need an unchunked run: ``solvers.sample``
+        observed: values of shape ``*D`` or ``(1, *D)`` (one observation for the batch) or
+            ``(B, *D)`` (one per sample). Per-sample observations need an unchunked run: ``solvers.sample``
             without ``batch_size`` (or with ``batch_size >= B``). The hook sees one chunk at a
             time and cannot tell which samples it holds: chunks of another size are refused,
             but with ``batch_size`` equal to ``B`` every chunk would silently get observations
@@ -131,6 +131,8 @@ class Replacement:
                 f"observed has shape {tuple(y.shape)}; expected the mask's shape {tuple(self.mask.shape)} "
                 "or (B, *mask.shape)"
             )
+        if y.ndim == self.mask.ndim + 1 and y.shape[0] == 1:
+            y = y[0]  # one observation with a batch axis of 1 (as a CLI file holds it): shared by all samples
         check_finite_observed(y[..., self.mask], "observed (at the masked positions)")
         self.sde = sde
         self.observed = y

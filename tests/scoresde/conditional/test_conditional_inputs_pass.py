@@ -51,3 +51,15 @@ def test_guidance_scale_not_a_real_number_is_named(scale) -> None:
 def test_noise_std_not_a_real_number_is_named() -> None:
     with pytest.raises(TypeError, match="noise_std must be a real number"):
         condition_on_measurement(MIX, torch.tensor([[1.0, 1.0]]), torch.tensor([1.0]), "0.1")
+
+
+def test_one_observation_with_a_batch_axis_is_shared_by_every_sample() -> None:
+    # (1, D) was refused as "1 observations but the batch has N samples"; the CLI reads such a
+    # file as one shared observation, and so does the hook now.
+    import solvers
+
+    runs = []
+    for y in (torch.tensor([1.0, 0.0]), torch.tensor([[1.0, 0.0]])):
+        runs.append(solvers.sample(VP, MIX.score_fn(VP), (16, 2), "euler_maruyama", steps=20, seed=0,
+                                   after_step=Replacement(VP, MASK, y, seed=1)).samples)
+    assert torch.equal(runs[0], runs[1]) and bool((runs[0][:, 0] == 1.0).all())

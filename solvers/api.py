@@ -474,9 +474,7 @@ def sample(
                 bar.finish_chunk()
         warn_if_diverged(result.samples, sde)
         if probe is not None and probe.shift is not None:
-            # The reverse-family level whose contraction the run gets: 0 without fresh noise; a
-            # solver that draws noise at lam = 0 (DDIM's eta, EDM's churn) counts as the SDE.
-            lam_run = 0.0 if not solver_obj.draws_noise(lam_value) else (lam_value if lam_value > 0 else 1.0)
+            lam_run = solver_obj.reverse_level(lam_value, sde, ts)  # whose contraction of the offset the run gets
             warn_if_off_prior(probe, lam=lam_run)
             grid_stats = {**grid_stats, "prior_shift": probe.shift, "prior_shift_error": probe.error,
                           "prior_shift_carried": probe.carried(lam_run)}

@@ -204,6 +204,15 @@ class Solver:
             return False
         return not (self.dynamics_kind == "any" and lam == 0.0)
 
+    def reverse_level(self, lam: float, sde: object = None, ts: Tensor | None = None) -> float:
+        """The level ``lam'`` of the reverse family whose contraction of an offset in ``x_T`` a
+        run at ``lam`` on the grid ``ts`` gets (`solvers.prior_match`): 0 without fresh noise,
+        the run's ``lam`` for a solver of kind ``"any"``, 1 for an SDE solver. Solvers whose
+        noise is not one member of the family say so (DDIM: ``eta``; EDM: from its churn)."""
+        if not self.draws_noise(lam):
+            return 0.0
+        return lam if lam > 0 else 1.0
+
     def solve(
         self,
         dynamics: ReverseDynamics,

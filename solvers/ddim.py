@@ -52,6 +52,10 @@ class DDIM(ExponentialIntegrator):
         self.eta = eta
         self.stochastic = eta > 0.0  # eta = 0: deterministic DDIM
 
+    def reverse_level(self, lam: float, sde: object = None, ts: Tensor | None = None) -> float:
+        """DDIM with ``eta`` discretises the reverse family at ``lam = eta`` (class docstring)."""
+        return self.eta
+
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         i, tab = ctx.index, self.schedule(ctx)
         s_s = tab.sigma[i]

@@ -10,7 +10,8 @@ under VP, 0.40 under VE). ``alpha(T) |mu| / sigma(T)`` is small for data near th
 VP SDE, ``|mu| = 3``: 0.02).
 
 The reverse family with noise level ``lam`` (drift ``f - (1 + lam^2)/2 g^2 s``) contracts the
-offset by ``(v_0 / v_T)^((1 + lam^2)/2)`` on the way down, so in data stds it keeps
+offset by ``alpha(T)^(lam^2) (v_0 / v_T)^((1 + lam^2)/2)`` on the way down (``alpha = 1`` under
+VE), so in data stds it keeps
 ``shift r^(lam^2 / 2)`` of it, with ``r = alpha(T)^2 s^2 / v_T`` the data's share of ``p_T``'s
 variance: the reverse SDE (``lam = 1``) forgets most of the offset when the data are narrow
 against ``sigma(T)`` (``r ~ 1e-4``: 1% is left), but not when they are wide (data of std 11
@@ -18,13 +19,16 @@ under VE with ``sigma_max = 50``: ``r = 0.05``, a fifth is left, and mode weight
 
 The score at ``T`` measures it: ``E_{x ~ pi}[s(x, T)] = (alpha(T) mu - E_pi x) / v_T``, so over
 the prior draw the mean of ``u = sigma(T) (s(x_T, T) + x_T / p^2)`` (``p^2`` the draw's second
-moment; the second term removes the spread of ``s`` when ``pi`` matches ``p_T``) estimates the
-shift per coordinate. The same evaluations give ``r``: the score's slope against ``x`` over the
-draw is ``-1/v_T`` per coordinate, and ``r = 1 - sigma(T)^2 / v_T``. `PriorMatchProbe` reads
-both from the evaluations at ``T`` of the prior draw (every chunk's first);
-`PriorMatchProbe.carried` is the shift a run at ``lam`` keeps, ``RMS_j(mean_j r_j^(lam^2 / 2))``,
-and `warn_if_off_prior` warns when it exceeds `PRIOR_SHIFT_LIMIT` and the shift exceeds four
-times its own sampling error.
+moment; the second term removes the spread of ``s`` when ``pi`` matches ``p_T``) is
+``sigma(T) alpha(T) mu / v_T``, the shift times ``sigma(T) / sqrt(v_T) = sqrt(1 - r)``. The same
+evaluations give ``r``: the score's slope against ``x`` over the draw is ``-1/v_T`` per
+coordinate, and ``r = 1 - sigma(T)^2 / v_T``. `PriorMatchProbe` reads both from the evaluations
+at ``T`` of the prior draw (every chunk's first): ``shift`` is ``RMS_j(mean_j u / sqrt(1 - r_j))``,
+`PriorMatchProbe.carried` the part a run at ``lam`` keeps, ``RMS_j(shift_j r_j^(lam^2 / 2))``,
+and `warn_if_off_prior` warns when that exceeds `PRIOR_SHIFT_LIMIT` and the shift exceeds four
+times its own sampling error. For a run that draws noise the warning reads ``r`` less
+`SLOPE_TOLERANCE` (at least `SHARE_FLOOR`): a network's slope at ``T`` a few percent off would
+otherwise pass for wide data (``r ~ 1e-4`` read as 0.02 makes ``sqrt(r)`` 0.14, not 0.01).
 """
 
 from __future__ import annotations
@@ -37,10 +41,23 @@ from torch import Tensor
 
 from .protocol import HasMarginals, ReverseSDEParts, ScoreFn
 
-__all__ = ["PriorMatchProbe", "warn_if_off_prior", "PRIOR_SHIFT_LIMIT", "MIN_PROBE_SAMPLES", "PROBE_ROWS"]
+__all__ = [
+    "PriorMatchProbe", "warn_if_off_prior", "PRIOR_SHIFT_LIMIT", "SLOPE_TOLERANCE", "MIN_PROBE_SAMPLES", "PROBE_ROWS",
+]
 
 PRIOR_SHIFT_LIMIT = 0.05
 """Mean shift (data stds per coordinate) a run would carry to its samples, above which it warns."""
+
+SLOPE_TOLERANCE = 0.02
+"""Error in the score's slope at ``T`` (relative) that a run drawing noise allows before its
+warning counts ``r``: the decision uses ``max(r - SLOPE_TOLERANCE, SHARE_FLOOR)``."""
+
+SHARE_FLOOR = 1e-6
+"""Least ``r`` the warning assumes after the tolerance (data of std 1e-3 of ``sigma(T)``): the reverse
+SDE then keeps 0.1% of the shift, DDIM at ``eta = 0.3`` still 54%."""
+
+MAX_SHARE = 0.99
+"""``r`` is capped here where it divides (``sqrt(1 - r)``)."""
 
 MIN_PROBE_SAMPLES = 16
 """Fewer prior samples than this give no estimate."""
@@ -74,22 +91,31 @@ class PriorMatchProbe:
                 self._sigma_T = float(sigma[0])
             self._active = self._p2 > 0 and math.isfinite(self._p2)
 
+    def _shifts(self) -> Tensor:
+        """Per-coordinate shift in data stds ``(D,)``: ``mean_j u / sqrt(1 - r_j)``."""
+        assert self._sum is not None
+        keep = (1.0 - self.data_share().clamp(max=MAX_SHARE)).sqrt()
+        return self._sum / self._n / keep
+
     @property
     def shift(self) -> float | None:
-        if self._sum is None or self._n < MIN_PROBE_SAMPLES:
-            return None
-        return float((self._sum / self._n).pow(2).mean().sqrt())
-
-    def carried(self, lam: float) -> float | None:
-        """The shift (data stds per coordinate, RMS) a run at reverse-family level ``lam`` keeps:
-        ``RMS_j(mean_j r_j^(lam^2 / 2))`` with ``r_j`` the standard deviation of ``u_j`` (capped at
-        1); ``shift`` at ``lam = 0``."""
         if self._sum is None or self._moments is None or self._n < MIN_PROBE_SAMPLES:
             return None
-        mean = self._sum / self._n
+        return float(self._shifts().pow(2).mean().sqrt())
+
+    def carried(self, lam: float, slope_tolerance: float = 0.0) -> float | None:
+        """The shift (data stds per coordinate, RMS) a run at reverse-family level ``lam`` keeps:
+        ``RMS_j(shift_j r_j^(lam^2 / 2))``, ``r_j`` from `data_share` less ``slope_tolerance``
+        (floored at 0); ``shift`` at ``lam = 0``."""
+        if self._sum is None or self._moments is None or self._n < MIN_PROBE_SAMPLES:
+            return None
+        shifts = self._shifts()
         if lam == 0.0:
-            return float(mean.pow(2).mean().sqrt())
-        return float((mean.pow(2) * self.data_share().pow(lam * lam)).mean().sqrt())  # (mean r^(lam^2/2))^2
+            return float(shifts.pow(2).mean().sqrt())
+        r = self.data_share()
+        if slope_tolerance > 0:  # floored above 0: at lam < 1 a share of 0 would claim all is forgotten
+            r = (r - slope_tolerance).clamp(min=SHARE_FLOOR)
+        return float((shifts.pow(2) * r.pow(lam * lam)).mean().sqrt())  # (shift r^(lam^2/2))^2
 
     def data_share(self) -> Tensor:
         """``r_j = 1 - sigma(T)^2 / v_j`` per coordinate ``(D,)``, in ``[0, 1]``: the data's share of
@@ -110,6 +136,7 @@ class PriorMatchProbe:
             return None
         mean = self._sum / self._n
         var = (self._sum_sq / self._n - mean.pow(2)).clamp(min=0.0) * self._n / (self._n - 1)
+        var = var / (1.0 - self.data_share().clamp(max=MAX_SHARE))  # in the units of `shift`
         return float((var.mean() / self._n).sqrt())
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
@@ -167,7 +194,7 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
     """Warn when the shift a run at reverse-family level ``lam`` (0: deterministic, 1: the reverse
     SDE) carries to its samples, `PriorMatchProbe.carried`, exceeds `PRIOR_SHIFT_LIMIT`, and the
     probe's shift exceeds four times its error."""
-    shift, error, carried = probe.shift, probe.error, probe.carried(lam)
+    shift, error, carried = probe.shift, probe.error, probe.carried(lam, SLOPE_TOLERANCE)
     if shift is None or error is None or carried is None:
         return
     if not (carried > PRIOR_SHIFT_LIMIT and shift > 4 * error):

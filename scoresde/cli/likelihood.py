@@ -121,7 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="number of discrete levels L [image data (built-in digits, image folders): their own "
                         "(17 for the digits, 256 for 8-bit files); other data: 256]")
     g.add_argument("--data-range", type=_range, default=None,
-                   help="LO,HI: the model's data range (levels map onto it) [image data: -1,1; other data: 0,1]; "
+                   help="LO,HI: the model's data range (levels map onto it) [image data, or any data file "
+                        "scored by a model of images: -1,1; other data: 0,1]; "
                         "write --data-range=-1,1 for a negative LO")
     g.add_argument("--elbo", action="store_true", help="also estimate the reverse-SDE bound")
     g.add_argument("--elbo-samples", type=int, default=256, help="time/noise samples per point")

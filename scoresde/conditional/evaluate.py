@@ -14,7 +14,8 @@ sample sets of the same size (the noise floor):
 (``exact_combined`` reports what a second exact set scores against the same reference).
 
 A conditional that fixes some directions exactly (a noiseless measurement: every sample has
-``A x = y``, so every component's covariance is singular along the rows of ``A``) is compared
+``A x = y``, so every component's covariance is singular along the rows of ``A`` and every
+component's mean has the same value there) is compared
 in the directions where it varies, as `ObservedCoordinates.free` does for a mask; there the
 spread of ``p_t`` is ``sigma(t)`` smoothing alone, which a sampler that ends on ``A x = y`` (an
 exact projection) does not have and should not be charged for. A fifth ratio, ``constraint``,
@@ -25,6 +26,7 @@ constraint score about 0, samples off it by more than ``sigma(t)`` more than 1.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +71,12 @@ def _split_fixed(mix: FullCovMixture) -> tuple[Tensor, Tensor] | None:
     top = float(evals.max())
     fixed = evals <= FIXED_REL * top
     if top <= 0 or not bool(fixed.any()) or bool(fixed.all()):
+        return None
+    # A constraint fixes one value for every component; components of singular covariance at
+    # different places along a direction (modes the direction separates) are not one.
+    along = mix.means[mix.weights > 0] @ evecs[:, fixed]  # (K', D_fixed)
+    scale = 1.0 + float(mix.means.abs().max()) + math.sqrt(top)
+    if float((along - along.mean(0)).abs().max()) > 1e-9 * scale:
         return None
     return evecs[:, ~fixed], evecs[:, fixed]
 
@@ -186,10 +194,16 @@ class ConditionalReference:
             raise ValueError(f"x must be samples (N, {self.full.dim}) with N >= 1, got {tuple(x.shape)}")
         if not bool(torch.isfinite(x).all()):
             return {k: float("inf") for k in (*self.floors, "combined")}
+        x_in_dtype = x.dtype
         x = x.to(torch.float64)
         raw = self._raw(self._free(x), self.ref, self.ref_stats)
+        floors = dict(self.floors)
         if self.fixed is not None:
             raw["constraint"] = self._off_constraint(x)
-        out = {k: raw[k] / max(self.floors[k], 1e-300) for k in raw}
+            # Samples stored in a lower precision sit on the constraint only to their rounding.
+            eps = torch.finfo(x_in_dtype).eps if x_in_dtype.is_floating_point else 0.0
+            rounding = 4 * eps * (1.0 + float(self._fixed_at_t.abs().max()))
+            floors["constraint"] = max(floors["constraint"], rounding)
+        out = {k: raw[k] / max(floors[k], 1e-300) for k in raw}
         out["combined"] = max(out.values())
         return out

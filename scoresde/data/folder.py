@@ -32,10 +32,11 @@ def _size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
     if isinstance(size, (tuple, list)) and len(size) == 2:
-        return as_integer(size[0], "size (height)", minimum=1), as_integer(size[1], "size (width)", minimum=1)
+        return (as_integer(size[0], "image size (height)", minimum=1),
+                as_integer(size[1], "image size (width)", minimum=1))
     if isinstance(size, (tuple, list)):
-        raise ValueError(f"size must be an integer or a pair (H, W), got {len(size)} values {tuple(size)!r}")
-    n = as_integer(size, "size", minimum=1)
+        raise ValueError(f"image size must be an integer or a pair (H, W), got {len(size)} values {tuple(size)!r}")
+    n = as_integer(size, "image size", minimum=1)
     return n, n
 
 

@@ -44,8 +44,8 @@ def test_a_coloured_palette_stays_rgb(tmp_path: Path) -> None:
     ((8,), ValueError, r"an integer or a pair \(H, W\), got 1 values"),
     (8.5, NotAnIntegerError, "size"),
     ("8", NotAnIntegerError, "size"),
-    ((4, 0), ValueError, r"size \(width\) must be an integer >= 1"),
-    (0, ValueError, "size must be an integer >= 1"),
+    ((4, 0), ValueError, r"image size \(width\) must be an integer >= 1"),
+    (0, ValueError, "image size must be an integer >= 1"),
 ])
 def test_bad_resize_arguments_are_named(tmp_path: Path, size, error, match) -> None:
     _gray_pngs(tmp_path / "g")

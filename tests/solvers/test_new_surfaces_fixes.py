@@ -134,7 +134,8 @@ def test_the_probe_reads_its_rows_and_a_blockwise_second_moment() -> None:
     _, sigma = sde.marginal_coeffs(torch.tensor([sde.T], dtype=F64))
     u = float(sigma[0]) * (-x[:PROBE_ROWS].double() + x[:PROBE_ROWS].double() / probe._p2)
     assert probe.shift is not None
-    assert math.isclose(probe.shift, float(u.mean(0).pow(2).mean().sqrt()), rel_tol=1e-9)
+    # The score -z has slope -1 = -1/v_T: r = 1 - sigma(T)^2, and the shift is mean(u) / sqrt(1 - r).
+    assert math.isclose(probe.shift, float(u.mean(0).pow(2).mean().sqrt()) / float(sigma[0]), rel_tol=1e-9)
 
 
 class ScaledVP(LinearVP):

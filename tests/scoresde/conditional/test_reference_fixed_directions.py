@@ -58,3 +58,29 @@ def test_a_noisy_measurement_is_compared_in_every_direction() -> None:
     ref = ConditionalReference(post, VP, VP.eps, n=500)
     e = ref.evaluate(ref.draw(500, torch.Generator().manual_seed(2)))
     assert "constraint" not in e and set(e) == {"sw", "mmd", "modes", "spread", "combined"}
+
+
+def test_singular_modes_at_different_places_are_not_a_constraint() -> None:
+    # Two components, each a line (zero variance along x2) at x2 = -1 and +1: x2 separates the
+    # modes, it is not fixed; moving every sample to one mode must show.
+    from scoresde.conditional.gaussians import FullCovMixture
+
+    mix = FullCovMixture(torch.tensor([[0.0, -1.0], [0.0, 1.0]], dtype=F64),
+                         torch.diag_embed(torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=F64)),
+                         torch.tensor([0.5, 0.5], dtype=F64))
+    ref = ConditionalReference(mix, VP, VP.eps, n=1000, repeats=4)
+    exact = ref.draw(1000, torch.Generator().manual_seed(3))
+    collapsed = exact.clone()
+    collapsed[:, 1] = collapsed[:, 1].abs()
+    assert "constraint" not in ref.evaluate(exact)
+    assert ref.evaluate(exact)["combined"] < 5 < 20 < ref.evaluate(collapsed)["modes"]
+
+
+def test_float32_samples_on_the_constraint_at_t_0_score_at_the_floor() -> None:
+    A, y = torch.tensor([[1.0, 1.0]], dtype=F64), torch.tensor([1.0], dtype=F64)
+    post = condition_on_measurement(MIX, A, y, 0.0)
+    ref = ConditionalReference(post, VP, 0.0, n=1000, repeats=4)
+    x0 = post.sample(1000, generator=torch.Generator().manual_seed(4), dtype=F64)
+    e = ref.evaluate(x0.to(torch.float32))  # solvers.sample's default dtype
+    assert e["constraint"] < 1 and e["combined"] < 5
+    assert ref.evaluate((x0 + 1e-3 * A / A.norm()).to(torch.float32))["constraint"] > 100

@@ -105,8 +105,8 @@ class PriorMatchProbe:
 
     def carried(self, lam: float, slope_tolerance: float = 0.0) -> float | None:
         """The shift (data stds per coordinate, RMS) a run at reverse-family level ``lam`` keeps:
-        ``RMS_j(shift_j r_j^(lam^2 / 2))``, ``r_j`` from `data_share` less ``slope_tolerance``
-        (floored at 0); ``shift`` at ``lam = 0``."""
+        ``RMS_j(shift_j r_j^(lam^2 / 2))``, ``r_j`` from `data_share`, less ``slope_tolerance``
+        when one is given (then at least `SHARE_FLOOR`); ``shift`` at ``lam = 0``."""
         if self._sum is None or self._moments is None or self._n < MIN_PROBE_SAMPLES:
             return None
         shifts = self._shifts()
@@ -206,9 +206,9 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
         effect = (f"The probability-flow ODE carries that offset to the samples: the mean off by about "
                   f"{shift:.2g} of the data's std per coordinate")
     else:
-        effect = (f"A run that adds noise forgets part of it, but the data are wide against the noise "
-                  f"at T, so about {carried:.2g} of the data's std per coordinate stays in the samples' "
-                  f"mean, and mode weights move with it")
+        effect = (f"A run that adds noise forgets part of it (the more, the more noise it adds and the "
+                  f"narrower the data are against the noise at T), but here about {carried:.2g} of the "
+                  f"data's std per coordinate stays in the samples' mean, and mode weights move with it")
     warnings.warn(
         f"the prior draw x_T is not a sample of p_T: the score at T says p_T is off the prior by "
         f"about {shift:.3g} of its spread per coordinate (sigma(T) x the batch mean of "

@@ -21,27 +21,10 @@ def _load_data(path: str, keep_integers: bool = False) -> Any:
 
     from ..data import load_array
 
-    data = load_array(path).data
-    if keep_integers and _stores_integers(path):
-        return data.round().to(torch.long)  # float64 holds every integer below 2^53 exactly
-    return data
-
-
-def _stores_integers(path: str) -> bool:
-    """Whether a ``.npy`` / ``.pt`` data file holds an integer array (text tables: never)."""
-    import numpy as np
-    import torch
-
-    suffix = Path(path).suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, mmap_mode="r", allow_pickle=False).dtype.kind in "iu"
-    if suffix in (".pt", ".pth"):
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(raw, np.ndarray):
-            return raw.dtype.kind in "iu"
-        return isinstance(raw, torch.Tensor) and not raw.is_floating_point() and raw.dtype != torch.bool \
-            and not raw.is_complex()
-    return False
+    ds = load_array(path)
+    if keep_integers and ds.stored_integers:
+        return ds.data.round().to(torch.long)  # float64 holds every integer below 2^53 exactly
+    return ds.data
 
 
 def _points_of(source: Any, n: int, gen: Any, dtype: Any, name: str) -> tuple[Any, str]:

@@ -77,6 +77,7 @@ class ArrayDataset:
     def __init__(self, data: Tensor | np.ndarray, *, name: str = "array") -> None:
         self.data = as_tensor_data(data, name)
         self.name = name
+        self.stored_integers = _holds_integers(data)  # integers (pixel levels) before the float conversion
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -103,6 +104,13 @@ class ArrayDataset:
 
     def __repr__(self) -> str:
         return f"ArrayDataset(name={self.name!r}, n={len(self)}, shape={self.shape})"
+
+
+def _holds_integers(data: Any) -> bool:
+    """Whether an array or tensor has an integer dtype (not bool, float or complex)."""
+    if isinstance(data, np.ndarray):
+        return data.dtype.kind in "iu"
+    return isinstance(data, Tensor) and not (data.is_floating_point() or data.is_complex() or data.dtype == torch.bool)
 
 
 def as_tensor_data(data: Any, name: str = "array") -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,7 +30,9 @@ def as_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor
     if value is None or isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be an array or tensor, got {type(value).__name__} {value!r}")
     try:
-        raw = torch.as_tensor(value)
+        # Python sequences go through numpy so that floats are read as float64 (torch would read
+        # them as float32 and round before the cast) and complex numbers stay detectable.
+        raw = torch.as_tensor(value if isinstance(value, (Tensor, np.ndarray)) else np.asarray(value))
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(f"{name} must be a numeric array or tensor, got {type(value).__name__} ({err})") from None
     _check_real(raw, name)

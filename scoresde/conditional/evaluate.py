@@ -200,9 +200,11 @@ class ConditionalReference:
         floors = dict(self.floors)
         if self.fixed is not None:
             raw["constraint"] = self._off_constraint(x)
-            # Samples stored in a lower precision sit on the constraint only to their rounding.
+            # Samples stored in a lower precision sit on the constraint only to their rounding,
+            # which is relative to the samples' own size (each coordinate is rounded to eps |x_i|).
             eps = torch.finfo(x_in_dtype).eps if x_in_dtype.is_floating_point else 0.0
-            rounding = 4 * eps * (1.0 + float(self._fixed_at_t.abs().max()))
+            size = float(x.pow(2).sum(dim=1).mean().sqrt())
+            rounding = 4 * eps * (1.0 + max(size, float(self._fixed_at_t.abs().max())))
             floors["constraint"] = max(floors["constraint"], rounding)
         out = {k: raw[k] / max(floors[k], 1e-300) for k in raw}
         out["combined"] = max(out.values())

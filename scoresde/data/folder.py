@@ -31,6 +31,8 @@ def _size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
 
     if size is None:
         return None
+    if isinstance(size, (np.ndarray, torch.Tensor)) and size.ndim == 1:
+        size = [v.item() for v in size]  # an array of sizes reads as the list it holds
     if isinstance(size, (tuple, list)) and len(size) == 2:
         return (as_integer(size[0], "image size (height)", minimum=1),
                 as_integer(size[1], "image size (width)", minimum=1))

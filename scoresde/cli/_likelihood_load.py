@@ -30,7 +30,7 @@ def _load_data(path: str, keep_integers: bool = False) -> Any:
 def _points_of(source: Any, n: int, gen: Any, dtype: Any, name: str) -> tuple[Any, str]:
     """The points to score from a data source, and what they are (for the label).
 
-    A fixed set (an image folder, a data file, digits) gives ``min(n, N)`` *distinct* items in
+    A fixed set (an image folder, digits, a run's own array data) gives ``min(n, N)`` *distinct* items in
     a seeded random order, each scored once: draws with replacement would score some items
     several times and others never, and the standard error over points would count the repeats
     as independent. A sampler without a fixed size (a 2-D toy) gives ``n`` fresh draws.
@@ -68,12 +68,18 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
                 f"--bpd: integer levels must lie in 0..{levels - 1} for --levels {levels}; the data span "
                 f"[{int(k.min())}, {int(k.max())}] (16-bit images: --levels 65536)")
         return k
+    from ..data.arrays import integer_levels
+
     lo, hi = data_range
     k = (x.double() - lo) / (hi - lo) * (levels - 1)
     kr = k.round()
     if float((k - kr).abs().max()) > 1e-3 or float(kr.min()) < 0 or float(kr.max()) > levels - 1:
         seen = f"the data span [{float(x.min()):.3g}, {float(x.max()):.3g}]"
         hint = "; image folders load onto [-1, 1]: --data-range=-1,1" if float(x.min()) < lo - 1e-6 else ""
+        whole = integer_levels(x)
+        if whole is not None and (lo, hi) != (0.0, float(whole - 1)):
+            hint = (f"; they are whole numbers {int(x.min())}..{int(x.max())}: if these are pixel levels, "
+                    f"pass --data-range=0,{whole - 1}" + (f" --levels {whole}" if whole != levels else ""))
         raise ValueError(
             f"--bpd: the data are not on the {levels}-level grid of [{lo:g}, {hi:g}] ({seen}); pass integer "
             f"levels or the matching --levels/--data-range{hint}"
@@ -129,12 +135,18 @@ def _network_tolerances(args: argparse.Namespace, model_shape: tuple[int, ...]) 
     args.atol = NETWORK_TOL_FACTOR * atol if args.atol is None else args.atol
 
 
-def _default_grid(args: argparse.Namespace, source: Any, image_model: bool = False) -> None:
+def _default_grid(args: argparse.Namespace, source: Any, image_model: bool = False,
+                  trained_levels: int | None = None) -> None:
     """Fill ``--levels`` / ``--data-range`` left unset: from image data, which know their pixel
-    grid (`scoresde.data.ImageDataset.levels`, on ``[-1, 1]``); for a model of images ``(C, H, W)``
-    scoring a data file, the range images are trained on, ``[-1, 1]``, with 256 levels; else 256
-    levels on ``[0, 1]``."""
+    grid (`scoresde.data.ImageDataset.levels`, on ``[-1, 1]``); for a checkpoint trained on raw
+    pixel levels (``trained_levels``: an array of whole numbers ``0 .. L-1``, e.g. a ``uint8``
+    ``.npy``), those levels themselves, ``[0, L-1]``; for a model of images ``(C, H, W)`` scoring
+    a data file, the range images are trained on, ``[-1, 1]``, with 256 levels; else 256 levels
+    on ``[0, 1]``."""
     levels = getattr(source, "levels", None)
+    if levels is None and trained_levels is not None and args.data_range is None:
+        levels = args.levels if args.levels is not None else trained_levels
+        args.data_range = (0.0, float(levels - 1))
     if args.data_range is None:
         if levels is not None:
             args.data_range = tuple(source.data_range)
@@ -142,6 +154,49 @@ def _default_grid(args: argparse.Namespace, source: Any, image_model: bool = Fal
             args.data_range = (-1.0, 1.0) if image_model else (0.0, 1.0)
     if args.levels is None:
         args.levels = levels if levels is not None else 256
+
+
+def _trained_rows(config: Any, own: Any) -> Any:
+    """A checkpoint's training data as a tensor ``(N, *D)``, or ``None`` when they cannot be
+    found again (or are not a fixed array). ``own``: that data source, when already loaded."""
+    import torch
+
+    from ..train.data import reference_data
+
+    if own is None:
+        try:
+            own = reference_data(config, None)
+        except Exception:  # the training data are gone or changed: nothing to go by
+            return None
+    rows = next((getattr(own, a) for a in ("data", "images") if isinstance(getattr(own, a, None), torch.Tensor)), None)
+    return rows
+
+
+def _trained_levels(rows: Any) -> int | None:
+    """The pixel levels ``L`` of a checkpoint's training data ``rows`` when they are raw levels
+    (whole numbers ``0 .. L-1``, `scoresde.data.arrays.integer_levels`), else ``None``."""
+    from ..data.arrays import integer_levels
+
+    return None if rows is None else integer_levels(rows)
+
+
+def _warn_range_mismatch(rows: Any, data_range: tuple[float, float], checkpoint: str) -> None:
+    """Warn when ``--bpd`` maps the levels onto a range the training data ``rows`` stay far outside
+    or far inside (the model was trained on another scale, and the bits/dim mean nothing)."""
+    if rows is None:
+        return
+    lo, hi = data_range
+    a, b = float(rows.min()), float(rows.max())
+    width = hi - lo
+    outside = a < lo - 0.25 * width or b > hi + 0.25 * width
+    inside = (b - a) < 0.25 * width
+    if outside or inside:
+        import warnings
+
+        warnings.warn(
+            f"--bpd maps the levels onto [{lo:g}, {hi:g}], but the training data of {checkpoint} span "
+            f"[{a:.3g}, {b:.3g}]: the model was trained on another scale, so these bits/dim do not "
+            "measure it; pass the --data-range the data were scaled to for training", stacklevel=2)
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, ...]:
@@ -199,8 +254,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         else:
             x = target.sample(args.n, generator=gen, dtype=torch.float64)
     elif Path(args.data).suffix and not Path(args.data).is_dir():  # a folder may have a dot in its name
-        x = _load_data(args.data, keep_integers=bool(args.bpd))
+        x = _load_data(args.data, keep_integers=True)  # integers: pixel levels (--bpd, and a hint without it)
         check_representable(x, dtype, args.data, _overflow_hint(args))
+        label += f", every row of {Path(args.data).name} (a file is scored whole; --n does not apply)"
     else:
         from ..train.data import check_fits_dtype, make_data
 
@@ -212,7 +268,21 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         x = x[:, None]
     if args.data is not None:
         _check_data_shape(tuple(x.shape[1:]), model_shape, model_name, args.data)
-    _default_grid(args, source, image_model=len(model_shape) == 3)
+    image_model = len(model_shape) == 3
+    trained_levels, trained = None, None
+    if args.checkpoint and (args.bpd or (image_model and not x.is_floating_point())):
+        trained = _trained_rows(config, source if args.data is None else None)
+        trained_levels = _trained_levels(trained) if image_model else None
+    if not args.bpd and not x.is_floating_point() and image_model and trained_levels is None:
+        import warnings
+
+        warnings.warn(
+            f"--data {args.data} holds integers ({int(x.min())}..{int(x.max())}), which look like pixel "
+            f"levels, but {model_name} was not trained on raw levels; they are scored as they are. Pass "
+            "--bpd to score them as pixel levels on the model's range", stacklevel=2)
+    _default_grid(args, source, image_model=image_model, trained_levels=trained_levels)
+    if args.bpd and args.checkpoint:
+        _warn_range_mismatch(trained, args.data_range, args.checkpoint)
     dim = int(np.prod(tuple(x.shape[1:])))
     if args.bpd:
         k = _to_levels(x, args.levels, args.data_range)

@@ -213,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"  Hutchinson: mean per-point standard error {float(result.std_err.mean()):.4f} nats "
             f"({args.probes} probes)")
     rows: dict[str, Any] = {"log_prob": lp}
+    if result.std_err is not None:
+        rows["log_prob_std_err"] = result.std_err.double()  # per point, over the Hutchinson probes
     if args.bpd:
         bpd = bpd_from_log_prob(lp, dim, levels=args.levels, data_range=args.data_range)
         say(f"  bits/dim = {float(bpd.mean()):.4f} (levels {args.levels}, data range "
@@ -246,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         _write(out, rows)
-        side = _write_settings(out, args, result, x)
+        side = _write_settings(out, args, result, x, columns=list(rows))
     for line in lines:
         print(line)
     if args.out:
@@ -280,7 +282,17 @@ def _settings_path(out: Path) -> Path:
 
 def _check_settings_path(out: Path) -> None:
     """Refuse, before any work, to write ``out``'s settings over a file that is not a settings
-    file (the per-point results of an earlier ``--out <stem>.json`` run)."""
+    file (the per-point results of an earlier ``--out <stem>.json`` run), or to write the results
+    over another run's settings file (``--out r.json`` after ``--out r.csv``)."""
+    if out.suffix == ".json" and out.is_file():
+        try:
+            own = json.loads(out.read_text())
+        except (OSError, ValueError):
+            own = None
+        if isinstance(own, dict) and "versions" in own and own.get("output") not in (None, out.name):
+            raise ValueError(
+                f"--out {out} is the settings file of the run that wrote {own.get('output')}; writing these "
+                f"results there would lose how those numbers were made. Choose another --out name")
     side = _settings_path(out)
     if not side.is_file():
         return
@@ -294,15 +306,17 @@ def _check_settings_path(out: Path) -> None:
             f"of an earlier --out {side.name} run?); choose another --out name, or move {side.name}")
 
 
-def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any) -> Path:
-    """The JSON sidecar of ``--out``: every setting that produced the numbers, and the data's identity."""
+def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any,
+                    columns: list[str] | None = None) -> Path:
+    """The JSON sidecar of ``--out``: every setting that produced the numbers, the data's identity
+    and the names of the output's columns (in order; a ``.npy`` holds them as an ``(N, k)`` matrix)."""
     from ..data.identity import data_identity
     from ._settings import write_sidecar
 
     record = {k: getattr(args, k, None) for k in (*SETTINGS, "elbo", "elbo_samples")}
     record.update(output=out.name, density=result.density, ode_start=result.eps, T=result.T,
                   nfe=result.nfe, seconds=result.seconds, stats=result.stats,
-                  data_id=data_identity(x, name=str(args.data or args.target)))
+                  data_id=data_identity(x, name=str(args.data or args.target)), columns=columns)
     return write_sidecar(_settings_path(out), record)
 
 

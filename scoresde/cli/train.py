@@ -112,6 +112,23 @@ def _recipe_sde(args: argparse.Namespace) -> Any:
     return get_sde("ve", sigma_max=args.sigma_max)
 
 
+def _same_data_as(data: str, config: TrainConfig) -> bool:
+    """Whether ``data`` (a name or path) holds exactly the array ``config`` was trained on (its
+    ``data_id``), e.g. a folder's resized images saved as a ``.npy`` to resume the run from."""
+    from ..data.identity import data_identity
+    from ..train import make_data
+    from ..train.config import same_data
+
+    stored = getattr(config, "data_id", None)
+    if not stored:
+        return False
+    try:
+        given = data_identity(make_data(data), name=data)
+    except Exception:  # not loadable: the contradiction message is the right one
+        return False
+    return same_data(stored, given)
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """The run's `TrainConfig` from the recipe or ``--config``, with overrides applied."""
     from ..train import TrainConfig, digits_config, toy_config
@@ -121,7 +138,9 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.config:
         config = TrainConfig.from_json(args.config)
         if args.data is not None and args.data != config.data:
-            raise ValueError(f"--data {args.data} contradicts --config (data={config.data})")
+            if not (args.resume and _same_data_as(args.data, config)):
+                raise ValueError(f"--data {args.data} contradicts --config (data={config.data})")
+            config.data = args.data  # the run's own data under another name: resumed from the file
     else:
         data = args.data or "eight_gaussians"
         steps = args.steps if args.steps is not None else None

@@ -22,7 +22,7 @@ from torch import Tensor
 from solvers.inputs import as_count, check_device, check_generator
 
 __all__ = ["ArrayDataset", "DataError", "load_array", "as_tensor_data", "draw_rows", "check_representable",
-           "ARRAY_SUFFIXES"]
+           "integer_levels", "ARRAY_SUFFIXES"]
 
 ARRAY_SUFFIXES = (".npy", ".pt", ".pth", ".csv", ".tsv", ".txt")
 
@@ -305,3 +305,21 @@ def load_array(path: str | Path) -> ArrayDataset:
         raise DataError(f"{p}: unsupported data file suffix {p.suffix!r}; use one of {', '.join(ARRAY_SUFFIXES)} "
                         "or a folder of PNG/JPEG images")
     return ArrayDataset(raw, name=p.name)
+
+
+def integer_levels(data: Tensor) -> int | None:
+    """How many pixel levels ``data`` looks like, when it holds whole numbers ``0 .. L-1`` with
+    ``L > 2`` (256 for values up to 255, 65536 up to 65535), else ``None``.
+
+    Used to tell an array of raw pixel levels (e.g. a ``uint8`` ``.npy`` of images) from data on
+    ``[-1, 1]`` or ``[0, 1]``, whose values are not all whole numbers above 1.
+    """
+    if not isinstance(data, Tensor) or data.numel() == 0 or data.is_complex():
+        return None
+    d = data.detach()
+    lo, hi = float(d.min()), float(d.max())
+    if lo < 0 or hi <= 1 or hi > 65535:
+        return None
+    if d.is_floating_point() and not bool((d == d.round()).all()):
+        return None
+    return 256 if hi <= 255 else 65536

@@ -156,8 +156,17 @@ def likelihood(
 
         prior_std = isotropic_prior_std(sde, tuple(x.shape[1:]))
         if prior_std is not None:
-            check_prior(sde, data_std=float(x.detach().double().pow(2).mean().sqrt()), stacklevel=3,
-                        prior_std=prior_std)
+            # The points scored stand in for the model's data, which the function is not given:
+            # say so, since points far out in the model's tails set it off too.
+            res = check_prior(sde, data_std=float(x.detach().double().pow(2).mean().sqrt()),
+                              prior_std=prior_std, warn=False)
+            if not res.ok:
+                from ..interop._warn import warn_at_user
+
+                warn_at_user(
+                    f"the points scored have root-mean-square {res.data_std:g} per coordinate; if the model's "
+                    f"data are on that scale, {res.message()} (Points far out in the model's tails, "
+                    "outliers scored on purpose, set this off too: then it does not apply.)")
     return LikelihoodRun(sde, score_fn, x, opts).run()
 
 

@@ -414,7 +414,19 @@ def config_diff(saved: TrainConfig, current: TrainConfig) -> list[str]:
         cd.pop("data_id", None)
     a, b = _flatten(sd), _flatten(cd)
     keys = sorted((set(a) | set(b)) - set(RUNTIME_FIELDS))
+    if same_data(sd.get("data_id"), cd.get("data_id")):
+        # the same data under another name (a folder's resized images saved as a file): only the
+        # label differs, and a label does not change what the run trains on
+        keys = [k for k in keys if k not in ("data", "data_id.source")]
     return [f"{k}: checkpoint {a.get(k)!r} != current {b.get(k)!r}" for k in keys if not _same_entry(k, a, b)]
+
+
+def same_data(a: Any, b: Any) -> bool:
+    """Whether two data identities (``config.data_id``) describe the same array: equal SHA-256,
+    shape and dtype (the name they were loaded under may differ)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)) or not a.get("sha256"):
+        return False
+    return all(a.get(k) == b.get(k) for k in ("sha256", "shape", "dtype"))
 
 
 def _same_entry(key: str, saved: dict[str, Any], current: dict[str, Any]) -> bool:

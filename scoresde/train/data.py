@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -206,3 +207,24 @@ def checkpoint_loader(data: Any = None, *, sde: Any = None) -> Any:
                                 dtype=None if param is None else param.dtype)
 
     return load
+
+
+def warn_pixel_levels(source: Any, shape: tuple[int, ...], name: Any) -> None:
+    """Warn when images ``(C, H, W)`` from an array hold raw pixel levels (whole numbers up to
+    255 or 65535, e.g. a ``uint8`` ``.npy``): the model then learns them as they are, about 100
+    times the scale the VP prior ``N(0, I)`` and the image recipe presume, whereas an image
+    folder is put on ``[-1, 1]``."""
+    from ..data.arrays import integer_levels
+
+    rows = getattr(source, "data", None)
+    if len(shape) != 3 or not isinstance(rows, torch.Tensor):
+        return
+    levels = integer_levels(rows)
+    if levels is None:
+        return
+    warnings.warn(
+        f"{name}: the images hold raw pixel levels (whole numbers {int(rows.min())}..{int(rows.max())}); "
+        f"the model learns them as they are, while image folders are put on [-1, 1] and the image "
+        f"recipe and the VP prior presume that scale. To train on images, save them as x / "
+        f"{(levels - 1) / 2:g} - 1 (then `likelihood --bpd --data-range=-1,1` scores them on the "
+        f"{levels}-level grid)", stacklevel=3)

@@ -42,7 +42,7 @@ from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
 from .config import LRAnchor, TrainConfig, effective_warmup, lr_factor
-from .data import check_fits_dtype, draw, make_data, stamp_identity
+from .data import check_fits_dtype, draw, make_data, stamp_identity, warn_pixel_levels
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
 from .persist import CheckpointMixin, load_model
@@ -155,6 +155,8 @@ class Trainer(CheckpointMixin):
                 f"data {config.data!r} has samples of shape {shape} but model.data_shape is "
                 f"{tuple(config.model.data_shape)}"
             )
+        if resume is False:
+            warn_pixel_levels(self.data, shape, config.data)
         config_text = config.to_json()  # fails (unserialisable config) before any file is written
         self._build(config)
         self.step = 0

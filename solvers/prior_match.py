@@ -29,6 +29,9 @@ and `warn_if_off_prior` warns when that exceeds `PRIOR_SHIFT_LIMIT` and the shif
 times its own sampling error. For a run that draws noise the warning reads ``r`` less
 `SLOPE_TOLERANCE` (at least `SHARE_FLOOR`): a network's slope at ``T`` a few percent off would
 otherwise pass for wide data (``r ~ 1e-4`` read as 0.02 makes ``sqrt(r)`` 0.14, not 0.01).
+In bfloat16 the score's own rounding puts the slope a few percent off (``r = 0.046`` read as
+0.011 on a Gaussian of std 11 under VE with ``sigma_max = 50``), so a stochastic run's
+``prior_shift_carried`` and warning are only as good as that there (float32: 0.046).
 """
 
 from __future__ import annotations
@@ -190,6 +193,20 @@ def _second_moment(x: Tensor) -> float:
     return total / max(1, flat.numel())
 
 
+def _level_factor(kept: float, share: float, lam: float) -> float:
+    """How many times the noise level at ``T`` must grow for a run at level ``lam`` to keep
+    `PRIOR_SHIFT_LIMIT` instead of ``kept``, for data of share ``share`` of ``p_T``'s variance.
+
+    Raising the level ``k``-fold multiplies ``p_T``'s variance by ``r + (1 - r) k^2``: the shift
+    falls by its square root and the share ``r`` by the whole factor, so what the run keeps,
+    ``shift r^(lam^2/2)``, falls by ``(r + (1 - r) k^2)^((1 + lam^2)/2)``; solved for ``k``
+    (``kept / limit`` for the ODE and narrow data).
+    """
+    r = min(max(share, 0.0), 0.999)
+    target = (max(kept, PRIOR_SHIFT_LIMIT) / PRIOR_SHIFT_LIMIT) ** (2.0 / (1.0 + lam * lam))
+    return math.sqrt(max(target - r, 1.0 - r) / (1.0 - r))
+
+
 def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -> None:
     """Warn when the shift a run at reverse-family level ``lam`` (0: deterministic, 1: the reverse
     SDE) carries to its samples, `PriorMatchProbe.carried`, exceeds `PRIOR_SHIFT_LIMIT`, and the
@@ -202,21 +219,23 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
     sde = probe.sde
     alpha, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
     level = float(sigma[0] / alpha[0])
+    kept = probe.carried(lam) or carried  # what the run keeps (stats["prior_shift_carried"]), not the lowered read
     if lam == 0.0:
         effect = (f"The probability-flow ODE carries that offset to the samples: the mean off by about "
                   f"{shift:.2g} of the data's std per coordinate")
     else:
         effect = (f"A run that adds noise forgets part of it (the more, the more noise it adds and the "
-                  f"narrower the data are against the noise at T), but here about {carried:.2g} of the "
+                  f"narrower the data are against the noise at T), but here about {kept:.2g} of the "
                   f"data's std per coordinate stays in the samples' mean, and mode weights move with it")
+    needed = level * _level_factor(kept, float(probe.data_share().mean()), lam)
     warnings.warn(
         f"the prior draw x_T is not a sample of p_T: the score at T says p_T is off the prior by "
         f"about {shift:.3g} of its spread per coordinate (sigma(T) x the batch mean of "
         f"score(x_T, T) + x_T/p^2; solvers.prior_match). {effect}. Usual causes: data far from the "
-        f"origin (centre it, and add the mean back to the samples), or a conditional or guided score "
-        f"whose class lies off the origin. The offset falls as 1/(sigma(T)/alpha(T)): a noise level of "
-        f"about {level * shift / PRIOR_SHIFT_LIMIT:.3g} at T instead of {level:.3g} brings it to "
-        f"{PRIOR_SHIFT_LIMIT} (under VE: sigma_max)",
+        f"origin (centre it, and add the mean back to the samples), a noise level at T too small for "
+        f"the data's spread or skew (p_T keeps the data's shape), or a conditional or guided score "
+        f"whose class lies off the origin. A noise level of about {needed:.3g} at T instead of "
+        f"{level:.3g} brings what this run keeps to {PRIOR_SHIFT_LIMIT} (under VE: sigma_max)",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

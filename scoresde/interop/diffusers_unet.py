@@ -115,7 +115,9 @@ def sde_from_scheduler(scheduler_or_config: Any, *, prior: float | str | None = 
     ``DDIMScheduler``: ``clip_sample=True``) act on the x0 prediction inside diffusers' own
     ``step()``; they are not part of the schedule and are not applied here or by our solvers
     (a warning says so when they are on). With them off, diffusers' ``DDIMScheduler`` and our
-    ``"ddim"`` on the same timesteps agree to float64 round-off.
+    ``"ddim"`` on the same timesteps (``timestep_spacing`` ``"leading"`` or ``"trailing"``)
+    agree to about 1e-6, the rounding of diffusers' float32 ``alphas_cumprod`` (1e-15 with our
+    float64 table in the scheduler).
 
     Raises:
         TypeError: not a scheduler or a mapping; a model (``torch.nn.Module``, or its config)
@@ -218,6 +220,16 @@ class DiffusersScore:
             raise TypeError(f"unet must be a torch.nn.Module called as unet(x, timesteps) (e.g. "
                             f"diffusers.UNet2DModel), got {type(unet).__name__}{hint}")
         cfg = _config(scheduler_or_config)
+        if str(cfg.get("timestep_type", "discrete")) != "discrete":
+            raise ValueError(
+                f"the scheduler config has timestep_type={cfg.get('timestep_type')!r}: its network is "
+                "conditioned on a function of sigma (e.g. 0.25 ln sigma), not on the discrete timesteps "
+                "0 .. N-1 this wrapper passes; wrap it as a denoiser of sigma instead "
+                "(scoresde.interop.score_from_denoiser with scoresde.EDMSDE / SigmaSDE)")
+        variance = str(cfg.get("variance_type", "") or "")
+        # Learned-variance models (improved DDPM) return [mean part, variance part] on the channel
+        # axis; the score needs only the first half, as diffusers' own ODE schedulers take it.
+        self.learned_variance = variance in ("learned", "learned_range")
         kind = prediction_type or cfg.get("prediction_type", "epsilon")
         if kind not in PREDICTION_TYPES:
             raise ValueError(f"unknown prediction_type {kind!r}; supported: {', '.join(PREDICTION_TYPES)}")
@@ -264,8 +276,17 @@ class DiffusersScore:
         k = self.timesteps(t).to(device=x.device, dtype=work_dtype(dtype))
         out = self.unet(x.to(dtype), k)
         out = getattr(out, "sample", out)
+        if (self.learned_variance and isinstance(out, Tensor) and out.ndim == x.ndim
+                and out.shape[1] == 2 * x.shape[1] and out.shape[2:] == x.shape[2:]):
+            out = out[:, : x.shape[1]]  # the prediction; the learned variance is not used
         if not isinstance(out, Tensor) or out.shape != x.shape:
-            raise ValueError(f"the network must return a tensor of the input's shape {tuple(x.shape)}")
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            hint = ""
+            if isinstance(out, Tensor) and out.ndim == x.ndim and out.shape[1] == 2 * x.shape[1]:
+                hint = (" (twice the channels: a learned-variance model? its scheduler config should say "
+                        "variance_type='learned_range' or 'learned', and then the first half is used)")
+            raise ValueError(f"the network must return a tensor of the input's shape {tuple(x.shape)}, "
+                             f"got {got}{hint}")
         return out.to(x.dtype)
 
     def __call__(self, x: Tensor, t: Tensor | float) -> Tensor:

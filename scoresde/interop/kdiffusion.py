@@ -58,7 +58,11 @@ __all__ = [
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``D(x_edm: (B, *D), sigma_edm: (B,)) -> (B, *D)``, k-diffusion's model convention."""
 
-_REL_TOL = 1e-6  # levels this close to the range ends count as inside (float32-built sigma lists)
+_REL_TOL = 1e-3
+"""Noise levels this close (relative) to the range ends count as inside and are clamped onto
+them. Lists built in float32 by k-diffusion and diffusers miss the ends by up to a few 1e-4:
+``get_sigmas_vp`` for `scoresde.VPSDE`'s own ``eps`` gives 0.0104838 against 0.0104860
+(``exp(x) - 1`` in float32), diffusers' cosine table 2.6e-4 at ``k = 0``."""
 
 SIGMA_CACHE_SIZE = 512
 """Most noise levels (and their bisected times) a `denoiser_from_score` denoiser keeps (LRU).
@@ -143,8 +147,8 @@ def _times(sde: DiffusionSDE, sigma: Tensor) -> Tensor:
     if s_min < lo * (1 - _REL_TOL) or s_max > hi * (1 + _REL_TOL):
         raise ValueError(
             f"noise levels must lie in [sigma_edm(eps), sigma_edm(T)] = [{lo:.6g}, {hi:.6g}] of "
-            f"{type(sde).__name__}, got [{s_min:.6g}, {s_max:.6g}]; choose the sigmas in that range "
-            "(or an SDE with a smaller eps / larger T)"
+            f"{type(sde).__name__} (to within {_REL_TOL:g} relative), got [{s_min:.6g}, {s_max:.6g}]; "
+            "choose the sigmas in that range (or an SDE with a smaller eps / larger T)"
         )
     t = time_from_edm_sigma(sde, sigma.clamp(lo, hi))
     return t.clamp(sde.eps, sde.T)
@@ -322,11 +326,15 @@ def sample_sigmas(
         **options: solver options (e.g. ``lower_order_final=False``).
 
     Returns:
-        The ``Solution`` of ``solvers.sample`` with ``samples`` in EDM units.
+        The ``Solution`` of ``solvers.sample`` with ``samples`` in EDM units. Its ``trajectory``
+        and ``times`` stay in the SDE's units (states ``alpha(t) x_edm``, times ``t``; the
+        levels are ``sigma_edm = sigma(t)/alpha(t)``), as ``solvers.sample`` records them.
 
     Raises:
         TypeError: ``sde`` without affine marginals; ``x`` not a tensor; ``seed`` /
-            ``generator`` / ``shape`` of the wrong type (``seed=2.5`` is refused, not truncated).
+            ``generator`` / ``shape`` of the wrong type (``seed=2.5`` is refused, not truncated);
+            ``grid``, ``steps``, ``x_T``, ``denoise`` or ``shape`` among the options (the sigma
+            list sets them).
         ValueError: bad ``sigmas`` (`times_from_sigmas`); neither ``x`` nor ``shape``; both
             ``seed`` and ``generator``; a non-floating ``dtype``, an unknown ``device``; and
             whatever ``solvers.sample`` refuses (unknown solver or options, NaN ``x``, ...).
@@ -350,6 +358,12 @@ def sample_sigmas(
         raise TypeError(f"x must be a torch.Tensor of shape (B, *D) (the start in EDM units), "
                         f"got {type(x).__name__}")
     x = x.to(dtype=dtype or x.dtype, device=device or x.device)
+    fixed = sorted(k for k in options if k in _SET_BY_SIGMAS)
+    if fixed:
+        raise TypeError(
+            f"sample_sigmas sets {', '.join(fixed)} from the sigma list (the times are the sigmas, the "
+            "start is x at sigmas[0], and a final 0 is the final denoise): append 0 to the sigmas for "
+            "a final denoise, pass the start as x=, and choose the levels in the list itself")
     a = sde.marginal_coeffs(ts[[0, -1]])[0].tolist()  # float64 times: never rounded to x's dtype
     if not final:
         solver, options = _churn_as_k_diffusion(solver, options, len(ts))
@@ -362,6 +376,14 @@ def sample_sigmas(
     if not final:
         res.samples = res.samples / a[1]
     return res
+
+
+_SET_BY_SIGMAS = ("grid", "steps", "x_T", "denoise", "shape")
+"""``solvers.sample`` options that `sample_sigmas` derives from the sigma list and refuses."""
+
+_RUN_OPTIONS = ("noise", "keep_trajectory", "max_frames", "check_finite", "after_step", "batch_size",
+                "progress", "lam")
+"""``solvers.sample`` options that are not the solver's own (left out when the solver is built)."""
 
 
 def _churn_as_k_diffusion(solver: str | solvers.Solver, options: dict[str, Any],
@@ -382,7 +404,8 @@ def _churn_as_k_diffusion(solver: str | solvers.Solver, options: dict[str, Any],
         return solver, options
     if isinstance(solver, str) and float(options.get("s_churn", 0.0) or 0.0) > 0:
         try:
-            is_edm = isinstance(solvers.get_solver(solver, **options), solvers.EDMHeun)
+            own = {k: v for k, v in options.items() if k not in _RUN_OPTIONS}  # the solver's options only
+            is_edm = isinstance(solvers.get_solver(solver, **own), solvers.EDMHeun)
         except (TypeError, ValueError, KeyError):
             return solver, options  # solvers.sample reports the bad name / options itself
         if is_edm:

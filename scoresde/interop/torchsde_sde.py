@@ -67,6 +67,12 @@ class ReverseTorchSDE(nn.Module):
         lam: noise level of the reverse family, in ``[0, 1]`` (1: reverse SDE; 0:
             probability-flow ODE; ``solvers.ReverseDynamics`` refuses ``lam > 1``).
         noise_type: ``"diagonal"`` (default; ``g: (B, d)``) or ``"additive"`` (``g: (B, d, d)``).
+            The noise is additive either way, but torchsde picks its methods' work by this
+            label: with ``"additive"``, ``method="srk"`` takes about 3x fewer score evaluations
+            (382 against 1271 NFE over 127 steps in 2-D, the same statistics) and ``"milstein"``
+            skips its autograd term. ``"additive"`` stores a ``(B, d, d)`` matrix per call, so it
+            pays for small ``d`` (2-D toys), not for images; the built-in ``torchsde_srk`` solver
+            uses it.
         sde_type: ``"ito"`` (default) or ``"stratonovich"`` (the same process: additive noise).
 
     Attributes:

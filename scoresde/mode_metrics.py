@@ -132,6 +132,7 @@ def noise_floor(
     *,
     repeats: int = 5,
     seed: int = 0,
+    sample_pair: Callable[[int, torch.Generator], tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[float, float]:
     """Mean and standard deviation of ``metric(a, b)`` for independent exact sets ``a, b``.
 
@@ -150,6 +151,9 @@ def noise_floor(
         n: size of each sample set (>= 2).
         repeats: number of independent pairs (>= 1).
         seed: seed of the generator.
+        sample_pair: ``(n, generator) -> (a, b)``, used instead of two ``sample_fn`` calls when
+            given: for a finite data set, two *disjoint* subsets (draws with replacement from the
+            same rows share rows, and a floor from them reads low).
 
     Raises:
         TypeError: ``metric`` / ``sample_fn`` not callable; ``n``, ``repeats`` or ``seed`` not
@@ -164,8 +168,9 @@ def noise_floor(
     gen = torch.Generator().manual_seed(_seed(seed))
     values = []
     for _ in range(repeats):
-        a = _exact_set(sample_fn(n, gen), n, "a")
-        b = _exact_set(sample_fn(n, gen), n, "b")
+        pa, pb = sample_pair(n, gen) if sample_pair is not None else (sample_fn(n, gen), sample_fn(n, gen))
+        a = _exact_set(pa, n, "a")
+        b = _exact_set(pb, n, "b")
         if a.shape != b.shape:
             raise ValueError(f"sample_fn returned sets of different shapes: a {tuple(a.shape)}, b {tuple(b.shape)}")
         value = float(metric(a, b))

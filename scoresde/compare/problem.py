@@ -76,6 +76,9 @@ class Problem:
             `"<reference> vs <reference>"`.
         dtype: the dtype every solver samples in: a checkpoint's parameter dtype (a float64
             network only takes float64 states); `None` (exact targets): torch's default dtype.
+        sample_reference_pair: for a finite data set, `(n, generator) -> (a, b)` two disjoint
+            subsets of its rows, for the noise floor (`None`: two `sample_reference` draws).
+        reference_rows: how many rows that data set has (`None`: an unlimited sampler).
     """
 
     name: str
@@ -88,6 +91,8 @@ class Problem:
     reference: str = "exact"
     sample_reference_at_eps: Callable[[int, torch.Generator], Tensor] | None = None
     dtype: torch.dtype | None = None
+    sample_reference_pair: Callable[[int, torch.Generator], tuple[Tensor, Tensor]] | None = None
+    reference_rows: int | None = None
 
     def for_end_step(self, end_step: str) -> Problem:
         """This problem with the reference law of a run that ended with `end_step`
@@ -152,8 +157,21 @@ class Problem:
         mixture = data if isinstance(data, GaussianMixture) else getattr(data, "mixture", None)
         mixture = mixture if isinstance(mixture, GaussianMixture) else None
 
+        rows = None if mixture is not None else _fixed_rows(data)
+
         def reference(n: int, g: torch.Generator) -> Tensor:
+            if rows is not None and n <= rows.shape[0]:
+                # distinct rows: draws with replacement repeat rows, which exact samples never do
+                return rows[torch.randperm(rows.shape[0], generator=g)[:n]].to(torch.get_default_dtype())
             return data.sample(n, generator=g)
+
+        def reference_pair(n: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+            assert rows is not None
+            if 2 * n > rows.shape[0]:  # no two disjoint sets of n rows: the floor reads low (warned)
+                return reference(n, g), reference(n, g)
+            perm = torch.randperm(rows.shape[0], generator=g)
+            dt = torch.get_default_dtype()
+            return rows[perm[:n]].to(dt), rows[perm[n:2 * n]].to(dt)
 
         def reference_at_eps(n: int, g: torch.Generator) -> Tensor:
             assert mixture is not None
@@ -166,7 +184,18 @@ class Problem:
                 "data": loaded.data_name}
         return cls(name or f"{loaded.data_name} (trained)", sde_obj, loaded.score, reference,
                    tuple(probe.shape[1:]), mixture, spec, "exact" if mixture is not None else "data",
-                   reference_at_eps if mixture is not None else None, loaded.dtype)
+                   reference_at_eps if mixture is not None else None, loaded.dtype,
+                   reference_pair if rows is not None else None,
+                   None if rows is None else int(rows.shape[0]))
+
+
+def _fixed_rows(data: Any) -> Tensor | None:
+    """The rows ``(N, *D)`` of a finite data set (an array or image data set), else ``None``."""
+    for attr in ("data", "images"):
+        rows = getattr(data, attr, None)
+        if isinstance(rows, Tensor) and rows.ndim >= 2 and rows.shape[0] >= 1:
+            return rows
+    return None
 
 
 def _dir_stamp(path: Path) -> int:

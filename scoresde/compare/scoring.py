@@ -68,6 +68,15 @@ class Scorer:
         self.problem = problem
         self.names = list(metric_names)
         self.n = n
+        rows = problem.reference_rows
+        if rows is not None and 2 * n > rows:
+            import warnings
+
+            warnings.warn(
+                f"n = {n} samples per set, but the data have {rows} rows: the data-vs-data noise floor "
+                f"needs two disjoint sets of n rows and falls back to overlapping draws, which share "
+                f"rows and read low (so ratios to the floor read high); use n <= {rows // 2}",
+                UserWarning, stacklevel=2)
         self.bandwidths: tuple[float, ...] | None = None
         if "mmd" in self.names:
             # One fixed set of MMD bandwidths (from reference samples) for every cell and the
@@ -93,17 +102,20 @@ class Scorer:
         return out
 
     def floors(self, repeats: int, seed: int = 0) -> dict[str, tuple[float, float]]:
-        """Metric -> `(mean, std)` between `repeats` pairs of independent reference sets of size `n`.
+        """Metric -> `(mean, std)` between `repeats` pairs of independent reference sets of size `n`
+        (for a finite data set, two disjoint subsets of its rows: `Problem.sample_reference_pair`).
 
         `std` is the spread of one exact-vs-exact value (what a single seed's value is
         compared with); the floor mean's standard error is `std / sqrt(repeats)`.
         """
         floors = {}
-        fn = self.problem.sample_reference
+        fn, pair = self.problem.sample_reference, self.problem.sample_reference_pair
         for m in self.names:
-            floors[m] = _metrics.noise_floor(self.sample_metric(m), fn, self.n, repeats=repeats, seed=seed)
+            floors[m] = _metrics.noise_floor(self.sample_metric(m), fn, self.n, repeats=repeats, seed=seed,
+                                             sample_pair=pair)
         mix = self.problem.mixture
         if mix is not None:
             for k in MODE_METRICS:
-                floors[k] = _metrics.noise_floor(_mode_stat(mix, k), fn, self.n, repeats=repeats, seed=seed)
+                floors[k] = _metrics.noise_floor(_mode_stat(mix, k), fn, self.n, repeats=repeats, seed=seed,
+                                                 sample_pair=pair)
         return floors

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._help import HelpFormatter, output_path
@@ -37,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "file, or a folder of equal-size PNG/JPEG images [eight_gaussians]")
     a("--config", default=None, help="start from this config.json instead of the recipe")
     a("--resume", nargs="?", const=True, default=False, metavar="CKPT",
-      help="continue OUT/checkpoint.pt, or the checkpoint CKPT (e.g. OUT/checkpoints/step-...pt); "
-           "same config required")
+      help="continue OUT/checkpoint.pt, or the checkpoint CKPT (e.g. OUT/checkpoints/step-...pt), with "
+           "the settings of OUT/config.json (options given here override them; only --steps, logging and "
+           "device may differ from the checkpoint's)")
     a("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint or other files")
     a("--keep-checkpoints", type=int, default=3, metavar="N",
       help="keep the newest N checkpoints in OUT/checkpoints/ (0: only OUT/checkpoint.pt)")
@@ -135,11 +137,15 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
     if args.data is not None and not args.data.strip():
         raise ValueError("--data is empty; give a data name or file (or leave it out for eight_gaussians)")
+    source = "--config"
+    if args.resume and not args.config and (Path(args.out) / "config.json").is_file():
+        # resuming starts from the run's own settings; options given on this line override them
+        args.config, source = str(Path(args.out) / "config.json"), f"the run's {Path(args.out) / 'config.json'}"
     if args.config:
         config = TrainConfig.from_json(args.config)
         if args.data is not None and args.data != config.data:
             if not (args.resume and _same_data_as(args.data, config)):
-                raise ValueError(f"--data {args.data} contradicts --config (data={config.data})")
+                raise ValueError(f"--data {args.data} contradicts {source} (data={config.data})")
             config.data = args.data  # the run's own data under another name: resumed from the file
     else:
         data = args.data or "eight_gaussians"

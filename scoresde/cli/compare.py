@@ -186,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as err:  # OSErrors: errors.describe (a missing input exits 2)
         report_error("compare", err)
         return 2
+    if args.floor_repeats < 1:
+        report_error("compare", ValueError(f"--floor-repeats must be a positive integer, got {args.floor_repeats}"))
+        return 2
     out = Path(args.out)
     results = []
     failed: list[str] = []  # problems whose every cell failed

@@ -127,8 +127,17 @@ def evaluate_results(
 
 
 def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
-           denoise: bool | str | None, tolerances: Sequence[float]) -> None:
+           denoise: bool | str | None, tolerances: Sequence[float], grid: Any = None) -> None:
     end_step_kind(denoise)  # refuses an unknown name before any work
+    if isinstance(grid, str) and grid != "auto":
+        from solvers.grids import GRIDS
+
+        if grid not in GRIDS:
+            raise ValueError(f"unknown grid {grid!r}; valid: {', '.join(sorted(GRIDS))}, auto")
+    from solvers.inputs import MAX_STEPS
+
+    if any(int(s) > MAX_STEPS for s in steps):
+        raise ValueError(f"step budgets must be at most {MAX_STEPS:.0e}, got {max(int(s) for s in steps)}")
     solvers.check_solver_names(names)
     if not names:
         raise ValueError("give at least one solver")
@@ -204,7 +213,7 @@ def run_comparison(
     """
     names = unique(solver_names)
     steps, seeds, tolerances, metrics = unique(steps), unique(seeds), unique(tolerances), unique(metrics)
-    _check(names, steps, seeds, n, denoise, tolerances)
+    _check(names, steps, seeds, n, denoise, tolerances, grid)
     options = {k: dict(v) for k, v in (solver_options or {}).items()}
     check_solver_options({k: v for k, v in options.items() if k in names})
     check_tolerance_options({k: v for k, v in options.items() if k in names})

@@ -36,7 +36,8 @@ def flat(x: Tensor) -> Tensor:
 
 def reference_for(problem: Problem, n: int, seed: int) -> Tensor:
     """The `n` reference samples that a cell with seed `seed` is scored against."""
-    return problem.sample_reference(n, torch.Generator().manual_seed(seed + REF_SEED_OFFSET))
+    # modulo 2^64, the range of a generator's seed: the largest seeds would overflow it
+    return problem.sample_reference(n, torch.Generator().manual_seed((seed + REF_SEED_OFFSET) % 2**64))
 
 
 def _mode_stat(mixture: GaussianMixture, key: str) -> Callable[[Tensor, Tensor], float]:

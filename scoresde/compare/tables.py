@@ -110,6 +110,14 @@ def _notes(records: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any
     if short:
         notes.append(f"Rows with fewer seeds than {most} average only the seeds that succeeded: "
                      f"{', '.join(short)}.")
+    pilots = [r for r in records if _finite(r.get("stat_pilot_nfe")) and float(r["stat_pilot_nfe"]) > 0]
+    if pilots:
+        nfe = max(int(float(r["stat_pilot_nfe"])) for r in pilots)
+        batch = max((int(float(r["stat_pilot_batch"])) for r in pilots if _finite(r.get("stat_pilot_batch"))), default=0)
+        secs = sum(float(r["stat_pilot_seconds"]) for r in pilots if _finite(r.get("stat_pilot_seconds")))
+        notes.append(f"grid='auto': the pilot solve that shapes the grid ({nfe} NFE on {batch} samples, "
+                     f"{secs:.2f} s in all; computed once per score and SDE and cached) is not in the NFE "
+                     "and time columns, which count the sampling run alone.")
     threads = sorted({int(r["threads"]) for r in records if _finite(r.get("threads"))})
     if len(threads) > 1:
         notes.append(f"Wall times were measured with different torch thread counts ({', '.join(map(str, threads))}), "

@@ -151,6 +151,22 @@ def _check_vector_data(problem: Any, checkpoint: str) -> None:
         f"{checkpoint} --data IMAGES --bpd` to score it")
 
 
+def _layout_clash(out: Path, names: list[str]) -> str | None:
+    """Why ``out`` cannot take this run's layout, or ``None``. One target writes its files into
+    ``out`` itself, several into ``out/<target>/``: a run of the other kind into the same folder
+    would recompute every cell and leave the earlier files beside the new ones, stale."""
+    if len(names) > 1 and (out / "config.json").is_file():
+        return (f"--out {out} holds the comparison of a single target (its files are in {out} itself); "
+                f"several targets are written to {out}/<target>/, so none of it would be reused and its "
+                "files would stay beside the new ones. Use another --out, or run the one target again")
+    if len(names) == 1 and any((out / d / "config.json").is_file() for d in
+                               (p.name for p in out.iterdir() if p.is_dir()) if out.is_dir()):
+        return (f"--out {out} holds a comparison of several targets ({out}/<target>/); one target writes "
+                f"into {out} itself, so none of it would be reused. Use another --out, or run the same "
+                "targets again")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import plotting
 
@@ -190,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
         report_error("compare", ValueError(f"--floor-repeats must be a positive integer, got {args.floor_repeats}"))
         return 2
     out = Path(args.out)
+    layout = _layout_clash(out, [plotting.report.safe_name(p.name) for p in problems])
+    if layout:
+        report_error("compare", ValueError(layout))
+        return 2
     results = []
     failed: list[str] = []  # problems whose every cell failed
     for problem in problems:

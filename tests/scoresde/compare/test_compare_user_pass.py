@@ -56,3 +56,19 @@ def test_scipy_solvers_import_scipy_before_the_timed_solve() -> None:
             "print(before, 'scipy.integrate' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_a_folder_of_one_layout_is_refused_for_the_other(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # One target writes into OUT, several into OUT/<target>/: adding a target recomputed the
+    # first and left the single-target files beside the new ones, stale.
+    base = ["compare", "--solvers", "ddim", "--steps", "3", "--seeds", "0", "--n", "50", "--floor-repeats", "2",
+            "--metrics", "sliced_w2", "--no-plots", "--no-progress"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*base, "--target", "eight_gaussians", "--out", str(one)]) == 0
+    assert main([*base, "--target", "eight_gaussians,ring", "--out", str(one)]) == 2
+    assert "holds the comparison of a single target" in capsys.readouterr().err
+    assert main([*base, "--target", "eight_gaussians,ring", "--out", str(two)]) == 0
+    assert main([*base, "--target", "ring", "--out", str(two)]) == 2
+    assert "holds a comparison of several targets" in capsys.readouterr().err
+    assert main([*base, "--target", "eight_gaussians", "--out", str(one)]) == 0  # the same run resumes

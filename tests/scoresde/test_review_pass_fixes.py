@@ -14,7 +14,6 @@ import torch
 
 from scoresde.cli import main
 
-
 # --- conditional: Python lists keep float64 ----------------------------------------------------
 
 def test_lists_are_read_in_float64_not_rounded_through_float32() -> None:
@@ -154,8 +153,8 @@ def test_out_refuses_another_runs_settings_file_and_names_its_columns(tmp_path: 
 # --- training: resuming a run from its data saved under another name ------------------------------
 
 def test_resume_accepts_the_same_data_under_another_name(tmp_path: Path) -> None:
-    from scoresde.data.identity import data_identity
     from scoresde.data import load_data
+    from scoresde.data.identity import data_identity
     from scoresde.train import TrainConfig, config_diff
     from scoresde.train.config import same_data
 

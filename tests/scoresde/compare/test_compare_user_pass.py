@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import scoresde as sd
 from scoresde import compare
 from scoresde.cli import main
 from scoresde.compare.scoring import reference_for

@@ -223,7 +223,6 @@ class ScipyODE(Solver):
         max_steps: int = 100_000,
     ) -> None:
         order = _order(method)
-        SCIPY_METHODS[method]  # imports scipy.integrate now (~2 s the first time), not inside the timed solve
         self.method = method
         self.order = float(order)
         self.rtol, self.atol = check_tolerances(rtol, atol, positive=True)
@@ -234,6 +233,12 @@ class ScipyODE(Solver):
         self.max_step = float(max_step)
         check_max_steps(max_steps)
         self.max_steps = max_steps
+
+    def diagnose(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
+        """Import ``scipy.integrate`` (about 2 s the first time in a process) before the solve's
+        clock starts, so that ``Solution.seconds`` times the solve, not the import."""
+        super().diagnose(dynamics, ctx)
+        SCIPY_METHODS[self.method]
 
     def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
         """Integrate the PF-ODE from ``x: (B, *D)`` at ``ctx.t_start`` to ``ctx.t_end``."""

@@ -172,14 +172,6 @@ def _trained_rows(config: Any, own: Any) -> Any:
     return rows
 
 
-def _trained_levels(rows: Any) -> int | None:
-    """The pixel levels ``L`` of a checkpoint's training data ``rows`` when they are raw levels
-    (whole numbers ``0 .. L-1``, `scoresde.data.arrays.integer_levels`), else ``None``."""
-    from ..data.arrays import integer_levels
-
-    return None if rows is None else integer_levels(rows)
-
-
 def _warn_range_mismatch(rows: Any, data_range: tuple[float, float], checkpoint: str) -> None:
     """Warn when ``--bpd`` maps the levels onto a range the training data ``rows`` stay far outside
     or far inside (the model was trained on another scale, and the bits/dim mean nothing)."""
@@ -271,14 +263,18 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
     image_model = len(model_shape) == 3
     trained_levels, trained = None, None
     if args.checkpoint and (args.bpd or (image_model and not x.is_floating_point())):
+        from ..data.arrays import integer_levels
+
         trained = _trained_rows(config, source if args.data is None else None)
-        trained_levels = _trained_levels(trained) if image_model else None
+        trained_levels = integer_levels(trained) if image_model and trained is not None else None
     if not args.bpd and not x.is_floating_point() and image_model and trained_levels is None:
         import warnings
 
+        known = ("was not trained on raw levels" if trained is not None
+                 else "may not have been trained on raw levels (its training data cannot be found to tell)")
         warnings.warn(
             f"--data {args.data} holds integers ({int(x.min())}..{int(x.max())}), which look like pixel "
-            f"levels, but {model_name} was not trained on raw levels; they are scored as they are. Pass "
+            f"levels, but {model_name} {known}; they are scored as they are. Pass "
             "--bpd to score them as pixel levels on the model's range", stacklevel=2)
     _default_grid(args, source, image_model=image_model, trained_levels=trained_levels)
     if args.bpd and args.checkpoint:

@@ -214,6 +214,9 @@ def _load_pt(path: Path) -> Any:
 
 
 def _is_number(token: str) -> bool:
+    """Whether a field reads as a number the way numpy's table reader reads it (so no ``1_000``)."""
+    if "_" in token:
+        return False
     try:
         float(token)
     except ValueError:
@@ -221,12 +224,32 @@ def _is_number(token: str) -> bool:
     return True
 
 
+def _reads_as_float(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _to_number(token: str) -> float:
+    if not _is_number(token):
+        raise ValueError(f"{token!r} is not a number")
+    return float(token)
+
+
+def _quoted(line: str, delimiter: str | None) -> list[bool]:
+    """Which raw fields of a line are quoted (``"1"``); a field pattern, not a parse."""
+    parts = line.split(delimiter) if delimiter is not None else line.split()
+    return [part.strip().startswith('"') for part in parts]
+
+
 def _split(line: str, delimiter: str | None) -> list[str]:
     """The fields of one table line, stripped; with a delimiter read as CSV, so that quoted
     fields (``"x","y"``, ``"1",0.5``, as R's ``write.csv`` and pandas' ``QUOTE_NONNUMERIC`` write
     them) lose their quotes."""
     if delimiter is None:
-        return [t.strip() for t in line.split()]
+        return [t.strip().strip('"') for t in line.split()]
     fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])
     return [t.strip() for t in fields]
 
@@ -247,14 +270,19 @@ def _load_text(path: Path) -> np.ndarray:
     # pandas' to_csv writes an unnamed index column under an empty first header cell (",a,b"),
     # R's write.csv a quoted empty one ('"","a","b"')
     index_column = delimiter is not None and len(first) > 1 and not first[0] and all(first[1:])
-    skip = 0 if all(_is_number(t) for t in first if t) and not index_column else 1  # optional header line
+    # R's write.csv quotes its column names and not its numbers: a first line of quoted numbers
+    # ('"1","2"') above unquoted rows is a header, not data
+    quoted_header = len(lines) > 1 and any(_quoted(lines[0], delimiter)) \
+        and _quoted(lines[0], delimiter) != _quoted(lines[1], delimiter)
+    numeric_first = all(_reads_as_float(t) for t in first if t)  # '1_000' is a bad number, not a label
+    skip = 0 if numeric_first and not index_column and not quoted_header else 1  # optional header line
     body = numbered[skip:]
     if not body:
         raise DataError(f"{path}: the file has a header but no data rows")
     try:
         if '"' in text:  # quoted fields: the csv module's reading (slower), else numpy's
             rows = [_split(line, delimiter) for _, line in body]
-            out = np.array([[float(t) for t in fields] for fields in rows], dtype=np.float64)
+            out = np.array([[_to_number(t) for t in fields] for fields in rows], dtype=np.float64)
             if out.ndim != 2:
                 raise ValueError("ragged rows")
         else:
@@ -297,8 +325,9 @@ def load_array(path: str | Path) -> ArrayDataset:
     taken as a header and skipped; a header whose first cell is empty (``,a,b``, as pandas'
     ``to_csv`` writes it, or ``"",a,b`` as R's ``write.csv`` does) marks an index column, which
     is dropped; quoted fields (``"1",0.5``) are read without their quotes; lines starting with ``#``
-    are ignored. A header made only of numbers (pandas' ``0,1``) cannot be told from a data row
-    and is read as one: save with ``header=False, index=False``.
+    are ignored. A header of quoted numbers above unquoted rows (R's ``"1","2"``) is a header; one
+    made only of unquoted numbers (pandas' ``0,1``) cannot be told from a data row and is read as
+    one: save with ``header=False, index=False``.
 
     Raises:
         FileNotFoundError: no such file.

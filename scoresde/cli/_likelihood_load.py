@@ -78,8 +78,11 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
         hint = "; image folders load onto [-1, 1]: --data-range=-1,1" if float(x.min()) < lo - 1e-6 else ""
         whole = integer_levels(x)
         if whole is not None and (lo, hi) != (0.0, float(whole - 1)):
+            # --data-range is also the range the model is evaluated on: levels go in as integers
             hint = (f"; they are whole numbers {int(x.min())}..{int(x.max())}: if these are pixel levels, "
-                    f"pass --data-range=0,{whole - 1}" + (f" --levels {whole}" if whole != levels else ""))
+                    f"save them as integers (np.save(path, array.astype(np.uint8))), which --bpd reads as "
+                    f"levels and maps onto [{lo:g}, {hi:g}], the model's range"
+                    + (f", with --levels {whole}" if whole != levels else ""))
         raise ValueError(
             f"--bpd: the data are not on the {levels}-level grid of [{lo:g}, {hi:g}] ({seen}); pass integer "
             f"levels or the matching --levels/--data-range{hint}"
@@ -172,16 +175,25 @@ def _trained_rows(config: Any, own: Any) -> Any:
     return rows
 
 
-def _warn_range_mismatch(rows: Any, data_range: tuple[float, float], checkpoint: str) -> None:
+INSIDE_FRACTION = 0.02
+"""`_warn_range_mismatch` flags training data spanning less than this part of the ``--bpd``
+range: a ``[0, 1]`` or ``[-1, 1]`` model read on ``[0, 255]`` spans 0.4-0.8% of it, while dark
+8-bit images (levels 0..50) or 17-level digits (0..16) span 6-20% of theirs."""
+
+
+def _warn_range_mismatch(rows: Any, data_range: tuple[float, float], checkpoint: str,
+                         from_training_levels: bool = False) -> None:
     """Warn when ``--bpd`` maps the levels onto a range the training data ``rows`` stay far outside
-    or far inside (the model was trained on another scale, and the bits/dim mean nothing)."""
+    or, by a factor of 50 (`INSIDE_FRACTION`), inside (the model was trained on another scale, and
+    the bits/dim mean nothing). ``from_training_levels``: the range is ``[0, L-1]`` of a run
+    trained on raw levels, its own scale, so only data outside it are flagged."""
     if rows is None:
         return
     lo, hi = data_range
     a, b = float(rows.min()), float(rows.max())
     width = hi - lo
     outside = a < lo - 0.25 * width or b > hi + 0.25 * width
-    inside = (b - a) < 0.25 * width
+    inside = (b - a) < INSIDE_FRACTION * width and not from_training_levels
     if outside or inside:
         import warnings
 
@@ -276,9 +288,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
             f"--data {args.data} holds integers ({int(x.min())}..{int(x.max())}), which look like pixel "
             f"levels, but {model_name} {known}; they are scored as they are. Pass "
             "--bpd to score them as pixel levels on the model's range", stacklevel=2)
+    range_set = args.data_range is not None
     _default_grid(args, source, image_model=image_model, trained_levels=trained_levels)
     if args.bpd and args.checkpoint:
-        _warn_range_mismatch(trained, args.data_range, args.checkpoint)
+        own_levels = trained_levels is not None and not range_set \
+            and tuple(args.data_range) == (0.0, float(args.levels - 1))
+        _warn_range_mismatch(trained, args.data_range, args.checkpoint, from_training_levels=own_levels)
     dim = int(np.prod(tuple(x.shape[1:])))
     if args.bpd:
         k = _to_levels(x, args.levels, args.data_range)

@@ -282,8 +282,9 @@ def _settings_path(out: Path) -> Path:
 
 def _check_settings_path(out: Path) -> None:
     """Refuse, before any work, to write ``out``'s settings over a file that is not a settings
-    file (the per-point results of an earlier ``--out <stem>.json`` run), or to write the results
-    over another run's settings file (``--out r.json`` after ``--out r.csv``)."""
+    file (the per-point results of an earlier ``--out <stem>.json`` run), to write the results
+    over another run's settings file (``--out r.json`` after ``--out r.csv``), or to write the
+    settings over those of another output still beside them (``--out r.csv`` after ``--out r.npy``)."""
     if out.suffix == ".json" and out.is_file():
         try:
             own = json.loads(out.read_text())
@@ -304,6 +305,12 @@ def _check_settings_path(out: Path) -> None:
         raise ValueError(
             f"the settings of --out {out} go to {side}, which holds something else (the per-point results "
             f"of an earlier --out {side.name} run?); choose another --out name, or move {side.name}")
+    other = record.get("output")
+    if isinstance(other, str) and other != out.name and (side.parent / other).exists():
+        raise ValueError(
+            f"the settings of --out {out} go to {side}, which holds the settings of {side.parent / other} "
+            f"(still there); writing over them would lose how those numbers were made. Choose another "
+            f"--out name, or move {other}")
 
 
 def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any,

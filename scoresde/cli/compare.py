@@ -155,11 +155,13 @@ def _layout_clash(out: Path, names: list[str]) -> str | None:
     """Why ``out`` cannot take this run's layout, or ``None``. One target writes its files into
     ``out`` itself, several into ``out/<target>/``: a run of the other kind into the same folder
     would recompute every cell and leave the earlier files beside the new ones, stale."""
-    if len(names) > 1 and (out / "config.json").is_file():
+    from ..compare.cache import is_comparison_config
+
+    if len(names) > 1 and is_comparison_config(out / "config.json"):
         return (f"--out {out} holds the comparison of a single target (its files are in {out} itself); "
                 f"several targets are written to {out}/<target>/, so none of it would be reused and its "
                 "files would stay beside the new ones. Use another --out, or run the one target again")
-    if len(names) == 1 and any((out / d / "config.json").is_file() for d in
+    if len(names) == 1 and any(is_comparison_config(out / d / "config.json") for d in
                                (p.name for p in out.iterdir() if p.is_dir()) if out.is_dir()):
         return (f"--out {out} holds a comparison of several targets ({out}/<target>/); one target writes "
                 f"into {out} itself, so none of it would be reused. Use another --out, or run the same "

@@ -26,7 +26,7 @@ import solvers
 
 from ..atomic import atomic_write_bytes
 
-__all__ = ["Cell", "write_atomic", "records_to_csv", "cache_key", "solver_code", "code_files", "code_digest",
+__all__ = ["Cell", "is_comparison_config", "write_atomic", "records_to_csv", "cache_key", "solver_code", "code_files", "code_digest",
            "read_cell", "seal_cell", "load_or_compute_floors", "json_default", "CODE_PACKAGES", "CODE_MODULES"]
 
 FORMAT_VERSION = 1
@@ -68,6 +68,16 @@ class Cell:
         tolerance is spelled exactly (`repr`, e.g. `0.0010004`), never rounded."""
         b = int(self.budget) if self.budget_kind == "steps" else repr(float(self.budget))
         return f"{self.solver}__{self.budget_kind}-{b}__seed-{self.seed}.json"
+
+
+def is_comparison_config(path: Path) -> bool:
+    """Whether ``path`` is the ``config.json`` a comparison writes (it lists the solvers and seeds
+    of the sweep), not a training run's or another tool's file of that name."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "solvers" in record and "seeds" in record
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:

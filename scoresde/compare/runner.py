@@ -26,6 +26,7 @@ from .cache import (
     Cell,
     cache_key,
     code_digest,
+    is_comparison_config,
     load_or_compute_floors,
     read_cell,
     seal_cell,
@@ -234,6 +235,12 @@ def run_comparison(
             "(as from_target and from_checkpoint do)", stacklevel=2)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
+        own = out_dir / "config.json"
+        if own.is_file() and not is_comparison_config(own):
+            raise ValueError(
+                f"{out_dir} holds a config.json that is not a comparison's (a training run's folder?); the "
+                f"comparison writes its own config.json there and would replace it. Choose another output "
+                f"folder, e.g. {out_dir / 'compare'}")
         for folder in (out_dir, out_dir / "cells"):
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"{folder} is a file, but the comparison stores its "

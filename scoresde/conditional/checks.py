@@ -32,11 +32,19 @@ def as_tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> Tensor
     try:
         # Python sequences go through numpy so that floats are read as float64 (torch would read
         # them as float32 and round before the cast) and complex numbers stay detectable.
-        raw = torch.as_tensor(value if isinstance(value, (Tensor, np.ndarray)) else np.asarray(value))
+        raw = torch.as_tensor(value if isinstance(value, (Tensor, np.ndarray)) else _sequence_array(value))
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(f"{name} must be a numeric array or tensor, got {type(value).__name__} ({err})") from None
     _check_real(raw, name)
     return raw if dtype is None else raw.to(dtype)
+
+
+def _sequence_array(value: Any) -> Any:
+    """A Python sequence as a numpy array (floats in float64); tensors in it (a tensor that
+    requires grad, one on an accelerator, which numpy cannot read) are detached to the CPU first."""
+    if isinstance(value, (list, tuple)):
+        value = [v.detach().cpu() if isinstance(v, Tensor) else v for v in value]
+    return np.asarray(value)
 
 
 def _check_real(t: Tensor, name: str) -> None:

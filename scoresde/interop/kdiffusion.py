@@ -261,8 +261,9 @@ def times_from_sigmas(sde: DiffusionSDE, sigmas: Tensor | Sequence[float]) -> tu
 
     Raises:
         TypeError: ``sde`` without affine marginals.
-        ValueError: ``sigmas`` not strictly decreasing, with fewer than 2 positive levels, or
-            outside the SDE's range.
+        ValueError: ``sigmas`` not strictly decreasing, with fewer than 2 positive levels,
+            outside the SDE's range, or with two levels within 1e-3 beyond one end (both would
+            be that end's time).
     """
     _check_sde(sde)
     s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu().reshape(-1)
@@ -274,7 +275,15 @@ def times_from_sigmas(sde: DiffusionSDE, sigmas: Tensor | Sequence[float]) -> tu
         raise ValueError("need at least 2 positive sigmas (one solver step)")
     if float(pos.min()) <= 0:
         raise ValueError("only the last sigma may be 0; the others must be positive")
-    return _times(sde, pos), final
+    ts = _times(sde, pos)
+    same = (ts[1:] >= ts[:-1]).nonzero().flatten()
+    if same.numel():  # two levels within _REL_TOL beyond one end, both clamped onto it
+        i = int(same[0])
+        raise ValueError(
+            f"sigmas {float(pos[i]):.8g} and {float(pos[i + 1]):.8g} both lie at or beyond an end of "
+            f"{type(sde).__name__}'s range and become the same time {float(ts[i]):.8g}; keep only one "
+            "level at each end of the range")
+    return ts, final
 
 
 def sample_sigmas(

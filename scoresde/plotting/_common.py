@@ -124,6 +124,25 @@ def check_dims(dims: Any, d: int) -> list[int]:
     return pair
 
 
+def label_coordinates(ax: Any, dims: Any, d: int) -> None:
+    """Name the axes after the coordinates ``dims`` shown (``x_1`` for index 0; negative indices
+    count from the end of ``d``)."""
+    if d < 2:
+        return
+    i, j = (k % d + 1 for k in check_dims(dims, d))
+    ax.set_xlabel(f"$x_{{{i}}}$")
+    ax.set_ylabel(f"$x_{{{j}}}$")
+
+
+def trajectory_width(traj: Any) -> int:
+    """``D`` of a trajectory ``(F, B, D)`` or of a ``Solution``'s (0 when it has none)."""
+    arr = traj.trajectory if isinstance(traj, Solution) else traj
+    shape = getattr(arr, "shape", None) if arr is not None else None
+    if shape is None:
+        shape = np.shape(arr) if arr is not None else ()
+    return int(shape[2]) if len(shape) == 3 else 0
+
+
 def check_points(x: Tensor | np.ndarray, dims: tuple[int, int] = (0, 1)) -> np.ndarray:
     """Points ``(N, D)`` with ``D >= 2`` -> the two plotted coordinates ``(N, 2)``.
 

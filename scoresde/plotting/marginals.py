@@ -35,10 +35,12 @@ from ._common import (
     check_points,
     get_axes,
     get_axes_grid,
+    label_coordinates,
     square_limits,
     time_label,
     to_numpy,
     trajectory_arrays,
+    trajectory_width,
     xy_limits,
 )
 from .extent import note_offview
@@ -117,6 +119,7 @@ def plot_samples(
         ax.scatter(pts[:, 0], pts[:, 1], s=size, alpha=alpha, color=color, linewidths=0,
                    label=label, rasterized=n > 2000, zorder=2)
     _style_square(ax, lims)
+    label_coordinates(ax, dims, int(np.shape(x)[1]))
     if n_bad:
         ax.text(0.97, 0.97, f"{n_bad} of {n} points are NaN/inf (not drawn)", transform=ax.transAxes,
                 fontsize=7, va="top", ha="right", color="crimson",
@@ -342,6 +345,8 @@ def plot_snapshots(
         if target is not None and sde is not None and target.dim == 2:
             plot_density(target, sde=sde, t=max(ti, 0.0), ax=a, lims=lims, kind="contour", title=title)
         note_offview(a, frames[i], lims)  # sigma(t) is in the title
+    for a in axes:
+        label_coordinates(a, dims, trajectory_width(traj))
     for a in axes[1:]:
         a.set_ylabel("")
     if suptitle is not None:

@@ -30,9 +30,11 @@ from ._common import (
     Range,
     get_axes,
     get_axes_grid,
+    label_coordinates,
     square_limits,
     to_numpy,
     trajectory_arrays,
+    trajectory_width,
     xy_limits,
 )
 from .extent import prior_inset
@@ -161,8 +163,7 @@ def plot_trajectories(
     ax.set_xlim(*xl)
     ax.set_ylim(*yl)
     ax.set_aspect("equal")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
+    label_coordinates(ax, dims, trajectory_width(traj))
     if colorbar:
         fig.colorbar(lc, ax=ax, label="t", shrink=0.85)
     if title is not None:
@@ -179,6 +180,10 @@ def forward_data(x0: Any, result: Solution) -> Tensor:
     if not isinstance(x0, Tensor):
         x0 = torch.as_tensor(to_numpy(x0), dtype=torch.get_default_dtype())
     want = tuple(result.samples.shape[1:])
+    if len(want) != 1:
+        raise ValueError(f"plot_forward_reverse draws points (B, D); this run's samples are {len(want)}-D arrays "
+                         f"of shape {want} (images?), which the point plots do not draw; `scoresde sample` writes an image grid "
+                         f"of a checkpoint's samples")
     if x0.ndim != 2 or x0.shape[0] < 1 or tuple(x0.shape[1:]) != want:
         raise ValueError(f"x0 must be data points of shape (B, {', '.join(map(str, want))}) like the run's "
                          f"samples, got {tuple(x0.shape)}")

@@ -283,8 +283,9 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
     shift, error, carried = probe.shift, probe.error, probe.carried(lam, SLOPE_TOLERANCE)
     if shift is None or error is None or carried is None:
         return
-    spread = probe.spread_carried(lam, SLOPE_TOLERANCE)
-    if spread is not None and spread > PRIOR_SPREAD_LIMIT:
+    spread, ratio = probe.spread_carried(lam, SLOPE_TOLERANCE), probe.prior_variance_ratio()
+    # a slope of the wrong sign (ratio 0: no pull towards the origin) is a broken score, not a prior
+    if spread is not None and spread > PRIOR_SPREAD_LIMIT and ratio is not None and 0 < ratio < math.inf:
         _warn_spread(probe, spread, lam, stacklevel + 1)
     if not (carried > PRIOR_SHIFT_LIMIT and shift > 4 * error):
         return
@@ -326,18 +327,19 @@ def _warn_spread(probe: PriorMatchProbe, spread: float, lam: float, stacklevel: 
     needed = level * math.sqrt(max(q / (1.0 - q) * r / max(1.0 - r, 1e-12), 1.0))
     how = ("The probability-flow ODE carries that to the samples:" if lam == 0.0 else
            "A stochastic run forgets most of it, but in this one")
-    ratio = probe.prior_variance_ratio()
-    wide = ratio is not None and ratio > 1.0  # the prior wider than p_T
+    ratio = probe.prior_variance_ratio() or 1.0  # > 0 (warn_if_off_prior)
+    wide = ratio > 1.0  # the prior wider than p_T
     toward = "away from" if wide else "towards"
     warnings.warn(
         f"the prior draw x_T does not have p_T's variance: the score at T says p_T's variance is "
-        f"{'about ' if ratio is None else ''}{1.0 / (ratio if ratio else 1.0 - r):.3g} times the prior's "
+        f"{1.0 / ratio:.3g} times the prior's "
         f"(solvers.prior_match). {how} the samples' spread is {'too wide' if wide else 'too narrow'} "
         f"by about {spread:.1%} per coordinate (beyond a {SLOPE_TOLERANCE:.0%} allowance for the "
-        f"score's own error), and mode weights move {toward} the centre. Usual cause: "
+        f"score's own error), and mode weights move {toward} the centre. Usual causes: a network "
+        f"that has not learned the score at T (train longer, or check its output there), or "
         f"a noise level at T too small for the data's spread "
         f"(under VE take sigma_max about the largest distance between data points, Song & Ermon "
-        f"2020); a noise level of about {needed:.3g} at T instead of {level:.3g} brings it within "
+        f"2020); if it is the data, a noise level of about {needed:.3g} at T instead of {level:.3g} brings it within "
         f"{PRIOR_SPREAD_LIMIT:.1%}, or rescale the data",
         RuntimeWarning,
         stacklevel=stacklevel,

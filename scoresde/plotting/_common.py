@@ -130,8 +130,8 @@ def label_coordinates(ax: Any, dims: Any, d: int) -> None:
     if d < 2:
         return
     i, j = (k % d + 1 for k in check_dims(dims, d))
-    ax.set_xlabel(f"$x_{{{i}}}$")
-    ax.set_ylabel(f"$x_{{{j}}}$")
+    ax.set_xlabel(f"$x_{i}$" if i < 10 else f"$x_{{{i}}}$")
+    ax.set_ylabel(f"$x_{j}$" if j < 10 else f"$x_{{{j}}}$")
 
 
 def trajectory_width(traj: Any) -> int:

@@ -213,23 +213,17 @@ def _load_pt(path: Path) -> Any:
     return obj
 
 
-def _is_number(token: str) -> bool:
-    """Whether a field reads as a number the way numpy's table reader reads it (so no ``1_000``)."""
-    if "_" in token:
-        return False
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
 def _reads_as_float(token: str) -> bool:
     try:
         float(token)
     except ValueError:
         return False
     return True
+
+
+def _is_number(token: str) -> bool:
+    """Whether a field reads as a number the way numpy's table reader reads it (so no ``1_000``)."""
+    return "_" not in token and _reads_as_float(token)
 
 
 def _to_number(token: str) -> float:

@@ -133,12 +133,21 @@ class PriorMatchProbe:
         draw (exact for a Gaussian ``p_T``, the best linear fit otherwise)."""
         if self._moments is None or self._n < MIN_PROBE_SAMPLES:
             raise ValueError("no estimate yet: fewer than MIN_PROBE_SAMPLES prior samples were read")
+        share: Tensor = (1.0 - self._sigma_T**2 * self._inverse_variance()).clamp(0.0, 1.0)
+        return share
+
+    def _inverse_variance(self) -> Tensor:
+        """``1 / v_j`` per coordinate ``(D,)``: minus the slope of the score at ``T`` against ``x``
+        over the draw (least squares; call only with an estimate)."""
+        assert self._moments is not None
         m: Tensor = self._moments / self._n
         sx, sxx, ss, ssx = m[0], m[1], m[2], m[3]
-        var_x = (sxx - sx * sx).clamp(min=1e-300)
-        inv_v = -(ssx - ss * sx) / var_x
-        share: Tensor = (1.0 - self._sigma_T**2 * inv_v).clamp(0.0, 1.0)
-        return share
+        return -(ssx - ss * sx) / (sxx - sx * sx).clamp(min=1e-300)
+
+    def _prior_ratio(self) -> Tensor:
+        """``p^2 / v_j`` per coordinate (`spread_carried`), at least 0."""
+        p2 = self._prior_var if self._prior_var is not None else self._p2
+        return (p2 * self._inverse_variance()).clamp(min=0.0)
 
     def spread_carried(self, lam: float, slope_tolerance: float = 0.0) -> float | None:
         """The relative error in the samples' spread (RMS over coordinates) that a run at level
@@ -152,12 +161,9 @@ class PriorMatchProbe:
         1 first (a network's slope at ``T`` a few percent off), and floors ``r`` as in `carried`."""
         if self._moments is None or self._n < MIN_PROBE_SAMPLES:
             return None
-        m: Tensor = self._moments / self._n
-        sx, sxx, ss, ssx = m[0], m[1], m[2], m[3]
-        inv_v = (-(ssx - ss * sx) / (sxx - sx * sx).clamp(min=1e-300)).clamp(min=0.0)
         # against the prior's own variance where its density says it is N(0, p^2 I): the draw's
         # second moment adds chance (relative std sqrt(2 / entries)) to a bias this is about
-        ratio = (self._prior_var if self._prior_var is not None else self._p2) * inv_v
+        ratio = self._prior_ratio()
         if slope_tolerance > 0:
             ratio = torch.where(ratio < 1, (ratio + slope_tolerance).clamp(max=1.0),
                                 (ratio - slope_tolerance).clamp(min=1.0))
@@ -178,9 +184,7 @@ class PriorMatchProbe:
         """Mean over coordinates of ``p^2 / v_j`` (`spread_carried`), or ``None`` before an estimate."""
         if self._moments is None or self._n < MIN_PROBE_SAMPLES:
             return None
-        m: Tensor = self._moments / self._n
-        inv_v = (-(m[3] - m[2] * m[0]) / (m[1] - m[0] * m[0]).clamp(min=1e-300)).clamp(min=0.0)
-        return float(((self._prior_var if self._prior_var is not None else self._p2) * inv_v).mean())
+        return float(self._prior_ratio().mean())
 
     @property
     def error(self) -> float | None:
@@ -330,17 +334,23 @@ def _warn_spread(probe: PriorMatchProbe, spread: float, lam: float, stacklevel: 
     ratio = probe.prior_variance_ratio() or 1.0  # > 0 (warn_if_off_prior)
     wide = ratio > 1.0  # the prior wider than p_T
     toward = "away from" if wide else "towards"
+    if wide:
+        advice = (f"Usual causes: an SDE that has not forgotten data narrower than its prior by T "
+                  f"(alpha(T) = {float(alpha[0]):.3g}: a larger noise level at T, or a prior of p_T's "
+                  f"variance), or a prior (prior_std, prior_sample, prior_log_prob) wider than the "
+                  f"SDE's own marginal at T")
+    else:
+        advice = (f"Usual causes: a network that has not learned the score at T (train longer, or "
+                  f"check its output there), or a noise level at T too small for the data's spread "
+                  f"(under VE take sigma_max about the largest distance between data points, Song & "
+                  f"Ermon 2020); if it is the data, a noise level of about {needed:.3g} at T instead "
+                  f"of {level:.3g} brings it within {PRIOR_SPREAD_LIMIT:.1%}, or rescale the data")
     warnings.warn(
         f"the prior draw x_T does not have p_T's variance: the score at T says p_T's variance is "
         f"{1.0 / ratio:.3g} times the prior's "
         f"(solvers.prior_match). {how} the samples' spread is {'too wide' if wide else 'too narrow'} "
         f"by about {spread:.1%} per coordinate (beyond a {SLOPE_TOLERANCE:.0%} allowance for the "
-        f"score's own error), and mode weights move {toward} the centre. Usual causes: a network "
-        f"that has not learned the score at T (train longer, or check its output there), or "
-        f"a noise level at T too small for the data's spread "
-        f"(under VE take sigma_max about the largest distance between data points, Song & Ermon "
-        f"2020); if it is the data, a noise level of about {needed:.3g} at T instead of {level:.3g} brings it within "
-        f"{PRIOR_SPREAD_LIMIT:.1%}, or rescale the data",
+        f"score's own error), and mode weights move {toward} the centre. {advice}",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

@@ -40,7 +40,7 @@ from ._common import (
     trajectory_arrays,
     xy_limits,
 )
-from .marginals import contour_levels, density_grid
+from .marginals import contour_levels, density_grid, shown_marginal
 from .trajectories import forward_data, simulate_forward
 
 __all__ = [
@@ -98,7 +98,8 @@ def _animate_frames(
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     title = ax.set_title("")
-    show_density = target is not None and sde is not None and target.dim == 2
+    target = shown_marginal(target)  # the first two coordinates are drawn
+    show_density = target is not None and sde is not None
     t_max = float(sde.T) if sde is not None else float("inf")
     state: dict[str, QuadContourSet | None] = {"contour": None}
 
@@ -143,8 +144,9 @@ def animate_particles(
 ) -> mpl_animation.FuncAnimation:
     """Animate particles of one trajectory (``Solution`` or frames ``(F, B, D)`` + ``times``).
 
-    Shows ``n_points`` particles per frame; with ``target`` and ``sde`` the exact ``p_t`` is
-    outlined at each frame's time. The last frame is held for ``hold`` extra frames.
+    Shows ``n_points`` particles per frame (their first two coordinates); with ``target`` and
+    ``sde`` the exact ``p_t`` is outlined at each frame's time (its marginal on those two
+    coordinates for a target in ``D > 2``, `shown_marginal`). The last frame is held for ``hold`` extra frames.
     ``lims`` defaults to `square_limits` of the frame at the smallest ``t`` (the data end).
     ``interval`` is the time between frames in ms, also in saved files (`save_animation`).
     Returns the `matplotlib.animation.FuncAnimation` (save with `save_animation`).

@@ -32,6 +32,7 @@ from ..targets import GaussianMixture
 from ._common import (
     Limits,
     Range,
+    check_dims,
     check_points,
     get_axes,
     get_axes_grid,
@@ -46,7 +47,7 @@ from ._common import (
 from .extent import note_offview
 
 __all__ = ["plot_samples", "plot_density", "density_grid", "density_limits", "contour_levels", "plot_snapshots",
-           "nearest_frames"]
+           "shown_marginal", "nearest_frames"]
 
 Kind = Literal["auto", "scatter", "hist"]
 
@@ -287,6 +288,32 @@ def plot_density(
     return ax
 
 
+def shown_marginal(target: GaussianMixture | None, dims: Sequence[int] = (0, 1)) -> GaussianMixture | None:
+    """The 2-D density to outline under points drawn in the coordinates ``dims``.
+
+    A 2-D target is returned as it is (``dims`` reorder its coordinates if they are ``(1, 0)``).
+    A `GaussianMixture` in ``D > 2`` has axis-aligned components, so its marginal on two
+    coordinates is the mixture of the components' marginals with the same weights, and an
+    affine forward SDE noises every coordinate alike, so that mixture's ``p_t`` is the
+    marginal of the target's ``p_t``: the outline is exact. ``None`` for ``None``; another
+    target of ``D != 2`` raises (it cannot be projected here).
+
+    Raises:
+        ValueError: ``dims`` out of range for the target, or a ``D != 2`` target that is not a
+            `GaussianMixture`.
+    """
+    if target is None:
+        return None
+    pair = check_dims(dims, int(target.dim))
+    if pair == [0, 1] and target.dim == 2:
+        return target
+    if not isinstance(target, GaussianMixture):
+        raise ValueError(f"the density of a {type(target).__name__} of D={target.dim} cannot be outlined in "
+                         f"the coordinates {tuple(dims)}: pass a GaussianMixture, or target=None")
+    return GaussianMixture(target.means[:, pair], target.stds[:, pair], target.weights,
+                           name=f"{target.name} (x{pair[0] + 1}, x{pair[1] + 1})")
+
+
 def nearest_frames(times: np.ndarray, wanted: Sequence[float]) -> list[int]:
     """Indices of the stored frames whose times are nearest to each of ``wanted``."""
     return [int(np.argmin(np.abs(times - float(w)))) for w in wanted]
@@ -311,7 +338,8 @@ def plot_snapshots(
     Args:
         traj: a ``Solution`` with a trajectory, or frames ``(F, B, D)`` with ``times``.
         at: times to show (default: ``n_panels`` evenly spaced over the stored frames).
-        target, sde: when both are given, the exact ``p_t`` is outlined on every panel.
+        target, sde: when both are given, the exact ``p_t`` is outlined on every panel (for a
+            target in ``D > 2``, its exact marginal on ``dims``, `shown_marginal`).
         ax: ``len(at)`` axes to draw into (default: a new row of panels).
         kind, lims, dims: as in `plot_samples`; limits are shared by all panels (default: from
             the data end, smallest ``t``; panels with points outside say how many, and
@@ -324,6 +352,7 @@ def plot_snapshots(
             empty or with NaN / infinite times, ``n_panels < 1``.
     """
     frames, t = trajectory_arrays(traj, times, dims)
+    shown = shown_marginal(target, dims)
     if at is None:
         n_panels = as_count(n_panels, "n_panels")
         idx = np.linspace(0, len(t) - 1, min(n_panels, len(t))).round().astype(int).tolist()
@@ -342,8 +371,8 @@ def plot_snapshots(
             sigma = float(sde.marginal_coeffs(torch.tensor([max(ti, 0.0)], dtype=torch.float64))[1])
             title += f", $\\sigma$ = {sigma:.3g}"
         plot_samples(frames[i], ax=a, kind=kind, lims=lims, title=title)
-        if target is not None and sde is not None and target.dim == 2:
-            plot_density(target, sde=sde, t=max(ti, 0.0), ax=a, lims=lims, kind="contour", title=title)
+        if shown is not None and sde is not None:
+            plot_density(shown, sde=sde, t=max(ti, 0.0), ax=a, lims=lims, kind="contour", title=title)
         note_offview(a, frames[i], lims)  # sigma(t) is in the title
     for a in axes:
         label_coordinates(a, dims, trajectory_width(traj))

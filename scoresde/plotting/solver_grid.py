@@ -20,7 +20,7 @@ from solvers.result import Solution
 
 from ..targets import GaussianMixture
 from ._common import Limits, Range, get_axes_grid, square_limits, to_numpy
-from .marginals import Kind, plot_density, plot_samples
+from .marginals import Kind, plot_density, plot_samples, shown_marginal
 from .trajectories import plot_trajectories
 
 __all__ = ["plot_solver_grid"]
@@ -46,7 +46,8 @@ def plot_solver_grid(
     Args:
         results: solver label -> ``Solution`` (trajectories need ``keep_trajectory=True``).
         target, sde: outline the exact density the samples follow on the sample panels when both
-            are given: ``p_0`` after an end-of-run step (the default), else ``p_eps``.
+            are given: ``p_0`` after an end-of-run step (the default), else ``p_eps`` (for a
+            target in ``D > 2``, its exact marginal on the two coordinates shown).
         rows: which rows to draw, in order (``"trajectories"``, ``"samples"``).
         ax: ``len(rows) * len(results)`` axes, row-major (default: a new figure).
         n_paths, seed: particles drawn per trajectory panel (the same indices in every column).
@@ -63,6 +64,7 @@ def plot_solver_grid(
     ncol = len(names)
     fig, axes = get_axes_grid(ax, len(rows) * ncol, ncols=ncol, panel=3.0, extra_width=0.9)
     finals = [to_numpy(results[n].samples)[:, :2] for n in names]
+    shown = shown_marginal(target)
     lims = square_limits(*finals) if lims is None else lims
     t_hi = max(float(r.times.max()) for r in results.values())
     t_lo = min(float(r.times.min()) for r in results.values())
@@ -88,11 +90,11 @@ def plot_solver_grid(
                     line_mappable = next(c for c in a.collections if isinstance(c, LineCollection))
             else:
                 plot_samples(res.samples, ax=a, kind=kind, lims=lims, title=title)
-                if target is not None and sde is not None and target.dim == 2:
+                if shown is not None and sde is not None:
                     # Denoised runs (the default end step) sample p_0; "none" stops at eps.
                     denoised = res.stats.get("end_step", "none") != "none"
                     t_end = 0.0 if denoised else float(res.times.min())
-                    plot_density(target, sde=sde, t=t_end, ax=a, lims=lims, kind="contour",
+                    plot_density(shown, sde=sde, t=t_end, ax=a, lims=lims, kind="contour",
                                  title=title or "")
             if j > 0:
                 a.set_ylabel("")

@@ -37,6 +37,7 @@ from .step_control import (
     StepSizeUnderflow,
     check_first_step,
     check_max_steps,
+    check_relative,
     check_tolerances,
     rms_norm,
     scaled_error_norm,
@@ -126,15 +127,17 @@ def initial_step(
     *,
     max_h: float = math.inf,
     per_sample: bool = False,
+    relative: Tensor | None = None,
 ) -> float:
     """Starting step size of Hairer, Nørsett & Wanner (*Solving ODEs I*, §II.4, p. 169).
 
     ``d0 = ||y0||, d1 = ||f0||`` in the scaled norm; ``h0 = 0.01 d0/d1`` (or ``1e-6``);
     ``h0`` is clipped to ``max_h`` (the length of the interval); one explicit Euler step gives ``d2 = ||f(t0 + h0, y0 + h0 f0) - f0|| / h0``, and
     ``h1 = (0.01 / max(d1, d2))^(1/(order+1))``; returns ``min(100 h0, h1)``.
-    Costs one evaluation of ``fn``.
+    Costs one evaluation of ``fn``. ``relative``: per-entry weights of ``rtol`` (`scaled_error_norm`).
     """
-    scale = y0.abs().mul(rtol).add_(atol)
+    mag = y0.abs() if relative is None else y0.abs() * relative
+    scale = mag.mul(rtol).add_(atol)
     d01 = torch.stack([rms_norm(y0 / scale, per_sample=per_sample), rms_norm(f0 / scale, per_sample=per_sample)])
     d0, d1 = d01.tolist()
     if not (math.isfinite(d0) and math.isfinite(d1)):
@@ -160,10 +163,10 @@ def initial_step(
 
 def _walk(
     w: _Walk, f: VectorField, tab: ButcherTableau, t0: float, t1: float, pid: PIDController | None,
-    max_steps: int, tol: tuple[float, float, bool], callback: Callback | None,
+    max_steps: int, tol: tuple[float, float, bool, Tensor | None], callback: Callback | None,
 ) -> None:
     """Attempt steps until the walk lands on ``t1`` (accepting, rejecting, resizing ``h``)."""
-    rtol, atol, per_sample = tol
+    rtol, atol, per_sample, relative = tol
     direction = 1.0 if t1 > t0 else -1.0
     max_step = None if pid is None else pid.max_step
     while True:
@@ -181,7 +184,8 @@ def _walk(
         if pid is not None:
             # Error estimate of the embedded pair and the accept/reject decision (one sync).
             err_vec = weighted_sum(tab.e, ks, dt)
-            err = float(scaled_error_norm(err_vec, w.y, y_new, rtol, atol, per_sample=per_sample).detach())
+            err = float(scaled_error_norm(err_vec, w.y, y_new, rtol, atol, per_sample=per_sample,
+                                          relative=relative).detach())
             accept = math.isfinite(err) and err <= 1.0
             factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
         if accept:
@@ -210,6 +214,7 @@ def solve_adaptive(
     controller: PIDController | ConstantStepSize | None = None,
     per_sample: bool = False,
     callback: Callback | None = None,
+    relative: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, object]]:
     """Integrate ``dy/dt = fn(t, y)`` from ``t0`` to ``t1`` with an embedded RK pair.
 
@@ -232,6 +237,11 @@ def solve_adaptive(
             averaged away by many easy ones.
         callback: ``callback(t, y)`` after every accepted step (and at ``t0``). If it returns
             a tensor, that tensor replaces the state and ``fn`` is re-evaluated (+1 NFE).
+        relative: per-entry weights of ``rtol``, broadcastable to ``y0`` without enlarging it
+            (``None``: 1). Entries of weight 0 are held to ``atol`` alone: quadratures, i.e.
+            integrals carried along in the state (the log-density of a likelihood solve),
+            whose accumulated size says nothing about the error one step may add (SUNDIALS'
+            CVODES keeps such variables under tolerances of their own for this reason).
 
     Returns:
         ``(y1, info)``: the state at ``t1`` and a dict with ``nfe`` (evaluations of ``fn``),
@@ -246,6 +256,7 @@ def solve_adaptive(
     rtol, atol = check_tolerances(rtol, atol)
     t0, t1 = float(t0), float(t1)
     control = _check_inputs(y0, t0, t1, controller, first_step, max_steps, per_sample)
+    relative = check_relative(relative, y0)
     pid = control if isinstance(control, PIDController) else None
     if t0 == t1:
         return y0, {"nfe": 0, "accepted": 0, "rejected": 0, "t": torch.tensor([t0], dtype=torch.float64),
@@ -264,10 +275,10 @@ def solve_adaptive(
         y = y if new is None else new
     k1 = f(t0, y)
     span = abs(t1 - t0) if max_step is None else min(abs(t1 - t0), max_step)
-    h = (initial_step(f, t0, y, k1, direction, tab.order, rtol, atol, max_h=span, per_sample=per_sample)
-         if first_step is None else float(first_step))
+    h = (initial_step(f, t0, y, k1, direction, tab.order, rtol, atol, max_h=span, per_sample=per_sample,
+                      relative=relative) if first_step is None else float(first_step))
     w = _Walk(t=t0, y=y, k1=k1, h=h if max_step is None else min(h, max_step), ts=[t0])
-    _walk(w, f, tab, t0, t1, pid, max_steps, (rtol, atol, per_sample), callback)
+    _walk(w, f, tab, t0, t1, pid, max_steps, (rtol, atol, per_sample, relative), callback)
     info: dict[str, object] = {
         "nfe": count[0],
         "accepted": w.accepted,

@@ -31,6 +31,7 @@ __all__ = [
     "check_tolerances",
     "check_max_steps",
     "check_first_step",
+    "check_relative",
     "scaled_error_norm",
     "rms_norm",
 ]
@@ -99,11 +100,44 @@ def rms_norm(v: Tensor, *, per_sample: bool = False) -> Tensor:
 
 
 def scaled_error_norm(
-    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, per_sample: bool = False
+    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, per_sample: bool = False,
+    relative: Tensor | None = None,
 ) -> Tensor:
-    """``RMS(|err| / (atol + rtol * max(|y|, |y_new|)))`` as a 0-d tensor (see `rms_norm`)."""
-    scale = torch.maximum(y.abs(), y_new.abs()).mul_(rtol).add_(atol)
-    return rms_norm(err / scale, per_sample=per_sample)
+    """``RMS(|err| / (atol + rtol * rel * max(|y|, |y_new|)))`` as a 0-d tensor (see `rms_norm`).
+
+    ``relative``: per-entry weight ``rel`` of the relative term, broadcastable to ``y``
+    (``None``: 1 everywhere). An entry with weight 0 is held to ``atol`` alone, as a quadrature
+    should be (an accumulated integral such as a log-density: its size says nothing about the
+    error one step may add, and a relative bound on it lets every step add ``rtol |y|``).
+    """
+    mag = torch.maximum(y.abs(), y_new.abs())
+    if relative is not None:
+        mag = mag * relative
+    return rms_norm(err / mag.mul_(rtol).add_(atol), per_sample=per_sample)
+
+
+def check_relative(relative: Tensor | None, y0: Tensor) -> Tensor | None:
+    """Validate the per-entry weights of the relative tolerance (see `scaled_error_norm`).
+
+    Returns them on ``y0``'s device and dtype, or ``None``.
+
+    Raises:
+        TypeError: not a tensor.
+        ValueError: not broadcastable to ``y0``, or an entry negative or not finite.
+    """
+    if relative is None:
+        return None
+    if not isinstance(relative, Tensor):
+        raise TypeError(f"relative must be a tensor broadcastable to y0 or None, got {type(relative).__name__}")
+    if relative.ndim > y0.ndim:
+        raise ValueError(f"relative of shape {tuple(relative.shape)} would enlarge y0's {tuple(y0.shape)}")
+    trailing = y0.shape[y0.ndim - relative.ndim:]
+    if any(r not in (1, n) for r, n in zip(relative.shape, trailing, strict=True)):
+        raise ValueError(f"relative of shape {tuple(relative.shape)} does not broadcast to y0's "
+                         f"{tuple(y0.shape)}")
+    if not bool(torch.isfinite(relative).all()) or bool((relative < 0).any()):
+        raise ValueError("relative weights must be finite and >= 0")
+    return relative.to(device=y0.device, dtype=y0.dtype)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
     python benchmarks/likelihood.py --sections sdes       # VP, sub-VP, VE, cosine
     python benchmarks/likelihood.py --sections sharp      # data density on sharp mixtures
     python benchmarks/likelihood.py --sections tolerance  # the default tolerance in 16-D and 32-D
+    python benchmarks/likelihood.py --sections far        # points far from sharp data (minutes)
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -540,12 +541,59 @@ def section_tolerance(args: argparse.Namespace, out: dict) -> None:
     out["tolerance"] = rows
 
 
+def section_far(args: argparse.Namespace, out: dict) -> None:
+    """Points far from sharp data, and whole sample sets: the log-density's own tolerance.
+
+    The torch integrators hold the log-density column to ``atol`` per step
+    (``AugmentedFlow.relative_weights``); "relative l (before)" puts it back under ``rtol |l|``
+    like the data columns (as SciPy's integrators and the reference code do), by patching
+    ``relative_weights`` to ones. Default settings otherwise, exact ``p_T`` prior, float64, VP.
+    """
+    from scoresde.likelihood import AugmentedFlow
+
+    aniso = GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], [[0.02, 0.3], [0.25, 0.03]], [0.8, 0.2], name="aniso")
+    g = torch.Generator().manual_seed(0)
+    cases = [("aniso: (5, 5) alone", aniso, torch.tensor([[5.0, 5.0]])),
+             ("aniso: (5, 5) + 5 others", aniso, torch.cat([torch.tensor([[5.0, 5.0], [0.0, 0.0], [3.0, -2.0]]),
+                                                            aniso.sample(3, generator=g)])),
+             ("aniso: (2, 1.5), (2.5, 2)", aniso, torch.tensor([[2.0, 1.5], [2.5, 2.0]]))]
+    for name, n in (("eight_gaussians", 1000), ("sharp_8", 1000), ("sharp_25", 4000), ("sharp_32d", 500)):
+        t = sd.targets.get_target(name)
+        cases.append((f"{name}: {n} samples", t, t.sample(n, generator=g)))
+    sde = sd.get_sde("vp")
+    original = AugmentedFlow.relative_weights
+    rows = []
+    for label, target, x in cases:
+        x = x.double()
+        exact = target.log_prob(x)
+
+        def p_T(z: Tensor, target=target) -> Tensor:
+            return target.marginal_log_prob(z, sde.T, sde)
+
+        row = {"points": label, "exact log p_0 (min)": f"{float(exact.min()):.4g}"}
+        for how, kw, patch in (("absolute l (default)", {}, False), ("relative l (before)", {}, True),
+                               ("default + per_sample", {"per_sample": True}, False)):
+            if patch:
+                AugmentedFlow.relative_weights = lambda self, y: torch.ones(y.shape[1], dtype=y.dtype)  # type: ignore[method-assign]
+            try:
+                r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, **kw)
+            finally:
+                AugmentedFlow.relative_weights = original  # type: ignore[method-assign]
+            err = (r.log_prob - exact).abs()
+            row[how] = f"{float(err.mean()):.2g} / {float(err.max()):.2g} ({r.nfe})"
+        rows.append(row)
+        print(table(rows[-1:], list(row)), flush=True)
+    text = table(rows, list(rows[0]))
+    print("\n## far points: mean / max |error| per point (NFE)\n\n" + text)
+    out["far"] = rows
+
+
 def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]
     return r.log_prob, r.nfe
 
 
 SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,
-            "sdes": section_sdes, "sharp": section_sharp, "tolerance": section_tolerance,
+            "sdes": section_sdes, "sharp": section_sharp, "tolerance": section_tolerance, "far": section_far,
             "hutchinson": section_hutchinson, "figure": section_figure}
 
 

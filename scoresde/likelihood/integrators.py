@@ -105,7 +105,8 @@ def integrate_chunk(
     budget: dict[str, Any] = {} if max_steps is None else {"max_steps": max_steps}
     if spec.kind == "adaptive":
         y1, out = solve_adaptive(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]
-                                 rtol=tol[0], atol=tol[1], per_sample=per_sample, controller=controller, **budget)
+                                 rtol=tol[0], atol=tol[1], per_sample=per_sample, controller=controller,
+                                 relative=flow.relative_weights(y0), **budget)
         info = {k: out[k] for k in ("accepted", "rejected", "t")}
     elif spec.kind == "scipy":
         y1, out = solve_ivp_torch(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]

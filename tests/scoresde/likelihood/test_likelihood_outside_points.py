@@ -2,9 +2,9 @@
 
 `steps="auto"` measures the fixed grid's error on the pilot's samples only. A sample whose path
 the grid fits far worse than any of theirs (its error indicator, `rk4_simpson_with_path_error`,
-above `OUTSIDE_FACTOR` times the pilot's largest) is solved again adaptively. Before (5167290), a point 3 units from modes of
-std 0.02-0.3 came back 888 nats off its exact log-density (-603), silently, and the mean error
-over 301 points was 2.95 nats.
+above `OUTSIDE_FACTOR` times the pilot's largest) is solved again adaptively. Before (5167290),
+a point 3 units from modes of std 0.02-0.3 came back 888 nats off its exact log-density
+(-603), silently, and the mean error over 301 points was 2.95 nats.
 """
 
 from __future__ import annotations

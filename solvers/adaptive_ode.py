@@ -40,6 +40,7 @@ from .step_control import (
     check_relative,
     check_tolerances,
     rms_norm,
+    sample_mean_squares,
     scaled_error_norm,
 )
 from .tableaus import BOSH3, DOPRI5, TABLEAUS, ButcherTableau, combine, get_tableau, weighted_sum
@@ -65,6 +66,7 @@ class _Walk:
     err_prev2: float = 1.0
     ts: list[float] = field(default_factory=list)
     hs: list[float] = field(default_factory=list)
+    sample_squares: Tensor | None = None  # (B,) sum over accepted steps of each sample's MS error
 
 
 def _rk_stages(
@@ -163,10 +165,10 @@ def initial_step(
 
 def _walk(
     w: _Walk, f: VectorField, tab: ButcherTableau, t0: float, t1: float, pid: PIDController | None,
-    max_steps: int, tol: tuple[float, float, bool, Tensor | None], callback: Callback | None,
+    max_steps: int, tol: tuple[float, float, bool, Tensor | None, bool], callback: Callback | None,
 ) -> None:
     """Attempt steps until the walk lands on ``t1`` (accepting, rejecting, resizing ``h``)."""
-    rtol, atol, per_sample, relative = tol
+    rtol, atol, per_sample, relative, track = tol
     direction = 1.0 if t1 > t0 else -1.0
     max_step = None if pid is None else pid.max_step
     while True:
@@ -188,6 +190,9 @@ def _walk(
                                           relative=relative).detach())
             accept = math.isfinite(err) and err <= 1.0
             factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
+            if accept and track:
+                sq = sample_mean_squares(err_vec, w.y, y_new, rtol, atol, relative=relative).detach()
+                w.sample_squares = sq if w.sample_squares is None else w.sample_squares + sq
         if accept:
             _accept(w, t_new, dt, y_new, ks[-1], err, pid is not None, callback, f, last)
             if last:
@@ -215,6 +220,7 @@ def solve_adaptive(
     per_sample: bool = False,
     callback: Callback | None = None,
     relative: Tensor | None = None,
+    sample_errors: bool = False,
 ) -> tuple[Tensor, dict[str, object]]:
     """Integrate ``dy/dt = fn(t, y)`` from ``t0`` to ``t1`` with an embedded RK pair.
 
@@ -242,11 +248,17 @@ def solve_adaptive(
             integrals carried along in the state (the log-density of a likelihood solve),
             whose accumulated size says nothing about the error one step may add (SUNDIALS'
             CVODES keeps such variables under tolerances of their own for this reason).
+        sample_errors: also return each sample's error over the path, ``info["sample_error_rms"]``
+            of shape ``(B,)``: the RMS over the accepted steps of its scaled error norm (RMS
+            over its own entries, as ``per_sample`` measures it). Under the batch norm one
+            sample may take up to ``sqrt(B)`` times the tolerance on a step while the others are
+            exact; this says which samples did, and by how much (needs ``y0: (B, *D)``).
 
     Returns:
         ``(y1, info)``: the state at ``t1`` and a dict with ``nfe`` (evaluations of ``fn``),
         ``accepted``, ``rejected``, ``t`` (float64 tensor of accepted times, ``t0`` first,
-        ``t1`` last) and ``h`` (float64 tensor of accepted step sizes, signed).
+        ``t1`` last), ``h`` (float64 tensor of accepted step sizes, signed) and, with
+        ``sample_errors=True``, ``sample_error_rms``.
 
     One host synchronisation per attempted step (the accept/reject decision); none with
     ``ConstantStepSize``. Differentiable through the tensors if ``fn`` is (the step sizes
@@ -258,9 +270,12 @@ def solve_adaptive(
     control = _check_inputs(y0, t0, t1, controller, first_step, max_steps, per_sample)
     relative = check_relative(relative, y0)
     pid = control if isinstance(control, PIDController) else None
+    if sample_errors and y0.ndim < 1:
+        raise ValueError("sample_errors needs y0 of shape (B, *D)")
     if t0 == t1:
         return y0, {"nfe": 0, "accepted": 0, "rejected": 0, "t": torch.tensor([t0], dtype=torch.float64),
-                    "h": torch.zeros(0, dtype=torch.float64)}
+                    "h": torch.zeros(0, dtype=torch.float64),
+                    **({"sample_error_rms": y0.new_zeros(y0.shape[0])} if sample_errors else {})}
     direction = 1.0 if t1 > t0 else -1.0
     max_step = None if pid is None else pid.max_step
     count = [0]  # evaluations of fn
@@ -278,7 +293,7 @@ def solve_adaptive(
     h = (initial_step(f, t0, y, k1, direction, tab.order, rtol, atol, max_h=span, per_sample=per_sample,
                       relative=relative) if first_step is None else float(first_step))
     w = _Walk(t=t0, y=y, k1=k1, h=h if max_step is None else min(h, max_step), ts=[t0])
-    _walk(w, f, tab, t0, t1, pid, max_steps, (rtol, atol, per_sample, relative), callback)
+    _walk(w, f, tab, t0, t1, pid, max_steps, (rtol, atol, per_sample, relative, sample_errors), callback)
     info: dict[str, object] = {
         "nfe": count[0],
         "accepted": w.accepted,
@@ -286,6 +301,10 @@ def solve_adaptive(
         "t": torch.tensor(w.ts, dtype=torch.float64),
         "h": torch.tensor(w.hs, dtype=torch.float64),
     }
+    if sample_errors:
+        # Without error control (ConstantStepSize) nothing was measured: zeros.
+        sq = w.sample_squares if w.sample_squares is not None else y0.new_zeros(y0.shape[0])
+        info["sample_error_rms"] = (sq / max(w.accepted, 1)).sqrt()
     return w.y, info
 
 

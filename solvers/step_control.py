@@ -33,6 +33,7 @@ __all__ = [
     "check_first_step",
     "check_relative",
     "scaled_error_norm",
+    "sample_mean_squares",
     "rms_norm",
 ]
 
@@ -114,6 +115,21 @@ def scaled_error_norm(
     if relative is not None:
         mag = mag * relative
     return rms_norm(err / mag.mul_(rtol).add_(atol), per_sample=per_sample)
+
+
+def sample_mean_squares(
+    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, relative: Tensor | None = None,
+) -> Tensor:
+    """Each sample's mean square scaled error, ``(B,)`` for ``err: (B, *D)`` (see `scaled_error_norm`).
+
+    ``scaled_error_norm(..., per_sample=True)`` is the square root of its maximum, and the batch
+    norm the square root of its mean.
+    """
+    mag = torch.maximum(y.abs(), y_new.abs())
+    if relative is not None:
+        mag = mag * relative
+    scaled = err / mag.mul_(rtol).add_(atol)
+    return scaled.reshape(scaled.shape[0], -1).pow(2).mean(dim=1)
 
 
 def check_relative(relative: Tensor | None, y0: Tensor) -> Tensor | None:

@@ -31,7 +31,7 @@ from .result import LikelihoodResult
 from .state_scale import StateScale, marginal_state_scale
 from .time_grids import time_grid
 
-__all__ = ["ChunkStore", "LikelihoodRun", "OUTSIDE_FACTOR", "PILOT_PROBES"]
+__all__ = ["ChunkStore", "LikelihoodRun", "OUTSIDE_FACTOR", "PILOT_PROBES", "SAMPLE_ERROR_LIMIT"]
 
 PILOT_PROBES = 2
 """Fixed Hutchinson probes of the `steps="auto"` pilot where the exact divergence costs more
@@ -41,11 +41,21 @@ step counts (26-31 vs 26-34) at a quarter of the pilot's time (`benchmarks/likel
 OUTSIDE_FACTOR = 100.0
 """`steps="auto"` with `rk4_simpson`: a sample whose error indicator is above this multiple of
 the largest among the pilot's measured samples is solved again adaptively
-(`LikelihoodRun._redo_outside`). On 10,000 samples of sharp 2-D mixtures (1,000 in 16-D) no
+(`LikelihoodRun._resolve_per_sample`). On 10,000 samples of sharp 2-D mixtures (1,000 in 16-D) no
 sample's indicator exceeded 100x that largest one (at most 5 exceeded 10x), while points
 whose fixed-grid answer was hundreds to thousands of nats off exceeded it by far more; a
 re-solve costs a few hundred evaluations on a small batch (0.3-1 s), which a lower factor
 would spend on most batches."""
+
+SAMPLE_ERROR_LIMIT = 2.0
+"""The torch adaptive integrators under the batch error norm (the default, `per_sample=False`):
+a sample whose scaled local error, RMS over the accepted steps (`solve_adaptive`'s
+`sample_errors`), is above this multiple of the tolerance is solved again with a per-sample
+norm (`LikelihoodRun._resolve_per_sample`). The batch RMS lets one sample of `B` take up to
+`sqrt(B)` times the tolerance on every step; a point far from sharp data, whose path runs along
+a narrow ridge of `div F` between two modes, was then 35-2,300 nats off in a batch of 301 (6-9
+times the tolerance over its path), and within 0.02 alone or under a per-sample norm. Batches
+of at most 4 samples are never re-solved (`sqrt(4) = 2`)."""
 
 
 class ChunkStore(Protocol):
@@ -239,12 +249,20 @@ class LikelihoodRun:
                 x_T, delta, info = integrate_chunk(flow, xs, self.spec, self.lo, self.hi, ts, tol,
                                                    io.per_sample, io.controller, self.scale, io.max_steps)
                 path_error = info.pop("path_error", None)
+                sample_error = info.pop("sample_error_rms", None)
                 limit = extra.get("path_error_limit")
                 chunk_nfe = flow.nfe
                 if path_error is not None and limit is not None:
                     bad = path_error > OUTSIDE_FACTOR * float(limit)
-                    x_T, delta, redone, redo_nfe = self._redo_outside(xb, xs, flow, x_T, delta, bad, scale, tol)
+                    x_T, delta, redone, redo_nfe = self._resolve_per_sample(
+                        xb, xs, flow, x_T, delta, bad, scale, tol, resolve_integrator("dopri5"))
                     info["redone_adaptive"], info["redone_nfe"] = redone, redo_nfe
+                    chunk_nfe += redo_nfe
+                elif sample_error is not None and not io.per_sample:
+                    bad = sample_error > SAMPLE_ERROR_LIMIT
+                    x_T, delta, redone, redo_nfe = self._resolve_per_sample(
+                        xb, xs, flow, x_T, delta, bad, scale, tol, self.spec)
+                    info["redone_per_sample"], info["redone_nfe"] = redone, redo_nfe
                     chunk_nfe += redo_nfe
                 solved = Solved(ib, x_T, delta, self.prior_fn(x_T), corr)
                 out.put(solved)
@@ -257,17 +275,19 @@ class LikelihoodRun:
             bar.close()
         return stats
 
-    def _redo_outside(self, xb: Tensor, xs: Tensor, flow: AugmentedFlow, x_T: Tensor, delta: Tensor,
-                      bad: Tensor, scale: float, tol: tuple[float, float]) -> tuple[Tensor, Tensor, int, int]:
-        """Solve the samples `bad: (b,)` of the chunk again, adaptively, each to its own tolerance.
+    def _resolve_per_sample(self, xb: Tensor, xs: Tensor, flow: AugmentedFlow, x_T: Tensor, delta: Tensor,
+                            bad: Tensor, scale: float, tol: tuple[float, float],
+                            spec: IntegratorSpec) -> tuple[Tensor, Tensor, int, int]:
+        """Solve the samples `bad: (B,)` of the chunk again by the adaptive `spec`, per-sample norm.
 
-        `steps="auto"` measured the fixed grid's error on the pilot's samples; `bad` marks the
-        samples whose error indicator (`rk4_simpson_with_path_error`) is above `OUTSIDE_FACTOR`
-        times the largest of theirs, far outside what was measured: typically a point far
-        from sharp data whose path runs along the boundary between two modes, where the flow
-        is stiff and a fixed grid can be off by hundreds of nats. They are solved by `dopri5`
-        at the default tolerances with a per-sample error norm, from the same start points,
-        i.e. they get the default integrator's answer. Returns `(x_T, delta, count, nfe)`.
+        Two callers. `steps="auto"` measured the fixed grid's error on the pilot's samples;
+        `bad` marks those whose error indicator (`rk4_simpson_with_path_error`) is above
+        `OUTSIDE_FACTOR` times the largest of theirs, far outside what was measured: typically
+        a point far from sharp data whose path runs along the boundary between two modes, where
+        the flow is stiff and a fixed grid can be off by hundreds of nats; they get `dopri5`.
+        The adaptive integrators mark the samples that took more than `SAMPLE_ERROR_LIMIT`
+        times the tolerance under the batch norm. Same start points, same probes, the chunk's
+        tolerances. Returns `(x_T, delta, count, nfe)`.
         """
         count = int(bad.sum())
         if count == 0:
@@ -275,7 +295,7 @@ class LikelihoodRun:
         io = self.opts.integration
         probes = None if flow.probes is None else flow.probes[:, bad]
         redo = self.make_flow(xb[bad], scale, None, self.opts.run.grad, probes=probes)
-        x_b, delta_b, _ = integrate_chunk(redo, xs[bad], resolve_integrator("dopri5"), self.lo, self.hi, None, tol,
+        x_b, delta_b, _ = integrate_chunk(redo, xs[bad], spec, self.lo, self.hi, None, tol,
                                           True, io.controller, None, io.max_steps)
         x_T, delta = x_T.clone(), delta.clone()
         x_T[bad] = x_b.to(x_T.dtype)

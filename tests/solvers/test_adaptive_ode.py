@@ -149,6 +149,41 @@ def test_per_sample_control_protects_the_hard_sample():
     assert errs[True] < errs[False] / 3
 
 
+def _hard_sample_batch() -> tuple:
+    rates = torch.ones(64, 1, dtype=F64) * 0.1
+    rates[0] = 20.0
+
+    def fn(t, y):
+        return torch.cat([-0.1 * y[:, :1], rates * y[:, 2:3], -rates * y[:, 1:2]], dim=1)
+
+    return fn, torch.tensor([1.0, 1.0, 0.0], dtype=F64).repeat(64, 1)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_sample_errors_say_which_sample_took_the_batch_norms_slack(method):
+    # Under the batch RMS every accepted step has mean_i e_i^2 <= 1, so the path RMS of the
+    # samples satisfies mean_i rms_i^2 <= 1, while the hard sample alone may reach sqrt(64) = 8;
+    # under the per-sample norm every e_i <= 1 on every accepted step, so every rms_i <= 1.
+    fn, y0 = _hard_sample_batch()
+    y_plain, info_plain = solve_adaptive(fn, y0, 0.0, 3.0, method=method)
+    y, info = solve_adaptive(fn, y0, 0.0, 3.0, method=method, sample_errors=True)
+    torch.testing.assert_close(y, y_plain, rtol=0, atol=0)  # measuring changes nothing
+    assert info["nfe"] == info_plain["nfe"] and "sample_error_rms" not in info_plain
+    rms = info["sample_error_rms"]
+    assert rms.shape == (64,) and float(rms.pow(2).mean()) <= 1.0 + 1e-12
+    assert float(rms[0]) > 2.0 > float(rms[1:].max())
+    _, info_ps = solve_adaptive(fn, y0, 0.0, 3.0, method=method, per_sample=True, sample_errors=True)
+    assert float(info_ps["sample_error_rms"].max()) <= 1.0 + 1e-12
+
+
+def test_sample_errors_need_a_batch():
+    with pytest.raises(ValueError, match="sample_errors needs y0 of shape"):
+        solve_adaptive(lambda t, y: -y, torch.tensor(1.0, dtype=F64), 0.0, 1.0, sample_errors=True)
+    y0 = torch.ones(3, 2, dtype=F64)
+    _, info = solve_adaptive(lambda t, y: -y, y0, 0.5, 0.5, sample_errors=True)
+    assert torch.equal(info["sample_error_rms"], torch.zeros(3, dtype=F64))
+
+
 def test_pid_controller_coefficients():
     # A PI controller (Gustafsson-like) reaches the same accuracy as the default.
     y, info = solve_adaptive(

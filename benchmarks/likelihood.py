@@ -22,6 +22,7 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
     python benchmarks/likelihood.py --sections tolerance  # the default tolerance in 16-D and 32-D
     python benchmarks/likelihood.py --sections far        # points far from sharp data (minutes)
     python benchmarks/likelihood.py --sections outside    # the fast path and points outside the data (minutes)
+    python benchmarks/likelihood.py --sections slack      # the default's per-sample re-solve: error, time
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -627,6 +628,46 @@ def section_outside(args: argparse.Namespace, out: dict) -> None:
     _summary(rows, out, "outside", "points outside the data: |error| of the point / mean |error| of the rest (NFE)")
 
 
+def section_slack(args: argparse.Namespace, out: dict) -> None:
+    """The default's re-solve of samples that took the batch norm's slack: error and wall time.
+
+    ``runner.SAMPLE_ERROR_LIMIT = inf`` switches the re-solve off ("batch norm only");
+    ``per_sample=True`` sizes every step for the worst sample. VP, exact ``p_T``, float64,
+    fastest of ``--repeats`` interleaved runs.
+    """
+    sde = sd.get_sde("vp")
+    rows = []
+    limit = runner.SAMPLE_ERROR_LIMIT
+    for name, n in (("eight_gaussians", 10_000), ("sharp_25", 10_000), ("sharp_8", 1000)):
+        target = sd.targets.get_target(name)
+        x = target.sample(n, generator=torch.Generator().manual_seed(0)).double()
+        exact = target.log_prob(x)
+
+        def p_T(z: Tensor, target=target) -> Tensor:
+            return target.marginal_log_prob(z, sde.T, sde)
+
+        row = {"points": f"{name}: {n}"}
+        cells: dict[str, list[float]] = {}
+        for _ in range(args.repeats):
+            for how, lim, kw in (("batch norm only", math.inf, {}), ("default (re-solve)", limit, {}),
+                                 ("per_sample=True", limit, {"per_sample": True})):
+                runner.SAMPLE_ERROR_LIMIT = lim
+                try:
+                    start = time.perf_counter()
+                    r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, **kw)
+                    cells.setdefault(how, []).append(time.perf_counter() - start)
+                finally:
+                    runner.SAMPLE_ERROR_LIMIT = limit
+                err = (r.log_prob - exact).abs()
+                redone = r.stats[0].get("redone_per_sample", "-")
+                row[how] = f"{float(err.mean()):.1e} / {float(err.max()):.1e} ({r.nfe}, {redone})"
+        for how, times in cells.items():
+            row[how] += f" {min(times):.2f} s"
+        rows.append(row)
+        print(table(rows[-1:], list(row)), flush=True)
+    _summary(rows, out, "slack", "mean / max |error| per point (NFE, samples re-solved) wall time")
+
+
 def _summary(rows: list[dict], out: dict, key: str, title: str) -> None:
     """Print the section's whole table under ``title`` and keep its rows in ``out[key]``."""
     print(f"\n## {title}\n\n" + table(rows, list(rows[0])))
@@ -639,7 +680,7 @@ def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]
 
 SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,
             "sdes": section_sdes, "sharp": section_sharp, "tolerance": section_tolerance, "far": section_far,
-            "outside": section_outside,
+            "outside": section_outside, "slack": section_slack,
             "hutchinson": section_hutchinson, "figure": section_figure}
 
 

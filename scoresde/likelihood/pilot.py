@@ -15,6 +15,7 @@ solved again by the fixed-grid solve.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,13 +76,16 @@ def _with(correction: Tensor | None, delta: Tensor) -> Tensor:
 def run_pilot(
     x: Tensor, *, make_flow: FlowFactory, start: StartFn, spec: IntegratorSpec, opts: IntegratorOptions,
     fresh: bool, keep: bool, lo: float, hi: float, prior_fn: Prior, generator: torch.Generator,
-    scale: StateScale | None = None,
+    scale: StateScale | None = None, sample_error_limit: float = math.inf,
 ) -> PilotGrid:
     """Run the pilot on a seeded random subset of `x: (B, *D)` and build the fixed grid.
 
     `make_flow(x, logp_scale, keep_graph=False, probes=None)` builds a field;
     `start(flow, x) -> (x_start, correction)` maps data points to the ODE's start points.
     `keep`: the pilot's samples keep their adaptive results (exact divergence, no gradients).
+    `sample_error_limit`: when the pilot solves the whole batch (it is then the main solve),
+    its samples that took more than this multiple of the tolerance under the batch norm are
+    solved again with a per-sample norm, as the main solve does (`runner.SAMPLE_ERROR_LIMIT`).
     `scale`: the state scale of the fixed-grid solves (the trials use the batch's integrator).
     """
     n = x.shape[0]
@@ -94,7 +98,8 @@ def run_pilot(
         # nats, 1.5e-3 with the main solve's norm, and 5-35% fewer steps chosen under VE); a pilot
         # that answers the whole batch is the main solve (log-density held to `atol`).
         main_w = opts.logp_scale if opts.logp_scale is not None else 1.0
-        pilot = make_flow(xp, 1e-6 if fresh else (main_w if solves_all else 10.0))
+        pilot_w = 1e-6 if fresh else (main_w if solves_all else 10.0)
+        pilot = make_flow(xp, pilot_w)
         # steps="auto" measures errors against the pilot: it gets a 10x tighter default; else,
         # and when the pilot finishes the whole batch by itself, the main solve's default.
         tol = 1e-6 if opts.steps == "auto" and not solves_all else \
@@ -105,14 +110,32 @@ def run_pilot(
         field = pilot if scale is None else ScaledField(pilot, scale)
         y0 = pilot.pack(xs) if scale is None else ScaledField(pilot, scale).pack(xs, lo)
         budget: dict[str, Any] = {} if opts.max_steps is None else {"max_steps": opts.max_steps}
-        y_p, out = solve_adaptive(field, y0, lo, hi, method="dopri5",
-                                  rtol=tol if opts.rtol is None else opts.rtol,
-                                  atol=tol if opts.atol is None else opts.atol,
-                                  relative=pilot.relative_weights(y0) if solves_all else None, **budget)
+        rtol = tol if opts.rtol is None else opts.rtol
+        atol = tol if opts.atol is None else opts.atol
+        y_p, out = solve_adaptive(field, y0, lo, hi, method="dopri5", rtol=rtol, atol=atol,
+                                  relative=pilot.relative_weights(y0) if solves_all else None,
+                                  sample_errors=solves_all, **budget)
     nfe = pilot.nfe
     times = out["t"]
     assert isinstance(times, Tensor)
     info: dict[str, Any] = {"pilot_nfe": pilot.nfe, "pilot_t": times, "pilot_size": int(idx.numel())}
+    if solves_all:
+        bad = out["sample_error_rms"] > sample_error_limit  # type: ignore[operator]
+        assert isinstance(bad, Tensor)
+        count = int(bad.sum())
+        info["redone_per_sample"], info["redone_nfe"] = count, 0
+        if count:
+            probes = None if pilot.probes is None else pilot.probes[:, bad]
+            redo = make_flow(xp[bad], pilot_w, probes=probes)
+            redo_field = redo if scale is None else ScaledField(redo, scale)
+            y0b = redo.pack(xs[bad]) if scale is None else ScaledField(redo, scale).pack(xs[bad], lo)
+            with torch.no_grad():
+                y_b, _ = solve_adaptive(redo_field, y0b, lo, hi, method="dopri5", rtol=rtol, atol=atol,
+                                        relative=redo.relative_weights(y0b), per_sample=True, **budget)
+            y_p = y_p.clone()
+            y_p[bad] = y_b
+            info["redone_nfe"] = redo.nfe
+            nfe += redo.nfe
     x_Tp, delta_p = pilot.unpack(y_p) if scale is None else ScaledField(pilot, scale).unpack(y_p, hi)
     steps = opts.steps
     limits: dict[int, float] = {}

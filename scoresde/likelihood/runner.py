@@ -180,7 +180,7 @@ class LikelihoodRun:
             pilot = run_pilot(self.x, make_flow=self._probe_pilot_flow if probe_pilot else self.make_flow,
                               start=self.start, spec=self.spec, opts=io, fresh=self.fresh, keep=keep,
                               lo=self.lo, hi=self.hi, prior_fn=self.prior_fn, generator=self.generator,
-                              scale=self.scale)
+                              scale=self.scale, sample_error_limit=SAMPLE_ERROR_LIMIT)
             pilot.info["pilot_seconds"] = time.perf_counter() - start
             pilot.info["pilot_divergence"] = f"hutchinson ({PILOT_PROBES} fixed probes)" if probe_pilot else \
                 self.opts.divergence.divergence

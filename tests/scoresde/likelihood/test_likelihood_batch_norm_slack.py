@@ -9,6 +9,7 @@ path, is above `runner.SAMPLE_ERROR_LIMIT` are now solved again under a per-samp
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import scoresde as sd
@@ -20,7 +21,10 @@ def _crossed() -> GaussianMixture:
     return GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], [[0.02, 0.1], [0.1, 0.02]], [0.8, 0.2], name="crossed")
 
 
-def test_a_far_point_in_a_large_batch_gets_its_own_tolerance():
+@pytest.mark.parametrize("fast", [False, True], ids=["default", "fast-path-pilot-alone"])
+def test_a_far_point_in_a_large_batch_gets_its_own_tolerance(fast):
+    # fast: `rk4_simpson, steps="auto"` on a batch no larger than `pilot_size`, which the
+    # pilot (a default dopri5 solve) answers alone; it was 90 nats off there too.
     sde = sd.VPSDE()
     target = _crossed()
     bulk = target.sample(120, generator=torch.Generator().manual_seed(0)).double()
@@ -30,14 +34,18 @@ def test_a_far_point_in_a_large_batch_gets_its_own_tolerance():
     def p_T(z: torch.Tensor) -> torch.Tensor:
         return target.marginal_log_prob(z, sde.T, sde)
 
-    r = likelihood(sde, target.score_fn(sde), x, prior=p_T)
+    kw = {"integrator": "rk4_simpson", "steps": "auto"} if fast else {}
+    r = likelihood(sde, target.score_fn(sde), x, prior=p_T, **kw)
     err = (r.log_prob - exact).abs()
     st = r.stats[0]
-    # exact log p_0 = -1105 there; measured 0.019 nats off now, 90 before.
+    assert st["integrator"] == ("dopri5 (pilot)" if fast else "dopri5")
+    # exact log p_0 = -5110 there; measured 0.019 nats off now, 90 before.
     assert float(exact[-1]) < -1000 and float(err[-1]) < 0.05, float(err[-1])
     assert float(err[:-1].mean()) < 1e-4
     assert st["redone_per_sample"] >= 1 and st["redone_nfe"] > 0
-    assert r.nfe == st["nfe"] and st["nfe"] > st["redone_nfe"]
+    # The pilot's own count excludes its re-solve; the result's count has both.
+    spent = st["pilot_nfe"] if fast else st["nfe"] - st["redone_nfe"]
+    assert r.nfe == spent + st["redone_nfe"] and spent > 0
 
 
 def test_small_batches_and_per_sample_runs_are_never_solved_again():

@@ -638,7 +638,7 @@ def section_slack(args: argparse.Namespace, out: dict) -> None:
     sde = sd.get_sde("vp")
     rows = []
     limit = runner.SAMPLE_ERROR_LIMIT
-    for name, n in (("eight_gaussians", 10_000), ("sharp_25", 10_000), ("sharp_8", 1000)):
+    for name, n in (("eight_gaussians", 10_000), ("sharp_25", 10_000), ("sharp_8", 1000), ("sharp_32d", 500)):
         target = sd.targets.get_target(name)
         x = target.sample(n, generator=torch.Generator().manual_seed(0)).double()
         exact = target.log_prob(x)

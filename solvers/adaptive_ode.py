@@ -41,7 +41,7 @@ from .step_control import (
     check_tolerances,
     rms_norm,
     sample_mean_squares,
-    scaled_error_norm,
+    scaled_error,
 )
 from .tableaus import BOSH3, DOPRI5, TABLEAUS, ButcherTableau, combine, get_tableau, weighted_sum
 
@@ -185,13 +185,12 @@ def _walk(
         err, accept, factor = math.nan, True, 1.0
         if pid is not None:
             # Error estimate of the embedded pair and the accept/reject decision (one sync).
-            err_vec = weighted_sum(tab.e, ks, dt)
-            err = float(scaled_error_norm(err_vec, w.y, y_new, rtol, atol, per_sample=per_sample,
-                                          relative=relative).detach())
+            scaled = scaled_error(weighted_sum(tab.e, ks, dt), w.y, y_new, rtol, atol, relative=relative)
+            err = float(rms_norm(scaled, per_sample=per_sample).detach())
             accept = math.isfinite(err) and err <= 1.0
             factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
             if accept and track:
-                sq = sample_mean_squares(err_vec, w.y, y_new, rtol, atol, relative=relative).detach()
+                sq = sample_mean_squares(scaled.detach())
                 w.sample_squares = sq if w.sample_squares is None else w.sample_squares + sq
         if accept:
             _accept(w, t_new, dt, y_new, ks[-1], err, pid is not None, callback, f, last)

@@ -32,6 +32,7 @@ __all__ = [
     "check_max_steps",
     "check_first_step",
     "check_relative",
+    "scaled_error",
     "scaled_error_norm",
     "sample_mean_squares",
     "rms_norm",
@@ -100,11 +101,10 @@ def rms_norm(v: Tensor, *, per_sample: bool = False) -> Tensor:
     return v.reshape(v.shape[0], -1).pow(2).mean(dim=1).sqrt().max()
 
 
-def scaled_error_norm(
-    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, per_sample: bool = False,
-    relative: Tensor | None = None,
+def scaled_error(
+    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, relative: Tensor | None = None,
 ) -> Tensor:
-    """``RMS(|err| / (atol + rtol * rel * max(|y|, |y_new|)))`` as a 0-d tensor (see `rms_norm`).
+    """``|err| / (atol + rtol * rel * max(|y|, |y_new|))`` entry by entry, the shape of ``err``.
 
     ``relative``: per-entry weight ``rel`` of the relative term, broadcastable to ``y``
     (``None``: 1 everywhere). An entry with weight 0 is held to ``atol`` alone, as a quadrature
@@ -114,21 +114,23 @@ def scaled_error_norm(
     mag = torch.maximum(y.abs(), y_new.abs())
     if relative is not None:
         mag = mag * relative
-    return rms_norm(err / mag.mul_(rtol).add_(atol), per_sample=per_sample)
+    return err / mag.mul_(rtol).add_(atol)
 
 
-def sample_mean_squares(
-    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, relative: Tensor | None = None,
+def scaled_error_norm(
+    err: Tensor, y: Tensor, y_new: Tensor, rtol: float, atol: float, *, per_sample: bool = False,
+    relative: Tensor | None = None,
 ) -> Tensor:
-    """Each sample's mean square scaled error, ``(B,)`` for ``err: (B, *D)`` (see `scaled_error_norm`).
+    """``RMS`` of `scaled_error` as a 0-d tensor (batch or per-sample, see `rms_norm`)."""
+    return rms_norm(scaled_error(err, y, y_new, rtol, atol, relative=relative), per_sample=per_sample)
 
-    ``scaled_error_norm(..., per_sample=True)`` is the square root of its maximum, and the batch
-    norm the square root of its mean.
+
+def sample_mean_squares(scaled: Tensor) -> Tensor:
+    """Each sample's mean square of ``scaled: (B, *D)`` (a `scaled_error`), shape ``(B,)``.
+
+    ``rms_norm(scaled, per_sample=True)`` is the square root of its maximum, and the batch norm
+    the square root of its mean.
     """
-    mag = torch.maximum(y.abs(), y_new.abs())
-    if relative is not None:
-        mag = mag * relative
-    scaled = err / mag.mul_(rtol).add_(atol)
     return scaled.reshape(scaled.shape[0], -1).pow(2).mean(dim=1)
 
 

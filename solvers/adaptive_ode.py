@@ -67,6 +67,7 @@ class _Walk:
     ts: list[float] = field(default_factory=list)
     hs: list[float] = field(default_factory=list)
     sample_squares: Tensor | None = None  # (B,) sum over accepted steps of each sample's MS error
+    sample_peak: Tensor | None = None  # (B,) largest over accepted steps of each sample's MS error
 
 
 def _rk_stages(
@@ -192,6 +193,7 @@ def _walk(
             if accept and track:
                 sq = sample_mean_squares(scaled.detach())
                 w.sample_squares = sq if w.sample_squares is None else w.sample_squares + sq
+                w.sample_peak = sq if w.sample_peak is None else torch.maximum(w.sample_peak, sq)
         if accept:
             _accept(w, t_new, dt, y_new, ks[-1], err, pid is not None, callback, f, last)
             if last:
@@ -252,12 +254,14 @@ def solve_adaptive(
             over its own entries, as ``per_sample`` measures it). Under the batch norm one
             sample may take up to ``sqrt(B)`` times the tolerance on a step while the others are
             exact; this says which samples did, and by how much (needs ``y0: (B, *D)``).
+            ``info["sample_error_max"]``, ``(B,)``: the largest of that norm over the accepted
+            steps (at most ``sqrt(B)``; a sample near it held a step's whole error norm).
 
     Returns:
         ``(y1, info)``: the state at ``t1`` and a dict with ``nfe`` (evaluations of ``fn``),
         ``accepted``, ``rejected``, ``t`` (float64 tensor of accepted times, ``t0`` first,
         ``t1`` last), ``h`` (float64 tensor of accepted step sizes, signed) and, with
-        ``sample_errors=True``, ``sample_error_rms``.
+        ``sample_errors=True``, ``sample_error_rms`` and ``sample_error_max``.
 
     One host synchronisation per attempted step (the accept/reject decision); none with
     ``ConstantStepSize``. Differentiable through the tensors if ``fn`` is (the step sizes
@@ -274,7 +278,8 @@ def solve_adaptive(
     if t0 == t1:
         return y0, {"nfe": 0, "accepted": 0, "rejected": 0, "t": torch.tensor([t0], dtype=torch.float64),
                     "h": torch.zeros(0, dtype=torch.float64),
-                    **({"sample_error_rms": y0.new_zeros(y0.shape[0])} if sample_errors else {})}
+                    **({"sample_error_rms": y0.new_zeros(y0.shape[0]),
+                         "sample_error_max": y0.new_zeros(y0.shape[0])} if sample_errors else {})}
     direction = 1.0 if t1 > t0 else -1.0
     max_step = None if pid is None else pid.max_step
     count = [0]  # evaluations of fn
@@ -304,6 +309,8 @@ def solve_adaptive(
         # Without error control (ConstantStepSize) nothing was measured: zeros.
         sq = w.sample_squares if w.sample_squares is not None else y0.new_zeros(y0.shape[0])
         info["sample_error_rms"] = (sq / max(w.accepted, 1)).sqrt()
+        peak = w.sample_peak if w.sample_peak is not None else y0.new_zeros(y0.shape[0])
+        info["sample_error_max"] = peak.sqrt()
     return w.y, info
 
 

@@ -94,8 +94,9 @@ def integrate_chunk(
         `(x_T: (B, *D), l: (B, M), info)` with `l = int_lo^hi div F dt` (unweighted) and the
         integrator's information (accepted/rejected steps, times; for `rk4_simpson` also
         `path_error: (B,)`, its per-sample error indicator, `rk4_simpson_with_path_error`; for
-        the torch adaptive pairs `sample_error_rms: (B,)`, each sample's scaled local error
-        over the path, `solve_adaptive`'s `sample_errors`).
+        the torch adaptive pairs `sample_error_rms: (B,)` and `sample_error_max: (B,)`, each
+        sample's scaled local error, RMS over the path and largest on one step,
+        `solve_adaptive`'s `sample_errors`).
     """
     if spec.kind == "fixed" and ts is None:
         raise ValueError(f"integrator {spec.name!r} needs a time grid")
@@ -110,7 +111,7 @@ def integrate_chunk(
         y1, out = solve_adaptive(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]
                                  rtol=tol[0], atol=tol[1], per_sample=per_sample, controller=controller,
                                  relative=flow.relative_weights(y0), sample_errors=True, **budget)
-        info = {k: out[k] for k in ("accepted", "rejected", "t", "sample_error_rms")}
+        info = {k: out[k] for k in ("accepted", "rejected", "t", "sample_error_rms", "sample_error_max")}
     elif spec.kind == "scipy":
         y1, out = solve_ivp_torch(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]
                                   rtol=tol[0], atol=tol[1], **budget)

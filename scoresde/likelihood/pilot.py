@@ -139,7 +139,7 @@ def _solve_each(
 def run_pilot(
     x: Tensor, *, make_flow: FlowFactory, start: StartFn, spec: IntegratorSpec, opts: IntegratorOptions,
     fresh: bool, keep: bool, lo: float, hi: float, prior_fn: Prior, generator: torch.Generator,
-    scale: StateScale | None = None, sample_error_limit: float = math.inf,
+    scale: StateScale | None = None, sample_error_limit: float = math.inf, step_error_limit: float = math.inf,
 ) -> PilotGrid:
     """Run the pilot on a seeded random subset of `x: (B, *D)` and build the fixed grid.
 
@@ -148,7 +148,8 @@ def run_pilot(
     `keep`: the pilot's samples keep their adaptive results (exact divergence, no gradients).
     `sample_error_limit`: when the pilot solves the whole batch (it is then the main solve),
     its samples that took more than this multiple of the tolerance under the batch norm are
-    solved again with a per-sample norm, as the main solve does (`runner.SAMPLE_ERROR_LIMIT`).
+    solved again with a per-sample norm, as the main solve does (`runner.SAMPLE_ERROR_LIMIT`), and
+    so are those above `step_error_limit` on any one step (`runner.STEP_ERROR_LIMIT`).
     When it shapes a grid, the few samples above it that sized its steps by themselves
     (`dominating_samples`) are set aside: the pilot runs again without them, the step count is
     measured without them, and (with `keep`) they are solved with a per-sample norm.
@@ -194,7 +195,10 @@ def run_pilot(
     assert isinstance(rms, Tensor)
     # Samples solved again with a per-sample norm: those that took the batch norm's slack when
     # the pilot is the answer, else those that sized the grid's steps by themselves.
-    redo = rms > sample_error_limit if solves_all else dominating_samples(rms, sample_error_limit)
+    peak = out["sample_error_max"]
+    assert isinstance(peak, Tensor)
+    redo = (rms > sample_error_limit) | (peak > step_error_limit) if solves_all else \
+        dominating_samples(rms, sample_error_limit)
     measured = ~redo  # the samples that shape the grid and measure the step count
     probes = pilot.probes
     if bool(redo.any()) and not solves_all:

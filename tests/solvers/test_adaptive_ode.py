@@ -172,8 +172,13 @@ def test_sample_errors_say_which_sample_took_the_batch_norms_slack(method):
     rms = info["sample_error_rms"]
     assert rms.shape == (64,) and float(rms.pow(2).mean()) <= 1.0 + 1e-12
     assert float(rms[0]) > 2.0 > float(rms[1:].max())
+    # The largest step error: between the path RMS and sqrt(B) = 8 (each step's mean square <= 1).
+    peak = info["sample_error_max"]
+    assert bool((peak >= rms - 1e-12).all()) and float(peak.max()) <= 8.0 + 1e-12
+    assert float(peak[0]) > 4.0 > float(peak[1:].max())
     _, info_ps = solve_adaptive(fn, y0, 0.0, 3.0, method=method, per_sample=True, sample_errors=True)
     assert float(info_ps["sample_error_rms"].max()) <= 1.0 + 1e-12
+    assert float(info_ps["sample_error_max"].max()) <= 1.0 + 1e-12
 
 
 def test_sample_errors_need_a_batch():
@@ -182,6 +187,7 @@ def test_sample_errors_need_a_batch():
     y0 = torch.ones(3, 2, dtype=F64)
     _, info = solve_adaptive(lambda t, y: -y, y0, 0.5, 0.5, sample_errors=True)
     assert torch.equal(info["sample_error_rms"], torch.zeros(3, dtype=F64))
+    assert torch.equal(info["sample_error_max"], torch.zeros(3, dtype=F64))
 
 
 def test_pid_controller_coefficients():

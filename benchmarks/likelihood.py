@@ -632,13 +632,13 @@ def section_outside(args: argparse.Namespace, out: dict) -> None:
 def section_slack(args: argparse.Namespace, out: dict) -> None:
     """The default's re-solve of samples that took the batch norm's slack: error and wall time.
 
-    ``runner.SAMPLE_ERROR_LIMIT = inf`` switches the re-solve off ("batch norm only");
+    ``runner.SAMPLE_ERROR_LIMIT = runner.STEP_ERROR_LIMIT = inf`` switches the re-solve off ("batch norm only");
     ``per_sample=True`` sizes every step for the worst sample. VP, exact ``p_T``, float64,
     fastest of ``--repeats`` interleaved runs.
     """
     sde = sd.get_sde("vp")
     rows = []
-    limit = runner.SAMPLE_ERROR_LIMIT
+    limit, step_limit = runner.SAMPLE_ERROR_LIMIT, runner.STEP_ERROR_LIMIT
     for name, n in (("eight_gaussians", 10_000), ("sharp_25", 10_000), ("sharp_8", 1000), ("sharp_32d", 500)):
         target = sd.targets.get_target(name)
         x = target.sample(n, generator=torch.Generator().manual_seed(0)).double()
@@ -653,12 +653,13 @@ def section_slack(args: argparse.Namespace, out: dict) -> None:
             for how, lim, kw in (("batch norm only", math.inf, {}), ("default (re-solve)", limit, {}),
                                  ("per_sample=True", limit, {"per_sample": True})):
                 runner.SAMPLE_ERROR_LIMIT = lim
+                runner.STEP_ERROR_LIMIT = step_limit if math.isfinite(lim) else math.inf
                 try:
                     start = time.perf_counter()
                     r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, **kw)
                     cells.setdefault(how, []).append(time.perf_counter() - start)
                 finally:
-                    runner.SAMPLE_ERROR_LIMIT = limit
+                    runner.SAMPLE_ERROR_LIMIT, runner.STEP_ERROR_LIMIT = limit, step_limit
                 err = (r.log_prob - exact).abs()
                 redone = r.stats[0].get("redone_per_sample", "-")
                 row[how] = f"{float(err.mean()):.1e} / {float(err.max()):.1e} ({r.nfe}, {redone})"

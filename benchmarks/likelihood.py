@@ -588,6 +588,22 @@ def section_far(args: argparse.Namespace, out: dict) -> None:
     _summary(rows, out, "far", "far points: mean / max |error| per point (NFE)")
 
 
+def _outside_cases(sde):  # type: ignore[no-untyped-def]
+    """Two-mode mixtures (modes at (+-1, 0), weights 0.8 / 0.2; equal, crossed and anisotropic
+    stds) with 300 samples and one point outside them: yields ``(stds, point, target, x,
+    exact log p_0, exact log p_T)``."""
+    for stds in ([[0.03, 0.03], [0.03, 0.03]], [[0.02, 0.1], [0.1, 0.02]], [[0.03, 0.3], [0.25, 0.03]]):
+        target = GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], stds, [0.8, 0.2])
+        for far in ([2.5, 2.0], [0.0, 3.0], [5.0, 5.0]):
+            x = torch.cat([target.sample(300, generator=torch.Generator().manual_seed(0)).double(),
+                           torch.tensor([far], dtype=torch.float64)])
+
+            def p_T(z: Tensor, target=target) -> Tensor:
+                return target.marginal_log_prob(z, sde.T, sde)
+
+            yield stds, far, target, x, target.log_prob(x), p_T
+
+
 def section_outside(args: argparse.Namespace, out: dict) -> None:
     """The fast path (``rk4_simpson``, ``steps="auto"``) and points far outside the data.
 
@@ -598,34 +614,25 @@ def section_outside(args: argparse.Namespace, out: dict) -> None:
     """
     sde = sd.get_sde("vp")
     rows = []
-    for stds in ([[0.03, 0.03], [0.03, 0.03]], [[0.02, 0.1], [0.1, 0.02]], [[0.03, 0.3], [0.25, 0.03]]):
-        target = GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], stds, [0.8, 0.2])
-        for far in ([2.5, 2.0], [0.0, 3.0], [5.0, 5.0]):
-            x = torch.cat([target.sample(300, generator=torch.Generator().manual_seed(0)).double(),
-                           torch.tensor([far], dtype=torch.float64)])
-            exact = target.log_prob(x)
-
-            def p_T(z: Tensor, target=target) -> Tensor:
-                return target.marginal_log_prob(z, sde.T, sde)
-
-            row = {"mode stds": f"{stds[0]} / {stds[1]}", "point": str(tuple(far)),
-                   "exact log p_0": f"{float(exact[-1]):.0f}"}
-            factor = runner.OUTSIDE_FACTOR
-            for how, f in (("fast, before", math.inf), ("fast (default settings)", factor)):
-                runner.OUTSIDE_FACTOR = f
-                try:
-                    r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4_simpson",
-                                    steps="auto", pilot_size=64)
-                finally:
-                    runner.OUTSIDE_FACTOR = factor
-                err = (r.log_prob - exact).abs()
-                row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} "
-                            f"({r.nfe}, {r.stats[0].get('redone_adaptive', 0)} redone)")
-            r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
+    for stds, far, target, x, exact, p_T in _outside_cases(sde):
+        row = {"mode stds": f"{stds[0]} / {stds[1]}", "point": str(tuple(far)),
+               "exact log p_0": f"{float(exact[-1]):.0f}"}
+        factor = runner.OUTSIDE_FACTOR
+        for how, f in (("fast, before", math.inf), ("fast (default settings)", factor)):
+            runner.OUTSIDE_FACTOR = f
+            try:
+                r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4_simpson",
+                                steps="auto", pilot_size=64)
+            finally:
+                runner.OUTSIDE_FACTOR = factor
             err = (r.log_prob - exact).abs()
-            row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe})"
-            rows.append(row)
-            print(table(rows[-1:], list(row)), flush=True)
+            row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} "
+                        f"({r.nfe}, {r.stats[0].get('redone_adaptive', 0)} redone)")
+        r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
+        err = (r.log_prob - exact).abs()
+        row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe})"
+        rows.append(row)
+        print(table(rows[-1:], list(row)), flush=True)
     _summary(rows, out, "outside", "points outside the data: |error| of the point / mean |error| of the rest (NFE)")
 
 
@@ -682,39 +689,30 @@ def section_inpilot(args: argparse.Namespace, out: dict) -> None:
     sde = sd.get_sde("vp")
     rows = []
     share = pilot.OUTLIER_SHARE
-    for stds in ([[0.03, 0.03], [0.03, 0.03]], [[0.02, 0.1], [0.1, 0.02]], [[0.03, 0.3], [0.25, 0.03]]):
-        target = GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], stds, [0.8, 0.2])
-        for far in ([2.5, 2.0], [0.0, 3.0], [5.0, 5.0]):
-            x = torch.cat([target.sample(300, generator=torch.Generator().manual_seed(0)).double(),
-                           torch.tensor([far], dtype=torch.float64)])
-            exact = target.log_prob(x)
-
-            def p_T(z: Tensor, target=target) -> Tensor:
-                return target.marginal_log_prob(z, sde.T, sde)
-
-            row = {"mode stds": f"{stds[0]} / {stds[1]}", "point": str(tuple(far))}
-            for how, f in (("fast, before", math.inf), ("fast (now)", share)):
-                pilot.OUTLIER_SHARE = f
-                try:
-                    start = time.perf_counter()
-                    r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4_simpson",
-                                    steps="auto")
-                    seconds = time.perf_counter() - start
-                finally:
-                    pilot.OUTLIER_SHARE = share
-                err = (r.log_prob - exact).abs()
-                st = r.stats[0]
-                aside = st.get("pilot_outliers", 0)
-                row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe}, "
-                            f"{st['auto_steps'][-1]['steps']} steps{', 1 set aside' if aside == 1 else ''}) "
-                            f"{seconds:.1f} s")
-            start = time.perf_counter()
-            r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
-            seconds = time.perf_counter() - start
+    for stds, far, target, x, exact, p_T in _outside_cases(sde):
+        row = {"mode stds": f"{stds[0]} / {stds[1]}", "point": str(tuple(far))}
+        for how, f in (("fast, before", math.inf), ("fast (now)", share)):
+            pilot.OUTLIER_SHARE = f
+            try:
+                start = time.perf_counter()
+                r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4_simpson",
+                                steps="auto")
+                seconds = time.perf_counter() - start
+            finally:
+                pilot.OUTLIER_SHARE = share
             err = (r.log_prob - exact).abs()
-            row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe}) {seconds:.1f} s"
-            rows.append(row)
-            print(table(rows[-1:], list(row)), flush=True)
+            st = r.stats[0]
+            aside = st.get("pilot_outliers", 0)
+            row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe}, "
+                        f"{st['auto_steps'][-1]['steps']} steps{f', {aside} set aside' if aside else ''}) "
+                        f"{seconds:.1f} s")
+        start = time.perf_counter()
+        r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
+        seconds = time.perf_counter() - start
+        err = (r.log_prob - exact).abs()
+        row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe}) {seconds:.1f} s"
+        rows.append(row)
+        print(table(rows[-1:], list(row)), flush=True)
     _summary(rows, out, "inpilot", "a point outside the data in the pilot's sample: |error| of the point / "
              "mean |error| of the rest (NFE, steps) wall time")
 

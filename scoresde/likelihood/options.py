@@ -112,7 +112,8 @@ class IntegratorOptions:
     Attributes:
         integrator: a name of `INTEGRATOR_TABLE` (or a solver-style spelling, e.g. `"ode_rk45"`).
         steps: fixed grids: number of intervals, or `"auto"` (chosen on the pilot to reach
-            `target_error`, see `choose_steps`).
+            `target_error`, see `choose_steps`; where no count up to 512 reaches it, or the
+            last is more than 10x above it, the batch is solved by `dopri5`: `pilot.grid_fails`).
         grid: fixed grids: `"auto"` (a pilot solve's accepted times, resampled), a grid name
             of `solvers.grids`, or an explicit increasing grid.
         target_error: `steps="auto"`: mean `|log p|` error per point (nats) on the pilot.

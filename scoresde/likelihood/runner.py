@@ -217,6 +217,10 @@ class LikelihoodRun:
         pilot = grid if isinstance(grid, PilotGrid) else None
         ts = pilot.grid if pilot is not None else grid
         assert ts is None or isinstance(ts, Tensor)
+        spec = self.spec
+        if pilot is not None and pilot.info.get("auto_fallback"):
+            # No step count met target_error on the pilot (it warned): the default's adaptive solve.
+            ts, spec = None, resolve_integrator("dopri5")
         out = _Outputs(n, self.opts.divergence.n_probes if self.opts.divergence.divergence == "hutchinson" else 1)
         todo = torch.arange(n, device=device)
         nfe = 0
@@ -229,13 +233,14 @@ class LikelihoodRun:
                 keep = torch.ones(n, dtype=torch.bool, device=device)
                 keep[pilot.solved.idx] = False
                 todo = todo[keep]
-        stats = self._chunks(todo, ts, out, extra)
+        stats = self._chunks(todo, ts, spec, out, extra)
         nfe += sum(s["nfe"] for s in stats)
         if not stats:  # everything was done by the pilot
             stats.append({"integrator": "dopri5 (pilot)", "nfe": 0, **extra})
         return out.result(self, nfe, time.perf_counter() - start_time, stats)
 
-    def _chunks(self, todo: Tensor, ts: Tensor | None, out: _Outputs, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    def _chunks(self, todo: Tensor, ts: Tensor | None, spec: IntegratorSpec, out: _Outputs,
+                extra: dict[str, Any]) -> list[dict[str, Any]]:
         run, io = self.opts.run, self.opts.integration
         n = self.x.shape[0]
         size = max(1, todo.numel()) if run.batch_size is None else int(run.batch_size)
@@ -258,7 +263,7 @@ class LikelihoodRun:
                 flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
                 xs, corr = self.start(flow, xb)
                 tol = io.tolerances(xb[0].numel(), self.opts.divergence.divergence == "exact")
-                x_T, delta, info = integrate_chunk(flow, xs, self.spec, self.lo, self.hi, ts, tol,
+                x_T, delta, info = integrate_chunk(flow, xs, spec, self.lo, self.hi, ts, tol,
                                                    io.per_sample, io.controller, self.scale, io.max_steps)
                 path_error = info.pop("path_error", None)
                 sample_error = info.pop("sample_error_rms", None)
@@ -274,12 +279,12 @@ class LikelihoodRun:
                 elif sample_error is not None and sample_peak is not None and not io.per_sample:
                     bad = (sample_error > SAMPLE_ERROR_LIMIT) | (sample_peak > STEP_ERROR_LIMIT)
                     x_T, delta, redone, redo_nfe = self._resolve_per_sample(
-                        xb, xs, flow, x_T, delta, bad, scale, tol, self.spec)
+                        xb, xs, flow, x_T, delta, bad, scale, tol, spec)
                     info["redone_per_sample"], info["redone_nfe"] = redone, redo_nfe
                     chunk_nfe += redo_nfe
                 solved = Solved(ib, x_T, delta, self.prior_fn(x_T), corr)
                 out.put(solved)
-                stats.append({"integrator": self.spec.name, "nfe": chunk_nfe, **info, **extra})
+                stats.append({"integrator": spec.name, "nfe": chunk_nfe, **info, **extra})
                 if store is not None:
                     store.save_chunk(k, solved, stats[-1], self.generator.get_state())
                 if bar is not None:

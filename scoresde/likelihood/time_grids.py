@@ -85,6 +85,7 @@ def choose_steps(
     order: int = 4,
     first: int = 8,
     max_steps: int = 512,
+    then: Callable[[int, float], str] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Fewest steps (roughly) whose measured error is at most ``target_error``.
 
@@ -99,10 +100,16 @@ def choose_steps(
     Warns (``RuntimeWarning``) and stops early when the measured error stalls: if ``n`` grew
     by ≥ 25% and the error fell by less than 30% (order ``p`` predicts ``1 - 0.8^p``), what is
     measured is the reference's own error, and the pilot's tolerance must be tightened. Also
-    warns and returns ``max_steps`` if the target is not reached there.
+    warns and returns ``max_steps`` if the target is not reached there. ``then(n, error)`` ends
+    both warnings: what the caller does with a count that missed the target (default: that it
+    is used). Whether the target was met is ``history[-1]["error"] <= target_error``.
     """
     history: list[dict[str, Any]] = []
     n = int(first)
+
+    def consequence(err: float) -> str:
+        return f"using {n} steps" if then is None else then(n, err)
+
     previous = math.inf
     while True:
         lp, used = trial(n)
@@ -114,7 +121,8 @@ def choose_steps(
             warnings.warn(
                 f"steps='auto': the measured error stalls at {err:.2e} (was {previous:.2e} with "
                 f"fewer steps) above target_error={target_error:.2e}: the pilot's own error limits "
-                f"the measurement; tighten the pilot's rtol/atol. Using {n} steps",
+                f"the measurement (tighten the pilot's rtol/atol), or some of its samples need far more "
+                f"steps than the rest; {consequence(err)}",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -123,7 +131,7 @@ def choose_steps(
         if n >= max_steps:
             warnings.warn(
                 f"steps='auto': {max_steps} steps still give a mean error of {err:.2e} > "
-                f"target_error={target_error:.2e} on the pilot; using {max_steps} steps",
+                f"target_error={target_error:.2e} on the pilot; {consequence(err)}",
                 RuntimeWarning,
                 stacklevel=3,
             )

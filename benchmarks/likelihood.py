@@ -25,6 +25,7 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
     python benchmarks/likelihood.py --sections slack      # the default's per-sample re-solve: error, time
     python benchmarks/likelihood.py --sections inpilot    # the fast path with an outside point in its pilot (~15 min)
     python benchmarks/likelihood.py --sections population # the fast path with points spread around the data (~20 min)
+    python benchmarks/likelihood.py --sections goal       # the default with and without goal-oriented step control (~6 min)
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -45,8 +46,8 @@ import torch
 from torch import Tensor
 
 import scoresde as sd
+from scoresde.likelihood import integrators, pilot, runner
 from scoresde.likelihood import likelihood as _likelihood
-from scoresde.likelihood import pilot, runner
 from scoresde.targets import GaussianMixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -772,6 +773,60 @@ def section_population(args: argparse.Namespace, out: dict) -> None:
              "of the rest (NFE, steps tried) wall time")
 
 
+def narrow_mixture(d: int) -> GaussianMixture:
+    """Five modes of std 0.01 at means `1.5 randn(d)` (seed d), weights 1 ... 5: std/spacing ~1/1000."""
+    g = torch.Generator().manual_seed(d)
+    means = torch.randn(5, d, generator=g, dtype=torch.float64) * 1.5
+    weights = torch.arange(1, 6, dtype=torch.float64)
+    return GaussianMixture(means.tolist(), [[0.01] * d] * 5, (weights / weights.sum()).tolist(),
+                           name=f"narrow_{d}d")
+
+
+def section_goal(args: argparse.Namespace, out: dict) -> None:
+    """The default with and without its goal-oriented step control (the answer's error `s . dx`).
+
+    "state only" calls `solve_adaptive` without `goal` (the default before it, 5c3dd8a). 300
+    points per target (seed 1), exact `p_T`, float64; mean error / mean |error| / max |error|
+    (NFE, samples re-solved) and the fastest wall time of `--goal-repeats` interleaved runs.
+    """
+    real = integrators.solve_adaptive
+
+    def state_only(*a, **kw):  # type: ignore[no-untyped-def]
+        kw.pop("goal", None)
+        return real(*a, **kw)
+
+    rows = []
+    for sde_name in ("vp", "subvp", "ve"):
+        sde = sd.get_sde(sde_name)
+        for target in [sd.targets.get_target(n) for n in ("eight_gaussians", "sharp_8", "sharp_25", "high_dim_16",
+                                                          "sharp_32d")] + [narrow_mixture(d) for d in (8, 16, 32)]:
+            x = target.sample(300, generator=torch.Generator().manual_seed(1)).double()
+            exact = target.log_prob(x)
+
+            def p_T(z: Tensor, target=target, sde=sde) -> Tensor:
+                return target.marginal_log_prob(z, sde.T, sde)
+
+            row = {"SDE": sde_name, "target": target.name}
+            times: dict[str, list[float]] = {}
+            for _ in range(args.goal_repeats):
+                for how, solve in (("state only (before)", state_only), ("with the goal (default)", real)):
+                    integrators.solve_adaptive = solve
+                    try:
+                        start = time.perf_counter()
+                        r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
+                        times.setdefault(how, []).append(time.perf_counter() - start)
+                    finally:
+                        integrators.solve_adaptive = real
+                    err = r.log_prob - exact
+                    row[how] = (f"{float(err.mean()):.1e} / {float(err.abs().mean()):.1e} / "
+                                f"{float(err.abs().max()):.1e} ({r.nfe}, {r.stats[0].get('redone_per_sample', '-')})")
+            for how, ts in times.items():
+                row[how] += f" {min(ts):.1f} s"
+            rows.append(row)
+            print(table(rows[-1:], list(row)), flush=True)
+    _summary(rows, out, "goal", "mean error / mean |error| / max |error| (NFE, re-solved) wall time")
+
+
 def _summary(rows: list[dict], out: dict, key: str, title: str) -> None:
     """Print the section's whole table under ``title`` and keep its rows in ``out[key]``."""
     print(f"\n## {title}\n\n" + table(rows, list(rows[0])))
@@ -785,7 +840,7 @@ def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]
 SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,
             "sdes": section_sdes, "sharp": section_sharp, "tolerance": section_tolerance, "far": section_far,
             "outside": section_outside, "slack": section_slack, "inpilot": section_inpilot,
-            "population": section_population,
+            "population": section_population, "goal": section_goal,
             "hutchinson": section_hutchinson, "figure": section_figure}
 
 
@@ -811,6 +866,7 @@ def main() -> None:
     parser.add_argument("--sharp-names", nargs="*", default=[], help="only these sharp targets (default: all)")
     parser.add_argument("--n-sharp-hd", type=int, default=1000, help="points of the higher-D sharp mixtures")
     parser.add_argument("--sharp-repeats", type=int, default=2)
+    parser.add_argument("--goal-repeats", type=int, default=1, help="interleaved repeats in 'goal'")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()

@@ -49,6 +49,8 @@ __all__ = ["ButcherTableau", "DOPRI5", "BOSH3", "TABLEAUS", "solve_adaptive", "A
 
 VectorField = Callable[[float, Tensor], Tensor]
 Callback = Callable[[float, Tensor], "Tensor | None"]
+Sensitivity = Callable[[float, Tensor, Tensor], Tensor]
+"""``goal(t, y, k) -> lambda``: a goal's sensitivity to the state (`solve_adaptive`'s ``goal``)."""
 
 
 @dataclass
@@ -167,9 +169,11 @@ def initial_step(
 def _walk(
     w: _Walk, f: VectorField, tab: ButcherTableau, t0: float, t1: float, pid: PIDController | None,
     max_steps: int, tol: tuple[float, float, bool, Tensor | None, bool], callback: Callback | None,
+    goal: Sensitivity | None = None,
 ) -> None:
     """Attempt steps until the walk lands on ``t1`` (accepting, rejecting, resizing ``h``)."""
     rtol, atol, per_sample, relative, track = tol
+    weights: tuple[float, Tensor] | None = None  # the goal's sensitivity at the step's start
     direction = 1.0 if t1 > t0 else -1.0
     max_step = None if pid is None else pid.max_step
     while True:
@@ -186,12 +190,21 @@ def _walk(
         err, accept, factor = math.nan, True, 1.0
         if pid is not None:
             # Error estimate of the embedded pair and the accept/reject decision (one sync).
-            scaled = scaled_error(weighted_sum(tab.e, ks, dt), w.y, y_new, rtol, atol, relative=relative)
+            local = weighted_sum(tab.e, ks, dt)
+            scaled = scaled_error(local, w.y, y_new, rtol, atol, relative=relative)
             err = float(rms_norm(scaled, per_sample=per_sample).detach())
+            goal_sq = None
+            if goal is not None:
+                if weights is None or weights[0] != w.t:
+                    weights = (w.t, goal(w.t, w.y, w.k1))
+                goal_sq = goal_squares(local, weights[1], atol)
+                err = max(err, math.sqrt(float((goal_sq.max() if per_sample else goal_sq.mean()).detach())))
             accept = math.isfinite(err) and err <= 1.0
             factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
             if accept and track:
                 sq = sample_mean_squares(scaled.detach())
+                if goal_sq is not None:
+                    sq = torch.maximum(sq, goal_sq.detach())
                 w.sample_squares = sq if w.sample_squares is None else w.sample_squares + sq
                 w.sample_peak = sq if w.sample_peak is None else torch.maximum(w.sample_peak, sq)
         if accept:
@@ -204,6 +217,16 @@ def _walk(
             w.h = w.h * factor if max_step is None else min(w.h * factor, max_step)
         if not (w.h > 0 and math.isfinite(w.h)):
             raise StepSizeUnderflow(f"step size became {w.h} at t={w.t:.6g}")
+
+
+def goal_squares(local: Tensor, weights: Tensor, atol: float) -> Tensor:
+    """Each sample's squared goal error ``((sum_j lambda_j err_j) / atol)^2``, shape ``(B,)``.
+
+    ``local``: the step's error estimate ``(B, *D)``; ``weights``: the goal's sensitivity
+    ``lambda`` to the state, broadcastable to it (`solve_adaptive`'s ``goal``).
+    """
+    projected = (local * weights).reshape(local.shape[0], -1).sum(dim=1)
+    return (projected / atol).pow(2)
 
 
 def solve_adaptive(
@@ -222,6 +245,7 @@ def solve_adaptive(
     callback: Callback | None = None,
     relative: Tensor | None = None,
     sample_errors: bool = False,
+    goal: Sensitivity | None = None,
 ) -> tuple[Tensor, dict[str, object]]:
     """Integrate ``dy/dt = fn(t, y)`` from ``t0`` to ``t1`` with an embedded RK pair.
 
@@ -256,6 +280,18 @@ def solve_adaptive(
             exact; this says which samples did, and by how much (needs ``y0: (B, *D)``).
             ``info["sample_error_max"]``, ``(B,)``: the largest of that norm over the accepted
             steps (at most ``sqrt(B)``; a sample near it held a step's whole error norm).
+        goal: goal-oriented error control for a solve that serves one scalar per sample
+            (Cao & Petzold 2004; the dual-weighted residual of Becker & Rannacher 2001).
+            ``goal(t, y, k) -> lambda``, with ``k = fn(t, y)`` and ``lambda`` broadcastable
+            to ``y: (B, *D)``: the sensitivity of each sample's scalar to the state at ``t``
+            (the adjoint). A step's local error ``err`` changes that scalar by
+            ``e = sum(lambda * err)`` over each sample's entries, and the step is accepted
+            only if also ``RMS_B(e) <= atol`` (the largest ``|e|`` with ``per_sample``): the
+            error norm is the larger of the two. Evaluated once per accepted step, from its
+            start (no extra evaluations of ``fn``); it enters ``sample_error_rms`` and
+            ``sample_error_max`` the same way (the larger of the two per step). The
+            likelihood uses it with the score as ``lambda``: ``rtol |x|`` on the state is loose
+            where the density is much narrower than ``|x|``.
 
     Returns:
         ``(y1, info)``: the state at ``t1`` and a dict with ``nfe`` (evaluations of ``fn``),
@@ -275,6 +311,8 @@ def solve_adaptive(
     pid = control if isinstance(control, PIDController) else None
     if sample_errors and y0.ndim < 1:
         raise ValueError("sample_errors needs y0 of shape (B, *D)")
+    if goal is not None and (not callable(goal) or y0.ndim < 1):
+        raise ValueError("goal must be a callable goal(t, y, k) -> weights, with y0 of shape (B, *D)")
     if t0 == t1:
         return y0, {"nfe": 0, "accepted": 0, "rejected": 0, "t": torch.tensor([t0], dtype=torch.float64),
                     "h": torch.zeros(0, dtype=torch.float64),
@@ -297,7 +335,7 @@ def solve_adaptive(
     h = (initial_step(f, t0, y, k1, direction, tab.order, rtol, atol, max_h=span, per_sample=per_sample,
                       relative=relative) if first_step is None else float(first_step))
     w = _Walk(t=t0, y=y, k1=k1, h=h if max_step is None else min(h, max_step), ts=[t0])
-    _walk(w, f, tab, t0, t1, pid, max_steps, (rtol, atol, per_sample, relative, sample_errors), callback)
+    _walk(w, f, tab, t0, t1, pid, max_steps, (rtol, atol, per_sample, relative, sample_errors), callback, goal)
     info: dict[str, object] = {
         "nfe": count[0],
         "accepted": w.accepted,

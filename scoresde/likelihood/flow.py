@@ -204,6 +204,32 @@ class AugmentedFlow:
         w[self.dim :] = 0.0
         return w
 
+    def answer_sensitivity(self, t: float, y: Tensor, k: Tensor) -> Tensor:
+        """``(B, d + M)``: the answer's sensitivity to the state at ``t``, `solve_adaptive`'s ``goal``.
+
+        Along the flow, ``log p_lo(x_lo) = log p_t(x_t) + int_lo^t div F`` for every ``t``, so an
+        error ``dx`` made at ``t`` moves the answer by ``s(x_t, t) . dx``: the score is the
+        adjoint of the change of variables. The state's relative tolerance holds ``dx`` to
+        ``rtol |x|``, which is loose where the density is far narrower than ``|x|`` (sharp modes
+        away from the origin: under VE, ``|s| ~ sqrt(d) / width``); this weight holds ``s . dx``
+        itself. ``s`` comes from the velocity the integrator already has, ``k = dy/dt``:
+        ``s = 2 (f(x, t) - F) / g(t)^2`` (no evaluation; weight 0 where ``g = 0``). The
+        log-density columns get weight 0: their own error is held by their column. Detached:
+        a step size is a constant for autograd.
+        """
+        d = self.dim
+        y, k = y.detach(), k.detach()
+        x = y[:, :d].reshape(y.shape[0], *self.data_shape)
+        s = self.score_from_velocity(x, k[:, :d].reshape(x.shape), t).reshape(y.shape[0], d)
+        return torch.cat([s, torch.zeros_like(y[:, d:])], dim=1)
+
+    def score_from_velocity(self, x: Tensor, velocity: Tensor, t: float) -> Tensor:
+        """``s = 2 (f(x, t) - F) / g(t)^2`` from the probability-flow velocity ``F`` (0 where ``g = 0``)."""
+        tt = batch_time(t, x)
+        g2 = self.sde.diffusion(tt).to(x.dtype).pow(2).reshape(-1, *([1] * (x.ndim - 1)))
+        gap = self.sde.drift(x, tt) - velocity
+        return torch.where(g2 > 0, 2.0 * gap / torch.where(g2 > 0, g2, 1.0), 0.0)
+
     # --- the field ----------------------------------------------------------------------
     def velocity(self, x: Tensor, t: float) -> Tensor:
         """Probability-flow velocity ``F(x, t) = f - g^2 s / 2`` (one score evaluation)."""

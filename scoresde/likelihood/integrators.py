@@ -110,7 +110,8 @@ def integrate_chunk(
     if spec.kind == "adaptive":
         y1, out = solve_adaptive(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]
                                  rtol=tol[0], atol=tol[1], per_sample=per_sample, controller=controller,
-                                 relative=flow.relative_weights(y0), sample_errors=True, **budget)
+                                 relative=flow.relative_weights(y0), sample_errors=True,
+                                 goal=flow.answer_sensitivity, **budget)
         info = {k: out[k] for k in ("accepted", "rejected", "t", "sample_error_rms", "sample_error_max")}
     elif spec.kind == "scipy":
         y1, out = solve_ivp_torch(flow, y0, lo, hi, method=spec.method,  # type: ignore[arg-type]

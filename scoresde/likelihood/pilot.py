@@ -166,7 +166,8 @@ def _solve_each(
     y0 = flow.pack(xs) if scale is None else ScaledField(flow, scale).pack(xs, lo)
     with torch.no_grad():
         y, _ = solve_adaptive(field, y0, lo, hi, method="dopri5", rtol=tol[0], atol=tol[1],
-                              relative=flow.relative_weights(y0), per_sample=True, **budget)
+                              relative=flow.relative_weights(y0), per_sample=True,
+                              goal=field.answer_sensitivity, **budget)
     x_T, delta = flow.unpack(y) if scale is None else ScaledField(flow, scale).unpack(y, hi)
     return x_T, delta, flow.nfe
 
@@ -218,7 +219,8 @@ def run_pilot(
             y0 = flow.pack(starts) if scale is None else ScaledField(flow, scale).pack(starts, lo)
             return solve_adaptive(field, y0, lo, hi, method="dopri5", rtol=rtol, atol=atol,
                                   relative=flow.relative_weights(y0) if solves_all else None,
-                                  sample_errors=True, **budget)
+                                  sample_errors=True, goal=field.answer_sensitivity if solves_all else None,
+                                  **budget)
 
         y_p, out = solve(pilot, xs)
     nfe = pilot.nfe

@@ -119,7 +119,8 @@ class IntegratorOptions:
         target_error: `steps="auto"`: mean `|log p|` error per point (nats) on the pilot.
         rtol, atol: adaptive tolerances, also of the pilot (default `1e-5`, times `sqrt(2/d)` in
             `d > 2` dimensions with the exact divergence, see `tolerances`; `1e-6` for the pilot
-            of `steps="auto"`).
+            of `steps="auto"`). The torch adaptive integrators also hold the answer's error
+            from each step, `s . dx`, to `atol` (`AugmentedFlow.answer_sensitivity`).
         logp_scale: weight `w` of the log-density columns in step-size control (default 1;
             `1e-6` with `probe_refresh="eval"`). The torch adaptive integrators hold those
             columns to `atol / w` per step, with no part relative to the accumulated

@@ -192,13 +192,14 @@ def _walk(
             # Error estimate of the embedded pair and the accept/reject decision (one sync).
             local = weighted_sum(tab.e, ks, dt)
             scaled = scaled_error(local, w.y, y_new, rtol, atol, relative=relative)
-            err = float(rms_norm(scaled, per_sample=per_sample).detach())
+            norm = rms_norm(scaled, per_sample=per_sample)
             goal_sq = None
             if goal is not None:
                 if weights is None or weights[0] != w.t:
                     weights = (w.t, goal(w.t, w.y, w.k1))
                 goal_sq = goal_squares(local, weights[1], atol)
-                err = max(err, math.sqrt(float((goal_sq.max() if per_sample else goal_sq.mean()).detach())))
+                norm = torch.maximum(norm, (goal_sq.max() if per_sample else goal_sq.mean()).sqrt())
+            err = float(norm.detach())  # the step's one host synchronisation
             accept = math.isfinite(err) and err <= 1.0
             factor = pid.factor(err, w.err_prev, w.err_prev2, tab.error_order, accept)
             if accept and track:

@@ -19,13 +19,13 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
     python benchmarks/likelihood.py --sections mixtures   # every 2-D mixture preset
     python benchmarks/likelihood.py --sections sdes       # VP, sub-VP, VE, cosine
     python benchmarks/likelihood.py --sections sharp      # data density on sharp mixtures
-    python benchmarks/likelihood.py --sections tolerance  # the default tolerance in 16-D and 32-D
+    python benchmarks/likelihood.py --sections tolerance  # the default tolerance in 16-D and 32-D (~5 min)
     python benchmarks/likelihood.py --sections far        # points far from sharp data (minutes)
     python benchmarks/likelihood.py --sections outside    # the fast path and points outside the data (minutes)
     python benchmarks/likelihood.py --sections slack      # the default's per-sample re-solve: error, time
     python benchmarks/likelihood.py --sections inpilot    # the fast path with an outside point in its pilot (~15 min)
     python benchmarks/likelihood.py --sections population # the fast path with points spread around the data (~20 min)
-    python benchmarks/likelihood.py --sections goal       # the default with and without goal-oriented step control (~6 min)
+    python benchmarks/likelihood.py --sections goal       # the default against its goal-less and x-only-goal predecessors (~10 min)
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -48,6 +48,7 @@ from torch import Tensor
 import scoresde as sd
 from scoresde.likelihood import integrators, pilot, runner
 from scoresde.likelihood import likelihood as _likelihood
+from scoresde.likelihood.flow import AugmentedFlow
 from scoresde.targets import GaussianMixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -490,7 +491,7 @@ def section_sharp(args: argparse.Namespace, out: dict) -> None:
 
             runs = {
                 "reference (scipy RK45 1e-5, Song et al.) from t=1e-5": ref(sde, score, x, p_T, eps=1e-5),
-                "ours default (dopri5 1e-5 sqrt(2/d), data density)": (
+                "ours default (dopri5 1e-5, goal, data density)": (
                     lambda sde=sde, score=score, x=x, p_T=p_T: _nfe(_likelihood(sde, score, x, prior=p_T))),
                 "ours fast (rk4_simpson, steps='auto', data density)": fast,
             }
@@ -523,7 +524,8 @@ def section_sharp(args: argparse.Namespace, out: dict) -> None:
 
 def section_tolerance(args: argparse.Namespace, out: dict) -> None:
     """The default tolerance against the dimension: error of the default on sharp mixtures at
-    ``rtol = atol = 1e-5``, the default ``1e-5 sqrt(2/d)``, ``1e-5 * 2/d`` and ``per_sample``."""
+    its ``rtol = atol = 1e-5``, at ``1e-5 sqrt(2/d)`` (the default before the goal held the
+    log-density column), at ``1e-5 * 2/d`` and with ``per_sample``."""
     rows = []
     targets = [t for t in sharp_targets([16]) if t.dim > 2] + [sd.targets.get_target("sharp_32d")]
     for sde_name in args.sharp_sdes:
@@ -537,7 +539,8 @@ def section_tolerance(args: argparse.Namespace, out: dict) -> None:
 
             row = {"sde": sde_name, "target": f"{target.name} ({target.dim}-D)"}
             d = target.dim
-            for label, kw in (("1e-5", {"rtol": 1e-5, "atol": 1e-5}), ("default 1e-5 sqrt(2/d)", {}),
+            scaled = 1e-5 * math.sqrt(2.0 / d)
+            for label, kw in (("default 1e-5", {}), ("1e-5 sqrt(2/d)", {"rtol": scaled, "atol": scaled}),
                               ("1e-5 * 2/d", {"rtol": 2e-5 / d, "atol": 2e-5 / d}), ("per_sample", {"per_sample": True})):
                 r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, **kw)
                 row[label] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
@@ -783,18 +786,29 @@ def narrow_mixture(d: int) -> GaussianMixture:
 
 
 def section_goal(args: argparse.Namespace, out: dict) -> None:
-    """The default with and without its goal-oriented step control (the answer's error `s . dx`).
+    """The default against the two before it: the state's norm alone, and the goal on `x` alone.
 
-    "state only" calls `solve_adaptive` without `goal` (the default before it, 5c3dd8a). 300
-    points per target (seed 1), exact `p_T`, float64; mean error / mean |error| / max |error|
+    * "5c3dd8a": `solve_adaptive` without `goal` (the state's norm alone), `rtol = atol =
+      1e-5 sqrt(2/d)` above 2-D;
+    * "5ffd8f0": the goal on `x` alone (`s . dx`; the log-density columns' weight 0), the same
+      scaled tolerance;
+    * "default": the goal on `s . dx` and the log-density columns, `rtol = atol = 1e-5`.
+
+    300 points per target (seed 1), exact `p_T`, float64; mean error / mean |error| / max |error|
     (NFE, samples re-solved) and the fastest wall time of `--goal-repeats` interleaved runs.
     """
-    real = integrators.solve_adaptive
+    real_solve, real_columns = integrators.solve_adaptive, AugmentedFlow.column_sensitivity
 
     def state_only(*a, **kw):  # type: ignore[no-untyped-def]
         kw.pop("goal", None)
-        return real(*a, **kw)
+        return real_solve(*a, **kw)
 
+    def no_columns(self: AugmentedFlow, y: Tensor) -> Tensor:
+        return torch.zeros_like(y[:, self.dim:])
+
+    variants = (("5c3dd8a: state only, 1e-5 sqrt(2/d)", state_only, real_columns, True),
+                ("5ffd8f0: goal on x, 1e-5 sqrt(2/d)", real_solve, no_columns, True),
+                ("default: goal on x and log p, 1e-5", real_solve, real_columns, False))
     rows = []
     for sde_name in ("vp", "subvp", "ve"):
         sde = sd.get_sde(sde_name)
@@ -802,6 +816,8 @@ def section_goal(args: argparse.Namespace, out: dict) -> None:
                                                           "sharp_32d")] + [narrow_mixture(d) for d in (8, 16, 32)]:
             x = target.sample(300, generator=torch.Generator().manual_seed(1)).double()
             exact = target.log_prob(x)
+            d = x[0].numel()
+            scaled = 1e-5 * math.sqrt(2.0 / d) if d > 2 else 1e-5
 
             def p_T(z: Tensor, target=target, sde=sde) -> Tensor:
                 return target.marginal_log_prob(z, sde.T, sde)
@@ -809,14 +825,15 @@ def section_goal(args: argparse.Namespace, out: dict) -> None:
             row = {"SDE": sde_name, "target": target.name}
             times: dict[str, list[float]] = {}
             for _ in range(args.goal_repeats):
-                for how, solve in (("state only (before)", state_only), ("with the goal (default)", real)):
-                    integrators.solve_adaptive = solve
+                for how, solve, columns, scale in variants:
+                    integrators.solve_adaptive, AugmentedFlow.column_sensitivity = solve, columns  # type: ignore[method-assign]
                     try:
                         start = time.perf_counter()
-                        r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
+                        r = _likelihood(sde, target.score_fn(sde), x, prior=p_T,
+                                        **({"rtol": scaled, "atol": scaled} if scale else {}))
                         times.setdefault(how, []).append(time.perf_counter() - start)
                     finally:
-                        integrators.solve_adaptive = real
+                        integrators.solve_adaptive, AugmentedFlow.column_sensitivity = real_solve, real_columns  # type: ignore[method-assign]
                     err = r.log_prob - exact
                     row[how] = (f"{float(err.mean()):.1e} / {float(err.abs().mean()):.1e} / "
                                 f"{float(err.abs().max()):.1e} ({r.nfe}, {r.stats[0].get('redone_per_sample', '-')})")

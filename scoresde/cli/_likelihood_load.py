@@ -6,7 +6,6 @@ depend on them (a trained network's tolerances, the pixel grid of image data for
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +126,13 @@ library default ``1e-5`` was 2.2e-3 and 4.0e-3 nats per point off (max 8e-2), ``
 and 1.9e-4 for 2x the NFE, ``1e-7`` 2e-5 (docs/likelihood.md)."""
 
 
-def _network_tolerances(args: argparse.Namespace, model_shape: tuple[int, ...]) -> None:
+def _network_tolerances(args: argparse.Namespace) -> None:
     """Tighten unset ``--rtol`` / ``--atol`` for a trained network (`NETWORK_TOL_FACTOR`)."""
     if args.divergence != "exact" or (args.rtol is not None and args.atol is not None):
         return  # Hutchinson: its own variance dominates, as in the library's default
     from ..likelihood.options import IntegratorOptions
 
-    rtol, atol = IntegratorOptions().tolerances(int(math.prod(model_shape)), exact_divergence=True)
+    rtol, atol = IntegratorOptions().tolerances()
     args.rtol = NETWORK_TOL_FACTOR * rtol if args.rtol is None else args.rtol
     args.atol = NETWORK_TOL_FACTOR * atol if args.atol is None else args.atol
 
@@ -234,7 +233,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
         label = f"{Path(args.checkpoint).name} ({config.data}, {config.sde.name})"
         model_shape = tuple(config.model.data_shape)
         _default_divergence(args, model_shape)
-        _network_tolerances(args, model_shape)
+        _network_tolerances(args)
         model_name = f"the checkpoint {args.checkpoint} (trained on {config.data})"
     else:
         target = get_target(args.target)

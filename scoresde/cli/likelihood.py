@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="--steps auto: mean |log p error| per point to reach on the pilot (nats)")
     g.add_argument("--grid", default="auto", help="fixed grid: auto (pilot solve) or a grid name")
     g.add_argument("--rtol", type=float, default=None,
-                   help="adaptive/pilot tolerance (default 1e-5, times sqrt(2/d) above 2-D with the exact divergence; "
+                   help="adaptive/pilot tolerance (default 1e-5; "
                         "a tenth of it for a --checkpoint with the exact "
                         "divergence: docs/likelihood.md, 'Trained networks')")
     g.add_argument("--atol", type=float, default=None, help="adaptive/pilot tolerance (the same default as --rtol)")

@@ -214,14 +214,25 @@ class AugmentedFlow:
         away from the origin: under VE, ``|s| ~ sqrt(d) / width``); this weight holds ``s . dx``
         itself. ``s`` comes from the velocity the integrator already has, ``k = dy/dt``:
         ``s = 2 (f(x, t) - F) / g(t)^2`` (no evaluation; weight 0 where ``g = 0``). The
-        log-density columns get weight 0: their own error is held by their column. Detached:
-        a step size is a constant for autograd.
+        answer is ``log p_T(x_T) + mean_m l_m``, so an error ``dl_m`` in a log-density column
+        moves it by ``dl_m / M``: the columns, which hold ``w l``, get weight ``1 / M`` (the
+        goal holds ``s . dx + w mean_m dl_m``, the answer's own error at the default ``w = 1``;
+        ``w`` weights them here as in the state's norm). In the state's RMS norm a column
+        counts only ``1 / sqrt(d + M)``; the goal counts it in full, whatever ``d``. With fresh
+        probes (``probe_refresh="eval"``) the columns are noise, not error, and get weight 0.
+        Detached: a step size is a constant for autograd.
         """
         d = self.dim
         y, k = y.detach(), k.detach()
         x = y[:, :d].reshape(y.shape[0], *self.data_shape)
         s = self.score_from_velocity(x, k[:, :d].reshape(x.shape), t).reshape(y.shape[0], d)
-        return torch.cat([s, torch.zeros_like(y[:, d:])], dim=1)
+        return torch.cat([s, self.column_sensitivity(y)], dim=1)
+
+    def column_sensitivity(self, y: Tensor) -> Tensor:
+        """``(B, M)``: `answer_sensitivity`'s weights of the log-density columns (``1 / M``, or 0
+        with fresh probes)."""
+        weight = 0.0 if self.probe_refresh == "eval" and self.divergence == "hutchinson" else 1.0 / self.n_est
+        return torch.full_like(y[:, self.dim :], weight)
 
     def score_from_velocity(self, x: Tensor, velocity: Tensor, t: float) -> Tensor:
         """``s = 2 (f(x, t) - F) / g(t)^2`` from the probability-flow velocity ``F`` (0 where ``g = 0``)."""

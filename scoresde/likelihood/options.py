@@ -117,10 +117,10 @@ class IntegratorOptions:
         grid: fixed grids: `"auto"` (a pilot solve's accepted times, resampled), a grid name
             of `solvers.grids`, or an explicit increasing grid.
         target_error: `steps="auto"`: mean `|log p|` error per point (nats) on the pilot.
-        rtol, atol: adaptive tolerances, also of the pilot (default `1e-5`, times `sqrt(2/d)` in
-            `d > 2` dimensions with the exact divergence, see `tolerances`; `1e-6` for the pilot
-            of `steps="auto"`). The torch adaptive integrators also hold the answer's error
-            from each step, `s . dx`, to `atol` (`AugmentedFlow.answer_sensitivity`).
+        rtol, atol: adaptive tolerances, also of the pilot (default `1e-5` in any dimension, see
+            `tolerances`; `1e-6` for the pilot of `steps="auto"`). The torch adaptive
+            integrators also hold the answer's error from each step (`s . dx` and the
+            log-density columns' error) to `atol` (`AugmentedFlow.answer_sensitivity`).
         logp_scale: weight `w` of the log-density columns in step-size control (default 1;
             `1e-6` with `probe_refresh="eval"`). The torch adaptive integrators hold those
             columns to `atol / w` per step, with no part relative to the accumulated
@@ -200,19 +200,18 @@ class IntegratorOptions:
             warnings.warn(f"max_steps= bounds adaptive solves; integrator={spec.name!r} on a given grid makes "
                           "none and ignores it", stacklevel=5)
 
-    def tolerances(self, dim: int = 2, exact_divergence: bool = True) -> tuple[float, float]:
-        """`(rtol, atol)` of the adaptive integrators for `dim` data dimensions.
+    def tolerances(self) -> tuple[float, float]:
+        """`(rtol, atol)` of the adaptive integrators: `1e-5` each unless given, in any dimension.
 
-        Default `1e-5 * sqrt(2 / dim)` each with the exact divergence (`1e-5` up to 2-D), `1e-5`
-        with Hutchinson's. The error norm is an RMS over the `dim` state entries, and the
-        log-density integrates their errors through the divergence, so at a fixed tolerance its
-        error per point grows with `dim`: on sharp mixtures at `1e-5` it was 1e-4 to 3e-4 nats in
-        2-D, 3.8e-4 to 5.5e-4 in 16-D and 8e-4 to 2.2e-3 in 32-D; with the scaled tolerance
-        1.5e-4 to 2.8e-4 in 16-D and 32-D, for 5-41% more NFE (docs/likelihood.md). With Hutchinson's
-        estimator its own variance dominates and the tolerance is left alone.
+        The torch integrators hold the state to them and, by their goal, the answer's own error
+        from each step (`s . dx` plus the log-density columns' error,
+        `AugmentedFlow.answer_sensitivity`) to `atol`, whatever `d`. Before the goal, the
+        state's RMS norm let the log-density's error grow with `d` (at `1e-5`: 1e-4 to 3e-4
+        nats per point in 2-D, 8e-4 to 2.2e-3 in 32-D), and the default was `1e-5 sqrt(2/d)`;
+        with the goal, `1e-5` is 0.5e-5 to 3.1e-5 nats per point off on sharp mixtures in 8-D to
+        32-D, for 5-26% fewer evaluations than that scaled tolerance (docs/likelihood.md).
         """
-        scale = math.sqrt(2.0 / dim) if exact_divergence and dim > 2 else 1.0
-        return (1e-5 * scale if self.rtol is None else self.rtol, 1e-5 * scale if self.atol is None else self.atol)
+        return (1e-5 if self.rtol is None else self.rtol, 1e-5 if self.atol is None else self.atol)
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def run_pilot(
         pilot = make_flow(xp, pilot_w)
         # steps="auto" measures errors against the pilot: it gets a 10x tighter default; else,
         # and when the pilot finishes the whole batch by itself, the main solve's default.
-        main_tol = opts.tolerances(xp[0].numel(), pilot.divergence == "exact")
+        main_tol = opts.tolerances()
         tol = 1e-6 if opts.steps == "auto" and not solves_all else main_tol[0]
         xs, corr = start(pilot, xp)
         rtol = tol if opts.rtol is None else opts.rtol

@@ -262,7 +262,7 @@ class LikelihoodRun:
                 xb = self.x[ib] if todo.numel() < n else self.x[int(ib[0]) : int(ib[-1]) + 1]
                 flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
                 xs, corr = self.start(flow, xb)
-                tol = io.tolerances(xb[0].numel(), self.opts.divergence.divergence == "exact")
+                tol = io.tolerances()
                 x_T, delta, info = integrate_chunk(flow, xs, spec, self.lo, self.hi, ts, tol,
                                                    io.per_sample, io.controller, self.scale, io.max_steps)
                 path_error = info.pop("path_error", None)

@@ -94,14 +94,15 @@ class ScaledField:
         return x * self.scale(t)[0], l
 
     def answer_sensitivity(self, t: float, y: Tensor, k: Tensor) -> Tensor:
-        """The flow's `answer_sensitivity` for the scaled state: ``r s`` (as ``x = r y``)."""
+        """The flow's `answer_sensitivity` for the scaled state: ``r s`` (as ``x = r y``), and the
+        log-density columns' weights unchanged."""
         r, dlog = self.scale(float(t))
         d = self.flow.dim
         y, k = y.detach(), k.detach()
         x = (r * y[:, :d]).reshape(y.shape[0], *self.flow.data_shape)
         velocity = (r * (k[:, :d] + dlog * y[:, :d])).reshape(x.shape)
         s = self.flow.score_from_velocity(x, velocity, t).reshape(y.shape[0], d)
-        return torch.cat([r * s, torch.zeros_like(y[:, d:])], dim=1)
+        return torch.cat([r * s, self.flow.column_sensitivity(y)], dim=1)
 
     def __call__(self, t: float, y: Tensor) -> Tensor:
         r, dlog = self.scale(float(t))

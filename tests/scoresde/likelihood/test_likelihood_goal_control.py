@@ -39,13 +39,33 @@ def test_the_answer_sensitivity_is_the_score(sde_name):
         lam = flow.answer_sensitivity(t, y, flow(t, y))
         expected = score(x, torch.full((16,), t, dtype=F64))
         torch.testing.assert_close(lam[:, :2], expected, rtol=1e-9, atol=1e-9)
-        assert torch.equal(lam[:, 2:], torch.zeros(16, 1, dtype=F64))
+        # The answer is log p_T(x_T) + l: the log-density column counts in full.
+        assert torch.equal(lam[:, 2:], torch.ones(16, 1, dtype=F64))
         # In the scaled state y = x / r the sensitivity is r s.
         field = ScaledField(flow, marginal_state_scale(sde, 2.0))
         ys = field.pack(x, t)
         r = field.scale(t)[0]
         lam_s = field.answer_sensitivity(t, ys, field(t, ys))
         torch.testing.assert_close(lam_s[:, :2], r * expected, rtol=1e-9, atol=1e-9)
+        assert torch.equal(lam_s[:, 2:], torch.ones(16, 1, dtype=F64))
+
+
+def test_log_density_columns_weigh_as_the_answer_averages_them():
+    # With M Hutchinson probes the answer is log p_T + mean_m l_m: each column weighs 1 / M.
+    # Fresh probes at every evaluation make the columns noise, not error: weight 0.
+    sde = sd.get_sde("vp")
+    target = sd.targets.get_target("eight_gaussians")
+    x = target.sample(5, generator=torch.Generator().manual_seed(0)).double()
+    probes = torch.randn(3, 5, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    fixed = AugmentedFlow(sde, target.score_fn(sde), (2,), divergence="hutchinson", probes=probes)
+    y = fixed.pack(x)
+    lam = fixed.answer_sensitivity(0.3, y, fixed(0.3, y))
+    torch.testing.assert_close(lam[:, 2:], torch.full((5, 3), 1 / 3, dtype=F64), rtol=0, atol=0)
+    fresh = AugmentedFlow(sde, target.score_fn(sde), (2,), divergence="hutchinson", n_probes=3,
+                          probe_refresh="eval", generator=torch.Generator().manual_seed(2), logp_scale=1e-6)
+    y = fresh.pack(x)
+    lam = fresh.answer_sensitivity(0.3, y, fresh(0.3, y))
+    assert torch.equal(lam[:, 2:], torch.zeros(5, 3, dtype=F64))
 
 
 @pytest.mark.parametrize("sde_name", ["ve", "vp"])

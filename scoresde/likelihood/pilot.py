@@ -151,6 +151,18 @@ def dominating_samples(sample_error_rms: Tensor, limit: float) -> Tensor:
     return torch.zeros_like(mask)
 
 
+def grid_pilot_tolerance(dim: int, exact_divergence: bool) -> float:
+    """Default `rtol = atol` of a pilot that shapes a fixed grid of a given number of steps.
+
+    `1e-5 sqrt(2 / dim)` above 2-D with the exact divergence, else `1e-5`. That pilot has no
+    goal (`solve_adaptive(goal=)`): its accepted times only set where the grid's steps go, under
+    the norm relative to every entry, and its grids were measured at this tolerance. At the
+    main solve's flat `1e-5` the `rk4_simpson` grids of `high_dim_16` (16-D) were 1.3-2x less
+    accurate under VE and sub-VP at 16-32 steps, and 0.9-1.6x under VP (docs/likelihood.md).
+    """
+    return 1e-5 * math.sqrt(2.0 / dim) if exact_divergence and dim > 2 else 1e-5
+
+
 def _solve_each(
     make_flow: FlowFactory, x: Tensor, xs: Tensor, probes: Tensor | None, weight: float, tol: tuple[float, float],
     lo: float, hi: float, scale: StateScale | None, budget: dict[str, Any],
@@ -204,10 +216,14 @@ def run_pilot(
         # that answers the whole batch is the main solve (log-density held to `atol`).
         pilot_w = 1e-6 if fresh else (main_w if solves_all else 10.0)
         pilot = make_flow(xp, pilot_w)
-        # steps="auto" measures errors against the pilot: it gets a 10x tighter default; else,
-        # and when the pilot finishes the whole batch by itself, the main solve's default.
+        # steps="auto" measures errors against the pilot: it gets a 10x tighter default. A pilot
+        # that finishes the whole batch by itself has the main solve's default; one that shapes
+        # a given number of steps keeps `grid_pilot_tolerance`.
         main_tol = opts.tolerances()
-        tol = 1e-6 if opts.steps == "auto" and not solves_all else main_tol[0]
+        if solves_all:
+            tol = main_tol[0]
+        else:
+            tol = 1e-6 if opts.steps == "auto" else grid_pilot_tolerance(xp[0].numel(), pilot.divergence == "exact")
         xs, corr = start(pilot, xp)
         rtol = tol if opts.rtol is None else opts.rtol
         atol = tol if opts.atol is None else opts.atol

@@ -83,3 +83,29 @@ def test_sharp_modes_far_from_the_origin_are_measured_to_the_tolerance(sde_name)
     # VP 2.5e-6 mean, 9.0e-6 mean |error|, max 1.7e-4.
     assert abs(float(err.mean())) < 5e-5, float(err.mean())
     assert float(err.abs().mean()) < 5e-5 and float(err.abs().max()) < 2e-3
+
+
+def test_the_pilot_that_shapes_a_fixed_grid_keeps_its_own_tolerance(monkeypatch):
+    # The main solve's tolerance is 1e-5 in any dimension (its goal holds the answer). The pilot
+    # that shapes a grid of a given number of steps has no goal and keeps 1e-5 sqrt(2/d): at
+    # 1e-5 the 16-D grids were 1.3-2x less accurate under VE and sub-VP. steps="auto" keeps 1e-6.
+    import scoresde.likelihood.pilot as pilot_module
+    from scoresde.likelihood.pilot import grid_pilot_tolerance
+
+    assert grid_pilot_tolerance(2, True) == 1e-5 and grid_pilot_tolerance(16, False) == 1e-5
+    assert grid_pilot_tolerance(16, True) == pytest.approx(1e-5 * (2 / 16) ** 0.5, rel=1e-12)
+    seen: list[tuple[float, bool]] = []
+    real = pilot_module.solve_adaptive
+
+    def spy(*a, **kw):
+        seen.append((kw["rtol"], kw.get("goal") is not None))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pilot_module, "solve_adaptive", spy)
+    sde, target = sd.get_sde("vp"), sd.targets.get_target("high_dim_16")
+    x = target.sample(40, generator=torch.Generator().manual_seed(0)).double()
+    p_T = lambda z: target.marginal_log_prob(z, sde.T, sde)  # noqa: E731
+    for steps, expected in ((8, grid_pilot_tolerance(16, True)), ("auto", 1e-6)):
+        seen.clear()
+        likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4_simpson", steps=steps, pilot_size=16)
+        assert seen[0] == (pytest.approx(expected, rel=1e-12), False), (steps, seen)

@@ -158,7 +158,7 @@ def grid_pilot_tolerance(dim: int, exact_divergence: bool) -> float:
     goal (`solve_adaptive(goal=)`): its accepted times only set where the grid's steps go, under
     the norm relative to every entry, and its grids were measured at this tolerance. At the
     main solve's flat `1e-5` the `rk4_simpson` grids of `high_dim_16` (16-D) were 1.3-2x less
-    accurate under VE and sub-VP at 16-32 steps, and 0.9-1.6x under VP (docs/likelihood.md).
+    accurate under VE and sub-VP at 16-32 steps, and 0.6-1.3x under VP (docs/likelihood.md).
     """
     return 1e-5 * math.sqrt(2.0 / dim) if exact_divergence and dim > 2 else 1e-5
 

@@ -5,7 +5,8 @@ the steps are needed (for a mixture: the window of `t` where the modes merge); i
 times, resampled to `steps` intervals (`resample_grid`), are the grid of a fixed-step solve of
 the whole batch, which then pays for no error estimates, rejected steps or host syncs. With
 `steps="auto"` the count is chosen by measuring fixed-grid trial solves of the pilot's samples
-against the pilot (`choose_steps`); the largest error indicator among them at the chosen count
+against the pilot (`choose_steps`), which for that holds the answer's own error as well as the
+state's (`reference_goal`); the largest error indicator among them at the chosen count
 (`rk4_simpson_with_path_error`) is kept as `path_error_limit`, against which the batch's solve
 checks its samples (`runner`). With the exact divergence the pilot's own samples keep
 their (more accurate) adaptive results, unless the runner gave the pilot fixed Hutchinson probes
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from solvers.adaptive_ode import solve_adaptive
+from solvers.adaptive_ode import Sensitivity, solve_adaptive
 
 from .flow import AugmentedFlow
 from .integrators import IntegratorSpec, integrate_chunk
@@ -37,7 +38,8 @@ from .options import IntegratorOptions, Prior
 from .state_scale import ScaledField, StateScale
 from .time_grids import choose_steps, resample_grid
 
-__all__ = ["FALLBACK_FACTOR", "MAX_AUTO_STEPS", "PilotGrid", "grid_fails", "run_pilot", "Solved"]
+__all__ = ["FALLBACK_FACTOR", "MAX_AUTO_STEPS", "REFERENCE_SHARE", "PilotGrid", "grid_fails", "reference_goal",
+           "run_pilot", "Solved"]
 
 FALLBACK_FACTOR = 10.0
 """`steps="auto"` where no step count met `target_error` on the pilot (`choose_steps` warns): if
@@ -52,6 +54,17 @@ points spread around a sharp two-mode mixture among 330 (about 23 in the pilot),
 stalled or ran out of steps at 45,000-76,000 times the target, and points came back 78 and
 1,570 nats off; with 5-6 such points among 35-46, 512 steps missed by 1.2-4.8 times while a
 point was 0.02-0.1 nats off (now 0.001-0.003)."""
+
+REFERENCE_SHARE = 0.1
+"""`steps="auto"`: the pilot, whose answers are the reference the trial step counts are measured
+against, also holds the answer's own local error per step (the goal of `solve_adaptive`,
+`AugmentedFlow.answer_sensitivity`) to this share of `target_error`, on top of its state norm
+at `1e-6`. The state norm alone holds each coordinate to `1e-6 (1 + |x|)`, loose where modes
+are far narrower than `|x|` (the answer moves by `s . dx`, `|s| ~ sqrt(d) / width`): on six
+modes of std 0.01-0.02 under VE in 16-64 dimensions the trials' measured error stalled at
+5.9e-4 to 1.2e-3 nats, the reference's own error, above the 5e-4 target (a warning), and
+117-179 steps were used where 65-80 meet it (docs/likelihood.md). On the sharp 2-D and 16-D
+mixtures there the chosen counts stay the same or drop by one or two."""
 
 MAX_AUTO_STEPS = 512
 """The most steps `steps="auto"` tries. 512 `rk4_simpson` steps cost 2,561 evaluations per
@@ -163,6 +176,21 @@ def grid_pilot_tolerance(dim: int, exact_divergence: bool) -> float:
     return 1e-5 * math.sqrt(2.0 / dim) if exact_divergence and dim > 2 else 1e-5
 
 
+def reference_goal(sensitivity: Sensitivity, atol: float, target_error: float) -> Sensitivity:
+    """The goal of a `steps="auto"` pilot: `sensitivity` held to `REFERENCE_SHARE * target_error`.
+
+    `solve_adaptive` holds a goal's error to its `atol`; scaling the weights by
+    `atol / (REFERENCE_SHARE * target_error)` holds the answer's local error per step to that
+    share of the target instead, while the state's norm keeps the pilot's own `atol`.
+    """
+    factor = atol / (REFERENCE_SHARE * target_error)
+
+    def goal(t: float, y: Tensor, k: Tensor) -> Tensor:
+        return sensitivity(t, y, k) * factor
+
+    return goal
+
+
 def _solve_each(
     make_flow: FlowFactory, x: Tensor, xs: Tensor, probes: Tensor | None, weight: float, tol: tuple[float, float],
     lo: float, hi: float, scale: StateScale | None, budget: dict[str, Any],
@@ -216,7 +244,8 @@ def run_pilot(
         # that answers the whole batch is the main solve (log-density held to `atol`).
         pilot_w = 1e-6 if fresh else (main_w if solves_all else 10.0)
         pilot = make_flow(xp, pilot_w)
-        # steps="auto" measures errors against the pilot: it gets a 10x tighter default. A pilot
+        # steps="auto" measures errors against the pilot: it gets a 10x tighter default, and a
+        # goal that holds its answers to a tenth of the target (`reference_goal`). A pilot
         # that finishes the whole batch by itself has the main solve's default; one that shapes
         # a given number of steps keeps `grid_pilot_tolerance`.
         main_tol = opts.tolerances()
@@ -233,10 +262,11 @@ def run_pilot(
             # (the grid's profile) are where the scaled RK4 needs them.
             field = flow if scale is None else ScaledField(flow, scale)
             y0 = flow.pack(starts) if scale is None else ScaledField(flow, scale).pack(starts, lo)
+            goal = field.answer_sensitivity if solves_all else \
+                reference_goal(field.answer_sensitivity, atol, opts.target_error) if opts.steps == "auto" else None
             return solve_adaptive(field, y0, lo, hi, method="dopri5", rtol=rtol, atol=atol,
                                   relative=flow.relative_weights(y0) if solves_all else None,
-                                  sample_errors=True, goal=field.answer_sensitivity if solves_all else None,
-                                  **budget)
+                                  sample_errors=True, goal=goal, **budget)
 
         y_p, out = solve(pilot, xs)
     nfe = pilot.nfe

@@ -51,6 +51,7 @@ from .inputs import (
     check_device,
     check_dtype,
     check_generator,
+    check_score,
     check_seed,
     check_shape,
     check_x_T,
@@ -412,6 +413,7 @@ def sample(
             SDE lacks what the solver needs (`solvers.inputs.NotAnIntegerError`, both a
             ``TypeError`` and a ``ValueError``: a count or size that is not an integer).
     """
+    check_score(score)
     solver_obj = _resolve_solver(solver, options)
     steps = as_count(steps, "steps", maximum=MAX_STEPS)
     batch_size = check_batch_size(batch_size)

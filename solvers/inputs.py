@@ -29,6 +29,7 @@ __all__ = [
     "check_shape",
     "check_data_shape",
     "check_x_T",
+    "check_score",
 ]
 
 MAX_STEPS = 10**8
@@ -259,3 +260,16 @@ def check_x_T(x_T: Any) -> Tensor | None:
         bad = int((~torch.isfinite(x_T)).sum())
         raise ValueError(f"x_T has {bad} NaN/inf entries (of {x_T.numel()}); the initial state must be finite")
     return x_T
+
+
+def check_score(score: Any) -> None:
+    """Raise `TypeError` unless ``score`` is callable as ``score(x: (B, *D), t: (B,)) -> (B, *D)``.
+
+    Catches a ``None`` or a tensor passed where the score function goes (e.g. a model's output
+    instead of the model) before any work is done, with the expected signature in the message.
+    """
+    if not callable(score):
+        raise TypeError(
+            f"score must be a callable score(x: (B, *D), t: (B,)) -> (B, *D), got {type(score).__name__}"
+            + (" (pass the model or target.score_fn(sde), not its output)" if isinstance(score, Tensor) else "")
+        )

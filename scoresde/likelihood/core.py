@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from solvers.inputs import check_device, check_dtype
+from solvers.inputs import check_device, check_dtype, check_score
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 from .integrators import INTEGRATOR_TABLE
@@ -126,6 +126,7 @@ def likelihood(
         ValueError: bad data or inconsistent options (the message names the fix).
         RuntimeError: called under `torch.inference_mode()`, where no divergence can be taken.
     """
+    check_score(score_fn)
     opts = (options or LikelihoodOptions()).replace(**kwargs) if kwargs else (options or LikelihoodOptions())
     opts.validate()
     if torch.is_inference_mode_enabled():

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from solvers.dynamics import CountedScore, forward_transition
-from solvers.inputs import check_dtype, check_generator
+from solvers.inputs import check_dtype, check_generator, check_score
 from solvers.noise import make_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import append_dims
@@ -101,7 +101,8 @@ def elbo(
             that is not a finite ``(B,)`` tensor.
         solvers.dynamics.NonFiniteScoreError: the score returned NaN/inf.
     """
-    # likelihood's checks: chunk size, dtype, seed, generator, a prior that is not callable.
+    # likelihood's checks: the score, chunk size, dtype, seed, generator, a prior that is not callable.
+    check_score(score_fn)
     RunOptions(batch_size=batch_size, dtype=dtype, seed=seed, generator=generator).validate()
     DensityOptions(prior=prior).resolved()
     asked = None if dtype is None else check_dtype(dtype)

@@ -124,3 +124,23 @@ def test_as_count_names_the_argument():
         as_count(-2, "batch_size")
     with pytest.raises(NotAnIntegerError, match="batch_size must be an integer, got the boolean True"):
         as_count(True, "batch_size")
+
+
+@pytest.mark.parametrize("bad", [None, 3, "score", torch.zeros(4, 2)])
+def test_a_score_that_is_not_callable_is_named_before_any_work(bad):
+    # Not "'NoneType' object is not callable" from deep inside the first step: the argument, what
+    # it got and the signature it needs. A tensor (a model's output passed instead of the model)
+    # gets a hint.
+    from scoresde.likelihood import elbo, likelihood
+
+    sde = sd.VPSDE()
+    x = torch.zeros(4, 2)
+    calls = (
+        lambda: solvers.sample(sde, bad, shape=(4, 2), solver="ddim", steps=5, seed=0),
+        lambda: likelihood(sde, bad, x),
+        lambda: elbo(sde, bad, x),
+    )
+    for call in calls:
+        with pytest.raises(TypeError, match=f"score must be a callable .* got {type(bad).__name__}") as info:
+            call()
+        assert ("not its output" in str(info.value)) == isinstance(bad, torch.Tensor)

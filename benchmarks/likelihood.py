@@ -26,6 +26,7 @@ Sections (all in one process, timed side by side, one torch thread unless ``--th
     python benchmarks/likelihood.py --sections inpilot    # the fast path with an outside point in its pilot (~15 min)
     python benchmarks/likelihood.py --sections population # the fast path with points spread around the data (~20 min)
     python benchmarks/likelihood.py --sections goal       # the default against its goal-less and x-only-goal predecessors (~10 min)
+    python benchmarks/likelihood.py --sections reference  # steps="auto" with and without the goal in its pilot (~5 min)
     python benchmarks/likelihood.py --sections accuracy hutchinson figure
 """
 
@@ -844,6 +845,57 @@ def section_goal(args: argparse.Namespace, out: dict) -> None:
     _summary(rows, out, "goal", "mean error / mean |error| / max |error| (NFE, re-solved) wall time")
 
 
+def six_narrow_modes(d: int, std: float, weights: list[float]) -> GaussianMixture:
+    """Six modes of std `std` at means `1 + 2 randn(d)` (seed `d`) with the given weights."""
+    g = torch.Generator().manual_seed(d)
+    means = torch.randn(6, d, generator=g, dtype=torch.float64) * 2 + 1.0
+    return GaussianMixture(means, std, torch.tensor(weights, dtype=torch.float64), name=f"six_{d}d_{std:g}")
+
+
+def section_reference(args: argparse.Namespace, out: dict) -> None:
+    """`steps="auto"`: its pilot (the trials' reference) with and without the goal on the answer.
+
+    "state norm only": `pilot.REFERENCE_SHARE = inf` (the goal's weights are 0, the pilot of
+    21aa4d2); "with the goal": the default, the answer held to a tenth of `target_error`. Six
+    modes of std 0.01 / 0.02 at `1 + 2 randn(d)`, exact `p_T`, float64, one run each: steps
+    chosen (a `*` where the stall warning was raised), NFE, seconds, mean |error| vs `log p_0`.
+    """
+    skewed = [0.5, 0.2, 0.15, 0.1, 0.04, 0.01]
+    ramp = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    cases = [(8, 0.01, ramp, 100, "ve"), (16, 0.01, ramp, 100, "ve")]
+    cases += [(16, 0.01, skewed, 300, s) for s in ("ve", "subvp", "vp")]
+    cases += [(32, 0.02, skewed, 300, "ve")]
+    cases += [(64, 0.02, skewed, 300, s) for s in ("ve", "subvp", "vp")]
+    real = pilot.REFERENCE_SHARE
+    rows = []
+    for d, std, weights, n, sde_name in cases:
+        target, sde = six_narrow_modes(d, std, weights), sd.get_sde(sde_name)
+        x = target.sample(n, generator=torch.Generator().manual_seed(1)).double()
+        exact = target.log_prob(x)
+
+        def p_T(z: Tensor, target=target, sde=sde) -> Tensor:
+            return target.marginal_log_prob(z, sde.T, sde)
+
+        row = {"d, std, points": f"{d}, {std:g}, {n}", "weights": "1 .. 6" if weights == ramp else "0.5 .. 0.01",
+               "SDE": sde_name}
+        for how, share in (("state norm only", math.inf), ("with the goal", real)):
+            pilot.REFERENCE_SHARE = share
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    start = time.perf_counter()
+                    r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, integrator="rk4_simpson", steps="auto")
+                    sec = time.perf_counter() - start
+            finally:
+                pilot.REFERENCE_SHARE = real
+            stalled = any("stalls" in str(w.message) for w in caught)
+            row[how] = (f"{r.stats[0]['steps']}{'*' if stalled else ''} steps, {r.nfe} NFE, {sec:.1f} s, "
+                        f"{float((r.log_prob - exact).abs().mean()):.1e}")
+        rows.append(row)
+        print(table(rows[-1:], list(row)), flush=True)
+    _summary(rows, out, "reference", "steps='auto': steps (* stall warning), NFE, seconds, mean |error| vs log p_0")
+
+
 def _summary(rows: list[dict], out: dict, key: str, title: str) -> None:
     """Print the section's whole table under ``title`` and keep its rows in ``out[key]``."""
     print(f"\n## {title}\n\n" + table(rows, list(rows[0])))
@@ -857,7 +909,7 @@ def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]
 SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,
             "sdes": section_sdes, "sharp": section_sharp, "tolerance": section_tolerance, "far": section_far,
             "outside": section_outside, "slack": section_slack, "inpilot": section_inpilot,
-            "population": section_population, "goal": section_goal,
+            "population": section_population, "goal": section_goal, "reference": section_reference,
             "hutchinson": section_hutchinson, "figure": section_figure}
 
 

@@ -409,9 +409,10 @@ def sample(
 
     Raises:
         ValueError: bad shape, dtype, device, seed, steps, grid, ``lam``, name or option value.
-        TypeError: unknown option, ``x_T`` / ``generator`` / ``noise`` of the wrong type, or the
-            SDE lacks what the solver needs (`solvers.inputs.NotAnIntegerError`, both a
-            ``TypeError`` and a ``ValueError``: a count or size that is not an integer).
+        TypeError: a score that is not callable, unknown option, ``x_T`` / ``generator`` /
+            ``noise`` of the wrong type, or the SDE lacks what the solver needs
+            (`solvers.inputs.NotAnIntegerError`, both a ``TypeError`` and a ``ValueError``: a
+            count or size that is not an integer).
     """
     check_score(score)
     solver_obj = _resolve_solver(solver, options)

@@ -122,7 +122,7 @@ def likelihood(
         given); `nfe` includes the pilot's evaluations.
 
     Raises:
-        TypeError: an unknown option name.
+        TypeError: a score that is not callable, or an unknown option name.
         ValueError: bad data or inconsistent options (the message names the fix).
         RuntimeError: called under `torch.inference_mode()`, where no divergence can be taken.
     """

@@ -132,8 +132,8 @@ def test_the_auto_pilot_holds_the_answer_to_a_tenth_of_the_target():
 
 def test_auto_steps_on_narrow_modes_under_ve_are_measured_against_an_accurate_reference():
     # Six modes of std 0.01 in 16-D (means 1 + 2 randn, weights 1 .. 6), VE. With the state's
-    # norm alone the pilot's answers were about 5e-4 nats off: the trials' measured error
-    # stalled at 5.9e-4 above the 5e-4 target (a RuntimeWarning) and 120 steps were used
+    # norm alone the trials' measured error stalled at 5.9e-4, the pilot's own error, above the
+    # 5e-4 target (a RuntimeWarning), and 120 steps were used
     # (2,211 evaluations per point, 1.3e-4 nats off log p_0). Measured now: 66 steps without a
     # warning, 3.4e-4 nats off.
     g = torch.Generator().manual_seed(16)

@@ -118,7 +118,8 @@ class IntegratorOptions:
             of `solvers.grids`, or an explicit increasing grid.
         target_error: `steps="auto"`: mean `|log p|` error per point (nats) on the pilot.
         rtol, atol: adaptive tolerances, also of the pilot (default `1e-5` in any dimension, see
-            `tolerances`; `1e-6` for the pilot of `steps="auto"`, and `1e-5 sqrt(2/d)` for one
+            `tolerances`; `1e-6` for the pilot of `steps="auto"`, which also holds the answer's
+            error to `0.1 target_error` (`pilot.reference_goal`), and `1e-5 sqrt(2/d)` for one
             that shapes a grid of a given number of steps, `pilot.grid_pilot_tolerance`). The torch adaptive
             integrators also hold the answer's error from each step (`s . dx` and the
             log-density columns' error) to `atol` (`AugmentedFlow.answer_sensitivity`).

@@ -178,3 +178,59 @@ def test_preset_sizes_must_be_positive_integers():
         sd.targets.ring(2.5)  # was silently 3 components
     with pytest.raises(TypeError, match="dim must be an integer"):
         sd.targets.high_dim(2.5)
+
+
+def _torch_marginal(target: GaussianMixture, t: torch.Tensor, sde) -> torch.distributions.Distribution:
+    """The noised marginal p_t as a torch.distributions mixture, one per sample time ``t: (B,)``."""
+    alpha, sigma = sde.marginal_coeffs(t)
+    loc = alpha[:, None, None] * target.means[None]
+    scale = (alpha[:, None, None] ** 2 * target.stds[None] ** 2 + sigma[:, None, None] ** 2).sqrt()
+    return torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=target.weights.expand(t.shape[0], -1)),
+        torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1),
+    )
+
+
+@pytest.mark.parametrize("dim", [1, 2, 4, 5, 16])
+@pytest.mark.parametrize("isotropic", [True, False], ids=["isotropic", "diagonal"])
+def test_noised_density_score_and_posterior_match_torch_distributions(dim, isotropic):
+    """Both layouts of the per-component terms ((K, D, B) up to FEATURE_MAJOR_MAX_DIM
+    dimensions, (K, B, D) above) and both variance shapes (one per isotropic component, or D),
+    against torch.distributions and its autograd, with a different time per sample."""
+    g = torch.Generator().manual_seed(dim)
+    k, n, sde = 5, 300, sd.VPSDE()
+    stds = 0.02 + 0.3 * torch.rand(k, 1 if isotropic else dim, generator=g, dtype=torch.float64)
+    target = GaussianMixture(2 * torch.randn(k, dim, generator=g, dtype=torch.float64), stds.expand(k, dim),
+                             1 + torch.rand(k, generator=g, dtype=torch.float64))
+    t = sde.eps + 0.5 * torch.rand(n, generator=g, dtype=torch.float64)
+    x = target.sample_marginal(n, sde, 0.2, generator=g, dtype=torch.float64).requires_grad_(True)
+    ref = _torch_marginal(target, t, sde)
+    logp = ref.log_prob(x)
+    (grad,) = torch.autograd.grad(logp.sum(), x)
+    x = x.detach()
+    torch.testing.assert_close(target.marginal_log_prob(x, t, sde), logp.detach(), rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(target.marginal_score(x, t, sde), grad, rtol=1e-9, atol=1e-9)
+    assert target.marginal_score(x, t, sde).is_contiguous()
+    # p_0's posterior over components: Bayes' rule on the torch component densities.
+    comp = torch.distributions.Independent(torch.distributions.Normal(target.means, target.stds), 1)
+    joint = comp.log_prob(x[:, None, :]) + target.weights.log()
+    resp = target.responsibilities(x)
+    torch.testing.assert_close(resp, torch.softmax(joint, dim=1), rtol=1e-12, atol=1e-12)
+    assert resp.shape == (n, k) and resp.is_contiguous()
+
+
+@pytest.mark.parametrize("target", [sd.targets.sharp_25(), _diag_mixture(), sd.targets.high_dim(16)],
+                         ids=["grid25", "diag3d", "hd16"])
+def test_a_samples_score_and_density_do_not_depend_on_its_batch(target):
+    """Bit for bit: what chunked sampling relies on to return the unchunked samples
+    (docs/solvers.md). torch's reductions over an outer axis can order their additions by
+    batch size, so the component sums are folded in a fixed order."""
+    sde, g = sd.VPSDE(), torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = target.sample_marginal(1001, sde, 0.3, generator=g, dtype=dtype)
+        t = (sde.eps + torch.rand(1001, generator=g, dtype=torch.float64)).clamp(max=1.0).to(dtype)
+        for lo, hi in [(0, 13), (13, 333), (333, 1001)]:
+            assert torch.equal(target.marginal_score(x, t, sde)[lo:hi], target.marginal_score(x[lo:hi], t[lo:hi], sde))
+            assert torch.equal(target.marginal_log_prob(x, t, sde)[lo:hi],
+                               target.marginal_log_prob(x[lo:hi], t[lo:hi], sde))
+            assert torch.equal(target.responsibilities(x)[lo:hi], target.responsibilities(x[lo:hi]))

@@ -24,8 +24,9 @@ from solvers.registry import closest_name
 from solvers.utils import batch_time
 
 #: Up to this many dimensions the mixture's per-component terms are laid out ``(K, D, B)``, so
-#: that the sum over ``D`` runs over an outer axis (`GaussianMixture._component_terms`).
-FEATURE_MAJOR_MAX_DIM = 4
+#: that the sums over ``D`` and over components run over outer axes
+#: (`GaussianMixture._component_terms`; `benchmarks/oracle_score.py`).
+COMPONENTS_FIRST_MAX_DIM = 4
 
 __all__ = [
     "GaussianMixture",
@@ -222,44 +223,58 @@ class GaussianMixture:
         return (alpha[:, None] * x0 + sigma[:, None] * z).to(dtype=dtype)
 
     # --- densities and scores ------------------------------------------------------------
+    def _components_first(self) -> bool:
+        """Whether `_component_terms` puts the components first, ``(K, D, B)`` (up to
+        `COMPONENTS_FIRST_MAX_DIM` dimensions), rather than ``(B, K, D)``."""
+        return self.dim <= COMPONENTS_FIRST_MAX_DIM
+
     def _component_terms(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per-component terms of the noised mixture at ``x: (B, D)``, ``alpha, sigma: (B,)``.
 
-        Returns ``logits: (K, B)`` (``log w_k + log N(x; alpha mu_k, alpha^2 s_k^2 + sigma^2)``,
-        diagonal) and the residuals ``alpha mu_k - x`` with their variances, laid out
-        ``(K, D, B)`` when ``D <= FEATURE_MAJOR_MAX_DIM`` and ``(K, B, D)`` otherwise
-        (`_feature_axis` says which); the variances have 1 in place of ``D`` when every
-        component is isotropic. Components lead, so the softmax and the sum over them
-        reduce over the outermost axis; with few dimensions the sum over ``D`` does too (a
-        reduction over a short innermost axis is several times slower on a CPU).
+        Returns the logits ``log w_k + log N(x; alpha mu_k, diag(alpha^2 s_k^2 + sigma^2))``,
+        the residuals ``alpha mu_k - x`` and their variances (with 1 in place of ``D`` when
+        every component is isotropic). With `_components_first`: logits ``(K, B)``, the others
+        ``(K, D, B)``, so that every sum (over ``D``, over components) runs over an outer axis:
+        on a CPU a reduction over a short innermost axis, or a softmax over ``K`` on the last
+        axis, is several times slower, and with few dimensions that is most of the work.
+        Otherwise logits ``(B, K)`` and ``(B, K, D)``, where the ``D``-long rows dominate.
+        Each sample's result is independent of its batch, to the last bit, in both layouts.
         """
         mu, sd, log_w = self._params(x)  # sd: (K, D) or (K, 1)
-        axis = self._feature_axis()
-        if axis == 1:  # (K, D, B)
+        if self._components_first():
             a, s2 = alpha[None, None, :], (sigma**2)[None, None, :]
             var = a**2 * (sd**2)[:, :, None] + s2
             resid = a * mu[:, :, None] - x.T[None]
-            # at most FEATURE_MAJOR_MAX_DIM terms, added in a fixed order (`_fold_sum`)
+            # at most COMPONENTS_FIRST_MAX_DIM terms, added in a fixed order (`_fold_sum`)
             quad = _fold_sum((resid**2 / var).transpose(0, 1))
             log_det = _fold_sum(torch.log(2 * math.pi * var).transpose(0, 1))
-        else:  # (K, B, D); a sum over the innermost axis is per sample, in a fixed order
-            a, s2 = alpha[None, :, None], (sigma**2)[None, :, None]
-            var = a**2 * (sd**2)[:, None, :] + s2
-            resid = a * mu[:, None, :] - x[None]
+            log_w, per_var = log_w[:, None], self.dim // var.shape[1]
+        else:  # the sums over the innermost axis are per sample
+            a, s2 = alpha[:, None, None], (sigma**2)[:, None, None]
+            var = a**2 * (sd**2)[None] + s2
+            resid = a * mu[None] - x[:, None, :]
             quad, log_det = (resid**2 / var).sum(dim=2), torch.log(2 * math.pi * var).sum(dim=2)
-        per_var = self.dim // var.shape[axis]  # coordinates sharing each variance: D or 1
-        return log_w[:, None] - 0.5 * (quad + per_var * log_det), resid, var
+            log_w, per_var = log_w[None], self.dim // var.shape[2]
+        # per_var: coordinates sharing each variance (D for isotropic components, else 1)
+        return log_w - 0.5 * (quad + per_var * log_det), resid, var
 
-    def _feature_axis(self) -> int:
-        """Axis of ``D`` in `_component_terms`' residuals: 1 for ``(K, D, B)``, 2 for ``(K, B, D)``."""
-        return 1 if self.dim <= FEATURE_MAJOR_MAX_DIM else 2
+    def _component_logits(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        """The logits of `_component_terms` as ``(B, K)`` in either layout."""
+        logits = self._component_terms(x, alpha, sigma)[0]
+        return logits.T if self._components_first() else logits
+
+    def _log_sum_components(self, logits: Tensor) -> Tensor:
+        """``log sum_k exp(logits_k)`` -> ``(B,)`` for `_component_terms`' logits."""
+        if self._components_first():
+            return _logsumexp_over_components(logits)
+        return torch.logsumexp(logits, dim=1)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """``log p_0(x)`` for ``x: (B, D)``; returns ``(B,)``."""
         self._check_x(x)
         one = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         logits, _, _ = self._component_terms(x, one, torch.zeros_like(one))
-        return _logsumexp_over_components(logits)
+        return self._log_sum_components(logits)
 
     def _coeffs(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> tuple[Tensor, Tensor]:
         self._check_x(x)
@@ -277,15 +292,15 @@ class GaussianMixture:
         """``log p_t(x)`` of the noised marginal under ``sde``; ``x: (B, D)``, ``t: (B,)`` -> ``(B,)``."""
         alpha, sigma = self._coeffs(x, t, sde)
         logits, _, _ = self._component_terms(x, alpha, sigma)
-        return _logsumexp_over_components(logits)
+        return self._log_sum_components(logits)
 
     def marginal_score(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> Tensor:
         """Exact ``grad_x log p_t(x)``; ``x: (B, D)``, ``t: (B,)`` -> ``(B, D)``."""
         alpha, sigma = self._coeffs(x, t, sde)
         logits, resid, var = self._component_terms(x, alpha, sigma)
-        axis = self._feature_axis()
-        score = _fold_sum(_softmax_over_components(logits).unsqueeze(axis) * resid / var)
-        return score.T.contiguous() if axis == 1 else score
+        if self._components_first():
+            return _fold_sum(_softmax_over_components(logits)[:, None, :] * resid / var).T.contiguous()
+        return (torch.softmax(logits, dim=1)[:, :, None] * resid / var).sum(dim=1)
 
     def score_fn(self, sde: DiffusionSDE) -> ScoreFn:
         """The oracle score callable ``(x, t) -> grad_x log p_t(x)`` for ``sde``.
@@ -318,7 +333,9 @@ class GaussianMixture:
         self._check_x(x)
         one = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         logits, _, _ = self._component_terms(x, one, torch.zeros_like(one))
-        return _softmax_over_components(logits).T.contiguous()
+        if self._components_first():
+            return _softmax_over_components(logits).T.contiguous()
+        return torch.softmax(logits, dim=1)
 
     def __repr__(self) -> str:
         return f"GaussianMixture(name={self.name!r}, K={self.n_components}, D={self.dim})"
@@ -329,13 +346,18 @@ class GaussianMixture:
 # may order their additions differently for different B, so a sample's score would depend on
 # the batch it is in, last bits included. These fold the K slices left to right instead, an
 # elementwise add per component: each sample's result is then the same in any batch (chunked
-# sampling returns the unchunked samples exactly; docs/solvers.md).
+# sampling returns the unchunked samples exactly; docs/solvers.md). Reductions over the
+# innermost axis (the (B, K, D) layout's) are per sample already.
 def _fold_sum(t: Tensor) -> Tensor:
-    """``t[0] + t[1] + ... + t[K-1]`` for ``t: (K, *S)``, in that order; returns ``(*S)``."""
-    out = t[0]
-    for i in range(1, t.shape[0]):
-        out = out + t[i]
-    return out
+    """``t[0] + t[1] + ... + t[K-1]`` for ``t: (K, *S)``, in that order; returns ``(*S)``.
+
+    The slices come from one `unbind`, whose backward stacks their gradients in one step
+    (indexing ``t[i]`` would allocate a full-size gradient per slice: quadratic in ``K``).
+    """
+    first, *rest = t.unbind(0)
+    for part in rest:
+        first = first + part
+    return first
 
 
 def _shifted_exp(logits: Tensor, shift: Tensor) -> Tensor:

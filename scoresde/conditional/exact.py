@@ -246,7 +246,7 @@ class ClassMixture:
     def log_prob(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> Tensor:
         """Exact ``log p_t(c | x)`` for every class: ``x: (B, D)`` -> ``(B, C)``."""
         alpha, sigma = self.mixture._coeffs(x, t, sde)
-        logits = self.mixture._component_terms(x, alpha, sigma)[0].T  # (B, K)
+        logits = self.mixture._component_logits(x, alpha, sigma)  # (B, K)
         per_class = torch.full((x.shape[0], self.n_classes), -math.inf, dtype=x.dtype, device=x.device)
         idx = self.classes.to(x.device)[None].expand_as(logits)
         per_class = per_class.scatter_reduce(1, idx, logits, reduce="amax", include_self=True)

@@ -194,8 +194,8 @@ def _torch_marginal(target: GaussianMixture, t: torch.Tensor, sde) -> torch.dist
 @pytest.mark.parametrize("dim", [1, 2, 4, 5, 16])
 @pytest.mark.parametrize("isotropic", [True, False], ids=["isotropic", "diagonal"])
 def test_noised_density_score_and_posterior_match_torch_distributions(dim, isotropic):
-    """Both layouts of the per-component terms ((K, D, B) up to FEATURE_MAJOR_MAX_DIM
-    dimensions, (K, B, D) above) and both variance shapes (one per isotropic component, or D),
+    """Both layouts of the per-component terms ((K, D, B) up to COMPONENTS_FIRST_MAX_DIM
+    dimensions, (B, K, D) above) and both variance shapes (one per isotropic component, or D),
     against torch.distributions and its autograd, with a different time per sample."""
     g = torch.Generator().manual_seed(dim)
     k, n, sde = 5, 300, sd.VPSDE()

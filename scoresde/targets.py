@@ -380,10 +380,12 @@ def _softmax_over_components(logits: Tensor) -> Tensor:
 
 
 def _logsumexp_over_components(logits: Tensor) -> Tensor:
-    """``log sum_k exp(logits[k])`` for ``logits: (K, B)`` -> ``(B,)``, batch-independent."""
+    """``log sum_k exp(logits[k])`` for ``logits: (K, B)`` -> ``(B,)``, batch-independent;
+    ``-inf`` where every logit is (a point at infinity), NaN where the largest is NaN."""
     m = logits.amax(dim=0).detach()  # the shift cancels; the gradient is the softmax
-    finite = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    return finite + torch.log(_fold_sum(_shifted_exp(logits, finite)))
+    finite = torch.isfinite(m)
+    shift = torch.where(finite, m, torch.zeros_like(m))
+    return torch.where(finite, shift + torch.log(_fold_sum(_shifted_exp(logits, shift))), m)
 
 
 # --- presets -------------------------------------------------------------------------------

@@ -234,3 +234,19 @@ def test_a_samples_score_and_density_do_not_depend_on_its_batch(target):
             assert torch.equal(target.marginal_log_prob(x, t, sde)[lo:hi],
                                target.marginal_log_prob(x[lo:hi], t[lo:hi], sde))
             assert torch.equal(target.responsibilities(x)[lo:hi], target.responsibilities(x[lo:hi]))
+
+
+@pytest.mark.parametrize("target", [sd.targets.eight_gaussians(), sd.targets.high_dim(16)], ids=["8g", "hd16"])
+def test_points_at_infinity_have_log_density_minus_infinity(target):
+    """In both layouts: a point at +-inf has density 0 (log -inf), a NaN point gives NaN,
+    and a finite point far from every mode a finite value (no floor from the shifted exp)."""
+    x = torch.zeros(4, target.dim, dtype=torch.float64)
+    x[1], x[2, 0], x[3] = math.inf, math.nan, -math.inf
+    for logp in (target.log_prob(x), target.marginal_log_prob(x, 0.5, sd.VPSDE())):
+        assert torch.isfinite(logp[0]) and logp[1] == -math.inf and torch.isnan(logp[2]) and logp[3] == -math.inf
+    far = torch.full((1, target.dim), 1e3, dtype=torch.float64)
+    exact = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(probs=target.weights),
+        torch.distributions.Independent(torch.distributions.Normal(target.means, target.stds), 1),
+    ).log_prob(far)
+    torch.testing.assert_close(target.log_prob(far), exact, rtol=1e-12, atol=0)

@@ -23,9 +23,11 @@ from solvers.protocol import DiffusionSDE, HasMarginals, ScoreFn
 from solvers.registry import closest_name
 from solvers.utils import batch_time
 
+from .component_sums import fold_sum, logsumexp_over_components, softmax_over_components
+
 #: Up to this many dimensions the mixture's per-component terms are laid out ``(K, D, B)``, so
 #: that the sums over ``D`` and over components run over outer axes
-#: (`GaussianMixture._component_terms`; `benchmarks/oracle_score.py`).
+#: (`GaussianMixture._component_terms`, `scoresde.component_sums`; `benchmarks/oracle_score.py`).
 COMPONENTS_FIRST_MAX_DIM = 4
 
 __all__ = [
@@ -245,9 +247,9 @@ class GaussianMixture:
             a, s2 = alpha[None, None, :], (sigma**2)[None, None, :]
             var = a**2 * (sd**2)[:, :, None] + s2
             resid = a * mu[:, :, None] - x.T[None]
-            # at most COMPONENTS_FIRST_MAX_DIM terms, added in a fixed order (`_fold_sum`)
-            quad = _fold_sum((resid**2 / var).transpose(0, 1))
-            log_det = _fold_sum(torch.log(2 * math.pi * var).transpose(0, 1))
+            # at most COMPONENTS_FIRST_MAX_DIM terms, added in a fixed order (`fold_sum`)
+            quad = fold_sum((resid**2 / var).transpose(0, 1))
+            log_det = fold_sum(torch.log(2 * math.pi * var).transpose(0, 1))
             log_w, per_var = log_w[:, None], self.dim // var.shape[1]
         else:  # the sums over the innermost axis are per sample
             a, s2 = alpha[:, None, None], (sigma**2)[:, None, None]
@@ -266,7 +268,7 @@ class GaussianMixture:
     def _log_sum_components(self, logits: Tensor) -> Tensor:
         """``log sum_k exp(logits_k)`` -> ``(B,)`` for `_component_terms`' logits."""
         if self._components_first():
-            return _logsumexp_over_components(logits)
+            return logsumexp_over_components(logits)
         return torch.logsumexp(logits, dim=1)
 
     def log_prob(self, x: Tensor) -> Tensor:
@@ -299,7 +301,7 @@ class GaussianMixture:
         alpha, sigma = self._coeffs(x, t, sde)
         logits, resid, var = self._component_terms(x, alpha, sigma)
         if self._components_first():
-            return _fold_sum(_softmax_over_components(logits)[:, None, :] * resid / var).T.contiguous()
+            return fold_sum(softmax_over_components(logits)[:, None, :] * resid / var).T.contiguous()
         return (torch.softmax(logits, dim=1)[:, :, None] * resid / var).sum(dim=1)
 
     def score_fn(self, sde: DiffusionSDE) -> ScoreFn:
@@ -334,58 +336,11 @@ class GaussianMixture:
         one = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         logits, _, _ = self._component_terms(x, one, torch.zeros_like(one))
         if self._components_first():
-            return _softmax_over_components(logits).T.contiguous()
+            return softmax_over_components(logits).T.contiguous()
         return torch.softmax(logits, dim=1)
 
     def __repr__(self) -> str:
         return f"GaussianMixture(name={self.name!r}, K={self.n_components}, D={self.dim})"
-
-
-# --- reductions over the leading (component) axis --------------------------------------------
-# torch's reductions over an outer axis (sum, softmax, logsumexp over dim 0 of a (K, B) tensor)
-# may order their additions differently for different B, so a sample's score would depend on
-# the batch it is in, last bits included. These fold the K slices left to right instead, an
-# elementwise add per component: each sample's result is then the same in any batch (chunked
-# sampling returns the unchunked samples exactly; docs/solvers.md). Reductions over the
-# innermost axis (the (B, K, D) layout's) are per sample already.
-def _fold_sum(t: Tensor) -> Tensor:
-    """``t[0] + t[1] + ... + t[K-1]`` for ``t: (K, *S)``, in that order; returns ``(*S)``.
-
-    The slices come from one `unbind`, whose backward stacks their gradients in one step
-    (indexing ``t[i]`` would allocate a full-size gradient per slice: quadratic in ``K``).
-    """
-    first, *rest = t.unbind(0)
-    for part in rest:
-        first = first + part
-    return first
-
-
-def _shifted_exp(logits: Tensor, shift: Tensor) -> Tensor:
-    """``exp(logits - shift)``, each entry at least ``e * tiny`` (the dtype's smallest normal).
-
-    Below that ``exp`` returns subnormals, which CPUs compute tens of times slower (measured:
-    6.7 ms against 0.14 ms for 250,000 float32 entries): far components of a sharp mixture
-    would dominate the score's cost. The largest entry is ``exp(0) = 1``, so the floor changes
-    the sums by less than ``K e tiny``, far below the dtype's resolution.
-    """
-    floor = math.log(torch.finfo(logits.dtype).tiny) + 1.0
-    return torch.exp((logits - shift).clamp(min=floor))
-
-
-def _softmax_over_components(logits: Tensor) -> Tensor:
-    """Softmax over axis 0 of ``logits: (K, B)``, batch-independent to the last bit (the shift
-    by the maximum cancels, so it carries no gradient)."""
-    e = _shifted_exp(logits, logits.amax(dim=0).detach())
-    return e / _fold_sum(e)
-
-
-def _logsumexp_over_components(logits: Tensor) -> Tensor:
-    """``log sum_k exp(logits[k])`` for ``logits: (K, B)`` -> ``(B,)``, batch-independent;
-    ``-inf`` where every logit is (a point at infinity), NaN where the largest is NaN."""
-    m = logits.amax(dim=0).detach()  # the shift cancels; the gradient is the softmax
-    finite = torch.isfinite(m)
-    shift = torch.where(finite, m, torch.zeros_like(m))
-    return torch.where(finite, shift + torch.log(_fold_sum(_shifted_exp(logits, shift))), m)
 
 
 # --- presets -------------------------------------------------------------------------------

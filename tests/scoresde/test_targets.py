@@ -250,3 +250,18 @@ def test_points_at_infinity_have_log_density_minus_infinity(target):
         torch.distributions.Independent(torch.distributions.Normal(target.means, target.stds), 1),
     ).log_prob(far)
     torch.testing.assert_close(target.log_prob(far), exact, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dim", [2, 16])
+def test_a_component_of_weight_zero_has_posterior_exactly_zero(dim):
+    """Its logit is -inf; the far-component flush (subnormals are slow) must not give it mass."""
+    means = torch.zeros(3, dim, dtype=torch.float64)
+    means[1, 0], means[2, 1] = 1.0, 1.0
+    target = GaussianMixture(means, 0.1, [0.5, 0.0, 0.5])
+    x = means[:2] + 0.05
+    resp = target.responsibilities(x)
+    assert bool((resp[:, 1] == 0).all()) and torch.allclose(resp.sum(1), torch.ones(2, dtype=torch.float64))
+    kept = GaussianMixture(means[[0, 2]], 0.1, [0.5, 0.5])
+    sde = sd.VPSDE()
+    torch.testing.assert_close(target.marginal_score(x, 0.3, sde), kept.marginal_score(x, 0.3, sde), rtol=1e-12, atol=0)
+    torch.testing.assert_close(target.log_prob(x), kept.log_prob(x), rtol=1e-12, atol=0)

@@ -336,7 +336,9 @@ class GaussianMixture:
         one = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         logits, _, _ = self._component_terms(x, one, torch.zeros_like(one))
         if self._components_first():
-            return softmax_over_components(logits).T.contiguous()
+            # a component of weight 0 (logit -inf) gets exactly 0, not the exp floor's share
+            resp = softmax_over_components(logits).masked_fill(torch.isneginf(logits), 0.0)
+            return resp.T.contiguous()
         return torch.softmax(logits, dim=1)
 
     def __repr__(self) -> str:

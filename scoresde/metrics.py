@@ -95,6 +95,13 @@ def _check_pair(x: Any, y: Any, *, min_n: int) -> tuple[Tensor, Tensor]:
     return x.to(dtype), y.to(dtype)
 
 
+def _centred_pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` and ``y`` less their pooled mean: pairwise distances are unchanged, and forming
+    them as ``|a|^2 + |b|^2 - 2 a.b`` (`_pair_sum`) no longer cancels for sets far from 0."""
+    centre = torch.cat([x, y]).mean(dim=0)
+    return x - centre, y - centre
+
+
 def _check_max_elements(max_elements: int) -> int:
     return as_count(max_elements, "max_elements")
 
@@ -332,8 +339,16 @@ def mmd(
         MMD_u^2 = 1/(N(N-1)) sum_{i != j} k(x_i, x_j) + 1/(M(M-1)) sum_{i != j} k(y_i, y_j)
                   - 2/(N M) sum_{i, j} k(x_i, y_j)
 
-    It is an unbiased estimate of the population ``MMD^2`` (for fixed bandwidths), so it
-    fluctuates around 0 and may be slightly negative when ``x`` and ``y`` share a law.
+    It is an unbiased estimate of the population ``MMD^2`` (for fixed bandwidths) when ``x``
+    and ``y`` are independent, so it fluctuates around 0 and may be slightly negative when
+    they share a law. One set passed as both (equal tensors) returns 0: the estimate above
+    assumes independent sets, and for ``x = y`` it would be ``-2/N`` times the mean gap
+    between ``k(0)`` and the other kernel values, a negative number larger than the noise of
+    two independent sets (3.7 times it for 200 points of a sharp mixture).
+
+    Distances are formed after subtracting the pooled mean (the value is translation
+    invariant; ``|a|^2 + |b|^2 - 2 a.b`` would otherwise cancel for tight sets far from the
+    origin: 3-20% off in float64 for spread 0.01 at distance 1e6).
 
     Args:
         x: ``(N, D)``, y: ``(M, D)``, ``N, M >= 2``.
@@ -353,7 +368,7 @@ def mmd(
             finite, or so small that ``1 / (2 h^2)`` overflows; ``max_elements < 1``; the
             value overflows float64.
     """
-    x, y = _check_pair(x, y, min_n=2)
+    x, y = _centred_pair(*_check_pair(x, y, min_n=2))
     max_elements = _check_max_elements(max_elements)
     if bandwidths is None:
         hs = median_bandwidths(x, y, seed=seed)
@@ -365,6 +380,8 @@ def mmd(
             raise ValueError(f"bandwidths {bandwidths!r} are too small: 1 / (2 h^2) overflows float64")
     kernel = _rbf_sum([1.0 / (2.0 * h * h) for h in hs])
 
+    if torch.equal(x, y):
+        return 0.0  # one set against itself (see the docstring)
     n, m = x.shape[0], y.shape[0]
     kxx = _pair_sum(x, x, kernel, same=True, max_elements=max_elements) / (n * (n - 1))
     kyy = _pair_sum(y, y, kernel, same=True, max_elements=max_elements) / (m * (m - 1))
@@ -380,16 +397,20 @@ def energy_distance(x: Tensor, y: Tensor, *, max_elements: int = _MAX_ELEMENTS) 
         E^2 = 2/(N M) sum_{i,j} |x_i - y_j| - 1/(N(N-1)) sum_{i != j} |x_i - x_j|
               - 1/(M(M-1)) sum_{i != j} |y_i - y_j|
 
-    which is unbiased, so it fluctuates around 0 (possibly below) when ``x`` and ``y``
-    share a law. The population value is ``>= 0`` and ``= 0`` iff the laws are equal.
+    which is unbiased for independent sets, so it fluctuates around 0 (possibly below) when
+    ``x`` and ``y`` share a law. The population value is ``>= 0`` and ``= 0`` iff the laws are
+    equal. One set passed as both returns 0, and distances are formed about the pooled mean,
+    as in `mmd`.
     ``x: (N, D)``, ``y: (M, D)``, ``N, M >= 2``.
 
     Raises:
         TypeError, ValueError: bad ``x`` / ``y`` or ``max_elements`` (as `mmd`); the value
             overflows float64.
     """
-    x, y = _check_pair(x, y, min_n=2)
+    x, y = _centred_pair(*_check_pair(x, y, min_n=2))
     max_elements = _check_max_elements(max_elements)
+    if torch.equal(x, y):
+        return 0.0  # one set against itself (see `mmd`)
     n, m = x.shape[0], y.shape[0]
     dxx = _pair_sum(x, x, torch.sqrt_, same=True, max_elements=max_elements) / (n * (n - 1))
     dyy = _pair_sum(y, y, torch.sqrt_, same=True, max_elements=max_elements) / (m * (m - 1))

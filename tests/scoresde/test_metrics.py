@@ -160,6 +160,32 @@ def test_mmd_same_law_is_zero_within_noise_and_positive_for_shift() -> None:
     assert shifted > mean + 10 * std  # a unit shift is far outside the noise floor
 
 
+def test_one_set_against_itself_is_zero_and_not_below_the_noise() -> None:
+    # The unbiased estimates assume independent sets; for x = y they would be -2/N times the
+    # gap between k(0) and the other kernel values (about -0.02 at N = 200 on sharp_8, 3.7
+    # times the floor of two independent sets), which CombinedMetric's |MMD| read as an error.
+    tg = targets.get_target("sharp_8")
+    y = tg.sample(200, generator=_gen(3), dtype=torch.float64)
+    assert metrics.mmd(y, y) == 0.0
+    assert metrics.mmd(y, y.clone(), bandwidths=0.3) == 0.0
+    assert metrics.energy_distance(y, y) == 0.0
+    cm = metrics.CombinedMetric(tg, 200, repeats=4)
+    assert cm(y, y) == 0.0
+    # a different set is still judged by the unbiased estimates
+    z = tg.sample(200, generator=_gen(4), dtype=torch.float64)
+    assert metrics.mmd(y, z) != 0.0 and metrics.energy_distance(y, z) != 0.0
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+def test_mmd_and_energy_are_translation_invariant_far_from_the_origin(offset: float) -> None:
+    # Tight sets far from 0: |a|^2 + |b|^2 - 2 a.b cancelled (3-20% off at 1e6 in float64).
+    g = _gen(5)
+    x = 0.01 * torch.randn(500, 2, generator=g, dtype=torch.float64)
+    y = 0.01 * torch.randn(500, 2, generator=g, dtype=torch.float64) + 0.002
+    for stat in (metrics.energy_distance, partial(metrics.mmd, bandwidths=[0.01])):
+        assert stat(x + offset, y + offset) == pytest.approx(stat(x, y), rel=1e-6)
+
+
 def test_energy_distance_is_unbiased_against_the_1d_closed_form() -> None:
     # X ~ N(0, 1), Y ~ N(delta, 1): E|X - X'| = 2 / sqrt(pi) and X - Y ~ N(-delta, 2), whose
     # absolute mean is 2/sqrt(pi) exp(-delta^2 / 4) + delta (1 - 2 Phi(-delta / sqrt 2)).

@@ -131,7 +131,8 @@ def _warn_second_order(nu2_div: Tensor, d: int, divergence: str) -> None:
            else f"divergence={divergence!r}")
     warnings.warn(
         f"the [0, t_end] piece of log p_0 is first order here ({why}, no local Gaussian fit) and "
-        f"neglects at least {bound:.2g} nats per point: the data are sharp on the scale of the noise at "
+        f"neglects a second-order term of at least {bound:.2g} nats per point (the error of log p_0 is of "
+        "that order; other terms can cancel part of it): the data are sharp on the scale of the noise at "
         "t_end. Pass a smaller eps (a smaller t_end), or divergence='exact' with d <= "
         f"{GAUSSIAN_END_MAX_DIM} for the Gaussian end piece, or density='marginal' for log p_eps",
         RuntimeWarning, stacklevel=4)

@@ -193,6 +193,14 @@ class IntegratorOptions:
                 raise ValueError(f"target_error must be positive and finite, got {self.target_error}")
         elif isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer or 'auto', got {self.steps!r}")
+        if not isinstance(self.grid, str) and self.steps != 32:
+            n = len(self.grid) - 1 if hasattr(self.grid, "__len__") else "its"
+            raise ValueError(f"an explicit grid sets the steps itself ({n} intervals); steps={self.steps!r} "
+                             "would be ignored: pass one or the other (steps= with grid='auto' or a grid name)")
+        if self.steps != "auto" and self.target_error != 5e-4:
+            warnings.warn(f"target_error= sets the step count of steps='auto' (integrator='rk4_simpson'); "
+                          f"with steps={self.steps!r} and integrator={spec.name!r} it is ignored: pass "
+                          "steps='auto' to use it, or rtol=/atol= for the adaptive integrators", stacklevel=5)
         if spec.kind != "fixed" and (self.steps != 32 or not self.auto_grid):
             warnings.warn(
                 f"steps= and grid= apply to the fixed-grid integrators (rk4_simpson, rk4, heun, euler); "
@@ -245,10 +253,15 @@ class DivergenceOptions:
         if self.probe not in PROBES:
             raise ValueError(f"probe must be one of {', '.join(PROBES)}, got {self.probe!r}")
         _positive_int("n_probes", self.n_probes)
-        if self.divergence == "exact" and self.n_probes != 1:
-            raise ValueError("n_probes applies to divergence='hutchinson' only")
         if self.probe_refresh not in ("solve", "eval"):
             raise ValueError(f"probe_refresh must be 'solve' or 'eval', got {self.probe_refresh!r}")
+        if self.divergence == "exact":
+            given = [f"{k}={getattr(self, k)!r}" for k, default in
+                     (("n_probes", 1), ("probe", "rademacher"), ("probe_refresh", "solve"))
+                     if getattr(self, k) != default]
+            if given:
+                raise ValueError(f"{', '.join(given)} applies to divergence='hutchinson' only "
+                                 "(the default divergence='exact' draws no probes)")
 
 
 @dataclass(frozen=True)
@@ -300,7 +313,7 @@ class RunOptions:
             float dtype); a dtype may be named (`"float64"`). Half precision is refused, and so
             is a device this machine or torch build lacks.
         seed, generator: randomness of the probes and of the pilot subset: ``seed`` (default
-            0; ``None`` for fresh randomness) or a ``generator``, which replaces the default seed
+            0; ``None``: a seed drawn from torch's global generator) or a ``generator``, which replaces the default seed
             (another seed together with a generator is refused).
         grad: keep autograd graphs so the result can be differentiated (torch integrators).
         check_finite: raise on NaN/inf scores.
@@ -323,7 +336,8 @@ class RunOptions:
 
     def validate(self) -> None:
         """Raise `ValueError` for a bad chunk size, dtype, device or seed, a `generator` with a
-        seed other than the default, or `store` with `grad` (`TypeError` for a generator that is not one)."""
+        seed other than the default, or `store` with `grad` (`TypeError` for a generator that is not
+        one, or a `store` that is not a `ChunkStore`)."""
         if self.dtype is not None:
             check_dtype(self.dtype)
         device = check_device(self.device) if self.device is not None else None
@@ -338,6 +352,16 @@ class RunOptions:
             raise ValueError(f"pass either seed or generator, not both (got seed={self.seed} and a generator)")
         if self.store is not None and self.grad:
             raise ValueError("store= keeps finished chunks on disk, which grad=True (autograd graphs) cannot")
+        if self.store is not None:
+            missing = [m for m in ("load_pilot", "save_pilot", "load_chunk", "save_chunk")
+                       if not callable(getattr(self.store, m, None))]
+            if missing:
+                raise TypeError(
+                    f"store must be a scoresde.likelihood.runner.ChunkStore (load_pilot, save_pilot, "
+                    f"load_chunk, save_chunk); got {type(self.store).__name__} {self.store!r}, without "
+                    f"{', '.join(missing)}. A folder path is not taken here: the library cannot tell whether "
+                    "stored chunks came from the same score; `scoresde likelihood --out DIR` keeps them in "
+                    "a folder checked against its settings")
 
 
 _GROUPS = {"integration": IntegratorOptions, "divergence": DivergenceOptions,

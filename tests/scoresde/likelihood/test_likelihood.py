@@ -31,6 +31,9 @@ from scoresde.likelihood import (
     time_grid,
 )
 
+# Small pilots keep these tests fast; what they check does not depend on the pilot's size.
+pytestmark = pytest.mark.filterwarnings("ignore:steps='auto' chooses the step count:RuntimeWarning")
+
 
 def _setup(name: str, n: int, seed: int = 0):
     sde = sd.VPSDE()

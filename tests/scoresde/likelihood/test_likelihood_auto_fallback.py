@@ -20,6 +20,9 @@ import scoresde as sd
 from scoresde.likelihood import likelihood, pilot
 from scoresde.likelihood.pilot import FALLBACK_FACTOR, MAX_AUTO_STEPS, grid_fails
 
+# Small pilots keep these tests fast; what they check does not depend on the pilot's size.
+pytestmark = pytest.mark.filterwarnings("ignore:steps='auto' chooses the step count:RuntimeWarning")
+
 
 def test_a_count_is_not_used_far_above_the_target_or_above_it_at_the_step_limit():
     target = 5e-4

@@ -19,6 +19,9 @@ from scoresde.likelihood.flow import AugmentedFlow
 from scoresde.likelihood.state_scale import ScaledField, marginal_state_scale
 from scoresde.targets import GaussianMixture
 
+# Small pilots keep these tests fast; what they check does not depend on the pilot's size.
+pytestmark = pytest.mark.filterwarnings("ignore:steps='auto' chooses the step count:RuntimeWarning")
+
 F64 = torch.float64
 
 

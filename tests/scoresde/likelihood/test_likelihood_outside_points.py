@@ -19,6 +19,9 @@ from scoresde.likelihood import AugmentedFlow, likelihood, runner
 from scoresde.likelihood.simpson import integrate_rk4_simpson, rk4_simpson_with_path_error
 from scoresde.targets import GaussianMixture
 
+# Small pilots keep these tests fast; what they check does not depend on the pilot's size.
+pytestmark = pytest.mark.filterwarnings("ignore:steps='auto' chooses the step count:RuntimeWarning")
+
 
 def _aniso() -> GaussianMixture:
     return GaussianMixture([[-1.0, 0.0], [1.0, 0.0]], [[0.02, 0.3], [0.25, 0.03]], [0.8, 0.2], name="aniso")

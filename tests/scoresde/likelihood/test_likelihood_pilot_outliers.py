@@ -19,6 +19,9 @@ from scoresde.likelihood import likelihood
 from scoresde.likelihood.pilot import MAX_OUTLIER_FRACTION, OUTLIER_SHARE, dominating_samples
 from scoresde.targets import GaussianMixture
 
+# Small pilots keep these tests fast; what they check does not depend on the pilot's size.
+pytestmark = pytest.mark.filterwarnings("ignore:steps='auto' chooses the step count:RuntimeWarning")
+
 
 def _rms(*large: float, n: int = 256, small: float = 0.2) -> torch.Tensor:
     values = torch.full((n,), small, dtype=torch.float64)

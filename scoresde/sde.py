@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from solvers.dynamics import forward_transition
+from solvers.inputs import as_real, check_flag
 from solvers.utils import append_dims
 
 from .sde_config import (
@@ -42,8 +43,9 @@ __all__ = ["AffineSDE", "VarPreservingSDE", "VPSDE", "SubVPSDE", "VESDE", "Cosin
 
 
 def _finite(name: str, value: float) -> float:
-    """``float(value)``; raises ``ValueError`` naming ``name`` when it is NaN or infinite."""
-    v = float(value)
+    """``float(value)``; raises ``ValueError`` naming ``name`` when it is NaN or infinite, and
+    ``TypeError`` when it is not a real number (a string such as ``"1"`` included)."""
+    v = as_real(value, name)
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return v
@@ -57,10 +59,7 @@ class AffineSDE(ABC):
     """
 
     def __init__(self, *, T: float, eps: float) -> None:
-        if isinstance(T, (int, float)) and not isinstance(T, bool):
-            _finite("T", T)
-        if isinstance(eps, (int, float)) and not isinstance(eps, bool):
-            _finite("eps", eps)
+        T, eps = _finite("T", T), _finite("eps", eps)
         if not (0.0 < eps < T):
             raise ValueError(f"need 0 < eps < T, got eps={eps}, T={T}")
         self.T = float(T)
@@ -313,7 +312,7 @@ class VESDE(AffineSDE):
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
-        self.exact_sigma = bool(exact_sigma)
+        self.exact_sigma = check_flag(exact_sigma, "exact_sigma")
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
         self._warn_builtin_prior()
 

@@ -81,13 +81,18 @@ def _warn_overshoot(sde: Any, prior_std: float, alpha_T: float, sigma_T: float) 
         return
     t_forgot = float(time_from_edm_sigma(sde, [FORGOTTEN_EDM_SIGMA])[0])
     s_eps = float(edm_sigma(sde, torch.tensor([sde.eps], dtype=torch.float64))[0])
-    logsnr_share = math.log(s_T / FORGOTTEN_EDM_SIGMA) / math.log(s_T / s_eps)
-    r = 1.0 / 7.0  # Karras et al.'s rho = 7
-    karras_share = (s_T**r - FORGOTTEN_EDM_SIGMA**r) / (s_T**r - s_eps**r)
+    if math.isfinite(s_T):
+        logsnr_share = math.log(s_T / FORGOTTEN_EDM_SIGMA) / math.log(s_T / s_eps)
+        r = 1.0 / 7.0  # Karras et al.'s rho = 7
+        karras_share = (s_T**r - FORGOTTEN_EDM_SIGMA**r) / (s_T**r - s_eps**r)
+        where = (f"sigma/alpha at T is {s_T:.3g}", f"the default sampling grids start at T and spend "
+                 f"{logsnr_share:.0%} of a log-SNR grid and {karras_share:.0%} of a Karras grid above it, "
+                 "where nothing changes (few-step samplers lose most of their budget)")
+    else:  # alpha(T) underflows: the grids cannot even start there
+        where = (f"alpha(T) = {alpha_T:.3g} underflows (sigma/alpha at T is infinite)",
+                 "the samplers' grids, which start at T, fail there")
     warnings.warn(
-        f"{sde!r}: sigma/alpha at T is {s_T:.3g}, but the N(0, I) prior already stands for p_t of "
-        f"unit-scale data from sigma/alpha = {FORGOTTEN_EDM_SIGMA:g} (t = {t_forgot:.4g}); the default "
-        f"sampling grids start at T and spend {logsnr_share:.0%} of a log-SNR grid and "
-        f"{karras_share:.0%} of a Karras grid above it, where nothing changes (few-step samplers "
-        f"lose most of their budget). Use T = {t_forgot:.4g} (or pass grid=...).",
+        f"{sde!r}: {where[0]}, but the N(0, I) prior already stands for p_t of "
+        f"unit-scale data from sigma/alpha = {FORGOTTEN_EDM_SIGMA:g} (t = {t_forgot:.4g}); {where[1]}. "
+        f"Use T = {t_forgot:.4g} (or pass grid=...).",
         UserWarning, stacklevel=_outside_construction())

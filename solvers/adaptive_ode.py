@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .base import DynamicsKind, SolveContext, Solver
 from .dynamics import NonFiniteScoreError, ReverseDynamics
+from .inputs import check_flag
 from .step_control import (
     ConstantStepSize,
     MaxStepsExceeded,
@@ -411,7 +412,7 @@ class AdaptiveODE(Solver):
         self.tableau = get_tableau(method)
         self.order = float(self.tableau.order)
         self.rtol, self.atol = check_tolerances(rtol, atol)
-        self.per_sample = bool(per_sample)
+        self.per_sample = check_flag(per_sample, "per_sample")
         if controller is not None and not isinstance(controller, PIDController):
             raise TypeError(f"controller must be a PIDController, got {type(controller).__name__}")
         self.controller = controller

@@ -104,6 +104,7 @@ from torch import Tensor
 from .base import DynamicsKind, SolveContext, Solver
 from .brownian_memory import BrownianMemory
 from .dynamics import CountedScore, ReverseDynamics
+from .inputs import as_real, check_flag
 from .protocol import HasMarginals
 from .step_control import MaxStepsExceeded, StepSizeUnderflow, check_max_steps, check_tolerances
 from .utils import append_dims
@@ -180,6 +181,7 @@ class AdaptiveSDE(Solver):
         max_steps: int = 10_000,
     ) -> None:
         self.rtol, self.atol = check_tolerances(rtol, atol)
+        h_init, safety, exponent = as_real(h_init, "h_init"), as_real(safety, "safety"), as_real(exponent, "exponent")
         if rejection not in ("bridge", "redraw"):
             raise ValueError(f"rejection must be 'bridge' or 'redraw', got {rejection!r}")
         self.rejection = rejection
@@ -196,16 +198,14 @@ class AdaptiveSDE(Solver):
         if noise_change is not None and not (math.isfinite(noise_change) and noise_change > 0):
             raise ValueError(f"noise_change must be positive and finite (or None), got {noise_change}")
         self.noise_change = noise_change
-        self.noise_tolerance = bool(noise_tolerance)
+        self.noise_tolerance = check_flag(noise_tolerance, "noise_tolerance")
         if factor_max is not None and not factor_max > 1:
             raise ValueError(f"factor_max must be > 1, got {factor_max}")
         check_max_steps(max_steps)
-        self.h_init = float(h_init)
-        self.safety = float(safety)
-        self.exponent = float(exponent)
-        self.per_sample = bool(per_sample)
-        self.extrapolate = bool(extrapolate)
-        self.use_prev = bool(use_prev)
+        self.h_init, self.safety, self.exponent = h_init, safety, exponent
+        self.per_sample = check_flag(per_sample, "per_sample")
+        self.extrapolate = check_flag(extrapolate, "extrapolate")
+        self.use_prev = check_flag(use_prev, "use_prev")
         self.factor_max = factor_max
         self.max_steps = max_steps
 

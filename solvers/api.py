@@ -44,12 +44,13 @@ from .auto_grid import auto_grid_report
 from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .dynamics import ReverseDynamics
-from .grids import GRIDS_WITHOUT_MARGINALS, get_grid
+from .grids import GRIDS_WITHOUT_MARGINALS, check_grid, get_grid
 from .inputs import (
     MAX_STEPS,
     as_count,
     check_device,
     check_dtype,
+    check_flag,
     check_generator,
     check_score,
     check_seed,
@@ -159,6 +160,9 @@ def sample_in_chunks(
 
 
 NoiseSpec = NoiseSource | Literal["gaussian", "brownian"] | None
+
+STEPS_DEFAULT = 500
+"""`sample`'s ``steps`` when none is given (a grid tensor then sets the count)."""
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 """Sampling dtypes whose runs keep the state in float32 and call only the score in them."""
@@ -335,7 +339,7 @@ def sample(
     shape: tuple[int, ...] | None = None,
     solver: str | Solver = "euler_maruyama",
     *,
-    steps: int = 500,
+    steps: int = STEPS_DEFAULT,
     grid: str | Tensor | None = None,
     lam: float | None = None,
     seed: int | None = None,
@@ -362,7 +366,8 @@ def sample(
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         solver: a name from `available` or a `Solver` instance.
         steps: number of grid intervals, at most `solvers.inputs.MAX_STEPS` (an integer: Python,
-            NumPy or a one-element torch tensor; adaptive solvers use only the end points).
+            NumPy or a one-element torch tensor; adaptive solvers use only the end points). A grid
+            tensor sets it (``len(grid) - 1``): another explicit count is refused.
         grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``logsnr_long_first``, ``karras``,
             ``uniform_logsnr``; `solvers.grids.GRIDS`), ``"auto"`` (shaped
             by a cached pilot adaptive solve, `solvers.auto_grid`; prototype; the pilot's
@@ -373,7 +378,8 @@ def sample(
             reverse SDE; ODE solvers always use 0), see `Solver.lam_for`.
         seed, generator: randomness of the prior sample and the noise (``seed``, an integer in
             ``[-2^63, 2^64)``, builds a generator on ``device``; ``generator`` must be on
-            ``device``'s type; pass at most one).
+            ``device``'s type; pass at most one). Neither: a seed is drawn from torch's global
+            generator, so ``torch.manual_seed(s)`` before the call reproduces it.
         noise: ``"gaussian"`` (default, i.i.d.), ``"brownian"`` (one Brownian path shared
             across step counts, seeded by ``seed``, else drawn from ``generator``, else random;
             resolved to `BROWNIAN_TOL` of ``T - eps``, finer, and then another path, for grids
@@ -417,6 +423,13 @@ def sample(
     check_score(score)
     solver_obj = _resolve_solver(solver, options)
     steps = as_count(steps, "steps", maximum=MAX_STEPS)
+    check_finite, progress = check_flag(check_finite, "check_finite"), check_flag(progress, "progress")
+    keep_trajectory = check_flag(keep_trajectory, "keep_trajectory")
+    if max_frames is not None:
+        max_frames = as_count(max_frames, "max_frames")
+    if after_step is not None and not callable(after_step):
+        raise TypeError(f"after_step must be a callable hook (x, t) -> x, got {type(after_step).__name__} "
+                        f"{after_step!r}")
     batch_size = check_batch_size(batch_size)
     seed = check_seed(seed)
     x_T = check_x_T(x_T)
@@ -428,6 +441,11 @@ def sample(
         cache_as = (score, out_dtype)  # the auto grid's pilot cache keys on the user's score
         score = _ScoreIn(score, out_dtype)
     check_sde(sde, shape[1:], dtype, device_)
+    if grid is not None and not isinstance(grid, str):
+        grid = check_grid(grid, sde)
+        if steps not in (STEPS_DEFAULT, grid.numel() - 1):
+            raise ValueError(f"a grid tensor sets the steps itself ({grid.numel() - 1} intervals); "
+                             f"steps={steps} would be ignored: pass one or the other")
     if solver_obj.needs_marginals:  # before the grid, which may need them too
         require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__,
                           _PC_WITHOUT_MARGINALS if isinstance(solver_obj, PredictorCorrector) else None)

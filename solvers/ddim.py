@@ -9,6 +9,7 @@ from torch import Tensor
 from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator
+from .inputs import as_real
 
 __all__ = ["DDIM"]
 
@@ -46,7 +47,7 @@ class DDIM(ExponentialIntegrator):
     stochastic: bool = True
 
     def __init__(self, *, eta: float = 0.0) -> None:
-        eta = float(eta)
+        eta = as_real(eta, "eta")
         if not (0.0 <= eta <= 1.0):
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
         self.eta = eta

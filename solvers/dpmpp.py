@@ -7,6 +7,7 @@ from torch import Tensor
 from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator, phi_data, phi_weights
+from .inputs import check_flag
 
 __all__ = ["DPMSolverPP2M", "DPMSolverPP3M", "UniPC", "LOWER_ORDER_FINAL_BELOW"]
 
@@ -43,7 +44,7 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
     dynamics_kind: DynamicsKind = "ode"
 
     def __init__(self, *, lower_order_final: bool = True) -> None:
-        self.lower_order_final = bool(lower_order_final)
+        self.lower_order_final = check_flag(lower_order_final, "lower_order_final")
 
     @property
     def history(self) -> int:

@@ -22,6 +22,7 @@ from torch import Tensor
 from .base import DynamicsKind, SolveContext
 from .dynamics import ReverseDynamics
 from .exponential import ScheduledSolver, ScheduleTable
+from .inputs import as_real
 from .marginals import time_from_edm_sigma
 from .protocol import HasMarginals, MarginalSDE
 
@@ -83,6 +84,8 @@ class EDMHeun(ScheduledSolver):
         s_tmax: float = math.inf,
         s_noise: float = 1.0,
     ) -> None:
+        s_churn, s_tmin, s_tmax, s_noise = (as_real(v, n) for v, n in ((s_churn, "s_churn"), (s_tmin, "s_tmin"),
+                                                                    (s_tmax, "s_tmax"), (s_noise, "s_noise")))
         if not (s_churn >= 0.0 and s_noise >= 0.0):
             raise ValueError(f"need s_churn >= 0 and s_noise >= 0, got {s_churn}, {s_noise}")
         if not (0.0 <= s_tmin <= s_tmax):

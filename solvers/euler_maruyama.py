@@ -8,6 +8,7 @@ from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .defaults import sde_solver_grid
 from .dynamics import ReverseDynamics
 from .grids import get_grid
+from .inputs import check_flag
 from .noise import NoiseSource
 from .stability import warn_if_unstable
 from .utils import append_dims, batch_time
@@ -69,7 +70,7 @@ class EulerMaruyama(FixedGridSolver):
     stochastic: bool = True
 
     def __init__(self, *, final_noise: bool = True) -> None:
-        self.final_noise = final_noise
+        self.final_noise = check_flag(final_noise, "final_noise")
 
     def grid_for(self, sde: object) -> str:
         return sde_solver_grid(sde)

@@ -62,6 +62,7 @@ from .dpmpp import LOWER_ORDER_FINAL_BELOW
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator
 from .gaussian_fit import evaluate_edm, fit_gaussian_part
+from .inputs import check_flag
 
 __all__ = ["GaussianMultistep", "gaussian_step_coefficients", "fit_gaussian_part"]
 
@@ -127,7 +128,7 @@ class GaussianMultistep(ExponentialIntegrator):
     dynamics_kind: DynamicsKind = "ode"
 
     def __init__(self, *, lower_order_final: bool = False) -> None:
-        self.lower_order_final = bool(lower_order_final)
+        self.lower_order_final = check_flag(lower_order_final, "lower_order_final")
 
     def step_order(self, index: int, n_steps: int) -> int:
         """1 on the first step (no history) and, with `lower_order_final` and few steps, the last."""

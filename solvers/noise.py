@@ -27,12 +27,16 @@ __all__ = ["NoiseSource", "GaussianNoise", "BrownianPath", "CountedNoise", "make
 def make_generator(
     seed: int | None = None, device: torch.device | str | None = None
 ) -> torch.Generator:
-    """A ``torch.Generator`` on ``device``, seeded with ``seed`` (random seed if ``None``)."""
+    """A ``torch.Generator`` on ``device``, seeded with ``seed``.
+
+    ``seed=None``: a seed drawn from torch's global CPU generator (which advances it), so that
+    ``torch.manual_seed(s)`` makes an unseeded run reproducible, as it does ``torch.randn``, and
+    successive unseeded runs differ.
+    """
     g = torch.Generator(device=device if device is not None else "cpu")
     if seed is None:
-        g.seed()
-    else:
-        g.manual_seed(int(seed))
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    g.manual_seed(int(seed))
     return g
 
 

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from .base import DynamicsKind, SolveContext, Solver
 from .dynamics import ReverseDynamics
+from .inputs import as_real
 from .registry import lookup
 from .step_control import check_first_step, check_max_steps, check_tolerances
 
@@ -228,7 +229,8 @@ class ScipyODE(Solver):
         self.rtol, self.atol = check_tolerances(rtol, atol, positive=True)
         check_first_step(first_step)
         self.first_step = first_step
-        if not float(max_step) > 0:
+        max_step = as_real(max_step, "max_step")
+        if not max_step > 0:
             raise ValueError(f"max_step must be positive, got {max_step}")
         self.max_step = float(max_step)
         check_max_steps(max_steps)

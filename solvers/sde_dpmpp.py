@@ -34,6 +34,7 @@ from .base import DynamicsKind, SolveContext
 from .dpmpp import LOWER_ORDER_FINAL_BELOW
 from .dynamics import ReverseDynamics
 from .exponential import ExponentialIntegrator, phi_data
+from .inputs import check_flag
 
 __all__ = ["SDEDPMSolverPP2M"]
 
@@ -74,7 +75,7 @@ class SDEDPMSolverPP2M(ExponentialIntegrator):
     stochastic: bool = True
 
     def __init__(self, *, lower_order_final: bool = True) -> None:
-        self.lower_order_final = bool(lower_order_final)
+        self.lower_order_final = check_flag(lower_order_final, "lower_order_final")
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         i, tab = ctx.index, self.schedule(ctx)

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from solvers.inputs import check_generator, check_seed
+from solvers.noise import make_generator
 from solvers.protocol import DiffusionSDE
 from solvers.utils import append_dims
 
@@ -81,12 +82,7 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
             return check_generator(generator, torch.device("cpu"))  # type: ignore[return-value]
         except ValueError as err:
             raise TypeError(f"{err} (the conditioning noise is drawn on the CPU)") from None
-    g = torch.Generator()
-    if seed is not None:
-        g.manual_seed(seed)
-    else:
-        g.seed()
-    return g
+    return make_generator(seed)  # seed=None: drawn from torch's global generator
 
 
 class Replacement:

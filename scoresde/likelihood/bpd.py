@@ -138,7 +138,7 @@ def bits_per_dim(
     the bounds. The model must have been trained on data in ``data_range``.
 
     Randomness (dequantization noise, and the likelihood's probes and pilot subset): ``seed``
-    (default 0; draw ``r`` runs the likelihood with ``seed + r``), ``None`` for fresh randomness
+    (default 0; draw ``r`` runs the likelihood with ``seed + r``), ``None`` for a seed drawn from torch's global generator
     as in `likelihood`, or ``generator``, which then drives both (with ``seed`` left at its
     default or ``None``; another seed together with a generator is refused).
     """

@@ -30,7 +30,7 @@ def test_cli_compare_refuses_bad_seeds_and_option_values_before_any_work(tmp_pat
     base = [*BASE, "--target", "two_gaussians", "--solvers", "ddim", "--steps", "5", "--out", str(tmp_path)]
     cases = [
         (["--seeds", "0", "--option", "ddim:eta=abc"],
-         "--option ddim:eta=abc: could not convert string to float: 'abc'"),
+         "--option ddim:eta=abc: eta must be a real number, got the string 'abc'"),
         (["--seeds", "99999999999999999999999"], "--seeds 99999999999999999999999: seed must lie in"),
     ]
     for extra, message in cases:
@@ -56,7 +56,7 @@ def test_cli_sample_names_the_bad_option_and_the_solver_as_typed(tmp_path, capsy
     base = ["sample", "--target", "two_gaussians", "--n", "50", "--steps", "5", "--no-plot", "--no-progress",
             "--out", str(tmp_path / "s")]
     assert main([*base, "--solver", "ddim", "--option", "eta=abc"]) == 2
-    assert "--option eta=abc: could not convert string to float: 'abc'" in capsys.readouterr().err
+    assert "--option eta=abc: eta must be a real number, got the string 'abc'" in capsys.readouterr().err
     assert main([*base, "--solver", "dpmpp_2m", "--lam", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--lam 0.5: 'dpmpp_2m' is an ODE solver; lam must be 0" in err and "DPMSolverPP2M" not in err

@@ -43,7 +43,7 @@ def test_run_comparison_refuses_bad_seeds_and_option_values_before_any_work(tmp_
     monkeypatch.setattr(solvers, "sample", never)
     with pytest.raises(ValueError, match="torch.Generator's range"):
         _run(seeds=[10**20], out=tmp_path)
-    with pytest.raises(ValueError, match="ddim:eta=abc: could not convert string to float"):
+    with pytest.raises(TypeError, match="ddim:eta=abc: eta must be a real number, got the string 'abc'"):
         _run(solver_options={"ddim": {"eta": "abc"}}, out=tmp_path)
     with pytest.raises(TypeError, match="ddim:bogus=1: solver 'ddim' got unknown option"):
         _run(solver_options={"ddim": {"eta": 0.5, "bogus": 1}}, out=tmp_path)

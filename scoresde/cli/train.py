@@ -131,6 +131,34 @@ def _same_data_as(data: str, config: TrainConfig) -> bool:
     return same_data(stored, given)
 
 
+def _run_settings(out: Path) -> tuple[TrainConfig | None, str]:
+    """The settings a ``--resume`` of ``out`` starts from: ``None`` to read ``out/config.json``
+    (readable), else those stored in ``out``'s checkpoint when that file is missing or damaged
+    (a note says so), else ``None`` (no checkpoint either: the recipe's)."""
+    from ..train import TrainConfig
+    from ..train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+
+    path = out / "config.json"
+    try:
+        TrainConfig.from_json(path)
+        return None, f"the run's {path}"
+    except FileNotFoundError:
+        why = "is missing"
+    except (OSError, ValueError, TypeError) as err:
+        why = f"is unreadable ({err})"
+    ckpt = resolve_checkpoint(out)
+    if not ckpt.is_file():
+        return None, "--config"
+    try:
+        config = TrainConfig.from_json(load_checkpoint(ckpt)["config"])
+    except (CheckpointError, KeyError, ValueError, TypeError):
+        return None, "--config"  # the resume itself reports the checkpoint's damage
+    import sys
+
+    print(f"note: {path} {why}; resuming from the settings stored in {ckpt}", file=sys.stderr)
+    return config, f"the settings stored in {ckpt}"
+
+
 def build_config(args: argparse.Namespace) -> TrainConfig:
     """The run's `TrainConfig` from the recipe or ``--config``, with overrides applied."""
     from ..train import TrainConfig, digits_config, toy_config
@@ -138,11 +166,14 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.data is not None and not args.data.strip():
         raise ValueError("--data is empty; give a data name or file (or leave it out for eight_gaussians)")
     source = "--config"
-    if args.resume and not args.config and (Path(args.out) / "config.json").is_file():
+    stored: TrainConfig | None = None
+    if args.resume and not args.config:
         # resuming starts from the run's own settings; options given on this line override them
-        args.config, source = str(Path(args.out) / "config.json"), f"the run's {Path(args.out) / 'config.json'}"
-    if args.config:
-        config = TrainConfig.from_json(args.config)
+        stored, source = _run_settings(Path(args.out))
+        if stored is None and (Path(args.out) / "config.json").is_file():
+            args.config = str(Path(args.out) / "config.json")
+    if stored is not None or args.config:
+        config = stored if stored is not None else TrainConfig.from_json(args.config)
         if args.data is not None and args.data != config.data:
             if not (args.resume and _same_data_as(args.data, config)):
                 raise ValueError(f"--data {args.data} contradicts {source} (data={config.data})")

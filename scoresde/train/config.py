@@ -337,7 +337,9 @@ class TrainConfig:
         """The config as JSON text; also written to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            from ..atomic import atomic_write_bytes
+
+            atomic_write_bytes(path, (text + "\n").encode())
         return text
 
     @classmethod

@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_bytes
 from ..folder_lock import FolderLock
 from ..models import ScoreModel
 from ..sde import AffineSDE
@@ -171,11 +172,12 @@ class Trainer(CheckpointMixin):
             if self.dist.is_main:
                 if resume is False:
                     prune_rotating(self.out_dir, 0)  # a fresh start: drop an old run's set
-                    (self.out_dir / METRICS_NAME).write_text("")
+                    atomic_write_bytes(self.out_dir / METRICS_NAME, b"")
                 if resume is False or self.step < config.steps:
                     # (a resume with nothing to train leaves the run's files as they are: its
                     # config.json keeps describing its checkpoint)
-                    (self.out_dir / CONFIG_NAME).write_text(config_text + "\n")
+                    # atomic: a failed write (disk full) leaves the run's settings readable for --resume
+                    atomic_write_bytes(self.out_dir / CONFIG_NAME, (config_text + "\n").encode())
 
     def _build(self, config: TrainConfig) -> None:
         """Model, EMA, DDP wrapper, optimizer, schedule, loss and the seeded random streams."""

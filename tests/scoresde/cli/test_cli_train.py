@@ -66,3 +66,34 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "did you mean 'DPMPP_2M' -> 'dpmpp_2m'?" in capsys.readouterr().err
     assert main(["sample", "--target", "sharp8", "--out", str(tmp_path / "z")]) == 2
     assert "Did you mean 'sharp_8'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_resume_reads_the_checkpoints_settings_when_config_json_is_damaged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    # config.json was rewritten in place on every start: a failed write (disk full) cut it off,
+    # and then --resume failed on its JSON, or fell back to the recipe (width 128 != 16).
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "6", "--ckpt-every", "3", "--out", str(out), *SMALL]) == 0
+    cfg = out / "config.json"
+    if damage == "truncate":
+        cfg.write_text(cfg.read_text()[:100])
+    else:
+        cfg.unlink()
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--steps", "9", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{cfg} is {'unreadable' if damage == 'truncate' else 'missing'}" in err
+    assert "resuming from the settings stored in" in err
+    assert load_checkpoint(out)["step"] == 9
+    assert TrainConfig.from_json(cfg).model.net["width"] == 16  # written again, whole
+
+
+def test_config_json_is_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scoresde.atomic as atomic
+
+    written: list[str] = []
+    real = atomic.atomic_write_with
+    monkeypatch.setattr(atomic, "atomic_write_with", lambda p, w: written.append(Path(p).name) or real(p, w))
+    assert main(["train", "--steps", "2", "--out", str(tmp_path / "run"), *SMALL]) == 0
+    assert "config.json" in written and "metrics.jsonl" in written

@@ -23,7 +23,7 @@ from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
 from ._help import HelpFormatter, output_path
-from .errors import report_error
+from .errors import debugging, report_error
 
 
 # The list parsers drop repeats (first occurrences kept, in order): `--seeds 0,0` is one seed.
@@ -202,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
     except (ValueError, TypeError) as err:  # OSErrors: errors.describe (a missing input exits 2)
+        if debugging(args):
+            raise  # the CLI's error path prints the traceback
         report_error("compare", err)
         return 2
     if args.floor_repeats < 1:
@@ -224,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
                 out=sub, progress=not args.no_progress, retry_failed=args.retry_failed,
                 plots=not args.no_plots)
         except (ValueError, TypeError) as err:
+            if debugging(args):
+                raise  # the CLI's error path prints the traceback
             report_error("compare", err)
             return 2
         except KeyboardInterrupt:  # every finished cell is already stored under sub/cells

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._help import output_path
-from .errors import report_error
+from .errors import debugging, report_error
 
 IMPUTE_METHODS = ("replacement", "pigdm", "exact")
 """``--impute`` choices; ``replacement`` is the default."""
@@ -273,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
         clf = train_classifier(x, labels, sde, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                log=lambda s, loss: print(f"step {s}: loss {loss:.4f}"))
     except ValueError as err:
+        if debugging(args):
+            raise  # the CLI's error path prints the traceback
         report_error("train-classifier", err)
         return 2
     with torch.no_grad():

@@ -30,7 +30,7 @@ from .. import compare
 from ..sde import SDES, AffineSDE, get_sde
 from ..targets import GaussianMixture, get_target
 from ._help import HelpFormatter, output_path, targets_2d
-from .errors import report_error
+from .errors import debugging, report_error
 
 TARGETS_2D = targets_2d()
 """The ``--target`` choices: presets of 2-D data (the figures are of the plane)."""
@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"the demo draws 2-D data, {target.name} has D={target.dim}; choose one of "
                              f"{', '.join(TARGETS_2D)}")
     except ValueError as err:
+        if debugging(args):
+            raise  # the CLI's error path prints the traceback
         report_error("demo", err)
         return 2
     from .. import plotting

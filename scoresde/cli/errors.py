@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["run_guarded", "Terminated", "describe", "cli_advice", "cli_warning_text", "report_error", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
+__all__ = ["run_guarded", "Terminated", "debugging", "describe", "cli_advice", "cli_warning_text", "report_error", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_DIVERGED"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
@@ -157,6 +157,12 @@ def cli_warning_text(message: str, command: str = "train") -> str:
     return cli_advice(message, command)
 
 
+def debugging(args: object = None) -> bool:
+    """Whether ``--debug`` (on ``args``) or ``SCORESDE_DEBUG=1`` asks for full tracebacks: a
+    command that reports its own errors re-raises them then."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("SCORESDE_DEBUG", "") not in ("", "0")
+
+
 def report_error(command: str, err: BaseException | str) -> None:
     """Print ``scoresde COMMAND: error: MESSAGE`` on stderr, with command-line advice (`cli_advice`)."""
     print(f"scoresde {command}: error: {cli_advice(str(err), command)}", file=sys.stderr)
@@ -192,7 +198,7 @@ def run_guarded(command: str, fn: Callable[[], int], *, debug: bool = False,
 
     ``outputs``: the command's output paths, as for `describe`.
     """
-    debug = debug or os.environ.get("SCORESDE_DEBUG", "") not in ("", "0")
+    debug = debug or debugging()
     try:
         with _sigterm_as_interrupt():
             return int(fn() or 0)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._help import HelpFormatter, output_path
 from ._likelihood_load import _load
-from .errors import report_error
+from .errors import debugging, report_error
 
 #: The options that decide the per-point numbers (the sidecar's record and the resume fingerprint).
 SETTINGS = ("checkpoint", "raw_weights", "target", "sde", "data", "n", "seed", "integrator", "steps", "grid",
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             bound = elbo(sde, score, x, n_samples=args.elbo_samples, eps=sde.eps if eps is None else eps, prior=prior,
                          batch_size=args.batch_size, seed=args.seed)
     except (ValueError, TypeError) as err:  # includes the training package's CheckpointError
-        if getattr(args, "debug", False):
+        if debugging(args):
             raise  # the CLI's error path prints the traceback
         report_error("likelihood", err)
         return 2

@@ -22,7 +22,7 @@ from ._settings import (
     sample_defaults,
     write_sidecar,
 )
-from .errors import report_error
+from .errors import debugging, report_error
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -251,6 +251,8 @@ def run(args: argparse.Namespace) -> int:
             samples, nfe, seconds = result.samples, result.nfe, result.seconds
             end_step = result.stats.get("end_step")
     except (ValueError, TypeError, CheckpointError) as err:  # other OSErrors: errors.describe
+        if debugging(args):
+            raise  # the CLI's error path prints the traceback
         report_error("sample", err)
         return 2
     from ..atomic import atomic_write_with

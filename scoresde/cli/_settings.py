@@ -39,6 +39,13 @@ def resolved_solver_settings(solver: str, grid: Any, lam: float | None, sde: Any
             "grid_given": grid is not None, "lam": spec.lam_for(lam), "dynamics": spec.dynamics_kind}
 
 
+def sde_name(sde: object) -> str:
+    """The registered name of ``sde``'s class (``"vp"``, ``"ve"``, ...), else the class name."""
+    from ..sde import SDES
+
+    return next((k for k, cls in SDES.items() if type(sde) is cls), type(sde).__name__)
+
+
 def check_checkpoint_sde(requested: str | None, trained: str, checkpoint: str) -> None:
     """Refuse ``--sde`` that names another SDE than the one ``checkpoint`` was trained with.
 

@@ -23,6 +23,7 @@ from .. import compare
 from ..sde import SDES
 from ..targets import PRESETS
 from ._help import HelpFormatter, output_path
+from ._settings import check_checkpoint_sde, sde_name
 from .errors import debugging, report_error
 
 
@@ -65,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="with --checkpoint: the training data (file or folder), required when "
                         "the run was trained on your own data; other data is refused")
-    parser.add_argument("--sde", default="vp", choices=sorted(SDES), help="forward SDE of exact targets")
+    parser.add_argument("--sde", default=None, choices=sorted(SDES),
+                        help="forward SDE of exact targets [vp]; a checkpoint carries its own (--sde, if given, must "
+                             "match it)")
     parser.add_argument("--solvers", type=_names, default=None,
                         help="comma-separated solver names, or 'all' (default: 5 varied ones; "
                         "see `scoresde solvers`)")
@@ -199,8 +202,9 @@ def run(args: argparse.Namespace) -> int:
             problems = [compare.Problem.from_checkpoint(args.checkpoint,
                                                         loader=checkpoint_loader(args.data))]
             _check_vector_data(problems[0], args.checkpoint)
+            check_checkpoint_sde(args.sde, sde_name(problems[0].sde), args.checkpoint)
         else:
-            problems = [compare.Problem.from_target(t, args.sde) for t in args.target]
+            problems = [compare.Problem.from_target(t, args.sde or "vp") for t in args.target]
     except (ValueError, TypeError) as err:  # OSErrors: errors.describe (a missing input exits 2)
         if debugging(args):
             raise  # the CLI's error path prints the traceback

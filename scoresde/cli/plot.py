@@ -25,6 +25,7 @@ import solvers
 from .. import compare
 from ..sde import SDES
 from ._help import HelpFormatter, output_path, targets_2d
+from ._settings import check_checkpoint_sde, sde_name
 from .compare import checkpoint_loader
 
 FIGURE_NAMES: tuple[str, ...] = ("solver_grid", "trajectories", "forward_reverse", "snapshots", "fields",
@@ -63,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="with --checkpoint: the training data (file or folder), required when "
                         "the run was trained on your own data; other data is refused")
-    parser.add_argument("--sde", default="vp", choices=sorted(SDES), help="forward SDE of the target")
+    parser.add_argument("--sde", default=None, choices=sorted(SDES),
+                        help="forward SDE of the target [vp]; a checkpoint carries its own (--sde, if given, must match it)")
     parser.add_argument("--solvers", type=_names, default=None,
                         help="comma-separated solver names (default: up to 4 varied ones)")
     parser.add_argument("--steps", type=int, default=100, help="steps of fixed-grid solvers")
@@ -186,8 +188,9 @@ def run(args: argparse.Namespace) -> int:
     solvers.check_solver_names(names)
     if args.checkpoint is not None:
         problem = compare.Problem.from_checkpoint(args.checkpoint, loader=checkpoint_loader(args.data))
+        check_checkpoint_sde(args.sde, sde_name(problem.sde), args.checkpoint)
     else:
-        problem = compare.Problem.from_target(args.target, args.sde)
+        problem = compare.Problem.from_target(args.target, args.sde or "vp")
     if problem.data_shape != (2,):
         shape = "x".join(map(str, problem.data_shape))
         fix = (f"; for an image model use `scoresde sample --checkpoint {args.checkpoint} ...` (it writes an "

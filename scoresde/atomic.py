@@ -23,7 +23,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 # mkstemp(prefix=".NAME.", suffix=".tmp") names: 8 characters from [a-z0-9_].
-_TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.gif|\.mp4)?$")  # an animation's keeps its format
 STALE_TEMP_AGE_S = 60.0
 """A temporary file untouched this long (seconds) belongs to no live writer."""
 
@@ -103,7 +103,8 @@ def clean_stale_temps(folder: str | os.PathLike[str], *, older_than_s: float = S
                       target: str | None = None) -> list[Path]:
     """Remove this module's temporary files in ``folder`` not modified for ``older_than_s`` s.
 
-    Only names of the pattern ``.<name>.<8 characters>.tmp`` are touched (with ``target``, only
+    Only names of the pattern ``.<name>.<8 characters>.tmp`` (or ``.tmp.gif`` / ``.tmp.mp4``,
+    `scoresde.plotting.animation`'s) are touched (with ``target``, only
     those of that file name, for a folder the command does not own); returns what was removed.
     """
     folder = Path(folder)

@@ -27,6 +27,7 @@ import torch
 import solvers
 
 from .. import compare
+from ..atomic import clean_stale_temps
 from ..sde import SDES, AffineSDE, get_sde
 from ..targets import GaussianMixture, get_target
 from ._help import HelpFormatter, output_path, targets_2d
@@ -125,7 +126,7 @@ def _train(target: GaussianMixture, sde: AffineSDE, steps: int, seed: int, out: 
             trainer = Trainer(config, data=target, out_dir=run_dir, resume=True, progress=progress)
             _log(f"resuming the training in {run_dir} from step {trainer.step}")
         except (ValueError, CheckpointError) as err:
-            _log(f"not resuming {run_dir} ({str(err).splitlines()[0][:160]}); training afresh")
+            _log(f"not resuming {run_dir} ({_one_line(err)}); training afresh")
     if trainer is None:
         trainer = Trainer(config, data=target, out_dir=run_dir, overwrite=True, progress=progress)
     resumed_from = trainer.step
@@ -169,6 +170,13 @@ def _plot_loss(history: list[dict[str, Any]], path: Path, dpi: int) -> Path | No
     return save_figure(fig, path, dpi=dpi)
 
 
+def _one_line(err: BaseException) -> str:
+    """``err``'s message on one line (a resume refusal lists the differing settings below it)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    text = " ".join(lines)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         s = _settings(args)
@@ -187,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "exact", out / "trained"):  # what a demo killed mid-write left
+        clean_stale_temps(folder)
     progress = not args.no_progress
     sde = get_sde(args.sde)
     problem = compare.Problem.from_target(target, sde)

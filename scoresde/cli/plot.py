@@ -142,7 +142,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
     Raises:
         ValueError: ``--what`` empty or naming an unknown figure, ``--dpi`` or ``--n`` below 1, a
-            negative ``--seed`` (``--steps`` and ``--frames`` are checked by the solvers, also
+            negative ``--seed``, ``--frames`` below 2 (``--steps`` is checked by the solvers, also
             before any sampling).
     """
     from ..plotting.report import FIGURES
@@ -158,6 +158,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError(f"--n must be a positive integer, got {args.n}")
     if args.seed < 0:  # the shared Brownian path (torchsde) takes non-negative seeds only
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.frames < 2:  # the solvers would name their max_frames
+        raise ValueError(f"--frames must be at least 2 (the first and last states), got {args.frames}")
 
 
 def _fields_at(args: argparse.Namespace, T: float) -> list[float] | None:
@@ -182,8 +184,10 @@ def run(args: argparse.Namespace) -> int:
     if args.results is not None:
         return _plot_results(args)
     from .. import plotting
+    from ..atomic import clean_stale_temps
 
     _check_options(args)
+    clean_stale_temps(args.out)  # what a plot killed mid-write left (a GIF's temporary file)
     names = args.solvers or compare.default_solvers(4)
     solvers.check_solver_names(names)
     if args.checkpoint is not None:

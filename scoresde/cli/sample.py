@@ -102,6 +102,7 @@ def _plot(samples: Any, path: Path, title: str, data: Any = None) -> None:
     import matplotlib.pyplot as plt
 
     from ..data.images import image_grid
+    from ..plotting import save_figure
 
     x = samples.detach().cpu().float()
     if x.ndim == 4:
@@ -129,7 +130,7 @@ def _plot(samples: Any, path: Path, title: str, data: Any = None) -> None:
             title = f"{title}\n(dimensions 1 and 2 of {x.shape[1]})"
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)  # atomic: an interrupted write leaves an earlier plot intact
     plt.close(fig)
 
 

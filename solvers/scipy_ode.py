@@ -156,6 +156,8 @@ def solve_ivp_torch(
     fun = _Flat(fn, y0)
 
     def start(t: float, y_np: np.ndarray, h: float | None) -> scipy.integrate.OdeSolver:
+        # a first step longer than what is left is that step (SciPy refuses it; the torch ones clip too)
+        h = None if h is None else min(h, abs(t1 - t))
         return solver_cls(fun, t, y_np, t1, max_step=max_step, rtol=rtol, atol=atol, first_step=h)
 
     solver = start(t0, fun.to_numpy(y0), first_step)

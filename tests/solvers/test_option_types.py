@@ -103,3 +103,11 @@ def test_an_unseeded_run_follows_torch_manual_seed() -> None:
     torch.manual_seed(123)
     c = solvers.sample(SDE, SCORE, shape=(16, 2), solver="euler_maruyama", steps=8).samples
     assert torch.equal(a, c) and not torch.equal(a, b)
+
+
+def test_a_first_step_longer_than_the_interval_is_the_interval_for_scipy_too() -> None:
+    # SciPy raised its own "first_step exceeds bounds"; the torch integrators clip it
+    whole = SDE.T - SDE.eps
+    a = _sample(solver="ode_rk45", first_step=10.0).samples
+    b = _sample(solver="ode_rk45", first_step=whole).samples
+    assert torch.equal(a, b)

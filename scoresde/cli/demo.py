@@ -249,9 +249,33 @@ def run(args: argparse.Namespace) -> int:
     # 4. The table and the raw numbers.
     table = _write_tables(out, target, sde, names, s, args.seed, records, floors, trained)
     print(table)
+    stale = _remove_stale_figures(out, {Path(p) for p in files.values()} | {loss_png})
+    if stale:
+        _log(f"removed {len(stale)} figure(s) of an earlier demo in {out}/ that this run did not draw "
+             f"({', '.join(str(p.relative_to(out)) for p in stale[:4])}{', ...' if len(stale) > 4 else ''})")
     n_files = len(files) + 2 + (loss_png is not None)  # + table.md, results.json, training_loss.png
     _log(f"done in {time.perf_counter() - t_start:.1f} s; {n_files} files in {out}/")
     return 0
+
+
+def _remove_stale_figures(out: Path, written: set[Path | None]) -> list[Path]:
+    """Remove the demo's figures in ``out`` that this run did not write (an earlier run's, with
+    other solvers or with training), so the folder describes one run; returns what was removed.
+
+    Only the demo's own figure names are touched: images in ``exact/`` and ``trained/``, and
+    ``exact_vs_trained.png`` / ``training_loss.png`` at the top.
+    """
+    keep = {p.resolve() for p in written if p is not None}
+    candidates = [out / "exact_vs_trained.png", out / "training_loss.png"]
+    for sub in ("exact", "trained"):
+        if (out / sub).is_dir():
+            candidates += sorted(p for p in (out / sub).iterdir() if p.suffix in (".png", ".gif", ".mp4"))
+    removed = []
+    for p in candidates:
+        if p.is_file() and p.resolve() not in keep:
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 def _plot_exact_vs_trained(exact: dict[str, Any], learned: dict[str, Any], target: Any, sde: Any,

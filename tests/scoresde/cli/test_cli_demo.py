@@ -109,3 +109,22 @@ def test_every_option_is_explained_in_help(capsys):
             main([command, "--help"])
         text = capsys.readouterr().out
         assert all(a.option_strings[0] in text for a in options)
+
+
+def test_a_rerun_into_the_same_folder_leaves_only_its_own_figures(demo_out, tmp_path, capsys):
+    # An earlier run's GIF, other solvers' trajectories and the trained-score figures stayed
+    # beside the new ones, so the folder described two runs.
+    import shutil
+
+    out = tmp_path / "again"
+    shutil.copytree(demo_out[0], out)
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--no-gif", "--train-steps", "0",
+                 "--solvers", "ddim", "--n", "200", "--steps", "8"]) == 0
+    assert "figure(s) of an earlier demo" in capsys.readouterr().out
+    assert not (out / "trained").exists() or not any((out / "trained").iterdir())
+    assert not (out / "exact" / "forward_reverse.gif").exists()
+    assert not (out / "exact_vs_trained.png").exists() and not (out / "training_loss.png").exists()
+    left = sorted(p.name for p in (out / "exact").iterdir())
+    assert [n for n in left if n.startswith("trajectories_")] == ["trajectories_ddim.png"]
+    for name in EXACT_FIGURES[:-1]:
+        _image_ok(out / "exact" / name)

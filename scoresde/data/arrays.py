@@ -76,7 +76,7 @@ class ArrayDataset:
     """
 
     def __init__(self, data: Tensor | np.ndarray, *, name: str = "array") -> None:
-        self.data = as_tensor_data(data, name)
+        self.data = _own(as_tensor_data(data, name), data)
         self.name = name
         self.stored_integers = _holds_integers(data)  # integers (pixel levels) before the float conversion
 
@@ -112,6 +112,19 @@ def _holds_integers(data: Any) -> bool:
     if isinstance(data, np.ndarray):
         return data.dtype.kind in "iu"
     return isinstance(data, Tensor) and not (data.is_floating_point() or data.is_complex() or data.dtype == torch.bool)
+
+
+def _own(tensor: Tensor, given: Any) -> Tensor:
+    """``tensor``, copied when it shares memory with ``given`` (the caller's array or CPU tensor):
+    a data set keeps its own values, so that a later in-place change of the caller's array can
+    change neither what is trained on nor the identity recorded for it (`data_identity`)."""
+    if isinstance(given, np.ndarray):
+        shared = np.shares_memory(tensor.numpy(), given)
+    elif isinstance(given, Tensor) and given.device.type == "cpu" and given.layout == torch.strided:
+        shared = tensor.untyped_storage().data_ptr() == given.untyped_storage().data_ptr()
+    else:
+        shared = False
+    return tensor.clone() if shared else tensor
 
 
 def as_tensor_data(data: Any, name: str = "array") -> Tensor:

@@ -173,6 +173,8 @@ class ScoreModel(nn.Module):
         x = self._like_parameters(x)
         t = batch_time(t, x)
         if x.shape[0] and not bool((t > 0).all()):
+            if bool(torch.isnan(t).any()):
+                raise ValueError(f"t contains NaN ({int(torch.isnan(t).sum())} of {t.numel()} entries)")
             # sigma(0) = 0: every conversion to the score divides by it (inf / NaN outputs).
             raise ValueError(f"t must be > 0 (the data end t = 0 has no noise and no score); "
                              f"got min t = {float(t.min()):g}")

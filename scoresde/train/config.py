@@ -56,6 +56,13 @@ class SDEConfig:
             raise ValueError(f"unknown SDE {self.name!r}; valid names: {', '.join(sorted(SDES))} "
                              "(or pass an SDE object in Python)")
         self.name = self.name.lower()
+        if self.name != CUSTOM_SDE:  # a misspelt parameter: refused here, with the valid names
+            import inspect
+
+            accepted = [p for p in inspect.signature(SDES[self.name]).parameters if p not in ("self",)]
+            unknown = sorted(k for k in self.params if k not in accepted)
+            if unknown:
+                raise ValueError(f"SDE {self.name!r} got unknown parameter(s) {unknown}; it accepts: {accepted}")
 
     def build(self) -> Any:
         """The SDE: a registered one built from ``params``, or the custom object attached."""
@@ -164,7 +171,7 @@ class OptimConfig:
         for name in ("decay_to_end", "ema_warmup"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if isinstance(self.betas, (str, bytes)) or len(self.betas) != 2:
+        if isinstance(self.betas, (str, bytes)) or not hasattr(self.betas, "__len__") or len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
         self.betas = (_real(self.betas[0], "betas[0]"), _real(self.betas[1], "betas[1]"))
         if not all(0.0 <= b < 1.0 for b in self.betas):

@@ -69,17 +69,33 @@ def _takes_dtype(source: Any) -> bool:
     return any(p.name == "dtype" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def draw(source: Any, n: int, *, generator: torch.Generator | None, dtype: torch.dtype) -> Tensor:
+def draw(source: Any, n: int, *, generator: torch.Generator | None, dtype: torch.dtype,
+         check_rows: bool = True) -> Tensor:
     """``n`` samples of ``source`` drawn in ``dtype`` (not drawn in float32 and cast afterwards).
 
     ``dtype`` is passed to ``source.sample`` when it takes one; a sampler of the bare protocol
     (``sample(n, generator=g)``) is cast afterwards.
+
+    Raises:
+        TypeError: ``sample`` returned no tensor. ValueError: not ``n`` rows (`check_rows`).
     """
     if _takes_dtype(source):
         x = source.sample(n, generator=generator, dtype=dtype)
     else:
         x = source.sample(n, generator=generator)
+    if not isinstance(x, Tensor):
+        raise TypeError(f"the data source's sample(n) must return a torch.Tensor (n, *D); "
+                        f"{type(source).__name__}.sample returned {type(x).__name__}")
+    if check_rows:
+        check_rows_drawn(x, n)
     return x.to(dtype)
+
+
+def check_rows_drawn(x: Tensor, n: int) -> None:
+    """Raise `ValueError` unless a data source's ``sample(n)`` gave ``x`` of ``n`` rows."""
+    if x.ndim < 1 or x.shape[0] != n:
+        raise ValueError(f"the data source's sample({n}) returned shape {tuple(x.shape)}; it must return "
+                         f"{n} rows (one sample per row), or the batch size would silently differ")
 
 
 def check_fits_dtype(source: Any, dtype: torch.dtype, label: str, hint: str) -> None:

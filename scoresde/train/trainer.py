@@ -43,7 +43,14 @@ from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
 from .config import LRAnchor, TrainConfig, effective_warmup, lr_factor
-from .data import check_fits_dtype, draw, make_data, stamp_identity, warn_pixel_levels
+from .data import (
+    check_fits_dtype,
+    check_rows_drawn,
+    draw,
+    make_data,
+    stamp_identity,
+    warn_pixel_levels,
+)
 from .distributed import DistInfo, resolve_device, setup
 from .ema import EMA
 from .persist import CheckpointMixin, load_model
@@ -146,9 +153,11 @@ class Trainer(CheckpointMixin):
             raise empty
         check_fits_dtype(self.data, self.dtype, config.data,
                          "Train with dtype float64 (--dtype float64), or rescale the data")
-        probe = draw(self.data, 2, generator=torch.Generator().manual_seed(0), dtype=self.dtype)  # throwaway
+        probe = draw(self.data, 2, generator=torch.Generator().manual_seed(0), dtype=self.dtype,
+                     check_rows=False)  # throwaway
         if probe.shape[0] == 0:
             raise empty
+        check_rows_drawn(probe, 2)
         shape = tuple(int(v) for v in probe.shape[1:])
         config = self.config = stamp_identity(config, self.data, explicit=data is not None)  # data_id
         if shape != tuple(config.model.data_shape):
@@ -206,6 +215,7 @@ class Trainer(CheckpointMixin):
         self._gnorm_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         self._n_acc = 0
         self._finite = torch.ones((), device=self.device, dtype=torch.bool)
+        self._data_finite = torch.ones((), device=self.device, dtype=torch.bool)  # says why, if not
 
     def train_step(self) -> Tensor:
         """One DSM step on a fresh batch; returns the (detached) batch loss.
@@ -214,6 +224,7 @@ class Trainer(CheckpointMixin):
         sync here); `fit` reads the flag before anything is logged or saved.
         """
         x0 = draw(self.data, self.local_batch, generator=self.generator, dtype=self.dtype).to(self.device)
+        self._data_finite &= torch.isfinite(x0).all()
         loss = self.loss_fn(self.net, x0, self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -308,6 +319,11 @@ class Trainer(CheckpointMixin):
                 else f"between steps {self._checked + 1} and {self.step}")
         kept = (f"the last good checkpoint is {self._last_saved_path} (step {self._last_saved})"
                 if self._last_saved_path is not None else "no checkpoint was written")
+        if not bool(self._data_finite):  # not the optimiser: the data source gave NaN/inf
+            return TrainingDiverged(
+                f"the data source returned NaN or infinite values {when} ({type(self.data).__name__}.sample), "
+                f"so the loss is {float(self._last_loss):.4g}; nothing non-finite was saved and {kept}. "
+                "Fix the data source (arrays and files are checked when loaded; a sampler object is not)")
         warmup = effective_warmup(o, c.steps, self.lr_anchor)
         tips = [f"a lower learning rate (lr is {o.lr:g})", f"a longer warm-up (warmup is {warmup})"]
         if o.grad_clip is None:

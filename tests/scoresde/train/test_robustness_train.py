@@ -37,7 +37,9 @@ def _config(**kw: object) -> TrainConfig:
 
 
 class NaNAfter:
-    """Eight-Gaussians batches, then NaN from the ``bad``-th draw on (the 1st draw is the shape probe)."""
+    """Eight-Gaussians batches, then values so large that the loss overflows (NaN/inf) from the
+    ``bad``-th draw on (the 1st draw is the shape probe). Finite data: NaN data is named as a
+    data fault, not as divergence (`test_train_api_checks`)."""
 
     def __init__(self, bad: int) -> None:
         self.src, self.calls, self.bad = sd.targets.get_target("eight_gaussians"), 0, bad
@@ -45,7 +47,7 @@ class NaNAfter:
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         self.calls += 1
         x = self.src.sample(n, generator=generator)
-        return torch.full_like(x, float("nan")) if self.calls >= self.bad else x
+        return torch.full_like(x, 1e30) if self.calls >= self.bad else x
 
 
 def _finite(path: Path) -> bool:

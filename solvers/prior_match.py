@@ -180,6 +180,10 @@ class PriorMatchProbe:
             deficit = deficit * r.pow(lam * lam)
         return float(deficit.pow(2).mean().sqrt())
 
+    def prior_ratios(self) -> Tensor:
+        """``p^2 / v_j`` per coordinate ``(D,)`` (`spread_carried`; call only with an estimate)."""
+        return self._prior_ratio()
+
     def prior_variance_ratio(self) -> float | None:
         """Mean over coordinates of ``p^2 / v_j`` (`spread_carried`), or ``None`` before an estimate."""
         if self._moments is None or self._n < MIN_PROBE_SAMPLES:
@@ -334,6 +338,17 @@ def _warn_spread(probe: PriorMatchProbe, spread: float, lam: float, stacklevel: 
     ratio = probe.prior_variance_ratio() or 1.0  # > 0 (warn_if_off_prior)
     wide = ratio > 1.0  # the prior wider than p_T
     toward = "away from" if wide else "towards"
+    # per coordinate the ODE scales the spread by sqrt(p^2 / v_j): anisotropic data can be off both ways
+    factors = probe.prior_ratios().sqrt() - 1.0
+    over, under = factors > PRIOR_SPREAD_LIMIT, factors < -PRIOR_SPREAD_LIMIT
+    if bool(over.any()) and bool(under.any()):
+        direction = (f"off by about {spread:.1%} per coordinate (RMS) in both directions: too wide in "
+                     f"{int(over.sum())} coordinate(s), by up to {float(factors.max()):.0%}, and too narrow in "
+                     f"{int(under.sum())}, by up to {float(-factors.min()):.0%}")
+        weights = "mode weights move with it, coordinate by coordinate"
+    else:
+        direction = f"{'too wide' if wide else 'too narrow'} by about {spread:.1%} per coordinate"
+        weights = f"mode weights move {toward} the centre"
     if wide:
         advice = (f"Usual causes: an SDE that has not forgotten data narrower than its prior by T "
                   f"(alpha(T) = {float(alpha[0]):.3g}: a larger noise level at T, or a prior of p_T's "
@@ -348,9 +363,9 @@ def _warn_spread(probe: PriorMatchProbe, spread: float, lam: float, stacklevel: 
     warnings.warn(
         f"the prior draw x_T does not have p_T's variance: the score at T says p_T's variance is "
         f"{1.0 / ratio:.3g} times the prior's "
-        f"(solvers.prior_match). {how} the samples' spread is {'too wide' if wide else 'too narrow'} "
-        f"by about {spread:.1%} per coordinate (beyond a {SLOPE_TOLERANCE:.0%} allowance for the "
-        f"score's own error), and mode weights move {toward} the centre. {advice}",
+        f"(solvers.prior_match). {how} the samples' spread is {direction} (beyond a "
+        f"{SLOPE_TOLERANCE:.0%} allowance for the "
+        f"score's own error), and {weights}. {advice}",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

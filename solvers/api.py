@@ -168,6 +168,8 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 """Sampling dtypes whose runs keep the state in float32 and call only the score in them."""
 
 
+# `pc` itself only: ancestral, reverse_diffusion and annealed_langevin are their algorithms, which need
+# sigma(t); swapping their parts would run Euler-Maruyama under their names
 _PC_WITHOUT_MARGINALS = ("pass predictor='euler_maruyama', corrector='none' (Euler-Maruyama; the default "
                          "predictor, reverse diffusion, and the Langevin correctors need sigma(t)), or pick a "
                          "solver without needs_marginals (euler_maruyama, ode_*, torchsde_*, adaptive_sde)")
@@ -448,7 +450,7 @@ def sample(
                              f"steps={steps} would be ignored: pass one or the other")
     if solver_obj.needs_marginals:  # before the grid, which may need them too
         require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__,
-                          _PC_WITHOUT_MARGINALS if isinstance(solver_obj, PredictorCorrector) else None)
+                          _PC_WITHOUT_MARGINALS if type(solver_obj) is PredictorCorrector else None)
     generator = _resolve_generator(seed, generator, device_)
     lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
     ts, grid_stats = _build_grid(solver_obj, sde, score, grid, steps, shape, cache_as, dtype, device_)

@@ -233,3 +233,25 @@ def test_a_conforming_hand_written_sde_samples_its_gaussian():
     # N(0, 0.25 I) data; std error of a variance estimate from 8000 values ~ 0.25 * sqrt(2/8000).
     assert abs(float(out.samples.var()) - 0.25) < 5 * 0.25 * math.sqrt(2 / 8000)
     assert uniform(sde, 4)[0] == 2.0
+
+
+@pytest.mark.parametrize("name", ["ancestral", "reverse_diffusion", "annealed_langevin", "pc"])
+def test_without_marginals_only_pc_is_told_to_swap_its_parts(name: str) -> None:
+    # Swapping the predictor and corrector of ancestral / reverse_diffusion / annealed_langevin
+    # ran Euler-Maruyama (or no Langevin at all) under their names.
+    class NoMarginals:
+        T, eps = 1.0, 1e-3
+
+        def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return -0.5 * x
+
+        def diffusion(self, t: torch.Tensor) -> torch.Tensor:
+            return torch.ones_like(t)
+
+        def prior_sample(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+                         dtype: torch.dtype | None = None, device: torch.device | None = None) -> torch.Tensor:
+            return torch.randn(shape, generator=generator, dtype=dtype, device=device)
+
+    with pytest.raises(TypeError, match="needs the SDE's marginal_coeffs") as err:
+        solvers.sample(NoMarginals(), lambda x, t: -x, (10, 2), name, steps=5, seed=0)
+    assert ("predictor='euler_maruyama'" in str(err.value)) == (name == "pc")

@@ -81,6 +81,7 @@ def _animate_frames(
     n_points: int,
     interval: int,
     seed: int,
+    data_dim: int,
 ) -> mpl_animation.FuncAnimation:
     _check_times(times, sde)
     own_figure = ax is None
@@ -98,7 +99,7 @@ def _animate_frames(
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     title = ax.set_title("")
-    target = shown_marginal(target)  # the first two coordinates are drawn
+    target = shown_marginal(target, data_dim=data_dim)  # the first two coordinates are drawn
     show_density = target is not None and sde is not None
     t_max = float(sde.T) if sde is not None else float("inf")
     state: dict[str, QuadContourSet | None] = {"contour": None}
@@ -154,11 +155,13 @@ def animate_particles(
     Raises:
         ValueError: as `trajectory_arrays`; with ``sde``, a time outside ``[0, T]``.
     """
-    frames, t = trajectory_arrays(traj, times)
+    frames, t = trajectory_arrays(traj, times)  # the first two coordinates
+    raw = traj.trajectory if isinstance(traj, Solution) else traj
     frames = np.concatenate([frames, np.repeat(frames[-1:], hold, axis=0)])
     t = np.concatenate([t, np.repeat(t[-1:], hold)])
     return _animate_frames(frames, t, [label] * len(t), target=target, sde=sde, ax=ax, lims=lims,
-                           n_points=n_points, interval=interval, seed=seed)
+                           n_points=n_points, interval=interval, seed=seed,
+                           data_dim=int(raw.shape[-1]) if raw is not None else 2)
 
 
 def animate_forward_reverse(
@@ -200,7 +203,7 @@ def animate_forward_reverse(
     labels = [p[2] for p in parts for _ in range(len(p[1]))]
     lims = square_limits(fwd_np[0], rev[int(np.argmin(rev_t))]) if lims is None else lims  # data end
     return _animate_frames(frames, t, labels, target=target, sde=sde, ax=ax, lims=lims,
-                           n_points=n_points, interval=interval, seed=seed)
+                           n_points=n_points, interval=interval, seed=seed, data_dim=int(x0.shape[-1]))
 
 
 def save_animation(

@@ -288,7 +288,8 @@ def plot_density(
     return ax
 
 
-def shown_marginal(target: GaussianMixture | None, dims: Sequence[int] = (0, 1)) -> GaussianMixture | None:
+def shown_marginal(target: GaussianMixture | None, dims: Sequence[int] = (0, 1),
+                   data_dim: int | None = None) -> GaussianMixture | None:
     """The 2-D density to outline under points drawn in the coordinates ``dims``.
 
     A 2-D target is returned as it is (``dims`` reorder its coordinates if they are ``(1, 0)``).
@@ -299,11 +300,16 @@ def shown_marginal(target: GaussianMixture | None, dims: Sequence[int] = (0, 1))
     target of ``D != 2`` raises (it cannot be projected here).
 
     Raises:
-        ValueError: ``dims`` out of range for the target, or a ``D != 2`` target that is not a
-            `GaussianMixture`.
+        ValueError: a target of another dimension than the data's ``data_dim`` (when given: its
+            outline would be drawn over data it does not describe), ``dims`` out of range for
+            the target, or a ``D != 2`` target that is not a `GaussianMixture`.
     """
     if target is None:
         return None
+    if data_dim is not None and int(target.dim) != int(data_dim):
+        raise ValueError(f"the target {getattr(target, 'name', '')!r} has D={target.dim} but the data have "
+                         f"D={data_dim}: its density cannot be outlined over them (pass the data's target, "
+                         "or target=None)")
     pair = check_dims(dims, int(target.dim))
     if pair == [0, 1] and target.dim == 2:
         return target
@@ -352,7 +358,8 @@ def plot_snapshots(
             empty or with NaN / infinite times, ``n_panels < 1``.
     """
     frames, t = trajectory_arrays(traj, times, dims)
-    shown = shown_marginal(target, dims)
+    raw = traj.trajectory if isinstance(traj, Solution) else traj
+    shown = shown_marginal(target, dims, data_dim=int(raw.shape[-1]) if raw is not None else None)
     if at is None:
         n_panels = as_count(n_panels, "n_panels")
         idx = np.linspace(0, len(t) - 1, min(n_panels, len(t))).round().astype(int).tolist()

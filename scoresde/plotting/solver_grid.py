@@ -64,7 +64,7 @@ def plot_solver_grid(
     ncol = len(names)
     fig, axes = get_axes_grid(ax, len(rows) * ncol, ncols=ncol, panel=3.0, extra_width=0.9)
     finals = [to_numpy(results[n].samples)[:, :2] for n in names]
-    shown = shown_marginal(target)
+    shown = shown_marginal(target, data_dim=int(results[names[0]].samples[0].numel()))
     lims = square_limits(*finals) if lims is None else lims
     t_hi = max(float(r.times.max()) for r in results.values())
     t_lo = min(float(r.times.min()) for r in results.values())

@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.contour import QuadContourSet
 from torch import Tensor
 
+from solvers.inputs import as_count
 from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 
@@ -187,6 +188,7 @@ def animate_forward_reverse(
     ``x0`` may be a tensor or an array. Returns the animation.
     """
     x0 = forward_data(x0, result)
+    forward_frames = as_count(forward_frames, "forward_frames")
     g = torch.Generator(device=x0.device).manual_seed(seed)
     fwd, fwd_t = simulate_forward(sde, x0, steps=forward_frames, generator=g)
     fwd_np = fwd.detach().to("cpu", torch.float64).numpy()[:, :, :2]

@@ -150,6 +150,8 @@ def plot_comparison(
 ) -> Figure:
     """One panel per metric (shared legend on the last panel). Returns the figure."""
     records = list(records)
+    if isinstance(metrics, str):  # one name, not its letters
+        metrics = (metrics,)
     fig, axes = get_axes_grid(ax, len(metrics), ncols=len(metrics), panel=4.2, extra_width=0.4)
     floors = floors or {}
     for i, (a, m) in enumerate(zip(axes, metrics, strict=True)):

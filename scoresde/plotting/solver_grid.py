@@ -55,6 +55,9 @@ def plot_solver_grid(
 
     Returns the figure. Column titles give the solver label and its measured NFE.
     """
+    if not isinstance(results, Mapping):
+        raise TypeError(f"results must be a mapping label -> Solution (e.g. {{'ddim': result}}), got "
+                        f"{type(results).__name__}")
     if not results:
         raise ValueError("results is empty")
     bad = [r for r in rows if r not in ("trajectories", "samples")]

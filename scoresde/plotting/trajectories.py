@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from solvers.dynamics import forward_transition
-from solvers.inputs import as_count, as_integer
+from solvers.inputs import as_count, as_integer, as_real
 from solvers.protocol import DiffusionSDE
 from solvers.result import Solution
 from solvers.utils import append_dims
@@ -68,8 +68,8 @@ def simulate_forward(
     steps = as_count(steps, "steps")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    t_end = sde.T if t_end is None else float(t_end)
-    if not math.isfinite(t_end):
+    t_end = sde.T if t_end is None else as_real(t_end, "t_end")
+    if not (math.isfinite(t_end) and 0.0 < t_end <= float(sde.T) * (1 + 1e-12)):
         raise ValueError(f"t_end must be a finite time in (0, T={sde.T:g}], got {t_end}")
     times = torch.linspace(0.0, t_end, steps + 1, dtype=torch.float64)
     x = x0.detach().clone()

@@ -287,6 +287,10 @@ class BetaSDE(VarPreservingSDE):
         self._quadrature = CompositeIntegral(beta, self.T) if integral is None else None
         if not float(self.integrated_beta(probe[-1:])[0]) > 0:
             raise ValueError("int_0^T beta must be positive")
+        if not float(self.sigma(torch.tensor([self.eps], dtype=torch.float64))[0]) > 0:
+            # every sampler's last step, and the score, divide by sigma(eps)
+            raise ValueError(f"int_0^eps beta is 0 (beta = 0 up to eps={self.eps:g}): sigma(eps) = 0, where no "
+                             "score exists; pass an eps past the start of the noise (or a beta > 0 near 0)")
         self._prior_std = _as_prior_std(self, prior, data_std, 1.0)
         self._prior_kind = prior
         self.prior_chosen = prior is not None  # the user picked the prior: no p_T check later

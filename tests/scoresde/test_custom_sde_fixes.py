@@ -299,3 +299,13 @@ def test_checkpoint_config_refuses_a_time_rescaled_custom_sde():
     stored.with_instance(GeometricVE())
     with pytest.raises(ValueError, match="the SDE given is"):
         stored.with_instance(GeometricVE(T=1000.0, eps=1e-2))
+
+
+def test_a_beta_schedule_without_noise_by_eps_is_refused_at_construction() -> None:
+    # beta = 0 on a warm-up up to 0.01: sigma(eps) = 0 failed only inside a solver's check
+    def warm(t: torch.Tensor) -> torch.Tensor:
+        return torch.where(t < 0.01, torch.zeros_like(t), torch.full_like(t, 12.0))
+
+    with pytest.raises(ValueError, match=r"int_0\^eps beta is 0 .*sigma\(eps\) = 0"):
+        sd.BetaSDE(warm)
+    assert float(sd.BetaSDE(warm, eps=0.02).sigma(torch.tensor([0.02], dtype=torch.float64))[0]) > 0

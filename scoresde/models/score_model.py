@@ -69,6 +69,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.data_shape = data_sizes(self.data_shape)  # 2.7 is refused, not truncated
+        if not self.data_shape:  # the networks refuse it too, but only when built
+            raise ValueError("data_shape must be non-empty: the shape of one sample, e.g. (2,) or (1, 28, 28)")
         check_output(self.output)
         self.input_scaling = _check_flag(self.input_scaling, "input_scaling")
         self.sigma_data = _check_sigma_data(self.sigma_data)

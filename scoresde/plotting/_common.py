@@ -102,9 +102,17 @@ def get_axes_grid(
 
 
 def to_numpy(x: Tensor | np.ndarray | Sequence[Any]) -> np.ndarray:
-    """Detach, move to CPU and convert to a float64 numpy array."""
+    """Detach, move to CPU and convert to a float64 numpy array.
+
+    Raises:
+        TypeError: complex values (a plot would silently drop the imaginary part).
+    """
     if isinstance(x, Tensor):
+        if x.is_complex():
+            raise TypeError("plots need real numbers, got a complex tensor; pass x.real (or x.abs()) explicitly")
         return x.detach().to("cpu", torch.float64).numpy()
+    if np.iscomplexobj(x):
+        raise TypeError("plots need real numbers, got complex values; pass the real part explicitly")
     return np.asarray(x, dtype=np.float64)
 
 

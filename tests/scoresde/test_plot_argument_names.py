@@ -39,3 +39,18 @@ def test_solver_grid_needs_a_mapping_and_curves_take_one_metric_name() -> None:
     fig = plotting.plot_comparison(recs, metrics="mmd")  # was split into 'm', 'm', 'd'
     assert len(fig.axes) >= 1
     plt.close("all")
+
+
+def test_complex_input_is_refused_not_cut_to_its_real_part() -> None:
+    with pytest.raises(TypeError, match="plots need real numbers"):
+        plotting.plot_samples(torch.randn(10, 2, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="plots need real numbers"):
+        plotting.to_numpy(torch.ones(2, dtype=torch.complex64).numpy())
+    plt.close("all")
+
+
+def test_an_empty_data_shape_is_refused_where_the_config_is_built() -> None:
+    from scoresde.models import ModelConfig
+
+    with pytest.raises(ValueError, match="data_shape must be non-empty"):
+        ModelConfig(data_shape=())

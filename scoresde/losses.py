@@ -392,7 +392,7 @@ class LossConfig:
             warnings.warn("importance=True with weighting='edm' makes the loss noisier, not less: EDM's "
                           "weight already makes each t's term unit-scale, and q(t) ~ w(t)/sigma(t)^2 puts "
                           "most draws near T (measured with the exact score of N(0, I): per-sample std "
-                          "1.0 -> 31 under VP, 1.0 -> 3.2 under VE); leave importance=False for 'edm'",
+                          "1.0 -> 26-31 under VP over two draws, 1.0 -> 3.2 under VE); leave importance=False for 'edm'",
                           UserWarning, stacklevel=3)
         if self.t_min is not None:
             lo = as_real(self.t_min, "t_min")

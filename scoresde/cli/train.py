@@ -132,16 +132,15 @@ def _same_data_as(data: str, config: TrainConfig) -> bool:
 
 
 def _run_settings(out: Path) -> tuple[TrainConfig | None, str]:
-    """The settings a ``--resume`` of ``out`` starts from: ``None`` to read ``out/config.json``
-    (readable), else those stored in ``out``'s checkpoint when that file is missing or damaged
-    (a note says so), else ``None`` (no checkpoint either: the recipe's)."""
+    """The settings a ``--resume`` of ``out`` starts from: ``out/config.json`` if readable, else
+    those stored in ``out``'s checkpoint when that file is missing or damaged (a note says so),
+    else ``None`` (no checkpoint either: the recipe's)."""
     from ..train import TrainConfig
     from ..train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 
     path = out / "config.json"
     try:
-        TrainConfig.from_json(path)
-        return None, f"the run's {path}"
+        return TrainConfig.from_json(path), f"the run's {path}"
     except FileNotFoundError:
         why = "is missing"
     except (OSError, ValueError, TypeError) as err:
@@ -170,8 +169,6 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.resume and not args.config:
         # resuming starts from the run's own settings; options given on this line override them
         stored, source = _run_settings(Path(args.out))
-        if stored is None and (Path(args.out) / "config.json").is_file():
-            args.config = str(Path(args.out) / "config.json")
     if stored is not None or args.config:
         config = stored if stored is not None else TrainConfig.from_json(args.config)
         if args.data is not None and args.data != config.data:

@@ -119,7 +119,7 @@ def _own(tensor: Tensor, given: Any) -> Tensor:
     a data set keeps its own values, so that a later in-place change of the caller's array can
     change neither what is trained on nor the identity recorded for it (`data_identity`)."""
     if isinstance(given, np.ndarray):
-        shared = np.shares_memory(tensor.numpy(), given)
+        shared = np.may_share_memory(tensor.numpy(), given)  # a bounds test: cheap, and errs towards a copy
     elif isinstance(given, Tensor) and given.device.type == "cpu" and given.layout == torch.strided:
         shared = tensor.untyped_storage().data_ptr() == given.untyped_storage().data_ptr()
     else:

@@ -48,6 +48,12 @@ Prior = Callable[[Tensor], Tensor]
 Density = Literal["auto", "data", "marginal"]
 
 
+def _given(options: Any, name: str) -> bool:
+    """Whether option ``name`` of a frozen options dataclass differs from its declared default."""
+    default = next(f.default for f in dataclasses.fields(options) if f.name == name)
+    return bool(getattr(options, name) != default)
+
+
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -193,15 +199,15 @@ class IntegratorOptions:
                 raise ValueError(f"target_error must be positive and finite, got {self.target_error}")
         elif isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer or 'auto', got {self.steps!r}")
-        if not isinstance(self.grid, str) and self.steps != 32:
+        if not isinstance(self.grid, str) and _given(self, "steps"):
             n = len(self.grid) - 1 if hasattr(self.grid, "__len__") else "its"
             raise ValueError(f"an explicit grid sets the steps itself ({n} intervals); steps={self.steps!r} "
                              "would be ignored: pass one or the other (steps= with grid='auto' or a grid name)")
-        if self.steps != "auto" and self.target_error != 5e-4:
+        if self.steps != "auto" and _given(self, "target_error"):
             warnings.warn(f"target_error= sets the step count of steps='auto' (integrator='rk4_simpson'); "
                           f"with steps={self.steps!r} and integrator={spec.name!r} it is ignored: pass "
                           "steps='auto' to use it, or rtol=/atol= for the adaptive integrators", stacklevel=5)
-        if spec.kind != "fixed" and (self.steps != 32 or not self.auto_grid):
+        if spec.kind != "fixed" and (_given(self, "steps") or not self.auto_grid):
             warnings.warn(
                 f"steps= and grid= apply to the fixed-grid integrators (rk4_simpson, rk4, heun, euler); "
                 f"integrator={spec.name!r} chooses its own steps and ignores them: pass "
@@ -256,9 +262,8 @@ class DivergenceOptions:
         if self.probe_refresh not in ("solve", "eval"):
             raise ValueError(f"probe_refresh must be 'solve' or 'eval', got {self.probe_refresh!r}")
         if self.divergence == "exact":
-            given = [f"{k}={getattr(self, k)!r}" for k, default in
-                     (("n_probes", 1), ("probe", "rademacher"), ("probe_refresh", "solve"))
-                     if getattr(self, k) != default]
+            given = [f"{k}={getattr(self, k)!r}" for k in ("n_probes", "probe", "probe_refresh")
+                     if _given(self, k)]
             if given:
                 raise ValueError(f"{', '.join(given)} applies to divergence='hutchinson' only "
                                  "(the default divergence='exact' draws no probes)")

@@ -58,7 +58,11 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], 
     so a large array is not first copied into a ``bytes`` object."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # name the file asked for, not the temporary name it never got
+        raise type(err)(err.errno, f"cannot create a file in {path.parent} ({err.strerror or err})",
+                        str(path)) from err
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual mode
         with os.fdopen(fd, "wb") as f:
@@ -66,10 +70,10 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:  # name the file we were writing (a bare write error names none)
+    except OSError as err:  # name the file we were writing, not its temporary name
         Path(tmp).unlink(missing_ok=True)
-        if err.filename is None:
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        if err.filename is None or err.filename == tmp:
+            raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
 from torch import Tensor
 
-from solvers.inputs import as_integer
+from solvers.inputs import as_integer, as_real
 from solvers.result import Solution
 
 from ..atomic import atomic_write_with
@@ -231,7 +231,15 @@ def square_limits(*point_sets: np.ndarray, quantile: float = 0.995, pad: float =
     around the origin keep a view centred on ``(0, 0)`` when that widens it by at most
     `ORIGIN_SLACK` (centred toys look as they always did). A robust range (not min/max) keeps
     a few far outliers from shrinking the picture.
+
+    Raises:
+        ValueError: ``quantile`` outside ``(0.5, 1]`` or ``pad`` negative or not finite.
     """
+    quantile, pad = as_real(quantile, "quantile"), as_real(pad, "pad")
+    if not 0.5 < quantile <= 1:
+        raise ValueError(f"quantile must be in (0.5, 1] (the share of points inside the view), got {quantile}")
+    if not (math.isfinite(pad) and pad >= 0):
+        raise ValueError(f"pad must be a finite number >= 0 (a fraction of the half-width), got {pad}")
     pts = np.concatenate([p.reshape(-1, p.shape[-1])[:, :2] for p in point_sets if p.size], axis=0) \
         if any(p.size for p in point_sets) else np.empty((0, 2))
     pts = pts[np.isfinite(pts).all(axis=1)]

@@ -40,6 +40,24 @@ error and the outlier fraction keep the log axis, which resolves them)."""
 Record = Mapping[str, Any]
 
 
+def _check_floor(floor: Any) -> tuple[float, float] | None:
+    """``floor`` as ``(mean, std)``: a finite mean and a finite std >= 0 (``None`` passes).
+
+    Raises:
+        ValueError: not a number or a pair, not finite, or a negative std.
+    """
+    if floor is None:
+        return None
+    pair = (floor, 0.0) if isinstance(floor, (int, float)) and not isinstance(floor, bool) else floor
+    try:
+        mean, std = (float(v) for v in pair)
+    except (TypeError, ValueError):
+        raise ValueError(f"floor must be a number or a (mean, std) pair, got {floor!r}") from None
+    if not (math.isfinite(mean) and math.isfinite(std) and std >= 0):
+        raise ValueError(f"floor must be finite, with std >= 0; got mean {mean}, std {std}")
+    return mean, std
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -81,6 +99,7 @@ def plot_metric_curves(
     records = list(records)
     if not records:
         raise ValueError("no records to plot")
+    floor = _check_floor(floor)
     for field, what in ((metric, "metric"), (x, "x")):
         if not any(field in r for r in records):
             have = sorted({k for r in records for k in r if isinstance(r.get(k), (int, float))})
@@ -102,8 +121,11 @@ def plot_metric_curves(
             marker=markers[i % len(markers)], ms=4, lw=1.2, capsize=2.5, label=str(label),
             color=f"C{i % 10}",
         )
+    if not plotted:  # every value NaN or infinite (e.g. each run diverged): say so on the panel
+        ax.text(0.5, 0.5, f"no finite {metric} values", transform=ax.transAxes, ha="center",
+                va="center", fontsize=9, color="0.3")
     if floor is not None:
-        mean, std = (floor, 0.0) if isinstance(floor, (int, float)) else floor
+        mean, std = floor
         plotted.append(mean - std)
         ax.axhline(mean, color="k", ls="--", lw=1.0, label="noise floor")
         if std > 0:

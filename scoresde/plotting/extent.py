@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
+from solvers.inputs import as_count, as_real
+
 from ._common import Limits, Range, xy_limits
 
 __all__ = ["offview_fraction", "note_offview", "prior_inset", "emptiest_corner", "inset_corners", "INSET_RATIO"]
@@ -96,7 +98,14 @@ def prior_inset(ax: Axes, start: np.ndarray, lims: Range | Limits, *, label: str
     shown; default: the lower right), shrunk (`INSET_SHRINK`) until it covers at most
     `INSET_MAX_COVERED` of them; when no corner is that free, a line of text gives the extent
     instead. Returns the inset axes, or ``None``.
+
+    Raises:
+        ValueError: ``size`` outside ``(0, 1]`` (a fraction of the axes) or ``max_points`` < 1.
     """
+    size = as_real(size, "size")
+    if not 0 < size <= 1:
+        raise ValueError(f"size must be in (0, 1] (the inset's share of the axes' width), got {size}")
+    max_points = as_count(max_points, "max_points")
     if start.size == 0:
         return None
     finite = start[np.isfinite(start).all(axis=1)]

@@ -19,6 +19,7 @@ from torch import Tensor
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import Solution
 
+from ..atomic import check_writable_dir
 from ..targets import GaussianMixture
 from ._common import Limits, Range, save_figure, square_limits, to_numpy
 from .animation import animate_forward_reverse, save_animation_all
@@ -86,9 +87,10 @@ def write_sampling_figures(
     Raises:
         ValueError: ``results`` is empty, an unknown figure name, or ``"fields"`` asked for
             explicitly on data that is not 2-D.
+        scoresde.atomic.OutputPathError: ``out`` is a file or cannot be written (a
+            ``ValueError``).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_dir(out, "out (the figures' folder)")
     files: dict[str, Path] = {}
     names = list(results)
     if not names:

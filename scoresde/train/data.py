@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -52,6 +53,26 @@ def make_data(spec: Any) -> Any:
     exact mixture preset of `scoresde.targets`), a ``.npy``/``.pt``/``.csv`` file, a folder of
     images, or an array ``(N, *D)``. See `scoresde.data.load_data`."""
     return load_data(spec)
+
+
+def passed_data_hint(run_dir: Path | None, label: str) -> str:
+    """The way out when a resume cannot load ``label`` because the run at ``run_dir`` was trained
+    on data passed in Python (``Trainer(..., data=array_or_sampler)``): pass the same data
+    again. ``""`` when the run's ``config.json`` does not say so (or cannot be read)."""
+    from .runfiles import CONFIG_NAME
+
+    if run_dir is None:
+        return ""
+    try:
+        ident = json.loads((Path(run_dir) / CONFIG_NAME).read_text()).get("data_id") or {}
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if ident.get("kind") not in ("array", "sampler") or ident.get("source") != label:
+        return ""
+    return (f"cannot resume without data=: the run in {run_dir} was trained on data passed in Python "
+            f"({describe_identity(ident)}), which is not stored with the run, and {label!r} is no "
+            "built-in name, file or folder; pass the same data again: Trainer(config, data=..., "
+            "out_dir=..., resume=True)")
 
 
 def sample_shape(source: Any) -> tuple[int, ...]:

@@ -48,6 +48,7 @@ from .data import (
     check_rows_drawn,
     draw,
     make_data,
+    passed_data_hint,
     stamp_identity,
     warn_pixel_levels,
 )
@@ -147,7 +148,13 @@ class Trainer(CheckpointMixin):
         self.local_batch = config.batch_size // self.dist.world_size
         self.dtype = config.torch_dtype
         self.sde: AffineSDE = config.sde.build()
-        self.data = make_data(config.data) if data is None else make_data(data)
+        try:
+            self.data = make_data(config.data) if data is None else make_data(data)
+        except (ValueError, FileNotFoundError) as err:
+            hint = passed_data_hint(self.out_dir, config.data) if data is None and resume is not False else ""
+            if hint:
+                raise type(err)(hint) from None
+            raise
         empty = ValueError(f"dataset {config.data!r} is empty: it has no samples to train on")
         if hasattr(self.data, "__len__") and len(self.data) == 0:
             raise empty

@@ -86,3 +86,19 @@ def test_betas_of_the_wrong_type_and_a_nan_time_are_named() -> None:
 
     with pytest.raises(ValueError, match=r"t contains NaN \(1 of 4 entries\)"):
         model.score_fn(sd.VPSDE())(torch.zeros(4, 2), torch.tensor([0.5, float("nan"), 0.5, 0.5]))
+
+
+def test_resuming_a_run_on_passed_data_without_it_says_to_pass_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # It said "unknown data 'mine': give a built-in name ...", as if the label were a typo.
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    first = Trainer(_config(ckpt_every=3), data=x, out_dir=tmp_path / "run", progress=False)
+    first.fit()
+    first.close()
+    with pytest.raises(ValueError, match=r"cannot resume without data=: the run in .*run was trained on data "
+                                         r"passed in Python \(array 'mine' of shape \(64, 2\)"):
+        Trainer(_config(steps=6, ckpt_every=3), out_dir=tmp_path / "run", resume=True, progress=False)
+    tr = Trainer(_config(steps=6, ckpt_every=3), data=x, out_dir=tmp_path / "run", resume=True, progress=False)
+    assert tr.step == 3
+    tr.close()
+    with pytest.raises(ValueError, match="unknown data 'mine'"):  # a fresh run keeps the plain message
+        Trainer(_config(), out_dir=tmp_path / "other", progress=False)

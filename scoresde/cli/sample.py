@@ -106,6 +106,10 @@ def _plot(samples: Any, path: Path, title: str, data: Any = None) -> None:
 
     x = samples.detach().cpu().float()
     if x.ndim == 4:
+        channels = x.shape[1]
+        if channels not in (1, 3):  # neither grey nor RGB (imshow refuses 2, reads 4 as RGBA)
+            x = x[:, :1]
+            title = f"{title}\n(channel 1 of {channels})"
         grid = image_grid(x[:256])
         fig, ax = plt.subplots(figsize=(6, 6))
         ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from scoresde.atomic import clean_stale_temps
 from scoresde.cli import main
@@ -47,3 +48,18 @@ def test_the_demos_resume_note_keeps_the_differing_settings() -> None:
                      "  seed: checkpoint 0 != current 1\n")
     assert _one_line(err) == ("checkpoint.pt was written by a different configuration; refusing to resume: "
                               "seed: checkpoint 0 != current 1")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_sample_plot_draws_images_of_any_channel_count(tmp_path: Path, channels: int) -> None:
+    # 2 channels failed in imshow ("Invalid shape (15, 15, 2) for image data") after the samples
+    # were written; 4 were drawn as RGBA, the fourth channel taken for transparency.
+    import matplotlib.image as mpimg
+
+    from scoresde.cli.sample import _plot
+    x = torch.rand(4, channels, 5, 5, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    _plot(x, tmp_path / "samples.png", "samples")
+    img = mpimg.imread(tmp_path / "samples.png")
+    assert img.ndim == 3 and img.shape[0] > 10
+    if img.shape[2] == 4:  # nothing of the data is read as transparency
+        assert img[..., 3].min() == 1.0

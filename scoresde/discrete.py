@@ -196,6 +196,16 @@ class DiscreteVPSDE(VarPreservingSDE):
         """Std of the prior ``N(0, prior_std^2 I)``: 1 by default, else from ``prior``."""
         return self._prior_std
 
+    @property
+    def min_score_time(self) -> float:
+        """The earliest time a network of this schedule was trained at: ``t_0 = 1/N`` (timestep 0).
+
+        Below it the network would be called at a negative timestep it never saw, so the
+        likelihood's data-density ODE ends here (`scoresde.likelihood.data_end_time`) and the
+        rest, ``[0, 1/N]``, is the analytic end piece.
+        """
+        return 1.0 / self.num_timesteps
+
     # --- timestep <-> time --------------------------------------------------------------
     def timestep(self, t: Tensor) -> Tensor:
         """Continuous timestep ``k(t) = N t - 1`` (integer ``k`` at ``t_k = (k + 1)/N``)."""

@@ -203,8 +203,10 @@ class DiffusersScore:
     Raises:
         TypeError: ``unet`` not a ``torch.nn.Module`` (e.g. the scheduler, or the two
             arguments swapped); a model in the scheduler's place (`sde_from_scheduler`).
-        ValueError: (when called) ``t`` not 0-d or ``(B,)``, or not in ``(0, T]`` (at ``t = 0``,
-            ``sigma = 0`` and the score is infinite); ``x`` not in the network's layout
+        ValueError: (when called) ``t`` not 0-d or ``(B,)``, or not in ``[1/N, T]`` (below
+            ``1/N`` the network would get a negative timestep it was never trained on; the
+            likelihood's data-density ODE stops at ``1/N`` for this reason,
+            `scoresde.DiscreteVPSDE.min_score_time`); ``x`` not in the network's layout
             ``(B, in_channels, ...)``.
     """
 
@@ -292,10 +294,12 @@ class DiffusersScore:
     def __call__(self, x: Tensor, t: Tensor | float) -> Tensor:
         self._check_layout(x)
         t = batch_time(t, x)
-        bad = ~((t > 0) & (t <= self.sde.T * (1 + 1e-7)))  # NaN is bad too
+        t_0 = self.sde.min_score_time
+        bad = ~((t >= t_0 * (1 - 1e-6)) & (t <= self.sde.T * (1 + 1e-7)))  # NaN is bad too
         if bool(bad.any()):
-            raise ValueError(f"t must be in (0, T] = (0, {self.sde.T:g}] (sigma(0) = 0: the score is "
-                             f"infinite at t = 0), got t = {float(t[bad][0]):g}")
+            raise ValueError(f"t must be in [1/N, T] = [{t_0:g}, {self.sde.T:g}]: the network was trained on "
+                             f"timesteps k = N t - 1 in 0..{self.sde.num_timesteps - 1}, and t = "
+                             f"{float(t[bad][0]):g} is timestep {float(self.sde.timestep(t[bad][:1].double())[0]):g}")
         if x.requires_grad:
             o = self.model_output(x, t)
         else:

@@ -60,8 +60,12 @@ DATA_END_TIME = 1e-5
 
 
 def data_end_time(sde: DiffusionSDE) -> float:
-    """The ODE's end time for `density="data"`: `min(sde.eps, DATA_END_TIME)`."""
-    return min(float(sde.eps), DATA_END_TIME)
+    """The ODE's end time for `density="data"`: `min(sde.eps, DATA_END_TIME)`, but not below
+    `sde.min_score_time` where the SDE has one (a discrete schedule's first timestep,
+    `scoresde.DiscreteVPSDE`: its network is not trained below it)."""
+    end = min(float(sde.eps), DATA_END_TIME)
+    floor = getattr(sde, "min_score_time", None)
+    return end if floor is None else max(end, float(floor))
 
 
 def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float) -> tuple[Tensor, Tensor]:

@@ -64,6 +64,7 @@ from .prior_match import PriorMatchProbe, warn_if_off_prior
 from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
 from .result import Solution
+from .score_sde import check_score_sde
 from .sde_checks import check_prior_draw, check_sde, warn_if_diverged
 
 __all__ = [
@@ -423,6 +424,7 @@ def sample(
             count or size that is not an integer).
     """
     check_score(score)
+    check_score_sde(score, sde)
     solver_obj = _resolve_solver(solver, options)
     steps = as_count(steps, "steps", maximum=MAX_STEPS)
     check_finite, progress = check_flag(check_finite, "check_finite"), check_flag(progress, "progress")

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from solvers.inputs import check_device, check_dtype, check_score
 from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.score_sde import check_score_sde
 
 from .integrators import INTEGRATOR_TABLE
 from .options import LikelihoodOptions
@@ -127,6 +128,7 @@ def likelihood(
         RuntimeError: called under `torch.inference_mode()`, where no divergence can be taken.
     """
     check_score(score_fn)
+    check_score_sde(score_fn, sde)
     opts = (options or LikelihoodOptions()).replace(**kwargs) if kwargs else (options or LikelihoodOptions())
     opts.validate()
     if torch.is_inference_mode_enabled():

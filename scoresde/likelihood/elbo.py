@@ -37,6 +37,7 @@ from solvers.dynamics import CountedScore, forward_transition
 from solvers.inputs import check_dtype, check_generator, check_score
 from solvers.noise import make_generator
 from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.score_sde import check_score_sde
 from solvers.utils import append_dims
 
 from .core import check_data
@@ -103,6 +104,7 @@ def elbo(
     """
     # likelihood's checks: the score, chunk size, dtype, seed, generator, a prior that is not callable.
     check_score(score_fn)
+    check_score_sde(score_fn, sde)
     RunOptions(batch_size=batch_size, dtype=dtype, seed=seed, generator=generator).validate()
     DensityOptions(prior=prior).resolved()
     asked = None if dtype is None else check_dtype(dtype)

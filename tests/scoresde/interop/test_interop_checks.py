@@ -332,3 +332,24 @@ def test_likelihood_of_a_diffusers_network_stays_on_its_trained_timesteps() -> N
     assert float((r.log_prob - exact).abs().max()) < 1.5e-4  # measured 8.4e-5
     with pytest.raises(ValueError, match="timestep -0.99"):
         score(x, 1e-5)
+
+
+@pytest.mark.parametrize("other", ["vp", "cosine_table", "ve"])
+def test_a_diffusers_score_with_another_sde_is_refused(other: str) -> None:
+    # The score converts the network's output with its own schedule's alpha, sigma; paired with
+    # sd.VPSDE() the samples of N(0, 0.5^2) data came out with std 0.106, with no warning.
+    from scoresde.likelihood import likelihood
+    cfg = {"beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": 1000}
+    own = sd.DiscreteVPSDE.from_config(cfg)
+    score = DiffusersScore(_ExactGaussianEps(own, 0.5), cfg)
+    sde = {"vp": sd.VPSDE(), "ve": sd.VESDE(),
+           "cosine_table": sd.DiscreteVPSDE.from_config({**cfg, "beta_schedule": "linear"})}[other]
+    with pytest.raises(ValueError, match=r"the score was made for .*score\.sde.*solve with the score's own SDE"):
+        solvers.sample(sde, score, shape=(8, 1, 2, 2), solver="ddim", steps=5, seed=0, dtype=F64)
+    x = 0.5 * torch.randn(4, 1, 2, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="the score was made for"):
+        likelihood(sde, score, x, seed=0)
+    # an equal SDE built again is the same process, and the right one samples the data's law
+    r = solvers.sample(sd.DiscreteVPSDE.from_config(cfg), score, shape=(4000, 1, 2, 2), solver="dpmpp_2m",
+                       steps=50, seed=0, dtype=F64)
+    assert abs(float(r.samples.std()) - 0.5) < 0.015  # 16,000 values: the sample std's own std is 0.003

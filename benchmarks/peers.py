@@ -60,7 +60,7 @@ from torch import Tensor
 
 import scoresde as sd
 import solvers
-from scoresde import metrics
+from scoresde import compare, metrics
 from scoresde.interop.kdiffusion import load_k_diffusion_sampling
 from scoresde.quality import CombinedMetric, within_mode_spread
 from solvers.edm import time_from_edm_sigma
@@ -316,6 +316,10 @@ def diffusers_samplers() -> dict[str, Sampler]:
 
 
 # --- the sweep ---------------------------------------------------------------------------------
+FLOOR_REPEATS = compare.DEFAULT_FLOOR_REPEATS
+"""Pairs of exact sample sets behind each noise floor."""
+
+
 @dataclass
 class Cell:
     sw: list[float] = field(default_factory=list)
@@ -338,8 +342,9 @@ def evaluate(
         p.bandwidths = metrics.median_bandwidths(a, b)
         m = min(mmd_n, p.n)
         mmd = lambda x, y, p=p, m=m: metrics.mmd(x[:m], y[:m], bandwidths=p.bandwidths)  # noqa: E731
-        sw_m, sw_s = metrics.noise_floor(metrics.sliced_wasserstein, ref_fn, p.n, repeats=5)
-        mm_m, mm_s = metrics.noise_floor(mmd, ref_fn, m, repeats=5)
+        # as many pairs as scoresde compare's floors (5 gave floors biased low, with bands too narrow)
+        sw_m, sw_s = metrics.noise_floor(metrics.sliced_wasserstein, ref_fn, p.n, repeats=FLOOR_REPEATS)
+        mm_m, mm_s = metrics.noise_floor(mmd, ref_fn, m, repeats=FLOOR_REPEATS)
         floors[p.name] = (sw_m, sw_s, mm_m, mm_s)
         refs = [p.reference(s) for s in range(seeds)]
         combined = CombinedMetric(p.target, p.n)

@@ -49,6 +49,10 @@ def main() -> None:
                         help="end-of-run step (default: each solver's own, to sigma = 0)")
     args = parser.parse_args()
 
+    known = list(dict.fromkeys(target for target, _ in PROBLEMS))
+    unknown = [t for t in args.targets or [] if t not in known]
+    if unknown:  # it ran nothing and printed nothing
+        parser.error(f"--targets {' '.join(unknown)} not among this benchmark's targets: {', '.join(known)}")
     names = args.solvers or solvers.available()
     for target, sde in PROBLEMS:
         if args.targets and target not in args.targets:

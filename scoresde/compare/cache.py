@@ -9,10 +9,12 @@ cells whose settings and code match.
 
 from __future__ import annotations
 
+import ast
 import csv
 import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import io
 import json
@@ -39,7 +41,14 @@ CODE_MODULES: tuple[str, ...] = (
     "scoresde.sde", "scoresde.targets", "scoresde.metrics", "scoresde.mode_metrics",
     "scoresde.compare.problem", "scoresde.compare.scoring", "scoresde.compare.runner",
 )
-"""Modules that build the SDE, the exact score and reference samples, and score and run a cell."""
+"""Modules that build the SDE, the exact score and reference samples, and score and run a cell.
+The ``scoresde`` modules they import enter the key too, followed through (`imported_modules`;
+e.g. `scoresde.component_sums`, whose sums make the exact score), except those imported by
+`NOT_FOLLOWED`."""
+
+NOT_FOLLOWED: tuple[str, ...] = ("scoresde.compare.runner",)
+"""Modules whose own file is in the key but whose imports are not followed: the runner imports
+the code that stores, tabulates and draws results, which does not change a cell's numbers."""
 
 Floors = dict[str, tuple[float, float]]
 
@@ -99,13 +108,54 @@ def solver_code(name: str) -> str:
         return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _imports_of(name: str, path: Path, package: str) -> list[str]:
+    """The modules of ``package`` that the source at ``path`` (module ``name``) imports, by name
+    (read from its syntax tree, relative imports resolved; ``from m import x`` gives ``m`` and
+    ``m.x``, of which only the modules that exist are kept by the caller)."""
+    here = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = (importlib.util.resolve_name("." * node.level + (node.module or ""), here)
+                    if node.level else node.module or "")
+            found += [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+    return [m for m in found if m.split(".")[0] == package and m != package]
+
+
+def imported_modules(roots: Sequence[str], *, not_followed: Sequence[str] = ()) -> dict[str, Path]:
+    """``roots`` and every module of their top-level package they import, transitively (the
+    package's bare ``__init__``, which only re-exports, is left out), as name -> source file;
+    the imports of ``not_followed`` are not followed."""
+    package = roots[0].split(".")[0] if roots else ""
+    seen: dict[str, Path] = {}
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # `m.x` where x is a function, not a module
+            continue
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue
+        path = seen[name] = Path(spec.origin)
+        if name not in not_followed:
+            todo += [m for m in _imports_of(name, path, package) if m not in seen]
+    return seen
+
+
 def code_files() -> tuple[Path, ...]:
-    """The source files that decide a cell: every `.py` of `CODE_PACKAGES`, then `CODE_MODULES`."""
+    """The source files that decide a cell: every `.py` of `CODE_PACKAGES`, then `CODE_MODULES`
+    and the modules they import (`imported_modules`), in a fixed order."""
     files: list[Path] = []
     for name in CODE_PACKAGES:
         root = Path(importlib.import_module(name).__file__ or "").parent
         files += sorted(root.rglob("*.py"))
-    files += [Path(importlib.import_module(name).__file__ or "") for name in CODE_MODULES]
+    modules = imported_modules(CODE_MODULES, not_followed=NOT_FOLLOWED)
+    files += [modules[name] for name in sorted(modules)]
     return tuple(files)
 
 
@@ -161,8 +211,12 @@ def read_cell(path: Path | None, key: str) -> dict[str, Any] | None:
 def load_or_compute_floors(
     compute: Callable[[], Floors], settings: Mapping[str, Any], repeats: int, out_dir: Path | None
 ) -> Floors:
-    """Noise floors read from `out_dir/floors.json` when its key matches, else `compute()` (stored)."""
-    key = cache_key({**settings, "repeats": repeats})
+    """Noise floors read from `out_dir/floors.json` when its key matches, else `compute()` (stored).
+
+    The key holds the settings, ``repeats`` and `code_digest`, as a cell's does: an edit to a
+    metric or to the reference sampler recomputes the floors with the cells.
+    """
+    key = cache_key({**settings, "repeats": repeats, "code": code_digest()})
     path = out_dir / "floors.json" if out_dir is not None else None
     if path is not None and path.is_file():
         try:

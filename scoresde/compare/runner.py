@@ -16,7 +16,7 @@ from tqdm.auto import tqdm  # type: ignore[import-untyped]
 import solvers
 from solvers.dynamics import NonFiniteScoreError
 from solvers.end import end_step_kind
-from solvers.inputs import check_seed
+from solvers.inputs import as_integer, check_seed
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.result import Solution
 
@@ -127,6 +127,21 @@ def evaluate_results(
     return records, scorer.floors(floor_repeats, seed=seed)
 
 
+def _as_names(value: Any, what: str) -> list[str]:
+    """``value`` as a list of names: one string is one name (not its characters)."""
+    return [value] if isinstance(value, str) else list(_as_sequence(value, what))
+
+
+def _as_sequence(value: Any, what: str) -> list[Any]:
+    """``value`` as a list; a single number is refused with the fix (``steps=[10]``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise TypeError(f"{what} must be a sequence, got the number {value!r} (pass [{value!r}])")
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence, got {type(value).__name__}") from None
+
+
 def _check(names: list[str], steps: Sequence[int], seeds: Sequence[int], n: int,
            denoise: bool | str | None, tolerances: Sequence[float], grid: Any = None) -> None:
     end_step_kind(denoise)  # refuses an unknown name before any work
@@ -212,9 +227,15 @@ def run_comparison(
             the solver refuses, an `rtol` / `atol` option of a solver on the tolerance axis.
         TypeError: a solver option the solver does not take.
     """
-    names = unique(solver_names)
-    steps, seeds, tolerances, metrics = unique(steps), unique(seeds), unique(tolerances), unique(metrics)
+    names = unique(_as_names(solver_names, "solver_names"))
+    metrics = unique(_as_names(metrics, "metrics"))
+    steps = unique(as_integer(s, "step budget (steps)") for s in _as_sequence(steps, "steps"))
+    seeds, tolerances = unique(_as_sequence(seeds, "seeds")), unique(_as_sequence(tolerances, "tolerances"))
     _check(names, steps, seeds, n, denoise, tolerances, grid)
+    if not metrics:
+        raise ValueError(f"give at least one metric; valid: {', '.join(METRICS)}")
+    if isinstance(noise, str) and noise not in ("gaussian", "brownian"):  # every cell would fail
+        raise ValueError(f"unknown noise {noise!r}; use 'gaussian' or 'brownian'")
     options = {k: dict(v) for k, v in (solver_options or {}).items()}
     check_solver_options({k: v for k, v in options.items() if k in names})
     check_tolerance_options({k: v for k, v in options.items() if k in names})

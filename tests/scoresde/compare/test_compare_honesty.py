@@ -98,6 +98,37 @@ def test_code_files_cover_the_solvers_package_and_the_scoring_modules():
         assert module in names, module
 
 
+def test_code_files_follow_the_imports_of_the_scoring_modules():
+    # scoresde.component_sums makes the exact score's sums: an edit to it changed the score at
+    # a test point (-0.9068 -> -0.7716) while the stored cells were reused.
+    names = {(p.parent.name, p.name) for p in cache.code_files()}
+    for module in ("component_sums.py", "schedules.py", "quality.py"):
+        assert ("scoresde", module) in names, module
+    # what stores and draws the results does not decide a cell's numbers
+    assert not any(parent == "plotting" for parent, _ in names)
+
+
+def test_an_edit_to_the_code_recomputes_the_floors(tmp_path, monkeypatch):
+    # floors.json was keyed on the settings only: an edit to a metric recomputed every cell but
+    # read back the old floor, and each cell's value / floor mixed the two versions.
+    import json
+    helper = tmp_path / "metric.py"
+    helper.write_text("N_PROJECTIONS = 512\n")
+    monkeypatch.setattr(cache, "code_files", lambda: (helper,))
+    cache.code_digest.cache_clear()
+    try:
+        _run(tmp_path / "o")
+        key = json.loads((tmp_path / "o" / "floors.json").read_text())["key"]
+        _run(tmp_path / "o")
+        assert json.loads((tmp_path / "o" / "floors.json").read_text())["key"] == key  # reused
+        helper.write_text("N_PROJECTIONS = 16\n")
+        cache.code_digest.cache_clear()  # a new process
+        _run(tmp_path / "o")
+        assert json.loads((tmp_path / "o" / "floors.json").read_text())["key"] != key  # recomputed
+    finally:
+        cache.code_digest.cache_clear()
+
+
 def test_editing_a_dependency_recomputes_the_cells(tmp_path, monkeypatch):
     helper = tmp_path / "helper.py"
     helper.write_text("STEP = 1\n")

@@ -198,3 +198,23 @@ def test_adaptive_solvers_need_a_usable_tolerance(tolerances, message) -> None:
     with pytest.raises(ValueError, match=message):
         compare.run_comparison(problem, ["ode_rk45"], tolerances=tolerances, seeds=[0], n=50, progress=False,
                                plots=False)
+
+
+@pytest.mark.parametrize(("kw", "err", "match"), [
+    ({"steps": [2.5]}, TypeError, "step budget .* must be an integer"),      # ran 2 steps
+    ({"steps": [2, 2.5]}, TypeError, "step budget .* must be an integer"),   # one cell counted twice
+    ({"steps": 3}, TypeError, r"steps must be a sequence, got the number 3 \(pass \[3\]\)"),
+    ({"metrics": []}, ValueError, "give at least one metric"),               # only mode statistics
+    ({"noise": "foo"}, ValueError, "unknown noise 'foo'"),                   # every cell failed
+])
+def test_run_comparison_refuses_budgets_metrics_and_noise_it_cannot_run(kw, err, match):
+    with pytest.raises(err, match=match):
+        _run(**kw)
+
+
+def test_one_string_is_one_solver_or_metric_name():
+    # "ddim" was read as the solvers 'd', 'd', 'i', 'm'
+    problem = compare.Problem.from_target("eight_gaussians", "vp")
+    r = compare.run_comparison(problem, "ddim", steps=[3], seeds=[0], n=N, metrics="sliced_w2",
+                               floor_repeats=2, progress=False, plots=False)
+    assert {rec["solver"] for rec in r.records} == {"ddim"} and r.metrics[0] == "sliced_w2"

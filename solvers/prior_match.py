@@ -184,6 +184,14 @@ class PriorMatchProbe:
         """``p^2 / v_j`` per coordinate ``(D,)`` (`spread_carried`; call only with an estimate)."""
         return self._prior_ratio()
 
+    def unpulled(self) -> Tensor:
+        """Coordinates ``(D,)`` (bool) where the score's slope against ``x`` over the draw is not
+        negative: ``1 / v_j <= 0``. A Gaussian ``p_T`` pulls every coordinate towards its centre;
+        a ``p_T`` with separate modes, the draw lying between them, pushes apart. There ``v_j``
+        (and every number derived from it) means nothing (call only with an estimate)."""
+        unpulled: Tensor = self._inverse_variance() <= 0
+        return unpulled
+
     def prior_variance_ratio(self) -> float | None:
         """Mean over coordinates of ``p^2 / v_j`` (`spread_carried`), or ``None`` before an estimate."""
         if self._moments is None or self._n < MIN_PROBE_SAMPLES:
@@ -291,6 +299,10 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
     shift, error, carried = probe.shift, probe.error, probe.carried(lam, SLOPE_TOLERANCE)
     if shift is None or error is None or carried is None:
         return
+    unpulled = probe.unpulled()
+    if bool(unpulled.any()):  # p_T is not the one-mode law the numbers below assume
+        _warn_unpulled(probe, int(unpulled.sum()), unpulled.numel(), stacklevel + 1)
+        return
     spread, ratio = probe.spread_carried(lam, SLOPE_TOLERANCE), probe.prior_variance_ratio()
     # a slope of the wrong sign (ratio 0: no pull towards the origin) is a broken score, not a prior
     if spread is not None and spread > PRIOR_SPREAD_LIMIT and ratio is not None and 0 < ratio < math.inf:
@@ -318,6 +330,26 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
         f"the data's spread or skew (p_T keeps the data's shape), or a conditional or guided score "
         f"whose class lies off the origin. A noise level of about {needed:.3g} at T instead of "
         f"{level:.3g} brings what this run keeps to {PRIOR_SHIFT_LIMIT} (under VE: sigma_max)",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _warn_unpulled(probe: PriorMatchProbe, count: int, dims: int, stacklevel: int) -> None:
+    """The warning of a score at ``T`` that does not pull the draw towards a centre (`PriorMatchProbe.unpulled`)."""
+    sde = probe.sde
+    alpha, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
+    level = float(sigma[0] / alpha[0])
+    warnings.warn(
+        f"the prior draw x_T is not a sample of p_T: the score at T does not pull it towards a centre along "
+        f"{count} of {dims} coordinate(s) (its slope against x over the draw is flat or positive there, where "
+        f"a p_T close to the prior has slope -1/variance; solvers.prior_match). So p_T has separate modes "
+        f"with the draw between them, or is far wider than the prior: the noise level at T ({level:.3g}; "
+        f"under VE sigma_max) is too small for the data's spread, and the samples' mode weights and widths "
+        f"come out wrong, by an amount this check cannot measure. Take a noise level at T of about the "
+        f"largest distance between data points (Song & Ermon 2020; scoresde.data.suggest_sigma_max), or "
+        f"rescale the data. If the data are not that wide, check the score at T (an untrained or broken "
+        f"network has no pull either)",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

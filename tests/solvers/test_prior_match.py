@@ -111,3 +111,26 @@ def test_the_spread_warning_names_both_directions_for_anisotropic_data() -> None
         in spread[0]
     ratio = r.samples.std(0) / s  # what the samples show
     assert 1.12 < float(ratio[0]) < 1.24 and 0.62 < float(ratio[1]) < 0.74
+
+
+def _runtime_warnings(sde: object, target: sd.targets.GaussianMixture, solver: str) -> list[str]:
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        solvers.sample(sde, target.score_fn(sde), (1000, 2), solver=solver, steps=20, seed=0)
+    return [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize("solver", ["dpmpp_2m", "euler_maruyama"])
+def test_a_p_T_with_separate_modes_is_named_without_false_numbers(solver: str) -> None:
+    # Modes 60 apart under VE with sigma_max = 10: p_T has two modes and the draw lies between
+    # them, where the score pushes apart. The warning read "too narrow by about 60.7% per
+    # coordinate ... a noise level of about 4.39e+07 at T" (the samples' spread was right, their
+    # weights 0.57 / 0.43 for 0.7 / 0.3); four modes at the corners gave no warning at all.
+    two = sd.GaussianMixture([[-30.0, 0.0], [30.0, 0.0]], 1.0, [0.7, 0.3])
+    four = sd.GaussianMixture([[-30.0, -30.0], [30.0, 30.0], [-30.0, 30.0], [30.0, -30.0]], 1.0)
+    for target, count in ((two, "1 of 2"), (four, "2 of 2")):
+        msgs = _runtime_warnings(sd.VESDE(sigma_max=10.0), target, solver)
+        assert len(msgs) == 1 and f"does not pull it towards a centre along {count} coordinate(s)" in msgs[0]
+        assert "times the prior's" not in msgs[0] and "brings it within" not in msgs[0]
+    # a noise level above the largest distance: no such warning
+    assert not any("does not pull" in m for m in _runtime_warnings(sd.VESDE(sigma_max=120.0), four, solver))

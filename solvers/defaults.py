@@ -102,7 +102,8 @@ def classic_ode_grid(sde: object) -> str:
     resolve modes of std 0.005 at 200 NFE (uniform: spread 0.22-0.26 of exact). Under sub-VP
     the log-SNR grid runs on to ``sigma/alpha = 1.1e-4`` and spends about a quarter of its steps
     below 0.005; it was better on very sharp modes but worse on broad ones (``high_dim_16``,
-    ``eight_gaussians``) at 10-100 NFE, so sub-VP, like VE, keeps ``uniform`` (docs/defaults.md).
+    ``eight_gaussians``) at 10-100 NFE, so sub-VP, like VE, keeps ``uniform`` here (docs/defaults.md;
+    `solvers.ode.Heun` takes ``logsnr`` on sub-VP, where its quality rose and fell with the budget).
     A variance-exploding SDE whose noise is not geometric in ``t`` (EDM's ``sigma = t``) takes
     ``logsnr`` too: the uniform grid is uniform in ``sigma`` there (`has_geometric_noise`).
     """

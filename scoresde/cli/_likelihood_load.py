@@ -65,7 +65,8 @@ def _to_levels(x: Any, levels: int, data_range: tuple[float, float]) -> Any:
         if int(k.min()) < 0 or int(k.max()) > levels - 1:
             raise ValueError(
                 f"--bpd: integer levels must lie in 0..{levels - 1} for --levels {levels}; the data span "
-                f"[{int(k.min())}, {int(k.max())}] (16-bit images: --levels 65536)")
+                f"[{int(k.min())}, {int(k.max())}]; pass --levels for the data's own grid (8-bit images: "
+                "--levels 256, 16-bit: --levels 65536)")
         return k
     from ..data.arrays import integer_levels
 
@@ -137,6 +138,16 @@ def _network_tolerances(args: argparse.Namespace) -> None:
     args.atol = NETWORK_TOL_FACTOR * atol if args.atol is None else args.atol
 
 
+class _PixelGrid:
+    """The pixel grid (``levels``, ``data_range``) of a checkpoint's training images, standing in
+    for the data source when a file is scored: a 17-level digits model reads a file of levels
+    0..16 on its own grid, not on 256 levels (where they filled 7% of the range, silently)."""
+
+    def __init__(self, source: Any) -> None:
+        self.levels = int(source.levels)
+        self.data_range = tuple(source.data_range)
+
+
 def _default_grid(args: argparse.Namespace, source: Any, image_model: bool = False,
                   trained_levels: int | None = None) -> None:
     """Fill ``--levels`` / ``--data-range`` left unset: from image data, which know their pixel
@@ -158,9 +169,10 @@ def _default_grid(args: argparse.Namespace, source: Any, image_model: bool = Fal
         args.levels = levels if levels is not None else 256
 
 
-def _trained_rows(config: Any, own: Any) -> Any:
-    """A checkpoint's training data as a tensor ``(N, *D)``, or ``None`` when they cannot be
-    found again (or are not a fixed array). ``own``: that data source, when already loaded."""
+def _trained_rows(config: Any, own: Any) -> tuple[Any, Any]:
+    """A checkpoint's training data as a tensor ``(N, *D)`` and their source, or ``(None, None)``
+    when they cannot be found again (the rows are ``None`` too for a source that is not a fixed
+    array). ``own``: that data source, when already loaded."""
     import torch
 
     from ..train.data import reference_data
@@ -169,9 +181,9 @@ def _trained_rows(config: Any, own: Any) -> Any:
         try:
             own = reference_data(config, None)
         except Exception:  # the training data are gone or changed: nothing to go by
-            return None
+            return None, None
     rows = next((getattr(own, a) for a in ("data", "images") if isinstance(getattr(own, a, None), torch.Tensor)), None)
-    return rows
+    return rows, own
 
 
 INSIDE_FRACTION = 0.02
@@ -276,7 +288,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
     if args.checkpoint and (args.bpd or (image_model and not x.is_floating_point())):
         from ..data.arrays import integer_levels
 
-        trained = _trained_rows(config, source if args.data is None else None)
+        trained, trained_source = _trained_rows(config, source if args.data is None else None)
+        if source is None and getattr(trained_source, "levels", None) is not None:
+            source = _PixelGrid(trained_source)  # a file scored for an image model: the training grid
         trained_levels = integer_levels(trained) if image_model and trained is not None else None
     if not args.bpd and not x.is_floating_point() and image_model and trained_levels is None:
         import warnings

@@ -116,3 +116,29 @@ def test_the_divergence_default_is_hutchinson_for_images_and_exact_for_points(
                  "--grid", "uniform",
                  "--n", "1", "--divergence", "exact", "--no-progress"]) == 0  # still there when asked for
     assert "D=64, divergence=exact" in capsys.readouterr().out
+
+
+def test_bpd_of_a_file_reads_it_on_the_models_own_pixel_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A digits model (17 levels on [-1, 1]) scoring a uint8 file of its levels 0..16 read them on
+    # 256 levels, mapped onto [-1, -0.87]: 10.62 bits/dim, silently; the same images as floats on
+    # [-1, 1] were refused as "not on the 256-level grid". Both now use the model's 17 levels.
+    from scoresde.data import digits
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--steps", "1", "--batch-size", "4", "--out", str(run),
+                 "--channels", "8", "--no-progress"]) == 0
+    x = digits().images[:3].numpy()
+    np.save(tmp_path / "floats.npy", x)
+    np.save(tmp_path / "levels.npy", ((x + 1) * 8).round().astype(np.uint8))
+    fast = ["--checkpoint", str(run), "--bpd", "--integrator", "rk4_simpson", "--steps", "2", "--grid", "uniform",
+            "--divergence", "hutchinson", "--no-progress"]
+    capsys.readouterr()
+    results = []
+    for name in ("levels.npy", "floats.npy"):
+        out = tmp_path / f"{name}.json"
+        assert main(["likelihood", *fast, "--data", str(tmp_path / name), "--out", str(out)]) == 0
+        assert "levels 17, data range [-1, 1]" in capsys.readouterr().out
+        results.append(json.loads(out.read_text()))
+    assert results[0] == results[1]
+    np.save(tmp_path / "eight_bit.npy", np.full((2, 1, 8, 8), 200, dtype=np.uint8))
+    assert main(["likelihood", *fast, "--data", str(tmp_path / "eight_bit.npy")]) == 2
+    assert "pass --levels for the data's own grid (8-bit images: --levels 256" in capsys.readouterr().err

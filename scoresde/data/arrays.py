@@ -211,6 +211,11 @@ def _load_pt(path: Path) -> Any:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if first.startswith("Weights only load failed"):  # torch's advice to unpickle code does not apply here
+            import zipfile
+
+            first = ("holds objects other than tensors, which are not unpickled: loading them could run code"
+                     if zipfile.is_zipfile(path) else "neither a zip archive, as torch.save writes, nor tensors in its older format")
         raise DataError(
             f"{path}: not a readable torch file of plain tensors ({first}); save it with "
             "torch.save(tensor, path)"

@@ -78,3 +78,18 @@ def test_csv_index_column_and_tab_separated_csv(tmp_path: Path) -> None:
     assert load_array(tmp_path / "tabs.csv").data.tolist() == [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
     (tmp_path / "plain.csv").write_text("a,b\n1,2\n3,4\n")  # unchanged: a named header is skipped
     assert load_array(tmp_path / "plain.csv").data.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_a_pt_file_that_is_not_plain_tensors_is_not_told_to_unpickle_code(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # torch's first line advised re-running torch.load with weights_only=False, which "will likely
+    # succeed": for a file that is not a torch file at all, and a risk for one that holds objects.
+    from scoresde.data import DataError, load_data
+    junk, objs = tmp_path / "junk.pt", tmp_path / "objs.pt"
+    junk.write_text("not a torch file\n")
+    torch.save([torch.zeros(2), slice(1, 2)], objs)
+    with pytest.raises(DataError, match="neither a zip archive") as err:
+        load_data(junk)
+    assert "weights_only" not in str(err.value)
+    with pytest.raises(DataError, match="holds objects other than tensors") as err:
+        load_data(objs)
+    assert "weights_only" not in str(err.value)

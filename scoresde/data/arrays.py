@@ -278,6 +278,8 @@ def _load_text(path: Path) -> np.ndarray:
         raise DataError(f"{path}: the file has no data rows")
     if delimiter == "," and not any("," in ln for ln in lines) and any("\t" in ln for ln in lines):
         delimiter = "\t"  # a tab-separated table saved as .csv
+    if delimiter is None and all("," in ln for ln in lines):
+        delimiter = ","  # a comma-separated table saved as .txt (its first row was taken as a header)
     first = _split(lines[0], delimiter)
     # pandas' to_csv writes an unnamed index column under an empty first header cell (",a,b"),
     # R's write.csv a quoted empty one ('"","a","b"')
@@ -333,7 +335,8 @@ def load_array(path: str | Path) -> ArrayDataset:
     """Read ``(N, *D)`` samples from a ``.npy``, ``.pt``/``.pth``, ``.csv``, ``.tsv`` or ``.txt`` file.
 
     CSV/TSV/TXT: one sample per row, comma / tab / whitespace separated (a ``.csv`` whose lines
-    hold tabs and no commas is read as tab-separated); a first line that is not all numbers is
+    hold tabs and no commas is read as tab-separated, a ``.txt`` whose every line holds a comma
+    as comma-separated); a first line that is not all numbers is
     taken as a header and skipped; a header whose first cell is empty (``,a,b``, as pandas'
     ``to_csv`` writes it, or ``"",a,b`` as R's ``write.csv`` does) marks an index column, which
     is dropped; quoted fields (``"1",0.5``) are read without their quotes; lines starting with ``#``

@@ -93,3 +93,12 @@ def test_a_pt_file_that_is_not_plain_tensors_is_not_told_to_unpickle_code(tmp_pa
     with pytest.raises(DataError, match="holds objects other than tensors") as err:
         load_data(objs)
     assert "weights_only" not in str(err.value)
+
+
+def test_a_comma_separated_txt_file_is_read_as_such(tmp_path: Path) -> None:
+    # Its first row was taken as a header, and line 2 reported as "'3,4' is not a number".
+    for text in ("1,2\n3,4\n5,6\n", "1, 2\n3, 4\n5, 6\n"):
+        (tmp_path / "t.txt").write_text(text)
+        np.testing.assert_array_equal(load_array(tmp_path / "t.txt").data.numpy(), [[1, 2], [3, 4], [5, 6]])
+    (tmp_path / "w.txt").write_text("1 2\n3 4\n")
+    np.testing.assert_array_equal(load_array(tmp_path / "w.txt").data.numpy(), [[1, 2], [3, 4]])

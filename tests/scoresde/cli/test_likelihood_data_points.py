@@ -67,6 +67,26 @@ def test_cli_scores_each_image_of_a_folder_once(tmp_path: Path, capsys: pytest.C
     assert rec and all(len(column) == 5 for column in rec.values())  # one row per image
 
 
+def _fast_bpd(run: Path) -> list[str]:
+    """Cheap ``likelihood --bpd`` options for ``run``."""
+    return ["--checkpoint", str(run), "--bpd", "--integrator", "rk4_simpson", "--steps", "2", "--grid", "uniform",
+            "--divergence", "hutchinson", "--no-progress"]
+
+
+def _bpd_records(fast: list[str], folder: Path, names: tuple[str, ...], grid: str,
+                 capsys: pytest.CaptureFixture[str]) -> list[object]:
+    """The stored results of ``likelihood`` on each file of ``names`` in ``folder``, checking that
+    each reports the pixel grid ``grid``."""
+    capsys.readouterr()
+    results = []
+    for name in names:
+        out = folder / f"{name}.json"
+        assert main(["likelihood", *fast, "--data", str(folder / name), "--out", str(out)]) == 0
+        assert grid in capsys.readouterr().out
+        results.append(json.loads(out.read_text()))
+    return results
+
+
 def test_bpd_takes_integer_pixel_levels_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A uint8 .npy of test images was read as floats and refused ("not on the 256-level grid of
     # [0, 1]; pass integer levels"); for an image model the levels map onto its range [-1, 1].
@@ -80,15 +100,8 @@ def test_bpd_takes_integer_pixel_levels_from_a_file(tmp_path: Path, capsys: pyte
                  "--channels", "8", "--no-progress"]) == 0
     np.save(tmp_path / "levels.npy", k)
     np.save(tmp_path / "scaled.npy", k.astype(np.float64) / 127.5 - 1.0)  # the same images on [-1, 1]
-    fast = ["--checkpoint", str(run), "--bpd", "--integrator", "rk4_simpson", "--steps", "2", "--grid", "uniform",
-            "--divergence", "hutchinson", "--no-progress"]
-    capsys.readouterr()
-    results = []
-    for name in ("levels.npy", "scaled.npy"):
-        out = tmp_path / f"{name}.json"
-        assert main(["likelihood", *fast, "--data", str(tmp_path / name), "--out", str(out)]) == 0
-        assert "levels 256, data range [-1, 1]" in capsys.readouterr().out
-        results.append(json.loads(out.read_text()))
+    fast = _fast_bpd(run)
+    results = _bpd_records(fast, tmp_path, ("levels.npy", "scaled.npy"), "levels 256, data range [-1, 1]", capsys)
     assert results[0] == results[1]  # the same points, the same dequantisation noise
     np.save(tmp_path / "wide.npy", k.astype(np.uint16) * 257)
     assert main(["likelihood", *fast, "--data", str(tmp_path / "wide.npy")]) == 2
@@ -129,15 +142,8 @@ def test_bpd_of_a_file_reads_it_on_the_models_own_pixel_grid(tmp_path: Path, cap
     x = digits().images[:3].numpy()
     np.save(tmp_path / "floats.npy", x)
     np.save(tmp_path / "levels.npy", ((x + 1) * 8).round().astype(np.uint8))
-    fast = ["--checkpoint", str(run), "--bpd", "--integrator", "rk4_simpson", "--steps", "2", "--grid", "uniform",
-            "--divergence", "hutchinson", "--no-progress"]
-    capsys.readouterr()
-    results = []
-    for name in ("levels.npy", "floats.npy"):
-        out = tmp_path / f"{name}.json"
-        assert main(["likelihood", *fast, "--data", str(tmp_path / name), "--out", str(out)]) == 0
-        assert "levels 17, data range [-1, 1]" in capsys.readouterr().out
-        results.append(json.loads(out.read_text()))
+    fast = _fast_bpd(run)
+    results = _bpd_records(fast, tmp_path, ("levels.npy", "floats.npy"), "levels 17, data range [-1, 1]", capsys)
     assert results[0] == results[1]
     np.save(tmp_path / "eight_bit.npy", np.full((2, 1, 8, 8), 200, dtype=np.uint8))
     assert main(["likelihood", *fast, "--data", str(tmp_path / "eight_bit.npy")]) == 2

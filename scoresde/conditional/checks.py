@@ -63,6 +63,10 @@ def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
         TypeError: not an array. ValueError: not 0/1, the wrong shape, none or all observed.
     """
     m = as_tensor(mask, "mask")
+    # a 0/1 array of the data's shape is read as a mask; it may have been meant as a matrix row
+    hint = ("" if m.dtype == torch.bool else
+            f" (a 0/1 array of the data's shape {tuple(data_shape)} is read as a mask; for a one-row "
+            f"measurement matrix pass shape (1, {math.prod(data_shape)}))")
     if m.dtype != torch.bool:
         if not bool(((m == 0) | (m == 1)).all()):
             bad = m[~((m == 0) | (m == 1))].flatten()[0].item()
@@ -77,9 +81,10 @@ def check_mask(mask: Any, data_shape: tuple[int, ...]) -> Tensor:
         )
     n_obs = int(m.sum())
     if n_obs == 0:
-        raise ValueError("mask observes nothing: that is unconditional sampling; sample without conditioning")
+        raise ValueError("mask observes nothing: that is unconditional sampling; sample without "
+                         f"conditioning{hint}")
     if n_obs == m.numel():
-        raise ValueError("mask observes every coordinate: there is nothing left to sample")
+        raise ValueError(f"mask observes every coordinate: there is nothing left to sample{hint}")
     return m
 
 

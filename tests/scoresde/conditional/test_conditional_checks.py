@@ -85,3 +85,14 @@ def test_mask_must_be_boolean_or_zero_one() -> None:
         ObservedCoordinates(MIX, [2, 0], [1.0, 0.0])
     for good in ([1, 0], [1.0, 0.0], [True, False]):
         assert check_mask(good, (2,)).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("A", [[1.0, 1.0], [0.0, 0.0]])
+def test_a_flat_0_1_vector_read_as_a_mask_says_how_to_pass_a_matrix_row(A: list[float]) -> None:
+    # [1., 1.] meant as the measurement x1 + x2 was told only "mask observes every coordinate"
+    from scoresde.conditional import ParticleFilter, PosteriorGuidance
+    sde, target = sd.VPSDE(), sd.targets.eight_gaussians()
+    with pytest.raises(ValueError, match=r"read as a mask; for a one-row measurement matrix pass shape \(1, 2\)"):
+        PosteriorGuidance(target.score_fn(sde), sde, A, [1.5], (2,), noise_std=0.1)
+    with pytest.raises(ValueError, match=r"for a one-row measurement matrix pass shape \(1, 2\)"):
+        ParticleFilter(target.score_fn(sde), sde, A, [1.5], (2,), noise_std=0.1)

@@ -138,16 +138,6 @@ def _network_tolerances(args: argparse.Namespace) -> None:
     args.atol = NETWORK_TOL_FACTOR * atol if args.atol is None else args.atol
 
 
-class _PixelGrid:
-    """The pixel grid (``levels``, ``data_range``) of a checkpoint's training images, standing in
-    for the data source when a file is scored: a 17-level digits model reads a file of levels
-    0..16 on its own grid, not on 256 levels (where they filled 7% of the range, silently)."""
-
-    def __init__(self, source: Any) -> None:
-        self.levels = int(source.levels)
-        self.data_range = tuple(source.data_range)
-
-
 def _default_grid(args: argparse.Namespace, source: Any, image_model: bool = False,
                   trained_levels: int | None = None) -> None:
     """Fill ``--levels`` / ``--data-range`` left unset: from image data, which know their pixel
@@ -290,7 +280,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
 
         trained, trained_source = _trained_rows(config, source if args.data is None else None)
         if source is None and getattr(trained_source, "levels", None) is not None:
-            source = _PixelGrid(trained_source)  # a file scored for an image model: the training grid
+            # a file scored by a model of image data: that data's pixel grid (a 17-level digits
+            # model read a file of its levels 0..16 on 256 levels, 7% of its range, silently)
+            source = trained_source
         trained_levels = integer_levels(trained) if image_model and trained is not None else None
     if not args.bpd and not x.is_floating_point() and image_model and trained_levels is None:
         import warnings

@@ -94,7 +94,7 @@ def is_variance_preserving(sde: object) -> bool:
     return bool(torch.allclose(total, torch.ones_like(total), rtol=0.0, atol=1e-6))
 
 
-def classic_ode_grid(sde: object) -> str:
+def classic_ode_grid(sde: object, *, sub_vp: str = "uniform") -> str:
     """Default grid of ``ode_heun`` / ``ode_rk4``: ``logsnr`` on variance-preserving SDEs, else ``uniform``.
 
     Under VP the uniform grid in ``t`` crosses the end of the run, where ``sigma/alpha`` falls
@@ -102,13 +102,16 @@ def classic_ode_grid(sde: object) -> str:
     resolve modes of std 0.005 at 200 NFE (uniform: spread 0.22-0.26 of exact). Under sub-VP
     the log-SNR grid runs on to ``sigma/alpha = 1.1e-4`` and spends about a quarter of its steps
     below 0.005; it was better on very sharp modes but worse on broad ones (``high_dim_16``,
-    ``eight_gaussians``) at 10-100 NFE, so sub-VP, like VE, keeps ``uniform`` here (docs/defaults.md;
-    `solvers.ode.Heun` takes ``logsnr`` on sub-VP, where its quality rose and fell with the budget).
+    ``eight_gaussians``) at 10-100 NFE, so sub-VP (any SDE with marginals that is neither VP nor
+    VE) gets ``sub_vp``, ``uniform`` by default (docs/defaults.md; `solvers.ode.Heun` asks for
+    ``logsnr``, where its quality rose and fell with the budget on the uniform grid).
     A variance-exploding SDE whose noise is not geometric in ``t`` (EDM's ``sigma = t``) takes
     ``logsnr`` too: the uniform grid is uniform in ``sigma`` there (`has_geometric_noise`).
     """
     geometric_in_t = has_geometric_noise(sde) or not is_variance_exploding(sde)
-    return "logsnr" if is_variance_preserving(sde) or not geometric_in_t else "uniform"
+    if is_variance_preserving(sde) or not geometric_in_t:
+        return "logsnr"
+    return sub_vp if isinstance(sde, HasMarginals) and not is_variance_exploding(sde) else "uniform"
 
 
 def sde_solver_grid(sde: object) -> str:

@@ -148,6 +148,8 @@ class _FixedStepODE(FixedGridSolver):
 
     dynamics_kind: DynamicsKind = "ode"
     method: ClassVar[str] = "euler"
+    sub_vp_grid: ClassVar[str] = "uniform"
+    """Default grid on sub-VP (`solvers.defaults.classic_ode_grid`'s ``sub_vp``)."""
 
     def grid_for(self, sde: object) -> str:
         """``logsnr`` on variance-preserving SDEs (VP, cosine), ``uniform`` on sub-VP and VE.
@@ -156,12 +158,12 @@ class _FixedStepODE(FixedGridSolver):
         from a few times a mode's std to ``sigma(eps)/alpha(eps) = 0.0105``, in one or two steps:
         with the exact score of 8 modes of std 0.005 (1/230 of their spacing) ``ode_rk4`` left
         the within-mode spread at 0.26 of exact at 197 NFE and 0.98 at 997, ``ode_heun`` 0.22
-        at 199 NFE; on the log-SNR grid both are converged by 200 NFE. Sub-VP (here; `Heun`
-        takes ``logsnr`` there) and VE keep
-        ``uniform`` (measured mixed or worse there; `solvers.defaults.classic_ode_grid`,
-        docs/defaults.md). `ODEEuler` overrides this with the first-order samplers' rule.
+        at 199 NFE; on the log-SNR grid both are converged by 200 NFE. VE keeps ``uniform``,
+        and sub-VP takes `sub_vp_grid` (``uniform`` here, ``logsnr`` for `Heun`; measured mixed
+        there; `solvers.defaults.classic_ode_grid`, docs/defaults.md). `ODEEuler` overrides this
+        with the first-order samplers' rule.
         """
-        return classic_ode_grid(sde)
+        return classic_ode_grid(sde, sub_vp=self.sub_vp_grid)
 
     def step(self, dynamics: ReverseDynamics, x: Tensor, t: float, t_next: float, ctx: SolveContext) -> Tensor:
         # Probability-flow velocity F = f - g^2 s / 2 as a field (t, y) -> F(y, t).
@@ -222,24 +224,15 @@ class Heun(_FixedStepODE):
 
     order: float = 2.0
     method: ClassVar[str] = "heun"
-
-    def grid_for(self, sde: object) -> str:
-        """``logsnr`` on sub-VP too, not only on variance-preserving SDEs (`classic_ode_grid`;
-        ``uniform`` on VE).
-
-        On sub-VP's uniform grid its quality got worse as steps grew, beyond seed noise: with
-        the exact score of 8 modes of std 0.015 (1/77 of their spacing) the combined metric read
-        3.03, 2.20, 10.52, 8.70, 4.19, 2.20 at 21, 41, 61, 81, 121, 241 NFE (modes 17% too wide at
-        61), and a 7-mode ring with unequal weights (std 1/100 of the spacing) 2.57 -> 10.50 from
-        41 to 61 NFE. The log-SNR grid is monotone on both and on ``sharp_25``, ``eight_gaussians``
-        and ``high_dim_16`` (22.68, 10.94, 5.05, 2.85, 2.22, 1.39 on the first), at the price of
-        the low budgets on broad data (``high_dim_16`` at 21 NFE: 7.44 against 1.39). `RK4` has
-        no such rise there and keeps ``uniform`` (docs/defaults.md).
-        """
-        base = classic_ode_grid(sde)
-        if base == "uniform" and isinstance(sde, HasMarginals) and not is_variance_exploding(sde):
-            return "logsnr"
-        return base
+    sub_vp_grid: ClassVar[str] = "logsnr"
+    """``logsnr`` on sub-VP too. On sub-VP's uniform grid its quality got worse as steps grew,
+    beyond seed noise: with the exact score of 8 modes of std 0.015 (1/77 of their spacing) the
+    combined metric read 3.03, 2.20, 10.52, 8.70, 4.19, 2.20 at 21, 41, 61, 81, 121, 241 NFE
+    (modes 17% too wide at 61), and a 7-mode ring with unequal weights (std 1/100 of the
+    spacing) 2.57 -> 10.50 from 41 to 61 NFE. The log-SNR grid is monotone on both and on
+    ``sharp_25``, ``eight_gaussians`` and ``high_dim_16`` (22.68, 10.94, 5.05, 2.85, 2.22, 1.39
+    on the first), at the price of the low budgets on broad data (``high_dim_16`` at 21 NFE:
+    7.44 against 1.39). `RK4` has no such rise there and keeps ``uniform`` (docs/defaults.md)."""
 
     def fewest_steps(self, sde: object) -> int:
         """7 on a VE SDE, 3 on sub-VP (any SDE with marginals that is neither VP nor VE), else 2

@@ -47,6 +47,18 @@ __all__ = [
 ]
 
 
+def _wide_input_limit(dtype: torch.dtype) -> float | None:
+    """Largest ``|x|`` a mixture's terms are computed with in ``dtype`` (beyond it, in float64):
+    the fourth root of its largest number (float32: 4.3e9; float16: 16), so that a squared
+    distance leaves room for a division by a variance down to the inverse of its square root.
+    Past that, every component's squared distance overflowed to ``inf`` and the score came out
+    NaN (float32, ``|x| = 1e20``) where its exact value, about ``-x / variance``, is finite.
+    ``None`` for float64 (nothing wider to compute in)."""
+    if dtype == torch.float64:
+        return None
+    return float(torch.finfo(dtype).max) ** 0.25
+
+
 class GaussianMixture:
     """A mixture of axis-aligned Gaussians in ``D`` dimensions.
 
@@ -272,37 +284,58 @@ class GaussianMixture:
         return torch.logsumexp(logits, dim=1)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """``log p_0(x)`` for ``x: (B, D)``; returns ``(B,)``."""
+        """``log p_0(x)`` for ``x: (B, D)``; returns ``(B,)`` in ``x``'s dtype (`marginal_log_prob`)."""
         self._check_x(x)
+        dtype, x = x.dtype, self._widened(x)
         one = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         logits, _, _ = self._component_terms(x, one, torch.zeros_like(one))
-        return self._log_sum_components(logits)
+        return self._log_sum_components(logits).to(dtype)
 
-    def _coeffs(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> tuple[Tensor, Tensor]:
+    def _coeffs(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x, alpha(t), sigma(t))`` after the checks, ``x`` in float64 where it is `_too_wide`."""
         self._check_x(x)
         self._check_sde(sde)
         tt = batch_time(t, x)
         # One host sync per call: a single combined check; details only on the error path.
-        if bool(((tt < 0.0) | (tt > sde.T * (1 + 1e-7)) | ~torch.isfinite(tt)).any()):
+        bad_t = ((tt < 0.0) | (tt > sde.T * (1 + 1e-7)) | ~torch.isfinite(tt)).any()
+        limit = _wide_input_limit(x.dtype)
+        if limit is None:
+            flags = [bool(bad_t), False]
+        else:
+            flags = [bool(f) for f in torch.stack([bad_t, (x.detach().abs() > limit).any()]).tolist()]
+        if flags[0]:
             if not torch.isfinite(tt).all():
                 raise ValueError("t contains non-finite values")
             t_lo, t_hi = float(tt.min()), float(tt.max())
             raise ValueError(f"t must lie in [0, T={sde.T:g}], got values in [{t_lo:g}, {t_hi:g}]")
-        return sde.marginal_coeffs(tt)
+        if flags[1]:
+            x, tt = x.to(torch.float64), tt.to(torch.float64)
+        alpha, sigma = sde.marginal_coeffs(tt)
+        return x, alpha, sigma
+
+    def _widened(self, x: Tensor) -> Tensor:
+        """``x``, in float64 where it is `_too_wide` for its dtype (`_wide_input_limit`)."""
+        limit = _wide_input_limit(x.dtype)
+        return x.to(torch.float64) if limit is not None and bool((x.detach().abs() > limit).any()) else x
 
     def marginal_log_prob(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> Tensor:
-        """``log p_t(x)`` of the noised marginal under ``sde``; ``x: (B, D)``, ``t: (B,)`` -> ``(B,)``."""
-        alpha, sigma = self._coeffs(x, t, sde)
+        """``log p_t(x)`` of the noised marginal under ``sde``; ``x: (B, D)``, ``t: (B,)`` -> ``(B,)``
+        in ``x``'s dtype (computed in float64 where ``x`` holds entries whose squares, divided by a
+        small variance, would overflow it: `_wide_input_limit`)."""
+        dtype = x.dtype
+        x, alpha, sigma = self._coeffs(x, t, sde)
         logits, _, _ = self._component_terms(x, alpha, sigma)
-        return self._log_sum_components(logits)
+        return self._log_sum_components(logits).to(dtype)
 
     def marginal_score(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> Tensor:
-        """Exact ``grad_x log p_t(x)``; ``x: (B, D)``, ``t: (B,)`` -> ``(B, D)``."""
-        alpha, sigma = self._coeffs(x, t, sde)
+        """Exact ``grad_x log p_t(x)``; ``x: (B, D)``, ``t: (B,)`` -> ``(B, D)`` in ``x``'s dtype
+        (computed in float64 where ``x`` is too large for its own: `marginal_log_prob`)."""
+        dtype = x.dtype
+        x, alpha, sigma = self._coeffs(x, t, sde)
         logits, resid, var = self._component_terms(x, alpha, sigma)
         if self._components_first():
-            return fold_sum(softmax_over_components(logits)[:, None, :] * resid / var).T.contiguous()
-        return (torch.softmax(logits, dim=1)[:, :, None] * resid / var).sum(dim=1)
+            return fold_sum(softmax_over_components(logits)[:, None, :] * resid / var).T.contiguous().to(dtype)
+        return (torch.softmax(logits, dim=1)[:, :, None] * resid / var).sum(dim=1).to(dtype)
 
     def score_fn(self, sde: DiffusionSDE) -> ScoreFn:
         """The oracle score callable ``(x, t) -> grad_x log p_t(x)`` for ``sde``.
@@ -331,15 +364,17 @@ class GaussianMixture:
         return log_prob
 
     def responsibilities(self, x: Tensor) -> Tensor:
-        """Posterior component probabilities under ``p_0``: ``(B, D) -> (B, K)``."""
+        """Posterior component probabilities under ``p_0``: ``(B, D) -> (B, K)`` in ``x``'s dtype
+        (`marginal_log_prob`)."""
         self._check_x(x)
+        dtype, x = x.dtype, self._widened(x)
         one = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         logits, _, _ = self._component_terms(x, one, torch.zeros_like(one))
         if self._components_first():
             # a component of weight 0 (logit -inf) gets exactly 0, not the exp floor's share
             resp = softmax_over_components(logits).masked_fill(torch.isneginf(logits), 0.0)
-            return resp.T.contiguous()
-        return torch.softmax(logits, dim=1)
+            return resp.T.contiguous().to(dtype)
+        return torch.softmax(logits, dim=1).to(dtype)
 
     def __repr__(self) -> str:
         return f"GaussianMixture(name={self.name!r}, K={self.n_components}, D={self.dim})"

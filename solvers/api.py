@@ -502,7 +502,8 @@ def sample(
             lam_run = solver_obj.reverse_level(lam_value, sde, ts)  # whose contraction of the offset the run gets
             warn_if_off_prior(probe, lam=lam_run)
             grid_stats = {**grid_stats, "prior_shift": probe.shift, "prior_shift_error": probe.error,
-                          "prior_shift_carried": probe.carried(lam_run)}
+                          "prior_shift_carried": probe.carried(lam_run), "prior_shift_norm": probe.norm(),
+                          "prior_shift_norm_carried": probe.norm(lam_run)}
         if grid_stats:
             result = replace(result, stats={**result.stats, **grid_stats})
         if out_dtype != dtype:

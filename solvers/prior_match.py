@@ -32,6 +32,16 @@ otherwise pass for wide data (``r ~ 1e-4`` read as 0.02 makes ``sqrt(r)`` 0.14, 
 In bfloat16 the score's own rounding puts the slope a few percent off (``r = 0.046`` read as
 0.011 on a Gaussian of std 11 under VE with ``sigma_max = 50``), so a stochastic run's
 ``prior_shift_carried`` and warning are only as good as that there (float32: 0.046).
+
+In many dimensions the RMS per coordinate hides an offset along one direction: it reads
+``sqrt(D)`` times smaller than the offset's length, which is what moves mode weights (three modes
+at radius 3 in ``D = 128`` under VE at ``suggest_sigma_max``'s ``sigma_max``: a length of 0.24, an
+RMS of 0.021, weights 0.562 / 0.320 / 0.118 for 0.6 / 0.3 / 0.1 with `dpmpp_2m`). `PriorMatchProbe.norm`
+gives the length, with the probe's sampling noise taken out (it adds ``D`` times a coordinate's
+squared error to the squared length). No warning tests it: a trained network's own error at ``T``
+adds to the length over every coordinate in the same way (a digits U-Net, ``D = 64``, 1500 steps
+under VP, read 0.10-0.11 where the data's mean makes 0.034), so a limit on it would warn on
+ordinary image models. The run reports it (``stats["prior_shift_norm"]``).
 """
 
 from __future__ import annotations
@@ -107,6 +117,34 @@ class PriorMatchProbe:
         keep = (1.0 - self.data_share().clamp(max=MAX_SHARE)).sqrt()
         return self._sum / self._n / keep
 
+    def _shift_variances(self) -> Tensor:
+        """Sampling variance of each entry of `_shifts` ``(D,)``."""
+        assert self._sum is not None and self._sum_sq is not None
+        mean = self._sum / self._n
+        var = (self._sum_sq / self._n - mean.pow(2)).clamp(min=0.0) * self._n / (self._n - 1)
+        return var / (1.0 - self.data_share().clamp(max=MAX_SHARE)) / self._n
+
+    def _weights(self, lam: float, slope_tolerance: float) -> Tensor | float:
+        """``r_j^(lam^2)`` per coordinate, the share of a squared shift a run at level ``lam`` keeps
+        (`carried`); 1 at ``lam = 0``."""
+        if lam == 0.0:
+            return 1.0
+        r = self.data_share()
+        if slope_tolerance > 0:  # floored above 0: at lam < 1 a share of 0 would claim all is forgotten
+            r = (r - slope_tolerance).clamp(min=SHARE_FLOOR)
+        return r.pow(lam * lam)
+
+    def norm(self, lam: float = 0.0, slope_tolerance: float = 0.0) -> float | None:
+        """Length of the shift vector a run at level ``lam`` keeps (data stds along its direction;
+        ``sqrt(D)`` times `carried`), less its sampling noise: ``sqrt(sum_j w_j (shift_j^2 - e_j^2))``
+        with ``e_j`` each entry's sampling error (``shift_j^2`` overestimates ``E[shift_j]^2`` by
+        ``e_j^2``, which adds up over many coordinates) and ``w_j = r_j^(lam^2)``; 0 where the noise
+        is all there is. ``None`` before an estimate."""
+        if self._sum is None or self._moments is None or self._n < MIN_PROBE_SAMPLES:
+            return None
+        excess = self._shifts().pow(2) - self._shift_variances()
+        return math.sqrt(max(float((excess * self._weights(lam, slope_tolerance)).sum()), 0.0))
+
     @property
     def shift(self) -> float | None:
         if self._sum is None or self._moments is None or self._n < MIN_PROBE_SAMPLES:
@@ -122,10 +160,7 @@ class PriorMatchProbe:
         shifts = self._shifts()
         if lam == 0.0:
             return float(shifts.pow(2).mean().sqrt())
-        r = self.data_share()
-        if slope_tolerance > 0:  # floored above 0: at lam < 1 a share of 0 would claim all is forgotten
-            r = (r - slope_tolerance).clamp(min=SHARE_FLOOR)
-        return float((shifts.pow(2) * r.pow(lam * lam)).mean().sqrt())  # (shift r^(lam^2/2))^2
+        return float((shifts.pow(2) * self._weights(lam, slope_tolerance)).mean().sqrt())  # (shift r^(lam^2/2))^2
 
     def data_share(self) -> Tensor:
         """``r_j = 1 - sigma(T)^2 / v_j`` per coordinate ``(D,)``, in ``[0, 1]``: the data's share of
@@ -202,10 +237,7 @@ class PriorMatchProbe:
     def error(self) -> float | None:
         if self._sum is None or self._sum_sq is None or self._n < MIN_PROBE_SAMPLES:
             return None
-        mean = self._sum / self._n
-        var = (self._sum_sq / self._n - mean.pow(2)).clamp(min=0.0) * self._n / (self._n - 1)
-        var = var / (1.0 - self.data_share().clamp(max=MAX_SHARE))  # in the units of `shift`
-        return float((var.mean() / self._n).sqrt())
+        return float(self._shift_variances().mean().sqrt())  # in the units of `shift`
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         out = self.score(x, t)
@@ -295,7 +327,9 @@ def _level_factor(kept: float, share: float, lam: float) -> float:
 def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -> None:
     """Warn when the shift a run at reverse-family level ``lam`` (0: deterministic, 1: the reverse
     SDE) carries to its samples, `PriorMatchProbe.carried`, exceeds `PRIOR_SHIFT_LIMIT`, and the
-    probe's shift exceeds four times its error."""
+    probe's shift exceeds four times its error. The warning gives the shift's length too
+    (`PriorMatchProbe.norm`), but does not test it: a trained network's own error at ``T`` adds
+    to the length over every coordinate (module docstring)."""
     shift, error, carried = probe.shift, probe.error, probe.carried(lam, SLOPE_TOLERANCE)
     if shift is None or error is None or carried is None:
         return
@@ -313,23 +347,27 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
     alpha, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
     level = float(sigma[0] / alpha[0])
     kept = probe.carried(lam) or carried  # what the run keeps (stats["prior_shift_carried"]), not the lowered read
+    kept_length = probe.norm(lam) or 0.0
+    total = probe.norm() or 0.0
     if lam == 0.0:
         effect = (f"The probability-flow ODE carries that offset to the samples: the mean off by about "
-                  f"{shift:.2g} of the data's std per coordinate")
+                  f"{shift:.2g} of the data's std per coordinate, {total:.2g} along the offset")
     else:
         effect = (f"A stochastic run (one that adds noise, or EDM's churn, which restarts the flow from a "
                   f"higher level) forgets part of it (the more, the more it adds or churns and the "
                   f"narrower the data are against the noise at T), but here about {kept:.2g} of the "
-                  f"data's std per coordinate stays in the samples' mean, and mode weights move with it")
+                  f"data's std per coordinate ({kept_length:.2g} along the offset) stays in the samples' "
+                  f"mean, and mode weights move with it")
     needed = level * _level_factor(kept, float(probe.data_share().mean()), lam)
     warnings.warn(
         f"the prior draw x_T is not a sample of p_T: the score at T says p_T is off the prior by "
-        f"about {shift:.3g} of its spread per coordinate (sigma(T) x the batch mean of "
+        f"about {shift:.3g} of its spread per coordinate, {total:.3g} in all along the offset "
+        f"(sigma(T) x the batch mean of "
         f"score(x_T, T) + x_T/p^2; solvers.prior_match). {effect}. Usual causes: data far from the "
         f"origin (centre it, and add the mean back to the samples), a noise level at T too small for "
         f"the data's spread or skew (p_T keeps the data's shape), or a conditional or guided score "
         f"whose class lies off the origin. A noise level of about {needed:.3g} at T instead of "
-        f"{level:.3g} brings what this run keeps to {PRIOR_SHIFT_LIMIT} (under VE: sigma_max)",
+        f"{level:.3g} brings what this run keeps to {PRIOR_SHIFT_LIMIT} per coordinate (under VE: sigma_max)",
         RuntimeWarning,
         stacklevel=stacklevel,
     )

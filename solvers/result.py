@@ -34,7 +34,11 @@ class Solution:
             (`solvers.prior_match`), ``prior_shift_error``, its sampling error, and
             ``prior_shift_carried``, the part of it this run carries to its samples (all of it
             without fresh noise; less for the reverse SDE, the less the wider the data are
-            against ``sigma(T)``); a run warns when that is above 0.05.
+            against ``sigma(T)``); a run warns when that is above 0.05. ``prior_shift_norm`` and
+            ``prior_shift_norm_carried``: the same as lengths of the shift vector (data stds
+            along its direction, sampling noise removed): in many dimensions an offset along one
+            direction reads ``sqrt(D)`` times smaller per coordinate. Not warned on (a trained
+            network's own error at ``T`` adds to it; `solvers.prior_match`).
     """
 
     samples: Tensor

@@ -134,3 +134,51 @@ def test_a_p_T_with_separate_modes_is_named_without_false_numbers(solver: str) -
         assert "times the prior's" not in msgs[0] and "brings it within" not in msgs[0]
     # a noise level above the largest distance: no such warning
     assert not any("does not pull" in m for m in _runtime_warnings(sd.VESDE(sigma_max=120.0), four, solver))
+
+
+def _three_modes(dim: int) -> sd.targets.GaussianMixture:
+    g = torch.Generator().manual_seed(0)
+    dirs = torch.randn(3, dim, generator=g, dtype=torch.float64)
+    return sd.GaussianMixture(3.0 * dirs / dirs.norm(dim=1, keepdim=True), 0.3, [0.6, 0.3, 0.1])
+
+
+def test_an_offset_along_one_direction_of_many_is_reported_by_its_length() -> None:
+    # Three modes at radius 3 in 128-D (mean of length 2.0), VE with sigma_max = 8.35 (the
+    # largest distance, suggest_sigma_max): the offset is 0.24 data stds along its direction but
+    # 0.021 per coordinate (RMS), below PRIOR_SHIFT_LIMIT: the run is silent (a limit on the
+    # length would also flag trained networks' error at T, solvers.prior_match) and the mode
+    # weights come out 0.562 / 0.320 / 0.118 for 0.6 / 0.3 / 0.1. The length says so.
+    target, sde = _three_modes(128), sd.VESDE(sigma_max=8.35)
+    r = solvers.sample(sde, target.score_fn(sde), (1000, 128), "dpmpp_2m", steps=20, seed=0)
+    assert r.stats["prior_shift"] < PRIOR_SHIFT_LIMIT
+    # the length is alpha(T) |mu| / sqrt(v_T) for this (nearly Gaussian) p_T
+    theory = float(target.mean().norm()) / (8.35**2 + 0.3**2) ** 0.5
+    assert r.stats["prior_shift_norm"] == pytest.approx(theory, rel=0.05)
+    assert r.stats["prior_shift_norm"] == pytest.approx(r.stats["prior_shift"] * 128**0.5, rel=0.02)
+    weights = target.responsibilities(r.samples.double()).mean(0)
+    assert float(weights[0]) < 0.6 - 3 * (0.24 / 1000) ** 0.5  # what the length is about
+    # the reverse SDE forgets it (r ~ 1e-3 per coordinate)
+    em = solvers.sample(sde, target.score_fn(sde), (1000, 128), "euler_maruyama", steps=50, seed=0)
+    assert em.stats["prior_shift_norm_carried"] < 0.2 * em.stats["prior_shift_norm"]
+    assert float(target.responsibilities(em.samples.double()).mean(0)[0]) > float(weights[0])
+
+
+def test_the_length_leaves_out_sampling_noise() -> None:
+    # Centred data and a score with independent noise (std 0.3) in each of 1024 coordinates: each
+    # coordinate's mean over 256 rows is off by chance, and the plain length of those means
+    # (about 0.6 here) would pass for an offset. The probe subtracts the noise's expected share
+    # (what is left is chance of order (2 D)^(1/4) e, about 0.13 here) and does not warn.
+    sde = sd.VPSDE()
+    target = sd.GaussianMixture(torch.zeros(1, 1024, dtype=torch.float64), 0.5)
+    exact = target.score_fn(sde)
+    g = torch.Generator().manual_seed(1)
+
+    def noisy(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return exact(x, t) + 0.3 * torch.randn(x.shape, generator=g, dtype=x.dtype)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = solvers.sample(sde, noisy, (256, 1024), "ddim", steps=3, seed=0, dtype=torch.float64)
+    raw = r.stats["prior_shift"] * 1024**0.5
+    assert raw > 0.3
+    assert r.stats["prior_shift_norm"] < raw / 3

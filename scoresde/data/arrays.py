@@ -292,7 +292,10 @@ def _load_text(path: Path) -> np.ndarray:
     skip = 0 if numeric_first and not index_column and not quoted_header else 1  # optional header line
     body = numbered[skip:]
     if not body:
-        raise DataError(f"{path}: the file has a header but no data rows")
+        shown = lines[0] if len(lines[0]) <= 60 else lines[0][:57] + "..."
+        raise DataError(f"{path}: no data rows: its only line, {shown!r}, is not all numbers, so it was read "
+                        f"as a header (column names); a table of data needs numeric rows (write booleans "
+                        f"as 1 / 0)")
     try:
         if '"' in text:  # quoted fields: the csv module's reading (slower), else numpy's
             rows = [_split(line, delimiter) for _, line in body]

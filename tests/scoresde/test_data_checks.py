@@ -102,3 +102,15 @@ def test_a_comma_separated_txt_file_is_read_as_such(tmp_path: Path) -> None:
         np.testing.assert_array_equal(load_array(tmp_path / "t.txt").data.numpy(), [[1, 2], [3, 4], [5, 6]])
     (tmp_path / "w.txt").write_text("1 2\n3 4\n")
     np.testing.assert_array_equal(load_array(tmp_path / "w.txt").data.numpy(), [[1, 2], [3, 4]])
+
+
+def test_a_one_line_table_of_words_names_the_line_it_read_as_a_header(tmp_path: Path) -> None:
+    # 'True,False' alone used to give "the file has a header but no data rows", leaving the user
+    # to guess which line was the header and why.
+    path = tmp_path / "flags.csv"
+    path.write_text("True,False\n")
+    with pytest.raises(DataError, match=r"its only line, 'True,False', is not all numbers.*booleans as 1 / 0"):
+        load_array(path)
+    path.write_text("1,0\n")  # a one-line numeric table is data
+    data = load_array(path)
+    assert data.n == 1 and data.shape == (2,)

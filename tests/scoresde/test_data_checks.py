@@ -113,4 +113,4 @@ def test_a_one_line_table_of_words_names_the_line_it_read_as_a_header(tmp_path: 
         load_array(path)
     path.write_text("1,0\n")  # a one-line numeric table is data
     data = load_array(path)
-    assert data.n == 1 and data.shape == (2,)
+    assert len(data) == 1 and data.shape == (2,)

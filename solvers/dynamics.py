@@ -93,6 +93,10 @@ class CountedScore:
                             f"{tuple(x.shape)} (a model's output object or tuple must be unpacked by the score)")
         if out.shape != x.shape:
             raise ValueError(f"score returned shape {tuple(out.shape)}, expected the shape of x {tuple(x.shape)}")
+        if out.device != x.device:
+            raise ValueError(f"score returned a tensor on device {out.device}, but x is on {x.device}: the score "
+                             f"must return its output on the device of its input (move the model there, or "
+                             f"pass device= to solvers.sample)")
         if out.dtype != x.dtype:
             if not out.is_floating_point():
                 raise ValueError(f"score returned dtype {out.dtype}; it must return floating-point values")

@@ -30,3 +30,12 @@ def test_a_score_of_another_schedule_is_refused_before_any_evaluation() -> None:
 def test_an_equal_sde_or_none_that_can_be_compared_passes(declared: object) -> None:
     r = solvers.sample(sd.VPSDE(), _Declared(declared), shape=(4, 2), solver="ddim", steps=3, seed=0)
     assert r.samples.shape == (4, 2)
+
+
+def test_a_score_on_another_device_is_named() -> None:
+    # A score returning its output on another device failed inside the run's bookkeeping with
+    # torch's "Tensor on device cpu is not on the expected device meta!", naming no score.
+    sde = sd.VPSDE()
+    exact = sd.targets.eight_gaussians().score_fn(sde)
+    with pytest.raises(ValueError, match=r"score returned a tensor on device meta, but x is on cpu"):
+        solvers.sample(sde, lambda x, t: exact(x, t).to("meta"), shape=(8, 2), solver="dpmpp_2m", steps=5, seed=0)

@@ -255,7 +255,7 @@ def check_interop() -> None:
     denoised = kd.denoiser_from_score(score, sde)(torch.randn(4, 2, device=DEV), torch.full((4,), 0.5, device=DEV))
     reverse = ReverseTorchSDE(sde, score, data_shape=(2,))
     x_T = sde.prior_sample((N, 2), generator=torch.Generator().manual_seed(0)).to(DEV)
-    ts = ReverseTorchSDE.times(torch.linspace(sde.T, sde.eps, 101)).to(DEV)
+    ts = reverse.times(torch.linspace(sde.T, sde.eps, 101)).to(DEV)
     ys = torchsde.sdeint(reverse, reverse.state(x_T), ts, method="euler", dt=float(ts[1] - ts[0]))
     xs = reverse.unstate(ys[-1])
     record("interop", "kdiffusion denoiser/torchsde sdeint on device", "OK",

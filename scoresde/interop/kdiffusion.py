@@ -118,7 +118,8 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
     Raises:
         TypeError: ``denoiser`` not callable, ``sde`` without affine marginals; (when called)
             a denoiser output that is not a tensor.
-        ValueError: (when called) ``t`` not 0-d or ``(B,)``; a denoiser output of another
+        ValueError: (when called) ``t`` not 0-d or ``(B,)``, or a time where ``sigma(t) = 0``
+            (``t = 0``: the score of a denoiser is undefined there); a denoiser output of another
             shape than ``x``.
     """
     _check_callable(denoiser, "denoiser", "D(x_edm, sigma_edm) -> tensor")
@@ -126,7 +127,13 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
 
     def score(x: Tensor, t: Tensor) -> Tensor:
         xw = x.to(work_dtype(x.dtype))
-        alpha, sigma = sde.marginal_coeffs(batch_time(t, xw))
+        tt = batch_time(t, xw)
+        alpha, sigma = sde.marginal_coeffs(tt)
+        if not bool((sigma > 0).all()):  # NaN fails this too
+            bad = float(tt[~(sigma > 0)][0])
+            raise ValueError(f"score_from_denoiser: t = {bad:g} has sigma(t) = 0 (or not a number) under "
+                             f"{type(sde).__name__}: the score (alpha D - x) / sigma^2 is undefined there; "
+                             f"evaluate it at t in [eps={float(sde.eps):g}, T={float(sde.T):g}]")
         a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
         d = denoiser(xw / a, sigma / alpha)
         if not isinstance(d, Tensor) or d.shape != x.shape:
@@ -344,7 +351,8 @@ def sample_sigmas(
             ``generator`` / ``shape`` of the wrong type (``seed=2.5`` is refused, not truncated);
             ``grid``, ``steps``, ``x_T``, ``denoise`` or ``shape`` among the options (the sigma
             list sets them).
-        ValueError: bad ``sigmas`` (`times_from_sigmas`); neither ``x`` nor ``shape``; both
+        ValueError: bad ``sigmas`` (`times_from_sigmas`); neither ``x`` nor ``shape``, or a
+            ``shape`` other than ``x``'s; an integer ``x`` without a floating ``dtype``; both
             ``seed`` and ``generator``; a non-floating ``dtype``, an unknown ``device``; and
             whatever ``solvers.sample`` refuses (unknown solver or options, NaN ``x``, ...).
     """
@@ -366,6 +374,11 @@ def sample_sigmas(
     elif not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor of shape (B, *D) (the start in EDM units), "
                         f"got {type(x).__name__}")
+    else:
+        if shape is not None and tuple(check_shape(shape)) != tuple(x.shape):
+            raise ValueError(f"shape {tuple(shape)} does not match x.shape {tuple(x.shape)}: give one of them")
+        if not x.is_floating_point() and dtype is None:
+            raise ValueError(f"x must have a floating-point dtype, got {x.dtype} (use x.float(), or pass dtype=)")
     x = x.to(dtype=dtype or x.dtype, device=device or x.device)
     fixed = sorted(k for k in options if k in _SET_BY_SIGMAS)
     if fixed:

@@ -137,20 +137,31 @@ class ReverseTorchSDE(nn.Module):
                              f"got {tuple(y.shape)}")
         return y.reshape(*y.shape[:-1], *self.data_shape)
 
-    @staticmethod
-    def times(ts: Tensor | Sequence[float]) -> Tensor:
-        """Our decreasing times ``t`` -> torchsde's increasing ``s = -t`` (exact).
+    def times(self, ts: Tensor | Sequence[float]) -> Tensor:
+        """Our decreasing times ``t`` in ``[eps, T]`` -> torchsde's increasing ``s = -t`` (exact).
 
         Raises:
-            ValueError: ``ts`` not a non-empty 1-D strictly decreasing grid.
+            ValueError: ``ts`` not a non-empty 1-D strictly decreasing grid, or with a time
+                outside ``[eps, T]`` (as `solvers.sample` refuses such a grid).
         """
         s = -torch.as_tensor(ts, dtype=torch.float64)
         if s.ndim != 1 or s.numel() == 0 or not bool((s[1:] > s[:-1]).all()):
             raise ValueError("ts must be a 1-D strictly decreasing grid of times (from T down to eps)")
+        eps, T = float(self.sde.eps), float(self.sde.T)
+        lo, hi = float(-s[-1]), float(-s[0])
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < eps * (1 - 1e-9) or hi > T * (1 + 1e-9):
+            raise ValueError(f"ts must lie in [eps={eps:g}, T={T:g}] of {type(self.sde).__name__}, "
+                             f"got times from {hi:g} down to {lo:g}")
         return s
 
     def _t(self, s: Tensor | float, y: Tensor) -> Tensor:
-        return (-torch.as_tensor(s)).to(dtype=y.dtype, device=y.device).expand(y.shape[0])
+        t = -torch.as_tensor(s)
+        t_value = float(t.reshape(-1)[0]) if t.numel() else math.nan
+        if not 0.0 <= t_value <= float(self.sde.T) * (1 + 1e-7):  # NaN fails this too
+            raise ValueError(f"torchsde asked for the dynamics at s = {-t_value:g}, i.e. t = {t_value:g}, outside "
+                             f"[0, T={float(self.sde.T):g}]: integrate over rev.times(ts), the negated times "
+                             f"(s = -t runs from -T up to -eps)")
+        return t.to(dtype=y.dtype, device=y.device).expand(y.shape[0])
 
     def _warn_if_reversible_heun(self) -> None:
         """Warn once if torchsde's reversible Heun is calling (a look at the few frames above)."""

@@ -353,3 +353,49 @@ def test_a_diffusers_score_with_another_sde_is_refused(other: str) -> None:
     r = solvers.sample(sd.DiscreteVPSDE.from_config(cfg), score, shape=(4000, 1, 2, 2), solver="dpmpp_2m",
                        steps=50, seed=0, dtype=F64)
     assert abs(float(r.samples.std()) - 0.5) < 0.015  # 16,000 values: the sample std's own std is 0.003
+
+
+def test_reverse_torchsde_refuses_times_outside_eps_T() -> None:
+    # rev.times accepted a grid from t = 2 (T = 1) and one below 0, and torchsde then had the score
+    # evaluated there: at t = 2 without a word, below 0 as a "NaN score" error.
+    torchsde = pytest.importorskip("torchsde")
+    sde = sd.VPSDE()
+    seen: list[float] = []
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(float(t.max()))
+        return -x
+
+    rev = ReverseTorchSDE(sde, score, data_shape=(2,))
+    for ts in (torch.linspace(2.0, 0.001, 50), [1.0, 0.5, -1.0], [1.0, 1e-4]):
+        with pytest.raises(ValueError, match=r"ts must lie in \[eps=0.001, T=1\]"):
+            rev.times(ts)
+    # torchsde driven over times that were not negated: the first call names the mistake
+    y0 = rev.state(torch.randn(8, 2))
+    with pytest.raises(ValueError, match=r"t = -0.5, outside \[0, T=1\].*rev.times"):
+        torchsde.sdeint(rev, y0, torch.tensor([0.5, 1.0]), method="euler", dt=0.1)
+    assert seen == []
+    ys = torchsde.sdeint(rev, y0, rev.times([1.0, 0.5, 0.001]), method="euler", dt=0.05)
+    assert ys.shape == (3, 8, 2) and max(seen) <= 1.0
+
+
+def test_score_from_denoiser_refuses_t_where_sigma_is_zero() -> None:
+    # At t = 0 (sigma = 0) it divided by sigma^2: NaN from our own denoiser, +-inf from another.
+    sde = sd.VPSDE()
+    for denoiser in (denoiser_from_score(sd.targets.two_gaussians().score_fn(sde), sde), lambda x, s: 0.5 * x):
+        score = score_from_denoiser(denoiser, sde)
+        with pytest.raises(ValueError, match=r"t = 0 has sigma\(t\) = 0.*undefined"):
+            score(torch.randn(4, 2), torch.zeros(4))
+        assert bool(torch.isfinite(score(torch.randn(4, 2), torch.full((4,), sde.eps))).all())
+
+
+def test_sample_sigmas_refuses_a_shape_other_than_x_and_an_integer_x() -> None:
+    sde = sd.EDMSDE() if hasattr(sd, "EDMSDE") else sd.VESDE()
+    score = sd.targets.two_gaussians().score_fn(sde)
+    sigmas = [10.0, 1.0, 0.1, 0.0]
+    with pytest.raises(ValueError, match=r"shape \(10, 2\) does not match x.shape \(5, 2\)"):
+        sample_sigmas(sde, score, sigmas, x=torch.randn(5, 2) * 10, shape=(10, 2))
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        sample_sigmas(sde, score, sigmas, x=torch.ones(5, 2, dtype=torch.int64))
+    out = sample_sigmas(sde, score, sigmas, x=torch.randn(5, 2) * 10, shape=(5, 2))
+    assert out.samples.shape == (5, 2)

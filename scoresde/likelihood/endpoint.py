@@ -68,7 +68,8 @@ def data_end_time(sde: DiffusionSDE) -> float:
     return end if floor is None else max(end, float(floor))
 
 
-def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float) -> tuple[Tensor, Tensor]:
+def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float, *,
+                    warn: bool = True) -> tuple[Tensor, Tensor]:
     """The start point `x_e` of the ODE and the `[0, t_end]` term of `log p_0(x)`.
 
     Args:
@@ -76,6 +77,8 @@ def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: fl
         sde: an affine SDE (`marginal_coeffs(t) -> (alpha, sigma)`).
         x: `(B, *D)` data points.
         t_end: the ODE's end time.
+        warn: warn when the first-order piece neglects a large term (`FIRST_ORDER_WARN_NATS`);
+            off for a pilot whose results are not returned.
 
     Returns:
         `(x_e: (B, *D), c: (B, M))` with `log p_0(x) ~= log p_{t_end}(x_e) + c` (one column
@@ -83,7 +86,7 @@ def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: fl
         the Gaussian end piece, one score evaluation with its Jacobian (`d` backward passes);
         otherwise the first-order piece, two score evaluations, one with a divergence.
     """
-    x_e, c = _data_correction(flow, sde, x, t_end)
+    x_e, c = _data_correction(flow, sde, x, t_end, warn)
     if not (bool(torch.isfinite(x_e).all()) and bool(torch.isfinite(c).all())):
         raise NonFiniteScoreError(
             f"score returned NaN/inf (or values whose Jacobian overflows) near the data, at t = {t_end:.4g}, "
@@ -91,7 +94,8 @@ def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: fl
     return x_e, c
 
 
-def _data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float) -> tuple[Tensor, Tensor]:
+def _data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float,
+                     warn: bool = True) -> tuple[Tensor, Tensor]:
     """`data_correction` without its finiteness check."""
     t = torch.tensor([t_end], dtype=torch.float64)
     alpha_t, sigma_t = sde.marginal_coeffs(t)
@@ -102,7 +106,8 @@ def _data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: f
     s0 = flow.score(alpha * x, t_end)
     x_e = alpha * x - (0.5 * var) * s0
     _, div = flow.score_divergence(x_e, t_end)
-    _warn_second_order(var * div, d, flow.divergence)
+    if warn:
+        _warn_second_order(var * div, d, flow.divergence)
     return x_e, d * math.log(alpha) - (0.5 * var) * div
 
 

@@ -169,10 +169,15 @@ class LikelihoodRun:
         return self._augmented(xb, scale, on_eval, keep_graph, probes, divergence="hutchinson")
 
     def start(self, flow: AugmentedFlow, xb: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The ODE's start points for the data `xb` and the `[0, eps]` term (`None`: marginal)."""
+        """The ODE's start points for the data `xb` and the `[0, eps]` term (`None`: marginal).
+
+        Only a flow with the divergence asked for warns about its end piece: the probe pilot
+        (`_probe_pilot_flow`) takes Hutchinson's where the exact one was asked for, and its
+        results are solved again."""
         if not self.data:
             return xb, None
-        return data_correction(flow, self.sde, xb, self.lo)
+        own = flow.divergence == self.opts.divergence.divergence
+        return data_correction(flow, self.sde, xb, self.lo, warn=own)
 
     def grid(self) -> PilotGrid | Tensor | None:
         """The fixed grid: a pilot's (`grid="auto"`), a named/explicit one, or `None` (adaptive)."""

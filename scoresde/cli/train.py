@@ -57,14 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--model", choices=("mlp", "unet"), default=None, help="network [mlp; unet for images]")
     g.add_argument("--output", choices=("eps", "score", "x0", "v"), default=None,
-                   help="what the network predicts [eps]")
+                   help="what the network predicts [eps]; x0 takes --weighting min_snr unless given")
     g.add_argument("--width", type=int, default=None, help="MLP width")
     g.add_argument("--depth", type=int, default=None, help="MLP residual blocks")
     g.add_argument("--channels", type=int, default=None, help="U-Net channels at full resolution")
     g.add_argument("--channel-mults", default=None, help="U-Net channel multipliers, e.g. 1,2")
     g = parser.add_argument_group("loss")
-    g.add_argument("--weighting", choices=("sigma2", "likelihood", "none"), default=None,
-                   help="lambda(t): sigma^2 (default), g^2 (likelihood) or 1")
+    g.add_argument("--weighting", choices=("sigma2", "likelihood", "none", "min_snr"), default=None,
+                   help="lambda(t): sigma^2 (default), g^2 (likelihood), 1, or Min-SNR-5 (min_snr; the "
+                        "default with --output x0, whose error the others weight by the unbounded SNR)")
     g.add_argument("--importance", action="store_true", default=None,
                    help="sample t with density proportional to lambda(t)/sigma(t)^2 (unbiased; "
                         "uniform, i.e. no effect, with the default sigma2 weighting)")
@@ -213,6 +214,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     m.net.update({k: v for k, v in net_flags.items() if v is not None})
     if args.output is not None:
         m.output = args.output
+        if args.output == "x0" and args.weighting is None and args.config is None and lo.weighting == "sigma2":
+            lo.weighting = "min_snr"  # losses.warn_x0_weighting: sigma2 trains an x0 network poorly
     for attr, value in (("weighting", args.weighting), ("importance", args.importance),
                         ("reduce", args.reduce), ("t_min", args.t_min)):
         if value is not None:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_bytes
 from ..folder_lock import FolderLock
+from ..losses import warn_x0_weighting
 from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
@@ -174,6 +175,7 @@ class Trainer(CheckpointMixin):
             )
         if resume is False:
             warn_pixel_levels(self.data, shape, config.data)
+            warn_x0_weighting(config.model.output, config.loss.weighting, self.sde, config.loss.t_min, stacklevel=3)
         config_text = config.to_json()  # fails (unserialisable config) before any file is written
         self._build(config)
         self.step = 0

@@ -38,3 +38,20 @@ def test_only_the_data_columns_get_a_relative_tolerance() -> None:
     flow = AugmentedFlow(sde, target.score_fn(sde), (2,))
     y = flow.pack(x)
     assert flow.relative_weights(y).tolist() == [1.0, 1.0, 0.0]
+
+
+def test_a_far_point_in_float32_is_not_held_below_float32_rounding() -> None:
+    # At x = (100, 100) log p_0 is -4.3e5: a float32 addition to it rounds by 0.03, and its
+    # score . x (the goal's size) is about 4e5 too. Held to atol = 1e-5 per step, the step size
+    # shrank without end: max_steps=500 ran out at t = 0.055 (179 rejected), and the default
+    # ran for minutes. Both are now floored at a few units of float32 rounding.
+    target, sde = sd.targets.eight_gaussians(), sd.VPSDE()
+    far = torch.full((3, 2), 100.0)
+    p_T = lambda z: target.marginal_log_prob(z, sde.T, sde)  # noqa: E731
+    single = likelihood(sde, target.score_fn(sde), far, prior=p_T, max_steps=1000)
+    double = likelihood(sde, target.score_fn(sde), far.double(), prior=p_T)
+    assert single.log_prob.dtype == torch.float32
+    rel = ((single.log_prob.double() - double.log_prob) / double.log_prob).abs()
+    assert float(rel.max()) < 1e-4
+    exact = target.log_prob(far.double())
+    assert float(((double.log_prob - exact) / exact).abs().max()) < 1e-4

@@ -44,7 +44,7 @@ from scoresde.targets import GaussianMixture  # noqa: E402
 
 def baseline_score(mix: GaussianMixture, x: Tensor, t: Tensor, sde: sd.AffineSDE) -> Tensor:
     """``grad log p_t(x)`` in the ``(B, K, D)`` layout, softmax over the last axis of ``(B, K)``."""
-    alpha, sigma = mix._coeffs(x, t, sde)  # the same input checks as the current code
+    _, alpha, sigma = mix._coeffs(x, t, sde)  # the same input checks as the current code
     mu = mix.means.to(x)
     var = alpha[:, None, None] ** 2 * mix.stds.to(x)[None] ** 2 + sigma[:, None, None] ** 2
     resid = alpha[:, None, None] * mu[None] - x[:, None, :]

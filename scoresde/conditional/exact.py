@@ -245,7 +245,8 @@ class ClassMixture:
 
     def log_prob(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> Tensor:
         """Exact ``log p_t(c | x)`` for every class: ``x: (B, D)`` -> ``(B, C)``."""
-        alpha, sigma = self.mixture._coeffs(x, t, sde)
+        dtype = x.dtype
+        x, alpha, sigma = self.mixture._coeffs(x, t, sde)  # x in float64 where too large for its dtype
         logits = self.mixture._component_logits(x, alpha, sigma)  # (B, K)
         per_class = torch.full((x.shape[0], self.n_classes), -math.inf, dtype=x.dtype, device=x.device)
         idx = self.classes.to(x.device)[None].expand_as(logits)
@@ -253,7 +254,7 @@ class ClassMixture:
         shifted = torch.exp(logits - per_class.gather(1, idx))
         sums = torch.zeros_like(per_class).scatter_add(1, idx, shifted)
         log_joint = per_class + torch.log(sums)
-        return log_joint - torch.logsumexp(log_joint, dim=1, keepdim=True)
+        return (log_joint - torch.logsumexp(log_joint, dim=1, keepdim=True)).to(dtype)
 
     def classifier(self, sde: DiffusionSDE) -> Any:
         """``(x, t) -> (B, C)`` exact log-probabilities ``log p_t(c | x)`` (a time-dependent classifier)."""

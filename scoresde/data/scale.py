@@ -10,6 +10,7 @@ off-centre (centring them is the fix; see `OFF_CENTRE_RATIO`).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from solvers.inputs import as_count, as_integer, check_seed
+from solvers.prior_match import PRIOR_SHIFT_LIMIT
 
 from .arrays import as_tensor_data
 
@@ -93,7 +95,10 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0, warn: bool = T
 
 
 def warn_off_centre(x: Tensor, sigma_max: float, *, which: str = "the suggested", stacklevel: int = 3) -> None:
-    """Warn when the mean of ``x: (N, D)`` is far from the origin, where the VE prior is centred.
+    """Warn when the mean of ``x: (N, D)`` is far from the origin, where the VE prior is centred:
+    beyond `OFF_CENTRE_RATIO` times the data's spread, or so far that the probability-flow ODE
+    would carry a shift above `solvers.prior_match.PRIOR_SHIFT_LIMIT` per coordinate to the
+    samples (``offset / (sigma_max sqrt(D))``; `solvers.sample` warns about that too, later).
 
     ``which`` names the ``sigma_max`` the figures are for (``"the suggested"``, or ``"the
     chosen"`` when a training run checks the value it uses).
@@ -105,7 +110,10 @@ def warn_off_centre(x: Tensor, sigma_max: float, *, which: str = "the suggested"
     """
     offset = float(x.mean(dim=0).norm())
     spread = float((x - x.mean(dim=0)).pow(2).sum(dim=1).mean().sqrt())
-    if offset <= OFF_CENTRE_RATIO * spread:
+    # the per-coordinate shift the probability-flow ODE carries to samples (solvers.prior_match),
+    # about offset / (sigma_max sqrt(D)) for an offset along one direction
+    carried = offset / (sigma_max * math.sqrt(x.shape[1])) if sigma_max > 0 else math.inf
+    if offset <= OFF_CENTRE_RATIO * spread and carried <= PRIOR_SHIFT_LIMIT:
         return
     rms = float(x.pow(2).mean().sqrt())
     kl = rms * rms / (2 * sigma_max * sigma_max)
@@ -113,7 +121,9 @@ def warn_off_centre(x: Tensor, sigma_max: float, *, which: str = "the suggested"
         f"the data are off-centre: their mean lies {offset:.3g} from the origin, {offset / spread:.2g}x "
         f"their spread about it ({spread:.3g}), while the VE prior N(0, sigma_max^2 I) is centred at the "
         f"origin. With {which} sigma_max = {sigma_max:.3g}, p_T stays off the prior by about "
-        f"{kl:.2g} nats per dimension (scoresde.check_prior). Likelihoods are biased by it, and "
+        f"{kl:.2g} nats per dimension (scoresde.check_prior), and the probability-flow ODE's samples "
+        f"come out shifted by about {carried:.2g} of the data's std per coordinate (solvers.sample "
+        f"warns above {PRIOR_SHIFT_LIMIT}). Likelihoods are biased by it, and "
         "samplers that start from the prior inherit it: the probability-flow ODE solvers (ode_*, "
         "dpmpp_*, ddim, ...) carry part of the offset into the samples, the reverse-SDE ones much less. "
         "Centre the data (subtract their mean, and add it back to samples) before training",

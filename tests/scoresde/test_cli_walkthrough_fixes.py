@@ -350,3 +350,17 @@ def test_the_prior_inset_never_hides_the_samples(name: str) -> None:
         covered = (fx >= x0) & (fx <= x0 + w) & (fy >= y0) & (fy <= y0 + h + INSET_TITLE)
         assert covered.mean() <= INSET_MAX_COVERED
     assert ax.child_axes or any("outside this view" in t.get_text() for t in ax.texts)
+
+
+def test_suggest_sigma_max_warns_when_the_ode_would_carry_the_offset() -> None:
+    # A half circle of radius 3 with its mean at (0, 1.9), 0.82x its spread: suggest_sigma_max
+    # (7.27) said nothing, and then every probability-flow run from the prior warned that its
+    # samples come out shifted (0.19 of a std per coordinate, against the sampler's 0.05).
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(0.0, np.pi, 3000)
+    arc = 3.0 * np.stack([np.cos(theta), np.sin(theta)], axis=1) + rng.normal(0.0, 0.2, (3000, 2))
+    with pytest.warns(UserWarning, match=r"0.82x their spread.*shifted by about 0.19 of the data's std"):
+        suggest_sigma_max(arc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        suggest_sigma_max(arc - arc.mean(axis=0))

@@ -73,7 +73,8 @@ def alphas_cumprod_from_config(config: Mapping[str, Any]) -> Tensor:
             or ``trained_betas``.
 
     Raises:
-        ValueError: unknown ``beta_schedule``, or a config whose last ``alpha_bar`` is 0
+        ValueError: unknown ``beta_schedule``; ``trained_betas`` of another length than a given
+            ``num_train_timesteps``; or a config whose last ``alpha_bar`` is 0
             (``rescale_betas_zero_snr``: no Gaussian prior exists then).
     """
     n = int(config.get("num_train_timesteps", 1000))
@@ -82,6 +83,9 @@ def alphas_cumprod_from_config(config: Mapping[str, Any]) -> Tensor:
     kind = config.get("beta_schedule", "linear")
     if trained is not None:
         betas = torch.as_tensor(list(trained), dtype=torch.float64)
+        if "num_train_timesteps" in config and betas.numel() != n:
+            raise ValueError(f"trained_betas has {betas.numel()} entries but num_train_timesteps is {n}: "
+                             f"the scheduler's timesteps 0..{n - 1} index that table, so they must agree")
     elif kind == "linear":
         betas = torch.linspace(b0, b1, n, dtype=torch.float64)
     elif kind == "scaled_linear":

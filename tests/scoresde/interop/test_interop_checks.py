@@ -399,3 +399,11 @@ def test_sample_sigmas_refuses_a_shape_other_than_x_and_an_integer_x() -> None:
         sample_sigmas(sde, score, sigmas, x=torch.ones(5, 2, dtype=torch.int64))
     out = sample_sigmas(sde, score, sigmas, x=torch.randn(5, 2) * 10, shape=(5, 2))
     assert out.samples.shape == (5, 2)
+
+
+def test_trained_betas_of_another_length_than_num_train_timesteps_are_refused() -> None:
+    # 3 betas under num_train_timesteps=5 built a 3-step SDE without a word; the scheduler's
+    # timesteps 0..4 would index past the table.
+    with pytest.raises(ValueError, match="trained_betas has 3 entries but num_train_timesteps is 5"):
+        sde_from_scheduler({"num_train_timesteps": 5, "trained_betas": [0.1, 0.2, 0.3]})
+    assert sde_from_scheduler({"num_train_timesteps": 3, "trained_betas": [0.1, 0.2, 0.3]}, prior="matched").num_timesteps == 3

@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import os
 import warnings
 from dataclasses import replace
 from typing import Any, Literal, cast
@@ -490,13 +491,21 @@ def sample(
         inner = score if probe is None else probe
         dynamics = ReverseDynamics(sde, inner if bar is None else bar.wrap(inner), lam_value,
                                    check_finite=check_finite)
-        if chunked:
-            result = sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
-                                      noise=noise_src, progress=bar, **run)
-        else:
-            result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
-            if bar is not None:
-                bar.finish_chunk()
+        caught: list[warnings.WarningMessage] = []
+        try:
+            # The solvers' own warnings are raised deep in the run (at different depths with and
+            # without chunks); they are re-issued at this function's caller, as the others are.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if chunked:
+                    result = sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
+                                              noise=noise_src, progress=bar, **run)
+                else:
+                    result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
+                    if bar is not None:
+                        bar.finish_chunk()
+        finally:
+            _reissue_at_caller(caught)
         warn_if_diverged(result.samples, sde)
         if probe is not None and probe.shift is not None:
             lam_run = solver_obj.reverse_level(lam_value, sde, ts)  # whose contraction of the offset the run gets
@@ -514,3 +523,17 @@ def sample(
     finally:
         if bar is not None:
             bar.close()
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _reissue_at_caller(caught: list[warnings.WarningMessage]) -> None:
+    """Re-issue warnings recorded during a run: those raised in this package at the caller of
+    `sample` (``stacklevel=3``: this function, `sample`, its caller), any other (a user's score,
+    torch) where it was raised. Filters apply as they would have (an ``"error"`` filter raises here)."""
+    for w in caught:
+        if os.path.abspath(w.filename).startswith(_PACKAGE_DIR + os.sep):
+            warnings.warn(w.message, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)

@@ -44,13 +44,27 @@ def test_quadrature_held_to_atol_is_accurate_where_relative_control_is_not() -> 
 
 
 def test_relative_weights_enter_the_scaled_norm() -> None:
-    y = torch.tensor([[100.0, 100.0]])
-    err = torch.tensor([[1e-3, 1e-3]])
+    y = torch.tensor([[100.0, 100.0]], dtype=torch.float64)
+    err = torch.tensor([[1e-3, 1e-3]], dtype=torch.float64)
     full = float(scaled_error_norm(err, y, y, 1e-4, 1e-6))
-    masked = float(scaled_error_norm(err, y, y, 1e-4, 1e-6, relative=torch.tensor([1.0, 0.0])))
-    # entry scales: 1e-6 + 1e-2 each; masked: 1e-2 and 1e-6
+    masked = float(scaled_error_norm(err, y, y, 1e-4, 1e-6, relative=torch.tensor([1.0, 0.0], dtype=torch.float64)))
+    # entry scales: 1e-6 + 1e-2 each; masked: 1e-2 and 1e-6 (+ 4 float64 ulps of 100: 8.9e-14)
     assert full == pytest.approx(math.sqrt((0.1**2 + 0.1**2) / 2), rel=1e-3)
     assert masked == pytest.approx(math.sqrt((0.1**2 + 1e3**2) / 2), rel=1e-3)
+
+
+def test_an_entry_held_without_a_relative_tolerance_is_not_held_below_its_rounding() -> None:
+    # float32: 4 ulps of 100 are 4.8e-5, above atol = 1e-6; the step's error estimate cannot
+    # resolve less (a far-off point's log-density held to atol shrank the steps without end).
+    from solvers.step_control import ROUNDING_ULPS
+
+    y = torch.tensor([[100.0, 100.0]])
+    err = torch.tensor([[1e-3, 1e-3]])
+    masked = float(scaled_error_norm(err, y, y, 1e-4, 1e-6, relative=torch.tensor([1.0, 0.0])))
+    floor = 1e-6 + ROUNDING_ULPS * torch.finfo(torch.float32).eps * 100.0
+    assert ROUNDING_ULPS == 4.0
+    assert masked == pytest.approx(math.sqrt((1e-3 / (1e-6 + 1e-2 + floor - 1e-6)) ** 2 / 2 + (1e-3 / floor) ** 2 / 2),
+                                   rel=1e-4)
 
 
 @pytest.mark.parametrize("bad, match", [

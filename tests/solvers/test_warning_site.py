@@ -48,7 +48,7 @@ def test_the_stability_warning_says_how_wide_unit_scale_modes_come_out() -> None
     sde = sd.SubVPSDE()
     for std, predicted in ((0.3, "2.01x"), (1.0, "1.31x")):
         target = sd.GaussianMixture(torch.zeros(1, 8), std)
-        with pytest.warns(UserWarning, match=rf"wider modes come out too wide as well \(std 0.3 2.01x, std 1 1.31x"):
+        with pytest.warns(UserWarning, match=r"wider modes come out too wide as well \(std 0.3 2.01x, std 1 1.31x"):
             r = solvers.sample(sde, target.score_fn(sde), (4000, 8), solver="euler_maruyama", steps=10, seed=0,
                                dtype=torch.float64)
         assert f"{float(r.samples.std()) / std:.2f}x" == predicted

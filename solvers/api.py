@@ -527,13 +527,20 @@ def sample(
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
+_REGISTRIES: dict[str, dict[Any, Any]] = {}
+"""A once-per-location registry per file for the warnings re-issued where they were raised
+(`_reissue_at_caller`), as the module's own ``__warningregistry__`` would be: a score that warns
+at every call is shown once under the default filter, not once per step."""
+
 
 def _reissue_at_caller(caught: list[warnings.WarningMessage]) -> None:
     """Re-issue warnings recorded during a run: those raised in this package at the caller of
     `sample` (``stacklevel=3``: this function, `sample`, its caller), any other (a user's score,
-    torch) where it was raised. Filters apply as they would have (an ``"error"`` filter raises here)."""
+    torch) where it was raised. Filters apply as they would have (an ``"error"`` filter raises here,
+    after the run)."""
     for w in caught:
         if os.path.abspath(w.filename).startswith(_PACKAGE_DIR + os.sep):
             warnings.warn(w.message, stacklevel=3)
         else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source,
+                                   registry=_REGISTRIES.setdefault(w.filename, {}))

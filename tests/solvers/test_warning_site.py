@@ -52,3 +52,18 @@ def test_the_stability_warning_says_how_wide_unit_scale_modes_come_out() -> None
             r = solvers.sample(sde, target.score_fn(sde), (4000, 8), solver="euler_maruyama", steps=10, seed=0,
                                dtype=torch.float64)
         assert f"{float(r.samples.std()) / std:.2f}x" == predicted
+
+
+def test_a_score_that_warns_at_every_call_is_shown_once() -> None:
+    # Re-issued where it was raised, it must keep the once-per-location default: not once per step.
+    sde, target = sd.VPSDE(), sd.targets.eight_gaussians()
+    exact = target.score_fn(sde)
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        warnings.warn("every call", UserWarning, stacklevel=1)
+        return exact(x, t)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        solvers.sample(sde, score, (64, 2), solver="ddim", steps=20, seed=0)
+    assert sum(str(w.message) == "every call" for w in caught) == 1

@@ -292,7 +292,8 @@ class GaussianMixture:
         return self._log_sum_components(logits).to(dtype)
 
     def _coeffs(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE) -> tuple[Tensor, Tensor, Tensor]:
-        """``(x, alpha(t), sigma(t))`` after the checks, ``x`` in float64 where it is `_too_wide`."""
+        """``(x, alpha(t), sigma(t))`` after the checks, ``x`` in float64 where an entry exceeds
+        `_wide_input_limit` for its dtype (one host read for both checks)."""
         self._check_x(x)
         self._check_sde(sde)
         tt = batch_time(t, x)
@@ -314,7 +315,7 @@ class GaussianMixture:
         return x, alpha, sigma
 
     def _widened(self, x: Tensor) -> Tensor:
-        """``x``, in float64 where it is `_too_wide` for its dtype (`_wide_input_limit`)."""
+        """``x``, in float64 where an entry exceeds `_wide_input_limit` for its dtype."""
         limit = _wide_input_limit(x.dtype)
         return x.to(torch.float64) if limit is not None and bool((x.detach().abs() > limit).any()) else x
 

@@ -156,7 +156,8 @@ class ReverseTorchSDE(nn.Module):
 
     def _t(self, s: Tensor | float, y: Tensor) -> Tensor:
         t = -torch.as_tensor(s)
-        t_value = float(t.reshape(-1)[0]) if t.numel() else math.nan
+        # checked where reading it costs no device synchronisation (torchsde's times on the CPU)
+        t_value = float(t.reshape(-1)[0]) if t.numel() and t.device.type == "cpu" else 0.0
         if not 0.0 <= t_value <= float(self.sde.T) * (1 + 1e-7):  # NaN fails this too
             raise ValueError(f"torchsde asked for the dynamics at s = {-t_value:g}, i.e. t = {t_value:g}, outside "
                              f"[0, T={float(self.sde.T):g}]: integrate over rev.times(ts), the negated times "

@@ -17,7 +17,8 @@ since ``sigma s_theta = -eps_theta``; the second form is what is computed (no di
   Min-SNR Weighting Strategy"): ``min(SNR, gamma)`` on ``||x0_theta - x0||^2``, with
   ``SNR = alpha^2/sigma^2`` and ``gamma`` = `MIN_SNR_GAMMA`, i.e. ``min(SNR, gamma)/SNR`` on the
   epsilon loss. For an ``x0``-predicting network the others weight its error by at least
-  ``SNR``, unbounded as ``t -> 0`` (about 1e6 at VP's ``t_min``, 1e12 under sub-VP): the
+  ``SNR``, unbounded as ``t -> 0`` (at the default ``t_min``: 9e3 under VP, 8e7 under sub-VP
+  and 6e7 under VE): the
   smallest times then dominate the loss and its gradients (`warn_x0_weighting`);
 * ``"edm"``: EDM's ``lambda(sigma_edm) = (sigma_edm^2 + sd^2)/(sigma_edm sd)^2`` on
   ``||D - x0||^2`` (Karras et al. 2022, Table 1), ``sigma_edm = sigma/alpha``,

@@ -23,14 +23,22 @@ def test_warnings_raised_inside_the_run_name_the_callers_line(name: str, steps: 
     assert caught and all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)[:60]) for w in caught]
 
 
-def test_a_users_own_warning_keeps_its_place() -> None:
-    sde, target = sd.VPSDE(), sd.targets.eight_gaussians()
-    exact = target.score_fn(sde)
+VP = sd.VPSDE()
+
+
+def _warning_score(text: str) -> solvers.protocol.ScoreFn:
+    """The exact score of eight Gaussians under VP, warning ``text`` at every call (from this file)."""
+    exact = sd.targets.eight_gaussians().score_fn(VP)
 
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        warnings.warn("from the score", UserWarning, stacklevel=1)
+        warnings.warn(text, UserWarning, stacklevel=1)
         return exact(x, t)
 
+    return score
+
+
+def test_a_users_own_warning_keeps_its_place() -> None:
+    sde, score = VP, _warning_score("from the score")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         solvers.sample(sde, score, (64, 2), solver="ddim", steps=3, seed=0)
@@ -56,14 +64,7 @@ def test_the_stability_warning_says_how_wide_unit_scale_modes_come_out() -> None
 
 def test_a_score_that_warns_at_every_call_is_shown_once() -> None:
     # Re-issued where it was raised, it must keep the once-per-location default: not once per step.
-    sde, target = sd.VPSDE(), sd.targets.eight_gaussians()
-    exact = target.score_fn(sde)
-
-    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        warnings.warn("every call", UserWarning, stacklevel=1)
-        return exact(x, t)
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        solvers.sample(sde, score, (64, 2), solver="ddim", steps=20, seed=0)
+        solvers.sample(VP, _warning_score("every call"), (64, 2), solver="ddim", steps=20, seed=0)
     assert sum(str(w.message) == "every call" for w in caught) == 1

@@ -216,7 +216,8 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
     ``stacklevel`` is passed to `warnings.warn`.
     """
     ratio = point_mass_amplification(sde, ts, lam, method=method)
-    mode_std, mode_ratio = _mode_amplification(sde, ts, lam, method)
+    modes = _mode_amplifications(sde, ts, lam, method)
+    mode_std, mode_ratio = _widest(modes)
     if not (ratio > AMPLIFICATION_LIMIT or mode_ratio > MODE_AMPLIFICATION_LIMIT):  # also False for nan
         return
     steps = len(ts) - 1
@@ -230,8 +231,7 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
                 f"units; a point mass would come out {ratio:.3g}x as wide as the noise at the last step, "
                 f"sharp mixtures measured up to 1e5x; solvers.stability)")
         # wider modes are damped, not spared: say how wide unit-scale ones come out
-        wide = [(std, point_mass_amplification(sde, ts, lam, std, method)) for std in UNIT_MODE_STDS]
-        listed = ", ".join(f"std {std:g} {r:.3g}x" for std, r in wide if r > WIDE_MODE_NOTE)
+        listed = ", ".join(f"std {std:g} {r:.3g}x" for std, r in modes if r > WIDE_MODE_NOTE)
         if listed:
             what += f", and wider modes come out too wide as well ({listed} their width)"
     else:
@@ -245,11 +245,19 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
     )
 
 
+def _mode_amplifications(sde: ReverseSDEParts, ts: Tensor, lam: float, method: str) -> list[tuple[float, float]]:
+    """``(std, ratio)`` for each `UNIT_MODE_STDS` mode: how wide it comes out on ``ts``."""
+    return [(std, point_mass_amplification(sde, ts, lam, std, method)) for std in UNIT_MODE_STDS]
+
+
+def _widest(modes: list[tuple[float, float]]) -> tuple[float, float]:
+    """The ``(std, ratio)`` of `_mode_amplifications` that comes out widest (nan, no marginals, last)."""
+    return max(modes, key=lambda m: m[1] if m[1] == m[1] else -math.inf)
+
+
 def _mode_amplification(sde: ReverseSDEParts, ts: Tensor, lam: float, method: str) -> tuple[float, float]:
     """``(std, ratio)``: the `UNIT_MODE_STDS` mode that comes out widest on ``ts``, and how wide."""
-    ratios = [(point_mass_amplification(sde, ts, lam, std, method), std) for std in UNIT_MODE_STDS]
-    ratio, std = max(ratios, key=lambda r: r[0] if r[0] == r[0] else -math.inf)  # nan (no marginals) last
-    return std, ratio
+    return _widest(_mode_amplifications(sde, ts, lam, method))
 
 
 COARSE_GRID_MEASURE = (

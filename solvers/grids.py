@@ -109,7 +109,8 @@ def logsnr_long_first(sde: MarginalSDE, n: int) -> Tensor:
     ``y - m``), and never spans less than a uniform step; without the floor it is
     ``3 L / (n + 2)`` in ``lambda`` (``L`` the grid's whole span), which vanishes as ``n`` grows,
     so the grid converges. An option, not a default: it helps ``gaussian_2m`` on Gaussian
-    mixtures but not on trained models of curved data (docs/defaults.md, "Tried: a long first
+    mixtures with their exact score, but not with trained networks, whose error in ``D`` grows
+    like ``S`` and which one long step from the prior carries whole (docs/defaults.md, "Tried: a long first
     step").
     """
     n = _check_n(n)

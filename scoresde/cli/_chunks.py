@@ -15,12 +15,15 @@ row range, a digest of the run's settings, and the length and SHA-256 of the ser
 record that follows (`scoresde.sealed`). A piece whose header or digest does not match (a flipped bit, a
 truncated file, another chunk's file under this name, a file of another run) is noted and
 computed again. A folder holding chunks of a run with other settings is refused, naming the
-settings that differ (`holds_run`); ``--overwrite`` discards it. The folder is removed once
-the whole batch has been written.
+settings that differ (`holds_run`); ``--overwrite`` discards it. The settings include a
+digest of the package's source (`code_digest`), so chunks written before the code changed (an
+edit, a ``git pull``, an upgrade) are never joined to chunks of the new code. The folder is
+removed once the whole batch has been written.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -33,8 +36,14 @@ from torch import Tensor
 
 from ..sealed import SealError, seal, unseal
 
-__all__ = ["ChunkSettingsError", "PieceError", "chunk_path", "clean_chunk_temps", "file_identity", "holds_run",
-           "read_piece", "run_digest", "sample_resumable", "write_piece"]
+__all__ = ["ChunkSettingsError", "PieceError", "chunk_path", "clean_chunk_temps", "code_digest", "file_identity",
+           "holds_run", "read_piece", "run_digest", "sample_resumable", "write_piece"]
+
+CODE_PACKAGES: tuple[str, ...] = ("scoresde", "solvers")
+"""Packages whose every source file enters `code_digest`."""
+
+CODE_KEY = "code"
+"""The fingerprint's entry that holds `code_digest` (see `holds_run`'s message)."""
 
 _MAGIC = b"SCORESDE-PIECE 1\n"
 """First line of a piece file of this format (older files are plain ``torch.save`` records)."""
@@ -56,6 +65,21 @@ def file_identity(path: str | Path, *, checkpoint: bool = False) -> dict[str, in
         p = p / "checkpoint.pt"
     stat = p.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+@functools.cache
+def code_digest() -> str:
+    """SHA-256 (16 hex digits) of every ``.py`` file of `CODE_PACKAGES`, by path within its
+    package: part of a chunked run's fingerprint, so stored pieces are reused only by the same
+    code. Read once per process (about 5 ms for the two packages)."""
+    import importlib
+
+    h = hashlib.sha256()
+    for name in CODE_PACKAGES:
+        root = Path(importlib.import_module(name).__file__ or "").parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(f"{name}/{path.relative_to(root).as_posix()}".encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def chunk_path(folder: Path, k: int) -> Path:
@@ -205,6 +229,14 @@ def holds_run(folder: Path, fingerprint: dict[str, Any], *, overwrite: bool = Fa
     if not kept:  # nothing finished to lose: start afresh quietly
         remove_pieces(folder)
         return False
+    if isinstance(stored, dict) and stored.get(CODE_KEY) != fingerprint.get(CODE_KEY) and all(
+            stored.get(k) == v for k, v in fingerprint.items() if k != CODE_KEY):
+        raise ChunkSettingsError(
+            f"{folder} holds {_describe_pieces(folder)} written by another version of scoresde / solvers "
+            f"(source digest {stored.get(CODE_KEY, '(none recorded)')} -> {fingerprint.get(CODE_KEY)}): joining "
+            f"them to pieces of this version would give results of neither; choose another {what}, or pass "
+            "--overwrite to discard them and start afresh"
+        )
     if isinstance(stored, dict):
         diff = _differences(stored, fingerprint)
         shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} in all)" if len(diff) > 6 else "")

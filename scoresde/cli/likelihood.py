@@ -262,14 +262,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fingerprint(args: argparse.Namespace, x: Any) -> dict[str, Any]:
-    """Everything that decides the per-point results of a chunked run (chunks are reused only if equal)."""
+    """Everything that decides the per-point results of a chunked run, the code included (chunks
+    are reused only if equal)."""
     from ..data.identity import data_identity
-    from ._chunks import file_identity
+    from ._chunks import CODE_KEY, code_digest, file_identity
     from ._settings import _jsonable
 
     record: dict[str, Any] = {"settings": {k: getattr(args, k, None) for k in (*SETTINGS, "float64")},
                               "data_id": data_identity(x, name=str(args.data or args.target)),
-                              "dtype": str(x.dtype), "shape": list(x.shape)}
+                              "dtype": str(x.dtype), "shape": list(x.shape), CODE_KEY: code_digest()}
     if args.checkpoint:  # the checkpoint file itself: a retrained run at the same path is another model
         record["checkpoint_file"] = file_identity(args.checkpoint, checkpoint=True)
     return dict(json.loads(json.dumps(_jsonable(record), sort_keys=True)))

@@ -317,10 +317,11 @@ def _earlier_output(out: Path) -> tuple[str | None, str | None]:
 
 
 def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str, Any]:
-    """Everything that decides the samples of a chunked run (stored chunks are reused only if equal)."""
+    """Everything that decides the samples of a chunked run, the code included (stored chunks are
+    reused only if equal)."""
     import json
 
-    from ._chunks import file_identity
+    from ._chunks import CODE_KEY, code_digest, file_identity
     from ._settings import _jsonable
 
     model: dict[str, Any] = {"record": resolved["record"], "data_id": resolved["data_id"]}
@@ -334,5 +335,5 @@ def _fingerprint(args: argparse.Namespace, resolved: dict[str, Any]) -> dict[str
         if isinstance(v, str) and Path(v).is_file():
             files[k] = file_identity(v)
     fingerprint = {"settings": settings, "files": files, "model": model, "dtype": str(resolved["dtype"]),
-                   "shape": list(resolved["shape"])}
+                   "shape": list(resolved["shape"]), CODE_KEY: code_digest()}
     return json.loads(json.dumps(_jsonable(fingerprint), sort_keys=True))

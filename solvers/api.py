@@ -164,7 +164,7 @@ def sample_in_chunks(
 NoiseSpec = NoiseSource | Literal["gaussian", "brownian"] | None
 
 STEPS_DEFAULT = 500
-"""`sample`'s ``steps`` when none is given (a grid tensor then sets the count)."""
+"""`sample`'s step count when ``steps`` is not given (a grid tensor then sets the count)."""
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 """Sampling dtypes whose runs keep the state in float32 and call only the score in them."""
@@ -343,7 +343,7 @@ def sample(
     shape: tuple[int, ...] | None = None,
     solver: str | Solver = "euler_maruyama",
     *,
-    steps: int = STEPS_DEFAULT,
+    steps: int | None = None,
     grid: str | Tensor | None = None,
     lam: float | None = None,
     seed: int | None = None,
@@ -370,8 +370,9 @@ def sample(
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         solver: a name from `available` or a `Solver` instance.
         steps: number of grid intervals, at most `solvers.inputs.MAX_STEPS` (an integer: Python,
-            NumPy or a one-element torch tensor; adaptive solvers use only the end points). A grid
-            tensor sets it (``len(grid) - 1``): another explicit count is refused.
+            NumPy or a one-element torch tensor; adaptive solvers use only the end points); when
+            not given, `STEPS_DEFAULT` (500). A grid tensor sets it (``len(grid) - 1``): any other
+            explicit count is refused, 500 included.
         grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``logsnr_long_first``, ``karras``,
             ``uniform_logsnr``; `solvers.grids.GRIDS`), ``"auto"`` (shaped
             by a cached pilot adaptive solve, `solvers.auto_grid`; prototype; the pilot's
@@ -427,7 +428,8 @@ def sample(
     check_score(score)
     check_score_sde(score, sde)
     solver_obj = _resolve_solver(solver, options)
-    steps = as_count(steps, "steps", maximum=MAX_STEPS)
+    steps_given = steps is not None
+    steps = as_count(STEPS_DEFAULT if steps is None else steps, "steps", maximum=MAX_STEPS)
     check_finite, progress = check_flag(check_finite, "check_finite"), check_flag(progress, "progress")
     keep_trajectory = check_flag(keep_trajectory, "keep_trajectory")
     if max_frames is not None:
@@ -448,7 +450,7 @@ def sample(
     check_sde(sde, shape[1:], dtype, device_)
     if grid is not None and not isinstance(grid, str):
         grid = check_grid(grid, sde)
-        if steps not in (STEPS_DEFAULT, grid.numel() - 1):
+        if steps_given and steps != grid.numel() - 1:
             raise ValueError(f"a grid tensor sets the steps itself ({grid.numel() - 1} intervals); "
                              f"steps={steps} would be ignored: pass one or the other")
     if solver_obj.needs_marginals:  # before the grid, which may need them too

@@ -74,8 +74,12 @@ def test_a_grid_tensor_and_another_step_count_are_refused() -> None:
     grid = torch.linspace(1.0, 1e-3, 21, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"grid tensor sets the steps itself \(20 intervals\); steps=8"):
         _sample(solver="ddim", grid=grid, steps=8)
+    # the default count, given explicitly, is another count too (it was once taken for "not given")
+    with pytest.raises(ValueError, match=r"grid tensor sets the steps itself \(20 intervals\); steps=500"):
+        _sample(solver="ddim", grid=grid, steps=solvers.api.STEPS_DEFAULT)
     # the grid alone, or with its own count, runs its 20 steps (+1 for the end step)
-    assert _sample(solver="ddim", grid=grid, steps=500).nfe == _sample(solver="ddim", grid=grid, steps=20).nfe == 21
+    alone = solvers.sample(SDE, SCORE, shape=(16, 2), solver="ddim", grid=grid, seed=0)
+    assert alone.nfe == _sample(solver="ddim", grid=grid, steps=20).nfe == 21
 
 
 @pytest.mark.parametrize("make, match", [

@@ -123,7 +123,10 @@ class AdaptiveSDE(Solver):
 
     ``Solution.stats``: ``iterations``, ``accepted`` / ``rejected`` (mean per sample),
     ``accepted_per_sample`` / ``rejected_per_sample`` ``(B,)``. ``Solution.times`` holds the
-    batch-mean time after each iteration (the exact accepted times in batch mode).
+    batch-mean time after each iteration (the exact accepted times in batch mode). So does
+    ``Solution.trajectory_times`` for the stored frames: with per-sample steps each frame holds
+    every sample at its own time, ``stats["trajectory_sample_times"]`` ``(F, B)`` (the plotting
+    helpers warn; ``per_sample=False`` gives frames at one time each).
 
     Args:
         rtol: relative tolerance (the paper's ``eps_rel``: 0.01 default, 0.05 faster).

@@ -19,7 +19,9 @@ class Solution:
         times: ``(K,)`` times at which the state was visited, from ``T`` down (accepted
             steps for adaptive solvers).
         trajectory: ``(F, B, *D)`` states at ``trajectory_times`` (thinned), or ``None``.
-        trajectory_times: ``(F,)`` times of the stored frames, or ``None``.
+        trajectory_times: ``(F,)`` times of the stored frames, or ``None``. With per-sample
+            steps (``adaptive_sde``'s default) a frame holds each sample at its own time,
+            ``stats["trajectory_sample_times"]`` ``(F, B)``, and this is their batch mean.
         seconds: wall time of the solve.
         stats: solver-specific counters (e.g. ``accepted``/``rejected`` steps), and
             ``end_step``: the end-of-run step taken (``"ode"``, ``"tweedie"``: ``samples``

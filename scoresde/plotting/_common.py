@@ -42,6 +42,10 @@ __all__ = [
     "time_label",
 ]
 
+MIXED_TIMES_TOLERANCE = 0.01
+"""`trajectory_arrays` warns when a frame's samples lie further apart in time than this fraction
+of the run's time span (per-sample steps: the frame's time is only their batch mean)."""
+
 PANEL = 3.6
 """Default side length (inches) of one square panel."""
 
@@ -165,12 +169,40 @@ def check_points(x: Tensor | np.ndarray, dims: tuple[int, int] = (0, 1)) -> np.n
     return arr[:, check_dims(dims, arr.shape[1])]
 
 
+def _warn_mixed_frame_times(result: Solution) -> None:
+    """Warn when the frames of ``result`` hold samples at different times.
+
+    With per-sample steps (``adaptive_sde``'s default) frame ``f`` holds each sample at its own
+    time ``stats["trajectory_sample_times"][f]``, and ``trajectory_times[f]`` is their batch
+    mean, which a plot would show as the frame's time.
+    """
+    per = result.stats.get("trajectory_sample_times")
+    if not isinstance(per, Tensor) or per.ndim != 2 or per.numel() == 0:
+        return
+    per = per.to(torch.float64)
+    spread = float((per.amax(dim=1) - per.amin(dim=1)).max())
+    span = float(per.max() - per.min())
+    if span > 0.0 and spread > MIXED_TIMES_TOLERANCE * span:
+        from ..interop._warn import warn_at_user
+
+        warn_at_user(
+            f"the frames of this trajectory hold samples at different times (per-sample steps, as "
+            f"adaptive_sde's default takes): up to {spread:.3g} apart within one frame, of a run over "
+            f"{span:.3g}; each frame is placed at its samples' mean time (Solution.trajectory_times). "
+            "Sample with per_sample=False for frames at one time each; the samples' own times are "
+            "stats['trajectory_sample_times'] (frames, batch)"
+        )
+
+
 def trajectory_arrays(
     traj: Solution | Tensor | np.ndarray,
     times: Tensor | np.ndarray | Sequence[float] | None = None,
     dims: tuple[int, int] = (0, 1),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Frames ``(F, B, 2)`` and their times ``(F,)`` from a ``Solution`` or a raw array.
+
+    A ``Solution`` whose frames hold samples at different times (per-sample steps) is warned
+    about: its frame times are batch means (`MIXED_TIMES_TOLERANCE`).
 
     Raises ``ValueError`` when the result holds no trajectory (sample with
     ``keep_trajectory=True``), the shapes do not match, there are no frames or no particles,
@@ -179,6 +211,8 @@ def trajectory_arrays(
     if isinstance(traj, Solution):
         if traj.trajectory is None or traj.trajectory_times is None:
             raise ValueError("this Solution holds no trajectory; sample with keep_trajectory=True")
+        if times is None:
+            _warn_mixed_frame_times(traj)
         times = traj.trajectory_times if times is None else times
         traj = traj.trajectory
     frames = to_numpy(traj)

@@ -18,15 +18,22 @@ __all__ = ["sample_defaults", "resolved_solver_settings", "versions", "write_sid
 
 
 def sample_defaults() -> dict[str, Any]:
-    """The defaults of ``solvers.sample`` (solver, steps, grid, lam): the CLI uses the same."""
-    import solvers
+    """The defaults of ``solvers.sample`` (solver, steps, grid, lam): the CLI uses the same.
 
-    fallback = {"solver": "euler_maruyama", "steps": 500, "grid": None, "lam": None}
+    ``steps`` is ``None`` in the signature (not given) and means `solvers.api.STEPS_DEFAULT`.
+    """
+    import solvers
+    from solvers.api import STEPS_DEFAULT
+
+    fallback = {"solver": "euler_maruyama", "steps": STEPS_DEFAULT, "grid": None, "lam": None}
     try:
         params = inspect.signature(solvers.sample).parameters
     except (TypeError, ValueError):  # not introspectable (e.g. replaced in a test)
         return fallback
-    return {k: params[k].default if k in params else v for k, v in fallback.items()}
+    out = {k: params[k].default if k in params else v for k, v in fallback.items()}
+    if out["steps"] is None:
+        out["steps"] = STEPS_DEFAULT
+    return out
 
 
 def resolved_solver_settings(solver: str, grid: Any, lam: float | None, sde: Any = None) -> dict[str, Any]:

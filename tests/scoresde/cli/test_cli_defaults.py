@@ -75,3 +75,16 @@ def test_sample_sidecar_records_the_end_step_taken(tmp_path: Path, extra: list[s
                  "--out", str(out), "--no-plot", "--no-progress", *extra]) == 0
     side = json.loads((out / "samples.json").read_text())
     assert side["denoise"] == expected and side["denoise_given"] == ("--denoise" in extra)
+
+
+def test_the_cli_step_default_is_the_libraries_when_its_signature_says_not_given() -> None:
+    # solvers.sample(steps=None) means STEPS_DEFAULT; the CLI read None from the signature and
+    # failed with "'<' not supported between instances of 'NoneType' and 'int'"
+    import inspect
+
+    import solvers
+    from scoresde.cli._settings import sample_defaults
+    from solvers.api import STEPS_DEFAULT
+
+    assert inspect.signature(solvers.sample).parameters["steps"].default is None
+    assert sample_defaults()["steps"] == STEPS_DEFAULT == 500

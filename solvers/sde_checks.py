@@ -138,18 +138,32 @@ def check_prior_draw(x: Any, sde: object, shape: tuple[int, ...], dtype: torch.d
 
 
 def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> None:
-    """Warn when ``samples: (B, *D)`` are far larger than any data the SDE's prior can represent.
+    """Warn when ``samples: (B, *D)`` hold NaN / inf, or are far larger than any data the SDE's
+    prior can represent.
 
-    At ``T`` the state is ``alpha(T) x_0 + sigma(T) z`` and the prior is a Gaussian of scale
-    ``sigma(T)``, so data of size well beyond ``sigma(T) / alpha(T)`` (150 on the VP SDE,
-    ``sigma_max`` on VE) are not covered by it. A sample more than `DIVERGED_FACTOR` times
-    that from the origin is the sign of a run that blew up without producing NaN: typically a
-    score network evaluated where it was never trained (prior draws far from ``p_T``), or an
-    explicit step too large for the score's stiffness. Finite values only; no warning for an
-    SDE without ``marginal_coeffs`` or with ``alpha(T) = 0``.
+    Non-finite samples come from a non-finite score that ``check_finite=False`` let the run go
+    on with, or from a state that overflowed; the warning counts them. At ``T`` the state is
+    ``alpha(T) x_0 + sigma(T) z`` and the prior is a Gaussian of scale ``sigma(T)``, so data of
+    size well beyond ``sigma(T) / alpha(T)`` (150 on the VP SDE, ``sigma_max`` on VE) are not
+    covered by it. A finite sample more than `DIVERGED_FACTOR` times that from the origin is the
+    sign of a run that blew up without producing NaN: typically a score network evaluated where
+    it was never trained (prior draws far from ``p_T``), or an explicit step too large for the
+    score's stiffness. No size warning for an SDE without ``marginal_coeffs`` or with
+    ``alpha(T) = 0``.
     """
+    import warnings
+
+    if samples.numel() == 0:
+        return
+    finite = torch.isfinite(samples.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).reshape(samples.shape[0], -1).any(dim=1).sum())
+        warnings.warn(
+            f"{bad} of {samples.shape[0]} samples hold NaN or inf: the run broke down (a NaN / inf score, "
+            "which check_finite=True stops at and names, or a state that overflowed)",
+            RuntimeWarning, stacklevel=stacklevel)
     coeffs = getattr(sde, "marginal_coeffs", None)
-    if coeffs is None or samples.numel() == 0:
+    if coeffs is None:
         return
     T = float(getattr(sde, "T", 1.0))
     alpha, sigma = coeffs(torch.full((1,), T, dtype=samples.dtype, device=samples.device))
@@ -157,10 +171,8 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
     if not (a > 0 and math.isfinite(s / a)):
         return
     scale = s / a
-    size = float(samples.detach().abs().amax())
-    if math.isfinite(size) and size > DIVERGED_FACTOR * scale:
-        import warnings
-
+    size = float(samples.detach().abs().masked_fill(~finite, 0.0).amax())
+    if size > DIVERGED_FACTOR * scale:
         warnings.warn(
             f"the samples reach |x| = {size:.3g}, more than {DIVERGED_FACTOR:g} x sigma(T)/alpha(T) = "
             f"{scale:.3g}, beyond any data the prior of {type(sde).__name__} covers: the run diverged. "

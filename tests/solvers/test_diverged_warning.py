@@ -42,3 +42,30 @@ def test_good_runs_and_large_legitimate_data_are_quiet(make_sde) -> None:
         warn_if_diverged(big, sde)
     with pytest.warns(RuntimeWarning, match="diverged"):
         warn_if_diverged(big * 2, sde)
+
+
+def test_nan_samples_of_a_run_without_the_finite_check_are_counted() -> None:
+    # check_finite=False let a NaN score run on: every sample came back NaN, and nothing was said
+    sde = sd.VPSDE()
+    target = sd.targets.eight_gaussians()
+    exact = target.score_fn(sde)
+    calls: list[int] = []
+
+    def breaks_late(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        out = exact(x, t)
+        if len(calls) > 5:
+            out[:3] = float("nan")  # three samples break down
+        return out
+
+    with pytest.warns(RuntimeWarning, match=r"3 of 40 samples hold NaN or inf: the run broke down"):
+        r = solvers.sample(sde, breaks_late, (40, 2), "ddim", steps=10, seed=0, check_finite=False)
+    assert int((~torch.isfinite(r.samples)).any(dim=1).sum()) == 3
+    # the finite rest is still checked for size
+    bad = torch.full((4, 2), 2 * DIVERGED_FACTOR * 160.0)
+    bad[0, 0] = float("inf")
+    with pytest.warns(RuntimeWarning) as rec:
+        warn_if_diverged(bad, sde)
+    messages = [str(w.message) for w in rec]
+    assert len(messages) == 2 and messages[0].startswith("1 of 4 samples hold NaN or inf")
+    assert messages[1].startswith(f"the samples reach |x| = {2 * DIVERGED_FACTOR * 160.0:.3g}, more than")

@@ -141,8 +141,8 @@ def solve_ivp_torch(
 
     Returns:
         ``(y1, info)``: the state at ``t1`` (shape, dtype, device of ``y0``) and a dict with
-        ``nfe`` (calls of ``fn`` made), ``accepted`` (steps) and ``t`` (float64 tensor of the
-        accepted times, ``t0`` first, ``t1`` last).
+        ``nfe`` (calls of ``fn`` made), ``accepted`` and ``rejected`` (steps) and ``t`` (float64
+        tensor of the accepted times, ``t0`` first, ``t1`` last).
     """
     solver_cls, _ = _method(method)
     rtol, atol = check_tolerances(rtol, atol, positive=True)
@@ -162,13 +162,18 @@ def solve_ivp_torch(
 
     solver = start(t0, fun.to_numpy(y0), first_step)
     times = [t0]
+    rejected = 0
     while solver.status == "running":
         if len(times) > max_steps:
             raise RuntimeError(
                 f"scipy {method}: max_steps={max_steps} reached at t={solver.t:.6g} of "
                 f"[{t0:g}, {t1:g}]; loosen rtol/atol or raise max_steps"
             )
+        calls = fun.nfe
         message = solver.step()
+        # An attempt makes n_stages calls (FSAL: the last stage's is the next step's first), and
+        # one step() makes attempts until one is accepted.
+        rejected += max(0, (fun.nfe - calls) // solver_cls.n_stages - 1)
         if solver.status == "failed":
             raise RuntimeError(f"scipy {method} failed at t={solver.t:.6g}: {message}")
         times.append(float(solver.t))
@@ -187,6 +192,7 @@ def solve_ivp_torch(
     info: dict[str, object] = {
         "nfe": fun.nfe,
         "accepted": len(times) - 1,
+        "rejected": rejected,
         "t": torch.tensor(times, dtype=torch.float64),
     }
     return fun.to_torch(solver.y), info
@@ -198,7 +204,9 @@ class ScipyODE(Solver):
     Integrates ``dx/dt = f(x, t) - g(t)^2 s(x, t) / 2`` (Song et al. 2021, eq. 13) from
     ``ts[0]`` to ``ts[-1]`` with `solve_ivp_torch`; the grid gives only the end points.
     ``Solution.times`` holds the accepted times (``T`` first, ``eps`` last),
-    ``Solution.stats`` ``nfe`` and ``accepted``. The trajectory holds the accepted states.
+    ``Solution.stats``: ``integrator_nfe`` (the ODE solve's calls, without the end-of-run step's;
+    ``Solution.nfe`` counts every evaluation), ``accepted`` and ``rejected`` steps. The
+    trajectory holds the accepted states.
     ``after_step`` restarts SciPy's integrator at every accepted step (+1 NFE each).
 
     Args:
@@ -261,5 +269,6 @@ class ScipyODE(Solver):
             callback=ctx.accept if ctx.watches_states else None,
         )
         ctx.visited = info["t"]  # type: ignore[assignment]
-        ctx.stats.update(nfe=info["nfe"], accepted=info["accepted"], method=self.method)
+        ctx.stats.update(integrator_nfe=info["nfe"], accepted=info["accepted"], rejected=info["rejected"],
+                         method=self.method)
         return y

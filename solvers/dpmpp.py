@@ -111,6 +111,12 @@ class DPMSolverPP3M(_MultistepDPMSolverPP):
     Uses ``d_i, d_{i-1}, d_{i-2}`` to estimate ``d'`` and ``d''`` on non-uniform log-SNR steps;
     see `_MultistepDPMSolverPP` for the update and warm-up/final steps.
 
+    ``order`` is that of the steps after the warm-up. The first step is first order (local
+    error ``O(h^2)``), so the global error is ``O(h^2)`` in the limit; its constant is small
+    (``d`` hardly moves at the prior's noise level), and the second order shows only below
+    about 1e-8: on one Gaussian in float64 under VE the error falls 3.5x and 3.9x per
+    doubling from 1024 to 4096 steps (order 4-like above that; an outside measurement).
+
     Not monotone in the step count on sharp data: once the lower-order final steps switch off
     (15 intervals) the quadratic extrapolation of ``d`` past the point where it saturates
     widens narrow modes, and the error rises up to tenfold from NFE 14 to 16 before it falls

@@ -87,7 +87,14 @@ class CountedScore:
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
-        out = self.score(x, t)
+        try:
+            out = self.score(x, t)
+        except Exception as err:
+            if self.calls == 1:  # a score written for another calling convention fails at once
+                err.add_note(f"(the score is called as score(x, t) with x of shape {tuple(x.shape)} and t of shape "
+                             f"{tuple(t.shape)}, one time per sample, dtype {t.dtype}; a score written for a "
+                             "Python-float t can take float(t[0]) when all are equal, or broadcast t[:, None])")
+            raise
         if not isinstance(out, Tensor):
             raise TypeError(f"score returned a {type(out).__name__}, expected a tensor of the shape of x "
                             f"{tuple(x.shape)} (a model's output object or tuple must be unpacked by the score)")

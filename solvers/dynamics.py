@@ -36,6 +36,7 @@ __all__ = [
     "ReverseSDE",
     "ProbabilityFlowODE",
     "forward_transition",
+    "note_calling_convention",
 ]
 
 
@@ -51,6 +52,13 @@ its end time."""
 SAME_TIME = 1e-5
 """Relative distance below which two evaluation times of a sample count as the same time
 (above float32 round-off of ``t``, 1.2e-7; below any grid step)."""
+
+
+def note_calling_convention(err: BaseException, x: Tensor, t: Tensor) -> None:
+    """Add to ``err`` (raised by a score's first call) how scores are called: ``x (B, *D)``, ``t (B,)``."""
+    err.add_note(f"(the score is called as score(x, t) with x of shape {tuple(x.shape)} and t of shape "
+                 f"{tuple(t.shape)}, one time per sample, dtype {t.dtype}; a score written for a "
+                 "Python-float t can take float(t[0]) when all are equal, or broadcast t[:, None])")
 
 
 class CountedScore:
@@ -91,9 +99,7 @@ class CountedScore:
             out = self.score(x, t)
         except Exception as err:
             if self.calls == 1:  # a score written for another calling convention fails at once
-                err.add_note(f"(the score is called as score(x, t) with x of shape {tuple(x.shape)} and t of shape "
-                             f"{tuple(t.shape)}, one time per sample, dtype {t.dtype}; a score written for a "
-                             "Python-float t can take float(t[0]) when all are equal, or broadcast t[:, None])")
+                note_calling_convention(err, x, t)
             raise
         if not isinstance(out, Tensor):
             raise TypeError(f"score returned a {type(out).__name__}, expected a tensor of the shape of x "

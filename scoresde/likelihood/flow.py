@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from solvers.dynamics import ProbabilityFlowODE
+from solvers.dynamics import ProbabilityFlowODE, note_calling_convention
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.utils import batch_time
 
@@ -115,6 +115,7 @@ class AugmentedFlow:
             raise ValueError(f"logp_scale must be positive and finite, got {logp_scale}")
         self._user_score = score
         self._graph_checked = False  # whether a score output was traced back to its x once
+        self._score_called = False  # a score failing at its first call gets the calling convention
         self.dynamics = ProbabilityFlowODE(sde, self._score, check_finite=check_finite)
         self.sde = sde
         self._extra_nfe = 0  # score calls made outside the flow's dynamics (score_divergence)
@@ -150,7 +151,13 @@ class AugmentedFlow:
         ``torch.no_grad``, NumPy inside) would leave only the drift's part of ``div F`` under
         VP (a silently wrong likelihood) and no graph at all under VE.
         """
-        out = self._user_score(x, t)
+        try:
+            out = self._user_score(x, t)
+        except Exception as err:
+            if not self._score_called:
+                note_calling_convention(err, x, t)
+            raise
+        self._score_called = True
         if not isinstance(out, Tensor):
             raise TypeError(f"score returned {type(out).__name__}; it must return a tensor of the shape of x "
                             f"{tuple(x.shape)}")

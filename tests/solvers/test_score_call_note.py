@@ -35,3 +35,17 @@ def test_a_failure_later_in_the_run_is_left_as_it_is() -> None:
     with pytest.raises(RuntimeError, match="the user's own failure") as info:
         solvers.sample(sde, fails_later, (8, 2), "ddim", steps=4, seed=0)
     assert not getattr(info.value, "__notes__", [])
+
+
+def test_the_likelihood_adds_the_same_note() -> None:
+    from scoresde.likelihood import likelihood
+
+    sde = sd.VPSDE()
+
+    def scalar_time_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -x * float(t)
+
+    with pytest.raises((RuntimeError, ValueError, TypeError)) as info:
+        likelihood(sde, scalar_time_score, torch.randn(4, 2, generator=torch.Generator().manual_seed(0)))
+    notes = getattr(info.value, "__notes__", [])
+    assert any("score(x, t) with x of shape" in n and "t of shape" in n for n in notes), notes

@@ -13,7 +13,6 @@ import ast
 import csv
 import functools
 import hashlib
-import importlib
 import importlib.util
 import inspect
 import io
@@ -27,6 +26,7 @@ from typing import Any
 import solvers
 
 from ..atomic import atomic_write_bytes
+from ..source_digest import package_sources, source_digest
 
 __all__ = ["Cell", "is_comparison_config", "write_atomic", "records_to_csv", "cache_key", "solver_code", "code_files", "code_digest",
            "read_cell", "seal_cell", "load_or_compute_floors", "json_default", "CODE_PACKAGES", "CODE_MODULES"]
@@ -152,8 +152,7 @@ def code_files() -> tuple[Path, ...]:
     and the modules they import (`imported_modules`), in a fixed order."""
     files: list[Path] = []
     for name in CODE_PACKAGES:
-        root = Path(importlib.import_module(name).__file__ or "").parent
-        files += sorted(root.rglob("*.py"))
+        files += package_sources(name)
     modules = imported_modules(CODE_MODULES, not_followed=NOT_FOLLOWED)
     files += [modules[name] for name in sorted(modules)]
     return tuple(files)
@@ -167,10 +166,7 @@ def code_digest() -> str:
     Computed once per process (an edit made while a sweep runs is seen by the next process;
     `code_digest.cache_clear()` forces a re-read).
     """
-    h = hashlib.sha256()
-    for path in code_files():
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    return source_digest((path.name, path) for path in code_files())
 
 
 def cache_key(obj: Any) -> str:

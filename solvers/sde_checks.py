@@ -155,11 +155,14 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
 
     if samples.numel() == 0:
         return
-    finite = torch.isfinite(samples.detach())
-    if not bool(finite.all()):
-        bad = int((~finite).reshape(samples.shape[0], -1).any(dim=1).sum())
+    x = samples.detach()
+    finite = torch.isfinite(x)
+    n_bad = (~finite).reshape(x.shape[0], -1).any(dim=1).sum()
+    size_t = x.abs().masked_fill(~finite, 0.0).amax()
+    bad_f, size = torch.stack([n_bad.float(), size_t.float()]).tolist()  # one host read (float32: MPS has no float64)
+    if bad_f:
         warnings.warn(
-            f"{bad} of {samples.shape[0]} samples hold NaN or inf: the run broke down (a NaN / inf score, "
+            f"{int(bad_f)} of {x.shape[0]} samples hold NaN or inf: the run broke down (a NaN / inf score, "
             "which check_finite=True stops at and names, or a state that overflowed)",
             RuntimeWarning, stacklevel=stacklevel)
     coeffs = getattr(sde, "marginal_coeffs", None)
@@ -171,7 +174,6 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
     if not (a > 0 and math.isfinite(s / a)):
         return
     scale = s / a
-    size = float(samples.detach().abs().masked_fill(~finite, 0.0).amax())
     if size > DIVERGED_FACTOR * scale:
         warnings.warn(
             f"the samples reach |x| = {size:.3g}, more than {DIVERGED_FACTOR:g} x sigma(T)/alpha(T) = "

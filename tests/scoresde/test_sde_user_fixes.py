@@ -12,7 +12,7 @@ from torch import Tensor
 
 import scoresde as sd
 import solvers
-from scoresde.losses import _same_sde
+from scoresde.losses.dsm import _same_sde
 from scoresde.train.config import SDEConfig, config_diff
 
 F64 = torch.float64

@@ -118,7 +118,7 @@ class EDMHeun(ScheduledSolver):
             if not (s_i > s_next > 0):
                 continue
             g = min(self.s_churn / len(levels), math.sqrt(2.0) - 1.0) if self.s_tmin <= s_i <= self.s_tmax else 0.0
-            g = min(g, levels[0] / s_i - 1.0)
+            g = min(g, max(levels[0], self._top_level(sde)) / s_i - 1.0)
             weight = math.log(s_i / s_next)
             num += weight * min(1.0, ((1.0 + g) ** 2 - 1.0) / (1.0 - (s_next / s_i) ** 2))
             den += weight
@@ -132,6 +132,14 @@ class EDMHeun(ScheduledSolver):
         (sub-VP), 1.13-1.33 / 1.19-1.28 at 7."""
         return 7
 
+    @staticmethod
+    def _top_level(sde: HasMarginals) -> float:
+        """``S(T) = sigma(T)/alpha(T)``, the highest level the churn may reach: a grid that starts
+        below ``T`` (a sigma list from below ``sigma_max``, an SDEdit-style partial grid) is churned
+        above its first level as in Karras et al.'s Alg. 2."""
+        alpha, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
+        return float(sigma[0] / alpha[0])
+
     # Churned noise levels S_hat, their times and alpha there, once per solve.
     def precompute(self, sde: MarginalSDE, table: ScheduleTable) -> dict[str, Any]:
         s_edm = [s / a for a, s in zip(table.alpha, table.sigma, strict=True)]
@@ -139,7 +147,7 @@ class EDMHeun(ScheduledSolver):
         # positive noise levels, n + 1 for n intervals; the step from the last one to S = 0 is
         # the final denoise. (n alone injected more noise than EDM for the same S_churn.)
         n_levels = len(table)
-        s_top = s_edm[0]
+        s_top = max(s_edm[0], self._top_level(sde))  # S_hat <= S(T): the score is defined up to T
         gamma = []
         for s_i in s_edm[:-1]:
             g = min(self.s_churn / n_levels, math.sqrt(2.0) - 1.0) if self.s_tmin <= s_i <= self.s_tmax else 0.0

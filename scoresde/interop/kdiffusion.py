@@ -325,7 +325,9 @@ def sample_sigmas(
     of positive levels) and without it is matched by rescaling ``s_churn`` by
     ``len(sigmas) / (len(sigmas) - 1)`` here. With a final 0 this needs the last positive
     level outside ``[s_tmin, s_tmax]`` (k-diffusion also churns its step to 0, our final
-    denoise does not). ``"lms"`` agrees with
+    denoise does not), and a first level that churns to at most the SDE's top level
+    ``S(T)`` (a list from below the top, or ``s_tmax`` below the first level; ours caps the
+    churned level at ``S(T)``, k-diffusion does not). ``"lms"`` agrees with
     ``sample_lms`` to round-off only without a final 0 (3e-15 and 5e-15 under EDM and VP, 10
     levels): with one, k-diffusion's last step is an Adams step integrating its order-4
     polynomial through the last four slopes to ``sigma = 0``, ours the denoiser, and the two

@@ -370,3 +370,45 @@ def test_dpmpp_2m_matches_diffusers_dpm_solver_multistep_as_documented(final_sig
         other = solvers.sample(sde, score, x_T=x_T.clone(), solver="dpmpp_2m", grid=ts, denoise=True)
         assert float((other.samples - x).abs().max()) > 1e-2
     assert math.isfinite(float(x.abs().max()))
+
+
+@pytest.mark.parametrize("sde", SDES, ids=["edm", "vp"])
+def test_edm_heun_churns_a_first_level_below_the_top_as_sample_heun_does(
+        sde: sd.AffineSDE, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sigma list from half the SDE's top level down, default s_tmax = inf: EDM's Alg. 2 (and
+    # sample_heun) churns the first step too, to 1.2 S_0 < S(T). The churned level used to be
+    # capped at the list's first level, so that step was not churned (7 draws against 8, max
+    # difference 3.4 on eight_gaussians under EDM).
+    kd = _kd()
+    score = sd.targets.eight_gaussians().score_fn(sde)
+    lo, hi = (float(v) for v in solvers.grids.edm_sigma(sde, torch.tensor([sde.eps, sde.T], dtype=F64)))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(F64)
+    try:
+        sigmas = kd.get_sigmas_karras(10, lo, hi / 2)
+    finally:
+        torch.set_default_dtype(default)
+    x = sigmas[0] * torch.randn(300, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    opts = {"s_churn": 2.0, "s_tmin": 0.05}
+    steps = len(sigmas) - 1
+    draws = [torch.randn(300, 2, generator=torch.Generator().manual_seed(100 + i), dtype=F64) for i in range(steps)]
+    feed = iter(draws)
+    monkeypatch.setattr(torch, "randn_like", lambda t, **kw: next(feed).clone())
+    theirs = kd.sample_heun(denoiser_from_score(score, sde), x.clone(), sigmas, disable=True, **opts)
+    monkeypatch.undo()
+    churned = [i for i in range(steps) if float(sigmas[i + 1]) > 0 and float(sigmas[i]) >= opts["s_tmin"]]
+    assert churned[0] == 0
+    noise = _ListNormal([draws[i] for i in churned])
+    ours = sample_sigmas(sde, score, sigmas, solvers.EDMHeun(**opts), x=x.clone(), noise=noise)
+    assert noise.used == len(churned)
+    torch.testing.assert_close(ours.samples, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_edm_heun_churn_is_capped_at_the_top_level_not_the_grid_start() -> None:
+    sde = sd.EDMSDE()  # S(T) = 80
+    ts = solvers.grids.time_from_edm_sigma(sde, torch.tensor([70.0, 10.0, 1.0, 0.1], dtype=F64))
+    solver = solvers.EDMHeun(s_churn=3.0)  # gamma = min(3/4, sqrt(2) - 1) = 0.414: 70 -> 99 capped at 80
+    ex = solver.precompute(sde, solvers.exponential.schedule_table(sde, ts))
+    assert ex["s_hat"][0] == pytest.approx(80.0, rel=1e-9)
+    assert ex["s_hat"][1] == pytest.approx(10.0 * math.sqrt(2.0), rel=1e-9)
+    assert solver.reverse_level(0.0, sde, ts) > solvers.EDMHeun(s_churn=3.0, s_tmax=60.0).reverse_level(0.0, sde, ts)

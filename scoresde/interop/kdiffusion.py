@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 import solvers
+from solvers.dynamics import note_calling_convention
 from solvers.grids import edm_sigma, time_from_edm_sigma
 from solvers.inputs import check_device, check_dtype, check_generator, check_seed, check_shape
 from solvers.protocol import DiffusionSDE, HasMarginals, ScoreFn
@@ -90,6 +91,15 @@ def _check_callable(fn: Any, name: str, signature: str) -> None:
         raise TypeError(f"{name} must be a callable {signature}, got {type(fn).__name__}")
 
 
+def _check_floating(x: Any, name: str) -> None:
+    """Refuse a non-tensor or an integer / bool tensor (the result would be cast back to it, truncated)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}; convert it first "
+                        f"(e.g. {name}.double()): the result comes back in {name}'s dtype")
+
+
 def work_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the conversions compute in: ``dtype`` promoted to at least float32.
 
@@ -117,7 +127,8 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
 
     Raises:
         TypeError: ``denoiser`` not callable, ``sde`` without affine marginals; (when called)
-            a denoiser output that is not a tensor.
+            ``x`` not a floating-point tensor, a denoiser output that is not a tensor. An
+            exception from the denoiser's first call carries a note on how it is called.
         ValueError: (when called) ``t`` not 0-d or ``(B,)``, or a time where ``sigma(t) = 0``
             (``t = 0``: the score of a denoiser is undefined there); a denoiser output of another
             shape than ``x``.
@@ -125,7 +136,11 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
     _check_callable(denoiser, "denoiser", "D(x_edm, sigma_edm) -> tensor")
     _check_sde(sde)
 
+    succeeded = False  # a failing first call gets a note on how the denoiser is called
+
     def score(x: Tensor, t: Tensor) -> Tensor:
+        nonlocal succeeded
+        _check_floating(x, "x")
         xw = x.to(work_dtype(x.dtype))
         tt = batch_time(t, xw)
         alpha, sigma = sde.marginal_coeffs(tt)
@@ -135,7 +150,16 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
                              f"{type(sde).__name__}: the score (alpha D - x) / sigma^2 is undefined there; "
                              f"evaluate it at t in [eps={float(sde.eps):g}, T={float(sde.T):g}]")
         a, s = append_dims(alpha, x.ndim), append_dims(sigma, x.ndim)
-        d = denoiser(xw / a, sigma / alpha)
+        try:
+            d = denoiser(xw / a, sigma / alpha)
+        except Exception as err:
+            if not succeeded:
+                err.add_note(f"(score_from_denoiser calls the denoiser as D(x_edm, sigma_edm) with x_edm of "
+                             f"shape {tuple(x.shape)} and sigma_edm of shape {tuple(sigma.shape)}, one noise "
+                             "level per sample; a denoiser written for a Python-float sigma can take "
+                             "float(sigma[0]) when all are equal, or broadcast sigma[:, None])")
+            raise
+        succeeded = True
         if not isinstance(d, Tensor) or d.shape != x.shape:
             got = tuple(d.shape) if isinstance(d, Tensor) else type(d).__name__
             raise ValueError(f"denoiser(x, sigma) must return a tensor of the shape of x, "
@@ -180,7 +204,7 @@ def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
 
     Raises:
         TypeError: ``score`` not callable, ``sde`` without affine marginals; (when called)
-            ``x_edm`` not a tensor of shape ``(B, *D)``; ``score`` returning something other
+            ``x_edm`` not a floating-point tensor of shape ``(B, *D)``; ``score`` returning something other
             than a tensor (e.g. a diffusers ``UNet2DOutput``: wrap a diffusers model with
             `scoresde.interop.unet_score` first).
         ValueError: (when called) for a noise level outside ``[sigma_edm(eps), sigma_edm(T)]``
@@ -211,10 +235,14 @@ def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
             cache.popitem(last=False)
         return out
 
+    succeeded = False  # a failing first call gets the calling-convention note
+
     def denoiser(x_edm: Tensor, sigma: Tensor) -> Tensor:
+        nonlocal succeeded
         if not isinstance(x_edm, Tensor) or x_edm.ndim < 1:
             got = tuple(x_edm.shape) if isinstance(x_edm, Tensor) else type(x_edm).__name__
             raise TypeError(f"x_edm must be a tensor of shape (B, *D), got {got}")
+        _check_floating(x_edm, "x_edm")
         sig = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().reshape(-1)
         if sig.numel() == 1:
             sig = sig.expand(x_edm.shape[0])
@@ -234,7 +262,13 @@ def denoiser_from_score(score: ScoreFn, sde: DiffusionSDE) -> Denoiser:
         alpha, s = sde.marginal_coeffs(t)
         a, s = append_dims(alpha, xw.ndim), append_dims(s, xw.ndim)
         x = a * xw
-        out = score(x, t)
+        try:
+            out = score(x, t)
+        except Exception as err:
+            if not succeeded:
+                note_calling_convention(err, x, t)
+            raise
+        succeeded = True
         if not isinstance(out, Tensor):
             hint = (" (it looks like a model output object with .sample, e.g. a diffusers UNet2DOutput: "
                     "a diffusers model is not a score; wrap it with scoresde.interop.unet_score(unet, "
@@ -268,12 +302,14 @@ def times_from_sigmas(sde: DiffusionSDE, sigmas: Tensor | Sequence[float]) -> tu
 
     Raises:
         TypeError: ``sde`` without affine marginals.
-        ValueError: ``sigmas`` not strictly decreasing, with fewer than 2 positive levels,
+        ValueError: ``sigmas`` not finite or not strictly decreasing, with fewer than 2 positive levels,
             outside the SDE's range, or with two levels within 1e-3 beyond one end (both would
             be that end's time).
     """
     _check_sde(sde)
     s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu().reshape(-1)
+    if not bool(torch.isfinite(s).all()):
+        raise ValueError(f"sigmas must be finite noise levels, got {s.tolist()}")
     if s.numel() < 2 or not bool((s[1:] < s[:-1]).all()):
         raise ValueError("sigmas must be a strictly decreasing list of at least 2 noise levels")
     final = bool(s[-1] == 0)

@@ -21,7 +21,7 @@ from scoresde.cli._likelihood_load import _default_grid, _to_levels, _warn_range
 from scoresde.cli.likelihood import _check_settings_path
 from scoresde.conditional.checks import as_tensor
 from scoresde.data import load_array
-from scoresde.interop.kdiffusion import times_from_sigmas
+from scoresde.interop.sigma_lists import times_from_sigmas
 
 # --- data files -----------------------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ from torch import Tensor
 
 from solvers.inputs import as_integer
 
-from .metrics import _as_samples, _seed, median_bandwidths, mmd, sliced_wasserstein
+from ._sample_checks import _as_samples, _seed
+from .metrics import median_bandwidths, mmd, sliced_wasserstein
 from .targets import GaussianMixture
 
 __all__ = ["CombinedMetric", "STATISTICS", "median_over_seeds", "mode_frequencies", "within_mode_spread"]

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["gauss_legendre", "check_integral", "CompositeIntegral", "INTEGRAL_RTOL", "INTEGRAL_ATOL"]
+__all__ = ["gauss_legendre", "check_integral", "check_derivative", "CompositeIntegral", "INTEGRAL_RTOL",
+           "INTEGRAL_ATOL"]
 
 Schedule = Callable[[Tensor], Tensor]
 
@@ -89,6 +90,32 @@ def _panel_integrals(beta: Schedule, T: float, n: int) -> Tensor:
     cum = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(vals, 0)])
     j = torch.searchsorted(edges, torch.arange(n + 1, dtype=torch.float64) * (T / n))
     return cum[j.clamp(max=len(cum) - 1)]
+
+
+def check_derivative(rate: Schedule, value: Schedule, lo: float, hi: float, *, rate_name: str,
+                     value_name: str) -> None:
+    """Refuse a closed form ``rate`` that is not ``d value / dt`` on ``[lo, hi]``.
+
+    ``value(t_j) - value(lo)`` is compared with the adaptive Gauss-Legendre quadrature of ``rate``
+    from ``lo`` at ``t_j = lo + j (hi - lo) / 16``, within ``INTEGRAL_RTOL |ref| + INTEGRAL_ATOL
+    max(1, |ref(hi)|)`` (the tolerance of `check_integral`).
+
+    Raises:
+        ValueError: they differ by more than that.
+    """
+    n, h = _INTEGRAL_PANELS, (hi - lo) / _INTEGRAL_PANELS
+    ref = _panel_integrals(lambda u: rate(u + lo).to(torch.float64), hi - lo, n)
+    knots = lo + torch.arange(n + 1, dtype=torch.float64) * h
+    vals = value(knots).to(torch.float64)
+    got = vals - vals[0]
+    atol = INTEGRAL_ATOL * max(1.0, float(ref[-1].abs()))
+    err = (got - ref).abs() - INTEGRAL_RTOL * ref.abs()
+    if bool((err > atol).any()) or not bool(torch.isfinite(ref).all()):
+        j = int(torch.argmax(torch.nan_to_num(err, nan=float("inf"))))
+        raise ValueError(f"{rate_name} is not the derivative of {value_name}: from t = {lo:.4g} to t = "
+                         f"{float(knots[j]):.4g}, {value_name} grows by {float(got[j]):.6g} but the quadrature of "
+                         f"{rate_name} gives {float(ref[j]):.6g} (relative tolerance {INTEGRAL_RTOL:g}); check the "
+                         f"closed form, or leave it out to use autograd")
 
 
 class CompositeIntegral:

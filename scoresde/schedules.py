@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .beta_integral import CompositeIntegral, check_integral
+from .beta_integral import CompositeIntegral, check_derivative, check_integral
 from .sde import SCHEDULE_PROBE_KEY, AffineSDE, VarPreservingSDE, schedule_probe
 
 __all__ = [
@@ -339,7 +339,9 @@ class SigmaSDE(AffineSDE):
         TypeError: ``sigma`` / ``dsigma2_dt`` not callable or not returning a tensor; without
             ``dsigma2_dt``, a ``sigma`` autograd cannot differentiate.
         ValueError: ``sigma`` not finite, positive and strictly increasing on ``[eps, T]``;
-            ``dsigma2_dt`` not finite and ``>= 0`` there.
+            ``dsigma2_dt`` not finite and ``>= 0`` there, or not the derivative of ``sigma^2``
+            (its quadrature off the growth of ``sigma^2`` by more than relative
+            `scoresde.beta_integral.INTEGRAL_RTOL`).
     """
 
     def __init__(self, sigma: Schedule, dsigma2_dt: Schedule | None = None, *, T: float = 1.0,
@@ -383,6 +385,9 @@ class SigmaSDE(AffineSDE):
             i = int(torch.argmin(d))
             raise ValueError(f"{name} must be >= 0 on [eps, T] (the diffusion is its square root); got "
                              f"{float(d[i]):.6g} at t = {float(probe[i]):.4g}")
+        if self._ds2 is not None:  # a closed form must integrate to sigma^2 (autograd does by construction)
+            check_derivative(self._ds2, lambda t: self._sigma(t) ** 2, self.eps, self.T,
+                             rate_name="dsigma2_dt(t)", value_name="sigma(t)^2")
 
     def log_alpha(self, t: Tensor) -> Tensor:
         return 0.0 * t

@@ -49,3 +49,34 @@ def test_sigma_sde_checks_sigma_and_dsigma2_dt_at_construction() -> None:
     ve = _quiet(sd.SigmaSDE, lambda t: 10.0 * t**2, eps=1e-3)
     torch.testing.assert_close(ve.diffusion(torch.tensor([0.5], dtype=F64)),
                                torch.tensor([(400 * 0.5**3) ** 0.5], dtype=F64), rtol=1e-12, atol=0)
+
+
+# --- SigmaSDE: a closed-form dsigma2_dt must integrate to sigma^2 --------------------------------
+
+
+def _sigma_pow(t: torch.Tensor) -> torch.Tensor:
+    return 25.0 * t**1.5 + 5.0 * t**3 + 0.01
+
+
+def _ds2_pow(t: torch.Tensor) -> torch.Tensor:
+    s = 25.0 * t**1.5 + 5.0 * t**3 + 0.01
+    return 2.0 * s * (37.5 * t**0.5 + 15.0 * t**2)
+
+
+def test_sigma_sde_refuses_a_dsigma2_dt_that_is_not_the_derivative() -> None:
+    # Three times the derivative used to be accepted: sampling warned, and the likelihood came out
+    # off by -5e7 nats per point with only the prior-mismatch warning.
+    with pytest.raises(ValueError, match=r"dsigma2_dt\(t\) is not the derivative of sigma\(t\)\^2"):
+        sd.SigmaSDE(_sigma_pow, lambda t: 3.0 * _ds2_pow(t), prior=50.0)
+    with pytest.raises(ValueError, match="not the derivative"):
+        sd.SigmaSDE(_sigma_pow, lambda t: 1.01 * _ds2_pow(t), prior=50.0)  # 1% off: above 1e-3
+
+
+def test_sigma_sde_accepts_correct_closed_forms_also_with_a_kink() -> None:
+    sde = sd.SigmaSDE(_sigma_pow, _ds2_pow, prior=50.0)
+    t = torch.linspace(0.1, 0.9, 5, dtype=torch.float64)
+    torch.testing.assert_close(sde.diffusion(t) ** 2, _ds2_pow(t))
+    # sigma with a kink at t = 0.4 (slope 10 -> 40) and its piecewise derivative.
+    kink = lambda t: torch.where(t < 0.4, 0.1 + 10.0 * t, 4.1 + 40.0 * (t - 0.4))  # noqa: E731
+    dkink = lambda t: 2.0 * kink(t) * torch.where(t < 0.4, 10.0, 40.0)  # noqa: E731
+    sd.SigmaSDE(kink, dkink, prior=30.0)

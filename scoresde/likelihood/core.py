@@ -35,6 +35,7 @@ exact `p_T` of a mixture; `LikelihoodResult.prior_log_prob` reports the term use
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -145,6 +146,7 @@ def likelihood(
     x = x.to(dtype=dtype, device=device)
     if not run.grad:
         x = x.detach()
+    _warn_if_inconsistent_sde(sde, tuple(x.shape[1:]), device)
     if opts.density.prior is None and not callable(getattr(sde, "prior_log_prob", None)):
         raise TypeError(
             f"{type(sde).__name__} has no prior_log_prob(z) -> (B,): the likelihood needs the log-density "
@@ -171,6 +173,20 @@ def likelihood(
                     f"data are on that scale, {res.message()} (Points far out in the model's tails, "
                     "outliers scored on purpose, set this off too: then it does not apply.)")
     return LikelihoodRun(sde, score_fn, x, opts).run()
+
+
+def _warn_if_inconsistent_sde(sde: DiffusionSDE, data_shape: tuple[int, ...], device: torch.device) -> None:
+    """The samplers' check (`solvers.sde_consistency`), at the caller's line: the flow uses the drift
+    and diffusion, the data term and the grids the marginals, so marginals that do not belong to
+    them give a wrong density."""
+    from solvers.sde_consistency import warn_if_inconsistent
+
+    from ..interop._warn import reemit_at_user
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_inconsistent(sde, data_shape, device)
+    reemit_at_user(caught)
 
 
 def log_likelihood(sde: DiffusionSDE, score_fn: ScoreFn, x: Tensor, **options: Any) -> Tensor:

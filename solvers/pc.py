@@ -46,6 +46,10 @@ PC_SEQUENCES = ("predictor_first", "corrector_first")
 class PredictorCorrector(FixedGridSolver):
     """Predictor-corrector sampler (Song et al. 2021, Alg. 1): reverse-diffusion step + Langevin corrector.
 
+    The reverse-diffusion predictor takes Tweedie's one-step posterior mean by default
+    (`solvers.predictors.ReverseDiffusionPredictor`; ``predictor=ReverseDiffusionPredictor(
+    mean="additive")`` is Song et al.'s Alg. 3 and reference sampler).
+
     Args:
         predictor: a name in `solvers.predictors.PREDICTORS` (``euler_maruyama``,
             ``reverse_diffusion``, ``ancestral``, ``none``) or a
@@ -207,6 +211,10 @@ class ReverseDiffusion(PredictorCorrector):
 
     `PredictorCorrector` with predictor ``reverse_diffusion`` and corrector ``none``
     by default; one NFE per step. Strong order 1 (additive noise, like Euler-Maruyama).
+    Its step's mean is Tweedie's one-step posterior mean ``(x + b^2 s) / a``, which keeps mode
+    weights of data centred away from the origin; Song et al.'s subtractive rule (Alg. 3) is
+    ``predictor=ReverseDiffusionPredictor(mean="additive")``
+    (`solvers.predictors.ReverseDiffusionPredictor`).
     """
 
     strong_order: float | None = 1.0

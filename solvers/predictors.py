@@ -122,18 +122,34 @@ class ReverseDiffusionPredictor(Predictor):
     """Reverse-diffusion step: the discretised forward step run backwards (Song et al. App. E).
 
     With the exact forward transition ``x_t = a x_s + b z`` over the grid step ``s = t_next``,
-    ``t`` (`forward_transition`; the forward discretisation has
-    ``f_i(x) = (a - 1) x`` and ``G_i = b``)::
+    ``t`` (`forward_transition`)::
 
-        x <- x - (a - 1) x + b^2 s(x, t) + b z
+        x <- (x + b^2 s(x, t)) / a + b z                  # mean="posterior" (default)
+        x <- x - (a - 1) x + b^2 s(x, t) + b z            # mean="additive" (Song et al. Alg. 3)
 
-    VP: ``a = sqrt(1 - beta_i)``, ``b = sqrt(beta_i)`` gives
-    ``x <- (2 - sqrt(1 - beta_i)) x + beta_i s + sqrt(beta_i) z`` (Alg. 3); VE: ``a = 1``,
-    ``b^2 = sigma_t^2 - sigma_s^2`` (Alg. 2).
+    The default mean is Tweedie's formula for that one step, ``E[x_s | x_t] = (x_t + b^2
+    grad log p_t(x_t)) / a``, exact for every ``p_s``; the noise ``b z`` is the forward step's (on
+    VP this is DDPM's sampler with ``sigma_t^2 = beta_t``, Ho et al. 2020, Alg. 2).
+    ``mean="additive"`` is Song et al.'s rule (their Alg. 3 and reference code): it undoes the
+    forward drift ``f_i(x) = (a - 1) x`` by subtraction, ``(2 - a) x`` for ``x / a``, which is
+    short by ``(1 - a)^2 / a ~ b^4 / 4`` of ``x`` per step. That error is proportional to the
+    state: on data centred away from the origin it moves the samples towards it (four modes of
+    std 0.04 with weights 0.4 / 0.3 / 0.2 / 0.1, shifted by (10, 10), VP, 100 steps: mode-weight
+    total variation 0.140 against 0.009 for the default, which reads the same unshifted; 0.030
+    against 0.005 at 500 steps). On VE ``a = 1`` and the two are the same step,
+    ``x + (sigma_t^2 - sigma_s^2) s + sqrt(sigma_t^2 - sigma_s^2) z`` (Alg. 2).
+
+    Args:
+        mean: ``"posterior"`` (default) or ``"additive"`` (Song et al.'s Alg. 3, to reproduce
+            their reference sampler).
     """
 
     name = "reverse_diffusion"
     needs_marginals = True
+    MEANS: ClassVar[tuple[str, ...]] = ("posterior", "additive")
+
+    def __init__(self, mean: str = "posterior") -> None:
+        self.mean: str = lookup({k: k for k in self.MEANS}, mean, "mean")
 
     def update(
         self,
@@ -148,12 +164,19 @@ class ReverseDiffusionPredictor(Predictor):
     ) -> Tensor:
         a, b = forward_transition(marginals_of(dynamics), coeff_time(t_next, x), coeff_time(t, x))
         assert score is not None
-        # Undo the forward drift (a - 1) x and move up the score by the step's variance b^2.
-        x_mean = x - append_dims(a - 1.0, x.ndim) * x + append_dims(b**2, x.ndim) * score
+        if self.mean == "posterior":
+            # Tweedie for the one step x_t = a x_s + b z: E[x_s | x_t] = (x_t + b^2 s) / a.
+            x_mean = (x + append_dims(b**2, x.ndim) * score) / append_dims(a, x.ndim)
+        else:
+            # Undo the forward drift (a - 1) x and move up the score by the step's variance b^2.
+            x_mean = x - append_dims(a - 1.0, x.ndim) * x + append_dims(b**2, x.ndim) * score
         if not add_noise:
             return x_mean
         # Re-inject the forward step's noise b z.
         return x_mean + append_dims(b, x.ndim) * step_normal(noise, t, t_next, x)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mean={self.mean!r})"
 
 
 class AncestralPredictor(Predictor):

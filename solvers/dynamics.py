@@ -128,6 +128,13 @@ class CountedScore:
         elif flat_t.numel() == 0:
             total = 0.0
         if self.check_finite and not math.isfinite(total) and not bool(torch.isfinite(out).all()):
+            if not bool(torch.isfinite(x).all()):  # the state was already broken: not the score's fault
+                raise NonFiniteScoreError(
+                    f"the state passed to the score at t in [{t_lo:.4g}, {t_hi:.4g}] (evaluation {self.calls}) "
+                    "already held NaN/inf, so the score returned NaN/inf too: an earlier step broke it (the "
+                    "SDE's drift or diffusion not finite at a time the solver visited, e.g. a beta(t) < 0 or "
+                    "a sigma(t) that stops growing; or a step outside the solver's stability region)"
+                )
             raise NonFiniteScoreError(
                 f"score returned NaN/inf at t in [{t_lo:.4g}, {t_hi:.4g}] (evaluation {self.calls}); "
                 "check the model, the time range and the dtype"

@@ -11,6 +11,7 @@ given closed form that is not the integral of ``beta``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -108,10 +109,8 @@ def check_derivative(rate: Schedule, value: Schedule, lo: float, hi: float, *, r
     knots = lo + torch.arange(n + 1, dtype=torch.float64) * h
     vals = value(knots).to(torch.float64)
     got = vals - vals[0]
-    atol = INTEGRAL_ATOL * max(1.0, float(ref[-1].abs()))
-    err = (got - ref).abs() - INTEGRAL_RTOL * ref.abs()
-    if bool((err > atol).any()) or not bool(torch.isfinite(ref).all()):
-        j = int(torch.argmax(torch.nan_to_num(err, nan=float("inf"))))
+    j = _worst_mismatch(got, ref, INTEGRAL_ATOL * max(1.0, float(ref[-1].abs())))
+    if j is not None:
         raise ValueError(f"{rate_name} is not the derivative of {value_name}: from t = {lo:.4g} to t = "
                          f"{float(knots[j]):.4g}, {value_name} grows by {float(got[j]):.6g} but the quadrature of "
                          f"{rate_name} gives {float(ref[j]):.6g} (relative tolerance {INTEGRAL_RTOL:g}); check the "
@@ -162,6 +161,13 @@ class CompositeIntegral:
         return base + gauss_legendre(shifted, t - start)
 
 
+def _worst_mismatch(got: Tensor, ref: Tensor, atol: float) -> int | None:
+    """Where ``got`` is furthest beyond ``INTEGRAL_RTOL |ref| + atol`` of the quadrature ``ref``
+    (a non-finite entry counts as furthest), or ``None`` when every entry is within it."""
+    err = torch.nan_to_num((got - ref).abs() - INTEGRAL_RTOL * ref.abs(), nan=math.inf)
+    return int(torch.argmax(err)) if bool((err > atol).any()) else None
+
+
 def check_integral(beta: Schedule, integral: Schedule, T: float, probe: Tensor) -> None:
     """Refuse a closed form ``integral`` that is not ``B(t) = int_0^t beta``.
 
@@ -193,9 +199,8 @@ def check_integral(beta: Schedule, integral: Schedule, T: float, probe: Tensor) 
         raise ValueError(f"integral must be non-decreasing on [0, T] (B' = beta >= 0); it falls from "
                          f"{float(vals[i]):.6g} at t = {float(probe[i]):.4g} to {float(vals[i + 1]):.6g} at "
                          f"t = {float(probe[i + 1]):.4g}")
-    err = (got - ref).abs() - INTEGRAL_RTOL * ref.abs()
-    if bool((err > atol).any()):
-        j = int(torch.argmax(err))
+    j = _worst_mismatch(got, ref, atol)
+    if j is not None:
         raise ValueError(f"integral does not match int_0^t beta: at t = {float(j * h):.4g} integral(t) = "
                          f"{float(got[j]):.6g} but quadrature of beta gives {float(ref[j]):.6g} (relative tolerance "
                          f"{INTEGRAL_RTOL:g}); check the closed form, or pass integral=None to use the quadrature")

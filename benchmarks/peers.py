@@ -184,6 +184,10 @@ OURS: dict[str, Sampler] = {
     "gaussian_2m": ours("gaussian_2m", 1),
     "gaussian_2m (long first step)": ours("gaussian_2m", 1, grid="logsnr_long_first"),
     "dpmpp_2m (quadratic)": ours("dpmpp_2m", 1, grid="quadratic"),
+    # k-diffusion's sample_dpmpp_2m on its exponential grid, step for step: no lower-order last
+    # step, and Tweedie's denoiser as the step to sigma = 0 (docs/fast_solvers.md, NFE 10).
+    "dpmpp_2m (k-diffusion's end)": ours("dpmpp_2m", 1, lower_order_final=False, denoise="tweedie"),
+    "dpmpp_2m (tweedie end)": ours("dpmpp_2m", 1, denoise="tweedie"),
     "unipc (quadratic)": ours("unipc", 1, grid="quadratic"),
     "edm_heun": ours("edm_heun", 2),
     "sde_dpmpp_2m": ours("sde_dpmpp_2m", 1),

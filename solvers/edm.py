@@ -112,13 +112,14 @@ class EDMHeun(ScheduledSolver):
             return 0.0
         alpha, sigma = sde.marginal_coeffs(ts.detach().to("cpu", torch.float64))
         levels = (sigma / alpha).tolist()
+        s_top = max(levels[0], self._top_level(sde))  # the churn's cap, as in `precompute`
         num = den = 0.0
         for i in range(len(levels) - 1):
             s_i, s_next = levels[i], levels[i + 1]
             if not (s_i > s_next > 0):
                 continue
             g = min(self.s_churn / len(levels), math.sqrt(2.0) - 1.0) if self.s_tmin <= s_i <= self.s_tmax else 0.0
-            g = min(g, max(levels[0], self._top_level(sde)) / s_i - 1.0)
+            g = min(g, s_top / s_i - 1.0)
             weight = math.log(s_i / s_next)
             num += weight * min(1.0, ((1.0 + g) ** 2 - 1.0) / (1.0 - (s_next / s_i) ** 2))
             den += weight

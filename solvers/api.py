@@ -44,7 +44,7 @@ from torch import Tensor
 from .auto_grid import auto_grid_report
 from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
-from .dynamics import ReverseDynamics
+from .dynamics import NonFiniteScoreError, ReverseDynamics
 from .grids import GRIDS_WITHOUT_MARGINALS, check_grid, get_grid
 from .inputs import (
     MAX_STEPS,
@@ -374,7 +374,7 @@ def sample(
             not given, `STEPS_DEFAULT` (500). A grid tensor sets it (``len(grid) - 1``): any other
             explicit count is refused, 500 included.
         grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``logsnr_long_first``, ``karras``,
-            ``uniform_logsnr``; `solvers.grids.GRIDS`), ``"auto"`` (shaped
+            ``uniform_logsnr``, ``uniform_or_logsnr``; `solvers.grids.GRIDS`), ``"auto"`` (shaped
             by a cached pilot adaptive solve, `solvers.auto_grid`; prototype; the pilot's
             evaluations are not in ``nfe``: ``stats["pilot_nfe"]`` on ``stats["pilot_batch"]``
             samples, ``stats["pilot_seconds"]`` spent on it in this call) or a decreasing
@@ -506,6 +506,15 @@ def sample(
                     result = solver_obj.solve(dynamics, x_start, ts, noise=noise_src, **run)
                     if bar is not None:
                         bar.finish_chunk()
+        except NonFiniteScoreError:
+            # A run that blew up from a prior draw p_T does not fit (data far from the origin, a
+            # noise level at T too small for them) would otherwise end on the NaN alone: the
+            # probe's verdict, read at the first evaluation, comes first.
+            _reissue_at_caller(caught)
+            caught = []
+            if probe is not None and probe.shift is not None:
+                warn_if_off_prior(probe, lam=solver_obj.reverse_level(lam_value, sde, ts))
+            raise
         finally:
             _reissue_at_caller(caught)
         warn_if_diverged(result.samples, sde)

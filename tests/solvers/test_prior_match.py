@@ -182,3 +182,39 @@ def test_the_length_leaves_out_sampling_noise() -> None:
     raw = r.stats["prior_shift"] * 1024**0.5
     assert raw > 0.3
     assert r.stats["prior_shift_norm"] < raw / 3
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole", "chunks"])
+def test_a_run_that_blows_up_names_the_prior_mismatch_before_the_error(chunked: bool) -> None:
+    """A run from a prior draw that p_T does not fit can break down before its end (a network
+    evaluated far from its data returns NaN); the probe's verdict, read at the first evaluation,
+    is reported before the NaN error instead of being lost with the run."""
+    sde = sd.VPSDE()
+    mix = sd.GaussianMixture([[500.0, -300.0]], 0.5)
+    exact = mix.score_fn(sde)
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = exact(x, t)
+        return out if float(t[0]) > 0.5 else torch.full_like(out, float("nan"))
+
+    options = {"batch_size": 1000} if chunked else {}
+    with pytest.warns(RuntimeWarning, match="not a sample of p_T") as record:
+        with pytest.raises(solvers.NonFiniteScoreError):
+            solvers.sample(sde, score, (2000, 2), "ddim", steps=100, seed=0, dtype=F64, **options)
+    assert any("data far from the origin" in str(w.message) for w in record)
+    assert {w.filename for w in record if "p_T" in str(w.message)} == {__file__}  # at the caller's line
+
+
+def test_a_run_that_blows_up_from_a_fitting_prior_draw_adds_no_prior_warning() -> None:
+    sde = sd.VPSDE()
+    exact = sd.targets.eight_gaussians().score_fn(sde)
+
+    def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = exact(x, t)
+        return out if float(t[0]) > 0.5 else torch.full_like(out, float("nan"))
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with pytest.raises(solvers.NonFiniteScoreError):
+            solvers.sample(sde, score, (2000, 2), "ddim", steps=100, seed=0, dtype=F64)
+    assert not [w for w in record if "p_T" in str(w.message)]

@@ -217,7 +217,7 @@ END_NOISE_RATIO = 0.1
 
 
 def check_end_noise(sde: AffineSDE, data_std: float, *, ratio: float = END_NOISE_RATIO, warn: bool = True,
-                    stacklevel: int = 2) -> float:
+                    stacklevel: int = 2, source: str | None = None) -> float:
     """``S_eps / data_std``, the noise left at the end time as a fraction of the data's spread.
 
     Sampling stops at ``t = eps``, where the state is the data blurred by noise of std
@@ -232,6 +232,8 @@ def check_end_noise(sde: AffineSDE, data_std: float, *, ratio: float = END_NOISE
         ratio: warning threshold on ``S_eps / data_std``.
         warn: emit a ``UserWarning`` with the numbers and the remedies above the threshold.
         stacklevel: passed to ``warnings.warn``.
+        source: where ``data_std`` comes from (e.g. a checkpoint's recorded ``sigma_data``),
+            named at the start of the warning.
 
     Raises:
         ValueError: ``data_std`` not positive and finite.
@@ -243,6 +245,7 @@ def check_end_noise(sde: AffineSDE, data_std: float, *, ratio: float = END_NOISE
     value = s_eps / float(data_std)
     if warn and value > ratio:
         warnings.warn(
+            ("" if source is None else f"{source}: ") +
             f"the data's spread (std {data_std:.3g} per dimension) is only {1 / value:.3g}x the noise left at "
             f"the SDE's end time eps = {sde.eps:g} (sigma/alpha = {s_eps:.3g}): samples will stay blurred at "
             "any step count. Rescale the data to about unit spread, or use an SDE with a smaller eps "

@@ -14,6 +14,7 @@ exits with 3 without saving non-finite weights (see `scoresde.cli.errors` for al
 from __future__ import annotations
 
 import argparse
+import inspect
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,15 @@ def _check_sigma_max_flag(sigma_max: float, sde_name: str) -> None:
         raise ValueError(f"--sigma-max applies to --sde ve, not {sde_name}")
     if not 0.0 < sigma_max < float("inf"):
         raise ValueError(f"--sigma-max must be positive and finite, got {sigma_max:g}")
+    from ..sde import VESDE
+
+    sigma_min = inspect.signature(VESDE).parameters["sigma_min"].default
+    if sigma_max <= sigma_min:
+        raise ValueError(
+            f"--sigma-max {sigma_max:g} is not above the VE SDE's smallest noise level sigma_min = {sigma_min:g}: "
+            "data whose spread is that small are below the noise every VE run starts from and ends at. "
+            "Rescale the data to about unit spread (divide by their std, and multiply the samples back), "
+            "then train with the default --sde vp or a --sigma-max from scoresde.data.suggest_sigma_max")
 
 
 def _check_steps(steps: int | None, resume: object) -> None:

@@ -111,7 +111,18 @@ def describe_identity(ident: dict[str, Any]) -> str:
         return f"built-in data set {ident.get('source')!r}"
     digest = str(ident.get("sha256", ""))[:12]
     what = "array" if kind == "array" else f"sampler {ident.get('type', '')}".strip()
-    return f"{what} {ident.get('source')!r} of shape {shape} (sha256 {digest})"
+    dtype = f" {ident['dtype']}" if ident.get("dtype") else ""
+    return f"{what} {ident.get('source')!r} of shape {shape}{dtype} (sha256 {digest})"
+
+
+def dtype_hint(stored: dict[str, Any], given: dict[str, Any]) -> str:
+    """The reason two identities of the same shape differ when their dtypes do: the same points
+    stored in float32 and float64 are different values (and hashes); else ``""``."""
+    a, b = stored.get("dtype"), given.get("dtype")
+    if not a or not b or a == b or tuple(stored.get("shape", ())) != tuple(given.get("shape", ())):
+        return ""
+    return (f". The run was trained on {a} values and these are {b}: the same points rounded to another "
+            f"precision are other data. Pass the array in {a} (e.g. saved again as it was trained on)")
 
 
 def fingerprint(source: Any) -> str:

@@ -29,7 +29,7 @@ from ..data import (
     load_data,
     same_data,
 )
-from ..data.identity import fingerprint, is_stateless
+from ..data.identity import dtype_hint, fingerprint, is_stateless
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -160,7 +160,8 @@ def stamp_identity(config: TrainConfig, source: Any, *, explicit: bool) -> Train
     if not same_data(config.data_id, ident):
         raise DataMismatchError(
             f"this config was made for {describe_identity(config.data_id)} but the data given is "
-            f"{describe_identity(ident)}{_resized_images_hint(config.data_id, ident, config.data)}"
+            f"{describe_identity(ident)}{dtype_hint(config.data_id, ident)}"
+            f"{_resized_images_hint(config.data_id, ident, config.data)}"
         )
     return config
 
@@ -215,7 +216,7 @@ def reference_data(config: TrainConfig, data: Any = None, *, where: str = "the c
     if not same_data(stored, ident):
         raise DataMismatchError(
             f"{where} was trained on {describe_identity(stored)}, but the data given is "
-            f"{describe_identity(ident)}; pass the training data (--data PATH / data=...)"
+            f"{describe_identity(ident)}{dtype_hint(stored, ident)}; pass the training data (--data PATH / data=...)"
             f"{_resized_images_hint(stored, ident, data)}"
         )
     return source

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..atomic import atomic_link, clean_stale_temps
 from ..models import ScoreModel
+from ..schedules import check_end_noise
 from ..sde import AffineSDE
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -285,4 +286,19 @@ def load_model(
     model = model.to(device=resolve_device(str(device)), dtype=config.torch_dtype).eval()
     if sde is not None:
         config.sde = config.sde.with_instance(sde)
-    return model, config.sde.build(), config
+    sde_obj = config.sde.build()
+    _warn_if_blurred_at_end(sde_obj, config, path)
+    return model, sde_obj, config
+
+
+def _warn_if_blurred_at_end(sde: Any, config: TrainConfig, path: Path) -> None:
+    """Repeat the toy recipe's warning (`scoresde.schedules.check_end_noise`) at load time: data
+    whose spread (the recorded ``sigma_data``, the measured std in the toy recipe) is within ten
+    times the noise left at the SDE's ``eps`` stay blurred when sampled, and a user who samples
+    the checkpoint later never saw the training log."""
+    sigma_data = getattr(config.model, "sigma_data", None)
+    if not (isinstance(sigma_data, (int, float)) and sigma_data > 0 and math.isfinite(sigma_data)):
+        return
+    if hasattr(sde, "marginal_coeffs") and hasattr(sde, "eps"):
+        check_end_noise(sde, float(sigma_data), stacklevel=3,
+                        source=f"checkpoint {path} (its training data's std, sigma_data)")

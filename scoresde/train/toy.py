@@ -68,6 +68,15 @@ def _check_ve_scale(sde_cfg: SDEConfig, source: Any) -> None:
     warn_off_centre(x.reshape(x.shape[0], -1), sigma_max, which="the chosen", stacklevel=4)
 
 
+def _check_name(name: Any, caller: str) -> None:
+    """Refuse a ``name`` that is not a str or path (an array passed first), naming ``caller``'s own ``data=``."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(
+            f"{caller}'s name is the data's name or file/folder path (a str), got {type(name).__name__}; "
+            f"pass a data object or array as {caller}('label', data=obj)"
+        )
+
+
 def toy_config(
     name: str = "eight_gaussians",
     *,
@@ -87,11 +96,7 @@ def toy_config(
     (`scoresde.schedules.check_end_noise`) or, for other SDEs, when ``p_T`` of the data is far
     from the prior (`scoresde.schedules.check_prior`; skipped for SDEs built with ``prior=``).
     """
-    if not isinstance(name, (str, os.PathLike)):
-        raise TypeError(
-            f"toy_config's name is the data's name or file/folder path (a str), got {type(name).__name__}; "
-            "pass a data object or array as toy_config('label', data=obj)"
-        )
+    _check_name(name, "toy_config")
     source = make_data(name) if data is None else make_data(data)
     sde_cfg = SDEConfig(sde) if isinstance(sde, str) else SDEConfig.from_sde(sde)
     _check_ve_scale(sde_cfg, source)
@@ -160,6 +165,7 @@ def train_toy(
             identity (a content hash for arrays) is stored in ``config.data_id``, so the run is
             never compared with other data of the same label.
     """
+    _check_name(name, "train_toy")
     source = make_data(name) if data is None else make_data(data)
     config = toy_config(name, sde=sde, steps=steps, seed=seed, data=source)
     config.eval_every = eval_every

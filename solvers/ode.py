@@ -152,14 +152,15 @@ class _FixedStepODE(FixedGridSolver):
     """Default grid on sub-VP (`solvers.defaults.classic_ode_grid`'s ``sub_vp``)."""
 
     def grid_for(self, sde: object) -> str:
-        """``logsnr`` on variance-preserving SDEs (VP, cosine), ``uniform`` on sub-VP and VE.
+        """``logsnr`` on variance-preserving SDEs (VP, cosine), ``uniform_or_logsnr`` on VE, `sub_vp_grid` on sub-VP.
 
         Under VP the uniform grid in ``t`` crosses the last stretch, where ``sigma/alpha`` falls
         from a few times a mode's std to ``sigma(eps)/alpha(eps) = 0.0105``, in one or two steps:
         with the exact score of 8 modes of std 0.005 (1/230 of their spacing) ``ode_rk4`` left
         the within-mode spread at 0.26 of exact at 197 NFE and 0.98 at 997, ``ode_heun`` 0.22
-        at 199 NFE; on the log-SNR grid both are converged by 200 NFE. VE keeps ``uniform``,
-        and sub-VP takes `sub_vp_grid` (``uniform`` here, ``logsnr`` for `Heun`; measured mixed
+        at 199 NFE; on the log-SNR grid both are converged by 200 NFE. VE takes
+        ``uniform_or_logsnr`` (the uniform grid's last step is as stiff there on modes narrower
+        than ``sigma_min``), and sub-VP takes `sub_vp_grid` (``uniform`` here, ``logsnr`` for `Heun`; measured mixed
         there; `solvers.defaults.classic_ode_grid`, docs/defaults.md). `ODEEuler` overrides this
         with the first-order samplers' rule.
         """
@@ -235,17 +236,20 @@ class Heun(_FixedStepODE):
     7.44 against 1.39). `RK4` has no such rise there and keeps ``uniform`` (docs/defaults.md)."""
 
     def fewest_steps(self, sde: object) -> int:
-        """7 on a VE SDE, 5 on sub-VP (any SDE with marginals that is neither VP nor VE), else 4
+        """11 on a VE SDE, 5 on sub-VP (any SDE with marginals that is neither VP nor VE), else 4
         (`FixedGridSolver.fewest_steps`): the explicit trapezoid in ``t`` across the VE flow's
         stiff end, and across the last decade of noise where a narrow mode's flow is stiff.
-        Samples' median norm over the data's, 8 modes of std 0.05 / 0.15: under VE 3.6 / 3.1 at 5
-        steps, 1.52 / 1.52 at 6, 1.30 / 1.43 at 7; under VP 4.8 / 1.15 at 1 step, at most
+        Samples' median norm over the data's, under VE on its ``uniform_or_logsnr`` grid: one
+        Gaussian at (0.3, -0.2) of std 1e-3 / 0.01 / 0.05 1.01 / 1.14 / 1.66 at 10 steps, at most
+        1.28 from 11 on (8 modes of std 0.05 / 0.15: 1.30 / 1.44 at 9 steps, at most 1.24 from
+        11; on the uniform grid, before, 1.30 / 1.43 at 7, but the Gaussian of std 1e-3 68x at
+        7 and 3.6x at 9). Under VP 8 modes of std 0.05 / 0.15 read 4.8 / 1.15 at 1 step, at most
         1.24 / 1.37 from 2 on; under sub-VP (its log-SNR grid) 1.41 / 1.74 at 2 steps, at most
         1.29 / 1.25 from 3 on. One Gaussian at (0.3, -0.2) of std 1e-3 / 0.01 / 0.05: under VP
         1.14 / 2.25 / 2.81 at 3 steps, at most 1.05 from 4 on (cosine VP: 1.76 / 1.22 / 2.38,
         then at most 1.12); under sub-VP 5.18 / 2.92 / 1.76 at 4 steps, at most 1.23 at 5."""
         if is_variance_exploding(sde):
-            return 7
+            return 11
         return 5 if isinstance(sde, HasMarginals) and not is_variance_preserving(sde) else 4
 
 
@@ -260,9 +264,12 @@ class RK4(_FixedStepODE):
     method: ClassVar[str] = "rk4"
 
     def fewest_steps(self, sde: object) -> int:
-        """4 on a VE SDE, else 3 (`FixedGridSolver.fewest_steps`). Samples' median norm over the
-        data's, 8 modes of std 0.05 / 0.15: under VE 8.4 / 6.6 at 3 steps, 1.27 / 1.24 at 4;
-        under VP 1.68 / 0.82 at 1 step, at most 1.0 from 2 on. One Gaussian at (0.3, -0.2) of
-        std 1e-3 / 0.01: 2.04 / 7.12 at 2 steps under VP (cosine VP 2.04 / 3.11; sub-VP 3.31 at
-        std 1e-3), at most 1.10 at 3 and 4 steps."""
-        return 4 if is_variance_exploding(sde) else 3
+        """6 on a VE SDE, else 3 (`FixedGridSolver.fewest_steps`). Samples' median norm over the
+        data's under VE (its ``uniform_or_logsnr`` grid): one Gaussian at (0.3, -0.2) of std
+        1e-3 / 0.01 / 0.05 1.03 / 1.04 / 4.32 at 5 steps, at most 1.23 from 6 on (8 modes of std
+        0.05 / 0.15: 1.43 / 1.45 at 4 steps, at most 1.09 from 5; on the uniform grid, before,
+        1.27 / 1.24 at 4, but the Gaussian of std 1e-3 21x at 4 and 2.9x at 5). Under VP 8 modes
+        of std 0.05 / 0.15 read 1.68 / 0.82 at 1 step, at most 1.0 from 2 on. One Gaussian at
+        (0.3, -0.2) of std 1e-3 / 0.01: 2.04 / 7.12 at 2 steps under VP (cosine VP 2.04 / 3.11;
+        sub-VP 3.31 at std 1e-3), at most 1.10 at 3 and 4 steps."""
+        return 6 if is_variance_exploding(sde) else 3

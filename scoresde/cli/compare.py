@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "added for mixture targets)")
     parser.add_argument("--grid", default=None,
                         help="time grid (uniform, quadratic, logsnr, logsnr_long_first, karras, "
-                        "uniform_logsnr, or auto, a prototype); default: each solver's own")
+                        "uniform_logsnr, uniform_or_logsnr, or auto, a prototype); default: each solver's own")
     parser.add_argument("--noise", default="gaussian", choices=["gaussian", "brownian"],
                         help="noise of stochastic solvers ('brownian': one path shared across budgets)")
     parser.add_argument("--denoise", nargs="?", const="tweedie", default=None, choices=["ode", "tweedie", "none"],

@@ -16,6 +16,7 @@ import scoresde as sd
 import solvers
 
 SDES = {"vp": sd.VPSDE(), "subvp": sd.SubVPSDE(), "ve": sd.VESDE()}
+NARROW_LIMITED = ("ode_heun", "ode_rk4")
 COARSE = ["dpm_solver_2", "dpm_solver_3", "edm_heun", "ode_heun", "ode_rk4", "reverse_diffusion", "pc"]
 
 
@@ -47,8 +48,11 @@ def test_the_limit_separates_divergent_runs_from_sound_ones(name):
                 below.append(ratio)
             ratio, warned = _median_norm_ratio(name, target_name, sde_name, n)
             assert not warned and ratio < 1.5, (name, target_name, sde_name, n, ratio)
-    # One step fewer than the limit throws the typical sample past the data on some target and SDE.
-    assert max(below) > 1.5, (name, below)
+    # One step fewer than the limit throws the typical sample past the data on some target and SDE
+    # (for the explicit Runge-Kutta steps in t, whose limits narrow modes set under every SDE, on
+    # those: test_explicit_rk_limits_hold_for_narrow_modes).
+    if name not in NARROW_LIMITED:
+        assert max(below) > 1.5, (name, below)
 
 
 def test_bounded_solvers_never_warn():
@@ -65,10 +69,10 @@ def test_bounded_solvers_never_warn():
 
 
 NARROW = {f"one Gaussian of std {s:g}": sd.targets.GaussianMixture([[0.3, -0.2]], s) for s in (1e-3, 1e-2, 0.05)}
-NARROW_SDES = {"vp": sd.VPSDE(), "subvp": sd.SubVPSDE(), "cosine": sd.CosineVPSDE()}
+NARROW_SDES = {"vp": sd.VPSDE(), "subvp": sd.SubVPSDE(), "cosine": sd.CosineVPSDE(), "ve": sd.VESDE()}
 
 
-@pytest.mark.parametrize("name", ["ode_heun", "ode_rk4"])
+@pytest.mark.parametrize("name", NARROW_LIMITED)
 def test_explicit_rk_limits_hold_for_narrow_modes(name):
     # An outside check found ode_heun at 2-3 steps and ode_rk4 at 2 throwing one narrow Gaussian's
     # samples 2-15x its distance from the origin, without the coarse-grid warning (the limits

@@ -62,7 +62,7 @@ class DDIM(ExponentialIntegrator):
         s_s = tab.sigma[i]
         a_t, s_t = tab.alpha[i + 1], tab.sigma[i + 1]
         h = tab.log_snr[i + 1] - tab.log_snr[i]
-        x0 = dynamics.x0_at(x, t)
+        x0 = dynamics.x0_at(x, t, (tab.alpha[i], s_s))
         if self.eta == 0.0:
             # Exponential Euler step in data prediction: x_t = (sigma_t/sigma_s) x + alpha_t (1 - e^{-h}) x0.
             return (s_t / s_s) * x + (-a_t * math.expm1(-h)) * x0

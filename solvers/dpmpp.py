@@ -70,7 +70,7 @@ class _MultistepDPMSolverPP(ExponentialIntegrator):
         i, tab = ctx.index, self.schedule(ctx)
         s_s, a_t, s_t = tab.sigma[i], tab.alpha[i + 1], tab.sigma[i + 1]
         h = tab.log_snr[i + 1] - tab.log_snr[i]
-        d = dynamics.x0_at(x, t)
+        d = dynamics.x0_at(x, t, (tab.alpha[i], s_s))
         hist = self.remember(ctx, d)
         k = self.step_order(i, ctx.n_steps)
         x_lin = (s_t / s_s) * x
@@ -171,7 +171,7 @@ class UniPC(_MultistepDPMSolverPP):
         # Data prediction at t_i: from the previous corrector evaluation when there is one.
         d = ctx.memory.pop("d_next", None)
         if d is None:
-            d = dynamics.x0_at(x, t)
+            d = dynamics.x0_at(x, t, (tab.alpha[i], s_s))
         hist = self.remember(ctx, d)
         x_lin = (s_t / s_s) * x
         # Predictor: DPM-Solver++(2M) (Alg. 2), first order on warm-up / final steps.
@@ -185,7 +185,7 @@ class UniPC(_MultistepDPMSolverPP):
             return x_pred
         # Corrector: evaluate at the predicted point (reused by the next step) and
         # re-integrate through the nodes lambda_{i-1}, lambda_i, lambda_{i+1}.
-        d_next = dynamics.x0_at(x_pred, t_next)
+        d_next = dynamics.x0_at(x_pred, t_next, (a_t, s_t))
         ctx.memory["d_next"] = d_next
         past = hist[-k:]
         nodes = [tab.log_snr[i - len(past) + 1 + j] - tab.log_snr[i] for j in range(len(past))] + [h]

@@ -83,7 +83,7 @@ class SDEDPMSolverPP2M(ExponentialIntegrator):
         h = tab.log_snr[i + 1] - tab.log_snr[i]
         l2 = dynamics.lam**2
         ch = (1.0 + l2) * h
-        d = dynamics.x0_at(x, t)
+        d = dynamics.x0_at(x, t, (tab.alpha[i], s_s))
         # Exact transport of x and of the constant part of the data prediction.
         x_t = ((s_t / s_s) * math.exp(-l2 * h)) * x + (a_t * phi_data(ch, 1)) * d
         d_prev = ctx.memory.get("d_prev")

@@ -52,12 +52,13 @@ PER_STEP = {"pc": 2, "dpm_solver_2": 2, "dpm_solver_3": 3, "edm_heun": 2, "ode_h
 
 
 def _steps(name: str, sde: object) -> int:
-    # 200 NFE where the default grid is graded towards t = 0 (log-SNR / Karras) or the
-    # solver is adaptive; 1000 (the issue's budget) for the generic solvers on uniform grids,
+    # 200 NFE where the default grid is graded towards t = 0 (log-SNR / Karras, or log-SNR below
+    # sigma_min under VE) or the solver is adaptive; 1000 (the issue's budget) for the generic
+    # solvers on uniform grids,
     # for stochastic ones, and for explicit Euler in t (order 1 without the exponential
     # integrators' exact linear part: +3.3% spread at 200 NFE on the log-SNR grid).
     spec = solvers.get_solver(name)
-    graded = spec.adaptive or spec.grid_for(sde) in ("logsnr", "karras")
+    graded = spec.adaptive or spec.grid_for(sde) in ("logsnr", "karras", "uniform_or_logsnr")
     nfe = NFE if graded and not spec.stochastic and name != "ode_euler" else SLOW_NFE
     return max(2, nfe // PER_STEP.get(name, 1))
 

@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "uniform_or_logsnr, or auto, a prototype); default: the solver's own, per SDE (docs/defaults.md: "
                         "logsnr for the exponential integrators; logsnr on VP / sub-VP and uniform_logsnr "
                         "on VE for the first-order samplers; karras for edm_heun and lms; ode_heun / "
-                        "ode_rk4 logsnr on VP, uniform_or_logsnr on VE, logsnr / uniform on sub-VP; uniform for the "
-                        "adaptive solvers)")
+                        "ode_rk4 logsnr on VP and sub-VP, uniform_or_logsnr on VE; uniform for the adaptive "
+                        "solvers)")
     parser.add_argument("--lam", type=float, default=d["lam"],
                         help="noise level of the reverse family for solvers that accept any dynamics: "
                         "1 = reverse SDE (default), 0 = probability-flow ODE, in between interpolates "

@@ -233,7 +233,9 @@ class Heun(_FixedStepODE):
     spacing) 2.57 -> 10.50 from 41 to 61 NFE. The log-SNR grid is monotone on both and on
     ``sharp_25``, ``eight_gaussians`` and ``high_dim_16`` (22.68, 10.94, 5.05, 2.85, 2.22, 1.39
     on the first), at the price of the low budgets on broad data (``high_dim_16`` at 21 NFE:
-    7.44 against 1.39). `RK4` has no such rise there and keeps ``uniform`` (docs/defaults.md)."""
+    7.44 against 1.39). `RK4` showed no such rise on those targets, but takes ``logsnr`` on
+    sub-VP too since narrower modes (std 0.002-0.005) came out too narrow on the uniform grid
+    (`RK4.sub_vp_grid`, docs/defaults.md)."""
 
     def fewest_steps(self, sde: object) -> int:
         """11 on a VE SDE, 5 on sub-VP (any SDE with marginals that is neither VP nor VE), else 4
@@ -278,6 +280,7 @@ class RK4(_FixedStepODE):
         0.05 / 0.15: 1.43 / 1.45 at 4 steps, at most 1.09 from 5; on the uniform grid, before,
         1.27 / 1.24 at 4, but the Gaussian of std 1e-3 21x at 4 and 2.9x at 5). Under VP 8 modes
         of std 0.05 / 0.15 read 1.68 / 0.82 at 1 step, at most 1.0 from 2 on. One Gaussian at
-        (0.3, -0.2) of std 1e-3 / 0.01: 2.04 / 7.12 at 2 steps under VP (cosine VP 2.04 / 3.11;
-        sub-VP 3.31 at std 1e-3), at most 1.10 at 3 and 4 steps."""
+        (0.3, -0.2) of std 1e-3 / 0.01: 2.04 / 7.12 at 2 steps under VP (cosine VP 2.04 / 3.11),
+        at most 1.10 at 3 and 4 steps; under sub-VP, on its log-SNR grid, at most 1.21 from 2
+        steps on (3.31 at 2 steps on the uniform grid it had before)."""
         return 6 if is_variance_exploding(sde) else 3

@@ -34,12 +34,30 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.flo
 
 CUSTOM_SDE = "custom"
 _SDE_METHODS = ("drift", "diffusion", "marginal_coeffs", "prior_sample")
+_REBUILDABLE: dict[str, tuple[str, ...]] = {"scoresde.schedules.EDMSDE": ("sigma_min", "sigma_max")}
+"""The package's own SDE classes outside `scoresde.sde.SDES` that a stored config rebuilds:
+their class path and the constructor arguments their ``config()`` records."""
+
+
+def _rebuild_known(params: dict[str, Any]) -> Any | None:
+    """The package's own SDE described by a custom config (`_REBUILDABLE`), else ``None``."""
+    keys = _REBUILDABLE.get(str(params.get("class")))
+    config = params.get("config")
+    if keys is None or not isinstance(config, dict) or any(k not in config for k in keys):
+        return None
+    from .. import schedules
+
+    sde = getattr(schedules, str(params["class"]).rsplit(".", 1)[1])(**{k: float(config[k]) for k in keys})
+    same_ends = all(math.isclose(float(params[k]), float(getattr(sde, k)), rel_tol=CONFIG_RTOL)
+                    for k in ("T", "eps") if k in params)
+    return sde if same_ends else None
 
 
 @dataclass
 class SDEConfig:
     """An SDE by name (``vp``, ``subvp``, ``ve``, ``cosine``) and constructor arguments, or a
-    custom SDE object (``name="custom"``).
+    custom SDE object (``name="custom"``; `scoresde.EDMSDE` is stored so and rebuilt from its
+    ``sigma_min``, ``sigma_max``).
 
     A custom SDE is any object with ``T``, ``eps``, ``drift``, ``diffusion``,
     ``marginal_coeffs`` and ``prior_sample`` (the ``solvers.DiffusionSDE`` protocol). Its
@@ -65,10 +83,13 @@ class SDEConfig:
                 raise ValueError(f"SDE {self.name!r} got unknown parameter(s) {unknown}; it accepts: {accepted}")
 
     def build(self) -> Any:
-        """The SDE: a registered one built from ``params``, or the custom object attached."""
+        """The SDE: a registered one built from ``params``, the custom object attached, or the
+        package's own `scoresde.EDMSDE` rebuilt from its stored config."""
         if self.name != CUSTOM_SDE:
             return get_sde(self.name, **self.params)
         obj = getattr(self, "_instance", None)
+        if obj is None:
+            obj = _rebuild_known(self.params)
         if obj is None:
             raise ValueError(
                 f"this run used a custom SDE ({self.params.get('class', '?')}, config "

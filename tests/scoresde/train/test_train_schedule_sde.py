@@ -71,6 +71,24 @@ def test_custom_sde_trains_and_must_be_passed_again_to_load(tmp_path: Path) -> N
         train_toy("eight_gaussians", sde=object(), steps=1, progress=False)
 
 
+def test_a_run_on_the_packages_edm_sde_loads_without_passing_it_again(tmp_path: Path) -> None:
+    # An outside check trained on scoresde.EDMSDE (the docs' EDM SDE) and was told at load time
+    # that a config file cannot rebuild it: it is the package's own class, rebuilt from its config.
+    from scoresde import EDMSDE
+
+    sde = EDMSDE(sigma_min=0.004, sigma_max=60.0)
+    model, _ = train_toy("eight_gaussians", sde=sde, steps=3, out_dir=tmp_path, progress=False)
+    m2, sde2, cfg = load_model(tmp_path)
+    assert isinstance(sde2, EDMSDE) and (sde2.sigma_min, sde2.sigma_max) == (0.004, 60.0)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.full((5,), 0.5)
+    torch.testing.assert_close(m2.score_fn(sde2)(x, t), model.score_fn(sde)(x, t))
+    with pytest.raises(ValueError, match="trained with the SDE custom"):
+        load_model(tmp_path, sde=EDMSDE())  # another EDM SDE is still refused
+    assert main(["sample", "--checkpoint", str(tmp_path), "--solver", "dpmpp_2m", "--steps", "5", "--n", "8",
+                 "--out", str(tmp_path / "samples")]) == 0
+
+
 def test_short_recipe_is_not_decayed_right_after_warmup() -> None:
     c = toy_config("eight_gaussians", steps=100)
     o = c.optim

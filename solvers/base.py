@@ -32,7 +32,7 @@ from .inputs import as_real, check_flag, check_generator
 from .marginals import require_marginals
 from .noise import CountedNoise, GaussianNoise, NoiseSource
 from .result import Solution
-from .stability import HIGHER_ORDER_TOO_COARSE, warn_if_too_coarse
+from .stability import COARSE_GRID_MEASURE, HIGHER_ORDER_TOO_COARSE, warn_if_too_coarse
 from .trajectory import TrajectoryRecorder
 from .utils import batch_time
 
@@ -375,6 +375,10 @@ class FixedGridSolver(Solver, ABC):
     coarse_grid_reason: tuple[str, str] = HIGHER_ORDER_TOO_COARSE
     """``(why, instead)`` quoted by the coarse-grid warning (`solvers.stability.warn_if_too_coarse`)."""
 
+    def coarse_grid_measure(self, sde: object) -> str:
+        """How `fewest_steps` was measured on ``sde``, quoted by the coarse-grid warning."""
+        return COARSE_GRID_MEASURE
+
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         """Per-solve precomputation into ``ctx.memory`` before the first step; default: nothing."""
 
@@ -383,7 +387,8 @@ class FixedGridSolver(Solver, ABC):
         """Advance ``x: (B, *D)`` from ``t`` to ``t_next < t``; return the new state."""
 
     def integrate(self, dynamics: ReverseDynamics, x: Tensor, ctx: SolveContext) -> Tensor:
-        warn_if_too_coarse(type(self).__name__, self.fewest_steps(dynamics.sde), ctx.n_steps, self.coarse_grid_reason)
+        warn_if_too_coarse(type(self).__name__, self.fewest_steps(dynamics.sde), ctx.n_steps, self.coarse_grid_reason,
+                           self.coarse_grid_measure(dynamics.sde))
         self.prepare(dynamics, ctx)
         times = ctx.times
         for i in range(ctx.n_steps):

@@ -59,6 +59,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -267,6 +268,43 @@ COARSE_GRID_MEASURE = (
 )
 """How the `FixedGridSolver.fewest_steps` limits were measured (quoted in the warning)."""
 
+TRAINED_COARSE_GRID_MEASURE = (
+    "measured with exact mixture scores and with score networks trained on 2-D toy data "
+    "(checkerboard, two moons, eight Gaussians) under VP, sub-VP, VE and EDM on the default grids: "
+    "below it the samples' median distance from the centre exceeds 1.5 times the data's for some "
+    "of the networks, whose scores far from the data are less exact"
+)
+"""The measure quoted for the limits set by trained networks (`solvers.DPMSolver` of order 3, the
+reverse-diffusion predictor under VE): they diverge at more steps than exact scores do."""
+
+REVERSE_DIFFUSION_FIRST_STEP = 1.45
+"""Longest first step, in ``ln(sigma/alpha)``, for the reverse-diffusion predictor on a VE SDE
+(`reverse_diffusion_fewest_steps`). Median distance from the centre over the data's, networks
+trained on checkerboard / two moons (2000 steps, `scoresde.train.train_toy`), 2 seeds, default
+grids (benchmarks/coarse_trained.py): VE first step 2.25 / 1.80 / 1.50 / 1.29 (4-7 steps):
+3.8 / 1.63 / 1.48 / 1.31; EDM 2.12 / 1.77 / 1.51 / 1.32 (5-8 steps): 2.20 / 1.70 / 1.52 / 1.39."""
+
+
+def reverse_diffusion_fewest_steps(sde: object, grid: Callable[[Any, int], Tensor], most: int = 64) -> int:
+    """Fewest steps of ``grid`` whose first step spans at most `REVERSE_DIFFUSION_FIRST_STEP` in
+    ``ln(sigma/alpha)`` on ``sde`` (at least 3; ``most`` if none up to it does).
+
+    That first step re-injects forward noise of variance ``sigma(T)^2 - sigma(t_1)^2``; the
+    later steps must remove it, and a network's score far from the data (where that noise puts
+    the samples) is not exact, so the limit grows with the SDE's noise range: 7 steps on
+    `scoresde.VESDE` (sigma 0.01-50), 8 on `scoresde.EDMSDE` (0.002-80).
+    """
+    coeffs = getattr(sde, "marginal_coeffs", None)
+    if coeffs is None:
+        return 3
+    for n in range(3, most):
+        ts = grid(sde, n)[:2].to(torch.float64)
+        alpha, sigma = coeffs(ts)
+        first = float(torch.log(sigma[0] / alpha[0]) - torch.log(sigma[1] / alpha[1]))
+        if first <= REVERSE_DIFFUSION_FIRST_STEP:
+            return n
+    return most
+
 
 HIGHER_ORDER_TOO_COARSE = (
     "its higher-order correction across steps this long throws samples far past the data",
@@ -283,16 +321,18 @@ NOISE_TOO_COARSE = (
 
 
 def warn_if_too_coarse(name: str, limit: int, steps: int,
-                       reason: tuple[str, str] = HIGHER_ORDER_TOO_COARSE) -> None:
+                       reason: tuple[str, str] = HIGHER_ORDER_TOO_COARSE,
+                       measure: str = COARSE_GRID_MEASURE) -> None:
     """Warn when a grid of ``steps`` steps is below solver ``name``'s ``limit``
     (`FixedGridSolver.fewest_steps`): a step that spans most of the noise range throws samples
     past the data (docs/defaults.md, "Higher-order ODE steps on very coarse grids").
     ``reason = (why, instead)``: what goes wrong, and the solvers that stay inside the data at
-    any step count (`HIGHER_ORDER_TOO_COARSE`, `NOISE_TOO_COARSE`)."""
+    any step count (`HIGHER_ORDER_TOO_COARSE`, `NOISE_TOO_COARSE`); ``measure``: how the limit
+    was measured (`COARSE_GRID_MEASURE`, `TRAINED_COARSE_GRID_MEASURE`)."""
     if steps < limit:
         why, instead = reason
         warnings.warn(
-            f"{name} with {steps} step(s): {why} (fewer than {limit} steps, {COARSE_GRID_MEASURE}); "
+            f"{name} with {steps} step(s): {why} (fewer than {limit} steps, {measure}); "
             f"take at least {limit} steps, or use {instead}, which stay inside the data at any "
             "step count",
             stacklevel=5,

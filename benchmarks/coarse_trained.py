@@ -11,6 +11,7 @@ percentile), the larger of two seeds, with ``W`` where the coarse-grid warning w
 same is printed for exact scores of three presets.
 
     OMP_NUM_THREADS=1 python benchmarks/coarse_trained.py --out runs/coarse_nets   # ~8 min
+    ... --solvers edm_heun ode_heun ode_rk4 --steps 2 3 4 5 6 7 8 10 12 14 16      # the ODE solvers
 """
 
 from __future__ import annotations

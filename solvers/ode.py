@@ -35,6 +35,7 @@ from torch import Tensor
 from .base import DynamicsKind, FixedGridSolver, SolveContext
 from .defaults import (
     classic_ode_grid,
+    has_geometric_noise,
     is_variance_exploding,
     is_variance_preserving,
     sde_solver_grid,
@@ -42,6 +43,7 @@ from .defaults import (
 from .dynamics import ReverseDynamics
 from .protocol import HasMarginals
 from .registry import lookup
+from .stability import COARSE_GRID_MEASURE, TRAINED_COARSE_GRID_MEASURE
 
 __all__ = [
     "VectorField",
@@ -249,10 +251,19 @@ class Heun(_FixedStepODE):
         1.24 / 1.37 from 2 on; under sub-VP (its log-SNR grid) 1.41 / 1.74 at 2 steps, at most
         1.29 / 1.25 from 3 on. One Gaussian at (0.3, -0.2) of std 1e-3 / 0.01 / 0.05: under VP
         1.14 / 2.25 / 2.81 at 3 steps, at most 1.05 from 4 on (cosine VP: 1.76 / 1.22 / 2.38,
-        then at most 1.12); under sub-VP 5.18 / 2.92 / 1.76 at 4 steps, at most 1.23 at 5."""
+        then at most 1.12); under sub-VP 5.18 / 2.92 / 1.76 at 4 steps, at most 1.23 at 5.
+        On Song et al.'s VE SDE (geometric noise) the limit is 13: networks trained on 2-D toys
+        spread samples further at 11-12 steps (checkerboard / two moons, 2000 training steps:
+        1.54 / 1.70 at 11, 1.44 / 1.57 at 12, 1.37 / 1.49 at 13; 600 steps: 1.37 / 1.45 at 13;
+        benchmarks/coarse_trained.py)."""
+        if has_geometric_noise(sde):
+            return 13
         if is_variance_exploding(sde):
             return 11
         return 5 if isinstance(sde, HasMarginals) and not is_variance_preserving(sde) else 4
+
+    def coarse_grid_measure(self, sde: object) -> str:
+        return TRAINED_COARSE_GRID_MEASURE if has_geometric_noise(sde) else COARSE_GRID_MEASURE
 
 
 class RK4(_FixedStepODE):
@@ -282,5 +293,13 @@ class RK4(_FixedStepODE):
         of std 0.05 / 0.15 read 1.68 / 0.82 at 1 step, at most 1.0 from 2 on. One Gaussian at
         (0.3, -0.2) of std 1e-3 / 0.01: 2.04 / 7.12 at 2 steps under VP (cosine VP 2.04 / 3.11),
         at most 1.10 at 3 and 4 steps; under sub-VP, on its log-SNR grid, at most 1.21 from 2
-        steps on (3.31 at 2 steps on the uniform grid it had before)."""
+        steps on (3.31 at 2 steps on the uniform grid it had before). On Song et al.'s VE SDE
+        (geometric noise) the limit is 7: networks trained on 2-D toys read 1.47 / 1.58 at 6 steps
+        (checkerboard / two moons, 2000 training steps; 1.45 / 1.56 after 600), at most 1.25 from
+        7 on (benchmarks/coarse_trained.py)."""
+        if has_geometric_noise(sde):
+            return 7
         return 6 if is_variance_exploding(sde) else 3
+
+    def coarse_grid_measure(self, sde: object) -> str:
+        return TRAINED_COARSE_GRID_MEASURE if has_geometric_noise(sde) else COARSE_GRID_MEASURE

@@ -307,7 +307,7 @@ def reverse_diffusion_fewest_steps(sde: object, grid: Callable[[Any, int], Tenso
 
 
 HIGHER_ORDER_TOO_COARSE = (
-    "its higher-order correction across steps this long throws samples far past the data",
+    "its higher-order correction across steps this long can throw samples past the data",
     "dpmpp_2m, unipc or ddim",
 )
 """``(why, instead)`` of the coarse-grid warning for the higher-order ODE solvers."""

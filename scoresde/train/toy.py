@@ -68,6 +68,39 @@ def _check_ve_scale(sde_cfg: SDEConfig, source: Any) -> None:
     warn_off_centre(x.reshape(x.shape[0], -1), sigma_max, which="the chosen", stacklevel=4)
 
 
+RESOLVED_SHARE = 0.05
+"""Least share of uniform ``t`` draws at ``sigma/alpha`` below the data's std that the toy recipe
+trains well with (`warn_if_unresolved_times`)."""
+
+
+def warn_if_unresolved_times(sde: Any, data_std: float, *, stacklevel: int = 3) -> float:
+    """Warn when a uniform ``t`` on ``[eps, T]`` puts fewer than `RESOLVED_SHARE` of the training
+    draws where ``sigma/alpha`` is below ``data_std``, the noise levels at which the network learns
+    the data's shape; returns that share.
+
+    1.25% on `scoresde.EDMSDE` (``sigma = t`` up to 80, unit data); 27% on VP and 54% on VE, whose
+    ``sigma`` is geometric in ``t``. Measured on `scoresde.EDMSDE` (eight Gaussians, 1500 steps,
+    `dpmpp_2m` at 100 steps): 36% of the samples between the modes (VP 5%, cosine 2%), and EDM's
+    log-normal noise levels (`scoresde.losses.edm_time_sample`) drawn instead did not cure it
+    (sliced W2 0.22 against 0.19; `euler_maruyama` 0.13 against 0.20; exact samples 0.03).
+    """
+    coeffs = getattr(sde, "marginal_coeffs", None)
+    if coeffs is None or not hasattr(sde, "eps"):
+        return 1.0
+    t = torch.linspace(float(sde.eps), float(sde.T), 4097, dtype=torch.float64)
+    alpha, sigma = coeffs(t)
+    share = float((sigma / alpha < data_std).double().mean())
+    if share < RESOLVED_SHARE:
+        warnings.warn(
+            f"{type(sde).__name__}: the toy recipe draws t uniformly on [{float(sde.eps):g}, {float(sde.T):g}], "
+            f"which puts {share:.2%} of the training draws where sigma/alpha is below the data's std "
+            f"({data_std:.3g}), where the network learns the data's shape; expect a poor model at small noise "
+            f"(on EDMSDE, eight Gaussians, 1500 steps: 36% of the samples between the modes, against 5% "
+            f"under VP). Train under vp, ve, subvp or cosine, whose noise is geometric in t near the data",
+            UserWarning, stacklevel=stacklevel)
+    return share
+
+
 def _check_name(name: Any, caller: str) -> None:
     """Refuse a ``name`` that is not a str or path (an array passed first), naming ``caller``'s own ``data=``."""
     if not isinstance(name, (str, os.PathLike)):
@@ -104,6 +137,7 @@ def toy_config(
     sde_obj = sde_cfg.build() if isinstance(sde, str) else sde
     if hasattr(sde_obj, "marginal_coeffs") and hasattr(sde_obj, "eps"):
         check_end_noise(sde_obj, data_std, stacklevel=3)
+        warn_if_unresolved_times(sde_obj, data_std, stacklevel=3)
         if sde_cfg.name != "ve" and not getattr(sde_obj, "prior_chosen", False):
             # p_T against the prior, with the numbers (VE: the sigma_max check above)
             probe = draw(source, 2048, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from .beta_integral import CompositeIntegral, check_derivative, check_integral
 from .sde import SCHEDULE_PROBE_KEY, AffineSDE, VarPreservingSDE, schedule_probe
+from .sde_warnings import warn_builtin
 
 __all__ = [
     "BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "isotropic_prior_std", "matched_prior_std", "PRIOR_KL_TOL",
@@ -447,13 +448,23 @@ class EDMSDE(AffineSDE):
 
     Args:
         sigma_min, sigma_max: the noise range (``eps`` and ``T``).
+
+    Warns:
+        UserWarning: ``p_T`` far from ``N(0, sigma_max^2 I)`` for unit data, as `scoresde.VESDE`
+            (``sigma_max`` below about 22; ``EDMSDE(sigma_max=0.5)``: up to 2 nats per dimension).
     """
+
+    _prior_fix = ("a larger sigma_max: at least sqrt(1 / (2 tolerance)) = 22.4 for data of unit spread, and at "
+                  "least the largest distance between data points (scoresde.data.suggest_sigma_max); the default "
+                  "is 80")
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
         if not 0.0 < float(sigma_min) < float(sigma_max) < math.inf:
             raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         super().__init__(T=sigma_max, eps=sigma_min)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        if type(self) is EDMSDE:  # a subclass's own attributes may not exist yet
+            warn_builtin(self, self._prior_fix)
 
     def log_alpha(self, t: Tensor) -> Tensor:
         return 0.0 * t

@@ -38,9 +38,13 @@ steps; ``edm_heun`` at 20 steps left modes 290x too wide)."""
 
 
 def _outside_construction() -> int:
-    """``stacklevel`` for a warning that names the first caller outside `scoresde.sde` and this
-    module (the user's ``VPSDE(...)`` or ``get_sde(...)`` line, not a constructor in between)."""
+    """``stacklevel`` for a warning that names the first caller outside `scoresde.sde`,
+    `scoresde.schedules` and this module (the user's ``VPSDE(...)``, ``EDMSDE(...)`` or
+    ``get_sde(...)`` line, not a constructor in between)."""
     here = {__file__, sys.modules["scoresde.sde"].__file__}
+    schedules = sys.modules.get("scoresde.schedules")
+    if schedules is not None:
+        here.add(schedules.__file__)
     frame: FrameType | None = sys._getframe(1)
     level = 1
     while frame is not None and frame.f_code.co_filename in here:

@@ -183,6 +183,9 @@ def test_sigma_sde_without_closed_form_derivative_works_under_inference_mode() -
     pytest.param(lambda: sd.CosineVPSDE(T=0.5), id="cosine-short-T"),
     pytest.param(lambda: sd.VESDE(sigma_max=0.5), id="ve-small-sigma-max"),
     pytest.param(lambda: sd.get_sde("ve", sigma_max=2.0), id="ve-by-name"),
+    # EDM's prior is VE's N(0, sigma_max^2 I): an outside check found it silent where VE warns
+    pytest.param(lambda: sd.EDMSDE(sigma_max=0.5), id="edm-small-sigma-max"),
+    pytest.param(lambda: sd.EDMSDE(sigma_max=3.0), id="edm-sigma-max-3"),
 ])
 def test_built_in_sde_far_from_its_prior_warns(make: object) -> None:
     with pytest.warns(UserWarning, match=r"p_T is far from the prior.*nats per dimension.*Fix:"):
@@ -192,8 +195,9 @@ def test_built_in_sde_far_from_its_prior_warns(make: object) -> None:
 def test_built_in_sde_defaults_do_not_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for cls in (sd.VPSDE, sd.SubVPSDE, sd.VESDE, sd.CosineVPSDE):
+        for cls in (sd.VPSDE, sd.SubVPSDE, sd.VESDE, sd.CosineVPSDE, sd.EDMSDE):
             cls()
+        sd.EDMSDE(sigma_max=30.0)
         sd.VPSDE(T=1.05)  # sigma/alpha 331 at T: a few steps above the forgotten level, not many
         sd.VESDE(sigma_max=80.0, T=3.0)
 

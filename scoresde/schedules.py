@@ -41,6 +41,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from solvers.inputs import as_real
+
 from .beta_integral import CompositeIntegral, check_derivative, check_integral
 from .sde import SCHEDULE_PROBE_KEY, AffineSDE, VarPreservingSDE, schedule_probe
 from .sde_warnings import warn_builtin
@@ -459,7 +461,8 @@ class EDMSDE(AffineSDE):
                   "is 80")
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0) -> None:
-        if not 0.0 < float(sigma_min) < float(sigma_max) < math.inf:
+        lo, hi = as_real(sigma_min, "sigma_min"), as_real(sigma_max, "sigma_max")  # named, not as eps / T
+        if not 0.0 < lo < hi < math.inf:
             raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         super().__init__(T=sigma_max, eps=sigma_min)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)

@@ -211,6 +211,8 @@ def test_a_schedule_returning_a_number_and_a_reversed_edm_range_are_named():
         sd.BetaSDE(lambda t: 1.0)
     with pytest.raises(ValueError, match="need 0 < sigma_min < sigma_max < inf, got sigma_min=80, sigma_max=1"):
         sd.EDMSDE(sigma_min=80, sigma_max=1)
+    with pytest.raises(TypeError, match="sigma_min must be a real number, got the string '0.002'"):
+        sd.EDMSDE(sigma_min="0.002")  # was named as eps, which the caller never passed
 
 
 def test_data_finer_than_the_end_noise_warns_with_the_numbers() -> None:

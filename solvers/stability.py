@@ -275,7 +275,8 @@ TRAINED_COARSE_GRID_MEASURE = (
     "of the networks, whose scores far from the data are less exact"
 )
 """The measure quoted for the limits set by trained networks (`solvers.DPMSolver` of order 3, the
-reverse-diffusion predictor under VE): they diverge at more steps than exact scores do."""
+reverse-diffusion predictor under VE, `solvers.Heun` and `solvers.RK4` on Song et al.'s VE SDE):
+they throw or spread samples out at more steps than exact scores do."""
 
 REVERSE_DIFFUSION_FIRST_STEP = 1.45
 """Longest first step, in ``ln(sigma/alpha)``, for the reverse-diffusion predictor on a VE SDE

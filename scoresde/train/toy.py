@@ -81,11 +81,12 @@ def warn_if_unresolved_times(sde: Any, data_std: float, *, stacklevel: int = 3) 
     the data's shape; returns that share.
 
     1.25% on `scoresde.EDMSDE` (``sigma = t`` up to 80, unit data); 27% on VP and 54% on VE, whose
-    ``sigma`` is geometric in ``t`` (checked only for VE-type SDEs whose noise is not geometric in
-    ``t``; `check_end_noise` covers data finer than the noise at ``eps``). Measured on `scoresde.EDMSDE` (eight Gaussians, 1500 steps,
-    `dpmpp_2m` at 100 steps): 36% of the samples between the modes (VP 5%, cosine 2%), and EDM's
-    log-normal noise levels (`scoresde.losses.edm_time_sample`) drawn instead did not cure it
-    (sliced W2 0.22 against 0.19; `euler_maruyama` 0.13 against 0.20; exact samples 0.03).
+    ``sigma`` is geometric in ``t``. Checked only for VE-type SDEs whose noise is not geometric in
+    ``t`` (`check_end_noise` covers data finer than the noise at ``eps``). Measured on
+    `scoresde.EDMSDE` (eight Gaussians, 1500 steps, `dpmpp_2m` at 100 steps): 36% of the samples
+    between the modes (VP 5%, cosine 2%); EDM's log-normal noise levels
+    (`scoresde.losses.edm_time_sample`) drawn instead did not cure it (sliced W2 0.22 against
+    0.19; `euler_maruyama` 0.13 against 0.20; exact samples 0.03).
     """
     coeffs = getattr(sde, "marginal_coeffs", None)
     if coeffs is None or not hasattr(sde, "eps"):

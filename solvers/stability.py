@@ -298,13 +298,32 @@ def reverse_diffusion_fewest_steps(sde: object, grid: Callable[[Any, int], Tenso
     coeffs = getattr(sde, "marginal_coeffs", None)
     if coeffs is None:
         return 3
+    # Building the grids costs tens of ms each (the VE grid equidistributes a density): once per
+    # SDE configuration, not once per solve or chunk.
+    config = getattr(sde, "config", None)
+    key = None
+    if callable(config):
+        key = (type(sde), repr(sorted(config().items())), float(getattr(sde, "T", 0.0)),
+               float(getattr(sde, "eps", 0.0)), getattr(grid, "__qualname__", repr(grid)), most)
+        if key in _FIRST_STEP_LIMITS:
+            return _FIRST_STEP_LIMITS[key]
+    limit = most
     for n in range(3, most):
         ts = grid(sde, n)[:2].to(torch.float64)
         alpha, sigma = coeffs(ts)
         first = float(torch.log(sigma[0] / alpha[0]) - torch.log(sigma[1] / alpha[1]))
         if first <= REVERSE_DIFFUSION_FIRST_STEP:
-            return n
-    return most
+            limit = n
+            break
+    if key is not None:
+        if len(_FIRST_STEP_LIMITS) >= 256:
+            _FIRST_STEP_LIMITS.clear()
+        _FIRST_STEP_LIMITS[key] = limit
+    return limit
+
+
+_FIRST_STEP_LIMITS: dict[tuple[Any, ...], int] = {}
+"""`reverse_diffusion_fewest_steps`' answers by SDE class, configuration, ends and grid."""
 
 
 HIGHER_ORDER_TOO_COARSE = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,33 @@ def _rebuild_known(params: dict[str, Any]) -> Any | None:
     same_ends = all(math.isclose(float(params[k]), float(getattr(sde, k)), rel_tol=CONFIG_RTOL)
                     for k in ("T", "eps") if k in params)
     return sde if same_ends else None
+
+
+def _flat(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with a custom SDE's nested ``config`` entries lifted to the top level."""
+    out = {k: v for k, v in params.items() if k != "config"}
+    nested = params.get("config")
+    if isinstance(nested, dict):
+        out.update(nested)
+    return out
+
+
+def _differences(stored: dict[str, Any], given: dict[str, Any]) -> str:
+    """``"; they differ in sigma_max (80 stored, 40 given), ..."`` for a refused SDE ('' if none
+    can be named): scalar entries first, the schedule probe (`SCHEDULE_PROBE_KEY`) by name only."""
+    a, b = _flat(stored), _flat(given)
+    named = []
+    for k in sorted(set(a) & set(b)):
+        va, vb = a[k], b[k]
+        if k == SCHEDULE_PROBE_KEY:
+            continue
+        same = (math.isclose(float(va), float(vb), rel_tol=CONFIG_RTOL)
+                if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else va == vb)
+        if not same:
+            named.append(f"{k} ({va!r} stored, {vb!r} given)")
+    if not named and a.get(SCHEDULE_PROBE_KEY) != b.get(SCHEDULE_PROBE_KEY):
+        named.append(f"the schedule ({SCHEDULE_PROBE_KEY}, its half log-SNR at nine times)")
+    return f"; they differ in {', '.join(named)}" if named else ""
 
 
 @dataclass
@@ -119,11 +147,19 @@ class SDEConfig:
             ok = ok and all(math.isclose(float(self.params[k]), float(given.params[k]), rel_tol=CONFIG_RTOL)
                             for k in ("T", "eps") if k in self.params)
         else:
+            # Against the stored SDE with its defaults filled in: a run stored as ``ve {}`` was
+            # trained with sigma_max = 50, and VESDE(sigma_max=40) is another SDE.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # its construction warnings were shown at training
+                stored = dict(get_sde(self.name, **self.params).config())
             ok = given.name == self.name and all(
-                math.isclose(float(given.params[k]), float(v)) for k, v in self.params.items() if k in given.params)
+                math.isclose(float(given.params[k]), float(v)) for k, v in stored.items()
+                if k in given.params and isinstance(v, (int, float)))
         if not ok:
+            full = stored if self.name != CUSTOM_SDE and given.name == self.name else self.params
             raise ValueError(f"the run was trained with the SDE {self.name} {self.params}, "
-                             f"but the SDE given is {given.name} {given.params}")
+                             f"but the SDE given is {given.name} {given.params}"
+                             f"{_differences(full, given.params)}")
         return given
 
     @classmethod

@@ -126,3 +126,22 @@ def test_toy_recipe_warns_where_uniform_times_miss_the_data_scale() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             toy_config("eight_gaussians", sde=sde, steps=10)
+
+
+def test_loading_with_another_sde_of_the_same_class_is_refused_and_the_difference_named(tmp_path: Path) -> None:
+    # A run on ve with its defaults is stored as "ve {}": VESDE(sigma_max=40) was accepted silently.
+    # An EDM run refused another EDM SDE, but printed both raw configs for the user to compare.
+    import warnings
+
+    from scoresde import EDMSDE, VESDE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_toy("eight_gaussians", sde="ve", steps=2, out_dir=tmp_path / "ve", progress=False)
+        train_toy("eight_gaussians", sde=EDMSDE(), steps=2, out_dir=tmp_path / "edm", progress=False)
+    with pytest.raises(ValueError, match=r"they differ in sigma_max \(50\.0 stored, 40\.0 given\)$"):
+        load_model(tmp_path / "ve", sde=VESDE(sigma_max=40.0))
+    load_model(tmp_path / "ve", sde=VESDE())  # the same SDE loads
+    with pytest.raises(ValueError, match=r"they differ in T \(80\.0 stored, 40\.0 given\), "
+                                         r"sigma_max \(80\.0 stored, 40\.0 given\)$"):
+        load_model(tmp_path / "edm", sde=EDMSDE(sigma_max=40.0))

@@ -45,7 +45,6 @@ from solvers.inputs import as_real
 
 from .beta_integral import CompositeIntegral, check_derivative, check_integral
 from .sde import SCHEDULE_PROBE_KEY, AffineSDE, VarPreservingSDE, schedule_probe
-from .sde_warnings import warn_builtin
 
 __all__ = [
     "BetaSDE", "SigmaSDE", "EDMSDE", "PriorCheck", "check_prior", "isotropic_prior_std", "matched_prior_std", "PRIOR_KL_TOL",
@@ -466,8 +465,7 @@ class EDMSDE(AffineSDE):
             raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
         super().__init__(T=sigma_max, eps=sigma_min)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
-        if type(self) is EDMSDE:  # a subclass's own attributes may not exist yet
-            warn_builtin(self, self._prior_fix)
+        self._warn_builtin_prior()
 
     def log_alpha(self, t: Tensor) -> Tensor:
         return 0.0 * t
@@ -489,3 +487,6 @@ class EDMSDE(AffineSDE):
 
     def config(self) -> dict[str, float | bool]:
         return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+
+
+EDMSDE._builtin = True  # the package's own: its construction checks run (AffineSDE._warn_builtin_prior)

@@ -184,10 +184,13 @@ class AffineSDE(ABC):
     # The fix a built-in's prior warning suggests (its parameters that reach the prior).
     _prior_fix: str = "use the default parameters"
 
+    _builtin: bool = False
+    """Set on the package's own classes (`SDES`, `scoresde.EDMSDE`) to run their construction checks."""
+
     def _warn_builtin_prior(self) -> None:
-        """The construction checks of the built-in classes of `SDES` (`scoresde.sde_warnings`);
+        """The construction checks of the package's own classes (`scoresde.sde_warnings`);
         subclasses defined elsewhere are not checked (their attributes may not exist yet)."""
-        if type(self) in SDES.values():
+        if type(self).__dict__.get("_builtin", False):
             warn_builtin(self, self._prior_fix)
 
     def config(self) -> dict[str, float | bool]:
@@ -430,6 +433,8 @@ SDES: dict[str, type[AffineSDE]] = {
     "ve": VESDE,
     "cosine": CosineVPSDE,
 }
+for _cls in SDES.values():
+    _cls._builtin = True  # in the class's own __dict__: a user's subclass is not checked
 
 
 def get_sde(name: str, **kwargs: float | bool) -> AffineSDE:

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .schedules import _as_prior_std, check_prior
+from .prior_checks import _as_prior_std, check_prior
 from .sde import SCHEDULE_PROBE_KEY, VarPreservingSDE, schedule_probe
 
 __all__ = ["DiscreteVPSDE", "alphas_cumprod_from_config", "monotone_slopes", "BETA_SCHEDULES",

@@ -63,7 +63,7 @@ def warn_builtin(sde: Any, prior_fix: str) -> None:
     constructors flag gross settings only (``VPSDE(T=0.1)``: 1.1; ``VESDE(sigma_max=0.5)``: 2.0),
     and training and likelihoods check the actual data at `scoresde.schedules.PRIOR_KL_TOL`.
     """
-    from .schedules import check_prior  # schedules imports scoresde.sde
+    from .prior_checks import check_prior  # prior_checks imports scoresde.sde
 
     res = check_prior(sde, 1.0, tol=BUILTIN_PRIOR_KL_WARN, warn=False)
     if not res.ok:

@@ -157,7 +157,7 @@ def likelihood(
         # log p_0 is measured against the SDE's prior at T: say (with the numbers) when p_T is far
         # from it, e.g. an own schedule whose alpha(T) is not small (Song et al. 2021 assume p_T = prior).
         # The check assumes a prior N(0, p^2 I); a hand-written prior of another form is the user's choice.
-        from ..schedules import check_prior, isotropic_prior_std
+        from ..prior_checks import check_prior, isotropic_prior_std
 
         prior_std = isotropic_prior_std(sde, tuple(x.shape[1:]))
         if prior_std is not None:

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..atomic import atomic_link, clean_stale_temps
 from ..models import ScoreModel
-from ..schedules import check_end_noise
+from ..prior_checks import check_end_noise
 from ..sde import AffineSDE
 from .checkpoint import (
     CHECKPOINT_NAME,

@@ -25,7 +25,7 @@ from ..data import suggest_sigma_max
 from ..data.scale import warn_off_centre
 from ..losses import LossConfig
 from ..models import ModelConfig, ScoreModel
-from ..schedules import check_end_noise, check_prior
+from ..prior_checks import check_end_noise, check_prior
 from .config import OptimConfig, SDEConfig, TrainConfig
 from .data import draw, make_data, sample_shape
 from .trainer import EvalFn, Trainer

@@ -17,9 +17,9 @@ from typing import Any
 
 from . import sde, targets
 from .discrete import DiscreteVPSDE
+from .mixture import GaussianMixture
 from .schedules import EDMSDE, BetaSDE, SigmaSDE, check_prior
 from .sde import SDES, VESDE, VPSDE, AffineSDE, CosineVPSDE, SubVPSDE, get_sde
-from .targets import GaussianMixture
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from solvers.inputs import as_count, as_integer
 
 from ._sample_checks import _as_samples, _seed, _work_dtype
-from .targets import GaussianMixture
+from .mixture import GaussianMixture
 
 __all__ = ["mode_stats", "noise_floor"]
 

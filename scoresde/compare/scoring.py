@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import metrics as _metrics
-from ..targets import GaussianMixture
+from ..mixture import GaussianMixture
 from .problem import Problem
 
 __all__ = ["METRICS", "MODE_METRICS", "Scorer", "REF_SEED_OFFSET", "DEFAULT_FLOOR_REPEATS"]

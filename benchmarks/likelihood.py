@@ -187,7 +187,7 @@ def ref(sde, score, x, prior, probes=None, eps=None) -> Callable[[], tuple[Tenso
 def ours(sde, score, x, prior, **kw) -> Callable[[], tuple[Tensor, int]]:
     def run() -> tuple[Tensor, int]:
         r = likelihood(sde, score, x, prior=prior, **kw)
-        return r.log_prob, r.nfe
+        return r.log_prob, r.score_calls
 
     return run
 
@@ -224,7 +224,7 @@ def section_accuracy(args: argparse.Namespace, out: dict) -> None:
         r = likelihood(sde, score, x)
         mismatch = float((r.prior_log_prob.double() - p_T(r.x_T.double())).abs().mean())
         rows.append({"target": name, "method": "ours default, prior N(0, I) (model density)",
-                     "NFE": r.nfe, "seconds": f"{r.seconds:.2f}",
+                     "NFE": r.score_calls, "seconds": f"{r.seconds:.2f}",
                      "mean abs err (nats)": f"{mean_abs(r.log_prob, exact):.2e}",
                      "max abs err": f"prior mismatch {mismatch:.1e}"})
         bias0 = float((exact - target.log_prob(x.double())).abs().mean())
@@ -339,7 +339,7 @@ def section_figure(args: argparse.Namespace, out: dict) -> None:
 
         def add(label: str, r, tag: str, nfe: int | None = None, series=series, exact=exact) -> None:
             series.setdefault(label, []).append(
-                (r.nfe if nfe is None else nfe, mean_abs(r.log_prob, exact), r.seconds, tag))
+                (r.score_calls if nfe is None else nfe, mean_abs(r.log_prob, exact), r.seconds, tag))
 
         lp, nfe, sec = timed(ref(sde, score, x, p_T))
         series["reference (Song et al.: scipy RK45 1e-5)"] = [(nfe, mean_abs(lp, exact), sec, "1e-05")]
@@ -352,12 +352,12 @@ def section_figure(args: argparse.Namespace, out: dict) -> None:
             r = likelihood(sde, score, x, prior=p_T, integrator="rk4", steps=steps)
             # NFE of the main solve only; the pilot (256 points) is in the wall time.
             add("rk4, auto grid (steps; NFE of the main solve, + pilot on 256 points)", r, str(steps),
-                nfe=r.nfe - r.stats[0].get("pilot_nfe", 0))
+                nfe=r.score_calls - r.stats[0].get("pilot_nfe", 0))
             add("rk4, quadratic grid (steps)", likelihood(
                 sde, score, x, prior=p_T, integrator="rk4", steps=steps, grid="quadratic"), str(steps))
             r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps=steps)
             add("rk4_simpson, auto grid (steps; NFE of the main solve, half of them with divergence)",
-                r, str(steps), nfe=r.nfe - r.stats[0].get("pilot_nfe", 0))
+                r, str(steps), nfe=r.score_calls - r.stats[0].get("pilot_nfe", 0))
         for xlabel, pos in (("score evaluations (NFE)", 0), ("wall time [s], one torch thread", 2)):
             panels.append({
                 "series": {k: [(p[pos], p[1], p[3]) for p in v] for k, v in series.items()},
@@ -392,7 +392,7 @@ def section_mixtures(args: argparse.Namespace, out: dict) -> None:
             r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps="auto",
                            target_error=args.target_error)
             chosen["steps"] = r.stats[0]["steps"]
-            return r.log_prob, r.nfe
+            return r.log_prob, r.score_calls
 
         auto_label = f"rk4_simpson, steps='auto', target_error={args.target_error:g}"
         runs[auto_label] = auto
@@ -427,7 +427,7 @@ def section_sdes(args: argparse.Namespace, out: dict) -> None:
             score = target.score_fn(sde)
             row = {"sde": sde_name, "target": name, "points": n}
             r = likelihood(sde, score, x, prior=p_T)
-            row["default dopri5 (NFE)"] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
+            row["default dopri5 (NFE)"] = f"{mean_abs(r.log_prob, exact):.1e} ({r.score_calls})"
             for steps in args.sde_steps:
                 r = likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps=steps)
                 row[f"rk4_simpson {steps}"] = f"{mean_abs(r.log_prob, exact):.1e}"
@@ -488,7 +488,7 @@ def section_sharp(args: argparse.Namespace, out: dict) -> None:
             def fast(sde=sde, score=score, x=x, p_T=p_T, chosen=chosen) -> tuple[Tensor, int]:
                 r = _likelihood(sde, score, x, prior=p_T, integrator="rk4_simpson", steps="auto")
                 chosen["steps"] = r.stats[0]["steps"]
-                return r.log_prob, r.nfe
+                return r.log_prob, r.score_calls
 
             runs = {
                 "reference (scipy RK45 1e-5, Song et al.) from t=1e-5": ref(sde, score, x, p_T, eps=1e-5),
@@ -514,7 +514,7 @@ def section_sharp(args: argparse.Namespace, out: dict) -> None:
                              "speed-up (min)": f"{base / min(times[label]):.2f}x"})
             rows.append({"target": f"{target.name} ({target.dim}-D)", "sde": sde_name, "points": min(n, 2000),
                          "method": f"old default: log p_eps at sde.eps={sde.eps:g} (density='marginal')",
-                         "NFE": old.nfe, "mean abs err vs log p_0": f"{mean_abs(old.log_prob, exact0[: old.log_prob.numel()]):.1e}"})
+                         "NFE": old.score_calls, "mean abs err vs log p_0": f"{mean_abs(old.log_prob, exact0[: old.log_prob.numel()]):.1e}"})
             print(table(rows[-4:], ["target", "sde", "points", "method", "NFE", "mean abs err vs log p_0",
                                     "min s", "speed-up (min)"]), flush=True)
     text = table(rows, ["target", "sde", "points", "method", "NFE", "mean abs err vs log p_0", "min s",
@@ -544,7 +544,7 @@ def section_tolerance(args: argparse.Namespace, out: dict) -> None:
             for label, kw in (("default 1e-5", {}), ("1e-5 sqrt(2/d)", {"rtol": scaled, "atol": scaled}),
                               ("1e-5 * 2/d", {"rtol": 2e-5 / d, "atol": 2e-5 / d}), ("per_sample", {"per_sample": True})):
                 r = _likelihood(sde, target.score_fn(sde), x, prior=p_T, **kw)
-                row[label] = f"{mean_abs(r.log_prob, exact):.1e} ({r.nfe})"
+                row[label] = f"{mean_abs(r.log_prob, exact):.1e} ({r.score_calls})"
             rows.append(row)
             print(table(rows[-1:], list(row)), flush=True)
     _summary(rows, out, "tolerance", "default tolerance vs dimension (mean |error| per point (NFE), 500 points)")
@@ -589,7 +589,7 @@ def section_far(args: argparse.Namespace, out: dict) -> None:
             finally:
                 AugmentedFlow.relative_weights = original  # type: ignore[method-assign]
             err = (r.log_prob - exact).abs()
-            row[how] = f"{float(err.mean()):.2g} / {float(err.max()):.2g} ({r.nfe})"
+            row[how] = f"{float(err.mean()):.2g} / {float(err.max()):.2g} ({r.score_calls})"
         rows.append(row)
         print(table(rows[-1:], list(row)), flush=True)
     _summary(rows, out, "far", "far points: mean / max |error| per point (NFE)")
@@ -634,10 +634,10 @@ def section_outside(args: argparse.Namespace, out: dict) -> None:
                 runner.OUTSIDE_FACTOR = factor
             err = (r.log_prob - exact).abs()
             row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} "
-                        f"({r.nfe}, {r.stats[0].get('redone_adaptive', 0)} redone)")
+                        f"({r.score_calls}, {r.stats[0].get('redone_adaptive', 0)} redone)")
         r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
         err = (r.log_prob - exact).abs()
-        row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe})"
+        row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.score_calls})"
         rows.append(row)
         print(table(rows[-1:], list(row)), flush=True)
     _summary(rows, out, "outside", "points outside the data: |error| of the point / mean |error| of the rest (NFE)")
@@ -676,7 +676,7 @@ def section_slack(args: argparse.Namespace, out: dict) -> None:
                     runner.SAMPLE_ERROR_LIMIT, runner.STEP_ERROR_LIMIT = limit, step_limit
                 err = (r.log_prob - exact).abs()
                 redone = r.stats[0].get("redone_per_sample", "-")
-                row[how] = f"{float(err.mean()):.1e} / {float(err.max()):.1e} ({r.nfe}, {redone})"
+                row[how] = f"{float(err.mean()):.1e} / {float(err.max()):.1e} ({r.score_calls}, {redone})"
         for how, times in cells.items():
             row[how] += f" {min(times):.2f} s"
         rows.append(row)
@@ -710,14 +710,14 @@ def section_inpilot(args: argparse.Namespace, out: dict) -> None:
             err = (r.log_prob - exact).abs()
             st = r.stats[0]
             aside = st.get("pilot_outliers", 0)
-            row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe}, "
+            row[how] = (f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.score_calls}, "
                         f"{st['auto_steps'][-1]['steps']} steps{f', {aside} set aside' if aside else ''}) "
                         f"{seconds:.1f} s")
         start = time.perf_counter()
         r = _likelihood(sde, target.score_fn(sde), x, prior=p_T)
         seconds = time.perf_counter() - start
         err = (r.log_prob - exact).abs()
-        row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.nfe}) {seconds:.1f} s"
+        row["default dopri5"] = f"{float(err[-1]):.2g} / {float(err[:-1].mean()):.1e} ({r.score_calls}) {seconds:.1f} s"
         rows.append(row)
         print(table(rows[-1:], list(row)), flush=True)
     _summary(rows, out, "inpilot", "a point outside the data in the pilot's sample: |error| of the point / "
@@ -769,7 +769,7 @@ def section_population(args: argparse.Namespace, out: dict) -> None:
                 steps = [h["steps"] for h in st.get("auto_steps", [])]
                 notes = (f", {steps} steps" if steps else "") + (", adaptive" if st.get("auto_fallback") else "") + \
                     (", warned" if any(issubclass(w.category, RuntimeWarning) for w in caught) else "")
-                row[how] = (f"{float(err[300:].max()):.2g} / {float(err[:300].mean()):.1e} ({r.nfe}{notes}) "
+                row[how] = (f"{float(err[300:].max()):.2g} / {float(err[:300].mean()):.1e} ({r.score_calls}{notes}) "
                             f"{seconds:.0f} s")
             rows.append(row)
             print(table(rows[-1:], list(row)), flush=True)
@@ -837,7 +837,7 @@ def section_goal(args: argparse.Namespace, out: dict) -> None:
                         integrators.solve_adaptive, AugmentedFlow.column_sensitivity = real_solve, real_columns  # type: ignore[method-assign]
                     err = r.log_prob - exact
                     row[how] = (f"{float(err.mean()):.1e} / {float(err.abs().mean()):.1e} / "
-                                f"{float(err.abs().max()):.1e} ({r.nfe}, {r.stats[0].get('redone_per_sample', '-')})")
+                                f"{float(err.abs().max()):.1e} ({r.score_calls}, {r.stats[0].get('redone_per_sample', '-')})")
             for how, ts in times.items():
                 row[how] += f" {min(ts):.1f} s"
             rows.append(row)
@@ -889,7 +889,7 @@ def section_reference(args: argparse.Namespace, out: dict) -> None:
             finally:
                 pilot.REFERENCE_SHARE = real
             stalled = any("stalls" in str(w.message) for w in caught)
-            row[how] = (f"{r.stats[0]['steps']}{'*' if stalled else ''} steps, {r.nfe} NFE, {sec:.1f} s, "
+            row[how] = (f"{r.stats[0]['steps']}{'*' if stalled else ''} steps, {r.score_calls} NFE, {sec:.1f} s, "
                         f"{float((r.log_prob - exact).abs().mean()):.1e}")
         rows.append(row)
         print(table(rows[-1:], list(row)), flush=True)
@@ -903,7 +903,7 @@ def _summary(rows: list[dict], out: dict, key: str, title: str) -> None:
 
 
 def _nfe(r) -> tuple[Tensor, int]:  # type: ignore[no-untyped-def]
-    return r.log_prob, r.nfe
+    return r.log_prob, r.score_calls
 
 
 SECTIONS = {"accuracy": section_accuracy, "speed": section_speed, "mixtures": section_mixtures,

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"{label}: {n} points, D={dim}, divergence={args.divergence}, integrator={args.integrator}, "
         f"ODE on [{result.eps:g}, {result.T:g}], estimating {what}")
     say(f"  NLL = {-float(lp.mean()):.4f} +- {sem:.4f} nats (mean +- s.e. over points), "
-        f"NFE {result.nfe}, {result.seconds:.2f} s")
+        f"NFE {result.nfe} per point ({result.score_calls} score calls), {result.seconds:.2f} s")
     if result.std_err is not None:
         say(f"  Hutchinson: mean per-point standard error {float(result.std_err.mean()):.4f} nats "
             f"({args.probes} probes)")
@@ -323,7 +323,7 @@ def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any,
 
     record = {k: getattr(args, k, None) for k in (*SETTINGS, "elbo", "elbo_samples")}
     record.update(output=out.name, density=result.density, ode_start=result.eps, T=result.T,
-                  nfe=result.nfe, seconds=result.seconds, stats=result.stats,
+                  nfe=result.nfe, score_calls=result.score_calls, seconds=result.seconds, stats=result.stats,
                   data_id=data_identity(x, name=str(args.data or args.target)), columns=columns)
     return write_sidecar(_settings_path(out), record)
 

@@ -119,6 +119,7 @@ class AugmentedFlow:
         self.dynamics = ProbabilityFlowODE(sde, self._score, check_finite=check_finite)
         self.sde = sde
         self._extra_nfe = 0  # score calls made outside the flow's dynamics (score_divergence)
+        self.points = 0  # points the score was evaluated at, summed over calls (rows x calls)
         self.data_shape = tuple(int(s) for s in data_shape)
         self.dim = 1
         for s in self.data_shape:
@@ -183,7 +184,7 @@ class AugmentedFlow:
 
     @property
     def nfe(self) -> int:
-        """Score evaluations made so far."""
+        """Score calls made so far (each on the batch it was given; `points` counts the rows)."""
         return self.dynamics.nfe + self._extra_nfe
 
     # --- state layout -------------------------------------------------------------------
@@ -251,6 +252,7 @@ class AugmentedFlow:
     # --- the field ----------------------------------------------------------------------
     def velocity(self, x: Tensor, t: float) -> Tensor:
         """Probability-flow velocity ``F(x, t) = f - g^2 s / 2`` (one score evaluation)."""
+        self.points += x.shape[0]
         return self.dynamics.drift(x, batch_time(t, x))
 
     def velocity_and_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
@@ -282,12 +284,14 @@ class AugmentedFlow:
     def score(self, x: Tensor, t: float) -> Tensor:
         """The score ``s(x, t): (B, *D)`` (one counted evaluation, no divergence)."""
         self._extra_nfe += 1
+        self.points += x.shape[0]
         return self._score(x, batch_time(t, x))
 
     def score_jacobians(self, x: Tensor, t: float, chunk: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
         """``(rows, s(x[rows], t): (b, *D), ds/dx: (b, d, d))`` for consecutive chunks of at most
         ``chunk`` points (one counted evaluation per point in all, ``d`` backward passes per chunk)."""
         self._extra_nfe += 1
+        self.points += x.shape[0]
         for start in range(0, x.shape[0], chunk):
             part = x[start:start + chunk]
             tt = batch_time(t, part)
@@ -297,6 +301,7 @@ class AugmentedFlow:
     def score_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
         """``(s(x, t): (B, *D), div s(x, t): (B, M))`` (one counted evaluation)."""
         self._extra_nfe += 1
+        self.points += x.shape[0]
         tt = batch_time(t, x)
         return self._divergence(lambda z: self._score(z, tt), x)
 

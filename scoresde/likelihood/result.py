@@ -22,8 +22,13 @@ class LikelihoodResult:
         x_T: `(B, *D)` end point of the ODE.
         probe_log_probs: `(B, M)` one estimate per probe (Hutchinson), `None` if exact.
         std_err: `(B,)` standard error of `log_prob` over the `M >= 2` probes, else `None`.
-        nfe: score evaluations (summed over chunks and the pilot; each also costs the
-            divergence's backward passes).
+        nfe: score evaluations per point, as `solvers.sample` counts them: the points the
+            score was evaluated at, summed over every call (the pilot, its trials, every chunk,
+            the samples solved again alone), divided by the number of points and rounded up.
+            It does not depend on ``batch_size``. Each evaluation also costs the divergence's
+            backward passes (``D`` exact, one per probe for Hutchinson), which are not counted.
+        score_calls: batched calls of the score, summed over the pilot, the chunks and the
+            re-solves (a call on 3 points counts as one, as a call on all of them does).
         seconds: wall time.
         eps, T: the integration interval of the ODE.
         stats: per-chunk integrator information (accepted/rejected steps, pilot, ...).
@@ -45,3 +50,4 @@ class LikelihoodResult:
     stats: list[dict[str, Any]] = field(default_factory=list)
     density: str = "marginal"
     end_correction: Tensor | None = None
+    score_calls: int = 0

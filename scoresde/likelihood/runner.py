@@ -119,6 +119,7 @@ class LikelihoodRun:
         self.prior_fn: Prior = checked_prior(sde.prior_log_prob if dens.prior is None else dens.prior)
         self.fresh = options.divergence.fresh
         self.scale = self._state_scale()
+        self._flows: list[AugmentedFlow] = []  # every field built by this run, for `_points_since`
 
     def _state_scale(self) -> StateScale | None:
         """`rk4_simpson`'s scaled state (`state_scale`), with `c^2` the whole batch's mean square."""
@@ -149,10 +150,17 @@ class LikelihoodRun:
     def _augmented(self, xb: Tensor, scale: float, on_eval: Callable[[float], None] | None, keep_graph: bool,
                    probes: Tensor | None, **divergence: Any) -> AugmentedFlow:
         """`AugmentedFlow` of this run for the chunk `xb`, with the given divergence settings."""
-        return AugmentedFlow(
+        flow = AugmentedFlow(
             self.sde, self.score_fn, tuple(xb.shape[1:]), probes=probes, generator=self.generator,
             logp_scale=scale, create_graph=keep_graph, check_finite=self.opts.run.check_finite,
             on_eval=on_eval, **divergence)
+        self._flows.append(flow)
+        return flow
+
+    def _points_since(self, mark: int) -> int:
+        """Score evaluations, counted per point, made by the fields built since ``len(self._flows)``
+        was ``mark``."""
+        return sum(f.points for f in self._flows[mark:])
 
     def _probe_pilot_flow(self, xb: Tensor, scale: float, on_eval: Callable[[float], None] | None = None,
                           keep_graph: bool = False, probes: Tensor | None = None) -> AugmentedFlow:
@@ -198,13 +206,14 @@ class LikelihoodRun:
                     "answer missed target_error by up to 8x on sharp mixtures): leave pilot_size at its "
                     "default 256", RuntimeWarning, stacklevel=4)
             keep = exact and not self.opts.run.grad and not probe_pilot and not (io.steps != "auto" and covers_all)
-            start = time.perf_counter()
+            start, mark = time.perf_counter(), len(self._flows)
             pilot = run_pilot(self.x, make_flow=self._probe_pilot_flow if probe_pilot else self.make_flow,
                               start=self.start, spec=self.spec, opts=io, fresh=self.fresh, keep=keep,
                               lo=self.lo, hi=self.hi, prior_fn=self.prior_fn, generator=self.generator,
                               scale=self.scale, sample_error_limit=SAMPLE_ERROR_LIMIT,
                               step_error_limit=STEP_ERROR_LIMIT)
             pilot.info["pilot_seconds"] = time.perf_counter() - start
+            pilot.info["pilot_points"] = self._points_since(mark)
             pilot.info["pilot_divergence"] = f"hutchinson ({PILOT_PROBES} fixed probes)" if probe_pilot else \
                 self.opts.divergence.divergence
             return pilot
@@ -234,10 +243,11 @@ class LikelihoodRun:
             ts, spec = None, resolve_integrator("dopri5")
         out = _Outputs(n, self.opts.divergence.n_probes if self.opts.divergence.divergence == "hutchinson" else 1)
         todo = torch.arange(n, device=device)
-        nfe = 0
+        nfe = points = 0
         extra: dict[str, Any] = {}
         if pilot is not None:
             nfe += pilot.nfe
+            points += int(pilot.info.get("pilot_points", pilot.nfe * min(n, int(pilot.info.get("pilot_size", n)))))
             extra = pilot.info
             if pilot.solved is not None:
                 out.put(pilot.solved)
@@ -246,9 +256,10 @@ class LikelihoodRun:
                 todo = todo[keep]
         stats = self._chunks(todo, ts, spec, out, extra)
         nfe += sum(s["nfe"] for s in stats)
+        points += sum(int(s["points"]) for s in stats)
         if not stats:  # everything was done by the pilot
-            stats.append({"integrator": "dopri5 (pilot)", "nfe": 0, **extra})
-        return out.result(self, nfe, time.perf_counter() - start_time, stats)
+            stats.append({"integrator": "dopri5 (pilot)", "nfe": 0, "points": 0, **extra})
+        return out.result(self, -(-points // max(n, 1)), nfe, time.perf_counter() - start_time, stats)
 
     def _chunks(self, todo: Tensor, ts: Tensor | None, spec: IntegratorSpec, out: _Outputs,
                 extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -265,12 +276,13 @@ class LikelihoodRun:
                 done = store.load_chunk(k) if store is not None else None
                 if done is not None and torch.equal(done[0].idx.cpu(), ib.cpu()):
                     out.put(done[0])
-                    stats.append(done[1])
+                    stats.append({"points": int(done[1].get("nfe", 0)) * ib.numel(), **done[1]})
                     self.generator.set_state(done[2])
                     if bar is not None:
                         bar.finish_chunk(k, int(done[1].get("nfe", 0)))
                     continue
                 xb = self.x[ib] if todo.numel() < n else self.x[int(ib[0]) : int(ib[-1]) + 1]
+                mark = len(self._flows)
                 flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
                 xs, corr = self.start(flow, xb)
                 tol = io.tolerances()
@@ -295,7 +307,8 @@ class LikelihoodRun:
                     chunk_nfe += redo_nfe
                 solved = Solved(ib, x_T, delta, self.prior_fn(x_T), corr)
                 out.put(solved)
-                stats.append({"integrator": spec.name, "nfe": chunk_nfe, **info, **extra})
+                stats.append({"integrator": spec.name, "nfe": chunk_nfe, "points": self._points_since(mark),
+                              **info, **extra})
                 if store is not None:
                     store.save_chunk(k, solved, stats[-1], self.generator.get_state())
                 if bar is not None:
@@ -373,7 +386,8 @@ class _Outputs:
         return (torch.cat([p.x_T for p in self.pieces])[inv], delta,
                 torch.cat([p.prior for p in self.pieces])[inv].to(delta.dtype), corr)
 
-    def result(self, run: LikelihoodRun, nfe: int, seconds: float, stats: list[dict[str, Any]]) -> LikelihoodResult:
+    def result(self, run: LikelihoodRun, nfe: int, score_calls: int, seconds: float,
+               stats: list[dict[str, Any]]) -> LikelihoodResult:
         x_T, delta, prior, corr = self._assemble()
         per_probe = prior[:, None] + delta + corr
         m = per_probe.shape[1]
@@ -382,7 +396,7 @@ class _Outputs:
             log_prob=per_probe.mean(dim=1), prior_log_prob=prior, delta_log_prob=delta.mean(dim=1), x_T=x_T,
             probe_log_probs=per_probe if hutch else None,
             std_err=per_probe.std(dim=1) / math.sqrt(m) if m >= 2 else None,
-            nfe=nfe, seconds=seconds, eps=run.lo, T=run.hi, stats=stats,
+            nfe=nfe, score_calls=score_calls, seconds=seconds, eps=run.lo, T=run.hi, stats=stats,
             density="data" if run.data else "marginal", end_correction=corr.mean(dim=1) if run.data else None)
 
 

@@ -177,7 +177,7 @@ def test_fast_path_on_pilot_grid_2d(integrator, nfe_per_step, extra):
     st = r.stats[0]
     assert st["steps"] == 16 and st["pilot_nfe"] > 0
     # + 1: the [0, t_end] term of the data density (one score evaluation with its Jacobian).
-    assert r.nfe == nfe_per_step * 16 + extra + 1 + st["pilot_nfe"]
+    assert r.score_calls == nfe_per_step * 16 + extra + 1 + st["pilot_nfe"]
     # A batch no larger than the pilot, with a chosen step count, is still solved on the fixed
     # grid: `steps` decides the result, so doubling it is a convergence check (the pilot's
     # adaptive solve used to answer alone, and every step count gave the same numbers).
@@ -194,7 +194,7 @@ def test_fast_path_on_pilot_grid_2d(integrator, nfe_per_step, extra):
     # grid, and its pilot runs at the default solve's tolerance, not at the 10x tighter one that
     # step choice needs. In float64: the pilot visits the samples in a shuffled order.
     auto = likelihood(sde, target.score_fn(sde), x40, prior=p_T, integrator="rk4", steps="auto", pilot_size=64)
-    assert auto.stats[0]["integrator"] == "dopri5 (pilot)" and auto.nfe == adaptive.nfe
+    assert auto.stats[0]["integrator"] == "dopri5 (pilot)" and auto.score_calls == adaptive.score_calls
     torch.testing.assert_close(auto.log_prob, adaptive.log_prob)
 
 
@@ -247,7 +247,7 @@ def test_auto_steps_meet_a_target_where_a_fixed_count_does_not():
     assert all(h["error"] > 5e-4 for h in history[:-1])
     # Pilot, trials, the fixed-grid solve (5 per step, the first node's divergence, the [0, eps]
     # term), and the adaptive solve of the samples outside what the pilot measured.
-    assert auto.nfe == (st["pilot_nfe"] + sum(h["nfe"] for h in history) + 5 * st["steps"] + 1 + 1
+    assert auto.score_calls == (st["pilot_nfe"] + sum(h["nfe"] for h in history) + 5 * st["steps"] + 1 + 1
                         + st["redone_nfe"])
 
 

@@ -58,5 +58,5 @@ def test_a_missed_grid_falls_back_to_the_adaptive_solve(monkeypatch: pytest.Monk
     fixed = likelihood(sde, t.score_fn(sde), x, prior=p_T, integrator="rk4_simpson", steps=12)
     assert float((fixed.log_prob - exact).abs().mean()) > 10 * float(err.mean())
     # Every evaluation is counted: pilot, trials, the pilot samples solved again, the chunk.
-    assert r.nfe == (st["pilot_nfe"] + sum(h["nfe"] for h in history) + st.get("pilot_outlier_nfe", 0)
+    assert r.score_calls == (st["pilot_nfe"] + sum(h["nfe"] for h in history) + st.get("pilot_outlier_nfe", 0)
                      + st["nfe"])

@@ -87,4 +87,4 @@ def test_a_far_point_in_the_pilot_neither_shapes_the_grid_nor_keeps_a_loose_answ
     assert "pilot_outliers" not in r_bulk.stats[0]  # the same data without the point: nothing set aside
     # Every evaluation is counted: both pilot solves, the point's own solve, trials, main solve.
     assert st["pilot_nfe"] > st["pilot_first_nfe"] > 0
-    assert r.nfe == st["pilot_nfe"] + st["pilot_outlier_nfe"] + sum(h["nfe"] for h in st["auto_steps"]) + st["nfe"]
+    assert r.score_calls == st["pilot_nfe"] + st["pilot_outlier_nfe"] + sum(h["nfe"] for h in st["auto_steps"]) + st["nfe"]

@@ -132,6 +132,19 @@ class DPMSolverPP3M(_MultistepDPMSolverPP):
 
     order: float = 3.0
 
+    def fewest_steps(self, sde: object) -> int:
+        """8 under every SDE (`FixedGridSolver.fewest_steps`).
+
+        With 5-7 steps the first third-order steps span several units of log-SNR, and the
+        quadratic extrapolation of ``d`` across them throws samples out: median distance from
+        the centre over the data's, exact score of 8 modes on a circle (std 0.15 / 0.05), 4000
+        samples, at 5 / 6 / 7 steps: sub-VP 2.06 / 1.62 / 1.54 and 1.88 / 1.25 / 1.20, VE 1.66 /
+        1.70 / 1.16 and 1.76 / 1.12 / 0.94 (an outside check; at most 1.43 under VP, cosine VP and
+        EDM). From 8 steps on at most 1.19 everywhere; at 3-4 steps the run is mostly first and
+        second order and stays inside the data (at most 1.23), but takes 8 steps to be trusted.
+        """
+        return 8
+
 
 class UniPC(_MultistepDPMSolverPP):
     """DPM-Solver++(2M) + UniPC-style corrector (exact exponential Adams–Moulton); order 3, 1 NFE/step.

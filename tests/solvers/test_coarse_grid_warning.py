@@ -19,7 +19,7 @@ SDES = {"vp": sd.VPSDE(), "subvp": sd.SubVPSDE(), "ve": sd.VESDE()}
 NARROW_LIMITED = ("ode_heun", "ode_rk4")
 TRAINED_LIMITED = ("dpm_solver_3", "reverse_diffusion", "pc")  # limits set by trained networks
 # (ode_heun / ode_rk4 under VE too: NARROW_LIMITED, test_trained_networks_never_diverge_silently)
-COARSE = ["dpm_solver_2", "dpm_solver_3", "edm_heun", "ode_heun", "ode_rk4", "reverse_diffusion", "pc"]
+COARSE = ["dpm_solver_2", "dpm_solver_3", "dpmpp_3m", "edm_heun", "ode_heun", "ode_rk4", "reverse_diffusion", "pc"]
 
 
 TARGETS = {"sharp_8": sd.targets.sharp_8(), "eight_gaussians": sd.targets.eight_gaussians()}

@@ -54,9 +54,23 @@ from .scipy_ode import ScipyODE, solve_ivp_torch
 from .sde_dpmpp import SDEDPMSolverPP2M
 from .torchsde_backend import TorchSDE
 from .utils import append_dims, batch_time
+from .warning_types import (
+    CoarseGridWarning,
+    DivergedWarning,
+    MethodLimitWarning,
+    PriorMismatchWarning,
+    SDEConsistencyWarning,
+    SolverWarning,
+)
 
 __all__ = [
     "SOLVERS",
+    "SolverWarning",
+    "CoarseGridWarning",
+    "MethodLimitWarning",
+    "PriorMismatchWarning",
+    "DivergedWarning",
+    "SDEConsistencyWarning",
     "AdaptiveODE",
     "AdaptiveSDE",
     "Ancestral",

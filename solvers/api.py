@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-import os
 import warnings
 from dataclasses import replace
 from typing import Any, Literal, cast
@@ -43,9 +42,11 @@ from .pc import PredictorCorrector
 from .prior_match import PriorMatchProbe, warn_if_off_prior
 from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
+from .reissue import reissue_warnings
 from .result import Solution
 from .score_sde import check_score_sde
 from .sde_checks import check_prior_draw, check_sde, warn_if_diverged
+from .warning_types import SolverWarning
 
 __all__ = [
     "SOLVERS",
@@ -368,7 +369,7 @@ def sample(
             f"the grid starts at t = {float(ts[0]):.6g} < T = {float(sde.T):g}, but x_T is drawn from the "
             f"prior (a sample of p_T): the run treats it as a sample of p_t there; start the grid at T, "
             f"or pass x_T= drawn from p_t at the grid's first time",
-            stacklevel=2,
+            SolverWarning, stacklevel=2,
         )
     if after_step is not None and denoise is not None and solver_obj.final_kind(denoise) != "none":
         warnings.warn(
@@ -376,7 +377,7 @@ def sample(
             f"call and uses the score as given, so it can move what the hook set (replacement's observed "
             f"coordinates leave y, a projection leaves A x = y); with a hook the default ends at eps "
             f"(denoise='none'), where the hook's constraint holds",
-            stacklevel=2,
+            SolverWarning, stacklevel=2,
         )
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
     chunked = batch_size is not None and batch_size < shape[0]
@@ -414,13 +415,13 @@ def sample(
             # A run that blew up from a prior draw p_T does not fit (data far from the origin, a
             # noise level at T too small for them) would otherwise end on the NaN alone: the
             # probe's verdict, read at the first evaluation, comes first.
-            _reissue_at_caller(caught)
+            reissue_warnings(caught)
             caught = []
             if probe is not None and probe.shift is not None:
                 warn_if_off_prior(probe, lam=solver_obj.reverse_level(lam_value, sde, ts))
             raise
         finally:
-            _reissue_at_caller(caught)
+            reissue_warnings(caught)
         warn_if_diverged(result.samples, sde)
         if probe is not None and probe.shift is not None:
             lam_run = solver_obj.reverse_level(lam_value, sde, ts)  # whose contraction of the offset the run gets
@@ -438,24 +439,3 @@ def sample(
     finally:
         if bar is not None:
             bar.close()
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-_REGISTRIES: dict[str, dict[Any, Any]] = {}
-"""A once-per-location registry per file for the warnings re-issued where they were raised
-(`_reissue_at_caller`), as the module's own ``__warningregistry__`` would be: a score that warns
-at every call is shown once under the default filter, not once per step."""
-
-
-def _reissue_at_caller(caught: list[warnings.WarningMessage]) -> None:
-    """Re-issue warnings recorded during a run: those raised in this package at the caller of
-    `sample` (``stacklevel=3``: this function, `sample`, its caller), any other (a user's score,
-    torch) where it was raised. Filters apply as they would have (an ``"error"`` filter raises here,
-    after the run)."""
-    for w in caught:
-        if os.path.abspath(w.filename).startswith(_PACKAGE_DIR + os.sep):
-            warnings.warn(w.message, stacklevel=3)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source,
-                                   registry=_REGISTRIES.setdefault(w.filename, {}))

@@ -44,6 +44,7 @@ from .dynamics import ReverseDynamics
 from .protocol import HasMarginals
 from .registry import lookup
 from .stability import COARSE_GRID_MEASURE, TRAINED_COARSE_GRID_MEASURE
+from .warning_types import CoarseGridWarning
 
 __all__ = [
     "VectorField",
@@ -214,7 +215,7 @@ class ODEEuler(_FixedStepODE):
                 f"over-shrinks sharp modes here (within-mode spread 0.966-0.985 at 1000 steps on sharp "
                 f"mixtures, 0.996 at {EULER_VE_STEPS} on sharp_8; docs/defaults.md); use ddim or dpmpp_2m, "
                 "or more steps",
-                stacklevel=4,
+                CoarseGridWarning, stacklevel=4,
             )
 
 

@@ -37,6 +37,7 @@ from .predictors import NonePredictor, Predictor, ReverseDiffusionPredictor, get
 from .registry import lookup
 from .stability import NOISE_TOO_COARSE, TRAINED_COARSE_GRID_MEASURE, reverse_diffusion_fewest_steps
 from .utils import batch_time
+from .warning_types import MethodLimitWarning
 
 __all__ = ["PredictorCorrector", "ReverseDiffusion", "Ancestral", "AnnealedLangevin", "PC_SEQUENCES"]
 
@@ -294,5 +295,5 @@ class AnnealedLangevin(PredictorCorrector):
             "data wider than the prior too narrow (a Gaussian of std 5 under VP: 0.76 of its std at 1000 "
             "steps, 0.91 at 4000), and with unequal mode weights mass moves between modes (a 1% mode "
             "drawn 1.5% of the time; docs/defaults.md); use 'pc' or 'euler_maruyama' to sample p_0",
-            stacklevel=4,
+            MethodLimitWarning, stacklevel=4,
         )

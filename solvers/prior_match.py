@@ -53,6 +53,7 @@ import torch
 from torch import Tensor
 
 from .protocol import HasMarginals, ReverseSDEParts, ScoreFn
+from .warning_types import PriorMismatchWarning
 
 __all__ = [
     "PriorMatchProbe", "warn_if_off_prior", "PRIOR_SHIFT_LIMIT", "PRIOR_SPREAD_LIMIT", "SLOPE_TOLERANCE", "MIN_PROBE_SAMPLES", "PROBE_ROWS",
@@ -368,7 +369,7 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
         f"the data's spread or skew (p_T keeps the data's shape), or a conditional or guided score "
         f"whose class lies off the origin. A noise level of about {needed:.3g} at T instead of "
         f"{level:.3g} brings what this run keeps to {PRIOR_SHIFT_LIMIT} per coordinate (under VE: sigma_max)",
-        RuntimeWarning,
+        PriorMismatchWarning,
         stacklevel=stacklevel,
     )
 
@@ -388,7 +389,7 @@ def _warn_unpulled(probe: PriorMatchProbe, count: int, dims: int, stacklevel: in
         f"largest distance between data points (Song & Ermon 2020; scoresde.data.suggest_sigma_max), or "
         f"rescale the data. If the data are not that wide, check the score at T (an untrained or broken "
         f"network has no pull either)",
-        RuntimeWarning,
+        PriorMismatchWarning,
         stacklevel=stacklevel,
     )
 
@@ -436,6 +437,6 @@ def _warn_spread(probe: PriorMatchProbe, spread: float, lam: float, stacklevel: 
         f"(solvers.prior_match). {how} the samples' spread is {direction} (beyond a "
         f"{SLOPE_TOLERANCE:.0%} allowance for the "
         f"score's own error), and {weights}. {advice}",
-        RuntimeWarning,
+        PriorMismatchWarning,
         stacklevel=stacklevel,
     )

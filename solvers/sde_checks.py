@@ -20,6 +20,7 @@ from torch import Tensor
 from .inputs import as_real
 from .protocol import ReverseSDEParts
 from .sde_consistency import warn_if_inconsistent
+from .warning_types import DivergedWarning
 
 __all__ = ["check_time_range", "check_sde", "check_prior_draw", "warn_if_diverged", "DIVERGED_FACTOR"]
 
@@ -164,7 +165,7 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
         warnings.warn(
             f"{int(bad_f)} of {x.shape[0]} samples hold NaN or inf: the run broke down (a NaN / inf score, "
             "which check_finite=True stops at and names, or a state that overflowed)",
-            RuntimeWarning, stacklevel=stacklevel)
+            DivergedWarning, stacklevel=stacklevel)
     coeffs = getattr(sde, "marginal_coeffs", None)
     if coeffs is None:
         return
@@ -180,4 +181,4 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
             f"{scale:.3g}, beyond any data the prior of {type(sde).__name__} covers: the run diverged. "
             "Usual causes: a score network evaluated far from where it was trained (e.g. a VE sigma_max "
             "below the data's distance from the origin), or too few steps for an explicit solver",
-            RuntimeWarning, stacklevel=stacklevel)
+            DivergedWarning, stacklevel=stacklevel)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .protocol import ReverseSDEParts
+from .warning_types import SDEConsistencyWarning
 
 __all__ = ["warn_if_inconsistent", "consistency_error", "CONSISTENCY_RTOL", "PROBE_FRACTIONS"]
 
@@ -114,6 +115,6 @@ def warn_if_inconsistent(sde: ReverseSDEParts, data_shape: tuple[int, ...],
         "the marginals (ddim, dpmpp_*, unipc, the end step, the logsnr/karras grids) and those that "
         "use drift and diffusion (euler_maruyama, ode_*, torchsde_*) will sample different laws; "
         "fix the member that is wrong",
-        RuntimeWarning,
+        SDEConsistencyWarning,
         stacklevel=stacklevel,
     )

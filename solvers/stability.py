@@ -65,6 +65,7 @@ import torch
 from torch import Tensor
 
 from .protocol import HasMarginals, ReverseSDEParts
+from .warning_types import CoarseGridWarning
 
 __all__ = [
     "AMPLIFICATION_LIMIT",
@@ -242,7 +243,7 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
         f"{name} with {steps} steps: steps this long are outside {_RULE_NAMES[method]}'s stability "
         f"region {what}; {advice}use reverse_diffusion, "
         "ancestral, gaussian_ancestral or sde_dpmpp_2m, whose steps are stable at any size",
-        stacklevel=stacklevel,
+        CoarseGridWarning, stacklevel=stacklevel,
     )
 
 
@@ -355,5 +356,5 @@ def warn_if_too_coarse(name: str, limit: int, steps: int,
             f"{name} with {steps} step(s): {why} (fewer than {limit} steps, {measure}); "
             f"take at least {limit} steps, or use {instead}, which stay inside the data at any "
             "step count",
-            stacklevel=5,
+            CoarseGridWarning, stacklevel=5,
         )

@@ -58,6 +58,7 @@ from .noise import BrownianPath, NoiseSource
 from .registry import lookup
 from .stability import EXPLICIT_METHODS, warn_if_unstable
 from .utils import append_dims, batch_time
+from .warning_types import MethodLimitWarning
 
 __all__ = ["TORCHSDE_METHODS", "TorchSDE"]
 
@@ -251,7 +252,7 @@ class TorchSDE(FixedGridSolver):
                 "of a sharp mixture came out 24-170x too wide, and two equal-weight modes of stds 0.2 and "
                 "0.4 got weights 0.03 / 0.97 at 127 steps, 0.29 / 0.71 at 1000; docs/defaults.md); use torchsde_euler "
                 "or euler_maruyama",
-                stacklevel=4,
+                MethodLimitWarning, stacklevel=4,
             )
         if self.method == "srk" and isinstance(ctx.noise_source, BrownianPath):
             raise ValueError(

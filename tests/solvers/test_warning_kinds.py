@@ -1,0 +1,69 @@
+"""The solvers' warnings have kinds (`solvers.warning_types`), and `solvers.sample` shows each
+message as Python's filters say: once per calling line under the default filter, also when it is
+called in a loop, and once per run, not once per chunk."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import scoresde as sd
+import solvers
+
+
+def _coarse_run(seed: int = 0, **kw):
+    """ode_heun on Song et al.'s VE SDE below its 13-step limit: a CoarseGridWarning."""
+    sde = sd.VESDE()
+    return solvers.sample(sde, sd.targets.eight_gaussians().score_fn(sde), shape=(64, 2), solver="ode_heun",
+                          steps=8, seed=seed, **kw)
+
+
+def test_kinds_are_user_or_runtime_warnings_as_before():
+    assert issubclass(solvers.CoarseGridWarning, solvers.SolverWarning)
+    assert issubclass(solvers.MethodLimitWarning, solvers.SolverWarning)
+    assert issubclass(solvers.SolverWarning, UserWarning)
+    for kind in (solvers.PriorMismatchWarning, solvers.DivergedWarning, solvers.SDEConsistencyWarning):
+        assert issubclass(kind, solvers.SolverWarning) and issubclass(kind, RuntimeWarning)
+
+
+def test_a_loop_shows_a_warning_once_under_the_default_filter():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for seed in range(4):
+            _coarse_run(seed)  # one calling line
+    coarse = [w for w in caught if issubclass(w.category, solvers.CoarseGridWarning)]
+    assert len(coarse) == 1 and coarse[0].filename == __file__
+    # "always" shows it at every call, as Python's filter says.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for seed in range(3):
+            _coarse_run(seed)
+    assert len([w for w in caught if issubclass(w.category, solvers.CoarseGridWarning)]) == 3
+
+
+def test_a_chunked_run_shows_its_warning_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _coarse_run(batch_size=8)  # 8 chunks
+    assert len([w for w in caught if issubclass(w.category, solvers.CoarseGridWarning)]) == 1
+
+
+def test_one_kind_can_be_silenced_alone():
+    sde = sd.VPSDE()
+    mix = sd.targets.eight_gaussians()
+    far = sd.targets.GaussianMixture(mix.means + 30.0, 0.15)  # far from the prior: a PriorMismatchWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", solvers.CoarseGridWarning)
+        _coarse_run()
+        solvers.sample(sde, far.score_fn(sde), shape=(64, 2), solver="ddim", steps=20, seed=0)
+    kinds = {w.category for w in caught}
+    assert solvers.CoarseGridWarning not in kinds and solvers.PriorMismatchWarning in kinds
+
+
+def test_an_error_filter_on_a_kind_raises_it():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", solvers.CoarseGridWarning)
+        with pytest.raises(solvers.CoarseGridWarning, match="Heun with 8 step"):
+            _coarse_run()

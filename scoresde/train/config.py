@@ -156,11 +156,20 @@ class SDEConfig:
                 math.isclose(float(given.params[k]), float(v)) for k, v in stored.items()
                 if k in given.params and isinstance(v, (int, float)))
         if not ok:
-            full = stored if self.name != CUSTOM_SDE and given.name == self.name else self.params
+            mine, theirs = self.class_name(), given.class_name()
+            if mine != theirs:
+                why = f"; they are different SDE classes ({mine} stored, {theirs} given)"
+            else:
+                why = _differences(stored if self.name != CUSTOM_SDE else self.params, given.params)
             raise ValueError(f"the run was trained with the SDE {self.name} {self.params}, "
-                             f"but the SDE given is {given.name} {given.params}"
-                             f"{_differences(full, given.params)}")
+                             f"but the SDE given is {given.name} {given.params}{why}")
         return given
+
+    def class_name(self) -> str:
+        """The SDE's class name: ``VPSDE`` for ``vp``, the stored class's for a custom SDE."""
+        if self.name != CUSTOM_SDE:
+            return SDES[self.name].__name__
+        return str(self.params.get("class", "custom")).rsplit(".", 1)[-1]
 
     @classmethod
     def from_sde(cls, sde: Any) -> SDEConfig:

@@ -145,3 +145,15 @@ def test_loading_with_another_sde_of_the_same_class_is_refused_and_the_differenc
     with pytest.raises(ValueError, match=r"they differ in T \(80\.0 stored, 40\.0 given\), "
                                          r"sigma_max \(80\.0 stored, 40\.0 given\)$"):
         load_model(tmp_path / "edm", sde=EDMSDE(sigma_max=40.0))
+    # Another class is named as such (the refusal used to name a schedule probe, three ends, or nothing).
+    from scoresde import SubVPSDE, VPSDE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_toy("eight_gaussians", sde="vp", steps=2, out_dir=tmp_path / "vp", progress=False)
+    for run, sde, names in (("vp", EDMSDE(), "VPSDE stored, EDMSDE given"),
+                            ("vp", SubVPSDE(), "VPSDE stored, SubVPSDE given"),
+                            ("edm", VESDE(sigma_max=80.0), "EDMSDE stored, VESDE given"),
+                            ("ve", VPSDE(), "VESDE stored, VPSDE given")):
+        with pytest.raises(ValueError, match=rf"they are different SDE classes \({names}\)$"):
+            load_model(tmp_path / run, sde=sde)

@@ -257,7 +257,10 @@ class EDMSDE(AffineSDE):
 
     Warns:
         UserWarning: ``p_T`` far from ``N(0, sigma_max^2 I)`` for unit data, as `scoresde.VESDE`
-            (``sigma_max`` below about 22; ``EDMSDE(sigma_max=0.5)``: up to 2 nats per dimension).
+            (``sigma_max`` below about 3.2, where the bound passes
+            `scoresde.sde_warnings.BUILTIN_PRIOR_KL_WARN`; ``EDMSDE(sigma_max=0.5)``: up to 2 nats per
+            dimension). Training and likelihoods check the actual data at 1e-3 nats per dimension,
+            which asks for about 22.
     """
 
     _prior_fix = ("a larger sigma_max: at least sqrt(1 / (2 tolerance)) = 22.4 for data of unit spread, and at "

@@ -292,7 +292,9 @@ class VESDE(AffineSDE):
 
     Warns:
         UserWarning: ``p_T`` far from ``N(0, sigma_max^2 I)`` for unit data (`scoresde.check_prior`):
-            ``sigma_max`` below about 22 (``KL <= 1/(2 sigma_max^2)`` per dimension); the defaults are quiet.
+            ``sigma_max`` below about 3.2, where the bound ``KL <= 1/(2 sigma_max^2)`` per dimension
+            passes `scoresde.sde_warnings.BUILTIN_PRIOR_KL_WARN` (0.05); the defaults are quiet. Training
+            and likelihoods check the actual data at 1e-3 nats per dimension, which asks for about 22.
     """
 
     _prior_fix = ("a larger sigma_max: at least sqrt(1 / (2 tolerance)) = 22.4 for data of unit spread (the "

@@ -106,16 +106,28 @@ def check_seed(seed: Any) -> int | None:
     return s
 
 
+def _is_bool(value: Any) -> bool:
+    """A Python, NumPy or torch boolean (a flag, never a number here)."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    return type(value).__module__ == "numpy" and getattr(getattr(value, "dtype", None), "kind", "") == "b"
+
+
 def as_real(value: Any, name: str) -> float:
     """``value`` as a Python float (any real number, NumPy or one-element torch scalar).
 
     No range check: callers test finiteness and sign themselves.
 
     Raises:
-        TypeError: a string, bytes or anything ``float()`` refuses, with ``name`` in the message.
+        TypeError: a string, bytes, a boolean or anything ``float()`` refuses, with ``name`` in
+            the message.
     """
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a real number, got the string {value!r}")
+    if _is_bool(value):  # float(True) is 1.0: a flag passed where a number belongs
+        raise TypeError(f"{name} must be a real number, got the bool {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError, RuntimeError):

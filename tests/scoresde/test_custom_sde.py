@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -213,6 +214,16 @@ def test_a_schedule_returning_a_number_and_a_reversed_edm_range_are_named():
         sd.EDMSDE(sigma_min=80, sigma_max=1)
     with pytest.raises(TypeError, match="sigma_min must be a real number, got the string '0.002'"):
         sd.EDMSDE(sigma_min="0.002")  # was named as eps, which the caller never passed
+
+
+@pytest.mark.parametrize("flag", [True, np.bool_(True), torch.tensor(True), np.array(False)])
+def test_a_boolean_is_not_a_noise_level(flag) -> None:
+    # float(True) is 1.0: EDMSDE(sigma_min=True) was accepted as sigma_min = 1.
+    with pytest.raises(TypeError, match="sigma_min must be a real number, got the bool"):
+        sd.EDMSDE(sigma_min=flag)
+    with pytest.raises(TypeError, match="sigma_max must be a real number, got the bool"):
+        sd.VESDE(sigma_max=flag)
+    assert sd.EDMSDE(sigma_min=np.float32(0.002)).sigma_min == pytest.approx(0.002)  # NumPy numbers still pass
 
 
 def test_data_finer_than_the_end_noise_warns_with_the_numbers() -> None:

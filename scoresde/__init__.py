@@ -44,10 +44,16 @@ _LAZY = {
 }
 
 
+_LAZY_FUNCTIONS = {"load_model": "train", "train_toy": "train"}
+"""Functions reachable from the top level (``scoresde.load_model(path)``), loaded with their module."""
+
+
 def __getattr__(name: str) -> Any:
     # Heavy or optional submodules (matplotlib, training) load on first use.
     if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_FUNCTIONS[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -157,3 +157,11 @@ def test_loading_with_another_sde_of_the_same_class_is_refused_and_the_differenc
                             ("ve", VPSDE(), "VESDE stored, VPSDE given")):
         with pytest.raises(ValueError, match=rf"they are different SDE classes \({names}\)$"):
             load_model(tmp_path / run, sde=sde)
+
+
+def test_load_model_and_train_toy_are_reachable_from_the_top_level() -> None:
+    import scoresde
+    from scoresde.train import load_model as loader
+    from scoresde.train import train_toy as trainer
+
+    assert scoresde.load_model is loader and scoresde.train_toy is trainer

@@ -38,10 +38,12 @@ CODE_PACKAGES: tuple[str, ...] = ("solvers",)
 """Packages whose every source file enters each cell's key (any solver may use any helper)."""
 
 CODE_MODULES: tuple[str, ...] = (
-    "scoresde.sde", "scoresde.targets", "scoresde.metrics", "scoresde.mode_metrics",
-    "scoresde.compare.problem", "scoresde.compare.scoring", "scoresde.compare.runner",
+    "scoresde.sde", "scoresde.schedules", "scoresde.discrete", "scoresde.targets", "scoresde.metrics",
+    "scoresde.mode_metrics", "scoresde.compare.problem", "scoresde.compare.scoring", "scoresde.compare.runner",
 )
-"""Modules that build the SDE, the exact score and reference samples, and score and run a cell.
+"""Modules that build the SDE (the named ones, and `scoresde.EDMSDE`, `BetaSDE`, `SigmaSDE`,
+`DiscreteVPSDE` a problem may be given), the exact score and reference samples, and score and
+run a cell.
 The ``scoresde`` modules they import enter the key too, followed through (`imported_modules`;
 e.g. `scoresde.component_sums`, whose sums make the exact score), except those imported by
 `NOT_FOLLOWED`."""

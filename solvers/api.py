@@ -275,7 +275,8 @@ def sample(
         shape: ``(B, *D)``; may be omitted when ``x_T`` is given.
         solver: a name from `available` or a `Solver` instance.
         steps: number of grid intervals, at most `solvers.inputs.MAX_STEPS` (an integer: Python,
-            NumPy or a one-element torch tensor; adaptive solvers use only the end points); when
+            NumPy or a one-element torch tensor; adaptive solvers choose their own steps and
+            warn when it is given); when
             not given, `STEPS_DEFAULT` (500). A grid tensor sets it (``len(grid) - 1``): any other
             explicit count is refused, 500 included.
         grid: grid name (``uniform``, ``quadratic``, ``logsnr``, ``logsnr_long_first``, ``karras``,
@@ -358,6 +359,13 @@ def sample(
         if steps_given and steps != grid.numel() - 1:
             raise ValueError(f"a grid tensor sets the steps itself ({grid.numel() - 1} intervals); "
                              f"steps={steps} would be ignored: pass one or the other")
+    if steps_given and solver_obj.adaptive:
+        warnings.warn(
+            f"{solver if isinstance(solver, str) else type(solver).__name__} chooses its own steps "
+            f"(adaptive): steps={steps} is ignored; its cost follows its tolerances (rtol, atol), and "
+            "its NFE is counted in the result as for any solver. Leave steps unset for it",
+            SolverWarning, stacklevel=2,
+        )
     if solver_obj.needs_marginals:  # before the grid, which may need them too
         require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__,
                           _PC_WITHOUT_MARGINALS if type(solver_obj) is PredictorCorrector else None)

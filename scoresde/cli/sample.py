@@ -240,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
         from ..atomic import clean_stale_temps
 
         clean_stale_temps(out)  # left by a write killed mid-way (the chunk folder's: sample_resumable)
-        common = dict(steps=args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
+        adaptive = solvers.get_solver(args.solver, **dict(args.option)).adaptive  # chooses its own steps
+        common = dict(steps=None if adaptive else args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
                       after_step=after_step, **dict(args.option))
         if args.batch_size is not None and args.batch_size < args.n:
             from ._chunks import sample_resumable

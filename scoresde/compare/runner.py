@@ -72,7 +72,8 @@ def sample_solvers(
     options = options or {}
     out = {}
     for name in names:
-        out[name] = solvers.sample(sde, score, shape, name, steps=steps, seed=seed, noise=noise,
+        adaptive = solvers.get_solver(name, **dict(options.get(name, {}))).adaptive
+        out[name] = solvers.sample(sde, score, shape, name, steps=None if adaptive else steps, seed=seed, noise=noise,
                                    keep_trajectory=keep_trajectory, max_frames=max_frames,
                                    **common, **dict(options.get(name, {})))
     return out
@@ -331,7 +332,7 @@ def _run_cell(
         "budget": int(cell.budget) if cell.budget_kind == "steps" else cell.budget,
         "seed": cell.seed, "n": n, "status": "ok", "error": None,
     }
-    steps = int(cell.budget) if cell.budget_kind == "steps" else 1
+    steps = int(cell.budget) if cell.budget_kind == "steps" else None  # a tolerance budget: adaptive
     try:
         res = solvers.sample(problem.sde, problem.score, (n, *problem.data_shape), cell.solver,
                              steps=steps, seed=cell.seed, grid=grid, noise=noise, denoise=denoise,

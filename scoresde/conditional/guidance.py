@@ -135,6 +135,11 @@ class ClassifierGuidance:
 class ClassifierFreeGuidance:
     """Score wrapper ``(1 + w) s(x, t, label) - w s(x, t, null)`` (Ho & Salimans 2022).
 
+    Cost: with ``scale > 0`` each call runs the network once on ``2 B`` rows (the class and the
+    null label in one batch), so a run's network evaluations per sample are
+    `network_evaluations_per_call` (2) times the ``nfe`` a sampler reports, which counts calls
+    of this wrapper; at ``scale = 0`` it is one conditional evaluation per call.
+
     Args:
         score: conditional score ``(x, t, labels: (B,)) -> (B, *D)``.
         label: the class to sample.
@@ -172,6 +177,11 @@ class ClassifierFreeGuidance:
                              f"it must be the network's 'no class' label (usually n_classes = {n_classes})")
         self.scale = check_scale(scale)
         self.null_label = null_label
+
+    @property
+    def network_evaluations_per_call(self) -> int:
+        """Network evaluations per sample in one call: 2 with guidance (``scale > 0``), else 1."""
+        return 2 if self.scale != 0 else 1
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         b = x.shape[0]

@@ -135,6 +135,19 @@ def test_cfg_equals_classifier_guidance_at_one_plus_w() -> None:
     torch.testing.assert_close(cfg(x, t), cg(x, t), rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(ClassifierFreeGuidance(cond_score, 2, 0.0, null_label=null)(x, t),
                                cm.conditional(2).marginal_score(x, t, VP))
+    # Its cost per call, which a sampler's nfe (calls of the wrapper) does not show: measured.
+    rows = []
+
+    def counted(x, t, labels):
+        rows.append(x.shape[0])
+        return cond_score(x, t, labels)
+
+    for scale, per_call in ((1.5, 2), (0.0, 1)):
+        rows.clear()
+        guided = ClassifierFreeGuidance(counted, 2, scale, null_label=null)
+        r = solvers.sample(VP, guided, (16, 2), "dpmpp_2m", steps=10, seed=0, dtype=torch.float64)
+        assert guided.network_evaluations_per_call == per_call
+        assert sum(rows) == per_call * r.nfe * 16
 
 
 def test_sampler_bad_input_errors() -> None:

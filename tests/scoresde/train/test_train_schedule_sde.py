@@ -146,7 +146,7 @@ def test_loading_with_another_sde_of_the_same_class_is_refused_and_the_differenc
                                          r"sigma_max \(80\.0 stored, 40\.0 given\)$"):
         load_model(tmp_path / "edm", sde=EDMSDE(sigma_max=40.0))
     # Another class is named as such (the refusal used to name a schedule probe, three ends, or nothing).
-    from scoresde import SubVPSDE, VPSDE
+    from scoresde import VPSDE, SubVPSDE
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -35,7 +35,7 @@ from solvers.protocol import DiffusionSDE, ScoreFn
 
 from ..targets import GaussianMixture
 from ._common import Limits, Range, get_axes, get_axes_grid, time_label, xy_limits
-from .marginals import plot_density
+from .marginals import density_limits, plot_density
 
 __all__ = ["field_on_grid", "field_dtype_device", "plot_vector_field", "plot_score_field", "plot_velocity_field",
            "plot_fields", "default_field_times", "FIELD_NOISE_LEVELS", "FIELD_TIME_FRACTIONS"]
@@ -149,12 +149,16 @@ def field_on_grid(
             vec[..., 0], vec[..., 1])
 
 
+DEFAULT_FIELD_LIMS: Range = (-3.0, 3.0)
+"""The field plots' view without a target (unit-scale data); with one, the view of ``p_t``."""
+
+
 def plot_vector_field(
     fn: VectorFn,
     t: float,
     *,
     ax: Axes | None = None,
-    lims: Range | Limits = (-3.0, 3.0),
+    lims: Range | Limits | None = None,
     density: int = 21,
     kind: FieldKind = "quiver",
     cmap: str = "plasma",
@@ -170,7 +174,7 @@ def plot_vector_field(
     Arrows have unit length (direction exact); colour is ``log10 |fn|`` (range: its 5% to
     99.5% quantiles over the finite grid points), its bar labelled ``log10 |symbol|``;
     ``label`` names the field in the default title. The grid is evaluated in ``dtype`` on
-    ``device`` (default: `field_dtype_device`). Grid points where the field is NaN / inf are
+    ``device`` (default: `field_dtype_device`); ``lims=None`` is `DEFAULT_FIELD_LIMS`. Grid points where the field is NaN / inf are
     marked with red crosses, counted on the panel, and a ``RuntimeWarning`` is issued.
     Returns the axes.
 
@@ -180,6 +184,7 @@ def plot_vector_field(
     """
     if kind not in ("quiver", "stream"):
         raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}")
+    lims = DEFAULT_FIELD_LIMS if lims is None else lims
     gx, gy, u, v = field_on_grid(fn, t, lims, density=density, dtype=dtype, device=device)
     bad = ~(np.isfinite(u) & np.isfinite(v))
     if bad.all():
@@ -233,6 +238,17 @@ def _check_2d(target: GaussianMixture | None) -> None:
         raise ValueError(f"score/velocity fields need 2-D data, got D={target.dim}")
 
 
+def field_limits(lims: Range | Limits | None, target: GaussianMixture | None, sde: DiffusionSDE | None,
+                 t: float) -> Range | Limits:
+    """``lims`` if given; else the view of the exact ``p_t`` (`density_limits`: all but < 0.6% of
+    its mass) when a 2-D ``target`` and ``sde`` are given, else `DEFAULT_FIELD_LIMS`."""
+    if lims is not None:
+        return lims
+    if target is not None and sde is not None and target.dim == 2:
+        return density_limits(target, sde, t)
+    return DEFAULT_FIELD_LIMS
+
+
 def _background(ax: Axes, target: GaussianMixture | None, sde: DiffusionSDE | None, t: float,
                 lims: Range | Limits) -> None:
     if target is not None and target.dim == 2:
@@ -247,7 +263,7 @@ def plot_score_field(
     sde: DiffusionSDE | None = None,
     target: GaussianMixture | None = None,
     ax: Axes | None = None,
-    lims: Range | Limits = (-3.0, 3.0),
+    lims: Range | Limits | None = None,
     density: int = 21,
     kind: FieldKind = "quiver",
     title: str | None = None,
@@ -257,10 +273,11 @@ def plot_score_field(
 ) -> Axes:
     """The score ``s(x, t) = grad_x log p_t(x)`` at time ``t``, over the exact ``p_t`` if given.
 
-    ``target`` and ``sde`` (both) draw the exact density of ``p_t`` underneath in grey. The
-    score is evaluated in ``dtype`` on ``device`` (default: the parameters' of a network's
-    score, else torch's default dtype on the CPU; see `field_dtype_device`).
-    Returns the axes.
+    ``target`` and ``sde`` (both) draw the exact density of ``p_t`` underneath in grey, and the
+    default view (``lims=None``) is then that of ``p_t`` (`field_limits`; ``(-3, 3)`` without
+    them); a ``target`` without ``sde`` warns (no time to draw it at). The score is evaluated
+    in ``dtype`` on ``device`` (default: the parameters' of a network's score, else torch's
+    default dtype on the CPU; see `field_dtype_device`). Returns the axes.
 
     Raises:
         ValueError: the data is not 2-D (a ``target`` of another dimension, or a ``score``
@@ -269,6 +286,11 @@ def plot_score_field(
     """
     _check_2d(target)
     t = _check_time(t, sde)
+    if target is not None and sde is None:
+        warnings.warn("plot_score_field: target= draws the exact p_t underneath only with sde= (the "
+                      "noised marginal needs the SDE); pass sde= too, or leave target out", UserWarning,
+                      stacklevel=2)
+    lims = field_limits(lims, target, sde, t)
     dtype, device = field_dtype_device(score, dtype, device)
     _, ax = get_axes(ax)
     if sde is not None:
@@ -286,7 +308,7 @@ def plot_velocity_field(
     target: GaussianMixture | None = None,
     direction: Literal["sampling", "forward"] = "sampling",
     ax: Axes | None = None,
-    lims: Range | Limits = (-3.0, 3.0),
+    lims: Range | Limits | None = None,
     density: int = 21,
     kind: FieldKind = "quiver",
     title: str | None = None,
@@ -297,8 +319,9 @@ def plot_velocity_field(
     """Probability-flow ODE velocity ``dx/dt = f - g^2 s / 2`` at time ``t`` (Song et al. eq. 13).
 
     ``direction="sampling"`` (default) shows ``-dx/dt``, where particles go while time runs
-    from ``T`` to ``eps``; ``"forward"`` shows ``dx/dt`` itself. ``dtype``, ``device``: as in
-    `plot_score_field` (default: those of the network behind ``score``). Returns the axes.
+    from ``T`` to ``eps``; ``"forward"`` shows ``dx/dt`` itself. ``lims``, ``dtype``,
+    ``device``: as in `plot_score_field` (default view: ``p_t``'s with a ``target``; dtype and
+    device: those of the network behind ``score``). Returns the axes.
 
     Raises:
         ValueError: as `plot_score_field`; ``t`` outside ``[0, T]``; an unknown ``direction``.
@@ -314,6 +337,7 @@ def plot_velocity_field(
     def velocity(x: Tensor, tt: Tensor) -> Tensor:
         return sign * ode.drift(x, tt)
 
+    lims = field_limits(lims, target, sde, t)
     _, ax = get_axes(ax)
     _background(ax, target, sde, t, lims)
     label = "−dx/dt" if direction == "sampling" else "dx/dt"
@@ -355,7 +379,7 @@ def plot_fields(
     *,
     target: GaussianMixture | None = None,
     ax: Sequence[Axes] | None = None,
-    lims: Range | Limits = (-3.0, 3.0),
+    lims: Range | Limits | None = None,
     density: int = 21,
     kind: FieldKind = "quiver",
     suptitle: str | None = None,
@@ -364,19 +388,21 @@ def plot_fields(
 ) -> Figure:
     """Two rows of panels: the score (top) and the sampling-direction PF-ODE velocity (bottom).
 
-    One column per time in ``at`` (clipped to ``[eps, T]``; default `default_field_times`: ``T``
-    and three noise levels, the same for every SDE, e.g. ``t = 1, 0.3, 0.1, 0.01`` on the default
-    VP SDE, ``sigma = 80, 1.2, 0.34, 0.045`` on EDM's); ``ax`` takes ``2 * len(at)`` axes, row-major. ``dtype``,
-    ``device``: as in `plot_score_field`. Returns the figure.
+    One column per time in ``at`` (each in ``[0, T]``; default `default_field_times`: ``T`` and
+    three noise levels, the same for every SDE, e.g. ``t = 1, 0.3, 0.1, 0.01`` on the default VP
+    SDE, ``sigma = 80, 1.2, 0.34, 0.045`` on EDM's); ``ax`` takes ``2 * len(at)`` axes,
+    row-major. ``lims=None`` (default): each panel shows ``p_t``'s view with a ``target``
+    (`field_limits`), else ``(-3, 3)``. ``dtype``, ``device``: as in `plot_score_field`.
+    Returns the figure.
 
     Raises:
-        ValueError: as `plot_score_field`; ``at`` empty or with a NaN / infinite time.
+        ValueError: as `plot_score_field`; ``at`` empty, or with a time that is NaN / infinite
+            or outside ``[0, T]`` (it was moved into ``[eps, T]`` silently).
     """
     _check_2d(target)
-    raw = [_check_time(t) for t in (default_field_times(sde) if at is None else at)]
-    if not raw:
+    times = [_check_time(t, sde) for t in (default_field_times(sde) if at is None else at)]
+    if not times:
         raise ValueError("at must name at least one time")
-    times = [min(max(t, float(sde.eps)), float(sde.T)) for t in raw]
     dtype, device = field_dtype_device(score, dtype, device)
     n = len(times)
     fig, axes = get_axes_grid(ax, 2 * n, ncols=n, panel=3.0, extra_width=0.6)

@@ -269,7 +269,11 @@ def plot_density(
     what = f"exact $p_0$ ({target.name})" if t is None or sde is None else "exact $p_t$"
     if kind == "image":
         peak = float(dens.max())
-        ax.imshow(dens, extent=(*xy_limits(lims)[0], *xy_limits(lims)[1]), origin="lower", cmap=cmap,
+        # The density is evaluated at the grid's nodes, which imshow draws as pixel centres:
+        # the image reaches half a pixel beyond them (the view stays at lims).
+        (x_lo, x_hi), (y_lo, y_hi) = xy_limits(lims)
+        hx, hy = (x_hi - x_lo) / (2 * (dens.shape[1] - 1)), (y_hi - y_lo) / (2 * (dens.shape[0] - 1))
+        ax.imshow(dens, extent=(x_lo - hx, x_hi + hx, y_lo - hy, y_hi + hy), origin="lower", cmap=cmap,
                   norm=PowerNorm(0.5, vmin=0.0, vmax=vmax_scale * peak if peak > 0 else 1.0),
                   interpolation="bilinear")
         if not peak > 0:

@@ -28,6 +28,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _SHOWN: set[tuple[Any, ...]] = set()
 """Keys of the messages already shown under a show-once action (see the module docstring)."""
 
+_SHOWN_MAX = 10_000
+"""`_SHOWN` starts over beyond this many keys (at worst a message is shown once more)."""
+
 _FILTERS_SEEN: list[Any] = [None]
 """The filter state `_SHOWN` belongs to: ``(id(warnings.filters), tuple(warnings.filters))``."""
 
@@ -59,6 +62,8 @@ def _first_time(text: str, category: type[Warning], module: str, filename: str, 
         return True
     if key in _SHOWN:
         return False
+    if len(_SHOWN) >= _SHOWN_MAX:  # messages carry numbers: a long session of distinct ones
+        _SHOWN.clear()
     _SHOWN.add(key)
     return True
 

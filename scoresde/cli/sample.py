@@ -57,7 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --checkpoint: the training data (file or folder); checked against the "
                         "checkpoint's data identity and drawn behind the samples")
     parser.add_argument("--solver", default=d["solver"], help="solver name")
-    parser.add_argument("--steps", type=int, default=d["steps"], help="grid intervals")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"grid intervals (default {d['steps']}; an adaptive solver chooses its own, "
+                        "and warns when given a count)")
     parser.add_argument("--grid", default=d["grid"],
                         help="time grid (uniform, quadratic, logsnr, logsnr_long_first, karras, uniform_logsnr, "
                         "uniform_or_logsnr, or auto, a prototype); default: the solver's own, per SDE (docs/defaults.md: "
@@ -228,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
         args.device = str(resolve_device(args.device))  # "auto" -> what it chose, as recorded
         solvers.check_solver_names([args.solver])
         _check_solver(args.solver, args.option, args.lam)
+        steps_given = args.steps is not None
+        if not steps_given:
+            args.steps = sample_defaults()["steps"]
         r = _resolve(args)
         from .conditional import apply_conditioning, conditioning_record
 
@@ -240,8 +245,10 @@ def run(args: argparse.Namespace) -> int:
         from ..atomic import clean_stale_temps
 
         clean_stale_temps(out)  # left by a write killed mid-way (the chunk folder's: sample_resumable)
-        adaptive = solvers.get_solver(args.solver, **dict(args.option)).adaptive  # chooses its own steps
-        common = dict(steps=None if adaptive else args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
+        # An adaptive solver chooses its own steps: the default count is not passed to it, a
+        # count given on the command line is (and solvers.sample warns that it is ignored).
+        adaptive = solvers.get_solver(args.solver, **dict(args.option)).adaptive
+        common = dict(steps=None if adaptive and not steps_given else args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
                       after_step=after_step, **dict(args.option))
         if args.batch_size is not None and args.batch_size < args.n:
             from ._chunks import sample_resumable
@@ -272,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         path = out / "samples.pt"
         atomic_write_with(path, lambda f: torch.save(array, f))
-    record = {"output": path.name, "solver": args.solver, "steps": args.steps, "seed": args.seed,
+    record = {"output": path.name, "solver": args.solver, "steps": None if adaptive else args.steps, "seed": args.seed,
               "n": args.n, "denoise": end_step, "denoise_given": args.denoise is not None,
               "options": dict(args.option),
               "batch_size": args.batch_size,

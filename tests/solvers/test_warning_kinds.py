@@ -84,3 +84,18 @@ def test_an_adaptive_solver_says_that_it_ignores_steps(name):
         from scoresde import compare
 
         compare.sample_solvers(sde, score, [name, "ddim"], shape=(32, 2), steps=10)
+
+
+def test_the_cli_passes_a_given_step_count_to_an_adaptive_solver_and_records_none(tmp_path, capsys):
+    import json
+
+    from scoresde.cli import main
+
+    assert main(["sample", "--target", "eight_gaussians", "--solver", "ode_rk45", "--n", "50", "--no-progress",
+                 "--out", str(tmp_path / "quiet")]) == 0
+    assert "chooses its own steps" not in capsys.readouterr().err  # the default count is not passed
+    assert main(["sample", "--target", "eight_gaussians", "--solver", "ode_rk45", "--steps", "10", "--n", "50",
+                 "--no-progress", "--out", str(tmp_path / "given")]) == 0
+    assert "warning: ode_rk45 chooses its own steps (adaptive): steps=10 is ignored" in capsys.readouterr().err
+    for run in ("quiet", "given"):
+        assert json.loads((tmp_path / run / "samples.json").read_text())["steps"] is None  # no count was used

@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from solvers.warning_types import register_package
+
 from . import sde, targets
 from .discrete import DiscreteVPSDE
 from .mixture import GaussianMixture
@@ -22,6 +24,9 @@ from .schedules import EDMSDE, BetaSDE, SigmaSDE, check_prior
 from .sde import SDES, VESDE, VPSDE, AffineSDE, CosineVPSDE, SubVPSDE, get_sde
 
 __version__ = "0.1.0"
+
+# The samplers' warnings name the user's line, past this package's frames too (compare, plots, CLI).
+register_package(__name__)
 
 _LAZY = {
     "data",

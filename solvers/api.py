@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
-import warnings
 from dataclasses import replace
 from typing import Any, Literal, cast
 
@@ -42,11 +41,10 @@ from .pc import PredictorCorrector
 from .prior_match import PriorMatchProbe, warn_if_off_prior
 from .progress import SamplingProgress
 from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
-from .reissue import reissue_warnings
 from .result import Solution
 from .score_sde import check_score_sde
 from .sde_checks import check_prior_draw, check_sde, warn_if_diverged
-from .warning_types import SolverWarning
+from .warning_types import SolverWarning, run_warnings, warn
 
 __all__ = [
     "SOLVERS",
@@ -360,11 +358,11 @@ def sample(
             raise ValueError(f"a grid tensor sets the steps itself ({grid.numel() - 1} intervals); "
                              f"steps={steps} would be ignored: pass one or the other")
     if steps_given and solver_obj.adaptive:
-        warnings.warn(
+        warn(
             f"{solver if isinstance(solver, str) else type(solver).__name__} chooses its own steps "
             f"(adaptive): steps={steps} is ignored; its cost follows its tolerances (rtol, atol), and "
             "its NFE is counted in the result as for any solver. Leave steps unset for it",
-            SolverWarning, stacklevel=2,
+            SolverWarning,
         )
     if solver_obj.needs_marginals:  # before the grid, which may need them too
         require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__,
@@ -373,19 +371,19 @@ def sample(
     lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
     ts, grid_stats = _build_grid(solver_obj, sde, score, grid, steps, shape, cache_as, dtype, device_)
     if x_T is None and isinstance(grid, Tensor) and float(ts[0]) < float(sde.T) * (1.0 - 1e-6):
-        warnings.warn(
+        warn(
             f"the grid starts at t = {float(ts[0]):.6g} < T = {float(sde.T):g}, but x_T is drawn from the "
             f"prior (a sample of p_T): the run treats it as a sample of p_t there; start the grid at T, "
             f"or pass x_T= drawn from p_t at the grid's first time",
-            SolverWarning, stacklevel=2,
+            SolverWarning,
         )
     if after_step is not None and denoise is not None and solver_obj.final_kind(denoise) != "none":
-        warnings.warn(
+        warn(
             f"denoise={denoise!r} with an after_step hook: the end-of-run step runs after the hook's last "
             f"call and uses the score as given, so it can move what the hook set (replacement's observed "
             f"coordinates leave y, a projection leaves A x = y); with a hook the default ends at eps "
             f"(denoise='none'), where the hook's constraint holds",
-            SolverWarning, stacklevel=2,
+            SolverWarning,
         )
     x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
     chunked = batch_size is not None and batch_size < shape[0]
@@ -406,12 +404,10 @@ def sample(
         inner = score if probe is None else probe
         dynamics = ReverseDynamics(sde, inner if bar is None else bar.wrap(inner), lam_value,
                                    check_finite=check_finite)
-        caught: list[warnings.WarningMessage] = []
         try:
-            # The solvers' own warnings are raised deep in the run (at different depths with and
-            # without chunks); they are re-issued at this function's caller, as the others are.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            # The solvers' warnings name the caller's line however deep in the run they are raised
+            # (solvers.warning_types.warn); a chunked run raises each message once.
+            with run_warnings():
                 if chunked:
                     result = sample_in_chunks(solver_obj, dynamics, x_start, ts, batch_size=cast(int, batch_size),
                                               noise=noise_src, progress=bar, **run)
@@ -423,13 +419,9 @@ def sample(
             # A run that blew up from a prior draw p_T does not fit (data far from the origin, a
             # noise level at T too small for them) would otherwise end on the NaN alone: the
             # probe's verdict, read at the first evaluation, comes first.
-            reissue_warnings(caught)
-            caught = []
             if probe is not None and probe.shift is not None:
                 warn_if_off_prior(probe, lam=solver_obj.reverse_level(lam_value, sde, ts))
             raise
-        finally:
-            reissue_warnings(caught)
         warn_if_diverged(result.samples, sde)
         if probe is not None and probe.shift is not None:
             lam_run = solver_obj.reverse_level(lam_value, sde, ts)  # whose contraction of the offset the run gets

@@ -26,7 +26,6 @@ case: the grid stops at ``eps > 0``).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar, Literal
 
@@ -44,7 +43,7 @@ from .dynamics import ReverseDynamics
 from .protocol import HasMarginals
 from .registry import lookup
 from .stability import COARSE_GRID_MEASURE, TRAINED_COARSE_GRID_MEASURE
-from .warning_types import CoarseGridWarning
+from .warning_types import CoarseGridWarning, warn
 
 __all__ = [
     "VectorField",
@@ -210,12 +209,12 @@ class ODEEuler(_FixedStepODE):
         """Warn on a VE SDE with fewer than `EULER_VE_STEPS` steps (measured bias; class docstring)."""
         steps = len(ctx.times) - 1
         if steps < EULER_VE_STEPS and is_variance_exploding(dynamics.sde):
-            warnings.warn(
+            warn(
                 f"ode_euler on a variance-exploding SDE with {steps} steps: explicit Euler's O(h) bias "
                 f"over-shrinks sharp modes here (within-mode spread 0.966-0.985 at 1000 steps on sharp "
                 f"mixtures, 0.996 at {EULER_VE_STEPS} on sharp_8; docs/defaults.md); use ddim or dpmpp_2m, "
                 "or more steps",
-                CoarseGridWarning, stacklevel=4,
+                CoarseGridWarning,
             )
 
 

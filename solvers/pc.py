@@ -23,7 +23,6 @@ score wrapper, never self-reported.
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar, Literal
 
 from torch import Tensor
@@ -37,7 +36,7 @@ from .predictors import NonePredictor, Predictor, ReverseDiffusionPredictor, get
 from .registry import lookup
 from .stability import NOISE_TOO_COARSE, TRAINED_COARSE_GRID_MEASURE, reverse_diffusion_fewest_steps
 from .utils import batch_time
-from .warning_types import MethodLimitWarning
+from .warning_types import MethodLimitWarning, warn
 
 __all__ = ["PredictorCorrector", "ReverseDiffusion", "Ancestral", "AnnealedLangevin", "PC_SEQUENCES"]
 
@@ -288,12 +287,12 @@ class AnnealedLangevin(PredictorCorrector):
 
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         super().prepare(dynamics, ctx)
-        warnings.warn(  # at any step count: the measured errors shrink slowly, and not only one way
+        warn(  # at any step count: the measured errors shrink slowly, and not only one way
             f"annealed_langevin ({ctx.n_steps * self.corrector_steps} Langevin steps) has no reverse-SDE "
             "predictor and was not measured to reach p_0 at any step count: modes 3-5% too wide at 1000 "
             "steps on VP, sub-VP and VE (up to 11% on off-centre data or modes of very different widths), "
             "data wider than the prior too narrow (a Gaussian of std 5 under VP: 0.76 of its std at 1000 "
             "steps, 0.91 at 4000), and with unequal mode weights mass moves between modes (a 1% mode "
             "drawn 1.5% of the time; docs/defaults.md); use 'pc' or 'euler_maruyama' to sample p_0",
-            MethodLimitWarning, stacklevel=4,
+            MethodLimitWarning,
         )

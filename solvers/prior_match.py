@@ -47,13 +47,12 @@ ordinary image models. The run reports it (``stats["prior_shift_norm"]``).
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import Tensor
 
 from .protocol import HasMarginals, ReverseSDEParts, ScoreFn
-from .warning_types import PriorMismatchWarning
+from .warning_types import PriorMismatchWarning, warn
 
 __all__ = [
     "PriorMatchProbe", "warn_if_off_prior", "PRIOR_SHIFT_LIMIT", "PRIOR_SPREAD_LIMIT", "SLOPE_TOLERANCE", "MIN_PROBE_SAMPLES", "PROBE_ROWS",
@@ -360,7 +359,7 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
                   f"data's std per coordinate ({kept_length:.2g} along the offset) stays in the samples' "
                   f"mean, and mode weights move with it")
     needed = level * _level_factor(kept, float(probe.data_share().mean()), lam)
-    warnings.warn(
+    warn(
         f"the prior draw x_T is not a sample of p_T: the score at T says p_T is off the prior by "
         f"about {shift:.3g} of its spread per coordinate, {total:.3g} in all along the offset "
         f"(sigma(T) x the batch mean of "
@@ -370,7 +369,6 @@ def warn_if_off_prior(probe: PriorMatchProbe, lam: float, stacklevel: int = 3) -
         f"whose class lies off the origin. A noise level of about {needed:.3g} at T instead of "
         f"{level:.3g} brings what this run keeps to {PRIOR_SHIFT_LIMIT} per coordinate (under VE: sigma_max)",
         PriorMismatchWarning,
-        stacklevel=stacklevel,
     )
 
 
@@ -379,7 +377,7 @@ def _warn_unpulled(probe: PriorMatchProbe, count: int, dims: int, stacklevel: in
     sde = probe.sde
     alpha, sigma = sde.marginal_coeffs(torch.tensor([float(sde.T)], dtype=torch.float64))  # type: ignore[attr-defined]
     level = float(sigma[0] / alpha[0])
-    warnings.warn(
+    warn(
         f"the prior draw x_T is not a sample of p_T: the score at T does not pull it towards a centre along "
         f"{count} of {dims} coordinate(s) (its slope against x over the draw is flat or positive there, where "
         f"a p_T close to the prior has slope -1/variance; solvers.prior_match). So p_T has separate modes "
@@ -390,7 +388,6 @@ def _warn_unpulled(probe: PriorMatchProbe, count: int, dims: int, stacklevel: in
         f"rescale the data. If the data are not that wide, check the score at T (an untrained or broken "
         f"network has no pull either)",
         PriorMismatchWarning,
-        stacklevel=stacklevel,
     )
 
 
@@ -431,12 +428,11 @@ def _warn_spread(probe: PriorMatchProbe, spread: float, lam: float, stacklevel: 
                   f"(under VE take sigma_max about the largest distance between data points, Song & "
                   f"Ermon 2020); if it is the data, a noise level of about {needed:.3g} at T instead "
                   f"of {level:.3g} brings it within {PRIOR_SPREAD_LIMIT:.1%}, or rescale the data")
-    warnings.warn(
+    warn(
         f"the prior draw x_T does not have p_T's variance: the score at T says p_T's variance is "
         f"{1.0 / ratio:.3g} times the prior's "
         f"(solvers.prior_match). {how} the samples' spread is {direction} (beyond a "
         f"{SLOPE_TOLERANCE:.0%} allowance for the "
         f"score's own error), and {weights}. {advice}",
         PriorMismatchWarning,
-        stacklevel=stacklevel,
     )

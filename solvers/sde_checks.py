@@ -20,7 +20,7 @@ from torch import Tensor
 from .inputs import as_real
 from .protocol import ReverseSDEParts
 from .sde_consistency import warn_if_inconsistent
-from .warning_types import DivergedWarning
+from .warning_types import DivergedWarning, warn
 
 __all__ = ["check_time_range", "check_sde", "check_prior_draw", "warn_if_diverged", "DIVERGED_FACTOR"]
 
@@ -152,7 +152,6 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
     score's stiffness. No size warning for an SDE without ``marginal_coeffs`` or with
     ``alpha(T) = 0``.
     """
-    import warnings
 
     if samples.numel() == 0:
         return
@@ -162,10 +161,10 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
     size_t = x.abs().masked_fill(~finite, 0.0).amax()
     bad_f, size = torch.stack([n_bad.float(), size_t.float()]).tolist()  # one host read (float32: MPS has no float64)
     if bad_f:
-        warnings.warn(
+        warn(
             f"{int(bad_f)} of {x.shape[0]} samples hold NaN or inf: the run broke down (a NaN / inf score, "
             "which check_finite=True stops at and names, or a state that overflowed)",
-            DivergedWarning, stacklevel=stacklevel)
+            DivergedWarning)
     coeffs = getattr(sde, "marginal_coeffs", None)
     if coeffs is None:
         return
@@ -176,9 +175,9 @@ def warn_if_diverged(samples: Tensor, sde: object, *, stacklevel: int = 3) -> No
         return
     scale = s / a
     if size > DIVERGED_FACTOR * scale:
-        warnings.warn(
+        warn(
             f"the samples reach |x| = {size:.3g}, more than {DIVERGED_FACTOR:g} x sigma(T)/alpha(T) = "
             f"{scale:.3g}, beyond any data the prior of {type(sde).__name__} covers: the run diverged. "
             "Usual causes: a score network evaluated far from where it was trained (e.g. a VE sigma_max "
             "below the data's distance from the origin), or too few steps for an explicit solver",
-            DivergedWarning, stacklevel=stacklevel)
+            DivergedWarning)

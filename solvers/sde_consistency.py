@@ -18,13 +18,11 @@ constant ``beta``, matches on one side) and warns above `CONSISTENCY_RTOL`.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import Tensor
 
 from .protocol import ReverseSDEParts
-from .warning_types import SDEConsistencyWarning
+from .warning_types import SDEConsistencyWarning, warn
 
 __all__ = ["warn_if_inconsistent", "consistency_error", "CONSISTENCY_RTOL", "PROBE_FRACTIONS"]
 
@@ -109,12 +107,11 @@ def warn_if_inconsistent(sde: ReverseSDEParts, data_shape: tuple[int, ...],
     rule = ("drift(x, t) = (d ln alpha/dt) x" if what == "drift"
             else "diffusion(t)^2 = d sigma^2/dt - 2 (d ln alpha/dt) sigma^2")
     got = "drift(1, t)" if what == "drift" else "diffusion(t)^2"
-    warnings.warn(
+    warn(
         f"{name}: marginal_coeffs(t) = (alpha, sigma) do not belong to its {what}: a linear SDE has "
         f"{rule}, but at t = {t:.4g} {got} = {value:.6g} where the marginals give {implied:.6g}. Solvers that use "
         "the marginals (ddim, dpmpp_*, unipc, the end step, the logsnr/karras grids) and those that "
         "use drift and diffusion (euler_maruyama, ode_*, torchsde_*) will sample different laws; "
         "fix the member that is wrong",
         SDEConsistencyWarning,
-        stacklevel=stacklevel,
     )

@@ -57,7 +57,6 @@ and `warn_if_too_coarse` warns below it.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +64,7 @@ import torch
 from torch import Tensor
 
 from .protocol import HasMarginals, ReverseSDEParts
-from .warning_types import CoarseGridWarning
+from .warning_types import CoarseGridWarning, warn
 
 __all__ = [
     "AMPLIFICATION_LIMIT",
@@ -214,8 +213,9 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
                      stacklevel: int = 5) -> None:
     """Warn when ``ts`` puts the explicit step rule ``method`` outside its stability region (module docstring).
 
-    ``grid`` is the solver's default grid family, used to name a step count that is stable;
-    ``stacklevel`` is passed to `warnings.warn`.
+    ``grid`` is the solver's default grid family, used to name a step count that is stable.
+    ``stacklevel`` is ignored (kept for callers): the warning names the first line outside the
+    package (`solvers.warning_types.warn`).
     """
     ratio = point_mass_amplification(sde, ts, lam, method=method)
     modes = _mode_amplifications(sde, ts, lam, method)
@@ -239,11 +239,11 @@ def warn_if_unstable(name: str, sde: ReverseSDEParts, ts: Tensor, lam: float,
     else:
         what = (f"for modes on the unit scale (one of std {mode_std:g} would come "
                 f"out {mode_ratio:.3g}x too wide; solvers.stability)")
-    warnings.warn(
+    warn(
         f"{name} with {steps} steps: steps this long are outside {_RULE_NAMES[method]}'s stability "
         f"region {what}; {advice}use reverse_diffusion, "
         "ancestral, gaussian_ancestral or sde_dpmpp_2m, whose steps are stable at any size",
-        CoarseGridWarning, stacklevel=stacklevel,
+        CoarseGridWarning,
     )
 
 
@@ -352,9 +352,9 @@ def warn_if_too_coarse(name: str, limit: int, steps: int,
     was measured (`COARSE_GRID_MEASURE`, `TRAINED_COARSE_GRID_MEASURE`)."""
     if steps < limit:
         why, instead = reason
-        warnings.warn(
+        warn(
             f"{name} with {steps} step(s): {why} (fewer than {limit} steps, {measure}); "
             f"take at least {limit} steps, or use {instead}, which stay inside the data at any "
             "step count",
-            CoarseGridWarning, stacklevel=5,
+            CoarseGridWarning,
         )

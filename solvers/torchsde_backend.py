@@ -42,7 +42,6 @@ drift values, keyed by the identity of the state tensor, answers the repeat.)
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -58,7 +57,7 @@ from .noise import BrownianPath, NoiseSource
 from .registry import lookup
 from .stability import EXPLICIT_METHODS, warn_if_unstable
 from .utils import append_dims, batch_time
-from .warning_types import MethodLimitWarning
+from .warning_types import MethodLimitWarning, warn
 
 __all__ = ["TORCHSDE_METHODS", "TorchSDE"]
 
@@ -246,13 +245,13 @@ class TorchSDE(FixedGridSolver):
     def prepare(self, dynamics: ReverseDynamics, ctx: SolveContext) -> None:
         """Check the noise source; the torchsde objects are built on the first step (they need ``x``)."""
         if self.method == "reversible_heun":
-            warnings.warn(
+            warn(
                 "torchsde 'reversible_heun' does not sample p_0 within 1000 steps on VP, sub-VP or VE "
                 "(its auxiliary state is only weakly stable on the reverse SDE: the within-mode spread "
                 "of a sharp mixture came out 24-170x too wide, and two equal-weight modes of stds 0.2 and "
                 "0.4 got weights 0.03 / 0.97 at 127 steps, 0.29 / 0.71 at 1000; docs/defaults.md); use torchsde_euler "
                 "or euler_maruyama",
-                MethodLimitWarning, stacklevel=4,
+                MethodLimitWarning,
             )
         if self.method == "srk" and isinstance(ctx.noise_source, BrownianPath):
             raise ValueError(

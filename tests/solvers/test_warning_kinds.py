@@ -99,3 +99,50 @@ def test_the_cli_passes_a_given_step_count_to_an_adaptive_solver_and_records_non
     assert "warning: ode_rk45 chooses its own steps (adaptive): steps=10 is ignored" in capsys.readouterr().err
     for run in ("quiet", "given"):
         assert json.loads((tmp_path / run / "samples.json").read_text())["steps"] is None  # no count was used
+
+
+def test_warnings_from_the_run_keep_pythons_semantics():
+    # An outside check found the emulation of Python's filters (a record re-issued after the run)
+    # failing on a filter whose module is a plain string, as Python's own '__main__' one is, losing
+    # the samples; and a score's warning escaping a module filter. Warnings now go out directly.
+    sde = sd.VPSDE()
+    base = sd.targets.eight_gaussians().score_fn(sde)
+
+    def old_api(x, t):
+        warnings.warn("old API", DeprecationWarning, stacklevel=1)
+        return base(x, t)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()  # then Python's own defaults for DeprecationWarning, the first with a str module
+        warnings.filters.insert(0, ("ignore", None, DeprecationWarning, None, 0))
+        warnings.filters.insert(0, ("default", None, DeprecationWarning, "__main__", 0))
+        r = solvers.sample(sde, old_api, shape=(16, 2), solver="ddim", steps=5, seed=0)
+    assert r.samples.isfinite().all() and not any(w.category is DeprecationWarning for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", module=__name__)  # the score's module
+        solvers.sample(sde, old_api, shape=(16, 2), solver="ddim", steps=5, seed=0)
+    assert not any("old API" in str(w.message) for w in caught)
+
+
+def test_warnings_raised_around_the_run_show_once_per_line_in_a_loop():
+    sde = sd.VPSDE()
+    off = sd.targets.GaussianMixture(sd.targets.eight_gaussians().means + 30.0, 0.15)  # off the prior
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(3):  # the same message each time (its numbers follow the seed)
+            solvers.sample(sde, off.score_fn(sde), shape=(32, 2), solver="ddim", steps=10, seed=0)
+    assert len([w for w in caught if issubclass(w.category, solvers.PriorMismatchWarning)]) == 1
+
+
+def test_a_warning_from_python_dash_c_reaches_stderr():
+    # `python -c` has no source for __main__: re-issuing with its globals raised ImportError.
+    import subprocess
+    import sys
+
+    code = ("import scoresde as sd, solvers\nsde = sd.VPSDE()\n"
+            "s = sd.targets.eight_gaussians().score_fn(sde)\n"
+            "solvers.sample(sde, s, shape=(10, 2), solver='euler_maruyama', steps=3, seed=0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "<string>:4: CoarseGridWarning: euler_maruyama with 3 steps" in out.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ._settings import (
     sample_defaults,
     write_sidecar,
 )
-from .errors import debugging, report_error
+from .errors import EXIT_DIVERGED, EXIT_FAILURE, debugging, report_error
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -250,25 +251,42 @@ def run(args: argparse.Namespace) -> int:
         adaptive = solvers.get_solver(args.solver, **dict(args.option)).adaptive
         common = dict(steps=None if adaptive and not steps_given else args.steps, grid=args.grid, lam=args.lam, denoise=args.denoise,
                       after_step=after_step, **dict(args.option))
-        if args.batch_size is not None and args.batch_size < args.n:
-            from ._chunks import sample_resumable
+        # A run that diverged (samples far beyond any data the prior covers) is refused, not
+        # written with a warning: its DivergedWarning is an error here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", solvers.DivergedWarning)
+            if args.batch_size is not None and args.batch_size < args.n:
+                from ._chunks import sample_resumable
 
-            samples, nfe, seconds, reused, end_step = sample_resumable(
-                out, _fingerprint(args, r), sde=r["sde"], score=score, shape=r["shape"], solver=args.solver,
-                batch_size=args.batch_size, seed=args.seed, dtype=r["dtype"], progress=not args.no_progress,
-                device=torch.device(args.device), overwrite=args.overwrite, **common)
-            if reused:
-                print(f"resumed: {reused} finished chunk(s) of {args.batch_size} samples reused from {out / 'chunks'}")
-        else:
-            result = solvers.sample(r["sde"], score, r["shape"], args.solver, seed=args.seed, dtype=r["dtype"],
-                                    device=args.device, progress=not args.no_progress, **common)
-            samples, nfe, seconds = result.samples, result.nfe, result.seconds
-            end_step = result.stats.get("end_step")
+                samples, nfe, seconds, reused, end_step = sample_resumable(
+                    out, _fingerprint(args, r), sde=r["sde"], score=score, shape=r["shape"], solver=args.solver,
+                    batch_size=args.batch_size, seed=args.seed, dtype=r["dtype"], progress=not args.no_progress,
+                    device=torch.device(args.device), overwrite=args.overwrite, **common)
+                if reused:
+                    print(f"resumed: {reused} finished chunk(s) of {args.batch_size} samples reused from {out / 'chunks'}")
+            else:
+                result = solvers.sample(r["sde"], score, r["shape"], args.solver, seed=args.seed, dtype=r["dtype"],
+                                        device=args.device, progress=not args.no_progress, **common)
+                samples, nfe, seconds = result.samples, result.nfe, result.seconds
+                end_step = result.stats.get("end_step")
     except (ValueError, TypeError, CheckpointError) as err:  # other OSErrors: errors.describe
         if debugging(args):
             raise  # the CLI's error path prints the traceback
         report_error("sample", err)
         return 2
+    except (solvers.DivergedWarning, FloatingPointError) as err:  # FloatingPointError: NonFiniteScoreError
+        if debugging(args):
+            raise
+        hint = ("; --impute pigdm divides by alpha(t) in its Tweedie estimate (about 0.0066 at T under the "
+                "default VP SDE), which amplifies a trained network's error near T: use --impute replacement "
+                "(the default)" if getattr(args, "impute", None) == "pigdm" else "")
+        if isinstance(err, solvers.DivergedWarning):
+            report_error("sample", f"{err}{hint}; nothing was written")
+            return EXIT_DIVERGED
+        if hint:
+            report_error("sample", f"{err}{hint}")
+            return EXIT_FAILURE
+        raise
     from ..atomic import atomic_write_with
 
     out.mkdir(parents=True, exist_ok=True)

@@ -146,3 +146,34 @@ def test_a_warning_from_python_dash_c_reaches_stderr():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "<string>:4: CoarseGridWarning: euler_maruyama with 3 steps" in out.stderr
+
+
+def test_the_cli_refuses_to_write_a_diverged_run(tmp_path, capsys, monkeypatch):
+    # A guided run that blew up to |x| ~ 1e16 was written with a warning and exit code 0.
+    from scoresde.cli import main
+    from solvers import api
+
+    def diverged(samples, sde, **kw):
+        solvers.warning_types.warn("the samples reach |x| = 1.3e+16 ...: the run diverged", solvers.DivergedWarning)
+
+    monkeypatch.setattr(api, "warn_if_diverged", diverged)
+    code = main(["sample", "--target", "eight_gaussians", "--solver", "ddim", "--steps", "5", "--n", "20",
+                 "--no-progress", "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 3 and "error: the samples reach |x| = 1.3e+16" in err and "nothing was written" in err
+    assert not (tmp_path / "d" / "samples.npy").exists()
+
+
+def test_a_failed_pigdm_run_names_pigdms_known_cause(tmp_path, capsys, monkeypatch):
+    # The generic advice ("undertrained? more --steps") does not help: PiGDM's Tweedie estimate
+    # divides by alpha(t), and more steps failed too with trained networks (an outside check).
+    from scoresde.cli import main
+
+    def fails(*args, **kw):
+        raise solvers.NonFiniteScoreError("score returned NaN/inf at t = 0.9787")
+
+    monkeypatch.setattr(solvers, "sample", fails)
+    code = main(["sample", "--target", "eight_gaussians", "--mask", "1,0", "--observed", "1,0", "--impute", "pigdm",
+                 "--n", "10", "--steps", "5", "--no-progress", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 1 and "--impute pigdm divides by alpha(t)" in err and "use --impute replacement" in err

@@ -129,7 +129,10 @@ def write_sampling_figures(
         files["snapshots"] = save_figure(fig, out / "snapshots.png", dpi=dpi)
     if "fields" in which:
         at = default_field_times(sde) if fields_at is None else fields_at
-        fig = plot_fields(sde, score, at, target=target, lims=lims, density=field_density,
+        # With an exact 2-D target each panel shows its p_t (under VE p_T spans +-150: a view fitted
+        # to the samples showed a flat panel at T); without one, the samples' view.
+        field_lims = None if target is not None and target.dim == 2 else lims
+        fig = plot_fields(sde, score, at, target=target, lims=field_lims, density=field_density,
                           kind=kind, dtype=dtype, device=device,  # type: ignore[arg-type]
                           suptitle=f"{prefix}score and probability-flow velocity (arrows: direction; "
                           "colour: log magnitude)")

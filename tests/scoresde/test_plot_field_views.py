@@ -72,3 +72,25 @@ def test_density_pixels_are_centred_on_their_nodes():
         centres = lo + width * (np.arange(res) + 0.5)
         np.testing.assert_allclose(centres, np.linspace(-3.0, 3.0, res), atol=1e-12)
         assert ax.get_xlim() == (-3.0, 3.0)
+
+
+def test_the_report_draws_exact_fields_in_their_own_view(tmp_path, monkeypatch):
+    # scoresde plot / demo passed the samples' view to every field panel: under VE the panel at
+    # T (p_T of std ~50) was flat grey.
+    import solvers
+    from scoresde.plotting import report
+
+    seen = []
+    original = report.plot_fields
+
+    def spy(*args, **kw):
+        seen.append(kw.get("lims"))
+        return original(*args, **kw)
+
+    monkeypatch.setattr(report, "plot_fields", spy)
+    ve, tg = sd.VESDE(), sd.targets.eight_gaussians()
+    res = {"ddim": solvers.sample(ve, tg.score_fn(ve), shape=(200, 2), solver="ddim", steps=10, seed=0,
+                                  keep_trajectory=True)}
+    report.write_sampling_figures(tmp_path, res, sde=ve, score=tg.score_fn(ve), target=tg, which=["fields"],
+                                  field_density=5, gif=False)
+    assert seen == [None]  # each panel: field_limits, the exact p_t's view

@@ -303,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
               "batch_size": args.batch_size,
               "conditioning": conditioning_record(args),
               **resolved_solver_settings(args.solver, args.grid, args.lam, r["sde"]),
+              **({"grid": None} if adaptive else {}),  # an adaptive solver uses no grid
               "dtype": str(r["dtype"]).replace("torch.", ""), "device": args.device, "data_id": r["data_id"],
               "nfe": nfe, "seconds": seconds, "plot": None if args.no_plot else "samples.png", **r["record"]}
     earlier, earlier_plot = _earlier_output(out)

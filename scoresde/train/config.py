@@ -178,6 +178,8 @@ class SDEConfig:
         Raises:
             TypeError: ``sde`` lacks a method or attribute of the SDE protocol.
         """
+        if isinstance(sde, type):
+            raise TypeError(f"got the class {sde.__name__}, not an SDE: pass an instance, e.g. {sde.__name__}()")
         for name, c in SDES.items():
             if type(sde) is c:
                 return cls(name=name, params=dict(sde.config()))

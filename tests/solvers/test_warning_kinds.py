@@ -98,7 +98,8 @@ def test_the_cli_passes_a_given_step_count_to_an_adaptive_solver_and_records_non
                  "--no-progress", "--out", str(tmp_path / "given")]) == 0
     assert "warning: ode_rk45 chooses its own steps (adaptive): steps=10 is ignored" in capsys.readouterr().err
     for run in ("quiet", "given"):
-        assert json.loads((tmp_path / run / "samples.json").read_text())["steps"] is None  # no count was used
+        record = json.loads((tmp_path / run / "samples.json").read_text())
+        assert record["steps"] is None and record["grid"] is None  # no count and no grid were used
 
 
 def test_warnings_from_the_run_keep_pythons_semantics():

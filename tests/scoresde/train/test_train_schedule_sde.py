@@ -157,6 +157,8 @@ def test_loading_with_another_sde_of_the_same_class_is_refused_and_the_differenc
                             ("ve", VPSDE(), "VESDE stored, VPSDE given")):
         with pytest.raises(ValueError, match=rf"they are different SDE classes \({names}\)$"):
             load_model(tmp_path / run, sde=sde)
+    with pytest.raises(TypeError, match=r"got the class VESDE, not an SDE: pass an instance, e.g. VESDE\(\)"):
+        load_model(tmp_path / "ve", sde=VESDE)
 
 
 def test_load_model_and_train_toy_are_reachable_from_the_top_level() -> None:

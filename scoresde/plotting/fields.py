@@ -30,12 +30,18 @@ from torch import Tensor, nn
 
 from solvers.dynamics import ProbabilityFlowODE
 from solvers.inputs import as_integer, as_real
-from solvers.marginals import edm_sigma, time_from_edm_sigma
 from solvers.protocol import DiffusionSDE, ScoreFn
 
 from ..targets import GaussianMixture
 from ._common import Limits, Range, get_axes, get_axes_grid, time_label, xy_limits
-from .marginals import density_limits, plot_density
+from .field_views import (
+    DEFAULT_FIELD_LIMS,
+    FIELD_NOISE_LEVELS,
+    FIELD_TIME_FRACTIONS,
+    default_field_times,
+    field_limits,
+)
+from .marginals import plot_density
 
 __all__ = ["field_on_grid", "field_dtype_device", "plot_vector_field", "plot_score_field", "plot_velocity_field",
            "plot_fields", "default_field_times", "FIELD_NOISE_LEVELS", "FIELD_TIME_FRACTIONS"]
@@ -149,10 +155,6 @@ def field_on_grid(
             vec[..., 0], vec[..., 1])
 
 
-DEFAULT_FIELD_LIMS: Range = (-3.0, 3.0)
-"""The field plots' view without a target (unit-scale data); with one, the view of ``p_t``."""
-
-
 def plot_vector_field(
     fn: VectorFn,
     t: float,
@@ -236,17 +238,6 @@ def _check_2d(target: GaussianMixture | None) -> None:
     """Refuse a target that is not 2-D before drawing (fields live on the plane)."""
     if target is not None and target.dim != 2:
         raise ValueError(f"score/velocity fields need 2-D data, got D={target.dim}")
-
-
-def field_limits(lims: Range | Limits | None, target: GaussianMixture | None, sde: DiffusionSDE | None,
-                 t: float) -> Range | Limits:
-    """``lims`` if given; else the view of the exact ``p_t`` (`density_limits`: all but < 0.6% of
-    its mass) when a 2-D ``target`` and ``sde`` are given, else `DEFAULT_FIELD_LIMS`."""
-    if lims is not None:
-        return lims
-    if target is not None and sde is not None and target.dim == 2:
-        return density_limits(target, sde, t)
-    return DEFAULT_FIELD_LIMS
 
 
 def _background(ax: Axes, target: GaussianMixture | None, sde: DiffusionSDE | None, t: float,
@@ -345,31 +336,6 @@ def plot_velocity_field(
                              label=f"PF-ODE velocity {label}", symbol="v", colorbar=colorbar,
                              title=title if title is not None else f"PF-ODE {label}, {time_label(t)}",
                              dtype=dtype, device=device)
-
-
-FIELD_NOISE_LEVELS = (1.234, 0.3402, 0.04469)
-"""Noise-to-signal ratios ``S = sigma/alpha`` of the default field panels after ``T``: those of
-the default VP SDE at ``t = 0.3, 0.1, 0.01`` (on unit-scale data: modes merged, separating, and
-close to the data), so every SDE shows the same stages of the diffusion (`default_field_times`)."""
-
-FIELD_TIME_FRACTIONS = (1.0, 0.3, 0.1, 0.01)
-"""Default field panels, as fractions of ``T``, for an SDE without ``marginal_coeffs``."""
-
-
-def default_field_times(sde: DiffusionSDE) -> tuple[float, ...]:
-    """``T`` and the times where ``sigma/alpha`` is `FIELD_NOISE_LEVELS` (rounded to two
-    significant digits; the default VP SDE gets ``1, 0.3, 0.1, 0.01``). Levels outside the SDE's
-    range ``(S(eps), S(T))`` are replaced by points spread evenly in ``ln S`` across it; an SDE
-    without marginals gets `FIELD_TIME_FRACTIONS` of ``T``."""
-    T = float(sde.T)
-    if not callable(getattr(sde, "marginal_coeffs", None)):
-        return tuple(f * T for f in FIELD_TIME_FRACTIONS)
-    s_T, s_eps = edm_sigma(sde, torch.tensor([T, float(sde.eps)], dtype=torch.float64)).tolist()
-    levels = [s for s in FIELD_NOISE_LEVELS if s_eps < s < s_T]
-    if len(levels) < len(FIELD_NOISE_LEVELS):  # a short or unusual range: spread evenly in ln S
-        levels = [math.exp(math.log(s_eps) + f * math.log(s_T / s_eps)) for f in (0.5, 0.35, 0.15)]
-    times = time_from_edm_sigma(sde, levels).tolist()
-    return (T, *(float(f"{t:.2g}") for t in times))
 
 
 def plot_fields(

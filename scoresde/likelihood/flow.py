@@ -120,6 +120,7 @@ class AugmentedFlow:
         self.sde = sde
         self._extra_nfe = 0  # score calls made outside the flow's dynamics (score_divergence)
         self.points = 0  # points the score was evaluated at, summed over calls (rows x calls)
+        self.tally: list[int] | None = None  # a run's running total of `points`, if it keeps one
         self.data_shape = tuple(int(s) for s in data_shape)
         self.dim = 1
         for s in self.data_shape:
@@ -181,6 +182,12 @@ class AugmentedFlow:
                         "to x, so the score must be computed from x itself")
                 self._graph_checked = True
         return out
+
+    def _count(self, x: Tensor) -> None:
+        """Add the points of one evaluation at ``x: (B, *D)`` to `points` (and the run's tally)."""
+        self.points += x.shape[0]
+        if self.tally is not None:
+            self.tally[0] += x.shape[0]
 
     @property
     def nfe(self) -> int:
@@ -252,7 +259,7 @@ class AugmentedFlow:
     # --- the field ----------------------------------------------------------------------
     def velocity(self, x: Tensor, t: float) -> Tensor:
         """Probability-flow velocity ``F(x, t) = f - g^2 s / 2`` (one score evaluation)."""
-        self.points += x.shape[0]
+        self._count(x)
         return self.dynamics.drift(x, batch_time(t, x))
 
     def velocity_and_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
@@ -284,14 +291,14 @@ class AugmentedFlow:
     def score(self, x: Tensor, t: float) -> Tensor:
         """The score ``s(x, t): (B, *D)`` (one counted evaluation, no divergence)."""
         self._extra_nfe += 1
-        self.points += x.shape[0]
+        self._count(x)
         return self._score(x, batch_time(t, x))
 
     def score_jacobians(self, x: Tensor, t: float, chunk: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
         """``(rows, s(x[rows], t): (b, *D), ds/dx: (b, d, d))`` for consecutive chunks of at most
         ``chunk`` points (one counted evaluation per point in all, ``d`` backward passes per chunk)."""
         self._extra_nfe += 1
-        self.points += x.shape[0]
+        self._count(x)
         for start in range(0, x.shape[0], chunk):
             part = x[start:start + chunk]
             tt = batch_time(t, part)
@@ -301,7 +308,7 @@ class AugmentedFlow:
     def score_divergence(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
         """``(s(x, t): (B, *D), div s(x, t): (B, M))`` (one counted evaluation)."""
         self._extra_nfe += 1
-        self.points += x.shape[0]
+        self._count(x)
         tt = batch_time(t, x)
         return self._divergence(lambda z: self._score(z, tt), x)
 

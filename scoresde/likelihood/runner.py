@@ -119,7 +119,7 @@ class LikelihoodRun:
         self.prior_fn: Prior = checked_prior(sde.prior_log_prob if dens.prior is None else dens.prior)
         self.fresh = options.divergence.fresh
         self.scale = self._state_scale()
-        self._flows: list[AugmentedFlow] = []  # every field built by this run, for `_points_since`
+        self._points = [0]  # points evaluated by every field this run built (`_points_since`)
 
     def _state_scale(self) -> StateScale | None:
         """`rk4_simpson`'s scaled state (`state_scale`), with `c^2` the whole batch's mean square."""
@@ -154,13 +154,12 @@ class LikelihoodRun:
             self.sde, self.score_fn, tuple(xb.shape[1:]), probes=probes, generator=self.generator,
             logp_scale=scale, create_graph=keep_graph, check_finite=self.opts.run.check_finite,
             on_eval=on_eval, **divergence)
-        self._flows.append(flow)
+        flow.tally = self._points  # a running total: the fields themselves are not kept
         return flow
 
     def _points_since(self, mark: int) -> int:
-        """Score evaluations, counted per point, made by the fields built since ``len(self._flows)``
-        was ``mark``."""
-        return sum(f.points for f in self._flows[mark:])
+        """Score evaluations, counted per point, made by this run's fields since its total was ``mark``."""
+        return self._points[0] - mark
 
     def _probe_pilot_flow(self, xb: Tensor, scale: float, on_eval: Callable[[float], None] | None = None,
                           keep_graph: bool = False, probes: Tensor | None = None) -> AugmentedFlow:
@@ -206,7 +205,7 @@ class LikelihoodRun:
                     "answer missed target_error by up to 8x on sharp mixtures): leave pilot_size at its "
                     "default 256", RuntimeWarning, stacklevel=4)
             keep = exact and not self.opts.run.grad and not probe_pilot and not (io.steps != "auto" and covers_all)
-            start, mark = time.perf_counter(), len(self._flows)
+            start, mark = time.perf_counter(), self._points[0]
             pilot = run_pilot(self.x, make_flow=self._probe_pilot_flow if probe_pilot else self.make_flow,
                               start=self.start, spec=self.spec, opts=io, fresh=self.fresh, keep=keep,
                               lo=self.lo, hi=self.hi, prior_fn=self.prior_fn, generator=self.generator,
@@ -282,7 +281,7 @@ class LikelihoodRun:
                         bar.finish_chunk(k, int(done[1].get("nfe", 0)))
                     continue
                 xb = self.x[ib] if todo.numel() < n else self.x[int(ib[0]) : int(ib[-1]) + 1]
-                mark = len(self._flows)
+                mark = self._points[0]
                 flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
                 xs, corr = self.start(flow, xb)
                 tol = io.tolerances()

@@ -29,7 +29,9 @@ class LikelihoodResult:
             backward passes (``D`` exact, one per probe for Hutchinson), which are not counted.
         score_calls: batched calls of the score, summed over the pilot, the chunks and the
             re-solves (a call on 3 points counts as one, as a call on all of them does).
-        seconds: wall time.
+        seconds: wall time. A run resumed from a store (``scoresde likelihood --batch-size
+            --out`` after an interruption) adds the recorded time of the pieces it reused, so
+            that it reports the whole computation's time, as its ``nfe`` does.
         eps, T: the integration interval of the ODE.
         stats: per-chunk integrator information (accepted/rejected steps, pilot, ...).
         density: `"data"` or `"marginal"`: which density `log_prob` estimates.

@@ -120,6 +120,7 @@ class LikelihoodRun:
         self.fresh = options.divergence.fresh
         self.scale = self._state_scale()
         self._points = [0]  # points evaluated by every field this run built (`_points_since`)
+        self._reused_seconds = 0.0  # recorded time of the pieces a store handed back (`run`)
 
     def _state_scale(self) -> StateScale | None:
         """`rk4_simpson`'s scaled state (`state_scale`), with `c^2` the whole batch's mean square."""
@@ -226,9 +227,12 @@ class LikelihoodRun:
         n, device = self.x.shape[0], self.x.device
         store: ChunkStore | None = self.opts.run.store
         stored = store.load_pilot() if store is not None and self.spec.kind == "fixed" else None
+        self._reused_seconds = 0.0
         if stored is not None:
             grid: PilotGrid | Tensor | None = stored[0]
             self.generator.set_state(stored[1])
+            if isinstance(grid, PilotGrid):
+                self._reused_seconds += float(grid.info.get("pilot_seconds", 0.0))
         else:
             grid = self.grid()
             if store is not None and isinstance(grid, PilotGrid):
@@ -258,7 +262,8 @@ class LikelihoodRun:
         points += sum(int(s["points"]) for s in stats)
         if not stats:  # everything was done by the pilot
             stats.append({"integrator": "dopri5 (pilot)", "nfe": 0, "points": 0, **extra})
-        return out.result(self, -(-points // max(n, 1)), nfe, time.perf_counter() - start_time, stats)
+        seconds = time.perf_counter() - start_time + self._reused_seconds
+        return out.result(self, -(-points // max(n, 1)), nfe, seconds, stats)
 
     def _chunks(self, todo: Tensor, ts: Tensor | None, spec: IntegratorSpec, out: _Outputs,
                 extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -277,11 +282,12 @@ class LikelihoodRun:
                     out.put(done[0])
                     stats.append({"points": int(done[1].get("nfe", 0)) * ib.numel(), **done[1]})
                     self.generator.set_state(done[2])
+                    self._reused_seconds += float(done[1].get("seconds", 0.0))
                     if bar is not None:
                         bar.finish_chunk(k, int(done[1].get("nfe", 0)))
                     continue
                 xb = self.x[ib] if todo.numel() < n else self.x[int(ib[0]) : int(ib[-1]) + 1]
-                mark = self._points[0]
+                mark, chunk_start = self._points[0], time.perf_counter()
                 flow = self.make_flow(xb, scale, None if bar is None else bar.hook(k), run.grad)
                 xs, corr = self.start(flow, xb)
                 tol = io.tolerances()
@@ -307,7 +313,7 @@ class LikelihoodRun:
                 solved = Solved(ib, x_T, delta, self.prior_fn(x_T), corr)
                 out.put(solved)
                 stats.append({"integrator": spec.name, "nfe": chunk_nfe, "points": self._points_since(mark),
-                              **info, **extra})
+                              "seconds": time.perf_counter() - chunk_start, **info, **extra})
                 if store is not None:
                     store.save_chunk(k, solved, stats[-1], self.generator.get_state())
                 if bar is not None:

@@ -6,15 +6,23 @@ embedding ``net.embed: t -> (B, E)``) without changing its code: it replaces ``n
 the **null label** ``n_classes`` ("no class"), used for label dropout and for the
 unconditional branch of classifier-free guidance (Ho & Salimans 2022). The network's output
 is an epsilon prediction; the score is ``-eps / sigma(t)``.
+
+Like `scoresde.models.ScoreModel`, it feeds the network ``c_in x`` with
+``c_in = 1 / sqrt(alpha(t)^2 sigma_data^2 + sigma(t)^2)`` (Karras et al. 2022, Table 1), so the
+network's input has about unit variance at every ``t`` under every SDE (under VE, ``x`` at
+``T`` spans about ``+-sigma_max``). ``c_in`` depends on the SDE, so each call takes it.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from solvers.inputs import as_integer
+from solvers.inputs import as_integer, as_real
 from solvers.protocol import DiffusionSDE
+from solvers.utils import append_dims
 
 __all__ = ["LabelConditional"]
 
@@ -36,20 +44,36 @@ class _LabelledEmbedding(nn.Module):
 
 
 class LabelConditional(nn.Module):
-    """``(x: (B, *D), t: (B,), labels: (B,)) -> (B, *D)`` epsilon prediction.
+    """``(x: (B, *D), t: (B,), labels: (B,), sde) -> (B, *D)`` epsilon prediction.
 
     Args:
         net: a time-conditioned network with a ``net.embed`` time embedding (`MLP`, `UNet`).
         n_classes: number of real classes; label ``n_classes`` is the null label.
+        input_scaling: feed the network ``c_in x`` (module docstring); ``False`` feeds ``x``.
+        sigma_data: the data's std in ``c_in``. The default 1.0 makes ``c_in = 1`` under VP
+            (``alpha^2 + sigma^2 = 1``) and ``1/sqrt(1 + sigma^2)`` under VE. Measured on eight
+            Gaussians (std 1.42), 4 classes, 1000 steps, 3 seeds: VE's combined metric fell from
+            25.5 / 25.9 (no scaling) to 9.4 / 9.4 (sub-VP's from 24.2 / 43.1 to 24.0 / 33.9),
+            against 13.1 / 13.7 with the data's std;
+            under VP the data's std (c_in about 0.7 near the data) raised it from 22.7 / 7.6 to
+            32.4 / 31.5.
 
     Raises:
-        NotAnIntegerError: ``n_classes`` not an integer (``2.5``). ValueError: ``n_classes < 1``.
-        TypeError: ``net`` without a ``net.embed`` time embedding.
+        NotAnIntegerError: ``n_classes`` not an integer (``2.5``). ValueError: ``n_classes < 1``,
+        or ``sigma_data`` not positive and finite. TypeError: ``net`` without a ``net.embed``
+        time embedding, or ``input_scaling`` not a bool.
     """
 
-    def __init__(self, net: nn.Module, n_classes: int) -> None:
+    def __init__(self, net: nn.Module, n_classes: int, *, input_scaling: bool = True,
+                 sigma_data: float = 1.0) -> None:
         super().__init__()
         n_classes = as_integer(n_classes, "n_classes", minimum=1)
+        if not isinstance(input_scaling, bool):
+            raise TypeError(f"input_scaling must be True or False, got {input_scaling!r}")
+        sigma = as_real(sigma_data, "sigma_data")
+        if not (sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma_data must be positive and finite, got {sigma_data!r}")
+        self.input_scaling, self.sigma_data = input_scaling, sigma
         embed = getattr(net, "embed", None)
         if not isinstance(embed, nn.Module):
             raise TypeError("net must expose its time embedding as `net.embed` (MLP and UNet do)")
@@ -59,11 +83,30 @@ class LabelConditional(nn.Module):
         self.n_classes = int(n_classes)
         self.null_label = int(n_classes)
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
-        """Epsilon prediction for ``x: (B, *D)``, ``t: (B,)`` and integer ``labels: (B,)``.
+    def scaled_input(self, x: Tensor, t: Tensor, sde: DiffusionSDE | None) -> Tensor:
+        """``c_in(t) x`` with ``c_in = 1/sqrt(alpha^2 sigma_data^2 + sigma^2)``, or ``x`` without
+        input scaling.
 
         Raises:
-            TypeError: ``labels`` not an integer tensor (float or bool labels are refused).
+            TypeError: input scaling on and no ``sde`` given.
+        """
+        if not self.input_scaling:
+            return x
+        if sde is None:
+            raise TypeError("this LabelConditional scales its input by c_in(t), which depends on the SDE: "
+                            "call model(x, t, labels, sde) (or build it with input_scaling=False)")
+        alpha, sigma = sde.marginal_coeffs(t)
+        c_in = torch.rsqrt(alpha**2 * self.sigma_data**2 + sigma**2).to(x)
+        return append_dims(c_in, x.ndim) * x
+
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor, sde: DiffusionSDE | None = None) -> Tensor:
+        """Epsilon prediction for ``x: (B, *D)``, ``t: (B,)`` and integer ``labels: (B,)``.
+
+        ``sde`` gives ``alpha(t), sigma(t)`` for the input scaling (required when it is on).
+
+        Raises:
+            TypeError: ``labels`` not an integer tensor (float or bool labels are refused);
+                input scaling on and no ``sde``.
             ValueError: ``labels`` not ``(B,)`` or outside ``0 .. n_classes``.
         """
         if not isinstance(labels, Tensor):
@@ -75,10 +118,11 @@ class LabelConditional(nn.Module):
             raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(labels.shape)}")
         if bool(((labels < 0) | (labels > self.n_classes)).any()):
             raise ValueError(f"labels must lie in 0 .. {self.n_classes} (null label {self.null_label})")
+        x_in = self.scaled_input(x, t, sde)
         emb: _LabelledEmbedding = self.net.embed  # type: ignore[assignment]
         emb.labels = labels.to(x.device)
         try:
-            return self.net(x, t)
+            return self.net(x_in, t)
         finally:
             emb.labels = None
 
@@ -87,7 +131,7 @@ class LabelConditional(nn.Module):
 
         def score(x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
             _, sigma = sde.marginal_coeffs(t)
-            eps = self(x, t.to(x), labels)
+            eps = self(x, t.to(x), labels, sde)
             return -eps / sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x)
 
         return score

@@ -63,7 +63,7 @@ def train_conditional(
         xt = alpha.reshape(shape) * x[idx] + sigma.reshape(shape) * z
         c = labels[idx].clone()
         c[torch.rand(batch_size, generator=g) < p_uncond] = model.null_label
-        loss = nn.functional.mse_loss(model(xt, t, c), z)
+        loss = nn.functional.mse_loss(model(xt, t, c, sde), z)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -115,4 +115,4 @@ def test_network_constructor_and_label_checks() -> None:
     x, t = torch.randn(3, 2), torch.rand(3)
     with pytest.raises(TypeError, match="labels"):
         net(x, t, torch.tensor([0.0, 1.0, 2.0]))
-    assert net(x, t, torch.tensor([0, 1, 2])).shape == (3, 2)
+    assert net(x, t, torch.tensor([0, 1, 2]), sd.VPSDE()).shape == (3, 2)

@@ -22,8 +22,8 @@ def test_label_embedding_changes_output_and_checks_labels() -> None:
     torch.manual_seed(0)
     unet = LabelConditional(UNet((1, 8, 8), channels=8, groups=4), 10)
     x, t = torch.randn(2, 1, 8, 8), torch.full((2,), 0.5)
-    assert unet(x, t, torch.tensor([1, 10])).shape == x.shape
-    m = LabelConditional(MLP((64,), zero_out=False), 10)  # zero_out would hide the labels at init
+    assert unet(x, t, torch.tensor([1, 10]), VP).shape == x.shape
+    m = LabelConditional(MLP((64,), zero_out=False), 10, input_scaling=False)  # zero_out would hide the labels
     x = torch.randn(2, 64)
     a = m(x, t, torch.tensor([1, 1]))
     b = m(x, t, torch.tensor([2, 10]))
@@ -34,6 +34,25 @@ def test_label_embedding_changes_output_and_checks_labels() -> None:
         m(x, t, torch.tensor([0]))
     with pytest.raises(RuntimeError, match="with labels"):
         m.net(x, t)
+
+
+def test_label_conditional_scales_its_input_by_c_in_of_the_sde() -> None:
+    torch.manual_seed(0)
+    m = LabelConditional(MLP((2,), zero_out=False), 4)
+    x, t, c = torch.randn(3, 2) * 40, torch.tensor([0.2, 0.6, 1.0]), torch.tensor([0, 1, 4])
+    ve = sd.VESDE()
+    alpha, sigma = ve.marginal_coeffs(t)
+    c_in = torch.rsqrt(alpha**2 + sigma**2)[:, None]  # sigma_data = 1
+    plain = LabelConditional(MLP((2,), zero_out=False), 4, input_scaling=False)
+    plain.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m(x, t, c, ve), plain(c_in * x, t, c), rtol=0, atol=0)
+    torch.testing.assert_close(m(x, t, c, VP), plain(x, t, c), rtol=1e-6, atol=1e-6)  # VP: c_in = 1
+    with pytest.raises(TypeError, match=r"call model\(x, t, labels, sde\)"):
+        m(x, t, c)
+    with pytest.raises(ValueError, match="sigma_data"):
+        LabelConditional(MLP((2,)), 4, sigma_data=0.0)
+    with pytest.raises(TypeError, match="input_scaling"):
+        LabelConditional(MLP((2,)), 4, input_scaling=1)  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

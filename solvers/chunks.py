@@ -2,8 +2,8 @@
 
 * ``x_T`` is drawn for the whole batch up front, in one call, exactly as without chunking, and
   the results are written into one output tensor allocated once (the buffer of the drawn
-  ``x_T`` itself, or of the copy of a user's ``x_T``, which is never modified, chunked or not,
-  even by a score that writes into its input). Memory is that tensor plus the working
+  ``x_T`` itself, or of the copy of a user's ``x_T``, which is never modified, chunked or not;
+  a score that writes into its input is refused at its first call, `ScoreModifiedInputError`). Memory is that tensor plus the working
   state and score evaluations of one chunk.
 * Deterministic fixed-grid solvers (``ode_*`` fixed-step, ``ddim``, ``dpm_solver_*``,
   ``dpmpp_*``, ``unipc``, ``edm_heun`` without churn, any solver on ``lam = 0``) give the same

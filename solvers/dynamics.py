@@ -33,6 +33,7 @@ __all__ = [
     "CountedScore",
     "NonFiniteScoreError",
     "ReverseDynamics",
+    "ScoreModifiedInputError",
     "ReverseSDE",
     "ProbabilityFlowODE",
     "forward_transition",
@@ -52,6 +53,21 @@ its end time."""
 SAME_TIME = 1e-5
 """Relative distance below which two evaluation times of a sample count as the same time
 (above float32 round-off of ``t``, 1.2e-7; below any grid step)."""
+
+
+class ScoreModifiedInputError(RuntimeError):
+    """The score callable wrote into its input ``x`` or ``t`` (the solver's state)."""
+
+
+def _check_inputs_unchanged(before: tuple[Tensor, Tensor], x: Tensor, t: Tensor) -> None:
+    """Raise `ScoreModifiedInputError` when ``x`` or ``t`` differ from their copies ``before``."""
+    for name, old, new in (("x", before[0], x), ("t", before[1], t)):
+        if not torch.equal(old, new.detach()):
+            changed = int((old != new.detach()).sum()) if old.shape == new.shape else new.numel()
+            raise ScoreModifiedInputError(
+                f"the score changed its input {name} in place ({changed} of {new.numel()} entries): {name} is the "
+                f"solver's state, so this changes the samples silently. Work on a copy ({name} = {name}.clone()) "
+                f"or use out-of-place operations ({name} * c instead of {name}.mul_(c))")
 
 
 def note_calling_convention(err: BaseException, x: Tensor, t: Tensor) -> None:
@@ -95,12 +111,22 @@ class CountedScore:
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
+        # The first call also checks that the score leaves its inputs alone: they are the
+        # solver's state, so a score that writes into x (an in-place input scaling) changes
+        # the samples silently. One copy per run.
+        before = (x.detach().clone(), t.detach().clone()) if self.calls == 1 else None
         try:
             out = self.score(x, t)
         except Exception as err:
             if self.calls == 1:  # a score written for another calling convention fails at once
                 note_calling_convention(err, x, t)
+            if isinstance(err, RuntimeError) and torch.is_inference_mode_enabled() and "grad" in str(err):
+                err.add_note("(the score ran under torch.inference_mode(), where autograd stays off even inside "
+                             "torch.enable_grad(): a score that differentiates, e.g. guidance by a classifier's "
+                             "gradient, must be sampled under torch.no_grad() or no context instead)")
             raise
+        if before is not None:
+            _check_inputs_unchanged(before, x, t)
         if not isinstance(out, Tensor):
             raise TypeError(f"score returned a {type(out).__name__}, expected a tensor of the shape of x "
                             f"{tuple(x.shape)} (a model's output object or tuple must be unpacked by the score)")

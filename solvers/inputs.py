@@ -91,6 +91,9 @@ def as_count(value: Any, name: str, *, maximum: int | None = None) -> int:
 def check_seed(seed: Any) -> int | None:
     """``seed`` as a Python int in ``torch.Generator``'s range, or ``None`` (a random seed).
 
+    torch's CPU generator uses the seed's low 32 bits only, so seeds equal modulo ``2^32``
+    give one noise stream (as under ``torch.manual_seed``); they are accepted, not refused.
+
     Raises:
         TypeError: a ``torch.Generator`` (pass it as ``generator=``); `NotAnIntegerError`: a
             non-integer.
@@ -228,7 +231,11 @@ def check_shape(shape: Any) -> tuple[int, ...]:
         ValueError: fewer than two sizes, or a size below 1.
     """
     sizes = _sizes(shape, "shape", "(B, *D)")
-    if len(sizes) < 2 or any(s < 1 for s in sizes):
+    if len(sizes) < 2:
+        example = f"({sizes[0]}, 1) for {sizes[0]} one-dimensional samples" if sizes else "(1000, 2)"
+        raise ValueError(f"shape must be (B, *D): a batch size and at least one data dimension, got {sizes}; "
+                         f"e.g. {example}")
+    if any(s < 1 for s in sizes):
         raise ValueError(f"shape must be (B, *D) with positive sizes, got {sizes}")
     return sizes
 
@@ -266,7 +273,10 @@ def check_x_T(x_T: Any) -> Tensor | None:
                         "convert it with torch.as_tensor(x_T, dtype=torch.float32)")
     if not x_T.dtype.is_floating_point:
         raise ValueError(f"x_T has dtype {x_T.dtype}; it must have a floating-point dtype (x_T.float())")
-    if x_T.ndim < 2 or x_T.numel() == 0:
+    if x_T.ndim < 2:
+        raise ValueError(f"x_T must have shape (B, *D): a batch size and at least one data dimension, got "
+                         f"{tuple(x_T.shape)} (one-dimensional samples: x_T[:, None])")
+    if x_T.numel() == 0:
         raise ValueError(f"x_T must have shape (B, *D) with positive sizes, got {tuple(x_T.shape)}")
     if not bool(torch.isfinite(x_T).all()):
         bad = int((~torch.isfinite(x_T)).sum())

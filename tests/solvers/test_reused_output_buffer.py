@@ -13,7 +13,7 @@ import torch
 
 import scoresde as sd
 import solvers
-from solvers.dynamics import CountedScore
+from solvers.dynamics import CountedScore, ScoreModifiedInputError
 
 F64 = torch.float64
 
@@ -75,5 +75,8 @@ def test_a_score_writing_into_its_input_leaves_the_callers_x_T_alone(solver: str
 
     x_T = 5.0 * torch.randn(48, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
     before = x_T.clone()
-    solvers.sample(sde, clamping, x_T=x_T, solver=solver, steps=4, seed=0, batch_size=batch_size)
+    # Such a score changes the run's state too, so it is refused (test_score_input_guard.py);
+    # the caller's x_T is left alone all the same.
+    with pytest.raises(ScoreModifiedInputError):
+        solvers.sample(sde, clamping, x_T=x_T, solver=solver, steps=4, seed=0, batch_size=batch_size)
     assert torch.equal(x_T, before)

@@ -53,10 +53,22 @@ class FolderLock:
         FolderInUseError: another process holds it (the message names its host and process id).
     """
 
-    def __init__(self, folder: str | os.PathLike[str], what: str = "output folder") -> None:
+    def __init__(self, folder: str | os.PathLike[str], what: str = "output folder", *,
+                 lock_name: str = LOCK_NAME, subject: str | os.PathLike[str] | None = None) -> None:
         self.folder = Path(folder)
         self.what = what
+        # A command writing one file (``scoresde likelihood --out FILE``) locks that file alone:
+        # ``lock_name`` is then a hidden name derived from it, and ``subject`` the file.
+        self.lock_name = lock_name
+        self.subject = Path(subject) if subject is not None else self.folder
         self._key: tuple[int, int] | None = None
+
+    @classmethod
+    def for_file(cls, path: str | os.PathLike[str], what: str = "output file") -> FolderLock:
+        """A lock on one output file: ``.<name>.scoresde.lock`` beside it (other files in its
+        folder stay free for other runs)."""
+        path = Path(path)
+        return cls(path.parent, what, lock_name=f".{path.name}{LOCK_NAME}", subject=path)
 
     def acquire(self) -> FolderLock:
         try:
@@ -66,7 +78,7 @@ class FolderLock:
         if self._key is not None:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / LOCK_NAME
+        path = self.folder / self.lock_name
         with _GUARD:
             for _ in range(10):
                 handle = open(path, "a+")  # noqa: SIM115 (held until release)
@@ -81,17 +93,18 @@ class FolderLock:
                 except OSError as err:
                     if err.errno not in _CONTENTION:  # no flock on this file system: go on unlocked
                         handle.close()
-                        warnings.warn(f"cannot lock {self.folder} ({err.strerror or err}); a second process "
+                        warnings.warn(f"cannot lock {self.subject} ({err.strerror or err}); a second process "
                                       f"writing this {self.what} would not be stopped", RuntimeWarning,
                                       stacklevel=2)
                         return self
                     handle.seek(0)
                     holder = handle.read().strip()
                     handle.close()
+                    kind = "output folder" if self.subject == self.folder else "output file"
                     raise FolderInUseError(
-                        f"{self.folder} is in use by another scoresde process ({holder or 'pid ?'}); wait "
+                        f"{self.subject} is in use by another scoresde process ({holder or 'pid ?'}); wait "
                         "for it to finish (a Trainer in Python holds its folder until close()) or stop it, "
-                        "or choose another output folder") from None
+                        f"or choose another {kind}") from None
                 if _is_current(handle, path):
                     break
                 handle.close()  # locked a file a releasing holder had just removed: open anew
@@ -124,8 +137,8 @@ class FolderLock:
             del _HELD[key]
             handle = entry.handle
             try:
-                if remove and _is_current(handle, self.folder / LOCK_NAME):
-                    (self.folder / LOCK_NAME).unlink(missing_ok=True)
+                if remove and _is_current(handle, self.folder / self.lock_name):
+                    (self.folder / self.lock_name).unlink(missing_ok=True)
                 import fcntl
 
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

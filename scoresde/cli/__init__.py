@@ -140,19 +140,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = getattr(args, "out", None)
         # Under torchrun every rank runs this; rank 0 alone writes the output (and holds its lock).
         main_rank = os.environ.get("RANK", "0").strip() in ("", "0")
-        folder = Path(out) if out is not None and args.command in OUT_FOLDER_COMMANDS and main_rank else None
+        writes_folder = args.command in OUT_FOLDER_COMMANDS
+        writes_file = args.command in OUT_FILE_COMMANDS
+        folder = (Path(out) if writes_folder else Path(out).parent) if out is not None and main_rank and (
+            writes_folder or writes_file) else None
         created = folder is not None and not folder.exists()
         _preflight(args)
-        # One command writing an output folder at a time (a relaunched run beside a live one
-        # would interleave its files); the lock goes with the process.
-        lock = None if folder is None else FolderLock(folder, f"`scoresde {args.command}` output").acquire()
+        # One command writing an output folder (or file, with its pieces beside it) at a time: a
+        # relaunched run beside a live one would interleave its files. The lock goes with the process.
+        what = f"`scoresde {args.command}` output"
+        lock = None if folder is None else (
+            FolderLock(folder, what) if writes_folder else FolderLock.for_file(out, what)).acquire()
         try:
             return int(mod.run(args) or 0)
         finally:
             if lock is not None:
                 lock.release(remove=True)  # no lock file is left in the user's output folder
             if created and folder is not None and folder.is_dir() and not any(
-                    p.name != LOCK_NAME for p in folder.iterdir()):
+                    p.name not in (LOCK_NAME, getattr(lock, "lock_name", LOCK_NAME)) for p in folder.iterdir()):
                 folder.rmdir()  # made for a command that wrote nothing: not left behind empty
 
     with cli_warnings(args.command):

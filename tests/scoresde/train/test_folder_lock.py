@@ -164,3 +164,36 @@ def test_the_refusal_names_what_the_holder_writes(tmp_path: Path) -> None:
     with FolderLock(tmp_path):  # the context manager leaves no lock file behind
         pass
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+HOLD_FILE = textwrap.dedent("""
+    import sys, time
+    from scoresde.folder_lock import FolderLock
+    lock = FolderLock.for_file(sys.argv[1]).acquire()
+    print("held", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_the_cli_refuses_a_second_writer_of_a_likelihood_output_file(tmp_path: Path, capsys) -> None:
+    # An outside check: two `scoresde likelihood --batch-size --out a.csv` runs both went ahead,
+    # sharing a.csv.chunks/ and overwriting each other's a.csv and a.json.
+    from scoresde.cli import main
+
+    args = ["likelihood", "--target", "two_gaussians", "--n", "8", "--integrator", "rk4", "--steps", "4",
+            "--no-progress", "--batch-size", "4"]
+    out = tmp_path / "a.csv"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_FILE, str(out)], env=ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    try:
+        code = main([*args, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and f"pid {proc.pid}" in err and "a.csv is in use" in err
+        assert not out.exists() and not (tmp_path / "a.csv.chunks").exists()
+        # Another file in the same folder is free.
+        assert main([*args, "--out", str(tmp_path / "b.csv")]) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert main([*args, "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "b.csv", "b.json"]

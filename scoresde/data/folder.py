@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from solvers.warning_types import warn
+
 from .arrays import DataError, as_tensor_data
 from .images import ImageDataset
 
@@ -94,6 +96,13 @@ def load_image_folder(
                 images.append(im.copy())
         except OSError as err:
             raise DataError(f"{f}: not a readable image ({err})") from None
+    transparent = [f.name for f, im in zip(files, images, strict=True) if _has_transparency(im)]
+    if transparent:
+        warn(
+            f"{root}: {len(transparent)} of {len(files)} images have transparent pixels (e.g. {transparent[0]}); "
+            "their alpha channel is dropped, so each transparent pixel keeps whatever colour is stored under "
+            "it. Composite the images onto a background first (e.g. PIL's Image.alpha_composite)",
+            UserWarning)
     if channels is None:
         channels = 1 if all(_is_gray(im) for im in images) else 3
     arrays = []
@@ -111,6 +120,17 @@ def load_image_folder(
     x = x[:, None] if channels == 1 else x.transpose(0, 3, 1, 2)
     t = as_tensor_data(x, str(root)).to(dtype)
     return ImageDataset(t, name=root.name or str(root), levels=_levels(images, hw))
+
+
+def _has_transparency(im: Any) -> bool:
+    """Whether an image has an alpha channel (or a palette transparency) with a pixel below opaque."""
+    if im.mode in ("P", "PA") or (im.mode in ("L", "RGB") and "transparency" in im.info):
+        if im.mode != "PA" and "transparency" not in im.info:
+            return False
+        im = im.convert("RGBA")
+    if "A" not in im.getbands():
+        return False
+    return bool(np.asarray(im.getchannel("A")).min() < 255)
 
 
 def _levels(images: list[Any], hw: tuple[int, int] | None) -> int | None:

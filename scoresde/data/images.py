@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from solvers.inputs import as_integer
+from solvers.inputs import as_integer, as_real
 
 from .arrays import check_sample_dtype, draw_rows
 
@@ -94,26 +94,31 @@ def digits(*, dtype: torch.dtype = torch.float32) -> ImageDataset:
 IMAGE_DATASETS = {"digits": digits}
 
 
-def image_grid(x: Tensor, *, nrow: int | None = None, pad: int = 1) -> Tensor:
+def image_grid(x: Tensor, *, nrow: int | None = None, pad: int = 1, pad_value: float = 0.5) -> Tensor:
     """Tile images ``x: (B, C, H, W)`` in ``[-1, 1]`` into one ``(C, H', W')`` image in ``[0, 1]``.
 
     ``nrow`` images per row (default about ``sqrt(B)``; ``0`` or ``None`` picks it), ``pad``
-    pixels of white between them.
+    pixels of ``pad_value`` between them. The default mid grey stays visible next to both black
+    and white pixels (with white, an image's white border merged into the separator).
 
     Raises:
         TypeError: ``x`` is not a tensor; `NotAnIntegerError`: ``nrow`` or ``pad`` not an integer.
-        ValueError: ``x`` not 4-D or without images, ``nrow < 0`` or ``pad < 0``.
+        ValueError: ``x`` not 4-D or without images, ``nrow < 0``, ``pad < 0``, or ``pad_value``
+            outside ``[0, 1]``.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor (B, C, H, W), got {type(x).__name__}")
     if x.ndim != 4 or x.shape[0] == 0:
         raise ValueError(f"x must have shape (B, C, H, W) with B >= 1, got {tuple(x.shape)}")
     pad = as_integer(pad, "pad", minimum=0)
+    fill = as_real(pad_value, "pad_value")
+    if not 0.0 <= fill <= 1.0:
+        raise ValueError(f"pad_value must lie in [0, 1] (the grid's scale), got {pad_value!r}")
     b, c, h, w = x.shape
     nrow = None if nrow is None else as_integer(nrow, "nrow", minimum=0)
     nrow = nrow or max(1, math.ceil(math.sqrt(b)))
     ncol = math.ceil(b / nrow)
-    grid = torch.ones(c, ncol * (h + pad) + pad, nrow * (w + pad) + pad, dtype=x.dtype)
+    grid = torch.full((c, ncol * (h + pad) + pad, nrow * (w + pad) + pad), fill, dtype=x.dtype)
     unit = ImageDataset.to_unit(x.detach().cpu())
     for i in range(b):  # a display helper, not a hot path
         r, q = divmod(i, nrow)

@@ -61,7 +61,7 @@ def dequantize(
     *,
     n_bits: int = 8,
     levels: int | None = None,
-    data_range: tuple[float, float] = (0.0, 1.0),
+    data_range: tuple[float, float] = (-1.0, 1.0),
     generator: torch.Generator | None = None,
     dtype: torch.dtype | str | None = None,
 ) -> Tensor:
@@ -89,11 +89,12 @@ def dequantize(
 
 
 def bpd_offset(
-    *, n_bits: int = 8, levels: int | None = None, data_range: tuple[float, float] = (0.0, 1.0)
+    *, n_bits: int = 8, levels: int | None = None, data_range: tuple[float, float] = (-1.0, 1.0)
 ) -> float:
     """The additive constant ``log2(L) - log2(hi - lo)`` of `bpd_from_log_prob`.
 
-    8 for 8-bit data in ``[0, 1]``, 7 for 8-bit data in ``[-1, 1]``.
+    8 for 8-bit data in ``[0, 1]``, 7 for 8-bit data in ``[-1, 1]`` (the default range of
+    every function here: the package's image scaling, `ImageDataset.data_range`).
     """
     lo, hi = _check_range(data_range)
     return math.log2(_levels(n_bits, levels)) - math.log2(hi - lo)
@@ -105,7 +106,7 @@ def bpd_from_log_prob(
     *,
     n_bits: int = 8,
     levels: int | None = None,
-    data_range: tuple[float, float] = (0.0, 1.0),
+    data_range: tuple[float, float] = (-1.0, 1.0),
 ) -> Tensor:
     """``bpd = -log p_y(y) / (D ln 2) + log2(L) - log2(hi - lo)``, ``(B,) -> (B,)``.
 
@@ -125,7 +126,7 @@ def bits_per_dim(
     *,
     n_bits: int = 8,
     levels: int | None = None,
-    data_range: tuple[float, float] = (0.0, 1.0),
+    data_range: tuple[float, float] = (-1.0, 1.0),
     n_dequant: int = 1,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
@@ -135,7 +136,10 @@ def bits_per_dim(
 
     Dequantizes ``n_dequant`` times, computes `log_likelihood`
     of each draw (``options`` are passed on, e.g. ``divergence="hutchinson"``) and averages
-    the bounds. The model must have been trained on data in ``data_range``.
+    the bounds. The model must have been trained on data in ``data_range``; the default
+    ``(-1, 1)`` is the scaling of every image set of this package (`ImageDataset.data_range`,
+    ``x = 2 k / (L - 1) - 1`` up to the dequantization), as in Song et al. 2021. Pass
+    ``data_range=(0, 1)`` for a model of pixels in ``[0, 1]``.
 
     Randomness (dequantization noise, and the likelihood's probes and pilot subset): ``seed``
     (default 0; draw ``r`` runs the likelihood with ``seed + r``), ``None`` for a seed drawn from torch's global generator

@@ -96,6 +96,11 @@ def write_sampling_figures(
     if not names:
         raise ValueError("results is empty")
     dims = sorted({_data_dims(r.samples) for r in results.values()})
+    shaped = [d for d in dims if "x" in d]
+    if shaped:
+        raise ValueError(f"write_sampling_figures draws points (N, D); these samples have shape ({shaped[0]}) "
+                         "per sample (images?), which its figures do not draw. Look at image samples with "
+                         "scoresde.data.image_grid(samples) (what `scoresde sample` writes as samples.png)")
     if which is None:  # the default: everything that applies to this data
         which = [f for f in FIGURES if f != "fields" or dims == ["2"]]
     unknown = sorted(set(which) - set(FIGURES))

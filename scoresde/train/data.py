@@ -168,10 +168,11 @@ def stamp_identity(config: TrainConfig, source: Any, *, explicit: bool) -> Train
 
 def _resized_images_hint(stored: dict[str, Any], given: dict[str, Any], path: Any) -> str:
     """The way out when a run was trained on a folder's images resized or converted in Python:
-    the same folder, the same number of images, another ``(C, H, W)``; else ``""``."""
+    the same folder (the one the run recorded), the same number of images, another
+    ``(C, H, W)``; else ``""`` (another folder is other data, not a resized copy)."""
     a, b = tuple(stored.get("shape", ())), tuple(given.get("shape", ()))
     if not (isinstance(path, (str, Path)) and Path(path).is_dir() and len(a) == 4 and len(b) == 4
-            and a[0] == b[0] and a[1:] != b[1:]):
+            and a[0] == b[0] and a[1:] != b[1:] and _same_folder(stored.get("source"), path)):
         return ""
     c, h, w = a[1:]
     return (f". The run saw these images as {c}x{h}x{w} (resized or converted in Python: "
@@ -179,6 +180,16 @@ def _resized_images_hint(stored: dict[str, Any], given: dict[str, Any], path: An
             f"and channels here; save the images you trained on, np.save('train.npy', "
             f"load_data(folder, image_size=({h}, {w}), channels={c}).images.numpy()), and pass that file "
             f"(--data train.npy)")
+
+
+def _same_folder(recorded: Any, path: str | Path) -> bool:
+    """Whether ``path`` is the folder a run recorded as its data source (``recorded``)."""
+    if not isinstance(recorded, str) or not recorded:
+        return False
+    try:
+        return Path(recorded).resolve() == Path(path).resolve()
+    except OSError:
+        return False
 
 
 def reference_data(config: TrainConfig, data: Any = None, *, where: str = "the checkpoint") -> Any:

@@ -236,8 +236,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
         except KeyboardInterrupt:  # every finished cell is already stored under sub/cells
             done = len(list((sub / "cells").glob("*.json"))) if (sub / "cells").is_dir() else 0
-            print(f"{done} finished cell(s) kept in {sub / 'cells'}; rerun the same command to resume: "
-                  "finished cells are reused", file=sys.stderr)
+            if done:
+                print(f"{done} finished cell(s) kept in {sub / 'cells'}; rerun the same command to resume: "
+                      "finished cells are reused", file=sys.stderr)
+            else:
+                print("interrupted before any cell finished: nothing was kept", file=sys.stderr)
             raise
         print(f"\n## {problem.name}  ({res.computed} cells computed, {res.reused} reused)\n")
         print(res.table())

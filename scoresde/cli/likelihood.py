@@ -55,9 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = textwrap.fill(
         "Log-likelihood of data under a trained checkpoint (EMA weights) or an exact "
         "Gaussian-mixture target, by integrating the probability-flow ODE with its divergence. "
-        "The result is the data density log p_0 (the ODE runs from t_end = 1e-5 and the piece "
-        "[0, t_end] is added analytically); with --eps it is log p_eps, the data treated as a "
-        "sample at eps (see docs/likelihood.md)."
+        "The result is the data density log p_0 (the ODE runs from t_end = 1e-5 for a target, "
+        "from the earliest time a checkpoint's network was trained at, its loss's t_min, 1e-3 by "
+        "default, and the piece [0, t_end] is added analytically); with --eps it is log p_eps, the "
+        "data treated as a sample at eps (see docs/likelihood.md)."
     ) + (
         "\n\nexamples:\n"
         "  scoresde likelihood --target eight_gaussians --n 1000 --exact-prior\n"
@@ -146,7 +147,7 @@ def _warn_bpd(bpd: float, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..likelihood import bpd_from_log_prob, elbo, likelihood
+    from ..likelihood import bpd_from_log_prob, data_end_time, elbo, likelihood
     from ..train.distributed import resolve_device
 
     try:
@@ -154,7 +155,12 @@ def run(args: argparse.Namespace) -> int:
         sde, score, target, x, dim, label, gen = _load(args)
         if args.batch_size is not None and args.batch_size < 1:
             raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
-        eps = args.eps
+        eps, density = args.eps, "auto"
+        trained = getattr(args, "trained_t_min", None)
+        if eps is None and trained is not None and trained > data_end_time(sde):
+            # log p_0 of a network: the ODE stops at the earliest time it was trained at, not
+            # below it (there its score is extrapolated), and [0, t_end] is added analytically.
+            eps, density = trained, "data"
         prior = None
         if args.exact_prior:
             assert target is not None
@@ -179,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
             result = likelihood(
                 sde, score, x, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
                 probe_refresh=args.refresh, integrator=args.integrator, steps=args.steps, grid=args.grid,
-                target_error=args.target_error, rtol=args.rtol, atol=args.atol, eps=eps, prior=prior,
-                batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, store=store,
+                target_error=args.target_error, rtol=args.rtol, atol=args.atol, eps=eps, density=density,
+                prior=prior, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, store=store,
             )
         except KeyboardInterrupt:
             if store is not None:
@@ -205,8 +211,10 @@ def run(args: argparse.Namespace) -> int:
     n = lp.numel()
     sem = float(lp.std() / math.sqrt(n)) if n > 1 else float("nan")
     what = "log p_0 (data density)" if result.density == "data" else f"log p_eps (eps={result.eps:g})"
+    start = (" (the earliest time the network was trained at)" if args.eps is None
+             and getattr(args, "trained_t_min", None) == result.eps and result.density == "data" else "")
     say(f"{label}: {n} points, D={dim}, divergence={args.divergence}, integrator={args.integrator}, "
-        f"ODE on [{result.eps:g}, {result.T:g}], estimating {what}")
+        f"ODE on [{result.eps:g}{start}, {result.T:g}], estimating {what}")
     say(f"  NLL = {-float(lp.mean()):.4f} +- {sem:.4f} nats (mean +- s.e. over points), "
         f"NFE {result.nfe} per point ({result.score_calls} score calls), {result.seconds:.2f} s")
     if result.std_err is not None:

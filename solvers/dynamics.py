@@ -111,10 +111,13 @@ class CountedScore:
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         self.calls += 1
-        # The first call also checks that the score leaves its inputs alone: they are the
-        # solver's state, so a score that writes into x (an in-place input scaling) changes
-        # the samples silently. One copy per run.
+        # The score must leave its inputs alone: they are the solver's state, so a score that
+        # writes into x (an in-place input scaling) changes the samples silently. The first call
+        # compares x and t with copies (one copy per run); every later call compares the sums of
+        # x before and after it (read with the call's other numbers below, no extra host sync).
         before = (x.detach().clone(), t.detach().clone()) if self.calls == 1 else None
+        read = (self.check_finite or x.device.type == "cpu") and t.numel() > 0
+        x_sum = x.detach().sum(dtype=torch.float64) if read and before is None else None
         try:
             out = self.score(x, t)
         except Exception as err:
@@ -147,10 +150,17 @@ class CountedScore:
         # check_finite=False on an accelerator nothing is read (and all RECENT calls are kept).
         total, t_lo, t_hi = math.nan, math.nan, math.nan
         flat_t = t.detach().reshape(-1)
-        if (self.check_finite or x.device.type == "cpu") and flat_t.numel():
+        if read:
             f64 = torch.float64
-            total, t_lo, t_hi = torch.stack([out.detach().sum().to(f64), flat_t.min().to(f64),
-                                             flat_t.max().to(f64)]).tolist()
+            sums = [] if x_sum is None else [x_sum, x.detach().sum(dtype=f64)]
+            total, t_lo, t_hi, *x_sums = torch.stack(
+                [out.detach().sum().to(f64), flat_t.min().to(f64), flat_t.max().to(f64), *sums]).tolist()
+            if x_sums and x_sums[0] != x_sums[1] and not (math.isnan(x_sums[0]) and math.isnan(x_sums[1])):
+                raise ScoreModifiedInputError(
+                    f"the score changed its input x in place at evaluation {self.calls} (the sum of x went from "
+                    f"{x_sums[0]:.17g} to {x_sums[1]:.17g}): x is the solver's state, so this changes the samples "
+                    "silently. Work on a copy (x = x.clone()) or use out-of-place operations (x * c instead of "
+                    "x.mul_(c))")
         elif flat_t.numel() == 0:
             total = 0.0
         if self.check_finite and not math.isfinite(total) and not bool(torch.isfinite(out).all()):

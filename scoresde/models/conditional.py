@@ -16,6 +16,7 @@ network's input has about unit variance at every ``t`` under every SDE (under VE
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -74,6 +75,9 @@ class LabelConditional(nn.Module):
         if not (sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma_data must be positive and finite, got {sigma_data!r}")
         self.input_scaling, self.sigma_data = input_scaling, sigma
+        # The input scaling's settings travel with the weights: saved in the state_dict, and
+        # taken from it on loading (weights trained with other settings are not silently rescaled).
+        self.register_buffer("input_scaling_settings", torch.tensor([float(input_scaling), sigma], dtype=torch.float64))
         embed = getattr(net, "embed", None)
         if not isinstance(embed, nn.Module):
             raise TypeError("net must expose its time embedding as `net.embed` (MLP and UNet do)")
@@ -82,6 +86,22 @@ class LabelConditional(nn.Module):
         self.net = net
         self.n_classes = int(n_classes)
         self.null_label = int(n_classes)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Take ``input_scaling`` and ``sigma_data`` from the loaded weights. A state_dict saved
+        before they were stored (no ``input_scaling_settings``) is that of a network without
+        input scaling: refused by a model with it, naming the fix."""
+        key = prefix + "input_scaling_settings"
+        if key not in state_dict:
+            if self.input_scaling:
+                raise RuntimeError(
+                    "this LabelConditional state_dict has no input_scaling_settings: it was saved by a version "
+                    "that fed the network x unscaled; load it into LabelConditional(net, n_classes, "
+                    "input_scaling=False)")
+            state_dict[key] = self.input_scaling_settings.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        flag, sigma = (float(v) for v in self.input_scaling_settings.tolist())
+        self.input_scaling, self.sigma_data = bool(flag), sigma
 
     def scaled_input(self, x: Tensor, t: Tensor, sde: DiffusionSDE | None) -> Tensor:
         """``c_in(t) x`` with ``c_in = 1/sqrt(alpha^2 sigma_data^2 + sigma^2)``, or ``x`` without

@@ -52,14 +52,16 @@ def train_conditional(
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    x = x.float()
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = x.to(dtype)  # the model's precision (a float64 model trains in float64)
     model.train()
     for step in range(steps):
         idx = torch.randint(0, x.shape[0], (batch_size,), generator=g)
-        t = sde.eps + (sde.T - sde.eps) * torch.rand(batch_size, generator=g)
+        t = sde.eps + (sde.T - sde.eps) * torch.rand(batch_size, generator=g, dtype=dtype)
         alpha, sigma = sde.marginal_coeffs(t)
         shape = (batch_size,) + (1,) * (x.ndim - 1)
-        z = torch.randn(x[idx].shape, generator=g)
+        z = torch.randn(x[idx].shape, generator=g, dtype=dtype)
         xt = alpha.reshape(shape) * x[idx] + sigma.reshape(shape) * z
         c = labels[idx].clone()
         c[torch.rand(batch_size, generator=g) < p_uncond] = model.null_label

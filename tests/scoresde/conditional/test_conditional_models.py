@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -43,8 +45,8 @@ def test_label_conditional_scales_its_input_by_c_in_of_the_sde() -> None:
     ve = sd.VESDE()
     alpha, sigma = ve.marginal_coeffs(t)
     c_in = torch.rsqrt(alpha**2 + sigma**2)[:, None]  # sigma_data = 1
-    plain = LabelConditional(MLP((2,), zero_out=False), 4, input_scaling=False)
-    plain.load_state_dict(m.state_dict())
+    plain = copy.deepcopy(m)
+    plain.input_scaling = False  # the same weights, fed x unscaled
     torch.testing.assert_close(m(x, t, c, ve), plain(c_in * x, t, c), rtol=0, atol=0)
     torch.testing.assert_close(m(x, t, c, VP), plain(x, t, c), rtol=1e-6, atol=1e-6)  # VP: c_in = 1
     with pytest.raises(TypeError, match=r"call model\(x, t, labels, sde\)"):
@@ -71,3 +73,36 @@ def test_cfg_trained_on_mixture_reaches_exact_class_conditional() -> None:
     # A 1000-step network is not exact: 3000 steps measured 5.2, the unconditional ~6e3.
     assert res[0.0]["combined"] < 30
     assert res[3.0]["spread"] > res[0.0]["spread"]  # w > 0 sharpens the modes
+
+
+def test_the_input_scaling_settings_travel_with_the_weights() -> None:
+    # An outside check: weights saved without input scaling (or with another sigma_data) loaded
+    # into a default LabelConditional without a word, and gave other outputs (1.65 under VE).
+    torch.manual_seed(0)
+    ve = sd.VESDE()
+    x, t, c = torch.randn(4, 2) * 10, torch.full((4,), 0.5), torch.tensor([0, 1, 2, 3])
+    for kw in ({"input_scaling": False}, {"sigma_data": 1.42}):
+        saved = LabelConditional(MLP((2,), zero_out=False), 4, **kw)
+        loaded = LabelConditional(MLP((2,), zero_out=False), 4)
+        loaded.load_state_dict(saved.state_dict())
+        assert (loaded.input_scaling, loaded.sigma_data) == (saved.input_scaling, saved.sigma_data)
+        torch.testing.assert_close(loaded(x, t, c, ve), saved(x, t, c, ve), rtol=0, atol=0)
+    # A state_dict from before the settings were stored is that of an unscaled network.
+    old = {k: v for k, v in LabelConditional(MLP((2,)), 4, input_scaling=False).state_dict().items()
+           if k != "input_scaling_settings"}
+    with pytest.raises(RuntimeError, match="input_scaling=False"):
+        LabelConditional(MLP((2,)), 4).load_state_dict(old)
+    unscaled = LabelConditional(MLP((2,)), 4, input_scaling=False)
+    unscaled.load_state_dict(old)
+    assert not unscaled.input_scaling
+
+
+def test_a_float64_model_trains_in_float64() -> None:
+    # train_conditional cast the data to float32: a float64 model failed with a dtype error.
+    mix = sd.targets.eight_gaussians()
+    x, labels = mixture_data(mix, CLASSES, 200)
+    model = train_conditional(LabelConditional(MLP((2,)), 4).double(), x, labels, sd.VESDE(), steps=3, seed=0)
+    assert next(model.parameters()).dtype == torch.float64
+    s = model.score_fn(sd.VESDE())(torch.randn(3, 2, dtype=torch.float64), torch.full((3,), 0.5, dtype=torch.float64),
+                                   torch.tensor([0, 1, 4]))
+    assert s.dtype == torch.float64 and bool(torch.isfinite(s).all())

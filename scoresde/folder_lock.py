@@ -65,10 +65,11 @@ class FolderLock:
 
     @classmethod
     def for_file(cls, path: str | os.PathLike[str], what: str = "output file") -> FolderLock:
-        """A lock on one output file: ``.<name>.scoresde.lock`` beside it (other files in its
-        folder stay free for other runs)."""
+        """A lock on one output file and the files named after its stem (its settings file,
+        ``<stem>.json``): ``.<stem>.scoresde.lock`` beside it, so ``r.npy`` and ``r.csv``, which
+        share ``r.json``, exclude each other. Files of other stems in the folder stay free."""
         path = Path(path)
-        return cls(path.parent, what, lock_name=f".{path.name}{LOCK_NAME}", subject=path)
+        return cls(path.parent, what, lock_name=f".{path.stem}{LOCK_NAME}", subject=path)
 
     def acquire(self) -> FolderLock:
         try:

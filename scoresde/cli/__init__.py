@@ -16,6 +16,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from .errors import cli_warning_text
@@ -36,6 +37,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Commands whose --out is a folder / a file: checked writable before any work (pre-flight).
 OUT_FOLDER_COMMANDS = frozenset({"demo", "train", "sample", "compare", "plot"})
 OUT_FILE_COMMANDS = frozenset({"likelihood", "train-classifier"})
+
+
+def _missing_folders(folder: Path | None) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, innermost first."""
+    missing: list[Path] = []
+    while folder is not None and not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _preflight(args: argparse.Namespace) -> None:
@@ -133,8 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     mod = importlib.import_module(f"{__name__}.{args._module}")
 
     def command() -> int:
-        from pathlib import Path
-
         from ..folder_lock import LOCK_NAME, FolderLock
 
         out = getattr(args, "out", None)
@@ -144,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         writes_file = args.command in OUT_FILE_COMMANDS
         folder = (Path(out) if writes_folder else Path(out).parent) if out is not None and main_rank and (
             writes_folder or writes_file) else None
-        created = folder is not None and not folder.exists()
+        made = _missing_folders(folder)  # made for this command: removed again if left empty
         _preflight(args)
         # One command writing an output folder (or file, with its pieces beside it) at a time: a
         # relaunched run beside a live one would interleave its files. The lock goes with the process.
@@ -156,9 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if lock is not None:
                 lock.release(remove=True)  # no lock file is left in the user's output folder
-            if created and folder is not None and folder.is_dir() and not any(
-                    p.name not in (LOCK_NAME, getattr(lock, "lock_name", LOCK_NAME)) for p in folder.iterdir()):
-                folder.rmdir()  # made for a command that wrote nothing: not left behind empty
+            for made_dir in made:  # innermost first: made for a command that wrote nothing there
+                if not made_dir.is_dir() or any(
+                        p.name not in (LOCK_NAME, getattr(lock, "lock_name", LOCK_NAME)) for p in made_dir.iterdir()):
+                    break
+                made_dir.rmdir()
 
     with cli_warnings(args.command):
         out = getattr(args, "out", None)

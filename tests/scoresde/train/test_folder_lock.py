@@ -190,6 +190,9 @@ def test_the_cli_refuses_a_second_writer_of_a_likelihood_output_file(tmp_path: P
         err = capsys.readouterr().err
         assert code == 2 and f"pid {proc.pid}" in err and "a.csv is in use" in err
         assert not out.exists() and not (tmp_path / "a.csv.chunks").exists()
+        # a.npy would write its settings to a.json too: refused as well.
+        assert main([*args, "--out", str(tmp_path / "a.npy")]) == 2
+        assert "a.npy is in use" in capsys.readouterr().err
         # Another file in the same folder is free.
         assert main([*args, "--out", str(tmp_path / "b.csv")]) == 0
     finally:
@@ -197,3 +200,16 @@ def test_the_cli_refuses_a_second_writer_of_a_likelihood_output_file(tmp_path: P
         proc.wait()
     assert main([*args, "--out", str(out)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "a.json", "b.csv", "b.json"]
+
+
+def test_a_failed_run_leaves_none_of_the_folders_it_made(tmp_path: Path, capsys) -> None:
+    # An outside check: `--out n1/n2/a.json` failing removed n2 but left n1 behind empty.
+    from scoresde.cli import main
+
+    assert main(["likelihood", "--checkpoint", str(tmp_path / "none"), "--n", "5", "--out",
+                 str(tmp_path / "n1" / "n2" / "a.json")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    assert main(["sample", "--checkpoint", str(tmp_path / "none"), "--n", "5", "--out",
+                 str(tmp_path / "kept" / "m1" / "m2")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())

@@ -62,8 +62,10 @@ class ScoreModifiedInputError(RuntimeError):
 def _check_inputs_unchanged(before: tuple[Tensor, Tensor], x: Tensor, t: Tensor) -> None:
     """Raise `ScoreModifiedInputError` when ``x`` or ``t`` differ from their copies ``before``."""
     for name, old, new in (("x", before[0], x), ("t", before[1], t)):
-        if not torch.equal(old, new.detach()):
-            changed = int((old != new.detach()).sum()) if old.shape == new.shape else new.numel()
+        new = new.detach()
+        same = (old == new) | (old.isnan() & new.isnan()) if old.shape == new.shape else None
+        if same is None or not bool(same.all()):  # (NaN entries left as NaN are unchanged)
+            changed = int((~same).sum()) if same is not None else new.numel()
             raise ScoreModifiedInputError(
                 f"the score changed its input {name} in place ({changed} of {new.numel()} entries): {name} is the "
                 f"solver's state, so this changes the samples silently. Work on a copy ({name} = {name}.clone()) "

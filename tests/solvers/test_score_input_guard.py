@@ -80,3 +80,14 @@ def test_a_score_that_changes_its_input_later_in_the_run_is_refused(solver: str)
 
     with pytest.raises(ScoreModifiedInputError, match=r"at evaluation \d+ \(the sum of x went from"):
         solvers.sample(sde, later, shape=(50, 2), solver=solver, steps=10, seed=0)
+
+
+def test_a_state_already_holding_nan_is_named_as_such_not_as_a_changed_input() -> None:
+    from solvers.dynamics import CountedScore, NonFiniteScoreError
+
+    counted = CountedScore(lambda x, t: -x)
+    x = torch.tensor([[0.0, float("nan")], [1.0, 2.0]])
+    with pytest.raises(NonFiniteScoreError, match="already held NaN"):
+        counted(x, torch.full((2,), 0.5))
+    with pytest.raises(NonFiniteScoreError, match="already held NaN"):
+        counted(x, torch.full((2,), 0.4))  # a later call: the sums of x are NaN before and after

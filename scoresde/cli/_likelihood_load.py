@@ -226,9 +226,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, ...]:
 
         model, sde, config = load_model(args.checkpoint, ema=not args.raw_weights, device=args.device)
         check_checkpoint_sde(args.sde, config.sde.name, args.checkpoint)
-        # The earliest time the network was trained at (the loss's t_min, default sde.eps).
-        t_min = getattr(getattr(config, "loss", None), "t_min", None)
-        args.trained_t_min = float(sde.eps) if t_min is None else float(t_min)
+        args.trained_t_min = model.min_score_time  # (for the report's first line)
         args.sde = config.sde.name  # what the settings record: the SDE actually used
         score = model.score_fn(sde)
         dtype = torch.float64 if args.float64 else config.torch_dtype

@@ -147,7 +147,7 @@ def _warn_bpd(bpd: float, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..likelihood import bpd_from_log_prob, data_end_time, elbo, likelihood
+    from ..likelihood import bpd_from_log_prob, elbo, likelihood
     from ..train.distributed import resolve_device
 
     try:
@@ -155,12 +155,9 @@ def run(args: argparse.Namespace) -> int:
         sde, score, target, x, dim, label, gen = _load(args)
         if args.batch_size is not None and args.batch_size < 1:
             raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
-        eps, density = args.eps, "auto"
-        trained = getattr(args, "trained_t_min", None)
-        if eps is None and trained is not None and trained > data_end_time(sde):
-            # log p_0 of a network: the ODE stops at the earliest time it was trained at, not
-            # below it (there its score is extrapolated), and [0, t_end] is added analytically.
-            eps, density = trained, "data"
+        # For a checkpoint, log p_0's ODE stops at the earliest time its network was trained at
+        # (the score carries it, `data_end_time`), not below it where its score is extrapolated.
+        eps = args.eps
         prior = None
         if args.exact_prior:
             assert target is not None
@@ -185,8 +182,8 @@ def run(args: argparse.Namespace) -> int:
             result = likelihood(
                 sde, score, x, divergence=args.divergence, probe=args.probe_type, n_probes=args.probes,
                 probe_refresh=args.refresh, integrator=args.integrator, steps=args.steps, grid=args.grid,
-                target_error=args.target_error, rtol=args.rtol, atol=args.atol, eps=eps, density=density,
-                prior=prior, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, store=store,
+                target_error=args.target_error, rtol=args.rtol, atol=args.atol, eps=eps, prior=prior,
+                batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress, store=store,
             )
         except KeyboardInterrupt:
             if store is not None:

@@ -59,13 +59,17 @@ DATA_END_TIME = 1e-5
 """End time of the ODE for the data density (Song et al. 2021 evaluate likelihoods at 1e-5)."""
 
 
-def data_end_time(sde: DiffusionSDE) -> float:
+def data_end_time(sde: DiffusionSDE, score: object = None) -> float:
     """The ODE's end time for `density="data"`: `min(sde.eps, DATA_END_TIME)`, but not below
-    `sde.min_score_time` where the SDE has one (a discrete schedule's first timestep,
-    `scoresde.DiscreteVPSDE`: its network is not trained below it)."""
+    `min_score_time` where the SDE or the score callable has one: a discrete schedule's first
+    timestep (`scoresde.DiscreteVPSDE`), or the earliest time a trained `ScoreModel` was trained
+    at (its `score_fn` carries it). A network is not asked below the times it was trained at."""
     end = min(float(sde.eps), DATA_END_TIME)
-    floor = getattr(sde, "min_score_time", None)
-    return end if floor is None else max(end, float(floor))
+    for source in (sde, score):
+        floor = getattr(source, "min_score_time", None)
+        if floor is not None:
+            end = max(end, float(floor))
+    return end
 
 
 def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float, *,

@@ -104,7 +104,7 @@ class LikelihoodRun:
             raise ValueError(
                 f"density='data' needs the SDE's marginal_coeffs(t) -> (alpha, sigma) for the [0, eps] "
                 f"term, which {type(sde).__name__} lacks; pass eps= (or density='marginal') for log p_eps")
-        default_lo = data_end_time(sde) if self.data else sde.eps
+        default_lo = data_end_time(sde, score_fn) if self.data else sde.eps
         self.lo, self.hi = check_interval(sde, default_lo if dens.eps is None else dens.eps,
                                           sde.T if dens.T is None else dens.T)
         if dens.prior is None and dens.T is not None and not math.isclose(self.hi, float(sde.T), rel_tol=1e-9):

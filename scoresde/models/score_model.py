@@ -160,6 +160,9 @@ class ScoreModel(nn.Module):
         self.input_scaling = _check_flag(input_scaling, "input_scaling")
         self.sigma_data = _check_sigma_data(sigma_data)
         self.config = copy.deepcopy(config) if config is not None else None
+        # The earliest time the network was trained at (set by `load_model` and the trainer from
+        # the loss's t_min); `score_fn` passes it on so that the likelihood stops there.
+        self.min_score_time: float | None = None
 
     def forward(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE, kind: str = "score") -> Tensor:
         """Prediction of type ``kind`` at ``x: (B, *D)``, ``t: (B,)``; returns ``(B, *D)``.
@@ -209,7 +212,9 @@ class ScoreModel(nn.Module):
 
         It runs without autograd unless ``x`` requires grad (likelihood code differentiates
         the score with respect to ``x``); ``t`` is cast to ``x``'s dtype and device. Call
-        ``model.eval()`` first if the network has dropout.
+        ``model.eval()`` first if the network has dropout. A trained model's callable carries
+        ``min_score_time``, the earliest time it was trained at, where the likelihood's
+        data-density ODE stops (`scoresde.likelihood.data_end_time`).
         """
 
         def score(x: Tensor, t: Tensor) -> Tensor:
@@ -219,6 +224,8 @@ class ScoreModel(nn.Module):
             with torch.no_grad():
                 return self.score(x, t, sde)
 
+        if self.min_score_time is not None:
+            score.min_score_time = self.min_score_time  # type: ignore[attr-defined]
         return score
 
     def _like_parameters(self, x: Tensor, *, exact: bool = False) -> Tensor:

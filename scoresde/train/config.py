@@ -27,7 +27,7 @@ from ..sde_config import custom_sde_config
 from .optim_config import LRAnchor, OptimConfig, effective_warmup, lr_factor, resume_anchor
 
 __all__ = ["SDEConfig", "OptimConfig", "TrainConfig", "RUNTIME_FIELDS", "config_diff", "lr_factor",
-           "LRAnchor", "effective_warmup", "resume_anchor", "CUSTOM_SDE"]
+           "LRAnchor", "effective_warmup", "resume_anchor", "CUSTOM_SDE", "trained_t_min"]
 
 RUNTIME_FIELDS: tuple[str, ...] = ("steps", "log_every", "ckpt_every", "eval_every", "device")
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
@@ -326,6 +326,12 @@ class TrainConfig:
         except json.JSONDecodeError as err:
             raise ValueError(f"{source} is not valid JSON: {err}") from None
         return cls.from_dict(data)
+
+
+def trained_t_min(config: TrainConfig, sde: Any) -> float:
+    """The earliest time a run's network is trained at: the loss's ``t_min``, else ``sde.eps``."""
+    t_min = config.loss.t_min
+    return float(sde.eps) if t_min is None else float(t_min)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

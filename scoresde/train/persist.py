@@ -32,7 +32,7 @@ from .checkpoint import (
     rotating_path,
     save_checkpoint,
 )
-from .config import RUNTIME_FIELDS, LRAnchor, TrainConfig, config_diff, resume_anchor
+from .config import RUNTIME_FIELDS, LRAnchor, TrainConfig, config_diff, resume_anchor, trained_t_min
 from .distributed import resolve_device
 from .runfiles import METRICS_NAME, environment, environment_mismatch, rewrite_metrics
 
@@ -287,6 +287,7 @@ def load_model(
     if sde is not None:
         config.sde = config.sde.with_instance(sde)
     sde_obj = config.sde.build()
+    model.min_score_time = trained_t_min(config, sde_obj)
     _warn_if_blurred_at_end(sde_obj, config, path)
     return model, sde_obj, config
 

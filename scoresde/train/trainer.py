@@ -43,7 +43,7 @@ from ..losses import warn_x0_weighting
 from ..models import ScoreModel
 from ..sde import AffineSDE
 from .checkpoint import CHECKPOINT_NAME, prune_rotating
-from .config import LRAnchor, TrainConfig, effective_warmup, lr_factor
+from .config import LRAnchor, TrainConfig, effective_warmup, lr_factor, trained_t_min
 from .data import (
     check_fits_dtype,
     check_rows_drawn,
@@ -200,6 +200,7 @@ class Trainer(CheckpointMixin):
     def _build(self, config: TrainConfig) -> None:
         """Model, EMA, DDP wrapper, optimizer, schedule, loss and the seeded random streams."""
         self.model: ScoreModel = config.model.build(seed=config.seed).to(self.device, self.dtype).train()
+        self.model.min_score_time = trained_t_min(config, self.sde)  # the EMA copy keeps it
         o = config.optim
         self.ema = EMA(self.model, o.ema_decay, warmup=o.ema_warmup)
         self.net: torch.nn.Module = self.model

@@ -163,6 +163,8 @@ class AugmentedFlow:
         if not isinstance(out, Tensor):
             raise TypeError(f"score returned {type(out).__name__}; it must return a tensor of the shape of x "
                             f"{tuple(x.shape)}")
+        if out.shape != x.shape:
+            raise ValueError(f"score returned shape {tuple(out.shape)}, expected the shape of x {tuple(x.shape)}")
         if x.requires_grad and torch.is_grad_enabled():
             if not out.requires_grad:
                 raise ValueError(

@@ -176,3 +176,13 @@ def test_gradients_flow_without_autograd_warnings(problem, torch_warns_always):
         lp = log_likelihood(sde, score, x, grad=True)
     (grad,) = torch.autograd.grad(lp.sum(), x)
     assert bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
+
+
+@pytest.mark.parametrize("options", [{}, dict(integrator="rk4_simpson", steps=4), dict(divergence="hutchinson")],
+                         ids=["default", "rk4-simpson", "hutchinson"])
+def test_likelihood_names_the_score_when_it_returns_the_wrong_shape(problem, options):
+    # Before: the likelihood's paths reported "field returned shape (4, 1), expected (4, 2)",
+    # naming an internal field rather than the user's score (the sampling path names the score).
+    sde, _, x = problem
+    with pytest.raises(ValueError, match=r"score returned shape \(4, 1\), expected the shape of x \(4, 2\)"):
+        log_likelihood(sde, lambda z, t: z[:, :1], x, **options)

@@ -328,6 +328,9 @@ class GaussianMixture:
     def score_fn(self, sde: DiffusionSDE) -> ScoreFn:
         """The oracle score callable ``(x, t) -> grad_x log p_t(x)`` for ``sde``.
 
+        The callable declares its SDE (``score.sde``), so a solver or the likelihood given
+        another SDE, with other marginals, refuses it (`solvers.score_sde.check_score_sde`).
+
         Raises:
             TypeError: ``sde`` has no affine marginals (``marginal_coeffs``, ``T``).
         """
@@ -336,6 +339,7 @@ class GaussianMixture:
         def score(x: Tensor, t: Tensor) -> Tensor:
             return self.marginal_score(x, t, sde)
 
+        score.sde = sde  # type: ignore[attr-defined]
         return score
 
     def log_prob_fn(self, sde: DiffusionSDE) -> Callable[[Tensor, Tensor], Tensor]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_score_sde", "SCORE_SDE_RTOL"]
+__all__ = ["check_score_sde", "marginals_difference", "SCORE_SDE_RTOL"]
 
 SCORE_SDE_RTOL = 1e-5
 """Relative difference of ``alpha(t)`` or ``sigma(t)`` above which the SDEs count as different
@@ -24,6 +24,41 @@ SCORE_SDE_RTOL = 1e-5
 
 _FRACTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 """Where in ``[eps, T]`` of the solved SDE the coefficients are compared."""
+
+
+def marginals_difference(declared: Any, sde: Any) -> str | None:
+    """Where ``declared``'s marginals part from ``sde``'s on ``sde``'s ``[eps, T]``, or ``None``.
+
+    ``None`` also when either SDE lacks ``marginal_coeffs(t) -> (alpha, sigma)`` or cannot be
+    evaluated (`check_sde` names what is wrong with a broken one). Otherwise the text names the
+    end times that differ, or the first time where ``alpha(t)`` or ``sigma(t)`` differ by more
+    than `SCORE_SDE_RTOL`.
+    """
+    if declared is sde:
+        return None
+    if not (callable(getattr(declared, "marginal_coeffs", None)) and callable(getattr(sde, "marginal_coeffs", None))):
+        return None
+    try:
+        eps, T = float(sde.eps), float(sde.T)
+        T_declared = float(declared.T)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not math.isclose(T, T_declared, rel_tol=1e-9):
+        return f"T = {T_declared:g} against T = {T:g}"
+    t = torch.tensor([eps + f * (T - eps) for f in _FRACTIONS], dtype=torch.float64)
+    try:
+        a1, s1 = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in sde.marginal_coeffs(t))
+        a2, s2 = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in declared.marginal_coeffs(t))
+    except Exception:
+        return None
+    if a1.shape != t.shape or a2.shape != t.shape or s1.shape != t.shape or s2.shape != t.shape:
+        return None
+    off = ((a1 - a2).abs() > SCORE_SDE_RTOL * a2.abs()) | ((s1 - s2).abs() > SCORE_SDE_RTOL * s2.abs())
+    if not bool(off.any()):
+        return None
+    i = int(off.nonzero()[0, 0])
+    return (f"at t = {float(t[i]):.4g}, alpha {float(a2[i]):.6g} against {float(a1[i]):.6g}, "
+            f"sigma {float(s2[i]):.6g} against {float(s1[i]):.6g}")
 
 
 def check_score_sde(score: Any, sde: Any) -> None:
@@ -38,32 +73,13 @@ def check_score_sde(score: Any, sde: Any) -> None:
             first time where they part.
     """
     declared = getattr(score, "sde", None)
-    if declared is None or declared is sde:
+    if declared is None:
         return
-    if not (callable(getattr(declared, "marginal_coeffs", None)) and callable(getattr(sde, "marginal_coeffs", None))):
-        return
-    try:
-        eps, T = float(sde.eps), float(sde.T)
-        T_declared = float(declared.T)
-    except (AttributeError, TypeError, ValueError):
+    difference = marginals_difference(declared, sde)
+    if difference is None:
         return
     advice = ("a score of p_t under one SDE is not the score of another's p_t; solve with the score's own "
-              "SDE (score.sde; e.g. sde, score = scoresde.interop.unet_score(unet, scheduler))")
-    if not math.isclose(T, T_declared, rel_tol=1e-9):
-        raise ValueError(f"the score was made for {declared!r} (score.sde, T = {T_declared:g}), but the "
-                         f"sde given is {sde!r} (T = {T:g}): {advice}")
-    t = torch.tensor([eps + f * (T - eps) for f in _FRACTIONS], dtype=torch.float64)
-    try:
-        a1, s1 = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in sde.marginal_coeffs(t))
-        a2, s2 = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in declared.marginal_coeffs(t))
-    except Exception:  # a broken SDE: `check_sde` names what is wrong with it
-        return
-    if a1.shape != t.shape or a2.shape != t.shape or s1.shape != t.shape or s2.shape != t.shape:
-        return
-    off = ((a1 - a2).abs() > SCORE_SDE_RTOL * a2.abs()) | ((s1 - s2).abs() > SCORE_SDE_RTOL * s2.abs())
-    if bool(off.any()):
-        i = int(off.nonzero()[0, 0])
-        raise ValueError(
-            f"the score was made for {declared!r} (score.sde), whose marginals differ from those of the "
-            f"sde given, {sde!r}: at t = {float(t[i]):.4g}, alpha {float(a2[i]):.6g} against {float(a1[i]):.6g}, "
-            f"sigma {float(s2[i]):.6g} against {float(s1[i]):.6g}; {advice}")
+              "SDE (score.sde; e.g. sde, score = scoresde.interop.unet_score(unet, scheduler), or the SDE "
+              "scoresde.train.load_model returns with a trained model)")
+    raise ValueError(f"the score was made for {declared!r} (score.sde), but the sde given is {sde!r}, whose "
+                     f"marginals differ ({declared!r} against the sde given: {difference}); {advice}")

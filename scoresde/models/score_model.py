@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from solvers.inputs import as_real
 from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.score_sde import marginals_difference
 from solvers.utils import append_dims, batch_time
 
 from .mlp import MLP, data_sizes
@@ -163,6 +164,9 @@ class ScoreModel(nn.Module):
         # The earliest time the network was trained at (set by `load_model` and the trainer from
         # the loss's t_min); `score_fn` passes it on so that the likelihood stops there.
         self.min_score_time: float | None = None
+        # The SDE the network was trained under (set by `load_model` and the trainer): `score_fn`
+        # refuses an SDE with other marginals, whose t would be another noise level for it.
+        self.trained_sde: DiffusionSDE | None = None
 
     def forward(self, x: Tensor, t: Tensor | float, sde: DiffusionSDE, kind: str = "score") -> Tensor:
         """Prediction of type ``kind`` at ``x: (B, *D)``, ``t: (B,)``; returns ``(B, *D)``.
@@ -214,8 +218,20 @@ class ScoreModel(nn.Module):
         the score with respect to ``x``); ``t`` is cast to ``x``'s dtype and device. Call
         ``model.eval()`` first if the network has dropout. A trained model's callable carries
         ``min_score_time``, the earliest time it was trained at, where the likelihood's
-        data-density ODE stops (`scoresde.likelihood.data_end_time`).
+        data-density ODE stops (`scoresde.likelihood.data_end_time`). The callable declares
+        ``sde`` (``score.sde``), so a solver or the likelihood given another SDE refuses it.
+
+        Raises:
+            ValueError: the model was trained (``trained_sde``, set by `load_model` and the
+                trainer) under an SDE whose marginals differ from ``sde``'s.
         """
+        if self.trained_sde is not None:
+            difference = marginals_difference(self.trained_sde, sde)
+            if difference is not None:
+                raise ValueError(
+                    f"this model was trained under {self.trained_sde!r}, but score_fn was given {sde!r}, whose "
+                    f"marginals differ ({difference}); the network's time input means another noise level "
+                    f"under it: use the SDE it was trained with (load_model returns it)")
 
         def score(x: Tensor, t: Tensor) -> Tensor:
             self._like_parameters(x, exact=True)  # a solver's state keeps its dtype: no silent casts
@@ -226,6 +242,7 @@ class ScoreModel(nn.Module):
 
         if self.min_score_time is not None:
             score.min_score_time = self.min_score_time  # type: ignore[attr-defined]
+        score.sde = sde  # type: ignore[attr-defined]
         return score
 
     def _like_parameters(self, x: Tensor, *, exact: bool = False) -> Tensor:

@@ -288,6 +288,7 @@ def load_model(
         config.sde = config.sde.with_instance(sde)
     sde_obj = config.sde.build()
     model.min_score_time = trained_t_min(config, sde_obj)
+    model.trained_sde = sde_obj
     _warn_if_blurred_at_end(sde_obj, config, path)
     return model, sde_obj, config
 

@@ -201,6 +201,7 @@ class Trainer(CheckpointMixin):
         """Model, EMA, DDP wrapper, optimizer, schedule, loss and the seeded random streams."""
         self.model: ScoreModel = config.model.build(seed=config.seed).to(self.device, self.dtype).train()
         self.model.min_score_time = trained_t_min(config, self.sde)  # the EMA copy keeps it
+        self.model.trained_sde = self.sde
         o = config.optim
         self.ema = EMA(self.model, o.ema_decay, warmup=o.ema_warmup)
         self.net: torch.nn.Module = self.model

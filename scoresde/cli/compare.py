@@ -101,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=output_path, required=True, help="output folder (resumes if it holds a run)")
     parser.add_argument("--no-plots", action="store_true", help="write tables and data only, no figures")
     parser.add_argument("--retry-failed", action="store_true", help="recompute cells that failed before")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard a comparison with other settings (--n, --metrics, --grid, ...) stored in --out "
+                             "(without it such a folder is refused)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -160,12 +163,15 @@ def _layout_clash(out: Path, names: list[str]) -> str | None:
     would recompute every cell and leave the earlier files beside the new ones, stale."""
     from ..compare.cache import is_comparison_config
 
+    if out.name == "cells" and is_comparison_config(out.parent / "config.json"):
+        return (f"--out {out} is the folder where the comparison in {out.parent} keeps its cells; a comparison "
+                f"written there would mix its files with them. Use another --out")
     if len(names) > 1 and is_comparison_config(out / "config.json"):
         return (f"--out {out} holds the comparison of a single target (its files are in {out} itself); "
                 f"several targets are written to {out}/<target>/, so none of it would be reused and its "
                 "files would stay beside the new ones. Use another --out, or run the one target again")
-    if len(names) == 1 and any(is_comparison_config(out / d / "config.json") for d in
-                               (p.name for p in out.iterdir() if p.is_dir()) if out.is_dir()):
+    if (len(names) == 1 and out.is_dir() and not is_comparison_config(out / "config.json")
+            and any(is_comparison_config(p / "config.json") for p in out.iterdir() if p.is_dir())):
         return (f"--out {out} holds a comparison of several targets ({out}/<target>/); one target writes "
                 f"into {out} itself, so none of it would be reused. Use another --out, or run the same "
                 "targets again")
@@ -228,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
                 n=args.n, metrics=args.metrics, grid=args.grid, noise=args.noise,
                 denoise=args.denoise, solver_options=options, floor_repeats=args.floor_repeats,
                 out=sub, progress=not args.no_progress, retry_failed=args.retry_failed,
-                plots=not args.no_plots)
+                plots=not args.no_plots, overwrite=args.overwrite)
         except (ValueError, TypeError) as err:
             if debugging(args):
                 raise  # the CLI's error path prints the traceback
@@ -243,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
                 print("interrupted before any cell finished: nothing was kept", file=sys.stderr)
             raise
         print(f"\n## {problem.name}  ({res.computed} cells computed, {res.reused} reused)\n")
+        if res.caption:
+            print(f"{res.caption}\n")
         print(res.table())
         results.append(res)
         if res.records and all(r.get("status") != "ok" for r in res.records):

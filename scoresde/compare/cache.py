@@ -91,6 +91,36 @@ def is_comparison_config(path: Path) -> bool:
     return isinstance(record, dict) and "solvers" in record and "seeds" in record
 
 
+def settings_changes(config_path: Path, settings: Mapping[str, Any]) -> list[str]:
+    """How ``settings`` differ from those a comparison stored in ``config_path``, one
+    ``"key: stored -> new"`` per key (values shortened); empty when the file is absent or not a
+    comparison's. Solvers, budgets and seeds are not settings: a sweep may add to them."""
+    if not is_comparison_config(config_path):
+        return []
+    try:
+        stored = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    new = json.loads(json.dumps(settings, default=str))
+    missing = object()
+
+    def show(value: Any) -> str:
+        text = "(absent)" if value is missing else json.dumps(value, sort_keys=True, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [f"{key}: {show(stored.get(key, missing))} -> {show(value)}"
+            for key, value in new.items() if stored.get(key, missing) != value]
+
+
+def discard_comparison(out_dir: Path) -> int:
+    """Delete what a comparison stored in ``out_dir`` (its cells, floors and settings); returns
+    the number of cells deleted. Other files in the folder are left alone."""
+    cells = sorted((out_dir / "cells").glob("*.json")) if (out_dir / "cells").is_dir() else []
+    for path in [*cells, out_dir / "floors.json", out_dir / "config.json"]:
+        path.unlink(missing_ok=True)
+    return len(cells)
+
+
 def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write `text` to `path` atomically: a temporary file in the same folder, then rename.
 

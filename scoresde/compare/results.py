@@ -31,6 +31,8 @@ class ComparisonResult:
         n_modes: number of mixture modes when the reference is a mixture (coverage as `k/K`).
         floor_repeats: exact-vs-exact pairs behind each floor (its standard error is
             `std / sqrt(floor_repeats)`); `None` when not known.
+        caption: what was measured (SDE, samples per cell, seeds, reference, what ± and the
+            time column mean), written under the heading of `table.md`; `None` when not known.
     """
 
     problem: str
@@ -43,6 +45,7 @@ class ComparisonResult:
     reference: str = "exact"
     n_modes: int | None = None
     floor_repeats: int | None = None
+    caption: str | None = None
 
     def table(self, metrics: Sequence[str] | None = None) -> str:
         """Markdown table: mean ± std over seeds per (solver, budget); noise floor last."""
@@ -62,9 +65,11 @@ class ComparisonResult:
         files = {
             "json": write_atomic(out / "results.json", json.dumps(
                 {"problem": self.problem, "metrics": self.metrics, "floors": self.floors,
-                 "floor_repeats": self.floor_repeats, "records": self.records}, indent=1, default=json_default)),
+                 "floor_repeats": self.floor_repeats, "caption": self.caption, "records": self.records},
+                indent=1, default=json_default)),
             "csv": write_atomic(out / "results.csv", records_to_csv(self.records)),
-            "table": write_atomic(out / "table.md", f"## {self.problem}\n\n{self.table()}\n"),
+            "table": write_atomic(out / "table.md", f"## {self.problem}\n\n"
+                                  + (f"{self.caption}\n\n" if self.caption else "") + f"{self.table()}\n"),
         }
         if plots and any(r["status"] == "ok" for r in self.records):
             from .figures import save_curves

@@ -26,10 +26,12 @@ from .cache import (
     Cell,
     cache_key,
     code_digest,
+    discard_comparison,
     is_comparison_config,
     load_or_compute_floors,
     read_cell,
     seal_cell,
+    settings_changes,
     solver_code,
     write_atomic,
 )
@@ -191,6 +193,7 @@ def run_comparison(
     progress: bool = True,
     retry_failed: bool = False,
     plots: bool = True,
+    overwrite: bool = False,
 ) -> ComparisonResult:
     """Run every (solver, budget, seed) cell and record NFE, wall time and metrics.
 
@@ -214,6 +217,8 @@ def run_comparison(
         progress: show a tqdm progress bar.
         retry_failed: recompute stored cells that failed (default: keep their failure).
         plots: with `out`, also draw `curves_nfe.png` and `curves_seconds.png`.
+        overwrite: discard a comparison with other settings (`n`, metrics, grid, noise,
+            denoise, problem, dtype) stored in `out`, instead of refusing to replace it.
 
     Returns:
         A `ComparisonResult`. A cell whose solve raises (a non-finite score, a solver error)
@@ -225,7 +230,9 @@ def run_comparison(
     Raises:
         ValueError: unknown solver or metric names, empty or non-positive budgets, `n < 2`, an
             unknown `denoise`, a seed outside `torch.Generator`'s range, a solver option value
-            the solver refuses, an `rtol` / `atol` option of a solver on the tolerance axis.
+            the solver refuses, an `rtol` / `atol` option of a solver on the tolerance axis;
+            `out` holds a comparison with other settings and `overwrite` is not set (its
+            cells would be recomputed and replaced; the message lists what changed).
         TypeError: a solver option the solver does not take.
     """
     names = unique(_as_names(solver_names, "solver_names"))
@@ -269,6 +276,20 @@ def run_comparison(
                                  f"{'cells' if folder.name == 'cells' else 'results'} in a folder of that "
                                  "name; move the file or choose another output folder")
             clean_stale_temps(folder)  # what a killed atomic write left (results, floors, cells)
+        # (the MMD bandwidths follow from the reference and the code, as the cells' keys do)
+        changes = settings_changes(own, {k: v for k, v in settings.items() if k != "bandwidths"})
+        if changes and not overwrite:
+            raise ValueError(
+                f"{out_dir} holds a comparison with other settings ({'; '.join(changes)}); none of its cells "
+                f"would be reused and each one this sweep shares would be replaced. Pass overwrite=True "
+                f"(--overwrite) to discard it, or choose another output folder")
+        if changes:
+            discarded = discard_comparison(out_dir)
+            warnings.warn(f"overwrite: discarded the comparison stored in {out_dir} ({discarded} cell(s); "
+                          f"{'; '.join(changes)})", stacklevel=2)
+        # Written before the sweep too, so that an interrupted sweep's cells carry their settings.
+        write_atomic(own, json.dumps(_config_record(settings, names, steps, seeds, tolerances, options,
+                                                    floor_repeats), indent=1, default=str))
     floors = load_or_compute_floors(lambda: scorer.floors(floor_repeats), settings, floor_repeats, out_dir)
     records, computed, reused = _sweep(problem, scorer, plan_cells(names, steps, tolerances, seeds), options,
                                        settings, out_dir, n=n, grid=grid, noise=noise, denoise=denoise,
@@ -277,14 +298,31 @@ def run_comparison(
     result = ComparisonResult(
         problem.name, records, floors, [*metrics] + (list(MODE_METRICS) if mixture is not None else []),
         computed, reused, reference=problem.reference,
-        n_modes=int(mixture.weights.numel()) if mixture is not None else None, floor_repeats=floor_repeats)
+        n_modes=int(mixture.weights.numel()) if mixture is not None else None, floor_repeats=floor_repeats,
+        caption=_caption(problem, n, seeds, floor_repeats, denoise))
     if out_dir is not None:
         write_atomic(out_dir / "config.json", json.dumps(
-            {**settings, "solvers": names, "steps": list(steps), "seeds": list(seeds),
-             "tolerances": list(tolerances), "solver_options": options, "floor_repeats": floor_repeats},
+            _config_record(settings, names, steps, seeds, tolerances, options, floor_repeats),
             indent=1, default=str))
         result.save(out_dir, plots=plots)
     return result
+
+
+def _caption(problem: Problem, n: int, seeds: Sequence[Any], floor_repeats: int, denoise: bool | str | None) -> str:
+    """One line saying what a comparison's table measured."""
+    law = "p_eps, the state at eps" if end_step_kind(denoise) == "none" else "p_0"
+    reference = (f"exact samples of {law}" if problem.reference == "exact"
+                 else f"{problem.reference} samples")
+    return (f"{problem.sde!r}; {n} samples per cell, seeds {list(seeds)}; each cell scored against {n} {reference}; "
+            f"mean ± std over seeds; time [s]: mean wall time of one cell's sampling; noise floor: "
+            f"two independent reference sets, mean ± std of {floor_repeats} pairs.")
+
+
+def _config_record(settings: Mapping[str, Any], names: Sequence[str], steps: Sequence[int], seeds: Sequence[Any],
+                   tolerances: Sequence[Any], options: Mapping[str, Any], floor_repeats: int) -> dict[str, Any]:
+    """What `config.json` holds: the settings every cell shares, then this sweep's axes."""
+    return {**settings, "solvers": list(names), "steps": list(steps), "seeds": list(seeds),
+            "tolerances": list(tolerances), "solver_options": dict(options), "floor_repeats": floor_repeats}
 
 
 def _sweep(

@@ -79,9 +79,11 @@ def test_resume_reuses_finished_cells_and_computes_only_new_ones(tmp_path):
     # calls, each with its end-of-run step).
     more = _run(problem, tmp_path, seeds=[0, 1, 2])
     assert counter.calls == 10 and (more.computed, more.reused) == (2, 4)
-    # A different sample size changes every cell's key: nothing stale is reused.
+    # A different sample size changes every cell's key: nothing stale is reused (the folder's
+    # other settings are refused without overwrite, test_compare_study_pass.py).
     counter.calls = 0
-    other = _run(problem, tmp_path, n=N + 1)
+    with pytest.warns(UserWarning, match="discarded the comparison"):
+        other = _run(problem, tmp_path, n=N + 1, overwrite=True)
     assert other.reused == 0 and counter.calls == 20
 
 

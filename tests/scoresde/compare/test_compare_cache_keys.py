@@ -3,6 +3,8 @@
 A hand-built `Problem` with the default empty spec shared cell keys with every other such
 problem (another score under another name got the first one's numbers), and a float64 run
 reused float32 cells. `CombinedMetric` also took a reference of another size than its floors'.
+A folder whose `config.json` records other settings is now refused (test_compare_study_pass.py);
+these tests delete that file between runs, so that the cells' own keys are what is tested.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def test_hand_built_problems_under_other_names_get_their_own_cells(tmp_path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         first = compare.run_comparison(_hand_built("model_A", 1.0), ["ddim"], out=tmp_path, **KW)
+        (tmp_path / "config.json").unlink()
         second = compare.run_comparison(_hand_built("model_B", 0.5), ["ddim"], out=tmp_path, **KW)
     assert second.computed == 1 and second.reused == 0
     assert second.records[0]["problem"] == "model_B"
@@ -43,6 +46,7 @@ def test_a_hand_built_problem_without_spec_is_warned_about_with_a_cache(tmp_path
 def test_float64_runs_do_not_reuse_float32_cells(tmp_path) -> None:
     problem = compare.Problem.from_target("eight_gaussians", sde="vp")
     f32 = compare.run_comparison(problem, ["euler_maruyama"], out=tmp_path, **KW)
+    (tmp_path / "config.json").unlink()
     f64 = compare.run_comparison(dataclasses.replace(problem, dtype=torch.float64), ["euler_maruyama"],
                                  out=tmp_path, **KW)
     assert f64.computed == 1 and f64.reused == 0

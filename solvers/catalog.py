@@ -24,7 +24,8 @@ from .gaussian_multistep import GaussianMultistep
 from .lms import LMS
 from .ode import RK4, Heun, ODEEuler
 from .pc import Ancestral, AnnealedLangevin, PredictorCorrector, ReverseDiffusion
-from .registry import closest_name, lookup
+from .peer_names import PEER_NAMES, folded_name, peer_hint
+from .registry import closest_name, is_respelling, lookup
 from .scipy_ode import ScipyODE
 from .sde_dpmpp import SDEDPMSolverPP2M
 from .torchsde_backend import TorchSDE
@@ -150,8 +151,10 @@ def check_solver_names(names: list[str]) -> None:
     unknown = [n for n in names if not isinstance(n, str) or n not in SOLVERS]
     if not unknown:
         return
-    guesses = [f"{n!r} -> {g!r}" for n in unknown if (g := closest_name(SOLVERS, n)) is not None]
-    advice = f" did you mean {', '.join(guesses)}?" if guesses else ""
+    peers = [hint for n in unknown if (hint := _peer_hint(n))]
+    guesses = [f"{n!r} -> {g!r}" for n in unknown
+               if not _peer_hint(n) and (g := closest_name(SOLVERS, n)) is not None]
+    advice = "".join(f" {hint};" for hint in peers) + (f" did you mean {', '.join(guesses)}?" if guesses else "")
     raise ValueError(f"unknown solver(s) {unknown};{advice} valid solvers: {', '.join(SOLVERS)}")
 
 
@@ -160,7 +163,22 @@ def summaries() -> dict[str, str]:
     return {name: _spec(name).summary for name in SOLVERS}
 
 
+def _peer_hint(name: object) -> str:
+    """`peer_hint` for another library's name, unless the closest of ours is among the solvers
+    it names or equals it up to case and separators (``"DPMPP-2M"``, ``"dpmpp3m"`` keep their
+    "did you mean"; ``"dpm_solver++"``, whose closest spelling is ``dpm_solver_3``, gets it)."""
+    if not isinstance(name, str) or name in SOLVERS or is_respelling(SOLVERS, name):
+        return ""
+    entry = PEER_NAMES.get(folded_name(name))
+    if entry is None or closest_name(SOLVERS, name) in entry[1]:
+        return ""
+    return peer_hint(name)
+
+
 def _spec(name: str) -> SolverSpec:
+    hint = _peer_hint(name)
+    if hint:  # another library's name: say which solver here takes the same steps
+        raise ValueError(f"unknown solver {name!r}; {hint}. valid solvers: {', '.join(SOLVERS)}")
     entry: SolverSpec | type[Solver] = lookup(SOLVERS, name, "solver")
     return entry if isinstance(entry, SolverSpec) else SolverSpec(entry)
 

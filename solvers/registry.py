@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Mapping
 from typing import TypeVar
 
-__all__ = ["closest_name", "lookup"]
+__all__ = ["closest_name", "is_respelling", "lookup"]
 
 V = TypeVar("V")
 
@@ -46,6 +46,11 @@ def lookup(table: Mapping[str, V], name: object, kind: str, *, hint: str = "") -
 def _normalized(name: str) -> str:
     """Case, surrounding blanks and ``-`` / blank separators folded: ``" DPMPP-2M"`` -> ``"dpmpp_2m"``."""
     return "_".join(name.strip().lower().replace("-", " ").replace("_", " ").split())
+
+
+def is_respelling(table: Mapping[str, object], name: str) -> bool:
+    """Whether ``name`` equals a valid name up to case and separators (``"DPMPP-2M"``)."""
+    return _normalized(name) in {_normalized(k) for k in table if isinstance(k, str)}
 
 
 def closest_name(table: Mapping[str, object], name: object) -> str | None:

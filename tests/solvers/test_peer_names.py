@@ -1,0 +1,41 @@
+"""Another library's sampler name gets an error that names ours (an outside study typed
+``dpm_solver++`` and was told "did you mean 'dpm_solver_3'?", a single-step method)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import solvers
+from solvers.peer_names import PEER_NAMES
+
+
+@pytest.mark.parametrize(("name", "ours"), [
+    ("dpm_solver++", "dpmpp_2m, dpmpp_3m"),
+    ("DPMSolverMultistepScheduler", "dpmpp_2m, dpmpp_3m"),
+    ("sample_dpmpp_2m_sde", "sde_dpmpp_2m"),
+    ("k_euler_a", "ancestral"),
+    ("EulerAncestralDiscreteScheduler", "ancestral"),
+    ("UniPCMultistepScheduler", "unipc"),
+    ("sample_heun", "edm_heun"),
+    ("DDIMScheduler", "ddim"),
+    ("langevin", "annealed_langevin"),
+])
+def test_a_peer_name_points_to_the_solver_here(name: str, ours: str) -> None:
+    quoted = re.escape(repr(name))
+    with pytest.raises(ValueError, match=rf"unknown solver {quoted}; {quoted} is .*; here: {ours}\. valid solvers"):
+        solvers.get_solver(name)
+    with pytest.raises(ValueError, match=rf"here: {ours}"):
+        solvers.check_solver_names(["ddim", name])
+
+
+@pytest.mark.parametrize(("name", "ours"), [("DPMPP-2M", "dpmpp_2m"), ("dpmpp3m", "dpmpp_3m"), ("sde_dpmpp2m", "sde_dpmpp_2m")])
+def test_a_respelling_of_our_name_keeps_its_did_you_mean(name: str, ours: str) -> None:
+    with pytest.raises(ValueError, match=rf"unknown solver '{name}'; did you mean '{ours}'\?"):
+        solvers.get_solver(name)
+
+
+def test_every_peer_entry_names_registered_solvers() -> None:
+    for what, ours in PEER_NAMES.values():
+        assert what and ours and set(ours) <= set(solvers.available())

@@ -266,6 +266,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def applied_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """`SETTINGS` (and ``float64``) as the run used them: ``None`` for those that did not apply,
+    so that the sidecar does not record them and a resumed run does not compare them (``--steps``
+    and ``--grid`` of an adaptive integrator, ``--target-error`` without ``--steps auto``, the
+    tolerances of a fixed grid without a pilot, ``--levels`` / ``--data-range`` without
+    ``--bpd``, ``--n`` for a data file, which is scored whole, the probes of the exact divergence)."""
+    from ..likelihood.integrators import resolve_integrator
+
+    applied = {k: getattr(args, k, None) for k in (*SETTINGS, "float64")}
+    if resolve_integrator(args.integrator).kind != "fixed":
+        applied.update(steps=None, grid=None, target_error=None)
+    else:
+        if args.steps != "auto":
+            applied.update(target_error=None)
+            if args.grid != "auto":  # no pilot: nothing is held to a tolerance
+                applied.update(rtol=None, atol=None)
+    if not args.bpd:
+        applied.update(levels=None, data_range=None)
+    if args.data is not None and Path(args.data).suffix and not Path(args.data).is_dir():
+        applied.update(n=None)
+    if args.divergence == "exact":
+        applied.update(probe_type=None, probes=None, refresh=None)
+    return applied
+
+
 def _fingerprint(args: argparse.Namespace, x: Any) -> dict[str, Any]:
     """Everything that decides the per-point results of a chunked run, the code included (chunks
     are reused only if equal)."""
@@ -273,7 +298,7 @@ def _fingerprint(args: argparse.Namespace, x: Any) -> dict[str, Any]:
     from ._chunks import CODE_KEY, code_digest, file_identity
     from ._settings import _jsonable
 
-    record: dict[str, Any] = {"settings": {k: getattr(args, k, None) for k in (*SETTINGS, "float64")},
+    record: dict[str, Any] = {"settings": applied_settings(args),
                               "data_id": data_identity(x, name=str(args.data or args.target)),
                               "dtype": str(x.dtype), "shape": list(x.shape), CODE_KEY: code_digest()}
     if args.checkpoint:  # the checkpoint file itself: a retrained run at the same path is another model
@@ -326,7 +351,8 @@ def _write_settings(out: Path, args: argparse.Namespace, result: Any, x: Any,
     from ..data.identity import data_identity
     from ._settings import write_sidecar
 
-    record = {k: getattr(args, k, None) for k in (*SETTINGS, "elbo", "elbo_samples")}
+    record = {k: v for k, v in applied_settings(args).items() if k != "float64"}
+    record.update(elbo=args.elbo, elbo_samples=args.elbo_samples if args.elbo else None)
     record.update(output=out.name, density=result.density, ode_start=result.eps, T=result.T,
                   nfe=result.nfe, score_calls=result.score_calls, seconds=result.seconds, stats=result.stats,
                   data_id=data_identity(x, name=str(args.data or args.target)), columns=columns)

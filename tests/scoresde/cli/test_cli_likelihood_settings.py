@@ -99,3 +99,25 @@ def test_csv_settings_never_overwrite_an_earlier_json_result(tmp_path, capsys):
     assert (tmp_path / "X.json").read_bytes() == before and not (tmp_path / "X.csv").exists()
     # a settings file of an earlier csv run is rewritten as before
     assert main([*args, str(tmp_path / "Y.csv")]) == 0 and main([*args, str(tmp_path / "Y.csv")]) == 0
+
+
+def test_settings_that_did_not_apply_are_recorded_as_null(tmp_path, capsys):
+    # An outside study found "n": 1000 (the data file's 400 rows were scored), "levels": 256 and
+    # "data_range" without --bpd, and "steps": 32 / "grid": "auto" for the adaptive dopri5 in the
+    # sidecar: a reader could not tell which settings were used.
+    data = tmp_path / "pts.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(40, 2)))
+    out = tmp_path / "lp.csv"
+    assert main(["likelihood", "--target", "two_gaussians", "--data", str(data), "--out", str(out),
+                 "--no-progress"]) == 0
+    record = json.loads((tmp_path / "lp.json").read_text())
+    for key in ("n", "steps", "grid", "target_error", "levels", "data_range", "probes", "probe_type", "refresh",
+                "elbo_samples"):
+        assert record[key] is None, key
+    assert record["integrator"] == "dopri5" and record["rtol"] is None  # the library's default: not set
+    # A fixed grid records its steps and grid; the tolerances only where its pilot uses them.
+    out2 = tmp_path / "lp2.csv"
+    assert main(["likelihood", "--target", "two_gaussians", "--n", "16", "--integrator", "rk4", "--steps", "6",
+                 "--grid", "uniform", "--rtol", "1e-4", "--out", str(out2), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "lp2.json").read_text())
+    assert (record["n"], record["steps"], record["grid"], record["rtol"]) == (16, 6, "uniform", None)

@@ -307,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
               "dtype": str(r["dtype"]).replace("torch.", ""), "device": args.device, "data_id": r["data_id"],
               "nfe": nfe, "seconds": seconds, "plot": None if args.no_plot else "samples.png", **r["record"]}
     earlier, earlier_plot = _earlier_output(out)
+    replaced = _replaced_settings(out, record) if earlier else []
     side = write_sidecar(path, record)
     if args.batch_size is not None and args.batch_size < args.n:  # every chunk is in the samples file now
         from ._chunks import remove_pieces
@@ -321,12 +322,33 @@ def run(args: argparse.Namespace) -> int:
         if old.is_file():
             old.unlink()
             print(f"removed {old} (an earlier run's; {side.name} describes this one)")
+    if replaced:
+        print(f"note: replaced the samples of an earlier run in {out} ({'; '.join(replaced)})")
     print(f"{args.solver}: {args.n} samples of {r['label']}, NFE {nfe}, "
           f"{seconds:.2f} s -> {path} (settings: {side})")
     if not args.no_plot:
         _plot(samples, out / "samples.png", f"{r['label']}: {args.solver}, NFE {nfe}", r["ref"])
         print(f"plot -> {out / 'samples.png'}")
     return 0
+
+
+_COMPARED = ("solver", "steps", "seed", "n", "grid", "denoise", "options", "conditioning", "dtype")
+"""The settings a note on replaced samples names when they changed."""
+
+
+def _replaced_settings(out: Path, record: dict[str, Any]) -> list[str]:
+    """``"key: old -> new"`` for each of `_COMPARED` in which the run whose settings are in
+    ``out/samples.json`` differs from ``record`` (this run's); empty when unreadable."""
+    import json
+
+    try:
+        old = json.loads((out / "samples.json").read_text())
+        new = json.loads(json.dumps({k: record.get(k) for k in _COMPARED}, default=str))
+    except (OSError, ValueError, TypeError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    return [f"{k}: {old.get(k)} -> {new[k]}" for k in _COMPARED if old.get(k) != new[k]]
 
 
 def _earlier_output(out: Path) -> tuple[str | None, str | None]:

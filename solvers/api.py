@@ -12,38 +12,42 @@ import difflib
 import inspect
 import math
 from dataclasses import replace
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
-from .auto_grid import auto_grid_report
 from .base import AfterStep, Solver
 from .catalog import SOLVERS, SolverSpec, available, get_solver, summaries
 from .chunks import check_batch_size, sample_in_chunks
 from .dynamics import NonFiniteScoreError, ReverseDynamics
-from .grids import GRIDS_WITHOUT_MARGINALS, check_grid, get_grid
+from .grids import check_grid
 from .inputs import (
     MAX_STEPS,
     as_count,
-    check_device,
-    check_dtype,
     check_flag,
-    check_generator,
     check_score,
     check_seed,
-    check_shape,
     check_x_T,
 )
 from .marginals import require_marginals
-from .noise import BrownianPath, GaussianNoise, NoiseSource, make_generator
 from .pc import PredictorCorrector
 from .prior_match import PriorMatchProbe, warn_if_off_prior
 from .progress import SamplingProgress
-from .protocol import DiffusionSDE, HasPrior, ReverseSDEParts, ScoreFn
+from .protocol import ReverseSDEParts, ScoreFn
 from .result import Solution
+from .sample_setup import (
+    HALF_DTYPES,
+    NoiseSpec,
+    ScoreIn,
+    build_grid,
+    initial_state,
+    make_noise,
+    resolve_generator,
+    resolve_shape,
+)
 from .score_sde import check_score_sde
-from .sde_checks import check_prior_draw, check_sde, warn_if_diverged
+from .sde_checks import check_sde, warn_if_diverged
 from .warning_types import SolverWarning, run_warnings, warn
 
 __all__ = [
@@ -64,68 +68,14 @@ def tweedie_denoise(dynamics: ReverseDynamics, x: Tensor, t: float) -> Tensor:
         return dynamics.x0_pred(x, torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device))
 
 
-NoiseSpec = NoiseSource | Literal["gaussian", "brownian"] | None
-
 STEPS_DEFAULT = 500
 """`sample`'s step count when ``steps`` is not given (a grid tensor then sets the count)."""
-
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-"""Sampling dtypes whose runs keep the state in float32 and call only the score in them."""
-
 
 # `pc` itself only: ancestral, reverse_diffusion and annealed_langevin are their algorithms, which need
 # sigma(t); swapping their parts would run Euler-Maruyama under their names
 _PC_WITHOUT_MARGINALS = ("pass predictor='euler_maruyama', corrector='none' (Euler-Maruyama; the default "
                          "predictor, reverse diffusion, and the Langevin correctors need sigma(t)), or pick a "
                          "solver without needs_marginals (euler_maruyama, ode_*, torchsde_*, adaptive_sde)")
-
-
-class _ScoreIn:
-    """The score called in ``dtype`` (half precision) on a float32 state: ``x, t`` are cast
-    down for the call, the output back up by the dynamics (its dtype follows the state).
-
-    The increments of a fine grid (1e-3 of the state and of ``t``) are below bfloat16's
-    resolution (2^-8 relative): a state kept in it drifts off as steps are added (ode_heun on
-    a Gaussian: error 0.03 at 25 steps, 1.6 at 1600), while a model in half precision costs
-    only the score's own rounding.
-    """
-
-    def __init__(self, score: ScoreFn, dtype: torch.dtype) -> None:
-        self.score, self.dtype = score, dtype
-
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.score(x.to(self.dtype), t.to(self.dtype))
-
-
-BROWNIAN_TOL = 1e-7
-"""Default resolution of the shared Brownian path, relative to ``T - eps``."""
-
-
-def _make_noise(
-    noise: NoiseSpec, shape: tuple[int, ...], sde: ReverseSDEParts, seed: int | None,
-    generator: torch.Generator, dtype: torch.dtype, device: torch.device, ts: Tensor,
-) -> NoiseSource:
-    if noise is None or noise == "gaussian":
-        return GaussianNoise(generator)
-    if noise == "brownian":
-        if seed is None:  # a generator (given, or freshly seeded): the path's entropy comes from it
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        # The tree must resolve the shortest step (VE's log-SNR grid at 3000 steps has steps of
-        # 8.6e-8, below 1e-7 (T - eps): the tree recursed without end). Grids it resolves keep
-        # the default, so their runs share one path across step counts; a finer tree draws
-        # another path.
-        span = float(sde.T) - float(sde.eps)
-        shortest = float((ts[:-1] - ts[1:]).min()) if ts.numel() > 1 else span
-        tol = BROWNIAN_TOL if shortest >= 2 * BROWNIAN_TOL * span else 0.01 * shortest / span
-        return BrownianPath(shape, sde.eps, sde.T, seed=seed, dtype=dtype, device=device, tol=tol)
-    if isinstance(noise, str):
-        raise ValueError(f"unknown noise {noise!r}; use 'gaussian', 'brownian' or a NoiseSource")
-    if not isinstance(noise, NoiseSource):
-        raise TypeError(
-            f"noise must be 'gaussian', 'brownian', None or a NoiseSource (with increment(t_from, "
-            f"t_to, like) and normal(like)), got {type(noise).__name__}"
-        )
-    return noise
 
 
 def _keyword_hint(options: dict[str, Any]) -> str:
@@ -158,86 +108,6 @@ def _resolve_solver(solver: str | Solver, options: dict[str, Any]) -> Solver:
                             f"{_keyword_hint(options)}")
         return solver
     raise TypeError(f"solver must be a name or a Solver, got {type(solver).__name__}")
-
-
-def _resolve_shape(
-    shape: tuple[int, ...] | None, x_T: Tensor | None, dtype: torch.dtype | str | None,
-    device: torch.device | str | None,
-) -> tuple[tuple[int, ...], torch.dtype, torch.device]:
-    """The run's ``(shape, dtype, device)``: as given, else ``x_T``'s, else ``shape`` with torch's
-    default float dtype on CPU (each checked by `solvers.inputs`)."""
-    if x_T is not None:
-        if shape is not None and check_shape(shape) != tuple(x_T.shape):
-            raise ValueError(f"shape {tuple(shape)} does not match x_T.shape {tuple(x_T.shape)}")
-        dtype = x_T.dtype if dtype is None else dtype
-        device = x_T.device if device is None else device
-        shape = tuple(x_T.shape)
-    if shape is None:
-        raise ValueError("give shape=(B, *D) or x_T")
-    return check_shape(shape), check_dtype(dtype), check_device(device)
-
-
-def _initial_state(
-    sde: ReverseSDEParts, x_T: Tensor | None, shape: tuple[int, ...], generator: torch.Generator,
-    dtype: torch.dtype, device: torch.device,
-) -> Tensor:
-    if x_T is not None:
-        # A copy: the run's first score call receives this state, and a score that writes into
-        # its input (a normalising layer in place) must not change the caller's x_T.
-        return x_T.to(dtype=dtype, device=device, copy=True)
-    if not isinstance(sde, HasPrior):
-        raise TypeError(
-            f"{type(sde).__name__} has no prior_sample(shape, generator=, dtype=, device=) to draw "
-            "x_T from; pass x_T= (the initial state at T)"
-        )
-    try:
-        draw = sde.prior_sample(shape, generator=generator, dtype=dtype, device=device)
-    except TypeError as err:
-        if "unexpected keyword" not in str(err):
-            raise
-        raise TypeError(
-            f"{type(sde).__name__}.prior_sample must take prior_sample(shape, *, generator=None, "
-            f"dtype=None, device=None) (solvers.protocol.HasPrior): {err}; or pass x_T= (the initial state at T)"
-        ) from err
-    return check_prior_draw(draw, sde, shape, dtype, device)
-
-
-def _resolve_generator(seed: int | None, generator: torch.Generator | None,
-                       device: torch.device) -> torch.Generator:
-    """The run's generator: the one given, or one seeded by ``seed`` on ``device`` (not both)."""
-    if seed is not None and generator is not None:
-        raise ValueError("pass either seed or generator, not both")
-    given = check_generator(generator, device)
-    return make_generator(seed, device) if given is None else given
-
-
-def _build_grid(solver: Solver, sde: ReverseSDEParts, score: ScoreFn, grid: str | Tensor | None,
-                steps: int, shape: tuple[int, ...], cache_as: tuple[ScoreFn, object] | None = None,
-                dtype: torch.dtype = torch.float64,
-                device: torch.device | None = None) -> tuple[Tensor, dict[str, Any]]:
-    """The time grid of a run: the solver's default for this SDE, a name, ``"auto"`` or a tensor,
-    and the stats of building it (``"auto"``: its pilot's cost, `solvers.auto_grid`, run in the
-    run's ``dtype`` on its ``device``).
-
-    A named grid is built here; a tensor grid is validated by `Solver.solve` (once per solve).
-    An adaptive solver uses only the grid's end points, so its named grid has one step whatever
-    ``steps`` is (no ``(steps + 1,)`` tensor is built for nothing), and ``"auto"`` is its default
-    grid (no pilot is run for end points alone).
-    """
-    grid = solver.grid_for(sde) if grid is None else grid
-    if solver.adaptive and isinstance(grid, str):
-        steps = 1
-        if grid == "auto":
-            grid = solver.grid_for(sde)
-    if isinstance(grid, str) and grid == "auto":
-        require_marginals(sde, "grid='auto'", "use grid='uniform' or 'quadratic'")
-        ts, pilot = auto_grid_report(cast(DiffusionSDE, sde), score, steps, shape, cache_as=cache_as,
-                                     dtype=dtype, device=torch.device("cpu") if device is None else device)
-        return ts, {"pilot_nfe": pilot.nfe, "pilot_batch": pilot.batch, "pilot_seconds": pilot.seconds,
-                    "pilot_cached": pilot.cached}
-    if isinstance(grid, str) and grid not in GRIDS_WITHOUT_MARGINALS:
-        require_marginals(sde, f"grid={grid!r}", "use grid='uniform' or 'quadratic'")
-    return (get_grid(grid)(sde, steps) if isinstance(grid, str) else grid), {}
 
 
 def sample(
@@ -344,13 +214,13 @@ def sample(
     batch_size = check_batch_size(batch_size)
     seed = check_seed(seed)
     x_T = check_x_T(x_T)
-    shape, out_dtype, device_ = _resolve_shape(shape, x_T, dtype, device)
+    shape, out_dtype, device_ = resolve_shape(shape, x_T, dtype, device)
     # Half precision: the score runs in it, the state, times and coefficients in float32.
     dtype = torch.float32 if out_dtype in HALF_DTYPES else out_dtype
     cache_as = None
     if dtype != out_dtype:
         cache_as = (score, out_dtype)  # the auto grid's pilot cache keys on the user's score
-        score = _ScoreIn(score, out_dtype)
+        score = ScoreIn(score, out_dtype)
     check_sde(sde, shape[1:], dtype, device_)
     if grid is not None and not isinstance(grid, str):
         grid = check_grid(grid, sde)
@@ -367,9 +237,9 @@ def sample(
     if solver_obj.needs_marginals:  # before the grid, which may need them too
         require_marginals(sde, repr(solver) if isinstance(solver, str) else type(solver).__name__,
                           _PC_WITHOUT_MARGINALS if type(solver_obj) is PredictorCorrector else None)
-    generator = _resolve_generator(seed, generator, device_)
+    generator = resolve_generator(seed, generator, device_)
     lam_value = solver_obj.lam_for(lam, solver if isinstance(solver, str) else None)
-    ts, grid_stats = _build_grid(solver_obj, sde, score, grid, steps, shape, cache_as, dtype, device_)
+    ts, grid_stats = build_grid(solver_obj, sde, score, grid, steps, shape, cache_as, dtype, device_)
     if x_T is None and isinstance(grid, Tensor) and float(ts[0]) < float(sde.T) * (1.0 - 1e-6):
         warn(
             f"the grid starts at t = {float(ts[0]):.6g} < T = {float(sde.T):g}, but x_T is drawn from the "
@@ -385,11 +255,11 @@ def sample(
             f"(denoise='none'), where the hook's constraint holds",
             SolverWarning,
         )
-    x_start = _initial_state(sde, x_T, shape, generator, dtype, device_)
+    x_start = initial_state(sde, x_T, shape, generator, dtype, device_)
     chunked = batch_size is not None and batch_size < shape[0]
     if chunked and noise == "brownian":
         raise ValueError("noise='brownian' defines one path for the whole batch; drop batch_size")
-    noise_src = _make_noise(noise, shape, sde, seed, generator, dtype, device_, ts)
+    noise_src = make_noise(noise, shape, sde, seed, generator, dtype, device_, ts)
     run: dict[str, Any] = dict(keep_trajectory=keep_trajectory, max_frames=max_frames,
                                after_step=after_step, denoise=denoise)
     bar = None

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .base import DynamicsKind, SolveContext, Solver
-from .dynamics import NonFiniteScoreError, ReverseDynamics
+from .dynamics import ReverseDynamics
 from .inputs import check_flag
 from .step_control import (
     ConstantStepSize,
@@ -40,6 +40,8 @@ from .step_control import (
     check_max_steps,
     check_relative,
     check_tolerances,
+    goal_squares,
+    initial_step,
     rms_norm,
     sample_mean_squares,
     scaled_error,
@@ -121,52 +123,6 @@ def _guard(w: _Walk, h: float, t1: float, t0: float, max_steps: int) -> None:
         )
 
 
-def initial_step(
-    fn: Callable[[float, Tensor], Tensor],
-    t0: float,
-    y0: Tensor,
-    f0: Tensor,
-    direction: float,
-    order: int,
-    rtol: float,
-    atol: float,
-    *,
-    max_h: float = math.inf,
-    per_sample: bool = False,
-    relative: Tensor | None = None,
-) -> float:
-    """Starting step size of Hairer, Nørsett & Wanner (*Solving ODEs I*, §II.4, p. 169).
-
-    ``d0 = ||y0||, d1 = ||f0||`` in the scaled norm; ``h0 = 0.01 d0/d1`` (or ``1e-6``);
-    ``h0`` is clipped to ``max_h`` (the length of the interval); one explicit Euler step gives ``d2 = ||f(t0 + h0, y0 + h0 f0) - f0|| / h0``, and
-    ``h1 = (0.01 / max(d1, d2))^(1/(order+1))``; returns ``min(100 h0, h1)``.
-    Costs one evaluation of ``fn``. ``relative``: per-entry weights of ``rtol`` (`scaled_error_norm`).
-    """
-    mag = y0.abs() if relative is None else y0.abs() * relative
-    scale = mag.mul(rtol).add_(atol)
-    d01 = torch.stack([rms_norm(y0 / scale, per_sample=per_sample), rms_norm(f0 / scale, per_sample=per_sample)])
-    d0, d1 = d01.tolist()
-    if not (math.isfinite(d0) and math.isfinite(d1)):
-        # Finite entries whose squares overflow (a score of 1e30 in float32): no step size exists.
-        big = float(torch.stack([y0.detach().abs().max(), f0.detach().abs().max()]).max())
-        raise NonFiniteScoreError(
-            f"the ODE's state or velocity at t = {t0:.4g} is too large for {y0.dtype} (largest entry "
-            f"{big:.3g}; its norm overflows): the score returned huge values; check the model, the "
-            "time range and the dtype")
-    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-    # Never probe outside the integration interval (the field may be undefined there).
-    h0 = min(h0, max_h)
-    y1 = y0 + (direction * h0) * f0
-    f1 = fn(t0 + direction * h0, y1)
-    d2 = float(rms_norm((f1 - f0) / scale, per_sample=per_sample).detach()) / h0
-    dmax = max(d1, d2)
-    if dmax <= 1e-15 or not math.isfinite(dmax):
-        h1 = max(1e-6, 1e-3 * h0)
-    else:
-        h1 = (0.01 / dmax) ** (1.0 / (order + 1))
-    return min(100.0 * h0, h1, max_h)
-
-
 def _walk(
     w: _Walk, f: VectorField, tab: ButcherTableau, t0: float, t1: float, pid: PIDController | None,
     max_steps: int, tol: tuple[float, float, bool, Tensor | None, bool], callback: Callback | None,
@@ -219,29 +175,6 @@ def _walk(
             w.h = w.h * factor if max_step is None else min(w.h * factor, max_step)
         if not (w.h > 0 and math.isfinite(w.h)):
             raise StepSizeUnderflow(f"step size became {w.h} at t={w.t:.6g}")
-
-
-GOAL_ROUNDING_ULPS = 1.0
-"""Units of the dtype's rounding of ``||lambda y||`` below which `goal_squares` holds no goal."""
-
-
-def goal_squares(local: Tensor, weights: Tensor, atol: float, y: Tensor | None = None) -> Tensor:
-    """Each sample's squared goal error ``((sum_j lambda_j err_j) / tol)^2``, shape ``(B,)``.
-
-    ``local``: the step's error estimate ``(B, *D)``; ``weights``: the goal's sensitivity
-    ``lambda`` to the state, broadcastable to it (`solve_adaptive`'s ``goal``). ``tol`` is
-    ``atol``, or with the state ``y`` at least `GOAL_ROUNDING_ULPS` units of rounding of
-    ``||lambda y||`` (entrywise product): the estimate cannot resolve much less (at a point 100
-    units from a mixture in float32 that is about 3e5, and a goal of 1e-5 shrank the steps
-    until ``max_steps``). In float32 on ordinary data (a 32-D sharp mixture) the floor is
-    about ``atol`` and the answers moved within their own error (1.64e-5 -> 1.72e-5 nats).
-    """
-    projected = (local * weights).reshape(local.shape[0], -1).sum(dim=1)
-    if y is None:
-        return (projected / atol).pow(2)
-    size: Tensor = torch.linalg.vector_norm((y * weights).reshape(y.shape[0], -1), dim=1)
-    tol = size.mul(GOAL_ROUNDING_ULPS * torch.finfo(size.dtype).eps).clamp(min=atol)
-    return (projected / tol).pow(2)
 
 
 def solve_adaptive(

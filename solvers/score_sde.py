@@ -11,16 +11,17 @@ alone, which fit any schedule) are not checked.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 __all__ = ["check_score_sde", "marginals_difference", "SCORE_SDE_RTOL"]
 
-SCORE_SDE_RTOL = 1e-5
-"""Relative difference of ``alpha(t)`` or ``sigma(t)`` above which the SDEs count as different
-(a float32 table rebuilt in float64 differs by about 1e-7)."""
+SCORE_SDE_RTOL = 1e-3
+"""Relative difference of ``alpha(t)`` or ``sigma(t)`` above which the SDEs count as different.
+A discrete schedule's float32 table (diffusers' ``alphas_cumprod``) and the same table rebuilt
+in float64 differ by up to 1e-4 in ``sigma`` at ``t = 1/N``: one process. A difference of 0.1%
+in the noise level changes a score by as little."""
 
 _FRACTIONS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 """Where in ``[eps, T]`` of the solved SDE the coefficients are compared."""
@@ -31,8 +32,9 @@ def marginals_difference(declared: Any, sde: Any) -> str | None:
 
     ``None`` also when either SDE lacks ``marginal_coeffs(t) -> (alpha, sigma)`` or cannot be
     evaluated (`check_sde` names what is wrong with a broken one). Otherwise the text names the
-    end times that differ, or the first time where ``alpha(t)`` or ``sigma(t)`` differ by more
-    than `SCORE_SDE_RTOL`.
+    first time where ``alpha(t)`` or ``sigma(t)`` differ by more than `SCORE_SDE_RTOL`, or says
+    that ``sde`` runs past ``declared.T`` (an earlier ``T`` with the same marginals is the same
+    process stopped early).
     """
     if declared is sde:
         return None
@@ -43,17 +45,19 @@ def marginals_difference(declared: Any, sde: Any) -> str | None:
         T_declared = float(declared.T)
     except (AttributeError, TypeError, ValueError):
         return None
-    if not math.isclose(T, T_declared, rel_tol=1e-9):
-        return f"T = {T_declared:g} against T = {T:g}"
+    if T > T_declared * (1.0 + 1e-9):
+        # (an earlier T is fine where the marginals agree: a VP schedule stopped early)
+        return f"the sde runs to T = {T:g}, past the T = {T_declared:g} the score was made for"
     t = torch.tensor([eps + f * (T - eps) for f in _FRACTIONS], dtype=torch.float64)
     try:
-        a1, s1 = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in sde.marginal_coeffs(t))
-        a2, s2 = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in declared.marginal_coeffs(t))
-    except Exception:
+        a1, s1 = (torch.as_tensor(v).detach().to("cpu", torch.float64).reshape(-1) for v in sde.marginal_coeffs(t))
+        a2, s2 = (torch.as_tensor(v).detach().to("cpu", torch.float64).reshape(-1)
+                  for v in declared.marginal_coeffs(t))
+        if a1.shape != t.shape or a2.shape != t.shape or s1.shape != t.shape or s2.shape != t.shape:
+            return None
+        off = ((a1 - a2).abs() > SCORE_SDE_RTOL * a2.abs()) | ((s1 - s2).abs() > SCORE_SDE_RTOL * s2.abs())
+    except Exception:  # a broken SDE: `check_sde` names what is wrong with it
         return None
-    if a1.shape != t.shape or a2.shape != t.shape or s1.shape != t.shape or s2.shape != t.shape:
-        return None
-    off = ((a1 - a2).abs() > SCORE_SDE_RTOL * a2.abs()) | ((s1 - s2).abs() > SCORE_SDE_RTOL * s2.abs())
     if not bool(off.any()):
         return None
     i = int(off.nonzero()[0, 0])
@@ -81,5 +85,5 @@ def check_score_sde(score: Any, sde: Any) -> None:
     advice = ("a score of p_t under one SDE is not the score of another's p_t; solve with the score's own "
               "SDE (score.sde; e.g. sde, score = scoresde.interop.unet_score(unet, scheduler), or the SDE "
               "scoresde.train.load_model returns with a trained model)")
-    raise ValueError(f"the score was made for {declared!r} (score.sde), but the sde given is {sde!r}, whose "
-                     f"marginals differ ({declared!r} against the sde given: {difference}); {advice}")
+    raise ValueError(f"the score was made for {declared!r} (score.sde), not for the sde given, {sde!r}: "
+                     f"{difference} (the score's SDE against the one given); {advice}")

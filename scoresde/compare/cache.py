@@ -108,8 +108,17 @@ def settings_changes(config_path: Path, settings: Mapping[str, Any]) -> list[str
         text = "(absent)" if value is missing else json.dumps(value, sort_keys=True, default=str)
         return text if len(text) <= 60 else text[:57] + "..."
 
-    return [f"{key}: {show(stored.get(key, missing))} -> {show(value)}"
-            for key, value in new.items() if stored.get(key, missing) != value]
+    def changes(old: Any, now: Any, key: str) -> list[str]:
+        """Dotted keys down to the first leaf that differs (``problem.sde_config.T: 1 -> 2``)."""
+        if isinstance(old, dict) and isinstance(now, dict):
+            inner = [c for k in dict.fromkeys([*old, *now])
+                     if old.get(k, missing) != now.get(k, missing)
+                     for c in changes(old.get(k, missing), now.get(k, missing), f"{key}.{k}")]
+            return inner[:3] + ([f"{key}: {len(inner) - 3} more"] if len(inner) > 3 else [])
+        return [f"{key}: {show(old)} -> {show(now)}"]
+
+    return [c for key, value in new.items() if stored.get(key, missing) != value
+            for c in changes(stored.get(key, missing), value, key)]
 
 
 def discard_comparison(out_dir: Path) -> int:

@@ -90,6 +90,8 @@ def test_comparison_cache_tells_two_custom_sdes_of_one_class_apart(tmp_path):
     out = []
     for hi in (20.0, 3.0):
         problem = compare.Problem.from_target(target, LinearVP(hi=hi))
+        # (the folder's config.json of the first SDE would refuse the second: the cells' keys are tested)
+        (tmp_path / "config.json").unlink(missing_ok=True)
         res = compare.run_comparison(problem, ["ddim"], steps=(5,), seeds=(0,), n=200, out=tmp_path,
                                      progress=False, plots=False, floor_repeats=1)
         out.append((res.reused, res.records[0]["sliced_w2"]))

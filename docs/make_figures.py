@@ -80,7 +80,9 @@ def sde_marginals(out: Path, quick: bool) -> None:
     """Exact noised marginals p_t of one target under the four SDEs (rows) at five times."""
     target = sd.targets.eight_gaussians()
     x = target.sample(4000, generator=torch.Generator().manual_seed(0))
-    sigma_max = round(sd.data.suggest_sigma_max(x), 1)  # Song & Ermon 2020, technique 1
+    # Song & Ermon 2020, technique 1: the largest distance (suggest_sigma_max now also covers p_T's
+    # variance, 9 here; the figure keeps the distance, 5, as docs/sdes.md says)
+    sigma_max = round(sd.data.scale.max_pairwise_distance(x), 1)
     sdes = {"VP": sd.VPSDE(), "sub-VP": sd.SubVPSDE(),
             f"VE ($\\sigma_{{max}}$ = {sigma_max:g})": sd.VESDE(sigma_min=0.01, sigma_max=sigma_max),
             "cosine VP": sd.CosineVPSDE()}

@@ -6,6 +6,14 @@ that the reverse process can move a prior draw to any data point. The prior is c
 origin, so the origin counts as one more point: for data far from the origin the suggestion
 is their largest distance from it, and `suggest_sigma_max` warns that the data are
 off-centre (centring them is the fix; see `OFF_CENTRE_RATIO`).
+
+The prior must also have nearly ``p_T``'s variance, ``Var(x_0) + sigma_max^2`` per coordinate:
+the probability-flow ODE carries the ratio to the samples, whose spread along a coordinate of
+variance ``v`` comes out ``sigma_max / sqrt(sigma_max^2 + v)`` of the data's. In few dimensions
+the largest distance between points can be too small for that (an arc of variance 4.6 along one
+axis: 7.3, which leaves the samples 4% too narrow there, and `solvers.sample` warns), so the
+suggestion is at least the level that keeps this within `SPREAD_SHARE` of the limit the
+samplers warn at (`solvers.prior_match.PRIOR_SPREAD_LIMIT`).
 """
 
 from __future__ import annotations
@@ -19,15 +27,30 @@ import torch
 from torch import Tensor
 
 from solvers.inputs import as_count, as_integer, check_seed
-from solvers.prior_match import PRIOR_SHIFT_LIMIT
+from solvers.prior_match import PRIOR_SHIFT_LIMIT, PRIOR_SPREAD_LIMIT
 
 from .arrays import as_tensor_data
 
-__all__ = ["suggest_sigma_max", "max_pairwise_distance", "OFF_CENTRE_RATIO"]
+__all__ = ["suggest_sigma_max", "max_pairwise_distance", "spread_sigma_max", "OFF_CENTRE_RATIO", "SPREAD_SHARE"]
 
 OFF_CENTRE_RATIO = 1.0
 """`suggest_sigma_max` warns when the data's mean lies farther from the origin than this many
 times their spread about the mean (root-mean-square distance from the mean)."""
+
+
+SPREAD_SHARE = 0.5
+"""`suggest_sigma_max` keeps the samples' spread error from the prior's variance within this share
+of `solvers.prior_match.PRIOR_SPREAD_LIMIT` (the rest is left to a network's own error at ``T``)."""
+
+
+def spread_sigma_max(x: Tensor, limit: float = SPREAD_SHARE * PRIOR_SPREAD_LIMIT) -> float:
+    """The least ``sigma_max`` whose prior leaves the samples' spread within ``limit`` (relative) of
+    the data's along every coordinate of ``x: (N, D)``: ``sigma / sqrt(sigma^2 + v_max) >= 1 - limit``,
+    i.e. ``sigma = sqrt(v_max) (1 - limit) / sqrt(1 - (1 - limit)^2)`` with ``v_max`` the largest
+    variance of a coordinate (6.3 standard deviations at the default ``limit``, 1.25%)."""
+    v_max = float(x.to(torch.float64).var(dim=0).max()) if x.shape[0] > 1 else 0.0
+    keep = 1.0 - limit
+    return math.sqrt(v_max) * keep / math.sqrt(1.0 - keep * keep)
 
 
 def max_pairwise_distance(x: Tensor, *, chunk: int = 1024) -> float:
@@ -41,15 +64,19 @@ def max_pairwise_distance(x: Tensor, *, chunk: int = 1024) -> float:
 
 
 def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0, warn: bool = True) -> float:
-    """``sigma_max`` for a VE SDE: the largest distance among (up to ``n``) data points and the origin.
+    """``sigma_max`` for a VE SDE: the largest distance among (up to ``n``) data points and the
+    origin, or the level that gives the prior ``p_T``'s variance (`spread_sigma_max`), whichever is larger.
 
     Song & Ermon (2020), technique 1: choose ``sigma_1`` as large as the maximum Euclidean
     distance between all pairs of training points. The VE prior ``N(0, sigma_max^2 I)`` is
     centred at the origin, so the origin counts as a point too: for data around the origin
     this is the largest pairwise distance, for data far from it their largest distance from
-    the origin. Off-centre data (mean farther from the origin than `OFF_CENTRE_RATIO` times
-    their spread) get a warning: no ``sigma_max`` of the data's size makes ``p_T`` match the
-    prior there (`scoresde.check_prior` reports the mismatch); centre the data instead.
+    the origin. In few dimensions that distance can leave the prior's variance short of
+    ``p_T``'s, which narrows the samples (module docstring); the suggestion is then
+    `spread_sigma_max` of the points instead (in many dimensions, e.g. images, the distance
+    is the larger). Off-centre data (mean farther from the origin than `OFF_CENTRE_RATIO`
+    times their spread) get a warning: no ``sigma_max`` of the data's size makes ``p_T``
+    match the prior there (`scoresde.check_prior` reports the mismatch); centre the data instead.
 
     Args:
         data: ``(N, *D)`` tensor/array, or a source with ``sample(n, generator=g)``
@@ -88,7 +115,7 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0, warn: bool = T
     if x.shape[0] < 2:
         raise ValueError("suggest_sigma_max needs at least 2 data points")
     flat = x.reshape(x.shape[0], -1).to(torch.float64)
-    sigma_max = max(max_pairwise_distance(flat), float(flat.norm(dim=1).max()))
+    sigma_max = max(max_pairwise_distance(flat), float(flat.norm(dim=1).max()), spread_sigma_max(flat))
     if warn:
         warn_off_centre(flat, sigma_max, which="the suggested")
     return sigma_max

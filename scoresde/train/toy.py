@@ -62,8 +62,9 @@ def _check_ve_scale(sde_cfg: SDEConfig, source: Any) -> None:
     suggested = suggest_sigma_max(source, n=2000, warn=False)
     if sigma_max < 0.5 * suggested:
         warnings.warn(
-            f"VE sigma_max = {sigma_max:g} is below half the largest distance among the data points and "
-            f"the origin ({suggested:.3g}); the prior N(0, sigma_max^2 I) does not cover the data. Use "
+            f"VE sigma_max = {sigma_max:g} is below half the suggested {suggested:.3g} (the largest distance among "
+            f"the data points and the origin, or the level that gives the prior p_T's variance, whichever is "
+            f"larger); the prior N(0, sigma_max^2 I) does not cover the data. Use "
             f"VESDE(sigma_max={suggested:.3g}) (scoresde.data.suggest_sigma_max; see docs/sdes.md)",
             stacklevel=3)
     x = draw(source, 2000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -131,7 +132,7 @@ def toy_config(
     The warm-up is ``min(100, 10% of steps)`` and the cosine decay to 10% runs from its end to
     the last step, so short runs get a full schedule and ``--resume`` with more steps stretches
     it. ``data`` (a source, array or path) overrides ``make_data(name)``. Warns when a VE
-    ``sigma_max`` is below half the largest distance among the data and the origin, when the
+    ``sigma_max`` is below half of `scoresde.data.suggest_sigma_max` of the data, when the
     data are off-centre (`scoresde.data.scale.warn_off_centre`, with the ``sigma_max`` in use), and when the data's
     spread is within ten times the noise left at the SDE's ``eps``
     (`scoresde.schedules.check_end_noise`) or, for other SDEs, when ``p_T`` of the data is far

@@ -27,7 +27,7 @@ def test_guide_data_runs_as_written(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     ns: dict[str, object] = {}
     exec(compile(_blocks("guide_data.md", "python")[0], "docs/guide_data.md", "exec"), ns)  # noqa: S102
     out = capsys.readouterr().out
-    assert "sigma_max = 7.27" in out  # the page says "about 7.3" and passes --sigma-max 7.3
+    assert "sigma_max = 13.36" in out  # the page says "about 13.4" and passes --sigma-max 13.4
     commands = [ln for b in _blocks("guide_data.md", "bash") for ln in b.splitlines()
                 if ln.startswith("scoresde ")]
     assert len(commands) == 4

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from scoresde.cli import build_parser, cli_warning_text, cli_warnings, main
 from scoresde.cli import compare as compare_cmd
@@ -22,6 +23,7 @@ from scoresde.cli import likelihood as likelihood_cmd
 from scoresde.cli import train as train_cmd
 from scoresde.cli.errors import cli_advice, describe
 from scoresde.data import suggest_sigma_max
+from scoresde.data.scale import spread_sigma_max
 from scoresde.plotting import plot_samples, plot_trajectories, square_limits
 from scoresde.plotting.extent import prior_inset
 from scoresde.schedules import PriorCheck
@@ -180,12 +182,14 @@ def test_suggest_sigma_max_warns_for_off_centre_data() -> None:
     with pytest.warns(UserWarning, match="off-centre"):
         sm = suggest_sigma_max(pts)
     far = float(np.linalg.norm(pts.astype(np.float64), axis=1).max())
-    assert sm == pytest.approx(far, rel=1e-6)  # the origin counts as a point
+    spread = spread_sigma_max(torch.from_numpy(pts.astype(np.float64)))
+    assert sm == pytest.approx(max(far, spread), rel=1e-6)  # the origin counts as a point
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         centred = _ring(centre=np.zeros(2))
         d = np.linalg.norm(centred[:, None].astype(np.float64) - centred[None], axis=-1).max()
-        assert suggest_sigma_max(centred) == pytest.approx(d, rel=1e-6)  # technique 1 unchanged
+        spread = spread_sigma_max(torch.from_numpy(centred.astype(np.float64)))
+        assert suggest_sigma_max(centred) == pytest.approx(max(d, spread), rel=1e-6)  # technique 1, or p_T's variance
         suggest_sigma_max(pts, warn=False)
 
 
@@ -356,12 +360,12 @@ def test_the_prior_inset_never_hides_the_samples(name: str) -> None:
 
 def test_suggest_sigma_max_warns_when_the_ode_would_carry_the_offset() -> None:
     # A half circle of radius 3 with its mean at (0, 1.9), 0.82x its spread: suggest_sigma_max
-    # (7.27) said nothing, and then every probability-flow run from the prior warned that its
+    # (7.27 then; 13.4 now, which also gives the prior p_T's variance) said nothing, and then every probability-flow run from the prior warned that its
     # samples come out shifted (0.19 of a std per coordinate, against the sampler's 0.05).
     rng = np.random.default_rng(0)
     theta = rng.uniform(0.0, np.pi, 3000)
     arc = 3.0 * np.stack([np.cos(theta), np.sin(theta)], axis=1) + rng.normal(0.0, 0.2, (3000, 2))
-    with pytest.warns(UserWarning, match=r"0.82x their spread.*shifted by about 0.19 of the data's std"):
+    with pytest.warns(UserWarning, match=r"0.82x their spread.*shifted by about 0.1 of the data's std"):
         suggest_sigma_max(arc)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

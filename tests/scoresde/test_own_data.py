@@ -3,6 +3,7 @@ never paired with other data than it was trained on (identity = content hash).""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -169,10 +170,28 @@ def test_cli_train_on_a_file_then_compare(tmp_path: Path, points: np.ndarray,
     assert "sha256" in capsys.readouterr().err
 
 
-def test_suggest_sigma_max_is_the_largest_pairwise_distance() -> None:
-    x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
-    assert suggest_sigma_max(x) == pytest.approx(5.0, rel=1e-12)  # the 3-4-5 triangle
-    assert suggest_sigma_max(ArrayDataset(x)) == pytest.approx(5.0, rel=1e-12)
+def test_suggest_sigma_max_is_the_largest_pairwise_distance_in_many_dimensions() -> None:
+    # Song & Ermon's technique 1 where the distance is the larger (images, many dimensions)
+    from scoresde.data.scale import max_pairwise_distance, spread_sigma_max
+
+    x = 0.5 * torch.randn(500, 400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    d = max(max_pairwise_distance(x), float(x.norm(dim=1).max()))
+    assert d > 3 * spread_sigma_max(x)  # ~17 against ~3.2
+    assert suggest_sigma_max(x) == pytest.approx(d, rel=1e-12)
+    assert suggest_sigma_max(ArrayDataset(x)) == pytest.approx(d, rel=1e-12)
+
+
+def test_suggest_sigma_max_gives_the_prior_p_T_s_variance_in_few_dimensions() -> None:
+    # An outside walkthrough of docs/guide_data.md: the suggested 7.27 for an arc of variance
+    # 4.6 along one axis, and every sampler then warned that the samples come out 5% too narrow
+    # ("a noise level of about 13.9 at T ... brings it within 2.5%").
+    from scoresde.data.scale import spread_sigma_max
+
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]], dtype=torch.float64)
+    v_max = float(x.var(dim=0).max())
+    assert suggest_sigma_max(x) == pytest.approx(spread_sigma_max(x), rel=1e-12)
+    sigma = suggest_sigma_max(x)
+    assert sigma > 5.0 and 1 - sigma / math.sqrt(sigma**2 + v_max) == pytest.approx(0.0125, rel=1e-9)
 
 
 def test_cli_trains_the_image_recipe_on_an_image_folder(tmp_path: Path) -> None:
@@ -224,7 +243,7 @@ def test_fuzzed_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
         suggest_sigma_max(torch.ones(5, 2), n=-1)  # silently 0.0 before
     with pytest.raises(TypeError, match="load_data"):
         suggest_sigma_max("moons")
-    assert suggest_sigma_max([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(5.0)
+    assert suggest_sigma_max([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(6.27 * math.sqrt(8.0), rel=1e-3)
     # image_grid: a negative nrow / pad was a raw RuntimeError.
     with pytest.raises(ValueError, match="nrow"):
         image_grid(torch.zeros(2, 1, 8, 8), nrow=-1)
@@ -233,3 +252,26 @@ def test_fuzzed_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="B >= 1"):
         image_grid(torch.zeros(0, 1, 8, 8))
     assert same_data({}, {}) is True  # KeyError 'kind' before
+
+
+def test_the_suggested_sigma_max_leaves_the_samplers_prior_check_quiet() -> None:
+    # Exact score of eight Gaussians (variance 2 per coordinate): the largest distance (5.0)
+    # left the prior 6% short of p_T's variance and the sampler warned; the suggestion does not.
+    import warnings
+
+    import scoresde as sd
+    import solvers
+    from scoresde.data.scale import max_pairwise_distance
+
+    target = sd.targets.eight_gaussians()
+    x = target.sample(5000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def prior_warnings(sigma_max: float) -> list[str]:
+        sde = sd.VESDE(sigma_max=sigma_max)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            solvers.sample(sde, target.score_fn(sde), shape=(2000, 2), solver="dpmpp_2m", steps=50, seed=0)
+        return [str(w.message) for w in caught if isinstance(w.message, solvers.PriorMismatchWarning)]
+
+    assert prior_warnings(max_pairwise_distance(x))
+    assert not prior_warnings(suggest_sigma_max(x))

@@ -163,9 +163,6 @@ def _layout_clash(out: Path, names: list[str]) -> str | None:
     would recompute every cell and leave the earlier files beside the new ones, stale."""
     from ..compare.cache import is_comparison_config
 
-    if out.name == "cells" and is_comparison_config(out.parent / "config.json"):
-        return (f"--out {out} is the folder where the comparison in {out.parent} keeps its cells; a comparison "
-                f"written there would mix its files with them. Use another --out")
     if len(names) > 1 and is_comparison_config(out / "config.json"):
         return (f"--out {out} holds the comparison of a single target (its files are in {out} itself); "
                 f"several targets are written to {out}/<target>/, so none of it would be reused and its "

@@ -121,11 +121,20 @@ def settings_changes(config_path: Path, settings: Mapping[str, Any]) -> list[str
             for c in changes(stored.get(key, missing), value, key)]
 
 
+RESULT_FILES = ("results.json", "results.csv", "table.md", "curves_nfe.png", "curves_seconds.png")
+"""What `ComparisonResult.save` writes into a comparison's folder."""
+
+
+def stored_cells(out_dir: Path) -> list[Path]:
+    """The cell files of the comparison stored in ``out_dir``."""
+    return sorted((out_dir / "cells").glob("*.json")) if (out_dir / "cells").is_dir() else []
+
+
 def discard_comparison(out_dir: Path) -> int:
-    """Delete what a comparison stored in ``out_dir`` (its cells, floors and settings); returns
-    the number of cells deleted. Other files in the folder are left alone."""
-    cells = sorted((out_dir / "cells").glob("*.json")) if (out_dir / "cells").is_dir() else []
-    for path in [*cells, out_dir / "floors.json", out_dir / "config.json"]:
+    """Delete what a comparison stored in ``out_dir`` (its cells, floors, settings, results,
+    table and curves); returns the number of cells deleted. Other files are left alone."""
+    cells = stored_cells(out_dir)
+    for path in [*cells, out_dir / "floors.json", out_dir / "config.json", *(out_dir / f for f in RESULT_FILES)]:
         path.unlink(missing_ok=True)
     return len(cells)
 

@@ -178,9 +178,7 @@ class Problem:
             return mixture.sample_marginal(n, sde_obj, sde_obj.eps, generator=g)
 
         probe = reference(2, torch.Generator().manual_seed(0))
-        ckpt = Path(path)
-        stamp = ckpt.stat().st_mtime_ns if ckpt.is_file() else _dir_stamp(ckpt)
-        spec = {"kind": "checkpoint", "path": str(ckpt.resolve()), "stamp": stamp, "ema": ema,
+        spec = {"kind": "checkpoint", "checkpoint": _checkpoint_identity(Path(path)), "ema": ema,
                 "data": loaded.data_name}
         return cls(name or f"{loaded.data_name} (trained)", sde_obj, loaded.score, reference,
                    tuple(probe.shape[1:]), mixture, spec, "exact" if mixture is not None else "data",
@@ -198,9 +196,25 @@ def _fixed_rows(data: Any) -> Tensor | None:
     return None
 
 
-def _dir_stamp(path: Path) -> int:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
-    return max((p.stat().st_mtime_ns for p in files), default=0)
+def _checkpoint_identity(path: Path) -> str:
+    """SHA-256 of the checkpoint's bytes (a run folder's ``checkpoint.pt``): the model itself,
+    whatever path names it and however often the file is touched. (Its path and modification
+    time were the key: a comparison written inside the run folder changed the folder's newest
+    time with every run, and ``run`` and ``run/checkpoint.pt`` were two models.) A folder
+    without ``checkpoint.pt`` is identified by the digest of its files' names and bytes."""
+    import hashlib
+
+    files = [path] if path.is_file() else (
+        [path / "checkpoint.pt"] if (path / "checkpoint.pt").is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [])
+    digest = hashlib.sha256()
+    for f in files:
+        if len(files) > 1:
+            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def sde_config(sde: DiffusionSDE) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from .cache import (
     seal_cell,
     settings_changes,
     solver_code,
+    stored_cells,
     write_atomic,
 )
 from .options import (
@@ -264,6 +265,9 @@ def run_comparison(
             "(as from_target and from_checkpoint do)", stacklevel=2)
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
+        if out_dir.name == "cells" and is_comparison_config(out_dir.parent / "config.json"):
+            raise ValueError(f"{out_dir} is the folder where the comparison in {out_dir.parent} keeps its cells; "
+                             "a comparison written there would mix its files with them. Choose another output folder")
         own = out_dir / "config.json"
         if own.is_file() and not is_comparison_config(own):
             raise ValueError(
@@ -278,15 +282,16 @@ def run_comparison(
             clean_stale_temps(folder)  # what a killed atomic write left (results, floors, cells)
         # (the MMD bandwidths follow from the reference and the code, as the cells' keys do)
         changes = settings_changes(own, {k: v for k, v in settings.items() if k != "bandwidths"})
-        if changes and not overwrite:
+        if changes and stored_cells(out_dir) and not overwrite:
             raise ValueError(
                 f"{out_dir} holds a comparison with other settings ({'; '.join(changes)}); none of its cells "
                 f"would be reused and each one this sweep shares would be replaced. Pass overwrite=True "
                 f"(--overwrite) to discard it, or choose another output folder")
-        if changes:
+        if changes:  # (a comparison without cells, e.g. interrupted before its first, goes quietly)
             discarded = discard_comparison(out_dir)
-            warnings.warn(f"overwrite: discarded the comparison stored in {out_dir} ({discarded} cell(s); "
-                          f"{'; '.join(changes)})", stacklevel=2)
+            if discarded:
+                warnings.warn(f"overwrite: discarded the comparison stored in {out_dir} ({discarded} cell(s); "
+                              f"{'; '.join(changes)})", stacklevel=2)
         # Written before the sweep too, so that an interrupted sweep's cells carry their settings.
         write_atomic(own, json.dumps(_config_record(settings, names, steps, seeds, tolerances, options,
                                                     floor_repeats), indent=1, default=str))

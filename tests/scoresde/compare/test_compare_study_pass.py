@@ -100,3 +100,62 @@ def test_the_table_says_what_was_measured(tmp_path: Path) -> None:
     assert res.caption in (tmp_path / "table.md").read_text()
     eps = compare.run_comparison(problem, ["ddim"], n=200, denoise="none", **KW)
     assert "exact samples of p_eps" in (eps.caption or "")
+
+
+def test_a_folder_interrupted_before_its_first_cell_takes_other_settings(tmp_path: Path,
+                                                                        problem: compare.Problem,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An outside pass: Ctrl-C before the first cell ("nothing was kept"), then the same command
+    # with a corrected --n, was refused for the config.json the first run had written.
+    from scoresde.compare import runner
+
+    real = runner._sweep
+    monkeypatch.setattr(runner, "_sweep", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        compare.run_comparison(problem, ["ddim"], n=200, out=tmp_path, **KW)
+    monkeypatch.setattr(runner, "_sweep", real)
+    res = compare.run_comparison(problem, ["ddim"], n=300, out=tmp_path, **KW)
+    assert res.records[0]["n"] == 300
+
+
+def test_overwrite_discards_the_old_results_and_table_too(tmp_path: Path, problem: compare.Problem,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # --overwrite then Ctrl-C left results.json / table.md of the discarded n = 300 run beside
+    # the new config (n = 3000), their cells gone.
+    from scoresde.compare import runner
+
+    compare.run_comparison(problem, ["ddim"], n=200, out=tmp_path, **KW)
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.setattr(runner, "_sweep", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.warns(UserWarning, match="discarded"), pytest.raises(KeyboardInterrupt):
+        compare.run_comparison(problem, ["ddim"], n=300, out=tmp_path, overwrite=True, **KW)
+    left = sorted(p.name for p in tmp_path.iterdir())  # (floors.json: the new run's, computed before its cells)
+    assert left == ["cells", "config.json", "floors.json", "notes.txt"] and not list((tmp_path / "cells").iterdir())
+    assert json.loads((tmp_path / "config.json").read_text())["n"] == 300
+
+
+def test_the_python_api_refuses_a_comparison_inside_another_s_cells(tmp_path: Path,
+                                                                    problem: compare.Problem) -> None:
+    compare.run_comparison(problem, ["ddim"], n=200, out=tmp_path, **KW)
+    with pytest.raises(ValueError, match="keeps its cells"):
+        compare.run_comparison(problem, ["ddim"], n=200, out=tmp_path / "cells", **KW)
+
+
+def test_a_checkpoint_is_the_same_problem_by_content(tmp_path: Path) -> None:
+    # Its path and modification time were the key: `touch`, or `run` against `run/checkpoint.pt`,
+    # or a comparison written inside the run folder (as docs/guide_data.md does), was another model.
+    import os
+
+    assert main(["train", "--data", "eight_gaussians", "--steps", "2", "--width", "16", "--depth", "1",
+                 "--batch-size", "32", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    args = ["compare", "--checkpoint", str(tmp_path / "run"), "--solvers", "ddim", "--steps", "4", "--seeds", "0",
+            "--n", "200", "--metrics", "sliced_w2", "--floor-repeats", "2", "--no-plots", "--no-progress"]
+    out = tmp_path / "run" / "compare"
+    assert main([*args, "--out", str(out)]) == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))
+    assert main([*args, "--out", str(out)]) == 0
+    args[2] = str(ckpt)
+    assert main([*args, "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert len(cfg["problem"]["checkpoint"]) == 64

@@ -166,6 +166,7 @@ class FullCovMixture:
         def score(x: Tensor, t: Tensor) -> Tensor:
             return self.marginal_score(x, t, sde)
 
+        score.sde = sde  # type: ignore[attr-defined]  # (solvers.score_sde.check_score_sde)
         return score
 
     def log_prob(self, x: Tensor) -> Tensor:

@@ -103,6 +103,16 @@ class ClassifierGuidance:
         self.label = _check_label(label, _n_classes(n_classes))
         self.scale = check_scale(scale)
 
+    @property
+    def sde(self) -> object:
+        """The SDE the wrapped score declares (``score.sde``), so a sampler given another refuses it."""
+        return getattr(self.score, "sde", None)
+
+    @property
+    def min_score_time(self) -> float | None:
+        """The wrapped score's ``min_score_time`` (a trained network's earliest training time)."""
+        return getattr(self.score, "min_score_time", None)
+
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         s = self.score(x, t)
         if self.scale == 0:
@@ -177,6 +187,16 @@ class ClassifierFreeGuidance:
                              f"it must be the network's 'no class' label (usually n_classes = {n_classes})")
         self.scale = check_scale(scale)
         self.null_label = null_label
+
+    @property
+    def sde(self) -> object:
+        """The SDE the wrapped score declares (``score.sde``), so a sampler given another refuses it."""
+        return getattr(self.score, "sde", None)
+
+    @property
+    def min_score_time(self) -> float | None:
+        """The wrapped score's ``min_score_time`` (a trained network's earliest training time)."""
+        return getattr(self.score, "min_score_time", None)
 
     @property
     def network_evaluations_per_call(self) -> int:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from solvers.protocol import DiffusionSDE, ScoreFn
+from solvers.score_sde import check_score_sde
 from solvers.utils import append_dims
 
 from .checks import (
@@ -91,6 +92,7 @@ class PosteriorGuidance:
             raise ValueError("method 'dps' needs noise_std > 0 (its likelihood is N(y; A x0, noise_std^2 I))")
         if isinstance(self.op, MatrixOperator) and self.noise_std == 0:
             check_full_row_rank(self.op.A, NOISELESS_RANK_WHY, "drop redundant rows or give noise_std > 0")
+        check_score_sde(score, sde)  # the guidance uses sde's alpha, sigma with the score's t
         self.score, self.sde, self.y, self.method = score, sde, yy, method
         self.scale = check_scale(scale)
         self.data_std = check_data_std(data_std)

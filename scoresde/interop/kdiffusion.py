@@ -158,6 +158,7 @@ def score_from_denoiser(denoiser: Denoiser, sde: DiffusionSDE) -> ScoreFn:
                              f"{tuple(x.shape)}; got {got}")
         return ((a * d.to(xw.dtype) - xw) / (s * s)).to(x.dtype)
 
+    score.sde = sde  # type: ignore[attr-defined]  # its t is sde's clock (solvers.score_sde.check_score_sde)
     return score
 
 

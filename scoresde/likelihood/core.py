@@ -45,6 +45,7 @@ from solvers.inputs import check_device, check_dtype, check_score
 from solvers.protocol import DiffusionSDE, ScoreFn
 from solvers.score_sde import check_score_sde
 
+from .endpoint import warn_if_below_trained_range
 from .integrators import INTEGRATOR_TABLE
 from .options import LikelihoodOptions
 from .result import LikelihoodResult
@@ -147,7 +148,7 @@ def likelihood(
     if not run.grad:
         x = x.detach()
     _warn_if_inconsistent_sde(sde, tuple(x.shape[1:]), device)
-    _warn_if_below_trained_range(opts.density.eps, score_fn, sde)
+    warn_if_below_trained_range(opts.density.eps, score_fn, sde)
     if opts.density.prior is None and not callable(getattr(sde, "prior_log_prob", None)):
         raise TypeError(
             f"{type(sde).__name__} has no prior_log_prob(z) -> (B,): the likelihood needs the log-density "
@@ -174,22 +175,6 @@ def likelihood(
                     f"data are on that scale, {res.message()} (Points far out in the model's tails, "
                     "outliers scored on purpose, set this off too: then it does not apply.)")
     return LikelihoodRun(sde, score_fn, x, opts).run()
-
-
-def _warn_if_below_trained_range(eps: float | None, score_fn: ScoreFn, sde: DiffusionSDE) -> None:
-    """Warn when an explicit ``eps`` starts the ODE below the earliest time the network was
-    trained at (``min_score_time`` of the score or the SDE): its score there is extrapolated."""
-    if eps is None:
-        return
-    floors = [float(f) for f in (getattr(score_fn, "min_score_time", None), getattr(sde, "min_score_time", None))
-              if f is not None]
-    if floors and float(eps) < max(floors):
-        from ..interop._warn import warn_at_user
-
-        warn_at_user(
-            f"eps = {float(eps):g} is below the earliest time the network was trained at ({max(floors):g}): its "
-            f"score on [{float(eps):g}, {max(floors):g}] is extrapolated, not learned; without eps the likelihood "
-            "starts at that time and adds the rest as the data density's end piece (docs/likelihood.md)")
 
 
 def _warn_if_inconsistent_sde(sde: DiffusionSDE, data_shape: tuple[int, ...], device: torch.device) -> None:

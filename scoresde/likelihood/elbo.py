@@ -41,6 +41,7 @@ from solvers.score_sde import check_score_sde
 from solvers.utils import append_dims
 
 from .core import check_data
+from .endpoint import warn_if_below_trained_range
 from .options import DensityOptions, RunOptions, check_interval, checked_prior
 
 __all__ = ["ElboResult", "elbo"]
@@ -112,6 +113,7 @@ def elbo(
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2 or n_samples % 2:
         raise ValueError(f"n_samples must be an even integer >= 2, got {n_samples!r}")
     lo, hi = check_interval(sde, sde.eps if eps is None else eps, sde.T if T is None else T)
+    warn_if_below_trained_range(eps, score_fn, sde)
     dtype = (x.dtype if x.is_floating_point() else torch.get_default_dtype()) if asked is None else asked
     x = x.detach().to(dtype)
     gen = make_generator(seed, x.device) if generator is None else check_generator(generator, x.device)

@@ -53,7 +53,7 @@ from solvers.protocol import DiffusionSDE
 
 from .flow import AugmentedFlow
 
-__all__ = ["DATA_END_TIME", "data_end_time", "data_correction"]
+__all__ = ["DATA_END_TIME", "data_end_time", "data_correction", "warn_if_below_trained_range"]
 
 DATA_END_TIME = 1e-5
 """End time of the ODE for the data density (Song et al. 2021 evaluate likelihoods at 1e-5)."""
@@ -70,6 +70,23 @@ def data_end_time(sde: DiffusionSDE, score: object = None) -> float:
         if floor is not None:
             end = max(end, float(floor))
     return end
+
+
+def warn_if_below_trained_range(eps: float | None, score_fn: object, sde: DiffusionSDE) -> None:
+    """Warn when an explicit ``eps`` (of the likelihood's ODE or the reverse-SDE bound) lies below
+    the earliest time the network was trained at (``min_score_time`` of the score or the SDE): its
+    score there is extrapolated."""
+    if eps is None:
+        return
+    floors = [float(f) for f in (getattr(score_fn, "min_score_time", None), getattr(sde, "min_score_time", None))
+              if f is not None]
+    if floors and float(eps) < max(floors):
+        from ..interop._warn import warn_at_user
+
+        warn_at_user(
+            f"eps = {float(eps):g} is below the earliest time the network was trained at ({max(floors):g}): its "
+            f"score on [{float(eps):g}, {max(floors):g}] is extrapolated, not learned; without eps the likelihood "
+            "starts at that time and adds the rest as the data density's end piece (docs/likelihood.md)")
 
 
 def data_correction(flow: AugmentedFlow, sde: DiffusionSDE, x: Tensor, t_end: float, *,

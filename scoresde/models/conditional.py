@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from solvers.inputs import as_integer, as_real
 from solvers.protocol import DiffusionSDE
+from solvers.score_sde import marginals_difference
 from solvers.utils import append_dims
 
 __all__ = ["LabelConditional"]
@@ -86,6 +87,9 @@ class LabelConditional(nn.Module):
         self.net = net
         self.n_classes = int(n_classes)
         self.null_label = int(n_classes)
+        # The SDE it was trained under (set by `scoresde.train.train_conditional`): `score_fn`
+        # refuses one with other marginals, as `ScoreModel.score_fn` does.
+        self.trained_sde: DiffusionSDE | None = None
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Take ``input_scaling`` and ``sigma_data`` from the loaded weights. A state_dict saved
@@ -147,11 +151,22 @@ class LabelConditional(nn.Module):
             emb.labels = None
 
     def score_fn(self, sde: DiffusionSDE):  # type: ignore[no-untyped-def]
-        """``(x, t, labels) -> -eps(x, t, labels) / sigma(t)``: the conditional score for guidance."""
+        """``(x, t, labels) -> -eps(x, t, labels) / sigma(t)``: the conditional score for guidance.
+
+        Raises:
+            ValueError: the model was trained (``trained_sde``) under an SDE whose marginals
+                differ from ``sde``'s.
+        """
+        if self.trained_sde is not None:
+            difference = marginals_difference(self.trained_sde, sde)
+            if difference is not None:
+                raise ValueError(f"this model was trained under {self.trained_sde!r}, but score_fn was given "
+                                 f"{sde!r}: {difference}; use the SDE it was trained with")
 
         def score(x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
             _, sigma = sde.marginal_coeffs(t)
             eps = self(x, t.to(x), labels, sde)
             return -eps / sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x)
 
+        score.sde = sde  # type: ignore[attr-defined]  # forwarded by ClassifierFreeGuidance
         return score

@@ -229,9 +229,9 @@ class ScoreModel(nn.Module):
             difference = marginals_difference(self.trained_sde, sde)
             if difference is not None:
                 raise ValueError(
-                    f"this model was trained under {self.trained_sde!r}, but score_fn was given {sde!r}, whose "
-                    f"marginals differ ({difference}); the network's time input means another noise level "
-                    f"under it: use the SDE it was trained with (load_model returns it)")
+                    f"this model was trained under {self.trained_sde!r}, but score_fn was given {sde!r}: "
+                    f"{difference} (the training SDE against the one given); the network's time input would "
+                    f"mean other noise levels: use the SDE it was trained with (load_model returns it)")
 
         def score(x: Tensor, t: Tensor) -> Tensor:
             self._like_parameters(x, exact=True)  # a solver's state keeps its dtype: no silent casts

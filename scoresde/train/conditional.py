@@ -72,4 +72,5 @@ def train_conditional(
         sched.step()
         if log is not None and (step % 200 == 0 or step == steps - 1):
             log(step, loss.item())
+    model.trained_sde = sde
     return model.eval()

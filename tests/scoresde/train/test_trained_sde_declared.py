@@ -82,3 +82,12 @@ def test_an_eps_below_the_training_range_is_warned_about(vp_run: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         log_likelihood(sde, score, x, eps=1e-3, **fast)
+
+
+def test_the_elbo_warns_below_the_training_range_too(vp_run: Path) -> None:
+    from scoresde.likelihood import elbo
+
+    model, sde, _ = load_model(vp_run)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match=r"eps = 1e-05 is below the earliest time the network was trained at"):
+        elbo(sde, model.score_fn(sde), x, n_samples=4, eps=1e-5, seed=0)

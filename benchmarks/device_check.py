@@ -35,6 +35,9 @@ import scoresde as sd
 import solvers
 from scoresde.quality import CombinedMetric
 
+if any(a in ("-h", "--help") for a in sys.argv[1:]):
+    print(__doc__)
+    raise SystemExit(0)
 if len(sys.argv) < 3:
     raise SystemExit(__doc__)
 

@@ -289,7 +289,7 @@ class AnnealedLangevin(PredictorCorrector):
         super().prepare(dynamics, ctx)
         n = ctx.n_steps * self.corrector_steps
         short = ("; fewer steps leave the modes far wider (8 modes of std 0.15: 3.1x, 3.8x and 27x their width "
-                 "at 20 steps on VP, sub-VP and VE, 1.2-1.4x at 200)" if n < 1000 else "")
+                 "at 20 Langevin steps on VP, sub-VP and VE, 1.2-1.4x at 200)" if n < 1000 else "")
         warn(  # at any step count: the measured errors shrink slowly, and not only one way
             f"annealed_langevin ({n} Langevin steps) has no reverse-SDE "
             "predictor and was not measured to reach p_0 at any step count: modes 3-5% too wide at 1000 "

@@ -26,6 +26,13 @@ PEER_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "dpmpp2m": ("DPM-Solver++(2M)", ("dpmpp_2m",)),
     "dpmpp3m": ("DPM-Solver++(3M)", ("dpmpp_3m",)),
     "dpmpp2msde": ("k-diffusion's sample_dpmpp_2m_sde: SDE-DPM-Solver++(2M)", ("sde_dpmpp_2m",)),
+    "dpmpp2msdekarras": ("SDE-DPM-Solver++(2M) on a Karras grid (here on the log-SNR grid unless grid='karras')",
+                         ("sde_dpmpp_2m",)),
+    "dpmpp3msde": ("k-diffusion's sample_dpmpp_3m_sde, a third-order SDE multistep (nearest here: the "
+                   "second-order SDE-DPM-Solver++(2M))", ("sde_dpmpp_2m",)),
+    "sdedpmsolverpp": ("diffusers' algorithm_type 'sde-dpmsolver++': SDE-DPM-Solver++(2M)", ("sde_dpmpp_2m",)),
+    "lms": ("k-diffusion's sample_lms: linear multistep", ("lms",)),
+    "dpm2a": ("k-diffusion's sample_dpm_2_ancestral (nearest here: ancestral steps)", ("ancestral",)),
     "dpmsolverpp": ("DPM-Solver++ (Lu et al. 2022): multistep of order 2 or 3", ("dpmpp_2m", "dpmpp_3m")),
     "dpmsolver": ("DPM-Solver (Lu et al. 2022): single steps of order 1-3",
                   ("dpm_solver_1", "dpm_solver_2", "dpm_solver_3")),
@@ -51,6 +58,15 @@ PEER_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ode": ("the probability-flow ODE with an adaptive Runge-Kutta solver (Song et al. use SciPy's RK45)",
             ("ode_rk45", "ode_dopri5")),
     "predictorcorrector": ("predictor-corrector sampling", ("pc",)),
+    "ancestralsampling": ("Song et al.'s ancestral sampling predictor", ("ancestral",)),
+    "ancestralsamplingpredictor": ("Song et al.'s AncestralSamplingPredictor", ("ancestral",)),
+    "reversediffusionpredictor": ("Song et al.'s ReverseDiffusionPredictor", ("reverse_diffusion",)),
+    "eulermaruyamapredictor": ("Song et al.'s EulerMaruyamaPredictor", ("euler_maruyama",)),
+    "langevincorrector": ("Song et al.'s LangevinCorrector, the corrector of predictor-corrector sampling",
+                          ("pc",)),
+    "ald": ("Song et al.'s AnnealedLangevinDynamics corrector, alone", ("annealed_langevin",)),
+    "annealedlangevindynamics": ("annealed Langevin dynamics", ("annealed_langevin",)),
+    "rk45": ("SciPy's RK45 on the probability-flow ODE", ("ode_rk45",)),
 }
 
 

@@ -192,6 +192,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(term, old)
 
 
+def _silence_stdout() -> None:
+    """Point the process's stdout at devnull (after a broken pipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test's capture)
+        pass
+
+
 def run_guarded(command: str, fn: Callable[[], int], *, debug: bool = False,
                 outputs: Sequence[str | os.PathLike[str]] = ()) -> int:
     """Run ``fn()``; map an escaping exception to a one-line stderr message and an exit code.
@@ -202,6 +211,12 @@ def run_guarded(command: str, fn: Callable[[], int], *, debug: bool = False,
     try:
         with _sigterm_as_interrupt():
             return int(fn() or 0)
+    except BrokenPipeError:
+        # The reader went away (`scoresde solvers | head`): stop quietly, as a command killed by
+        # SIGPIPE does (exit 128 + 13), with stdout pointed at devnull so that the interpreter's
+        # final flush does not fail again.
+        _silence_stdout()
+        return 141
     except (Exception, KeyboardInterrupt) as err:
         if debug:
             raise

@@ -32,7 +32,7 @@ def test_a_short_run_is_told_how_wide_its_modes_come_out() -> None:
         warnings.simplefilter("always")
         r = solvers.sample(sde, target.score_fn(sde), (2000, 2), solver="annealed_langevin", steps=20, seed=0)
     msg = next(str(w.message) for w in rec if "annealed_langevin" in str(w.message))
-    assert "fewer steps leave the modes far wider" in msg and "27x their width at 20 steps" in msg
+    assert "fewer steps leave the modes far wider" in msg and "27x their width at 20 Langevin steps" in msg
     x = r.samples.double()
     spread = (x - target.means[target.responsibilities(x).argmax(1)]).pow(2).mean().sqrt() / 0.15
     assert float(spread) > 10  # what it says: far wider than the data

@@ -21,6 +21,13 @@ from solvers.peer_names import PEER_NAMES
     ("sample_heun", "edm_heun"),
     ("DDIMScheduler", "ddim"),
     ("langevin", "annealed_langevin"),
+    # an outside pass: "did you mean 'dpmpp_3m'?" (an ODE solver) for the SDE sampler, no hint for the rest
+    ("dpmpp_3m_sde", "sde_dpmpp_2m"),
+    ("k_lms", "lms"),
+    ("ReverseDiffusionPredictor", "reverse_diffusion"),
+    ("LangevinCorrector", "pc"),
+    ("sde-dpmsolver++", "sde_dpmpp_2m"),
+    ("RK45", "ode_rk45"),
 ])
 def test_a_peer_name_points_to_the_solver_here(name: str, ours: str) -> None:
     quoted = re.escape(repr(name))

@@ -271,7 +271,8 @@ def applied_settings(args: argparse.Namespace) -> dict[str, Any]:
     so that the sidecar does not record them and a resumed run does not compare them (``--steps``
     and ``--grid`` of an adaptive integrator, ``--target-error`` without ``--steps auto``, the
     tolerances of a fixed grid without a pilot, ``--levels`` / ``--data-range`` without
-    ``--bpd``, ``--n`` for a data file, which is scored whole, the probes of the exact divergence)."""
+    ``--bpd``, ``--n`` for a data file, which is scored whole, the probes of the exact divergence,
+    and ``--seed`` where nothing is drawn: a data file, the exact divergence, no ``--bpd``, no ``--elbo``)."""
     from ..likelihood.integrators import resolve_integrator
 
     applied = {k: getattr(args, k, None) for k in (*SETTINGS, "float64")}
@@ -284,10 +285,13 @@ def applied_settings(args: argparse.Namespace) -> dict[str, Any]:
                 applied.update(rtol=None, atol=None)
     if not args.bpd:
         applied.update(levels=None, data_range=None)
-    if args.data is not None and Path(args.data).suffix and not Path(args.data).is_dir():
+    data_file = args.data is not None and Path(args.data).suffix and not Path(args.data).is_dir()
+    if data_file:
         applied.update(n=None)
     if args.divergence == "exact":
         applied.update(probe_type=None, probes=None, refresh=None)
+        if data_file and not args.bpd and not getattr(args, "elbo", False):
+            applied.update(seed=None)  # nothing is drawn: the points, the divergence and the bound are fixed
     return applied
 
 

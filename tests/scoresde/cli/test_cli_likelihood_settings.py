@@ -112,7 +112,7 @@ def test_settings_that_did_not_apply_are_recorded_as_null(tmp_path, capsys):
                  "--no-progress"]) == 0
     record = json.loads((tmp_path / "lp.json").read_text())
     for key in ("n", "steps", "grid", "target_error", "levels", "data_range", "probes", "probe_type", "refresh",
-                "elbo_samples"):
+                "elbo_samples", "seed"):
         assert record[key] is None, key
     assert record["integrator"] == "dopri5" and record["rtol"] is None  # the library's default: not set
     # A fixed grid records its steps and grid; the tolerances only where its pilot uses them.

@@ -193,11 +193,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _silence_stdout() -> None:
-    """Point the process's stdout at devnull (after a broken pipe)."""
+    """Point the process's stdout (file descriptor 1) at devnull after a broken pipe, when
+    ``sys.stdout`` is the process's own (not a caller's or a test's replacement of it)."""
     try:
+        if sys.stdout is not sys.__stdout__ or sys.stdout.fileno() != 1:
+            return
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test's capture)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor
         pass
 
 

@@ -32,7 +32,8 @@ from .inputs import (
 )
 from .marginals import require_marginals
 from .pc import PredictorCorrector
-from .prior_match import PriorMatchProbe, warn_if_off_prior
+from .prior_match import PriorMatchProbe
+from .prior_warnings import warn_if_off_prior
 from .progress import SamplingProgress
 from .protocol import ReverseSDEParts, ScoreFn
 from .result import Solution

@@ -193,7 +193,8 @@ def test_edm_churn_level_does_not_depend_on_s_noise() -> None:
 
 
 def test_level_advice_solves_for_what_the_run_keeps() -> None:
-    from solvers.prior_match import PRIOR_SHIFT_LIMIT, _level_factor
+    from solvers.prior_match import PRIOR_SHIFT_LIMIT
+    from solvers.prior_warnings import _level_factor
 
     assert _level_factor(0.5, 0.0, 0.0) == pytest.approx(0.5 / PRIOR_SHIFT_LIMIT)  # ODE, narrow data
     for lam, r, kept in ((1.0, 0.05, 0.085), (0.3, 0.4, 0.2), (0.0, 0.5, 1.4)):

@@ -28,6 +28,7 @@ from .integrators import IntegratorSpec, integrate_chunk, resolve_integrator
 from .options import LikelihoodOptions, Prior, check_interval, checked_prior
 from .pilot import MIN_AUTO_PILOT, PilotGrid, Solved, run_pilot
 from .result import LikelihoodResult
+from .run_outputs import ChunkOutputs, ChunkProgress
 from .state_scale import StateScale, marginal_state_scale
 from .time_grids import time_grid
 
@@ -244,7 +245,7 @@ class LikelihoodRun:
         if pilot is not None and pilot.info.get("auto_fallback"):
             # No step count met target_error on the pilot (it warned): the default's adaptive solve.
             ts, spec = None, resolve_integrator("dopri5")
-        out = _Outputs(n, self.opts.divergence.n_probes if self.opts.divergence.divergence == "hutchinson" else 1)
+        out = ChunkOutputs(n, self.opts.divergence.n_probes if self.opts.divergence.divergence == "hutchinson" else 1)
         todo = torch.arange(n, device=device)
         nfe = points = 0
         extra: dict[str, Any] = {}
@@ -265,13 +266,13 @@ class LikelihoodRun:
         seconds = time.perf_counter() - start_time + self._reused_seconds
         return out.result(self, -(-points // max(n, 1)), nfe, seconds, stats)
 
-    def _chunks(self, todo: Tensor, ts: Tensor | None, spec: IntegratorSpec, out: _Outputs,
+    def _chunks(self, todo: Tensor, ts: Tensor | None, spec: IntegratorSpec, out: ChunkOutputs,
                 extra: dict[str, Any]) -> list[dict[str, Any]]:
         run, io = self.opts.run, self.opts.integration
         n = self.x.shape[0]
         size = max(1, todo.numel()) if run.batch_size is None else int(run.batch_size)
         chunks = list(todo.split(size)) if todo.numel() > 0 else []
-        bar = _Bar(max(1, len(chunks)), self.lo, self.hi) if run.progress else None
+        bar = ChunkProgress(max(1, len(chunks)), self.lo, self.hi) if run.progress else None
         scale = io.logp_scale if io.logp_scale is not None else (1e-6 if self.fresh else 1.0)
         stats: list[dict[str, Any]] = []
         store: ChunkStore | None = run.store
@@ -348,90 +349,3 @@ class LikelihoodRun:
         x_T[bad] = x_b.to(x_T.dtype)
         delta[bad] = delta_b.to(delta.dtype)
         return x_T, delta, count, redo.nfe
-
-
-class _Outputs:
-    """Preallocated per-sample outputs, filled chunk by chunk in input order."""
-
-    def __init__(self, n: int, m: int) -> None:
-        self.n, self.m = n, m
-        self.x_T: Tensor | None = None
-        self.delta: Tensor | None = None
-        self.prior: Tensor | None = None
-        self.corr: Tensor | None = None
-        self.pieces: list[Solved] = []  # only when autograd graphs must be kept
-
-    def put(self, s: Solved) -> None:
-        if s.x_T.requires_grad or s.delta.requires_grad:
-            self.pieces.append(s)
-            return
-        if self.x_T is None:
-            self.x_T = s.x_T.new_empty((self.n, *s.x_T.shape[1:]))
-            self.delta = s.delta.new_zeros((self.n, s.delta.shape[1]))
-            self.prior = s.delta.new_empty(self.n)
-            self.corr = s.delta.new_zeros((self.n, s.delta.shape[1]))
-        assert self.delta is not None and self.prior is not None and self.corr is not None
-        self.x_T[s.idx] = s.x_T.detach()
-        self.delta[s.idx] = s.delta.detach()
-        self.prior[s.idx] = s.prior.detach().to(self.prior.dtype)
-        if s.correction is not None:
-            self.corr[s.idx] = s.correction.detach().to(self.corr.dtype)
-
-    def _assemble(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        if not self.pieces:
-            assert self.x_T is not None and self.delta is not None and self.prior is not None
-            assert self.corr is not None
-            return self.x_T, self.delta, self.prior, self.corr
-        order = torch.cat([p.idx for p in self.pieces])
-        inv = torch.empty_like(order)
-        inv[order] = torch.arange(order.numel(), device=order.device)
-        delta = torch.cat([p.delta for p in self.pieces])[inv]
-        corr = torch.cat([p.correction if p.correction is not None else torch.zeros_like(p.delta)
-                          for p in self.pieces])[inv]
-        return (torch.cat([p.x_T for p in self.pieces])[inv], delta,
-                torch.cat([p.prior for p in self.pieces])[inv].to(delta.dtype), corr)
-
-    def result(self, run: LikelihoodRun, nfe: int, score_calls: int, seconds: float,
-               stats: list[dict[str, Any]]) -> LikelihoodResult:
-        x_T, delta, prior, corr = self._assemble()
-        per_probe = prior[:, None] + delta + corr
-        m = per_probe.shape[1]
-        hutch = run.opts.divergence.divergence == "hutchinson"
-        return LikelihoodResult(
-            log_prob=per_probe.mean(dim=1), prior_log_prob=prior, delta_log_prob=delta.mean(dim=1), x_T=x_T,
-            probe_log_probs=per_probe if hutch else None,
-            std_err=per_probe.std(dim=1) / math.sqrt(m) if m >= 2 else None,
-            nfe=nfe, score_calls=score_calls, seconds=seconds, eps=run.lo, T=run.hi, stats=stats,
-            density="data" if run.data else "marginal", end_correction=corr.mean(dim=1) if run.data else None)
-
-
-class _Bar:
-    """tqdm bar counting the fraction of `[eps, T]` integrated, summed over chunks."""
-
-    def __init__(self, n_chunks: int, lo: float, hi: float) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
-        self.lo, self.span = lo, hi - lo
-        self.bar = tqdm(total=n_chunks, desc="log-likelihood", unit="batch",
-                        bar_format="{l_bar}{bar}| {n:.2f}/{total} batches [{elapsed}<{remaining}{postfix}]")
-        self.done = 0.0
-        self.nfe = 0
-
-    def hook(self, chunk: int) -> Callable[[float], None]:
-        def on_eval(t: float) -> None:
-            frac = min(max((t - self.lo) / self.span, 0.0), 1.0)
-            target = chunk + frac
-            if target > self.done + 1e-3:
-                self.bar.update(target - self.done)
-                self.done = target
-
-        return on_eval
-
-    def finish_chunk(self, chunk: int, nfe: int) -> None:
-        self.bar.update(chunk + 1 - self.done)
-        self.done = chunk + 1
-        self.nfe += nfe
-        self.bar.set_postfix(nfe=self.nfe)
-
-    def close(self) -> None:
-        self.bar.close()

@@ -139,8 +139,9 @@ def _warn_spread(probe: PriorMatchProbe, spread: float, lam: float, stacklevel: 
     else:
         advice = (f"Usual causes: a network that has not learned the score at T (train longer, or "
                   f"check its output there), or a noise level at T too small for the data's spread "
-                  f"(under VE take sigma_max about the largest distance between data points, Song & "
-                  f"Ermon 2020); if it is the data, a noise level of about {needed:.3g} at T instead "
+                  f"(under VE, scoresde.data.suggest_sigma_max: the largest distance between data points, "
+                  f"Song & Ermon 2020, or in few dimensions the level that gives the prior p_T's variance); "
+                  f"if it is the data, a noise level of about {needed:.3g} at T instead "
                   f"of {level:.3g} brings it within {PRIOR_SPREAD_LIMIT:.1%}, or rescale the data")
     warn(
         f"the prior draw x_T does not have p_T's variance: the score at T says p_T's variance is "

@@ -47,7 +47,7 @@ from .sample_setup import (
     resolve_generator,
     resolve_shape,
 )
-from .score_sde import check_score_sde
+from .score_sde import check_score_sde, warn_below_training_range
 from .sde_checks import check_sde, warn_if_diverged
 from .warning_types import SolverWarning, run_warnings, warn
 
@@ -202,6 +202,8 @@ def sample(
     """
     check_score(score)
     check_score_sde(score, sde)
+    check_score_sde(after_step, sde, what="after_step")
+    warn_below_training_range(score, sde)
     solver_obj = _resolve_solver(solver, options)
     steps_given = steps is not None
     steps = as_count(STEPS_DEFAULT if steps is None else steps, "steps", maximum=MAX_STEPS)

@@ -164,13 +164,15 @@ def summaries() -> dict[str, str]:
 
 
 def _peer_hint(name: object) -> str:
-    """`peer_hint` for another library's name, unless the closest of ours is among the solvers
-    it names or equals it up to case and separators (``"DPMPP-2M"``, ``"dpmpp3m"`` keep their
-    "did you mean"; ``"dpm_solver++"``, whose closest spelling is ``dpm_solver_3``, gets it)."""
+    """`peer_hint` for another library's name, unless it spells one of ours with other case and
+    separators (``"DPMPP-2M"``, ``"dpmpp3m"`` keep their "did you mean"; ``"dpm_solver++"``, whose
+    closest spelling is ``dpm_solver_3``, and ``"plms"``, whose is ``lms``, get the hint)."""
     if not isinstance(name, str) or name in SOLVERS or is_respelling(SOLVERS, name):
         return ""
-    entry = PEER_NAMES.get(folded_name(name))
-    if entry is None or closest_name(SOLVERS, name) in entry[1]:
+    if folded_name(name) not in PEER_NAMES:
+        return ""
+    closest = closest_name(SOLVERS, name)
+    if closest is not None and folded_name(closest) == folded_name(name):
         return ""
     return peer_hint(name)
 

@@ -15,10 +15,11 @@ __all__ = ["PEER_NAMES", "folded_name", "peer_hint"]
 
 PEER_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     # k-diffusion's sample_* functions (Karras et al. 2022; Lu et al. 2022)
-    "euler": ("k-diffusion's sample_euler / diffusers' EulerDiscreteScheduler: Euler steps on the "
-              "probability-flow ODE (in sigma there, in t here)", ("ode_euler",)),
+    "euler": ("k-diffusion's sample_euler / diffusers' EulerDiscreteScheduler: Euler steps in sigma on the "
+              "probability-flow ODE, which are DDIM's steps (Euler in t: ode_euler)", ("ddim", "ode_euler")),
     "eulera": ("Euler ancestral steps", ("ancestral",)),
-    "heun": ("k-diffusion's sample_heun / diffusers' HeunDiscreteScheduler: EDM's Heun steps", ("edm_heun",)),
+    "heun": ("k-diffusion's sample_heun / diffusers' HeunDiscreteScheduler: EDM's Heun steps in sigma "
+             "(Heun in t: ode_heun)", ("edm_heun", "ode_heun")),
     "eulerancestral": ("k-diffusion's sample_euler_ancestral / diffusers' EulerAncestralDiscreteScheduler: "
                        "ancestral steps", ("ancestral",)),
     "dpm2": ("k-diffusion's sample_dpm_2: a second-order single step (nearest here: DPM-Solver-2)",
@@ -46,10 +47,27 @@ PEER_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
                            "sde-dpmsolver++ is sde_dpmpp_2m)", ("dpmpp_2m", "dpmpp_3m")),
     "dpmsolversinglestep": ("diffusers' DPMSolverSinglestepScheduler", ("dpm_solver_2", "dpm_solver_3")),
     "unipcmultistep": ("diffusers' UniPCMultistepScheduler (a UniPC-style corrector on DPM-Solver++)", ("unipc",)),
-    "eulerdiscrete": ("diffusers' EulerDiscreteScheduler", ("ode_euler",)),
+    "eulerdiscrete": ("diffusers' EulerDiscreteScheduler: Euler in sigma, DDIM's steps", ("ddim",)),
     "eulerancestraldiscrete": ("diffusers' EulerAncestralDiscreteScheduler", ("ancestral",)),
     "heundiscrete": ("diffusers' HeunDiscreteScheduler", ("edm_heun",)),
     "lmsdiscrete": ("diffusers' LMSDiscreteScheduler", ("lms",)),
+    "plms": ("PLMS, PNDM's pseudo linear multistep (Liu et al. 2022; nearest here: linear multistep in sigma, "
+             "or DPM-Solver++(3M))", ("lms", "dpmpp_3m")),
+    "pndm": ("PNDM's pseudo linear multistep (Liu et al. 2022; nearest here: linear multistep in sigma, or "
+             "DPM-Solver++(3M))", ("lms", "dpmpp_3m")),
+    "deismultistep": ("diffusers' DEISMultistepScheduler (Zhang & Chen 2023; nearest here: the exponential "
+                      "multistep integrators)", ("dpmpp_2m", "dpmpp_3m")),
+    "deis": ("DEIS (Zhang & Chen 2023; nearest here: the exponential multistep integrators)",
+             ("dpmpp_2m", "dpmpp_3m")),
+    "dpmpp2sancestral": ("k-diffusion's sample_dpmpp_2s_ancestral (nearest here: the stochastic second-order "
+                         "exponential integrator)", ("sde_dpmpp_2m",)),
+    "dpmpp2sa": ("DPM++ 2S ancestral (nearest here: the stochastic second-order exponential integrator)",
+                 ("sde_dpmpp_2m",)),
+    "dpmppsde": ("k-diffusion's sample_dpmpp_sde (nearest here: SDE-DPM-Solver++(2M))", ("sde_dpmpp_2m",)),
+    "dpmfast": ("k-diffusion's sample_dpm_fast: DPM-Solver's single steps of orders 1-3", ("dpm_solver_3",)),
+    "dpmadaptive": ("k-diffusion's sample_dpm_adaptive: an adaptive ODE solver (nearest here: Dormand-Prince "
+                    "with error control)", ("ode_dopri5", "ode_rk45")),
+    "edm": ("EDM's sampler (Karras et al. 2022): Heun steps on its sigma grid", ("edm_heun",)),
     "scoresdeve": ("diffusers' ScoreSdeVeScheduler: predictor-corrector", ("pc",)),
     # Song et al. (2021)'s sampler names
     "langevin": ("Langevin dynamics alone (Song & Ermon 2019's annealed Langevin)", ("annealed_langevin",)),

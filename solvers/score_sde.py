@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_score_sde", "marginals_difference", "SCORE_SDE_RTOL"]
+__all__ = ["check_score_sde", "marginals_difference", "warn_below_training_range", "SCORE_SDE_RTOL"]
 
 SCORE_SDE_RTOL = 1e-3
 """Relative difference of ``alpha(t)`` or ``sigma(t)`` above which the SDEs count as different.
@@ -65,11 +65,13 @@ def marginals_difference(declared: Any, sde: Any) -> str | None:
             f"sigma {float(s2[i]):.6g} against {float(s1[i]):.6g}")
 
 
-def check_score_sde(score: Any, sde: Any) -> None:
+def check_score_sde(score: Any, sde: Any, *, what: str = "score") -> None:
     """Refuse a ``score`` whose declared ``score.sde`` has other marginals than ``sde``.
 
     Nothing is checked when ``score`` has no ``sde`` attribute, when it is ``sde`` itself, or
-    when either lacks ``marginal_coeffs(t) -> (alpha, sigma)``.
+    when either lacks ``marginal_coeffs(t) -> (alpha, sigma)``. ``what`` names the object in the
+    message (``"after_step"`` for a step hook that uses an SDE's coefficients, e.g.
+    `scoresde.conditional.Replacement`).
 
     Raises:
         ValueError: the end times differ, or ``alpha(t)`` / ``sigma(t)`` differ by more than
@@ -85,5 +87,24 @@ def check_score_sde(score: Any, sde: Any) -> None:
     advice = ("a score of p_t under one SDE is not the score of another's p_t; solve with the score's own "
               "SDE (score.sde; e.g. sde, score = scoresde.interop.unet_score(unet, scheduler), or the SDE "
               "scoresde.train.load_model returns with a trained model)")
-    raise ValueError(f"the score was made for {declared!r} (score.sde), not for the sde given, {sde!r}: "
-                     f"{difference} (the score's SDE against the one given); {advice}")
+    raise ValueError(f"the {what} was made for {declared!r} ({what}.sde), not for the sde given, {sde!r}: "
+                     f"{difference} (the {what}'s SDE against the one given); {advice}")
+
+
+def warn_below_training_range(score: Any, sde: Any) -> None:
+    """Warn when a run ends (``sde.eps``) below the earliest time the score's network was trained
+    at (``score.min_score_time``, which a trained `scoresde` model's score carries): its score
+    there is extrapolated, not learned."""
+    floor = getattr(score, "min_score_time", None)
+    try:
+        eps = float(sde.eps)
+        floor = None if floor is None else float(floor)
+    except (AttributeError, TypeError, ValueError):
+        return
+    if floor is not None and eps < floor * (1.0 - 1e-9):
+        from .warning_types import MethodLimitWarning, warn
+
+        warn(f"the run ends at eps = {eps:g}, below the earliest time the score's network was trained at "
+             f"({floor:g}): its score on [{eps:g}, {floor:g}] is extrapolated, not learned; sample with an SDE "
+             f"whose eps is at least {floor:g} (the run's end step carries the samples on to the data)",
+             MethodLimitWarning)

@@ -274,10 +274,14 @@ def applied_settings(args: argparse.Namespace) -> dict[str, Any]:
     ``--bpd``, ``--n`` for a data file, which is scored whole, the probes of the exact divergence,
     and ``--seed`` where nothing is drawn: a data file, the exact divergence, no ``--bpd``, no ``--elbo``)."""
     from ..likelihood.integrators import resolve_integrator
+    from ..likelihood.options import IntegratorOptions
 
     applied = {k: getattr(args, k, None) for k in (*SETTINGS, "float64")}
     if resolve_integrator(args.integrator).kind != "fixed":
         applied.update(steps=None, grid=None, target_error=None)
+        # an adaptive solve's tolerances as used: the library's default where none was given (an
+        # explicit --rtol 1e-5 is the same run); a fixed grid's pilot has defaults of its own
+        applied["rtol"], applied["atol"] = IntegratorOptions(rtol=args.rtol, atol=args.atol).tolerances()
     else:
         if args.steps != "auto":
             applied.update(target_error=None)

@@ -130,6 +130,23 @@ def stored_cells(out_dir: Path) -> list[Path]:
     return sorted((out_dir / "cells").glob("*.json")) if (out_dir / "cells").is_dir() else []
 
 
+def option_changes(config_path: Path, names: Sequence[str], options: Mapping[str, Any]) -> list[str]:
+    """``"solver_options.<name>: stored -> new"`` for each solver of ``names`` that the comparison in
+    ``config_path`` also swept with other options: its cells share a file name and would be
+    replaced. Solvers new to the folder may take any options."""
+    if not is_comparison_config(config_path):
+        return []
+    try:
+        stored = json.loads(config_path.read_text(encoding="utf-8"))
+        before = dict(stored.get("solver_options") or {})
+        swept = set(stored.get("solvers") or [])
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
+    now = json.loads(json.dumps({n: dict(options.get(n, {})) for n in names}, default=str))
+    return [f"solver_options.{n}: {json.dumps(before.get(n, {}), sort_keys=True)} -> {json.dumps(now[n], sort_keys=True)}"
+            for n in names if n in swept and before.get(n, {}) != now[n]]
+
+
 def discard_comparison(out_dir: Path) -> int:
     """Delete what a comparison stored in ``out_dir`` (its cells, floors, settings, results,
     table and curves); returns the number of cells deleted. Other files are left alone."""

@@ -29,6 +29,7 @@ from .cache import (
     discard_comparison,
     is_comparison_config,
     load_or_compute_floors,
+    option_changes,
     read_cell,
     seal_cell,
     settings_changes,
@@ -282,6 +283,7 @@ def run_comparison(
             clean_stale_temps(folder)  # what a killed atomic write left (results, floors, cells)
         # (the MMD bandwidths follow from the reference and the code, as the cells' keys do)
         changes = settings_changes(own, {k: v for k, v in settings.items() if k != "bandwidths"})
+        changes += option_changes(own, names, options)
         if changes and stored_cells(out_dir) and not overwrite:
             raise ValueError(
                 f"{out_dir} holds a comparison with other settings ({'; '.join(changes)}); none of its cells "

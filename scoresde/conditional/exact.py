@@ -263,4 +263,5 @@ class ClassMixture:
         def clf(x: Tensor, t: Tensor) -> Tensor:
             return self.log_prob(x, t, sde)
 
+        clf.sde = sde  # type: ignore[attr-defined]  # (ClassifierGuidance compares it with the score's)
         return clf

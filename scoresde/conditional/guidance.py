@@ -19,6 +19,7 @@ from torch import Tensor
 
 from solvers.inputs import NotAnIntegerError, as_count, as_integer
 from solvers.protocol import ScoreFn
+from solvers.score_sde import marginals_difference
 
 from ..models.score_model import like_parameters
 from .checks import check_scale
@@ -102,6 +103,11 @@ class ClassifierGuidance:
         self.score, self.classifier = score, classifier
         self.label = _check_label(label, _n_classes(n_classes))
         self.scale = check_scale(scale)
+        made_for, own = getattr(classifier, "sde", None), getattr(score, "sde", None)
+        difference = None if made_for is None or own is None else marginals_difference(made_for, own)
+        if difference is not None:  # its t would be another noise level than the score's
+            raise ValueError(f"the classifier was made for {made_for!r} (classifier.sde), the score for {own!r} "
+                             f"(score.sde): {difference}; train or build the classifier for the score's SDE")
 
     @property
     def sde(self) -> object:

@@ -97,6 +97,11 @@ class PosteriorGuidance:
         self.scale = check_scale(scale)
         self.data_std = check_data_std(data_std)
 
+    @property
+    def min_score_time(self) -> float | None:
+        """The wrapped score's ``min_score_time`` (a trained network's earliest training time)."""
+        return getattr(self.score, "min_score_time", None)
+
     def _covariance(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
         """``C = r_t^2 A A^T + s_y^2 I`` per sample: ``(B, M, M)``."""
         eye = torch.eye(self.op.m, dtype=x.dtype, device=x.device)

@@ -149,6 +149,7 @@ def train_classifier(
         sched.step()
         if log is not None and (step % 200 == 0 or step == steps - 1):
             log(step, loss.item())
+    clf.sde = sde  # the noise levels it was trained at (ClassifierGuidance compares it with the score's)
     return clf.eval()
 
 
@@ -206,6 +207,12 @@ def load_classifier(path: str | Path) -> tuple[NoisyClassifier, int]:
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{str(p)!r} is a damaged classifier file: {err}") from None
     clf.trained_for = blob.get("trained_for")
+    recorded = (clf.trained_for or {}).get("sde")
+    if isinstance(recorded, dict) and recorded.get("name"):
+        try:  # the SDE it was trained for, as ClassifierGuidance compares it with the score's
+            clf.sde = SDEConfig(recorded["name"], dict(recorded.get("params") or {})).build()
+        except Exception:  # noqa: BLE001 - a custom SDE the config cannot rebuild: nothing to compare
+            pass
     return clf.eval(), clf.n_classes
 
 

@@ -18,7 +18,7 @@ from solvers.peer_names import PEER_NAMES
     ("k_euler_a", "ancestral"),
     ("EulerAncestralDiscreteScheduler", "ancestral"),
     ("UniPCMultistepScheduler", "unipc"),
-    ("sample_heun", "edm_heun"),
+    ("sample_heun", "edm_heun, ode_heun"),
     ("DDIMScheduler", "ddim"),
     ("langevin", "annealed_langevin"),
     # an outside pass: "did you mean 'dpmpp_3m'?" (an ODE solver) for the SDE sampler, no hint for the rest
@@ -28,6 +28,14 @@ from solvers.peer_names import PEER_NAMES
     ("LangevinCorrector", "pc"),
     ("sde-dpmsolver++", "sde_dpmpp_2m"),
     ("RK45", "ode_rk45"),
+    # a second pass: Euler in sigma is DDIM's step; PLMS was told "did you mean 'lms'?"
+    ("k_euler", "ddim, ode_euler"),
+    ("EulerDiscreteScheduler", "ddim"),
+    ("plms", "lms, dpmpp_3m"),
+    ("PNDMScheduler", "lms, dpmpp_3m"),
+    ("dpmpp_2s_ancestral", "sde_dpmpp_2m"),
+    ("dpm_adaptive", "ode_dopri5, ode_rk45"),
+    ("edm", "edm_heun"),
 ])
 def test_a_peer_name_points_to_the_solver_here(name: str, ours: str) -> None:
     quoted = re.escape(repr(name))

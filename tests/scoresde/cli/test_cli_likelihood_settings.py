@@ -84,7 +84,7 @@ def test_a_checkpoint_gets_tighter_default_tolerances(tmp_path, capsys):
     assert recorded("--divergence", "hutchinson", "--integrator", "rk4", "--steps", "4") == (None, None)
     assert main(["likelihood", "--target", "two_gaussians", "--n", "8", "--no-progress",
                  "--out", str(tmp_path / "t.csv")]) == 0  # an exact score keeps the library default
-    assert json.loads((tmp_path / "t.json").read_text())["rtol"] is None
+    assert json.loads((tmp_path / "t.json").read_text())["rtol"] == 1e-5  # (recorded as used)
 
 
 def test_csv_settings_never_overwrite_an_earlier_json_result(tmp_path, capsys):
@@ -114,10 +114,23 @@ def test_settings_that_did_not_apply_are_recorded_as_null(tmp_path, capsys):
     for key in ("n", "steps", "grid", "target_error", "levels", "data_range", "probes", "probe_type", "refresh",
                 "elbo_samples", "seed"):
         assert record[key] is None, key
-    assert record["integrator"] == "dopri5" and record["rtol"] is None  # the library's default: not set
+    assert record["integrator"] == "dopri5" and record["rtol"] == record["atol"] == 1e-5  # the default, as used
     # A fixed grid records its steps and grid; the tolerances only where its pilot uses them.
     out2 = tmp_path / "lp2.csv"
     assert main(["likelihood", "--target", "two_gaussians", "--n", "16", "--integrator", "rk4", "--steps", "6",
                  "--grid", "uniform", "--rtol", "1e-4", "--out", str(out2), "--no-progress"]) == 0
     record = json.loads((tmp_path / "lp2.json").read_text())
     assert (record["n"], record["steps"], record["grid"], record["rtol"]) == (16, 6, "uniform", None)
+
+
+def test_spelling_out_the_default_tolerance_is_the_same_run() -> None:
+    # A resume with `--rtol 1e-5` (the default) was refused: "settings.rtol: null -> 1e-05".
+    from scoresde.cli import build_parser
+    from scoresde.cli.likelihood import applied_settings
+
+    parser = build_parser()
+    base = ["likelihood", "--target", "eight_gaussians", "--divergence", "exact"]
+    plain = applied_settings(parser.parse_args(base))
+    spelled = applied_settings(parser.parse_args([*base, "--rtol", "1e-5", "--atol", "1e-5"]))
+    assert plain == spelled and plain["rtol"] == 1e-5
+    assert applied_settings(parser.parse_args([*base, "--rtol", "1e-4"]))["rtol"] == 1e-4

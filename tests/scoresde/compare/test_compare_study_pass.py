@@ -159,3 +159,15 @@ def test_a_checkpoint_is_the_same_problem_by_content(tmp_path: Path) -> None:
     assert main([*args, "--out", str(out)]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert len(cfg["problem"]["checkpoint"]) == 64
+
+
+def test_changed_options_of_a_swept_solver_are_refused(tmp_path: Path, problem: compare.Problem) -> None:
+    # A second pass: `--option ddim:eta=0.5`, then the same command without it, replaced the
+    # eta = 0.5 cell silently (cells of one solver, budget and seed share a file name).
+    compare.run_comparison(problem, ["ddim", "dpmpp_2m"], n=200, out=tmp_path, solver_options={"ddim": {"eta": 0.5}},
+                           **KW)
+    with pytest.raises(ValueError, match=r'solver_options.ddim: \{"eta": 0.5\} -> \{\}'):
+        compare.run_comparison(problem, ["ddim"], n=200, out=tmp_path, **KW)
+    more = compare.run_comparison(problem, ["ddim", "unipc"], n=200, out=tmp_path,
+                                  solver_options={"ddim": {"eta": 0.5}, "unipc": {"lower_order_final": False}}, **KW)
+    assert more.reused == 1 and more.computed == 1  # a solver new to the folder takes any options

@@ -174,7 +174,7 @@ def test_suggest_sigma_max_is_the_largest_pairwise_distance_in_many_dimensions()
     # Song & Ermon's technique 1 where the distance is the larger (images, many dimensions)
     from scoresde.data.scale import max_pairwise_distance, spread_sigma_max
 
-    x = 0.5 * torch.randn(500, 400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = 0.5 * torch.randn(2000, 400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     d = max(max_pairwise_distance(x), float(x.norm(dim=1).max()))
     assert d > 3 * spread_sigma_max(x)  # ~17 against ~3.2
     assert suggest_sigma_max(x) == pytest.approx(d, rel=1e-12)
@@ -185,10 +185,10 @@ def test_suggest_sigma_max_gives_the_prior_p_T_s_variance_in_few_dimensions() ->
     # An outside walkthrough of docs/guide_data.md: the suggested 7.27 for an arc of variance
     # 4.6 along one axis, and every sampler then warned that the samples come out 5% too narrow
     # ("a noise level of about 13.9 at T ... brings it within 2.5%").
-    from scoresde.data.scale import spread_sigma_max
+    from scoresde.data.scale import largest_variance, spread_sigma_max
 
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]], dtype=torch.float64)
-    v_max = float(x.var(dim=0).max())
+    v_max = largest_variance(x)  # along the widest direction (the top eigenvalue of the covariance)
     assert suggest_sigma_max(x) == pytest.approx(spread_sigma_max(x), rel=1e-12)
     sigma = suggest_sigma_max(x)
     assert sigma > 5.0 and 1 - sigma / math.sqrt(sigma**2 + v_max) == pytest.approx(0.0125, rel=1e-9)
@@ -243,7 +243,7 @@ def test_fuzzed_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
         suggest_sigma_max(torch.ones(5, 2), n=-1)  # silently 0.0 before
     with pytest.raises(TypeError, match="load_data"):
         suggest_sigma_max("moons")
-    assert suggest_sigma_max([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(6.27 * math.sqrt(8.0), rel=1e-3)
+    assert suggest_sigma_max([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(6.27 * math.sqrt(12.5), rel=1e-3)
     # image_grid: a negative nrow / pad was a raw RuntimeError.
     with pytest.raises(ValueError, match="nrow"):
         image_grid(torch.zeros(2, 1, 8, 8), nrow=-1)

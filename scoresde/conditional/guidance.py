@@ -72,7 +72,25 @@ def _like_classifier(classifier: Classifier, x: Tensor) -> Tensor:
                                "lossless) or sample in the classifier's dtype")
 
 
-class ClassifierGuidance:
+class _ForwardsScoreSDE:
+    """A score wrapper's ``sde`` and ``min_score_time``: those its wrapped ``score`` declares, so
+    that a sampler given another SDE refuses the wrapper as it would the score, and the
+    likelihood stops at the network's training range."""
+
+    score: object
+
+    @property
+    def sde(self) -> object:
+        """The SDE the wrapped score declares (``score.sde``), or ``None``."""
+        return getattr(self.score, "sde", None)
+
+    @property
+    def min_score_time(self) -> float | None:
+        """The wrapped score's ``min_score_time`` (a trained network's earliest training time)."""
+        return getattr(self.score, "min_score_time", None)
+
+
+class ClassifierGuidance(_ForwardsScoreSDE):
     """Score wrapper ``s(x, t) + scale * grad_x log p_t(label | x)``.
 
     Args:
@@ -109,16 +127,6 @@ class ClassifierGuidance:
             raise ValueError(f"the classifier was made for {made_for!r} (classifier.sde), the score for {own!r} "
                              f"(score.sde): {difference}; train or build the classifier for the score's SDE")
 
-    @property
-    def sde(self) -> object:
-        """The SDE the wrapped score declares (``score.sde``), so a sampler given another refuses it."""
-        return getattr(self.score, "sde", None)
-
-    @property
-    def min_score_time(self) -> float | None:
-        """The wrapped score's ``min_score_time`` (a trained network's earliest training time)."""
-        return getattr(self.score, "min_score_time", None)
-
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         s = self.score(x, t)
         if self.scale == 0:
@@ -148,7 +156,7 @@ class ClassifierGuidance:
         return s.detach() + self.scale * grad
 
 
-class ClassifierFreeGuidance:
+class ClassifierFreeGuidance(_ForwardsScoreSDE):
     """Score wrapper ``(1 + w) s(x, t, label) - w s(x, t, null)`` (Ho & Salimans 2022).
 
     Cost: with ``scale > 0`` each call runs the network once on ``2 B`` rows (the class and the
@@ -193,16 +201,6 @@ class ClassifierFreeGuidance:
                              f"it must be the network's 'no class' label (usually n_classes = {n_classes})")
         self.scale = check_scale(scale)
         self.null_label = null_label
-
-    @property
-    def sde(self) -> object:
-        """The SDE the wrapped score declares (``score.sde``), so a sampler given another refuses it."""
-        return getattr(self.score, "sde", None)
-
-    @property
-    def min_score_time(self) -> float | None:
-        """The wrapped score's ``min_score_time`` (a trained network's earliest training time)."""
-        return getattr(self.score, "min_score_time", None)
 
     @property
     def network_evaluations_per_call(self) -> int:

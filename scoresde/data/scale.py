@@ -153,7 +153,12 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0, warn: bool = T
     flat = x.reshape(x.shape[0], -1).to(torch.float64)
     if not bool((flat != flat[0]).any()):
         raise ValueError("all the data points coincide: there is no spread to choose a noise scale from")
-    sigma_max = max(max_pairwise_distance(flat), float(flat.norm(dim=1).max()), spread_sigma_max(flat))
+    sigma_max = max(max_pairwise_distance(flat), float(flat.norm(dim=1).max()))
+    # The widest direction's variance is at most the total: skip its eigen-solve (a power method
+    # over thousands of pixels) where even the total cannot beat the distance, as for images.
+    keep = 1.0 - SPREAD_SHARE * PRIOR_SPREAD_LIMIT
+    if math.sqrt(float(flat.var(dim=0).sum())) * keep / math.sqrt(1.0 - keep * keep) > sigma_max:
+        sigma_max = max(sigma_max, spread_sigma_max(flat))
     if warn:
         warn_off_centre(flat, sigma_max, which="the suggested")
     return sigma_max

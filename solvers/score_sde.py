@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_score_sde", "marginals_difference", "warn_below_training_range", "SCORE_SDE_RTOL"]
+__all__ = ["check_score_sde", "check_training_sde", "marginals_difference", "warn_below_training_range",
+           "SCORE_SDE_RTOL"]
 
 SCORE_SDE_RTOL = 1e-3
 """Relative difference of ``alpha(t)`` or ``sigma(t)`` above which the SDEs count as different.
@@ -89,6 +90,22 @@ def check_score_sde(score: Any, sde: Any, *, what: str = "score") -> None:
               "scoresde.train.load_model returns with a trained model)")
     raise ValueError(f"the {what} was made for {declared!r} ({what}.sde), not for the sde given, {sde!r}: "
                      f"{difference} (the {what}'s SDE against the one given); {advice}")
+
+
+def check_training_sde(trained: Any, sde: Any) -> None:
+    """Refuse building a trained network's score for ``sde`` when it was trained (``trained``;
+    ``None``: not known) under an SDE with other marginals: its time input would mean other
+    noise levels.
+
+    Raises:
+        ValueError: naming both SDEs and where they part (`marginals_difference`).
+    """
+    difference = None if trained is None else marginals_difference(trained, sde)
+    if difference is not None:
+        raise ValueError(
+            f"this model was trained under {trained!r}, but score_fn was given {sde!r}: {difference} (the "
+            f"training SDE against the one given); the network's time input would mean other noise levels: "
+            f"use the SDE it was trained with (scoresde.train.load_model returns it)")
 
 
 def warn_below_training_range(score: Any, sde: Any) -> None:

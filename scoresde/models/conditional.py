@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from solvers.inputs import as_integer, as_real
 from solvers.protocol import DiffusionSDE
-from solvers.score_sde import marginals_difference
+from solvers.score_sde import check_training_sde
 from solvers.utils import append_dims
 
 __all__ = ["LabelConditional"]
@@ -157,11 +157,7 @@ class LabelConditional(nn.Module):
             ValueError: the model was trained (``trained_sde``) under an SDE whose marginals
                 differ from ``sde``'s.
         """
-        if self.trained_sde is not None:
-            difference = marginals_difference(self.trained_sde, sde)
-            if difference is not None:
-                raise ValueError(f"this model was trained under {self.trained_sde!r}, but score_fn was given "
-                                 f"{sde!r}: {difference}; use the SDE it was trained with")
+        check_training_sde(self.trained_sde, sde)
 
         def score(x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
             _, sigma = sde.marginal_coeffs(t)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from solvers.inputs import as_real
 from solvers.protocol import DiffusionSDE, ScoreFn
-from solvers.score_sde import marginals_difference
+from solvers.score_sde import check_training_sde
 from solvers.utils import append_dims, batch_time
 
 from .mlp import MLP, data_sizes
@@ -225,13 +225,7 @@ class ScoreModel(nn.Module):
             ValueError: the model was trained (``trained_sde``, set by `load_model` and the
                 trainer) under an SDE whose marginals differ from ``sde``'s.
         """
-        if self.trained_sde is not None:
-            difference = marginals_difference(self.trained_sde, sde)
-            if difference is not None:
-                raise ValueError(
-                    f"this model was trained under {self.trained_sde!r}, but score_fn was given {sde!r}: "
-                    f"{difference} (the training SDE against the one given); the network's time input would "
-                    f"mean other noise levels: use the SDE it was trained with (load_model returns it)")
+        check_training_sde(self.trained_sde, sde)
 
         def score(x: Tensor, t: Tensor) -> Tensor:
             self._like_parameters(x, exact=True)  # a solver's state keeps its dtype: no silent casts

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_score_sde", "check_training_sde", "marginals_difference", "warn_below_training_range",
-           "SCORE_SDE_RTOL"]
+__all__ = ["check_score_sde", "check_training_sde", "marginals_difference", "trained_time_floor",
+           "warn_below_training_range", "SCORE_SDE_RTOL"]
 
 SCORE_SDE_RTOL = 1e-3
 """Relative difference of ``alpha(t)`` or ``sigma(t)`` above which the SDEs count as different.
@@ -108,14 +108,26 @@ def check_training_sde(trained: Any, sde: Any) -> None:
             f"use the SDE it was trained with (scoresde.train.load_model returns it)")
 
 
+def trained_time_floor(score: Any, sde: Any) -> float | None:
+    """The earliest time the score's network was trained at: the larger ``min_score_time`` of
+    ``score`` (a trained `scoresde` model's score carries it) and ``sde`` (a discrete schedule's
+    first timestep), or ``None`` where neither has one."""
+    floors = []
+    for source in (score, sde):
+        value = getattr(source, "min_score_time", None)
+        try:
+            floors += [] if value is None else [float(value)]
+        except (TypeError, ValueError):
+            continue
+    return max(floors) if floors else None
+
+
 def warn_below_training_range(score: Any, sde: Any) -> None:
     """Warn when a run ends (``sde.eps``) below the earliest time the score's network was trained
-    at (``score.min_score_time``, which a trained `scoresde` model's score carries): its score
-    there is extrapolated, not learned."""
-    floor = getattr(score, "min_score_time", None)
+    at (`trained_time_floor`): its score there is extrapolated, not learned."""
+    floor = trained_time_floor(score, sde)
     try:
         eps = float(sde.eps)
-        floor = None if floor is None else float(floor)
     except (AttributeError, TypeError, ValueError):
         return
     if floor is not None and eps < floor * (1.0 - 1e-9):

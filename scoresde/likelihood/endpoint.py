@@ -50,6 +50,7 @@ from torch import Tensor
 
 from solvers.dynamics import NonFiniteScoreError
 from solvers.protocol import DiffusionSDE
+from solvers.score_sde import trained_time_floor
 
 from .flow import AugmentedFlow
 
@@ -65,27 +66,21 @@ def data_end_time(sde: DiffusionSDE, score: object = None) -> float:
     timestep (`scoresde.DiscreteVPSDE`), or the earliest time a trained `ScoreModel` was trained
     at (its `score_fn` carries it). A network is not asked below the times it was trained at."""
     end = min(float(sde.eps), DATA_END_TIME)
-    for source in (sde, score):
-        floor = getattr(source, "min_score_time", None)
-        if floor is not None:
-            end = max(end, float(floor))
-    return end
+    floor = trained_time_floor(score, sde)
+    return end if floor is None else max(end, floor)
 
 
 def warn_if_below_trained_range(eps: float | None, score_fn: object, sde: DiffusionSDE) -> None:
     """Warn when an explicit ``eps`` (of the likelihood's ODE or the reverse-SDE bound) lies below
     the earliest time the network was trained at (``min_score_time`` of the score or the SDE): its
     score there is extrapolated."""
-    if eps is None:
-        return
-    floors = [float(f) for f in (getattr(score_fn, "min_score_time", None), getattr(sde, "min_score_time", None))
-              if f is not None]
-    if floors and float(eps) < max(floors):
+    floor = None if eps is None else trained_time_floor(score_fn, sde)
+    if eps is not None and floor is not None and float(eps) < floor:
         from ..interop._warn import warn_at_user
 
         warn_at_user(
-            f"eps = {float(eps):g} is below the earliest time the network was trained at ({max(floors):g}): its "
-            f"score on [{float(eps):g}, {max(floors):g}] is extrapolated, not learned; without eps the likelihood "
+            f"eps = {float(eps):g} is below the earliest time the network was trained at ({floor:g}): its "
+            f"score on [{float(eps):g}, {floor:g}] is extrapolated, not learned; without eps the likelihood "
             "starts at that time and adds the rest as the data density's end piece (docs/likelihood.md)")
 
 

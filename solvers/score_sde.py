@@ -75,9 +75,9 @@ def check_score_sde(score: Any, sde: Any, *, what: str = "score") -> None:
     `scoresde.conditional.Replacement`).
 
     Raises:
-        ValueError: the end times differ, or ``alpha(t)`` / ``sigma(t)`` differ by more than
-            `SCORE_SDE_RTOL` at a time in ``[eps, T]``; the message names both SDEs and the
-            first time where they part.
+        ValueError: ``sde`` runs past the declared SDE's ``T``, or ``alpha(t)`` / ``sigma(t)``
+            differ by more than `SCORE_SDE_RTOL` at a time in ``[eps, T]``; the message names
+            both SDEs and the first time where they part.
     """
     declared = getattr(score, "sde", None)
     if declared is None:

@@ -85,8 +85,14 @@ def spread_sigma_max(x: Tensor, limit: float = SPREAD_SHARE * PRIOR_SPREAD_LIMIT
     ``limit``, 1.25%). The widest direction, not the widest coordinate: the same data rotated
     give the same suggestion (along the diagonal of 10-D, the widest coordinate's variance is a
     tenth of the principal one, and samples came out 2.5% too narrow with mode weights off)."""
+    return math.sqrt(largest_variance(x)) * _stds_for(limit)
+
+
+def _stds_for(limit: float) -> float:
+    """Standard deviations of the data that ``sigma_max`` must reach for a spread error of ``limit``:
+    ``(1 - limit) / sqrt(1 - (1 - limit)^2)``."""
     keep = 1.0 - limit
-    return math.sqrt(largest_variance(x)) * keep / math.sqrt(1.0 - keep * keep)
+    return keep / math.sqrt(1.0 - keep * keep)
 
 
 def max_pairwise_distance(x: Tensor, *, chunk: int = 1024) -> float:
@@ -156,8 +162,7 @@ def suggest_sigma_max(data: Any, *, n: int = 5000, seed: int = 0, warn: bool = T
     sigma_max = max(max_pairwise_distance(flat), float(flat.norm(dim=1).max()))
     # The widest direction's variance is at most the total: skip its eigen-solve (a power method
     # over thousands of pixels) where even the total cannot beat the distance, as for images.
-    keep = 1.0 - SPREAD_SHARE * PRIOR_SPREAD_LIMIT
-    if math.sqrt(float(flat.var(dim=0).sum())) * keep / math.sqrt(1.0 - keep * keep) > sigma_max:
+    if math.sqrt(float(flat.var(dim=0).sum())) * _stds_for(SPREAD_SHARE * PRIOR_SPREAD_LIMIT) > sigma_max:
         sigma_max = max(sigma_max, spread_sigma_max(flat))
     if warn:
         warn_off_centre(flat, sigma_max, which="the suggested")
